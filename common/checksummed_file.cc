@@ -1,0 +1,222 @@
+#include "common/checksummed_file.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "common/crc32c.h"
+#include "common/status_macros.h"
+
+namespace prl {
+namespace {
+
+constexpr char kMagic[8] = {'P', 'R', 'L', 'F', 'I', 'L', 'E', '\0'};
+constexpr uint32_t kVersion = 1;
+constexpr size_t kHeaderSize = 24;
+
+absl::Status OsError(absl::string_view what, const std::string& path) {
+  const int err = errno;
+  const std::string message = absl::StrCat(what, " '", path, "': ", std::strerror(err));
+  switch (err) {
+    case ENOENT:
+      return absl::NotFoundError(message);
+    case EACCES:
+    case EPERM:
+      return absl::PermissionDeniedError(message);
+    case ENOSPC:
+    case EDQUOT:
+      return absl::ResourceExhaustedError(message);
+    default:
+      return absl::InternalError(message);
+  }
+}
+
+void PutLe32(uint32_t v, char* out) {
+  for (int i = 0; i < 4; ++i) out[i] = static_cast<char>((v >> (8 * i)) & 0xFF);
+}
+void PutLe64(uint64_t v, char* out) {
+  for (int i = 0; i < 8; ++i) out[i] = static_cast<char>((v >> (8 * i)) & 0xFF);
+}
+uint32_t GetLe32(const char* in) {
+  uint32_t v = 0;
+  for (int i = 0; i < 4; ++i) v |= static_cast<uint32_t>(static_cast<unsigned char>(in[i])) << (8 * i);
+  return v;
+}
+uint64_t GetLe64(const char* in) {
+  uint64_t v = 0;
+  for (int i = 0; i < 8; ++i) v |= static_cast<uint64_t>(static_cast<unsigned char>(in[i])) << (8 * i);
+  return v;
+}
+
+absl::Status WriteAll(int fd, const char* data, size_t n, off_t offset, const std::string& path) {
+  while (n > 0) {
+    const ssize_t w = pwrite(fd, data, n, offset);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      return OsError("cannot write", path);
+    }
+    data += w;
+    n -= static_cast<size_t>(w);
+    offset += w;
+  }
+  return absl::OkStatus();
+}
+
+std::string DirName(const std::string& path) {
+  const size_t slash = path.rfind('/');
+  if (slash == std::string::npos) return ".";
+  if (slash == 0) return "/";
+  return path.substr(0, slash);
+}
+
+absl::Status FsyncDirectory(const std::string& path) {
+  const std::string dir = DirName(path);
+  const int fd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return OsError("cannot open directory", dir);
+  const int rc = fsync(fd);
+  close(fd);
+  if (rc != 0) return OsError("cannot fsync directory", dir);
+  return absl::OkStatus();
+}
+
+std::string TempPathFor(const std::string& path) {
+  static std::atomic<uint64_t> counter{0};
+  return absl::StrCat(path, ".tmp.", getpid(), ".", counter.fetch_add(1));
+}
+
+// Opens a fresh temp file beside `path`.
+absl::StatusOr<int> OpenTemp(const std::string& temp_path) {
+  const int fd = open(temp_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return OsError("cannot create", temp_path);
+  return fd;
+}
+
+// fsyncs and closes `fd`, then renames temp over target and fsyncs the directory.
+absl::Status Publish(int fd, const std::string& temp_path, const std::string& path) {
+  if (fsync(fd) != 0) {
+    absl::Status s = OsError("cannot fsync", temp_path);
+    close(fd);
+    return s;
+  }
+  if (close(fd) != 0) return OsError("cannot close", temp_path);
+  if (rename(temp_path.c_str(), path.c_str()) != 0) return OsError("cannot rename onto", path);
+  return FsyncDirectory(path);
+}
+
+}  // namespace
+
+ChecksummedFileWriter::ChecksummedFileWriter(std::string path, std::string temp_path, int fd)
+    : path_(std::move(path)), temp_path_(std::move(temp_path)), fd_(fd) {}
+
+absl::StatusOr<std::unique_ptr<ChecksummedFileWriter>> ChecksummedFileWriter::Create(
+    const std::string& path) {
+  std::string temp_path = TempPathFor(path);
+  PRL_ASSIGN_OR_RETURN(int fd, OpenTemp(temp_path));
+  return std::unique_ptr<ChecksummedFileWriter>(
+      new ChecksummedFileWriter(path, std::move(temp_path), fd));
+}
+
+ChecksummedFileWriter::~ChecksummedFileWriter() {
+  if (committed_) return;
+  if (fd_ >= 0) close(fd_);
+  unlink(temp_path_.c_str());
+}
+
+absl::Status ChecksummedFileWriter::Append(absl::string_view data) {
+  if (committed_ || fd_ < 0) return absl::FailedPreconditionError("writer already committed");
+  PRL_RETURN_IF_ERROR(WriteAll(fd_, data.data(), data.size(),
+                               static_cast<off_t>(kHeaderSize + length_), temp_path_));
+  crc_ = Crc32cExtend(crc_, data);
+  length_ += data.size();
+  return absl::OkStatus();
+}
+
+absl::Status ChecksummedFileWriter::Commit() {
+  if (committed_ || fd_ < 0) return absl::FailedPreconditionError("writer already committed");
+  char header[kHeaderSize];
+  std::memcpy(header, kMagic, sizeof(kMagic));
+  PutLe32(kVersion, header + 8);
+  PutLe32(crc_, header + 12);
+  PutLe64(length_, header + 16);
+  PRL_RETURN_IF_ERROR(WriteAll(fd_, header, kHeaderSize, 0, temp_path_));
+  const int fd = fd_;
+  fd_ = -1;
+  absl::Status s = Publish(fd, temp_path_, path_);
+  if (!s.ok()) {
+    unlink(temp_path_.c_str());
+    return s;
+  }
+  committed_ = true;
+  return absl::OkStatus();
+}
+
+absl::Status WriteChecksummedFile(const std::string& path, absl::string_view payload) {
+  PRL_ASSIGN_OR_RETURN(auto writer, ChecksummedFileWriter::Create(path));
+  PRL_RETURN_IF_ERROR(writer->Append(payload));
+  return writer->Commit();
+}
+
+absl::StatusOr<std::string> ReadChecksummedFile(const std::string& path) {
+  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return OsError("cannot open", path);
+  std::string contents;
+  char chunk[1 << 16];
+  for (;;) {
+    const ssize_t n = read(fd, chunk, sizeof(chunk));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      absl::Status s = OsError("cannot read", path);
+      close(fd);
+      return s;
+    }
+    if (n == 0) break;
+    contents.append(chunk, static_cast<size_t>(n));
+  }
+  close(fd);
+  auto corrupt = [&path](absl::string_view why) {
+    return absl::DataLossError(
+        absl::StrCat("file '", path, "' is corrupt or not a PRL file: ", why));
+  };
+  if (contents.size() < kHeaderSize) {
+    return corrupt(absl::StrCat("it has ", contents.size(), " bytes, fewer than the ",
+                                kHeaderSize, "-byte header"));
+  }
+  if (std::memcmp(contents.data(), kMagic, sizeof(kMagic)) != 0) return corrupt("bad magic");
+  const uint32_t version = GetLe32(contents.data() + 8);
+  if (version != kVersion) {
+    return corrupt(absl::StrCat("format version ", version, " (this build reads ", kVersion, ")"));
+  }
+  const uint32_t crc = GetLe32(contents.data() + 12);
+  const uint64_t length = GetLe64(contents.data() + 16);
+  if (length != contents.size() - kHeaderSize) {
+    return corrupt(absl::StrCat("header says ", length, " payload bytes, file has ",
+                                contents.size() - kHeaderSize));
+  }
+  std::string payload = contents.substr(kHeaderSize);
+  const uint32_t actual = Crc32c(payload);
+  if (actual != crc) {
+    return corrupt(absl::StrCat("checksum mismatch (header 0x", absl::Hex(crc),
+                                ", payload 0x", absl::Hex(actual), ")"));
+  }
+  return payload;
+}
+
+absl::Status WriteFileAtomically(const std::string& path, absl::string_view contents) {
+  const std::string temp_path = TempPathFor(path);
+  PRL_ASSIGN_OR_RETURN(int fd, OpenTemp(temp_path));
+  absl::Status s = WriteAll(fd, contents.data(), contents.size(), 0, temp_path);
+  if (s.ok()) {
+    s = Publish(fd, temp_path, path);
+  } else {
+    close(fd);
+  }
+  if (!s.ok()) unlink(temp_path.c_str());
+  return s;
+}
+
+}  // namespace prl
