@@ -4,6 +4,7 @@
 #define PRL_COMMON_GRPC_STATUS_H_
 
 #include "absl/status/status.h"
+#include "absl/strings/string_view.h"
 #include "grpcpp/support/status.h"
 
 namespace prl {
@@ -13,6 +14,9 @@ grpc::Status ToGrpcStatus(const absl::Status& status);
 
 // Converts a grpc::Status received by a client to an absl::Status.
 absl::Status FromGrpcStatus(const grpc::Status& status);
+
+// UNIMPLEMENTED for an RPC this build does not serve yet, naming it and the binary.
+grpc::Status UnimplementedRpc(absl::string_view binary, absl::string_view method);
 
 }  // namespace prl
 

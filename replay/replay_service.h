@@ -1,0 +1,50 @@
+// The gRPC adapter of one replay shard (prl.v1.ReplayService). Checks the bearer token on
+// mutating RPCs and converts at the edge; the table core arrives with the replay issue, until
+// then every RPC answers UNIMPLEMENTED. Thread-safe; owned by prl_replay's main (or a test)
+// and must outlive the server it is registered with.
+#ifndef PRL_REPLAY_REPLAY_SERVICE_H_
+#define PRL_REPLAY_REPLAY_SERVICE_H_
+
+#include <string>
+
+#include "common/auth.h"
+#include "proto/replay.grpc.pb.h"
+
+namespace prl::replay {
+
+struct ReplayServiceOptions {
+  // Bearer token required on mutating RPCs; empty turns the check off.
+  std::string auth_token;
+};
+
+class ReplayServiceImpl final : public v1::ReplayService::Service {
+ public:
+  explicit ReplayServiceImpl(const ReplayServiceOptions& options);
+
+  grpc::Status CreateTable(grpc::ServerContext* context, const v1::CreateTableRequest* request,
+                           v1::CreateTableResponse* response) override;
+  grpc::Status DeleteTable(grpc::ServerContext* context, const v1::DeleteTableRequest* request,
+                           v1::DeleteTableResponse* response) override;
+  grpc::Status Insert(grpc::ServerContext* context,
+                      grpc::ServerReader<v1::InsertRequest>* reader,
+                      v1::InsertResponse* response) override;
+  grpc::Status Sample(grpc::ServerContext* context, const v1::SampleRequest* request,
+                      v1::SampleResponse* response) override;
+  grpc::Status UpdatePriorities(grpc::ServerContext* context,
+                                const v1::UpdatePrioritiesRequest* request,
+                                v1::UpdatePrioritiesResponse* response) override;
+  grpc::Status Info(grpc::ServerContext* context, const v1::InfoRequest* request,
+                    v1::InfoResponse* response) override;
+  grpc::Status Checkpoint(grpc::ServerContext* context, const v1::CheckpointRequest* request,
+                          v1::CheckpointResponse* response) override;
+
+ private:
+  // Auth check, then UNIMPLEMENTED naming the method.
+  grpc::Status MutatingNotYetServed(const grpc::ServerContext& context, const char* method);
+
+  const TokenAuthenticator auth_;
+};
+
+}  // namespace prl::replay
+
+#endif  // PRL_REPLAY_REPLAY_SERVICE_H_
