@@ -28,9 +28,15 @@ int main(int argc, char** argv) {
     std::cerr << "prl_actor: --actor_learner must name the learner's HOST:PORT\n";
     return 1;
   }
+  // the token this actor sends on its mutating calls to the learner and replay.
+  auto token = prl::AuthTokenFromFlags();
+  if (!token.ok()) {
+    std::cerr << "prl_actor: " << token.status().message() << "\n";
+    return 1;
+  }
   auto registry = std::make_shared<prometheus::Registry>();
-  auto host = prl::ServerHost::Start(prl::ServerOptionsFromFlags("actor", 50054, 9154), {},
-                                     registry);
+  auto host =
+      prl::ServerHost::Start(prl::ServerOptionsFromFlags("actor", 50054, 9154), {}, registry);
   if (!host.ok()) {
     std::cerr << "prl_actor: " << host.status().message() << "\n";
     return 1;

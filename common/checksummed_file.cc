@@ -44,12 +44,14 @@ void PutLe64(uint64_t v, char* out) {
 }
 uint32_t GetLe32(const char* in) {
   uint32_t v = 0;
-  for (int i = 0; i < 4; ++i) v |= static_cast<uint32_t>(static_cast<unsigned char>(in[i])) << (8 * i);
+  for (int i = 0; i < 4; ++i)
+    v |= static_cast<uint32_t>(static_cast<unsigned char>(in[i])) << (8 * i);
   return v;
 }
 uint64_t GetLe64(const char* in) {
   uint64_t v = 0;
-  for (int i = 0; i < 8; ++i) v |= static_cast<uint64_t>(static_cast<unsigned char>(in[i])) << (8 * i);
+  for (int i = 0; i < 8; ++i)
+    v |= static_cast<uint64_t>(static_cast<unsigned char>(in[i])) << (8 * i);
   return v;
 }
 
@@ -183,8 +185,8 @@ absl::StatusOr<std::string> ReadChecksummedFile(const std::string& path) {
         absl::StrCat("file '", path, "' is corrupt or not a PRL file: ", why));
   };
   if (contents.size() < kHeaderSize) {
-    return corrupt(absl::StrCat("it has ", contents.size(), " bytes, fewer than the ",
-                                kHeaderSize, "-byte header"));
+    return corrupt(absl::StrCat("it has ", contents.size(), " bytes, fewer than the ", kHeaderSize,
+                                "-byte header"));
   }
   if (std::memcmp(contents.data(), kMagic, sizeof(kMagic)) != 0) return corrupt("bad magic");
   const uint32_t version = GetLe32(contents.data() + 8);
@@ -200,8 +202,8 @@ absl::StatusOr<std::string> ReadChecksummedFile(const std::string& path) {
   std::string payload = contents.substr(kHeaderSize);
   const uint32_t actual = Crc32c(payload);
   if (actual != crc) {
-    return corrupt(absl::StrCat("checksum mismatch (header 0x", absl::Hex(crc),
-                                ", payload 0x", absl::Hex(actual), ")"));
+    return corrupt(absl::StrCat("checksum mismatch (header 0x", absl::Hex(crc), ", payload 0x",
+                                absl::Hex(actual), ")"));
   }
   return payload;
 }

@@ -63,8 +63,7 @@ absl::Status CallWithRetry(const CallOptions& call_options, const RetryOptions& 
     if (status.error_code() != grpc::StatusCode::UNAVAILABLE) break;
     if (attempt >= retry.max_attempts) break;
     // full jitter: sleep uniformly in [backoff/2, backoff].
-    const absl::Duration sleep =
-        backoff * absl::Uniform(rng, 0.5, 1.0);
+    const absl::Duration sleep = backoff * absl::Uniform(rng, 0.5, 1.0);
     if (absl::Now() + sleep >= give_up) break;
     absl::SleepFor(sleep);
     backoff = std::min(backoff * retry.multiplier, retry.max_backoff);
@@ -72,8 +71,8 @@ absl::Status CallWithRetry(const CallOptions& call_options, const RetryOptions& 
   return FromGrpcStatus(status);
 }
 
-absl::Status CheckHealth(const std::shared_ptr<grpc::Channel>& channel,
-                         const CallOptions& options, const std::string& service) {
+absl::Status CheckHealth(const std::shared_ptr<grpc::Channel>& channel, const CallOptions& options,
+                         const std::string& service) {
   auto stub = grpc::health::v1::Health::NewStub(channel);
   grpc::health::v1::HealthCheckRequest request;
   request.set_service(service);
@@ -83,9 +82,9 @@ absl::Status CheckHealth(const std::shared_ptr<grpc::Channel>& channel,
   grpc::Status status = stub->Check(&context, request, &response);
   if (!status.ok()) return FromGrpcStatus(status);
   if (response.status() != grpc::health::v1::HealthCheckResponse::SERVING) {
-    return absl::UnavailableError(absl::StrCat(
-        "not serving: health status ",
-        grpc::health::v1::HealthCheckResponse::ServingStatus_Name(response.status())));
+    return absl::UnavailableError(
+        absl::StrCat("not serving: health status ",
+                     grpc::health::v1::HealthCheckResponse::ServingStatus_Name(response.status())));
   }
   return absl::OkStatus();
 }

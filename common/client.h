@@ -60,8 +60,8 @@ absl::Status CallWithRetry(const CallOptions& call_options, const RetryOptions& 
 // Asks the standard health service of the server behind `channel`; OK iff it answers
 // SERVING for `service` ("" = the whole server). Errors: the RPC's status, or UNAVAILABLE
 // "not serving" with the status it reported.
-absl::Status CheckHealth(const std::shared_ptr<grpc::Channel>& channel,
-                         const CallOptions& options, const std::string& service = "");
+absl::Status CheckHealth(const std::shared_ptr<grpc::Channel>& channel, const CallOptions& options,
+                         const std::string& service = "");
 
 }  // namespace prl
 

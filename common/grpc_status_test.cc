@@ -34,7 +34,8 @@ TEST(GrpcStatusTest, NamedCodesAgree) {
 TEST(GrpcStatusTest, UnimplementedRpcNamesMethodAndBinary) {
   grpc::Status s = UnimplementedRpc("prl_replay", "ReplayService.Sample");
   EXPECT_EQ(s.error_code(), grpc::StatusCode::UNIMPLEMENTED);
-  EXPECT_EQ(s.error_message(), "ReplayService.Sample is not implemented by this version of prl_replay");
+  EXPECT_EQ(s.error_message(),
+            "ReplayService.Sample is not implemented by this version of prl_replay");
 }
 
 }  // namespace

@@ -5,9 +5,9 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "common/health_service.h"
 #include "common/logging.h"
 #include "common/metrics.h"
-#include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/resource_quota.h"
 #include "grpcpp/security/server_credentials.h"
 #include "grpcpp/server_builder.h"
@@ -48,8 +48,7 @@ absl::Status ValidateOptions(const ServerOptions& o) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeCredentials(
-    const ServerOptions& o) {
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeCredentials(const ServerOptions& o) {
   if (o.tls_cert_file.empty()) return grpc::InsecureServerCredentials();
   auto cert = ReadFile(o.tls_cert_file, "tls_cert");
   if (!cert.ok()) return cert.status();
@@ -92,7 +91,6 @@ absl::StatusOr<std::unique_ptr<ServerHost>> ServerHost::Start(
     host->metrics_port_ = ports.front();
   }
 
-  grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
   const std::string address = absl::StrCat(options.host, ":", options.port);
   builder.AddListeningPort(address, *credentials, &host->port_);
@@ -108,14 +106,16 @@ absl::StatusOr<std::unique_ptr<ServerHost>> ServerHost::Start(
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
   interceptors.push_back(std::make_unique<RpcMetricsInterceptorFactory>(*host->registry_));
   builder.experimental().SetInterceptorCreators(std::move(interceptors));
+  host->health_ = std::make_unique<HealthService>();
+  builder.RegisterService(host->health_.get());
   for (grpc::Service* service : services) builder.RegisterService(service);
 
   host->server_ = builder.BuildAndStart();
   if (host->server_ == nullptr || host->port_ == 0) {
-    return absl::UnavailableError(absl::StrCat("--port: cannot listen on ", address,
-                                               " (in use, or not a local address?)"));
+    return absl::UnavailableError(
+        absl::StrCat("--port: cannot listen on ", address, " (in use, or not a local address?)"));
   }
-  host->server_->GetHealthCheckService()->SetServingStatus(true);
+  host->health_->SetStatus("", grpc::health::v1::HealthCheckResponse::SERVING);
   PRL_LOG(INFO) << options.service_name << " serving on " << host->address()
                 << (host->tls_ ? " (TLS)" : "") << ", metrics on port " << host->metrics_port_;
   return host;
@@ -142,7 +142,7 @@ void ServerHost::Shutdown() {
   // gRPC server drains rather than after.
   std::thread stop_metrics([exposer = std::move(exposer_)]() mutable { exposer.reset(); });
   // ends health Watch streams and answers NOT_SERVING from here on.
-  server_->GetHealthCheckService()->Shutdown();
+  health_->Shutdown();
   server_->Shutdown(absl::ToChronoTime(absl::Now() + options_.drain_timeout));
   server_->Wait();
   stop_metrics.join();

@@ -23,7 +23,7 @@
 
 namespace prl {
 
-class RpcMetricsInterceptorFactory;
+class HealthService;
 
 struct ServerOptions {
   // Names the process in logs and prl_build_info: "replay", "learner", ...
@@ -65,6 +65,9 @@ class ServerHost {
   // The bound metrics port, or -1 when disabled.
   int metrics_port() const { return metrics_port_; }
   bool tls() const { return tls_; }
+  // The health service: "" is SERVING from Start() until Shutdown(); services may report their
+  // own names through it.
+  HealthService& health() { return *health_; }
 
   // One line for launchers and tests, printed to stdout when a server is ready:
   //   PRL_READY service=replay grpc=127.0.0.1:40123 metrics=127.0.0.1:40124
@@ -80,6 +83,7 @@ class ServerHost {
   ServerOptions options_;
   std::shared_ptr<prometheus::Registry> registry_;
   std::unique_ptr<prometheus::Exposer> exposer_;
+  std::unique_ptr<HealthService> health_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
   int metrics_port_ = -1;

@@ -22,7 +22,8 @@ ABSL_FLAG(int, metrics_port, -2,
 ABSL_FLAG(std::string, tls_cert, "", "PEM certificate chain; with --tls_key turns TLS on.");
 ABSL_FLAG(std::string, tls_key, "", "PEM private key for --tls_cert.");
 ABSL_FLAG(std::string, auth_token_file, "",
-          "File holding the bearer token that mutating RPCs must carry. Default: "
+          "File holding the bearer token: servers require it on mutating RPCs, clients "
+          "(actors) send it. Default: "
           "$PRL_AUTH_TOKEN, or no auth when unset.");
 ABSL_FLAG(int, max_message_bytes, 64 << 20, "Largest gRPC message accepted or sent.");
 ABSL_FLAG(int, grpc_max_threads, 16, "Most threads the gRPC server may use for handlers.");

@@ -73,8 +73,10 @@ TEST(ServerHostTest, ServesHealthMetricsAndBuildInfo) {
   ASSERT_TRUE(metrics.ok()) << metrics.status();
   EXPECT_THAT(*metrics, HasSubstr("prl_build_info{"));
   EXPECT_THAT(*metrics, HasSubstr("service=\"test\""));
-  EXPECT_THAT(*metrics, HasSubstr(
-      "prl_grpc_server_handled_total{code=\"OK\",method=\"/prl.testing.EchoService/Echo\"} 1"));
+  EXPECT_THAT(
+      *metrics,
+      HasSubstr(
+          "prl_grpc_server_handled_total{code=\"OK\",method=\"/prl.testing.EchoService/Echo\"} 1"));
   EXPECT_THAT(*metrics, HasSubstr("prl_grpc_server_handling_seconds_count"));
   EXPECT_THAT((*host)->ReadyLine(), HasSubstr(absl::StrCat("grpc=", (*host)->address())));
 }
@@ -158,7 +160,8 @@ TEST(ServerHostTest, ServesOverTls) {
   const std::string key = dir + "/key.pem";
   const std::string cmd = absl::StrCat(
       "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=prl.test -addext "
-      "subjectAltName=DNS:prl.test -keyout ", key, " -out ", cert, " 2>/dev/null");
+      "subjectAltName=DNS:prl.test -keyout ",
+      key, " -out ", cert, " 2>/dev/null");
   ASSERT_EQ(std::system(cmd.c_str()), 0) << "openssl is needed (scripts/setup.sh installs it)";
 
   EchoService echo("");

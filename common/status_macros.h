@@ -8,10 +8,10 @@
 #include "absl/status/statusor.h"
 
 // Evaluates `expr` (an absl::Status) and returns it from the enclosing function if not OK.
-#define PRL_RETURN_IF_ERROR(expr)                      \
-  do {                                                 \
-    ::absl::Status prl_status_ = (expr);               \
-    if (!prl_status_.ok()) return prl_status_;         \
+#define PRL_RETURN_IF_ERROR(expr)              \
+  do {                                         \
+    ::absl::Status prl_status_ = (expr);       \
+    if (!prl_status_.ok()) return prl_status_; \
   } while (false)
 
 #define PRL_STATUS_CONCAT_INNER_(a, b) a##b
@@ -22,8 +22,8 @@
 #define PRL_ASSIGN_OR_RETURN(lhs, rexpr) \
   PRL_ASSIGN_OR_RETURN_IMPL_(PRL_STATUS_CONCAT_(prl_statusor_, __LINE__), lhs, rexpr)
 
-#define PRL_ASSIGN_OR_RETURN_IMPL_(statusor, lhs, rexpr) \
-  auto statusor = (rexpr);                               \
+#define PRL_ASSIGN_OR_RETURN_IMPL_(statusor, lhs, rexpr)   \
+  auto statusor = (rexpr);                                 \
   if (!statusor.ok()) return std::move(statusor).status(); \
   lhs = *std::move(statusor)
 

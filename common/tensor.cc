@@ -85,9 +85,9 @@ HostTensor HostTensor::FromFloats(std::vector<int64_t> shape, absl::Span<const f
   for (int64_t d : shape) n *= d;
   PRL_CHECK(n == static_cast<int64_t>(values.size()))
       << "shape " << ShapeString(shape) << " needs " << n << " values, got " << values.size();
-  return HostTensor(DType::kFloat32, std::move(shape),
-                    std::string(reinterpret_cast<const char*>(values.data()),
-                                values.size() * sizeof(float)));
+  return HostTensor(
+      DType::kFloat32, std::move(shape),
+      std::string(reinterpret_cast<const char*>(values.data()), values.size() * sizeof(float)));
 }
 
 HostTensor HostTensor::Copy(const TensorView& view) {
@@ -129,9 +129,9 @@ absl::StatusOr<TensorView> ViewTensorProto(const v1::Tensor& proto, absl::string
   auto want_bytes = ByteSizeFor(*dtype, shape, field);
   if (!want_bytes.ok()) return want_bytes.status();
   if (*want_bytes != proto.data().size()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "field '", field, "': shape ", ShapeString(shape), " of ", DTypeName(*dtype), " needs ",
-        *want_bytes, " bytes of data, got ", proto.data().size()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("field '", field, "': shape ", ShapeString(shape), " of ", DTypeName(*dtype),
+                     " needs ", *want_bytes, " bytes of data, got ", proto.data().size()));
   }
   return TensorView{*dtype, shape, proto.data()};
 }
@@ -151,9 +151,9 @@ absl::Status CheckTensor(const TensorView& view, const TensorSpec& spec) {
     if (!match) {
       std::vector<std::string> dims;
       for (int64_t d : want) dims.push_back(d < 0 ? "*" : absl::StrCat(d));
-      return absl::InvalidArgumentError(
-          absl::StrCat("field '", spec.name, "': shape is ", ShapeString(view.shape),
-                       ", must be [", absl::StrJoin(dims, ", "), "]"));
+      return absl::InvalidArgumentError(absl::StrCat("field '", spec.name, "': shape is ",
+                                                     ShapeString(view.shape), ", must be [",
+                                                     absl::StrJoin(dims, ", "), "]"));
     }
   }
   if (spec.require_finite && view.dtype == DType::kFloat32) {

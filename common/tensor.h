@@ -32,11 +32,17 @@ absl::string_view DTypeName(DType dtype);
 template <typename T>
 constexpr DType DTypeOf();
 template <>
-constexpr DType DTypeOf<float>() { return DType::kFloat32; }
+constexpr DType DTypeOf<float>() {
+  return DType::kFloat32;
+}
 template <>
-constexpr DType DTypeOf<int64_t>() { return DType::kInt64; }
+constexpr DType DTypeOf<int64_t>() {
+  return DType::kInt64;
+}
 template <>
-constexpr DType DTypeOf<uint8_t>() { return DType::kUInt8; }
+constexpr DType DTypeOf<uint8_t>() {
+  return DType::kUInt8;
+}
 
 // Formats a shape as "[2, 3]".
 std::string ShapeString(absl::Span<const int64_t> shape);
@@ -73,7 +79,9 @@ class HostTensor {
 
   TensorView view() const { return TensorView{dtype_, shape_, bytes_}; }
   template <typename T>
-  absl::Span<const T> data() const { return view().data<T>(); }
+  absl::Span<const T> data() const {
+    return view().data<T>();
+  }
   template <typename T>
   absl::Span<T> mutable_data();
 
@@ -108,8 +116,7 @@ absl::StatusOr<TensorView> ViewTensorProto(const v1::Tensor& proto, absl::string
 absl::Status CheckTensor(const TensorView& view, const TensorSpec& spec);
 
 // ViewTensorProto + CheckTensor.
-absl::StatusOr<TensorView> ViewAndCheckTensorProto(const v1::Tensor& proto,
-                                                   const TensorSpec& spec);
+absl::StatusOr<TensorView> ViewAndCheckTensorProto(const v1::Tensor& proto, const TensorSpec& spec);
 
 // Takes ownership of `proto`'s bytes (no copy) after the checks of ViewTensorProto.
 absl::StatusOr<HostTensor> TensorFromProto(v1::Tensor&& proto, absl::string_view field);

@@ -51,15 +51,17 @@ absl::StatusOr<HostTensor> FromTorch(const at::Tensor& tensor) {
   try {
     cpu = tensor.detach().to(at::kCPU).contiguous();
   } catch (const c10::Error& e) {
-    return absl::InternalError(absl::StrCat("cannot copy tensor to CPU: ", e.what_without_backtrace()));
+    return absl::InternalError(
+        absl::StrCat("cannot copy tensor to CPU: ", e.what_without_backtrace()));
   }
   std::vector<int64_t> shape(cpu.sizes().begin(), cpu.sizes().end());
   auto out = HostTensor::Zeros(dtype, std::move(shape));
   if (!out.ok()) return out.status();
   if (out->byte_size() > 0) {
-    char* dst = dtype == DType::kFloat32 ? reinterpret_cast<char*>(out->mutable_data<float>().data())
-                : dtype == DType::kInt64 ? reinterpret_cast<char*>(out->mutable_data<int64_t>().data())
-                                         : reinterpret_cast<char*>(out->mutable_data<uint8_t>().data());
+    char* dst =
+        dtype == DType::kFloat32 ? reinterpret_cast<char*>(out->mutable_data<float>().data())
+        : dtype == DType::kInt64 ? reinterpret_cast<char*>(out->mutable_data<int64_t>().data())
+                                 : reinterpret_cast<char*>(out->mutable_data<uint8_t>().data());
     std::memcpy(dst, cpu.data_ptr(), out->byte_size());
   }
   return out;

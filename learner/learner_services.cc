@@ -10,8 +10,8 @@ constexpr char kBinary[] = "prl_learner";
 ExperimentServiceImpl::ExperimentServiceImpl(const LearnerServiceOptions& options)
     : auth_(options.auth_token) {}
 
-grpc::Status ExperimentServiceImpl::Submit(grpc::ServerContext* context,
-                                           const v1::SubmitRequest*, v1::SubmitResponse*) {
+grpc::Status ExperimentServiceImpl::Submit(grpc::ServerContext* context, const v1::SubmitRequest*,
+                                           v1::SubmitResponse*) {
   if (grpc::Status s = auth_.Check(*context); !s.ok()) return s;
   return UnimplementedRpc(kBinary, "ExperimentService.Submit");
 }
@@ -51,8 +51,8 @@ grpc::Status ActorServiceImpl::Join(grpc::ServerContext* context, const v1::Join
   return MutatingNotYetServed(*context, "ActorService.Join");
 }
 
-grpc::Status ActorServiceImpl::Heartbeat(grpc::ServerContext* context,
-                                         const v1::HeartbeatRequest*, v1::HeartbeatResponse*) {
+grpc::Status ActorServiceImpl::Heartbeat(grpc::ServerContext* context, const v1::HeartbeatRequest*,
+                                         v1::HeartbeatResponse*) {
   return MutatingNotYetServed(*context, "ActorService.Heartbeat");
 }
 

@@ -36,9 +36,9 @@ TEST_F(LearnerServicesTest, ServesHealthAndBuildInfo) {
 TEST_F(LearnerServicesTest, SubmitAndStopNeedTheToken) {
   v1::SubmitRequest submit;
   v1::SubmitResponse submit_response;
-  EXPECT_EQ(experiment_stub_->Submit(server_->Context().get(), submit, &submit_response)
-                .error_code(),
-            grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(
+      experiment_stub_->Submit(server_->Context().get(), submit, &submit_response).error_code(),
+      grpc::StatusCode::UNAUTHENTICATED);
   v1::StopRequest stop;
   v1::StopResponse stop_response;
   EXPECT_EQ(experiment_stub_->Stop(server_->Context("x").get(), stop, &stop_response).error_code(),

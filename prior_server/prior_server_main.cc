@@ -1,5 +1,5 @@
-// prl_prior_server: serves frozen prior models (prl.v1.PriorService), gRPC health and /metrics; stops
-// cleanly on SIGTERM/SIGINT.
+// prl_prior_server: serves frozen prior models (prl.v1.PriorService), gRPC health and /metrics;
+// stops cleanly on SIGTERM/SIGINT.
 #include <iostream>
 #include <memory>
 

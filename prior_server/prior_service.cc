@@ -15,8 +15,8 @@ grpc::Status PriorServiceImpl::ListModels(grpc::ServerContext*, const v1::ListMo
   return UnimplementedRpc(kBinary, "PriorService.ListModels");
 }
 
-grpc::Status PriorServiceImpl::LoadModel(grpc::ServerContext* context,
-                                         const v1::LoadModelRequest*, v1::LoadModelResponse*) {
+grpc::Status PriorServiceImpl::LoadModel(grpc::ServerContext* context, const v1::LoadModelRequest*,
+                                         v1::LoadModelResponse*) {
   if (grpc::Status s = auth_.Check(*context); !s.ok()) return s;
   return UnimplementedRpc(kBinary, "PriorService.LoadModel");
 }

@@ -24,8 +24,8 @@ int main(int argc, char** argv) {
   prl::replay::ReplayServiceImpl service(options);
 
   auto registry = std::make_shared<prometheus::Registry>();
-  auto host = prl::ServerHost::Start(prl::ServerOptionsFromFlags("replay", 50051, 9151),
-                                     {&service}, registry);
+  auto host = prl::ServerHost::Start(prl::ServerOptionsFromFlags("replay", 50051, 9151), {&service},
+                                     registry);
   if (!host.ok()) {
     std::cerr << "prl_replay: " << host.status().message() << "\n";
     return 1;

@@ -51,8 +51,7 @@ grpc::Status ReplayServiceImpl::Info(grpc::ServerContext*, const v1::InfoRequest
 }
 
 grpc::Status ReplayServiceImpl::Checkpoint(grpc::ServerContext* context,
-                                           const v1::CheckpointRequest*,
-                                           v1::CheckpointResponse*) {
+                                           const v1::CheckpointRequest*, v1::CheckpointResponse*) {
   return MutatingNotYetServed(*context, "ReplayService.Checkpoint");
 }
 

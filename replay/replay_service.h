@@ -25,8 +25,7 @@ class ReplayServiceImpl final : public v1::ReplayService::Service {
                            v1::CreateTableResponse* response) override;
   grpc::Status DeleteTable(grpc::ServerContext* context, const v1::DeleteTableRequest* request,
                            v1::DeleteTableResponse* response) override;
-  grpc::Status Insert(grpc::ServerContext* context,
-                      grpc::ServerReader<v1::InsertRequest>* reader,
+  grpc::Status Insert(grpc::ServerContext* context, grpc::ServerReader<v1::InsertRequest>* reader,
                       v1::InsertResponse* response) override;
   grpc::Status Sample(grpc::ServerContext* context, const v1::SampleRequest* request,
                       v1::SampleResponse* response) override;

@@ -27,7 +27,8 @@ absl::StatusOr<std::string> HttpGet(int port, const std::string& path, absl::Dur
     return absl::UnavailableError(absl::StrCat("cannot connect to port ", port));
   }
   const std::string request = absl::StrCat("GET ", path, " HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
-  if (send(fd, request.data(), request.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(request.size())) {
+  if (send(fd, request.data(), request.size(), MSG_NOSIGNAL) !=
+      static_cast<ssize_t>(request.size())) {
     close(fd);
     return absl::UnavailableError("send failed");
   }
@@ -50,7 +51,8 @@ absl::StatusOr<std::string> HttpGet(int port, const std::string& path, absl::Dur
     return absl::InternalError("malformed HTTP response");
   }
   if (response.find(" 200 ") > response.find("\r\n")) {
-    return absl::InternalError(absl::StrCat("HTTP error: ", response.substr(0, response.find("\r\n"))));
+    return absl::InternalError(
+        absl::StrCat("HTTP error: ", response.substr(0, response.find("\r\n"))));
   }
   return response.substr(body + 4);
 }

@@ -17,7 +17,8 @@
 namespace prl::testing {
 
 absl::StatusOr<std::unique_ptr<Subprocess>> Subprocess::Start(
-    const std::vector<std::string>& argv, const std::map<std::string, std::string>& env) {
+    const std::vector<std::string>& argv, const std::map<std::string, std::string>& env,
+    bool merge_stderr) {
   int fds[2];
   if (pipe2(fds, O_CLOEXEC) != 0) return absl::InternalError("pipe failed");
   const pid_t pid = fork();
@@ -25,6 +26,7 @@ absl::StatusOr<std::unique_ptr<Subprocess>> Subprocess::Start(
   if (pid == 0) {
     // child: stdout to the pipe, unblock the signals a test harness may have blocked.
     dup2(fds[1], STDOUT_FILENO);
+    if (merge_stderr) dup2(fds[1], STDERR_FILENO);
     sigset_t all;
     sigfillset(&all);
     sigprocmask(SIG_UNBLOCK, &all, nullptr);
@@ -76,6 +78,19 @@ absl::StatusOr<std::string> Subprocess::WaitForLine(const std::string& prefix,
     auto line = ReadLine(deadline - absl::Now());
     if (!line.ok() || line->rfind(prefix, 0) == 0) return line;
   }
+}
+
+std::string Subprocess::ReadAll(absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  std::string all;
+  for (;;) {
+    auto line = ReadLine(deadline - absl::Now());
+    if (!line.ok()) break;
+    all += *line + "\n";
+  }
+  all += buffer_;
+  buffer_.clear();
+  return all;
 }
 
 void Subprocess::Signal(int signal) { kill(pid_, signal); }

@@ -1,6 +1,7 @@
 // Runs a binary as a child process for multi-process tests: reads its stdout line by line
 // with a deadline, signals it and waits for its exit with a deadline. Its stderr goes to the
-// test's stderr. The destructor SIGKILLs a child that is still running. Not thread-safe.
+// test's stderr unless merged into stdout. The destructor SIGKILLs a child that is still running.
+// Not thread-safe.
 #ifndef PRL_COMMON_TESTING_SUBPROCESS_H_
 #define PRL_COMMON_TESTING_SUBPROCESS_H_
 
@@ -19,9 +20,11 @@ namespace prl::testing {
 
 class Subprocess {
  public:
-  // Starts `argv[0]` with `argv`, adding `env` to the inherited environment.
+  // Starts `argv[0]` with `argv`, adding `env` to the inherited environment. With
+  // `merge_stderr`, stderr goes to the same pipe as stdout.
   static absl::StatusOr<std::unique_ptr<Subprocess>> Start(
-      const std::vector<std::string>& argv, const std::map<std::string, std::string>& env = {});
+      const std::vector<std::string>& argv, const std::map<std::string, std::string>& env = {},
+      bool merge_stderr = false);
   ~Subprocess();
 
   // The next line of stdout, without the newline. Errors: DEADLINE_EXCEEDED, or
@@ -30,6 +33,9 @@ class Subprocess {
 
   // Reads stdout lines until one starts with `prefix`; returns it.
   absl::StatusOr<std::string> WaitForLine(const std::string& prefix, absl::Duration timeout);
+
+  // Everything left on stdout until it closes (or the deadline passes).
+  std::string ReadAll(absl::Duration timeout);
 
   void Signal(int signal);
 
