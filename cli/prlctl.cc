@@ -1,0 +1,248 @@
+// prlctl: the PRL command line.
+//
+//   prlctl health ADDRESS...        ask servers' health services
+//   prlctl validate SPEC_FILE       parse a text-format ExperimentSpec locally
+//   prlctl submit SPEC_FILE         submit an experiment to the learner
+//   prlctl list | get ID | stop ID | watch ID
+//
+// Every call has a deadline (--timeout; --watch_timeout for watch). Mutating calls carry the
+// bearer token from --auth_token_file or $PRL_AUTH_TOKEN.
+#include <cstdio>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/strip.h"
+#include "absl/time/time.h"
+#include "cli/spec_file.h"
+#include "common/auth.h"
+#include "common/client.h"
+#include "common/grpc_status.h"
+#include "common/version.h"
+#include "google/protobuf/text_format.h"
+#include "proto/experiment.grpc.pb.h"
+
+ABSL_FLAG(std::string, learner, "127.0.0.1:50052", "Address of prl_learner (HOST:PORT).");
+ABSL_FLAG(absl::Duration, timeout, absl::Seconds(10), "Deadline of each call.");
+ABSL_FLAG(absl::Duration, watch_timeout, absl::Hours(24), "Deadline of a watch stream.");
+ABSL_FLAG(std::string, auth_token_file, "",
+          "File holding the bearer token for mutating calls. Default: $PRL_AUTH_TOKEN.");
+ABSL_FLAG(std::string, tls_ca, "", "PEM roots to verify TLS servers with; empty: plaintext.");
+ABSL_FLAG(std::string, tls_server_name, "", "Name to expect in the server's certificate.");
+
+namespace prl::cli {
+namespace {
+
+constexpr char kUsage[] =
+    "prlctl: the PRL command line.\n"
+    "\n"
+    "  prlctl health ADDRESS...     health of PRL servers (HOST:PORT each)\n"
+    "  prlctl validate SPEC_FILE    parse a text-format ExperimentSpec locally\n"
+    "  prlctl submit SPEC_FILE      submit an experiment; prints its id\n"
+    "  prlctl list                  experiments, newest first\n"
+    "  prlctl get ID                one experiment, in text format\n"
+    "  prlctl stop ID               stop a queued or running experiment\n"
+    "  prlctl watch ID              follow an experiment's progress until it ends\n"
+    "\n"
+    "Flags go before or after the command, e.g. prlctl --learner=host:50052 list";
+
+int Fail(const absl::Status& status, absl::string_view what) {
+  std::cerr << "prlctl: " << what << ": " << absl::StatusCodeToString(status.code()) << ": "
+            << status.message() << "\n";
+  return status.code() == absl::StatusCode::kInvalidArgument ? 2 : 1;
+}
+
+absl::StatusOr<std::shared_ptr<grpc::Channel>> Connect(const std::string& address) {
+  ChannelOptions options;
+  options.address = address;
+  options.tls_ca_file = absl::GetFlag(FLAGS_tls_ca);
+  options.tls_server_name = absl::GetFlag(FLAGS_tls_server_name);
+  return CreateChannel(options);
+}
+
+absl::StatusOr<CallOptions> Call(absl::Duration timeout) {
+  CallOptions options;
+  options.timeout = timeout;
+  const std::string file = absl::GetFlag(FLAGS_auth_token_file);
+  if (!file.empty()) {
+    auto token = ReadTokenFile(file);
+    if (!token.ok()) return token.status();
+    options.auth_token = *token;
+  } else if (const char* env = std::getenv("PRL_AUTH_TOKEN"); env != nullptr) {
+    options.auth_token = env;
+  }
+  return options;
+}
+
+std::string StateName(v1::ExperimentState state) {
+  std::string name = v1::ExperimentState_Name(state);
+  absl::string_view short_name(name);
+  absl::ConsumePrefix(&short_name, "EXPERIMENT_STATE_");
+  return std::string(short_name);
+}
+
+int Health(const std::vector<std::string>& addresses) {
+  if (addresses.empty()) return Fail(absl::InvalidArgumentError("give HOST:PORT"), "health");
+  int bad = 0;
+  for (const std::string& address : addresses) {
+    auto channel = Connect(address);
+    auto call = Call(absl::GetFlag(FLAGS_timeout));
+    absl::Status status = !channel.ok() ? channel.status()
+                          : !call.ok()  ? call.status()
+                                        : CheckHealth(*channel, *call);
+    std::cout << absl::StrFormat("%-24s %s\n", address,
+                                 status.ok() ? "SERVING" : std::string(status.message()));
+    if (!status.ok()) ++bad;
+  }
+  return bad == 0 ? 0 : 1;
+}
+
+int Validate(const std::string& path) {
+  auto spec = ReadSpecFile(path);
+  if (!spec.ok()) return Fail(spec.status(), "validate");
+  std::cout << path << ": a well-formed ExperimentSpec '" << spec->name()
+            << "' (the learner checks values on submit)\n";
+  return 0;
+}
+
+// Runs one unary ExperimentService call against the learner.
+template <typename Request, typename Response>
+int Unary(absl::string_view what,
+          grpc::Status (v1::ExperimentService::Stub::*method)(grpc::ClientContext*, const Request&,
+                                                               Response*),
+          const Request& request, Response* response) {
+  auto channel = Connect(absl::GetFlag(FLAGS_learner));
+  if (!channel.ok()) return Fail(channel.status(), what);
+  auto call = Call(absl::GetFlag(FLAGS_timeout));
+  if (!call.ok()) return Fail(call.status(), what);
+  auto stub = v1::ExperimentService::NewStub(*channel);
+  grpc::ClientContext context;
+  PrepareContext(*call, &context);
+  grpc::Status status = ((*stub).*method)(&context, request, response);
+  if (!status.ok()) {
+    return Fail(FromGrpcStatus(status), absl::StrCat(what, " (learner ",
+                                                     absl::GetFlag(FLAGS_learner), ")"));
+  }
+  return 0;
+}
+
+void PrintProgressLine(const v1::Experiment& e) {
+  const v1::Progress& p = e.progress();
+  const int width = 30;
+  const int filled = static_cast<int>(p.fraction_done() * width + 0.5);
+  std::cout << absl::StrFormat("\r%-10s [%s%s] %5.1f%% %10d steps %8.0f steps/s eval %8.2f v%d ",
+                               StateName(e.state()), std::string(filled, '#'),
+                               std::string(width - filled, '.'), 100 * p.fraction_done(),
+                               p.env_steps(), p.env_steps_per_second(), p.latest_eval_return(),
+                               p.policy_version())
+            << std::flush;
+}
+
+int Watch(const std::string& id) {
+  auto channel = Connect(absl::GetFlag(FLAGS_learner));
+  if (!channel.ok()) return Fail(channel.status(), "watch");
+  auto call = Call(absl::GetFlag(FLAGS_watch_timeout));
+  if (!call.ok()) return Fail(call.status(), "watch");
+  auto stub = v1::ExperimentService::NewStub(*channel);
+  grpc::ClientContext context;
+  PrepareContext(*call, &context);
+  v1::WatchRequest request;
+  request.set_id(id);
+  auto reader = stub->Watch(&context, request);
+  v1::WatchResponse update;
+  v1::Experiment last;
+  while (reader->Read(&update)) {
+    last = update.experiment();
+    PrintProgressLine(last);
+  }
+  grpc::Status status = reader->Finish();
+  std::cout << "\n";
+  if (!status.ok()) return Fail(FromGrpcStatus(status), "watch");
+  if (!last.failure_reason().empty()) std::cout << "failed: " << last.failure_reason() << "\n";
+  return last.state() == v1::EXPERIMENT_STATE_SUCCEEDED ? 0 : 1;
+}
+
+int Run(const std::vector<std::string>& args) {
+  if (args.empty()) {
+    std::cerr << kUsage << "\n";
+    return 2;
+  }
+  const std::string& command = args[0];
+  const std::vector<std::string> rest(args.begin() + 1, args.end());
+  auto need_one = [&](absl::string_view what) {
+    if (rest.size() == 1) return true;
+    std::cerr << "prlctl " << command << ": expects exactly one " << what << "\n";
+    return false;
+  };
+  if (command == "health") return Health(rest);
+  if (command == "version") {
+    std::cout << "prlctl " << kVersion << "\n";
+    return 0;
+  }
+  if (command == "validate") return need_one("SPEC_FILE") ? Validate(rest[0]) : 2;
+  if (command == "submit") {
+    if (!need_one("SPEC_FILE")) return 2;
+    auto spec = ReadSpecFile(rest[0]);
+    if (!spec.ok()) return Fail(spec.status(), "submit");
+    v1::SubmitRequest request;
+    *request.mutable_spec() = *spec;
+    v1::SubmitResponse response;
+    int rc = Unary("submit", &v1::ExperimentService::Stub::Submit, request, &response);
+    if (rc == 0) std::cout << response.id() << "\n";
+    return rc;
+  }
+  if (command == "list") {
+    v1::ListResponse response;
+    int rc = Unary("list", &v1::ExperimentService::Stub::List, v1::ListRequest(), &response);
+    if (rc != 0) return rc;
+    std::cout << absl::StrFormat("%-14s %-24s %-10s %12s %10s\n", "ID", "NAME", "STATE", "STEPS",
+                                 "EVAL");
+    for (const v1::Experiment& e : response.experiments()) {
+      std::cout << absl::StrFormat("%-14s %-24s %-10s %12d %10.2f\n", e.id(), e.spec().name(),
+                                   StateName(e.state()), e.progress().env_steps(),
+                                   e.progress().latest_eval_return());
+    }
+    return 0;
+  }
+  if (command == "get" || command == "stop") {
+    if (!need_one("ID")) return 2;
+    v1::Experiment experiment;
+    int rc;
+    if (command == "get") {
+      v1::GetRequest request;
+      request.set_id(rest[0]);
+      v1::GetResponse response;
+      rc = Unary("get", &v1::ExperimentService::Stub::Get, request, &response);
+      experiment = response.experiment();
+    } else {
+      v1::StopRequest request;
+      request.set_id(rest[0]);
+      request.set_reason("stopped with prlctl");
+      v1::StopResponse response;
+      rc = Unary("stop", &v1::ExperimentService::Stub::Stop, request, &response);
+      experiment = response.experiment();
+    }
+    if (rc != 0) return rc;
+    std::string text;
+    google::protobuf::TextFormat::PrintToString(experiment, &text);
+    std::cout << text;
+    return 0;
+  }
+  if (command == "watch") return need_one("ID") ? Watch(rest[0]) : 2;
+  std::cerr << "prlctl: unknown command '" << command << "'\n\n" << kUsage << "\n";
+  return 2;
+}
+
+}  // namespace
+}  // namespace prl::cli
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(prl::cli::kUsage);
+  std::vector<char*> positional = absl::ParseCommandLine(argc, argv);
+  std::vector<std::string> args(positional.begin() + 1, positional.end());
+  return prl::cli::Run(args);
+}
