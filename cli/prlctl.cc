@@ -113,7 +113,7 @@ int Validate(const std::string& path) {
 template <typename Request, typename Response>
 int Unary(absl::string_view what,
           grpc::Status (v1::ExperimentService::Stub::*method)(grpc::ClientContext*, const Request&,
-                                                               Response*),
+                                                              Response*),
           const Request& request, Response* response) {
   auto channel = Connect(absl::GetFlag(FLAGS_learner));
   if (!channel.ok()) return Fail(channel.status(), what);
@@ -124,8 +124,8 @@ int Unary(absl::string_view what,
   PrepareContext(*call, &context);
   grpc::Status status = ((*stub).*method)(&context, request, response);
   if (!status.ok()) {
-    return Fail(FromGrpcStatus(status), absl::StrCat(what, " (learner ",
-                                                     absl::GetFlag(FLAGS_learner), ")"));
+    return Fail(FromGrpcStatus(status),
+                absl::StrCat(what, " (learner ", absl::GetFlag(FLAGS_learner), ")"));
   }
   return 0;
 }

@@ -39,8 +39,11 @@ TEST(SpecFileTest, EveryExampleParses) {
 
 TEST(SpecFileTest, ParsesFieldsAndEnums) {
   auto spec = ParseSpec(R"pb(
-    name: "t" kind: KIND_TRAIN env { domain: DOMAIN_CHEETAH task: "run_backward" }
-  )pb", "inline");
+                          name: "t"
+                          kind: KIND_TRAIN
+                          env { domain: DOMAIN_CHEETAH task: "run_backward" }
+                        )pb",
+                        "inline");
   ASSERT_TRUE(spec.ok()) << spec.status();
   EXPECT_EQ(spec->env().domain(), v1::EnvSpec::DOMAIN_CHEETAH);
   EXPECT_EQ(spec->env().task(), "run_backward");

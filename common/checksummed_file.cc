@@ -44,14 +44,16 @@ void PutLe64(uint64_t v, char* out) {
 }
 uint32_t GetLe32(const char* in) {
   uint32_t v = 0;
-  for (int i = 0; i < 4; ++i)
+  for (int i = 0; i < 4; ++i) {
     v |= static_cast<uint32_t>(static_cast<unsigned char>(in[i])) << (8 * i);
+  }
   return v;
 }
 uint64_t GetLe64(const char* in) {
   uint64_t v = 0;
-  for (int i = 0; i < 8; ++i)
+  for (int i = 0; i < 8; ++i) {
     v |= static_cast<uint64_t>(static_cast<unsigned char>(in[i])) << (8 * i);
+  }
   return v;
 }
 

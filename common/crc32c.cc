@@ -65,8 +65,8 @@ __attribute__((target("sse4.2"))) uint32_t ExtendSse42(uint32_t crc, const unsig
 }
 
 bool HaveSse42() {
-  static const bool have = __builtin_cpu_supports("sse4.2");
-  return have;
+  static const bool kHave = __builtin_cpu_supports("sse4.2");
+  return kHave;
 }
 #endif
 

@@ -22,9 +22,12 @@
 #define PRL_ASSIGN_OR_RETURN(lhs, rexpr) \
   PRL_ASSIGN_OR_RETURN_IMPL_(PRL_STATUS_CONCAT_(prl_statusor_, __LINE__), lhs, rexpr)
 
+// `lhs` may be a declaration, so it cannot be parenthesised.
+// NOLINTBEGIN(bugprone-macro-parentheses)
 #define PRL_ASSIGN_OR_RETURN_IMPL_(statusor, lhs, rexpr)   \
   auto statusor = (rexpr);                                 \
   if (!statusor.ok()) return std::move(statusor).status(); \
   lhs = *std::move(statusor)
+// NOLINTEND(bugprone-macro-parentheses)
 
 #endif  // PRL_COMMON_STATUS_MACROS_H_

@@ -7,7 +7,7 @@ cd "${ROOT}"
 
 # Compile flags for clang-tidy when there is no compile_commands.json.
 FALLBACK_FLAGS=(
-  -std=c++17 -I. -Ibazel-bin
+  -std=c++17 -I. -I.bazel/bin
   -isystem /usr/include/hdf5/serial
   -isystem /usr/include/torch/csrc/api/include
 )
@@ -33,9 +33,9 @@ Options:
   -h, --help
 
 clang-tidy's compile flags: compile_commands.json at the repository root when
-there is one, else: -std=c++17 -I. -Ibazel-bin -isystem /usr/include/hdf5/serial
+there is one, else: -std=c++17 -I. -I.bazel/bin -isystem /usr/include/hdf5/serial
 -isystem /usr/include/torch/csrc/api/include (the generated *.pb.h headers
-under bazel-bin/ exist once `bazel build //...` has run). `bazel build` does not
+under .bazel/bin/ exist once `bazel build //...` has run). `bazel build` does not
 write a compile_commands.json; one can be made from
   bazel aquery --output=jsonproto 'mnemonic("CppCompile", //...)'
 taking each action's "arguments" as one entry, "file" the argument after -c,
@@ -131,7 +131,7 @@ else
       tidy_tail=()
     else
       log "clang-tidy: ${#tidy_files[@]} files, no compile_commands.json: fallback flags (see --help)"
-      [[ -d bazel-bin ]] || log "clang-tidy: no bazel-bin/: generated proto headers will be missing"
+      [[ -d .bazel/bin ]] || log "clang-tidy: no .bazel/bin/: generated proto headers will be missing"
       tidy_tail=(-- "${FALLBACK_FLAGS[@]}")
     fi
     printf '%s\0' "${tidy_files[@]}" |

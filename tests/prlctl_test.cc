@@ -78,8 +78,8 @@ TEST_F(PrlctlTest, SubmitCarriesTheTokenFromTheEnvironment) {
   EXPECT_NE(without.exit_code, 0);
   EXPECT_THAT(without.output, HasSubstr("UNAUTHENTICATED"));
 
-  Result with = RunPrlctl({"--learner=" + address_, "submit", spec},
-                          {{"PRL_AUTH_TOKEN", "cli-token"}});
+  Result with =
+      RunPrlctl({"--learner=" + address_, "submit", spec}, {{"PRL_AUTH_TOKEN", "cli-token"}});
   EXPECT_NE(with.exit_code, 0);
   EXPECT_THAT(with.output, HasSubstr("UNIMPLEMENTED"));
 }

@@ -32,6 +32,7 @@ absl::StatusOr<std::unique_ptr<Subprocess>> Subprocess::Start(
     sigprocmask(SIG_UNBLOCK, &all, nullptr);
     for (const auto& [key, value] : env) setenv(key.c_str(), value.c_str(), 1);
     std::vector<char*> args;
+    args.reserve(argv.size() + 1);
     for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
     args.push_back(nullptr);
     execv(args[0], args.data());
