@@ -15,7 +15,8 @@ RateLimiter::RateLimiter(const v1::RateLimiterConfig& config)
     : min_size_(config.min_size_to_sample()),
       samples_per_insert_(config.samples_per_insert()),
       min_diff_(config.samples_per_insert() * config.min_size_to_sample() - config.error_buffer()),
-      max_diff_(config.samples_per_insert() * config.min_size_to_sample() + config.error_buffer()) {}
+      max_diff_(config.samples_per_insert() * config.min_size_to_sample() + config.error_buffer()) {
+}
 
 int64_t RateLimiter::InsertPermits() const {
   if (samples_per_insert_ <= 0) return kUnlimited;
@@ -37,9 +38,9 @@ int64_t RateLimiter::SamplePermits(int64_t size) const {
 absl::Status ValidateRateLimiterConfig(const std::string& field_prefix,
                                        v1::RateLimiterConfig* config) {
   if (config->min_size_to_sample() < 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("field '", field_prefix, ".min_size_to_sample': ",
-                     config->min_size_to_sample(), " is negative; allowed: >= 0 (0 means 1)"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "field '", field_prefix, ".min_size_to_sample': ", config->min_size_to_sample(),
+        " is negative; allowed: >= 0 (0 means 1)"));
   }
   if (config->min_size_to_sample() == 0) config->set_min_size_to_sample(1);
   const double spi = config->samples_per_insert();
@@ -50,8 +51,8 @@ absl::Status ValidateRateLimiterConfig(const std::string& field_prefix,
   }
   const double eb = config->error_buffer();
   if (!std::isfinite(eb) || eb < 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "field '", field_prefix, ".error_buffer': ", eb, " is not allowed; allowed: finite, >= 0"));
+    return absl::InvalidArgumentError(absl::StrCat("field '", field_prefix, ".error_buffer': ", eb,
+                                                   " is not allowed; allowed: finite, >= 0"));
   }
   if (spi > 0) {
     const double min_buffer = std::max(1.0, spi);

@@ -1,0 +1,507 @@
+#include "replay/table.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "common/logging.h"
+#include "common/status_macros.h"
+
+namespace prl::replay {
+namespace {
+
+constexpr int64_t kDefaultCapacity = 1'000'000;
+constexpr double kDefaultPriorityExponent = 0.6;
+constexpr int kMaxRank = 8;
+constexpr int32_t kMaxSequenceLength = 10'000;
+// Target bytes per storage chunk: large enough for sequential copies, small enough that a
+// copy-on-write during a checkpoint is cheap.
+constexpr int64_t kChunkBytes = 1 << 20;
+// Longest a blocked call sleeps before re-checking cancellation.
+constexpr absl::Duration kCancelPoll = absl::Milliseconds(50);
+
+absl::Status Invalid(absl::string_view field, absl::string_view what) {
+  return absl::InvalidArgumentError(absl::StrCat("field '", field, "': ", what));
+}
+
+bool ValidName(absl::string_view name) {
+  if (name.empty() || name.size() > 63 || !(name[0] >= 'a' && name[0] <= 'z')) return false;
+  for (char c : name) {
+    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-')) {
+      return false;
+    }
+  }
+  return true;
+}
+
+absl::Status ValidateSignature(v1::TableConfig* config) {
+  if (config->signature().empty()) {
+    return Invalid("config.signature", "is empty; a table needs at least one column");
+  }
+  absl::flat_hash_set<std::string> names;
+  for (int i = 0; i < config->signature_size(); ++i) {
+    const v1::ColumnSpec& column = config->signature(i);
+    const std::string field = absl::StrCat("config.signature[", i, "]");
+    if (!ValidName(column.name())) {
+      return Invalid(field + ".name", absl::StrCat("'", column.name(),
+                                                   "' is not a valid name; allowed: 1-63 of "
+                                                   "[a-z0-9_.-] starting with a letter"));
+    }
+    if (!names.insert(column.name()).second) {
+      return Invalid(field + ".name", absl::StrCat("'", column.name(), "' is used twice"));
+    }
+    PRL_RETURN_IF_ERROR(DTypeFromProto(column.dtype(), field + ".dtype").status());
+    if (column.shape_size() > kMaxRank) {
+      return Invalid(field + ".shape", absl::StrCat("has rank ", column.shape_size(),
+                                                    "; allowed: at most ", kMaxRank));
+    }
+    for (int d = 0; d < column.shape_size(); ++d) {
+      if (column.shape(d) < 1) {
+        return Invalid(absl::StrCat(field, ".shape[", d, "]"),
+                       absl::StrCat(column.shape(d), " is not allowed; dimensions must be >= 1"));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status ValidateTableConfig(const TableLimits& limits, v1::TableConfig* config) {
+  if (!ValidName(config->name())) {
+    return Invalid("config.name", absl::StrCat("'", config->name(),
+                                               "' is not a valid table name; allowed: 1-63 of "
+                                               "[a-z0-9_.-] starting with a lower-case letter"));
+  }
+  PRL_RETURN_IF_ERROR(ValidateSignature(config));
+  if (config->capacity() == 0) config->set_capacity(kDefaultCapacity);
+  if (config->capacity() < 0 || config->capacity() > limits.max_capacity) {
+    return Invalid("config.capacity",
+                   absl::StrCat(config->capacity(), " is not allowed; allowed: 1 to ",
+                                limits.max_capacity, " (0 means ", kDefaultCapacity, ")"));
+  }
+  if (!v1::Sampler_IsValid(config->sampler())) {
+    return Invalid("config.sampler", absl::StrCat(config->sampler(), " is not a known sampler"));
+  }
+  if (config->sampler() == v1::SAMPLER_UNSPECIFIED) config->set_sampler(v1::SAMPLER_UNIFORM);
+  if (!v1::Remover_IsValid(config->remover())) {
+    return Invalid("config.remover", absl::StrCat(config->remover(), " is not a known remover"));
+  }
+  if (config->remover() == v1::REMOVER_UNSPECIFIED) config->set_remover(v1::REMOVER_FIFO);
+  if (config->priority_exponent() == 0) config->set_priority_exponent(kDefaultPriorityExponent);
+  if (!std::isfinite(config->priority_exponent()) || config->priority_exponent() < 0) {
+    return Invalid(
+        "config.priority_exponent",
+        absl::StrCat(config->priority_exponent(), " is not allowed; must be finite and > 0"));
+  }
+  if (config->max_times_sampled() < 0) {
+    return Invalid("config.max_times_sampled",
+                   absl::StrCat(config->max_times_sampled(), " is negative; 0 means unlimited"));
+  }
+  if (config->sequence_length() == 0) config->set_sequence_length(1);
+  if (config->sequence_length() < 1 || config->sequence_length() > kMaxSequenceLength) {
+    return Invalid("config.sequence_length",
+                   absl::StrCat(config->sequence_length(), " is not allowed; allowed: 1 to ",
+                                kMaxSequenceLength));
+  }
+  PRL_RETURN_IF_ERROR(
+      ValidateRateLimiterConfig("config.rate_limiter", config->mutable_rate_limiter()));
+  if (config->rate_limiter().min_size_to_sample() > config->capacity()) {
+    return Invalid(
+        "config.rate_limiter.min_size_to_sample",
+        absl::StrCat(config->rate_limiter().min_size_to_sample(), " exceeds the capacity ",
+                     config->capacity(), ", so sampling could never start"));
+  }
+  return absl::OkStatus();
+}
+
+const char* TableSnapshot::Row(size_t column, const Item& item) const {
+  const auto& chunk = chunks[column][item.slot / rows_per_chunk];
+  return chunk->bytes.data() + (item.slot % rows_per_chunk) * row_bytes[column];
+}
+
+Table::Table(v1::TableConfig config, const TableLimits& limits)
+    : config_(std::move(config)), limits_(limits), limiter_(config_.rate_limiter()) {
+  int64_t widest = 1;
+  for (int i = 0; i < config_.signature_size(); ++i) {
+    const v1::ColumnSpec& column = config_.signature(i);
+    const DType dtype = *DTypeFromProto(column.dtype(), "");
+    std::vector<int64_t> shape = {-1};
+    if (config_.sequence_length() > 1) shape.push_back(config_.sequence_length());
+    int64_t elements = config_.sequence_length();
+    for (int64_t d : column.shape()) {
+      shape.push_back(d);
+      elements *= d;
+    }
+    row_bytes_.push_back(elements * static_cast<int64_t>(DTypeSize(dtype)));
+    widest = std::max(widest, row_bytes_.back());
+    column_specs_.push_back(TensorSpec{column.name(), dtype, std::move(shape),
+                                       /*require_finite=*/!column.allow_non_finite()});
+  }
+  rows_per_chunk_ =
+      std::max<int64_t>(1, std::min<int64_t>(kChunkBytes / widest, config_.capacity()));
+  const int64_t num_chunks = (config_.capacity() + rows_per_chunk_ - 1) / rows_per_chunk_;
+  chunks_.assign(config_.signature_size(), std::vector<std::shared_ptr<Chunk>>(num_chunks));
+  sampler_ = CreateSampler(config_.sampler(), config_.priority_exponent());
+  remover_ = CreateRemover(config_.remover());
+}
+
+absl::StatusOr<std::unique_ptr<Table>> Table::Create(v1::TableConfig config,
+                                                     const TableLimits& limits) {
+  PRL_RETURN_IF_ERROR(ValidateTableConfig(limits, &config));
+  return std::unique_ptr<Table>(new Table(std::move(config), limits));
+}
+
+char* Table::MutableRowLocked(size_t column, int64_t slot) {
+  std::shared_ptr<Chunk>& chunk = chunks_[column][slot / rows_per_chunk_];
+  if (chunk == nullptr) {
+    // allocate storage as the table fills, a chunk at a time.
+    chunk = std::make_shared<Chunk>();
+    chunk->bytes.resize(rows_per_chunk_ * row_bytes_[column]);
+    allocated_bytes_ += static_cast<int64_t>(chunk->bytes.size());
+  } else if (chunk.use_count() > 1) {
+    // a snapshot still reads this chunk: write to a private copy.
+    chunk = std::make_shared<Chunk>(*chunk);
+  }
+  return chunk->bytes.data() + (slot % rows_per_chunk_) * row_bytes_[column];
+}
+
+const char* Table::RowLocked(size_t column, int64_t slot) const {
+  return chunks_[column][slot / rows_per_chunk_]->bytes.data() +
+         (slot % rows_per_chunk_) * row_bytes_[column];
+}
+
+absl::Status Table::WaitLocked(const std::function<bool()>& ready, absl::Time deadline,
+                               const CancelledFn& cancelled, absl::string_view what,
+                               double* waited_seconds) {
+  const absl::Time start = absl::Now();
+  auto done = [&]() { return closed_ || ready(); };
+  while (!done()) {
+    const absl::Time now = absl::Now();
+    if (now >= deadline) {
+      *waited_seconds += absl::ToDoubleSeconds(now - start);
+      return absl::DeadlineExceededError(absl::StrCat("table '", name(), "': ", what,
+                                                      " still waiting on the rate limiter at the "
+                                                      "deadline (size ",
+                                                      items_.size(), ", inserted ",
+                                                      limiter_.inserted(), ", sampled ",
+                                                      limiter_.sampled(), ")"));
+    }
+    if (cancelled && cancelled()) {
+      *waited_seconds += absl::ToDoubleSeconds(now - start);
+      return absl::CancelledError(absl::StrCat("table '", name(), "': ", what, " cancelled"));
+    }
+    mu_.AwaitWithDeadline(absl::Condition(&done), std::min(deadline, now + kCancelPoll));
+  }
+  *waited_seconds += absl::ToDoubleSeconds(absl::Now() - start);
+  if (closed_) {
+    return absl::CancelledError(absl::StrCat("table '", name(),
+                                             "' was closed (deleted, or the "
+                                             "shard is shutting down)"));
+  }
+  return absl::OkStatus();
+}
+
+void Table::RemoveLocked(uint64_t key) {
+  auto it = items_.find(key);
+  PRL_CHECK(it != items_.end()) << "removing unknown key " << key;
+  sampler_->Delete(key);
+  remover_->Delete(key);
+  free_slots_.push_back(it->second.slot);
+  items_.erase(it);
+  ++removed_total_;
+}
+
+uint64_t Table::InsertRowLocked(const std::vector<TensorView>& columns, int64_t row,
+                                double priority) {
+  if (static_cast<int64_t>(items_.size()) >= config_.capacity()) {
+    RemoveLocked(remover_->Select(rng_).key);
+  }
+  int64_t slot;
+  if (!free_slots_.empty()) {
+    slot = free_slots_.back();
+    free_slots_.pop_back();
+  } else {
+    slot = next_slot_++;
+  }
+  for (size_t c = 0; c < columns.size(); ++c) {
+    std::memcpy(MutableRowLocked(c, slot), columns[c].bytes.data() + row * row_bytes_[c],
+                row_bytes_[c]);
+  }
+  const uint64_t key = next_key_++;
+  items_[key] = Item{slot, priority, 0};
+  sampler_->Insert(key, priority);
+  remover_->Insert(key, priority);
+  ++inserted_total_;
+  return key;
+}
+
+absl::Status Table::Insert(const v1::InsertRequest& request, absl::Time deadline,
+                           const CancelledFn& cancelled, int64_t* inserted,
+                           std::vector<uint64_t>* keys) {
+  *inserted = 0;
+  // validate everything before storing anything.
+  if (request.columns_size() != config_.signature_size()) {
+    return Invalid("columns", absl::StrCat("has ", request.columns_size(), " columns; table '",
+                                           name(), "' has ", config_.signature_size()));
+  }
+  std::vector<TensorView> views(column_specs_.size());
+  std::vector<bool> seen(column_specs_.size(), false);
+  int64_t rows = -1;
+  for (int i = 0; i < request.columns_size(); ++i) {
+    const v1::NamedTensor& column = request.columns(i);
+    size_t c = 0;
+    while (c < column_specs_.size() && column_specs_[c].name != column.name()) ++c;
+    if (c == column_specs_.size() || seen[c]) {
+      return Invalid(absl::StrCat("columns[", i, "].name"),
+                     absl::StrCat("'", column.name(), "' is ",
+                                  c == column_specs_.size() ? "not a column" : "given twice",
+                                  " of table '", name(), "'"));
+    }
+    seen[c] = true;
+    TensorSpec spec = column_specs_[c];
+    spec.name = absl::StrCat("columns[", i, "] ('", column.name(), "')");
+    PRL_ASSIGN_OR_RETURN(views[c], ViewAndCheckTensorProto(column.tensor(), spec));
+    if (rows >= 0 && views[c].shape[0] != rows) {
+      return Invalid(spec.name,
+                     absl::StrCat("has ", views[c].shape[0], " rows, other columns ", rows));
+    }
+    rows = views[c].shape[0];
+  }
+  if (rows < 1 || rows > limits_.max_batch_rows) {
+    return Invalid("columns", absl::StrCat("the batch has ", rows, " rows; allowed: 1 to ",
+                                           limits_.max_batch_rows));
+  }
+  if (request.priorities_size() != 0 && request.priorities_size() != rows) {
+    return Invalid("priorities",
+                   absl::StrCat("has ", request.priorities_size(), " values for ", rows,
+                                " rows; give one per row "
+                                "or none (all 1.0)"));
+  }
+  for (int i = 0; i < request.priorities_size(); ++i) {
+    if (!std::isfinite(request.priorities(i)) || request.priorities(i) < 0) {
+      return Invalid(absl::StrCat("priorities[", i, "]"),
+                     absl::StrCat(request.priorities(i), " is not allowed; must be finite, >= 0"));
+    }
+  }
+
+  absl::MutexLock lock(&mu_);
+  while (*inserted < rows) {
+    PRL_RETURN_IF_ERROR(WaitLocked(
+        [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return limiter_.InsertPermits() > 0; },
+        deadline, cancelled, "insert", &insert_wait_seconds_));
+    const int64_t n = std::min(rows - *inserted, limiter_.InsertPermits());
+    for (int64_t r = *inserted; r < *inserted + n; ++r) {
+      const double priority = request.priorities_size() ? request.priorities(r) : 1.0;
+      const uint64_t key = InsertRowLocked(views, r, priority);
+      if (keys != nullptr) keys->push_back(key);
+    }
+    limiter_.OnInserted(n);
+    *inserted += n;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Table::Sample(const v1::SampleRequest& request, absl::Time deadline,
+                           const CancelledFn& cancelled, v1::SampleResponse* response) {
+  const int64_t batch = request.batch_size();
+  if (batch < 1 || batch > limits_.max_batch_rows) {
+    return Invalid("batch_size",
+                   absl::StrCat(batch, " is not allowed; allowed: 1 to ", limits_.max_batch_rows));
+  }
+  const double beta = request.importance_sampling_exponent();
+  if (!std::isfinite(beta) || beta < 0 || beta > 1) {
+    return Invalid("importance_sampling_exponent",
+                   absl::StrCat(beta, " is not allowed; allowed: 0 to 1"));
+  }
+  if (request.timeout_ms() < 0) {
+    return Invalid("timeout_ms", absl::StrCat(request.timeout_ms(), " is negative"));
+  }
+  if (request.timeout_ms() > 0) {
+    deadline = std::min(deadline, absl::Now() + absl::Milliseconds(request.timeout_ms()));
+  }
+  // lay out the output columns once; rows are copied straight into them.
+  std::vector<char*> out(column_specs_.size());
+  for (size_t c = 0; c < column_specs_.size(); ++c) {
+    v1::NamedTensor* column = response->add_columns();
+    column->set_name(column_specs_[c].name);
+    v1::Tensor* tensor = column->mutable_tensor();
+    tensor->set_dtype(DTypeToProto(*column_specs_[c].dtype));
+    tensor->add_shape(batch);
+    for (size_t d = 1; d < column_specs_[c].shape->size(); ++d) {
+      tensor->add_shape((*column_specs_[c].shape)[d]);
+    }
+    tensor->mutable_data()->resize(batch * row_bytes_[c]);
+    out[c] = tensor->mutable_data()->data();
+  }
+  std::vector<double> scaled(batch);  // (table size × P(i)) for importance weights
+
+  absl::MutexLock lock(&mu_);
+  int64_t done = 0;
+  double waited = 0;
+  double call_waited = 0;
+  while (done < batch) {
+    absl::Status s = WaitLocked(
+        [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+          return !items_.empty() && limiter_.SamplePermits(static_cast<int64_t>(items_.size())) > 0;
+        },
+        deadline, cancelled, "sample", &waited);
+    sample_wait_seconds_ += waited;
+    call_waited += waited;
+    waited = 0;
+    if (!s.ok()) {
+      response->Clear();
+      return s;
+    }
+    const int64_t n =
+        std::min(batch - done, limiter_.SamplePermits(static_cast<int64_t>(items_.size())));
+    const int64_t end = done + n;
+    for (int64_t r = done; r < end && !items_.empty(); ++r) {
+      const ItemSelector::Selection selection = sampler_->Select(rng_);
+      Item& item = items_.at(selection.key);
+      for (size_t c = 0; c < out.size(); ++c) {
+        std::memcpy(out[c] + r * row_bytes_[c], RowLocked(c, item.slot), row_bytes_[c]);
+      }
+      response->add_keys(selection.key);
+      response->add_probabilities(selection.probability);
+      response->add_times_sampled(++item.times_sampled);
+      scaled[r] = static_cast<double>(items_.size()) * selection.probability;
+      if (config_.max_times_sampled() > 0 && item.times_sampled >= config_.max_times_sampled()) {
+        RemoveLocked(selection.key);
+      }
+      ++sampled_total_;
+      limiter_.OnSampled(1);
+      ++done;
+    }
+  }
+  response->set_table_size(static_cast<int64_t>(items_.size()));
+  response->set_rate_limiter_wait_seconds(call_waited);
+  // w_i = (N P(i))^-beta, normalised by the largest weight in the batch.
+  double max_weight = 0;
+  for (double x : scaled) max_weight = std::max(max_weight, std::pow(x, -beta));
+  for (double x : scaled) response->add_importance_weights(std::pow(x, -beta) / max_weight);
+  return absl::OkStatus();
+}
+
+absl::Status Table::UpdatePriorities(const v1::UpdatePrioritiesRequest& request, int64_t* updated,
+                                     int64_t* missing) {
+  *updated = 0;
+  *missing = 0;
+  if (request.keys_size() != request.priorities_size()) {
+    return Invalid("priorities", absl::StrCat("has ", request.priorities_size(), " values for ",
+                                              request.keys_size(), " keys"));
+  }
+  for (int i = 0; i < request.priorities_size(); ++i) {
+    if (!std::isfinite(request.priorities(i)) || request.priorities(i) < 0) {
+      return Invalid(absl::StrCat("priorities[", i, "]"),
+                     absl::StrCat(request.priorities(i), " is not allowed; must be finite, >= 0"));
+    }
+  }
+  absl::MutexLock lock(&mu_);
+  for (int i = 0; i < request.keys_size(); ++i) {
+    auto it = items_.find(request.keys(i));
+    if (it == items_.end()) {
+      ++*missing;
+      continue;
+    }
+    it->second.priority = request.priorities(i);
+    sampler_->Update(request.keys(i), request.priorities(i));
+    remover_->Update(request.keys(i), request.priorities(i));
+    ++*updated;
+  }
+  return absl::OkStatus();
+}
+
+v1::TableInfo Table::Info() const {
+  absl::MutexLock lock(&mu_);
+  v1::TableInfo info;
+  *info.mutable_config() = config_;
+  info.set_size(static_cast<int64_t>(items_.size()));
+  info.set_capacity(config_.capacity());
+  info.set_inserted_total(inserted_total_);
+  info.set_sampled_total(sampled_total_);
+  info.set_removed_total(removed_total_);
+  info.set_rate_limiter_insert_wait_seconds(insert_wait_seconds_);
+  info.set_rate_limiter_sample_wait_seconds(sample_wait_seconds_);
+  info.set_can_insert(limiter_.InsertPermits() > 0);
+  info.set_can_sample(limiter_.SamplePermits(static_cast<int64_t>(items_.size())) > 0);
+  info.set_bytes(allocated_bytes_);
+  return info;
+}
+
+int64_t Table::size() const {
+  absl::MutexLock lock(&mu_);
+  return static_cast<int64_t>(items_.size());
+}
+
+void Table::Close() {
+  absl::MutexLock lock(&mu_);
+  closed_ = true;
+}
+
+TableSnapshot Table::TakeSnapshot() const {
+  TableSnapshot snapshot;
+  snapshot.config = config_;
+  snapshot.row_bytes = row_bytes_;
+  snapshot.rows_per_chunk = rows_per_chunk_;
+  absl::MutexLock lock(&mu_);
+  snapshot.inserted_total = inserted_total_;
+  snapshot.sampled_total = sampled_total_;
+  snapshot.removed_total = removed_total_;
+  snapshot.next_key = next_key_;
+  snapshot.limiter_inserted = limiter_.inserted();
+  snapshot.limiter_sampled = limiter_.sampled();
+  snapshot.items.reserve(items_.size());
+  for (const auto& [key, item] : items_) {
+    snapshot.items.push_back({key, item.slot, item.priority, item.times_sampled});
+  }
+  // sharing the chunks makes the table copy any chunk it writes before the snapshot is gone.
+  snapshot.chunks.resize(chunks_.size());
+  for (size_t c = 0; c < chunks_.size(); ++c) {
+    snapshot.chunks[c].assign(chunks_[c].begin(), chunks_[c].end());
+  }
+  std::sort(
+      snapshot.items.begin(), snapshot.items.end(),
+      [](const TableSnapshot::Item& a, const TableSnapshot::Item& b) { return a.key < b.key; });
+  return snapshot;
+}
+
+absl::StatusOr<std::unique_ptr<Table>> Table::FromSnapshot(const TableSnapshot& snapshot,
+                                                           const TableLimits& limits) {
+  PRL_ASSIGN_OR_RETURN(std::unique_ptr<Table> table, Create(snapshot.config, limits));
+  const auto corrupt = [&](absl::string_view why) {
+    return absl::DataLossError(
+        absl::StrCat("snapshot of table '", snapshot.config.name(), "' is inconsistent: ", why));
+  };
+  if (snapshot.items.size() > static_cast<size_t>(table->config_.capacity())) {
+    return corrupt("more items than capacity");
+  }
+  if (snapshot.row_bytes != table->row_bytes_ || snapshot.chunks.size() != table->chunks_.size()) {
+    return corrupt("column layout differs from its config");
+  }
+  absl::MutexLock lock(&table->mu_);
+  for (const TableSnapshot::Item& item : snapshot.items) {
+    if (item.key >= snapshot.next_key || table->items_.contains(item.key) ||
+        !std::isfinite(item.priority) || item.priority < 0) {
+      return corrupt(absl::StrCat("bad item key ", item.key));
+    }
+    const int64_t slot = table->next_slot_++;
+    for (size_t c = 0; c < table->chunks_.size(); ++c) {
+      std::memcpy(table->MutableRowLocked(c, slot), snapshot.Row(c, item), table->row_bytes_[c]);
+    }
+    table->items_[item.key] = Item{slot, item.priority, item.times_sampled};
+    table->sampler_->Insert(item.key, item.priority);
+    table->remover_->Insert(item.key, item.priority);
+  }
+  table->next_key_ = snapshot.next_key;
+  table->inserted_total_ = snapshot.inserted_total;
+  table->sampled_total_ = snapshot.sampled_total;
+  table->removed_total_ = snapshot.removed_total;
+  table->limiter_.SetCounts(snapshot.limiter_inserted, snapshot.limiter_sampled);
+  return table;
+}
+
+}  // namespace prl::replay

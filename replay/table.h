@@ -1,0 +1,176 @@
+// A replay table: items of a fixed signature (named, typed, shaped columns) stored in
+// preallocated column chunks up to a capacity, a sampler and a remover (item selectors), and
+// a rate limiter holding the sample-to-insert ratio. The core of prl_replay; knows nothing of
+// gRPC (it takes and fills the v1 request/response messages, which are plain data).
+//
+// Thread-safe: every public method may be called concurrently. Blocking calls (Insert, Sample)
+// wait on the table's mutex with a deadline and a cancellation check, and return CANCELLED when
+// the table is closed. Lock order: Table::mu_ is a leaf lock.
+//
+// Checkpoints: column storage is held in copy-on-write chunks, so TakeSnapshot() costs one
+// pass over the item index under the lock and writing the snapshot happens outside it while
+// inserts and samples go on (a chunk written meanwhile is copied once).
+#ifndef PRL_REPLAY_TABLE_H_
+#define PRL_REPLAY_TABLE_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/random/random.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "common/tensor.h"
+#include "proto/replay.pb.h"
+#include "replay/item_selector.h"
+#include "replay/rate_limiter.h"
+
+namespace prl::replay {
+
+// Shard-wide limits on what a request may ask for.
+struct TableLimits {
+  int64_t max_capacity = 10'000'000;
+  // Rows in one Insert request or one Sample batch.
+  int64_t max_batch_rows = 65'536;
+};
+
+// Checks `config` against `limits` and fills its defaults (replay.proto documents them).
+// Errors: INVALID_ARGUMENT naming the field ("config.signature[2].shape"), the value and what
+// is allowed.
+absl::Status ValidateTableConfig(const TableLimits& limits, v1::TableConfig* config);
+
+// True when a blocking call should give up (e.g. its RPC was cancelled).
+using CancelledFn = std::function<bool()>;
+
+// One column's bytes for a run of rows; shared between the table and snapshots.
+struct Chunk {
+  std::vector<char> bytes;
+};
+
+// A consistent copy of a table's state for checkpoints (see table.h's header comment).
+struct TableSnapshot {
+  struct Item {
+    uint64_t key;
+    int64_t slot;
+    double priority;
+    int32_t times_sampled;
+  };
+  v1::TableConfig config;
+  int64_t inserted_total = 0;
+  int64_t sampled_total = 0;
+  int64_t removed_total = 0;
+  uint64_t next_key = 0;
+  int64_t limiter_inserted = 0;
+  int64_t limiter_sampled = 0;
+  std::vector<Item> items;         // in key order
+  std::vector<int64_t> row_bytes;  // per column
+  int64_t rows_per_chunk = 0;
+  std::vector<std::vector<std::shared_ptr<const Chunk>>> chunks;  // [column][chunk]
+
+  // The bytes of `item`'s row in column `column`.
+  const char* Row(size_t column, const Item& item) const;
+};
+
+class Table {
+ public:
+  // Validates `config` (see ValidateTableConfig) and creates an empty table.
+  static absl::StatusOr<std::unique_ptr<Table>> Create(v1::TableConfig config,
+                                                       const TableLimits& limits);
+  // Rebuilds a table from a snapshot (checkpoint restore). Errors: INVALID_ARGUMENT or
+  // DATA_LOSS when the snapshot is inconsistent with its config.
+  static absl::StatusOr<std::unique_ptr<Table>> FromSnapshot(const TableSnapshot& snapshot,
+                                                             const TableLimits& limits);
+
+  Table(const Table&) = delete;
+  Table& operator=(const Table&) = delete;
+
+  const v1::TableConfig& config() const { return config_; }
+  const std::string& name() const { return config_.name(); }
+
+  // Validates every column and priority of `request` first — on an error nothing is stored —
+  // then inserts its rows, waiting on the rate limiter item by item until `deadline`. Rows
+  // inserted before a DEADLINE_EXCEEDED or CANCELLED stay inserted; `*inserted` counts them.
+  // Appends the new keys to `keys` when it is not null.
+  absl::Status Insert(const v1::InsertRequest& request, absl::Time deadline,
+                      const CancelledFn& cancelled, int64_t* inserted, std::vector<uint64_t>* keys)
+      ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Samples `request.batch_size()` items (with replacement; at most the shard's
+  // max_batch_rows) into `response` (columns [B, ...], keys,
+  // probabilities, importance weights, times sampled), waiting on the rate limiter until
+  // the request's timeout or `deadline`, whichever is first. Errors: INVALID_ARGUMENT for a bad
+  // batch size or exponent; DEADLINE_EXCEEDED / CANCELLED while waiting (nothing returned).
+  absl::Status Sample(const v1::SampleRequest& request, absl::Time deadline,
+                      const CancelledFn& cancelled, v1::SampleResponse* response)
+      ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Sets priorities by key; keys not present are counted in `*missing`. Errors:
+  // INVALID_ARGUMENT (lengths differ, a priority negative or not finite) with nothing changed.
+  absl::Status UpdatePriorities(const v1::UpdatePrioritiesRequest& request, int64_t* updated,
+                                int64_t* missing) ABSL_LOCKS_EXCLUDED(mu_);
+
+  v1::TableInfo Info() const ABSL_LOCKS_EXCLUDED(mu_);
+  int64_t size() const ABSL_LOCKS_EXCLUDED(mu_);
+
+  TableSnapshot TakeSnapshot() const ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Wakes and fails every waiting call with CANCELLED and refuses new ones (table deleted or
+  // shard shutting down).
+  void Close() ABSL_LOCKS_EXCLUDED(mu_);
+
+ private:
+  struct Item {
+    int64_t slot;
+    double priority;
+    int32_t times_sampled;
+  };
+
+  Table(v1::TableConfig config, const TableLimits& limits);
+
+  // Waits until `ready` holds, the table closes, `cancelled` or `deadline`.
+  absl::Status WaitLocked(const std::function<bool()>& ready, absl::Time deadline,
+                          const CancelledFn& cancelled, absl::string_view what,
+                          double* waited_seconds) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Stores one row (evicting first when full); returns its key.
+  uint64_t InsertRowLocked(const std::vector<TensorView>& columns, int64_t row, double priority)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void RemoveLocked(uint64_t key) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A writable pointer to `slot`'s bytes in `column`, copying a chunk a snapshot shares.
+  char* MutableRowLocked(size_t column, int64_t slot) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  const char* RowLocked(size_t column, int64_t slot) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  const v1::TableConfig config_;
+  const TableLimits limits_;
+  // Per column: bytes per item and the spec each inserted batch must match.
+  std::vector<int64_t> row_bytes_;
+  std::vector<TensorSpec> column_specs_;
+  int64_t rows_per_chunk_ = 0;
+
+  mutable absl::Mutex mu_;
+  std::vector<std::vector<std::shared_ptr<Chunk>>> chunks_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<uint64_t, Item> items_ ABSL_GUARDED_BY(mu_);
+  std::vector<int64_t> free_slots_ ABSL_GUARDED_BY(mu_);
+  int64_t next_slot_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t next_key_ ABSL_GUARDED_BY(mu_) = 1;
+  std::unique_ptr<ItemSelector> sampler_ ABSL_GUARDED_BY(mu_);
+  std::unique_ptr<ItemSelector> remover_ ABSL_GUARDED_BY(mu_);
+  RateLimiter limiter_ ABSL_GUARDED_BY(mu_);
+  absl::BitGen rng_ ABSL_GUARDED_BY(mu_);
+  int64_t inserted_total_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t sampled_total_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t removed_total_ ABSL_GUARDED_BY(mu_) = 0;
+  double insert_wait_seconds_ ABSL_GUARDED_BY(mu_) = 0;
+  double sample_wait_seconds_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t allocated_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  bool closed_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+}  // namespace prl::replay
+
+#endif  // PRL_REPLAY_TABLE_H_
