@@ -123,8 +123,12 @@ const char* TableSnapshot::Row(size_t column, const Item& item) const {
   return chunk->bytes.data() + (item.slot % rows_per_chunk) * row_bytes[column];
 }
 
-Table::Table(v1::TableConfig config, const TableLimits& limits)
-    : config_(std::move(config)), limits_(limits), limiter_(config_.rate_limiter()) {
+Table::Table(v1::TableConfig config, const TableLimits& limits,
+             std::unique_ptr<TableMetrics> metrics)
+    : config_(std::move(config)),
+      limits_(limits),
+      metrics_(std::move(metrics)),
+      limiter_(config_.rate_limiter()) {
   int64_t widest = 1;
   for (int i = 0; i < config_.signature_size(); ++i) {
     const v1::ColumnSpec& column = config_.signature(i);
@@ -150,9 +154,10 @@ Table::Table(v1::TableConfig config, const TableLimits& limits)
 }
 
 absl::StatusOr<std::unique_ptr<Table>> Table::Create(v1::TableConfig config,
-                                                     const TableLimits& limits) {
+                                                     const TableLimits& limits,
+                                                     std::unique_ptr<TableMetrics> metrics) {
   PRL_RETURN_IF_ERROR(ValidateTableConfig(limits, &config));
-  return std::unique_ptr<Table>(new Table(std::move(config), limits));
+  return std::unique_ptr<Table>(new Table(std::move(config), limits, std::move(metrics)));
 }
 
 char* Table::MutableRowLocked(size_t column, int64_t slot) {
@@ -213,6 +218,7 @@ void Table::RemoveLocked(uint64_t key) {
   free_slots_.push_back(it->second.slot);
   items_.erase(it);
   ++removed_total_;
+  if (metrics_ != nullptr) metrics_->removals.Increment();
 }
 
 uint64_t Table::InsertRowLocked(const std::vector<TensorView>& columns, int64_t row,
@@ -290,9 +296,13 @@ absl::Status Table::Insert(const v1::InsertRequest& request, absl::Time deadline
 
   absl::MutexLock lock(&mu_);
   while (*inserted < rows) {
-    PRL_RETURN_IF_ERROR(WaitLocked(
+    double waited = 0;
+    absl::Status s = WaitLocked(
         [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return limiter_.InsertPermits() > 0; },
-        deadline, cancelled, "insert", &insert_wait_seconds_));
+        deadline, cancelled, "insert", &waited);
+    insert_wait_seconds_ += waited;
+    if (metrics_ != nullptr && waited > 0) metrics_->insert_wait_seconds.Increment(waited);
+    PRL_RETURN_IF_ERROR(s);
     const int64_t n = std::min(rows - *inserted, limiter_.InsertPermits());
     for (int64_t r = *inserted; r < *inserted + n; ++r) {
       const double priority = request.priorities_size() ? request.priorities(r) : 1.0;
@@ -301,6 +311,10 @@ absl::Status Table::Insert(const v1::InsertRequest& request, absl::Time deadline
     }
     limiter_.OnInserted(n);
     *inserted += n;
+    if (metrics_ != nullptr) {
+      metrics_->inserts.Increment(static_cast<double>(n));
+      metrics_->size.Set(static_cast<double>(items_.size()));
+    }
   }
   return absl::OkStatus();
 }
@@ -351,6 +365,7 @@ absl::Status Table::Sample(const v1::SampleRequest& request, absl::Time deadline
         deadline, cancelled, "sample", &waited);
     sample_wait_seconds_ += waited;
     call_waited += waited;
+    if (metrics_ != nullptr && waited > 0) metrics_->sample_wait_seconds.Increment(waited);
     waited = 0;
     if (!s.ok()) {
       response->Clear();
@@ -378,6 +393,10 @@ absl::Status Table::Sample(const v1::SampleRequest& request, absl::Time deadline
     }
   }
   response->set_table_size(static_cast<int64_t>(items_.size()));
+  if (metrics_ != nullptr) {
+    metrics_->samples.Increment(static_cast<double>(batch));
+    metrics_->size.Set(static_cast<double>(items_.size()));
+  }
   response->set_rate_limiter_wait_seconds(call_waited);
   // w_i = (N P(i))^-beta, normalised by the largest weight in the batch.
   double max_weight = 0;
@@ -470,8 +489,10 @@ TableSnapshot Table::TakeSnapshot() const {
 }
 
 absl::StatusOr<std::unique_ptr<Table>> Table::FromSnapshot(const TableSnapshot& snapshot,
-                                                           const TableLimits& limits) {
-  PRL_ASSIGN_OR_RETURN(std::unique_ptr<Table> table, Create(snapshot.config, limits));
+                                                           const TableLimits& limits,
+                                                           std::unique_ptr<TableMetrics> metrics) {
+  PRL_ASSIGN_OR_RETURN(std::unique_ptr<Table> table,
+                       Create(snapshot.config, limits, std::move(metrics)));
   const auto corrupt = [&](absl::string_view why) {
     return absl::DataLossError(
         absl::StrCat("snapshot of table '", snapshot.config.name(), "' is inconsistent: ", why));
@@ -501,6 +522,8 @@ absl::StatusOr<std::unique_ptr<Table>> Table::FromSnapshot(const TableSnapshot& 
   table->sampled_total_ = snapshot.sampled_total;
   table->removed_total_ = snapshot.removed_total;
   table->limiter_.SetCounts(snapshot.limiter_inserted, snapshot.limiter_sampled);
+  if (table->metrics_ != nullptr)
+    table->metrics_->size.Set(static_cast<double>(table->items_.size()));
   return table;
 }
 

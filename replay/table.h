@@ -30,6 +30,7 @@
 #include "proto/replay.pb.h"
 #include "replay/item_selector.h"
 #include "replay/rate_limiter.h"
+#include "replay/replay_metrics.h"
 
 namespace prl::replay {
 
@@ -79,13 +80,16 @@ struct TableSnapshot {
 
 class Table {
  public:
-  // Validates `config` (see ValidateTableConfig) and creates an empty table.
-  static absl::StatusOr<std::unique_ptr<Table>> Create(v1::TableConfig config,
-                                                       const TableLimits& limits);
+  // Validates `config` (see ValidateTableConfig) and creates an empty table that reports to
+  // `metrics` (may be null).
+  static absl::StatusOr<std::unique_ptr<Table>> Create(
+      v1::TableConfig config, const TableLimits& limits,
+      std::unique_ptr<TableMetrics> metrics = nullptr);
   // Rebuilds a table from a snapshot (checkpoint restore). Errors: INVALID_ARGUMENT or
   // DATA_LOSS when the snapshot is inconsistent with its config.
-  static absl::StatusOr<std::unique_ptr<Table>> FromSnapshot(const TableSnapshot& snapshot,
-                                                             const TableLimits& limits);
+  static absl::StatusOr<std::unique_ptr<Table>> FromSnapshot(
+      const TableSnapshot& snapshot, const TableLimits& limits,
+      std::unique_ptr<TableMetrics> metrics = nullptr);
 
   Table(const Table&) = delete;
   Table& operator=(const Table&) = delete;
@@ -131,7 +135,7 @@ class Table {
     int32_t times_sampled;
   };
 
-  Table(v1::TableConfig config, const TableLimits& limits);
+  Table(v1::TableConfig config, const TableLimits& limits, std::unique_ptr<TableMetrics> metrics);
 
   // Waits until `ready` holds, the table closes, `cancelled` or `deadline`.
   absl::Status WaitLocked(const std::function<bool()>& ready, absl::Time deadline,
@@ -147,6 +151,7 @@ class Table {
 
   const v1::TableConfig config_;
   const TableLimits limits_;
+  const std::unique_ptr<TableMetrics> metrics_;  // null in tests that do not need it
   // Per column: bytes per item and the spec each inserted batch must match.
   std::vector<int64_t> row_bytes_;
   std::vector<TensorSpec> column_specs_;

@@ -1,0 +1,253 @@
+#include "replay/shard.h"
+
+#include <atomic>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace prl::replay {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+v1::TableConfig Config(const std::string& name, int64_t capacity = 1000) {
+  v1::TableConfig config;
+  config.set_name(name);
+  config.set_capacity(capacity);
+  v1::ColumnSpec* id = config.add_signature();
+  id->set_name("id");
+  id->set_dtype(v1::Tensor::DTYPE_INT64);
+  v1::ColumnSpec* obs = config.add_signature();
+  obs->set_name("obs");
+  obs->set_dtype(v1::Tensor::DTYPE_FLOAT32);
+  obs->add_shape(2);
+  return config;
+}
+
+v1::InsertRequest Rows(const std::string& table, int64_t first, int64_t n) {
+  v1::InsertRequest request;
+  request.set_table(table);
+  auto ids = *HostTensor::Zeros(DType::kInt64, {n});
+  std::vector<float> obs;
+  for (int64_t i = 0; i < n; ++i) {
+    ids.mutable_data<int64_t>()[i] = first + i;
+    obs.insert(obs.end(), {static_cast<float>(first + i), -static_cast<float>(first + i)});
+  }
+  v1::NamedTensor* c = request.add_columns();
+  c->set_name("id");
+  TensorToProto(ids.view(), c->mutable_tensor());
+  c = request.add_columns();
+  c->set_name("obs");
+  TensorToProto(HostTensor::FromFloats({n, 2}, obs).view(), c->mutable_tensor());
+  return request;
+}
+
+absl::Status Insert(ReplayShard& shard, const v1::InsertRequest& request) {
+  auto table = shard.GetTable(request.table());
+  if (!table.ok()) return table.status();
+  int64_t inserted;
+  return (*table)->Insert(request, absl::Now() + absl::Seconds(10), nullptr, &inserted, nullptr);
+}
+
+std::string TempDir(const std::string& name) {
+  const std::string dir = absl::StrCat(std::getenv("TEST_TMPDIR"), "/", name);
+  EXPECT_EQ(std::system(("rm -rf " + dir + " && mkdir -p " + dir).c_str()), 0);
+  return dir;
+}
+
+std::unique_ptr<ReplayShard> MakeShard(const ShardOptions& options,
+                                       prometheus::Registry& registry) {
+  auto shard = ReplayShard::Create(options, registry);
+  EXPECT_TRUE(shard.ok()) << shard.status();
+  return shard.ok() ? *std::move(shard) : nullptr;
+}
+
+TEST(ReplayShardTest, CreateIsIdempotentAndConflictsAreRefused) {
+  prometheus::Registry registry;
+  auto shard = MakeShard({}, registry);
+  auto first = shard->CreateTable(Config("a"));
+  ASSERT_TRUE(first.ok());
+  EXPECT_TRUE(first->created());
+  EXPECT_EQ(first->config().sampler(), v1::SAMPLER_UNIFORM);  // defaults filled
+  auto again = shard->CreateTable(Config("a"));
+  ASSERT_TRUE(again.ok());
+  EXPECT_FALSE(again->created());
+  auto conflict = shard->CreateTable(Config("a", 5));
+  EXPECT_EQ(conflict.status().code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(shard->CreateTable(Config("Bad")).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(ReplayShardTest, TableLimitAndNotFound) {
+  prometheus::Registry registry;
+  ShardOptions options;
+  options.max_tables = 2;
+  auto shard = MakeShard(options, registry);
+  ASSERT_TRUE(shard->CreateTable(Config("a")).ok());
+  ASSERT_TRUE(shard->CreateTable(Config("b")).ok());
+  EXPECT_EQ(shard->CreateTable(Config("c")).status().code(), absl::StatusCode::kResourceExhausted);
+  auto missing = shard->GetTable("zzz");
+  EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(missing.status().message(), HasSubstr("tables: [a, b]"));
+  auto info = shard->Info("");
+  ASSERT_TRUE(info.ok());
+  EXPECT_EQ(info->tables_size(), 2);
+}
+
+TEST(ReplayShardTest, DeleteReleasesBlockedSamplers) {
+  prometheus::Registry registry;
+  auto shard = MakeShard({}, registry);
+  ASSERT_TRUE(shard->CreateTable(Config("a")).ok());
+  auto table = *shard->GetTable("a");
+  absl::Notification done;
+  std::thread sampler([&] {
+    v1::SampleRequest request;
+    request.set_batch_size(1);
+    v1::SampleResponse response;
+    EXPECT_EQ(table->Sample(request, absl::Now() + absl::Seconds(30), nullptr, &response).code(),
+              absl::StatusCode::kCancelled);
+    done.Notify();
+  });
+  EXPECT_EQ(*shard->DeleteTable("a"), 0);
+  EXPECT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(5)));
+  sampler.join();
+  EXPECT_EQ(shard->DeleteTable("a").status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST(ReplayShardTest, CheckpointNeedsADirectory) {
+  prometheus::Registry registry;
+  auto shard = MakeShard({}, registry);
+  EXPECT_EQ(shard->Checkpoint().status().code(), absl::StatusCode::kFailedPrecondition);
+}
+
+TEST(ReplayShardTest, CheckpointUnderTrafficRestoresEveryTable) {
+  const std::string dir = TempDir("ckpt_traffic");
+  ShardOptions options;
+  options.checkpoint_dir = dir;
+  prometheus::Registry registry;
+  auto shard = MakeShard(options, registry);
+  ASSERT_TRUE(shard->CreateTable(Config("a", 500)).ok());
+  v1::TableConfig prioritized = Config("b");
+  prioritized.set_sampler(v1::SAMPLER_PRIORITIZED);
+  ASSERT_TRUE(shard->CreateTable(prioritized).ok());
+  ASSERT_TRUE(Insert(*shard, Rows("b", 0, 10)).ok());
+
+  // writers and samplers keep going while checkpoints are taken.
+  std::atomic<bool> stop{false};
+  std::atomic<int64_t> written{0};
+  std::thread writer([&] {
+    for (int64_t i = 0; !stop; i += 10) {
+      ASSERT_TRUE(Insert(*shard, Rows("a", i, 10)).ok());
+      written += 10;
+    }
+  });
+  std::thread sampler([&] {
+    auto table = *shard->GetTable("a");
+    while (!stop) {
+      v1::SampleRequest request;
+      request.set_batch_size(8);
+      v1::SampleResponse response;
+      ASSERT_TRUE(table->Sample(request, absl::Now() + absl::Seconds(10), nullptr, &response).ok());
+    }
+  });
+  absl::StatusOr<v1::CheckpointResponse> checkpoint;
+  for (int i = 0; i < 5; ++i) {
+    while (written.load() < 200 * (i + 1)) std::this_thread::yield();
+    checkpoint = shard->Checkpoint();
+    ASSERT_TRUE(checkpoint.ok()) << checkpoint.status();
+  }
+  stop = true;
+  writer.join();
+  sampler.join();
+  EXPECT_THAT(checkpoint->tables(), ElementsAre("a", "b"));
+  EXPECT_GT(checkpoint->bytes(), 0);
+
+  prometheus::Registry registry2;
+  auto restored = MakeShard(options, registry2);
+  ASSERT_NE(restored, nullptr);
+  auto info = restored->Info("");
+  ASSERT_TRUE(info.ok());
+  ASSERT_EQ(info->tables_size(), 2);
+  const v1::TableInfo& a = info->tables(0);
+  EXPECT_EQ(a.size(), 500);  // full: the writer wrote more than capacity before the last one
+  EXPECT_GE(a.inserted_total(), 1000);
+  EXPECT_EQ(info->tables(1).size(), 10);
+  EXPECT_EQ(info->tables(1).config().sampler(), v1::SAMPLER_PRIORITIZED);
+  // restored rows are intact: obs = (id, -id).
+  auto table = *restored->GetTable("a");
+  v1::SampleRequest request;
+  request.set_batch_size(64);
+  v1::SampleResponse response;
+  ASSERT_TRUE(table->Sample(request, absl::Now() + absl::Seconds(5), nullptr, &response).ok());
+  auto ids = *ViewTensorProto(response.columns(0).tensor(), "id");
+  auto obs = *ViewTensorProto(response.columns(1).tensor(), "obs");
+  for (int r = 0; r < 64; ++r) {
+    EXPECT_EQ(obs.data<float>()[2 * r], static_cast<float>(ids.data<int64_t>()[r]));
+    EXPECT_EQ(obs.data<float>()[2 * r + 1], -static_cast<float>(ids.data<int64_t>()[r]));
+  }
+  // and the restored shard keeps accepting inserts with fresh keys.
+  ASSERT_TRUE(Insert(*restored, Rows("b", 100, 1)).ok());
+  EXPECT_EQ((*restored->GetTable("b"))->size(), 11);
+}
+
+TEST(ReplayShardTest, CorruptCheckpointIsRefusedAndKept) {
+  const std::string dir = TempDir("ckpt_corrupt");
+  ShardOptions options;
+  options.checkpoint_dir = dir;
+  {
+    prometheus::Registry registry;
+    auto shard = MakeShard(options, registry);
+    ASSERT_TRUE(shard->CreateTable(Config("a")).ok());
+    ASSERT_TRUE(Insert(*shard, Rows("a", 0, 50)).ok());
+    ASSERT_TRUE(shard->Checkpoint().ok());
+  }
+  const std::string path = dir + "/replay.ckpt";
+  std::string bytes;
+  {
+    std::ifstream in(path, std::ios::binary);
+    std::ostringstream s;
+    s << in.rdbuf();
+    bytes = s.str();
+  }
+  bytes[bytes.size() / 2] ^= 0x10;
+  {
+    std::ofstream out(path, std::ios::binary | std::ios::trunc);
+    out << bytes;
+  }
+  prometheus::Registry registry;
+  auto shard = ReplayShard::Create(options, registry);
+  ASSERT_FALSE(shard.ok());
+  EXPECT_EQ(shard.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(shard.status().message(), HasSubstr(path));
+  std::ifstream still_there(path, std::ios::binary);
+  EXPECT_TRUE(still_there.good());
+}
+
+TEST(ReplayShardTest, PeriodicCheckpointsHappen) {
+  const std::string dir = TempDir("ckpt_periodic");
+  ShardOptions options;
+  options.checkpoint_dir = dir;
+  options.checkpoint_period = absl::Milliseconds(20);
+  prometheus::Registry registry;
+  auto shard = MakeShard(options, registry);
+  ASSERT_TRUE(shard->CreateTable(Config("a")).ok());
+  // wait (with a deadline) until a checkpoint file names the table.
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  bool found = false;
+  while (!found && absl::Now() < deadline) {
+    auto info = shard->Info("");
+    found = info.ok() && !info->last_checkpoint_path().empty();
+    if (!found) std::this_thread::yield();
+  }
+  EXPECT_TRUE(found);
+}
+
+}  // namespace
+}  // namespace prl::replay
