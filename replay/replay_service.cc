@@ -1,58 +1,117 @@
 #include "replay/replay_service.h"
 
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
 #include "common/grpc_status.h"
 
 namespace prl::replay {
 namespace {
-constexpr char kBinary[] = "prl_replay";
-}  // namespace
 
-ReplayServiceImpl::ReplayServiceImpl(const ReplayServiceOptions& options)
-    : auth_(options.auth_token) {}
-
-grpc::Status ReplayServiceImpl::MutatingNotYetServed(const grpc::ServerContext& context,
-                                                     const char* method) {
-  if (grpc::Status s = auth_.Check(context); !s.ok()) return s;
-  return UnimplementedRpc(kBinary, method);
+absl::Time Deadline(const grpc::ServerContext& context) {
+  const auto deadline = context.deadline();
+  // gRPC reports "no deadline" as the far future.
+  if (deadline >= std::chrono::system_clock::time_point::max() - std::chrono::hours(24 * 365)) {
+    return absl::InfiniteFuture();
+  }
+  return absl::FromChrono(deadline);
 }
 
+CancelledFn Cancelled(grpc::ServerContext* context) {
+  return [context] { return context->IsCancelled(); };
+}
+
+}  // namespace
+
+ReplayServiceImpl::ReplayServiceImpl(const ReplayServiceOptions& options, ReplayShard* shard)
+    : auth_(options.auth_token), shard_(shard) {}
+
 grpc::Status ReplayServiceImpl::CreateTable(grpc::ServerContext* context,
-                                            const v1::CreateTableRequest*,
-                                            v1::CreateTableResponse*) {
-  return MutatingNotYetServed(*context, "ReplayService.CreateTable");
+                                            const v1::CreateTableRequest* request,
+                                            v1::CreateTableResponse* response) {
+  if (grpc::Status s = auth_.Check(*context); !s.ok()) return s;
+  auto created = shard_->CreateTable(request->config());
+  if (!created.ok()) return ToGrpcStatus(created.status());
+  *response = *std::move(created);
+  return grpc::Status::OK;
 }
 
 grpc::Status ReplayServiceImpl::DeleteTable(grpc::ServerContext* context,
-                                            const v1::DeleteTableRequest*,
-                                            v1::DeleteTableResponse*) {
-  return MutatingNotYetServed(*context, "ReplayService.DeleteTable");
+                                            const v1::DeleteTableRequest* request,
+                                            v1::DeleteTableResponse* response) {
+  if (grpc::Status s = auth_.Check(*context); !s.ok()) return s;
+  auto removed = shard_->DeleteTable(request->table());
+  if (!removed.ok()) return ToGrpcStatus(removed.status());
+  response->set_items_removed(*removed);
+  return grpc::Status::OK;
 }
 
 grpc::Status ReplayServiceImpl::Insert(grpc::ServerContext* context,
-                                       grpc::ServerReader<v1::InsertRequest>*,
-                                       v1::InsertResponse*) {
-  return MutatingNotYetServed(*context, "ReplayService.Insert");
+                                       grpc::ServerReader<v1::InsertRequest>* reader,
+                                       v1::InsertResponse* response) {
+  if (grpc::Status s = auth_.Check(*context); !s.ok()) return s;
+  v1::InsertRequest request;
+  std::shared_ptr<Table> table;
+  std::vector<uint64_t> keys;
+  // each request is validated and inserted whole before the next is read: the stream's flow
+  // control pushes back on a writer the rate limiter holds.
+  for (int64_t index = 0; reader->Read(&request); ++index) {
+    if (table == nullptr || table->name() != request.table()) {
+      auto found = shard_->GetTable(request.table());
+      if (!found.ok()) return ToGrpcStatus(found.status());
+      table = *std::move(found);
+    }
+    int64_t inserted = 0;
+    absl::Status s = table->Insert(request, Deadline(*context), Cancelled(context), &inserted,
+                                   request.return_keys() ? &keys : nullptr);
+    response->set_num_inserted(response->num_inserted() + inserted);
+    if (!s.ok()) {
+      return ToGrpcStatus(absl::Status(
+          s.code(), absl::StrCat("insert request ", index, " (", response->num_inserted(),
+                                 " rows inserted before it): ", s.message())));
+    }
+  }
+  response->mutable_keys()->Assign(keys.begin(), keys.end());
+  return grpc::Status::OK;
 }
 
-grpc::Status ReplayServiceImpl::Sample(grpc::ServerContext* context, const v1::SampleRequest*,
-                                       v1::SampleResponse*) {
-  return MutatingNotYetServed(*context, "ReplayService.Sample");
+grpc::Status ReplayServiceImpl::Sample(grpc::ServerContext* context,
+                                       const v1::SampleRequest* request,
+                                       v1::SampleResponse* response) {
+  if (grpc::Status s = auth_.Check(*context); !s.ok()) return s;
+  auto table = shard_->GetTable(request->table());
+  if (!table.ok()) return ToGrpcStatus(table.status());
+  return ToGrpcStatus((*table)->Sample(*request, Deadline(*context), Cancelled(context), response));
 }
 
 grpc::Status ReplayServiceImpl::UpdatePriorities(grpc::ServerContext* context,
-                                                 const v1::UpdatePrioritiesRequest*,
-                                                 v1::UpdatePrioritiesResponse*) {
-  return MutatingNotYetServed(*context, "ReplayService.UpdatePriorities");
+                                                 const v1::UpdatePrioritiesRequest* request,
+                                                 v1::UpdatePrioritiesResponse* response) {
+  if (grpc::Status s = auth_.Check(*context); !s.ok()) return s;
+  auto table = shard_->GetTable(request->table());
+  if (!table.ok()) return ToGrpcStatus(table.status());
+  int64_t updated = 0, missing = 0;
+  absl::Status s = (*table)->UpdatePriorities(*request, &updated, &missing);
+  response->set_num_updated(updated);
+  response->set_num_missing(missing);
+  return ToGrpcStatus(s);
 }
 
-grpc::Status ReplayServiceImpl::Info(grpc::ServerContext*, const v1::InfoRequest*,
-                                     v1::InfoResponse*) {
-  return UnimplementedRpc(kBinary, "ReplayService.Info");
+grpc::Status ReplayServiceImpl::Info(grpc::ServerContext*, const v1::InfoRequest* request,
+                                     v1::InfoResponse* response) {
+  auto info = shard_->Info(request->table());
+  if (!info.ok()) return ToGrpcStatus(info.status());
+  *response = *std::move(info);
+  return grpc::Status::OK;
 }
 
 grpc::Status ReplayServiceImpl::Checkpoint(grpc::ServerContext* context,
-                                           const v1::CheckpointRequest*, v1::CheckpointResponse*) {
-  return MutatingNotYetServed(*context, "ReplayService.Checkpoint");
+                                           const v1::CheckpointRequest*,
+                                           v1::CheckpointResponse* response) {
+  if (grpc::Status s = auth_.Check(*context); !s.ok()) return s;
+  auto checkpoint = shard_->Checkpoint();
+  if (!checkpoint.ok()) return ToGrpcStatus(checkpoint.status());
+  *response = *std::move(checkpoint);
+  return grpc::Status::OK;
 }
 
 }  // namespace prl::replay

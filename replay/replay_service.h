@@ -1,7 +1,7 @@
-// The gRPC adapter of one replay shard (prl.v1.ReplayService). Checks the bearer token on
-// mutating RPCs and converts at the edge; the table core arrives with the replay issue, until
-// then every RPC answers UNIMPLEMENTED. Thread-safe; owned by prl_replay's main (or a test)
-// and must outlive the server it is registered with.
+// The gRPC adapter of one replay shard (prl.v1.ReplayService) over ReplayShard: checks the
+// bearer token on mutating RPCs, turns the call's deadline and cancellation into the core's,
+// and converts statuses at the edge. Thread-safe; owned by prl_replay's main (or a test) and
+// must outlive the server it is registered with; does not own the shard.
 #ifndef PRL_REPLAY_REPLAY_SERVICE_H_
 #define PRL_REPLAY_REPLAY_SERVICE_H_
 
@@ -9,6 +9,7 @@
 
 #include "common/auth.h"
 #include "proto/replay.grpc.pb.h"
+#include "replay/shard.h"
 
 namespace prl::replay {
 
@@ -19,7 +20,7 @@ struct ReplayServiceOptions {
 
 class ReplayServiceImpl final : public v1::ReplayService::Service {
  public:
-  explicit ReplayServiceImpl(const ReplayServiceOptions& options);
+  ReplayServiceImpl(const ReplayServiceOptions& options, ReplayShard* shard);
 
   grpc::Status CreateTable(grpc::ServerContext* context, const v1::CreateTableRequest* request,
                            v1::CreateTableResponse* response) override;
@@ -38,10 +39,8 @@ class ReplayServiceImpl final : public v1::ReplayService::Service {
                           v1::CheckpointResponse* response) override;
 
  private:
-  // Auth check, then UNIMPLEMENTED naming the method.
-  grpc::Status MutatingNotYetServed(const grpc::ServerContext& context, const char* method);
-
   const TokenAuthenticator auth_;
+  ReplayShard* const shard_;
 };
 
 }  // namespace prl::replay

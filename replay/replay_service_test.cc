@@ -1,5 +1,6 @@
 #include "replay/replay_service.h"
 
+#include "absl/strings/str_cat.h"
 #include "common/testing/in_process_server.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -7,53 +8,159 @@
 namespace prl::replay {
 namespace {
 
+using ::testing::ElementsAre;
 using ::testing::HasSubstr;
+
+constexpr char kToken[] = "token-1";
+
+v1::TableConfig Config() {
+  v1::TableConfig config;
+  config.set_name("t");
+  config.set_capacity(100);
+  v1::ColumnSpec* x = config.add_signature();
+  x->set_name("x");
+  x->set_dtype(v1::Tensor::DTYPE_FLOAT32);
+  x->add_shape(2);
+  return config;
+}
+
+v1::InsertRequest Rows(int64_t n, float value, bool keys = true) {
+  v1::InsertRequest request;
+  request.set_table("t");
+  request.set_return_keys(keys);
+  v1::NamedTensor* x = request.add_columns();
+  x->set_name("x");
+  TensorToProto(HostTensor::FromFloats({n, 2}, std::vector<float>(2 * n, value)).view(),
+                x->mutable_tensor());
+  return request;
+}
 
 class ReplayServiceTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    auto server = prl::testing::InProcessServer::Start("replay", {&service_});
+    ShardOptions options;
+    options.checkpoint_dir = absl::StrCat(std::getenv("TEST_TMPDIR"), "/service_ckpt");
+    shard_ = *ReplayShard::Create(options, *registry_);
+    service_ = std::make_unique<ReplayServiceImpl>(ReplayServiceOptions{kToken}, shard_.get());
+    auto server = prl::testing::InProcessServer::Start("replay", {service_.get()}, registry_);
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = *std::move(server);
     stub_ = v1::ReplayService::NewStub(server_->channel());
+    v1::CreateTableRequest create;
+    *create.mutable_config() = Config();
+    v1::CreateTableResponse created;
+    ASSERT_TRUE(stub_->CreateTable(server_->Context(kToken).get(), create, &created).ok());
   }
 
-  ReplayServiceImpl service_{ReplayServiceOptions{"token-1"}};
+  grpc::Status InsertStream(const std::vector<v1::InsertRequest>& requests,
+                            v1::InsertResponse* response, const std::string& token = kToken) {
+    auto context = server_->Context(token);
+    auto writer = stub_->Insert(context.get(), response);
+    for (const auto& r : requests) {
+      if (!writer->Write(r)) break;
+    }
+    writer->WritesDone();
+    return writer->Finish();
+  }
+
+  std::shared_ptr<prometheus::Registry> registry_ = std::make_shared<prometheus::Registry>();
+  std::unique_ptr<ReplayShard> shard_;
+  std::unique_ptr<ReplayServiceImpl> service_;
   std::unique_ptr<prl::testing::InProcessServer> server_;
   std::unique_ptr<v1::ReplayService::Stub> stub_;
 };
 
-TEST_F(ReplayServiceTest, ServesHealthAndBuildInfo) {
-  EXPECT_TRUE(CheckHealth(server_->channel(), {}).ok());
+TEST_F(ReplayServiceTest, InsertStreamSampleInfoAndMetrics) {
+  v1::InsertResponse inserted;
+  ASSERT_TRUE(InsertStream({Rows(3, 1.0f), Rows(2, 2.0f)}, &inserted).ok());
+  EXPECT_EQ(inserted.num_inserted(), 5);
+  EXPECT_THAT(inserted.keys(), ElementsAre(1, 2, 3, 4, 5));
+
+  v1::SampleRequest sample;
+  sample.set_table("t");
+  sample.set_batch_size(16);
+  v1::SampleResponse sampled;
+  ASSERT_TRUE(stub_->Sample(server_->Context(kToken).get(), sample, &sampled).ok());
+  EXPECT_EQ(sampled.keys_size(), 16);
+  EXPECT_THAT(sampled.columns(0).tensor().shape(), ElementsAre(16, 2));
+
+  v1::InfoRequest info_request;
+  v1::InfoResponse info;
+  ASSERT_TRUE(stub_->Info(server_->Context().get(), info_request, &info).ok());
+  ASSERT_EQ(info.tables_size(), 1);
+  EXPECT_EQ(info.tables(0).size(), 5);
+  EXPECT_EQ(info.tables(0).sampled_total(), 16);
+
   auto metrics = server_->Metrics();
-  ASSERT_TRUE(metrics.ok()) << metrics.status();
+  ASSERT_TRUE(metrics.ok());
+  EXPECT_THAT(*metrics, HasSubstr("prl_replay_inserts_total{table=\"t\"} 5"));
+  EXPECT_THAT(*metrics, HasSubstr("prl_replay_samples_total{table=\"t\"} 16"));
+  EXPECT_THAT(*metrics, HasSubstr("prl_replay_table_size{table=\"t\"} 5"));
   EXPECT_THAT(*metrics, HasSubstr("prl_build_info{service=\"replay\""));
 }
 
-TEST_F(ReplayServiceTest, MutatingRpcsNeedTheToken) {
-  v1::CreateTableRequest request;
-  v1::CreateTableResponse response;
-  grpc::Status s = stub_->CreateTable(server_->Context().get(), request, &response);
-  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+TEST_F(ReplayServiceTest, BadRequestInStreamKeepsEarlierRows) {
+  v1::InsertRequest bad = Rows(2, 3.0f);
+  bad.mutable_columns(0)->mutable_tensor()->mutable_data()->resize(3);
+  v1::InsertResponse inserted;
+  grpc::Status s = InsertStream({Rows(4, 1.0f), bad, Rows(1, 1.0f)}, &inserted);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("insert request 1"));
+  EXPECT_THAT(s.error_message(), HasSubstr("columns[0] ('x')"));
+  EXPECT_EQ(shard_->Info("t")->tables(0).size(), 4);
 
-  v1::InsertResponse insert_response;
-  auto context = server_->Context("wrong");
-  auto writer = stub_->Insert(context.get(), &insert_response);
-  writer->WritesDone();
-  EXPECT_EQ(writer->Finish().error_code(), grpc::StatusCode::UNAUTHENTICATED);
-
-  s = stub_->CreateTable(server_->Context("token-1").get(), request, &response);
-  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNIMPLEMENTED);
-  EXPECT_THAT(s.error_message(), HasSubstr("ReplayService.CreateTable"));
+  v1::InsertRequest unknown = Rows(1, 1.0f);
+  unknown.set_table("nope");
+  s = InsertStream({unknown}, &inserted);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_THAT(s.error_message(), HasSubstr("tables: [t]"));
 }
 
-TEST_F(ReplayServiceTest, ReadOnlyRpcsNeedNoToken) {
-  v1::InfoRequest request;
-  v1::InfoResponse response;
-  grpc::Status s = stub_->Info(server_->Context().get(), request, &response);
-  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNIMPLEMENTED);
-  EXPECT_THAT(s.error_message(), HasSubstr("prl_replay"));
+TEST_F(ReplayServiceTest, SampleHonoursTimeoutAndMutatingCallsNeedToken) {
+  v1::SampleRequest sample;
+  sample.set_table("t");
+  sample.set_batch_size(1);
+  sample.set_timeout_ms(50);
+  v1::SampleResponse sampled;
+  grpc::Status s = stub_->Sample(server_->Context(kToken).get(), sample, &sampled);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+
+  EXPECT_EQ(stub_->Sample(server_->Context().get(), sample, &sampled).error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+  v1::InsertResponse inserted;
+  EXPECT_EQ(InsertStream({Rows(1, 1.0f)}, &inserted, "wrong").error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(shard_->Info("t")->tables(0).size(), 0);
 }
+
+TEST_F(ReplayServiceTest, UpdatePrioritiesAndCheckpoint) {
+  v1::InsertResponse inserted;
+  ASSERT_TRUE(InsertStream({Rows(2, 1.0f)}, &inserted).ok());
+  v1::UpdatePrioritiesRequest update;
+  update.set_table("t");
+  update.add_keys(1);
+  update.add_keys(77);
+  update.add_priorities(2.0);
+  update.add_priorities(2.0);
+  v1::UpdatePrioritiesResponse updated;
+  ASSERT_TRUE(stub_->UpdatePriorities(server_->Context(kToken).get(), update, &updated).ok());
+  EXPECT_EQ(updated.num_updated(), 1);
+  EXPECT_EQ(updated.num_missing(), 1);
+
+  v1::CheckpointResponse checkpoint;
+  ASSERT_TRUE(
+      stub_->Checkpoint(server_->Context(kToken).get(), v1::CheckpointRequest(), &checkpoint).ok());
+  EXPECT_THAT(checkpoint.path(), HasSubstr("replay.ckpt"));
+  EXPECT_THAT(checkpoint.tables(), ElementsAre("t"));
+
+  v1::DeleteTableRequest del;
+  del.set_table("t");
+  v1::DeleteTableResponse deleted;
+  ASSERT_TRUE(stub_->DeleteTable(server_->Context(kToken).get(), del, &deleted).ok());
+  EXPECT_EQ(deleted.items_removed(), 2);
+}
+
+TEST_F(ReplayServiceTest, ServesHealth) { EXPECT_TRUE(CheckHealth(server_->channel(), {}).ok()); }
 
 }  // namespace
 }  // namespace prl::replay

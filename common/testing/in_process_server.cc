@@ -5,9 +5,11 @@
 namespace prl::testing {
 
 absl::StatusOr<std::unique_ptr<InProcessServer>> InProcessServer::Start(
-    const std::string& service_name, const std::vector<grpc::Service*>& services) {
+    const std::string& service_name, const std::vector<grpc::Service*>& services,
+    std::shared_ptr<prometheus::Registry> registry) {
   auto server = std::make_unique<InProcessServer>();
-  server->registry_ = std::make_shared<prometheus::Registry>();
+  server->registry_ =
+      registry != nullptr ? std::move(registry) : std::make_shared<prometheus::Registry>();
   ServerOptions options;
   options.service_name = service_name;
   options.drain_timeout = absl::Milliseconds(200);

@@ -15,9 +15,11 @@ namespace prl::testing {
 
 class InProcessServer {
  public:
-  // Starts `services` (owned by the caller, outliving this object) under `service_name`.
+  // Starts `services` (owned by the caller, outliving this object) under `service_name`,
+  // exposing `registry` (a fresh one when null) on /metrics.
   static absl::StatusOr<std::unique_ptr<InProcessServer>> Start(
-      const std::string& service_name, const std::vector<grpc::Service*>& services);
+      const std::string& service_name, const std::vector<grpc::Service*>& services,
+      std::shared_ptr<prometheus::Registry> registry = nullptr);
 
   ServerHost& host() { return *host_; }
   prometheus::Registry& registry() { return *registry_; }
