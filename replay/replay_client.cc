@@ -1,0 +1,336 @@
+#include "replay/replay_client.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+#include "absl/random/distributions.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/blocking_counter.h"
+#include "absl/time/clock.h"
+#include "common/grpc_status.h"
+#include "common/status_macros.h"
+
+namespace prl::replay {
+namespace {
+
+constexpr int kMaxShards = 255;
+
+// Splits `total` over `weights` proportionally (largest remainder).
+std::vector<int> Apportion(int total, const std::vector<double>& weights) {
+  const double sum = std::accumulate(weights.begin(), weights.end(), 0.0);
+  std::vector<int> out(weights.size(), 0);
+  if (weights.empty()) return out;
+  if (!(sum > 0)) {
+    for (int i = 0; i < total; ++i) ++out[i % out.size()];
+    return out;
+  }
+  std::vector<std::pair<double, size_t>> remainders;
+  int given = 0;
+  for (size_t i = 0; i < weights.size(); ++i) {
+    const double exact = total * weights[i] / sum;
+    out[i] = static_cast<int>(std::floor(exact));
+    given += out[i];
+    remainders.push_back({exact - out[i], i});
+  }
+  std::sort(remainders.rbegin(), remainders.rend());
+  for (int k = 0; given < total; ++k, ++given) ++out[remainders[k % remainders.size()].second];
+  return out;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<ShardedReplayClient>> ShardedReplayClient::Create(
+    const ReplayClientOptions& options) {
+  if (options.addresses.empty() || options.addresses.size() > kMaxShards) {
+    return absl::InvalidArgumentError(absl::StrCat("replay client needs 1 to ", kMaxShards,
+                                                   " shard addresses, got ",
+                                                   options.addresses.size()));
+  }
+  std::unique_ptr<ShardedReplayClient> client(new ShardedReplayClient(options));
+  absl::MutexLock lock(&client->mu_);
+  for (const std::string& address : options.addresses) {
+    ChannelOptions channel = options.channel;
+    channel.address = address;
+    PRL_ASSIGN_OR_RETURN(auto ch, CreateChannel(channel));
+    Shard shard;
+    shard.address = address;
+    shard.stub = v1::ReplayService::NewStub(ch);
+    shard.backoff = options.initial_backoff;
+    client->shards_.push_back(std::move(shard));
+  }
+  return client;
+}
+
+std::vector<int> ShardedReplayClient::Candidates() {
+  absl::MutexLock lock(&mu_);
+  const absl::Time now = absl::Now();
+  std::vector<int> out;
+  for (size_t i = 0; i < shards_.size(); ++i) {
+    if (shards_[i].up || now >= shards_[i].retry_at) out.push_back(static_cast<int>(i));
+  }
+  return out;
+}
+
+void ShardedReplayClient::Record(int index, const grpc::Status& status) {
+  absl::MutexLock lock(&mu_);
+  Shard& shard = shards_[index];
+  if (status.error_code() != grpc::StatusCode::UNAVAILABLE) {
+    shard.up = true;
+    shard.backoff = options_.initial_backoff;
+    return;
+  }
+  // a shard that was down and failed its probe waits longer next time.
+  if (!shard.up) shard.backoff = std::min(shard.backoff * 2, options_.max_backoff);
+  shard.up = false;
+  shard.retry_at = absl::Now() + shard.backoff * absl::Uniform(rng_, 0.5, 1.0);
+}
+
+int ShardedReplayClient::healthy_shards() const {
+  absl::MutexLock lock(&mu_);
+  return static_cast<int>(
+      std::count_if(shards_.begin(), shards_.end(), [](const Shard& s) { return s.up; }));
+}
+
+absl::Status ShardedReplayClient::CreateTable(const v1::TableConfig& config) {
+  v1::CreateTableRequest request;
+  *request.mutable_config() = config;
+  int created = 0;
+  grpc::Status last;
+  for (size_t i = 0; i < options_.addresses.size(); ++i) {
+    grpc::ClientContext context;
+    PrepareContext(options_.call, &context);
+    v1::CreateTableResponse response;
+    v1::ReplayService::Stub* stub;
+    {
+      absl::MutexLock lock(&mu_);
+      stub = shards_[i].stub.get();
+    }
+    grpc::Status status = stub->CreateTable(&context, request, &response);
+    Record(static_cast<int>(i), status);
+    if (status.ok()) {
+      ++created;
+    } else if (status.error_code() != grpc::StatusCode::UNAVAILABLE) {
+      return FromGrpcStatus(status);
+    } else {
+      last = status;
+    }
+  }
+  if (created == 0) {
+    return absl::UnavailableError(
+        absl::StrCat("no replay shard reachable to create the table: ", last.error_message()));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<uint64_t>> ShardedReplayClient::Insert(
+    const v1::InsertRequest& request) {
+  std::vector<int> candidates = Candidates();
+  if (candidates.empty()) return absl::UnavailableError("every replay shard is down");
+  size_t start;
+  {
+    absl::MutexLock lock(&mu_);
+    start = next_insert_++;
+  }
+  grpc::Status last;
+  for (size_t k = 0; k < candidates.size(); ++k) {
+    const int index = candidates[(start + k) % candidates.size()];
+    v1::ReplayService::Stub* stub;
+    {
+      absl::MutexLock lock(&mu_);
+      stub = shards_[index].stub.get();
+    }
+    grpc::ClientContext context;
+    PrepareContext(options_.call, &context);
+    v1::InsertResponse response;
+    auto writer = stub->Insert(&context, &response);
+    writer->Write(request);
+    writer->WritesDone();
+    grpc::Status status = writer->Finish();
+    Record(index, status);
+    if (status.ok()) {
+      std::vector<uint64_t> keys;
+      keys.reserve(response.keys_size());
+      for (uint64_t key : response.keys()) keys.push_back(TagKey(index, key));
+      return keys;
+    }
+    if (status.error_code() != grpc::StatusCode::UNAVAILABLE) return FromGrpcStatus(status);
+    last = status;
+  }
+  return absl::UnavailableError(
+      absl::StrCat("every replay shard is down (last: ", last.error_message(), ")"));
+}
+
+absl::StatusOr<v1::SampleResponse> ShardedReplayClient::Sample(const std::string& table,
+                                                               int batch_size,
+                                                               absl::Duration timeout,
+                                                               double beta) {
+  if (batch_size < 1) {
+    return absl::InvalidArgumentError(absl::StrCat("batch_size ", batch_size, " must be >= 1"));
+  }
+  struct Part {
+    int shard;
+    int count;
+    v1::SampleResponse response;
+    grpc::Status status;
+    grpc::ClientContext context;
+  };
+  std::vector<std::unique_ptr<Part>> done;
+  int missing = batch_size;
+  // a second round asks the shards that answered for what failed shards could not give.
+  for (int round = 0; round < 2 && missing > 0; ++round) {
+    std::vector<int> candidates;
+    if (round == 0) {
+      candidates = Candidates();
+    } else {
+      for (const auto& p : done) {
+        if (p->status.ok() &&
+            std::find(candidates.begin(), candidates.end(), p->shard) == candidates.end()) {
+          candidates.push_back(p->shard);
+        }
+      }
+    }
+    if (candidates.empty()) break;
+    std::vector<double> weights;
+    {
+      absl::MutexLock lock(&mu_);
+      for (int s : candidates) {
+        auto it = shards_[s].sizes.find(table);
+        weights.push_back(it == shards_[s].sizes.end() ? 1.0 : static_cast<double>(it->second));
+      }
+    }
+    const std::vector<int> counts = Apportion(missing, weights);
+    std::vector<std::unique_ptr<Part>> parts;
+    for (size_t i = 0; i < candidates.size(); ++i) {
+      if (counts[i] == 0) continue;
+      auto part = std::make_unique<Part>();
+      part->shard = candidates[i];
+      part->count = counts[i];
+      parts.push_back(std::move(part));
+    }
+    absl::BlockingCounter pending(static_cast<int>(parts.size()));
+    std::vector<v1::SampleRequest> requests(parts.size());
+    for (size_t i = 0; i < parts.size(); ++i) {
+      Part& part = *parts[i];
+      requests[i].set_table(table);
+      requests[i].set_batch_size(part.count);
+      requests[i].set_timeout_ms(absl::ToInt64Milliseconds(timeout));
+      requests[i].set_importance_sampling_exponent(beta);
+      CallOptions call = options_.call;
+      call.timeout = call.timeout + timeout;
+      PrepareContext(call, &part.context);
+      v1::ReplayService::Stub* stub;
+      {
+        absl::MutexLock lock(&mu_);
+        stub = shards_[part.shard].stub.get();
+      }
+      stub->async()->Sample(&part.context, &requests[i], &part.response,
+                            [&part, &pending](grpc::Status status) {
+                              part.status = std::move(status);
+                              pending.DecrementCount();
+                            });
+    }
+    pending.Wait();
+    for (auto& part : parts) {
+      Record(part->shard, part->status);
+      if (part->status.ok()) {
+        missing -= part->count;
+        absl::MutexLock lock(&mu_);
+        shards_[part->shard].sizes[table] = part->response.table_size();
+      } else if (part->status.error_code() != grpc::StatusCode::UNAVAILABLE) {
+        return FromGrpcStatus(part->status);
+      }
+      done.push_back(std::move(part));
+    }
+  }
+  if (missing > 0) {
+    return absl::UnavailableError(absl::StrCat("replay shards could give only ",
+                                               batch_size - missing, " of ", batch_size,
+                                               " items; the others are down"));
+  }
+
+  // merge: columns concatenated in part order; probabilities and weights over the union.
+  v1::SampleResponse merged;
+  int64_t total_size = 0;
+  std::map<int, int64_t> size_of;  // per shard, as reported with its last part
+  for (const auto& p : done) {
+    if (p->status.ok()) size_of[p->shard] = p->response.table_size();
+  }
+  for (const auto& [s, n] : size_of) total_size += n;
+  std::vector<double> raw_weights;
+  for (const auto& p : done) {
+    if (!p->status.ok()) continue;
+    const v1::SampleResponse& r = p->response;
+    if (merged.columns_size() == 0) {
+      for (const v1::NamedTensor& c : r.columns()) {
+        v1::NamedTensor* out = merged.add_columns();
+        out->set_name(c.name());
+        out->mutable_tensor()->set_dtype(c.tensor().dtype());
+        for (int64_t d : c.tensor().shape()) out->mutable_tensor()->add_shape(d);
+        out->mutable_tensor()->set_shape(0, 0);
+      }
+    }
+    for (int c = 0; c < r.columns_size(); ++c) {
+      v1::Tensor* out = merged.mutable_columns(c)->mutable_tensor();
+      out->mutable_data()->append(r.columns(c).tensor().data());
+      out->set_shape(0, out->shape(0) + r.columns(c).tensor().shape(0));
+    }
+    const double shard_size = static_cast<double>(size_of[p->shard]);
+    for (int i = 0; i < r.keys_size(); ++i) {
+      merged.add_keys(TagKey(p->shard, r.keys(i)));
+      merged.add_probabilities(total_size > 0 ? shard_size / total_size * r.probabilities(i)
+                                              : r.probabilities(i));
+      merged.add_times_sampled(r.times_sampled(i));
+      raw_weights.push_back(std::pow(std::max(shard_size * r.probabilities(i), 1e-300), -beta));
+    }
+    merged.set_rate_limiter_wait_seconds(
+        std::max(merged.rate_limiter_wait_seconds(), r.rate_limiter_wait_seconds()));
+  }
+  const double max_weight = *std::max_element(raw_weights.begin(), raw_weights.end());
+  for (double w : raw_weights) merged.add_importance_weights(w / max_weight);
+  merged.set_table_size(total_size);
+  return merged;
+}
+
+absl::StatusOr<int64_t> ShardedReplayClient::UpdatePriorities(
+    const std::string& table, const std::vector<uint64_t>& keys,
+    const std::vector<double>& priorities) {
+  if (keys.size() != priorities.size()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("priorities has ", priorities.size(), " values for ", keys.size(), " keys"));
+  }
+  std::map<int, v1::UpdatePrioritiesRequest> by_shard;
+  for (size_t i = 0; i < keys.size(); ++i) {
+    const int shard = ShardOfKey(keys[i]);
+    if (shard >= static_cast<int>(options_.addresses.size())) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "keys[", i, "] names shard ", shard, "; this client has ", options_.addresses.size()));
+    }
+    v1::UpdatePrioritiesRequest& request = by_shard[shard];
+    request.set_table(table);
+    request.add_keys(UntagKey(keys[i]));
+    request.add_priorities(priorities[i]);
+  }
+  int64_t updated = 0;
+  for (const auto& [shard, request] : by_shard) {
+    v1::ReplayService::Stub* stub;
+    {
+      absl::MutexLock lock(&mu_);
+      stub = shards_[shard].stub.get();
+    }
+    grpc::ClientContext context;
+    PrepareContext(options_.call, &context);
+    v1::UpdatePrioritiesResponse response;
+    grpc::Status status = stub->UpdatePriorities(&context, request, &response);
+    Record(shard, status);
+    // items on a shard that is down are skipped: their priorities refresh on the next sample.
+    if (status.ok()) {
+      updated += response.num_updated();
+    } else if (status.error_code() != grpc::StatusCode::UNAVAILABLE) {
+      return FromGrpcStatus(status);
+    }
+  }
+  return updated;
+}
+
+}  // namespace prl::replay

@@ -1,0 +1,104 @@
+// The client actors and the learner use to reach a set of replay shards as one replay:
+// inserts are spread over shards round-robin, samples are drawn from every shard in proportion
+// to its size and merged into one batch, and item keys carry their shard so priority updates
+// find their way back. A shard that fails (UNAVAILABLE, or a deadline) is skipped and retried
+// after a jittered exponential backoff, so the client keeps working with the shards that are
+// up and picks a restarted shard up again. Every call has a deadline.
+//
+// Thread-safe: calls may come from several threads; each shard's state is guarded by mu_.
+#ifndef PRL_REPLAY_REPLAY_CLIENT_H_
+#define PRL_REPLAY_REPLAY_CLIENT_H_
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/random/random.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "common/client.h"
+#include "proto/replay.grpc.pb.h"
+
+namespace prl::replay {
+
+struct ReplayClientOptions {
+  // "host:port" of every shard; at most 255.
+  std::vector<std::string> addresses;
+  // TLS settings applied to every shard (the address field is ignored).
+  ChannelOptions channel;
+  // Deadline of each RPC and the bearer token.
+  CallOptions call;
+  absl::Duration initial_backoff = absl::Milliseconds(100);
+  absl::Duration max_backoff = absl::Seconds(5);
+};
+
+class ShardedReplayClient {
+ public:
+  // Errors: INVALID_ARGUMENT for no addresses, more than 255, or a bad channel option.
+  static absl::StatusOr<std::unique_ptr<ShardedReplayClient>> Create(
+      const ReplayClientOptions& options);
+
+  // Creates the table on every shard that is up. Errors: the first error other than
+  // UNAVAILABLE; UNAVAILABLE when no shard could be reached.
+  absl::Status CreateTable(const v1::TableConfig& config) ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Inserts one batch on one shard, moving on to the next shard when one is down. Returns the
+  // shard-tagged keys when request.return_keys(). Errors: the shard's error (INVALID_ARGUMENT
+  // etc., not retried elsewhere); UNAVAILABLE when every shard is down.
+  absl::StatusOr<std::vector<uint64_t>> Insert(const v1::InsertRequest& request)
+      ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Samples `batch_size` items across the shards that are up, in proportion to their sizes,
+  // in parallel, and merges them (columns concatenated, keys shard-tagged, probabilities and
+  // importance weights over the union). `timeout` bounds the rate-limiter wait on each shard.
+  absl::StatusOr<v1::SampleResponse> Sample(const std::string& table, int batch_size,
+                                            absl::Duration timeout,
+                                            double importance_sampling_exponent = 0)
+      ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Updates priorities of shard-tagged keys, each on its own shard. Returns keys updated.
+  absl::StatusOr<int64_t> UpdatePriorities(const std::string& table,
+                                           const std::vector<uint64_t>& keys,
+                                           const std::vector<double>& priorities)
+      ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Number of shards currently considered up.
+  int healthy_shards() const ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Key tagging: the shard index lives in the top 8 bits.
+  static uint64_t TagKey(int shard, uint64_t key) { return (uint64_t{1} * shard << 56) | key; }
+  static int ShardOfKey(uint64_t tagged) { return static_cast<int>(tagged >> 56); }
+  static uint64_t UntagKey(uint64_t tagged) { return tagged & ((uint64_t{1} << 56) - 1); }
+
+ private:
+  struct Shard {
+    std::string address;
+    std::unique_ptr<v1::ReplayService::Stub> stub;
+    bool up = true;
+    absl::Time retry_at = absl::InfinitePast();
+    absl::Duration backoff;
+    // Last table size this shard reported, per table.
+    std::map<std::string, int64_t> sizes;
+  };
+
+  explicit ShardedReplayClient(const ReplayClientOptions& options) : options_(options) {}
+
+  // Shards worth calling now: up, or down with their retry time passed.
+  std::vector<int> Candidates() ABSL_LOCKS_EXCLUDED(mu_);
+  // Records the outcome of a call to `shard`: failures that mean "down" start a backoff.
+  void Record(int shard, const grpc::Status& status) ABSL_LOCKS_EXCLUDED(mu_);
+
+  const ReplayClientOptions options_;
+  mutable absl::Mutex mu_;
+  std::vector<Shard> shards_ ABSL_GUARDED_BY(mu_);
+  size_t next_insert_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::BitGen rng_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace prl::replay
+
+#endif  // PRL_REPLAY_REPLAY_CLIENT_H_
