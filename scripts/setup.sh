@@ -23,7 +23,8 @@ DEBIAN_PACKAGES=(
 # Benchmark peers and validators for the optional virtualenv (never needed by
 # the product itself). Each is installed on its own; failures only warn.
 VENV_PACKAGES=(
-  h5py minari kubernetes-validate grpcio dm-reverb envpool gymnasium mujoco stable-baselines3
+  h5py minari kubernetes-validate grpcio tensorflow-cpu~=2.15.0 dm-reverb envpool gymnasium
+  mujoco stable-baselines3
 )
 
 # Debian's interpreter: --system-site-packages then exposes Debian's h5py,

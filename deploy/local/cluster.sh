@@ -156,7 +156,7 @@ fi
 log "state directory: ${state_dir}"
 for shard in 1 2; do
   start "replay-${shard}" replay/prl_replay "$(port_for $((10 + shard)) grpc)" \
-    "$(port_for $((10 + shard)) metrics)"
+    "$(port_for $((10 + shard)) metrics)" --replay_checkpoint_dir="${state_dir}/replay-${shard}"
 done
 start prior_server prior_server/prl_prior_server "$(port_for 3 grpc)" "$(port_for 3 metrics)"
 start learner learner/prl_learner "$(port_for 2 grpc)" "$(port_for 2 metrics)"
