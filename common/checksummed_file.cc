@@ -64,6 +64,10 @@ absl::Status WriteAll(int fd, const char* data, size_t n, off_t offset, const st
       if (errno == EINTR) continue;
       return OsError("cannot write", path);
     }
+    if (w == 0) {
+      errno = EIO;
+      return OsError("cannot write (no progress)", path);
+    }
     data += w;
     n -= static_cast<size_t>(w);
     offset += w;

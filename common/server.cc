@@ -131,11 +131,9 @@ std::string ServerHost::ReadyLine() const {
 }
 
 void ServerHost::Shutdown() {
-  {
-    absl::MutexLock lock(&mu_);
-    if (shut_down_ || server_ == nullptr) return;
-    shut_down_ = true;
-  }
+  absl::MutexLock lock(&mu_);
+  if (shut_down_ || server_ == nullptr) return;
+  shut_down_ = true;
   PRL_LOG(INFO) << options_.service_name << " shutting down, draining for up to "
                 << absl::FormatDuration(options_.drain_timeout);
   // the metrics web server takes up to ~2 s to stop (its poll interval): stop it while the

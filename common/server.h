@@ -88,6 +88,8 @@ class ServerHost {
   int port_ = 0;
   int metrics_port_ = -1;
   bool tls_ = false;
+  // Held for the whole shutdown, so a second caller (e.g. the destructor) returns only when
+  // the server is fully stopped.
   absl::Mutex mu_;
   bool shut_down_ ABSL_GUARDED_BY(mu_) = false;
 };

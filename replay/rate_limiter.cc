@@ -18,12 +18,14 @@ RateLimiter::RateLimiter(const v1::RateLimiterConfig& config)
       max_diff_(config.samples_per_insert() * config.min_size_to_sample() + config.error_buffer()) {
 }
 
-int64_t RateLimiter::InsertPermits() const {
+int64_t RateLimiter::InsertPermits(int64_t size) const {
   if (samples_per_insert_ <= 0) return kUnlimited;
   const double diff = samples_per_insert_ * inserted_ - sampled_;
   // each inserted item adds samples_per_insert to diff, which must stay <= max_diff.
   const double room = (max_diff_ - diff) / samples_per_insert_;
-  return room < 1 ? 0 : static_cast<int64_t>(std::min<double>(std::floor(room), kUnlimited));
+  const int64_t by_ratio =
+      room < 1 ? 0 : static_cast<int64_t>(std::min<double>(std::floor(room), kUnlimited));
+  return std::max(by_ratio, min_size_ - size);
 }
 
 int64_t RateLimiter::SamplePermits(int64_t size) const {

@@ -16,8 +16,10 @@ class RateLimiter {
   // `config` must have passed ValidateRateLimiterConfig (defaults filled).
   explicit RateLimiter(const v1::RateLimiterConfig& config);
 
-  // Items that may be inserted now (0 = an insert must wait).
-  int64_t InsertPermits() const;
+  // Items that may be inserted now into a table holding `size` items (0 = an insert must
+  // wait). A table below min_size_to_sample always accepts enough items to reach it, so a
+  // table drained by max_times_sampled can never leave both sides waiting.
+  int64_t InsertPermits(int64_t size) const;
   // Items that may be sampled now from a table holding `size` items (0 = must wait).
   int64_t SamplePermits(int64_t size) const;
 

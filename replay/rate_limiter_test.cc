@@ -19,7 +19,7 @@ v1::RateLimiterConfig Config(int64_t min_size, double spi, double error_buffer) 
 
 TEST(RateLimiterTest, MinSizeOnly) {
   RateLimiter limiter(Config(3, 0, 0));
-  EXPECT_GT(limiter.InsertPermits(), 1000000);
+  EXPECT_GT(limiter.InsertPermits(100), 1000000);
   EXPECT_EQ(limiter.SamplePermits(2), 0);
   EXPECT_GT(limiter.SamplePermits(3), 1000000);
 }
@@ -28,18 +28,30 @@ TEST(RateLimiterTest, RatioHoldsWithinErrorBuffer) {
   // 4 samples per insert, buffer 8, min size 2: center = 8, diff in [0, 16].
   RateLimiter limiter(Config(2, 4, 8));
   // before any sample, inserts are allowed until diff = 4 * inserted reaches 16.
-  EXPECT_EQ(limiter.InsertPermits(), 4);
+  EXPECT_EQ(limiter.InsertPermits(100), 4);
   limiter.OnInserted(4);
-  EXPECT_EQ(limiter.InsertPermits(), 0);
+  EXPECT_EQ(limiter.InsertPermits(100), 0);
   // diff 16: 16 samples allowed before diff hits min_diff 0.
   EXPECT_EQ(limiter.SamplePermits(4), 16);
   limiter.OnSampled(10);
   EXPECT_EQ(limiter.SamplePermits(4), 6);
   // diff 6 -> inserts allowed while 6 + 4k <= 16: k = 2.
-  EXPECT_EQ(limiter.InsertPermits(), 2);
+  EXPECT_EQ(limiter.InsertPermits(100), 2);
   limiter.OnSampled(6);
   EXPECT_EQ(limiter.SamplePermits(4), 0);
-  EXPECT_EQ(limiter.InsertPermits(), 4);
+  EXPECT_EQ(limiter.InsertPermits(100), 4);
+}
+
+TEST(RateLimiterTest, TableBelowMinSizeAlwaysAcceptsInserts) {
+  // spi 2, buffer 2, min size 100: 101 inserts, 4 samples (the items removed by
+  // max_times_sampled), 2 more inserts: the table holds 99 and the ratio is at its bound, yet
+  // the table must be able to refill to its minimum.
+  RateLimiter limiter(Config(100, 2, 2));
+  limiter.OnInserted(103);
+  limiter.OnSampled(4);
+  EXPECT_EQ(limiter.SamplePermits(99), 0);
+  EXPECT_EQ(limiter.InsertPermits(99), 1);
+  EXPECT_EQ(limiter.InsertPermits(100), 0);
 }
 
 TEST(RateLimiterTest, SamplesNeedMinSizeEvenWithRatioRoom) {

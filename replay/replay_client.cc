@@ -92,7 +92,27 @@ int ShardedReplayClient::healthy_shards() const {
       std::count_if(shards_.begin(), shards_.end(), [](const Shard& s) { return s.up; }));
 }
 
+bool ShardedReplayClient::Recreate(int index, const std::string& table) {
+  v1::CreateTableRequest request;
+  v1::ReplayService::Stub* stub;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = tables_.find(table);
+    if (it == tables_.end()) return false;
+    *request.mutable_config() = it->second;
+    stub = shards_[index].stub.get();
+  }
+  grpc::ClientContext context;
+  PrepareContext(options_.call, &context);
+  v1::CreateTableResponse response;
+  return stub->CreateTable(&context, request, &response).ok();
+}
+
 absl::Status ShardedReplayClient::CreateTable(const v1::TableConfig& config) {
+  {
+    absl::MutexLock lock(&mu_);
+    tables_[config.name()] = config;
+  }
   v1::CreateTableRequest request;
   *request.mutable_config() = config;
   int created = 0;
@@ -148,6 +168,15 @@ absl::StatusOr<std::vector<uint64_t>> ShardedReplayClient::Insert(
     writer->WritesDone();
     grpc::Status status = writer->Finish();
     Record(index, status);
+    if (status.error_code() == grpc::StatusCode::NOT_FOUND && Recreate(index, request.table())) {
+      grpc::ClientContext retry_context;
+      PrepareContext(options_.call, &retry_context);
+      response.Clear();
+      auto retry = stub->Insert(&retry_context, &response);
+      retry->Write(request);
+      retry->WritesDone();
+      status = retry->Finish();
+    }
     if (status.ok()) {
       std::vector<uint64_t> keys;
       keys.reserve(response.keys_size());
@@ -196,7 +225,9 @@ absl::StatusOr<v1::SampleResponse> ShardedReplayClient::Sample(const std::string
       absl::MutexLock lock(&mu_);
       for (int s : candidates) {
         auto it = shards_[s].sizes.find(table);
-        weights.push_back(it == shards_[s].sizes.end() ? 1.0 : static_cast<double>(it->second));
+        // at least 1, so a shard that was once empty is asked again.
+        weights.push_back(
+            it == shards_[s].sizes.end() ? 1.0 : std::max(1.0, static_cast<double>(it->second)));
       }
     }
     const std::vector<int> counts = Apportion(missing, weights);
@@ -231,17 +262,25 @@ absl::StatusOr<v1::SampleResponse> ShardedReplayClient::Sample(const std::string
                             });
     }
     pending.Wait();
+    grpc::Status error;
     for (auto& part : parts) {
       Record(part->shard, part->status);
+      const grpc::StatusCode code = part->status.error_code();
       if (part->status.ok()) {
         missing -= part->count;
         absl::MutexLock lock(&mu_);
         shards_[part->shard].sizes[table] = part->response.table_size();
-      } else if (part->status.error_code() != grpc::StatusCode::UNAVAILABLE) {
-        return FromGrpcStatus(part->status);
+      } else if (code == grpc::StatusCode::NOT_FOUND && Recreate(part->shard, table)) {
+        // the shard lost the table (restarted empty): it has nothing to give this time.
+        absl::MutexLock lock(&mu_);
+        shards_[part->shard].sizes[table] = 0;
+      } else if (code != grpc::StatusCode::UNAVAILABLE &&
+                 code != grpc::StatusCode::DEADLINE_EXCEEDED && error.ok()) {
+        error = part->status;
       }
       done.push_back(std::move(part));
     }
+    if (!error.ok()) return FromGrpcStatus(error);
   }
   if (missing > 0) {
     return absl::UnavailableError(absl::StrCat("replay shards could give only ",

@@ -1,9 +1,10 @@
 // The client actors and the learner use to reach a set of replay shards as one replay:
 // inserts are spread over shards round-robin, samples are drawn from every shard in proportion
 // to its size and merged into one batch, and item keys carry their shard so priority updates
-// find their way back. A shard that fails (UNAVAILABLE, or a deadline) is skipped and retried
-// after a jittered exponential backoff, so the client keeps working with the shards that are
-// up and picks a restarted shard up again. Every call has a deadline.
+// find their way back. A shard that answers UNAVAILABLE is skipped and retried after a
+// jittered exponential backoff, so the client keeps working with the shards that are up and
+// picks a restarted shard up again; a shard that lost a table the client created (restarted
+// without a checkpoint) gets it re-created. Every call has a deadline.
 //
 // Thread-safe: calls may come from several threads; each shard's state is guarded by mu_.
 #ifndef PRL_REPLAY_REPLAY_CLIENT_H_
@@ -91,10 +92,14 @@ class ShardedReplayClient {
   std::vector<int> Candidates() ABSL_LOCKS_EXCLUDED(mu_);
   // Records the outcome of a call to `shard`: failures that mean "down" start a backoff.
   void Record(int shard, const grpc::Status& status) ABSL_LOCKS_EXCLUDED(mu_);
+  // Re-creates `table` on `shard` if this client created it before; true on success.
+  bool Recreate(int shard, const std::string& table) ABSL_LOCKS_EXCLUDED(mu_);
 
   const ReplayClientOptions options_;
   mutable absl::Mutex mu_;
   std::vector<Shard> shards_ ABSL_GUARDED_BY(mu_);
+  // Configs of the tables this client created, to re-create them on a shard that lost them.
+  std::map<std::string, v1::TableConfig> tables_ ABSL_GUARDED_BY(mu_);
   size_t next_insert_ ABSL_GUARDED_BY(mu_) = 0;
   absl::BitGen rng_ ABSL_GUARDED_BY(mu_);
 };

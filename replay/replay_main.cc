@@ -46,6 +46,9 @@ int main(int argc, char** argv) {
     return 1;
   }
 
+  const prl::ServerOptions server_options = prl::ServerOptionsFromFlags("replay", 50051, 9151);
+  // items and sample batches must fit in the messages the server accepts and sends.
+  shard_options.limits.max_message_bytes = server_options.max_message_bytes;
   auto registry = std::make_shared<prometheus::Registry>();
   auto shard = prl::replay::ReplayShard::Create(shard_options, *registry);
   if (!shard.ok()) {

@@ -174,19 +174,20 @@ absl::StatusOr<v1::CheckpointResponse> ReplayShard::Checkpoint() {
   }
   absl::MutexLock checkpoint_lock(&checkpoint_mu_);
   const absl::Time start = absl::Now();
-  std::vector<std::shared_ptr<Table>> tables;
+  // snapshots are taken together under the shard lock (cheap: copy-on-write), so the file
+  // matches one moment of the shard: no table deleted before it, none missing that existed.
+  std::vector<TableSnapshot> snapshots;
   {
     absl::MutexLock lock(&mu_);
-    for (const auto& [n, t] : tables_) tables.push_back(t);
+    for (const auto& [n, t] : tables_) snapshots.push_back(t->TakeSnapshot());
   }
   const std::string path = checkpoint_path();
   PRL_ASSIGN_OR_RETURN(auto writer, ChecksummedFileWriter::Create(path));
   std::string buffer;
-  PutLe(tables.size(), 4, &buffer);
+  PutLe(snapshots.size(), 4, &buffer);
   v1::CheckpointResponse response;
-  for (const auto& table : tables) {
-    // each snapshot is consistent for its table; traffic continues while rows are written.
-    const TableSnapshot snapshot = table->TakeSnapshot();
+  for (const TableSnapshot& snapshot : snapshots) {
+    // traffic continues while the rows are written.
     internal::TableCheckpoint header;
     *header.mutable_config() = snapshot.config;
     header.set_inserted_total(snapshot.inserted_total);
@@ -271,6 +272,10 @@ absl::Status ReplayShard::Restore() {
       snapshot.chunks[c].assign(1, std::move(chunk));
     }
     const std::string name = snapshot.config.name();
+    if (restored.count(name) > 0) {
+      return absl::DataLossError(
+          absl::StrCat("checkpoint '", path, "' holds table '", name, "' twice"));
+    }
     auto table = Table::FromSnapshot(snapshot, options_.limits, metrics_.ForTable(name));
     if (!table.ok()) {
       return absl::DataLossError(

@@ -1,6 +1,7 @@
 #include "replay/table.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 
@@ -107,6 +108,26 @@ absl::Status ValidateTableConfig(const TableLimits& limits, v1::TableConfig* con
                    absl::StrCat(config->sequence_length(), " is not allowed; allowed: 1 to ",
                                 kMaxSequenceLength));
   }
+  // an item must fit in one message; multiply with overflow checks.
+  int64_t item_bytes = 0;
+  for (int i = 0; i < config->signature_size(); ++i) {
+    const v1::ColumnSpec& column = config->signature(i);
+    int64_t bytes = static_cast<int64_t>(DTypeSize(*DTypeFromProto(column.dtype(), "")));
+    bytes *= config->sequence_length();
+    for (int64_t d : column.shape()) {
+      if (bytes > limits.max_message_bytes / d) {
+        bytes = limits.max_message_bytes + 1;
+        break;
+      }
+      bytes *= d;
+    }
+    item_bytes += bytes;
+    if (item_bytes > limits.max_message_bytes) {
+      return Invalid(absl::StrCat("config.signature[", i, "].shape"),
+                     absl::StrCat("makes an item larger than the ", limits.max_message_bytes,
+                                  "-byte message limit (--max_message_bytes)"));
+    }
+  }
   PRL_RETURN_IF_ERROR(
       ValidateRateLimiterConfig("config.rate_limiter", config->mutable_rate_limiter()));
   if (config->rate_limiter().min_size_to_sample() > config->capacity()) {
@@ -141,6 +162,7 @@ Table::Table(v1::TableConfig config, const TableLimits& limits,
       elements *= d;
     }
     row_bytes_.push_back(elements * static_cast<int64_t>(DTypeSize(dtype)));
+    item_bytes_ += row_bytes_.back();
     widest = std::max(widest, row_bytes_.back());
     column_specs_.push_back(TensorSpec{column.name(), dtype, std::move(shape),
                                        /*require_finite=*/!column.allow_non_finite()});
@@ -170,6 +192,10 @@ char* Table::MutableRowLocked(size_t column, int64_t slot) {
   } else if (chunk.use_count() > 1) {
     // a snapshot still reads this chunk: write to a private copy.
     chunk = std::make_shared<Chunk>(*chunk);
+  } else {
+    // the last snapshot holding this chunk let go (a release on another thread): order its
+    // reads before our writes.
+    std::atomic_thread_fence(std::memory_order_acquire);
   }
   return chunk->bytes.data() + (slot % rows_per_chunk_) * row_bytes_[column];
 }
@@ -177,6 +203,36 @@ char* Table::MutableRowLocked(size_t column, int64_t slot) {
 const char* Table::RowLocked(size_t column, int64_t slot) const {
   return chunks_[column][slot / rows_per_chunk_]->bytes.data() +
          (slot % rows_per_chunk_) * row_bytes_[column];
+}
+
+absl::Status Table::CheckPriority(double priority, int index) const {
+  // the sampler weighs p^exponent, which must stay finite too.
+  if (!std::isfinite(priority) || priority < 0 ||
+      !std::isfinite(std::pow(priority, config_.priority_exponent()))) {
+    return Invalid(absl::StrCat("priorities[", index, "]"),
+                   absl::StrCat(priority,
+                                " is not allowed; must be >= 0 and finite, also when "
+                                "raised to the priority exponent ",
+                                config_.priority_exponent()));
+  }
+  return absl::OkStatus();
+}
+
+int64_t Table::InsertPermitsLocked() const {
+  return limiter_.InsertPermits(static_cast<int64_t>(items_.size()));
+}
+
+int64_t Table::SamplePermitsLocked() const {
+  if (sampler_->size() == 0) return 0;
+  return std::max<int64_t>(
+      0, limiter_.SamplePermits(static_cast<int64_t>(items_.size())) - pending_samples_);
+}
+
+void Table::ReturnWithdrawnLocked(const std::vector<uint64_t>& keys) {
+  for (uint64_t key : keys) {
+    if (!withdrawn_.erase(key)) continue;  // evicted meanwhile
+    sampler_->Insert(key, items_.at(key).priority);
+  }
 }
 
 absl::Status Table::WaitLocked(const std::function<bool()>& ready, absl::Time deadline,
@@ -213,7 +269,7 @@ absl::Status Table::WaitLocked(const std::function<bool()>& ready, absl::Time de
 void Table::RemoveLocked(uint64_t key) {
   auto it = items_.find(key);
   PRL_CHECK(it != items_.end()) << "removing unknown key " << key;
-  sampler_->Delete(key);
+  if (!withdrawn_.erase(key)) sampler_->Delete(key);
   remover_->Delete(key);
   free_slots_.push_back(it->second.slot);
   items_.erase(it);
@@ -288,24 +344,24 @@ absl::Status Table::Insert(const v1::InsertRequest& request, absl::Time deadline
                                 "or none (all 1.0)"));
   }
   for (int i = 0; i < request.priorities_size(); ++i) {
-    if (!std::isfinite(request.priorities(i)) || request.priorities(i) < 0) {
-      return Invalid(absl::StrCat("priorities[", i, "]"),
-                     absl::StrCat(request.priorities(i), " is not allowed; must be finite, >= 0"));
-    }
+    PRL_RETURN_IF_ERROR(CheckPriority(request.priorities(i), i));
   }
 
   absl::MutexLock lock(&mu_);
   while (*inserted < rows) {
     double waited = 0;
     absl::Status s = WaitLocked(
-        [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return limiter_.InsertPermits() > 0; },
-        deadline, cancelled, "insert", &waited);
+        [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return InsertPermitsLocked() > 0; }, deadline,
+        cancelled, "insert", &waited);
     insert_wait_seconds_ += waited;
     if (metrics_ != nullptr && waited > 0) metrics_->insert_wait_seconds.Increment(waited);
     PRL_RETURN_IF_ERROR(s);
-    const int64_t n = std::min(rows - *inserted, limiter_.InsertPermits());
+    const int64_t n = std::min(rows - *inserted, InsertPermitsLocked());
     for (int64_t r = *inserted; r < *inserted + n; ++r) {
-      const double priority = request.priorities_size() ? request.priorities(r) : 1.0;
+      const double priority = request.priorities_size() ? request.priorities(r)
+                              : max_priority_ > 0       ? max_priority_
+                                                        : 1.0;
+      max_priority_ = std::max(max_priority_, priority);
       const uint64_t key = InsertRowLocked(views, r, priority);
       if (keys != nullptr) keys->push_back(key);
     }
@@ -325,6 +381,12 @@ absl::Status Table::Sample(const v1::SampleRequest& request, absl::Time deadline
   if (batch < 1 || batch > limits_.max_batch_rows) {
     return Invalid("batch_size",
                    absl::StrCat(batch, " is not allowed; allowed: 1 to ", limits_.max_batch_rows));
+  }
+  if (batch * item_bytes_ > limits_.max_message_bytes) {
+    return Invalid("batch_size",
+                   absl::StrCat(batch, " items of ", item_bytes_, " bytes exceed the ",
+                                limits_.max_message_bytes, "-byte message limit; allowed: up to ",
+                                limits_.max_message_bytes / item_bytes_));
   }
   const double beta = request.importance_sampling_exponent();
   if (!std::isfinite(beta) || beta < 0 || beta > 1) {
@@ -351,57 +413,87 @@ absl::Status Table::Sample(const v1::SampleRequest& request, absl::Time deadline
     tensor->mutable_data()->resize(batch * row_bytes_[c]);
     out[c] = tensor->mutable_data()->data();
   }
-  std::vector<double> scaled(batch);  // (table size × P(i)) for importance weights
+  const bool distinct =
+      config_.sampler() == v1::SAMPLER_FIFO || config_.sampler() == v1::SAMPLER_LIFO;
+  struct Pick {
+    uint64_t key;
+    double probability;
+    double scaled;  // table size x P(i), for importance weights
+  };
+  std::vector<Pick> picks;
+  picks.reserve(batch);
+  std::vector<uint64_t> withdrawn;
+  absl::flat_hash_map<uint64_t, int32_t> picked;
 
   absl::MutexLock lock(&mu_);
-  int64_t done = 0;
-  double waited = 0;
+  // picks are reserved against the limiter as they are made and committed only when the
+  // whole batch is there, so a call that times out leaves the table as it found it.
   double call_waited = 0;
-  while (done < batch) {
+  while (static_cast<int64_t>(picks.size()) < batch) {
+    double waited = 0;
     absl::Status s = WaitLocked(
-        [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-          return !items_.empty() && limiter_.SamplePermits(static_cast<int64_t>(items_.size())) > 0;
-        },
-        deadline, cancelled, "sample", &waited);
+        [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return SamplePermitsLocked() > 0; }, deadline,
+        cancelled, "sample", &waited);
     sample_wait_seconds_ += waited;
     call_waited += waited;
     if (metrics_ != nullptr && waited > 0) metrics_->sample_wait_seconds.Increment(waited);
-    waited = 0;
     if (!s.ok()) {
+      pending_samples_ -= static_cast<int64_t>(picks.size());
+      ReturnWithdrawnLocked(withdrawn);
       response->Clear();
       return s;
     }
-    const int64_t n =
-        std::min(batch - done, limiter_.SamplePermits(static_cast<int64_t>(items_.size())));
-    const int64_t end = done + n;
-    for (int64_t r = done; r < end && !items_.empty(); ++r) {
+    const int64_t n = std::min(batch - static_cast<int64_t>(picks.size()), SamplePermitsLocked());
+    for (int64_t i = 0; i < n && sampler_->size() > 0; ++i) {
       const ItemSelector::Selection selection = sampler_->Select(rng_);
-      Item& item = items_.at(selection.key);
+      const Item& item = items_.at(selection.key);
+      const int64_t r = static_cast<int64_t>(picks.size());
       for (size_t c = 0; c < out.size(); ++c) {
         std::memcpy(out[c] + r * row_bytes_[c], RowLocked(c, item.slot), row_bytes_[c]);
       }
-      response->add_keys(selection.key);
-      response->add_probabilities(selection.probability);
-      response->add_times_sampled(++item.times_sampled);
-      scaled[r] = static_cast<double>(items_.size()) * selection.probability;
-      if (config_.max_times_sampled() > 0 && item.times_sampled >= config_.max_times_sampled()) {
-        RemoveLocked(selection.key);
+      picks.push_back({selection.key, selection.probability,
+                       static_cast<double>(items_.size()) * selection.probability});
+      ++pending_samples_;
+      const int32_t times = item.times_sampled + ++picked[selection.key];
+      if (distinct || (config_.max_times_sampled() > 0 && times >= config_.max_times_sampled())) {
+        sampler_->Delete(selection.key);
+        withdrawn_.insert(selection.key);
+        withdrawn.push_back(selection.key);
       }
-      ++sampled_total_;
-      limiter_.OnSampled(1);
-      ++done;
     }
   }
+
+  // commit the batch.
+  pending_samples_ -= batch;
+  ReturnWithdrawnLocked(withdrawn);
+  for (const Pick& pick : picks) {
+    response->add_keys(pick.key);
+    response->add_probabilities(pick.probability);
+    auto it = items_.find(pick.key);
+    if (it == items_.end()) {
+      response->add_times_sampled(0);  // evicted by an insert while this call waited
+      continue;
+    }
+    const int32_t times = ++it->second.times_sampled;
+    response->add_times_sampled(times);
+    if (config_.max_times_sampled() > 0 && times >= config_.max_times_sampled()) {
+      RemoveLocked(pick.key);
+    }
+  }
+  limiter_.OnSampled(batch);
+  sampled_total_ += batch;
   response->set_table_size(static_cast<int64_t>(items_.size()));
+  response->set_rate_limiter_wait_seconds(call_waited);
   if (metrics_ != nullptr) {
     metrics_->samples.Increment(static_cast<double>(batch));
     metrics_->size.Set(static_cast<double>(items_.size()));
   }
-  response->set_rate_limiter_wait_seconds(call_waited);
   // w_i = (N P(i))^-beta, normalised by the largest weight in the batch.
   double max_weight = 0;
-  for (double x : scaled) max_weight = std::max(max_weight, std::pow(x, -beta));
-  for (double x : scaled) response->add_importance_weights(std::pow(x, -beta) / max_weight);
+  for (const Pick& pick : picks) max_weight = std::max(max_weight, std::pow(pick.scaled, -beta));
+  for (const Pick& pick : picks) {
+    response->add_importance_weights(std::pow(pick.scaled, -beta) / max_weight);
+  }
   return absl::OkStatus();
 }
 
@@ -414,10 +506,7 @@ absl::Status Table::UpdatePriorities(const v1::UpdatePrioritiesRequest& request,
                                               request.keys_size(), " keys"));
   }
   for (int i = 0; i < request.priorities_size(); ++i) {
-    if (!std::isfinite(request.priorities(i)) || request.priorities(i) < 0) {
-      return Invalid(absl::StrCat("priorities[", i, "]"),
-                     absl::StrCat(request.priorities(i), " is not allowed; must be finite, >= 0"));
-    }
+    PRL_RETURN_IF_ERROR(CheckPriority(request.priorities(i), i));
   }
   absl::MutexLock lock(&mu_);
   for (int i = 0; i < request.keys_size(); ++i) {
@@ -427,7 +516,11 @@ absl::Status Table::UpdatePriorities(const v1::UpdatePrioritiesRequest& request,
       continue;
     }
     it->second.priority = request.priorities(i);
-    sampler_->Update(request.keys(i), request.priorities(i));
+    max_priority_ = std::max(max_priority_, request.priorities(i));
+    // a withdrawn key gets its new priority when it is returned.
+    if (!withdrawn_.contains(request.keys(i))) {
+      sampler_->Update(request.keys(i), request.priorities(i));
+    }
     remover_->Update(request.keys(i), request.priorities(i));
     ++*updated;
   }
@@ -445,8 +538,8 @@ v1::TableInfo Table::Info() const {
   info.set_removed_total(removed_total_);
   info.set_rate_limiter_insert_wait_seconds(insert_wait_seconds_);
   info.set_rate_limiter_sample_wait_seconds(sample_wait_seconds_);
-  info.set_can_insert(limiter_.InsertPermits() > 0);
-  info.set_can_sample(limiter_.SamplePermits(static_cast<int64_t>(items_.size())) > 0);
+  info.set_can_insert(InsertPermitsLocked() > 0);
+  info.set_can_sample(SamplePermitsLocked() > 0);
   info.set_bytes(allocated_bytes_);
   return info;
 }
@@ -516,6 +609,7 @@ absl::StatusOr<std::unique_ptr<Table>> Table::FromSnapshot(const TableSnapshot& 
     table->items_[item.key] = Item{slot, item.priority, item.times_sampled};
     table->sampler_->Insert(item.key, item.priority);
     table->remover_->Insert(item.key, item.priority);
+    table->max_priority_ = std::max(table->max_priority_, item.priority);
   }
   table->next_key_ = snapshot.next_key;
   table->inserted_total_ = snapshot.inserted_total;

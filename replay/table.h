@@ -21,6 +21,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/random/random.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -39,6 +40,8 @@ struct TableLimits {
   int64_t max_capacity = 10'000'000;
   // Rows in one Insert request or one Sample batch.
   int64_t max_batch_rows = 65'536;
+  // Largest message a client may send or receive: bounds an item's size and a sample batch.
+  int64_t max_message_bytes = 64 << 20;
 };
 
 // Checks `config` against `limits` and fills its defaults (replay.proto documents them).
@@ -105,11 +108,14 @@ class Table {
                       const CancelledFn& cancelled, int64_t* inserted, std::vector<uint64_t>* keys)
       ABSL_LOCKS_EXCLUDED(mu_);
 
-  // Samples `request.batch_size()` items (with replacement; at most the shard's
-  // max_batch_rows) into `response` (columns [B, ...], keys,
-  // probabilities, importance weights, times sampled), waiting on the rate limiter until
-  // the request's timeout or `deadline`, whichever is first. Errors: INVALID_ARGUMENT for a bad
-  // batch size or exponent; DEADLINE_EXCEEDED / CANCELLED while waiting (nothing returned).
+  // Samples `request.batch_size()` items (at most the shard's max_batch_rows, and at most
+  // max_message_bytes of data) into `response` (columns [B, ...], keys, probabilities,
+  // importance weights, times sampled), waiting on the rate limiter until the request's
+  // timeout or `deadline`, whichever is first. Uniform and prioritized sampling is with
+  // replacement; FIFO and LIFO take distinct items within a batch, and an item never comes
+  // back more often than max_times_sampled allows. A batch is all or nothing: on
+  // DEADLINE_EXCEEDED / CANCELLED nothing is returned and nothing counts as sampled. Errors:
+  // INVALID_ARGUMENT for a bad batch size, exponent or timeout.
   absl::Status Sample(const v1::SampleRequest& request, absl::Time deadline,
                       const CancelledFn& cancelled, v1::SampleResponse* response)
       ABSL_LOCKS_EXCLUDED(mu_);
@@ -137,6 +143,14 @@ class Table {
 
   Table(v1::TableConfig config, const TableLimits& limits, std::unique_ptr<TableMetrics> metrics);
 
+  // INVALID_ARGUMENT naming priorities[index] unless it is a usable priority.
+  absl::Status CheckPriority(double priority, int index) const;
+  int64_t InsertPermitsLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Sample permits left after the batches other calls have reserved.
+  int64_t SamplePermitsLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Puts keys a Sample call withdrew from the sampler back, if they are still stored.
+  void ReturnWithdrawnLocked(const std::vector<uint64_t>& keys) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
   // Waits until `ready` holds, the table closes, `cancelled` or `deadline`.
   absl::Status WaitLocked(const std::function<bool()>& ready, absl::Time deadline,
                           const CancelledFn& cancelled, absl::string_view what,
@@ -154,6 +168,7 @@ class Table {
   const std::unique_ptr<TableMetrics> metrics_;  // null in tests that do not need it
   // Per column: bytes per item and the spec each inserted batch must match.
   std::vector<int64_t> row_bytes_;
+  int64_t item_bytes_ = 0;  // sum of row_bytes_
   std::vector<TensorSpec> column_specs_;
   int64_t rows_per_chunk_ = 0;
 
@@ -166,6 +181,12 @@ class Table {
   std::unique_ptr<ItemSelector> sampler_ ABSL_GUARDED_BY(mu_);
   std::unique_ptr<ItemSelector> remover_ ABSL_GUARDED_BY(mu_);
   RateLimiter limiter_ ABSL_GUARDED_BY(mu_);
+  // Keys in-flight Sample calls took out of sampler_ (FIFO/LIFO batches, max_times_sampled).
+  absl::flat_hash_set<uint64_t> withdrawn_ ABSL_GUARDED_BY(mu_);
+  // Items in-flight Sample calls have reserved but not yet committed.
+  int64_t pending_samples_ ABSL_GUARDED_BY(mu_) = 0;
+  // Largest priority seen: the default priority of rows inserted without one.
+  double max_priority_ ABSL_GUARDED_BY(mu_) = 0;
   absl::BitGen rng_ ABSL_GUARDED_BY(mu_);
   int64_t inserted_total_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t sampled_total_ ABSL_GUARDED_BY(mu_) = 0;

@@ -197,17 +197,87 @@ TEST(TableTest, LowestPriorityRemoverKeepsHighPriorityItems) {
   for (uint64_t key : response->keys()) EXPECT_NE(key, 2u);
 }
 
-TEST(TableTest, MaxTimesSampledRemovesItems) {
+TEST(TableTest, FifoTakesDistinctItemsAndMaxTimesSampledRemovesThem) {
   v1::TableConfig config = TestConfig();
   config.set_max_times_sampled(2);
   config.set_sampler(v1::SAMPLER_FIFO);
   auto table = MakeTable(config);
   ASSERT_TRUE(Insert(*table, Batch(0, 3)).ok());
-  auto response = Sample(*table, 4);
+  auto response = Sample(*table, 2);
   ASSERT_TRUE(response.ok());
-  EXPECT_THAT(response->keys(), ElementsAre(1, 1, 2, 2));
-  EXPECT_THAT(response->times_sampled(), ElementsAre(1, 2, 1, 2));
+  EXPECT_THAT(response->keys(), ElementsAre(1, 2));
+  EXPECT_THAT(response->times_sampled(), ElementsAre(1, 1));
+  response = Sample(*table, 2);
+  ASSERT_TRUE(response.ok());
+  EXPECT_THAT(response->keys(), ElementsAre(1, 2));
+  EXPECT_THAT(response->times_sampled(), ElementsAre(2, 2));
   EXPECT_EQ(table->size(), 1);
+  EXPECT_EQ(table->Info().removed_total(), 2);
+  // FIFO never repeats an item within a batch: with one item, a batch of two must wait.
+  EXPECT_EQ(Sample(*table, 2, absl::Now() + absl::Milliseconds(50)).status().code(),
+            absl::StatusCode::kDeadlineExceeded);
+  response = Sample(*table, 1);
+  ASSERT_TRUE(response.ok());
+  EXPECT_THAT(response->keys(), ElementsAre(3));
+}
+
+TEST(TableTest, TimedOutSampleLeavesTheTableAsItWas) {
+  v1::TableConfig config = TestConfig();
+  config.set_max_times_sampled(1);
+  auto table = MakeTable(config);
+  ASSERT_TRUE(Insert(*table, Batch(0, 5)).ok());
+  // 10 samples of items that may each be sampled once: the call takes 5 and then waits.
+  auto response = Sample(*table, 10, absl::Now() + absl::Milliseconds(50));
+  EXPECT_EQ(response.status().code(), absl::StatusCode::kDeadlineExceeded);
+  v1::TableInfo info = table->Info();
+  EXPECT_EQ(info.size(), 5);
+  EXPECT_EQ(info.sampled_total(), 0);
+  EXPECT_EQ(info.removed_total(), 0);
+  response = Sample(*table, 5);
+  ASSERT_TRUE(response.ok());
+  EXPECT_THAT(response->times_sampled(), ElementsAre(1, 1, 1, 1, 1));
+  EXPECT_EQ(table->size(), 0);
+}
+
+TEST(TableTest, RowsWithoutPriorityGetTheLargestSeen) {
+  v1::TableConfig config = TestConfig();
+  config.set_remover(v1::REMOVER_LOWEST_PRIORITY);
+  config.set_capacity(2);
+  auto table = MakeTable(config);
+  v1::InsertRequest first = Batch(0, 1);
+  first.add_priorities(5.0);
+  ASSERT_TRUE(Insert(*table, first).ok());
+  ASSERT_TRUE(Insert(*table, Batch(1, 1)).ok());  // priority 5 by default
+  v1::InsertRequest low = Batch(2, 1);
+  low.add_priorities(0.5);
+  ASSERT_TRUE(Insert(*table, low).ok());  // evicts the lowest: itself? no, key 1 or 2 (both 5)
+  auto response = Sample(*table, 50);
+  ASSERT_TRUE(response.ok());
+  bool saw_key_3 = false;
+  for (uint64_t key : response->keys()) saw_key_3 |= key == 3;
+  EXPECT_TRUE(saw_key_3);
+  EXPECT_EQ(table->size(), 2);
+}
+
+TEST(TableTest, SampleBatchesMustFitInAMessage) {
+  TableLimits limits;
+  limits.max_message_bytes = 1000;  // 20 bytes per item: at most 50 per batch
+  auto table = *Table::Create(TestConfig(), limits);
+  ASSERT_TRUE(Insert(*table, Batch(0, 5)).ok());
+  v1::SampleRequest request;
+  request.set_batch_size(51);
+  v1::SampleResponse response;
+  absl::Status s = table->Sample(request, Soon(), nullptr, &response);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(s.message(), HasSubstr("allowed: up to 50"));
+  EXPECT_EQ(table->Info().sampled_total(), 0);
+
+  v1::TableConfig huge = TestConfig();
+  huge.mutable_signature(0)->set_shape(0, int64_t{1} << 40);
+  huge.mutable_signature(0)->add_shape(int64_t{1} << 40);
+  absl::Status created = ValidateTableConfig(TableLimits(), &huge);
+  EXPECT_EQ(created.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(created.message(), HasSubstr("config.signature[0].shape"));
 }
 
 TEST(TableTest, PrioritizedSamplingReturnsNormalisedImportanceWeights) {
