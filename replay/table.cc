@@ -454,8 +454,10 @@ absl::Status Table::Sample(const v1::SampleRequest& request, absl::Time deadline
       picks.push_back({selection.key, selection.probability,
                        static_cast<double>(items_.size()) * selection.probability});
       ++pending_samples_;
-      const int32_t times = item.times_sampled + ++picked[selection.key];
-      if (distinct || (config_.max_times_sampled() > 0 && times >= config_.max_times_sampled())) {
+      // only FIFO/LIFO and max_times_sampled need to know what this batch already took.
+      const bool limited = config_.max_times_sampled() > 0;
+      if (distinct || (limited && item.times_sampled + ++picked[selection.key] >=
+                                      config_.max_times_sampled())) {
         sampler_->Delete(selection.key);
         withdrawn_.insert(selection.key);
         withdrawn.push_back(selection.key);
