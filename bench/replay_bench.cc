@@ -109,6 +109,7 @@ double RunFor(int threads, double seconds, Body body) {
   std::atomic<bool> stop{false};
   std::vector<int64_t> counts(threads, 0);
   std::vector<std::thread> pool;
+  pool.reserve(threads);
   const absl::Time start = absl::Now();
   for (int t = 0; t < threads; ++t) {
     pool.emplace_back([&, t] { counts[t] = body(t, stop); });

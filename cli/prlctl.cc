@@ -7,6 +7,8 @@
 //
 // Every call has a deadline (--timeout; --watch_timeout for watch). Mutating calls carry the
 // bearer token from --auth_token_file or $PRL_AUTH_TOKEN.
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <iostream>
 #include <string>
@@ -133,7 +135,9 @@ int Unary(absl::string_view what,
 void PrintProgressLine(const v1::Experiment& e) {
   const v1::Progress& p = e.progress();
   const int width = 30;
-  const int filled = static_cast<int>(p.fraction_done() * width + 0.5);
+  // the server's fraction is clamped: a bar never over- or under-fills.
+  const int filled =
+      static_cast<int>(std::clamp<long>(std::lround(p.fraction_done() * width), 0, width));
   std::cout << absl::StrFormat("\r%-10s [%s%s] %5.1f%% %10d steps %8.0f steps/s eval %8.2f v%d ",
                                StateName(e.state()), std::string(filled, '#'),
                                std::string(width - filled, '.'), 100 * p.fraction_done(),
