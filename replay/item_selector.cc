@@ -67,6 +67,7 @@ void PrioritizedSelector::Insert(uint64_t key, double priority) {
   free_slots_.pop_back();
   slot_of_[key] = slot;
   key_of_[slot] = key;
+  all_.Insert(key, priority);
   SetLeaf(slot, std::pow(priority, exponent_));
 }
 
@@ -82,16 +83,14 @@ void PrioritizedSelector::Delete(uint64_t key) {
   SetLeaf(it->second, 0.0);
   free_slots_.push_back(it->second);
   slot_of_.erase(it);
+  all_.Delete(key);
 }
 
 ItemSelector::Selection PrioritizedSelector::Select(absl::BitGenRef rng) {
   const double total = tree_[0];
   if (!(total > 0.0)) {
     // all priorities are zero: fall back to uniform over the present keys.
-    size_t n = absl::Uniform<size_t>(rng, 0, slot_of_.size());
-    auto it = slot_of_.begin();
-    std::advance(it, n);
-    return {it->first, 1.0 / static_cast<double>(slot_of_.size())};
+    return all_.Select(rng);
   }
   double u = absl::Uniform<double>(rng, 0.0, total);
   size_t i = 0;

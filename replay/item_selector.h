@@ -67,7 +67,7 @@ class OrderedSelector final : public ItemSelector {
 };
 
 // P(i) = p_i^a / sum_j p_j^a over a sum tree: O(log n) insert, update, delete and select.
-// If every priority is 0, keys are selected uniformly.
+// If every priority is 0, keys are selected uniformly (O(1), from a dense key list).
 class PrioritizedSelector final : public ItemSelector {
  public:
   explicit PrioritizedSelector(double exponent) : exponent_(exponent) {}
@@ -91,6 +91,8 @@ class PrioritizedSelector final : public ItemSelector {
   std::vector<uint64_t> key_of_;  // by slot
   std::vector<size_t> free_slots_;
   absl::flat_hash_map<uint64_t, size_t> slot_of_;
+  // Every key, densely, for the all-zero fallback.
+  UniformSelector all_;
 };
 
 // The lowest-priority key (oldest among equals), with probability 1: eviction only.

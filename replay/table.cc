@@ -46,10 +46,11 @@ absl::Status ValidateSignature(v1::TableConfig* config) {
   for (int i = 0; i < config->signature_size(); ++i) {
     const v1::ColumnSpec& column = config->signature(i);
     const std::string field = absl::StrCat("config.signature[", i, "]");
-    if (!ValidName(column.name())) {
-      return Invalid(field + ".name", absl::StrCat("'", column.name(),
-                                                   "' is not a valid name; allowed: 1-63 of "
-                                                   "[a-z0-9_.-] starting with a letter"));
+    const std::string& name = column.name();
+    if (!ValidName(name) || name.find_first_of(".-") != std::string::npos) {
+      return Invalid(field + ".name", absl::StrCat("'", name,
+                                                   "' is not a valid column name; allowed: 1-63 "
+                                                   "of [a-z0-9_] starting with a letter"));
     }
     if (!names.insert(column.name()).second) {
       return Invalid(field + ".name", absl::StrCat("'", column.name(), "' is used twice"));

@@ -486,6 +486,8 @@ TEST(TableConfigTest, InvalidConfigsNameTheField) {
   const std::vector<Case> cases = {
       {[](v1::TableConfig* c) { c->set_name("Bad Name"); }, "config.name"},
       {[](v1::TableConfig* c) { c->clear_signature(); }, "config.signature"},
+      {[](v1::TableConfig* c) { c->mutable_signature(1)->set_name("next.obs"); },
+       "config.signature[1].name"},
       {[](v1::TableConfig* c) { c->mutable_signature(1)->set_name("obs"); },
        "config.signature[1].name"},
       {[](v1::TableConfig* c) { c->mutable_signature(0)->set_shape(0, 0); },
