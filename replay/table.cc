@@ -596,14 +596,27 @@ absl::StatusOr<std::unique_ptr<Table>> Table::FromSnapshot(const TableSnapshot& 
   if (snapshot.items.size() > static_cast<size_t>(table->config_.capacity())) {
     return corrupt("more items than capacity");
   }
+  if (snapshot.inserted_total < 0 || snapshot.sampled_total < 0 || snapshot.removed_total < 0 ||
+      snapshot.limiter_inserted < 0 || snapshot.limiter_sampled < 0) {
+    return corrupt("negative counters");
+  }
   if (snapshot.row_bytes != table->row_bytes_ || snapshot.chunks.size() != table->chunks_.size()) {
     return corrupt("column layout differs from its config");
   }
   absl::MutexLock lock(&table->mu_);
   for (const TableSnapshot::Item& item : snapshot.items) {
     if (item.key >= snapshot.next_key || table->items_.contains(item.key) ||
-        !std::isfinite(item.priority) || item.priority < 0) {
+        !std::isfinite(item.priority) || item.priority < 0 || item.times_sampled < 0) {
       return corrupt(absl::StrCat("bad item key ", item.key));
+    }
+    for (size_t c = 0; c < snapshot.chunks.size(); ++c) {
+      const int64_t chunk = snapshot.rows_per_chunk > 0 ? item.slot / snapshot.rows_per_chunk : -1;
+      if (item.slot < 0 || chunk < 0 || chunk >= static_cast<int64_t>(snapshot.chunks[c].size()) ||
+          snapshot.chunks[c][chunk] == nullptr ||
+          static_cast<int64_t>(snapshot.chunks[c][chunk]->bytes.size()) <
+              (item.slot % snapshot.rows_per_chunk + 1) * snapshot.row_bytes[c]) {
+        return corrupt(absl::StrCat("item ", item.key, " has no stored row"));
+      }
     }
     const int64_t slot = table->next_slot_++;
     for (size_t c = 0; c < table->chunks_.size(); ++c) {
