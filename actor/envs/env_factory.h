@@ -1,0 +1,49 @@
+// Builds envs for a resolved EnvConfig: compiles the domain's model once (with the dynamics
+// variant applied) and hands out envs that share it read-only, each with its own mjData.
+//
+//   PRL_ASSIGN_OR_RETURN(EnvConfig config, ResolveEnvSpec(spec));
+//   PRL_ASSIGN_OR_RETURN(auto factory, EnvFactory::Create(config));
+//   std::unique_ptr<Env> env = factory->Make(/*seed=*/config.seed + j);
+//
+// Thread-safe: Make may be called concurrently.
+#ifndef PRL_ACTOR_ENVS_ENV_FACTORY_H_
+#define PRL_ACTOR_ENVS_ENV_FACTORY_H_
+
+#include <cstdint>
+#include <memory>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "actor/envs/env.h"
+#include "actor/envs/env_spec.h"
+
+struct mjModel_;
+
+namespace prl::actor {
+
+class EnvFactory {
+ public:
+  // INVALID_ARGUMENT when the model does not compile (a maze too large, say).
+  static absl::StatusOr<std::unique_ptr<EnvFactory>> Create(const EnvConfig& config);
+
+  // A new env seeded with `seed`, wrapped for reward delay when the config asks.
+  std::unique_ptr<Env> Make(uint64_t seed) const;
+
+  const EnvConfig& config() const { return config_; }
+  // The compiled model (shared by every env this factory makes).
+  const mjModel_& model() const { return *model_; }
+
+ private:
+  EnvFactory(EnvConfig config, std::shared_ptr<const mjModel_> model)
+      : config_(std::move(config)), model_(std::move(model)) {}
+
+  EnvConfig config_;
+  std::shared_ptr<const mjModel_> model_;
+};
+
+// The MJCF text a domain's model is compiled from (point_maze's depends on the maze).
+std::string DomainModelXml(const EnvConfig& config);
+
+}  // namespace prl::actor
+
+#endif  // PRL_ACTOR_ENVS_ENV_FACTORY_H_

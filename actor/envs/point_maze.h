@@ -1,0 +1,52 @@
+// point_maze: a point mass driven by two planar forces through a walled maze. obs = (x, y, vx,
+// vy), action = force direction in [-1, 1]². Reward 1 and termination when the point is within
+// 0.5 m of the goal cell's centre, 0 otherwise; episodes are truncated at the time limit.
+// Each episode starts within ±0.1 m of the start cell's centre at rest; with
+// EnvConfig.randomize_start_goal each episode draws its own start and goal cells.
+#ifndef PRL_ACTOR_ENVS_POINT_MAZE_H_
+#define PRL_ACTOR_ENVS_POINT_MAZE_H_
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "actor/envs/maze.h"
+#include "actor/envs/mujoco_env.h"
+
+namespace prl::actor {
+
+class PointMazeEnv final : public MujocoEnv {
+ public:
+  // Distance to the goal centre that counts as reaching it, in metres.
+  static constexpr double kGoalRadius = 0.5;
+
+  // MJCF of the maze: walls as boxes, the point as a sphere on two slide joints, no gravity.
+  static std::string ModelXml(const Maze& maze);
+
+  PointMazeEnv(std::shared_ptr<const mjModel> model, const EnvConfig& config);
+
+  const Maze& maze() const { return maze_; }
+  Cell start_cell() const { return start_; }
+  Cell goal_cell() const { return goal_; }
+
+  // qpos, qvel and the goal centre (2).
+  std::vector<InfoField> info_fields() const override;
+  void GetInfo(absl::Span<float> info) const override;
+
+ protected:
+  void ResetState() override;
+  void Observe(absl::Span<float> obs) const override;
+  StepResult Transition(absl::Span<const double> ctrl) override;
+
+ private:
+  Maze maze_;
+  Cell start_;
+  Cell goal_;
+  Cell configured_start_;
+  Cell configured_goal_;
+  bool randomize_;
+};
+
+}  // namespace prl::actor
+
+#endif  // PRL_ACTOR_ENVS_POINT_MAZE_H_
