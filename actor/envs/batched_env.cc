@@ -11,6 +11,7 @@ BatchedEnv::BatchedEnv(std::vector<std::unique_ptr<Env>> envs, int num_workers)
   PRL_CHECK(!envs_.empty());
   obs_dim_ = envs_[0]->obs_dim();
   act_dim_ = envs_[0]->act_dim();
+  info_dim_ = envs_[0]->info_dim();
   for (const auto& env : envs_) {
     PRL_CHECK(env->obs_dim() == obs_dim_ && env->act_dim() == act_dim_);
   }
@@ -82,6 +83,7 @@ void BatchedEnv::Reset(Output* out) {
   out->terminated.assign(n, 0);
   out->truncated.assign(n, 0);
   out->success.assign(n, 0);
+  out->next_info.assign(record_info_ ? n * info_dim_ : 0, 0.0f);
   ParallelFor([&](int i) {
     envs_[i]->Reset(absl::MakeSpan(out->obs).subspan(static_cast<size_t>(i) * obs_dim_, obs_dim_));
   });
@@ -93,6 +95,7 @@ void BatchedEnv::Step(absl::Span<const float> actions, Output* out) {
   PRL_CHECK(actions.size() == n * act_dim_)
       << actions.size() << " actions for " << n << " x " << act_dim_;
   if (out->obs.size() != n * obs_dim_) Reset(out);
+  if (record_info_) out->next_info.resize(n * info_dim_);
   ParallelFor([&](int i) {
     const size_t row = static_cast<size_t>(i);
     absl::Span<float> next = absl::MakeSpan(out->next_obs).subspan(row * obs_dim_, obs_dim_);
@@ -101,6 +104,9 @@ void BatchedEnv::Step(absl::Span<const float> actions, Output* out) {
     out->terminated[row] = r.terminated;
     out->truncated[row] = r.truncated;
     out->success[row] = r.success;
+    if (record_info_) {
+      envs_[i]->GetInfo(absl::MakeSpan(out->next_info).subspan(row * info_dim_, info_dim_));
+    }
     absl::Span<float> obs = absl::MakeSpan(out->obs).subspan(row * obs_dim_, obs_dim_);
     if (r.done()) {
       envs_[i]->Reset(obs);

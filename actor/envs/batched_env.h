@@ -37,6 +37,9 @@ class BatchedEnv {
     std::vector<uint8_t> terminated;
     std::vector<uint8_t> truncated;
     std::vector<uint8_t> success;
+    // With set_record_info(true): each env's info (Env::GetInfo) for the state the step led
+    // to, taken before any auto-reset; size() x info_dim().
+    std::vector<float> next_info;
   };
 
   // `envs` must be non-empty with equal obs/act sizes; num_workers is clamped to [1, N].
@@ -49,6 +52,9 @@ class BatchedEnv {
   int obs_dim() const { return obs_dim_; }
   int act_dim() const { return act_dim_; }
   int num_workers() const { return static_cast<int>(workers_.size()) + 1; }
+  int info_dim() const { return info_dim_; }
+  // Whether Step fills Output::next_info (off by default: it costs a copy per env).
+  void set_record_info(bool record) { record_info_ = record; }
   Env& env(int i) { return *envs_[i]; }
   const Env& env(int i) const { return *envs_[i]; }
 
@@ -66,6 +72,8 @@ class BatchedEnv {
   std::vector<std::unique_ptr<Env>> envs_;
   int obs_dim_;
   int act_dim_;
+  int info_dim_;
+  bool record_info_ = false;
   std::vector<std::thread> workers_;
 
   absl::Mutex mu_;
