@@ -4,12 +4,17 @@
 //   prlctl validate SPEC_FILE       parse a text-format ExperimentSpec locally
 //   prlctl submit SPEC_FILE         submit an experiment to the learner
 //   prlctl list | get ID | stop ID | watch ID
+//   prlctl plot ID...              learning curves (mean ± std per group) to a PNG
 //
 // Every call has a deadline (--timeout; --watch_timeout for watch). Mutating calls carry the
 // bearer token from --auth_token_file or $PRL_AUTH_TOKEN.
+#include <unistd.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
+#include <fstream>
 #include <iostream>
 #include <string>
 #include <vector>
@@ -17,9 +22,11 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/strip.h"
 #include "absl/time/time.h"
+#include "cli/plot_script.h"
 #include "cli/spec_file.h"
 #include "common/auth.h"
 #include "common/client.h"
@@ -35,6 +42,13 @@ ABSL_FLAG(std::string, auth_token_file, "",
           "File holding the bearer token for mutating calls. Default: $PRL_AUTH_TOKEN.");
 ABSL_FLAG(std::string, tls_ca, "", "PEM roots to verify TLS servers with; empty: plaintext.");
 ABSL_FLAG(std::string, tls_server_name, "", "Name to expect in the server's certificate.");
+ABSL_FLAG(std::string, output, "curves.png", "plot: the PNG to write.");
+ABSL_FLAG(std::string, metric, "eval",
+          "plot: eval (evaluation return) or train (training return).");
+ABSL_FLAG(std::string, group_by, "name",
+          "plot: curves are averaged over experiments with the same spec name (name) or the same "
+          "value of this label (any other value is a label key).");
+ABSL_FLAG(std::string, csv, "", "plot: also write the plotted points to this CSV file.");
 
 namespace prl::cli {
 namespace {
@@ -49,6 +63,7 @@ constexpr char kUsage[] =
     "  prlctl get ID                one experiment, in text format\n"
     "  prlctl stop ID               stop a queued or running experiment\n"
     "  prlctl watch ID              follow an experiment's progress until it ends\n"
+    "  prlctl plot ID...            learning curves, mean ± std over seeds, to --output PNG\n"
     "\n"
     "Flags go before or after the command, e.g. prlctl --learner=host:50052 list";
 
@@ -138,11 +153,16 @@ void PrintProgressLine(const v1::Experiment& e) {
   // the server's fraction is clamped: a bar never over- or under-fills.
   const int filled =
       static_cast<int>(std::clamp<long>(std::lround(p.fraction_done() * width), 0, width));
-  std::cout << absl::StrFormat("\r%-10s [%s%s] %5.1f%% %10d steps %8.0f steps/s eval %8.2f v%d ",
+  const int64_t target = e.spec().stop().max_env_steps();
+  const std::string steps = target > 0 ? absl::StrFormat("%d/%d steps", p.env_steps(), target)
+                                       : absl::StrFormat("%d steps", p.env_steps());
+  const std::string eval = p.eval_rounds() > 0
+                               ? absl::StrFormat("eval %.2f", p.latest_eval_return())
+                               : std::string("eval -");
+  std::cout << absl::StrFormat("\r%-9s [%s%s] %5.1f%%  %s  %.0f steps/s  %d updates  %s  v%d   ",
                                StateName(e.state()), std::string(filled, '#'),
-                               std::string(width - filled, '.'), 100 * p.fraction_done(),
-                               p.env_steps(), p.env_steps_per_second(), p.latest_eval_return(),
-                               p.policy_version())
+                               std::string(width - filled, '.'), 100 * p.fraction_done(), steps,
+                               p.env_steps_per_second(), p.updates(), eval, p.policy_version())
             << std::flush;
 }
 
@@ -168,6 +188,64 @@ int Watch(const std::string& id) {
   if (!status.ok()) return Fail(FromGrpcStatus(status), "watch");
   if (!last.failure_reason().empty()) std::cout << "failed: " << last.failure_reason() << "\n";
   return last.state() == v1::EXPERIMENT_STATE_SUCCEEDED ? 0 : 1;
+}
+
+// Fetches each experiment's curve and plots mean ± std per group with python3/matplotlib.
+int Plot(const std::vector<std::string>& ids) {
+  if (ids.empty()) return Fail(absl::InvalidArgumentError("give experiment IDs"), "plot");
+  const std::string metric = absl::GetFlag(FLAGS_metric);
+  if (metric != "eval" && metric != "train") {
+    return Fail(absl::InvalidArgumentError(
+                    absl::StrCat("--metric=", metric, " is not allowed; use eval or train")),
+                "plot");
+  }
+  const std::string group_by = absl::GetFlag(FLAGS_group_by);
+  std::string csv = "group,experiment,env_steps,value\n";
+  int points = 0;
+  for (const std::string& id : ids) {
+    v1::GetRequest request;
+    request.set_id(id);
+    request.set_include_curve(true);
+    v1::GetResponse response;
+    if (int rc = Unary("plot", &v1::ExperimentService::Stub::Get, request, &response); rc != 0) {
+      return rc;
+    }
+    const v1::Experiment& e = response.experiment();
+    std::string group = e.spec().name();
+    if (group_by != "name") {
+      auto it = e.spec().labels().find(group_by);
+      group = it == e.spec().labels().end() ? "(no " + group_by + ")" : it->second;
+    }
+    for (const v1::CurvePoint& p : e.curve()) {
+      const bool has = metric == "eval" ? p.eval_episodes() > 0 : p.train_episodes() > 0;
+      if (!has) continue;
+      absl::StrAppendFormat(&csv, "%s,%s,%d,%.6g\n", group, id, p.env_steps(),
+                            metric == "eval" ? p.eval_return() : p.train_return());
+      ++points;
+    }
+  }
+  if (points == 0) {
+    return Fail(absl::FailedPreconditionError("the experiments have no curve points yet"), "plot");
+  }
+  const std::string csv_out = absl::GetFlag(FLAGS_csv);
+  const std::string csv_path =
+      csv_out.empty() ? absl::StrCat("/tmp/prlctl_plot_", getpid(), ".csv") : csv_out;
+  const std::string script_path = absl::StrCat("/tmp/prlctl_plot_", getpid(), ".py");
+  std::ofstream(csv_path) << csv;
+  std::ofstream(script_path) << PlotScript();
+  const std::string title = metric == "eval" ? "evaluation return" : "training return";
+  const std::string command =
+      absl::StrCat("python3 '", script_path, "' '", csv_path, "' '", absl::GetFlag(FLAGS_output),
+                   "' '", title, "' 'mean return'");
+  const int rc = std::system(command.c_str());
+  std::remove(script_path.c_str());
+  if (csv_out.empty()) std::remove(csv_path.c_str());
+  if (rc != 0) {
+    return Fail(absl::InternalError("python3 with matplotlib failed (scripts/setup.sh installs "
+                                    "python3-matplotlib)"),
+                "plot");
+  }
+  return 0;
 }
 
 int Run(const std::vector<std::string>& args) {
@@ -237,6 +315,7 @@ int Run(const std::vector<std::string>& args) {
     return 0;
   }
   if (command == "watch") return need_one("ID") ? Watch(rest[0]) : 2;
+  if (command == "plot") return Plot(rest);
   std::cerr << "prlctl: unknown command '" << command << "'\n\n" << kUsage << "\n";
   return 2;
 }

@@ -1,26 +1,53 @@
-// prl_learner: the experiment service (for users) and the actor service (for actors), gRPC
-// health and /metrics; stops cleanly on SIGTERM/SIGINT.
+// prl_learner: the experiment service (for users), the actor service (for actors), gRPC health
+// and /metrics. Runs the experiment queue, one TRAIN experiment at a time, against the replay
+// shards named by --learner_replay. On SIGTERM/SIGINT the running experiment checkpoints and
+// stays RUNNING on disk; the next start resumes it.
 #include <iostream>
 #include <memory>
+#include <string>
+#include <vector>
 
 #include "absl/flags/flag.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/time.h"
+#include "common/logging.h"
 #include "common/server.h"
 #include "common/server_flags.h"
 #include "common/signals.h"
+#include "learner/actor_registry.h"
+#include "learner/experiment_manager.h"
 #include "learner/learner_services.h"
+#include "learner/policy_store.h"
+#include "learner/spec_validation.h"
+#include "learner/training_run.h"
 
 ABSL_FLAG(std::string, learner_device, "auto",
-          "Where the learner trains: auto (CUDA when present), cpu or cuda.");
+          "Where the learner trains: auto (CUDA when present), cpu, cuda or cuda:N.");
+ABSL_FLAG(std::string, learner_state_dir, "state/learner",
+          "Directory of the experiment records, curves and checkpoints.");
+ABSL_FLAG(std::string, learner_replay, "",
+          "Comma-separated host:port of the replay shards experiments train from.");
+ABSL_FLAG(int, learner_torch_threads, 0,
+          "Torch intra-op threads for updates (0: Torch's default).");
+ABSL_FLAG(int64_t, learner_publish_every, 100, "Gradient updates between policy publications.");
+ABSL_FLAG(absl::Duration, learner_checkpoint_period, absl::Minutes(2),
+          "Time between checkpoints of the running experiment.");
+ABSL_FLAG(absl::Duration, learner_heartbeat_interval, absl::Seconds(2),
+          "How often actors heartbeat; three missed intervals drop an actor.");
 
 int main(int argc, char** argv) {
   prl::BlockTerminationSignals();
   prl::ParseServerCommandLine(argc, argv,
                               "prl_learner: PRL's experiment service and learner.\n"
-                              "Usage: prl_learner [--port=N] [--metrics_port=N] [flags]");
+                              "Usage: prl_learner --learner_replay=HOST:PORT,... [flags]");
   const std::string device = absl::GetFlag(FLAGS_learner_device);
-  if (device != "auto" && device != "cpu" && device != "cuda") {
+  if (device != "auto" && device != "cpu" && device.rfind("cuda", 0) != 0) {
     std::cerr << "prl_learner: --learner_device='" << device
-              << "' is not allowed; allowed: auto, cpu, cuda\n";
+              << "' is not allowed; allowed: auto, cpu, cuda, cuda:N\n";
+    return 1;
+  }
+  if (absl::GetFlag(FLAGS_learner_publish_every) < 1) {
+    std::cerr << "prl_learner: --learner_publish_every must be at least 1\n";
     return 1;
   }
   auto token = prl::AuthTokenFromFlags();
@@ -28,17 +55,62 @@ int main(int argc, char** argv) {
     std::cerr << "prl_learner: " << token.status().message() << "\n";
     return 1;
   }
+  std::vector<std::string> replay;
+  for (absl::string_view a :
+       absl::StrSplit(absl::GetFlag(FLAGS_learner_replay), ',', absl::SkipWhitespace())) {
+    replay.emplace_back(a);
+  }
+
+  prl::learner::ActorRegistryOptions registry_options;
+  registry_options.heartbeat_interval = absl::GetFlag(FLAGS_learner_heartbeat_interval);
+  prl::learner::ActorRegistry registry(registry_options);
+  prl::learner::PolicyStore policies;
+
+  prl::learner::TrainingRunOptions run_options;
+  run_options.replay_addresses = replay;
+  run_options.call.auth_token = *token;
+  run_options.call.timeout = absl::Seconds(30);
+  run_options.registry = &registry;
+  run_options.policies = &policies;
+  run_options.device = device;
+  run_options.torch_threads = absl::GetFlag(FLAGS_learner_torch_threads);
+  run_options.publish_every_updates = absl::GetFlag(FLAGS_learner_publish_every);
+  run_options.checkpoint_period = absl::GetFlag(FLAGS_learner_checkpoint_period);
+
+  prl::learner::ExperimentManagerOptions manager_options;
+  manager_options.state_dir = absl::GetFlag(FLAGS_learner_state_dir);
+  manager_options.validate = prl::learner::ValidateAndFillSpec;
+  std::unique_ptr<prl::learner::ExperimentManager> manager;
+  manager_options.run_factory = [&](const prl::v1::Experiment& experiment,
+                                    prl::learner::RunContext* context) {
+    prl::learner::TrainingRunOptions options = run_options;
+    options.checkpoint_path = absl::GetFlag(FLAGS_learner_state_dir) + "/experiments/" +
+                              experiment.id() + "/checkpoint.bin";
+    return prl::learner::CreateTrainingRun(experiment, context, options);
+  };
+  auto created = prl::learner::ExperimentManager::Create(manager_options);
+  if (!created.ok()) {
+    std::cerr << "prl_learner: " << created.status().message() << "\n";
+    return 1;
+  }
+  manager = std::move(*created);
+
   prl::learner::LearnerServiceOptions options;
   options.auth_token = *token;
-  prl::learner::ExperimentServiceImpl experiments(options);
-  prl::learner::ActorServiceImpl actors(options);
+  prl::learner::ExperimentServiceImpl experiments(options, manager.get());
+  prl::learner::ActorServiceImpl actors(options, &registry, &policies);
 
-  auto registry = std::make_shared<prometheus::Registry>();
+  auto metrics = std::make_shared<prometheus::Registry>();
   auto host = prl::ServerHost::Start(prl::ServerOptionsFromFlags("learner", 50052, 9152),
-                                     {&experiments, &actors}, registry);
+                                     {&experiments, &actors}, metrics);
   if (!host.ok()) {
     std::cerr << "prl_learner: " << host.status().message() << "\n";
     return 1;
   }
-  return prl::ServeUntilSignal(**host);
+  PRL_LOG(INFO) << "learner state in " << manager_options.state_dir << ", " << replay.size()
+                << " replay shards, device " << device;
+  const int code = prl::ServeUntilSignal(**host);
+  // the running experiment checkpoints and stays RUNNING for the next start
+  manager->Shutdown();
+  return code;
 }

@@ -1,75 +1,175 @@
 #include "learner/learner_services.h"
 
+#include <algorithm>
+#include <regex>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
 #include "common/grpc_status.h"
 
 namespace prl::learner {
 namespace {
-constexpr char kBinary[] = "prl_learner";
+
+// The call's deadline, capped so a handler never waits past `cap` from now.
+absl::Time Deadline(const grpc::ServerContext& context, absl::Duration cap) {
+  const absl::Time deadline = absl::FromChrono(context.deadline());
+  return std::min(deadline, absl::Now() + cap);
+}
+
+bool ValidActorName(const std::string& name) {
+  static const std::regex kName("[a-z][a-z0-9_.-]{0,62}");
+  return std::regex_match(name, kName);
+}
+
 }  // namespace
 
-ExperimentServiceImpl::ExperimentServiceImpl(const LearnerServiceOptions& options)
-    : auth_(options.auth_token) {}
+ExperimentServiceImpl::ExperimentServiceImpl(const LearnerServiceOptions& options,
+                                             ExperimentManager* manager)
+    : auth_(options.auth_token), manager_(manager) {}
 
-grpc::Status ExperimentServiceImpl::Submit(grpc::ServerContext* context, const v1::SubmitRequest*,
-                                           v1::SubmitResponse*) {
+grpc::Status ExperimentServiceImpl::Submit(grpc::ServerContext* context,
+                                           const v1::SubmitRequest* request,
+                                           v1::SubmitResponse* response) {
   if (grpc::Status s = auth_.Check(*context); !s.ok()) return s;
-  return UnimplementedRpc(kBinary, "ExperimentService.Submit");
+  absl::StatusOr<v1::Experiment> experiment = manager_->Submit(request->spec());
+  if (!experiment.ok()) return ToGrpcStatus(experiment.status());
+  response->set_id(experiment->id());
+  *response->mutable_experiment() = std::move(*experiment);
+  return grpc::Status::OK;
 }
 
-grpc::Status ExperimentServiceImpl::Get(grpc::ServerContext*, const v1::GetRequest*,
-                                        v1::GetResponse*) {
-  return UnimplementedRpc(kBinary, "ExperimentService.Get");
+grpc::Status ExperimentServiceImpl::Get(grpc::ServerContext*, const v1::GetRequest* request,
+                                        v1::GetResponse* response) {
+  absl::StatusOr<v1::Experiment> experiment =
+      manager_->Get(request->id(), request->include_curve());
+  if (!experiment.ok()) return ToGrpcStatus(experiment.status());
+  *response->mutable_experiment() = std::move(*experiment);
+  return grpc::Status::OK;
 }
 
-grpc::Status ExperimentServiceImpl::List(grpc::ServerContext*, const v1::ListRequest*,
-                                         v1::ListResponse*) {
-  return UnimplementedRpc(kBinary, "ExperimentService.List");
+grpc::Status ExperimentServiceImpl::List(grpc::ServerContext*, const v1::ListRequest* request,
+                                         v1::ListResponse* response) {
+  std::vector<v1::ExperimentState> states;
+  for (int s : request->states()) states.push_back(static_cast<v1::ExperimentState>(s));
+  auto page = manager_->List(states, request->page_size(), request->page_token());
+  if (!page.ok()) return ToGrpcStatus(page.status());
+  for (v1::Experiment& e : page->first) *response->add_experiments() = std::move(e);
+  response->set_next_page_token(page->second);
+  return grpc::Status::OK;
 }
 
-grpc::Status ExperimentServiceImpl::Stop(grpc::ServerContext* context, const v1::StopRequest*,
-                                         v1::StopResponse*) {
+grpc::Status ExperimentServiceImpl::Stop(grpc::ServerContext* context,
+                                         const v1::StopRequest* request,
+                                         v1::StopResponse* response) {
   if (grpc::Status s = auth_.Check(*context); !s.ok()) return s;
-  return UnimplementedRpc(kBinary, "ExperimentService.Stop");
+  absl::StatusOr<v1::Experiment> experiment = manager_->Stop(request->id(), request->reason());
+  if (!experiment.ok()) return ToGrpcStatus(experiment.status());
+  *response->mutable_experiment() = std::move(*experiment);
+  return grpc::Status::OK;
 }
 
-grpc::Status ExperimentServiceImpl::Watch(grpc::ServerContext*, const v1::WatchRequest*,
-                                          grpc::ServerWriter<v1::WatchResponse>*) {
-  return UnimplementedRpc(kBinary, "ExperimentService.Watch");
+grpc::Status ExperimentServiceImpl::Watch(grpc::ServerContext* context,
+                                          const v1::WatchRequest* request,
+                                          grpc::ServerWriter<v1::WatchResponse>* writer) {
+  if (request->min_interval_ms() != 0 && request->min_interval_ms() < 100) {
+    return ToGrpcStatus(absl::InvalidArgumentError(absl::StrCat(
+        "min_interval_ms: ", request->min_interval_ms(), " is not allowed; use 0 or >= 100")));
+  }
+  const absl::Duration interval =
+      absl::Milliseconds(request->min_interval_ms() == 0 ? 1000 : request->min_interval_ms());
+  int64_t seen = 0;
+  while (!context->IsCancelled()) {
+    // wake at least every second to notice cancellation
+    absl::StatusOr<v1::Experiment> experiment =
+        manager_->WaitForChange(request->id(), &seen, Deadline(*context, absl::Seconds(1)));
+    if (!experiment.ok()) return ToGrpcStatus(experiment.status());
+    if (absl::Now() >= absl::FromChrono(context->deadline())) {
+      return grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, "Watch reached its deadline");
+    }
+    v1::WatchResponse response;
+    *response.mutable_experiment() = std::move(*experiment);
+    const v1::ExperimentState state = response.experiment().state();
+    if (!writer->Write(response)) return grpc::Status::CANCELLED;
+    if (state == v1::EXPERIMENT_STATE_SUCCEEDED || state == v1::EXPERIMENT_STATE_FAILED ||
+        state == v1::EXPERIMENT_STATE_STOPPED) {
+      return grpc::Status::OK;
+    }
+    // rate limit: sleep out the interval unless the call ends first
+    const absl::Time next = std::min(absl::Now() + interval, Deadline(*context, interval));
+    while (absl::Now() < next && !context->IsCancelled()) {
+      absl::SleepFor(std::min(absl::Milliseconds(50), next - absl::Now()));
+    }
+  }
+  return grpc::Status::CANCELLED;
 }
 
-ActorServiceImpl::ActorServiceImpl(const LearnerServiceOptions& options)
-    : auth_(options.auth_token) {}
+ActorServiceImpl::ActorServiceImpl(const LearnerServiceOptions& options, ActorRegistry* registry,
+                                   PolicyStore* policies)
+    : auth_(options.auth_token), registry_(registry), policies_(policies) {}
 
-grpc::Status ActorServiceImpl::MutatingNotYetServed(const grpc::ServerContext& context,
-                                                    const char* method) {
-  if (grpc::Status s = auth_.Check(context); !s.ok()) return s;
-  return UnimplementedRpc(kBinary, method);
+grpc::Status ActorServiceImpl::Join(grpc::ServerContext* context, const v1::JoinRequest* request,
+                                    v1::JoinResponse* response) {
+  if (grpc::Status s = auth_.Check(*context); !s.ok()) return s;
+  if (!ValidActorName(request->actor_name())) {
+    return ToGrpcStatus(absl::InvalidArgumentError(absl::StrCat(
+        "actor_name: \"", request->actor_name(),
+        "\" is not allowed; 1-63 characters from [a-z0-9_.-] starting with a lower-case letter")));
+  }
+  if (request->num_envs() < 1 || request->num_envs() > 1024) {
+    return ToGrpcStatus(absl::InvalidArgumentError(
+        absl::StrCat("num_envs: ", request->num_envs(), " is not allowed; use 1..1024")));
+  }
+  *response = registry_->Join(*request);
+  return grpc::Status::OK;
 }
 
-grpc::Status ActorServiceImpl::Join(grpc::ServerContext* context, const v1::JoinRequest*,
-                                    v1::JoinResponse*) {
-  return MutatingNotYetServed(*context, "ActorService.Join");
+grpc::Status ActorServiceImpl::Heartbeat(grpc::ServerContext* context,
+                                         const v1::HeartbeatRequest* request,
+                                         v1::HeartbeatResponse* response) {
+  if (grpc::Status s = auth_.Check(*context); !s.ok()) return s;
+  absl::StatusOr<v1::HeartbeatResponse> r = registry_->Heartbeat(*request);
+  if (!r.ok()) return ToGrpcStatus(r.status());
+  *response = std::move(*r);
+  return grpc::Status::OK;
 }
 
-grpc::Status ActorServiceImpl::Heartbeat(grpc::ServerContext* context, const v1::HeartbeatRequest*,
-                                         v1::HeartbeatResponse*) {
-  return MutatingNotYetServed(*context, "ActorService.Heartbeat");
-}
-
-grpc::Status ActorServiceImpl::GetPolicy(grpc::ServerContext*, const v1::GetPolicyRequest*,
-                                         v1::GetPolicyResponse*) {
-  return UnimplementedRpc(kBinary, "ActorService.GetPolicy");
+grpc::Status ActorServiceImpl::GetPolicy(grpc::ServerContext* context,
+                                         const v1::GetPolicyRequest* request,
+                                         v1::GetPolicyResponse* response) {
+  absl::StatusOr<std::shared_ptr<const v1::Policy>> policy = policies_->Wait(
+      request->experiment_id(), request->min_version(), Deadline(*context, absl::Minutes(5)));
+  if (!policy.ok()) return ToGrpcStatus(policy.status());
+  if (request->have_version() == (*policy)->version()) {
+    v1::Policy* out = response->mutable_policy();
+    out->set_experiment_id((*policy)->experiment_id());
+    out->set_version((*policy)->version());
+    *out->mutable_architecture() = (*policy)->architecture();
+    *out->mutable_transfer() = (*policy)->transfer();
+    response->set_not_modified(true);
+    return grpc::Status::OK;
+  }
+  *response->mutable_policy() = **policy;
+  return grpc::Status::OK;
 }
 
 grpc::Status ActorServiceImpl::ReportEpisodes(grpc::ServerContext* context,
-                                              const v1::ReportEpisodesRequest*,
-                                              v1::ReportEpisodesResponse*) {
-  return MutatingNotYetServed(*context, "ActorService.ReportEpisodes");
+                                              const v1::ReportEpisodesRequest* request,
+                                              v1::ReportEpisodesResponse* response) {
+  if (grpc::Status s = auth_.Check(*context); !s.ok()) return s;
+  if (request->episodes_size() > 10000) {
+    return ToGrpcStatus(absl::InvalidArgumentError(
+        absl::StrCat("episodes: ", request->episodes_size(), " in one report; at most 10,000")));
+  }
+  absl::StatusOr<v1::ReportEpisodesResponse> r = registry_->ReportEpisodes(*request);
+  if (!r.ok()) return ToGrpcStatus(r.status());
+  *response = std::move(*r);
+  return grpc::Status::OK;
 }
 
-grpc::Status ActorServiceImpl::Leave(grpc::ServerContext* context, const v1::LeaveRequest*,
+grpc::Status ActorServiceImpl::Leave(grpc::ServerContext* context, const v1::LeaveRequest* request,
                                      v1::LeaveResponse*) {
-  return MutatingNotYetServed(*context, "ActorService.Leave");
+  if (grpc::Status s = auth_.Check(*context); !s.ok()) return s;
+  return ToGrpcStatus(registry_->Leave(request->actor_id()));
 }
 
 }  // namespace prl::learner

@@ -1,14 +1,17 @@
-// The gRPC adapters the learner serves: prl.v1.ExperimentService (for users) and
-// prl.v1.ActorService (for actors). Both check the bearer token on mutating RPCs; the
-// experiment queue, training loop and policy publication arrive with the training-loop issue,
-// until then every RPC answers UNIMPLEMENTED. Thread-safe; owned by prl_learner's main (or a
-// test) and must outlive the server they are registered with.
+// The gRPC adapters the learner serves: prl.v1.ExperimentService (for users) over the
+// ExperimentManager, and prl.v1.ActorService (for actors) over the ActorRegistry and the
+// PolicyStore. Each handler checks the bearer token on mutating RPCs, calls the core and
+// converts the status. Thread-safe; the cores are not owned and must outlive the services,
+// which must outlive the server they are registered with.
 #ifndef PRL_LEARNER_LEARNER_SERVICES_H_
 #define PRL_LEARNER_LEARNER_SERVICES_H_
 
 #include <string>
 
 #include "common/auth.h"
+#include "learner/actor_registry.h"
+#include "learner/experiment_manager.h"
+#include "learner/policy_store.h"
 #include "proto/actor.grpc.pb.h"
 #include "proto/experiment.grpc.pb.h"
 
@@ -21,7 +24,7 @@ struct LearnerServiceOptions {
 
 class ExperimentServiceImpl final : public v1::ExperimentService::Service {
  public:
-  explicit ExperimentServiceImpl(const LearnerServiceOptions& options);
+  ExperimentServiceImpl(const LearnerServiceOptions& options, ExperimentManager* manager);
 
   grpc::Status Submit(grpc::ServerContext* context, const v1::SubmitRequest* request,
                       v1::SubmitResponse* response) override;
@@ -36,11 +39,13 @@ class ExperimentServiceImpl final : public v1::ExperimentService::Service {
 
  private:
   const TokenAuthenticator auth_;
+  ExperimentManager* manager_;
 };
 
 class ActorServiceImpl final : public v1::ActorService::Service {
  public:
-  explicit ActorServiceImpl(const LearnerServiceOptions& options);
+  ActorServiceImpl(const LearnerServiceOptions& options, ActorRegistry* registry,
+                   PolicyStore* policies);
 
   grpc::Status Join(grpc::ServerContext* context, const v1::JoinRequest* request,
                     v1::JoinResponse* response) override;
@@ -55,10 +60,9 @@ class ActorServiceImpl final : public v1::ActorService::Service {
                      v1::LeaveResponse* response) override;
 
  private:
-  // Auth check, then UNIMPLEMENTED naming the method.
-  grpc::Status MutatingNotYetServed(const grpc::ServerContext& context, const char* method);
-
   const TokenAuthenticator auth_;
+  ActorRegistry* registry_;
+  PolicyStore* policies_;
 };
 
 }  // namespace prl::learner

@@ -2,9 +2,13 @@
 // submit with and without the bearer token.
 #include <signal.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
+#include <fstream>
+#include <map>
 #include <string>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/testing/subprocess.h"
 #include "gmock/gmock.h"
@@ -40,7 +44,10 @@ class PrlctlTest : public ::testing::Test {
  protected:
   void SetUp() override {
     auto learner = Subprocess::Start(
-        {Runfile("learner/prl_learner"), "--port=0", "--metrics_port=-1", "--drain_timeout=1s"},
+        {Runfile("learner/prl_learner"), "--port=0", "--metrics_port=-1", "--drain_timeout=1s",
+         // no replay shards: submitted experiments are stored, then fail when they start
+         absl::StrCat("--learner_state_dir=", ::testing::TempDir(), "/prlctl_learner_", getpid(),
+                      "_", ::testing::UnitTest::GetInstance()->current_test_info()->name())},
         {{"PRL_AUTH_TOKEN", "cli-token"}});
     ASSERT_TRUE(learner.ok());
     learner_ = *std::move(learner);
@@ -80,8 +87,47 @@ TEST_F(PrlctlTest, SubmitCarriesTheTokenFromTheEnvironment) {
 
   Result with =
       RunPrlctl({"--learner=" + address_, "submit", spec}, {{"PRL_AUTH_TOKEN", "cli-token"}});
-  EXPECT_NE(with.exit_code, 0);
-  EXPECT_THAT(with.output, HasSubstr("UNIMPLEMENTED"));
+  EXPECT_EQ(with.exit_code, 0) << with.output;
+  EXPECT_THAT(with.output, HasSubstr("exp-000001"));
+}
+
+TEST_F(PrlctlTest, ExperimentLifecycleThroughTheCli) {
+  const std::string spec = Runfile("examples/cheetah_sac.textproto");
+  const std::map<std::string, std::string> token = {{"PRL_AUTH_TOKEN", "cli-token"}};
+  Result submitted = RunPrlctl({"--learner=" + address_, "submit", spec}, token);
+  ASSERT_EQ(submitted.exit_code, 0) << submitted.output;
+  // this learner has no replay shards, so the experiment fails when it starts; watch follows
+  // it to the end and reports why
+  Result watched =
+      RunPrlctl({"--learner=" + address_, "--watch_timeout=60s", "watch", "exp-000001"});
+  EXPECT_EQ(watched.exit_code, 1) << watched.output;
+  EXPECT_THAT(watched.output, HasSubstr("FAILED"));
+  EXPECT_THAT(watched.output, HasSubstr("no replay shards"));
+  Result listed = RunPrlctl({"--learner=" + address_, "list"});
+  EXPECT_EQ(listed.exit_code, 0) << listed.output;
+  EXPECT_THAT(listed.output, HasSubstr("cheetah-sac"));
+  Result got = RunPrlctl({"--learner=" + address_, "get", "exp-000001"});
+  EXPECT_EQ(got.exit_code, 0) << got.output;
+  EXPECT_THAT(got.output, HasSubstr("state: EXPERIMENT_STATE_FAILED"));
+  EXPECT_THAT(got.output, HasSubstr("discount: 0.99"));  // stored with defaults filled
+  Result stopped = RunPrlctl({"--learner=" + address_, "stop", "exp-000001"}, token);
+  EXPECT_EQ(stopped.exit_code, 0) << stopped.output;  // idempotent on ended experiments
+  Result plot = RunPrlctl({"--learner=" + address_, "plot", "exp-000001"});
+  EXPECT_NE(plot.exit_code, 0);
+  EXPECT_THAT(plot.output, HasSubstr("no curve points"));
+  Result missing = RunPrlctl({"--learner=" + address_, "get", "exp-000099"});
+  EXPECT_THAT(missing.output, HasSubstr("NOT_FOUND"));
+}
+
+TEST_F(PrlctlTest, InvalidSpecIsRefusedWithTheFieldNamed) {
+  const std::string path = absl::StrCat(::testing::TempDir(), "/bad_", getpid(), ".textproto");
+  std::ofstream(path) << "name: \"bad\" kind: KIND_TRAIN env { domain: DOMAIN_CHEETAH }\n"
+                         "algorithm { sac {} discount: 1.5 } stop { max_env_steps: 10 }\n";
+  Result r =
+      RunPrlctl({"--learner=" + address_, "submit", path}, {{"PRL_AUTH_TOKEN", "cli-token"}});
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("INVALID_ARGUMENT"));
+  EXPECT_THAT(r.output, HasSubstr("algorithm.discount: 1.5"));
 }
 
 TEST_F(PrlctlTest, UnknownCommandShowsUsage) {

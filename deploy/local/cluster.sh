@@ -2,10 +2,13 @@
 # Starts a whole PRL cluster on this machine: 2 replay shards, the prior server, the learner,
 # N actors and a Prometheus server scraping all of them, every process on loopback with its
 # log under one state directory. Waits until every service reports SERVING and Prometheus
-# scrapes every /metrics endpoint, prints the cluster, then runs until Ctrl-C or SIGTERM and
-# stops every process cleanly.
+# scrapes every /metrics endpoint, prints the cluster, submits the default experiment (SAC on
+# cheetah run-forward) and shows its progress, then runs until Ctrl-C or SIGTERM and stops every
+# process cleanly (the learner checkpoints a running experiment and resumes it next time).
 #
-#   deploy/local/cluster.sh                 # set up, build, run until Ctrl-C
+#   deploy/local/cluster.sh                 # set up, build, run, train; Ctrl-C stops
+#   deploy/local/cluster.sh --spec examples/cheetah_td3.textproto
+#   deploy/local/cluster.sh --no_submit     # only the cluster
 #   deploy/local/cluster.sh --check         # start, verify, stop; exit 0 if all was healthy
 #
 # Options (all optional):
@@ -19,6 +22,11 @@
 #   --no_prometheus      do not start Prometheus
 #   --check              exit after verifying the cluster instead of running until Ctrl-C
 #   --no_setup           skip scripts/setup.sh (Debian packages)
+#   --spec FILE          experiment to submit once the cluster is up
+#                        (default examples/cheetah_sac.textproto)
+#   --no_submit          submit nothing
+#   --learner_threads N  Torch threads of the learner's updates (default 1: actors share the
+#                        machine's cores)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -29,6 +37,9 @@ bin_dir=""
 prometheus=1
 check=0
 setup=1
+spec="examples/cheetah_sac.textproto"
+submit=1
+learner_threads=1
 
 log() { printf '[cluster] %s\n' "$*"; }
 die() {
@@ -45,7 +56,10 @@ while [[ $# -gt 0 ]]; do
     --no_prometheus) prometheus=0; shift ;;
     --check) check=1; shift ;;
     --no_setup) setup=0; shift ;;
-    -h | --help) sed -n '2,25p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --spec) spec="$2"; shift 2 ;;
+    --no_submit) submit=0; shift ;;
+    --learner_threads) learner_threads="$2"; shift 2 ;;
+    -h | --help) sed -n '2,33p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown option '$1' (see --help)" ;;
   esac
 done
@@ -159,7 +173,10 @@ for shard in 1 2; do
     "$(port_for $((10 + shard)) metrics)" --replay_checkpoint_dir="${state_dir}/replay-${shard}"
 done
 start prior_server prior_server/prl_prior_server "$(port_for 3 grpc)" "$(port_for 3 metrics)"
-start learner learner/prl_learner "$(port_for 2 grpc)" "$(port_for 2 metrics)"
+replay_addrs="${grpc_addrs[0]},${grpc_addrs[1]}"
+start learner learner/prl_learner "$(port_for 2 grpc)" "$(port_for 2 metrics)" \
+  --learner_replay="${replay_addrs}" --learner_state_dir="${state_dir}/learner" \
+  --learner_torch_threads="${learner_threads}"
 learner_addr="${grpc_addrs[${#grpc_addrs[@]} - 1]}"
 for ((a = 1; a <= actors; a++)); do
   start "actor-${a}" actor/prl_actor "$(port_for $((20 + a)) grpc)" \
@@ -245,11 +262,25 @@ for i in "${!names[@]}"; do
 done
 echo
 log "all ${#names[@]} processes healthy; addresses in ${state_dir}/cluster.env"
-log "try: ${prlctl} --learner=${learner_addr} submit examples/cheetah_sac.textproto"
 
 if ((check)); then
   stop_all
   exit $?
+fi
+
+if ((submit)); then
+  [[ -f "${spec}" ]] || spec="${ROOT}/${spec}"
+  [[ -f "${spec}" ]] || die "--spec: no file ${spec}"
+  id="$("${prlctl}" --learner="${learner_addr}" submit "${spec}")" || die "submit failed"
+  log "submitted ${spec} as ${id}; following it (Ctrl-C stops the cluster; the experiment"
+  log "resumes from its checkpoint at the next start)"
+  log "elsewhere: ${prlctl} --learner=${learner_addr} get ${id} | plot ${id} | stop ${id}"
+  set +e
+  "${prlctl}" --learner="${learner_addr}" watch "${id}"
+  set -e
+  "${prlctl}" --learner="${learner_addr}" --output="${state_dir}/${id}.png" plot "${id}" || true
+else
+  log "try: ${prlctl} --learner=${learner_addr} submit examples/cheetah_sac.textproto"
 fi
 
 log "running; Ctrl-C stops the cluster"

@@ -1,0 +1,247 @@
+#include "learner/actor_registry.h"
+
+#include <algorithm>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "common/logging.h"
+
+namespace prl::learner {
+
+ActorRegistry::ActorRegistry(ActorRegistryOptions options) : options_(std::move(options)) {}
+
+void ActorRegistry::AssignIdle(Actor& actor) {
+  actor.slot = -1;
+  actor.generation++;
+  actor.assignment.Clear();
+  actor.assignment.set_generation(actor.generation);
+  actor.reported_env_steps = 0;
+  actor.evaluation.Clear();
+}
+
+void ActorRegistry::AssignSlot(Actor& actor, int slot) {
+  actor.slot = slot;
+  actor.generation++;
+  actor.assignment = job_.assignment;
+  actor.assignment.set_generation(actor.generation);
+  actor.assignment.set_experiment_id(job_.experiment_id);
+  actor.assignment.set_env_index_offset(int64_t{slot} * job_.envs_per_actor);
+  actor.assignment.set_num_envs(std::min(job_.envs_per_actor, actor.num_envs));
+  actor.reported_env_steps = 0;
+  actor.evaluation.Clear();
+  slots_[slot] = actor.id;
+  PRL_LOG(INFO) << "actor " << actor.name << " (" << actor.id << ") assigned to "
+                << job_.experiment_id << " slot " << slot << ", generation " << actor.generation;
+}
+
+void ActorRegistry::FillSlots() {
+  if (!has_job_) return;
+  for (size_t slot = 0; slot < slots_.size(); ++slot) {
+    if (!slots_[slot].empty()) continue;
+    for (auto& [id, actor] : actors_) {
+      if (actor.slot < 0) {
+        AssignSlot(actor, static_cast<int>(slot));
+        break;
+      }
+    }
+  }
+}
+
+void ActorRegistry::RemoveLocked(const std::string& id) {
+  auto it = actors_.find(id);
+  if (it == actors_.end()) return;
+  if (it->second.slot >= 0) slots_[it->second.slot].clear();
+  actors_.erase(it);
+  FillSlots();
+}
+
+void ActorRegistry::ExpireLocked() {
+  const absl::Time cutoff =
+      options_.clock() - options_.heartbeat_interval * options_.missed_heartbeats;
+  std::vector<std::string> expired;
+  for (const auto& [id, actor] : actors_) {
+    if (actor.last_seen < cutoff) expired.push_back(id);
+  }
+  for (const std::string& id : expired) {
+    PRL_LOG(WARNING) << "actor " << actors_[id].name << " (" << id
+                     << ") missed its heartbeats; dropped";
+    RemoveLocked(id);
+  }
+}
+
+void ActorRegistry::Expire() {
+  absl::MutexLock lock(&mu_);
+  ExpireLocked();
+}
+
+v1::JoinResponse ActorRegistry::Join(const v1::JoinRequest& request) {
+  absl::MutexLock lock(&mu_);
+  ExpireLocked();
+  // a restarted actor replaces its old registration
+  for (auto it = actors_.begin(); it != actors_.end(); ++it) {
+    if (it->second.name == request.actor_name()) {
+      RemoveLocked(it->first);
+      break;
+    }
+  }
+  Actor actor;
+  actor.id = absl::StrFormat("actor-%d", next_id_++);
+  actor.name = request.actor_name();
+  actor.num_envs = std::max(1, request.num_envs());
+  actor.last_seen = options_.clock();
+  const std::string id = actor.id;
+  Actor& stored = actors_[id] = std::move(actor);
+  AssignIdle(stored);
+  FillSlots();
+  PRL_LOG(INFO) << "actor " << stored.name << " joined as " << id << " with " << stored.num_envs
+                << " envs";
+  v1::JoinResponse response;
+  response.set_actor_id(id);
+  *response.mutable_assignment() = stored.assignment;
+  response.mutable_heartbeat_interval()->set_seconds(
+      absl::ToInt64Seconds(options_.heartbeat_interval));
+  response.mutable_heartbeat_interval()->set_nanos(
+      static_cast<int32_t>(absl::ToInt64Nanoseconds(options_.heartbeat_interval) % 1000000000));
+  return response;
+}
+
+int64_t ActorRegistry::TakeEnvSteps(Actor& actor, int64_t cumulative) {
+  const int64_t delta = std::max<int64_t>(0, cumulative - actor.reported_env_steps);
+  actor.reported_env_steps = std::max(actor.reported_env_steps, cumulative);
+  return delta;
+}
+
+absl::StatusOr<v1::HeartbeatResponse> ActorRegistry::Heartbeat(
+    const v1::HeartbeatRequest& request) {
+  int64_t delta = 0;
+  ActorEventSink* sink = nullptr;
+  v1::HeartbeatResponse response;
+  {
+    absl::MutexLock lock(&mu_);
+    ExpireLocked();
+    auto it = actors_.find(request.actor_id());
+    if (it == actors_.end()) {
+      return absl::NotFoundError(
+          absl::StrCat("actor_id: ", request.actor_id(), " is not joined; join again"));
+    }
+    Actor& actor = it->second;
+    actor.last_seen = options_.clock();
+    response.set_generation(actor.generation);
+    if (request.generation() != actor.generation) {
+      *response.mutable_assignment() = actor.assignment;
+    } else if (actor.slot >= 0 && has_job_) {
+      delta = TakeEnvSteps(actor, request.status().env_steps());
+      if (delta > 0) {
+        sink = job_.sink;
+        ++sink_calls_;
+      }
+    }
+    *response.mutable_evaluation() = actor.evaluation;
+  }
+  if (sink != nullptr) {
+    sink->OnEnvSteps(delta);
+    absl::MutexLock lock(&mu_);
+    --sink_calls_;
+  }
+  return response;
+}
+
+absl::StatusOr<v1::ReportEpisodesResponse> ActorRegistry::ReportEpisodes(
+    const v1::ReportEpisodesRequest& request) {
+  int64_t delta = 0;
+  ActorEventSink* sink = nullptr;
+  v1::ReportEpisodesResponse response;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = actors_.find(request.actor_id());
+    if (it == actors_.end()) {
+      return absl::NotFoundError(
+          absl::StrCat("actor_id: ", request.actor_id(), " is not joined; join again"));
+    }
+    Actor& actor = it->second;
+    actor.last_seen = options_.clock();
+    response.set_generation(actor.generation);
+    const bool current = request.generation() == actor.generation && actor.slot >= 0 && has_job_ &&
+                         request.experiment_id() == job_.experiment_id;
+    if (!current) return response;  // an old generation's report: acknowledged, ignored
+    delta = TakeEnvSteps(actor, request.env_steps());
+    sink = job_.sink;
+    ++sink_calls_;
+    response.set_num_accepted(request.episodes_size());
+  }
+  if (delta > 0) sink->OnEnvSteps(delta);
+  if (request.episodes_size() > 0) {
+    sink->OnEpisodes({request.episodes().begin(), request.episodes().end()});
+  }
+  absl::MutexLock lock(&mu_);
+  --sink_calls_;
+  return response;
+}
+
+absl::Status ActorRegistry::Leave(const std::string& actor_id) {
+  absl::MutexLock lock(&mu_);
+  if (actors_.find(actor_id) == actors_.end()) {
+    return absl::NotFoundError(absl::StrCat("actor_id: ", actor_id, " is not joined"));
+  }
+  PRL_LOG(INFO) << "actor " << actors_[actor_id].name << " (" << actor_id << ") left";
+  RemoveLocked(actor_id);
+  return absl::OkStatus();
+}
+
+void ActorRegistry::StartJob(const ActorJob& job) {
+  absl::MutexLock lock(&mu_);
+  for (auto& [id, actor] : actors_) {
+    if (actor.slot >= 0) AssignIdle(actor);
+  }
+  job_ = job;
+  has_job_ = true;
+  slots_.assign(std::max(1, job.num_actors), "");
+  FillSlots();
+}
+
+void ActorRegistry::EndJob() {
+  absl::MutexLock lock(&mu_);
+  if (!has_job_) return;
+  has_job_ = false;
+  for (auto& [id, actor] : actors_) {
+    if (actor.slot >= 0) AssignIdle(actor);
+  }
+  slots_.clear();
+  const auto idle = [this]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return sink_calls_ == 0; };
+  mu_.Await(absl::Condition(&idle));
+}
+
+int ActorRegistry::RequestEvaluation(int64_t round, int episodes, int64_t min_policy_version) {
+  absl::MutexLock lock(&mu_);
+  std::vector<Actor*> assigned;
+  for (auto& [id, actor] : actors_) {
+    if (actor.slot >= 0) assigned.push_back(&actor);
+  }
+  if (assigned.empty()) return 0;
+  const int n = static_cast<int>(assigned.size());
+  int requested = 0;
+  for (int i = 0; i < n; ++i) {
+    const int share = episodes / n + (i < episodes % n ? 1 : 0);
+    v1::EvaluationRequest& e = assigned[i]->evaluation;
+    e.set_round(round);
+    e.set_episodes(share);
+    e.set_min_policy_version(min_policy_version);
+    requested += share;
+  }
+  return requested;
+}
+
+int ActorRegistry::assigned_actors() const {
+  absl::MutexLock lock(&mu_);
+  int n = 0;
+  for (const auto& [id, actor] : actors_) n += actor.slot >= 0;
+  return n;
+}
+
+int ActorRegistry::joined_actors() const {
+  absl::MutexLock lock(&mu_);
+  return static_cast<int>(actors_.size());
+}
+
+}  // namespace prl::learner

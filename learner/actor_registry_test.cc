@@ -1,0 +1,149 @@
+#include "learner/actor_registry.h"
+
+#include <vector>
+
+#include "gtest/gtest.h"
+
+namespace prl::learner {
+namespace {
+
+class RecordingSink final : public ActorEventSink {
+ public:
+  void OnEnvSteps(int64_t delta) override { env_steps += delta; }
+  void OnEpisodes(const std::vector<v1::EpisodeSummary>& e) override {
+    episodes.insert(episodes.end(), e.begin(), e.end());
+  }
+  int64_t env_steps = 0;
+  std::vector<v1::EpisodeSummary> episodes;
+};
+
+class ActorRegistryTest : public ::testing::Test {
+ protected:
+  ActorRegistryTest() {
+    ActorRegistryOptions options;
+    options.heartbeat_interval = absl::Seconds(1);
+    options.clock = [this] { return now_; };
+    registry_ = std::make_unique<ActorRegistry>(options);
+  }
+
+  v1::JoinResponse Join(const std::string& name, int envs = 4) {
+    v1::JoinRequest request;
+    request.set_actor_name(name);
+    request.set_num_envs(envs);
+    return registry_->Join(request);
+  }
+
+  ActorJob Job(int actors) {
+    ActorJob job;
+    job.experiment_id = "exp-000001";
+    job.num_actors = actors;
+    job.envs_per_actor = 2;
+    job.assignment.set_mode(v1::Assignment::MODE_TRAIN);
+    job.assignment.set_table("exp-000001");
+    job.sink = &sink_;
+    return job;
+  }
+
+  absl::Time now_ = absl::FromUnixSeconds(1000);
+  RecordingSink sink_;
+  std::unique_ptr<ActorRegistry> registry_;
+};
+
+TEST_F(ActorRegistryTest, JobSlotsGoToJoinedActorsWithDistinctEnvOffsets) {
+  v1::JoinResponse a = Join("a");
+  EXPECT_EQ(a.assignment().mode(), v1::Assignment::MODE_UNSPECIFIED);
+  registry_->StartJob(Job(2));
+  v1::JoinResponse b = Join("b", /*envs=*/1);
+  EXPECT_EQ(b.assignment().mode(), v1::Assignment::MODE_TRAIN);
+  EXPECT_EQ(b.assignment().num_envs(), 1);  // capped by what the actor can run
+  v1::HeartbeatRequest hb;
+  hb.set_actor_id(a.actor_id());
+  hb.set_generation(a.assignment().generation());
+  auto r = registry_->Heartbeat(hb);
+  ASSERT_TRUE(r.ok());
+  ASSERT_TRUE(r->has_assignment());
+  EXPECT_EQ(r->assignment().experiment_id(), "exp-000001");
+  EXPECT_NE(r->assignment().env_index_offset(), b.assignment().env_index_offset());
+  EXPECT_EQ(registry_->assigned_actors(), 2);
+  // a third actor waits idle
+  EXPECT_EQ(Join("c").assignment().mode(), v1::Assignment::MODE_UNSPECIFIED);
+  registry_->EndJob();
+  EXPECT_EQ(registry_->assigned_actors(), 0);
+}
+
+TEST_F(ActorRegistryTest, EnvStepsAreDifferencesOfCumulativeCounters) {
+  registry_->StartJob(Job(1));
+  v1::JoinResponse a = Join("a");
+  v1::ReportEpisodesRequest report;
+  report.set_actor_id(a.actor_id());
+  report.set_experiment_id("exp-000001");
+  report.set_generation(a.assignment().generation());
+  report.set_env_steps(100);
+  report.add_episodes()->set_episode_return(3);
+  ASSERT_TRUE(registry_->ReportEpisodes(report).ok());
+  ASSERT_TRUE(registry_->ReportEpisodes(report).ok());  // a retry counts steps once
+  EXPECT_EQ(sink_.env_steps, 100);
+  v1::HeartbeatRequest hb;
+  hb.set_actor_id(a.actor_id());
+  hb.set_generation(a.assignment().generation());
+  hb.mutable_status()->set_env_steps(150);
+  ASSERT_TRUE(registry_->Heartbeat(hb).ok());
+  EXPECT_EQ(sink_.env_steps, 150);
+  // a report of an old generation is acknowledged and ignored
+  report.set_generation(a.assignment().generation() - 1);
+  report.set_env_steps(1000);
+  auto old = registry_->ReportEpisodes(report);
+  ASSERT_TRUE(old.ok());
+  EXPECT_EQ(old->num_accepted(), 0);
+  EXPECT_EQ(sink_.env_steps, 150);
+}
+
+TEST_F(ActorRegistryTest, SilentActorsExpireAndFreeTheirSlot) {
+  registry_->StartJob(Job(1));
+  v1::JoinResponse a = Join("a");
+  v1::JoinResponse b = Join("b");
+  EXPECT_EQ(registry_->assigned_actors(), 1);
+  now_ += absl::Seconds(2);
+  v1::HeartbeatRequest hb;
+  hb.set_actor_id(b.actor_id());
+  hb.set_generation(b.assignment().generation());
+  ASSERT_TRUE(registry_->Heartbeat(hb).ok());  // b stays alive
+  now_ += absl::Seconds(2);
+  auto r = registry_->Heartbeat(hb);  // a is now 4 s silent: dropped, b takes the slot
+  ASSERT_TRUE(r.ok());
+  ASSERT_TRUE(r->has_assignment());
+  EXPECT_EQ(r->assignment().mode(), v1::Assignment::MODE_TRAIN);
+  hb.set_actor_id(a.actor_id());
+  EXPECT_EQ(registry_->Heartbeat(hb).status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(ActorRegistryTest, RejoinReplacesTheOldRegistration) {
+  v1::JoinResponse first = Join("a");
+  v1::JoinResponse second = Join("a");
+  EXPECT_NE(first.actor_id(), second.actor_id());
+  EXPECT_EQ(registry_->joined_actors(), 1);
+  EXPECT_EQ(registry_->Leave(first.actor_id()).code(), absl::StatusCode::kNotFound);
+  EXPECT_TRUE(registry_->Leave(second.actor_id()).ok());
+}
+
+TEST_F(ActorRegistryTest, EvaluationEpisodesAreSplitOverTheJobsActors) {
+  registry_->StartJob(Job(2));
+  v1::JoinResponse a = Join("a");
+  v1::JoinResponse b = Join("b");
+  EXPECT_EQ(registry_->RequestEvaluation(1, 5, 7), 5);
+  int total = 0;
+  for (const auto* joined : {&a, &b}) {
+    v1::HeartbeatRequest hb;
+    hb.set_actor_id(joined->actor_id());
+    hb.set_generation(joined->assignment().generation());
+    auto r = registry_->Heartbeat(hb);
+    ASSERT_TRUE(r.ok());
+    EXPECT_EQ(r->evaluation().round(), 1);
+    EXPECT_EQ(r->evaluation().min_policy_version(), 7);
+    total += r->evaluation().episodes();
+  }
+  EXPECT_EQ(total, 5);
+}
+
+}  // namespace
+}  // namespace prl::learner

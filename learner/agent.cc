@@ -1,0 +1,369 @@
+#include "learner/agent.h"
+
+#include <cmath>
+#include <exception>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "ATen/ATen.h"
+#include "ATen/CPUGeneratorImpl.h"
+#include "ATen/Parallel.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "common/logging.h"
+#include "common/status_macros.h"
+#include "common/torch_tensor.h"
+#include "google/protobuf/descriptor.h"
+#include "google/protobuf/message.h"
+#include "learner/agent_internal.h"
+
+namespace prl::learner {
+namespace internal {
+
+std::string ErrorText(const std::exception& e) {
+  if (const auto* c10 = dynamic_cast<const c10::Error*>(&e)) return c10->what_without_backtrace();
+  return e.what();
+}
+
+namespace {
+
+// ---- option resolution ----
+
+absl::Status NotAllowed(absl::string_view field, const absl::AlphaNum& value,
+                        absl::string_view allowed) {
+  return absl::InvalidArgumentError(
+      absl::StrCat(field, ": ", value, " is not allowed; it must be ", allowed));
+}
+
+// How a defaulted field is checked once resolved.
+enum class Range { kPositive, kUnit };
+
+const google::protobuf::FieldDescriptor* Field(const google::protobuf::Message& msg,
+                                               absl::string_view path) {
+  const std::string name(path.substr(path.rfind('.') + 1));
+  const google::protobuf::FieldDescriptor* field = msg.GetDescriptor()->FindFieldByName(name);
+  PRL_CHECK(field != nullptr) << "no field " << path;
+  return field;
+}
+
+// A double field named by the last component of `path`: 0 means `fallback`, then the value
+// must be finite and in `range`.
+absl::Status ResolveDouble(absl::string_view path, double fallback, Range range,
+                           google::protobuf::Message* msg) {
+  const google::protobuf::FieldDescriptor* field = Field(*msg, path);
+  const google::protobuf::Reflection* reflection = msg->GetReflection();
+  double value = reflection->GetDouble(*msg, field);
+  if (value == 0) value = fallback;
+  const bool ok =
+      std::isfinite(value) && (range == Range::kUnit ? value > 0 && value <= 1 : value > 0);
+  if (!ok) {
+    return NotAllowed(
+        path, value,
+        absl::StrCat(range == Range::kUnit ? "in (0, 1]" : "> 0", " (0 means ", fallback, ")"));
+  }
+  reflection->SetDouble(msg, field, value);
+  return absl::OkStatus();
+}
+
+// An int32 count named by the last component of `path`: 0 means `fallback`, negative values
+// are rejected.
+absl::Status ResolveCount(absl::string_view path, int32_t fallback,
+                          google::protobuf::Message* msg) {
+  const google::protobuf::FieldDescriptor* field = Field(*msg, path);
+  const google::protobuf::Reflection* reflection = msg->GetReflection();
+  const int32_t value = reflection->GetInt32(*msg, field);
+  if (value < 0) return NotAllowed(path, value, absl::StrCat(">= 0 (0 means ", fallback, ")"));
+  if (value == 0) reflection->SetInt32(msg, field, fallback);
+  return absl::OkStatus();
+}
+
+absl::Status ResolveSac(int64_t act_dim, v1::SacConfig* sac) {
+  PRL_RETURN_IF_ERROR(ResolveDouble("algorithm.sac.initial_alpha", 1.0, Range::kPositive, sac));
+  PRL_RETURN_IF_ERROR(ResolveDouble("algorithm.sac.alpha_lr", 3e-4, Range::kPositive, sac));
+  if (!sac->has_target_entropy()) sac->set_target_entropy(-static_cast<double>(act_dim));
+  if (!std::isfinite(sac->target_entropy())) {
+    return NotAllowed("algorithm.sac.target_entropy", sac->target_entropy(), "finite");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ResolveTd3(v1::Td3Config* td3) {
+  PRL_RETURN_IF_ERROR(ResolveDouble("algorithm.td3.policy_noise", 0.2, Range::kPositive, td3));
+  PRL_RETURN_IF_ERROR(ResolveDouble("algorithm.td3.noise_clip", 0.5, Range::kPositive, td3));
+  PRL_RETURN_IF_ERROR(ResolveCount("algorithm.td3.policy_delay", 2, td3));
+  return ResolveDouble("algorithm.td3.exploration_noise", 0.1, Range::kPositive, td3);
+}
+
+absl::StatusOr<at::Device> ResolveDevice(const std::string& name) {
+  if (name.empty() || name == "auto") {
+    return at::hasCUDA() ? at::Device(at::kCUDA, 0) : at::Device(at::kCPU);
+  }
+  if (name == "cpu") return at::Device(at::kCPU);
+  int index = 0;
+  if (name != "cuda") {
+    if (!absl::StartsWith(name, "cuda:") || !absl::SimpleAtoi(name.substr(5), &index) ||
+        index < 0) {
+      return NotAllowed("device", absl::StrCat("\"", name, "\""), "auto, cpu, cuda or cuda:N");
+    }
+  }
+  if (!at::hasCUDA() || index >= static_cast<int>(at::getNumGPUs())) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "device: \"", name, "\" is not available; this process sees ", at::getNumGPUs(),
+        " CUDA devices", at::hasCUDA() ? "" : " (LibTorch built without CUDA or no GPU)"));
+  }
+  return at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(index));
+}
+
+}  // namespace
+
+absl::StatusOr<AgentConfig> ResolveAgentOptions(const AgentOptions& options) {
+  AgentConfig config;
+  if (options.obs_dim <= 0) return NotAllowed("obs_dim", options.obs_dim, "> 0");
+  if (options.act_dim <= 0) return NotAllowed("act_dim", options.act_dim, "> 0");
+  if (options.num_threads < 0) return NotAllowed("num_threads", options.num_threads, ">= 0");
+  config.obs_dim = options.obs_dim;
+  config.act_dim = options.act_dim;
+  config.seed = options.seed;
+  config.num_threads = options.num_threads;
+  config.gemm = options.fast_cpu_gemm ? GemmBackend::kOneDnn : GemmBackend::kAten;
+  config.algorithm = options.algorithm;
+  v1::AlgorithmSpec& a = config.algorithm;
+  switch (a.algorithm_case()) {
+    case v1::AlgorithmSpec::kSac:
+      PRL_RETURN_IF_ERROR(ResolveSac(options.act_dim, a.mutable_sac()));
+      break;
+    case v1::AlgorithmSpec::kTd3:
+      PRL_RETURN_IF_ERROR(ResolveTd3(a.mutable_td3()));
+      break;
+    case v1::AlgorithmSpec::ALGORITHM_NOT_SET:
+      return absl::InvalidArgumentError("algorithm: not set; it must be one of sac, td3");
+    default: {
+      const std::string name =
+          v1::AlgorithmSpec::descriptor()->FindFieldByNumber(a.algorithm_case())->name();
+      return absl::UnimplementedError(absl::StrCat(
+          "algorithm.", name, ": not implemented by the learner's agent yet (sac and td3 are)"));
+    }
+  }
+  PRL_RETURN_IF_ERROR(ResolveNetworkSpec("algorithm.network", a.mutable_network()));
+  PRL_RETURN_IF_ERROR(ResolveDouble("algorithm.discount", 0.99, Range::kUnit, &a));
+  PRL_RETURN_IF_ERROR(ResolveDouble("algorithm.tau", 0.005, Range::kUnit, &a));
+  PRL_RETURN_IF_ERROR(ResolveCount("algorithm.target_update_period", 1, &a));
+  PRL_RETURN_IF_ERROR(ResolveCount("algorithm.batch_size", 256, &a));
+  PRL_RETURN_IF_ERROR(ResolveDouble("algorithm.actor_lr", 3e-4, Range::kPositive, &a));
+  PRL_RETURN_IF_ERROR(ResolveDouble("algorithm.critic_lr", 3e-4, Range::kPositive, &a));
+  PRL_RETURN_IF_ERROR(ResolveDouble("algorithm.reward_scale", 1.0, Range::kPositive, &a));
+  if (!std::isfinite(a.max_grad_norm()) || a.max_grad_norm() < 0) {
+    return NotAllowed("algorithm.max_grad_norm", a.max_grad_norm(), ">= 0 (0 means no clipping)");
+  }
+  PRL_ASSIGN_OR_RETURN(config.device, ResolveDevice(options.device));
+  return config;
+}
+
+// ---- TwinCriticAgent ----
+
+namespace {
+
+std::string Shape(const at::Tensor& t) {
+  return ShapeString(absl::MakeConstSpan(t.sizes().data(), t.sizes().size()));
+}
+
+// Checks one batch field and moves it to `device`. `dim` < 0: shape [B]; else [B, dim].
+absl::StatusOr<at::Tensor> BatchField(const at::Tensor& t, absl::string_view name, int64_t size,
+                                      int64_t dim, at::Device device) {
+  if (!t.defined()) return absl::InvalidArgumentError(absl::StrCat("batch.", name, ": not set"));
+  if (t.scalar_type() != at::kFloat) {
+    return NotAllowed(absl::StrCat("batch.", name),
+                      absl::StrCat("dtype ", std::string(c10::toString(t.scalar_type()))),
+                      "float32");
+  }
+  const bool ok = dim < 0 ? (t.dim() == 1 && t.size(0) == size)
+                          : (t.dim() == 2 && t.size(0) == size && t.size(1) == dim);
+  if (!ok) {
+    return NotAllowed(
+        absl::StrCat("batch.", name), absl::StrCat("shape ", Shape(t)),
+        dim < 0 ? absl::StrCat("[", size, "]") : absl::StrCat("[", size, ", ", dim, "]"));
+  }
+  return t.to(device);
+}
+
+absl::StatusOr<DeviceBatch> PrepareBatch(const TransitionBatch& in, const AgentConfig& config) {
+  if (!in.obs.defined()) return absl::InvalidArgumentError("batch.obs: not set");
+  DeviceBatch b;
+  b.size = in.obs.dim() >= 1 ? in.obs.size(0) : 0;
+  if (b.size < 1) {
+    return NotAllowed("batch.obs", absl::StrCat("shape ", Shape(in.obs)),
+                      absl::StrCat("[B, ", config.obs_dim, "] with B >= 1"));
+  }
+  const at::Device d = config.device;
+  PRL_ASSIGN_OR_RETURN(b.obs, BatchField(in.obs, "obs", b.size, config.obs_dim, d));
+  PRL_ASSIGN_OR_RETURN(b.action, BatchField(in.action, "action", b.size, config.act_dim, d));
+  PRL_ASSIGN_OR_RETURN(b.reward, BatchField(in.reward, "reward", b.size, -1, d));
+  PRL_ASSIGN_OR_RETURN(b.next_obs, BatchField(in.next_obs, "next_obs", b.size, config.obs_dim, d));
+  PRL_ASSIGN_OR_RETURN(b.discount, BatchField(in.discount, "discount", b.size, -1, d));
+  if (in.weight.defined()) {
+    PRL_ASSIGN_OR_RETURN(b.weight, BatchField(in.weight, "weight", b.size, -1, d));
+  }
+  return b;
+}
+
+}  // namespace
+
+TwinCriticAgent::TwinCriticAgent(const AgentConfig& config, PolicyNetwork::Head head)
+    : config_(config),
+      train_generator_(at::detail::createCPUGenerator(config.seed)),
+      act_generator_(at::detail::createCPUGenerator(config.seed ^ 0x9e3779b97f4a7c15ULL)) {
+  const NetworkOptions trainable{config.device, /*trainable=*/true, config.gemm};
+  const NetworkOptions frozen{config.device, /*trainable=*/false, config.gemm};
+  const v1::NetworkSpec& net = config.algorithm.network();
+  actor_ = std::make_unique<PolicyNetwork>(config.obs_dim, config.act_dim, net, head, trainable);
+  critic_ = std::make_unique<QEnsemble>(config.obs_dim, config.act_dim, net, 2, trainable);
+  critic_target_ = std::make_unique<QEnsemble>(config.obs_dim, config.act_dim, net, 2, frozen);
+  actor_->params().Initialize(train_generator_);
+  critic_->params().Initialize(train_generator_);
+  critic_target_->params().flat().copy_(critic_->params().flat());
+  actor_adam_ = std::make_unique<FlatAdam>(actor_->params().flat(),
+                                           FlatAdam::Options{config.algorithm.actor_lr()});
+  critic_adam_ = std::make_unique<FlatAdam>(critic_->params().flat(),
+                                            FlatAdam::Options{config.algorithm.critic_lr()});
+}
+
+absl::StatusOr<UpdateStats> TwinCriticAgent::Update(const TransitionBatch& batch) {
+  return RunUpdate(batch, nullptr);
+}
+
+absl::StatusOr<UpdateStats> TwinCriticAgent::UpdateWithNoise(const TransitionBatch& batch,
+                                                             const at::Tensor& noise) {
+  return RunUpdate(batch, &noise);
+}
+
+absl::StatusOr<UpdateStats> TwinCriticAgent::RunUpdate(const TransitionBatch& batch,
+                                                       const at::Tensor* noise) {
+  try {
+    PRL_ASSIGN_OR_RETURN(DeviceBatch b, PrepareBatch(batch, config_));
+    // OpenMP thread counts are per calling thread: apply ours on whichever thread updates.
+    if (config_.num_threads > 0 && at::get_num_threads() != config_.num_threads) {
+      at::set_num_threads(config_.num_threads);
+    }
+    const std::vector<int64_t> shape = {NoiseDraws(), b.size, config_.act_dim};
+    at::Tensor draws;
+    if (noise != nullptr) {
+      if (noise->sizes().vec() != shape) return NotAllowed("noise", Shape(*noise), "[draws, B, A]");
+      draws = noise->to(config_.device, at::kFloat);
+    } else {
+      draws = at::randn(shape, train_generator_, at::kFloat).to(config_.device);
+    }
+    return DoUpdate(b, draws);
+  } catch (const std::exception& e) {
+    return absl::InternalError(absl::StrCat("learner update failed: ", ErrorText(e)));
+  }
+}
+
+void TwinCriticAgent::Act(const at::Tensor& obs, bool deterministic, at::Tensor* action) {
+  PRL_CHECK(obs.dim() == 2 && obs.size(1) == config_.obs_dim)
+      << "Act: obs shape " << Shape(obs) << ", want [n, " << config_.obs_dim << "]";
+  try {
+    at::NoGradGuard no_grad;
+    at::Tensor noise;
+    if (!deterministic) {
+      noise =
+          at::randn({obs.size(0), config_.act_dim}, act_generator_, at::kFloat).to(config_.device);
+    }
+    *action = Policy(obs.to(config_.device, at::kFloat), deterministic, noise).to(obs.device());
+  } catch (const std::exception& e) {
+    PRL_LOG(FATAL) << "Act failed: " << ErrorText(e);
+  }
+}
+
+absl::Status TwinCriticAgent::ExportPolicy(
+    v1::PolicyArchitecture* architecture,
+    std::vector<std::pair<std::string, HostTensor>>* weights) const {
+  architecture->Clear();
+  DescribePolicy(architecture);
+  architecture->set_output(v1::PolicyArchitecture::OUTPUT_ACTION);
+  architecture->set_obs_dim(static_cast<int32_t>(config_.obs_dim));
+  architecture->set_output_dim(static_cast<int32_t>(config_.act_dim));
+  architecture->set_action_dim(static_cast<int32_t>(config_.act_dim));
+  architecture->set_output_bound(1.0);
+  *architecture->mutable_network() = config_.algorithm.network();
+  weights->clear();
+  for (const auto& [name, tensor] : actor_->NamedParameters()) {
+    PRL_ASSIGN_OR_RETURN(HostTensor host, FromTorch(tensor));
+    weights->emplace_back(name, std::move(host));
+  }
+  return absl::OkStatus();
+}
+
+TwinCriticAgent::CriticStepResult TwinCriticAgent::CriticStep(const DeviceBatch& batch,
+                                                              const at::Tensor& target) {
+  at::Tensor q = critic_->Forward(batch.obs, batch.action);  // [2, B]
+  at::Tensor error = q - target;
+  at::Tensor squared = error.square();
+  if (batch.weight.defined()) squared = squared * batch.weight;
+  at::Tensor loss = squared.sum(0).mean() * 0.5;
+  GradientStep(loss, critic_->params(), *critic_adam_);
+  return {loss.detach(), error.detach().abs().mean(0), q.detach().mean()};
+}
+
+void TwinCriticAgent::GradientStep(const at::Tensor& loss, ParameterBlock& params, FlatAdam& adam) {
+  params.ZeroGrad();
+  loss.backward();
+  at::NoGradGuard no_grad;
+  const double max_norm = config_.algorithm.max_grad_norm();
+  if (max_norm > 0) {
+    // torch.nn.utils.clip_grad_norm_: scale by min(1, max_norm / (norm + 1e-6)), no host sync
+    at::Tensor norm = params.flat_grad().norm();
+    params.flat_grad().mul_((norm + 1e-6).reciprocal_().mul_(max_norm).clamp_max_(1.0));
+  }
+  adam.Step(params.flat_grad());
+}
+
+void TwinCriticAgent::Polyak(const ParameterBlock& online, ParameterBlock& target) const {
+  at::NoGradGuard no_grad;
+  const double tau = config_.algorithm.tau();
+  if (tau >= 1.0) {
+    target.flat().copy_(online.flat());
+  } else {
+    target.flat().lerp_(online.flat(), tau);
+  }
+}
+
+at::Tensor TwinCriticAgent::TdTarget(const DeviceBatch& batch, const at::Tensor& next_value) const {
+  return at::addcmul(batch.reward * config_.algorithm.reward_scale(), batch.discount, next_value,
+                     config_.algorithm.discount());
+}
+
+void TwinCriticAgent::FetchStats(const std::vector<at::Tensor>& scalars,
+                                 const at::Tensor& td_error_abs, UpdateStats* stats) {
+  std::vector<at::Tensor> parts;
+  for (const at::Tensor& s : scalars) {
+    parts.push_back(s.defined() ? s.reshape({1}).to(at::kFloat)
+                                : at::zeros({1}, td_error_abs.options()));
+  }
+  parts.push_back(td_error_abs);
+  const at::Tensor host = at::cat(parts).cpu();
+  const float* v = host.data_ptr<float>();
+  double* fields[] = {&stats->critic_loss, &stats->actor_loss, &stats->alpha,
+                      &stats->alpha_loss,  &stats->q_mean,     &stats->entropy};
+  const size_t n = scalars.size();
+  for (size_t i = 0; i < n && i < 6; ++i) *fields[i] = v[i];
+  stats->td_error_abs.assign(v + n, v + host.numel());
+}
+
+}  // namespace internal
+
+Agent::~Agent() = default;
+
+absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(const AgentOptions& options) {
+  PRL_ASSIGN_OR_RETURN(internal::AgentConfig config, internal::ResolveAgentOptions(options));
+  try {
+    if (config.num_threads > 0) at::set_num_threads(config.num_threads);
+    if (config.algorithm.has_sac()) return std::unique_ptr<Agent>(internal::NewSacAgent(config));
+    return std::unique_ptr<Agent>(internal::NewTd3Agent(config));
+  } catch (const std::exception& e) {
+    return absl::InternalError(absl::StrCat("cannot build the agent: ", internal::ErrorText(e)));
+  }
+}
+
+}  // namespace prl::learner

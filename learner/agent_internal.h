@@ -1,0 +1,127 @@
+// Internals of learner/agent: option resolution, the machinery SAC and TD3 share (twin critics,
+// Adam, Polyak averaging, checkpoints, policy export) and the two algorithms. Only agent.cc,
+// agent_checkpoint.cc, sac_agent.cc, td3_agent.cc and tests include this header.
+#ifndef PRL_LEARNER_AGENT_INTERNAL_H_
+#define PRL_LEARNER_AGENT_INTERNAL_H_
+
+#include <cstdint>
+#include <exception>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "ATen/core/Generator.h"
+#include "ATen/core/Tensor.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "learner/agent.h"
+#include "learner/flat_adam.h"
+#include "learner/networks.h"
+#include "proto/experiment.pb.h"
+
+namespace prl::learner::internal {
+
+// AgentOptions after validation, with every default resolved.
+struct AgentConfig {
+  int64_t obs_dim = 0;
+  int64_t act_dim = 0;
+  v1::AlgorithmSpec algorithm;  // defaults filled (docs/learner.md lists them)
+  at::Device device = at::kCPU;
+  uint64_t seed = 0;
+  int num_threads = 0;
+  GemmBackend gemm = GemmBackend::kOneDnn;
+};
+
+// The message of a LibTorch (or other) exception, without c10's backtrace.
+std::string ErrorText(const std::exception& e);
+
+// Checks `options` and fills the algorithm's defaults. Errors: as Agent::Create.
+absl::StatusOr<AgentConfig> ResolveAgentOptions(const AgentOptions& options);
+
+// A TransitionBatch checked and moved to the agent's device.
+struct DeviceBatch {
+  int64_t size = 0;
+  at::Tensor obs, action, reward, next_obs, discount, weight;
+};
+
+// One piece of training state in a checkpoint.
+struct StateEntry {
+  std::string name;
+  at::Tensor tensor;                   // float32, restored in place
+  int64_t* counter = nullptr;          // or an int64 counter
+  at::Generator* generator = nullptr;  // or a random stream
+};
+
+// What SAC and TD3 share: a policy, twin critics with targets, their Adam optimizers, random
+// streams, the update counter, checkpoints and policy export. Subclasses implement DoUpdate.
+class TwinCriticAgent : public Agent {
+ public:
+  TwinCriticAgent(const AgentConfig& config, PolicyNetwork::Head head);
+
+  absl::StatusOr<UpdateStats> Update(const TransitionBatch& batch) final;
+  void Act(const at::Tensor& obs, bool deterministic, at::Tensor* action) final;
+  absl::Status ExportPolicy(v1::PolicyArchitecture* architecture,
+                            std::vector<std::pair<std::string, HostTensor>>* weights) const final;
+  absl::StatusOr<std::string> SaveState() const final;
+  absl::Status RestoreState(const std::string& bytes) final;
+  int64_t updates() const final { return updates_; }
+  std::string device() const final { return config_.device.str(); }
+
+  // For tests: Update with the standard-normal draws given ([NoiseDraws(), B, act_dim]) instead
+  // of drawn from the agent's stream.
+  absl::StatusOr<UpdateStats> UpdateWithNoise(const TransitionBatch& batch,
+                                              const at::Tensor& noise);
+  PolicyNetwork& actor() { return *actor_; }
+  QEnsemble& critic() { return *critic_; }
+  QEnsemble& critic_target() { return *critic_target_; }
+  // The target copies of the actor (TD3) or nullptr.
+  virtual PolicyNetwork* actor_target() { return nullptr; }
+
+ protected:
+  // One update; `noise` holds NoiseDraws() standard-normal [B, act_dim] draws on the device.
+  virtual UpdateStats DoUpdate(const DeviceBatch& batch, const at::Tensor& noise) = 0;
+  virtual int64_t NoiseDraws() const = 0;
+  // Actions for obs on the device, without gradients; `noise` is standard normal [n, act_dim].
+  virtual at::Tensor Policy(const at::Tensor& obs, bool deterministic,
+                            const at::Tensor& noise) const = 0;
+  // Fills the head-specific fields of the exported architecture.
+  virtual void DescribePolicy(v1::PolicyArchitecture* architecture) const = 0;
+  // Every piece of state; subclasses append theirs to the base's.
+  virtual std::vector<StateEntry> StateEntries();
+
+  // Critic loss, backward, clipping and Adam step against `target` [B] (no gradient).
+  struct CriticStepResult {
+    at::Tensor loss, td_error_abs, q_mean;
+  };
+  CriticStepResult CriticStep(const DeviceBatch& batch, const at::Tensor& target);
+  // Backward of `loss` into `params`' flat gradient, clipping, Adam step.
+  void GradientStep(const at::Tensor& loss, ParameterBlock& params, FlatAdam& adam);
+  // target ← (1 - τ)·target + τ·online.
+  void Polyak(const ParameterBlock& online, ParameterBlock& target) const;
+  // Copies the scalars (one device-to-host transfer) into stats.
+  static void FetchStats(const std::vector<at::Tensor>& scalars, const at::Tensor& td_error_abs,
+                         UpdateStats* stats);
+  // r·reward_scale + γ·discount·next_value.
+  at::Tensor TdTarget(const DeviceBatch& batch, const at::Tensor& next_value) const;
+
+  const AgentConfig config_;
+  at::Generator train_generator_;
+  at::Generator act_generator_;
+  std::unique_ptr<PolicyNetwork> actor_;
+  std::unique_ptr<FlatAdam> actor_adam_;
+  std::unique_ptr<QEnsemble> critic_;
+  std::unique_ptr<QEnsemble> critic_target_;
+  std::unique_ptr<FlatAdam> critic_adam_;
+  int64_t updates_ = 0;
+
+ private:
+  absl::StatusOr<UpdateStats> RunUpdate(const TransitionBatch& batch, const at::Tensor* noise);
+};
+
+std::unique_ptr<TwinCriticAgent> NewSacAgent(const AgentConfig& config);
+std::unique_ptr<TwinCriticAgent> NewTd3Agent(const AgentConfig& config);
+
+}  // namespace prl::learner::internal
+
+#endif  // PRL_LEARNER_AGENT_INTERNAL_H_

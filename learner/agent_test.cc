@@ -1,0 +1,492 @@
+#include "learner/agent.h"
+
+#include <cmath>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "ATen/ATen.h"
+#include "ATen/CPUGeneratorImpl.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "learner/agent_internal.h"
+#include "learner/networks.h"
+
+namespace prl::learner {
+namespace {
+
+using internal::TwinCriticAgent;
+using ::testing::HasSubstr;
+
+AgentOptions Options(bool td3, int obs_dim, int act_dim, std::vector<int> hidden) {
+  AgentOptions options;
+  options.obs_dim = obs_dim;
+  options.act_dim = act_dim;
+  if (td3) {
+    options.algorithm.mutable_td3();
+  } else {
+    options.algorithm.mutable_sac();
+  }
+  for (int h : hidden) options.algorithm.mutable_network()->add_hidden_sizes(h);
+  options.device = "cpu";
+  options.seed = 1;
+  options.num_threads = 1;
+  return options;
+}
+
+std::unique_ptr<Agent> MustCreate(const AgentOptions& options) {
+  auto agent = Agent::Create(options);
+  EXPECT_TRUE(agent.ok()) << agent.status();
+  return agent.ok() ? *std::move(agent) : nullptr;
+}
+
+TwinCriticAgent& Internals(Agent& agent) { return dynamic_cast<TwinCriticAgent&>(agent); }
+
+at::Tensor Floats(std::vector<float> values, std::vector<int64_t> shape) {
+  return at::tensor(values, at::kFloat).view(shape).clone();
+}
+
+// Sets the parameter `name` of `block` to `values` (row-major).
+void SetParam(ParameterBlock& block, const std::string& name, std::vector<float> values) {
+  for (int i = 0; i < block.size(); ++i) {
+    if (block.name(i) != name) continue;
+    at::NoGradGuard no_grad;
+    block.param(i).copy_(Floats(values, block.param(i).sizes().vec()));
+    return;
+  }
+  ADD_FAILURE() << "no parameter " << name;
+}
+
+// A random batch of `n` transitions.
+TransitionBatch RandomBatch(int n, int obs_dim, int act_dim, uint64_t seed) {
+  at::Generator gen = at::detail::createCPUGenerator(seed);
+  TransitionBatch b;
+  b.obs = at::randn({n, obs_dim}, gen, at::kFloat);
+  b.action = at::rand({n, act_dim}, gen, at::kFloat) * 2 - 1;
+  b.reward = at::randn({n}, gen, at::kFloat);
+  b.next_obs = at::randn({n, obs_dim}, gen, at::kFloat);
+  b.discount = (at::rand({n}, gen, at::kFloat) > 0.1).to(at::kFloat);
+  return b;
+}
+
+// ---- squashed Gaussian ----
+
+TEST(SquashedGaussianTest, LogProbMatchesFiniteDifferenceJacobian) {
+  const double kHalfLog2Pi = 0.5 * std::log(2 * M_PI);
+  for (double mean : {-1.5, 0.0, 0.3, 2.0}) {
+    for (double log_std : {-3.0, -0.5, 0.7}) {
+      for (double noise : {-1.2, 0.0, 0.8}) {
+        SquashedSample s =
+            SampleSquashedGaussian(Floats({float(mean)}, {1, 1}), Floats({float(log_std)}, {1, 1}),
+                                   Floats({float(noise)}, {1, 1}));
+        const double u = mean + std::exp(log_std) * noise;
+        const double h = 1e-5;
+        const double jacobian = (std::tanh(u + h) - std::tanh(u - h)) / (2 * h);
+        const double want = -0.5 * noise * noise - log_std - kHalfLog2Pi - std::log(jacobian);
+        EXPECT_NEAR(s.log_prob.item<double>(), want, 1e-4)
+            << mean << " " << log_std << " " << noise;
+        EXPECT_NEAR(s.action.item<double>(), std::tanh(u), 1e-6);
+      }
+    }
+  }
+}
+
+TEST(SquashedGaussianTest, DensityIntegratesToOneOverActions) {
+  // ∫ π(a) da over (-1, 1), midpoint rule in a: each a is reached with noise (atanh(a) - m)/σ
+  const double mean = 0.3, log_std = -0.5, sigma = std::exp(log_std);
+  const int n = 20000;
+  std::vector<float> noise(n);
+  for (int i = 0; i < n; ++i) {
+    const double a = -1 + (i + 0.5) * 2.0 / n;
+    noise[i] = static_cast<float>((std::atanh(a) - mean) / sigma);
+  }
+  SquashedSample s = SampleSquashedGaussian(at::full({n, 1}, mean), at::full({n, 1}, log_std),
+                                            Floats(noise, {n, 1}));
+  const double integral = s.log_prob.to(at::kDouble).exp().sum().item<double>() * 2.0 / n;
+  EXPECT_NEAR(integral, 1.0, 1e-3);
+}
+
+TEST(SquashedGaussianTest, JacobianIsFiniteForLargeInputs) {
+  at::Tensor u = Floats({-40, -15, 0, 15, 40}, {5});
+  at::Tensor got = TanhLogDetJacobian(u);
+  for (int i = 0; i < 5; ++i) {
+    const double x = u[i].item<double>();
+    // log(1 - tanh²x) = log 4 - 2|x| - 2·log(1 + e^{-2|x|})
+    const double want =
+        std::log(4.0) - 2 * std::abs(x) - 2 * std::log1p(std::exp(-2 * std::abs(x)));
+    EXPECT_TRUE(std::isfinite(got[i].item<double>()));
+    EXPECT_NEAR(got[i].item<double>(), want, 1e-4 * std::max(1.0, std::abs(want)));
+  }
+}
+
+// ---- SAC against hand-derived values ----
+
+// obs 1, act 1, one hidden unit. The actor ignores s: h = relu(0·s + 1) = 1, mean 0.5,
+// log_std -1. Both critics see relu(s + a): Q_0 = relu(s + a), Q_1 = 2·relu(s + a).
+void SetTinyWeights(TwinCriticAgent& agent, std::vector<float> critic_input_weights,
+                    std::vector<float> critic_bias, float policy_mean) {
+  ParameterBlock& actor = agent.actor().params();
+  SetParam(actor, "trunk.0.weight", {0});
+  SetParam(actor, "trunk.0.bias", {1});
+  const bool gaussian = agent.actor().head() == PolicyNetwork::Head::kSquashedGaussian;
+  SetParam(actor, "head.weight", gaussian ? std::vector<float>{0, 0} : std::vector<float>{0});
+  SetParam(actor, "head.bias",
+           gaussian ? std::vector<float>{policy_mean, -1} : std::vector<float>{policy_mean});
+  if (agent.actor_target() != nullptr) {
+    at::NoGradGuard no_grad;
+    agent.actor_target()->params().flat().copy_(actor.flat());
+  }
+  ParameterBlock& critic = agent.critic().params();
+  SetParam(critic, "trunk.0.weight", critic_input_weights);
+  SetParam(critic, "trunk.0.bias", critic_bias);
+  SetParam(critic, "out.weight", {1, 2});
+  SetParam(critic, "out.bias", {0, 0});
+  at::NoGradGuard no_grad;
+  agent.critic_target().params().flat().copy_(critic.flat());
+}
+
+TEST(SacTest, CriticTemperatureAndActorLossesMatchHandComputation) {
+  AgentOptions options = Options(false, 1, 1, {1});
+  options.algorithm.mutable_sac()->set_initial_alpha(0.5);
+  options.algorithm.set_discount(0.9);
+  options.algorithm.set_reward_scale(2);
+  options.algorithm.set_critic_lr(1e-9);  // critics barely move before the actor loss
+  auto agent = MustCreate(options);
+  TwinCriticAgent& sac = Internals(*agent);
+  SetTinyWeights(sac, {1, 1, 1, 1}, {0, 0}, 0.5f);
+
+  TransitionBatch b;
+  b.obs = Floats({0.2f, 0.4f}, {2, 1});
+  b.action = Floats({0.1f, -0.2f}, {2, 1});
+  b.reward = Floats({1, 2}, {2});
+  b.next_obs = Floats({0.3f, -1.0f}, {2, 1});
+  b.discount = Floats({1, 0}, {2});
+  b.weight = Floats({1, 0.5f}, {2});
+  auto stats = sac.UpdateWithNoise(b, at::zeros({2, 2, 1}));
+  ASSERT_TRUE(stats.ok()) << stats.status();
+
+  // by hand: zero noise, so every sampled action is tanh(0.5) with the same log-probability
+  const double alpha = 0.5, a_pi = std::tanh(0.5);
+  const double log_pi = 1.0 - 0.5 * std::log(2 * M_PI) - std::log(1 - a_pi * a_pi);
+  const double y[2] = {2 * 1 + 0.9 * (std::max(0.3 + a_pi, 0.0) - alpha * log_pi), 2 * 2};
+  const double q[2][2] = {{0.3, 0.2}, {0.6, 0.4}};  // [critic][item]: k·relu(s + a)
+  const double w[2] = {1, 0.5};
+  double critic_loss = 0;
+  for (int k = 0; k < 2; ++k) {
+    for (int i = 0; i < 2; ++i) critic_loss += 0.5 * w[i] * std::pow(q[k][i] - y[i], 2) / 2;
+  }
+  EXPECT_NEAR(stats->critic_loss, critic_loss, 1e-5);
+  ASSERT_EQ(stats->td_error_abs.size(), 2u);
+  for (int i = 0; i < 2; ++i) {
+    EXPECT_NEAR(stats->td_error_abs[i], (std::abs(q[0][i] - y[i]) + std::abs(q[1][i] - y[i])) / 2,
+                1e-5);
+  }
+  EXPECT_NEAR(stats->q_mean, (0.3 + 0.2 + 0.6 + 0.4) / 4, 1e-6);
+  EXPECT_NEAR(stats->alpha, 0.5, 1e-7);
+  EXPECT_NEAR(stats->entropy, -log_pi, 1e-5);
+  // target entropy -|A| = -1
+  EXPECT_NEAR(stats->alpha_loss, -std::log(alpha) * (log_pi - 1), 1e-5);
+  const double min_q_pi = ((0.2 + a_pi) + (0.4 + a_pi)) / 2;
+  EXPECT_NEAR(stats->actor_loss, alpha * log_pi - min_q_pi, 1e-5);
+  EXPECT_TRUE(stats->actor_updated);
+
+  // entropy (-0.32) is above the target (-1): Adam's first step lowers log α by exactly alpha_lr
+  auto second = sac.UpdateWithNoise(b, at::zeros({2, 2, 1}));
+  ASSERT_TRUE(second.ok());
+  EXPECT_NEAR(second->alpha, 0.5 * std::exp(-3e-4), 1e-7);
+  EXPECT_EQ(agent->updates(), 2);
+}
+
+TEST(SacTest, FixedAlphaKeepsTemperature) {
+  AgentOptions options = Options(false, 3, 2, {16});
+  options.algorithm.mutable_sac()->set_fixed_alpha(true);
+  options.algorithm.mutable_sac()->set_initial_alpha(0.2);
+  auto agent = MustCreate(options);
+  for (int i = 0; i < 3; ++i) {
+    auto stats = agent->Update(RandomBatch(8, 3, 2, i));
+    ASSERT_TRUE(stats.ok());
+    EXPECT_NEAR(stats->alpha, 0.2, 1e-7);
+    EXPECT_EQ(stats->alpha_loss, 0);
+  }
+}
+
+// ---- TD3 ----
+
+TEST(Td3Test, TargetPolicySmoothingNoiseIsClipped) {
+  AgentOptions options = Options(true, 1, 1, {1});
+  options.algorithm.mutable_td3()->set_policy_noise(0.2);
+  options.algorithm.mutable_td3()->set_noise_clip(0.3);
+  options.algorithm.set_discount(0.5);
+  auto agent = MustCreate(options);
+  TwinCriticAgent& td3 = Internals(*agent);
+  // the target actor outputs tanh(0) = 0; Q_0 = relu(1 + a), Q_1 = 2·relu(1 + a)
+  SetTinyWeights(td3, {0, 1, 0, 1}, {1, 1}, 0.0f);
+
+  TransitionBatch b;
+  b.obs = at::zeros({2, 1});
+  b.action = at::zeros({2, 1});
+  b.reward = at::zeros({2});
+  b.next_obs = at::zeros({2, 1});
+  b.discount = at::ones({2});
+  // 0.2 · ±100 = ±20 is clipped to ±0.3, so a' = ±0.3 and y = 0.5·(1 + a')
+  auto stats = td3.UpdateWithNoise(b, Floats({100, -100}, {1, 2, 1}));
+  ASSERT_TRUE(stats.ok()) << stats.status();
+  const double y[2] = {0.5 * 1.3, 0.5 * 0.7};
+  ASSERT_EQ(stats->td_error_abs.size(), 2u);
+  double critic_loss = 0;
+  for (int i = 0; i < 2; ++i) {
+    EXPECT_NEAR(stats->td_error_abs[i], (std::abs(1 - y[i]) + std::abs(2 - y[i])) / 2, 1e-6);
+    critic_loss += 0.5 * (std::pow(1 - y[i], 2) + std::pow(2 - y[i], 2)) / 2;
+  }
+  EXPECT_NEAR(stats->critic_loss, critic_loss, 1e-6);
+  EXPECT_FALSE(stats->actor_updated);  // policy_delay 2
+  EXPECT_EQ(stats->alpha, 0);
+}
+
+TEST(Td3Test, ActorAndTargetsUpdateEveryPolicyDelay) {
+  AgentOptions options = Options(true, 3, 2, {16});
+  options.algorithm.mutable_td3()->set_policy_delay(3);
+  auto agent = MustCreate(options);
+  TwinCriticAgent& td3 = Internals(*agent);
+  for (int i = 1; i <= 6; ++i) {
+    const at::Tensor actor = td3.actor().params().flat().clone();
+    const at::Tensor actor_target = td3.actor_target()->params().flat().clone();
+    const at::Tensor critic = td3.critic().params().flat().clone();
+    const at::Tensor critic_target = td3.critic_target().params().flat().clone();
+    auto stats = agent->Update(RandomBatch(8, 3, 2, i));
+    ASSERT_TRUE(stats.ok());
+    const bool actor_step = i % 3 == 0;
+    EXPECT_EQ(stats->actor_updated, actor_step) << "update " << i;
+    EXPECT_FALSE(td3.critic().params().flat().equal(critic)) << "update " << i;
+    EXPECT_EQ(!td3.actor().params().flat().equal(actor), actor_step) << "update " << i;
+    EXPECT_EQ(!td3.actor_target()->params().flat().equal(actor_target), actor_step);
+    EXPECT_EQ(!td3.critic_target().params().flat().equal(critic_target), actor_step);
+    if (!actor_step) EXPECT_EQ(stats->actor_loss, 0);
+  }
+}
+
+// ---- checkpoints ----
+
+class StateTest : public ::testing::TestWithParam<bool> {};
+
+TEST_P(StateTest, RestoreContinuesIdentically) {
+  const bool td3 = GetParam();
+  AgentOptions options = Options(td3, 3, 2, {32, 32});
+  options.algorithm.set_max_grad_norm(1.0);
+  auto a = MustCreate(options);
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(a->Update(RandomBatch(16, 3, 2, i)).ok());
+  auto saved = a->SaveState();
+  ASSERT_TRUE(saved.ok()) << saved.status();
+
+  options.seed = 77;  // different initial weights and random streams
+  auto b = MustCreate(options);
+  ASSERT_TRUE(b->RestoreState(*saved).ok());
+  EXPECT_EQ(b->updates(), 5);
+  for (int i = 5; i < 8; ++i) {
+    const TransitionBatch batch = RandomBatch(16, 3, 2, i);
+    auto sa = a->Update(batch);
+    auto sb = b->Update(batch);
+    ASSERT_TRUE(sa.ok() && sb.ok());
+    EXPECT_EQ(sa->critic_loss, sb->critic_loss);
+    EXPECT_EQ(sa->actor_loss, sb->actor_loss);
+    EXPECT_EQ(sa->alpha, sb->alpha);
+    EXPECT_EQ(sa->td_error_abs, sb->td_error_abs);
+  }
+  at::Tensor obs = at::randn({4, 3});
+  at::Tensor act_a, act_b;
+  a->Act(obs, /*deterministic=*/false, &act_a);
+  b->Act(obs, /*deterministic=*/false, &act_b);
+  EXPECT_TRUE(act_a.equal(act_b));
+  EXPECT_EQ(*a->SaveState(), *b->SaveState());
+}
+
+INSTANTIATE_TEST_SUITE_P(SacAndTd3, StateTest, ::testing::Bool(),
+                         [](const auto& info) { return info.param ? "Td3" : "Sac"; });
+
+TEST(StateTest, MismatchedOrCorruptCheckpointsAreRefusedWithoutChanges) {
+  auto sac = MustCreate(Options(false, 3, 2, {32, 32}));
+  const std::string before = *sac->SaveState();
+  const std::string td3_state = *MustCreate(Options(true, 3, 2, {32, 32}))->SaveState();
+  const std::string other_net = *MustCreate(Options(false, 3, 2, {64}))->SaveState();
+  const std::string other_act = *MustCreate(Options(false, 3, 4, {32, 32}))->SaveState();
+
+  struct Case {
+    std::string bytes;
+    absl::StatusCode code;
+    std::string message;
+  };
+  const std::vector<Case> cases = {
+      {"hello", absl::StatusCode::kDataLoss, "not an agent checkpoint"},
+      {before.substr(0, before.size() / 2), absl::StatusCode::kDataLoss, "truncated"},
+      {before + "x", absl::StatusCode::kDataLoss, "trailing"},
+      {td3_state, absl::StatusCode::kInvalidArgument, "algorithm td3; this agent has sac"},
+      {other_net, absl::StatusCode::kInvalidArgument, "network hidden_sizes [64]"},
+      {other_act, absl::StatusCode::kInvalidArgument, "act_dim 4; this agent has 2"},
+  };
+  for (const Case& c : cases) {
+    absl::Status status = sac->RestoreState(c.bytes);
+    EXPECT_EQ(status.code(), c.code) << status;
+    EXPECT_THAT(status.message(), HasSubstr(c.message));
+  }
+  EXPECT_EQ(*sac->SaveState(), before);
+}
+
+// ---- options ----
+
+TEST(OptionsTest, BadValuesNameTheirField) {
+  struct Case {
+    std::function<void(AgentOptions*)> change;
+    absl::StatusCode code;
+    std::string message;
+  };
+  using Code = absl::StatusCode;
+  const Code kBad = Code::kInvalidArgument;
+  const std::vector<Case> cases = {
+      {[](AgentOptions* o) { o->obs_dim = 0; }, kBad, "obs_dim: 0 is not allowed"},
+      {[](AgentOptions* o) { o->act_dim = -1; }, kBad, "act_dim: -1 is not allowed"},
+      {[](AgentOptions* o) { o->num_threads = -2; }, kBad, "num_threads: -2"},
+      {[](AgentOptions* o) { o->device = "tpu"; }, kBad,
+       "device: \"tpu\" is not allowed; it must be auto, cpu, cuda or cuda:N"},
+      {[](AgentOptions* o) { o->device = "cuda:x"; }, kBad, "device: \"cuda:x\""},
+      {[](AgentOptions* o) { o->algorithm.clear_algorithm(); }, kBad, "algorithm: not set"},
+      {[](AgentOptions* o) { o->algorithm.mutable_spirl(); }, Code::kUnimplemented,
+       "algorithm.spirl"},
+      {[](AgentOptions* o) { o->algorithm.mutable_eap(); }, Code::kUnimplemented, "algorithm.eap"},
+      {[](AgentOptions* o) { o->algorithm.mutable_parrot(); }, Code::kUnimplemented,
+       "algorithm.parrot"},
+      {[](AgentOptions* o) { o->algorithm.mutable_mcat(); }, Code::kUnimplemented,
+       "algorithm.mcat"},
+      {[](AgentOptions* o) { o->algorithm.set_discount(1.5); }, kBad,
+       "algorithm.discount: 1.5 is not allowed; it must be in (0, 1]"},
+      {[](AgentOptions* o) { o->algorithm.set_discount(-0.1); }, kBad, "algorithm.discount"},
+      {[](AgentOptions* o) { o->algorithm.set_tau(2); }, kBad, "algorithm.tau: 2"},
+      {[](AgentOptions* o) { o->algorithm.set_target_update_period(-1); }, kBad,
+       "algorithm.target_update_period: -1"},
+      {[](AgentOptions* o) { o->algorithm.set_batch_size(-5); }, kBad, "algorithm.batch_size"},
+      {[](AgentOptions* o) { o->algorithm.set_actor_lr(-1); }, kBad, "algorithm.actor_lr: -1"},
+      {[](AgentOptions* o) { o->algorithm.set_critic_lr(NAN); }, kBad, "algorithm.critic_lr"},
+      {[](AgentOptions* o) { o->algorithm.set_reward_scale(-2); }, kBad, "algorithm.reward_scale"},
+      {[](AgentOptions* o) { o->algorithm.set_max_grad_norm(-1); }, kBad,
+       "algorithm.max_grad_norm"},
+      {[](AgentOptions* o) { o->algorithm.mutable_network()->add_hidden_sizes(0); }, kBad,
+       "algorithm.network.hidden_sizes[0]: 0 is not allowed; it must be in 1..4096"},
+      {[](AgentOptions* o) {
+         for (int i = 0; i < 9; ++i) o->algorithm.mutable_network()->add_hidden_sizes(8);
+       },
+       kBad, "algorithm.network.hidden_sizes: 9 layers"},
+      {[](AgentOptions* o) {
+         o->algorithm.mutable_network()->set_activation(
+             static_cast<v1::NetworkSpec::Activation>(42));
+       },
+       kBad, "algorithm.network.activation: 42"},
+      {[](AgentOptions* o) { o->algorithm.mutable_sac()->set_initial_alpha(-1); }, kBad,
+       "algorithm.sac.initial_alpha"},
+      {[](AgentOptions* o) { o->algorithm.mutable_sac()->set_alpha_lr(-1); }, kBad,
+       "algorithm.sac.alpha_lr"},
+      {[](AgentOptions* o) { o->algorithm.mutable_sac()->set_target_entropy(INFINITY); }, kBad,
+       "algorithm.sac.target_entropy"},
+      {[](AgentOptions* o) { o->algorithm.mutable_td3()->set_policy_noise(-0.1); }, kBad,
+       "algorithm.td3.policy_noise"},
+      {[](AgentOptions* o) { o->algorithm.mutable_td3()->set_noise_clip(-1); }, kBad,
+       "algorithm.td3.noise_clip"},
+      {[](AgentOptions* o) { o->algorithm.mutable_td3()->set_policy_delay(-1); }, kBad,
+       "algorithm.td3.policy_delay"},
+      {[](AgentOptions* o) { o->algorithm.mutable_td3()->set_exploration_noise(-1); }, kBad,
+       "algorithm.td3.exploration_noise"},
+  };
+  for (size_t i = 0; i < cases.size(); ++i) {
+    AgentOptions options = Options(false, 3, 2, {});
+    cases[i].change(&options);
+    auto agent = Agent::Create(options);
+    ASSERT_FALSE(agent.ok()) << "case " << i;
+    EXPECT_EQ(agent.status().code(), cases[i].code) << agent.status();
+    EXPECT_THAT(agent.status().message(), HasSubstr(cases[i].message)) << "case " << i;
+  }
+}
+
+TEST(OptionsTest, DefaultsAreResolved) {
+  auto config = internal::ResolveAgentOptions(Options(false, 17, 6, {}));
+  ASSERT_TRUE(config.ok());
+  const v1::AlgorithmSpec& a = config->algorithm;
+  EXPECT_EQ(a.discount(), 0.99);
+  EXPECT_EQ(a.tau(), 0.005);
+  EXPECT_EQ(a.target_update_period(), 1);
+  EXPECT_EQ(a.actor_lr(), 3e-4);
+  EXPECT_EQ(a.critic_lr(), 3e-4);
+  EXPECT_EQ(a.reward_scale(), 1.0);
+  EXPECT_EQ(a.sac().initial_alpha(), 1.0);
+  EXPECT_EQ(a.sac().alpha_lr(), 3e-4);
+  EXPECT_EQ(a.sac().target_entropy(), -6);
+  EXPECT_THAT(a.network().hidden_sizes(), ::testing::ElementsAre(256, 256));
+  EXPECT_EQ(a.network().activation(), v1::NetworkSpec::ACTIVATION_RELU);
+  auto td3 = internal::ResolveAgentOptions(Options(true, 17, 6, {}));
+  ASSERT_TRUE(td3.ok());
+  EXPECT_EQ(td3->algorithm.td3().policy_noise(), 0.2);
+  EXPECT_EQ(td3->algorithm.td3().noise_clip(), 0.5);
+  EXPECT_EQ(td3->algorithm.td3().policy_delay(), 2);
+  EXPECT_EQ(td3->algorithm.td3().exploration_noise(), 0.1);
+}
+
+TEST(UpdateTest, BadBatchNamesTheField) {
+  auto agent = MustCreate(Options(false, 3, 2, {8}));
+  TransitionBatch b = RandomBatch(4, 3, 2, 0);
+  b.next_obs = at::zeros({4, 5});
+  auto stats = agent->Update(b);
+  EXPECT_EQ(stats.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(stats.status().message(), HasSubstr("batch.next_obs: shape [4, 5]"));
+  b = RandomBatch(4, 3, 2, 0);
+  b.reward = b.reward.to(at::kDouble);
+  EXPECT_THAT(agent->Update(b).status().message(), HasSubstr("batch.reward: dtype"));
+  EXPECT_EQ(agent->updates(), 0);
+}
+
+// ---- learning ----
+
+// One-step episodes with reward -(a - 0.5)²: the best action is 0.5 in every state.
+class ToyLearningTest : public ::testing::TestWithParam<bool> {};
+
+TEST_P(ToyLearningTest, LearnsTheBestAction) {
+  AgentOptions options = Options(GetParam(), 1, 1, {32, 32});
+  options.algorithm.set_actor_lr(3e-3);
+  options.algorithm.set_critic_lr(3e-3);
+  if (!GetParam()) options.algorithm.mutable_sac()->set_alpha_lr(3e-3);
+  auto agent = MustCreate(options);
+  at::Generator gen = at::detail::createCPUGenerator(5);
+  for (int i = 0; i < 400; ++i) {
+    TransitionBatch b;
+    b.obs = at::rand({64, 1}, gen, at::kFloat) * 2 - 1;
+    b.action = at::rand({64, 1}, gen, at::kFloat) * 2 - 1;
+    b.reward = -(b.action.squeeze(1) - 0.5).square();
+    b.next_obs = b.obs;
+    b.discount = at::zeros({64});
+    ASSERT_TRUE(agent->Update(b).ok());
+  }
+  at::Tensor action;
+  agent->Act(Floats({-0.8f, 0.0f, 0.7f}, {3, 1}), /*deterministic=*/true, &action);
+  // TD3 follows Q_1 alone, whose maximum sits further from 0.5 near the edge of the data
+  const double tolerance = GetParam() ? 0.15 : 0.1;
+  for (int i = 0; i < 3; ++i) EXPECT_NEAR(action[i][0].item<double>(), 0.5, tolerance);
+}
+
+INSTANTIATE_TEST_SUITE_P(SacAndTd3, ToyLearningTest, ::testing::Bool(),
+                         [](const auto& info) { return info.param ? "Td3" : "Sac"; });
+
+TEST(GemmTest, OneDnnAndAtenAgentsAgree) {
+  AgentOptions options = Options(false, 3, 2, {32, 32});
+  // LayerNorm and SiLU through the ensemble critics too
+  options.algorithm.mutable_network()->set_layer_norm(true);
+  options.algorithm.mutable_network()->set_activation(v1::NetworkSpec::ACTIVATION_SILU);
+  auto fast = MustCreate(options);
+  options.fast_cpu_gemm = false;
+  auto aten = MustCreate(options);
+  for (int i = 0; i < 3; ++i) {
+    auto a = fast->Update(RandomBatch(16, 3, 2, i));
+    auto b = aten->Update(RandomBatch(16, 3, 2, i));
+    ASSERT_TRUE(a.ok() && b.ok());
+    EXPECT_NEAR(a->critic_loss, b->critic_loss, 1e-4 * std::max(1.0, std::abs(b->critic_loss)));
+    EXPECT_NEAR(a->actor_loss, b->actor_loss, 1e-4 * std::max(1.0, std::abs(b->actor_loss)));
+  }
+}
+
+}  // namespace
+}  // namespace prl::learner

@@ -1,0 +1,374 @@
+#include "learner/networks.h"
+
+#include <cmath>
+#include <utility>
+#include <vector>
+
+#include "ATen/ATen.h"
+#include "absl/strings/str_cat.h"
+#include "common/logging.h"
+#include "learner/gemm.h"
+#include "torch/csrc/autograd/custom_function.h"
+
+namespace prl::learner {
+namespace {
+
+constexpr int kMaxHiddenLayers = 8;
+constexpr int kMaxHiddenSize = 4096;
+constexpr double kLogStdMin = -20.0;
+constexpr double kLogStdMax = 2.0;
+constexpr double kLayerNormEps = 1e-5;
+const double kLog2 = std::log(2.0);
+const double kHalfLog2Pi = 0.5 * std::log(2.0 * M_PI);
+
+// ---- linear layers through oneDNN's sgemm ----
+
+// Sizes of a (possibly ensemble) linear layer; see Linear() in the header.
+struct LinearDims {
+  int64_t members, batch, in, out;
+  bool shared_input;  // x is [B, in] for every member
+};
+
+LinearDims DimsOf(const at::Tensor& x, const at::Tensor& w) {
+  LinearDims d;
+  d.members = w.dim() == 3 ? w.size(0) : 1;
+  d.out = w.size(-2);
+  d.in = w.size(-1);
+  d.batch = x.size(-2);
+  d.shared_input = x.dim() == 2;
+  return d;
+}
+
+void Gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
+          const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  TORCH_CHECK(FastSgemm(ta, tb, m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc),
+              "oneDNN sgemm failed");
+}
+
+// Linear with forward and backward products on oneDNN (CPU float32 only).
+struct FastLinearFunction : public torch::autograd::Function<FastLinearFunction> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x_in,
+                            const at::Tensor& w_in, const at::Tensor& b) {
+    at::Tensor x = x_in.contiguous();
+    at::Tensor w = w_in.contiguous();
+    const LinearDims d = DimsOf(x, w);
+    const bool ensemble = w.dim() == 3;
+    at::Tensor y = ensemble ? b.unsqueeze(1).expand({d.members, d.batch, d.out}).contiguous()
+                            : b.unsqueeze(0).expand({d.batch, d.out}).contiguous();
+    const float* xp = x.data_ptr<float>();
+    const float* wp = w.data_ptr<float>();
+    float* yp = y.data_ptr<float>();
+    for (int64_t e = 0; e < d.members; ++e) {
+      const float* xe = d.shared_input ? xp : xp + e * d.batch * d.in;
+      Gemm(false, true, d.batch, d.out, d.in, xe, d.in, wp + e * d.out * d.in, d.in, 1.0f,
+           yp + e * d.batch * d.out, d.out);
+    }
+    ctx->save_for_backward({x, w});
+    return y;
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const at::Tensor& x = saved[0];
+    const at::Tensor& w = saved[1];
+    const at::Tensor gy = grads[0].contiguous();
+    const LinearDims d = DimsOf(x, w);
+    const float* xp = x.data_ptr<float>();
+    const float* wp = w.data_ptr<float>();
+    const float* gp = gy.data_ptr<float>();
+    at::Tensor gx, gw, gb;
+    if (ctx->needs_input_grad(0)) {
+      gx = at::empty(x.sizes(), x.options());
+      float* gxp = gx.data_ptr<float>();
+      for (int64_t e = 0; e < d.members; ++e) {
+        // a shared input sums the members' contributions
+        float* out = d.shared_input ? gxp : gxp + e * d.batch * d.in;
+        const float beta = d.shared_input && e > 0 ? 1.0f : 0.0f;
+        Gemm(false, false, d.batch, d.in, d.out, gp + e * d.batch * d.out, d.out,
+             wp + e * d.out * d.in, d.in, beta, out, d.in);
+      }
+    }
+    if (ctx->needs_input_grad(1)) {
+      gw = at::empty(w.sizes(), w.options());
+      float* gwp = gw.data_ptr<float>();
+      for (int64_t e = 0; e < d.members; ++e) {
+        const float* xe = d.shared_input ? xp : xp + e * d.batch * d.in;
+        Gemm(true, false, d.out, d.in, d.batch, gp + e * d.batch * d.out, d.out, xe, d.in, 0.0f,
+             gwp + e * d.out * d.in, d.in);
+      }
+    }
+    if (ctx->needs_input_grad(2)) gb = gy.sum(-2);
+    return {gx, gw, gb};
+  }
+};
+
+bool UseFastGemm(const at::Tensor& x, const at::Tensor& w, GemmBackend backend) {
+  return backend == GemmBackend::kOneDnn && x.is_cpu() && w.is_cpu() &&
+         x.scalar_type() == at::kFloat && w.scalar_type() == at::kFloat && FastSgemmAvailable();
+}
+
+at::Tensor Activate(at::Tensor x, v1::NetworkSpec::Activation activation) {
+  switch (activation) {
+    case v1::NetworkSpec::ACTIVATION_TANH:
+      return at::tanh(x);
+    case v1::NetworkSpec::ACTIVATION_ELU:
+      return at::elu(x);
+    case v1::NetworkSpec::ACTIVATION_LEAKY_RELU:
+      return at::leaky_relu(x, 0.01);
+    case v1::NetworkSpec::ACTIVATION_SILU:
+      return at::silu(x);
+    default:
+      // relu's backward needs only its output, so it may overwrite the linear output in place
+      return at::relu_(x);
+  }
+}
+
+// PyTorch's nn.Linear initialisation: weight and bias U(-1/sqrt(in), 1/sqrt(in)).
+ParameterBlock::Init LinearInit(int64_t fan_in) {
+  return {ParameterBlock::Init::kUniform, 1.0 / std::sqrt(static_cast<double>(fan_in))};
+}
+
+std::vector<int64_t> EnsembleShape(int ensemble, std::vector<int64_t> shape) {
+  if (ensemble > 1) shape.insert(shape.begin(), ensemble);
+  return shape;
+}
+
+}  // namespace
+
+absl::Status ResolveNetworkSpec(absl::string_view field, v1::NetworkSpec* spec) {
+  if (spec->hidden_sizes().empty()) {
+    spec->add_hidden_sizes(256);
+    spec->add_hidden_sizes(256);
+  }
+  if (spec->hidden_sizes_size() > kMaxHiddenLayers) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ".hidden_sizes: ", spec->hidden_sizes_size(),
+                     " layers is not allowed; it must be at most ", kMaxHiddenLayers));
+  }
+  for (int i = 0; i < spec->hidden_sizes_size(); ++i) {
+    const int32_t size = spec->hidden_sizes(i);
+    if (size < 1 || size > kMaxHiddenSize) {
+      return absl::InvalidArgumentError(absl::StrCat(field, ".hidden_sizes[", i, "]: ", size,
+                                                     " is not allowed; it must be in 1..",
+                                                     kMaxHiddenSize));
+    }
+  }
+  if (spec->activation() == v1::NetworkSpec::ACTIVATION_UNSPECIFIED) {
+    spec->set_activation(v1::NetworkSpec::ACTIVATION_RELU);
+  }
+  if (!v1::NetworkSpec::Activation_IsValid(spec->activation())) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ".activation: ", spec->activation(),
+                     " is not allowed; it must be RELU, TANH, ELU, LEAKY_RELU or SILU"));
+  }
+  return absl::OkStatus();
+}
+
+at::Tensor Linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b,
+                  GemmBackend backend) {
+  if (UseFastGemm(x, w, backend)) return FastLinearFunction::apply(x, w, b);
+  // ATen: one addmm per member, the products (and backward products) of PyTorch's nn.Linear;
+  // a batched baddbmm runs slower on the reference BLAS
+  if (w.dim() == 2) return at::addmm(b, x, w.t());
+  std::vector<at::Tensor> members;
+  for (int64_t e = 0; e < w.size(0); ++e) {
+    members.push_back(at::addmm(b[e], x.dim() == 2 ? x : x[e], w[e].t()));
+  }
+  return at::stack(members);
+}
+
+at::Tensor TanhLogDetJacobian(const at::Tensor& u) {
+  return (kLog2 - u - at::softplus(u * -2.0)) * 2.0;
+}
+
+SquashedSample SampleSquashedGaussian(const at::Tensor& mean, const at::Tensor& log_std,
+                                      const at::Tensor& noise) {
+  at::Tensor u = at::addcmul(mean, log_std.exp(), noise);
+  // log N(u; mean, std) with (u - mean) / std = noise exactly, then the tanh Jacobian
+  const int64_t dims = mean.size(-1);
+  at::Tensor per_dim = noise.square() * -0.5 - log_std - TanhLogDetJacobian(u);
+  return {at::tanh(u), per_dim.sum(-1) - dims * kHalfLog2Pi};
+}
+
+// ---- ParameterBlock ----
+
+int ParameterBlock::Declare(std::string name, std::vector<int64_t> shape, Init init) {
+  PRL_CHECK(!flat_.defined()) << "ParameterBlock::Declare after Allocate";
+  int64_t numel = 1;
+  for (int64_t s : shape) numel *= s;
+  entries_.push_back({std::move(name), std::move(shape), init, numel_, at::Tensor()});
+  numel_ += numel;
+  return static_cast<int>(entries_.size()) - 1;
+}
+
+void ParameterBlock::Allocate(at::Device device, bool requires_grad) {
+  const auto options = at::TensorOptions().dtype(at::kFloat).device(device);
+  flat_ = at::zeros({numel_}, options);
+  if (requires_grad) flat_grad_ = at::zeros({numel_}, options);
+  for (Entry& e : entries_) {
+    int64_t numel = 1;
+    for (int64_t s : e.shape) numel *= s;
+    e.view = flat_.narrow(0, e.offset, numel).view(e.shape);
+    if (requires_grad) {
+      e.view.requires_grad_(true);
+      e.view.mutable_grad() = flat_grad_.narrow(0, e.offset, numel).view(e.shape);
+    }
+  }
+}
+
+void ParameterBlock::Initialize(at::Generator& generator) {
+  at::Tensor cpu = at::empty({numel_}, at::kFloat);
+  for (const Entry& e : entries_) {
+    int64_t numel = 1;
+    for (int64_t s : e.shape) numel *= s;
+    at::Tensor part = cpu.narrow(0, e.offset, numel);
+    if (e.init.kind == Init::kUniform) {
+      part.uniform_(-e.init.value, e.init.value, generator);
+    } else {
+      part.fill_(e.init.value);
+    }
+  }
+  flat_.copy_(cpu);
+}
+
+void ParameterBlock::ZeroGrad() {
+  if (flat_grad_.defined()) flat_grad_.zero_();
+}
+
+// ---- MlpTrunk ----
+
+MlpTrunk::MlpTrunk(ParameterBlock* block, const std::string& prefix, int64_t input_dim,
+                   const v1::NetworkSpec& resolved, int ensemble)
+    : activation_(resolved.activation()), ensemble_(ensemble), output_dim_(input_dim) {
+  int index = 0;  // nn.Sequential index: Linear, [LayerNorm], activation
+  int64_t in = input_dim;
+  for (int32_t size : resolved.hidden_sizes()) {
+    const std::string linear = absl::StrCat(prefix, ".", index++, ".");
+    Layer layer;
+    layer.weight =
+        block->Declare(linear + "weight", EnsembleShape(ensemble, {size, in}), LinearInit(in));
+    layer.bias = block->Declare(linear + "bias", EnsembleShape(ensemble, {size}), LinearInit(in));
+    if (resolved.layer_norm()) {
+      const std::string norm = absl::StrCat(prefix, ".", index++, ".");
+      layer.ln_weight = block->Declare(norm + "weight", EnsembleShape(ensemble, {size}),
+                                       {ParameterBlock::Init::kConstant, 1.0});
+      layer.ln_bias = block->Declare(norm + "bias", EnsembleShape(ensemble, {size}),
+                                     {ParameterBlock::Init::kConstant, 0.0});
+    }
+    ++index;  // the activation has no parameters
+    layers_.push_back(layer);
+    in = size;
+  }
+  output_dim_ = in;
+}
+
+at::Tensor MlpTrunk::Forward(const ParameterBlock& block, const at::Tensor& x, GemmBackend gemm,
+                             bool detach, int member) const {
+  // a parameter as this call uses it: detached and/or one member's slice
+  auto get = [&](int index) {
+    at::Tensor p = block.param(index);
+    if (detach) p = p.detach();
+    if (member >= 0 && ensemble_ > 1) p = p.select(0, member);
+    return p;
+  };
+  const bool stacked = ensemble_ > 1 && member < 0;
+  at::Tensor h = x;
+  for (const Layer& layer : layers_) {
+    h = Linear(h, get(layer.weight), get(layer.bias), gemm);
+    if (layer.ln_weight >= 0) {
+      const int64_t size = h.size(-1);
+      if (stacked) {
+        h = at::addcmul(get(layer.ln_bias).unsqueeze(1), at::layer_norm(h, {size}),
+                        get(layer.ln_weight).unsqueeze(1));
+      } else {
+        h = at::layer_norm(h, {size}, get(layer.ln_weight), get(layer.ln_bias), kLayerNormEps);
+      }
+    }
+    h = Activate(h, activation_);
+  }
+  return h;
+}
+
+// ---- PolicyNetwork ----
+
+PolicyNetwork::PolicyNetwork(int64_t input_dim, int64_t output_dim, const v1::NetworkSpec& resolved,
+                             Head head, const NetworkOptions& options)
+    : input_dim_(input_dim),
+      output_dim_(output_dim),
+      head_(head),
+      gemm_(options.gemm),
+      trunk_(&block_, "trunk", input_dim, resolved, /*ensemble=*/1) {
+  const int64_t rows = head == Head::kSquashedGaussian ? 2 * output_dim : output_dim;
+  const int64_t hidden = trunk_.output_dim();
+  head_weight_ = block_.Declare("head.weight", {rows, hidden}, LinearInit(hidden));
+  head_bias_ = block_.Declare("head.bias", {rows}, LinearInit(hidden));
+  block_.Allocate(options.device, options.trainable);
+}
+
+PolicyNetwork::Output PolicyNetwork::Forward(const at::Tensor& obs) const {
+  at::Tensor h = trunk_.Forward(block_, obs, gemm_);
+  at::Tensor out = Linear(h, block_.param(head_weight_), block_.param(head_bias_), gemm_);
+  if (head_ == Head::kDeterministic) return {out, at::Tensor()};
+  return {out.narrow(-1, 0, output_dim_),
+          out.narrow(-1, output_dim_, output_dim_).clamp(kLogStdMin, kLogStdMax)};
+}
+
+std::vector<std::pair<std::string, at::Tensor>> PolicyNetwork::NamedParameters() const {
+  std::vector<std::pair<std::string, at::Tensor>> named;
+  for (int i = 0; i < block_.size(); ++i) {
+    if (i == head_weight_ || i == head_bias_) continue;
+    named.emplace_back(block_.name(i), block_.param(i).detach());
+  }
+  const at::Tensor w = block_.param(head_weight_).detach();
+  const at::Tensor b = block_.param(head_bias_).detach();
+  named.emplace_back("mean.weight", w.narrow(0, 0, output_dim_));
+  named.emplace_back("mean.bias", b.narrow(0, 0, output_dim_));
+  if (head_ == Head::kSquashedGaussian) {
+    named.emplace_back("log_std.weight", w.narrow(0, output_dim_, output_dim_));
+    named.emplace_back("log_std.bias", b.narrow(0, output_dim_, output_dim_));
+  }
+  return named;
+}
+
+// ---- QEnsemble ----
+
+QEnsemble::QEnsemble(int64_t obs_dim, int64_t action_dim, const v1::NetworkSpec& resolved,
+                     int ensemble, const NetworkOptions& options)
+    : ensemble_(ensemble),
+      gemm_(options.gemm),
+      trunk_(&block_, "trunk", obs_dim + action_dim, resolved, ensemble) {
+  const int64_t hidden = trunk_.output_dim();
+  out_weight_ =
+      block_.Declare("out.weight", EnsembleShape(ensemble, {1, hidden}), LinearInit(hidden));
+  out_bias_ = block_.Declare("out.bias", EnsembleShape(ensemble, {1}), LinearInit(hidden));
+  block_.Allocate(options.device, options.trainable);
+}
+
+at::Tensor QEnsemble::Run(const at::Tensor& obs, const at::Tensor& action, bool detach,
+                          int member) const {
+  at::Tensor h = trunk_.Forward(block_, at::cat({obs, action}, -1), gemm_, detach, member);
+  at::Tensor w = block_.param(out_weight_);
+  at::Tensor b = block_.param(out_bias_);
+  if (detach) {
+    w = w.detach();
+    b = b.detach();
+  }
+  if (member >= 0 && ensemble_ > 1) {
+    w = w.select(0, member);
+    b = b.select(0, member);
+  }
+  return Linear(h, w, b, gemm_).squeeze(-1);
+}
+
+at::Tensor QEnsemble::Forward(const at::Tensor& obs, const at::Tensor& action, bool detach) const {
+  at::Tensor q = Run(obs, action, detach, -1);
+  return ensemble_ > 1 ? q : q.unsqueeze(0);
+}
+
+at::Tensor QEnsemble::ForwardMember(int k, const at::Tensor& obs, const at::Tensor& action,
+                                    bool detach) const {
+  return Run(obs, action, detach, k);
+}
+
+}  // namespace prl::learner

@@ -1,0 +1,202 @@
+// The learner's networks, built from a prl.v1.NetworkSpec: the policy (a squashed-Gaussian or a
+// deterministic tanh head on an MLP trunk) and an ensemble of Q networks Q_k(s, a) evaluated as
+// one batched forward (the twin critics of SAC and TD3).
+//
+// Parameters live in a ParameterBlock: one flat float32 tensor per network, of which every
+// parameter is a view, with gradients in a second flat tensor. Optimizers, Polyak averaging,
+// gradient clipping and checkpoints then each touch one tensor, not one per layer.
+//
+// Policy parameter names are part of the actor API (prl.v1.Policy.weights) and mirror the
+// PyTorch module
+//
+//   trunk = nn.Sequential(Linear(obs, h0), [LayerNorm(h0)], Act(), Linear(h0, h1), ...)
+//   mean = Linear(h_last, out); log_std = Linear(h_last, out)   # log_std: Gaussian head only
+//
+// i.e. "trunk.0.weight", "trunk.0.bias", ("trunk.1.weight", "trunk.1.bias" for LayerNorm), ...,
+// "mean.weight", "mean.bias", "log_std.weight", "log_std.bias". Shapes are PyTorch's: a Linear
+// weight is [out, in].
+//
+// Thread-compatible: Forward may run concurrently with other Forward calls; changing parameters
+// needs external synchronisation.
+#ifndef PRL_LEARNER_NETWORKS_H_
+#define PRL_LEARNER_NETWORKS_H_
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "ATen/core/Generator.h"
+#include "ATen/core/Tensor.h"
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+#include "proto/experiment.pb.h"
+
+namespace prl::learner {
+
+// Fills the defaults of `spec` ([256, 256], RELU, no LayerNorm) and checks it: 1..8 hidden
+// layers of 1..4096 units, a known activation. Errors: INVALID_ARGUMENT naming `field`
+// ("algorithm.network.hidden_sizes[1]: 0 is not allowed; it must be in 1..4096").
+absl::Status ResolveNetworkSpec(absl::string_view field, v1::NetworkSpec* spec);
+
+// How linear layers multiply on CPU. kOneDnn uses oneDNN's sgemm (learner/gemm.h) when it is
+// available and the tensors are CPU float32, ATen otherwise; kAten always uses ATen.
+enum class GemmBackend { kAten, kOneDnn };
+
+// y = x · Wᵀ + b, differentiable in x, W and b. One layer: x [B, in], W [out, in], b [out],
+// y [B, out]. An ensemble of E layers: W [E, out, in], b [E, out], x [B, in] (shared by all
+// members) or [E, B, in], y [E, B, out].
+at::Tensor Linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b,
+                  GemmBackend backend);
+
+// log(1 - tanh(u)²) elementwise, as 2·(log 2 - u - softplus(-2u)): exact and finite for any u.
+at::Tensor TanhLogDetJacobian(const at::Tensor& u);
+
+// A reparameterised sample of the tanh-squashed Gaussian: u = mean + exp(log_std) · noise,
+// action = tanh(u), and log π(action) summed over the last dimension, including the change of
+// variables term. `noise` is standard normal with mean's shape. Differentiable in mean and
+// log_std.
+struct SquashedSample {
+  at::Tensor action;    // [..., A] in (-1, 1)
+  at::Tensor log_prob;  // [...]
+};
+SquashedSample SampleSquashedGaussian(const at::Tensor& mean, const at::Tensor& log_std,
+                                      const at::Tensor& noise);
+
+// Flat storage for the parameters of one network (see the file comment). Declare every
+// parameter, then Allocate; views and offsets are fixed from then on.
+class ParameterBlock {
+ public:
+  // How Initialize fills a parameter.
+  struct Init {
+    enum Kind { kUniform, kConstant } kind = kConstant;
+    double value = 0;  // kUniform: U(-value, value); kConstant: value
+  };
+
+  // Adds a parameter; returns its index. CHECK-fails after Allocate.
+  int Declare(std::string name, std::vector<int64_t> shape, Init init);
+  // Allocates zeroed storage on `device`. With `requires_grad` every parameter is an autograd
+  // leaf whose .grad is a view of flat_grad(), so backward accumulates into flat_grad().
+  void Allocate(at::Device device, bool requires_grad);
+  // Fills every parameter per its Init, drawing from `generator` (a CPU generator; values are
+  // drawn on the CPU and copied, so a seed gives the same weights on every device).
+  void Initialize(at::Generator& generator);
+
+  int size() const { return static_cast<int>(entries_.size()); }
+  const std::string& name(int i) const { return entries_[i].name; }
+  const at::Tensor& param(int i) const { return entries_[i].view; }
+  const at::Tensor& flat() const { return flat_; }
+  const at::Tensor& flat_grad() const { return flat_grad_; }
+  int64_t numel() const { return numel_; }
+  // Zeroes flat_grad().
+  void ZeroGrad();
+
+ private:
+  struct Entry {
+    std::string name;
+    std::vector<int64_t> shape;
+    Init init;
+    int64_t offset = 0;
+    at::Tensor view;
+  };
+  std::vector<Entry> entries_;
+  int64_t numel_ = 0;
+  at::Tensor flat_;
+  at::Tensor flat_grad_;
+};
+
+// Where a network lives and how it computes.
+struct NetworkOptions {
+  at::Device device = at::kCPU;
+  // False for target networks and actors' copies: parameters need no gradients.
+  bool trainable = true;
+  GemmBackend gemm = GemmBackend::kOneDnn;
+};
+
+// The hidden layers of an MLP (Linear, optional LayerNorm, activation; repeated), possibly an
+// ensemble of E independent members, with parameters declared in a caller's ParameterBlock.
+class MlpTrunk {
+ public:
+  // Declares the parameters as "<prefix>.<i>.weight" / ".bias" (nn.Sequential indices).
+  MlpTrunk(ParameterBlock* block, const std::string& prefix, int64_t input_dim,
+           const v1::NetworkSpec& resolved, int ensemble);
+  // x [B, in] → [B, H] (ensemble 1) or [E, B, H]. `member` >= 0 runs that member alone
+  // ([B, H]). With `detach` no gradient flows to the parameters.
+  at::Tensor Forward(const ParameterBlock& block, const at::Tensor& x, GemmBackend gemm,
+                     bool detach = false, int member = -1) const;
+  int64_t output_dim() const { return output_dim_; }
+
+ private:
+  struct Layer {
+    int weight, bias;                  // Linear
+    int ln_weight = -1, ln_bias = -1;  // LayerNorm, when enabled
+  };
+  std::vector<Layer> layers_;
+  v1::NetworkSpec::Activation activation_;
+  int ensemble_;
+  int64_t output_dim_;
+};
+
+// The policy network π: trunk plus a head (see the file comment for names).
+class PolicyNetwork {
+ public:
+  enum class Head { kSquashedGaussian, kDeterministic };
+
+  // `resolved` must have passed ResolveNetworkSpec.
+  PolicyNetwork(int64_t input_dim, int64_t output_dim, const v1::NetworkSpec& resolved, Head head,
+                const NetworkOptions& options);
+
+  struct Output {
+    at::Tensor mean;     // [B, out], before tanh
+    at::Tensor log_std;  // [B, out], clamped to [-20, 2]; undefined for kDeterministic
+  };
+  Output Forward(const at::Tensor& obs) const;
+
+  // The parameters under their exported names and PyTorch shapes (views of the block).
+  std::vector<std::pair<std::string, at::Tensor>> NamedParameters() const;
+
+  Head head() const { return head_; }
+  int64_t input_dim() const { return input_dim_; }
+  int64_t output_dim() const { return output_dim_; }
+  ParameterBlock& params() { return block_; }
+  const ParameterBlock& params() const { return block_; }
+
+ private:
+  int64_t input_dim_, output_dim_;
+  Head head_;
+  GemmBackend gemm_;
+  ParameterBlock block_;
+  MlpTrunk trunk_;
+  // Gaussian: one [2·out, H] weight and [2·out] bias, the mean rows first, then log_std.
+  int head_weight_, head_bias_;
+};
+
+// E Q networks Q_k(s, a) = MLP_k([s, a]) → scalar, evaluated together.
+class QEnsemble {
+ public:
+  QEnsemble(int64_t obs_dim, int64_t action_dim, const v1::NetworkSpec& resolved, int ensemble,
+            const NetworkOptions& options);
+
+  // [E, B]. With `detach` the parameters get no gradient (obs and action still may).
+  at::Tensor Forward(const at::Tensor& obs, const at::Tensor& action, bool detach = false) const;
+  // Member k alone: [B].
+  at::Tensor ForwardMember(int k, const at::Tensor& obs, const at::Tensor& action,
+                           bool detach = false) const;
+
+  int ensemble() const { return ensemble_; }
+  ParameterBlock& params() { return block_; }
+  const ParameterBlock& params() const { return block_; }
+
+ private:
+  at::Tensor Run(const at::Tensor& obs, const at::Tensor& action, bool detach, int member) const;
+
+  int ensemble_;
+  GemmBackend gemm_;
+  ParameterBlock block_;
+  MlpTrunk trunk_;
+  int out_weight_, out_bias_;
+};
+
+}  // namespace prl::learner
+
+#endif  // PRL_LEARNER_NETWORKS_H_

@@ -1,0 +1,106 @@
+// Soft actor-critic (Haarnoja et al. 2018, with the automatic temperature of the "SAC:
+// algorithms and applications" follow-up), in the update order of stable-baselines3: one policy
+// sample on s serves the temperature and actor losses; the critics regress on the entropy-
+// regularised twin-minimum target; the actor then maximises the updated critics.
+#include <cmath>
+#include <memory>
+#include <utility>
+#include <vector>
+
+#include "ATen/ATen.h"
+#include "learner/agent_internal.h"
+
+namespace prl::learner::internal {
+namespace {
+
+class SacAgent final : public TwinCriticAgent {
+ public:
+  explicit SacAgent(const AgentConfig& config)
+      : TwinCriticAgent(config, PolicyNetwork::Head::kSquashedGaussian),
+        sac_(config.algorithm.sac()),
+        log_alpha_(at::full({1}, std::log(sac_.initial_alpha()),
+                            at::TensorOptions().dtype(at::kFloat).device(config.device))),
+        alpha_adam_(log_alpha_, FlatAdam::Options{sac_.alpha_lr()}) {}
+
+ protected:
+  int64_t NoiseDraws() const override { return 2; }
+
+  UpdateStats DoUpdate(const DeviceBatch& b, const at::Tensor& noise) override {
+    UpdateStats stats;
+    // α of this update: taken before the temperature step, as stable-baselines3 does
+    const at::Tensor alpha = log_alpha_.exp().squeeze(0);
+
+    // the policy on s, with gradients: one sample for the temperature and actor losses
+    const PolicyNetwork::Output pi_out = actor_->Forward(b.obs);
+    const SquashedSample pi = SampleSquashedGaussian(pi_out.mean, pi_out.log_std, noise[0]);
+    const at::Tensor log_prob = pi.log_prob.detach();
+
+    // temperature: J(log α) = -log α · (mean log π + target entropy); its gradient is exact
+    at::Tensor alpha_loss;
+    if (!sac_.fixed_alpha()) {
+      const at::Tensor gap = log_prob.mean() + sac_.target_entropy();
+      alpha_loss = -(log_alpha_.squeeze(0) * gap);
+      alpha_adam_.Step(-gap.reshape({1}));
+    }
+
+    // critics: y = r·scale + γ·d·(min_k Q'_k(s', a') - α log π(a'|s')), a' ~ π(s')
+    at::Tensor target;
+    {
+      at::NoGradGuard no_grad;
+      const PolicyNetwork::Output next = actor_->Forward(b.next_obs);
+      const SquashedSample next_pi = SampleSquashedGaussian(next.mean, next.log_std, noise[1]);
+      const at::Tensor next_q = critic_target_->Forward(b.next_obs, next_pi.action).amin(0);
+      target = TdTarget(b, next_q - alpha * next_pi.log_prob);
+    }
+    const CriticStepResult critic = CriticStep(b, target);
+
+    // actor: mean(α log π(a|s) - min_k Q_k(s, a)) through the updated critics, whose
+    // parameters get no gradient
+    const at::Tensor q_pi = critic_->Forward(b.obs, pi.action, /*detach=*/true).amin(0);
+    const at::Tensor actor_loss = (alpha * pi.log_prob - q_pi).mean();
+    GradientStep(actor_loss, actor_->params(), *actor_adam_);
+    stats.actor_updated = true;
+
+    ++updates_;
+    if (updates_ % config_.algorithm.target_update_period() == 0) {
+      Polyak(critic_->params(), critic_target_->params());
+    }
+    FetchStats(
+        {critic.loss, actor_loss.detach(), alpha, alpha_loss, critic.q_mean, -log_prob.mean()},
+        critic.td_error_abs, &stats);
+    return stats;
+  }
+
+  at::Tensor Policy(const at::Tensor& obs, bool deterministic,
+                    const at::Tensor& noise) const override {
+    const PolicyNetwork::Output out = actor_->Forward(obs);
+    if (deterministic) return at::tanh(out.mean);
+    return at::tanh(at::addcmul(out.mean, out.log_std.exp(), noise));
+  }
+
+  void DescribePolicy(v1::PolicyArchitecture* architecture) const override {
+    architecture->set_head(v1::PolicyArchitecture::HEAD_SQUASHED_GAUSSIAN);
+  }
+
+  std::vector<StateEntry> StateEntries() override {
+    std::vector<StateEntry> entries = TwinCriticAgent::StateEntries();
+    entries.push_back({"log_alpha", log_alpha_});
+    entries.push_back({"alpha.adam.exp_avg", alpha_adam_.exp_avg()});
+    entries.push_back({"alpha.adam.exp_avg_sq", alpha_adam_.exp_avg_sq()});
+    entries.push_back({"alpha.adam.steps", {}, alpha_adam_.mutable_steps()});
+    return entries;
+  }
+
+ private:
+  const v1::SacConfig sac_;
+  at::Tensor log_alpha_;  // [1]; its gradient is computed in closed form
+  FlatAdam alpha_adam_;
+};
+
+}  // namespace
+
+std::unique_ptr<TwinCriticAgent> NewSacAgent(const AgentConfig& config) {
+  return std::make_unique<SacAgent>(config);
+}
+
+}  // namespace prl::learner::internal

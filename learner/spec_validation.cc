@@ -1,0 +1,542 @@
+#include "learner/spec_validation.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/string_view.h"
+#include "absl/strings/strip.h"
+#include "actor/envs/env_spec.h"
+
+namespace prl::learner {
+namespace {
+
+using v1::AlgorithmSpec;
+using v1::ExperimentSpec;
+
+// limits and defaults from the field comments of proto/experiment.proto
+constexpr size_t kMaxNameLength = 63;
+constexpr char kNameRule[] =
+    "use 1-63 characters from [a-z0-9_.-], starting with a lower-case letter";
+constexpr size_t kMaxDescriptionBytes = 4096;
+constexpr int kMaxLabels = 32;
+constexpr size_t kMaxLabelValueBytes = 256;
+constexpr int kMaxHiddenLayers = 8;
+constexpr int kMaxLayerWidth = 4096;
+constexpr int kDefaultLayerWidth = 256;
+constexpr int64_t kDefaultBatchSize = 256;
+constexpr int64_t kMaxBatchSize = 65536;
+constexpr double kDefaultLearningRate = 3e-4;
+constexpr int64_t kDefaultCapacity = 1000000;
+constexpr int64_t kMaxCapacity = 100000000;
+constexpr int64_t kDefaultMinSizeToSample = 1000;
+constexpr int64_t kMaxActorsOrEnvs = 1024;
+constexpr int64_t kMaxEvaluationEpisodes = 10000;
+constexpr int64_t kUnbounded = std::numeric_limits<int64_t>::max();
+
+// strings in messages: quoted, escaped, and cut short when long
+std::string Quote(absl::string_view s) {
+  constexpr size_t kMaxShown = 64;
+  if (s.size() <= kMaxShown) return absl::StrCat("\"", absl::CHexEscape(s), "\"");
+  return absl::StrCat("\"", absl::CHexEscape(s.substr(0, kMaxShown)), "...\" (", s.size(),
+                      " bytes)");
+}
+
+// an enum value by name, or by number when the value is unknown to this build
+std::string EnumText(const std::string& name, int number) {
+  return name.empty() ? absl::StrCat(number) : name;
+}
+
+// a name in the sense of the file comment of experiment.proto
+bool IsName(absl::string_view s) {
+  if (s.empty() || s.size() > kMaxNameLength || !absl::ascii_islower(s[0])) return false;
+  return std::all_of(s.begin(), s.end(), [](char c) {
+    return absl::ascii_islower(c) || absl::ascii_isdigit(c) || c == '_' || c == '.' || c == '-';
+  });
+}
+
+// "", "cpu", "cuda" or "cuda:N"
+bool IsDevice(absl::string_view d) {
+  if (d.empty() || d == "cpu" || d == "cuda") return true;
+  if (!absl::ConsumePrefix(&d, "cuda:") || d.empty()) return false;
+  int index = 0;
+  return std::all_of(d.begin(), d.end(), [](char c) { return absl::ascii_isdigit(c); }) &&
+         absl::SimpleAtoi(d, &index);
+}
+
+// The short name of the algorithm a spec picks ("sac", "spirl", ...); "" when none.
+std::string AlgorithmName(const AlgorithmSpec& a) {
+  if (a.algorithm_case() == AlgorithmSpec::ALGORITHM_NOT_SET) return "";
+  return a.GetDescriptor()->FindFieldByNumber(a.algorithm_case())->name();
+}
+
+// Checks one spec while building its filled copy. Each Check* method reads `spec_`, appends
+// problems and writes resolved values into `filled_`; on a bad value it carries on with the
+// default so one mistake is reported once, not again by the fields that depend on it.
+// Single-use, not thread-safe (each call of the public functions makes its own).
+class SpecChecker {
+ public:
+  explicit SpecChecker(const ExperimentSpec& spec) : spec_(spec), filled_(spec) {}
+
+  void Run();
+
+  std::vector<std::string>& problems() { return problems_; }
+  std::vector<std::string>& unsupported() { return unsupported_; }
+  ExperimentSpec& filled() { return filled_; }
+
+ private:
+  void Bad(absl::string_view path, absl::string_view value, absl::string_view allowed) {
+    problems_.push_back(absl::StrCat(path, ": ", value, " is not allowed; ", allowed));
+  }
+
+  // 0 means `def`; otherwise finite and > 0.
+  double Positive(double value, double def, absl::string_view path);
+  // 0 means `def`; otherwise in (0, 1].
+  double UnitInterval(double value, double def, absl::string_view path);
+  // 0 means `def`; otherwise 1..max.
+  int64_t Count(int64_t value, int64_t def, int64_t max, absl::string_view path);
+  // >= 0, where 0 has its own meaning (no limit, no clipping, ...) and is kept.
+  void NotNegative(double value, absl::string_view path, absl::string_view zero_means);
+
+  void CheckCommon();
+  void CheckTrain();
+  void CheckEnv();
+  void CheckAlgorithm();
+  void CheckSac(const v1::SacConfig& c, v1::SacConfig* out);
+  void CheckTd3(const v1::Td3Config& c, v1::Td3Config* out);
+  void CheckNetwork(const v1::NetworkSpec& n, v1::NetworkSpec* out);
+  void CheckHyperparameters(const AlgorithmSpec& a, AlgorithmSpec* out);
+  void CheckPrior();
+  void CheckReplayTable();
+  void CheckRateLimit();
+  void CheckResources();
+  void CheckStop();
+  void CheckEvaluation();
+  void CheckKindParts();
+
+  const ExperimentSpec& spec_;
+  ExperimentSpec filled_;
+  std::vector<std::string> problems_;
+  std::vector<std::string> unsupported_;
+  // resolved values later checks depend on
+  const actor::DomainInfo* domain_ = nullptr;  // null when env is missing or invalid
+  int64_t batch_size_ = kDefaultBatchSize;
+  int64_t capacity_ = kDefaultCapacity;
+};
+
+double SpecChecker::Positive(double value, double def, absl::string_view path) {
+  if (value == 0) return def;
+  if (std::isfinite(value) && value > 0) return value;
+  Bad(path, absl::StrCat(value),
+      absl::StrCat("it must be finite and > 0, or 0 for the default ", def));
+  return def;
+}
+
+double SpecChecker::UnitInterval(double value, double def, absl::string_view path) {
+  if (value == 0) return def;
+  if (value > 0 && value <= 1) return value;
+  Bad(path, absl::StrCat(value), absl::StrCat("it must be in (0, 1], or 0 for the default ", def));
+  return def;
+}
+
+int64_t SpecChecker::Count(int64_t value, int64_t def, int64_t max, absl::string_view path) {
+  if (value == 0) return def;
+  if (value >= 1 && value <= max) return value;
+  Bad(path, absl::StrCat(value),
+      max == kUnbounded ? absl::StrCat("it must be >= 1, or 0 for the default ", def)
+                        : absl::StrCat("use 1..", max, ", or 0 for the default ", def));
+  return def;
+}
+
+void SpecChecker::NotNegative(double value, absl::string_view path, absl::string_view zero_means) {
+  if (std::isfinite(value) && value >= 0) return;
+  Bad(path, absl::StrCat(value),
+      absl::StrCat("it must be finite and >= 0 (0 means ", zero_means, ")"));
+}
+
+void SpecChecker::Run() {
+  CheckCommon();
+  const ExperimentSpec::Kind kind = spec_.kind();
+  if (kind == ExperimentSpec::KIND_TRAIN) {
+    CheckTrain();
+  } else if (kind != ExperimentSpec::KIND_UNSPECIFIED && ExperimentSpec::Kind_IsValid(kind)) {
+    unsupported_.push_back(
+        absl::StrCat("kind: ", ExperimentSpec::Kind_Name(kind),
+                     " is not supported by this learner yet (only KIND_TRAIN is)"));
+  }
+}
+
+void SpecChecker::CheckCommon() {
+  if (!IsName(spec_.name())) Bad("name", Quote(spec_.name()), kNameRule);
+  const ExperimentSpec::Kind kind = spec_.kind();
+  if (kind == ExperimentSpec::KIND_UNSPECIFIED || !ExperimentSpec::Kind_IsValid(kind)) {
+    Bad("kind", EnumText(ExperimentSpec::Kind_Name(kind), kind),
+        "use KIND_TRAIN, KIND_COLLECT, KIND_TRAIN_PRIOR or KIND_EVALUATE");
+  }
+  if (spec_.description().size() > kMaxDescriptionBytes) {
+    Bad("description", absl::StrCat(spec_.description().size(), " bytes"),
+        absl::StrCat("at most ", kMaxDescriptionBytes, " bytes"));
+  }
+  if (spec_.labels_size() > kMaxLabels) {
+    Bad("labels", absl::StrCat(spec_.labels_size(), " entries"),
+        absl::StrCat("at most ", kMaxLabels, " entries"));
+  }
+  // sorted, so that messages do not depend on map order
+  std::vector<std::pair<std::string, std::string>> labels(spec_.labels().begin(),
+                                                          spec_.labels().end());
+  std::sort(labels.begin(), labels.end());
+  for (const auto& [key, value] : labels) {
+    const std::string path = absl::StrCat("labels[", Quote(key), "]");
+    if (!IsName(key)) Bad(path, absl::StrCat("key ", Quote(key)), kNameRule);
+    if (value.size() > kMaxLabelValueBytes) {
+      Bad(path, absl::StrCat("a value of ", value.size(), " bytes"),
+          absl::StrCat("values are at most ", kMaxLabelValueBytes, " bytes"));
+    }
+  }
+}
+
+void SpecChecker::CheckTrain() {
+  CheckEnv();
+  CheckAlgorithm();
+  CheckPrior();
+  CheckReplayTable();
+  CheckRateLimit();
+  CheckResources();
+  CheckStop();
+  CheckEvaluation();
+  CheckKindParts();
+}
+
+void SpecChecker::CheckEnv() {
+  if (!spec_.has_env()) {
+    Bad("env", "unset", "KIND_TRAIN requires an env");
+    return;
+  }
+  std::vector<std::string> env_problems;
+  actor::ValidateEnvSpec(spec_.env(), "env", &env_problems);
+  if (!env_problems.empty()) {
+    problems_.insert(problems_.end(), env_problems.begin(), env_problems.end());
+    return;
+  }
+  absl::StatusOr<actor::EnvConfig> config = actor::ResolveEnvSpec(spec_.env(), "env");
+  if (!config.ok()) {  // not expected: the same checks as ValidateEnvSpec
+    problems_.push_back(std::string(config.status().message()));
+    return;
+  }
+  actor::FillEnvSpecDefaults(*config, filled_.mutable_env());
+  domain_ = config->domain;
+}
+
+void SpecChecker::CheckAlgorithm() {
+  const AlgorithmSpec& a = spec_.algorithm();
+  AlgorithmSpec* out = filled_.mutable_algorithm();
+  switch (a.algorithm_case()) {
+    case AlgorithmSpec::kSac:
+      CheckSac(a.sac(), out->mutable_sac());
+      break;
+    case AlgorithmSpec::kTd3:
+      CheckTd3(a.td3(), out->mutable_td3());
+      break;
+    case AlgorithmSpec::ALGORITHM_NOT_SET:
+      Bad("algorithm", "unset",
+          "KIND_TRAIN requires exactly one of algorithm.sac, algorithm.td3, algorithm.spirl, "
+          "algorithm.eap, algorithm.parrot and algorithm.mcat");
+      break;
+    default:
+      unsupported_.push_back(absl::StrCat("algorithm.", AlgorithmName(a),
+                                          " is not supported by this learner yet (only "
+                                          "algorithm.sac and algorithm.td3 are)"));
+      break;
+  }
+  CheckNetwork(a.network(), out->mutable_network());
+  CheckHyperparameters(a, out);
+}
+
+void SpecChecker::CheckSac(const v1::SacConfig& c, v1::SacConfig* out) {
+  out->set_initial_alpha(Positive(c.initial_alpha(), 1.0, "algorithm.sac.initial_alpha"));
+  if (c.has_target_entropy()) {
+    if (!std::isfinite(c.target_entropy())) {
+      Bad("algorithm.sac.target_entropy", absl::StrCat(c.target_entropy()),
+          "it must be finite (unset means -|A|, minus the action dimension)");
+    }
+  } else if (domain_ != nullptr) {
+    out->set_target_entropy(-domain_->act_dim);
+  }
+  out->set_alpha_lr(Positive(c.alpha_lr(), kDefaultLearningRate, "algorithm.sac.alpha_lr"));
+}
+
+void SpecChecker::CheckTd3(const v1::Td3Config& c, v1::Td3Config* out) {
+  out->set_policy_noise(Positive(c.policy_noise(), 0.2, "algorithm.td3.policy_noise"));
+  out->set_noise_clip(Positive(c.noise_clip(), 0.5, "algorithm.td3.noise_clip"));
+  out->set_policy_delay(
+      static_cast<int32_t>(Count(c.policy_delay(), 2, kUnbounded, "algorithm.td3.policy_delay")));
+  out->set_exploration_noise(
+      Positive(c.exploration_noise(), 0.1, "algorithm.td3.exploration_noise"));
+}
+
+void SpecChecker::CheckNetwork(const v1::NetworkSpec& n, v1::NetworkSpec* out) {
+  const std::string path = "algorithm.network";
+  if (n.hidden_sizes_size() > kMaxHiddenLayers) {
+    Bad(path + ".hidden_sizes", absl::StrCat(n.hidden_sizes_size(), " layers"),
+        absl::StrCat("at most ", kMaxHiddenLayers, " hidden layers"));
+  }
+  for (int i = 0; i < n.hidden_sizes_size(); ++i) {
+    const int width = n.hidden_sizes(i);
+    if (width < 1 || width > kMaxLayerWidth) {
+      Bad(absl::StrCat(path, ".hidden_sizes[", i, "]"), absl::StrCat(width),
+          absl::StrCat("each hidden layer is 1..", kMaxLayerWidth, " wide"));
+    }
+  }
+  if (n.hidden_sizes().empty()) {
+    out->add_hidden_sizes(kDefaultLayerWidth);
+    out->add_hidden_sizes(kDefaultLayerWidth);
+  }
+  const v1::NetworkSpec::Activation activation = n.activation();
+  if (activation == v1::NetworkSpec::ACTIVATION_UNSPECIFIED) {
+    out->set_activation(v1::NetworkSpec::ACTIVATION_RELU);
+  } else if (!v1::NetworkSpec::Activation_IsValid(activation)) {
+    Bad(path + ".activation", absl::StrCat(activation),
+        "use ACTIVATION_RELU, ACTIVATION_TANH, ACTIVATION_ELU, ACTIVATION_LEAKY_RELU or "
+        "ACTIVATION_SILU, or ACTIVATION_UNSPECIFIED for ACTIVATION_RELU");
+  }
+}
+
+void SpecChecker::CheckHyperparameters(const AlgorithmSpec& a, AlgorithmSpec* out) {
+  out->set_discount(UnitInterval(a.discount(), 0.99, "algorithm.discount"));
+  out->set_tau(UnitInterval(a.tau(), 0.005, "algorithm.tau"));
+  out->set_target_update_period(static_cast<int32_t>(
+      Count(a.target_update_period(), 1, kUnbounded, "algorithm.target_update_period")));
+  batch_size_ = Count(a.batch_size(), kDefaultBatchSize, kMaxBatchSize, "algorithm.batch_size");
+  out->set_batch_size(static_cast<int32_t>(batch_size_));
+  out->set_actor_lr(Positive(a.actor_lr(), kDefaultLearningRate, "algorithm.actor_lr"));
+  out->set_critic_lr(Positive(a.critic_lr(), kDefaultLearningRate, "algorithm.critic_lr"));
+  if (!std::isfinite(a.reward_scale())) {
+    Bad("algorithm.reward_scale", absl::StrCat(a.reward_scale()),
+        "it must be finite and non-zero, or 0 for the default 1");
+  }
+  out->set_reward_scale(
+      a.reward_scale() == 0 || !std::isfinite(a.reward_scale()) ? 1.0 : a.reward_scale());
+  NotNegative(a.max_grad_norm(), "algorithm.max_grad_norm", "no clipping");
+
+  // warm-up: 0 is the algorithm's default, any negative value is stored as -1 (none)
+  const bool latent =
+      a.algorithm_case() == AlgorithmSpec::kSpirl || a.algorithm_case() == AlgorithmSpec::kEap;
+  if (a.warmup_env_steps() == 0) {
+    out->set_warmup_env_steps(latent ? 5000 : 10000);
+  } else if (a.warmup_env_steps() < 0) {
+    out->set_warmup_env_steps(-1);
+  }
+  if (a.seed() == 0) out->set_seed(spec_.env().seed());
+}
+
+void SpecChecker::CheckPrior() {
+  const AlgorithmSpec::AlgorithmCase algorithm = spec_.algorithm().algorithm_case();
+  if (algorithm == AlgorithmSpec::ALGORITHM_NOT_SET) return;  // reported by CheckAlgorithm
+  const std::string name = AlgorithmName(spec_.algorithm());
+  const bool needs_prior = algorithm == AlgorithmSpec::kSpirl || algorithm == AlgorithmSpec::kEap ||
+                           algorithm == AlgorithmSpec::kParrot;
+  const v1::PriorRef& prior = spec_.prior();
+  if (!needs_prior) {
+    if (spec_.has_prior()) {
+      Bad("prior", absl::StrCat(Quote(prior.name()), " (version ", prior.version(), ")"),
+          absl::StrCat(name, " uses no prior, leave prior unset"));
+    }
+    return;
+  }
+  if (!spec_.has_prior()) {
+    Bad("prior", "unset", absl::StrCat(name, " requires a prior model"));
+    return;
+  }
+  if (!IsName(prior.name())) Bad("prior.name", Quote(prior.name()), kNameRule);
+  if (prior.version() < 0) {
+    Bad("prior.version", absl::StrCat(prior.version()),
+        "use a version >= 1, or 0 for the latest when the experiment starts");
+  }
+}
+
+void SpecChecker::CheckReplayTable() {
+  const v1::ReplaySpec& r = spec_.replay();
+  v1::ReplaySpec* out = filled_.mutable_replay();
+  capacity_ = r.capacity() == 0 ? kDefaultCapacity : r.capacity();
+  if (capacity_ < batch_size_ || capacity_ > kMaxCapacity) {
+    Bad("replay.capacity", absl::StrCat(capacity_),
+        absl::StrCat("use algorithm.batch_size (", batch_size_, ")..", kMaxCapacity,
+                     ", or 0 for the default ", kDefaultCapacity));
+    capacity_ = kMaxCapacity;  // checks below then blame their own fields only
+  }
+  out->set_capacity(r.capacity() == 0 ? kDefaultCapacity : r.capacity());
+
+  v1::Sampler sampler = r.sampler();
+  if (sampler == v1::SAMPLER_UNSPECIFIED) {
+    sampler = v1::SAMPLER_UNIFORM;
+    out->set_sampler(sampler);
+  } else if (!v1::Sampler_IsValid(sampler)) {
+    Bad("replay.sampler", absl::StrCat(sampler),
+        "use SAMPLER_UNIFORM, SAMPLER_PRIORITIZED, SAMPLER_FIFO or SAMPLER_LIFO, "
+        "or SAMPLER_UNSPECIFIED for SAMPLER_UNIFORM");
+  }
+
+  // the exponents are PRIORITIZED only: filled then, and must stay 0 otherwise
+  if (sampler == v1::SAMPLER_PRIORITIZED) {
+    out->set_priority_exponent(Positive(r.priority_exponent(), 0.6, "replay.priority_exponent"));
+    out->set_importance_sampling_exponent(
+        Positive(r.importance_sampling_exponent(), 0.4, "replay.importance_sampling_exponent"));
+  } else {
+    const std::string unused = absl::StrCat("only SAMPLER_PRIORITIZED uses it, leave it 0 with ",
+                                            EnumText(v1::Sampler_Name(sampler), sampler));
+    if (r.priority_exponent() != 0) {
+      Bad("replay.priority_exponent", absl::StrCat(r.priority_exponent()), unused);
+    }
+    if (r.importance_sampling_exponent() != 0) {
+      Bad("replay.importance_sampling_exponent", absl::StrCat(r.importance_sampling_exponent()),
+          unused);
+    }
+  }
+  if (r.max_times_sampled() < 0) {
+    Bad("replay.max_times_sampled", absl::StrCat(r.max_times_sampled()),
+        "it must be >= 0 (0 means unlimited)");
+  }
+  if (r.num_shards() < 0) {
+    Bad("replay.num_shards", absl::StrCat(r.num_shards()),
+        "it must be >= 0 (0 means every shard the learner is configured with)");
+  }
+}
+
+void SpecChecker::CheckRateLimit() {
+  const v1::ReplaySpec& r = spec_.replay();
+  v1::ReplaySpec* out = filled_.mutable_replay();
+
+  // samples per insert: 0 is the batch size, any negative value is stored as -1 (no limit)
+  double spi = r.samples_per_insert();
+  if (!std::isfinite(spi)) {
+    Bad("replay.samples_per_insert", absl::StrCat(spi),
+        "it must be finite: > 0, 0 for algorithm.batch_size, or negative for no ratio limit");
+    spi = static_cast<double>(batch_size_);
+  } else if (spi == 0) {
+    spi = static_cast<double>(batch_size_);
+  } else if (spi < 0) {
+    spi = -1;
+  }
+  out->set_samples_per_insert(spi);
+
+  // error buffer: bounded below by the ratio only while there is one
+  const double eb = r.error_buffer();
+  const double default_eb = 100 * std::max(1.0, spi);
+  const double min_eb = spi > 0 ? std::max(1.0, spi) : 0.0;
+  if (eb == 0) {
+    out->set_error_buffer(default_eb);
+  } else if (!std::isfinite(eb) || eb < min_eb) {
+    Bad("replay.error_buffer", absl::StrCat(eb),
+        absl::StrCat(
+            "it must be finite and >= ", spi > 0 ? "max(1, replay.samples_per_insert) = " : "",
+            min_eb,
+            ", or 0 for the default 100 x max(1, replay.samples_per_insert) = ", default_eb));
+  }
+
+  const int64_t min_size = r.min_size_to_sample() == 0
+                               ? std::max(kDefaultMinSizeToSample, batch_size_)
+                               : r.min_size_to_sample();
+  if (min_size < 0 || min_size > capacity_) {
+    Bad("replay.min_size_to_sample",
+        r.min_size_to_sample() == 0 ? absl::StrCat(min_size, " (the default for 0)")
+                                    : absl::StrCat(min_size),
+        absl::StrCat("use 1..replay.capacity (", capacity_,
+                     "), or 0 for max(1000, algorithm.batch_size)"));
+  }
+  out->set_min_size_to_sample(min_size);
+}
+
+void SpecChecker::CheckResources() {
+  const v1::Resources& r = spec_.resources();
+  v1::Resources* out = filled_.mutable_resources();
+  out->set_num_actors(
+      static_cast<int32_t>(Count(r.num_actors(), 1, kMaxActorsOrEnvs, "resources.num_actors")));
+  out->set_envs_per_actor(static_cast<int32_t>(
+      Count(r.envs_per_actor(), 1, kMaxActorsOrEnvs, "resources.envs_per_actor")));
+  if (!IsDevice(r.learner_device())) {
+    Bad("resources.learner_device", Quote(r.learner_device()),
+        "use \"\" (CUDA when available, CPU otherwise), \"cpu\", \"cuda\" or \"cuda:N\"");
+  }
+}
+
+void SpecChecker::CheckStop() {
+  const v1::StopCondition& s = spec_.stop();
+  const std::pair<const char*, int64_t> limits[] = {
+      {"stop.max_env_steps", s.max_env_steps()},
+      {"stop.max_updates", s.max_updates()},
+      {"stop.max_wall_time_seconds", s.max_wall_time_seconds()},
+  };
+  bool any_set = false;
+  for (const auto& [path, value] : limits) {
+    if (value < 0) Bad(path, absl::StrCat(value), "it must be >= 0 (0 means no limit)");
+    any_set = any_set || value != 0;
+  }
+  if (!any_set) {
+    Bad("stop", spec_.has_stop() ? "no limit" : "unset",
+        "KIND_TRAIN needs at least one of stop.max_env_steps, stop.max_updates and "
+        "stop.max_wall_time_seconds > 0");
+  }
+  if (s.has_target_return() && !std::isfinite(s.target_return())) {
+    Bad("stop.target_return", absl::StrCat(s.target_return()),
+        "it must be finite (unset means no return target)");
+  }
+}
+
+void SpecChecker::CheckEvaluation() {
+  const v1::EvaluationSpec& e = spec_.evaluation();
+  v1::EvaluationSpec* out = filled_.mutable_evaluation();
+  out->set_every_env_steps(
+      Count(e.every_env_steps(), 10000, kUnbounded, "evaluation.every_env_steps"));
+  out->set_episodes(
+      static_cast<int32_t>(Count(e.episodes(), 10, kMaxEvaluationEpisodes, "evaluation.episodes")));
+}
+
+void SpecChecker::CheckKindParts() {
+  struct Part {
+    const char* field;
+    bool set;
+    const char* kind;
+  };
+  const Part parts[] = {
+      {"collect", spec_.has_collect(), "KIND_COLLECT"},
+      {"prior_training", spec_.has_prior_training(), "KIND_TRAIN_PRIOR"},
+      {"evaluate", spec_.has_evaluate(), "KIND_EVALUATE"},
+  };
+  for (const Part& part : parts) {
+    if (!part.set) continue;
+    Bad(part.field, "set with KIND_TRAIN",
+        absl::StrCat("it is for ", part.kind, " only, leave it unset"));
+  }
+}
+
+}  // namespace
+
+absl::StatusOr<v1::ExperimentSpec> ValidateAndFillSpec(const v1::ExperimentSpec& spec) {
+  SpecChecker checker(spec);
+  checker.Run();
+  if (!checker.problems().empty()) {
+    return absl::InvalidArgumentError(absl::StrJoin(checker.problems(), "; "));
+  }
+  if (!checker.unsupported().empty()) {
+    return absl::UnimplementedError(absl::StrJoin(checker.unsupported(), "; "));
+  }
+  return std::move(checker.filled());
+}
+
+std::vector<std::string> SpecProblems(const v1::ExperimentSpec& spec) {
+  SpecChecker checker(spec);
+  checker.Run();
+  return std::move(checker.problems());
+}
+
+}  // namespace prl::learner

@@ -1,0 +1,36 @@
+// Submit-time validation of an ExperimentSpec against the contract in proto/experiment.proto:
+// every field is checked, every defaulted field is filled with the value it resolves to (the
+// spec the learner stores in Experiment.spec). No LibTorch or MuJoCo here, so the learner's
+// service and prlctl can link it cheaply. Stateless functions; thread-safe.
+#ifndef PRL_LEARNER_SPEC_VALIDATION_H_
+#define PRL_LEARNER_SPEC_VALIDATION_H_
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "proto/experiment.pb.h"
+
+namespace prl::learner {
+
+// Validates `spec` and returns it with every defaulted field filled with the value it resolved
+// to, so validating the result again returns it unchanged.
+// Errors:
+//   INVALID_ARGUMENT listing every problem, each as "<field path>: <value> is not allowed;
+//     <what is allowed>" (e.g. "algorithm.discount: 1.5 is not allowed; it must be in (0, 1];
+//     0 means 0.99"), joined by "; ".
+//   UNIMPLEMENTED, naming the field, when the spec is valid as far as it was checked but asks
+//     for something this learner cannot run yet: a kind other than KIND_TRAIN (only the common
+//     fields name, kind, description and labels are checked then), or an algorithm other than
+//     sac and td3 (everything but that algorithm's own config is checked).
+// INVALID_ARGUMENT wins when both apply.
+absl::StatusOr<v1::ExperimentSpec> ValidateAndFillSpec(const v1::ExperimentSpec& spec);
+
+// The INVALID_ARGUMENT problems of `spec` only, one entry per problem, with the texts
+// ValidateAndFillSpec joins; empty when the spec is valid. Unsupported parts (UNIMPLEMENTED)
+// are not problems: a spec with none may still be refused by this learner.
+std::vector<std::string> SpecProblems(const v1::ExperimentSpec& spec);
+
+}  // namespace prl::learner
+
+#endif  // PRL_LEARNER_SPEC_VALIDATION_H_

@@ -1,0 +1,375 @@
+#include "learner/spec_validation.h"
+
+#include <dirent.h>
+
+#include <cstdlib>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "cli/spec_file.h"
+#include "gmock/gmock.h"
+#include "google/protobuf/text_format.h"
+#include "google/protobuf/util/message_differencer.h"
+#include "gtest/gtest.h"
+
+namespace prl::learner {
+namespace {
+
+using ::google::protobuf::util::MessageDifferencer;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+using ::testing::SizeIs;
+
+// The smallest valid TRAIN spec; every other field takes its default.
+constexpr char kMinimalSpec[] = R"pb(
+  name: "t"
+  kind: KIND_TRAIN
+  env { domain: DOMAIN_CHEETAH }
+  algorithm { sac {} }
+  stop { max_env_steps: 1000 }
+)pb";
+
+// kMinimalSpec with the top-level fields in `clear` (comma-separated) cleared, then `overlay`
+// (text format) merged on top.
+v1::ExperimentSpec Spec(absl::string_view clear, const std::string& overlay) {
+  v1::ExperimentSpec spec;
+  EXPECT_TRUE(google::protobuf::TextFormat::ParseFromString(kMinimalSpec, &spec));
+  for (absl::string_view field : absl::StrSplit(clear, ',', absl::SkipEmpty())) {
+    const auto* descriptor = spec.GetDescriptor()->FindFieldByName(std::string(field));
+    EXPECT_NE(descriptor, nullptr) << field;
+    if (descriptor != nullptr) spec.GetReflection()->ClearField(&spec, descriptor);
+  }
+  EXPECT_TRUE(google::protobuf::TextFormat::MergeFromString(overlay, &spec)) << overlay;
+  return spec;
+}
+
+// Validates `spec` twice: the filled spec must validate to itself.
+void ExpectIdempotent(const v1::ExperimentSpec& spec) {
+  absl::StatusOr<v1::ExperimentSpec> filled = ValidateAndFillSpec(spec);
+  ASSERT_TRUE(filled.ok()) << filled.status();
+  absl::StatusOr<v1::ExperimentSpec> again = ValidateAndFillSpec(*filled);
+  ASSERT_TRUE(again.ok()) << again.status();
+  std::string diff;
+  MessageDifferencer differencer;
+  differencer.ReportDifferencesToString(&diff);
+  EXPECT_TRUE(differencer.Compare(*filled, *again)) << diff;
+}
+
+TEST(SpecValidationTest, MinimalSpecIsValid) {
+  EXPECT_THAT(SpecProblems(Spec("", "")), IsEmpty());
+  EXPECT_TRUE(ValidateAndFillSpec(Spec("", "")).ok());
+}
+
+struct InvalidCase {
+  const char* clear;     // top-level fields of kMinimalSpec to clear
+  const char* overlay;   // text format merged on top
+  const char* expected;  // "<field path>: <value>" the single problem must start with
+  std::function<void(v1::ExperimentSpec*)> mutate = nullptr;
+};
+
+TEST(SpecValidationTest, EveryBadFieldIsNamedWithItsValue) {
+  const InvalidCase cases[] = {
+      // common fields
+      {"", "name: ''", "name: \"\""},
+      {"", "name: 'Cheetah'", "name: \"Cheetah\""},
+      {"", "name: '9lives'", "name: \"9lives\""},
+      {"", "name: 'a b'", "name: \"a b\""},
+      {"", "", "name: \"aaaa", [](auto* s) { s->set_name(std::string(64, 'a')); }},
+      {"kind", "", "kind: KIND_UNSPECIFIED"},
+      {"", "kind: 9", "kind: 9"},
+      {"", "", "description: 4097 bytes",
+       [](auto* s) { s->set_description(std::string(4097, 'x')); }},
+      {"", "", "labels: 33 entries",
+       [](auto* s) {
+         for (int i = 0; i < 33; ++i) (*s->mutable_labels())[absl::StrCat("k", i)] = "v";
+       }},
+      {"", "labels { key: 'Bad Key' value: 'x' }", "labels[\"Bad Key\"]: key \"Bad Key\""},
+      {"", "", "labels[\"k\"]: a value of 257 bytes",
+       [](auto* s) { (*s->mutable_labels())["k"] = std::string(257, 'v'); }},
+      // env, through ValidateEnvSpec
+      {"env", "", "env: unset"},
+      {"", "env { dynamics { mass_scale: -1 } }", "env.dynamics.mass_scale: -1"},
+      {"", "env { reward_delay: -2 }", "env.reward_delay: -2"},
+      // algorithm configs
+      {"algorithm", "", "algorithm: unset"},
+      {"", "algorithm { sac { initial_alpha: -1 } }", "algorithm.sac.initial_alpha: -1"},
+      {"", "algorithm { sac { alpha_lr: -0.5 } }", "algorithm.sac.alpha_lr: -0.5"},
+      {"", "algorithm { sac { target_entropy: inf } }", "algorithm.sac.target_entropy: inf"},
+      {"algorithm", "algorithm { td3 { policy_noise: -0.2 } }", "algorithm.td3.policy_noise: -0.2"},
+      {"algorithm", "algorithm { td3 { noise_clip: -1 } }", "algorithm.td3.noise_clip: -1"},
+      {"algorithm", "algorithm { td3 { policy_delay: -1 } }", "algorithm.td3.policy_delay: -1"},
+      {"algorithm", "algorithm { td3 { exploration_noise: -0.1 } }",
+       "algorithm.td3.exploration_noise: -0.1"},
+      // network
+      {"", "algorithm { network { hidden_sizes: [64, 0] } }",
+       "algorithm.network.hidden_sizes[1]: 0"},
+      {"", "algorithm { network { hidden_sizes: [5000] } }",
+       "algorithm.network.hidden_sizes[0]: 5000"},
+      {"", "algorithm { network { hidden_sizes: [1, 1, 1, 1, 1, 1, 1, 1, 1] } }",
+       "algorithm.network.hidden_sizes: 9 layers"},
+      {"", "algorithm { network { activation: 42 } }", "algorithm.network.activation: 42"},
+      // shared hyperparameters
+      {"", "algorithm { discount: 1.5 }", "algorithm.discount: 1.5"},
+      {"", "algorithm { discount: -0.1 }", "algorithm.discount: -0.1"},
+      {"", "algorithm { tau: 2 }", "algorithm.tau: 2"},
+      {"", "algorithm { target_update_period: -1 }", "algorithm.target_update_period: -1"},
+      {"", "algorithm { batch_size: 65537 }", "algorithm.batch_size: 65537"},
+      {"", "algorithm { batch_size: -1 }", "algorithm.batch_size: -1"},
+      {"", "algorithm { actor_lr: -1 }", "algorithm.actor_lr: -1"},
+      {"", "algorithm { critic_lr: nan }", "algorithm.critic_lr: nan"},
+      {"", "algorithm { reward_scale: inf }", "algorithm.reward_scale: inf"},
+      {"", "algorithm { max_grad_norm: -1 }", "algorithm.max_grad_norm: -1"},
+      // prior
+      {"", "prior { name: 'p' }", "prior: \"p\" (version 0)"},
+      {"algorithm", "algorithm { mcat {} } prior { name: 'p' }", "prior: \"p\" (version 0)"},
+      {"algorithm", "algorithm { parrot {} }", "prior: unset"},
+      {"algorithm", "algorithm { spirl {} } prior { name: 'Bad' }", "prior.name: \"Bad\""},
+      {"algorithm", "algorithm { eap {} } prior { name: 'p' version: -1 }", "prior.version: -1"},
+      // replay
+      {"", "replay { capacity: 100 }", "replay.capacity: 100"},
+      {"", "replay { capacity: -5 }", "replay.capacity: -5"},
+      {"", "replay { capacity: 200000000 }", "replay.capacity: 200000000"},
+      {"", "replay { sampler: 7 }", "replay.sampler: 7"},
+      {"", "replay { sampler: SAMPLER_PRIORITIZED priority_exponent: -1 }",
+       "replay.priority_exponent: -1"},
+      {"", "replay { sampler: SAMPLER_PRIORITIZED importance_sampling_exponent: -0.4 }",
+       "replay.importance_sampling_exponent: -0.4"},
+      {"", "replay { priority_exponent: 0.5 }", "replay.priority_exponent: 0.5"},
+      {"", "replay { sampler: SAMPLER_FIFO importance_sampling_exponent: 1 }",
+       "replay.importance_sampling_exponent: 1"},
+      {"", "replay { samples_per_insert: nan }", "replay.samples_per_insert: nan"},
+      {"", "replay { samples_per_insert: 10 error_buffer: 0.5 }", "replay.error_buffer: 0.5"},
+      {"", "replay { samples_per_insert: -1 error_buffer: -1 }", "replay.error_buffer: -1"},
+      {"", "replay { min_size_to_sample: 2000000 }", "replay.min_size_to_sample: 2000000"},
+      {"", "replay { min_size_to_sample: -1 }", "replay.min_size_to_sample: -1"},
+      {"", "replay { capacity: 500 }", "replay.min_size_to_sample: 1000 (the default for 0)"},
+      {"", "replay { max_times_sampled: -1 }", "replay.max_times_sampled: -1"},
+      {"", "replay { num_shards: -2 }", "replay.num_shards: -2"},
+      // resources
+      {"", "resources { num_actors: 1025 }", "resources.num_actors: 1025"},
+      {"", "resources { num_actors: -1 }", "resources.num_actors: -1"},
+      {"", "resources { envs_per_actor: 2000 }", "resources.envs_per_actor: 2000"},
+      {"", "resources { learner_device: 'gpu' }", "resources.learner_device: \"gpu\""},
+      {"", "resources { learner_device: 'cuda:' }", "resources.learner_device: \"cuda:\""},
+      {"", "resources { learner_device: 'cuda:x' }", "resources.learner_device: \"cuda:x\""},
+      {"", "resources { learner_device: 'CPU' }", "resources.learner_device: \"CPU\""},
+      // stop
+      {"stop", "", "stop: unset"},
+      {"stop", "stop { target_return: 1 }", "stop: no limit"},
+      {"", "stop { max_updates: -1 }", "stop.max_updates: -1"},
+      {"", "stop { max_wall_time_seconds: -3 }", "stop.max_wall_time_seconds: -3"},
+      {"", "stop { target_return: nan }", "stop.target_return: nan"},
+      // evaluation
+      {"", "evaluation { every_env_steps: -1 }", "evaluation.every_env_steps: -1"},
+      {"", "evaluation { episodes: 10001 }", "evaluation.episodes: 10001"},
+      {"", "evaluation { episodes: -1 }", "evaluation.episodes: -1"},
+      // parts of other kinds
+      {"", "collect { collector: COLLECTOR_RANDOM }", "collect: set with KIND_TRAIN"},
+      {"", "prior_training {}", "prior_training: set with KIND_TRAIN"},
+      {"", "evaluate {}", "evaluate: set with KIND_TRAIN"},
+  };
+  for (const InvalidCase& c : cases) {
+    SCOPED_TRACE(absl::StrCat(c.expected, " from clear '", c.clear, "' and '", c.overlay, "'"));
+    v1::ExperimentSpec spec = Spec(c.clear, c.overlay);
+    if (c.mutate) c.mutate(&spec);
+    absl::StatusOr<v1::ExperimentSpec> filled = ValidateAndFillSpec(spec);
+    ASSERT_FALSE(filled.ok());
+    EXPECT_EQ(filled.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(filled.status().message(), HasSubstr(c.expected));
+    const std::vector<std::string> problems = SpecProblems(spec);
+    ASSERT_THAT(problems, SizeIs(1));
+    EXPECT_TRUE(absl::StartsWith(problems[0], c.expected)) << problems[0];
+    // env_spec words a few of its problems differently; ours all follow the one form
+    if (!absl::StartsWith(c.expected, "env.")) {
+      EXPECT_THAT(problems[0], HasSubstr(" is not allowed; ")) << problems[0];
+      EXPECT_EQ(problems[0].find("; "), problems[0].rfind("; ")) << "one \"; \" only";
+    }
+  }
+}
+
+TEST(SpecValidationTest, UnsupportedPartsAreUnimplemented) {
+  struct Case {
+    const char* clear;
+    const char* overlay;
+    const char* field;
+  } cases[] = {
+      {"", "kind: KIND_COLLECT", "kind: KIND_COLLECT"},
+      {"", "kind: KIND_TRAIN_PRIOR", "kind: KIND_TRAIN_PRIOR"},
+      {"", "kind: KIND_EVALUATE", "kind: KIND_EVALUATE"},
+      {"algorithm", "algorithm { spirl {} } prior { name: 'p' }", "algorithm.spirl"},
+      {"algorithm", "algorithm { eap {} } prior { name: 'p' version: 3 }", "algorithm.eap"},
+      {"algorithm", "algorithm { parrot {} } prior { name: 'p' }", "algorithm.parrot"},
+      {"algorithm", "algorithm { mcat {} }", "algorithm.mcat"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.field);
+    const v1::ExperimentSpec spec = Spec(c.clear, c.overlay);
+    absl::StatusOr<v1::ExperimentSpec> filled = ValidateAndFillSpec(spec);
+    EXPECT_EQ(filled.status().code(), absl::StatusCode::kUnimplemented);
+    EXPECT_THAT(filled.status().message(), HasSubstr(c.field));
+    EXPECT_THAT(filled.status().message(), HasSubstr("is not supported by this learner yet"));
+    EXPECT_THAT(SpecProblems(spec), IsEmpty());
+  }
+}
+
+TEST(SpecValidationTest, InvalidArgumentWinsOverUnimplemented) {
+  const v1::ExperimentSpec spec = Spec("", "kind: KIND_COLLECT name: 'Bad'");
+  EXPECT_EQ(ValidateAndFillSpec(spec).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(SpecProblems(spec), ElementsAre(HasSubstr("name: \"Bad\"")));
+}
+
+TEST(SpecValidationTest, ReportsEveryProblem) {
+  const v1::ExperimentSpec spec =
+      Spec("stop", "name: 'Bad' algorithm { discount: 2 } replay { capacity: 10 } env { seed: 3 }");
+  const std::vector<std::string> problems = SpecProblems(spec);
+  EXPECT_THAT(problems, ElementsAre(HasSubstr("name: \"Bad\""), HasSubstr("algorithm.discount: 2"),
+                                    HasSubstr("replay.capacity: 10"), HasSubstr("stop: unset")));
+  absl::StatusOr<v1::ExperimentSpec> filled = ValidateAndFillSpec(spec);
+  EXPECT_EQ(filled.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(filled.status().message(), absl::StrJoin(problems, "; "));
+}
+
+TEST(SpecValidationTest, FillsEveryDefaultOfAMinimalSpec) {
+  absl::StatusOr<v1::ExperimentSpec> filled = ValidateAndFillSpec(Spec("", "env { seed: 7 }"));
+  ASSERT_TRUE(filled.ok()) << filled.status();
+
+  const v1::EnvSpec& env = filled->env();
+  EXPECT_EQ(env.task(), "run_forward");
+  EXPECT_EQ(env.episode_length(), 1000);
+  EXPECT_EQ(env.dynamics().mass_scale(), 1.0);
+  EXPECT_EQ(env.dynamics().armature_scale(), 1.0);
+  EXPECT_EQ(env.dynamics().damping_scale(), 1.0);
+  EXPECT_EQ(env.reward_delay(), 0);
+
+  const v1::AlgorithmSpec& a = filled->algorithm();
+  EXPECT_EQ(a.sac().initial_alpha(), 1.0);
+  EXPECT_FALSE(a.sac().fixed_alpha());
+  ASSERT_TRUE(a.sac().has_target_entropy());
+  EXPECT_EQ(a.sac().target_entropy(), -6.0);  // -|A| for the cheetah
+  EXPECT_EQ(a.sac().alpha_lr(), 3e-4);
+  EXPECT_THAT(a.network().hidden_sizes(), ElementsAre(256, 256));
+  EXPECT_EQ(a.network().activation(), v1::NetworkSpec::ACTIVATION_RELU);
+  EXPECT_FALSE(a.network().layer_norm());
+  EXPECT_EQ(a.discount(), 0.99);
+  EXPECT_EQ(a.tau(), 0.005);
+  EXPECT_EQ(a.target_update_period(), 1);
+  EXPECT_EQ(a.batch_size(), 256);
+  EXPECT_EQ(a.actor_lr(), 3e-4);
+  EXPECT_EQ(a.critic_lr(), 3e-4);
+  EXPECT_EQ(a.reward_scale(), 1.0);
+  EXPECT_EQ(a.max_grad_norm(), 0.0);  // no clipping
+  EXPECT_EQ(a.warmup_env_steps(), 10000);
+  EXPECT_EQ(a.seed(), 7);  // EnvSpec.seed
+  EXPECT_FALSE(filled->has_prior());
+
+  const v1::ReplaySpec& r = filled->replay();
+  EXPECT_EQ(r.capacity(), 1000000);
+  EXPECT_EQ(r.sampler(), v1::SAMPLER_UNIFORM);
+  EXPECT_EQ(r.priority_exponent(), 0.0);  // PRIORITIZED only
+  EXPECT_EQ(r.importance_sampling_exponent(), 0.0);
+  EXPECT_EQ(r.samples_per_insert(), 256.0);    // batch_size
+  EXPECT_EQ(r.error_buffer(), 100.0 * 256.0);  // 100 x max(1, samples_per_insert)
+  EXPECT_EQ(r.min_size_to_sample(), 1000);     // max(1000, batch_size)
+  EXPECT_EQ(r.max_times_sampled(), 0);
+  EXPECT_EQ(r.num_shards(), 0);
+
+  EXPECT_EQ(filled->resources().num_actors(), 1);
+  EXPECT_EQ(filled->resources().envs_per_actor(), 1);
+  EXPECT_EQ(filled->resources().learner_device(), "");
+  EXPECT_EQ(filled->stop().max_env_steps(), 1000);
+  EXPECT_FALSE(filled->stop().has_target_return());
+  EXPECT_EQ(filled->evaluation().every_env_steps(), 10000);
+  EXPECT_EQ(filled->evaluation().episodes(), 10);
+  EXPECT_FALSE(filled->evaluation().disabled());
+}
+
+TEST(SpecValidationTest, FillsTd3AndPrioritizedDefaults) {
+  absl::StatusOr<v1::ExperimentSpec> filled = ValidateAndFillSpec(
+      Spec("algorithm", "algorithm { td3 {} } replay { sampler: SAMPLER_PRIORITIZED }"));
+  ASSERT_TRUE(filled.ok()) << filled.status();
+  const v1::Td3Config& td3 = filled->algorithm().td3();
+  EXPECT_EQ(td3.policy_noise(), 0.2);
+  EXPECT_EQ(td3.noise_clip(), 0.5);
+  EXPECT_EQ(td3.policy_delay(), 2);
+  EXPECT_EQ(td3.exploration_noise(), 0.1);
+  EXPECT_EQ(filled->replay().priority_exponent(), 0.6);
+  EXPECT_EQ(filled->replay().importance_sampling_exponent(), 0.4);
+}
+
+TEST(SpecValidationTest, DefaultsFollowBatchSizeAndSignConventions) {
+  absl::StatusOr<v1::ExperimentSpec> filled =
+      ValidateAndFillSpec(Spec("",
+                               "algorithm { batch_size: 2048 warmup_env_steps: -5 }"
+                               "env { domain: DOMAIN_ANT }"));
+  ASSERT_TRUE(filled.ok()) << filled.status();
+  EXPECT_EQ(filled->algorithm().warmup_env_steps(), -1);  // none
+  EXPECT_EQ(filled->algorithm().sac().target_entropy(), -8.0);
+  EXPECT_EQ(filled->replay().samples_per_insert(), 2048.0);
+  EXPECT_EQ(filled->replay().error_buffer(), 204800.0);
+  EXPECT_EQ(filled->replay().min_size_to_sample(), 2048);
+
+  filled = ValidateAndFillSpec(Spec("", "replay { samples_per_insert: -3 }"));
+  ASSERT_TRUE(filled.ok()) << filled.status();
+  EXPECT_EQ(filled->replay().samples_per_insert(), -1.0);  // no ratio limit
+  EXPECT_EQ(filled->replay().error_buffer(), 100.0);
+
+  // values given are kept
+  filled = ValidateAndFillSpec(
+      Spec("", "algorithm { seed: 5 reward_scale: -2 sac { target_entropy: 0 } } env { seed: 9 }"));
+  ASSERT_TRUE(filled.ok()) << filled.status();
+  EXPECT_EQ(filled->algorithm().seed(), 5);
+  EXPECT_EQ(filled->algorithm().reward_scale(), -2.0);
+  EXPECT_EQ(filled->algorithm().sac().target_entropy(), 0.0);
+}
+
+TEST(SpecValidationTest, FillingIsIdempotent) {
+  ExpectIdempotent(Spec("", ""));
+  ExpectIdempotent(Spec("algorithm", "algorithm { td3 {} } env { domain: DOMAIN_POINT_MAZE }"));
+  ExpectIdempotent(
+      Spec("", "env { domain: DOMAIN_HOPPER } replay { sampler: SAMPLER_PRIORITIZED }"));
+  ExpectIdempotent(Spec("",
+                        "env { domain: DOMAIN_ANT seed: 4 } algorithm { warmup_env_steps: -9 }"
+                        "replay { samples_per_insert: -2 }"));
+}
+
+std::vector<std::string> ExampleSpecs() {
+  std::vector<std::string> paths;
+  const std::string dir = std::string(std::getenv("TEST_SRCDIR")) + "/prl/examples";
+  DIR* d = opendir(dir.c_str());
+  if (d == nullptr) return paths;
+  while (dirent* e = readdir(d)) {
+    if (absl::EndsWith(e->d_name, ".textproto")) paths.push_back(dir + "/" + e->d_name);
+  }
+  closedir(d);
+  return paths;
+}
+
+TEST(SpecValidationTest, EveryExampleValidates) {
+  int validated = 0;
+  for (const std::string& path : ExampleSpecs()) {
+    SCOPED_TRACE(path);
+    absl::StatusOr<v1::ExperimentSpec> spec = cli::ReadSpecFile(path);
+    ASSERT_TRUE(spec.ok()) << spec.status();
+    absl::StatusOr<v1::ExperimentSpec> filled = ValidateAndFillSpec(*spec);
+    // examples of kinds and algorithms this learner cannot run yet must still be valid
+    if (filled.status().code() == absl::StatusCode::kUnimplemented) {
+      EXPECT_THAT(SpecProblems(*spec), IsEmpty());
+      continue;
+    }
+    ASSERT_TRUE(filled.ok()) << filled.status();
+    ExpectIdempotent(*spec);
+    ++validated;
+  }
+  // cheetah_sac, cheetah_td3, cheetah_backward_sac, maze_sac
+  EXPECT_GE(validated, 4);
+}
+
+}  // namespace
+}  // namespace prl::learner

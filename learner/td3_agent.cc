@@ -1,0 +1,95 @@
+// TD3 (Fujimoto et al. 2018): twin critics regressing on the minimum of the target critics at a
+// smoothed target action, a deterministic tanh policy that maximises Q_1, updated (with Polyak
+// averaging of every target network) once per policy_delay critic updates.
+#include <memory>
+#include <utility>
+#include <vector>
+
+#include "ATen/ATen.h"
+#include "learner/agent_internal.h"
+
+namespace prl::learner::internal {
+namespace {
+
+class Td3Agent final : public TwinCriticAgent {
+ public:
+  explicit Td3Agent(const AgentConfig& config)
+      : TwinCriticAgent(config, PolicyNetwork::Head::kDeterministic),
+        td3_(config.algorithm.td3()),
+        actor_target_(config.obs_dim, config.act_dim, config.algorithm.network(),
+                      PolicyNetwork::Head::kDeterministic,
+                      NetworkOptions{config.device, /*trainable=*/false, config.gemm}) {
+    actor_target_.params().flat().copy_(actor_->params().flat());
+  }
+
+  PolicyNetwork* actor_target() override { return &actor_target_; }
+
+ protected:
+  int64_t NoiseDraws() const override { return 1; }
+
+  UpdateStats DoUpdate(const DeviceBatch& b, const at::Tensor& noise) override {
+    UpdateStats stats;
+    // critics: y = r·scale + γ·d·min_k Q'_k(s', clip(π'(s') + clip(σ·ε, -c, c), -1, 1))
+    at::Tensor target;
+    {
+      at::NoGradGuard no_grad;
+      const double clip = td3_.noise_clip();
+      const at::Tensor smoothing = (noise[0] * td3_.policy_noise()).clamp_(-clip, clip);
+      const at::Tensor next_action =
+          (at::tanh(actor_target_.Forward(b.next_obs).mean) + smoothing).clamp_(-1.0, 1.0);
+      target = TdTarget(b, critic_target_->Forward(b.next_obs, next_action).amin(0));
+    }
+    const CriticStepResult critic = CriticStep(b, target);
+    ++updates_;
+
+    // actor and targets, every policy_delay updates: maximise Q_1(s, π(s))
+    at::Tensor actor_loss;
+    if (updates_ % td3_.policy_delay() == 0) {
+      const at::Tensor action = at::tanh(actor_->Forward(b.obs).mean);
+      actor_loss = -critic_->ForwardMember(0, b.obs, action, /*detach=*/true).mean();
+      GradientStep(actor_loss, actor_->params(), *actor_adam_);
+      stats.actor_updated = true;
+      ++actor_updates_;
+      if (actor_updates_ % config_.algorithm.target_update_period() == 0) {
+        Polyak(critic_->params(), critic_target_->params());
+        Polyak(actor_->params(), actor_target_.params());
+      }
+      actor_loss = actor_loss.detach();
+    }
+    FetchStats({critic.loss, actor_loss, at::Tensor(), at::Tensor(), critic.q_mean, at::Tensor()},
+               critic.td_error_abs, &stats);
+    return stats;
+  }
+
+  at::Tensor Policy(const at::Tensor& obs, bool deterministic,
+                    const at::Tensor& noise) const override {
+    at::Tensor action = at::tanh(actor_->Forward(obs).mean);
+    if (deterministic) return action;
+    return (action + noise * td3_.exploration_noise()).clamp_(-1.0, 1.0);
+  }
+
+  void DescribePolicy(v1::PolicyArchitecture* architecture) const override {
+    architecture->set_head(v1::PolicyArchitecture::HEAD_DETERMINISTIC);
+    architecture->set_exploration_noise(td3_.exploration_noise());
+  }
+
+  std::vector<StateEntry> StateEntries() override {
+    std::vector<StateEntry> entries = TwinCriticAgent::StateEntries();
+    entries.push_back({"actor_target.params", actor_target_.params().flat()});
+    entries.push_back({"actor_updates", {}, &actor_updates_});
+    return entries;
+  }
+
+ private:
+  const v1::Td3Config td3_;
+  PolicyNetwork actor_target_;
+  int64_t actor_updates_ = 0;
+};
+
+}  // namespace
+
+std::unique_ptr<TwinCriticAgent> NewTd3Agent(const AgentConfig& config) {
+  return std::make_unique<Td3Agent>(config);
+}
+
+}  // namespace prl::learner::internal
