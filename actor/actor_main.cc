@@ -1,47 +1,112 @@
-// prl_actor: a CPU worker that steps MuJoCo environments for the learner. It serves gRPC
-// health and /metrics (so launchers and Kubernetes can probe it) and stops cleanly on
-// SIGTERM/SIGINT. Joining the learner and stepping environments arrive with the training-loop
-// issue.
+// prl_actor: a CPU worker for the learner. It joins the learner at --actor_learner, runs the
+// assignment it receives (batched MuJoCo envs, the published policy on the CPU, transitions
+// streamed to the replay shards, finished episodes and evaluation rounds reported), follows
+// reassignments, and reconnects with backoff when the learner, a shard or the network restarts.
+// It serves gRPC health and /metrics (so launchers and Kubernetes can probe it); on
+// SIGTERM/SIGINT it stops acting, reports its finished episodes, leaves the learner and exits.
+#include <unistd.h>
+
 #include <iostream>
 #include <memory>
+#include <random>
+#include <string>
+#include <thread>
 
 #include "absl/flags/flag.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "actor/actor_loop.h"
+#include "actor/torch_acting_policy.h"
 #include "common/logging.h"
 #include "common/server.h"
 #include "common/server_flags.h"
 #include "common/signals.h"
+#include "common/version.h"
+#include "learner/policy_runner.h"
 
-ABSL_FLAG(std::string, actor_learner, "127.0.0.1:50052", "Address of prl_learner.");
-ABSL_FLAG(int, actor_num_envs, 4, "Environments this actor steps as one batch.");
+ABSL_FLAG(std::string, actor_learner, "127.0.0.1:50052", "Address of prl_learner (HOST:PORT).");
+ABSL_FLAG(int, actor_num_envs, 4, "Environments this actor steps as one batch (1..1024).");
+ABSL_FLAG(std::string, actor_name, "",
+          "Stable name of this actor for the learner (e.g. the pod name). Default: "
+          "<hostname>-<pid>.");
+ABSL_FLAG(int, actor_workers, 1, "Threads stepping the environments (the acting thread is one).");
+ABSL_FLAG(absl::Duration, actor_rpc_timeout, absl::Seconds(5),
+          "Deadline of each call to the learner and of each replay insert.");
+ABSL_FLAG(std::string, actor_tls_ca, "",
+          "PEM roots to verify the learner and replay shards with; empty: plaintext.");
+ABSL_FLAG(std::string, actor_tls_server_name, "",
+          "Name to expect in the learner's and shards' certificates (tests, IP addresses).");
+
+namespace {
+
+int Fail(const std::string& message) {
+  std::cerr << "prl_actor: " << message << "\n";
+  return 1;
+}
+
+std::string Hostname() {
+  char name[256] = {};
+  if (gethostname(name, sizeof(name) - 1) != 0) return "actor";
+  return name;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   prl::BlockTerminationSignals();
   prl::ParseServerCommandLine(argc, argv,
                               "prl_actor: a PRL actor (CPU environment worker).\n"
                               "Usage: prl_actor --actor_learner=HOST:PORT [flags]");
-  if (absl::GetFlag(FLAGS_actor_num_envs) < 1) {
-    std::cerr << "prl_actor: --actor_num_envs=" << absl::GetFlag(FLAGS_actor_num_envs)
-              << " is not allowed; it must be at least 1\n";
-    return 1;
+  const int num_envs = absl::GetFlag(FLAGS_actor_num_envs);
+  if (num_envs < 1 || num_envs > 1024) {
+    return Fail(absl::StrCat("--actor_num_envs=", num_envs,
+                             " is not allowed; it must be between 1 and 1024"));
   }
   if (absl::GetFlag(FLAGS_actor_learner).empty()) {
-    std::cerr << "prl_actor: --actor_learner must name the learner's HOST:PORT\n";
-    return 1;
+    return Fail("--actor_learner must name the learner's HOST:PORT");
+  }
+  if (absl::GetFlag(FLAGS_actor_workers) < 1) {
+    return Fail(absl::StrCat("--actor_workers=", absl::GetFlag(FLAGS_actor_workers),
+                             " is not allowed; it must be at least 1"));
+  }
+  if (absl::GetFlag(FLAGS_actor_rpc_timeout) <= absl::ZeroDuration()) {
+    return Fail("--actor_rpc_timeout must be positive");
   }
   // the token this actor sends on its mutating calls to the learner and replay.
   auto token = prl::AuthTokenFromFlags();
-  if (!token.ok()) {
-    std::cerr << "prl_actor: " << token.status().message() << "\n";
-    return 1;
-  }
+  if (!token.ok()) return Fail(std::string(token.status().message()));
+  // the policy runs on the acting thread alone (DESIGN.md §11: an actor's policy needs one).
+  prl::learner::SetPolicyThreads(1);
+
+  prl::actor::ActorLoopOptions options;
+  options.learner_address = absl::GetFlag(FLAGS_actor_learner);
+  options.channel.tls_ca_file = absl::GetFlag(FLAGS_actor_tls_ca);
+  options.channel.tls_server_name = absl::GetFlag(FLAGS_actor_tls_server_name);
+  options.auth_token = *token;
+  options.actor_name = absl::GetFlag(FLAGS_actor_name);
+  if (options.actor_name.empty()) options.actor_name = absl::StrCat(Hostname(), "-", getpid());
+  options.num_envs = num_envs;
+  options.workers = absl::GetFlag(FLAGS_actor_workers);
+  options.rpc_timeout = absl::GetFlag(FLAGS_actor_rpc_timeout);
+  options.host.set_hostname(Hostname());
+  options.host.set_pid(getpid());
+  options.host.set_cpu_count(static_cast<int>(std::thread::hardware_concurrency()));
+  options.host.set_build_version(prl::kVersion);
+  options.policy_factory = prl::actor::TorchActingPolicyFactory(std::random_device()());
+
   auto registry = std::make_shared<prometheus::Registry>();
+  auto loop = prl::actor::ActorLoop::Create(options, *registry);
+  if (!loop.ok()) return Fail(std::string(loop.status().message()));
   auto host =
       prl::ServerHost::Start(prl::ServerOptionsFromFlags("actor", 50054, 9154), {}, registry);
-  if (!host.ok()) {
-    std::cerr << "prl_actor: " << host.status().message() << "\n";
-    return 1;
-  }
-  PRL_LOG(INFO) << "actor for learner " << absl::GetFlag(FLAGS_actor_learner) << " with "
-                << absl::GetFlag(FLAGS_actor_num_envs) << " envs; waiting for assignments";
-  return prl::ServeUntilSignal(**host);
+  if (!host.ok()) return Fail(std::string(host.status().message()));
+  PRL_LOG(INFO) << "actor " << options.actor_name << " for learner " << options.learner_address
+                << " with " << num_envs << " envs";
+  (*loop)->Start();
+  std::cout << (*host)->ReadyLine() << std::endl;
+  const int signal = prl::WaitForTerminationSignal();
+  PRL_LOG(INFO) << "received signal " << signal << "; leaving the learner";
+  (*loop)->Stop();
+  (*host)->Shutdown();
+  return 0;
 }

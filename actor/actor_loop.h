@@ -1,0 +1,182 @@
+// The core of prl_actor: keeps the actor joined to the learner and executes its current
+// assignment, surviving learner, replay-shard and network restarts. Two threads, both owned and
+// joined by the loop:
+//   control  Join (retried with jittered backoff while the learner cannot be reached), then
+//            Heartbeat every heartbeat_interval with the counters of the current generation. A
+//            heartbeat answering another generation installs its assignment; one carrying a
+//            higher evaluation round records it. NOT_FOUND from any call (the learner restarted
+//            or dropped the actor) means: join again. A join that returns the assignment already
+//            running keeps it running (the counters restart, as the registration is new).
+//   acting   runs an AssignmentRunner for the current assignment until it changes or the loop
+//            stops; idle for MODE_UNSPECIFIED and for assignments it cannot run (logged, and kept
+//            in state().last_error).
+// Heartbeats have their own thread so that an acting thread held back by replay's rate limiter
+// or a policy long-poll never makes the learner drop the actor. Every call has a deadline.
+//
+// Thread-safe. Lock order: ActorLoop::mu_ before Caller::mu_.
+#ifndef PRL_ACTOR_ACTOR_LOOP_H_
+#define PRL_ACTOR_ACTOR_LOOP_H_
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "actor/acting_policy.h"
+#include "actor/actor_metrics.h"
+#include "actor/assignment_runner.h"
+#include "common/client.h"
+#include "prometheus/registry.h"
+#include "proto/actor.grpc.pb.h"
+
+namespace prl::actor {
+
+struct ActorLoopOptions {
+  // "host:port" of prl_learner.
+  std::string learner_address;
+  // TLS settings for the learner and the replay shards (the address field is ignored).
+  ChannelOptions channel;
+  // Bearer token sent on every call to the learner and replay; empty sends none.
+  std::string auth_token;
+
+  // What Join tells the learner: the actor's stable name, the most envs it steps, where it runs.
+  std::string actor_name;
+  int num_envs = 1;
+  v1::HostInfo host;
+  // Threads stepping the envs (the acting thread is one of them).
+  int workers = 1;
+
+  // Deadline of each learner call and replay insert.
+  absl::Duration rpc_timeout = absl::Seconds(5);
+  // Jittered exponential backoff between failed attempts (Join, inserts, policy fetches).
+  absl::Duration initial_backoff = absl::Milliseconds(100);
+  absl::Duration max_backoff = absl::Seconds(5);
+  // Longest GetPolicy long-poll while waiting for a policy version; how often to ask for a
+  // newer one.
+  absl::Duration policy_poll_timeout = absl::Seconds(5);
+  absl::Duration policy_refresh_interval = absl::Seconds(2);
+  // Episode reports: at least this often, or once report_max_episodes are pending.
+  absl::Duration report_interval = absl::Seconds(1);
+  int report_max_episodes = 100;
+  // Replay inserts: requests of this many rows, or after insert_flush_interval.
+  int insert_batch_rows = 64;
+  absl::Duration insert_flush_interval = absl::Seconds(1);
+
+  // Builds the policy from GetPolicy's answer (LibTorch in prl_actor, fakes in tests).
+  ActingPolicyFactory policy_factory;
+};
+
+class ActorLoop final : private RunnerHost {
+ public:
+  // Validates `options` and creates the learner channel (connections are lazy); metrics go to
+  // `registry`, which must outlive the loop. Errors: INVALID_ARGUMENT naming the bad option.
+  static absl::StatusOr<std::unique_ptr<ActorLoop>> Create(const ActorLoopOptions& options,
+                                                           prometheus::Registry& registry);
+  // Stops the loop.
+  ~ActorLoop() override;
+  ActorLoop(const ActorLoop&) = delete;
+  ActorLoop& operator=(const ActorLoop&) = delete;
+
+  // Starts both threads. Call once.
+  void Start();
+  // Stops both threads (cancelling heartbeats and policy long-polls in flight; the acting thread
+  // reports its finished episodes once), then sends Leave when joined. Idempotent.
+  void Stop();
+
+  // What the loop is doing, for logs and tests.
+  struct State {
+    // From the latest Join; empty before the first.
+    std::string actor_id;
+    // Successful joins so far.
+    int64_t joins = 0;
+    // The assignment being executed (generation 0, idle, before the first).
+    v1::Assignment assignment;
+    // Why the current assignment is not running; empty when it is (or when idle).
+    std::string last_error;
+  };
+  State state() const ABSL_LOCKS_EXCLUDED(mu_);
+
+ private:
+  class Caller;
+
+  ActorLoop(const ActorLoopOptions& options, prometheus::Registry& registry);
+
+  void ControlLoop();
+  bool Join() ABSL_LOCKS_EXCLUDED(mu_);
+  void Heartbeat() ABSL_LOCKS_EXCLUDED(mu_);
+  // Waits until a heartbeat is due; false when the loop stops or must join first.
+  bool WaitForHeartbeat() ABSL_LOCKS_EXCLUDED(mu_);
+  // Makes `assignment` current: counters restart; unless it equals the running one (a re-join),
+  // the acting thread switches to it.
+  void InstallAssignmentLocked(const v1::Assignment& assignment, bool keep_if_same)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Asks the control thread to join again, unless `actor_id` (the id a call that answered
+  // NOT_FOUND used) was already replaced.
+  void RequestRejoin(const std::string& actor_id) ABSL_LOCKS_EXCLUDED(mu_);
+
+  void ActLoop();
+  void Execute(const v1::Assignment& assignment, int64_t serial);
+  bool InterruptedLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  // RunnerHost, for the acting thread's runner.
+  bool Interrupted() override ABSL_LOCKS_EXCLUDED(mu_);
+  bool Wait(absl::Duration timeout) override ABSL_LOCKS_EXCLUDED(mu_);
+  std::optional<v1::EvaluationRequest> Evaluation(int64_t after_round,
+                                                  absl::Duration timeout) override
+      ABSL_LOCKS_EXCLUDED(mu_);
+  absl::StatusOr<v1::GetPolicyResponse> GetPolicy(const v1::GetPolicyRequest& request,
+                                                  absl::Duration timeout) override
+      ABSL_LOCKS_EXCLUDED(mu_);
+  absl::StatusOr<v1::ReportEpisodesResponse> ReportEpisodes(v1::ReportEpisodesRequest request,
+                                                            absl::Duration timeout) override
+      ABSL_LOCKS_EXCLUDED(mu_);
+  int64_t AddProgress(int64_t env_steps, int64_t episodes, int64_t items_inserted) override
+      ABSL_LOCKS_EXCLUDED(mu_);
+  void SetActingVersion(int64_t version) override ABSL_LOCKS_EXCLUDED(mu_);
+
+  const ActorLoopOptions options_;
+  RunnerOptions runner_options_;
+  ActorMetrics metrics_;
+  std::unique_ptr<v1::ActorService::Stub> stub_;
+  // Join and Heartbeat (cancelled by Stop); GetPolicy (cancelled by Stop and when the assignment
+  // changes); ReportEpisodes and Leave (never cancelled).
+  std::unique_ptr<Caller> control_calls_;
+  std::unique_ptr<Caller> policy_calls_;
+  std::unique_ptr<Caller> report_calls_;
+  std::thread control_thread_;
+  std::thread acting_thread_;
+  // Failures in a row, for logging; used by the control thread only.
+  int join_failures_ = 0;
+  int heartbeat_failures_ = 0;
+
+  mutable absl::Mutex mu_;
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  bool stopped_ ABSL_GUARDED_BY(mu_) = false;
+  std::string actor_id_ ABSL_GUARDED_BY(mu_);
+  int64_t joins_ ABSL_GUARDED_BY(mu_) = 0;
+  bool need_join_ ABSL_GUARDED_BY(mu_) = true;
+  bool heartbeat_now_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Duration heartbeat_interval_ ABSL_GUARDED_BY(mu_) = absl::Seconds(5);
+  absl::Time next_heartbeat_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  // The current assignment; serial_ counts switches, running_serial_ is what the acting thread
+  // executes (they differ while it switches).
+  v1::Assignment assignment_ ABSL_GUARDED_BY(mu_);
+  int64_t serial_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t running_serial_ ABSL_GUARDED_BY(mu_) = -1;
+  v1::EvaluationRequest evaluation_ ABSL_GUARDED_BY(mu_);
+  std::string last_error_ ABSL_GUARDED_BY(mu_);
+  // Heartbeat counters of the current registration and generation.
+  v1::ActorStatus status_ ABSL_GUARDED_BY(mu_);
+  int64_t acting_version_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t rate_env_steps_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::Time rate_time_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace prl::actor
+
+#endif  // PRL_ACTOR_ACTOR_LOOP_H_

@@ -1,0 +1,478 @@
+#include "actor/assignment_runner.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "actor/collect/maze_planner.h"
+#include "actor/envs/env_spec.h"
+#include "actor/policy_fetcher.h"
+#include "common/logging.h"
+#include "common/status_macros.h"
+
+namespace prl::actor {
+namespace {
+
+// Evaluation envs are seeded this far from the training envs (env.seed + env_index_offset + j),
+// so no evaluation episode replays a training episode's start.
+constexpr uint64_t kEvalSeedOffset = uint64_t{1} << 32;
+// ReportEpisodesRequest takes at most this many episodes; the actor keeps no more pending.
+constexpr size_t kMaxReportEpisodes = 10'000;
+
+// Failures worth retrying: the peer is down, slow, or lost state it gets back (a shard that
+// restarted before the learner re-created its table).
+bool Retryable(const absl::Status& status) {
+  return absl::IsUnavailable(status) || absl::IsDeadlineExceeded(status) ||
+         absl::IsNotFound(status) || absl::IsCancelled(status) ||
+         absl::IsResourceExhausted(status) || absl::IsAborted(status);
+}
+
+void SetNow(google::protobuf::Timestamp* timestamp) {
+  const int64_t nanos = absl::ToUnixNanos(absl::Now());
+  timestamp->set_seconds(nanos / 1'000'000'000);
+  timestamp->set_nanos(static_cast<int32_t>(nanos % 1'000'000'000));
+}
+
+const char* ModeName(v1::Assignment::Mode mode) {
+  switch (mode) {
+    case v1::Assignment::MODE_TRAIN:
+      return "MODE_TRAIN";
+    case v1::Assignment::MODE_COLLECT:
+      return "MODE_COLLECT";
+    case v1::Assignment::MODE_EVALUATE:
+      return "MODE_EVALUATE";
+    default:
+      return "MODE_UNSPECIFIED";
+  }
+}
+
+}  // namespace
+
+AssignmentRunner::AssignmentRunner(const v1::Assignment& assignment, const RunnerOptions& options,
+                                   RunnerHost* host, ActorMetrics* metrics)
+    : assignment_(assignment),
+      options_(options),
+      host_(host),
+      metrics_(metrics),
+      report_backoff_(options.initial_backoff, options.max_backoff),
+      rng_(static_cast<uint64_t>(assignment.env().seed()) * 0x9e3779b97f4a7c15ULL ^
+           static_cast<uint64_t>(assignment.env_index_offset())) {}
+
+absl::StatusOr<std::unique_ptr<AssignmentRunner>> AssignmentRunner::Create(
+    const v1::Assignment& assignment, const RunnerOptions& options, RunnerHost* host,
+    ActorMetrics* metrics) {
+  std::unique_ptr<AssignmentRunner> runner(
+      new AssignmentRunner(assignment, options, host, metrics));
+  PRL_RETURN_IF_ERROR(runner->Build());
+  return runner;
+}
+
+absl::Status AssignmentRunner::Build() {
+  const v1::Assignment& a = assignment_;
+  if (a.num_envs() < 1 || a.num_envs() > options_.max_envs) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "assignment.num_envs: ", a.num_envs(), " is not allowed; this actor joined with ",
+        options_.max_envs, " envs, so it must be 1..", options_.max_envs));
+  }
+  PRL_RETURN_IF_ERROR(BuildEnvFactories());
+  PRL_RETURN_IF_ERROR(BuildActionSource());
+  PolicyFetcherOptions fetcher;
+  fetcher.experiment_id = a.experiment_id();
+  fetcher.obs_dim = obs_dim_;
+  fetcher.action_dim = act_dim_;
+  fetcher.poll_timeout = options_.policy_poll_timeout;
+  fetcher.rpc_timeout = options_.rpc_timeout;
+  fetcher.refresh_interval = options_.policy_refresh_interval;
+  fetcher.initial_backoff = options_.initial_backoff;
+  fetcher.max_backoff = options_.max_backoff;
+  fetcher.factory = options_.policy_factory;
+  policies_ = std::make_unique<PolicyFetcher>(std::move(fetcher), host_, metrics_);
+  if (a.mode() == v1::Assignment::MODE_EVALUATE) return absl::OkStatus();
+  PRL_RETURN_IF_ERROR(BuildReplay());
+  PRL_ASSIGN_OR_RETURN(envs_, MakeEnvs(a.num_envs(), static_cast<uint64_t>(a.env().seed())));
+  return absl::OkStatus();
+}
+
+absl::Status AssignmentRunner::BuildEnvFactories() {
+  const v1::Assignment& a = assignment_;
+  // one factory per MCAT task (each replaces env.dynamics), else one.
+  const int num_specs = std::max(1, a.tasks_size());
+  for (int i = 0; i < num_specs; ++i) {
+    v1::EnvSpec spec = a.env();
+    std::string field = "assignment.env";
+    if (a.tasks_size() > 0) {
+      *spec.mutable_dynamics() = a.tasks(i);
+      field = absl::StrCat("assignment.tasks[", i, "]");
+    }
+    PRL_ASSIGN_OR_RETURN(EnvConfig config, ResolveEnvSpec(spec, field));
+    if (a.mode() == v1::Assignment::MODE_COLLECT && a.collect().randomize_start_goal()) {
+      if (!config.maze) {
+        return absl::InvalidArgumentError(
+            "assignment.collect.randomize_start_goal applies to point_maze only");
+      }
+      config.randomize_start_goal = true;
+    }
+    obs_dim_ = config.domain->obs_dim;
+    act_dim_ = config.domain->act_dim;
+    PRL_ASSIGN_OR_RETURN(auto factory, EnvFactory::Create(config));
+    factories_.push_back(std::move(factory));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status AssignmentRunner::BuildReplay() {
+  const v1::Assignment& a = assignment_;
+  if (a.replay_addresses().empty() || a.table().empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "assignment.replay_addresses and assignment.table are required in ", ModeName(a.mode()),
+        " (got ", a.replay_addresses_size(), " addresses and table '", a.table(), "')"));
+  }
+  PRL_ASSIGN_OR_RETURN(TransitionBuffer rows,
+                       TransitionBuffer::Create(a.table(), a.signature(), obs_dim_, act_dim_));
+  rows_.emplace(std::move(rows));
+  if (a.mode() == v1::Assignment::MODE_COLLECT && a.collect().success_only()) {
+    episode_rows_.assign(a.num_envs(), *rows_);
+  }
+  replay::ReplayClientOptions replay;
+  replay.addresses.assign(a.replay_addresses().begin(), a.replay_addresses().end());
+  replay.channel = options_.channel;
+  replay.call.timeout = options_.rpc_timeout;
+  replay.call.auth_token = options_.auth_token;
+  replay.initial_backoff = options_.initial_backoff;
+  replay.max_backoff = options_.max_backoff;
+  PRL_ASSIGN_OR_RETURN(replay_, replay::ShardedReplayClient::Create(replay));
+  return absl::OkStatus();
+}
+
+// The policy's own architecture arrives with GetPolicy (and is checked when it is built); this
+// refuses early what the assignment already says the actor cannot run. Unset fields pass.
+absl::Status AssignmentRunner::CheckPolicyArchitecture() const {
+  const v1::PolicyArchitecture& p = assignment_.policy();
+  if (p.output() == v1::PolicyArchitecture::OUTPUT_DECODED_LATENT ||
+      p.output() == v1::PolicyArchitecture::OUTPUT_FLOW_LATENT) {
+    return absl::UnimplementedError(absl::StrCat(
+        "assignment.policy.output: ", v1::PolicyArchitecture::Output_Name(p.output()),
+        " (a latent policy decoded by the prior server: spirl, eap, parrot) is not supported by "
+        "this actor yet; it acts only with OUTPUT_ACTION policies"));
+  }
+  if (p.context_dim() > 0) {
+    return absl::UnimplementedError(
+        absl::StrCat("assignment.policy.context_dim: ", p.context_dim(),
+                     " (an MCAT context-conditioned policy) is not supported by this actor yet"));
+  }
+  if (assignment_.decision_horizon() > 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("assignment.decision_horizon: ", assignment_.decision_horizon(),
+                     " is not allowed for an OUTPUT_ACTION policy; it must be 1"));
+  }
+  const std::pair<const char*, int> dims[] = {
+      {"obs_dim", p.obs_dim()}, {"output_dim", p.output_dim()}, {"action_dim", p.action_dim()}};
+  for (const auto& [name, value] : dims) {
+    const int want = std::string(name) == "obs_dim" ? obs_dim_ : act_dim_;
+    if (value != 0 && value != want) {
+      return absl::InvalidArgumentError(absl::StrCat("assignment.policy.", name, ": ", value,
+                                                     " does not match the env's ", want));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status AssignmentRunner::BuildActionSource() {
+  const v1::Assignment& a = assignment_;
+  if (a.mode() != v1::Assignment::MODE_COLLECT) return CheckPolicyArchitecture();
+  const v1::CollectSpec& collect = a.collect();
+  const uint64_t seed = rng_();
+  switch (collect.collector()) {
+    case v1::CollectSpec::COLLECTOR_RANDOM:
+      collector_ = std::make_unique<RandomPolicy>(seed);
+      return absl::OkStatus();
+    case v1::CollectSpec::COLLECTOR_SCRIPTED:
+      if ((collect.script().empty() || collect.script() == "planner") &&
+          a.env().domain() == v1::EnvSpec::DOMAIN_POINT_MAZE) {
+        collector_ = std::make_unique<MazePlannerPolicy>(a.num_envs());
+        return absl::OkStatus();
+      }
+      return absl::UnimplementedError(absl::StrCat(
+          "assignment.collect.script: '", collect.script(), "' is not a scripted collector for ",
+          v1::EnvSpec::Domain_Name(a.env().domain()), "; the actor knows 'planner' (point_maze)"));
+    case v1::CollectSpec::COLLECTOR_POLICY:
+      return CheckPolicyArchitecture();
+    default:
+      return absl::InvalidArgumentError(
+          "assignment.collect.collector is unset; expected RANDOM, SCRIPTED or POLICY");
+  }
+}
+
+int64_t AssignmentRunner::TaskIndex(int env) const {
+  if (assignment_.tasks_size() == 0) return 0;
+  return (assignment_.env_index_offset() + env) % assignment_.tasks_size();
+}
+
+absl::StatusOr<std::unique_ptr<BatchedEnv>> AssignmentRunner::MakeEnvs(int n,
+                                                                       uint64_t seed_base) const {
+  std::vector<std::unique_ptr<Env>> envs;
+  for (int j = 0; j < n; ++j) {
+    const uint64_t index = static_cast<uint64_t>(assignment_.env_index_offset() + j);
+    envs.push_back(factories_[TaskIndex(j)]->Make(seed_base + index));
+  }
+  return std::make_unique<BatchedEnv>(std::move(envs), options_.workers);
+}
+
+void AssignmentRunner::Run() {
+  PRL_LOG(INFO) << "running generation " << assignment_.generation() << " of experiment "
+                << assignment_.experiment_id() << ": " << ModeName(assignment_.mode()) << " with "
+                << assignment_.num_envs() << " envs";
+  const absl::Time now = absl::Now();
+  next_report_ = now + options_.report_interval;
+  next_insert_flush_ = now + options_.insert_flush_interval;
+  if (assignment_.mode() == v1::Assignment::MODE_EVALUATE) {
+    RunEvaluationOnly();
+  } else {
+    RunTraining();
+  }
+  // one last attempt for finished episodes; rows not yet inserted are dropped with the runner.
+  FlushReports(/*force=*/true, /*final_attempt=*/true);
+}
+
+void AssignmentRunner::RunTraining() {
+  envs_->Reset(&out_);
+  episodes_.assign(envs_->size(), Episode());
+  if (collector_) {
+    for (int j = 0; j < envs_->size(); ++j) collector_->OnEpisodeStart(j, envs_->env(j));
+  }
+  while (!host_->Interrupted()) {
+    if (assignment_.mode() == v1::Assignment::MODE_TRAIN) MaybeRunEvaluation();
+    policies_->MaybeRefresh();
+    TrainStep();
+    FlushInserts(/*force=*/false);
+    FlushReports(/*force=*/false);
+  }
+}
+
+void AssignmentRunner::RunEvaluationOnly() {
+  while (!host_->Interrupted()) {
+    std::optional<v1::EvaluationRequest> request =
+        host_->Evaluation(last_eval_round_, options_.report_interval);
+    if (request) {
+      last_eval_round_ = request->round();
+      RunEvaluationRound(*request);
+    }
+    FlushReports(/*force=*/false);
+  }
+}
+
+void AssignmentRunner::SetActingVersion(int64_t version) {
+  if (version == acting_version_) return;
+  acting_version_ = version;
+  host_->SetActingVersion(version);
+}
+
+void AssignmentRunner::AddActionNoise() {
+  const double noise = assignment_.collect().action_noise();
+  if (noise <= 0) return;
+  std::normal_distribution<float> normal(0.0f, static_cast<float>(noise));
+  for (float& a : actions_) a = std::clamp(a + normal(rng_), -1.0f, 1.0f);
+}
+
+bool AssignmentRunner::ChooseActions(absl::Span<const float> obs, int n, bool deterministic) {
+  actions_.resize(static_cast<size_t>(n) * act_dim_);
+  const bool collect = assignment_.mode() == v1::Assignment::MODE_COLLECT;
+  if (collector_) {
+    collector_->Act(obs, absl::MakeSpan(actions_));
+    AddActionNoise();
+    SetActingVersion(0);
+    return true;
+  }
+  if (!collect && steps_ < assignment_.warmup_env_steps()) {
+    std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
+    for (float& a : actions_) a = uniform(rng_);
+    SetActingVersion(0);
+    return true;
+  }
+  if (!policies_->Ensure(1)) return false;
+  policies_->policy()->Act(obs, n, deterministic, absl::MakeSpan(actions_));
+  if (collect) AddActionNoise();
+  SetActingVersion(policies_->policy()->version());
+  return true;
+}
+
+void AssignmentRunner::TrainStep() {
+  const int n = envs_->size();
+  obs_ = out_.obs;
+  if (!ChooseActions(obs_, n, /*deterministic=*/false)) return;
+  envs_->Step(actions_, &out_);
+  steps_ += n;
+  metrics_->env_steps.Increment(n);
+  int finished = 0;
+  for (int j = 0; j < n; ++j) finished += out_.terminated[j] || out_.truncated[j];
+  const int64_t env_steps = host_->AddProgress(n, finished, 0);
+  for (int j = 0; j < n; ++j) {
+    const size_t o = static_cast<size_t>(j) * obs_dim_;
+    Transition t;
+    t.observation = absl::MakeConstSpan(obs_).subspan(o, obs_dim_);
+    t.action = absl::MakeConstSpan(actions_).subspan(static_cast<size_t>(j) * act_dim_, act_dim_);
+    t.reward = out_.rewards[j];
+    t.discount = out_.terminated[j] ? 0.0f : 1.0f;
+    t.next_observation = absl::MakeConstSpan(out_.next_obs).subspan(o, obs_dim_);
+    t.task_index = TaskIndex(j);
+    (episode_rows_.empty() ? *rows_ : episode_rows_[j]).Add(t);
+    episodes_[j].episode_return += out_.rewards[j];
+    ++episodes_[j].length;
+    if (!out_.terminated[j] && !out_.truncated[j]) continue;
+    if (!episode_rows_.empty()) {
+      if (out_.success[j]) rows_->Append(episode_rows_[j]);
+      episode_rows_[j].Clear();
+    }
+    FinishEpisode(j, out_, /*is_eval=*/false, 0, env_steps, acting_version_, &episodes_[j]);
+    if (collector_) collector_->OnEpisodeStart(j, envs_->env(j));
+  }
+}
+
+void AssignmentRunner::FinishEpisode(int env, const BatchedEnv::Output& out, bool is_eval,
+                                     int64_t eval_round, int64_t env_steps, int64_t version,
+                                     Episode* episode) {
+  v1::EpisodeSummary summary;
+  summary.set_episode_return(episode->episode_return);
+  summary.set_length(episode->length);
+  summary.set_success(out.success[env] != 0);
+  summary.set_is_eval(is_eval);
+  summary.set_eval_round(eval_round);
+  summary.set_policy_version(std::max<int64_t>(0, version));
+  summary.set_env_steps(env_steps);
+  summary.set_env_index(env);
+  summary.set_task_index(static_cast<int32_t>(TaskIndex(env)));
+  summary.set_truncated(out.truncated[env] && !out.terminated[env]);
+  SetNow(summary.mutable_end_time());
+  (is_eval ? metrics_->eval_episodes : metrics_->train_episodes).Increment();
+  (is_eval ? metrics_->eval_return : metrics_->train_return).Set(episode->episode_return);
+  if (pending_.size() >= kMaxReportEpisodes) {
+    if (dropped_episodes_++ % 1000 == 0) {
+      PRL_LOG(WARNING) << "the learner has not taken episode reports for a while; dropped "
+                       << dropped_episodes_ << " unreported episodes so far";
+    }
+    pending_.erase(pending_.begin());
+  }
+  pending_.push_back(std::move(summary));
+  *episode = Episode();
+}
+
+void AssignmentRunner::MaybeRunEvaluation() {
+  std::optional<v1::EvaluationRequest> request =
+      host_->Evaluation(last_eval_round_, absl::ZeroDuration());
+  if (!request) return;
+  last_eval_round_ = request->round();
+  RunEvaluationRound(*request);
+}
+
+void AssignmentRunner::RunEvaluationRound(const v1::EvaluationRequest& request) {
+  const int episodes = request.episodes();
+  if (episodes <= 0) return;
+  if (!policies_->Ensure(request.min_policy_version())) return;
+  FlushInserts(/*force=*/true);
+  const int k = std::min(episodes, assignment_.num_envs());
+  absl::StatusOr<std::unique_ptr<BatchedEnv>> envs =
+      MakeEnvs(k, static_cast<uint64_t>(assignment_.env().seed()) + kEvalSeedOffset);
+  if (!envs.ok()) {
+    PRL_LOG(ERROR) << "evaluation round " << request.round() << " skipped: " << envs.status();
+    return;
+  }
+  ActingPolicy& policy = *policies_->policy();
+  PRL_LOG(INFO) << "evaluation round " << request.round() << ": " << episodes
+                << " episodes with policy version " << policy.version();
+  const bool deterministic = !assignment_.stochastic_eval();
+  BatchedEnv::Output out;
+  (*envs)->Reset(&out);
+  std::vector<Episode> running(k);
+  std::vector<bool> active(k, true);
+  std::vector<float> actions(static_cast<size_t>(k) * act_dim_);
+  int started = k;
+  int finished = 0;
+  while (finished < episodes) {
+    if (host_->Interrupted()) return;
+    policy.Act(out.obs, k, deterministic, absl::MakeSpan(actions));
+    (*envs)->Step(actions, &out);
+    const int64_t env_steps = host_->AddProgress(0, 0, 0);
+    for (int j = 0; j < k; ++j) {
+      if (!active[j]) continue;
+      metrics_->env_steps.Increment();
+      running[j].episode_return += out.rewards[j];
+      ++running[j].length;
+      if (!out.terminated[j] && !out.truncated[j]) continue;
+      FinishEpisode(j, out, /*is_eval=*/true, request.round(), env_steps, policy.version(),
+                    &running[j]);
+      ++finished;
+      if (started < episodes) {
+        ++started;
+      } else {
+        active[j] = false;
+      }
+    }
+  }
+  FlushReports(/*force=*/true);
+}
+
+void AssignmentRunner::FlushInserts(bool force) {
+  if (!rows_ || rows_->rows() == 0) return;
+  if (!force && rows_->rows() < options_.insert_batch_rows && absl::Now() < next_insert_flush_) {
+    return;
+  }
+  Backoff backoff(options_.initial_backoff, options_.max_backoff);
+  while (true) {
+    absl::StatusOr<std::vector<uint64_t>> keys = replay_->Insert(rows_->Batch());
+    if (keys.ok()) break;
+    metrics_->RpcError("Insert");
+    if (!Retryable(keys.status())) {
+      PRL_LOG(ERROR) << "replay refused " << rows_->rows() << " transitions for table "
+                     << assignment_.table() << "; dropping them: " << keys.status();
+      rows_->Clear();
+      return;
+    }
+    if (backoff.fresh()) {
+      PRL_LOG(WARNING) << "replay insert failed; retrying with backoff: " << keys.status();
+    }
+    // waits (and so slows acting) until a shard takes the rows; heartbeats go on meanwhile.
+    if (host_->Wait(backoff.Next())) return;
+  }
+  metrics_->inserted_items.Increment(static_cast<double>(rows_->rows()));
+  host_->AddProgress(0, 0, rows_->rows());
+  rows_->Clear();
+  next_insert_flush_ = absl::Now() + options_.insert_flush_interval;
+}
+
+void AssignmentRunner::FlushReports(bool force, bool final_attempt) {
+  if (pending_.empty()) return;
+  const absl::Time now = absl::Now();
+  if (!force && static_cast<int>(pending_.size()) < options_.report_max_episodes &&
+      now < next_report_) {
+    return;
+  }
+  v1::ReportEpisodesRequest request;
+  request.set_experiment_id(assignment_.experiment_id());
+  request.set_generation(assignment_.generation());
+  const size_t count = std::min(pending_.size(), kMaxReportEpisodes);
+  for (size_t i = 0; i < count; ++i) *request.add_episodes() = pending_[i];
+  const absl::Duration timeout =
+      final_attempt ? std::min(options_.rpc_timeout, absl::Seconds(1)) : options_.rpc_timeout;
+  absl::StatusOr<v1::ReportEpisodesResponse> response =
+      host_->ReportEpisodes(std::move(request), timeout);
+  if (response.ok() || !Retryable(response.status())) {
+    if (!response.ok()) {
+      metrics_->RpcError("ReportEpisodes");
+      PRL_LOG(ERROR) << "the learner refused " << count
+                     << " episode reports; dropping them: " << response.status();
+    }
+    pending_.erase(pending_.begin(), pending_.begin() + count);
+    report_backoff_.Reset();
+    next_report_ = now + options_.report_interval;
+    return;
+  }
+  metrics_->RpcError("ReportEpisodes");
+  if (report_backoff_.fresh()) {
+    PRL_LOG(WARNING) << "reporting " << count
+                     << " episodes failed; keeping them for a retry: " << response.status();
+  }
+  next_report_ = now + std::max(options_.report_interval, report_backoff_.Next());
+}
+
+}  // namespace prl::actor

@@ -1,0 +1,165 @@
+// Executes one assignment of an actor (proto/actor.proto, Assignment) on the acting thread:
+// builds the batched envs from the env spec, then
+//   MODE_TRAIN     acts (uniform warm-up actions, then the published policy), inserts each
+//                  transition into replay with the table's signature, reports finished episodes,
+//                  and runs evaluation rounds when the learner asks;
+//   MODE_COLLECT   acts with the collector (random, the point_maze planner, or the published
+//                  policy), inserts transitions and reports episodes;
+//   MODE_EVALUATE  runs the evaluation rounds the learner asks for, inserting nothing;
+// until its host says it is interrupted (stop, or a different assignment). Learner calls go
+// through the host (RunnerHost), which owns the connection and the heartbeat counters, and the
+// policy is kept current by a PolicyFetcher; replay inserts go through a ShardedReplayClient the
+// runner owns, so a shard that is down is skipped.
+//
+// Env j is seeded env.seed + env_index_offset + j (evaluation envs 2^32 further, fresh for each
+// round) and runs task (env_index_offset + j) mod tasks_size when the assignment has MCAT tasks.
+// When no shard takes an insert (all down, or the rate limiter holds it back past the
+// deadline), the runner retries with backoff and acting pauses meanwhile; the loop's heartbeats
+// go on. Finished episodes wait for the learner (up to 10,000) and are retried, so a report may
+// arrive twice when an answer was lost.
+//
+// Latent policies (OUTPUT_DECODED_LATENT, OUTPUT_FLOW_LATENT, which need the prior server) and
+// MCAT's context-conditioned policies are not supported yet: Create refuses them with
+// UNIMPLEMENTED.
+//
+// Not thread-safe: created and run on the acting thread.
+#ifndef PRL_ACTOR_ASSIGNMENT_RUNNER_H_
+#define PRL_ACTOR_ASSIGNMENT_RUNNER_H_
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <random>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "actor/acting_policy.h"
+#include "actor/actor_metrics.h"
+#include "actor/backoff.h"
+#include "actor/collect/policy.h"
+#include "actor/envs/batched_env.h"
+#include "actor/envs/env_factory.h"
+#include "actor/policy_fetcher.h"
+#include "actor/runner_host.h"
+#include "actor/transition_buffer.h"
+#include "proto/actor.pb.h"
+#include "replay/replay_client.h"
+
+namespace prl::actor {
+
+struct RunnerOptions {
+  // JoinRequest.num_envs: the most envs an assignment may ask for.
+  int max_envs = 1;
+  // Threads stepping a batch (the acting thread is one of them).
+  int workers = 1;
+  // TLS settings and the bearer token for replay; addresses come from the assignment.
+  ChannelOptions channel;
+  std::string auth_token;
+  // Deadline of learner calls and replay inserts.
+  absl::Duration rpc_timeout = absl::Seconds(5);
+  // Longest GetPolicy long-poll while waiting for a policy version.
+  absl::Duration policy_poll_timeout = absl::Seconds(5);
+  // How often to ask for a newer policy.
+  absl::Duration policy_refresh_interval = absl::Seconds(2);
+  // Finished episodes are reported at least this often, or once report_max_episodes are pending.
+  absl::Duration report_interval = absl::Seconds(1);
+  int report_max_episodes = 100;
+  // Transitions are inserted in requests of this many rows (at least one batch step's rows), or
+  // after insert_flush_interval when fewer are pending.
+  int insert_batch_rows = 64;
+  absl::Duration insert_flush_interval = absl::Seconds(1);
+  // Jittered exponential backoff after failed calls.
+  absl::Duration initial_backoff = absl::Milliseconds(100);
+  absl::Duration max_backoff = absl::Seconds(5);
+  // Builds the policy from GetPolicy's answer.
+  ActingPolicyFactory policy_factory;
+};
+
+class AssignmentRunner {
+ public:
+  // Checks the assignment and builds its envs, replay client and transition buffer. Errors:
+  // INVALID_ARGUMENT naming the assignment field at fault (env spec, num_envs, signature,
+  // policy dimensions, missing replay addresses or table); UNIMPLEMENTED for the unsupported
+  // policies and collectors named above.
+  static absl::StatusOr<std::unique_ptr<AssignmentRunner>> Create(const v1::Assignment& assignment,
+                                                                  const RunnerOptions& options,
+                                                                  RunnerHost* host,
+                                                                  ActorMetrics* metrics);
+
+  // Runs the assignment until the host is interrupted, then reports pending episodes once.
+  void Run();
+
+ private:
+  struct Episode {
+    double episode_return = 0;
+    int32_t length = 0;
+  };
+
+  AssignmentRunner(const v1::Assignment& assignment, const RunnerOptions& options, RunnerHost* host,
+                   ActorMetrics* metrics);
+  absl::Status Build();
+  // One env factory per MCAT task (one without tasks); sets obs_dim_ and act_dim_.
+  absl::Status BuildEnvFactories();
+  // The collector (MODE_COLLECT) or the checks of the policy architecture.
+  absl::Status BuildActionSource();
+  // The transition buffer and replay client (MODE_TRAIN, MODE_COLLECT).
+  absl::Status BuildReplay();
+  absl::Status CheckPolicyArchitecture() const;
+  int64_t TaskIndex(int env) const;
+  absl::StatusOr<std::unique_ptr<BatchedEnv>> MakeEnvs(int n, uint64_t seed_base) const;
+
+  // One batch step of training or collection: act, step, buffer, finish episodes.
+  void TrainStep();
+  // Fills actions_ for obs (n rows); false when interrupted while waiting for a policy.
+  bool ChooseActions(absl::Span<const float> obs, int n, bool deterministic);
+  void FinishEpisode(int env, const BatchedEnv::Output& out, bool is_eval, int64_t eval_round,
+                     int64_t env_steps, int64_t version, Episode* episode);
+  void RunEvaluationRound(const v1::EvaluationRequest& request);
+  void MaybeRunEvaluation();
+  void FlushInserts(bool force);
+  void FlushReports(bool force, bool final_attempt = false);
+  void RunTraining();
+  void RunEvaluationOnly();
+  void SetActingVersion(int64_t version);
+  void AddActionNoise();
+
+  const v1::Assignment assignment_;
+  const RunnerOptions options_;
+  RunnerHost* const host_;
+  ActorMetrics* const metrics_;
+
+  // one factory per task (one when the assignment has no MCAT tasks).
+  std::vector<std::unique_ptr<EnvFactory>> factories_;
+  std::unique_ptr<BatchedEnv> envs_;
+  BatchedEnv::Output out_;
+  std::vector<float> obs_;
+  std::vector<float> actions_;
+  std::vector<Episode> episodes_;
+  int obs_dim_ = 0;
+  int act_dim_ = 0;
+
+  std::unique_ptr<replay::ShardedReplayClient> replay_;
+  std::optional<TransitionBuffer> rows_;
+  // MODE_COLLECT with success_only: each env's episode, inserted when it succeeds.
+  std::vector<TransitionBuffer> episode_rows_;
+  absl::Time next_insert_flush_;
+
+  std::vector<v1::EpisodeSummary> pending_;
+  absl::Time next_report_;
+  Backoff report_backoff_;
+
+  std::unique_ptr<PolicyFetcher> policies_;
+  // a collector acting instead of the policy (MODE_COLLECT, random or scripted).
+  std::unique_ptr<Policy> collector_;
+  std::mt19937_64 rng_;
+
+  int64_t steps_ = 0;             // env steps taken by the training envs under this runner
+  int64_t dropped_episodes_ = 0;  // unreported episodes dropped when too many were pending
+  int64_t last_eval_round_ = 0;
+  int64_t acting_version_ = -1;
+};
+
+}  // namespace prl::actor
+
+#endif  // PRL_ACTOR_ASSIGNMENT_RUNNER_H_

@@ -1,0 +1,96 @@
+#include "actor/transition_buffer.h"
+
+#include <cstring>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace prl::actor {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+google::protobuf::RepeatedPtrField<v1::ColumnSpec> Signature(
+    const std::vector<std::tuple<std::string, v1::Tensor::DType, std::vector<int64_t>>>& columns) {
+  google::protobuf::RepeatedPtrField<v1::ColumnSpec> signature;
+  for (const auto& [name, dtype, shape] : columns) {
+    v1::ColumnSpec* c = signature.Add();
+    c->set_name(name);
+    c->set_dtype(dtype);
+    for (int64_t d : shape) c->add_shape(d);
+  }
+  return signature;
+}
+
+template <typename T>
+std::vector<T> Values(const replay::InsertColumn& column) {
+  const std::string bytes = column.data.ToString();
+  std::vector<T> out(bytes.size() / sizeof(T));
+  std::memcpy(out.data(), bytes.data(), bytes.size());
+  return out;
+}
+
+constexpr auto kF32 = v1::Tensor::DTYPE_FLOAT32;
+constexpr auto kI64 = v1::Tensor::DTYPE_INT64;
+
+TEST(TransitionBufferTest, FillsTheSignatureColumnsInOrder) {
+  auto buffer = TransitionBuffer::Create("t",
+                                         Signature({{"next_observation", kF32, {2}},
+                                                    {"action", kF32, {1}},
+                                                    {"discount", kF32, {}},
+                                                    {"reward", kF32, {}},
+                                                    {"observation", kF32, {2}},
+                                                    {"env_steps", kI64, {}},
+                                                    {"task_index", kI64, {}}}),
+                                         /*obs_dim=*/2, /*action_dim=*/1);
+  ASSERT_TRUE(buffer.ok()) << buffer.status();
+  const std::vector<float> obs = {1, 2}, next = {3, 4}, action = {0.5f};
+  buffer->Add({obs, action, 1.5f, 0.0f, next, 1, 3});
+  buffer->Add({next, action, -1.0f, 1.0f, obs, 1, 3});
+  EXPECT_EQ(buffer->rows(), 2);
+
+  const replay::InsertBatch batch = buffer->Batch();
+  EXPECT_EQ(batch.table, "t");
+  ASSERT_EQ(batch.columns.size(), 7u);
+  EXPECT_EQ(batch.columns[0].name, "next_observation");
+  EXPECT_THAT(batch.columns[0].shape, ElementsAre(2, 2));
+  EXPECT_THAT(Values<float>(batch.columns[0]), ElementsAre(3, 4, 1, 2));
+  EXPECT_THAT(Values<float>(batch.columns[1]), ElementsAre(0.5f, 0.5f));
+  EXPECT_THAT(batch.columns[2].shape, ElementsAre(2));
+  EXPECT_THAT(Values<float>(batch.columns[2]), ElementsAre(0, 1));
+  EXPECT_THAT(Values<float>(batch.columns[3]), ElementsAre(1.5f, -1.0f));
+  EXPECT_THAT(Values<float>(batch.columns[4]), ElementsAre(1, 2, 3, 4));
+  EXPECT_EQ(batch.columns[5].dtype, kI64);
+  EXPECT_THAT(Values<int64_t>(batch.columns[5]), ElementsAre(1, 1));
+  EXPECT_THAT(Values<int64_t>(batch.columns[6]), ElementsAre(3, 3));
+
+  TransitionBuffer copy = *buffer;
+  buffer->Append(copy);
+  EXPECT_EQ(buffer->rows(), 4);
+  EXPECT_THAT(buffer->Batch().columns[0].shape, ElementsAre(4, 2));
+  buffer->Clear();
+  EXPECT_EQ(buffer->rows(), 0);
+  EXPECT_EQ(buffer->Batch().columns[0].data.size(), 0);
+}
+
+TEST(TransitionBufferTest, RefusesUnknownNamesAndWrongShapes) {
+  auto unknown = TransitionBuffer::Create(
+      "t", Signature({{"observation", kF32, {2}}, {"logits", kF32, {2}}}), 2, 1);
+  EXPECT_EQ(unknown.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(unknown.status().message(), HasSubstr("assignment.signature[1] ('logits')"));
+  EXPECT_THAT(unknown.status().message(), HasSubstr("unknown column"));
+
+  auto shape = TransitionBuffer::Create("t", Signature({{"observation", kF32, {3}}}), 2, 1);
+  EXPECT_THAT(shape.status().message(), HasSubstr("[3] does not match"));
+  auto dtype = TransitionBuffer::Create("t", Signature({{"reward", kI64, {}}}), 2, 1);
+  EXPECT_THAT(dtype.status().message(), HasSubstr("DTYPE_INT64 [] does not match"));
+  auto twice =
+      TransitionBuffer::Create("t", Signature({{"reward", kF32, {}}, {"reward", kF32, {}}}), 2, 1);
+  EXPECT_THAT(twice.status().message(), HasSubstr("appears twice"));
+  auto empty = TransitionBuffer::Create("t", Signature({}), 2, 1);
+  EXPECT_THAT(empty.status().message(), HasSubstr("empty"));
+}
+
+}  // namespace
+}  // namespace prl::actor

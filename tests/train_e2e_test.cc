@@ -1,0 +1,190 @@
+// The whole training loop with real processes on loopback: a replay shard, the learner and an
+// actor. A small SAC experiment on the cheetah must finish and its evaluation return must
+// clearly improve over the initial policy's; then a second experiment is SIGKILLed mid-run
+// (the learner process) and resumes from its checkpoint after a restart, with its policy
+// version and env steps not going backwards.
+#include <signal.h>
+#include <unistd.h>
+
+#include <iostream>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "absl/time/clock.h"
+#include "common/client.h"
+#include "common/testing/subprocess.h"
+#include "google/protobuf/text_format.h"
+#include "gtest/gtest.h"
+#include "proto/experiment.grpc.pb.h"
+
+namespace prl {
+namespace {
+
+using ::prl::testing::Runfile;
+using ::prl::testing::Subprocess;
+
+// Starts a PRL binary and returns its gRPC address from the PRL_READY line.
+std::unique_ptr<Subprocess> StartServer(const std::vector<std::string>& argv,
+                                        std::string* address) {
+  auto process = Subprocess::Start(argv, {});
+  EXPECT_TRUE(process.ok()) << process.status();
+  if (!process.ok()) return nullptr;
+  auto line = (*process)->WaitForLine("PRL_READY", absl::Seconds(60));
+  EXPECT_TRUE(line.ok()) << argv[0] << ": " << line.status();
+  for (absl::string_view field : absl::StrSplit(line.value_or(""), ' ')) {
+    if (absl::ConsumePrefix(&field, "grpc=")) *address = std::string(field);
+  }
+  return std::move(*process);
+}
+
+// A small SAC run: short cheetah episodes, small networks, evaluation every 2,000 steps.
+constexpr char kSpec[] = R"pb(
+  name: "e2e-cheetah-sac"
+  kind: KIND_TRAIN
+  env { domain: DOMAIN_CHEETAH task: "run_forward" episode_length: 200 seed: 3 }
+  algorithm {
+    sac {}
+    network { hidden_sizes: [ 64, 64 ] }
+    batch_size: 128
+    actor_lr: 1e-3
+    critic_lr: 1e-3
+    warmup_env_steps: 1000
+  }
+  replay { capacity: 100000 min_size_to_sample: 1000 samples_per_insert: 128 }
+  resources { num_actors: 1 envs_per_actor: 2 }
+  stop { max_env_steps: 16000 }
+  evaluation { every_env_steps: 2000 episodes: 2 }
+)pb";
+
+class TrainE2eTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    state_dir_ = absl::StrCat(::testing::TempDir(), "/e2e_", getpid(), "_",
+                              ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    replay_ = StartServer({Runfile("replay/prl_replay"), "--port=0", "--metrics_port=-1"},
+                          &replay_address_);
+    ASSERT_NE(replay_, nullptr);
+    StartLearner();
+    actor_ = StartServer(
+        {Runfile("actor/prl_actor"), "--port=0", "--metrics_port=-1",
+         "--actor_learner=" + learner_address_, "--actor_num_envs=2", "--actor_name=e2e-actor"},
+        &actor_address_);
+    ASSERT_NE(actor_, nullptr);
+  }
+
+  void StartLearner() {
+    learner_ =
+        StartServer({Runfile("learner/prl_learner"), "--port=0", "--metrics_port=-1",
+                     "--learner_replay=" + replay_address_, "--learner_state_dir=" + state_dir_,
+                     "--learner_torch_threads=1", "--learner_checkpoint_period=2s",
+                     "--learner_heartbeat_interval=1s",
+                     // the restarted learner must take the same port: actors know it
+                     learner_address_.empty()
+                         ? "--port=0"
+                         : "--port=" + learner_address_.substr(learner_address_.rfind(':') + 1)},
+                    &learner_address_);
+    ASSERT_NE(learner_, nullptr);
+    auto channel = CreateChannel({learner_address_});
+    ASSERT_TRUE(channel.ok());
+    stub_ = v1::ExperimentService::NewStub(*channel);
+  }
+
+  std::string Submit(const std::string& text) {
+    v1::SubmitRequest request;
+    EXPECT_TRUE(google::protobuf::TextFormat::ParseFromString(text, request.mutable_spec()));
+    v1::SubmitResponse response;
+    grpc::ClientContext context;
+    PrepareContext({absl::Seconds(10)}, &context);
+    grpc::Status s = stub_->Submit(&context, request, &response);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return response.id();
+  }
+
+  v1::Experiment Get(const std::string& id) {
+    v1::GetRequest request;
+    request.set_id(id);
+    request.set_include_curve(true);
+    v1::GetResponse response;
+    grpc::ClientContext context;
+    PrepareContext({absl::Seconds(10)}, &context);
+    grpc::Status s = stub_->Get(&context, request, &response);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return response.experiment();
+  }
+
+  // Polls until `done(experiment)` or the deadline.
+  template <typename Pred>
+  v1::Experiment WaitFor(const std::string& id, absl::Duration timeout, Pred done) {
+    const absl::Time deadline = absl::Now() + timeout;
+    v1::Experiment e;
+    while (absl::Now() < deadline) {
+      e = Get(id);
+      if (done(e)) return e;
+      absl::SleepFor(absl::Milliseconds(500));
+    }
+    ADD_FAILURE() << "timed out waiting for " << id << "; last state:\n" << e.DebugString();
+    return e;
+  }
+
+  std::string state_dir_;
+  std::string replay_address_, learner_address_, actor_address_;
+  std::unique_ptr<Subprocess> replay_, learner_, actor_;
+  std::unique_ptr<v1::ExperimentService::Stub> stub_;
+};
+
+TEST_F(TrainE2eTest, SacLearnsAndTheEvaluationReturnImproves) {
+  const std::string id = Submit(kSpec);
+  const v1::Experiment done = WaitFor(id, absl::Minutes(4), [](const v1::Experiment& e) {
+    return e.state() != v1::EXPERIMENT_STATE_QUEUED && e.state() != v1::EXPERIMENT_STATE_RUNNING;
+  });
+  ASSERT_EQ(done.state(), v1::EXPERIMENT_STATE_SUCCEEDED) << done.DebugString();
+  EXPECT_EQ(done.end_reason(), "max_env_steps reached");
+  EXPECT_GE(done.progress().env_steps(), 16000);
+  EXPECT_GT(done.progress().updates(), 5000);
+  EXPECT_GT(done.progress().policy_version(), 10);
+  ASSERT_GE(done.curve_size(), 4) << done.DebugString();
+  for (const v1::CurvePoint& p : done.curve()) {
+    std::cout << "curve: env_steps " << p.env_steps() << " updates " << p.updates()
+              << " eval_return " << p.eval_return() << " train_return " << p.train_return() << "\n";
+  }
+  // the first round evaluates (almost) the initial policy; the best later round must be far
+  // better: a cheetah that runs forward instead of standing or flailing
+  const double first = done.curve(0).eval_return();
+  double best_late = -1e9;
+  for (int i = done.curve_size() / 2; i < done.curve_size(); ++i) {
+    if (done.curve(i).eval_episodes() > 0)
+      best_late = std::max(best_late, done.curve(i).eval_return());
+  }
+  EXPECT_GT(best_late, first + 50) << done.DebugString();
+  EXPECT_GT(best_late, 50) << done.DebugString();
+}
+
+TEST_F(TrainE2eTest, LearnerKilledMidRunResumesFromItsCheckpoint) {
+  std::string spec = kSpec;
+  spec.replace(spec.find("max_env_steps: 16000"), 20, "max_env_steps: 8000");
+  const std::string id = Submit(spec);
+  // wait for real progress and at least one checkpoint
+  const v1::Experiment before = WaitFor(id, absl::Minutes(2), [](const v1::Experiment& e) {
+    return e.progress().updates() > 1500 && e.outputs().policy_version() > 0;
+  });
+  ASSERT_EQ(before.state(), v1::EXPERIMENT_STATE_RUNNING);
+  learner_->Signal(SIGKILL);
+  ASSERT_TRUE(learner_->Wait(absl::Seconds(10)).ok());
+  StartLearner();
+  const v1::Experiment resumed = Get(id);
+  EXPECT_EQ(resumed.restarts(), 1);
+  EXPECT_GE(resumed.outputs().policy_version(), before.outputs().policy_version());
+  const v1::Experiment after = WaitFor(id, absl::Minutes(3), [](const v1::Experiment& e) {
+    return e.state() == v1::EXPERIMENT_STATE_SUCCEEDED || e.state() == v1::EXPERIMENT_STATE_FAILED;
+  });
+  ASSERT_EQ(after.state(), v1::EXPERIMENT_STATE_SUCCEEDED) << after.DebugString();
+  // counters continue from the checkpoint: the policy version never went backwards
+  EXPECT_GT(after.progress().policy_version(), before.outputs().policy_version());
+  EXPECT_GE(after.progress().updates(), before.outputs().policy_version());
+  EXPECT_GE(after.progress().env_steps(), 8000);
+}
+
+}  // namespace
+}  // namespace prl
