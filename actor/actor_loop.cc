@@ -88,8 +88,10 @@ absl::StatusOr<std::unique_ptr<ActorLoop>> ActorLoop::Create(const ActorLoopOpti
         absl::StrCat("workers: ", options.workers, " is not allowed; it must be >= 1"));
   }
   if (options.rpc_timeout <= absl::ZeroDuration() ||
+      options.insert_timeout <= absl::ZeroDuration() ||
       options.policy_poll_timeout <= absl::ZeroDuration()) {
-    return absl::InvalidArgumentError("rpc_timeout and policy_poll_timeout must be positive");
+    return absl::InvalidArgumentError(
+        "rpc_timeout, insert_timeout and policy_poll_timeout must be positive");
   }
   if (options.insert_batch_rows < 1 || options.report_max_episodes < 1) {
     return absl::InvalidArgumentError("insert_batch_rows and report_max_episodes must be >= 1");
@@ -113,6 +115,7 @@ ActorLoop::ActorLoop(const ActorLoopOptions& options, prometheus::Registry& regi
   r.channel = options.channel;
   r.auth_token = options.auth_token;
   r.rpc_timeout = options.rpc_timeout;
+  r.insert_timeout = options.insert_timeout;
   r.policy_poll_timeout = options.policy_poll_timeout;
   r.policy_refresh_interval = options.policy_refresh_interval;
   r.report_interval = options.report_interval;

@@ -51,8 +51,10 @@ struct ActorLoopOptions {
   // Threads stepping the envs (the acting thread is one of them).
   int workers = 1;
 
-  // Deadline of each learner call and replay insert.
+  // Deadline of each learner call.
   absl::Duration rpc_timeout = absl::Seconds(5);
+  // Deadline of each replay insert (short: see RunnerOptions::insert_timeout).
+  absl::Duration insert_timeout = absl::Seconds(2);
   // Jittered exponential backoff between failed attempts (Join, inserts, policy fetches).
   absl::Duration initial_backoff = absl::Milliseconds(100);
   absl::Duration max_backoff = absl::Seconds(5);

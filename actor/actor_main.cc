@@ -6,6 +6,7 @@
 // SIGTERM/SIGINT it stops acting, reports its finished episodes, leaves the learner and exits.
 #include <unistd.h>
 
+#include <algorithm>
 #include <iostream>
 #include <memory>
 #include <random>
@@ -31,7 +32,8 @@ ABSL_FLAG(std::string, actor_name, "",
           "<hostname>-<pid>.");
 ABSL_FLAG(int, actor_workers, 1, "Threads stepping the environments (the acting thread is one).");
 ABSL_FLAG(absl::Duration, actor_rpc_timeout, absl::Seconds(5),
-          "Deadline of each call to the learner and of each replay insert.");
+          "Deadline of each call to the learner; replay inserts get at most 2s of it (an insert "
+          "held back by replay's rate limiter cannot be interrupted).");
 ABSL_FLAG(std::string, actor_tls_ca, "",
           "PEM roots to verify the learner and replay shards with; empty: plaintext.");
 ABSL_FLAG(std::string, actor_tls_server_name, "",
@@ -88,6 +90,7 @@ int main(int argc, char** argv) {
   options.num_envs = num_envs;
   options.workers = absl::GetFlag(FLAGS_actor_workers);
   options.rpc_timeout = absl::GetFlag(FLAGS_actor_rpc_timeout);
+  options.insert_timeout = std::min(options.rpc_timeout, absl::Seconds(2));
   options.host.set_hostname(Hostname());
   options.host.set_pid(getpid());
   options.host.set_cpu_count(static_cast<int>(std::thread::hardware_concurrency()));

@@ -137,7 +137,7 @@ absl::Status AssignmentRunner::BuildReplay() {
   replay::ReplayClientOptions replay;
   replay.addresses.assign(a.replay_addresses().begin(), a.replay_addresses().end());
   replay.channel = options_.channel;
-  replay.call.timeout = options_.rpc_timeout;
+  replay.call.timeout = options_.insert_timeout;
   replay.call.auth_token = options_.auth_token;
   replay.initial_backoff = options_.initial_backoff;
   replay.max_backoff = options_.max_backoff;
@@ -443,10 +443,9 @@ void AssignmentRunner::FlushInserts(bool force) {
 void AssignmentRunner::FlushReports(bool force, bool final_attempt) {
   if (pending_.empty()) return;
   const absl::Time now = absl::Now();
-  if (!force && static_cast<int>(pending_.size()) < options_.report_max_episodes &&
-      now < next_report_) {
-    return;
-  }
+  // a full batch goes out early, unless reports are failing (then the backoff decides).
+  const bool full = static_cast<int>(pending_.size()) >= options_.report_max_episodes;
+  if (!force && now < next_report_ && (!full || !report_backoff_.fresh())) return;
   v1::ReportEpisodesRequest request;
   request.set_experiment_id(assignment_.experiment_id());
   request.set_generation(assignment_.generation());

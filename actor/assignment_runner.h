@@ -56,8 +56,12 @@ struct RunnerOptions {
   // TLS settings and the bearer token for replay; addresses come from the assignment.
   ChannelOptions channel;
   std::string auth_token;
-  // Deadline of learner calls and replay inserts.
+  // Deadline of learner calls.
   absl::Duration rpc_timeout = absl::Seconds(5);
+  // Deadline of a replay insert. Short, because an insert held by the rate limiter cannot be
+  // cancelled: a switch or a stop waits for it. Rows a shard took before the deadline are sent
+  // again with the retry.
+  absl::Duration insert_timeout = absl::Seconds(2);
   // Longest GetPolicy long-poll while waiting for a policy version.
   absl::Duration policy_poll_timeout = absl::Seconds(5);
   // How often to ask for a newer policy.

@@ -43,6 +43,10 @@ ABSL_FLAG(std::string, auth_token_file, "",
 ABSL_FLAG(std::string, tls_ca, "", "PEM roots to verify TLS servers with; empty: plaintext.");
 ABSL_FLAG(std::string, tls_server_name, "", "Name to expect in the server's certificate.");
 ABSL_FLAG(std::string, output, "curves.png", "plot: the PNG to write.");
+ABSL_FLAG(int64_t, seed, -1,
+          "submit: override the spec's env.seed and algorithm.seed (for runs over seeds); -1 keeps "
+          "the spec's.");
+ABSL_FLAG(int64_t, max_env_steps, 0, "submit: override the spec's stop.max_env_steps (0 keeps it).");
 ABSL_FLAG(std::string, metric, "eval",
           "plot: eval (evaluation return) or train (training return).");
 ABSL_FLAG(std::string, group_by, "name",
@@ -58,7 +62,8 @@ constexpr char kUsage[] =
     "\n"
     "  prlctl health ADDRESS...     health of PRL servers (HOST:PORT each)\n"
     "  prlctl validate SPEC_FILE    parse a text-format ExperimentSpec locally\n"
-    "  prlctl submit SPEC_FILE      submit an experiment; prints its id\n"
+    "  prlctl submit SPEC_FILE      submit an experiment; prints its id (--seed=N and\n"
+    "                               --max_env_steps=N override the spec's)\n"
     "  prlctl list                  experiments, newest first\n"
     "  prlctl get ID                one experiment, in text format\n"
     "  prlctl stop ID               stop a queued or running experiment\n"
@@ -272,6 +277,14 @@ int Run(const std::vector<std::string>& args) {
     if (!spec.ok()) return Fail(spec.status(), "submit");
     v1::SubmitRequest request;
     *request.mutable_spec() = *spec;
+    if (const int64_t seed = absl::GetFlag(FLAGS_seed); seed >= 0) {
+      request.mutable_spec()->mutable_env()->set_seed(seed);
+      request.mutable_spec()->mutable_algorithm()->set_seed(seed);
+      (*request.mutable_spec()->mutable_labels())["seed"] = absl::StrCat(seed);
+    }
+    if (const int64_t steps = absl::GetFlag(FLAGS_max_env_steps); steps > 0) {
+      request.mutable_spec()->mutable_stop()->set_max_env_steps(steps);
+    }
     v1::SubmitResponse response;
     int rc = Unary("submit", &v1::ExperimentService::Stub::Submit, request, &response);
     if (rc == 0) std::cout << response.id() << "\n";

@@ -24,6 +24,9 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> CreateChannel(const ChannelOption
   args.SetMaxSendMessageSize(options.max_message_bytes);
   // each channel gets its own connection instead of sharing one process-wide.
   args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  // a restarted peer is found within seconds: gRPC's default reconnect backoff grows to 120 s.
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 250);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 5000);
   std::shared_ptr<grpc::ChannelCredentials> credentials;
   if (options.tls_ca_file.empty()) {
     credentials = grpc::InsecureChannelCredentials();

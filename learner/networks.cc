@@ -18,8 +18,8 @@ constexpr int kMaxHiddenSize = 4096;
 constexpr double kLogStdMin = -20.0;
 constexpr double kLogStdMax = 2.0;
 constexpr double kLayerNormEps = 1e-5;
-const double kLog2 = std::log(2.0);
-const double kHalfLog2Pi = 0.5 * std::log(2.0 * M_PI);
+constexpr double kLog2 = 0.69314718055994530942;
+constexpr double kHalfLog2Pi = 0.91893853320467274178;  // ½·log 2π
 
 // ---- linear layers through oneDNN's sgemm ----
 
@@ -53,8 +53,13 @@ struct FastLinearFunction : public torch::autograd::Function<FastLinearFunction>
     at::Tensor w = w_in.contiguous();
     const LinearDims d = DimsOf(x, w);
     const bool ensemble = w.dim() == 3;
-    at::Tensor y = ensemble ? b.unsqueeze(1).expand({d.members, d.batch, d.out}).contiguous()
-                            : b.unsqueeze(0).expand({d.batch, d.out}).contiguous();
+    // a fresh output initialised with the bias (GEMM accumulates into it): contiguous() alone
+    // would return the bias itself when the expand is a no-op (one row), and the GEMM would
+    // then add x·Wᵀ into the network's bias
+    at::Tensor y =
+        ensemble
+            ? b.unsqueeze(1).expand({d.members, d.batch, d.out}).clone(at::MemoryFormat::Contiguous)
+            : b.unsqueeze(0).expand({d.batch, d.out}).clone(at::MemoryFormat::Contiguous);
     const float* xp = x.data_ptr<float>();
     const float* wp = w.data_ptr<float>();
     float* yp = y.data_ptr<float>();

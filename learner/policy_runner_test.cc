@@ -88,6 +88,26 @@ TEST_P(PolicyRunnerMatchTest, DeterministicActionsMatchAgentAct) {
   }
 }
 
+TEST_P(PolicyRunnerMatchTest, OneRowAtATimeMatchesTheBatch) {
+  // actors with one env act on batches of one row
+  const auto [td3, activation, layer_norm] = GetParam();
+  const int n = 4, obs_dim = 17, act_dim = 6;
+  Exported e = Export(td3, obs_dim, act_dim, Network({64, 64}, activation, layer_norm));
+  auto runner = PolicyRunner::Create(e.architecture, e.weights);
+  ASSERT_TRUE(runner.ok()) << runner.status();
+  const std::vector<float> obs = RandomObs(n, obs_dim, 2);
+  std::vector<float> batch(n * act_dim), single(act_dim);
+  std::mt19937_64 rng(0);
+  (*runner)->Act(obs, n, /*deterministic=*/true, absl::MakeSpan(batch), rng);
+  for (int r = 0; r < n; ++r) {
+    (*runner)->Act(absl::MakeConstSpan(obs).subspan(r * obs_dim, obs_dim), 1,
+                   /*deterministic=*/true, absl::MakeSpan(single), rng);
+    for (int k = 0; k < act_dim; ++k) {
+      EXPECT_NEAR(single[k], batch[r * act_dim + k], 1e-5) << "row " << r << " dim " << k;
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(
     HeadsAndNetworks, PolicyRunnerMatchTest,
     ::testing::Combine(::testing::Bool(),

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <deque>
+#include <map>
 #include <numeric>
 #include <optional>
 #include <thread>
@@ -322,19 +323,22 @@ absl::StatusOr<Prefetched> TrainingRun::ToBatch(v1::SampleResponse& response) co
   out.keys.assign(response.keys().begin(), response.keys().end());
   out.table_size = response.table_size();
   const torch::Device device(agent_->device());
-  std::vector<at::Tensor> columns;
+  // columns by name: the table's signature order is not assumed
+  std::map<std::string, at::Tensor> columns;
   for (const v1::NamedTensor& column : response.columns()) {
     PRL_ASSIGN_OR_RETURN(TensorView view, ViewTensorProto(column.tensor(), column.name()));
-    columns.push_back(ToTorch(view).to(device, /*non_blocking=*/true));
+    columns[column.name()] = ToTorch(view).to(device, /*non_blocking=*/true);
   }
-  if (columns.size() != 5) {
-    return absl::InternalError(absl::StrCat("sample has ", columns.size(), " columns, not 5"));
+  for (const char* name : {"observation", "action", "reward", "discount", "next_observation"}) {
+    if (columns.count(name) == 0) {
+      return absl::InternalError(absl::StrCat("sampled batch has no '", name, "' column"));
+    }
   }
-  out.batch.obs = columns[0];
-  out.batch.action = columns[1];
-  out.batch.reward = columns[2];
-  out.batch.discount = columns[3];
-  out.batch.next_obs = columns[4];
+  out.batch.obs = columns["observation"];
+  out.batch.action = columns["action"];
+  out.batch.reward = columns["reward"];
+  out.batch.discount = columns["discount"];
+  out.batch.next_obs = columns["next_observation"];
   if (spec_.replay().sampler() == v1::SAMPLER_PRIORITIZED) {
     std::vector<float> weights(response.importance_weights().begin(),
                                response.importance_weights().end());
@@ -492,36 +496,40 @@ void TrainingRun::ReportProgress() {
     absl::MutexLock lock(&queue_mu_);
     p.set_replay_size(replay_size_);
   }
-  absl::MutexLock lock(&mu_);
-  p.set_env_steps(env_steps_);
-  p.set_updates(updates_);
-  p.set_episodes(episodes_);
-  p.set_env_steps_per_second(env_steps_per_second_);
-  p.set_updates_per_second(updates_per_second_);
-  p.set_latest_train_return(Mean({recent_returns_.begin(), recent_returns_.end()}));
-  p.set_latest_eval_return(latest_eval_return_);
-  p.set_best_eval_return(best_eval_return_);
-  p.set_latest_eval_success_rate(latest_eval_success_rate_);
-  p.set_eval_rounds(eval_round_ - (round_in_flight_ ? 1 : 0));
-  p.set_policy_version(policy_version_);
   p.set_active_actors(options_.registry->assigned_actors());
-  double fraction = 0;
-  if (stop.max_env_steps() > 0) {
-    fraction = std::max(fraction, static_cast<double>(env_steps_) / stop.max_env_steps());
+  // the manager is called without mu_ held: it calls RequestStop (which takes mu_) under its
+  // own lock, so the lock order is manager -> run
+  {
+    absl::MutexLock lock(&mu_);
+    p.set_env_steps(env_steps_);
+    p.set_updates(updates_);
+    p.set_episodes(episodes_);
+    p.set_env_steps_per_second(env_steps_per_second_);
+    p.set_updates_per_second(updates_per_second_);
+    p.set_latest_train_return(Mean({recent_returns_.begin(), recent_returns_.end()}));
+    p.set_latest_eval_return(latest_eval_return_);
+    p.set_best_eval_return(best_eval_return_);
+    p.set_latest_eval_success_rate(latest_eval_success_rate_);
+    p.set_eval_rounds(eval_round_ - (round_in_flight_ ? 1 : 0));
+    p.set_policy_version(policy_version_);
+    double fraction = 0;
+    if (stop.max_env_steps() > 0) {
+      fraction = std::max(fraction, static_cast<double>(env_steps_) / stop.max_env_steps());
+    }
+    if (stop.max_updates() > 0) {
+      fraction = std::max(fraction, static_cast<double>(updates_) / stop.max_updates());
+    }
+    if (stop.max_wall_time_seconds() > 0) {
+      fraction = std::max(fraction, ElapsedSeconds() / stop.max_wall_time_seconds());
+    }
+    p.set_fraction_done(std::min(1.0, fraction));
+    auto& scalars = *p.mutable_scalars();
+    scalars["critic_loss"] = last_stats_.critic_loss;
+    scalars["actor_loss"] = last_stats_.actor_loss;
+    scalars["alpha"] = last_stats_.alpha;
+    scalars["q_mean"] = last_stats_.q_mean;
+    scalars["entropy"] = last_stats_.entropy;
   }
-  if (stop.max_updates() > 0) {
-    fraction = std::max(fraction, static_cast<double>(updates_) / stop.max_updates());
-  }
-  if (stop.max_wall_time_seconds() > 0) {
-    fraction = std::max(fraction, ElapsedSeconds() / stop.max_wall_time_seconds());
-  }
-  p.set_fraction_done(std::min(1.0, fraction));
-  auto& scalars = *p.mutable_scalars();
-  scalars["critic_loss"] = last_stats_.critic_loss;
-  scalars["actor_loss"] = last_stats_.actor_loss;
-  scalars["alpha"] = last_stats_.alpha;
-  scalars["q_mean"] = last_stats_.q_mean;
-  scalars["entropy"] = last_stats_.entropy;
   context_->ReportProgress(p);
 }
 

@@ -186,5 +186,22 @@ TEST_F(TrainE2eTest, LearnerKilledMidRunResumesFromItsCheckpoint) {
   EXPECT_GE(after.progress().env_steps(), 8000);
 }
 
+TEST_F(TrainE2eTest, StopEndsARunningExperiment) {
+  const std::string id = Submit(kSpec);
+  WaitFor(id, absl::Minutes(2),
+          [](const v1::Experiment& e) { return e.progress().updates() > 200; });
+  v1::StopRequest request;
+  request.set_id(id);
+  request.set_reason("enough for the test");
+  v1::StopResponse response;
+  grpc::ClientContext context;
+  PrepareContext({absl::Seconds(60)}, &context);
+  grpc::Status s = stub_->Stop(&context, request, &response);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(response.experiment().state(), v1::EXPERIMENT_STATE_STOPPED);
+  EXPECT_EQ(response.experiment().end_reason(), "enough for the test");
+  EXPECT_GT(response.experiment().outputs().policy_version(), 0);
+}
+
 }  // namespace
 }  // namespace prl
