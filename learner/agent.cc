@@ -288,9 +288,13 @@ absl::Status TwinCriticAgent::ExportPolicy(
   architecture->set_output_bound(1.0);
   *architecture->mutable_network() = config_.algorithm.network();
   weights->clear();
-  for (const auto& [name, tensor] : actor_->NamedParameters()) {
-    PRL_ASSIGN_OR_RETURN(HostTensor host, FromTorch(tensor));
-    weights->emplace_back(name, std::move(host));
+  try {
+    for (const auto& [name, tensor] : actor_->NamedParameters()) {
+      PRL_ASSIGN_OR_RETURN(HostTensor host, FromTorch(tensor));
+      weights->emplace_back(name, std::move(host));
+    }
+  } catch (const std::exception& e) {
+    return absl::InternalError(absl::StrCat("cannot export the policy: ", ErrorText(e)));
   }
   return absl::OkStatus();
 }

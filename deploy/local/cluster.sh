@@ -167,6 +167,10 @@ if [[ -n "${PRL_AUTH_TOKEN:-}" ]]; then
   log "PRL_AUTH_TOKEN is set: every service requires it on mutating RPCs"
 fi
 
+# OpenMP threads in LibTorch spin while waiting by default; on cores shared by several
+# processes that slows every one of them down many times (docs/benchmarks.md, learner).
+export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"
+
 log "state directory: ${state_dir}"
 for shard in 1 2; do
   start "replay-${shard}" replay/prl_replay "$(port_for $((10 + shard)) grpc)" \

@@ -1,0 +1,167 @@
+// Learner benchmark: gradient updates per second of prl::learner::Agent (SAC by default) on the
+// CPU, at the shapes of the papers' MuJoCo runs: batch 256, HalfCheetah's obs 17 and action 6,
+// two hidden layers of 256. Measures each GEMM backend asked for: "onednn" (the learner's
+// default, learner/gemm.h) and "aten" (ATen's matmul on the system BLAS, which is what PyTorch
+// uses), so bench/learner_vs_pytorch.py can compare like with like. --json writes the numbers.
+//
+//   bazel build -c opt //bench:learner_bench
+//   .bazel/bin/bench/learner_bench --threads=2 --seconds=10
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <ctime>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "ATen/ATen.h"
+#include "ATen/CPUGeneratorImpl.h"
+#include "ATen/Parallel.h"
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "learner/agent.h"
+#include "learner/gemm.h"
+#include "torch/csrc/autograd/profiler_legacy.h"
+#include "torch/version.h"
+
+ABSL_FLAG(std::string, algorithm, "sac", "sac or td3.");
+ABSL_FLAG(int, threads, 0, "LibTorch intra-op threads; 0 means every core.");
+ABSL_FLAG(int, batch, 256, "Transitions per update.");
+ABSL_FLAG(int, obs_dim, 17, "Observation dimension.");
+ABSL_FLAG(int, act_dim, 6, "Action dimension.");
+ABSL_FLAG(std::string, hidden, "256,256", "Hidden layer sizes, comma-separated.");
+ABSL_FLAG(std::string, gemm, "onednn,aten", "GEMM backends to measure, comma-separated.");
+ABSL_FLAG(int, warmup, 5, "Updates before timing starts.");
+ABSL_FLAG(double, seconds, 5.0, "Measured time per backend (at least min_updates updates).");
+ABSL_FLAG(int, min_updates, 5, "Fewest timed updates per backend.");
+ABSL_FLAG(std::string, json, "", "Also write the results as JSON to this file.");
+ABSL_FLAG(std::string, profile, "",
+          "Write a Chrome trace of LibTorch's operators during the timed updates to this file "
+          "(prefixed with the backend name); timings then include the profiler's overhead.");
+
+namespace {
+
+using prl::learner::Agent;
+using prl::learner::AgentOptions;
+using prl::learner::TransitionBatch;
+
+// Random HalfCheetah-shaped transitions, drawn once so the timing covers updates only.
+std::vector<TransitionBatch> MakeBatches(int count, int batch, int obs_dim, int act_dim) {
+  at::Generator gen = at::detail::createCPUGenerator(42);
+  std::vector<TransitionBatch> batches(count);
+  for (TransitionBatch& b : batches) {
+    b.obs = at::randn({batch, obs_dim}, gen, at::kFloat);
+    b.action = at::rand({batch, act_dim}, gen, at::kFloat) * 2 - 1;
+    b.reward = at::randn({batch}, gen, at::kFloat);
+    b.next_obs = at::randn({batch, obs_dim}, gen, at::kFloat);
+    b.discount = at::ones({batch});
+  }
+  return batches;
+}
+
+struct Result {
+  std::string gemm;
+  int64_t updates = 0;
+  double seconds = 0;
+  double cpu_seconds = 0;  // process CPU time (all threads): steadier on a shared machine
+  double rate() const { return updates / seconds; }
+  double cpu_rate() const { return updates / cpu_seconds; }
+};
+
+Result Measure(const std::string& gemm, int threads, const std::vector<TransitionBatch>& batches) {
+  AgentOptions options;
+  options.obs_dim = absl::GetFlag(FLAGS_obs_dim);
+  options.act_dim = absl::GetFlag(FLAGS_act_dim);
+  if (absl::GetFlag(FLAGS_algorithm) == "td3") {
+    options.algorithm.mutable_td3();
+  } else {
+    options.algorithm.mutable_sac();
+  }
+  for (absl::string_view h : absl::StrSplit(absl::GetFlag(FLAGS_hidden), ',')) {
+    int size = 0;
+    if (absl::SimpleAtoi(h, &size)) options.algorithm.mutable_network()->add_hidden_sizes(size);
+  }
+  options.device = "cpu";
+  options.seed = 1;
+  options.num_threads = threads;
+  options.fast_cpu_gemm = gemm == "onednn";
+  auto agent = Agent::Create(options);
+  if (!agent.ok()) {
+    std::fprintf(stderr, "%s\n", agent.status().ToString().c_str());
+    std::exit(1);
+  }
+  size_t next = 0;
+  auto update = [&]() {
+    auto stats = (*agent)->Update(batches[next++ % batches.size()]);
+    if (!stats.ok()) {
+      std::fprintf(stderr, "%s\n", stats.status().ToString().c_str());
+      std::exit(1);
+    }
+  };
+  for (int i = 0; i < absl::GetFlag(FLAGS_warmup); ++i) update();
+  Result result{gemm};
+  std::unique_ptr<torch::autograd::profiler::RecordProfile> profile;
+  if (!absl::GetFlag(FLAGS_profile).empty()) {
+    profile = std::make_unique<torch::autograd::profiler::RecordProfile>(
+        absl::StrCat(gemm, ".", absl::GetFlag(FLAGS_profile)));
+  }
+  const auto start = std::chrono::steady_clock::now();
+  const std::clock_t cpu_start = std::clock();
+  do {
+    update();
+    ++result.updates;
+    result.seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  } while (result.seconds < absl::GetFlag(FLAGS_seconds) ||
+           result.updates < absl::GetFlag(FLAGS_min_updates));
+  result.cpu_seconds = static_cast<double>(std::clock() - cpu_start) / CLOCKS_PER_SEC;
+  return result;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::ParseCommandLine(argc, argv);
+  int threads = absl::GetFlag(FLAGS_threads);
+  if (threads <= 0) threads = static_cast<int>(std::thread::hardware_concurrency());
+  const std::vector<TransitionBatch> batches = MakeBatches(
+      8, absl::GetFlag(FLAGS_batch), absl::GetFlag(FLAGS_obs_dim), absl::GetFlag(FLAGS_act_dim));
+  std::printf(
+      "learner_bench: %s, batch %d, obs %d, act %d, hidden [%s], %d threads, LibTorch %s, "
+      "oneDNN sgemm %s\n",
+      absl::GetFlag(FLAGS_algorithm).c_str(), absl::GetFlag(FLAGS_batch),
+      absl::GetFlag(FLAGS_obs_dim), absl::GetFlag(FLAGS_act_dim),
+      absl::GetFlag(FLAGS_hidden).c_str(), threads, TORCH_VERSION,
+      prl::learner::FastSgemmAvailable() ? "available" : "not available");
+  std::vector<Result> results;
+  for (absl::string_view gemm : absl::StrSplit(absl::GetFlag(FLAGS_gemm), ',')) {
+    results.push_back(Measure(std::string(gemm), threads, batches));
+    const Result& r = results.back();
+    std::printf("  gemm %-7s %10.2f updates/s  %10.2f updates/CPU-s  (%lld updates in %.2f s)\n",
+                r.gemm.c_str(), r.rate(), r.cpu_rate(), static_cast<long long>(r.updates),
+                r.seconds);
+    std::fflush(stdout);
+  }
+  const std::string json = absl::GetFlag(FLAGS_json);
+  if (!json.empty()) {
+    std::vector<std::string> cases;
+    for (const Result& r : results) {
+      cases.push_back(absl::StrCat(
+          "{\"gemm\": \"", r.gemm, "\", \"updates\": ", r.updates, ", \"seconds\": ", r.seconds,
+          ", \"cpu_seconds\": ", r.cpu_seconds, ", \"updates_per_second\": ", r.rate(),
+          ", \"updates_per_cpu_second\": ", r.cpu_rate(), "}"));
+    }
+    std::ofstream out(json);
+    out << "{\"algorithm\": \"" << absl::GetFlag(FLAGS_algorithm) << "\", \"threads\": " << threads
+        << ", \"batch\": " << absl::GetFlag(FLAGS_batch) << ", \"libtorch\": \"" << TORCH_VERSION
+        << "\", \"onednn_sgemm\": " << (prl::learner::FastSgemmAvailable() ? "true" : "false")
+        << ", \"cases\": [" << absl::StrJoin(cases, ", ") << "]}\n";
+  }
+  return 0;
+}

@@ -1,0 +1,259 @@
+#!/usr/bin/env python3
+"""PRL's SAC update against the same update in PyTorch and against stable-baselines3, one run.
+
+Runs PRL's learner benchmark (bench/learner_bench.cc: prl::learner::Agent SAC updates per second
+with each GEMM backend), then the same SAC update written in PyTorch (same shapes, losses and
+update order: twin critics, automatic temperature, Adam, Polyak averaging), then
+stable-baselines3's SAC.train(gradient_steps=N, batch_size=256) on a replay buffer pre-filled
+with random HalfCheetah-shaped data. All on the CPU with the same number of torch threads.
+Prints updates per second (wall clock and per process CPU-second) and the PRL/PyTorch and
+PRL/SB3 ratios.
+
+    scripts/setup.sh --venv    # stable-baselines3 (the venv sees Debian's python3-torch)
+    bazel build -c opt //bench:learner_bench
+    .venv/bin/python bench/learner_vs_pytorch.py --prl .bazel/bin/bench/learner_bench
+    .venv/bin/python bench/learner_vs_pytorch.py --prl .bazel/bin/bench/learner_bench \
+        --threads=2 --omp_wait_policy=passive
+
+The PyTorch reference should run on the LibTorch PRL links (Debian's 1.13 here); the script
+prints both versions and warns when they differ.
+"""
+
+import argparse
+import copy
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+OBS, ACT, HIDDEN = 17, 6, 256
+
+
+class Rate:
+    """Updates per wall-clock second and per process CPU second (all threads)."""
+
+    def __init__(self, updates, seconds, cpu_seconds):
+        self.updates, self.seconds, self.cpu_seconds = updates, seconds, cpu_seconds
+        self.wall = updates / seconds
+        self.cpu = updates / cpu_seconds
+
+    def __str__(self):
+        return (f"{self.wall:10.2f} updates/s {self.cpu:10.2f} updates/CPU-s  "
+                f"({self.updates} updates in {self.seconds:.2f} s)")
+
+
+def timed(update, warmup, seconds, min_updates):
+    """Rate of `update()` after `warmup` calls."""
+    for _ in range(warmup):
+        update()
+    n, start, cpu_start = 0, time.perf_counter(), time.process_time()
+    while True:
+        update()
+        n += 1
+        elapsed = time.perf_counter() - start
+        if elapsed >= seconds and n >= min_updates:
+            return Rate(n, elapsed, time.process_time() - cpu_start)
+
+
+def random_batches(count, batch, gen):
+    return [(torch.randn(batch, OBS, generator=gen),
+             torch.rand(batch, ACT, generator=gen) * 2 - 1,
+             torch.randn(batch, generator=gen),
+             torch.randn(batch, OBS, generator=gen),
+             torch.ones(batch)) for _ in range(count)]
+
+
+# ---- the PyTorch reference: PRL's SAC update, written the usual PyTorch way ----
+
+class Actor(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.trunk = nn.Sequential(nn.Linear(OBS, HIDDEN), nn.ReLU(),
+                                   nn.Linear(HIDDEN, HIDDEN), nn.ReLU())
+        self.mean = nn.Linear(HIDDEN, ACT)
+        self.log_std = nn.Linear(HIDDEN, ACT)
+
+    def sample(self, obs):
+        h = self.trunk(obs)
+        mean, log_std = self.mean(h), self.log_std(h).clamp(-20, 2)
+        noise = torch.randn_like(mean)
+        u = mean + log_std.exp() * noise
+        # log N(u) + log |d tanh(u)/du|⁻¹, the correction computed stably
+        log_prob = (-0.5 * noise.pow(2) - log_std - 0.5 * math.log(2 * math.pi)
+                    - 2 * (math.log(2) - u - F.softplus(-2 * u))).sum(-1)
+        return torch.tanh(u), log_prob
+
+
+class QNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(OBS + ACT, HIDDEN), nn.ReLU(),
+                                 nn.Linear(HIDDEN, HIDDEN), nn.ReLU(), nn.Linear(HIDDEN, 1))
+
+    def forward(self, obs, action):
+        return self.net(torch.cat([obs, action], -1)).squeeze(-1)
+
+
+def pytorch_sac_rate(args):
+    torch.manual_seed(1)
+    gen = torch.Generator().manual_seed(42)
+    batches = random_batches(8, args.batch, gen)
+    actor, q1, q2 = Actor(), QNet(), QNet()
+    q1_target, q2_target = copy.deepcopy(q1), copy.deepcopy(q2)
+    critic_params = list(q1.parameters()) + list(q2.parameters())
+    target_params = list(q1_target.parameters()) + list(q2_target.parameters())
+    actor_opt = torch.optim.Adam(actor.parameters(), lr=3e-4)
+    critic_opt = torch.optim.Adam(critic_params, lr=3e-4)
+    log_alpha = torch.zeros(1, requires_grad=True)
+    alpha_opt = torch.optim.Adam([log_alpha], lr=3e-4)
+    gamma, tau, target_entropy = 0.99, 0.005, -float(ACT)
+    step = [0]
+
+    def update():
+        obs, action, reward, next_obs, discount = batches[step[0] % len(batches)]
+        step[0] += 1
+        # one policy sample on s for the temperature and actor losses (SB3's order)
+        action_pi, log_prob = actor.sample(obs)
+        alpha = log_alpha.exp().detach()
+        alpha_loss = -(log_alpha * (log_prob.detach() + target_entropy)).mean()
+        alpha_opt.zero_grad(set_to_none=True)
+        alpha_loss.backward()
+        alpha_opt.step()
+        with torch.no_grad():
+            next_action, next_log_prob = actor.sample(next_obs)
+            next_q = torch.min(q1_target(next_obs, next_action), q2_target(next_obs, next_action))
+            target = reward + gamma * discount * (next_q - alpha * next_log_prob)
+        q1_value, q2_value = q1(obs, action), q2(obs, action)
+        critic_loss = 0.5 * (F.mse_loss(q1_value, target) + F.mse_loss(q2_value, target))
+        critic_opt.zero_grad(set_to_none=True)
+        critic_loss.backward()
+        critic_opt.step()
+        td_error_abs = ((q1_value - target).abs() + (q2_value - target).abs()).detach() / 2
+        q_pi = torch.min(q1(obs, action_pi), q2(obs, action_pi))
+        actor_loss = (alpha * log_prob - q_pi).mean()
+        actor_opt.zero_grad(set_to_none=True)
+        actor_loss.backward()
+        actor_opt.step()
+        with torch.no_grad():
+            for p, tp in zip(critic_params, target_params):
+                tp.mul_(1 - tau).add_(p, alpha=tau)
+        # the statistics PRL's Update returns
+        return (critic_loss.item(), actor_loss.item(), alpha.item(), alpha_loss.item(),
+                td_error_abs.tolist())
+
+    return timed(update, args.warmup, args.seconds, args.min_updates)
+
+
+# ---- stable-baselines3 ----
+
+def sb3_sac_rate(args):
+    import gymnasium as gym
+    import numpy as np
+    import stable_baselines3
+    from stable_baselines3 import SAC
+    from stable_baselines3.common.logger import configure
+
+    class CheetahShaped(gym.Env):
+        observation_space = gym.spaces.Box(-np.inf, np.inf, (OBS,), np.float32)
+        action_space = gym.spaces.Box(-1.0, 1.0, (ACT,), np.float32)
+
+        def reset(self, *, seed=None, options=None):
+            return np.zeros(OBS, np.float32), {}
+
+        def step(self, action):
+            return np.zeros(OBS, np.float32), 0.0, False, False, {}
+
+    size = 100_000
+    model = SAC("MlpPolicy", CheetahShaped(), buffer_size=size, batch_size=args.batch,
+                learning_starts=0, device="cpu", seed=1,
+                policy_kwargs={"net_arch": [HIDDEN, HIDDEN]})
+    model.set_logger(configure(None, []))
+    rng = np.random.default_rng(0)
+    buf = model.replay_buffer
+    buf.observations[:] = rng.standard_normal(buf.observations.shape, np.float32)
+    buf.next_observations[:] = rng.standard_normal(buf.next_observations.shape, np.float32)
+    buf.actions[:] = rng.uniform(-1, 1, buf.actions.shape).astype(np.float32)
+    buf.rewards[:] = rng.standard_normal(buf.rewards.shape, np.float32)
+    buf.dones[:] = 0
+    buf.full, buf.pos = True, 0
+    torch.set_num_threads(args.threads)  # SB3 sets threads only in learn()
+    # warm-up, which also sizes the timed call: one train(gradient_steps=N) of about `seconds`
+    start = time.perf_counter()
+    model.train(gradient_steps=max(args.warmup, 1), batch_size=args.batch)
+    per_update = (time.perf_counter() - start) / max(args.warmup, 1)
+    n = max(args.min_updates, math.ceil(args.seconds / per_update))
+    start, cpu_start = time.perf_counter(), time.process_time()
+    model.train(gradient_steps=n, batch_size=args.batch)
+    rate = Rate(n, time.perf_counter() - start, time.process_time() - cpu_start)
+    return rate, stable_baselines3.__version__
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--prl", required=True, help="path of the learner_bench binary")
+    parser.add_argument("--threads", type=int, default=os.cpu_count(),
+                        help="torch intra-op threads for every contender (default: all cores)")
+    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--seconds", type=float, default=10.0, help="timed seconds per case")
+    parser.add_argument("--min_updates", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--skip_sb3", action="store_true")
+    parser.add_argument("--omp_wait_policy", choices=["active", "passive"],
+                        help="run every contender with this OMP_WAIT_POLICY (the script re-executes "
+                        "itself so that this process's OpenMP reads it too); PASSIVE keeps idle "
+                        "OpenMP threads from spinning, which matters when the cores are shared")
+    parser.add_argument("--json", help="also write the results as JSON to this file")
+    args = parser.parse_args()
+    if args.omp_wait_policy and os.environ.get("OMP_WAIT_POLICY") != args.omp_wait_policy.upper():
+        env = dict(os.environ, OMP_WAIT_POLICY=args.omp_wait_policy.upper())
+        os.execve(sys.executable, [sys.executable] + sys.argv, env)
+
+    with tempfile.NamedTemporaryFile(suffix=".json") as out:
+        subprocess.run([args.prl, f"--threads={args.threads}", f"--batch={args.batch}",
+                        f"--seconds={args.seconds}", f"--min_updates={args.min_updates}",
+                        f"--warmup={args.warmup}", f"--json={out.name}"], check=True)
+        prl = json.load(open(out.name))
+    prl_rate = {c["gemm"]: (c["updates_per_second"], c["updates_per_cpu_second"])
+                for c in prl["cases"]}
+
+    torch.set_num_threads(args.threads)
+    print(f"PyTorch {torch.__version__} ({os.path.dirname(torch.__file__)}), "
+          f"{torch.get_num_threads()} threads; PRL linked LibTorch {prl['libtorch']}; "
+          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}")
+    if not torch.__version__.startswith(prl["libtorch"].rsplit(".", 1)[0]):
+        print("WARNING: the PyTorch reference is not the LibTorch version PRL links",
+              file=sys.stderr)
+    results = {"threads": args.threads, "batch": args.batch, "prl": prl,
+               "pytorch_version": torch.__version__,
+               "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "")}
+    pytorch = pytorch_sac_rate(args)
+    results["pytorch"] = vars(pytorch)
+    print(f"  PyTorch reference      {pytorch}")
+    sb3 = None
+    if not args.skip_sb3:
+        sb3, version = sb3_sac_rate(args)
+        results["sb3"], results["sb3_version"] = vars(sb3), version
+        print(f"  stable-baselines3 {version}  {sb3}")
+
+    print(f"\nSAC updates/s (per CPU-second in brackets), batch {args.batch}, obs {OBS}, "
+          f"act {ACT}, hidden [{HIDDEN}, {HIDDEN}], {args.threads} threads:")
+    for gemm, (wall, cpu) in prl_rate.items():
+        line = (f"  PRL (gemm {gemm:6s}) {wall:8.2f} [{cpu:8.2f}]   PRL/PyTorch "
+                f"{wall / pytorch.wall:6.2f} [{cpu / pytorch.cpu:6.2f}]")
+        if sb3:
+            line += f"   PRL/SB3 {wall / sb3.wall:6.2f} [{cpu / sb3.cpu:6.2f}]"
+        print(line)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
