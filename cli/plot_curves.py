@@ -30,14 +30,16 @@ def main(argv):
         return 1
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
     for group, runs in sorted(curves.items()):
-        steps = sorted({s for run in runs.values() for s in run})
-        means, stds, xs = [], [], []
-        for s in steps:
-            values = [run[s] for run in runs.values() if s in run]
-            xs.append(s)
-            means.append(np.mean(values))
-            stds.append(np.std(values))
-        xs, means, stds = np.array(xs), np.array(means), np.array(stds)
+        # runs take their points at slightly different env steps (rounds start when the step
+        # count passes a multiple of the spacing): interpolate every run onto a common grid
+        # over the range all runs cover
+        series = [np.array(sorted(run.items()), dtype=float) for run in runs.values()]
+        lo = max(s[0, 0] for s in series)
+        hi = min(s[-1, 0] for s in series)
+        count = max(2, int(np.median([len(s) for s in series])))
+        xs = np.linspace(lo, hi, count) if hi > lo else np.array([lo])
+        values = np.array([np.interp(xs, s[:, 0], s[:, 1]) for s in series])
+        means, stds = values.mean(axis=0), values.std(axis=0)
         label = f"{group} ({len(runs)} run{'s' if len(runs) != 1 else ''})"
         (line,) = ax.plot(xs, means, label=label)
         if len(runs) > 1:

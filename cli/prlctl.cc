@@ -46,7 +46,8 @@ ABSL_FLAG(std::string, output, "curves.png", "plot: the PNG to write.");
 ABSL_FLAG(int64_t, seed, -1,
           "submit: override the spec's env.seed and algorithm.seed (for runs over seeds); -1 keeps "
           "the spec's.");
-ABSL_FLAG(int64_t, max_env_steps, 0, "submit: override the spec's stop.max_env_steps (0 keeps it).");
+ABSL_FLAG(int64_t, max_env_steps, 0,
+          "submit: override the spec's stop.max_env_steps (0 keeps it).");
 ABSL_FLAG(std::string, metric, "eval",
           "plot: eval (evaluation return) or train (training return).");
 ABSL_FLAG(std::string, group_by, "name",
@@ -239,9 +240,23 @@ int Plot(const std::vector<std::string>& ids) {
   std::ofstream(csv_path) << csv;
   std::ofstream(script_path) << PlotScript();
   const std::string title = metric == "eval" ? "evaluation return" : "training return";
+  // the first Python with matplotlib: $PRL_PYTHON, Debian's (where scripts/setup.sh installs
+  // python3-matplotlib), then whatever python3 is on PATH
+  std::string python = "python3";
+  const char* env_python = std::getenv("PRL_PYTHON");
+  for (const std::string candidate :
+       {std::string(env_python != nullptr ? env_python : ""), std::string("/usr/bin/python3")}) {
+    if (candidate.empty()) continue;
+    const std::string probe =
+        absl::StrCat("'", candidate, "' -c 'import matplotlib' >/dev/null 2>&1");
+    if (std::system(probe.c_str()) == 0) {
+      python = candidate;
+      break;
+    }
+  }
   const std::string command =
-      absl::StrCat("python3 '", script_path, "' '", csv_path, "' '", absl::GetFlag(FLAGS_output),
-                   "' '", title, "' 'mean return'");
+      absl::StrCat("'", python, "' '", script_path, "' '", csv_path, "' '",
+                   absl::GetFlag(FLAGS_output), "' '", title, "' 'mean return'");
   const int rc = std::system(command.c_str());
   std::remove(script_path.c_str());
   if (csv_out.empty()) std::remove(csv_path.c_str());
