@@ -10,11 +10,28 @@
 #include "absl/time/clock.h"
 #include "common/grpc_status.h"
 #include "common/status_macros.h"
+#include "grpc/slice.h"
 
 namespace prl::replay {
 namespace {
 
 constexpr int kMaxShards = 255;
+constexpr char kInsertMethod[] = "/prl.v1.ReplayService/Insert";
+// Tensors this large are sent from the caller's request rather than copied: below it, a copy
+// costs less than a slice of its own.
+constexpr int64_t kMinUncopiedBytes = 32 << 10;
+
+// A slice of `size` bytes the caller fills in.
+grpc::Slice UninitializedSlice(int64_t size, char** data) {
+  grpc_slice slice = grpc_slice_malloc(static_cast<size_t>(size));
+  *data = reinterpret_cast<char*>(GRPC_SLICE_START_PTR(slice));
+  return grpc::Slice(slice, grpc::Slice::STEAL_REF);
+}
+
+// The destroy callback of a slice that views a shared request: drops its reference.
+void ReleaseRequest(void* reference) {
+  delete static_cast<std::shared_ptr<const v1::InsertRequest>*>(reference);
+}
 
 // Splits `total` over `weights` proportionally (largest remainder).
 std::vector<int> Apportion(int total, const std::vector<double>& weights) {
@@ -40,6 +57,57 @@ std::vector<int> Apportion(int total, const std::vector<double>& weights) {
 
 }  // namespace
 
+std::unique_ptr<InsertStream> InsertStream::Open(std::shared_ptr<grpc::Channel> channel,
+                                                 const CallOptions& call) {
+  std::unique_ptr<InsertStream> stream(new InsertStream());
+  stream->channel_ = std::move(channel);
+  PrepareContext(call, &stream->context_);
+  // the generated stub writes InsertRequest messages; this writer sends the bytes Write encodes,
+  // through the same machinery the generated code uses.
+  const grpc::internal::RpcMethod method(kInsertMethod,
+                                         grpc::internal::RpcMethod::CLIENT_STREAMING);
+  stream->writer_.reset(grpc::internal::ClientWriterFactory<grpc::ByteBuffer>::Create(
+      stream->channel_.get(), method, &stream->context_, &stream->response_));
+  return stream;
+}
+
+bool InsertStream::Write(const InsertBatch& batch) {
+  char* data;
+  grpc::Slice slice = UninitializedSlice(EncodedInsertRequestSize(batch), &data);
+  EncodeInsertRequest(batch, data);
+  // the buffer shares the slice with gRPC, which frees it once sent.
+  return writer_->Write(grpc::ByteBuffer(&slice, 1));
+}
+
+bool InsertStream::Write(const std::shared_ptr<const v1::InsertRequest>& request) {
+  const InsertBatch batch = InsertBatch::FromProto(*request);
+  char* data;
+  grpc::Slice frame = UninitializedSlice(EncodedInsertRequestSize(batch, kMinUncopiedBytes), &data);
+  std::vector<DataGap> gaps;
+  EncodeInsertRequestAround(batch, kMinUncopiedBytes, data, &gaps);
+  // the frame's bytes with the large tensors' bytes in between, each tensor a slice that holds
+  // a reference to the request.
+  std::vector<grpc::Slice> slices;
+  size_t from = 0;
+  for (const DataGap& gap : gaps) {
+    if (static_cast<size_t>(gap.offset) > from) slices.push_back(frame.sub(from, gap.offset));
+    from = gap.offset;
+    for (absl::string_view piece : gap.data->pieces()) {
+      slices.emplace_back(const_cast<char*>(piece.data()), piece.size(), &ReleaseRequest,
+                          new std::shared_ptr<const v1::InsertRequest>(request));
+    }
+  }
+  if (frame.size() > from) slices.push_back(frame.sub(from, frame.size()));
+  return writer_->Write(grpc::ByteBuffer(slices.data(), slices.size()));
+}
+
+absl::StatusOr<v1::InsertResponse> InsertStream::Finish() {
+  writer_->WritesDone();
+  const grpc::Status status = writer_->Finish();
+  if (!status.ok()) return FromGrpcStatus(status);
+  return std::move(response_);
+}
+
 absl::StatusOr<std::unique_ptr<ShardedReplayClient>> ShardedReplayClient::Create(
     const ReplayClientOptions& options) {
   if (options.addresses.empty() || options.addresses.size() > kMaxShards) {
@@ -55,6 +123,7 @@ absl::StatusOr<std::unique_ptr<ShardedReplayClient>> ShardedReplayClient::Create
     PRL_ASSIGN_OR_RETURN(auto ch, CreateChannel(channel));
     Shard shard;
     shard.address = address;
+    shard.channel = ch;
     shard.stub = v1::ReplayService::NewStub(ch);
     shard.backoff = options.initial_backoff;
     client->shards_.push_back(std::move(shard));
@@ -145,6 +214,10 @@ absl::Status ShardedReplayClient::CreateTable(const v1::TableConfig& config) {
 
 absl::StatusOr<std::vector<uint64_t>> ShardedReplayClient::Insert(
     const v1::InsertRequest& request) {
+  return Insert(InsertBatch::FromProto(request));
+}
+
+absl::StatusOr<std::vector<uint64_t>> ShardedReplayClient::Insert(const InsertBatch& batch) {
   std::vector<int> candidates = Candidates();
   if (candidates.empty()) return absl::UnavailableError("every replay shard is down");
   size_t start;
@@ -152,42 +225,35 @@ absl::StatusOr<std::vector<uint64_t>> ShardedReplayClient::Insert(
     absl::MutexLock lock(&mu_);
     start = next_insert_++;
   }
-  grpc::Status last;
+  absl::Status last;
   for (size_t k = 0; k < candidates.size(); ++k) {
     const int index = candidates[(start + k) % candidates.size()];
-    v1::ReplayService::Stub* stub;
+    std::shared_ptr<grpc::Channel> channel;
     {
       absl::MutexLock lock(&mu_);
-      stub = shards_[index].stub.get();
+      channel = shards_[index].channel;
     }
-    grpc::ClientContext context;
-    PrepareContext(options_.call, &context);
-    v1::InsertResponse response;
-    auto writer = stub->Insert(&context, &response);
-    writer->Write(request);
-    writer->WritesDone();
-    grpc::Status status = writer->Finish();
-    Record(index, status);
-    if (status.error_code() == grpc::StatusCode::NOT_FOUND && Recreate(index, request.table())) {
-      grpc::ClientContext retry_context;
-      PrepareContext(options_.call, &retry_context);
-      response.Clear();
-      auto retry = stub->Insert(&retry_context, &response);
-      retry->Write(request);
-      retry->WritesDone();
-      status = retry->Finish();
+    const auto insert = [&]() {
+      std::unique_ptr<InsertStream> stream = InsertStream::Open(channel, options_.call);
+      stream->Write(batch);  // a failed write shows in Finish
+      return stream->Finish();
+    };
+    absl::StatusOr<v1::InsertResponse> response = insert();
+    Record(index, ToGrpcStatus(response.status()));
+    if (absl::IsNotFound(response.status()) && Recreate(index, batch.table)) {
+      response = insert();
     }
-    if (status.ok()) {
+    if (response.ok()) {
       std::vector<uint64_t> keys;
-      keys.reserve(response.keys_size());
-      for (uint64_t key : response.keys()) keys.push_back(TagKey(index, key));
+      keys.reserve(response->keys_size());
+      for (uint64_t key : response->keys()) keys.push_back(TagKey(index, key));
       return keys;
     }
-    if (status.error_code() != grpc::StatusCode::UNAVAILABLE) return FromGrpcStatus(status);
-    last = status;
+    if (!absl::IsUnavailable(response.status())) return response.status();
+    last = response.status();
   }
   return absl::UnavailableError(
-      absl::StrCat("every replay shard is down (last: ", last.error_message(), ")"));
+      absl::StrCat("every replay shard is down (last: ", last.message(), ")"));
 }
 
 absl::StatusOr<v1::SampleResponse> ShardedReplayClient::Sample(const std::string& table,

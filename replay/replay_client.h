@@ -4,9 +4,12 @@
 // find their way back. A shard that answers UNAVAILABLE is skipped and retried after a
 // jittered exponential backoff, so the client keeps working with the shards that are up and
 // picks a restarted shard up again; a shard that lost a table the client created (restarted
-// without a checkpoint) gets it re-created. Every call has a deadline.
+// without a checkpoint) gets it re-created. Every call has a deadline. Inserts are encoded
+// straight from the caller's buffers (InsertBatch) into one send buffer per request;
+// InsertStream streams many batches to one shard that way.
 //
-// Thread-safe: calls may come from several threads; each shard's state is guarded by mu_.
+// ShardedReplayClient is thread-safe: calls may come from several threads; each shard's state
+// is guarded by mu_. InsertStream is not: one stream per thread.
 #ifndef PRL_REPLAY_REPLAY_CLIENT_H_
 #define PRL_REPLAY_REPLAY_CLIENT_H_
 
@@ -22,7 +25,10 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/client.h"
+#include "grpcpp/support/byte_buffer.h"
+#include "grpcpp/support/sync_stream.h"
 #include "proto/replay.grpc.pb.h"
+#include "replay/insert_batch.h"
 
 namespace prl::replay {
 
@@ -37,6 +43,42 @@ struct ReplayClientOptions {
   absl::Duration max_backoff = absl::Seconds(5);
 };
 
+// One Insert stream to one replay shard, for a writer that streams many batches. Write(batch)
+// encodes the batch straight from the buffers it views into one send buffer (the only copy of
+// the tensors on this side); Write(shared request) sends the request's large tensors from where
+// they lie (no copy). Either returns once gRPC has taken the request; flow control, and through
+// it the shard's rate limiter, make Write wait. Owns its call.
+class InsertStream {
+ public:
+  // Starts an Insert call on `channel` with `call`'s deadline and bearer token. Connection
+  // errors show in Write and Finish.
+  static std::unique_ptr<InsertStream> Open(std::shared_ptr<grpc::Channel> channel,
+                                            const CallOptions& call);
+
+  // Sends one batch (one InsertRequest); its buffers may be reused once Write returns. False
+  // when the stream is broken (the shard ended it, the deadline passed, the connection failed);
+  // Finish() then says why.
+  bool Write(const InsertBatch& batch);
+
+  // Sends `request` without copying its tensors of 32 KiB and more: gRPC sends their bytes from
+  // the request, which the stream keeps alive until gRPC lets go of them. The request must not
+  // change after this call. False as above.
+  bool Write(const std::shared_ptr<const v1::InsertRequest>& request);
+
+  // Closes the stream and returns the shard's InsertResponse. Errors: the shard's status, e.g.
+  // INVALID_ARGUMENT naming the request index and field, NOT_FOUND for an unknown table,
+  // DEADLINE_EXCEEDED, UNAVAILABLE. Call once.
+  absl::StatusOr<v1::InsertResponse> Finish();
+
+ private:
+  InsertStream() = default;
+
+  std::shared_ptr<grpc::Channel> channel_;
+  grpc::ClientContext context_;
+  v1::InsertResponse response_;
+  std::unique_ptr<grpc::ClientWriter<grpc::ByteBuffer>> writer_;
+};
+
 class ShardedReplayClient {
  public:
   // Errors: INVALID_ARGUMENT for no addresses, more than 255, or a bad channel option.
@@ -48,8 +90,10 @@ class ShardedReplayClient {
   absl::Status CreateTable(const v1::TableConfig& config) ABSL_LOCKS_EXCLUDED(mu_);
 
   // Inserts one batch on one shard, moving on to the next shard when one is down. Returns the
-  // shard-tagged keys when request.return_keys(). Errors: the shard's error (INVALID_ARGUMENT
+  // shard-tagged keys when batch.return_keys. Errors: the shard's error (INVALID_ARGUMENT
   // etc., not retried elsewhere); UNAVAILABLE when every shard is down.
+  absl::StatusOr<std::vector<uint64_t>> Insert(const InsertBatch& batch) ABSL_LOCKS_EXCLUDED(mu_);
+  // The same for a request message.
   absl::StatusOr<std::vector<uint64_t>> Insert(const v1::InsertRequest& request)
       ABSL_LOCKS_EXCLUDED(mu_);
 
@@ -78,6 +122,7 @@ class ShardedReplayClient {
  private:
   struct Shard {
     std::string address;
+    std::shared_ptr<grpc::Channel> channel;
     std::unique_ptr<v1::ReplayService::Stub> stub;
     bool up = true;
     absl::Time retry_at = absl::InfinitePast();

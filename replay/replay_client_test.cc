@@ -1,7 +1,9 @@
 #include "replay/replay_client.h"
 
 #include <cstdlib>
+#include <tuple>
 
+#include "absl/synchronization/notification.h"
 #include "common/testing/in_process_server.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -114,6 +116,166 @@ TEST_F(ShardedReplayClientTest, ErrorsFromAShardAreReturnedNotRetried) {
   auto keys = client_->Insert(bad);
   EXPECT_EQ(keys.status().code(), absl::StatusCode::kNotFound);
   EXPECT_EQ(client_->healthy_shards(), 2);
+}
+
+// A FIFO table with a column of each dtype: "obs" float32 [2], "id" int64 [], "image" uint8 [3].
+v1::TableConfig EveryDTypeConfig() {
+  v1::TableConfig config;
+  config.set_name("every_dtype");
+  config.set_sampler(v1::SAMPLER_FIFO);
+  v1::ColumnSpec* obs = config.add_signature();
+  obs->set_name("obs");
+  obs->set_dtype(v1::Tensor::DTYPE_FLOAT32);
+  obs->add_shape(2);
+  v1::ColumnSpec* id = config.add_signature();
+  id->set_name("id");
+  id->set_dtype(v1::Tensor::DTYPE_INT64);
+  v1::ColumnSpec* image = config.add_signature();
+  image->set_name("image");
+  image->set_dtype(v1::Tensor::DTYPE_UINT8);
+  image->add_shape(3);
+  return config;
+}
+
+// Row r of the every_dtype table: obs (r, -r / 2), id 1000 r - 1, image (3r, 3r + 1, 3r + 2).
+std::string ObsBytes(int first, int rows) {
+  std::vector<float> values;
+  for (int r = first; r < first + rows; ++r) values.insert(values.end(), {1.0f * r, -0.5f * r});
+  return std::string(reinterpret_cast<const char*>(values.data()), values.size() * 4);
+}
+std::string IdBytes(int first, int rows) {
+  std::vector<int64_t> values;
+  for (int r = first; r < first + rows; ++r) values.push_back(1000 * r - 1);
+  return std::string(reinterpret_cast<const char*>(values.data()), values.size() * 8);
+}
+std::string ImageBytes(int first, int rows) {
+  std::string bytes;
+  for (int r = first; r < first + rows; ++r) {
+    for (int i = 0; i < 3; ++i) bytes.push_back(static_cast<char>(3 * r + i));
+  }
+  return bytes;
+}
+
+// A batch viewing the caller's buffers; the image column comes from one buffer per row.
+InsertBatch EveryDTypeBatch(const std::string& obs, const std::string& ids,
+                            const std::vector<std::string>& image_rows, bool return_keys) {
+  const int64_t rows = static_cast<int64_t>(image_rows.size());
+  InsertBatch batch;
+  batch.table = "every_dtype";
+  batch.return_keys = return_keys;
+  batch.columns.resize(3);
+  batch.columns[0] = {"obs", v1::Tensor::DTYPE_FLOAT32, {rows, 2}, ScatteredBytes(obs)};
+  batch.columns[1] = {"id", v1::Tensor::DTYPE_INT64, {rows}, ScatteredBytes(ids)};
+  batch.columns[2] = {"image", v1::Tensor::DTYPE_UINT8, {rows, 3}, ScatteredBytes()};
+  for (const std::string& row : image_rows) batch.columns[2].data.Append(row);
+  return batch;
+}
+
+TEST_F(ShardedReplayClientTest, InsertStreamSendsEveryDTypeFromTheCallersBuffers) {
+  ASSERT_TRUE(client_->CreateTable(EveryDTypeConfig()).ok());
+  CallOptions call;
+  call.timeout = absl::Seconds(5);
+  auto stream = InsertStream::Open(servers_[0]->channel(), call);
+  // two requests: rows 0-1 with keys, row 2 without.
+  const std::string obs = ObsBytes(0, 2), ids = IdBytes(0, 2);
+  const std::vector<std::string> images = {ImageBytes(0, 1), ImageBytes(1, 1)};
+  ASSERT_TRUE(stream->Write(EveryDTypeBatch(obs, ids, images, /*return_keys=*/true)));
+  const std::string obs2 = ObsBytes(2, 1), ids2 = IdBytes(2, 1);
+  const std::vector<std::string> images2 = {ImageBytes(2, 1)};
+  ASSERT_TRUE(stream->Write(EveryDTypeBatch(obs2, ids2, images2, /*return_keys=*/false)));
+  auto response = stream->Finish();
+  ASSERT_TRUE(response.ok()) << response.status();
+  EXPECT_EQ(response->num_inserted(), 3);
+  EXPECT_THAT(response->keys(), ::testing::ElementsAre(1, 2));
+
+  v1::SampleRequest request;
+  request.set_table("every_dtype");
+  request.set_batch_size(3);
+  v1::SampleResponse sampled;
+  ASSERT_TRUE((*shards_[0]->GetTable("every_dtype"))
+                  ->Sample(request, absl::InfiniteFuture(), nullptr, &sampled)
+                  .ok());
+  EXPECT_EQ(sampled.columns(0).tensor().data(), ObsBytes(0, 3));
+  EXPECT_EQ(sampled.columns(1).tensor().data(), IdBytes(0, 3));
+  EXPECT_EQ(sampled.columns(2).tensor().data(), ImageBytes(0, 3));
+}
+
+TEST_F(ShardedReplayClientTest, InsertStreamSendsASharedRequestWithoutCopyingAndLetsGoOfIt) {
+  v1::TableConfig config = EveryDTypeConfig();
+  config.mutable_signature(2)->set_shape(0, 40000);  // images above the no-copy threshold
+  ASSERT_TRUE(client_->CreateTable(config).ok());
+  std::string image;
+  for (int i = 0; i < 2 * 40000; ++i) image.push_back(static_cast<char>(i * 13));
+  const std::string obs = ObsBytes(0, 2), ids = IdBytes(0, 2);
+  v1::InsertRequest proto;
+  proto.set_table("every_dtype");
+  const std::vector<std::tuple<std::string, v1::Tensor::DType, std::vector<int64_t>, std::string>>
+      columns = {{"obs", v1::Tensor::DTYPE_FLOAT32, {2, 2}, obs},
+                 {"id", v1::Tensor::DTYPE_INT64, {2}, ids},
+                 {"image", v1::Tensor::DTYPE_UINT8, {2, 40000}, image}};
+  for (const auto& [name, dtype, shape, data] : columns) {
+    v1::NamedTensor* column = proto.add_columns();
+    column->set_name(name);
+    column->mutable_tensor()->set_dtype(dtype);
+    column->mutable_tensor()->mutable_shape()->Assign(shape.begin(), shape.end());
+    column->mutable_tensor()->set_data(data);
+  }
+  absl::Notification released;
+  std::shared_ptr<const v1::InsertRequest> request(new v1::InsertRequest(proto),
+                                                   [&released](const v1::InsertRequest* r) {
+                                                     delete r;
+                                                     released.Notify();
+                                                   });
+
+  CallOptions call;
+  call.timeout = absl::Seconds(5);
+  auto stream = InsertStream::Open(servers_[0]->channel(), call);
+  ASSERT_TRUE(stream->Write(request));
+  ASSERT_TRUE(stream->Write(request));
+  auto response = stream->Finish();
+  ASSERT_TRUE(response.ok()) << response.status();
+  EXPECT_EQ(response->num_inserted(), 4);
+  request.reset();
+  EXPECT_TRUE(released.WaitForNotificationWithTimeout(absl::Seconds(5)));
+
+  v1::SampleRequest sample;
+  sample.set_table("every_dtype");
+  sample.set_batch_size(4);
+  v1::SampleResponse sampled;
+  ASSERT_TRUE((*shards_[0]->GetTable("every_dtype"))
+                  ->Sample(sample, absl::InfiniteFuture(), nullptr, &sampled)
+                  .ok());
+  EXPECT_EQ(sampled.columns(0).tensor().data(), obs + obs);
+  EXPECT_EQ(sampled.columns(1).tensor().data(), ids + ids);
+  EXPECT_EQ(sampled.columns(2).tensor().data(), image + image);
+}
+
+TEST_F(ShardedReplayClientTest, InsertStreamReportsTheShardsError) {
+  CallOptions call;
+  call.timeout = absl::Seconds(5);
+  auto stream = InsertStream::Open(servers_[0]->channel(), call);
+  v1::InsertRequest good = Ids(0, 3);
+  v1::InsertRequest bad = Ids(3, 2);
+  bad.mutable_columns(0)->mutable_tensor()->set_dtype(v1::Tensor::DTYPE_UINT8);
+  ASSERT_TRUE(stream->Write(InsertBatch::FromProto(good)));
+  stream->Write(InsertBatch::FromProto(bad));  // may or may not see the stream end yet
+  auto response = stream->Finish();
+  EXPECT_EQ(response.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(response.status().message(),
+              HasSubstr("insert request 1 (3 rows inserted before it)"));
+  EXPECT_THAT(response.status().message(), HasSubstr("columns[0] ('id')"));
+  EXPECT_EQ(shards_[0]->Info("t")->tables(0).size(), 3);
+}
+
+TEST_F(ShardedReplayClientTest, InsertsABatchOfViews) {
+  ASSERT_TRUE(client_->CreateTable(EveryDTypeConfig()).ok());
+  const std::string obs = ObsBytes(0, 2), ids = IdBytes(0, 2);
+  const std::vector<std::string> images = {ImageBytes(0, 1), ImageBytes(1, 1)};
+  auto keys = client_->Insert(EveryDTypeBatch(obs, ids, images, /*return_keys=*/true));
+  ASSERT_TRUE(keys.ok()) << keys.status();
+  ASSERT_EQ(keys->size(), 2u);
+  const int shard = ShardedReplayClient::ShardOfKey((*keys)[0]);
+  EXPECT_EQ(shards_[shard]->Info("every_dtype")->tables(0).size(), 2);
 }
 
 }  // namespace

@@ -9,6 +9,7 @@
 #include "common/server.h"
 #include "common/server_flags.h"
 #include "common/signals.h"
+#include "replay/allocator.h"
 #include "replay/replay_service.h"
 #include "replay/shard.h"
 
@@ -23,6 +24,10 @@ ABSL_FLAG(int64_t, replay_max_capacity, 10'000'000, "Largest capacity a table ma
 ABSL_FLAG(int64_t, replay_max_batch_rows, 65'536, "Most rows in one insert request or sample.");
 
 int main(int argc, char** argv) {
+  // before gRPC allocates anything: received messages reuse freed buffers.
+  if (absl::Status s = prl::replay::KeepFreedBuffersForReuse(); !s.ok()) {
+    PRL_LOG(WARNING) << "allocator settings not applied: " << s;
+  }
   prl::BlockTerminationSignals();
   prl::ParseServerCommandLine(argc, argv,
                               "prl_replay: a PRL replay shard.\n"

@@ -1,13 +1,17 @@
 // The gRPC adapter of one replay shard (prl.v1.ReplayService) over ReplayShard: checks the
 // bearer token on mutating RPCs, turns the call's deadline and cancellation into the core's,
-// and converts statuses at the edge. Thread-safe; owned by prl_replay's main (or a test) and
-// must outlive the server it is registered with; does not own the shard.
+// and converts statuses at the edge. Insert is served from the raw bytes of each request: they
+// are parsed where gRPC received them (replay/insert_batch.h) and each tensor is copied once,
+// into the table, instead of into a parsed message first. Thread-safe; owned by prl_replay's
+// main (or a test) and must outlive the server it is registered with; does not own the shard.
 #ifndef PRL_REPLAY_REPLAY_SERVICE_H_
 #define PRL_REPLAY_REPLAY_SERVICE_H_
 
 #include <string>
 
 #include "common/auth.h"
+#include "grpcpp/support/byte_buffer.h"
+#include "grpcpp/support/sync_stream.h"
 #include "proto/replay.grpc.pb.h"
 #include "replay/shard.h"
 
@@ -26,8 +30,10 @@ class ReplayServiceImpl final : public v1::ReplayService::Service {
                            v1::CreateTableResponse* response) override;
   grpc::Status DeleteTable(grpc::ServerContext* context, const v1::DeleteTableRequest* request,
                            v1::DeleteTableResponse* response) override;
-  grpc::Status Insert(grpc::ServerContext* context, grpc::ServerReader<v1::InsertRequest>* reader,
-                      v1::InsertResponse* response) override;
+  // Insert, reading each request as raw bytes (the constructor registers it in place of the
+  // generated Insert, which is never called).
+  grpc::Status InsertRaw(grpc::ServerContext* context, grpc::ServerReader<grpc::ByteBuffer>* reader,
+                         v1::InsertResponse* response);
   grpc::Status Sample(grpc::ServerContext* context, const v1::SampleRequest* request,
                       v1::SampleResponse* response) override;
   grpc::Status UpdatePriorities(grpc::ServerContext* context,

@@ -3,6 +3,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/testing/in_process_server.h"
 #include "gmock/gmock.h"
+#include "grpcpp/support/byte_buffer.h"
 #include "gtest/gtest.h"
 
 namespace prl::replay {
@@ -63,6 +64,23 @@ class ReplayServiceTest : public ::testing::Test {
     return writer->Finish();
   }
 
+  // Streams raw request bytes, as a client with a broken encoder would.
+  grpc::Status InsertBytesStream(const std::vector<std::string>& requests,
+                                 v1::InsertResponse* response) {
+    auto context = server_->Context(kToken);
+    const grpc::internal::RpcMethod method("/prl.v1.ReplayService/Insert",
+                                           grpc::internal::RpcMethod::CLIENT_STREAMING);
+    std::unique_ptr<grpc::ClientWriter<grpc::ByteBuffer>> writer(
+        grpc::internal::ClientWriterFactory<grpc::ByteBuffer>::Create(
+            server_->channel().get(), method, context.get(), response));
+    for (const std::string& bytes : requests) {
+      grpc::Slice slice(bytes);
+      if (!writer->Write(grpc::ByteBuffer(&slice, 1))) break;
+    }
+    writer->WritesDone();
+    return writer->Finish();
+  }
+
   std::shared_ptr<prometheus::Registry> registry_ = std::make_shared<prometheus::Registry>();
   std::unique_ptr<ReplayShard> shard_;
   std::unique_ptr<ReplayServiceImpl> service_;
@@ -114,6 +132,22 @@ TEST_F(ReplayServiceTest, BadRequestInStreamKeepsEarlierRows) {
   s = InsertStream({unknown}, &inserted);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::NOT_FOUND);
   EXPECT_THAT(s.error_message(), HasSubstr("tables: [t]"));
+}
+
+TEST_F(ReplayServiceTest, MalformedRequestBytesEndTheStreamAndKeepEarlierRows) {
+  const std::string good = Rows(2, 1.0f).SerializeAsString();
+  v1::InsertResponse inserted;
+  grpc::Status s = InsertBytesStream({good, good.substr(0, good.size() - 3), good}, &inserted);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(),
+              HasSubstr("insert request 1 (2 rows inserted before it): malformed InsertRequest"));
+  EXPECT_EQ(shard_->Info("t")->tables(0).size(), 2);
+
+  // unknown fields are skipped, as a newer client may send them.
+  s = InsertBytesStream({good + std::string("\xa8\x06\x01", 3)}, &inserted);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(inserted.num_inserted(), 2);
+  EXPECT_EQ(shard_->Info("t")->tables(0).size(), 4);
 }
 
 TEST_F(ReplayServiceTest, SampleHonoursTimeoutAndMutatingCallsNeedToken) {

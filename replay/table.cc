@@ -278,8 +278,7 @@ void Table::RemoveLocked(uint64_t key) {
   if (metrics_ != nullptr) metrics_->removals.Increment();
 }
 
-uint64_t Table::InsertRowLocked(const std::vector<TensorView>& columns, int64_t row,
-                                double priority) {
+uint64_t Table::InsertRowLocked(std::vector<ScatteredReader>& columns, double priority) {
   if (static_cast<int64_t>(items_.size()) >= config_.capacity()) {
     RemoveLocked(remover_->Select(rng_).key);
   }
@@ -291,8 +290,7 @@ uint64_t Table::InsertRowLocked(const std::vector<TensorView>& columns, int64_t 
     slot = next_slot_++;
   }
   for (size_t c = 0; c < columns.size(); ++c) {
-    std::memcpy(MutableRowLocked(c, slot), columns[c].bytes.data() + row * row_bytes_[c],
-                row_bytes_[c]);
+    columns[c].Read(row_bytes_[c], MutableRowLocked(c, slot));
   }
   const uint64_t key = next_key_++;
   items_[key] = Item{slot, priority, 0};
@@ -302,51 +300,67 @@ uint64_t Table::InsertRowLocked(const std::vector<TensorView>& columns, int64_t 
   return key;
 }
 
+absl::Status Table::ValidateInsert(const InsertBatch& batch, std::vector<size_t>* order,
+                                   int64_t* rows) const {
+  if (batch.columns.size() != column_specs_.size()) {
+    return Invalid("columns", absl::StrCat("has ", batch.columns.size(), " columns; table '",
+                                           name(), "' has ", config_.signature_size()));
+  }
+  order->assign(column_specs_.size(), batch.columns.size());
+  *rows = -1;
+  for (size_t i = 0; i < batch.columns.size(); ++i) {
+    const InsertColumn& column = batch.columns[i];
+    size_t c = 0;
+    while (c < column_specs_.size() && column_specs_[c].name != column.name) ++c;
+    if (c == column_specs_.size() || (*order)[c] != batch.columns.size()) {
+      return Invalid(absl::StrCat("columns[", i, "].name"),
+                     absl::StrCat("'", column.name, "' is ",
+                                  c == column_specs_.size() ? "not a column" : "given twice",
+                                  " of table '", name(), "'"));
+    }
+    (*order)[c] = i;
+    TensorSpec spec = column_specs_[c];
+    spec.name = absl::StrCat("columns[", i, "] ('", column.name, "')");
+    PRL_RETURN_IF_ERROR(CheckInsertColumn(column, spec).status());
+    // the spec's shape starts with the batch dimension.
+    if (*rows >= 0 && column.shape[0] != *rows) {
+      return Invalid(spec.name,
+                     absl::StrCat("has ", column.shape[0], " rows, other columns ", *rows));
+    }
+    *rows = column.shape[0];
+  }
+  if (*rows < 1 || *rows > limits_.max_batch_rows) {
+    return Invalid("columns", absl::StrCat("the batch has ", *rows, " rows; allowed: 1 to ",
+                                           limits_.max_batch_rows));
+  }
+  const int64_t priorities = static_cast<int64_t>(batch.priorities.size());
+  if (priorities != 0 && priorities != *rows) {
+    return Invalid("priorities", absl::StrCat("has ", priorities, " values for ", *rows,
+                                              " rows; give one per row or none (all 1.0)"));
+  }
+  for (int64_t i = 0; i < priorities; ++i) {
+    PRL_RETURN_IF_ERROR(CheckPriority(batch.priorities[i], static_cast<int>(i)));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status Table::Insert(const v1::InsertRequest& request, absl::Time deadline,
+                           const CancelledFn& cancelled, int64_t* inserted,
+                           std::vector<uint64_t>* keys) {
+  return Insert(InsertBatch::FromProto(request), deadline, cancelled, inserted, keys);
+}
+
+absl::Status Table::Insert(const InsertBatch& batch, absl::Time deadline,
                            const CancelledFn& cancelled, int64_t* inserted,
                            std::vector<uint64_t>* keys) {
   *inserted = 0;
   // validate everything before storing anything.
-  if (request.columns_size() != config_.signature_size()) {
-    return Invalid("columns", absl::StrCat("has ", request.columns_size(), " columns; table '",
-                                           name(), "' has ", config_.signature_size()));
-  }
-  std::vector<TensorView> views(column_specs_.size());
-  std::vector<bool> seen(column_specs_.size(), false);
-  int64_t rows = -1;
-  for (int i = 0; i < request.columns_size(); ++i) {
-    const v1::NamedTensor& column = request.columns(i);
-    size_t c = 0;
-    while (c < column_specs_.size() && column_specs_[c].name != column.name()) ++c;
-    if (c == column_specs_.size() || seen[c]) {
-      return Invalid(absl::StrCat("columns[", i, "].name"),
-                     absl::StrCat("'", column.name(), "' is ",
-                                  c == column_specs_.size() ? "not a column" : "given twice",
-                                  " of table '", name(), "'"));
-    }
-    seen[c] = true;
-    TensorSpec spec = column_specs_[c];
-    spec.name = absl::StrCat("columns[", i, "] ('", column.name(), "')");
-    PRL_ASSIGN_OR_RETURN(views[c], ViewAndCheckTensorProto(column.tensor(), spec));
-    if (rows >= 0 && views[c].shape[0] != rows) {
-      return Invalid(spec.name,
-                     absl::StrCat("has ", views[c].shape[0], " rows, other columns ", rows));
-    }
-    rows = views[c].shape[0];
-  }
-  if (rows < 1 || rows > limits_.max_batch_rows) {
-    return Invalid("columns", absl::StrCat("the batch has ", rows, " rows; allowed: 1 to ",
-                                           limits_.max_batch_rows));
-  }
-  if (request.priorities_size() != 0 && request.priorities_size() != rows) {
-    return Invalid("priorities",
-                   absl::StrCat("has ", request.priorities_size(), " values for ", rows,
-                                " rows; give one per row "
-                                "or none (all 1.0)"));
-  }
-  for (int i = 0; i < request.priorities_size(); ++i) {
-    PRL_RETURN_IF_ERROR(CheckPriority(request.priorities(i), i));
-  }
+  std::vector<size_t> order;
+  int64_t rows;
+  PRL_RETURN_IF_ERROR(ValidateInsert(batch, &order, &rows));
+  std::vector<ScatteredReader> readers;
+  readers.reserve(order.size());
+  for (size_t i : order) readers.emplace_back(batch.columns[i].data);
 
   absl::MutexLock lock(&mu_);
   while (*inserted < rows) {
@@ -359,11 +373,11 @@ absl::Status Table::Insert(const v1::InsertRequest& request, absl::Time deadline
     PRL_RETURN_IF_ERROR(s);
     const int64_t n = std::min(rows - *inserted, InsertPermitsLocked());
     for (int64_t r = *inserted; r < *inserted + n; ++r) {
-      const double priority = request.priorities_size() ? request.priorities(r)
+      const double priority = !batch.priorities.empty() ? batch.priorities[r]
                               : max_priority_ > 0       ? max_priority_
                                                         : 1.0;
       max_priority_ = std::max(max_priority_, priority);
-      const uint64_t key = InsertRowLocked(views, r, priority);
+      const uint64_t key = InsertRowLocked(readers, priority);
       if (keys != nullptr) keys->push_back(key);
     }
     limiter_.OnInserted(n);

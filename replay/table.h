@@ -1,7 +1,8 @@
 // A replay table: items of a fixed signature (named, typed, shaped columns) stored in
 // preallocated column chunks up to a capacity, a sampler and a remover (item selectors), and
 // a rate limiter holding the sample-to-insert ratio. The core of prl_replay; knows nothing of
-// gRPC (it takes and fills the v1 request/response messages, which are plain data).
+// gRPC (it takes and fills the v1 request/response messages, which are plain data, and takes
+// inserts as InsertBatch views whose column bytes may lie in several pieces).
 //
 // Thread-safe: every public method may be called concurrently. Blocking calls (Insert, Sample)
 // wait on the table's mutex with a deadline and a cancellation check, and return CANCELLED when
@@ -29,6 +30,7 @@
 #include "absl/time/time.h"
 #include "common/tensor.h"
 #include "proto/replay.pb.h"
+#include "replay/insert_batch.h"
 #include "replay/item_selector.h"
 #include "replay/rate_limiter.h"
 #include "replay/replay_metrics.h"
@@ -100,10 +102,14 @@ class Table {
   const v1::TableConfig& config() const { return config_; }
   const std::string& name() const { return config_.name(); }
 
-  // Validates every column and priority of `request` first — on an error nothing is stored —
+  // Validates every column and priority of `batch` first — on an error nothing is stored —
   // then inserts its rows, waiting on the rate limiter item by item until `deadline`. Rows
   // inserted before a DEADLINE_EXCEEDED or CANCELLED stay inserted; `*inserted` counts them.
-  // Appends the new keys to `keys` when it is not null.
+  // Appends the new keys to `keys` when it is not null. Each row's bytes are copied once, from
+  // the batch's pieces into the table's storage. `batch.table` is not looked at.
+  absl::Status Insert(const InsertBatch& batch, absl::Time deadline, const CancelledFn& cancelled,
+                      int64_t* inserted, std::vector<uint64_t>* keys) ABSL_LOCKS_EXCLUDED(mu_);
+  // The same for a request message.
   absl::Status Insert(const v1::InsertRequest& request, absl::Time deadline,
                       const CancelledFn& cancelled, int64_t* inserted, std::vector<uint64_t>* keys)
       ABSL_LOCKS_EXCLUDED(mu_);
@@ -155,8 +161,13 @@ class Table {
   absl::Status WaitLocked(const std::function<bool()>& ready, absl::Time deadline,
                           const CancelledFn& cancelled, absl::string_view what,
                           double* waited_seconds) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Stores one row (evicting first when full); returns its key.
-  uint64_t InsertRowLocked(const std::vector<TensorView>& columns, int64_t row, double priority)
+  // Checks a batch before anything of it is stored; `*order` maps signature columns to batch
+  // columns and `*rows` is the batch size.
+  absl::Status ValidateInsert(const InsertBatch& batch, std::vector<size_t>* order,
+                              int64_t* rows) const;
+  // Stores one row, read from the next bytes of each column's reader in signature order
+  // (evicting first when full); returns its key.
+  uint64_t InsertRowLocked(std::vector<ScatteredReader>& columns, double priority)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void RemoveLocked(uint64_t key) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // A writable pointer to `slot`'s bytes in `column`, copying a chunk a snapshot shares.
