@@ -114,18 +114,33 @@ class TrainE2eTest : public ::testing::Test {
     return response.experiment();
   }
 
-  // Polls until `done(experiment)` or the deadline.
+  // Follows the experiment's Watch stream (the learner pushes every change) until
+  // `done(experiment)` or the deadline; returns it with its curve.
   template <typename Pred>
   v1::Experiment WaitFor(const std::string& id, absl::Duration timeout, Pred done) {
-    const absl::Time deadline = absl::Now() + timeout;
-    v1::Experiment e;
-    while (absl::Now() < deadline) {
-      e = Get(id);
-      if (done(e)) return e;
-      absl::SleepFor(absl::Milliseconds(500));
+    v1::WatchRequest request;
+    request.set_id(id);
+    request.set_min_interval_ms(200);
+    grpc::ClientContext context;
+    PrepareContext({timeout}, &context);
+    auto reader = stub_->Watch(&context, request);
+    v1::WatchResponse update;
+    v1::Experiment last;
+    bool reached = false;
+    while (reader->Read(&update)) {
+      last = update.experiment();
+      if (done(last)) {
+        reached = true;
+        context.TryCancel();
+        break;
+      }
     }
-    ADD_FAILURE() << "timed out waiting for " << id << "; last state:\n" << e.DebugString();
-    return e;
+    reader->Finish();
+    if (!reached) {
+      ADD_FAILURE() << "timed out waiting for " << id << "; last state:\n" << last.DebugString();
+      return last;
+    }
+    return Get(id);
   }
 
   std::string state_dir_;
