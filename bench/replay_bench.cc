@@ -1,11 +1,12 @@
 // Replay throughput and latency, in one run: the in-process Table (the limit) against
 // prl_replay's service over gRPC on loopback (a real server with its own channels per writer),
-// for inserts with 1, 4 and 16 writers streaming batches and for batch-256 samples, on a
-// cheetah-sized transition and on a 64x64x3 image transition. Prints each gRPC figure as a ratio
-// of the in-process one and checks it against its target; --json writes the numbers for
-// bench/replay_vs_reverb.py, which runs the same workloads against Reverb.
+// for inserts with 1, 4 and 16 writers streaming batches (replay::InsertStream) and for
+// batch-256 samples, on a cheetah-sized transition and on a 64x64x3 image transition. Prints
+// each gRPC figure as a ratio of the in-process one and checks it against its target, with the
+// process CPU time per item of both (client and server share the machine's cores); --json
+// writes the numbers for bench/replay_vs_reverb.py, which runs the same workloads against Reverb.
 //
-//   bazel run -c opt //bench:replay_bench -- --seconds=3
+//   bazel build -c opt //bench:replay_bench && .bazel/bin/bench/replay_bench --seconds=3
 #include <time.h>
 
 #include <algorithm>
