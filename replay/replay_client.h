@@ -47,7 +47,8 @@ struct ReplayClientOptions {
 // encodes the batch straight from the buffers it views into one send buffer (the only copy of
 // the tensors on this side); Write(shared request) sends the request's large tensors from where
 // they lie (no copy). Either returns once gRPC has taken the request; flow control, and through
-// it the shard's rate limiter, make Write wait. Owns its call.
+// it the shard's rate limiter, make Write wait. Owns its call; destroying the stream before
+// Finish cancels it.
 class InsertStream {
  public:
   // Starts an Insert call on `channel` with `call`'s deadline and bearer token. Connection
