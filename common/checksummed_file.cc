@@ -10,6 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/crc32c.h"
+#include "common/os_error.h"
 #include "common/status_macros.h"
 
 namespace prl {
@@ -18,23 +19,6 @@ namespace {
 constexpr char kMagic[8] = {'P', 'R', 'L', 'F', 'I', 'L', 'E', '\0'};
 constexpr uint32_t kVersion = 1;
 constexpr size_t kHeaderSize = 24;
-
-absl::Status OsError(absl::string_view what, const std::string& path) {
-  const int err = errno;
-  const std::string message = absl::StrCat(what, " '", path, "': ", std::strerror(err));
-  switch (err) {
-    case ENOENT:
-      return absl::NotFoundError(message);
-    case EACCES:
-    case EPERM:
-      return absl::PermissionDeniedError(message);
-    case ENOSPC:
-    case EDQUOT:
-      return absl::ResourceExhaustedError(message);
-    default:
-      return absl::InternalError(message);
-  }
-}
 
 void PutLe32(uint32_t v, char* out) {
   for (int i = 0; i < 4; ++i) out[i] = static_cast<char>((v >> (8 * i)) & 0xFF);

@@ -19,6 +19,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
+#include "common/os_error.h"
 #include "common/status_macros.h"
 #include "common/version.h"
 
@@ -35,26 +36,6 @@ constexpr int64_t kMaxChunkBytes = int64_t{1} << 31;
 
 // ---------------------------------------------------------------------------------------------
 // errors
-
-absl::Status OsError(absl::string_view what, const std::string& path) {
-  const int err = errno;
-  const std::string message = absl::StrCat(what, " '", path, "': ", std::strerror(err));
-  switch (err) {
-    case ENOENT:
-    case ENOTDIR:
-      return absl::NotFoundError(message);
-    case EEXIST:
-      return absl::AlreadyExistsError(message);
-    case EACCES:
-    case EPERM:
-      return absl::PermissionDeniedError(message);
-    case ENOSPC:
-    case EDQUOT:
-      return absl::ResourceExhaustedError(message);
-    default:
-      return absl::InternalError(message);
-  }
-}
 
 herr_t CollectErrorDescription(unsigned /*n*/, const H5E_error2_t* error, void* data) {
   auto* descriptions = static_cast<std::vector<std::string>*>(data);
