@@ -217,7 +217,13 @@ absl::StatusOr<v1::Experiment> ExperimentManager::Stop(const std::string& id,
     return entry.experiment;
   }
   // running: ask the run to stop and wait for the scheduler to record its end
-  if (running_ == id && run_ != nullptr) run_->RequestStop(why, /*shutdown=*/false);
+  if (running_ == id) {
+    if (run_ != nullptr) {
+      run_->RequestStop(why, /*shutdown=*/false);
+    } else {
+      pending_stop_ = why;  // the run is being built: the scheduler hands it over
+    }
+  }
   const auto ended = [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
     return Terminal(entry.experiment.state()) || shutdown_;
   };
@@ -274,6 +280,8 @@ void ExperimentManager::SchedulerLoop() {
         absl::MutexLock lock(&mu_);
         run_ = run->get();
         if (shutdown_) run_->RequestStop("learner shutting down", /*shutdown=*/true);
+        if (!pending_stop_.empty()) run_->RequestStop(pending_stop_, /*shutdown=*/false);
+        pending_stop_.clear();
       }
       result = (*run)->Run();
       {
@@ -284,6 +292,7 @@ void ExperimentManager::SchedulerLoop() {
     }
     absl::MutexLock lock(&mu_);
     running_.clear();
+    pending_stop_.clear();
     Entry& entry = entries_[id];
     if (result.state == v1::EXPERIMENT_STATE_RUNNING) {
       Changed(entry);  // left RUNNING on disk: resumes at the next start

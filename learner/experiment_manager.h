@@ -88,6 +88,8 @@ class ExperimentManager {
   std::deque<std::string> queue_ ABSL_GUARDED_BY(mu_);
   std::string running_ ABSL_GUARDED_BY(mu_);
   ExperimentRun* run_ ABSL_GUARDED_BY(mu_) = nullptr;
+  // A Stop that came while the running experiment's run was being built.
+  std::string pending_stop_ ABSL_GUARDED_BY(mu_);
   bool shutdown_ ABSL_GUARDED_BY(mu_) = false;
   std::thread scheduler_;
 };

@@ -98,6 +98,17 @@ class ExperimentManagerTest : public ::testing::Test {
     return {};
   }
 
+  // Waits (bounded) until `id` has `points` curve points.
+  static bool AwaitCurve(ExperimentManager& m, const std::string& id, int points) {
+    int64_t seen = 0;
+    const absl::Time deadline = absl::Now() + absl::Seconds(20);
+    while (absl::Now() < deadline) {
+      m.WaitForChange(id, &seen, deadline);
+      if (m.Get(id, true)->curve_size() >= points) return true;
+    }
+    return false;
+  }
+
   std::atomic<int> runs_started_{0};
 };
 
@@ -182,6 +193,7 @@ TEST_F(ExperimentManagerTest, RestartResumesTheRunningExperimentFirstAndKeepsThe
     ASSERT_TRUE(m->Submit(Spec("a")).ok());
     ASSERT_TRUE(m->Submit(Spec("b")).ok());
     AwaitState(*m, "exp-000001", v1::EXPERIMENT_STATE_RUNNING);
+    ASSERT_TRUE(AwaitCurve(*m, "exp-000001", 1));
     m->Shutdown();
     EXPECT_EQ(m->Get("exp-000001", false)->state(), v1::EXPERIMENT_STATE_RUNNING);
   }
@@ -189,7 +201,7 @@ TEST_F(ExperimentManagerTest, RestartResumesTheRunningExperimentFirstAndKeepsThe
   v1::Experiment resumed = AwaitState(*m, "exp-000001", v1::EXPERIMENT_STATE_RUNNING);
   EXPECT_EQ(resumed.restarts(), 1);
   EXPECT_EQ(m->Get("exp-000002", false)->state(), v1::EXPERIMENT_STATE_QUEUED);
-  EXPECT_EQ(m->Get("exp-000001", true)->curve_size(), 2);  // one point per start
+  EXPECT_TRUE(AwaitCurve(*m, "exp-000001", 2));  // one point per start
   // new ids continue after the stored ones
   EXPECT_EQ(m->Submit(Spec("c"))->id(), "exp-000003");
 }
