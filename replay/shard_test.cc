@@ -230,6 +230,31 @@ TEST(ReplayShardTest, CorruptCheckpointIsRefusedAndKept) {
   EXPECT_TRUE(still_there.good());
 }
 
+TEST(ReplayShardTest, CheckpointWithMoreTablesThanTheLimitIsRefusedAndKept) {
+  const std::string dir = TempDir("ckpt_max_tables");
+  ShardOptions options;
+  options.checkpoint_dir = dir;
+  {
+    prometheus::Registry registry;
+    auto shard = MakeShard(options, registry);
+    for (const char* name : {"a", "b", "c"}) ASSERT_TRUE(shard->CreateTable(Config(name)).ok());
+    ASSERT_TRUE(shard->Checkpoint().ok());
+  }
+  options.max_tables = 2;
+  prometheus::Registry registry;
+  auto shard = ReplayShard::Create(options, registry);
+  ASSERT_FALSE(shard.ok());
+  EXPECT_EQ(shard.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(shard.status().message(), HasSubstr("3 tables"));
+  EXPECT_THAT(shard.status().message(), HasSubstr("--replay_max_tables=2"));
+  // raising the limit again restores all three.
+  options.max_tables = 3;
+  prometheus::Registry registry2;
+  auto restored = MakeShard(options, registry2);
+  ASSERT_NE(restored, nullptr);
+  EXPECT_EQ(restored->Info("")->tables_size(), 3);
+}
+
 TEST(ReplayShardTest, PeriodicCheckpointsHappen) {
   const std::string dir = TempDir("ckpt_periodic");
   ShardOptions options;

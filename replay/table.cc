@@ -220,13 +220,14 @@ absl::Status Table::CheckPriority(double priority, int index) const {
 }
 
 int64_t Table::InsertPermitsLocked() const {
-  return limiter_.InsertPermits(static_cast<int64_t>(items_.size()));
+  return limiter_.InsertPermits(static_cast<int64_t>(items_.size() - doomed_.size()));
 }
 
 int64_t Table::SamplePermitsLocked() const {
   if (sampler_->size() == 0) return 0;
   return std::max<int64_t>(
-      0, limiter_.SamplePermits(static_cast<int64_t>(items_.size())) - pending_samples_);
+      0, limiter_.SamplePermits(static_cast<int64_t>(items_.size() - doomed_.size())) -
+             pending_samples_);
 }
 
 void Table::ReturnWithdrawnLocked(const std::vector<uint64_t>& keys) {
@@ -271,6 +272,7 @@ void Table::RemoveLocked(uint64_t key) {
   auto it = items_.find(key);
   PRL_CHECK(it != items_.end()) << "removing unknown key " << key;
   if (!withdrawn_.erase(key)) sampler_->Delete(key);
+  doomed_.erase(key);
   remover_->Delete(key);
   free_slots_.push_back(it->second.slot);
   items_.erase(it);
@@ -438,6 +440,7 @@ absl::Status Table::Sample(const v1::SampleRequest& request, absl::Time deadline
   std::vector<Pick> picks;
   picks.reserve(batch);
   std::vector<uint64_t> withdrawn;
+  std::vector<uint64_t> doomed;
   absl::flat_hash_map<uint64_t, int32_t> picked;
 
   absl::MutexLock lock(&mu_);
@@ -454,12 +457,13 @@ absl::Status Table::Sample(const v1::SampleRequest& request, absl::Time deadline
     if (metrics_ != nullptr && waited > 0) metrics_->sample_wait_seconds.Increment(waited);
     if (!s.ok()) {
       pending_samples_ -= static_cast<int64_t>(picks.size());
+      for (uint64_t key : doomed) doomed_.erase(key);
       ReturnWithdrawnLocked(withdrawn);
       response->Clear();
       return s;
     }
-    const int64_t n = std::min(batch - static_cast<int64_t>(picks.size()), SamplePermitsLocked());
-    for (int64_t i = 0; i < n && sampler_->size() > 0; ++i) {
+    // permits are re-read per pick: a pick that will remove its item shrinks the table.
+    while (static_cast<int64_t>(picks.size()) < batch && SamplePermitsLocked() > 0) {
       const ItemSelector::Selection selection = sampler_->Select(rng_);
       const Item& item = items_.at(selection.key);
       const int64_t r = static_cast<int64_t>(picks.size());
@@ -470,9 +474,14 @@ absl::Status Table::Sample(const v1::SampleRequest& request, absl::Time deadline
                        static_cast<double>(items_.size()) * selection.probability});
       ++pending_samples_;
       // only FIFO/LIFO and max_times_sampled need to know what this batch already took.
-      const bool limited = config_.max_times_sampled() > 0;
-      if (distinct || (limited && item.times_sampled + ++picked[selection.key] >=
-                                      config_.max_times_sampled())) {
+      const bool doom = config_.max_times_sampled() > 0 &&
+                        item.times_sampled + ++picked[selection.key] >=
+                            config_.max_times_sampled();
+      if (doom) {
+        doomed_.insert(selection.key);
+        doomed.push_back(selection.key);
+      }
+      if (distinct || doom) {
         sampler_->Delete(selection.key);
         withdrawn_.insert(selection.key);
         withdrawn.push_back(selection.key);

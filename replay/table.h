@@ -194,6 +194,10 @@ class Table {
   RateLimiter limiter_ ABSL_GUARDED_BY(mu_);
   // Keys in-flight Sample calls took out of sampler_ (FIFO/LIFO batches, max_times_sampled).
   absl::flat_hash_set<uint64_t> withdrawn_ ABSL_GUARDED_BY(mu_);
+  // Keys in-flight Sample calls will remove when they commit (max_times_sampled reached): they
+  // no longer count towards the size the rate limiter sees, so one batch cannot take the table
+  // below min_size_to_sample.
+  absl::flat_hash_set<uint64_t> doomed_ ABSL_GUARDED_BY(mu_);
   // Items in-flight Sample calls have reserved but not yet committed.
   int64_t pending_samples_ ABSL_GUARDED_BY(mu_) = 0;
   // Largest priority seen: the default priority of rows inserted without one.

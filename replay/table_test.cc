@@ -239,6 +239,26 @@ TEST(TableTest, TimedOutSampleLeavesTheTableAsItWas) {
   EXPECT_EQ(table->size(), 0);
 }
 
+TEST(TableTest, ABatchCannotTakeTheTableBelowItsMinimumSize) {
+  v1::TableConfig config = TestConfig();
+  config.set_max_times_sampled(1);
+  config.mutable_rate_limiter()->set_min_size_to_sample(4);
+  auto table = MakeTable(config);
+  ASSERT_TRUE(Insert(*table, Batch(0, 5)).ok());
+  // each pick removes its item at commit: after two picks the table would hold 3 < 4 items.
+  auto response = Sample(*table, 3, absl::Now() + absl::Milliseconds(50));
+  EXPECT_EQ(response.status().code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_EQ(table->size(), 5);
+  response = Sample(*table, 2);
+  ASSERT_TRUE(response.ok());
+  EXPECT_EQ(table->size(), 3);
+  // below the minimum size: no sampling, and inserts are let in to refill it.
+  EXPECT_EQ(Sample(*table, 1, absl::Now() + absl::Milliseconds(20)).status().code(),
+            absl::StatusCode::kDeadlineExceeded);
+  ASSERT_TRUE(Insert(*table, Batch(5, 1)).ok());
+  EXPECT_TRUE(Sample(*table, 1).ok());
+}
+
 TEST(TableTest, RowsWithoutPriorityGetTheLargestSeen) {
   v1::TableConfig config = TestConfig();
   config.set_remover(v1::REMOVER_LOWEST_PRIORITY);
