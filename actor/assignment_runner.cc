@@ -419,9 +419,18 @@ void AssignmentRunner::FlushInserts(bool force) {
   }
   Backoff backoff(options_.initial_backoff, options_.max_backoff);
   while (true) {
-    absl::StatusOr<std::vector<uint64_t>> keys = replay_->Insert(rows_->Batch());
+    int64_t stored = 0;
+    absl::StatusOr<std::vector<uint64_t>> keys = replay_->Insert(rows_->Batch(), &stored);
     if (keys.ok()) break;
     metrics_->RpcError("Insert");
+    if (stored > 0) {
+      // the shard kept the leading rows (its rate limiter let them in before the deadline):
+      // only the rest is sent again, so no transition is stored twice.
+      metrics_->inserted_items.Increment(static_cast<double>(stored));
+      host_->AddProgress(0, 0, stored);
+      rows_->DropFront(stored);
+      if (rows_->rows() == 0) break;
+    }
     if (!Retryable(keys.status())) {
       PRL_LOG(ERROR) << "replay refused " << rows_->rows() << " transitions for table "
                      << assignment_.table() << "; dropping them: " << keys.status();

@@ -139,6 +139,13 @@ replay::InsertBatch TransitionBuffer::Batch() const {
   return batch;
 }
 
+void TransitionBuffer::DropFront(int64_t n) {
+  PRL_CHECK(n >= 0 && n <= rows_) << "DropFront(" << n << ") of " << rows_ << " rows";
+  if (n == rows_) return Clear();
+  for (Column& c : columns_) c.bytes.erase(0, c.bytes.size() / rows_ * n);
+  rows_ -= n;
+}
+
 void TransitionBuffer::Clear() {
   for (Column& c : columns_) c.bytes.clear();
   rows_ = 0;

@@ -60,6 +60,8 @@ class TransitionBuffer {
   // The rows as one insert request into the table; views this buffer, so it is valid until the
   // next Add, Append or Clear.
   replay::InsertBatch Batch() const;
+  // Drops the first n rows (0 <= n <= rows()), e.g. those a failed insert stored anyway.
+  void DropFront(int64_t n);
   // Drops every row.
   void Clear();
 

@@ -69,6 +69,16 @@ TEST(TransitionBufferTest, FillsTheSignatureColumnsInOrder) {
   buffer->Append(copy);
   EXPECT_EQ(buffer->rows(), 4);
   EXPECT_THAT(buffer->Batch().columns[0].shape, ElementsAre(4, 2));
+  // dropping leading rows keeps the rest, in order, in every column.
+  buffer->DropFront(3);
+  EXPECT_EQ(buffer->rows(), 1);
+  EXPECT_THAT(buffer->Batch().columns[0].shape, ElementsAre(1, 2));
+  EXPECT_THAT(Values<float>(buffer->Batch().columns[0]), ElementsAre(1, 2));
+  EXPECT_THAT(Values<float>(buffer->Batch().columns[3]), ElementsAre(-1.0f));
+  EXPECT_THAT(Values<int64_t>(buffer->Batch().columns[6]), ElementsAre(3));
+  buffer->DropFront(1);
+  EXPECT_EQ(buffer->rows(), 0);
+  buffer->Append(copy);
   buffer->Clear();
   EXPECT_EQ(buffer->rows(), 0);
   EXPECT_EQ(buffer->Batch().columns[0].data.size(), 0);

@@ -23,6 +23,9 @@
 
 namespace prl::replay {
 
+// Trailing metadata of a failed Insert stream: the rows it stored before failing (decimal).
+inline constexpr char kRowsInsertedMetadata[] = "prl-rows-inserted";
+
 // A byte string held in several pieces, in order (e.g. the slices of a received message).
 // Does not own the pieces.
 class ScatteredBytes {

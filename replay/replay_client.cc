@@ -5,6 +5,7 @@
 #include <numeric>
 
 #include "absl/random/distributions.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/blocking_counter.h"
 #include "absl/time/clock.h"
@@ -104,7 +105,18 @@ bool InsertStream::Write(const std::shared_ptr<const v1::InsertRequest>& request
 absl::StatusOr<v1::InsertResponse> InsertStream::Finish() {
   writer_->WritesDone();
   const grpc::Status status = writer_->Finish();
-  if (!status.ok()) return FromGrpcStatus(status);
+  if (!status.ok()) {
+    const auto& trailers = context_.GetServerTrailingMetadata();
+    auto it = trailers.find(kRowsInsertedMetadata);
+    int64_t rows = 0;
+    if (it != trailers.end() &&
+        absl::SimpleAtoi(absl::string_view(it->second.data(), it->second.size()), &rows) &&
+        rows > 0) {
+      rows_inserted_ = rows;
+    }
+    return FromGrpcStatus(status);
+  }
+  rows_inserted_ = response_.num_inserted();
   return std::move(response_);
 }
 
@@ -217,7 +229,9 @@ absl::StatusOr<std::vector<uint64_t>> ShardedReplayClient::Insert(
   return Insert(InsertBatch::FromProto(request));
 }
 
-absl::StatusOr<std::vector<uint64_t>> ShardedReplayClient::Insert(const InsertBatch& batch) {
+absl::StatusOr<std::vector<uint64_t>> ShardedReplayClient::Insert(const InsertBatch& batch,
+                                                                  int64_t* rows_stored) {
+  if (rows_stored != nullptr) *rows_stored = 0;
   std::vector<int> candidates = Candidates();
   if (candidates.empty()) return absl::UnavailableError("every replay shard is down");
   size_t start;
@@ -236,7 +250,9 @@ absl::StatusOr<std::vector<uint64_t>> ShardedReplayClient::Insert(const InsertBa
     const auto insert = [&]() {
       std::unique_ptr<InsertStream> stream = InsertStream::Open(channel, options_.call);
       stream->Write(batch);  // a failed write shows in Finish
-      return stream->Finish();
+      absl::StatusOr<v1::InsertResponse> result = stream->Finish();
+      if (rows_stored != nullptr) *rows_stored = stream->rows_inserted();
+      return result;
     };
     absl::StatusOr<v1::InsertResponse> response = insert();
     Record(index, ToGrpcStatus(response.status()));
@@ -249,7 +265,11 @@ absl::StatusOr<std::vector<uint64_t>> ShardedReplayClient::Insert(const InsertBa
       for (uint64_t key : response->keys()) keys.push_back(TagKey(index, key));
       return keys;
     }
-    if (!absl::IsUnavailable(response.status())) return response.status();
+    // a shard that stored part of the batch ends the call here: the caller resends the rest.
+    if (!absl::IsUnavailable(response.status()) ||
+        (rows_stored != nullptr && *rows_stored > 0)) {
+      return response.status();
+    }
     last = response.status();
   }
   return absl::UnavailableError(

@@ -71,12 +71,17 @@ class InsertStream {
   // DEADLINE_EXCEEDED, UNAVAILABLE. Call once.
   absl::StatusOr<v1::InsertResponse> Finish();
 
+  // After Finish: rows the shard stored from this stream, also when Finish failed (the stream's
+  // first rows, in order; 0 when the shard's answer did not arrive, e.g. the connection broke).
+  int64_t rows_inserted() const { return rows_inserted_; }
+
  private:
   InsertStream() = default;
 
   std::shared_ptr<grpc::Channel> channel_;
   grpc::ClientContext context_;
   v1::InsertResponse response_;
+  int64_t rows_inserted_ = 0;
   std::unique_ptr<grpc::ClientWriter<grpc::ByteBuffer>> writer_;
 };
 
@@ -92,8 +97,13 @@ class ShardedReplayClient {
 
   // Inserts one batch on one shard, moving on to the next shard when one is down. Returns the
   // shard-tagged keys when batch.return_keys. Errors: the shard's error (INVALID_ARGUMENT
-  // etc., not retried elsewhere); UNAVAILABLE when every shard is down.
-  absl::StatusOr<std::vector<uint64_t>> Insert(const InsertBatch& batch) ABSL_LOCKS_EXCLUDED(mu_);
+  // etc., not retried elsewhere); UNAVAILABLE when every shard is down. `rows_stored`, when
+  // given, is set to the batch's leading rows a shard stored, also on error: a shard held by
+  // its rate limiter until the deadline keeps what it let in (DEADLINE_EXCEEDED with
+  // *rows_stored > 0), and a retry should send only the rest.
+  absl::StatusOr<std::vector<uint64_t>> Insert(const InsertBatch& batch,
+                                               int64_t* rows_stored = nullptr)
+      ABSL_LOCKS_EXCLUDED(mu_);
   // The same for a request message.
   absl::StatusOr<std::vector<uint64_t>> Insert(const v1::InsertRequest& request)
       ABSL_LOCKS_EXCLUDED(mu_);

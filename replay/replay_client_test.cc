@@ -265,6 +265,42 @@ TEST_F(ShardedReplayClientTest, InsertStreamReportsTheShardsError) {
               HasSubstr("insert request 1 (3 rows inserted before it)"));
   EXPECT_THAT(response.status().message(), HasSubstr("columns[0] ('id')"));
   EXPECT_EQ(shards_[0]->Info("t")->tables(0).size(), 3);
+  EXPECT_EQ(stream->rows_inserted(), 3);
+}
+
+TEST_F(ShardedReplayClientTest, AnInsertHeldAtItsDeadlineSaysWhatItStored) {
+  // one sampled item per inserted one, with room for 5 inserts ahead of the samples.
+  v1::TableConfig config = Config();
+  config.set_name("limited");
+  config.mutable_rate_limiter()->set_min_size_to_sample(1);
+  config.mutable_rate_limiter()->set_samples_per_insert(1);
+  config.mutable_rate_limiter()->set_error_buffer(4);
+  ASSERT_TRUE(shards_[0]->CreateTable(config).ok());
+  ReplayClientOptions options;
+  options.addresses = {servers_[0]->host().address()};
+  options.call.timeout = absl::Milliseconds(500);
+  auto client = *ShardedReplayClient::Create(options);
+
+  v1::InsertRequest rows = Ids(0, 8);
+  rows.set_table("limited");
+  int64_t stored = -1;
+  auto keys = client->Insert(InsertBatch::FromProto(rows), &stored);
+  EXPECT_EQ(keys.status().code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_EQ(stored, 5);
+  EXPECT_EQ(shards_[0]->Info("limited")->tables(0).size(), 5);
+
+  // a sampler makes room; the writer sends only the rows not stored.
+  ASSERT_TRUE(client->Sample("limited", 3, absl::Seconds(1)).ok());
+  v1::InsertRequest rest = Ids(5, 3);
+  rest.set_table("limited");
+  keys = client->Insert(InsertBatch::FromProto(rest), &stored);
+  ASSERT_TRUE(keys.ok()) << keys.status();
+  EXPECT_EQ(stored, 3);
+  auto sample = client->Sample("limited", 3, absl::Seconds(1));
+  ASSERT_TRUE(sample.ok());
+  v1::TableInfo info = shards_[0]->Info("limited")->tables(0);
+  EXPECT_EQ(info.size(), 8);
+  EXPECT_EQ(info.inserted_total(), 8);
 }
 
 TEST_F(ShardedReplayClientTest, InsertsABatchOfViews) {

@@ -1,5 +1,7 @@
 #include "replay/replay_service.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "common/grpc_status.h"
@@ -18,6 +20,16 @@ absl::Time Deadline(const grpc::ServerContext& context) {
     return absl::InfiniteFuture();
   }
   return absl::FromChrono(deadline);
+}
+
+// The deadline the shard works to for an Insert: a tenth of the time left (at most 250 ms)
+// before the call's, so that its answer (with how many rows it stored) reaches the client
+// before the client's own deadline ends the call.
+absl::Time InsertDeadline(const grpc::ServerContext& context) {
+  const absl::Time deadline = Deadline(context);
+  if (deadline == absl::InfiniteFuture()) return deadline;
+  const absl::Duration left = deadline - absl::Now();
+  return deadline - std::clamp(left / 10, absl::ZeroDuration(), absl::Milliseconds(250));
 }
 
 CancelledFn Cancelled(grpc::ServerContext* context) {
@@ -55,7 +67,7 @@ absl::Status InsertRequestBytes(ReplayShard& shard, grpc::ServerContext* context
   if (state->table == nullptr || state->table->name() != state->batch.table) {
     PRL_ASSIGN_OR_RETURN(state->table, shard.GetTable(state->batch.table));
   }
-  return state->table->Insert(state->batch, Deadline(*context), Cancelled(context), inserted,
+  return state->table->Insert(state->batch, InsertDeadline(*context), Cancelled(context), inserted,
                               state->batch.return_keys ? &state->keys : nullptr);
 }
 
@@ -111,6 +123,7 @@ grpc::Status ReplayServiceImpl::InsertRaw(grpc::ServerContext* context,
     absl::Status s = InsertRequestBytes(*shard_, context, request, &state, &inserted);
     response->set_num_inserted(response->num_inserted() + inserted);
     if (!s.ok()) {
+      context->AddTrailingMetadata(kRowsInsertedMetadata, absl::StrCat(response->num_inserted()));
       return ToGrpcStatus(absl::Status(
           s.code(), absl::StrCat("insert request ", index, " (", response->num_inserted(),
                                  " rows inserted before it): ", s.message())));
