@@ -352,6 +352,7 @@ void AssignmentRunner::FinishEpisode(int env, const BatchedEnv::Output& out, boo
                        << dropped_episodes_ << " unreported episodes so far";
     }
     pending_.erase(pending_.begin());
+    ++pending_first_sequence_;
   }
   pending_.push_back(std::move(summary));
   *episode = Episode();
@@ -459,6 +460,7 @@ void AssignmentRunner::FlushReports(bool force, bool final_attempt) {
   request.set_experiment_id(assignment_.experiment_id());
   request.set_generation(assignment_.generation());
   const size_t count = std::min(pending_.size(), kMaxReportEpisodes);
+  request.set_first_sequence(pending_first_sequence_);
   for (size_t i = 0; i < count; ++i) *request.add_episodes() = pending_[i];
   const absl::Duration timeout =
       final_attempt ? std::min(options_.rpc_timeout, absl::Seconds(1)) : options_.rpc_timeout;
@@ -471,6 +473,7 @@ void AssignmentRunner::FlushReports(bool force, bool final_attempt) {
                      << " episode reports; dropping them: " << response.status();
     }
     pending_.erase(pending_.begin(), pending_.begin() + count);
+    pending_first_sequence_ += static_cast<int64_t>(count);
     report_backoff_.Reset();
     next_report_ = now + options_.report_interval;
     return;

@@ -17,6 +17,7 @@ void ActorRegistry::AssignIdle(Actor& actor) {
   actor.assignment.Clear();
   actor.assignment.set_generation(actor.generation);
   actor.reported_env_steps = 0;
+  actor.next_episode = 1;
   actor.evaluation.Clear();
 }
 
@@ -29,6 +30,7 @@ void ActorRegistry::AssignSlot(Actor& actor, int slot) {
   actor.assignment.set_env_index_offset(int64_t{slot} * job_.envs_per_actor);
   actor.assignment.set_num_envs(std::min(job_.envs_per_actor, actor.num_envs));
   actor.reported_env_steps = 0;
+  actor.next_episode = 1;
   actor.evaluation.Clear();
   slots_[slot] = actor.id;
   PRL_LOG(INFO) << "actor " << actor.name << " (" << actor.id << ") assigned to "
@@ -149,7 +151,13 @@ absl::StatusOr<v1::HeartbeatResponse> ActorRegistry::Heartbeat(
 
 absl::StatusOr<v1::ReportEpisodesResponse> ActorRegistry::ReportEpisodes(
     const v1::ReportEpisodesRequest& request) {
+  if (request.first_sequence() < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "first_sequence: ", request.first_sequence(), " is negative; allowed: 0 (not numbered) "
+        "or the number of episodes[0], from 1"));
+  }
   int64_t delta = 0;
+  int skip = 0;
   ActorEventSink* sink = nullptr;
   v1::ReportEpisodesResponse response;
   {
@@ -168,11 +176,18 @@ absl::StatusOr<v1::ReportEpisodesResponse> ActorRegistry::ReportEpisodes(
     delta = TakeEnvSteps(actor, request.env_steps());
     sink = job_.sink;
     ++sink_calls_;
-    response.set_num_accepted(request.episodes_size());
+    const int64_t n = request.episodes_size();
+    if (request.first_sequence() > 0) {
+      // episodes numbered below next_episode were recorded by an earlier copy of this report.
+      skip = static_cast<int>(std::clamp<int64_t>(actor.next_episode - request.first_sequence(),
+                                                  0, n));
+      actor.next_episode = std::max(actor.next_episode, request.first_sequence() + n);
+    }
+    response.set_num_accepted(static_cast<int32_t>(n - skip));
   }
   if (delta > 0) sink->OnEnvSteps(delta);
-  if (request.episodes_size() > 0) {
-    sink->OnEpisodes({request.episodes().begin(), request.episodes().end()});
+  if (request.episodes_size() > skip) {
+    sink->OnEpisodes({request.episodes().begin() + skip, request.episodes().end()});
   }
   absl::MutexLock lock(&mu_);
   --sink_calls_;

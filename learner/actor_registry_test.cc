@@ -2,6 +2,7 @@
 
 #include <vector>
 
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
 namespace prl::learner {
@@ -96,6 +97,40 @@ TEST_F(ActorRegistryTest, EnvStepsAreDifferencesOfCumulativeCounters) {
   ASSERT_TRUE(old.ok());
   EXPECT_EQ(old->num_accepted(), 0);
   EXPECT_EQ(sink_.env_steps, 150);
+}
+
+TEST_F(ActorRegistryTest, NumberedEpisodesAreRecordedOnce) {
+  registry_->StartJob(Job(1));
+  v1::JoinResponse a = Join("a");
+  v1::ReportEpisodesRequest report;
+  report.set_actor_id(a.actor_id());
+  report.set_experiment_id("exp-000001");
+  report.set_generation(a.assignment().generation());
+  report.set_first_sequence(1);
+  for (int i = 1; i <= 3; ++i) report.add_episodes()->set_episode_return(i);
+  EXPECT_EQ(registry_->ReportEpisodes(report)->num_accepted(), 3);
+  // the same report again (its reply was lost): nothing new.
+  EXPECT_EQ(registry_->ReportEpisodes(report)->num_accepted(), 0);
+  // a report overlapping the last one: only episodes 4 and 5 are new.
+  report.clear_episodes();
+  report.set_first_sequence(3);
+  for (int i = 3; i <= 5; ++i) report.add_episodes()->set_episode_return(i);
+  EXPECT_EQ(registry_->ReportEpisodes(report)->num_accepted(), 2);
+  // numbers may skip (episodes the actor dropped).
+  report.clear_episodes();
+  report.set_first_sequence(9);
+  report.add_episodes()->set_episode_return(9);
+  EXPECT_EQ(registry_->ReportEpisodes(report)->num_accepted(), 1);
+  std::vector<double> returns;
+  for (const v1::EpisodeSummary& e : sink_.episodes) returns.push_back(e.episode_return());
+  EXPECT_THAT(returns, ::testing::ElementsAre(1, 2, 3, 4, 5, 9));
+  // unnumbered reports all count; negative numbers are refused naming the field.
+  report.set_first_sequence(0);
+  EXPECT_EQ(registry_->ReportEpisodes(report)->num_accepted(), 1);
+  report.set_first_sequence(-1);
+  auto bad = registry_->ReportEpisodes(report);
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(bad.status().message(), ::testing::HasSubstr("first_sequence"));
 }
 
 TEST_F(ActorRegistryTest, SilentActorsExpireAndFreeTheirSlot) {
