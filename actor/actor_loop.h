@@ -17,6 +17,7 @@
 #ifndef PRL_ACTOR_ACTOR_LOOP_H_
 #define PRL_ACTOR_ACTOR_LOOP_H_
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -140,9 +141,12 @@ class ActorLoop final : private RunnerHost {
   int64_t AddProgress(int64_t env_steps, int64_t episodes, int64_t items_inserted) override
       ABSL_LOCKS_EXCLUDED(mu_);
   void SetActingVersion(int64_t version) override ABSL_LOCKS_EXCLUDED(mu_);
+  int64_t NumberEpisode() override { return ++episode_numbers_; }
 
   const ActorLoopOptions options_;
   RunnerOptions runner_options_;
+  // Episodes numbered so far (NumberEpisode).
+  std::atomic<int64_t> episode_numbers_{0};
   ActorMetrics metrics_;
   std::unique_ptr<v1::ActorService::Stub> stub_;
   // Join and Heartbeat (cancelled by Stop); GetPolicy (cancelled by Stop and when the assignment

@@ -73,6 +73,7 @@ struct Seen {
     v1::EpisodeSummary summary;
     int64_t generation;
     std::string actor_id;
+    int64_t number = 0;  // ReportEpisodesRequest.first_sequence + its index in the request
   };
   std::vector<Episode> episodes;
   std::vector<v1::GetPolicyRequest> policy_requests;
@@ -190,8 +191,9 @@ class FakeLearner final : public v1::ActorService::Service {
     if (!available_) return Unavailable();
     if (!known_.count(request->actor_id())) return NotFound(request->actor_id());
     EXPECT_EQ(request->experiment_id(), kExperiment);
-    for (const v1::EpisodeSummary& e : request->episodes()) {
-      seen_.episodes.push_back({e, request->generation(), request->actor_id()});
+    for (int i = 0; i < request->episodes_size(); ++i) {
+      seen_.episodes.push_back({request->episodes(i), request->generation(), request->actor_id(),
+                                request->first_sequence() + i});
     }
     response->set_num_accepted(request->episodes_size());
     response->set_generation(assignment_.generation());
@@ -469,6 +471,15 @@ TEST_F(ActorLoopTest, SwitchesToANewGenerationAndIdles) {
     if (e.generation != 2 || e.summary.env_steps() > 2 * kEpisodeLength) continue;
     EXPECT_EQ(e.summary.env_steps(), 2 * kEpisodeLength);
     EXPECT_EQ(e.summary.policy_version(), 0);
+  }
+  // episode numbers go on across the runners: none is reused, so a learner never takes the
+  // new generation's episodes for repeats of the old one's.
+  {
+    const Seen seen = learner_.seen();
+    for (size_t i = 1; i < seen.episodes.size(); ++i) {
+      EXPECT_GT(seen.episodes[i].number, seen.episodes[i - 1].number) << "episode " << i;
+    }
+    EXPECT_GE(seen.episodes.front().number, 1);
   }
 
   learner_.SetAssignment(v1::Assignment());  // generation 3: idle

@@ -354,6 +354,8 @@ void AssignmentRunner::FinishEpisode(int env, const BatchedEnv::Output& out, boo
     pending_.erase(pending_.begin());
     ++pending_first_sequence_;
   }
+  const int64_t number = host_->NumberEpisode();
+  if (pending_.empty()) pending_first_sequence_ = number;
   pending_.push_back(std::move(summary));
   *episode = Episode();
 }

@@ -150,9 +150,9 @@ class AssignmentRunner {
   absl::Time next_insert_flush_;
 
   std::vector<v1::EpisodeSummary> pending_;
-  // Number (ReportEpisodesRequest.first_sequence) of pending_[0]; episodes are numbered from 1
-  // per assignment.
-  int64_t pending_first_sequence_ = 1;
+  // Number (ReportEpisodesRequest.first_sequence) of pending_[0]; the host numbers episodes, and
+  // consecutively while this runner runs (one acting thread).
+  int64_t pending_first_sequence_ = 0;
   absl::Time next_report_;
   Backoff report_backoff_;
 

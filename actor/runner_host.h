@@ -41,6 +41,11 @@ class RunnerHost {
   virtual int64_t AddProgress(int64_t env_steps, int64_t episodes, int64_t items_inserted) = 0;
   // The policy version the actor acts with now (0 during warm-up).
   virtual void SetActingVersion(int64_t version) = 0;
+  // A number for an episode that just ended (ReportEpisodesRequest.first_sequence): from 1,
+  // increasing over the whole actor process, never reused by a later runner, so a learner that
+  // saw an earlier runner's reports (also one restarted meanwhile) never takes new episodes for
+  // repeats.
+  virtual int64_t NumberEpisode() = 0;
 };
 
 }  // namespace prl::actor

@@ -314,7 +314,9 @@ TEST(TableTest, PrioritizedSamplingReturnsNormalisedImportanceWeights) {
   for (int i = 0; i < response->keys_size(); ++i) {
     // N P = 2 * 0.25 = 0.5 for key 1 and 1.5 for key 2: weights 1/0.5 and 1/1.5, over max.
     const double expected = response->keys(i) == 1 ? 1.0 : (1 / 1.5) / (1 / 0.5);
-    if (response->keys(i) == 1) EXPECT_DOUBLE_EQ(response->probabilities(i), 0.25);
+    if (response->keys(i) == 1) {
+      EXPECT_DOUBLE_EQ(response->probabilities(i), 0.25);
+    }
     EXPECT_NEAR(response->importance_weights(i), expected, 1e-12);
   }
 
