@@ -152,9 +152,9 @@ absl::StatusOr<v1::HeartbeatResponse> ActorRegistry::Heartbeat(
 absl::StatusOr<v1::ReportEpisodesResponse> ActorRegistry::ReportEpisodes(
     const v1::ReportEpisodesRequest& request) {
   if (request.first_sequence() < 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "first_sequence: ", request.first_sequence(), " is negative; allowed: 0 (not numbered) "
-        "or the number of episodes[0], from 1"));
+    return absl::InvalidArgumentError(absl::StrCat("first_sequence: ", request.first_sequence(),
+                                                   " is negative; allowed: 0 (not numbered) "
+                                                   "or the number of episodes[0], from 1"));
   }
   int64_t delta = 0;
   int skip = 0;
@@ -179,8 +179,8 @@ absl::StatusOr<v1::ReportEpisodesResponse> ActorRegistry::ReportEpisodes(
     const int64_t n = request.episodes_size();
     if (request.first_sequence() > 0) {
       // episodes numbered below next_episode were recorded by an earlier copy of this report.
-      skip = static_cast<int>(std::clamp<int64_t>(actor.next_episode - request.first_sequence(),
-                                                  0, n));
+      skip = static_cast<int>(
+          std::clamp<int64_t>(actor.next_episode - request.first_sequence(), 0, n));
       actor.next_episode = std::max(actor.next_episode, request.first_sequence() + n);
     }
     response.set_num_accepted(static_cast<int32_t>(n - skip));

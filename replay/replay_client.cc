@@ -266,8 +266,7 @@ absl::StatusOr<std::vector<uint64_t>> ShardedReplayClient::Insert(const InsertBa
       return keys;
     }
     // a shard that stored part of the batch ends the call here: the caller resends the rest.
-    if (!absl::IsUnavailable(response.status()) ||
-        (rows_stored != nullptr && *rows_stored > 0)) {
+    if (!absl::IsUnavailable(response.status()) || (rows_stored != nullptr && *rows_stored > 0)) {
       return response.status();
     }
     last = response.status();

@@ -237,10 +237,9 @@ absl::Status ReplayShard::Restore() {
   PRL_ASSIGN_OR_RETURN(const uint64_t num_tables, reader.Le(4));
   if (num_tables > static_cast<uint64_t>(options_.max_tables)) {
     // the file is fine, the limit is lower than when it was written: refuse, keep the file.
-    return absl::FailedPreconditionError(
-        absl::StrCat("checkpoint '", path, "' holds ", num_tables,
-                     " tables, more than --replay_max_tables=", options_.max_tables,
-                     "; raise the limit to restore it (the file is left in place)"));
+    return absl::FailedPreconditionError(absl::StrCat(
+        "checkpoint '", path, "' holds ", num_tables, " tables, more than --replay_max_tables=",
+        options_.max_tables, "; raise the limit to restore it (the file is left in place)"));
   }
   std::map<std::string, std::shared_ptr<Table>> restored;
   for (uint64_t t = 0; t < num_tables; ++t) {

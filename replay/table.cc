@@ -475,8 +475,7 @@ absl::Status Table::Sample(const v1::SampleRequest& request, absl::Time deadline
       ++pending_samples_;
       // only FIFO/LIFO and max_times_sampled need to know what this batch already took.
       const bool doom = config_.max_times_sampled() > 0 &&
-                        item.times_sampled + ++picked[selection.key] >=
-                            config_.max_times_sampled();
+                        item.times_sampled + ++picked[selection.key] >= config_.max_times_sampled();
       if (doom) {
         doomed_.insert(selection.key);
         doomed.push_back(selection.key);
