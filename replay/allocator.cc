@@ -4,6 +4,9 @@
 #include <malloc.h>
 #endif
 
+#include <algorithm>
+#include <thread>
+
 namespace prl::replay {
 namespace {
 
@@ -23,6 +26,10 @@ absl::Status KeepFreedBuffersForReuse() {
   if (mallopt(M_MMAP_THRESHOLD, kMmapThreshold) != 1 ||
       mallopt(M_TRIM_THRESHOLD, kTrimThreshold) != 1) {
     return absl::InternalError("mallopt refused the mmap or trim threshold");
+  }
+  const int arenas = std::max(2, static_cast<int>(std::thread::hardware_concurrency()));
+  if (mallopt(M_ARENA_MAX, arenas) != 1) {
+    return absl::InternalError("mallopt refused the arena limit");
   }
   return absl::OkStatus();
 #else
