@@ -1,5 +1,8 @@
 #include "replay/replay_service.h"
 
+#include <cstring>
+#include <vector>
+
 #include "absl/strings/str_cat.h"
 #include "common/testing/in_process_server.h"
 #include "gmock/gmock.h"
@@ -132,6 +135,72 @@ TEST_F(ReplayServiceTest, BadRequestInStreamKeepsEarlierRows) {
   s = InsertStream({unknown}, &inserted);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::NOT_FOUND);
   EXPECT_THAT(s.error_message(), HasSubstr("tables: [t]"));
+}
+
+// A table whose rows are 8 KiB, so that a request of 40 rows (320 KiB) is large enough to be
+// inserted while the stream's next request is received.
+constexpr int kWide = 2048;
+constexpr int kLargeRows = 40;
+
+v1::InsertRequest WideRows(float value) {
+  v1::InsertRequest request;
+  request.set_table("wide");
+  request.set_return_keys(true);
+  v1::NamedTensor* x = request.add_columns();
+  x->set_name("x");
+  TensorToProto(
+      HostTensor::FromFloats({kLargeRows, kWide}, std::vector<float>(kLargeRows * kWide, value))
+          .view(),
+      x->mutable_tensor());
+  return request;
+}
+
+TEST_F(ReplayServiceTest, LargeRequestsOfAStreamAreInsertedInOrder) {
+  v1::CreateTableRequest create;
+  create.mutable_config()->set_name("wide");
+  create.mutable_config()->set_capacity(1000);
+  create.mutable_config()->set_sampler(v1::SAMPLER_FIFO);
+  v1::ColumnSpec* x = create.mutable_config()->add_signature();
+  x->set_name("x");
+  x->set_dtype(v1::Tensor::DTYPE_FLOAT32);
+  x->add_shape(kWide);
+  v1::CreateTableResponse created;
+  ASSERT_TRUE(stub_->CreateTable(server_->Context(kToken).get(), create, &created).ok());
+
+  std::vector<v1::InsertRequest> requests;
+  for (int i = 0; i < 6; ++i) requests.push_back(WideRows(static_cast<float>(i)));
+  v1::InsertResponse inserted;
+  grpc::Status s = InsertStream(requests, &inserted);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(inserted.num_inserted(), 6 * kLargeRows);
+  ASSERT_EQ(inserted.keys_size(), 6 * kLargeRows);
+  for (int i = 0; i < inserted.keys_size(); ++i) EXPECT_EQ(inserted.keys(i), i + 1);
+
+  // FIFO: the oldest first; each request's rows in the place it was sent.
+  v1::SampleRequest sample;
+  sample.set_table("wide");
+  sample.set_batch_size(6 * kLargeRows);
+  v1::SampleResponse sampled;
+  ASSERT_TRUE(stub_->Sample(server_->Context(kToken).get(), sample, &sampled).ok());
+  const std::string& data = sampled.columns(0).tensor().data();
+  ASSERT_EQ(data.size(), sizeof(float) * 6 * kLargeRows * kWide);
+  for (int row = 0; row < 6 * kLargeRows; ++row) {
+    float first, last;
+    std::memcpy(&first, data.data() + sizeof(float) * row * kWide, sizeof(float));
+    std::memcpy(&last, data.data() + sizeof(float) * ((row + 1) * kWide - 1), sizeof(float));
+    ASSERT_EQ(first, static_cast<float>(row / kLargeRows)) << "row " << row;
+    ASSERT_EQ(last, static_cast<float>(row / kLargeRows)) << "row " << row;
+  }
+
+  // an error in a large request ends the stream after the rows before it; the one sent after
+  // it is not inserted.
+  requests.resize(4);
+  requests[2].mutable_columns(0)->mutable_tensor()->mutable_data()->resize(100);
+  s = InsertStream(requests, &inserted);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(),
+              HasSubstr(absl::StrCat("insert request 2 (", 2 * kLargeRows, " rows inserted")));
+  EXPECT_EQ(shard_->Info("wide")->tables(0).size(), 8 * kLargeRows);
 }
 
 TEST_F(ReplayServiceTest, MalformedRequestBytesEndTheStreamAndKeepEarlierRows) {
