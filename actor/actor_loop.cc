@@ -141,6 +141,7 @@ void ActorLoop::Stop() {
     if (stopped_) return;
     stopped_ = true;
     stop_ = true;
+    if (running_runner_ != nullptr) running_runner_->CancelInserts();
   }
   control_calls_->Cancel();
   policy_calls_->Cancel();
@@ -305,8 +306,10 @@ void ActorLoop::InstallAssignmentLocked(const v1::Assignment& assignment, bool k
   acting_version_ = 0;
   last_error_.clear();
   metrics_.generation.Set(static_cast<double>(assignment.generation()));
-  // the runner of the old assignment may be long-polling; it has nothing more to ask.
+  // the runner of the old assignment may be long-polling or held by a shard's rate limiter; it
+  // has nothing more to ask or insert.
   policy_calls_->Cancel(serial_ - 1);
+  if (running_runner_ != nullptr) running_runner_->CancelInserts();
   heartbeat_now_ = false;
 }
 
@@ -349,7 +352,14 @@ void ActorLoop::Execute(const v1::Assignment& assignment, int64_t serial) {
     if (serial_ == serial) last_error_ = std::string(runner.status().message());
     return;
   }
+  {
+    absl::MutexLock lock(&mu_);
+    running_runner_ = runner->get();
+    if (InterruptedLocked()) running_runner_->CancelInserts();
+  }
   (*runner)->Run();
+  absl::MutexLock lock(&mu_);
+  running_runner_ = nullptr;
 }
 
 bool ActorLoop::InterruptedLocked() const { return stop_ || serial_ != running_serial_; }

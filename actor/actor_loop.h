@@ -54,7 +54,7 @@ struct ActorLoopOptions {
 
   // Deadline of each learner call.
   absl::Duration rpc_timeout = absl::Seconds(5);
-  // Deadline of each replay insert (short: see RunnerOptions::insert_timeout).
+  // Deadline of each replay insert (see RunnerOptions::insert_timeout).
   absl::Duration insert_timeout = absl::Seconds(2);
   // Jittered exponential backoff between failed attempts (Join, inserts, policy fetches).
   absl::Duration initial_backoff = absl::Milliseconds(100);
@@ -174,6 +174,9 @@ class ActorLoop final : private RunnerHost {
   v1::Assignment assignment_ ABSL_GUARDED_BY(mu_);
   int64_t serial_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t running_serial_ ABSL_GUARDED_BY(mu_) = -1;
+  // The runner the acting thread is running, if any: a stop or a switch cancels its replay
+  // insert in flight.
+  AssignmentRunner* running_runner_ ABSL_GUARDED_BY(mu_) = nullptr;
   v1::EvaluationRequest evaluation_ ABSL_GUARDED_BY(mu_);
   std::string last_error_ ABSL_GUARDED_BY(mu_);
   // Heartbeat counters of the current registration and generation.

@@ -323,8 +323,9 @@ class ActorLoopTest : public ::testing::Test {
     return a;
   }
 
-  void StartActor() {
+  void StartActor(absl::Duration insert_timeout = absl::Seconds(2)) {
     ActorLoopOptions options;
+    options.insert_timeout = insert_timeout;
     options.learner_address = learner_server_->address();
     options.actor_name = "actor-test";
     options.num_envs = 2;
@@ -503,6 +504,38 @@ TEST_F(ActorLoopTest, SwitchesToANewGenerationAndIdles) {
   }
   EXPECT_EQ(loop_->state().assignment.generation(), 3);
   EXPECT_EQ(loop_->state().last_error, "");
+}
+
+TEST_F(ActorLoopTest, ASwitchOrAStopCancelsAnInsertTheRateLimiterHolds) {
+  // tables that take 8 items and then hold every insert until something samples (nothing does).
+  for (const std::string name : {"held1", "held2"}) {
+    v1::TableConfig config = TableConfig(name);
+    config.mutable_rate_limiter()->set_min_size_to_sample(1);
+    config.mutable_rate_limiter()->set_samples_per_insert(1);
+    config.mutable_rate_limiter()->set_error_buffer(7);
+    ASSERT_TRUE(shard_->CreateTable(config).ok());
+  }
+  learner_.SetAssignment(Train("held1"));
+  learner_.PublishPolicy(0.25f);
+  // inserts would wait a minute for the rate limiter: only a cancel ends them sooner.
+  StartActor(/*insert_timeout=*/absl::Seconds(60));
+  ASSERT_TRUE(WaitUntil([this] { return TableSize("held1") == 8; }));
+
+  // the switch ends the held insert: the new generation's episodes run and reach t1.
+  learner_.SetAssignment(Train("t1"));
+  ASSERT_TRUE(learner_.Await([](const Seen& s) {
+    return s.Count([](const Seen::Episode& e) { return e.generation == 2; }) >= 2;
+  }));
+  ASSERT_TRUE(WaitUntil([this] { return TableSize("t1") > 0; }));
+  EXPECT_EQ(TableSize("held1"), 8);
+
+  learner_.SetAssignment(Train("held2"));
+  ASSERT_TRUE(WaitUntil([this] { return TableSize("held2") == 8; }));
+  const absl::Time stop = absl::Now();
+  loop_->Stop();
+  // far below the insert's deadline (a minute): the stop did not wait for it.
+  EXPECT_LT(absl::Now() - stop, absl::Seconds(20));
+  EXPECT_EQ(TableSize("held2"), 8);
 }
 
 TEST_F(ActorLoopTest, RunsEvaluationRoundsWithoutInserting) {

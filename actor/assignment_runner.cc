@@ -423,8 +423,13 @@ void AssignmentRunner::FlushInserts(bool force) {
   Backoff backoff(options_.initial_backoff, options_.max_backoff);
   while (true) {
     int64_t stored = 0;
-    absl::StatusOr<std::vector<uint64_t>> keys = replay_->Insert(rows_->Batch(), &stored);
+    absl::StatusOr<std::vector<uint64_t>> keys =
+        replay_->Insert(rows_->Batch(), &stored, &insert_canceller_);
     if (keys.ok()) break;
+    if (insert_canceller_.cancelled()) {
+      rows_->Clear();  // the runner is done; its assignment is over
+      return;
+    }
     metrics_->RpcError("Insert");
     if (stored > 0) {
       // the shard kept the leading rows (its rate limiter let them in before the deadline):

@@ -58,9 +58,9 @@ struct RunnerOptions {
   std::string auth_token;
   // Deadline of learner calls.
   absl::Duration rpc_timeout = absl::Seconds(5);
-  // Deadline of a replay insert. Short, because an insert held by the rate limiter cannot be
-  // cancelled: a switch or a stop waits for it. Rows a shard took before the deadline are sent
-  // again with the retry.
+  // Deadline of a replay insert: how long a shard's rate limiter may hold it before the actor
+  // retries (with backoff, and with only the rows the shard did not take). A switch or a stop
+  // cancels an insert in flight (AssignmentRunner::CancelInserts).
   absl::Duration insert_timeout = absl::Seconds(2);
   // Longest GetPolicy long-poll while waiting for a policy version.
   absl::Duration policy_poll_timeout = absl::Seconds(5);
@@ -93,6 +93,11 @@ class AssignmentRunner {
 
   // Runs the assignment until the host is interrupted, then reports pending episodes once.
   void Run();
+
+  // Ends a replay insert in flight (one a shard's rate limiter holds) and makes later ones fail
+  // at once; its rows are dropped. For the host, from another thread, once it has interrupted
+  // the runner. Thread-safe.
+  void CancelInserts() { insert_canceller_.Cancel(); }
 
  private:
   struct Episode {
@@ -144,6 +149,7 @@ class AssignmentRunner {
   int act_dim_ = 0;
 
   std::unique_ptr<replay::ShardedReplayClient> replay_;
+  replay::InsertCanceller insert_canceller_;
   std::optional<TransitionBuffer> rows_;
   // MODE_COLLECT with success_only: each env's episode, inserted when it succeeds.
   std::vector<TransitionBuffer> episode_rows_;

@@ -11,7 +11,6 @@
 #include <vector>
 
 #include "absl/synchronization/barrier.h"
-
 #include "gtest/gtest.h"
 
 namespace prl::replay {

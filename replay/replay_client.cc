@@ -120,6 +120,29 @@ absl::StatusOr<v1::InsertResponse> InsertStream::Finish() {
   return std::move(response_);
 }
 
+void InsertCanceller::Cancel() {
+  absl::MutexLock lock(&mu_);
+  cancelled_ = true;
+  for (InsertStream* stream : in_flight_) stream->Cancel();
+}
+
+bool InsertCanceller::cancelled() const {
+  absl::MutexLock lock(&mu_);
+  return cancelled_;
+}
+
+bool InsertCanceller::Add(InsertStream* stream) {
+  absl::MutexLock lock(&mu_);
+  if (cancelled_) return false;
+  in_flight_.push_back(stream);
+  return true;
+}
+
+void InsertCanceller::Remove(InsertStream* stream) {
+  absl::MutexLock lock(&mu_);
+  in_flight_.erase(std::remove(in_flight_.begin(), in_flight_.end(), stream), in_flight_.end());
+}
+
 absl::StatusOr<std::unique_ptr<ShardedReplayClient>> ShardedReplayClient::Create(
     const ReplayClientOptions& options) {
   if (options.addresses.empty() || options.addresses.size() > kMaxShards) {
@@ -230,8 +253,11 @@ absl::StatusOr<std::vector<uint64_t>> ShardedReplayClient::Insert(
 }
 
 absl::StatusOr<std::vector<uint64_t>> ShardedReplayClient::Insert(const InsertBatch& batch,
-                                                                  int64_t* rows_stored) {
+                                                                  int64_t* rows_stored,
+                                                                  InsertCanceller* canceller) {
   if (rows_stored != nullptr) *rows_stored = 0;
+  const auto cancelled = [] { return absl::CancelledError("the insert was cancelled"); };
+  if (canceller != nullptr && canceller->cancelled()) return cancelled();
   std::vector<int> candidates = Candidates();
   if (candidates.empty()) return absl::UnavailableError("every replay shard is down");
   size_t start;
@@ -247,14 +273,18 @@ absl::StatusOr<std::vector<uint64_t>> ShardedReplayClient::Insert(const InsertBa
       absl::MutexLock lock(&mu_);
       channel = shards_[index].channel;
     }
-    const auto insert = [&]() {
+    const auto insert = [&]() -> absl::StatusOr<v1::InsertResponse> {
       std::unique_ptr<InsertStream> stream = InsertStream::Open(channel, options_.call);
+      if (canceller != nullptr && !canceller->Add(stream.get())) return cancelled();
       stream->Write(batch);  // a failed write shows in Finish
       absl::StatusOr<v1::InsertResponse> result = stream->Finish();
+      if (canceller != nullptr) canceller->Remove(stream.get());
       if (rows_stored != nullptr) *rows_stored = stream->rows_inserted();
       return result;
     };
     absl::StatusOr<v1::InsertResponse> response = insert();
+    // a cancelled call says nothing about the shard.
+    if (canceller != nullptr && canceller->cancelled() && !response.ok()) return cancelled();
     Record(index, ToGrpcStatus(response.status()));
     if (absl::IsNotFound(response.status()) && Recreate(index, batch.table)) {
       response = insert();

@@ -72,8 +72,13 @@ class InsertStream {
   absl::StatusOr<v1::InsertResponse> Finish();
 
   // After Finish: rows the shard stored from this stream, also when Finish failed (the stream's
-  // first rows, in order; 0 when the shard's answer did not arrive, e.g. the connection broke).
+  // first rows, in order; 0 when the shard's answer did not arrive, e.g. the connection broke
+  // or the call was cancelled).
   int64_t rows_inserted() const { return rows_inserted_; }
+
+  // Cancels the call: a Write or Finish waiting in another thread returns (Finish with
+  // CANCELLED). Thread-safe; any time before the stream is destroyed.
+  void Cancel() { context_.TryCancel(); }
 
  private:
   InsertStream() = default;
@@ -83,6 +88,28 @@ class InsertStream {
   v1::InsertResponse response_;
   int64_t rows_inserted_ = 0;
   std::unique_ptr<grpc::ClientWriter<grpc::ByteBuffer>> writer_;
+};
+
+// Lets another thread end a ShardedReplayClient's inserts, e.g. an actor whose assignment
+// changed while an insert waits on a shard's rate limiter: Cancel() cancels the inserts in flight
+// that were given this canceller and makes every later one fail at once, with CANCELLED. Rows a
+// cancelled insert had stored stay stored, and the caller is not told how many; a shard may
+// still store some until it sees the cancellation (the next time its rate limiter wakes the
+// insert). Thread-safe.
+class InsertCanceller {
+ public:
+  void Cancel() ABSL_LOCKS_EXCLUDED(mu_);
+  bool cancelled() const ABSL_LOCKS_EXCLUDED(mu_);
+
+ private:
+  friend class ShardedReplayClient;
+  // Registers `stream` for the time of its call; false, registering nothing, once cancelled.
+  bool Add(InsertStream* stream) ABSL_LOCKS_EXCLUDED(mu_);
+  void Remove(InsertStream* stream) ABSL_LOCKS_EXCLUDED(mu_);
+
+  mutable absl::Mutex mu_;
+  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<InsertStream*> in_flight_ ABSL_GUARDED_BY(mu_);
 };
 
 class ShardedReplayClient {
@@ -100,9 +127,11 @@ class ShardedReplayClient {
   // etc., not retried elsewhere); UNAVAILABLE when every shard is down. `rows_stored`, when
   // given, is set to the batch's leading rows a shard stored, also on error: a shard held by
   // its rate limiter until the deadline keeps what it let in (DEADLINE_EXCEEDED with
-  // *rows_stored > 0), and a retry should send only the rest.
+  // *rows_stored > 0), and a retry should send only the rest. With a `canceller`, its Cancel()
+  // ends the insert (CANCELLED, from any shard; the shard is not taken for down).
   absl::StatusOr<std::vector<uint64_t>> Insert(const InsertBatch& batch,
-                                               int64_t* rows_stored = nullptr)
+                                               int64_t* rows_stored = nullptr,
+                                               InsertCanceller* canceller = nullptr)
       ABSL_LOCKS_EXCLUDED(mu_);
   // The same for a request message.
   absl::StatusOr<std::vector<uint64_t>> Insert(const v1::InsertRequest& request)

@@ -1,6 +1,7 @@
 #include "replay/replay_client.h"
 
 #include <cstdlib>
+#include <thread>
 #include <tuple>
 
 #include "absl/synchronization/notification.h"
@@ -301,6 +302,44 @@ TEST_F(ShardedReplayClientTest, AnInsertHeldAtItsDeadlineSaysWhatItStored) {
   v1::TableInfo info = shards_[0]->Info("limited")->tables(0);
   EXPECT_EQ(info.size(), 8);
   EXPECT_EQ(info.inserted_total(), 8);
+}
+
+TEST_F(ShardedReplayClientTest, AnotherThreadCancelsAnInsertHeldByTheRateLimiter) {
+  v1::TableConfig config = Config();
+  config.set_name("limited");
+  config.mutable_rate_limiter()->set_min_size_to_sample(1);
+  config.mutable_rate_limiter()->set_samples_per_insert(1);
+  config.mutable_rate_limiter()->set_error_buffer(4);
+  ASSERT_TRUE(shards_[0]->CreateTable(config).ok());
+  ReplayClientOptions options;
+  options.addresses = {servers_[0]->host().address()};
+  options.call.timeout = absl::Seconds(60);  // the cancel, not the deadline, must end it
+  auto client = *ShardedReplayClient::Create(options);
+
+  InsertCanceller canceller;
+  absl::Notification held;
+  std::thread cancel([&] {
+    // once the shard holds the insert (5 rows in, the rest waiting for samples).
+    while (shards_[0]->Info("limited")->tables(0).size() < 5) absl::SleepFor(absl::Milliseconds(5));
+    held.Notify();
+    canceller.Cancel();
+  });
+  v1::InsertRequest rows = Ids(0, 8);
+  rows.set_table("limited");
+  int64_t stored = -1;
+  auto keys = client->Insert(InsertBatch::FromProto(rows), &stored, &canceller);
+  cancel.join();
+  EXPECT_TRUE(held.HasBeenNotified());
+  EXPECT_EQ(keys.status().code(), absl::StatusCode::kCancelled) << keys.status();
+  EXPECT_EQ(stored, 0);  // the shard's answer does not come back to a cancelled call
+  EXPECT_EQ(client->healthy_shards(), 1) << "a cancelled insert took the shard for down";
+
+  // later inserts with the canceller fail at once; the client itself goes on.
+  v1::InsertRequest more = Ids(10, 1);
+  EXPECT_EQ(client->Insert(InsertBatch::FromProto(more), nullptr, &canceller).status().code(),
+            absl::StatusCode::kCancelled);
+  ASSERT_TRUE(shards_[0]->CreateTable(Config()).ok());
+  EXPECT_TRUE(client->Insert(InsertBatch::FromProto(more)).ok());
 }
 
 TEST_F(ShardedReplayClientTest, InsertsABatchOfViews) {
