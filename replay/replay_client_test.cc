@@ -58,6 +58,8 @@ class ShardedReplayClientTest : public ::testing::Test {
     ASSERT_TRUE(client_->CreateTable(Config()).ok());
   }
 
+  std::unique_ptr<ShardedReplayClient> LimitedTableOnShard0(absl::Duration timeout);
+
   std::vector<std::shared_ptr<prometheus::Registry>> registries_;
   std::vector<std::unique_ptr<ReplayShard>> shards_;
   std::vector<std::unique_ptr<ReplayServiceImpl>> services_;
@@ -269,18 +271,25 @@ TEST_F(ShardedReplayClientTest, InsertStreamReportsTheShardsError) {
   EXPECT_EQ(stream->rows_inserted(), 3);
 }
 
-TEST_F(ShardedReplayClientTest, AnInsertHeldAtItsDeadlineSaysWhatItStored) {
-  // one sampled item per inserted one, with room for 5 inserts ahead of the samples.
+// Creates table "limited" on shard 0, which takes one sampled item per inserted one with room
+// for 5 inserts ahead of the samples, and returns a client of shard 0 alone whose calls have
+// deadline `timeout`.
+std::unique_ptr<ShardedReplayClient> ShardedReplayClientTest::LimitedTableOnShard0(
+    absl::Duration timeout) {
   v1::TableConfig config = Config();
   config.set_name("limited");
   config.mutable_rate_limiter()->set_min_size_to_sample(1);
   config.mutable_rate_limiter()->set_samples_per_insert(1);
   config.mutable_rate_limiter()->set_error_buffer(4);
-  ASSERT_TRUE(shards_[0]->CreateTable(config).ok());
+  EXPECT_TRUE(shards_[0]->CreateTable(config).ok());
   ReplayClientOptions options;
   options.addresses = {servers_[0]->host().address()};
-  options.call.timeout = absl::Milliseconds(500);
-  auto client = *ShardedReplayClient::Create(options);
+  options.call.timeout = timeout;
+  return *ShardedReplayClient::Create(options);
+}
+
+TEST_F(ShardedReplayClientTest, AnInsertHeldAtItsDeadlineSaysWhatItStored) {
+  auto client = LimitedTableOnShard0(absl::Milliseconds(500));
 
   v1::InsertRequest rows = Ids(0, 8);
   rows.set_table("limited");
@@ -305,16 +314,8 @@ TEST_F(ShardedReplayClientTest, AnInsertHeldAtItsDeadlineSaysWhatItStored) {
 }
 
 TEST_F(ShardedReplayClientTest, AnotherThreadCancelsAnInsertHeldByTheRateLimiter) {
-  v1::TableConfig config = Config();
-  config.set_name("limited");
-  config.mutable_rate_limiter()->set_min_size_to_sample(1);
-  config.mutable_rate_limiter()->set_samples_per_insert(1);
-  config.mutable_rate_limiter()->set_error_buffer(4);
-  ASSERT_TRUE(shards_[0]->CreateTable(config).ok());
-  ReplayClientOptions options;
-  options.addresses = {servers_[0]->host().address()};
-  options.call.timeout = absl::Seconds(60);  // the cancel, not the deadline, must end it
-  auto client = *ShardedReplayClient::Create(options);
+  // the cancel, not the deadline, must end the insert.
+  auto client = LimitedTableOnShard0(absl::Seconds(60));
 
   InsertCanceller canceller;
   absl::Notification held;
