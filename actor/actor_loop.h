@@ -28,10 +28,10 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "actor/acting_policy.h"
 #include "actor/actor_metrics.h"
 #include "actor/assignment_runner.h"
 #include "common/client.h"
+#include "models/acting_policy.h"
 #include "prometheus/registry.h"
 #include "proto/actor.grpc.pb.h"
 
@@ -71,7 +71,7 @@ struct ActorLoopOptions {
   absl::Duration insert_flush_interval = absl::Seconds(1);
 
   // Builds the policy from GetPolicy's answer (LibTorch in prl_actor, fakes in tests).
-  ActingPolicyFactory policy_factory;
+  models::ActingPolicyFactory policy_factory;
 };
 
 class ActorLoop final : private RunnerHost {

@@ -36,7 +36,7 @@ constexpr char kExperiment[] = "exp-1";
 
 // Acts with a constant: `bias` in training, -bias when deterministic (evaluation), so a test
 // can tell which kind of step an inserted action came from.
-class ConstantPolicy final : public ActingPolicy {
+class ConstantPolicy final : public models::ActingPolicy {
  public:
   ConstantPolicy(float bias, int64_t version) : bias_(bias), version_(version) {}
   void Act(absl::Span<const float> obs, int n, bool deterministic,
@@ -54,7 +54,7 @@ class ConstantPolicy final : public ActingPolicy {
   const int64_t version_;
 };
 
-absl::StatusOr<std::unique_ptr<ActingPolicy>> MakeConstantPolicy(const v1::Policy& policy) {
+absl::StatusOr<std::unique_ptr<models::ActingPolicy>> MakeConstantPolicy(const v1::Policy& policy) {
   if (policy.weights_size() != 1 || policy.weights(0).name() != "bias") {
     return absl::InvalidArgumentError("expected one weight named bias");
   }

@@ -17,13 +17,13 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "actor/actor_loop.h"
-#include "actor/torch_acting_policy.h"
 #include "common/logging.h"
 #include "common/server.h"
 #include "common/server_flags.h"
 #include "common/signals.h"
 #include "common/version.h"
-#include "learner/policy_runner.h"
+#include "models/policy_runner.h"
+#include "models/torch_acting_policy.h"
 
 ABSL_FLAG(std::string, actor_learner, "127.0.0.1:50052", "Address of prl_learner (HOST:PORT).");
 ABSL_FLAG(int, actor_num_envs, 4, "Environments this actor steps as one batch (1..1024).");
@@ -78,7 +78,7 @@ int main(int argc, char** argv) {
   auto token = prl::AuthTokenFromFlags();
   if (!token.ok()) return Fail(std::string(token.status().message()));
   // the policy runs on the acting thread alone (DESIGN.md §11: an actor's policy needs one).
-  prl::learner::SetPolicyThreads(1);
+  prl::models::SetPolicyThreads(1);
 
   prl::actor::ActorLoopOptions options;
   options.learner_address = absl::GetFlag(FLAGS_actor_learner);
@@ -95,7 +95,7 @@ int main(int argc, char** argv) {
   options.host.set_pid(getpid());
   options.host.set_cpu_count(static_cast<int>(std::thread::hardware_concurrency()));
   options.host.set_build_version(prl::kVersion);
-  options.policy_factory = prl::actor::TorchActingPolicyFactory(std::random_device()());
+  options.policy_factory = prl::models::TorchActingPolicyFactory(std::random_device()());
 
   auto registry = std::make_shared<prometheus::Registry>();
   auto loop = prl::actor::ActorLoop::Create(options, *registry);

@@ -6,10 +6,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "actor/collect/maze_planner.h"
-#include "actor/envs/env_spec.h"
 #include "actor/policy_fetcher.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
+#include "env_desc/env_spec.h"
 
 namespace prl::actor {
 namespace {
@@ -105,7 +105,7 @@ absl::Status AssignmentRunner::BuildEnvFactories() {
       *spec.mutable_dynamics() = a.tasks(i);
       field = absl::StrCat("assignment.tasks[", i, "]");
     }
-    PRL_ASSIGN_OR_RETURN(EnvConfig config, ResolveEnvSpec(spec, field));
+    PRL_ASSIGN_OR_RETURN(env_desc::EnvConfig config, env_desc::ResolveEnvSpec(spec, field));
     if (a.mode() == v1::Assignment::MODE_COLLECT && a.collect().randomize_start_goal()) {
       if (!config.maze) {
         return absl::InvalidArgumentError(
@@ -380,7 +380,7 @@ void AssignmentRunner::RunEvaluationRound(const v1::EvaluationRequest& request) 
     PRL_LOG(ERROR) << "evaluation round " << request.round() << " skipped: " << envs.status();
     return;
   }
-  ActingPolicy& policy = *policies_->policy();
+  models::ActingPolicy& policy = *policies_->policy();
   PRL_LOG(INFO) << "evaluation round " << request.round() << ": " << episodes
                 << " episodes with policy version " << policy.version();
   const bool deterministic = !assignment_.stochastic_eval();

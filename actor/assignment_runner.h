@@ -34,7 +34,6 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "actor/acting_policy.h"
 #include "actor/actor_metrics.h"
 #include "actor/backoff.h"
 #include "actor/collect/policy.h"
@@ -43,6 +42,7 @@
 #include "actor/policy_fetcher.h"
 #include "actor/runner_host.h"
 #include "actor/transition_buffer.h"
+#include "models/acting_policy.h"
 #include "proto/actor.pb.h"
 #include "replay/replay_client.h"
 
@@ -77,7 +77,7 @@ struct RunnerOptions {
   absl::Duration initial_backoff = absl::Milliseconds(100);
   absl::Duration max_backoff = absl::Seconds(5);
   // Builds the policy from GetPolicy's answer.
-  ActingPolicyFactory policy_factory;
+  models::ActingPolicyFactory policy_factory;
 };
 
 class AssignmentRunner {

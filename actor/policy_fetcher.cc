@@ -82,7 +82,8 @@ absl::Status PolicyFetcher::Install(const v1::GetPolicyResponse& response) {
   if (!options_.factory) {
     return absl::UnimplementedError("this actor was built without a policy factory");
   }
-  absl::StatusOr<std::unique_ptr<ActingPolicy>> policy = options_.factory(response.policy());
+  absl::StatusOr<std::unique_ptr<models::ActingPolicy>> policy =
+      options_.factory(response.policy());
   if (policy.ok() && ((*policy)->obs_dim() != options_.obs_dim ||
                       (*policy)->action_dim() != options_.action_dim)) {
     policy = absl::InvalidArgumentError(

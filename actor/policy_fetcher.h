@@ -15,9 +15,9 @@
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
-#include "actor/acting_policy.h"
 #include "actor/actor_metrics.h"
 #include "actor/runner_host.h"
+#include "models/acting_policy.h"
 #include "proto/actor.pb.h"
 
 namespace prl::actor {
@@ -34,7 +34,7 @@ struct PolicyFetcherOptions {
   // Backoff between failed long-polls.
   absl::Duration initial_backoff = absl::Milliseconds(100);
   absl::Duration max_backoff = absl::Seconds(5);
-  ActingPolicyFactory factory;
+  models::ActingPolicyFactory factory;
 };
 
 class PolicyFetcher {
@@ -50,7 +50,7 @@ class PolicyFetcher {
   void MaybeRefresh();
 
   // The policy held; null before the first.
-  ActingPolicy* policy() const { return policy_.get(); }
+  models::ActingPolicy* policy() const { return policy_.get(); }
 
  private:
   // Applies a GetPolicy answer. Errors: FAILED_PRECONDITION for not_modified with no policy
@@ -60,7 +60,7 @@ class PolicyFetcher {
   const PolicyFetcherOptions options_;
   RunnerHost* const host_;
   ActorMetrics* const metrics_;
-  std::unique_ptr<ActingPolicy> policy_;
+  std::unique_ptr<models::ActingPolicy> policy_;
   absl::Time next_refresh_ = absl::InfinitePast();
   int refresh_failures_ = 0;     // in a row, for logging
   int64_t refused_version_ = 0;  // the newest version that could not be built

@@ -49,8 +49,8 @@ double Measure(double seconds, const std::function<int64_t()>& step) {
 
 std::unique_ptr<EnvFactory> Factory(const std::string& name) {
   v1::EnvSpec spec;
-  spec.set_domain(FindDomainByName(name)->domain);
-  absl::StatusOr<EnvConfig> config = ResolveEnvSpec(spec);
+  spec.set_domain(env_desc::FindDomainByName(name)->domain);
+  absl::StatusOr<env_desc::EnvConfig> config = env_desc::ResolveEnvSpec(spec);
   if (!config.ok()) {
     std::fprintf(stderr, "%s\n", std::string(config.status().message()).c_str());
     std::exit(1);
@@ -132,7 +132,7 @@ int Main() {
   bool ok = true;
   for (const std::string& name :
        std::vector<std::string>(absl::StrSplit(absl::GetFlag(FLAGS_domains), ','))) {
-    if (FindDomainByName(name) == nullptr) {
+    if (env_desc::FindDomainByName(name) == nullptr) {
       std::fprintf(stderr, "--domains: unknown domain %s\n", name.c_str());
       return 1;
     }

@@ -1,7 +1,7 @@
 // Learner benchmark: gradient updates per second of prl::learner::Agent (SAC by default) on the
 // CPU, at the shapes of the papers' MuJoCo runs: batch 256, HalfCheetah's obs 17 and action 6,
 // two hidden layers of 256. Measures each GEMM backend asked for: "onednn" (the learner's
-// default, learner/gemm.h) and "aten" (ATen's matmul on the system BLAS, which is what PyTorch
+// default, models/gemm.h) and "aten" (ATen's matmul on the system BLAS, which is what PyTorch
 // uses), so bench/learner_vs_pytorch.py can compare like with like. --json writes the numbers.
 //
 //   bazel build -c opt //bench:learner_bench
@@ -26,7 +26,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "learner/agent.h"
-#include "learner/gemm.h"
+#include "models/gemm.h"
 #include "torch/csrc/autograd/profiler_legacy.h"
 #include "torch/version.h"
 
@@ -138,7 +138,7 @@ int main(int argc, char** argv) {
       absl::GetFlag(FLAGS_algorithm).c_str(), absl::GetFlag(FLAGS_batch),
       absl::GetFlag(FLAGS_obs_dim), absl::GetFlag(FLAGS_act_dim),
       absl::GetFlag(FLAGS_hidden).c_str(), threads, TORCH_VERSION,
-      prl::learner::FastSgemmAvailable() ? "available" : "not available");
+      prl::models::FastSgemmAvailable() ? "available" : "not available");
   std::vector<Result> results;
   for (absl::string_view gemm : absl::StrSplit(absl::GetFlag(FLAGS_gemm), ',')) {
     results.push_back(Measure(std::string(gemm), threads, batches));
@@ -160,7 +160,7 @@ int main(int argc, char** argv) {
     std::ofstream out(json);
     out << "{\"algorithm\": \"" << absl::GetFlag(FLAGS_algorithm) << "\", \"threads\": " << threads
         << ", \"batch\": " << absl::GetFlag(FLAGS_batch) << ", \"libtorch\": \"" << TORCH_VERSION
-        << "\", \"onednn_sgemm\": " << (prl::learner::FastSgemmAvailable() ? "true" : "false")
+        << "\", \"onednn_sgemm\": " << (prl::models::FastSgemmAvailable() ? "true" : "false")
         << ", \"cases\": [" << absl::StrJoin(cases, ", ") << "]}\n";
   }
   return 0;

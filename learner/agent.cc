@@ -127,7 +127,7 @@ absl::StatusOr<AgentConfig> ResolveAgentOptions(const AgentOptions& options) {
   config.act_dim = options.act_dim;
   config.seed = options.seed;
   config.num_threads = options.num_threads;
-  config.gemm = options.fast_cpu_gemm ? GemmBackend::kOneDnn : GemmBackend::kAten;
+  config.gemm = options.fast_cpu_gemm ? models::GemmBackend::kOneDnn : models::GemmBackend::kAten;
   config.algorithm = options.algorithm;
   v1::AlgorithmSpec& a = config.algorithm;
   switch (a.algorithm_case()) {
@@ -146,7 +146,7 @@ absl::StatusOr<AgentConfig> ResolveAgentOptions(const AgentOptions& options) {
           "algorithm.", name, ": not implemented by the learner's agent yet (sac and td3 are)"));
     }
   }
-  PRL_RETURN_IF_ERROR(ResolveNetworkSpec("algorithm.network", a.mutable_network()));
+  PRL_RETURN_IF_ERROR(models::ResolveNetworkSpec("algorithm.network", a.mutable_network()));
   PRL_RETURN_IF_ERROR(ResolveDouble("algorithm.discount", 0.99, Range::kUnit, &a));
   PRL_RETURN_IF_ERROR(ResolveDouble("algorithm.tau", 0.005, Range::kUnit, &a));
   PRL_RETURN_IF_ERROR(ResolveCount("algorithm.target_update_period", 1, &a));
@@ -210,16 +210,18 @@ absl::StatusOr<DeviceBatch> PrepareBatch(const TransitionBatch& in, const AgentC
 
 }  // namespace
 
-TwinCriticAgent::TwinCriticAgent(const AgentConfig& config, PolicyNetwork::Head head)
+TwinCriticAgent::TwinCriticAgent(const AgentConfig& config, models::PolicyNetwork::Head head)
     : config_(config),
       train_generator_(at::detail::createCPUGenerator(config.seed)),
       act_generator_(at::detail::createCPUGenerator(config.seed ^ 0x9e3779b97f4a7c15ULL)) {
-  const NetworkOptions trainable{config.device, /*trainable=*/true, config.gemm};
-  const NetworkOptions frozen{config.device, /*trainable=*/false, config.gemm};
+  const models::NetworkOptions trainable{config.device, /*trainable=*/true, config.gemm};
+  const models::NetworkOptions frozen{config.device, /*trainable=*/false, config.gemm};
   const v1::NetworkSpec& net = config.algorithm.network();
-  actor_ = std::make_unique<PolicyNetwork>(config.obs_dim, config.act_dim, net, head, trainable);
-  critic_ = std::make_unique<QEnsemble>(config.obs_dim, config.act_dim, net, 2, trainable);
-  critic_target_ = std::make_unique<QEnsemble>(config.obs_dim, config.act_dim, net, 2, frozen);
+  actor_ =
+      std::make_unique<models::PolicyNetwork>(config.obs_dim, config.act_dim, net, head, trainable);
+  critic_ = std::make_unique<models::QEnsemble>(config.obs_dim, config.act_dim, net, 2, trainable);
+  critic_target_ =
+      std::make_unique<models::QEnsemble>(config.obs_dim, config.act_dim, net, 2, frozen);
   actor_->params().Initialize(train_generator_);
   critic_->params().Initialize(train_generator_);
   critic_target_->params().flat().copy_(critic_->params().flat());
@@ -310,7 +312,8 @@ TwinCriticAgent::CriticStepResult TwinCriticAgent::CriticStep(const DeviceBatch&
   return {loss.detach(), error.detach().abs().mean(0), q.detach().mean()};
 }
 
-void TwinCriticAgent::GradientStep(const at::Tensor& loss, ParameterBlock& params, FlatAdam& adam) {
+void TwinCriticAgent::GradientStep(const at::Tensor& loss, models::ParameterBlock& params,
+                                   FlatAdam& adam) {
   params.ZeroGrad();
   loss.backward();
   at::NoGradGuard no_grad;
@@ -323,7 +326,8 @@ void TwinCriticAgent::GradientStep(const at::Tensor& loss, ParameterBlock& param
   adam.Step(params.flat_grad());
 }
 
-void TwinCriticAgent::Polyak(const ParameterBlock& online, ParameterBlock& target) const {
+void TwinCriticAgent::Polyak(const models::ParameterBlock& online,
+                             models::ParameterBlock& target) const {
   at::NoGradGuard no_grad;
   const double tau = config_.algorithm.tau();
   if (tau >= 1.0) {

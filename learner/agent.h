@@ -59,7 +59,7 @@ struct AgentOptions {
   uint64_t seed = 0;
   // LibTorch intra-op threads used by Update; 0 leaves LibTorch's setting.
   int num_threads = 0;
-  // CPU linear layers use oneDNN's sgemm when the process can load it (learner/gemm.h); false
+  // CPU linear layers use oneDNN's sgemm when the process can load it (models/gemm.h); false
   // keeps ATen's matmul (the system BLAS).
   bool fast_cpu_gemm = true;
 };

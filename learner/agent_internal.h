@@ -17,7 +17,7 @@
 #include "absl/status/statusor.h"
 #include "learner/agent.h"
 #include "learner/flat_adam.h"
-#include "learner/networks.h"
+#include "models/networks.h"
 #include "proto/experiment.pb.h"
 
 namespace prl::learner::internal {
@@ -30,7 +30,7 @@ struct AgentConfig {
   at::Device device = at::kCPU;
   uint64_t seed = 0;
   int num_threads = 0;
-  GemmBackend gemm = GemmBackend::kOneDnn;
+  models::GemmBackend gemm = models::GemmBackend::kOneDnn;
 };
 
 // The message of a LibTorch (or other) exception, without c10's backtrace.
@@ -57,7 +57,7 @@ struct StateEntry {
 // streams, the update counter, checkpoints and policy export. Subclasses implement DoUpdate.
 class TwinCriticAgent : public Agent {
  public:
-  TwinCriticAgent(const AgentConfig& config, PolicyNetwork::Head head);
+  TwinCriticAgent(const AgentConfig& config, models::PolicyNetwork::Head head);
 
   absl::StatusOr<UpdateStats> Update(const TransitionBatch& batch) final;
   void Act(const at::Tensor& obs, bool deterministic, at::Tensor* action) final;
@@ -72,11 +72,11 @@ class TwinCriticAgent : public Agent {
   // of drawn from the agent's stream.
   absl::StatusOr<UpdateStats> UpdateWithNoise(const TransitionBatch& batch,
                                               const at::Tensor& noise);
-  PolicyNetwork& actor() { return *actor_; }
-  QEnsemble& critic() { return *critic_; }
-  QEnsemble& critic_target() { return *critic_target_; }
+  models::PolicyNetwork& actor() { return *actor_; }
+  models::QEnsemble& critic() { return *critic_; }
+  models::QEnsemble& critic_target() { return *critic_target_; }
   // The target copies of the actor (TD3) or nullptr.
-  virtual PolicyNetwork* actor_target() { return nullptr; }
+  virtual models::PolicyNetwork* actor_target() { return nullptr; }
 
  protected:
   // One update; `noise` holds NoiseDraws() standard-normal [B, act_dim] draws on the device.
@@ -96,9 +96,9 @@ class TwinCriticAgent : public Agent {
   };
   CriticStepResult CriticStep(const DeviceBatch& batch, const at::Tensor& target);
   // Backward of `loss` into `params`' flat gradient, clipping, Adam step.
-  void GradientStep(const at::Tensor& loss, ParameterBlock& params, FlatAdam& adam);
+  void GradientStep(const at::Tensor& loss, models::ParameterBlock& params, FlatAdam& adam);
   // target ← (1 - τ)·target + τ·online.
-  void Polyak(const ParameterBlock& online, ParameterBlock& target) const;
+  void Polyak(const models::ParameterBlock& online, models::ParameterBlock& target) const;
   // Copies the scalars (one device-to-host transfer) into stats.
   static void FetchStats(const std::vector<at::Tensor>& scalars, const at::Tensor& td_error_abs,
                          UpdateStats* stats);
@@ -108,10 +108,10 @@ class TwinCriticAgent : public Agent {
   const AgentConfig config_;
   at::Generator train_generator_;
   at::Generator act_generator_;
-  std::unique_ptr<PolicyNetwork> actor_;
+  std::unique_ptr<models::PolicyNetwork> actor_;
   std::unique_ptr<FlatAdam> actor_adam_;
-  std::unique_ptr<QEnsemble> critic_;
-  std::unique_ptr<QEnsemble> critic_target_;
+  std::unique_ptr<models::QEnsemble> critic_;
+  std::unique_ptr<models::QEnsemble> critic_target_;
   std::unique_ptr<FlatAdam> critic_adam_;
   int64_t updates_ = 0;
 

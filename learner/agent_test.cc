@@ -10,7 +10,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "learner/agent_internal.h"
-#include "learner/networks.h"
+#include "models/networks.h"
 
 namespace prl::learner {
 namespace {
@@ -47,7 +47,7 @@ at::Tensor Floats(std::vector<float> values, std::vector<int64_t> shape) {
 }
 
 // Sets the parameter `name` of `block` to `values` (row-major).
-void SetParam(ParameterBlock& block, const std::string& name, std::vector<float> values) {
+void SetParam(models::ParameterBlock& block, const std::string& name, std::vector<float> values) {
   for (int i = 0; i < block.size(); ++i) {
     if (block.name(i) != name) continue;
     at::NoGradGuard no_grad;
@@ -76,9 +76,9 @@ TEST(SquashedGaussianTest, LogProbMatchesFiniteDifferenceJacobian) {
   for (double mean : {-1.5, 0.0, 0.3, 2.0}) {
     for (double log_std : {-3.0, -0.5, 0.7}) {
       for (double noise : {-1.2, 0.0, 0.8}) {
-        SquashedSample s =
-            SampleSquashedGaussian(Floats({float(mean)}, {1, 1}), Floats({float(log_std)}, {1, 1}),
-                                   Floats({float(noise)}, {1, 1}));
+        models::SquashedSample s = models::SampleSquashedGaussian(Floats({float(mean)}, {1, 1}),
+                                                                  Floats({float(log_std)}, {1, 1}),
+                                                                  Floats({float(noise)}, {1, 1}));
         const double u = mean + std::exp(log_std) * noise;
         const double h = 1e-5;
         const double jacobian = (std::tanh(u + h) - std::tanh(u - h)) / (2 * h);
@@ -100,15 +100,15 @@ TEST(SquashedGaussianTest, DensityIntegratesToOneOverActions) {
     const double a = -1 + (i + 0.5) * 2.0 / n;
     noise[i] = static_cast<float>((std::atanh(a) - mean) / sigma);
   }
-  SquashedSample s = SampleSquashedGaussian(at::full({n, 1}, mean), at::full({n, 1}, log_std),
-                                            Floats(noise, {n, 1}));
+  models::SquashedSample s = models::SampleSquashedGaussian(
+      at::full({n, 1}, mean), at::full({n, 1}, log_std), Floats(noise, {n, 1}));
   const double integral = s.log_prob.to(at::kDouble).exp().sum().item<double>() * 2.0 / n;
   EXPECT_NEAR(integral, 1.0, 1e-3);
 }
 
 TEST(SquashedGaussianTest, JacobianIsFiniteForLargeInputs) {
   at::Tensor u = Floats({-40, -15, 0, 15, 40}, {5});
-  at::Tensor got = TanhLogDetJacobian(u);
+  at::Tensor got = models::TanhLogDetJacobian(u);
   for (int i = 0; i < 5; ++i) {
     const double x = u[i].item<double>();
     // log(1 - tanh²x) = log 4 - 2|x| - 2·log(1 + e^{-2|x|})
@@ -125,10 +125,10 @@ TEST(SquashedGaussianTest, JacobianIsFiniteForLargeInputs) {
 // log_std -1. Both critics see relu(s + a): Q_0 = relu(s + a), Q_1 = 2·relu(s + a).
 void SetTinyWeights(TwinCriticAgent& agent, std::vector<float> critic_input_weights,
                     std::vector<float> critic_bias, float policy_mean) {
-  ParameterBlock& actor = agent.actor().params();
+  models::ParameterBlock& actor = agent.actor().params();
   SetParam(actor, "trunk.0.weight", {0});
   SetParam(actor, "trunk.0.bias", {1});
-  const bool gaussian = agent.actor().head() == PolicyNetwork::Head::kSquashedGaussian;
+  const bool gaussian = agent.actor().head() == models::PolicyNetwork::Head::kSquashedGaussian;
   SetParam(actor, "head.weight", gaussian ? std::vector<float>{0, 0} : std::vector<float>{0});
   SetParam(actor, "head.bias",
            gaussian ? std::vector<float>{policy_mean, -1} : std::vector<float>{policy_mean});
@@ -136,7 +136,7 @@ void SetTinyWeights(TwinCriticAgent& agent, std::vector<float> critic_input_weig
     at::NoGradGuard no_grad;
     agent.actor_target()->params().flat().copy_(actor.flat());
   }
-  ParameterBlock& critic = agent.critic().params();
+  models::ParameterBlock& critic = agent.critic().params();
   SetParam(critic, "trunk.0.weight", critic_input_weights);
   SetParam(critic, "trunk.0.bias", critic_bias);
   SetParam(critic, "out.weight", {1, 2});

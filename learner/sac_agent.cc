@@ -16,7 +16,7 @@ namespace {
 class SacAgent final : public TwinCriticAgent {
  public:
   explicit SacAgent(const AgentConfig& config)
-      : TwinCriticAgent(config, PolicyNetwork::Head::kSquashedGaussian),
+      : TwinCriticAgent(config, models::PolicyNetwork::Head::kSquashedGaussian),
         sac_(config.algorithm.sac()),
         log_alpha_(at::full({1}, std::log(sac_.initial_alpha()),
                             at::TensorOptions().dtype(at::kFloat).device(config.device))),
@@ -31,8 +31,9 @@ class SacAgent final : public TwinCriticAgent {
     const at::Tensor alpha = log_alpha_.exp().squeeze(0);
 
     // the policy on s, with gradients: one sample for the temperature and actor losses
-    const PolicyNetwork::Output pi_out = actor_->Forward(b.obs);
-    const SquashedSample pi = SampleSquashedGaussian(pi_out.mean, pi_out.log_std, noise[0]);
+    const models::PolicyNetwork::Output pi_out = actor_->Forward(b.obs);
+    const models::SquashedSample pi =
+        models::SampleSquashedGaussian(pi_out.mean, pi_out.log_std, noise[0]);
     const at::Tensor log_prob = pi.log_prob.detach();
 
     // temperature: J(log α) = -log α · (mean log π + target entropy); its gradient is exact
@@ -47,8 +48,9 @@ class SacAgent final : public TwinCriticAgent {
     at::Tensor target;
     {
       at::NoGradGuard no_grad;
-      const PolicyNetwork::Output next = actor_->Forward(b.next_obs);
-      const SquashedSample next_pi = SampleSquashedGaussian(next.mean, next.log_std, noise[1]);
+      const models::PolicyNetwork::Output next = actor_->Forward(b.next_obs);
+      const models::SquashedSample next_pi =
+          models::SampleSquashedGaussian(next.mean, next.log_std, noise[1]);
       const at::Tensor next_q = critic_target_->Forward(b.next_obs, next_pi.action).amin(0);
       target = TdTarget(b, next_q - alpha * next_pi.log_prob);
     }
@@ -73,7 +75,7 @@ class SacAgent final : public TwinCriticAgent {
 
   at::Tensor Policy(const at::Tensor& obs, bool deterministic,
                     const at::Tensor& noise) const override {
-    const PolicyNetwork::Output out = actor_->Forward(obs);
+    const models::PolicyNetwork::Output out = actor_->Forward(obs);
     if (deterministic) return at::tanh(out.mean);
     return at::tanh(at::addcmul(out.mean, out.log_std.exp(), noise));
   }

@@ -16,7 +16,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/string_view.h"
 #include "absl/strings/strip.h"
-#include "actor/envs/env_spec.h"
+#include "env_desc/env_spec.h"
 
 namespace prl::learner {
 namespace {
@@ -129,7 +129,7 @@ class SpecChecker {
   std::vector<std::string> problems_;
   std::vector<std::string> unsupported_;
   // resolved values later checks depend on
-  const actor::DomainInfo* domain_ = nullptr;  // null when env is missing or invalid
+  const env_desc::DomainInfo* domain_ = nullptr;  // null when env is missing or invalid
   int64_t batch_size_ = kDefaultBatchSize;
   int64_t capacity_ = kDefaultCapacity;
 };
@@ -223,17 +223,17 @@ void SpecChecker::CheckEnv() {
     return;
   }
   std::vector<std::string> env_problems;
-  actor::ValidateEnvSpec(spec_.env(), "env", &env_problems);
+  env_desc::ValidateEnvSpec(spec_.env(), "env", &env_problems);
   if (!env_problems.empty()) {
     problems_.insert(problems_.end(), env_problems.begin(), env_problems.end());
     return;
   }
-  absl::StatusOr<actor::EnvConfig> config = actor::ResolveEnvSpec(spec_.env(), "env");
-  if (!config.ok()) {  // not expected: the same checks as ValidateEnvSpec
+  absl::StatusOr<env_desc::EnvConfig> config = env_desc::ResolveEnvSpec(spec_.env(), "env");
+  if (!config.ok()) {  // not expected: the same checks as env_desc::ValidateEnvSpec
     problems_.push_back(std::string(config.status().message()));
     return;
   }
-  actor::FillEnvSpecDefaults(*config, filled_.mutable_env());
+  env_desc::FillEnvSpecDefaults(*config, filled_.mutable_env());
   domain_ = config->domain;
 }
 

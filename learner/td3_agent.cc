@@ -14,15 +14,15 @@ namespace {
 class Td3Agent final : public TwinCriticAgent {
  public:
   explicit Td3Agent(const AgentConfig& config)
-      : TwinCriticAgent(config, PolicyNetwork::Head::kDeterministic),
+      : TwinCriticAgent(config, models::PolicyNetwork::Head::kDeterministic),
         td3_(config.algorithm.td3()),
         actor_target_(config.obs_dim, config.act_dim, config.algorithm.network(),
-                      PolicyNetwork::Head::kDeterministic,
-                      NetworkOptions{config.device, /*trainable=*/false, config.gemm}) {
+                      models::PolicyNetwork::Head::kDeterministic,
+                      models::NetworkOptions{config.device, /*trainable=*/false, config.gemm}) {
     actor_target_.params().flat().copy_(actor_->params().flat());
   }
 
-  PolicyNetwork* actor_target() override { return &actor_target_; }
+  models::PolicyNetwork* actor_target() override { return &actor_target_; }
 
  protected:
   int64_t NoiseDraws() const override { return 1; }
@@ -82,7 +82,7 @@ class Td3Agent final : public TwinCriticAgent {
 
  private:
   const v1::Td3Config td3_;
-  PolicyNetwork actor_target_;
+  models::PolicyNetwork actor_target_;
   int64_t actor_updates_ = 0;
 };
 

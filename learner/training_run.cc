@@ -12,12 +12,12 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
-#include "actor/envs/env_spec.h"
 #include "common/checksummed_file.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
 #include "common/tensor.h"
 #include "common/torch_tensor.h"
+#include "env_desc/env_spec.h"
 #include "learner/agent.h"
 #include "learner/checkpoint.pb.h"
 #include "replay/replay_client.h"
@@ -202,7 +202,7 @@ absl::Status TrainingRun::CreateTable() {
 }
 
 absl::Status TrainingRun::Setup() {
-  const actor::DomainInfo* domain = actor::FindDomain(spec_.env().domain());
+  const env_desc::DomainInfo* domain = env_desc::FindDomain(spec_.env().domain());
   if (domain == nullptr) return absl::InvalidArgumentError("env.domain: not set");
   obs_dim_ = domain->obs_dim;
   act_dim_ = domain->act_dim;

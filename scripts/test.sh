@@ -18,6 +18,10 @@ cd "${ROOT}"
 
 scripts/setup.sh
 
+# The package layering (docs/architecture.md) before any test: a service that reaches into
+# another's internals fails the run here, naming the dependency path.
+scripts/check_layering.sh
+
 has_target=0
 after_dashes=0
 for arg in "$@"; do

@@ -23,8 +23,8 @@
 #include "actor/collect/policy.h"
 #include "actor/envs/batched_env.h"
 #include "actor/envs/env_factory.h"
-#include "actor/envs/env_spec.h"
 #include "common/dataset.h"
+#include "env_desc/env_spec.h"
 #include "google/protobuf/text_format.h"
 
 ABSL_FLAG(std::string, domain, "",
@@ -66,7 +66,7 @@ absl::StatusOr<v1::EnvSpec> EnvSpecFromFlags() {
           absl::StrCat("--env_spec: ", path, " is not a text-format prl.v1.EnvSpec"));
     }
   } else {
-    const DomainInfo* domain = FindDomainByName(absl::GetFlag(FLAGS_domain));
+    const env_desc::DomainInfo* domain = env_desc::FindDomainByName(absl::GetFlag(FLAGS_domain));
     if (domain == nullptr) {
       return absl::InvalidArgumentError(
           absl::StrCat("--domain=", absl::GetFlag(FLAGS_domain),
@@ -125,7 +125,7 @@ class ProgressBar {
 int Main() {
   absl::StatusOr<v1::EnvSpec> spec = EnvSpecFromFlags();
   if (!spec.ok()) return Fail(std::string(spec.status().message()));
-  absl::StatusOr<EnvConfig> config = ResolveEnvSpec(*spec, "env");
+  absl::StatusOr<env_desc::EnvConfig> config = env_desc::ResolveEnvSpec(*spec, "env");
   if (!config.ok()) return Fail(std::string(config.status().message()));
   config->randomize_start_goal = absl::GetFlag(FLAGS_randomize_start_goal);
   if (config->randomize_start_goal && !config->maze) {
@@ -166,7 +166,7 @@ int Main() {
   options.on_progress = [&bar](const CollectProgress& p) { bar.Update(p); };
 
   v1::EnvSpec filled = *spec;
-  FillEnvSpecDefaults(*config, &filled);
+  env_desc::FillEnvSpecDefaults(*config, &filled);
   std::string env_text;
   google::protobuf::TextFormat::PrintToString(filled, &env_text);
   DatasetWriterOptions writer_options;

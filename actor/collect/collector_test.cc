@@ -20,7 +20,7 @@ std::unique_ptr<BatchedEnv> MazeBatch(int n, bool randomize, uint64_t seed, int 
   v1::EnvSpec spec;
   spec.set_domain(v1::EnvSpec::DOMAIN_POINT_MAZE);
   spec.set_episode_length(length);
-  absl::StatusOr<EnvConfig> config = ResolveEnvSpec(spec);
+  absl::StatusOr<env_desc::EnvConfig> config = env_desc::ResolveEnvSpec(spec);
   EXPECT_TRUE(config.ok()) << config.status();
   config->randomize_start_goal = randomize;
   auto factory = EnvFactory::Create(*config);

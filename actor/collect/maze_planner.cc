@@ -36,11 +36,11 @@ void MazePlannerPolicy::ActOne(int index, absl::Span<const float> obs,
                                absl::Span<float> action) const {
   const Plan& plan = plans_.at(index);
   PRL_CHECK(plan.maze != nullptr) << "OnEpisodeStart was not called for env " << index;
-  const Maze& maze = *plan.maze;
+  const env_desc::Maze& maze = *plan.maze;
   const double x = obs[0], y = obs[1], vx = obs[2], vy = obs[3];
-  const Cell here = maze.CellAt(x, y);
-  Cell target = plan.goal;
-  const auto dist = [&](Cell c) {
+  const env_desc::Cell here = maze.CellAt(x, y);
+  env_desc::Cell target = plan.goal;
+  const auto dist = [&](env_desc::Cell c) {
     return maze.IsWall(c) ? -1 : plan.distance[c.row * maze.cols() + c.col];
   };
   if (here != plan.goal && dist(here) > 0) {
@@ -48,7 +48,7 @@ void MazePlannerPolicy::ActOne(int index, absl::Span<const float> obs,
     static constexpr int kDr[] = {-1, 1, 0, 0};
     static constexpr int kDc[] = {0, 0, -1, 1};
     for (int k = 0; k < 4; ++k) {
-      const Cell next{here.row + kDr[k], here.col + kDc[k]};
+      const env_desc::Cell next{here.row + kDr[k], here.col + kDc[k]};
       if (dist(next) >= 0 && dist(next) < dist(here)) {
         target = next;
         break;

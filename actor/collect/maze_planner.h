@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "actor/collect/policy.h"
-#include "actor/envs/maze.h"
+#include "env_desc/maze.h"
 
 namespace prl::actor {
 
@@ -35,8 +35,8 @@ class MazePlannerPolicy final : public Policy {
 
  private:
   struct Plan {
-    const Maze* maze = nullptr;
-    Cell goal;
+    const env_desc::Maze* maze = nullptr;
+    env_desc::Cell goal;
     std::vector<int> distance;  // grid steps to the goal, row-major; -1 unreachable
   };
   Gains gains_;

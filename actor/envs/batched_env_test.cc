@@ -14,7 +14,7 @@ std::unique_ptr<EnvFactory> Factory(v1::EnvSpec::Domain domain, int episode_leng
   v1::EnvSpec spec;
   spec.set_domain(domain);
   spec.set_episode_length(episode_length);
-  absl::StatusOr<EnvConfig> config = ResolveEnvSpec(spec);
+  absl::StatusOr<env_desc::EnvConfig> config = env_desc::ResolveEnvSpec(spec);
   EXPECT_TRUE(config.ok()) << config.status();
   auto factory = EnvFactory::Create(*config);
   EXPECT_TRUE(factory.ok()) << factory.status();

@@ -11,7 +11,7 @@
 
 namespace prl::actor {
 
-std::string DomainModelXml(const EnvConfig& config) {
+std::string DomainModelXml(const env_desc::EnvConfig& config) {
   switch (config.domain->domain) {
     case v1::EnvSpec::DOMAIN_CHEETAH:
       return std::string(CheetahXml());
@@ -27,7 +27,7 @@ std::string DomainModelXml(const EnvConfig& config) {
   }
 }
 
-absl::StatusOr<std::unique_ptr<EnvFactory>> EnvFactory::Create(const EnvConfig& config) {
+absl::StatusOr<std::unique_ptr<EnvFactory>> EnvFactory::Create(const env_desc::EnvConfig& config) {
   PRL_CHECK(config.domain != nullptr);
   PRL_ASSIGN_OR_RETURN(MjModelPtr model,
                        LoadModelFromXml(DomainModelXml(config), config.domain->name));
@@ -44,7 +44,7 @@ absl::StatusOr<std::unique_ptr<EnvFactory>> EnvFactory::Create(const EnvConfig& 
 }
 
 std::unique_ptr<Env> EnvFactory::Make(uint64_t seed) const {
-  EnvConfig config = config_;
+  env_desc::EnvConfig config = config_;
   config.seed = static_cast<int64_t>(seed);
   std::unique_ptr<Env> env;
   switch (config.domain->domain) {

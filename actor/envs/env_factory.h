@@ -15,7 +15,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "actor/envs/env.h"
-#include "actor/envs/env_spec.h"
+#include "env_desc/env_spec.h"
 
 struct mjModel_;
 
@@ -24,25 +24,25 @@ namespace prl::actor {
 class EnvFactory {
  public:
   // INVALID_ARGUMENT when the model does not compile (a maze too large, say).
-  static absl::StatusOr<std::unique_ptr<EnvFactory>> Create(const EnvConfig& config);
+  static absl::StatusOr<std::unique_ptr<EnvFactory>> Create(const env_desc::EnvConfig& config);
 
   // A new env seeded with `seed`, wrapped for reward delay when the config asks.
   std::unique_ptr<Env> Make(uint64_t seed) const;
 
-  const EnvConfig& config() const { return config_; }
+  const env_desc::EnvConfig& config() const { return config_; }
   // The compiled model (shared by every env this factory makes).
   const mjModel_& model() const { return *model_; }
 
  private:
-  EnvFactory(EnvConfig config, std::shared_ptr<const mjModel_> model)
+  EnvFactory(env_desc::EnvConfig config, std::shared_ptr<const mjModel_> model)
       : config_(std::move(config)), model_(std::move(model)) {}
 
-  EnvConfig config_;
+  env_desc::EnvConfig config_;
   std::shared_ptr<const mjModel_> model_;
 };
 
 // The MJCF text a domain's model is compiled from (point_maze's depends on the maze).
-std::string DomainModelXml(const EnvConfig& config);
+std::string DomainModelXml(const env_desc::EnvConfig& config);
 
 }  // namespace prl::actor
 

@@ -34,7 +34,7 @@ class EnvsTest : public ::testing::Test {
   Env* Make(const std::string& text, uint64_t seed = 1) {
     v1::EnvSpec spec;
     EXPECT_TRUE(google::protobuf::TextFormat::ParseFromString(text, &spec)) << text;
-    absl::StatusOr<EnvConfig> config = ResolveEnvSpec(spec);
+    absl::StatusOr<env_desc::EnvConfig> config = env_desc::ResolveEnvSpec(spec);
     EXPECT_TRUE(config.ok()) << config.status();
     if (!config.ok()) return nullptr;
     absl::StatusOr<std::unique_ptr<EnvFactory>> factory = EnvFactory::Create(*config);
@@ -287,7 +287,7 @@ TEST_F(EnvsTest, PointMazeRewardsReachingTheGoal) {
 TEST_F(EnvsTest, PointMazeRandomStartsAndGoalsAreFreeCells) {
   v1::EnvSpec spec;
   spec.set_domain(v1::EnvSpec::DOMAIN_POINT_MAZE);
-  absl::StatusOr<EnvConfig> config = ResolveEnvSpec(spec);
+  absl::StatusOr<env_desc::EnvConfig> config = env_desc::ResolveEnvSpec(spec);
   ASSERT_TRUE(config.ok());
   config->randomize_start_goal = true;
   auto factory = EnvFactory::Create(*config);
@@ -297,7 +297,7 @@ TEST_F(EnvsTest, PointMazeRandomStartsAndGoalsAreFreeCells) {
   ASSERT_NE(maze_env, nullptr);
   std::vector<float> obs(4);
   int distinct_goals = 0;
-  Cell last_goal{-1, -1};
+  env_desc::Cell last_goal{-1, -1};
   for (int i = 0; i < 20; ++i) {
     env->Reset(absl::MakeSpan(obs));
     EXPECT_TRUE(maze_env->maze().IsFree(maze_env->start_cell()));

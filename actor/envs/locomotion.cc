@@ -18,7 +18,7 @@ void PerturbInitialState(const mjModel& m, mjData* d, PosNoise pos_noise, VelNoi
 
 // ---- cheetah ----
 
-CheetahEnv::CheetahEnv(std::shared_ptr<const mjModel> model, const EnvConfig& config)
+CheetahEnv::CheetahEnv(std::shared_ptr<const mjModel> model, const env_desc::EnvConfig& config)
     : MujocoEnv(std::move(model), config), direction_(config.task == "run_backward" ? -1.0 : 1.0) {}
 
 void CheetahEnv::ResetState() {
@@ -44,7 +44,7 @@ StepResult CheetahEnv::Transition(absl::Span<const double> ctrl) {
 
 // ---- hopper ----
 
-HopperEnv::HopperEnv(std::shared_ptr<const mjModel> model, const EnvConfig& config)
+HopperEnv::HopperEnv(std::shared_ptr<const mjModel> model, const env_desc::EnvConfig& config)
     : MujocoEnv(std::move(model), config),
       min_height_(0.7 * config.size_scale),
       torso_(mj_name2id(&this->model(), mjOBJ_BODY, "torso")) {}
@@ -87,7 +87,7 @@ StepResult HopperEnv::Transition(absl::Span<const double> ctrl) {
 
 // ---- ant ----
 
-AntEnv::AntEnv(std::shared_ptr<const mjModel> model, const EnvConfig& config)
+AntEnv::AntEnv(std::shared_ptr<const mjModel> model, const env_desc::EnvConfig& config)
     : MujocoEnv(std::move(model), config), crippled_leg_(config.crippled_leg) {}
 
 void AntEnv::ResetState() {

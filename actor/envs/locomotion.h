@@ -14,7 +14,7 @@ namespace prl::actor {
 // "run_backward" −); no termination. Reset: qpos += U(−0.1, 0.1), qvel += 0.1·N(0, 1).
 class CheetahEnv final : public MujocoEnv {
  public:
-  CheetahEnv(std::shared_ptr<const mjModel> model, const EnvConfig& config);
+  CheetahEnv(std::shared_ptr<const mjModel> model, const env_desc::EnvConfig& config);
 
  protected:
   void ResetState() override;
@@ -30,7 +30,7 @@ class CheetahEnv final : public MujocoEnv {
 // every other state value within ±100; the episode terminates when not. Reset noise U(±0.005).
 class HopperEnv final : public MujocoEnv {
  public:
-  HopperEnv(std::shared_ptr<const mjModel> model, const EnvConfig& config);
+  HopperEnv(std::shared_ptr<const mjModel> model, const env_desc::EnvConfig& config);
 
  protected:
   void ResetState() override;
@@ -48,7 +48,7 @@ class HopperEnv final : public MujocoEnv {
 // actions. Reset: qpos += U(±0.1), qvel += 0.1·N(0, 1).
 class AntEnv final : public MujocoEnv {
  public:
-  AntEnv(std::shared_ptr<const mjModel> model, const EnvConfig& config);
+  AntEnv(std::shared_ptr<const mjModel> model, const env_desc::EnvConfig& config);
 
  protected:
   void ResetState() override;

@@ -8,7 +8,7 @@
 
 namespace prl::actor {
 
-MujocoEnv::MujocoEnv(std::shared_ptr<const mjModel> model, const EnvConfig& config)
+MujocoEnv::MujocoEnv(std::shared_ptr<const mjModel> model, const env_desc::EnvConfig& config)
     : model_(std::move(model)),
       data_(mj_makeData(model_.get())),
       name_(config.domain->name),

@@ -15,8 +15,8 @@
 #include "absl/status/status.h"
 #include "absl/types/span.h"
 #include "actor/envs/env.h"
-#include "actor/envs/env_spec.h"
 #include "actor/envs/mujoco_model.h"
+#include "env_desc/env_spec.h"
 
 namespace prl::actor {
 
@@ -45,7 +45,7 @@ class MujocoEnv : public Env {
   const mjData& data() const { return *data_; }
 
  protected:
-  MujocoEnv(std::shared_ptr<const mjModel> model, const EnvConfig& config);
+  MujocoEnv(std::shared_ptr<const mjModel> model, const env_desc::EnvConfig& config);
 
   // Sets data().qpos / qvel for a new episode (after mj_resetData; mj_forward follows).
   virtual void ResetState() = 0;

@@ -7,7 +7,7 @@
 
 namespace prl::actor {
 
-std::string PointMazeEnv::ModelXml(const Maze& maze) {
+std::string PointMazeEnv::ModelXml(const env_desc::Maze& maze) {
   std::string xml = R"(<mujoco model="prl_point_maze">
   <compiler angle="radian"/>
   <option timestep="0.01" gravity="0 0 0" integrator="Euler"/>
@@ -53,7 +53,7 @@ std::string PointMazeEnv::ModelXml(const Maze& maze) {
   return xml;
 }
 
-PointMazeEnv::PointMazeEnv(std::shared_ptr<const mjModel> model, const EnvConfig& config)
+PointMazeEnv::PointMazeEnv(std::shared_ptr<const mjModel> model, const env_desc::EnvConfig& config)
     : MujocoEnv(std::move(model), config),
       maze_(*config.maze),
       start_(config.start),
@@ -64,7 +64,7 @@ PointMazeEnv::PointMazeEnv(std::shared_ptr<const mjModel> model, const EnvConfig
 
 void PointMazeEnv::ResetState() {
   if (randomize_) {
-    const std::vector<Cell>& cells = maze_.free_cells();
+    const std::vector<env_desc::Cell>& cells = maze_.free_cells();
     std::uniform_int_distribution<size_t> pick(0, cells.size() - 1);
     start_ = cells[pick(rng())];
     do {

@@ -10,8 +10,8 @@
 #include <string>
 #include <vector>
 
-#include "actor/envs/maze.h"
 #include "actor/envs/mujoco_env.h"
+#include "env_desc/maze.h"
 
 namespace prl::actor {
 
@@ -21,13 +21,13 @@ class PointMazeEnv final : public MujocoEnv {
   static constexpr double kGoalRadius = 0.5;
 
   // MJCF of the maze: walls as boxes, the point as a sphere on two slide joints, no gravity.
-  static std::string ModelXml(const Maze& maze);
+  static std::string ModelXml(const env_desc::Maze& maze);
 
-  PointMazeEnv(std::shared_ptr<const mjModel> model, const EnvConfig& config);
+  PointMazeEnv(std::shared_ptr<const mjModel> model, const env_desc::EnvConfig& config);
 
-  const Maze& maze() const { return maze_; }
-  Cell start_cell() const { return start_; }
-  Cell goal_cell() const { return goal_; }
+  const env_desc::Maze& maze() const { return maze_; }
+  env_desc::Cell start_cell() const { return start_; }
+  env_desc::Cell goal_cell() const { return goal_; }
 
   // qpos, qvel and the goal centre (2).
   std::vector<InfoField> info_fields() const override;
@@ -39,11 +39,11 @@ class PointMazeEnv final : public MujocoEnv {
   StepResult Transition(absl::Span<const double> ctrl) override;
 
  private:
-  Maze maze_;
-  Cell start_;
-  Cell goal_;
-  Cell configured_start_;
-  Cell configured_goal_;
+  env_desc::Maze maze_;
+  env_desc::Cell start_;
+  env_desc::Cell goal_;
+  env_desc::Cell configured_start_;
+  env_desc::Cell configured_goal_;
   bool randomize_;
 };
 

@@ -18,8 +18,8 @@
 //
 // Thread-compatible: Forward may run concurrently with other Forward calls; changing parameters
 // needs external synchronisation.
-#ifndef PRL_LEARNER_NETWORKS_H_
-#define PRL_LEARNER_NETWORKS_H_
+#ifndef PRL_MODELS_NETWORKS_H_
+#define PRL_MODELS_NETWORKS_H_
 
 #include <cstdint>
 #include <string>
@@ -32,14 +32,14 @@
 #include "absl/strings/string_view.h"
 #include "proto/experiment.pb.h"
 
-namespace prl::learner {
+namespace prl::models {
 
 // Fills the defaults of `spec` ([256, 256], RELU, no LayerNorm) and checks it: 1..8 hidden
 // layers of 1..4096 units, a known activation. Errors: INVALID_ARGUMENT naming `field`
 // ("algorithm.network.hidden_sizes[1]: 0 is not allowed; it must be in 1..4096").
 absl::Status ResolveNetworkSpec(absl::string_view field, v1::NetworkSpec* spec);
 
-// How linear layers multiply on CPU. kOneDnn uses oneDNN's sgemm (learner/gemm.h) when it is
+// How linear layers multiply on CPU. kOneDnn uses oneDNN's sgemm (models/gemm.h) when it is
 // available and the tensors are CPU float32, ATen otherwise; kAten always uses ATen.
 enum class GemmBackend { kAten, kOneDnn };
 
@@ -197,6 +197,6 @@ class QEnsemble {
   int out_weight_, out_bias_;
 };
 
-}  // namespace prl::learner
+}  // namespace prl::models
 
-#endif  // PRL_LEARNER_NETWORKS_H_
+#endif  // PRL_MODELS_NETWORKS_H_

@@ -1,4 +1,4 @@
-#include "learner/networks.h"
+#include "models/networks.h"
 
 #include <cmath>
 #include <utility>
@@ -7,10 +7,10 @@
 #include "ATen/ATen.h"
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
-#include "learner/gemm.h"
+#include "models/gemm.h"
 #include "torch/csrc/autograd/custom_function.h"
 
-namespace prl::learner {
+namespace prl::models {
 namespace {
 
 constexpr int kMaxHiddenLayers = 8;
@@ -376,4 +376,4 @@ at::Tensor QEnsemble::ForwardMember(int k, const at::Tensor& obs, const at::Tens
   return Run(obs, action, detach, k);
 }
 
-}  // namespace prl::learner
+}  // namespace prl::models

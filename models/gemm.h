@@ -7,12 +7,12 @@
 // faster. The library is found with dlopen at run time, so builds against other LibTorch
 // distributions (which bundle oneDNN privately) still work and simply fall back to ATen.
 // No LibTorch headers here. Thread-safe.
-#ifndef PRL_LEARNER_GEMM_H_
-#define PRL_LEARNER_GEMM_H_
+#ifndef PRL_MODELS_GEMM_H_
+#define PRL_MODELS_GEMM_H_
 
 #include <cstdint>
 
-namespace prl::learner {
+namespace prl::models {
 
 // True when dnnl_sgemm was found (looked up once, on first use).
 bool FastSgemmAvailable();
@@ -25,6 +25,6 @@ bool FastSgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, floa
                const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
                int64_t ldc);
 
-}  // namespace prl::learner
+}  // namespace prl::models
 
-#endif  // PRL_LEARNER_GEMM_H_
+#endif  // PRL_MODELS_GEMM_H_

@@ -1,4 +1,4 @@
-#include "actor/envs/maze.h"
+#include "env_desc/maze.h"
 
 #include <cmath>
 #include <deque>
@@ -7,7 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 
-namespace prl::actor {
+namespace prl::env_desc {
 
 absl::string_view Maze::DefaultLayout() {
   // A 10 x 10 maze (8 x 8 interior) with dead ends and two routes to the goal.
@@ -121,4 +121,4 @@ bool Maze::Connected() const {
   return true;
 }
 
-}  // namespace prl::actor
+}  // namespace prl::env_desc

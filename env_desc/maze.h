@@ -8,8 +8,8 @@
 // (metres, cell size 1), so the maze is centred on the origin with row 0 at the top (+y).
 //
 // Immutable after Parse; thread-safe.
-#ifndef PRL_ACTOR_ENVS_MAZE_H_
-#define PRL_ACTOR_ENVS_MAZE_H_
+#ifndef PRL_ENV_DESC_MAZE_H_
+#define PRL_ENV_DESC_MAZE_H_
 
 #include <optional>
 #include <string>
@@ -18,7 +18,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 
-namespace prl::actor {
+namespace prl::env_desc {
 
 struct Cell {
   int row = 0;
@@ -76,6 +76,6 @@ class Maze {
   std::string layout_;
 };
 
-}  // namespace prl::actor
+}  // namespace prl::env_desc
 
-#endif  // PRL_ACTOR_ENVS_MAZE_H_
+#endif  // PRL_ENV_DESC_MAZE_H_

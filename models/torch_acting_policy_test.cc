@@ -1,4 +1,4 @@
-#include "actor/torch_acting_policy.h"
+#include "models/torch_acting_policy.h"
 
 #include <cmath>
 #include <vector>
@@ -7,7 +7,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
-namespace prl::actor {
+namespace prl::models {
 namespace {
 
 using ::testing::HasSubstr;
@@ -86,4 +86,4 @@ TEST(TorchActingPolicyTest, RefusesBadWeightsAndLatentOutputs) {
 }
 
 }  // namespace
-}  // namespace prl::actor
+}  // namespace prl::models

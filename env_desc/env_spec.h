@@ -1,7 +1,7 @@
 // Resolving a prl.v1.EnvSpec: defaults filled, every field validated, the maze parsed. No
 // MuJoCo here, so the learner validates submitted specs without linking the simulator.
-#ifndef PRL_ACTOR_ENVS_ENV_SPEC_H_
-#define PRL_ACTOR_ENVS_ENV_SPEC_H_
+#ifndef PRL_ENV_DESC_ENV_SPEC_H_
+#define PRL_ENV_DESC_ENV_SPEC_H_
 
 #include <cstdint>
 #include <optional>
@@ -10,10 +10,10 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "actor/envs/maze.h"
+#include "env_desc/maze.h"
 #include "proto/experiment.pb.h"
 
-namespace prl::actor {
+namespace prl::env_desc {
 
 // Fixed facts about a domain.
 struct DomainInfo {
@@ -64,6 +64,6 @@ void ValidateEnvSpec(const v1::EnvSpec& spec, absl::string_view field,
 // and goal), so a stored spec shows what ran.
 void FillEnvSpecDefaults(const EnvConfig& config, v1::EnvSpec* spec);
 
-}  // namespace prl::actor
+}  // namespace prl::env_desc
 
-#endif  // PRL_ACTOR_ENVS_ENV_SPEC_H_
+#endif  // PRL_ENV_DESC_ENV_SPEC_H_

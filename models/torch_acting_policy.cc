@@ -1,4 +1,4 @@
-#include "actor/torch_acting_policy.h"
+#include "models/torch_acting_policy.h"
 
 #include <memory>
 #include <random>
@@ -6,15 +6,15 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
-#include "learner/policy_runner.h"
+#include "models/policy_runner.h"
 
-namespace prl::actor {
+namespace prl::models {
 namespace {
 
 // One published version; the runner is immutable, the engine is this policy's own.
 class TorchActingPolicy final : public ActingPolicy {
  public:
-  TorchActingPolicy(std::unique_ptr<learner::PolicyRunner> runner, int64_t version, uint64_t seed)
+  TorchActingPolicy(std::unique_ptr<PolicyRunner> runner, int64_t version, uint64_t seed)
       : runner_(std::move(runner)), version_(version), rng_(seed) {}
 
   void Act(absl::Span<const float> obs, int n, bool deterministic,
@@ -26,7 +26,7 @@ class TorchActingPolicy final : public ActingPolicy {
   int action_dim() const override { return runner_->output_dim(); }
 
  private:
-  const std::unique_ptr<learner::PolicyRunner> runner_;
+  const std::unique_ptr<PolicyRunner> runner_;
   const int64_t version_;
   std::mt19937_64 rng_;
 };
@@ -41,12 +41,11 @@ ActingPolicyFactory TorchActingPolicyFactory(uint64_t seed) {
           v1::PolicyArchitecture::Output_Name(policy.architecture().output()),
           " is not supported by the actor yet; it acts only with OUTPUT_ACTION policies"));
     }
-    PRL_ASSIGN_OR_RETURN(std::unique_ptr<learner::PolicyRunner> runner,
-                         learner::PolicyRunner::FromProto(policy));
+    PRL_ASSIGN_OR_RETURN(std::unique_ptr<PolicyRunner> runner, PolicyRunner::FromProto(policy));
     const uint64_t version_seed =
         seed ^ (static_cast<uint64_t>(policy.version()) * 0x9e3779b97f4a7c15ULL);
     return std::make_unique<TorchActingPolicy>(std::move(runner), policy.version(), version_seed);
   };
 }
 
-}  // namespace prl::actor
+}  // namespace prl::models

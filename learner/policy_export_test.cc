@@ -1,5 +1,3 @@
-#include "learner/policy_runner.h"
-
 #include <cmath>
 #include <functional>
 #include <random>
@@ -12,6 +10,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "learner/agent.h"
+#include "models/policy_runner.h"
 
 namespace prl::learner {
 namespace {
@@ -73,7 +72,7 @@ TEST_P(PolicyRunnerMatchTest, DeterministicActionsMatchAgentAct) {
   const auto [td3, activation, layer_norm] = GetParam();
   const int n = 5, obs_dim = 7, act_dim = 3;
   Exported e = Export(td3, obs_dim, act_dim, Network({16, 12}, activation, layer_norm));
-  auto runner = PolicyRunner::Create(e.architecture, e.weights);
+  auto runner = models::PolicyRunner::Create(e.architecture, e.weights);
   ASSERT_TRUE(runner.ok()) << runner.status();
 
   const std::vector<float> obs = RandomObs(n, obs_dim, 1);
@@ -93,7 +92,7 @@ TEST_P(PolicyRunnerMatchTest, OneRowAtATimeMatchesTheBatch) {
   const auto [td3, activation, layer_norm] = GetParam();
   const int n = 4, obs_dim = 17, act_dim = 6;
   Exported e = Export(td3, obs_dim, act_dim, Network({64, 64}, activation, layer_norm));
-  auto runner = PolicyRunner::Create(e.architecture, e.weights);
+  auto runner = models::PolicyRunner::Create(e.architecture, e.weights);
   ASSERT_TRUE(runner.ok()) << runner.status();
   const std::vector<float> obs = RandomObs(n, obs_dim, 2);
   std::vector<float> batch(n * act_dim), single(act_dim);
@@ -150,20 +149,20 @@ TEST(PolicyRunnerTest, FromProtoLoadsAPublishedPolicy) {
     named->set_name(name);
     TensorToProto(tensor.view(), named->mutable_tensor());
   }
-  auto runner = PolicyRunner::FromProto(policy);
+  auto runner = models::PolicyRunner::FromProto(policy);
   ASSERT_TRUE(runner.ok()) << runner.status();
   EXPECT_EQ((*runner)->obs_dim(), 5);
   EXPECT_EQ((*runner)->output_dim(), 2);
 
   policy.mutable_weights(0)->mutable_tensor()->mutable_data()->resize(3);
-  auto bad = PolicyRunner::FromProto(policy);
+  auto bad = models::PolicyRunner::FromProto(policy);
   EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(bad.status().message(), HasSubstr("policy.weights[0]"));
 }
 
 TEST(PolicyRunnerTest, SamplingIsBoundedSeededAndScaled) {
   Exported e = Export(false, 3, 2, Network({8}, v1::NetworkSpec::ACTIVATION_RELU, false));
-  auto runner = PolicyRunner::Create(e.architecture, e.weights);
+  auto runner = models::PolicyRunner::Create(e.architecture, e.weights);
   ASSERT_TRUE(runner.ok());
   const int n = 64;
   const std::vector<float> obs = RandomObs(n, 3, 2);
@@ -180,7 +179,7 @@ TEST(PolicyRunnerTest, SamplingIsBoundedSeededAndScaled) {
   v1::PolicyArchitecture latent = e.architecture;
   latent.set_output(v1::PolicyArchitecture::OUTPUT_FLOW_LATENT);
   latent.set_output_bound(2.0);
-  auto scaled = PolicyRunner::Create(latent, e.weights);
+  auto scaled = models::PolicyRunner::Create(latent, e.weights);
   ASSERT_TRUE(scaled.ok());
   std::vector<float> doubled(n * 2);
   (*scaled)->Act(obs, n, true, absl::MakeSpan(doubled), rng_a);
@@ -190,7 +189,7 @@ TEST(PolicyRunnerTest, SamplingIsBoundedSeededAndScaled) {
 TEST(PolicyRunnerTest, DeterministicHeadAddsClippedExplorationNoise) {
   Exported e = Export(true, 3, 2, Network({8}, v1::NetworkSpec::ACTIVATION_RELU, false));
   e.architecture.set_exploration_noise(5.0);  // large: most noisy actions hit the bound
-  auto runner = PolicyRunner::Create(e.architecture, e.weights);
+  auto runner = models::PolicyRunner::Create(e.architecture, e.weights);
   ASSERT_TRUE(runner.ok());
   const int n = 64;
   const std::vector<float> obs = RandomObs(n, 3, 4);
@@ -240,7 +239,7 @@ TEST(PolicyRunnerTest, BadWeightsAreRefusedByName) {
        "weights[\"trunk.0.weight\"]"},
   };
   for (const Case& c : cases) {
-    auto runner = PolicyRunner::Create(e.architecture, c.weights);
+    auto runner = models::PolicyRunner::Create(e.architecture, c.weights);
     ASSERT_FALSE(runner.ok()) << c.message;
     EXPECT_EQ(runner.status().code(), absl::StatusCode::kInvalidArgument);
     EXPECT_THAT(runner.status().message(), HasSubstr(c.message));
@@ -271,7 +270,7 @@ TEST(PolicyRunnerTest, BadArchitecturesAreRefused) {
   for (const Case& c : cases) {
     v1::PolicyArchitecture architecture = e.architecture;
     c.change(&architecture);
-    auto runner = PolicyRunner::Create(architecture, e.weights);
+    auto runner = models::PolicyRunner::Create(architecture, e.weights);
     ASSERT_FALSE(runner.ok()) << c.message;
     EXPECT_EQ(runner.status().code(), c.code);
     EXPECT_THAT(runner.status().message(), HasSubstr(c.message));

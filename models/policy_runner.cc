@@ -1,4 +1,4 @@
-#include "learner/policy_runner.h"
+#include "models/policy_runner.h"
 
 #include <algorithm>
 #include <cmath>
@@ -14,9 +14,9 @@
 #include "common/logging.h"
 #include "common/status_macros.h"
 #include "common/torch_tensor.h"
-#include "learner/networks.h"
+#include "models/networks.h"
 
-namespace prl::learner {
+namespace prl::models {
 namespace {
 
 absl::Status NotAllowed(absl::string_view field, const absl::AlphaNum& value,
@@ -169,4 +169,4 @@ const v1::PolicyArchitecture& PolicyRunner::architecture() const { return impl_-
 int PolicyRunner::obs_dim() const { return impl_->architecture.obs_dim(); }
 int PolicyRunner::output_dim() const { return impl_->architecture.output_dim(); }
 
-}  // namespace prl::learner
+}  // namespace prl::models

@@ -1,9 +1,9 @@
-#include "actor/envs/maze.h"
+#include "env_desc/maze.h"
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
-namespace prl::actor {
+namespace prl::env_desc {
 namespace {
 
 using ::testing::HasSubstr;
@@ -75,4 +75,4 @@ TEST(MazeTest, DisconnectedMazeIsDetected) {
 }
 
 }  // namespace
-}  // namespace prl::actor
+}  // namespace prl::env_desc

@@ -1,4 +1,4 @@
-#include "actor/envs/env_spec.h"
+#include "env_desc/env_spec.h"
 
 #include <algorithm>
 #include <cmath>
@@ -7,7 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 
-namespace prl::actor {
+namespace prl::env_desc {
 namespace {
 
 const std::vector<DomainInfo>& Domains() {
@@ -215,4 +215,4 @@ void FillEnvSpecDefaults(const EnvConfig& config, v1::EnvSpec* spec) {
   }
 }
 
-}  // namespace prl::actor
+}  // namespace prl::env_desc

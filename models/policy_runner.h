@@ -8,8 +8,8 @@
 //
 // Thread-safe: Act is const and may run concurrently, each caller with its own random engine.
 // A PolicyRunner is immutable once built; share it as std::shared_ptr<const PolicyRunner>.
-#ifndef PRL_LEARNER_POLICY_RUNNER_H_
-#define PRL_LEARNER_POLICY_RUNNER_H_
+#ifndef PRL_MODELS_POLICY_RUNNER_H_
+#define PRL_MODELS_POLICY_RUNNER_H_
 
 #include <memory>
 #include <random>
@@ -22,7 +22,7 @@
 #include "common/tensor.h"
 #include "proto/actor.pb.h"
 
-namespace prl::learner {
+namespace prl::models {
 
 // Sets LibTorch's intra-op threads for the process (n >= 1).
 void SetPolicyThreads(int n);
@@ -58,6 +58,6 @@ class PolicyRunner {
   std::unique_ptr<Impl> impl_;
 };
 
-}  // namespace prl::learner
+}  // namespace prl::models
 
-#endif  // PRL_LEARNER_POLICY_RUNNER_H_
+#endif  // PRL_MODELS_POLICY_RUNNER_H_

@@ -1,9 +1,9 @@
 // The policy an actor acts with: a batched map from observations to env actions, built from one
 // published version of an experiment's policy (ActorService.GetPolicy). The actor loop acts only
 // through this interface, so it never includes LibTorch: prl_actor wires the LibTorch network
-// (actor/torch_acting_policy.h) and tests use fakes.
-#ifndef PRL_ACTOR_ACTING_POLICY_H_
-#define PRL_ACTOR_ACTING_POLICY_H_
+// (models/torch_acting_policy.h) and tests use fakes.
+#ifndef PRL_MODELS_ACTING_POLICY_H_
+#define PRL_MODELS_ACTING_POLICY_H_
 
 #include <cstdint>
 #include <functional>
@@ -13,7 +13,7 @@
 #include "absl/types/span.h"
 #include "proto/actor.pb.h"
 
-namespace prl::actor {
+namespace prl::models {
 
 // One immutable policy version. Not thread-safe: one acting thread calls Act (sampling advances
 // the policy's own random stream).
@@ -42,6 +42,6 @@ class ActingPolicy {
 using ActingPolicyFactory =
     std::function<absl::StatusOr<std::unique_ptr<ActingPolicy>>(const v1::Policy& policy)>;
 
-}  // namespace prl::actor
+}  // namespace prl::models
 
-#endif  // PRL_ACTOR_ACTING_POLICY_H_
+#endif  // PRL_MODELS_ACTING_POLICY_H_

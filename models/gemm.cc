@@ -1,10 +1,10 @@
-#include "learner/gemm.h"
+#include "models/gemm.h"
 
 #include <dlfcn.h>
 
 #include <initializer_list>
 
-namespace prl::learner {
+namespace prl::models {
 namespace {
 
 // dnnl_sgemm from oneDNN's C API (dnnl.h): dnnl_dim_t is int64_t and dnnl_status_t an enum
@@ -42,4 +42,4 @@ bool FastSgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, floa
             ldc) == 0;
 }
 
-}  // namespace prl::learner
+}  // namespace prl::models

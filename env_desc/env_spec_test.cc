@@ -1,10 +1,10 @@
-#include "actor/envs/env_spec.h"
+#include "env_desc/env_spec.h"
 
 #include "gmock/gmock.h"
 #include "google/protobuf/text_format.h"
 #include "gtest/gtest.h"
 
-namespace prl::actor {
+namespace prl::env_desc {
 namespace {
 
 using ::testing::HasSubstr;
@@ -96,4 +96,4 @@ TEST(EnvSpecTest, AllProblemsAreReportedTogether) {
 }
 
 }  // namespace
-}  // namespace prl::actor
+}  // namespace prl::env_desc

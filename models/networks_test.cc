@@ -1,0 +1,141 @@
+#include "models/networks.h"
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "ATen/ATen.h"
+#include "ATen/CPUGeneratorImpl.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace prl::models {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::Pair;
+
+v1::NetworkSpec Resolved(std::vector<int> hidden) {
+  v1::NetworkSpec spec;
+  for (int h : hidden) spec.add_hidden_sizes(h);
+  EXPECT_TRUE(ResolveNetworkSpec("network", &spec).ok());
+  return spec;
+}
+
+TEST(ResolveNetworkSpecTest, FillsTheDocumentedDefaults) {
+  v1::NetworkSpec spec;
+  ASSERT_TRUE(ResolveNetworkSpec("algorithm.network", &spec).ok());
+  EXPECT_THAT(spec.hidden_sizes(), ElementsAre(256, 256));
+  EXPECT_EQ(spec.activation(), v1::NetworkSpec::ACTIVATION_RELU);
+}
+
+TEST(ResolveNetworkSpecTest, NamesTheFieldThatIsOutOfRange) {
+  v1::NetworkSpec spec;
+  spec.add_hidden_sizes(64);
+  spec.add_hidden_sizes(0);
+  const absl::Status s = ResolveNetworkSpec("algorithm.network", &spec);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(s.message()), HasSubstr("algorithm.network.hidden_sizes[1]: 0"));
+}
+
+TEST(LinearTest, OneLayerAndEnsembleMatchMatmulOnBothBackends) {
+  at::manual_seed(3);
+  const at::Tensor x = at::randn({5, 4});
+  const at::Tensor w = at::randn({3, 4});
+  const at::Tensor b = at::randn({3});
+  const at::Tensor want = at::matmul(x, w.t()) + b;
+  for (GemmBackend backend : {GemmBackend::kAten, GemmBackend::kOneDnn}) {
+    EXPECT_TRUE(at::allclose(Linear(x, w, b, backend), want, 1e-5, 1e-5));
+  }
+  const at::Tensor we = at::randn({2, 3, 4});
+  const at::Tensor be = at::randn({2, 3});
+  const at::Tensor ye = Linear(x, we, be, GemmBackend::kOneDnn);
+  ASSERT_EQ(ye.sizes(), (std::vector<int64_t>{2, 5, 3}));
+  for (int k = 0; k < 2; ++k) {
+    EXPECT_TRUE(at::allclose(ye[k], at::matmul(x, we[k].t()) + be[k], 1e-5, 1e-5));
+  }
+}
+
+TEST(LinearTest, GradientsMatchTheAtenBackend) {
+  at::manual_seed(4);
+  std::vector<at::Tensor> grads[2];
+  int i = 0;
+  for (GemmBackend backend : {GemmBackend::kAten, GemmBackend::kOneDnn}) {
+    at::manual_seed(4);
+    at::Tensor x = at::randn({6, 3}).requires_grad_(true);
+    at::Tensor w = at::randn({2, 3}).requires_grad_(true);
+    at::Tensor b = at::randn({2}).requires_grad_(true);
+    Linear(x, w, b, backend).pow(2).sum().backward();
+    grads[i++] = {x.grad(), w.grad(), b.grad()};
+  }
+  for (int k = 0; k < 3; ++k) EXPECT_TRUE(at::allclose(grads[0][k], grads[1][k], 1e-5, 1e-5));
+}
+
+TEST(TanhLogDetJacobianTest, MatchesTheNaiveFormulaAndStaysFinite) {
+  const at::Tensor u = at::linspace(-3, 3, 13);
+  EXPECT_TRUE(at::allclose(TanhLogDetJacobian(u), at::log(1 - at::tanh(u).pow(2)), 1e-4, 1e-4));
+  const at::Tensor extreme = TanhLogDetJacobian(at::full({2}, 100.0));
+  EXPECT_TRUE(at::isfinite(extreme).all().item<bool>());
+}
+
+TEST(ParameterBlockTest, ParametersAreViewsOfOneFlatTensorAndGradientsLandInFlatGrad) {
+  ParameterBlock block;
+  const int w = block.Declare("w", {2, 3}, {ParameterBlock::Init::kUniform, 0.5});
+  const int b = block.Declare("b", {2}, {ParameterBlock::Init::kConstant, 0.25});
+  block.Allocate(at::kCPU, /*requires_grad=*/true);
+  at::Generator gen = at::detail::createCPUGenerator(7);
+  block.Initialize(gen);
+  EXPECT_EQ(block.numel(), 8);
+  EXPECT_TRUE(at::all(block.param(w).abs() <= 0.5).item<bool>());
+  EXPECT_TRUE(at::allclose(block.param(b), at::full({2}, 0.25)));
+  {
+    at::NoGradGuard no_grad;
+    block.flat().fill_(1.0);
+  }
+  EXPECT_TRUE(at::allclose(block.param(w), at::ones({2, 3})));
+  (block.param(w).sum() * 2 + block.param(b).sum()).backward();
+  EXPECT_TRUE(at::allclose(block.flat_grad().slice(0, 0, 6), at::full({6}, 2.0)));
+  EXPECT_TRUE(at::allclose(block.flat_grad().slice(0, 6, 8), at::ones({2})));
+  block.ZeroGrad();
+  EXPECT_EQ(block.flat_grad().abs().sum().item<float>(), 0.0f);
+}
+
+TEST(QEnsembleTest, EachMemberAloneMatchesItsRowOfTheBatchedForward) {
+  QEnsemble q(/*obs_dim=*/4, /*action_dim=*/2, Resolved({8, 8}), /*ensemble=*/3,
+              NetworkOptions{at::kCPU, /*trainable=*/false, GemmBackend::kAten});
+  at::Generator gen = at::detail::createCPUGenerator(11);
+  q.params().Initialize(gen);
+  const at::Tensor obs = at::randn({5, 4});
+  const at::Tensor act = at::rand({5, 2}) * 2 - 1;
+  const at::Tensor all = q.Forward(obs, act);
+  ASSERT_EQ(all.sizes(), (std::vector<int64_t>{3, 5}));
+  for (int k = 0; k < 3; ++k) {
+    EXPECT_TRUE(at::allclose(q.ForwardMember(k, obs, act), all[k], 1e-5, 1e-5));
+  }
+  // distinct members: their initialisations differ
+  EXPECT_FALSE(at::allclose(all[0], all[1]));
+}
+
+TEST(PolicyNetworkTest, NamedParametersArePyTorchsNamesAndShapes) {
+  PolicyNetwork pi(/*input_dim=*/5, /*output_dim=*/2, Resolved({16}),
+                   PolicyNetwork::Head::kSquashedGaussian,
+                   NetworkOptions{at::kCPU, /*trainable=*/false, GemmBackend::kAten});
+  std::vector<std::pair<std::string, std::vector<int64_t>>> shapes;
+  for (const auto& [name, t] : pi.NamedParameters()) {
+    shapes.emplace_back(name, t.sizes().vec());
+  }
+  EXPECT_THAT(
+      shapes,
+      ElementsAre(Pair("trunk.0.weight", ElementsAre(16, 5)), Pair("trunk.0.bias", ElementsAre(16)),
+                  Pair("mean.weight", ElementsAre(2, 16)), Pair("mean.bias", ElementsAre(2)),
+                  Pair("log_std.weight", ElementsAre(2, 16)),
+                  Pair("log_std.bias", ElementsAre(2))));
+  const PolicyNetwork::Output out = pi.Forward(at::randn({3, 5}));
+  EXPECT_EQ(out.mean.sizes(), (std::vector<int64_t>{3, 2}));
+  EXPECT_TRUE(at::all(out.log_std >= -20).item<bool>());
+  EXPECT_TRUE(at::all(out.log_std <= 2).item<bool>());
+}
+
+}  // namespace
+}  // namespace prl::models
