@@ -3,7 +3,9 @@
 #include <algorithm>
 
 #include "absl/status/status.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
 
@@ -88,6 +90,7 @@ absl::StatusOr<std::unique_ptr<ExperimentManager>> ExperimentManager::Create(
     for (const std::string& id : queued) manager->queue_.push_back(id);
     manager->RenumberQueue();
     for (const std::string& id : manager->queue_) manager->Changed(manager->entries_[id]);
+    manager->ReportStateCounts();
   }
   manager->scheduler_ = std::thread([m = manager.get()] { m->SchedulerLoop(); });
   return manager;
@@ -103,6 +106,24 @@ void ExperimentManager::Changed(Entry& entry) {
   if (absl::Status s = store_.Save(entry.experiment); !s.ok()) {
     PRL_LOG(ERROR) << "cannot save " << entry.experiment.id() << ": " << s;
   }
+  ReportStateCounts();
+}
+
+void ExperimentManager::ReportStateCounts() {
+  if (options_.on_state_counts == nullptr) return;
+  std::map<std::string, int> counts;
+  const google::protobuf::EnumDescriptor* states = v1::ExperimentState_descriptor();
+  for (int i = 0; i < states->value_count(); ++i) {
+    const int number = states->value(i)->number();
+    if (number == v1::EXPERIMENT_STATE_UNSPECIFIED) continue;
+    counts[absl::AsciiStrToLower(
+        absl::StripPrefix(states->value(i)->name(), "EXPERIMENT_STATE_"))] = 0;
+  }
+  for (const auto& [id, entry] : entries_) {
+    counts[absl::AsciiStrToLower(absl::StripPrefix(
+        v1::ExperimentState_Name(entry.experiment.state()), "EXPERIMENT_STATE_"))]++;
+  }
+  options_.on_state_counts(counts);
 }
 
 void ExperimentManager::RenumberQueue() {

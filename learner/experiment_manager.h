@@ -32,6 +32,10 @@ struct ExperimentManagerOptions {
   RunFactory run_factory;
   // Validates and fills a submitted spec; required (learner/spec_validation.h in the binary).
   std::function<absl::StatusOr<v1::ExperimentSpec>(const v1::ExperimentSpec&)> validate;
+  // Optional: called with the number of experiments in each state ("queued", "running", ...;
+  // every state present, zeros included) at start and after every change, under the
+  // manager's lock (it must not call the manager). The learner's metrics use it.
+  std::function<void(const std::map<std::string, int>& counts)> on_state_counts;
 };
 
 class ExperimentManager {
@@ -77,6 +81,8 @@ class ExperimentManager {
   // Persists and publishes a change to `entry`.
   void Changed(Entry& entry) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void RenumberQueue() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Calls options_.on_state_counts.
+  void ReportStateCounts() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void End(Entry& entry, v1::ExperimentState state, const std::string& reason)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 

@@ -3,6 +3,7 @@
 // shards named by --learner_replay. On SIGTERM/SIGINT the running experiment checkpoints and
 // stays RUNNING on disk; the next start resumes it.
 #include <iostream>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -15,11 +16,15 @@
 #include "common/server_flags.h"
 #include "common/signals.h"
 #include "learner/actor_registry.h"
+#include "learner/algorithm_registry.h"
 #include "learner/experiment_manager.h"
+#include "learner/learner_metrics.h"
 #include "learner/learner_services.h"
 #include "learner/policy_store.h"
+#include "learner/run_factory.h"
 #include "learner/spec_validation.h"
 #include "learner/training_run.h"
+#include "prometheus/registry.h"
 
 ABSL_FLAG(std::string, learner_device, "auto",
           "Where the learner trains: auto (CUDA when present), cpu, cuda or cuda:N.");
@@ -65,6 +70,10 @@ int main(int argc, char** argv) {
   registry_options.heartbeat_interval = absl::GetFlag(FLAGS_learner_heartbeat_interval);
   prl::learner::ActorRegistry registry(registry_options);
   prl::learner::PolicyStore policies;
+  // built before the manager: a resumed experiment starts running inside Create
+  auto metrics = std::make_shared<prometheus::Registry>();
+  prl::learner::LearnerMetrics learner_metrics(*metrics);
+  const prl::learner::AlgorithmRegistry algorithms = prl::learner::DefaultAlgorithmRegistry();
 
   prl::learner::TrainingRunOptions run_options;
   run_options.replay_addresses = replay;
@@ -72,6 +81,8 @@ int main(int argc, char** argv) {
   run_options.call.timeout = absl::Seconds(30);
   run_options.registry = &registry;
   run_options.policies = &policies;
+  run_options.algorithms = &algorithms;
+  run_options.metrics = &learner_metrics;
   run_options.device = device;
   run_options.torch_threads = absl::GetFlag(FLAGS_learner_torch_threads);
   run_options.publish_every_updates = absl::GetFlag(FLAGS_learner_publish_every);
@@ -80,14 +91,12 @@ int main(int argc, char** argv) {
   prl::learner::ExperimentManagerOptions manager_options;
   manager_options.state_dir = absl::GetFlag(FLAGS_learner_state_dir);
   manager_options.validate = prl::learner::ValidateAndFillSpec;
-  std::unique_ptr<prl::learner::ExperimentManager> manager;
-  manager_options.run_factory = [&](const prl::v1::Experiment& experiment,
-                                    prl::learner::RunContext* context) {
-    prl::learner::TrainingRunOptions options = run_options;
-    options.checkpoint_path = absl::GetFlag(FLAGS_learner_state_dir) + "/experiments/" +
-                              experiment.id() + "/checkpoint.bin";
-    return prl::learner::CreateTrainingRun(experiment, context, options);
+  manager_options.on_state_counts = [&](const std::map<std::string, int>& counts) {
+    learner_metrics.SetExperimentsByState(counts);
   };
+  std::unique_ptr<prl::learner::ExperimentManager> manager;
+  manager_options.run_factory =
+      prl::learner::MakeRunFactory({run_options, absl::GetFlag(FLAGS_learner_state_dir)});
   auto created = prl::learner::ExperimentManager::Create(manager_options);
   if (!created.ok()) {
     std::cerr << "prl_learner: " << created.status().message() << "\n";
@@ -100,7 +109,6 @@ int main(int argc, char** argv) {
   prl::learner::ExperimentServiceImpl experiments(options, manager.get());
   prl::learner::ActorServiceImpl actors(options, &registry, &policies);
 
-  auto metrics = std::make_shared<prometheus::Registry>();
   auto host = prl::ServerHost::Start(prl::ServerOptionsFromFlags("learner", 50052, 9152),
                                      {&experiments, &actors}, metrics);
   if (!host.ok()) {

@@ -3,11 +3,8 @@
 #include <sys/stat.h>
 
 #include <algorithm>
-#include <deque>
-#include <map>
-#include <numeric>
 #include <optional>
-#include <thread>
+#include <utility>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -16,17 +13,14 @@
 #include "common/logging.h"
 #include "common/status_macros.h"
 #include "common/tensor.h"
-#include "common/torch_tensor.h"
 #include "env_desc/env_spec.h"
-#include "learner/agent.h"
 #include "learner/checkpoint.pb.h"
+#include "learner/evaluation_schedule.h"
+#include "learner/replay_feed.h"
 #include "replay/replay_client.h"
-#include "torch/torch.h"
 
 namespace prl::learner {
 namespace {
-
-constexpr int kRecentReturns = 10;
 
 void SetNow(google::protobuf::Timestamp* ts) {
   const absl::Time now = absl::Now();
@@ -34,23 +28,60 @@ void SetNow(google::protobuf::Timestamp* ts) {
   ts->set_nanos(static_cast<int32_t>(absl::ToUnixNanos(now) % 1000000000));
 }
 
-v1::ColumnSpec Column(const std::string& name, int64_t dim) {
-  v1::ColumnSpec c;
-  c.set_name(name);
-  c.set_dtype(v1::Tensor::DTYPE_FLOAT32);
-  if (dim > 0) c.add_shape(dim);
-  return c;
+// The replay table of `table` for this run: the spec's replay settings split over the shards.
+v1::TableConfig TableConfigFor(const std::string& name, const TableSpec& table,
+                               const v1::ReplaySpec& r, int shards) {
+  v1::TableConfig config;
+  config.set_name(name);
+  for (const v1::ColumnSpec& c : table.signature) *config.add_signature() = c;
+  config.set_capacity(std::max<int64_t>(1, r.capacity() / shards));
+  config.set_sampler(r.sampler());
+  config.set_priority_exponent(r.priority_exponent());
+  config.set_max_times_sampled(r.max_times_sampled());
+  v1::RateLimiterConfig* limiter = config.mutable_rate_limiter();
+  limiter->set_min_size_to_sample(std::max<int64_t>(1, r.min_size_to_sample() / shards));
+  if (r.samples_per_insert() > 0) {
+    limiter->set_samples_per_insert(r.samples_per_insert());
+    limiter->set_error_buffer(std::max(r.error_buffer(), std::max(1.0, r.samples_per_insert())));
+  }
+  return config;
 }
 
-double Mean(const std::vector<double>& v) {
-  return v.empty() ? 0.0 : std::accumulate(v.begin(), v.end(), 0.0) / v.size();
-}
+// The run's feed over the sharded replay client (which it owns).
+class ShardedFeed final : public BatchFeed {
+ public:
+  static absl::StatusOr<std::unique_ptr<BatchFeed>> Create(
+      const FeedRequest& request, const replay::ReplayClientOptions& client_options) {
+    PRL_ASSIGN_OR_RETURN(std::unique_ptr<replay::ShardedReplayClient> client,
+                         replay::ShardedReplayClient::Create(client_options));
+    ReplayFeedOptions options;
+    options.tables = request.tables;
+    options.batch_size = request.batch_size;
+    options.prioritized = request.prioritized;
+    options.importance_sampling_exponent = request.importance_sampling_exponent;
+    options.device = request.device;
+    return std::unique_ptr<BatchFeed>(new ShardedFeed(std::move(client), options));
+  }
 
-// A sampled batch on its way from the prefetch thread to the update loop.
-struct Prefetched {
-  TransitionBatch batch;
-  std::vector<uint64_t> keys;
-  int64_t table_size = 0;
+  absl::Status Start() override { return feed_.Start(); }
+  absl::StatusOr<std::optional<Batch>> Next(absl::Duration timeout) override {
+    return feed_.Next(timeout);
+  }
+  void UpdatePriorities(const std::vector<uint64_t>& keys,
+                        const std::vector<double>& priorities) override {
+    feed_.UpdatePriorities(keys, priorities);
+  }
+  int64_t size() const override { return feed_.size(); }
+  void Stop() override { feed_.Stop(); }
+
+ private:
+  ShardedFeed(std::unique_ptr<replay::ShardedReplayClient> client, ReplayFeedOptions options)
+      : client_(std::move(client)),
+        feed_(NewShardedReplaySource(client_.get()), std::move(options)) {}
+
+  // declared first: the feed's source points at it
+  const std::unique_ptr<replay::ShardedReplayClient> client_;
+  ReplayFeed feed_;
 };
 
 class TrainingRun final : public ExperimentRun, public ActorEventSink {
@@ -60,9 +91,13 @@ class TrainingRun final : public ExperimentRun, public ActorEventSink {
         spec_(experiment.spec()),
         context_(context),
         options_(std::move(options)),
-        table_(experiment.id()) {}
+        schedule_(spec_, options_.evaluation_timeout) {
+    if (options_.metrics != nullptr) metrics_ = options_.metrics->ForExperiment(experiment.id());
+  }
 
-  ~TrainingRun() override { StopPrefetch(); }
+  ~TrainingRun() override {
+    if (feed_ != nullptr) feed_->Stop();
+  }
 
   Result Run() override;
 
@@ -75,56 +110,54 @@ class TrainingRun final : public ExperimentRun, public ActorEventSink {
   }
 
   void OnEnvSteps(int64_t delta) override {
-    absl::MutexLock lock(&mu_);
-    env_steps_ += delta;
+    {
+      absl::MutexLock lock(&mu_);
+      env_steps_ += delta;
+    }
+    if (metrics_) metrics_->env_steps->Increment(static_cast<double>(delta));
   }
 
   void OnEpisodes(const std::vector<v1::EpisodeSummary>& episodes) override {
-    absl::MutexLock lock(&mu_);
-    for (const v1::EpisodeSummary& e : episodes) {
-      if (e.is_eval()) {
-        if (round_in_flight_ && e.eval_round() == eval_round_) {
-          eval_returns_.push_back(e.episode_return());
-          eval_successes_ += e.success();
-        }
-        continue;
-      }
-      episodes_++;
-      recent_returns_.push_back(e.episode_return());
-      if (recent_returns_.size() > kRecentReturns) recent_returns_.pop_front();
-      curve_train_returns_.push_back(e.episode_return());
+    schedule_.OnEpisodes(episodes);
+    if (!metrics_) return;
+    int train = 0;
+    for (const v1::EpisodeSummary& e : episodes) train += e.is_eval() ? 0 : 1;
+    if (train > 0) {
+      metrics_->episodes->Increment(train);
+      metrics_->train_return->Set(schedule_.latest_train_return());
     }
   }
 
  private:
   absl::Status Setup();
-  absl::Status CreateTable();
   absl::Status Restore();
   absl::Status Checkpoint();
   absl::Status Publish();
-  void StartPrefetch();
-  void StopPrefetch();
-  void PrefetchLoop();
-  // Converts a SampleResponse into tensors on the agent's device.
-  absl::StatusOr<Prefetched> ToBatch(v1::SampleResponse& response) const;
-  // Evaluation rounds and curve points due at the current env step count.
-  void ScheduleCurve() ABSL_LOCKS_EXCLUDED(mu_);
+  // Starts an evaluation round or records a curve point when one is due.
+  void AdvanceSchedule();
   // Why the run should end now, or "" to go on.
   std::string StopReason() ABSL_LOCKS_EXCLUDED(mu_);
   void ReportProgress() ABSL_LOCKS_EXCLUDED(mu_);
+  // The actors' assignment.
+  ActorJob MakeJob() const;
+  // One update on `batch`; an error fails the run.
+  absl::Status TrainOn(const Batch& batch);
   double ElapsedSeconds() const {
     return elapsed_before_ + absl::ToDoubleSeconds(absl::Now() - start_);
   }
+  Result Ended() ABSL_LOCKS_EXCLUDED(mu_);
 
   const v1::Experiment experiment_;
   const v1::ExperimentSpec spec_;
   RunContext* const context_;
   const TrainingRunOptions options_;
-  const std::string table_;
+  std::optional<RunMetrics> metrics_;
+  EvaluationSchedule schedule_;
 
   std::vector<std::string> addresses_;
-  std::unique_ptr<replay::ShardedReplayClient> replay_;
-  std::unique_ptr<Agent> agent_;
+  std::vector<v1::TableConfig> tables_;
+  std::unique_ptr<Algorithm> algorithm_;
+  std::unique_ptr<BatchFeed> feed_;
   int obs_dim_ = 0;
   int act_dim_ = 0;
   int64_t policy_version_ = 0;
@@ -132,110 +165,65 @@ class TrainingRun final : public ExperimentRun, public ActorEventSink {
   v1::PolicyArchitecture architecture_;
   absl::Time start_ = absl::Now();
   double elapsed_before_ = 0;
-  UpdateStats last_stats_;
+  std::map<std::string, double> last_scalars_;
   double updates_per_second_ = 0;
   double env_steps_per_second_ = 0;
-
-  // prefetching
-  std::thread prefetch_thread_;
-  absl::Mutex queue_mu_;
-  std::deque<Prefetched> queue_ ABSL_GUARDED_BY(queue_mu_);
-  bool prefetch_stop_ ABSL_GUARDED_BY(queue_mu_) = false;
-  absl::Status prefetch_error_ ABSL_GUARDED_BY(queue_mu_);
-  int64_t replay_size_ ABSL_GUARDED_BY(queue_mu_) = 0;
 
   absl::Mutex mu_;
   bool stop_requested_ ABSL_GUARDED_BY(mu_) = false;
   bool stop_for_shutdown_ ABSL_GUARDED_BY(mu_) = false;
   std::string stop_reason_ ABSL_GUARDED_BY(mu_);
   int64_t env_steps_ ABSL_GUARDED_BY(mu_) = 0;
-  int64_t episodes_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t updates_ ABSL_GUARDED_BY(mu_) = 0;
-  std::deque<double> recent_returns_ ABSL_GUARDED_BY(mu_);
-  std::vector<double> curve_train_returns_ ABSL_GUARDED_BY(mu_);
-  // evaluation
-  int64_t eval_round_ ABSL_GUARDED_BY(mu_) = 0;
-  bool round_in_flight_ ABSL_GUARDED_BY(mu_) = false;
-  int round_requested_ ABSL_GUARDED_BY(mu_) = 0;
-  absl::Time round_started_ ABSL_GUARDED_BY(mu_);
-  int64_t round_env_steps_ ABSL_GUARDED_BY(mu_) = 0;
-  std::vector<double> eval_returns_ ABSL_GUARDED_BY(mu_);
-  int eval_successes_ ABSL_GUARDED_BY(mu_) = 0;
-  int64_t next_curve_at_ ABSL_GUARDED_BY(mu_) = 0;
-  double latest_eval_return_ ABSL_GUARDED_BY(mu_) = 0;
-  double best_eval_return_ ABSL_GUARDED_BY(mu_) = 0;
-  double latest_eval_success_rate_ ABSL_GUARDED_BY(mu_) = 0;
-  bool target_return_reached_ ABSL_GUARDED_BY(mu_) = false;
 };
-
-absl::Status TrainingRun::CreateTable() {
-  const v1::ReplaySpec& r = spec_.replay();
-  v1::TableConfig config;
-  config.set_name(table_);
-  *config.add_signature() = Column("observation", obs_dim_);
-  *config.add_signature() = Column("action", act_dim_);
-  *config.add_signature() = Column("reward", 0);
-  *config.add_signature() = Column("discount", 0);
-  *config.add_signature() = Column("next_observation", obs_dim_);
-  const int shards = static_cast<int>(addresses_.size());
-  config.set_capacity(std::max<int64_t>(1, r.capacity() / shards));
-  config.set_sampler(r.sampler());
-  config.set_priority_exponent(r.priority_exponent());
-  config.set_max_times_sampled(r.max_times_sampled());
-  v1::RateLimiterConfig* limiter = config.mutable_rate_limiter();
-  limiter->set_min_size_to_sample(std::max<int64_t>(1, r.min_size_to_sample() / shards));
-  if (r.samples_per_insert() > 0) {
-    limiter->set_samples_per_insert(r.samples_per_insert());
-    limiter->set_error_buffer(std::max(r.error_buffer(), std::max(1.0, r.samples_per_insert())));
-  }
-  // shards may still be starting: retry UNAVAILABLE for a while
-  const absl::Time deadline = absl::Now() + absl::Minutes(1);
-  while (true) {
-    absl::Status s = replay_->CreateTable(config);
-    if (s.ok() || s.code() != absl::StatusCode::kUnavailable || absl::Now() > deadline) return s;
-    {
-      absl::MutexLock lock(&mu_);
-      if (stop_requested_) return s;
-    }
-    absl::SleepFor(absl::Milliseconds(500));
-  }
-}
 
 absl::Status TrainingRun::Setup() {
   const env_desc::DomainInfo* domain = env_desc::FindDomain(spec_.env().domain());
   if (domain == nullptr) return absl::InvalidArgumentError("env.domain: not set");
   obs_dim_ = domain->obs_dim;
   act_dim_ = domain->act_dim;
-  if (options_.replay_addresses.empty()) {
+  AlgorithmOptions algorithm_options;
+  algorithm_options.spec = spec_;
+  algorithm_options.obs_dim = obs_dim_;
+  algorithm_options.act_dim = act_dim_;
+  algorithm_options.device = spec_.resources().learner_device().empty()
+                                 ? options_.device
+                                 : spec_.resources().learner_device();
+  algorithm_options.num_threads = options_.torch_threads;
+  PRL_ASSIGN_OR_RETURN(algorithm_, options_.algorithms->Create(algorithm_options));
+  PRL_RETURN_IF_ERROR(Restore());
+
+  if (options_.feed_factory == nullptr && options_.replay_addresses.empty()) {
     return absl::FailedPreconditionError(
         "the learner has no replay shards (--learner_replay) to train with");
   }
   const int wanted = spec_.replay().num_shards();
   addresses_ = options_.replay_addresses;
   if (wanted > 0 && wanted < static_cast<int>(addresses_.size())) addresses_.resize(wanted);
-  replay::ReplayClientOptions replay_options;
-  replay_options.addresses = addresses_;
-  replay_options.channel = options_.channel;
-  replay_options.call = options_.call;
-  PRL_ASSIGN_OR_RETURN(replay_, replay::ShardedReplayClient::Create(replay_options));
-  AgentOptions agent_options;
-  agent_options.obs_dim = obs_dim_;
-  agent_options.act_dim = act_dim_;
-  agent_options.algorithm = spec_.algorithm();
-  agent_options.device = spec_.resources().learner_device().empty()
-                             ? options_.device
-                             : spec_.resources().learner_device();
-  agent_options.seed = static_cast<uint64_t>(spec_.algorithm().seed());
-  agent_options.num_threads = options_.torch_threads;
-  PRL_ASSIGN_OR_RETURN(agent_, Agent::Create(agent_options));
-  PRL_RETURN_IF_ERROR(Restore());
-  PRL_RETURN_IF_ERROR(CreateTable());
-  return absl::OkStatus();
+  const int shards = std::max<int>(1, addresses_.size());
+  for (const TableSpec& table : algorithm_->Tables()) {
+    tables_.push_back(
+        TableConfigFor(experiment_.id() + table.suffix, table, spec_.replay(), shards));
+  }
+  FeedRequest request;
+  request.tables = tables_;
+  request.batch_size = spec_.algorithm().batch_size();
+  request.prioritized = spec_.replay().sampler() == v1::SAMPLER_PRIORITIZED;
+  request.importance_sampling_exponent = spec_.replay().importance_sampling_exponent();
+  request.device = algorithm_->device();
+  if (options_.feed_factory != nullptr) {
+    PRL_ASSIGN_OR_RETURN(feed_, options_.feed_factory(request));
+  } else {
+    replay::ReplayClientOptions replay_options;
+    replay_options.addresses = addresses_;
+    replay_options.channel = options_.channel;
+    replay_options.call = options_.call;
+    PRL_ASSIGN_OR_RETURN(feed_, ShardedFeed::Create(request, replay_options));
+  }
+  return feed_->Start();
 }
 
 absl::Status TrainingRun::Restore() {
-  absl::MutexLock lock(&mu_);
-  next_curve_at_ = spec_.evaluation().every_env_steps();
   struct stat st;
   if (stat(options_.checkpoint_path.c_str(), &st) != 0) return absl::OkStatus();
   PRL_ASSIGN_OR_RETURN(std::string bytes, ReadChecksummedFile(options_.checkpoint_path));
@@ -249,19 +237,13 @@ absl::Status TrainingRun::Restore() {
                                             checkpoint.experiment_id(), ", not ",
                                             experiment_.id()));
   }
-  PRL_RETURN_IF_ERROR(agent_->RestoreState(checkpoint.agent_state()));
+  PRL_RETURN_IF_ERROR(algorithm_->RestoreState(checkpoint.agent_state()));
+  schedule_.Restore(checkpoint);
+  policy_version_ = checkpoint.policy_version();
+  elapsed_before_ = checkpoint.elapsed_seconds();
+  absl::MutexLock lock(&mu_);
   env_steps_ = checkpoint.env_steps();
   updates_ = checkpoint.updates();
-  episodes_ = checkpoint.episodes();
-  policy_version_ = checkpoint.policy_version();
-  eval_round_ = checkpoint.eval_rounds();
-  next_curve_at_ = checkpoint.next_curve_at();
-  latest_eval_return_ = checkpoint.latest_eval_return();
-  best_eval_return_ = checkpoint.best_eval_return();
-  latest_eval_success_rate_ = checkpoint.latest_eval_success_rate();
-  recent_returns_.assign(checkpoint.recent_train_returns().begin(),
-                         checkpoint.recent_train_returns().end());
-  elapsed_before_ = checkpoint.elapsed_seconds();
   PRL_LOG(INFO) << experiment_.id() << ": resumed from " << options_.checkpoint_path << " at "
                 << env_steps_ << " env steps, " << updates_ << " updates, policy v"
                 << policy_version_;
@@ -269,25 +251,26 @@ absl::Status TrainingRun::Restore() {
 }
 
 absl::Status TrainingRun::Checkpoint() {
+  const absl::Time begin = absl::Now();
   TrainingCheckpoint checkpoint;
   checkpoint.set_experiment_id(experiment_.id());
-  PRL_ASSIGN_OR_RETURN(*checkpoint.mutable_agent_state(), agent_->SaveState());
+  PRL_ASSIGN_OR_RETURN(*checkpoint.mutable_agent_state(), algorithm_->SaveState());
   {
     absl::MutexLock lock(&mu_);
     checkpoint.set_env_steps(env_steps_);
     checkpoint.set_updates(updates_);
-    checkpoint.set_episodes(episodes_);
-    checkpoint.set_eval_rounds(eval_round_ - (round_in_flight_ ? 1 : 0));
-    checkpoint.set_next_curve_at(next_curve_at_);
-    checkpoint.set_latest_eval_return(latest_eval_return_);
-    checkpoint.set_best_eval_return(best_eval_return_);
-    checkpoint.set_latest_eval_success_rate(latest_eval_success_rate_);
-    for (double r : recent_returns_) checkpoint.add_recent_train_returns(r);
   }
+  schedule_.Save(&checkpoint);
   checkpoint.set_policy_version(policy_version_);
   checkpoint.set_elapsed_seconds(ElapsedSeconds());
-  PRL_RETURN_IF_ERROR(
-      WriteChecksummedFile(options_.checkpoint_path, checkpoint.SerializeAsString()));
+  absl::Status written =
+      WriteChecksummedFile(options_.checkpoint_path, checkpoint.SerializeAsString());
+  if (metrics_) {
+    (written.ok() ? metrics_->checkpoints : metrics_->checkpoint_errors)->Increment();
+    if (written.ok())
+      metrics_->checkpoint_duration->Observe(absl::ToDoubleSeconds(absl::Now() - begin));
+  }
+  PRL_RETURN_IF_ERROR(written);
   v1::ExperimentOutputs outputs;
   outputs.set_checkpoint_path(options_.checkpoint_path);
   outputs.set_policy_version(policy_version_);
@@ -298,7 +281,7 @@ absl::Status TrainingRun::Checkpoint() {
 absl::Status TrainingRun::Publish() {
   auto policy = std::make_shared<v1::Policy>();
   std::vector<std::pair<std::string, HostTensor>> weights;
-  PRL_RETURN_IF_ERROR(agent_->ExportPolicy(policy->mutable_architecture(), &weights));
+  PRL_RETURN_IF_ERROR(algorithm_->ExportPolicy(policy->mutable_architecture(), &weights));
   architecture_ = policy->architecture();
   for (auto& [name, tensor] : weights) {
     v1::NamedTensor* named = policy->add_weights();
@@ -315,170 +298,44 @@ absl::Status TrainingRun::Publish() {
     last_published_updates_ = updates_;
   }
   options_.policies->Publish(std::move(policy));
+  if (metrics_) metrics_->policy_version->Set(static_cast<double>(policy_version_));
   return absl::OkStatus();
 }
 
-absl::StatusOr<Prefetched> TrainingRun::ToBatch(v1::SampleResponse& response) const {
-  Prefetched out;
-  out.keys.assign(response.keys().begin(), response.keys().end());
-  out.table_size = response.table_size();
-  const torch::Device device(agent_->device());
-  // columns by name: the table's signature order is not assumed
-  std::map<std::string, at::Tensor> columns;
-  for (const v1::NamedTensor& column : response.columns()) {
-    PRL_ASSIGN_OR_RETURN(TensorView view, ViewTensorProto(column.tensor(), column.name()));
-    columns[column.name()] = ToTorch(view).to(device, /*non_blocking=*/true);
-  }
-  for (const char* name : {"observation", "action", "reward", "discount", "next_observation"}) {
-    if (columns.count(name) == 0) {
-      return absl::InternalError(absl::StrCat("sampled batch has no '", name, "' column"));
-    }
-  }
-  out.batch.obs = columns["observation"];
-  out.batch.action = columns["action"];
-  out.batch.reward = columns["reward"];
-  out.batch.discount = columns["discount"];
-  out.batch.next_obs = columns["next_observation"];
-  if (spec_.replay().sampler() == v1::SAMPLER_PRIORITIZED) {
-    std::vector<float> weights(response.importance_weights().begin(),
-                               response.importance_weights().end());
-    out.batch.weight =
-        torch::from_blob(weights.data(), {static_cast<int64_t>(weights.size())}, torch::kFloat32)
-            .clone()
-            .to(device);
-  }
-  return out;
-}
-
-void TrainingRun::PrefetchLoop() {
-  const int batch_size = spec_.algorithm().batch_size();
-  const double is_exponent = spec_.replay().sampler() == v1::SAMPLER_PRIORITIZED
-                                 ? spec_.replay().importance_sampling_exponent()
-                                 : 0.0;
-  while (true) {
-    {
-      absl::MutexLock lock(&queue_mu_);
-      const auto room = [this]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
-        return prefetch_stop_ || queue_.size() < 2;
-      };
-      queue_mu_.Await(absl::Condition(&room));
-      if (prefetch_stop_) return;
-    }
-    // short waits so a stop is noticed while the table fills or the limiter holds samples
-    absl::StatusOr<v1::SampleResponse> sample =
-        replay_->Sample(table_, batch_size, absl::Milliseconds(500), is_exponent);
-    if (!sample.ok()) {
-      const absl::StatusCode code = sample.status().code();
-      if (code == absl::StatusCode::kDeadlineExceeded || code == absl::StatusCode::kUnavailable ||
-          code == absl::StatusCode::kResourceExhausted) {
-        continue;  // not enough data yet, limiter waiting, or shards restarting
-      }
-      absl::MutexLock lock(&queue_mu_);
-      prefetch_error_ = sample.status();
-      return;
-    }
-    absl::StatusOr<Prefetched> batch = ToBatch(*sample);
-    absl::MutexLock lock(&queue_mu_);
-    if (!batch.ok()) {
-      prefetch_error_ = batch.status();
-      return;
-    }
-    replay_size_ = batch->table_size;
-    queue_.push_back(std::move(*batch));
-  }
-}
-
-void TrainingRun::StartPrefetch() {
-  prefetch_thread_ = std::thread([this] { PrefetchLoop(); });
-}
-
-void TrainingRun::StopPrefetch() {
-  {
-    absl::MutexLock lock(&queue_mu_);
-    prefetch_stop_ = true;
-  }
-  if (prefetch_thread_.joinable()) prefetch_thread_.join();
-}
-
-void TrainingRun::ScheduleCurve() {
-  const v1::EvaluationSpec& evaluation = spec_.evaluation();
-  std::optional<v1::CurvePoint> point;
-  bool start_round = false;
-  int64_t round = 0;
+void TrainingRun::AdvanceSchedule() {
+  int64_t env_steps, updates;
   {
     absl::MutexLock lock(&mu_);
-    if (round_in_flight_) {
-      const bool complete = static_cast<int>(eval_returns_.size()) >= round_requested_;
-      const bool expired = absl::Now() - round_started_ > options_.evaluation_timeout;
-      if (!complete && !expired) return;
-      round_in_flight_ = false;
-      if (expired && !complete) {
-        PRL_LOG(WARNING) << experiment_.id() << ": evaluation round " << eval_round_
-                         << " timed out with " << eval_returns_.size() << " of " << round_requested_
-                         << " episodes";
-      }
-      point.emplace();
-      point->set_env_steps(round_env_steps_);
-      if (!eval_returns_.empty()) {
-        latest_eval_return_ = Mean(eval_returns_);
-        latest_eval_success_rate_ = static_cast<double>(eval_successes_) / eval_returns_.size();
-        best_eval_return_ = eval_round_ == 1 ? latest_eval_return_
-                                             : std::max(best_eval_return_, latest_eval_return_);
-        point->set_eval_return(latest_eval_return_);
-        point->set_eval_episodes(static_cast<int>(eval_returns_.size()));
-        point->set_eval_success_rate(latest_eval_success_rate_);
-        if (spec_.stop().has_target_return() &&
-            latest_eval_return_ >= spec_.stop().target_return()) {
-          target_return_reached_ = true;
-        }
-      }
-    } else if (env_steps_ >= next_curve_at_) {
-      next_curve_at_ =
-          (env_steps_ / evaluation.every_env_steps() + 1) * evaluation.every_env_steps();
-      if (evaluation.disabled()) {
-        point.emplace();
-        point->set_env_steps(env_steps_);
-        if (spec_.stop().has_target_return() && recent_returns_.size() >= kRecentReturns &&
-            Mean({recent_returns_.begin(), recent_returns_.end()}) >=
-                spec_.stop().target_return()) {
-          target_return_reached_ = true;
-        }
-      } else {
-        start_round = true;
-        round = ++eval_round_;
-        round_env_steps_ = env_steps_;
-      }
-    }
-    if (point) {
-      point->set_elapsed_seconds(ElapsedSeconds());
-      point->set_updates(updates_);
-      point->set_train_return(Mean(curve_train_returns_));
-      point->set_train_episodes(static_cast<int>(curve_train_returns_.size()));
-      curve_train_returns_.clear();
+    env_steps = env_steps_;
+    updates = updates_;
+  }
+  EvaluationSchedule::Due due =
+      schedule_.Advance(env_steps, updates, ElapsedSeconds(), absl::Now());
+  if (due.point) {
+    context_->AddCurvePoint(*due.point);
+    if (metrics_ && due.point->eval_episodes() > 0) {
+      metrics_->eval_return->Set(due.point->eval_return());
     }
   }
-  if (point) context_->AddCurvePoint(*point);
-  if (!start_round) return;
+  if (due.start_round == 0) return;
   // evaluate the newest weights
   if (absl::Status s = Publish(); !s.ok()) PRL_LOG(ERROR) << "publish: " << s;
-  const int requested =
-      options_.registry->RequestEvaluation(round, evaluation.episodes(), policy_version_);
-  absl::MutexLock lock(&mu_);
-  round_in_flight_ = requested > 0;
-  round_requested_ = requested;
-  round_started_ = absl::Now();
-  eval_returns_.clear();
-  eval_successes_ = 0;
-  if (requested == 0) eval_round_--;  // no actor to run it; try again at the next point
+  const int requested = options_.registry->RequestEvaluation(
+      due.start_round, spec_.evaluation().episodes(), policy_version_);
+  schedule_.RoundStarted(due.start_round, requested, absl::Now());
 }
 
 std::string TrainingRun::StopReason() {
   const v1::StopCondition& stop = spec_.stop();
+  if (schedule_.target_return_reached()) {
+    absl::MutexLock lock(&mu_);
+    return stop_requested_ ? stop_reason_ : "target_return reached";
+  }
+  // env-step and update limits wait for an evaluation round in flight to finish
+  const bool in_flight = schedule_.round_in_flight();
   absl::MutexLock lock(&mu_);
   if (stop_requested_) return stop_reason_;
-  if (target_return_reached_) return "target_return reached";
-  // env-step and update limits wait for an evaluation round in flight to finish
-  if (round_in_flight_) return "";
+  if (in_flight) return "";
   if (stop.max_env_steps() > 0 && env_steps_ >= stop.max_env_steps()) {
     return "max_env_steps reached";
   }
@@ -492,26 +349,18 @@ std::string TrainingRun::StopReason() {
 void TrainingRun::ReportProgress() {
   const v1::StopCondition& stop = spec_.stop();
   v1::Progress p;
-  {
-    absl::MutexLock lock(&queue_mu_);
-    p.set_replay_size(replay_size_);
-  }
+  p.set_replay_size(feed_ != nullptr ? feed_->size() : 0);
   p.set_active_actors(options_.registry->assigned_actors());
+  schedule_.FillProgress(&p);
+  p.set_policy_version(policy_version_);
+  p.set_env_steps_per_second(env_steps_per_second_);
+  p.set_updates_per_second(updates_per_second_);
   // the manager is called without mu_ held: it calls RequestStop (which takes mu_) under its
   // own lock, so the lock order is manager -> run
   {
     absl::MutexLock lock(&mu_);
     p.set_env_steps(env_steps_);
     p.set_updates(updates_);
-    p.set_episodes(episodes_);
-    p.set_env_steps_per_second(env_steps_per_second_);
-    p.set_updates_per_second(updates_per_second_);
-    p.set_latest_train_return(Mean({recent_returns_.begin(), recent_returns_.end()}));
-    p.set_latest_eval_return(latest_eval_return_);
-    p.set_best_eval_return(best_eval_return_);
-    p.set_latest_eval_success_rate(latest_eval_success_rate_);
-    p.set_eval_rounds(eval_round_ - (round_in_flight_ ? 1 : 0));
-    p.set_policy_version(policy_version_);
     double fraction = 0;
     if (stop.max_env_steps() > 0) {
       fraction = std::max(fraction, static_cast<double>(env_steps_) / stop.max_env_steps());
@@ -523,14 +372,58 @@ void TrainingRun::ReportProgress() {
       fraction = std::max(fraction, ElapsedSeconds() / stop.max_wall_time_seconds());
     }
     p.set_fraction_done(std::min(1.0, fraction));
-    auto& scalars = *p.mutable_scalars();
-    scalars["critic_loss"] = last_stats_.critic_loss;
-    scalars["actor_loss"] = last_stats_.actor_loss;
-    scalars["alpha"] = last_stats_.alpha;
-    scalars["q_mean"] = last_stats_.q_mean;
-    scalars["entropy"] = last_stats_.entropy;
   }
+  for (const auto& [name, value] : last_scalars_) (*p.mutable_scalars())[name] = value;
+  if (metrics_) metrics_->replay_size->Set(static_cast<double>(p.replay_size()));
   context_->ReportProgress(p);
+}
+
+ActorJob TrainingRun::MakeJob() const {
+  ActorJob job;
+  job.experiment_id = experiment_.id();
+  job.num_actors = spec_.resources().num_actors();
+  job.envs_per_actor = spec_.resources().envs_per_actor();
+  v1::Assignment& a = job.assignment;
+  a.set_mode(v1::Assignment::MODE_TRAIN);
+  *a.mutable_env() = spec_.env();
+  for (const std::string& address : addresses_) a.add_replay_addresses(address);
+  a.set_table(tables_.front().name());
+  algorithm_->DescribeActing(&a);
+  *a.mutable_policy() = architecture_;
+  a.set_stochastic_eval(spec_.evaluation().stochastic());
+  return job;
+}
+
+absl::Status TrainingRun::TrainOn(const Batch& batch) {
+  const absl::Time begin = absl::Now();
+  PRL_ASSIGN_OR_RETURN(UpdateResult result, algorithm_->Update(batch));
+  if (!result.priorities.empty() && result.priorities.size() == batch.keys.size()) {
+    feed_->UpdatePriorities(batch.keys, result.priorities);
+  }
+  last_scalars_ = std::move(result.scalars);
+  int64_t updates;
+  {
+    absl::MutexLock lock(&mu_);
+    updates = ++updates_;
+  }
+  if (metrics_) {
+    metrics_->update_duration->Observe(absl::ToDoubleSeconds(absl::Now() - begin));
+    metrics_->updates->Increment();
+    metrics_->SetScalars(last_scalars_);
+  }
+  if (updates - last_published_updates_ >= options_.publish_every_updates) {
+    PRL_RETURN_IF_ERROR(Publish());
+  }
+  return absl::OkStatus();
+}
+
+ExperimentRun::Result TrainingRun::Ended() {
+  const std::string reason = StopReason();
+  if (reason.empty()) return {v1::EXPERIMENT_STATE_RUNNING, ""};
+  absl::MutexLock lock(&mu_);
+  if (stop_for_shutdown_) return {v1::EXPERIMENT_STATE_RUNNING, reason};
+  if (stop_requested_) return {v1::EXPERIMENT_STATE_STOPPED, reason};
+  return {v1::EXPERIMENT_STATE_SUCCEEDED, reason};
 }
 
 ExperimentRun::Result TrainingRun::Run() {
@@ -541,32 +434,14 @@ ExperimentRun::Result TrainingRun::Run() {
   if (absl::Status s = Publish(); !s.ok()) {
     return {v1::EXPERIMENT_STATE_FAILED, absl::StrCat("publishing the policy: ", s.message())};
   }
-  // the actors' assignment
-  ActorJob job;
-  job.experiment_id = experiment_.id();
-  job.num_actors = spec_.resources().num_actors();
-  job.envs_per_actor = spec_.resources().envs_per_actor();
+  ActorJob job = MakeJob();
   job.sink = this;
-  v1::Assignment& a = job.assignment;
-  a.set_mode(v1::Assignment::MODE_TRAIN);
-  *a.mutable_env() = spec_.env();
-  for (const std::string& address : addresses_) a.add_replay_addresses(address);
-  a.set_table(table_);
-  *a.mutable_signature()->Add() = Column("observation", obs_dim_);
-  *a.mutable_signature()->Add() = Column("action", act_dim_);
-  *a.mutable_signature()->Add() = Column("reward", 0);
-  *a.mutable_signature()->Add() = Column("discount", 0);
-  *a.mutable_signature()->Add() = Column("next_observation", obs_dim_);
-  *a.mutable_policy() = architecture_;
-  a.set_decision_horizon(1);
   {
     absl::MutexLock lock(&mu_);
     const int64_t warmup = std::max<int64_t>(0, spec_.algorithm().warmup_env_steps() - env_steps_);
-    a.set_warmup_env_steps(warmup / std::max(1, job.num_actors));
+    job.assignment.set_warmup_env_steps(warmup / std::max(1, job.num_actors));
   }
-  a.set_stochastic_eval(spec_.evaluation().stochastic());
   options_.registry->StartJob(job);
-  StartPrefetch();
 
   const absl::Time begin = absl::Now();
   absl::Time last_progress = absl::InfinitePast();
@@ -578,80 +453,39 @@ ExperimentRun::Result TrainingRun::Run() {
     window_updates = updates_;
     window_env_steps = env_steps_;
   }
-  Result result{v1::EXPERIMENT_STATE_SUCCEEDED, ""};
+  Result result;
   while (true) {
-    const std::string reason = StopReason();
-    if (!reason.empty()) {
-      absl::MutexLock lock(&mu_);
-      if (stop_for_shutdown_) {
-        result = {v1::EXPERIMENT_STATE_RUNNING, reason};
-      } else if (stop_requested_) {
-        result = {v1::EXPERIMENT_STATE_STOPPED, reason};
-      } else {
-        result = {v1::EXPERIMENT_STATE_SUCCEEDED, reason};
-      }
+    result = Ended();
+    if (!result.reason.empty()) break;
+    // one update when a batch is ready
+    const absl::Time wait_begin = absl::Now();
+    absl::StatusOr<std::optional<Batch>> batch = feed_->Next(options_.batch_wait);
+    if (metrics_) metrics_->sample_wait->Increment(absl::ToDoubleSeconds(absl::Now() - wait_begin));
+    if (!batch.ok()) {
+      result = {v1::EXPERIMENT_STATE_FAILED,
+                absl::StrCat("sampling replay: ", batch.status().message())};
       break;
     }
-    // one update when a batch is ready
-    std::optional<Prefetched> item;
-    {
-      absl::MutexLock lock(&queue_mu_);
-      const auto ready = [this]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
-        return !queue_.empty() || !prefetch_error_.ok();
-      };
-      queue_mu_.AwaitWithTimeout(absl::Condition(&ready), absl::Milliseconds(100));
-      if (!prefetch_error_.ok()) {
-        result = {v1::EXPERIMENT_STATE_FAILED,
-                  absl::StrCat("sampling replay: ", prefetch_error_.message())};
+    if (batch->has_value()) {
+      if (absl::Status s = TrainOn(**batch); !s.ok()) {
+        result = {v1::EXPERIMENT_STATE_FAILED, absl::StrCat("update: ", s.message())};
         break;
       }
-      if (!queue_.empty()) {
-        item = std::move(queue_.front());
-        queue_.pop_front();
-      }
     }
-    if (item) {
-      absl::StatusOr<UpdateStats> stats = agent_->Update(item->batch);
-      if (!stats.ok()) {
-        result = {v1::EXPERIMENT_STATE_FAILED, absl::StrCat("update: ", stats.status().message())};
-        break;
-      }
-      if (spec_.replay().sampler() == v1::SAMPLER_PRIORITIZED &&
-          stats->td_error_abs.size() == item->keys.size()) {
-        std::vector<double> priorities(stats->td_error_abs.begin(), stats->td_error_abs.end());
-        for (double& p : priorities) p = std::max(p, 1e-6);
-        if (auto s = replay_->UpdatePriorities(table_, item->keys, priorities); !s.ok()) {
-          PRL_LOG(WARNING) << "priority update: " << s.status();
-        }
-      }
-      last_stats_ = *stats;
-      int64_t updates;
-      {
-        absl::MutexLock lock(&mu_);
-        updates = ++updates_;
-      }
-      if (updates - last_published_updates_ >= options_.publish_every_updates) {
-        if (absl::Status s = Publish(); !s.ok()) {
-          result = {v1::EXPERIMENT_STATE_FAILED, absl::StrCat("publish: ", s.message())};
-          break;
-        }
-      }
-    }
-    ScheduleCurve();
+    AdvanceSchedule();
     const absl::Time now = absl::Now();
     if (now - last_progress >= options_.progress_period) {
       const double seconds = absl::ToDoubleSeconds(now - window_start);
-      if (seconds >= 5) {
+      const bool full_window = seconds >= 5;
+      if (full_window || (now - begin < absl::Seconds(5) && seconds > 0.5)) {
         absl::MutexLock lock(&mu_);
         updates_per_second_ = (updates_ - window_updates) / seconds;
         env_steps_per_second_ = (env_steps_ - window_env_steps) / seconds;
-        window_updates = updates_;
-        window_env_steps = env_steps_;
-        window_start = now;
-      } else if (now - begin < absl::Seconds(5) && seconds > 0.5) {
-        absl::MutexLock lock(&mu_);
-        updates_per_second_ = (updates_ - window_updates) / seconds;
-        env_steps_per_second_ = (env_steps_ - window_env_steps) / seconds;
+        if (full_window) {
+          window_updates = updates_;
+          window_env_steps = env_steps_;
+          window_start = now;
+        }
       }
       ReportProgress();
       last_progress = now;
@@ -661,9 +495,8 @@ ExperimentRun::Result TrainingRun::Run() {
       last_checkpoint = now;
     }
   }
-  StopPrefetch();
+  feed_->Stop();
   options_.registry->EndJob();
-  // a last curve point for the final stretch (training returns only)
   if (result.state == v1::EXPERIMENT_STATE_SUCCEEDED) {
     if (absl::Status s = Publish(); !s.ok()) PRL_LOG(ERROR) << "final publish: " << s;
   }
@@ -682,12 +515,17 @@ ExperimentRun::Result TrainingRun::Run() {
 absl::StatusOr<std::unique_ptr<ExperimentRun>> CreateTrainingRun(
     const v1::Experiment& experiment, RunContext* context, const TrainingRunOptions& options) {
   const v1::ExperimentSpec& spec = experiment.spec();
-  if (spec.kind() != v1::ExperimentSpec::KIND_TRAIN ||
-      (!spec.algorithm().has_sac() && !spec.algorithm().has_td3())) {
-    return absl::UnimplementedError("this learner runs TRAIN experiments with sac or td3 only");
+  if (options.registry == nullptr || options.policies == nullptr || options.algorithms == nullptr) {
+    return absl::InvalidArgumentError("TrainingRunOptions needs registry, policies and algorithms");
   }
-  if (options.registry == nullptr || options.policies == nullptr) {
-    return absl::InvalidArgumentError("TrainingRunOptions needs registry and policies");
+  if (spec.kind() != v1::ExperimentSpec::KIND_TRAIN) {
+    return absl::UnimplementedError("a training run runs TRAIN experiments only");
+  }
+  if (!options.algorithms->Has(spec.algorithm().algorithm_case())) {
+    // the registry's message names the method and the ones available
+    AlgorithmOptions probe;
+    probe.spec = spec;
+    return options.algorithms->Create(probe).status();
   }
   return std::make_unique<TrainingRun>(experiment, context, options);
 }

@@ -1,17 +1,21 @@
-// A TRAIN experiment with a flat off-policy algorithm (SAC, TD3): creates the experiment's
-// replay table on the shards, assigns actors through the ActorRegistry, trains an Agent on
-// batches that a background thread prefetches from replay (so updates never wait on the
-// network while data is available; the table's rate limiter sets the update-to-data ratio),
-// publishes the policy every `publish_every_updates` updates, runs evaluation rounds on the
-// spec's schedule, records the learning curve, and checkpoints (agent, optimisers, counters,
-// curve position) periodically, at the end, and when the learner shuts down — from which a
-// restarted learner resumes with the policy version continuing upwards.
+// A TRAIN experiment as a small driver over four parts:
+//  - an Algorithm (learner/algorithm.h) chosen by the AlgorithmRegistry from the spec;
+//  - a BatchFeed (learner/batch_feed.h): the sharded replay in production (the run creates the
+//    algorithm's tables on the shards), a fake in tests;
+//  - an EvaluationSchedule (learner/evaluation_schedule.h): evaluation rounds and curve points;
+//  - the checkpoint: algorithm state, counters and curve position in one checksummed file,
+//    written periodically, at the end and when the learner shuts down, and restored on start,
+//    so a restarted learner resumes with the policy version continuing upwards.
+// The loop takes a batch when one is ready, updates, publishes the policy every
+// `publish_every_updates` updates, reports progress and metrics, and ends on the spec's stop
+// condition or a stop request.
 //
 // Thread-safety: Run on one thread; RequestStop and the ActorEventSink methods from any.
 #ifndef PRL_LEARNER_TRAINING_RUN_H_
 #define PRL_LEARNER_TRAINING_RUN_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -20,19 +24,42 @@
 #include "absl/time/time.h"
 #include "common/client.h"
 #include "learner/actor_registry.h"
+#include "learner/algorithm_registry.h"
+#include "learner/batch_feed.h"
 #include "learner/experiment_run.h"
+#include "learner/learner_metrics.h"
 #include "learner/policy_store.h"
 #include "proto/experiment.pb.h"
+#include "proto/replay.pb.h"
 
 namespace prl::learner {
 
+// What a run asks its feed for.
+struct FeedRequest {
+  // Tables to create (names final); the first is sampled.
+  std::vector<v1::TableConfig> tables;
+  int batch_size = 256;
+  bool prioritized = false;
+  double importance_sampling_exponent = 0;
+  // Device batches go to.
+  std::string device = "cpu";
+};
+using FeedFactory =
+    std::function<absl::StatusOr<std::unique_ptr<BatchFeed>>(const FeedRequest& request)>;
+
 struct TrainingRunOptions {
-  // Replay shards (host:port) and how to reach them.
+  // Replay shards (host:port) and how to reach them; used when `feed_factory` is unset.
   std::vector<std::string> replay_addresses;
   ChannelOptions channel;
   CallOptions call;
+  // Builds the run's feed instead of the sharded replay (tests).
+  FeedFactory feed_factory;
+  // Not owned; must outlive the run.
   ActorRegistry* registry = nullptr;
   PolicyStore* policies = nullptr;
+  const AlgorithmRegistry* algorithms = nullptr;
+  // Optional: the learner's metrics.
+  LearnerMetrics* metrics = nullptr;
   // Where the run's checkpoint lives (ExperimentStore::CheckpointPath).
   std::string checkpoint_path;
   // --learner_device: auto, cpu, cuda, cuda:N; the spec's resources.learner_device wins.
@@ -42,11 +69,15 @@ struct TrainingRunOptions {
   int64_t publish_every_updates = 100;
   absl::Duration checkpoint_period = absl::Minutes(2);
   absl::Duration progress_period = absl::Seconds(1);
+  // How long the loop waits for a batch before checking stops, curve and progress.
+  absl::Duration batch_wait = absl::Milliseconds(100);
   // An evaluation round that has not finished after this long is abandoned.
   absl::Duration evaluation_timeout = absl::Minutes(5);
 };
 
-// Builds the run for a validated TRAIN experiment with sac or td3.
+// Builds the run for a validated TRAIN experiment. Errors: UNIMPLEMENTED for another kind or an
+// algorithm the registry lacks; INVALID_ARGUMENT for options missing the registry, policies or
+// algorithms.
 absl::StatusOr<std::unique_ptr<ExperimentRun>> CreateTrainingRun(const v1::Experiment& experiment,
                                                                  RunContext* context,
                                                                  const TrainingRunOptions& options);

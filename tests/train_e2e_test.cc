@@ -9,11 +9,14 @@
 #include <iostream>
 #include <string>
 
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "common/client.h"
+#include "common/testing/http_get.h"
 #include "common/testing/subprocess.h"
 #include "google/protobuf/text_format.h"
 #include "gtest/gtest.h"
@@ -25,9 +28,10 @@ namespace {
 using ::prl::testing::Runfile;
 using ::prl::testing::Subprocess;
 
-// Starts a PRL binary and returns its gRPC address from the PRL_READY line.
-std::unique_ptr<Subprocess> StartServer(const std::vector<std::string>& argv,
-                                        std::string* address) {
+// Starts a PRL binary and returns its gRPC address (and metrics port, when asked) from the
+// PRL_READY line.
+std::unique_ptr<Subprocess> StartServer(const std::vector<std::string>& argv, std::string* address,
+                                        int* metrics_port = nullptr) {
   auto process = Subprocess::Start(argv, {});
   EXPECT_TRUE(process.ok()) << process.status();
   if (!process.ok()) return nullptr;
@@ -35,6 +39,9 @@ std::unique_ptr<Subprocess> StartServer(const std::vector<std::string>& argv,
   EXPECT_TRUE(line.ok()) << argv[0] << ": " << line.status();
   for (absl::string_view field : absl::StrSplit(line.value_or(""), ' ')) {
     if (absl::ConsumePrefix(&field, "grpc=")) *address = std::string(field);
+    if (metrics_port != nullptr && absl::ConsumePrefix(&field, "metrics=")) {
+      EXPECT_TRUE(absl::SimpleAtoi(field.substr(field.rfind(':') + 1), metrics_port));
+    }
   }
   return std::move(*process);
 }
@@ -76,7 +83,7 @@ class TrainE2eTest : public ::testing::Test {
 
   void StartLearner() {
     learner_ =
-        StartServer({Runfile("learner/prl_learner"), "--port=0", "--metrics_port=-1",
+        StartServer({Runfile("learner/prl_learner"), "--port=0", "--metrics_port=0",
                      "--learner_replay=" + replay_address_, "--learner_state_dir=" + state_dir_,
                      "--learner_torch_threads=1", "--learner_checkpoint_period=2s",
                      "--learner_heartbeat_interval=1s",
@@ -84,7 +91,7 @@ class TrainE2eTest : public ::testing::Test {
                      learner_address_.empty()
                          ? "--port=0"
                          : "--port=" + learner_address_.substr(learner_address_.rfind(':') + 1)},
-                    &learner_address_);
+                    &learner_address_, &learner_metrics_port_);
     ASSERT_NE(learner_, nullptr);
     auto channel = CreateChannel({learner_address_});
     ASSERT_TRUE(channel.ok());
@@ -144,13 +151,37 @@ class TrainE2eTest : public ::testing::Test {
   }
 
   std::string state_dir_;
+  // The value of the learner's series `name` whose labels include `labels` (e.g.
+  // `experiment="e-1"`), or -1 when /metrics does not show it.
+  double LearnerMetric(const std::string& name, const std::string& labels) {
+    absl::StatusOr<std::string> text = prl::testing::HttpGet(learner_metrics_port_, "/metrics");
+    EXPECT_TRUE(text.ok()) << text.status();
+    for (absl::string_view line : absl::StrSplit(text.value_or(""), '\n')) {
+      if (!absl::StartsWith(line, name + "{") || !absl::StrContains(line, labels)) continue;
+      double value = 0;
+      if (absl::SimpleAtod(line.substr(line.rfind(' ') + 1), &value)) return value;
+    }
+    return -1;
+  }
+
   std::string replay_address_, learner_address_, actor_address_;
+  int learner_metrics_port_ = 0;
   std::unique_ptr<Subprocess> replay_, learner_, actor_;
   std::unique_ptr<v1::ExperimentService::Stub> stub_;
 };
 
 TEST_F(TrainE2eTest, SacLearnsAndTheEvaluationReturnImproves) {
   const std::string id = Submit(kSpec);
+  // the learner's own metrics, mid-run and at the end: they must rise
+  WaitFor(id, absl::Minutes(2),
+          [](const v1::Experiment& e) { return e.progress().updates() > 200; });
+  const std::string exp = absl::StrCat("experiment=\"", id, "\"");
+  const double updates_mid = LearnerMetric("prl_learner_updates_total", exp);
+  const double version_mid = LearnerMetric("prl_learner_policy_version", exp);
+  EXPECT_GT(updates_mid, 0);
+  EXPECT_GT(version_mid, 0);
+  EXPECT_GT(LearnerMetric("prl_learner_loss", exp + ",loss=\"critic\""), -1);
+  EXPECT_GT(LearnerMetric("prl_learner_alpha", exp), 0);
   const v1::Experiment done = WaitFor(id, absl::Minutes(4), [](const v1::Experiment& e) {
     return e.state() != v1::EXPERIMENT_STATE_QUEUED && e.state() != v1::EXPERIMENT_STATE_RUNNING;
   });
@@ -174,6 +205,11 @@ TEST_F(TrainE2eTest, SacLearnsAndTheEvaluationReturnImproves) {
   }
   EXPECT_GT(best_late, first + 50) << done.DebugString();
   EXPECT_GT(best_late, 50) << done.DebugString();
+  EXPECT_GT(LearnerMetric("prl_learner_updates_total", exp), updates_mid + 1000);
+  EXPECT_GT(LearnerMetric("prl_learner_policy_version", exp), version_mid);
+  EXPECT_GE(LearnerMetric("prl_learner_env_steps_total", exp), 16000);
+  EXPECT_GT(LearnerMetric("prl_learner_checkpoints_total", exp + ",result=\"ok\""), 0);
+  EXPECT_EQ(LearnerMetric("prl_learner_experiments", "state=\"succeeded\""), 1);
 }
 
 TEST_F(TrainE2eTest, LearnerKilledMidRunResumesFromItsCheckpoint) {

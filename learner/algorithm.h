@@ -1,0 +1,119 @@
+// The interface between the learner's training loop (learner/training_run.h) and a training
+// algorithm. The loop owns the data feed, the evaluation schedule, checkpoints, policy
+// publication and metrics; an Algorithm owns its networks, optimisers and random streams and
+// turns batches into gradient updates. An AlgorithmRegistry (learner/algorithm_registry.h)
+// builds one from the experiment spec.
+//
+// The interface is shaped for every algorithm of DESIGN section 7, not only the flat ones:
+//  - flat SAC/TD3 act every env step on (s, a, r, s') rows of one replay table;
+//  - latent agents (SPiRL, EAP, latent SAC) act every H env steps (`decision_horizon`), their
+//    rows carry the latent z as "action", the reward summed over the decision and "env_steps";
+//    the KL term to a frozen prior is computed inside Update and reported as a scalar;
+//  - PARROT's policy outputs a flow latent (the published architecture says so);
+//  - MCAT trains context models and a translator beside its TD3 from extra columns
+//    ("task_index") and a second, learner-side table (more than one TableSpec);
+//  - prior-training jobs read a dataset instead of replay: the same Batch of named columns,
+//    with no keys and no table.
+//
+// Thread-compatible: the loop calls one Algorithm from one thread.
+#ifndef PRL_LEARNER_ALGORITHM_H_
+#define PRL_LEARNER_ALGORITHM_H_
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "ATen/core/Tensor.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "common/tensor.h"
+#include "proto/actor.pb.h"
+#include "proto/experiment.pb.h"
+#include "proto/replay.pb.h"
+
+namespace prl::learner {
+
+// B rows of named columns, on the algorithm's device.
+struct Batch {
+  // Column name -> [B, ...] tensor (names as in prl.v1.Assignment.signature).
+  std::map<std::string, at::Tensor> columns;
+  // [B] importance weights of a prioritized sample, or undefined for uniform sampling.
+  at::Tensor weight;
+  // Replay keys of the rows (for priority updates); empty for dataset batches.
+  std::vector<uint64_t> keys;
+  // Items the source held when the batch was drawn.
+  int64_t source_size = 0;
+};
+
+// What one Update did.
+struct UpdateResult {
+  // Named scalars for progress, metrics and the curve: "critic_loss", "actor_loss", "alpha",
+  // "alpha_loss", "q_mean", "entropy"; latent agents add "kl_to_prior".
+  std::map<std::string, double> scalars;
+  // New priorities for batch.keys (same order), or empty for none.
+  std::vector<double> priorities;
+};
+
+// A replay table the run creates on every shard. The first is the one actors insert into.
+struct TableSpec {
+  // Appended to the experiment id to name the table ("" for the actors' table).
+  std::string suffix;
+  // Columns in the table's order.
+  std::vector<v1::ColumnSpec> signature;
+};
+
+// What an algorithm is built from.
+struct AlgorithmOptions {
+  // The experiment's spec, filled and validated (every default resolved).
+  v1::ExperimentSpec spec;
+  // Dimensions of the env the spec names.
+  int obs_dim = 0;
+  int act_dim = 0;
+  // "auto", "cpu", "cuda", "cuda:N".
+  std::string device = "auto";
+  // LibTorch intra-op threads for updates (0 leaves LibTorch's setting).
+  int num_threads = 0;
+};
+
+class Algorithm {
+ public:
+  virtual ~Algorithm() = default;
+
+  // The method's name as specs spell it: "sac", "td3", "spirl", ...
+  virtual std::string name() const = 0;
+
+  // The replay tables to create (at least one; the first is the actors').
+  virtual std::vector<TableSpec> Tables() const = 0;
+
+  // Fills the algorithm's part of the actors' assignment: signature of the actors' table,
+  // decision horizon, policy architecture, prior reference, tasks. The loop fills the rest
+  // (mode, env, replay addresses, table name, warm-up, evaluation).
+  virtual void DescribeActing(v1::Assignment* assignment) const = 0;
+
+  // One gradient step on `batch`. Errors: INVALID_ARGUMENT naming a missing or mis-shaped
+  // column; INTERNAL for a LibTorch failure. The run fails on an error.
+  virtual absl::StatusOr<UpdateResult> Update(const Batch& batch) = 0;
+
+  // The policy actors act with (prl.v1.Policy's architecture and weights, CPU float32).
+  virtual absl::Status ExportPolicy(
+      v1::PolicyArchitecture* architecture,
+      std::vector<std::pair<std::string, HostTensor>>* weights) const = 0;
+
+  // The whole training state as bytes; RestoreState(SaveState()) continues identically.
+  // Restore errors: DATA_LOSS for bytes that are not this algorithm's state, INVALID_ARGUMENT
+  // for a state of another shape; nothing changes on error.
+  virtual absl::StatusOr<std::string> SaveState() const = 0;
+  virtual absl::Status RestoreState(const std::string& bytes) = 0;
+
+  // Gradient updates done (restored with the state).
+  virtual int64_t updates() const = 0;
+  // The device batches must be on: "cpu", "cuda:0", ...
+  virtual std::string device() const = 0;
+};
+
+}  // namespace prl::learner
+
+#endif  // PRL_LEARNER_ALGORITHM_H_

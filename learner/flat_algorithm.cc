@@ -1,0 +1,114 @@
+#include "learner/flat_algorithm.h"
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+#include "learner/agent.h"
+
+namespace prl::learner {
+namespace {
+
+v1::ColumnSpec FloatColumn(const std::string& name, int64_t dim) {
+  v1::ColumnSpec c;
+  c.set_name(name);
+  c.set_dtype(v1::Tensor::DTYPE_FLOAT32);
+  if (dim > 0) c.add_shape(dim);
+  return c;
+}
+
+absl::StatusOr<at::Tensor> Column(const Batch& batch, const char* name) {
+  auto it = batch.columns.find(name);
+  if (it == batch.columns.end() || !it->second.defined()) {
+    return absl::InvalidArgumentError(absl::StrCat("batch has no '", name, "' column"));
+  }
+  return it->second;
+}
+
+class FlatAlgorithm final : public Algorithm {
+ public:
+  FlatAlgorithm(std::string name, std::unique_ptr<Agent> agent, int obs_dim, int act_dim)
+      : name_(std::move(name)), agent_(std::move(agent)), obs_dim_(obs_dim), act_dim_(act_dim) {}
+
+  std::string name() const override { return name_; }
+
+  std::vector<TableSpec> Tables() const override {
+    TableSpec table;
+    table.signature = {FloatColumn("observation", obs_dim_), FloatColumn("action", act_dim_),
+                       FloatColumn("reward", 0), FloatColumn("discount", 0),
+                       FloatColumn("next_observation", obs_dim_)};
+    return {table};
+  }
+
+  void DescribeActing(v1::Assignment* assignment) const override {
+    assignment->clear_signature();
+    const std::vector<TableSpec> tables = Tables();
+    for (const v1::ColumnSpec& c : tables.front().signature) *assignment->add_signature() = c;
+    assignment->set_decision_horizon(1);
+  }
+
+  absl::StatusOr<UpdateResult> Update(const Batch& batch) override {
+    TransitionBatch b;
+    PRL_ASSIGN_OR_RETURN(b.obs, Column(batch, "observation"));
+    PRL_ASSIGN_OR_RETURN(b.action, Column(batch, "action"));
+    PRL_ASSIGN_OR_RETURN(b.reward, Column(batch, "reward"));
+    PRL_ASSIGN_OR_RETURN(b.discount, Column(batch, "discount"));
+    PRL_ASSIGN_OR_RETURN(b.next_obs, Column(batch, "next_observation"));
+    b.weight = batch.weight;
+    PRL_ASSIGN_OR_RETURN(UpdateStats stats, agent_->Update(b));
+    UpdateResult result;
+    result.scalars["critic_loss"] = stats.critic_loss;
+    result.scalars["q_mean"] = stats.q_mean;
+    if (stats.actor_updated) result.scalars["actor_loss"] = stats.actor_loss;
+    if (name_ == "sac") {
+      result.scalars["alpha"] = stats.alpha;
+      result.scalars["alpha_loss"] = stats.alpha_loss;
+      result.scalars["entropy"] = stats.entropy;
+    }
+    if (!batch.keys.empty() && stats.td_error_abs.size() == batch.keys.size()) {
+      result.priorities.assign(stats.td_error_abs.begin(), stats.td_error_abs.end());
+    }
+    return result;
+  }
+
+  absl::Status ExportPolicy(
+      v1::PolicyArchitecture* architecture,
+      std::vector<std::pair<std::string, HostTensor>>* weights) const override {
+    return agent_->ExportPolicy(architecture, weights);
+  }
+  absl::StatusOr<std::string> SaveState() const override { return agent_->SaveState(); }
+  absl::Status RestoreState(const std::string& bytes) override {
+    return agent_->RestoreState(bytes);
+  }
+  int64_t updates() const override { return agent_->updates(); }
+  std::string device() const override { return agent_->device(); }
+
+ private:
+  const std::string name_;
+  const std::unique_ptr<Agent> agent_;
+  const int obs_dim_;
+  const int act_dim_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Algorithm>> CreateFlatAlgorithm(const AlgorithmOptions& options) {
+  const v1::AlgorithmSpec& algorithm = options.spec.algorithm();
+  if (!algorithm.has_sac() && !algorithm.has_td3()) {
+    return absl::InvalidArgumentError("algorithm: the flat algorithms are sac and td3");
+  }
+  AgentOptions agent_options;
+  agent_options.obs_dim = options.obs_dim;
+  agent_options.act_dim = options.act_dim;
+  agent_options.algorithm = algorithm;
+  agent_options.device = options.device;
+  agent_options.seed = static_cast<uint64_t>(algorithm.seed());
+  agent_options.num_threads = options.num_threads;
+  PRL_ASSIGN_OR_RETURN(std::unique_ptr<Agent> agent, Agent::Create(agent_options));
+  return std::unique_ptr<Algorithm>(std::make_unique<FlatAlgorithm>(
+      algorithm.has_sac() ? "sac" : "td3", std::move(agent), options.obs_dim, options.act_dim));
+}
+
+}  // namespace prl::learner

@@ -1,0 +1,169 @@
+#include "learner/replay_feed.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "common/logging.h"
+#include "common/status_macros.h"
+#include "common/tensor.h"
+#include "common/torch_tensor.h"
+#include "replay/replay_client.h"
+#include "torch/torch.h"
+
+namespace prl::learner {
+namespace {
+
+class ShardedReplaySource final : public ReplaySource {
+ public:
+  explicit ShardedReplaySource(replay::ShardedReplayClient* client) : client_(client) {}
+
+  absl::Status CreateTable(const v1::TableConfig& config) override {
+    return client_->CreateTable(config);
+  }
+  absl::StatusOr<v1::SampleResponse> Sample(const std::string& table, int batch_size,
+                                            absl::Duration timeout,
+                                            double importance_sampling_exponent) override {
+    return client_->Sample(table, batch_size, timeout, importance_sampling_exponent);
+  }
+  absl::Status UpdatePriorities(const std::string& table, const std::vector<uint64_t>& keys,
+                                const std::vector<double>& priorities) override {
+    return client_->UpdatePriorities(table, keys, priorities).status();
+  }
+
+ private:
+  replay::ShardedReplayClient* const client_;
+};
+
+// Errors a later Sample may not have: the table still filling, the limiter holding samples,
+// shards restarting.
+bool Transient(const absl::Status& s) {
+  return s.code() == absl::StatusCode::kDeadlineExceeded ||
+         s.code() == absl::StatusCode::kUnavailable ||
+         s.code() == absl::StatusCode::kResourceExhausted;
+}
+
+}  // namespace
+
+std::unique_ptr<ReplaySource> NewShardedReplaySource(replay::ShardedReplayClient* client) {
+  return std::make_unique<ShardedReplaySource>(client);
+}
+
+ReplayFeed::ReplayFeed(std::unique_ptr<ReplaySource> source, ReplayFeedOptions options)
+    : source_(std::move(source)), options_(std::move(options)) {}
+
+ReplayFeed::~ReplayFeed() { Stop(); }
+
+absl::Status ReplayFeed::Start() {
+  if (options_.tables.empty()) return absl::InvalidArgumentError("ReplayFeed: no tables");
+  // shards may still be starting: retry UNAVAILABLE for a while, waking early on Stop
+  const absl::Time deadline = absl::Now() + options_.create_timeout;
+  for (const v1::TableConfig& config : options_.tables) {
+    while (true) {
+      absl::Status s = source_->CreateTable(config);
+      if (s.ok()) break;
+      if (s.code() != absl::StatusCode::kUnavailable || absl::Now() > deadline) {
+        return absl::Status(
+            s.code(), absl::StrCat("creating replay table ", config.name(), ": ", s.message()));
+      }
+      absl::MutexLock lock(&mu_);
+      const auto stopped = [this]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return stop_; };
+      mu_.AwaitWithTimeout(absl::Condition(&stopped), options_.create_retry);
+      if (stop_) return absl::CancelledError("stopped while creating replay tables");
+    }
+  }
+  absl::MutexLock lock(&mu_);
+  if (stop_) return absl::CancelledError("stopped");
+  thread_ = std::thread([this] { PrefetchLoop(); });
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Batch> ReplayFeed::ToBatch(const v1::SampleResponse& response,
+                                          const std::string& device, bool prioritized) {
+  Batch out;
+  out.keys.assign(response.keys().begin(), response.keys().end());
+  out.source_size = response.table_size();
+  const torch::Device target(device);
+  // columns by name: the table's signature order is not assumed
+  for (const v1::NamedTensor& column : response.columns()) {
+    PRL_ASSIGN_OR_RETURN(TensorView view, ViewTensorProto(column.tensor(), column.name()));
+    out.columns[column.name()] = ToTorch(view).to(target);  // ToTorch copies
+  }
+  if (prioritized) {
+    std::vector<float> weights(response.importance_weights().begin(),
+                               response.importance_weights().end());
+    out.weight =
+        torch::from_blob(weights.data(), {static_cast<int64_t>(weights.size())}, torch::kFloat32)
+            .clone()
+            .to(target);
+  }
+  return out;
+}
+
+void ReplayFeed::PrefetchLoop() {
+  const std::string& table = options_.tables.front().name();
+  const double is_exponent = options_.prioritized ? options_.importance_sampling_exponent : 0.0;
+  while (true) {
+    {
+      absl::MutexLock lock(&mu_);
+      const auto room = [this]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+        return stop_ || static_cast<int>(queue_.size()) < options_.prefetch;
+      };
+      mu_.Await(absl::Condition(&room));
+      if (stop_) return;
+    }
+    absl::StatusOr<v1::SampleResponse> sample =
+        source_->Sample(table, options_.batch_size, options_.sample_timeout, is_exponent);
+    if (!sample.ok() && Transient(sample.status())) continue;
+    absl::StatusOr<Batch> batch = sample.ok()
+                                      ? ToBatch(*sample, options_.device, options_.prioritized)
+                                      : absl::StatusOr<Batch>(sample.status());
+    absl::MutexLock lock(&mu_);
+    if (!batch.ok()) {
+      error_ = batch.status();
+      return;
+    }
+    size_ = batch->source_size;
+    queue_.push_back(std::move(*batch));
+  }
+}
+
+absl::StatusOr<std::optional<Batch>> ReplayFeed::Next(absl::Duration timeout) {
+  absl::MutexLock lock(&mu_);
+  const auto ready = [this]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    return stop_ || !queue_.empty() || !error_.ok();
+  };
+  mu_.AwaitWithTimeout(absl::Condition(&ready), timeout);
+  if (!queue_.empty() && !stop_) {
+    Batch batch = std::move(queue_.front());
+    queue_.pop_front();
+    return std::optional<Batch>(std::move(batch));
+  }
+  if (!error_.ok()) return error_;
+  return std::optional<Batch>();
+}
+
+void ReplayFeed::UpdatePriorities(const std::vector<uint64_t>& keys,
+                                  const std::vector<double>& priorities) {
+  if (keys.empty()) return;
+  std::vector<double> clamped(priorities);
+  for (double& p : clamped) p = std::max(p, 1e-6);
+  if (absl::Status s = source_->UpdatePriorities(options_.tables.front().name(), keys, clamped);
+      !s.ok()) {
+    PRL_LOG(WARNING) << "priority update: " << s;
+  }
+}
+
+int64_t ReplayFeed::size() const {
+  absl::MutexLock lock(&mu_);
+  return size_;
+}
+
+void ReplayFeed::Stop() {
+  {
+    absl::MutexLock lock(&mu_);
+    stop_ = true;
+  }
+  if (thread_.joinable()) thread_.join();
+}
+
+}  // namespace prl::learner

@@ -1,0 +1,103 @@
+// A BatchFeed over replay: creates the run's tables on the shards, then a prefetch thread
+// samples the actors' table and converts each response into tensors on the algorithm's device,
+// keeping up to `prefetch` batches ready. The table's rate limiter sets the update-to-data
+// ratio; a shard that is down, a table still filling or a limiter holding samples only delays
+// batches (Next returns nullopt), other errors end the feed.
+//
+// The sampling calls go through ReplaySource, so tests drive the feed without sockets;
+// production uses the sharded replay client (NewShardedReplaySource).
+//
+// Thread-safe (BatchFeed's contract). Owns its thread and joins it in Stop or the destructor.
+#ifndef PRL_LEARNER_REPLAY_FEED_H_
+#define PRL_LEARNER_REPLAY_FEED_H_
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "learner/batch_feed.h"
+#include "proto/replay.pb.h"
+
+namespace prl::replay {
+class ShardedReplayClient;
+}  // namespace prl::replay
+
+namespace prl::learner {
+
+// The replay calls a ReplayFeed makes. Thread-safe.
+class ReplaySource {
+ public:
+  virtual ~ReplaySource() = default;
+  // Creates `config` on every shard; UNAVAILABLE when no shard is reachable yet.
+  virtual absl::Status CreateTable(const v1::TableConfig& config) = 0;
+  // Samples `batch_size` items; `timeout` bounds the rate-limiter wait.
+  virtual absl::StatusOr<v1::SampleResponse> Sample(const std::string& table, int batch_size,
+                                                    absl::Duration timeout,
+                                                    double importance_sampling_exponent) = 0;
+  virtual absl::Status UpdatePriorities(const std::string& table, const std::vector<uint64_t>& keys,
+                                        const std::vector<double>& priorities) = 0;
+};
+
+// The sharded replay client as a ReplaySource (not owned; outlives the source).
+std::unique_ptr<ReplaySource> NewShardedReplaySource(replay::ShardedReplayClient* client);
+
+struct ReplayFeedOptions {
+  // Tables to create; the first is sampled.
+  std::vector<v1::TableConfig> tables;
+  int batch_size = 256;
+  // Importance-sampling exponent for prioritized tables (0: uniform weights).
+  double importance_sampling_exponent = 0;
+  bool prioritized = false;
+  // Device batches go to ("cpu", "cuda:0").
+  std::string device = "cpu";
+  // Batches kept ready.
+  int prefetch = 2;
+  // Rate-limiter wait per Sample call (short, so a stop is noticed soon).
+  absl::Duration sample_timeout = absl::Milliseconds(500);
+  // How long Start retries CreateTable while no shard is reachable.
+  absl::Duration create_timeout = absl::Minutes(1);
+  absl::Duration create_retry = absl::Milliseconds(500);
+};
+
+class ReplayFeed final : public BatchFeed {
+ public:
+  // `source` is owned by the feed.
+  ReplayFeed(std::unique_ptr<ReplaySource> source, ReplayFeedOptions options);
+  ~ReplayFeed() override;
+
+  absl::Status Start() override;
+  absl::StatusOr<std::optional<Batch>> Next(absl::Duration timeout) override;
+  void UpdatePriorities(const std::vector<uint64_t>& keys,
+                        const std::vector<double>& priorities) override;
+  int64_t size() const override;
+  void Stop() override;
+
+  // Converts a sample response into a Batch on `device`. Errors: INVALID_ARGUMENT for a
+  // malformed column (ViewTensorProto's message).
+  static absl::StatusOr<Batch> ToBatch(const v1::SampleResponse& response,
+                                       const std::string& device, bool prioritized);
+
+ private:
+  void PrefetchLoop();
+
+  const std::unique_ptr<ReplaySource> source_;
+  const ReplayFeedOptions options_;
+  std::thread thread_;
+
+  mutable absl::Mutex mu_;
+  std::deque<Batch> queue_ ABSL_GUARDED_BY(mu_);
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Status error_ ABSL_GUARDED_BY(mu_);
+  int64_t size_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+}  // namespace prl::learner
+
+#endif  // PRL_LEARNER_REPLAY_FEED_H_

@@ -1,0 +1,374 @@
+// The training loop driven with a fake feed and a simulated actor: no sockets, no sleeps. The
+// feed's Next runs on the loop's thread, so what an actor would report between two batches is
+// reported there, deterministically.
+#include "learner/training_run.h"
+
+#include <cstdio>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "ATen/ATen.h"
+#include "absl/synchronization/mutex.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "learner/spec_validation.h"
+#include "prometheus/registry.h"
+
+namespace prl::learner {
+namespace {
+
+using ::testing::Contains;
+using ::testing::ElementsAre;
+using ::testing::Gt;
+using ::testing::HasSubstr;
+using ::testing::Key;
+
+class FakeContext final : public RunContext {
+ public:
+  void ReportProgress(const v1::Progress& progress) override {
+    absl::MutexLock lock(&mu_);
+    progress_ = progress;
+  }
+  void AddCurvePoint(const v1::CurvePoint& point) override {
+    absl::MutexLock lock(&mu_);
+    curve_.push_back(point);
+  }
+  void SetOutputs(const v1::ExperimentOutputs& outputs) override {
+    absl::MutexLock lock(&mu_);
+    outputs_ = outputs;
+  }
+  v1::Progress progress() {
+    absl::MutexLock lock(&mu_);
+    return progress_;
+  }
+  std::vector<v1::CurvePoint> curve() {
+    absl::MutexLock lock(&mu_);
+    return curve_;
+  }
+  v1::ExperimentOutputs outputs() {
+    absl::MutexLock lock(&mu_);
+    return outputs_;
+  }
+
+ private:
+  absl::Mutex mu_;
+  v1::Progress progress_ ABSL_GUARDED_BY(mu_);
+  std::vector<v1::CurvePoint> curve_ ABSL_GUARDED_BY(mu_);
+  v1::ExperimentOutputs outputs_ ABSL_GUARDED_BY(mu_);
+};
+
+// Synthetic transitions of the request's table, generated on demand; `on_next` runs first on
+// each call (the simulated actor's turn).
+class FakeFeed final : public BatchFeed {
+ public:
+  explicit FakeFeed(FeedRequest request) : request_(std::move(request)) {}
+
+  absl::Status Start() override {
+    started = true;
+    return absl::OkStatus();
+  }
+  absl::StatusOr<std::optional<Batch>> Next(absl::Duration) override {
+    ++calls;
+    if (on_next) on_next(calls);
+    if (!error.ok()) return error;
+    if (stopped) return std::optional<Batch>();
+    Batch batch;
+    const int64_t b = request_.batch_size;
+    for (const v1::ColumnSpec& c : request_.tables.front().signature()) {
+      std::vector<int64_t> shape{b};
+      for (int64_t d : c.shape()) shape.push_back(d);
+      at::Tensor t = c.name() == "discount" ? at::ones(shape) : at::randn(shape);
+      if (c.name() == "action") t = at::tanh(t);
+      batch.columns[c.name()] = t;
+    }
+    for (int64_t i = 0; i < b; ++i) batch.keys.push_back(calls * 1000 + i);
+    batch.source_size = calls * b;
+    return std::optional<Batch>(std::move(batch));
+  }
+  void UpdatePriorities(const std::vector<uint64_t>& keys,
+                        const std::vector<double>& priorities) override {
+    priority_updates++;
+    EXPECT_EQ(keys.size(), priorities.size());
+  }
+  int64_t size() const override { return calls * request_.batch_size; }
+  void Stop() override { stopped = true; }
+
+  const FeedRequest& request() const { return request_; }
+
+  std::function<void(int64_t call)> on_next;
+  absl::Status error;
+  bool started = false;
+  bool stopped = false;
+  int64_t calls = 0;
+  int priority_updates = 0;
+
+ private:
+  const FeedRequest request_;
+};
+
+v1::ExperimentSpec SmallSacSpec() {
+  v1::ExperimentSpec spec;
+  spec.set_name("loop-test");
+  spec.set_kind(v1::ExperimentSpec::KIND_TRAIN);
+  spec.mutable_env()->set_domain(v1::EnvSpec::DOMAIN_CHEETAH);
+  spec.mutable_env()->set_task("run_forward");
+  spec.mutable_algorithm()->mutable_sac();
+  spec.mutable_algorithm()->mutable_network()->add_hidden_sizes(16);
+  spec.mutable_algorithm()->mutable_network()->add_hidden_sizes(16);
+  spec.mutable_algorithm()->set_batch_size(8);
+  spec.mutable_algorithm()->set_seed(5);
+  spec.mutable_evaluation()->set_disabled(true);
+  spec.mutable_evaluation()->set_every_env_steps(100);
+  spec.mutable_stop()->set_max_updates(30);
+  return spec;
+}
+
+class TrainingRunTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    checkpoint_path_ = ::testing::TempDir() + "/" +
+                       ::testing::UnitTest::GetInstance()->current_test_info()->name() + ".ckpt";
+    std::remove(checkpoint_path_.c_str());
+  }
+
+  // Runs `spec` as experiment `id` to its end; the fake feed is kept in feed_.
+  ExperimentRun::Result RunSpec(const v1::ExperimentSpec& spec,
+                                std::function<void(ExperimentRun*, int64_t)> on_next = nullptr,
+                                const std::string& id = "exp-1") {
+    absl::StatusOr<v1::ExperimentSpec> filled = ValidateAndFillSpec(spec);
+    EXPECT_TRUE(filled.ok()) << filled.status();
+    v1::Experiment experiment;
+    experiment.set_id(id);
+    *experiment.mutable_spec() = *filled;
+    ExperimentRun* run_ptr = nullptr;
+    TrainingRunOptions options;
+    options.registry = &registry_;
+    options.policies = &policies_;
+    options.algorithms = &algorithms_;
+    options.metrics = &metrics_;
+    options.checkpoint_path = checkpoint_path_;
+    options.device = "cpu";
+    options.publish_every_updates = 10;
+    options.feed_factory =
+        [&](const FeedRequest& request) -> absl::StatusOr<std::unique_ptr<BatchFeed>> {
+      auto feed = std::make_unique<FakeFeed>(request);
+      feed->error = feed_error_;
+      if (on_next) feed->on_next = [&, on_next](int64_t call) { on_next(run_ptr, call); };
+      feed_ = feed.get();
+      return std::unique_ptr<BatchFeed>(std::move(feed));
+    };
+    absl::StatusOr<std::unique_ptr<ExperimentRun>> run =
+        CreateTrainingRun(experiment, &context_, options);
+    EXPECT_TRUE(run.ok()) << run.status();
+    run_ptr = run->get();
+    ExperimentRun::Result result = (*run)->Run();
+    feed_calls_ = feed_ != nullptr ? feed_->calls : 0;
+    feed_stopped_ = feed_ != nullptr && feed_->stopped;
+    priority_updates_ = feed_ != nullptr ? feed_->priority_updates : 0;
+    if (feed_ != nullptr) request_ = feed_->request();
+    feed_ = nullptr;  // owned by the run, gone with it
+    return result;
+  }
+
+  double Metric(const std::string& name, const std::map<std::string, std::string>& labels) {
+    for (const prometheus::MetricFamily& family : prom_.Collect()) {
+      if (family.name != name) continue;
+      for (const prometheus::ClientMetric& m : family.metric) {
+        bool match = true;
+        for (const auto& [k, v] : labels) {
+          bool found = false;
+          for (const prometheus::ClientMetric::Label& l : m.label) {
+            found |= l.name == k && l.value == v;
+          }
+          match &= found;
+        }
+        if (!match) continue;
+        switch (family.type) {
+          case prometheus::MetricType::Counter:
+            return m.counter.value;
+          case prometheus::MetricType::Gauge:
+            return m.gauge.value;
+          case prometheus::MetricType::Histogram:
+            return static_cast<double>(m.histogram.sample_count);
+          default:
+            return -1;
+        }
+      }
+    }
+    return -1;
+  }
+
+  std::string checkpoint_path_;
+  ActorRegistry registry_;
+  PolicyStore policies_;
+  AlgorithmRegistry algorithms_ = DefaultAlgorithmRegistry();
+  prometheus::Registry prom_;
+  LearnerMetrics metrics_{prom_};
+  FakeContext context_;
+  absl::Status feed_error_;
+  FakeFeed* feed_ = nullptr;
+  int64_t feed_calls_ = 0;
+  bool feed_stopped_ = false;
+  int priority_updates_ = 0;
+  FeedRequest request_;
+};
+
+TEST_F(TrainingRunTest, TrainsToMaxUpdatesPublishingCheckpointingAndCountingInMetrics) {
+  const ExperimentRun::Result result = RunSpec(SmallSacSpec());
+  EXPECT_EQ(result.state, v1::EXPERIMENT_STATE_SUCCEEDED) << result.reason;
+  EXPECT_EQ(result.reason, "max_updates reached");
+  EXPECT_EQ(feed_calls_, 30);
+  EXPECT_TRUE(feed_stopped_);
+  // the feed was asked for the algorithm's table, named after the experiment
+  ASSERT_EQ(request_.tables.size(), 1u);
+  EXPECT_EQ(request_.tables[0].name(), "exp-1");
+  EXPECT_EQ(request_.batch_size, 8);
+  EXPECT_EQ(request_.device, "cpu");
+  // published at the start, every 10 updates, and at the end
+  EXPECT_EQ(policies_.version("exp-1"), 5);
+  const v1::Progress progress = context_.progress();
+  EXPECT_EQ(progress.updates(), 30);
+  EXPECT_EQ(progress.policy_version(), 5);
+  EXPECT_THAT(progress.scalars(), Contains(Key("critic_loss")));
+  EXPECT_THAT(progress.scalars(), Contains(Key("alpha")));
+  EXPECT_EQ(context_.outputs().checkpoint_path(), checkpoint_path_);
+  // metrics
+  const std::map<std::string, std::string> exp{{"experiment", "exp-1"}};
+  EXPECT_EQ(Metric("prl_learner_updates_total", exp), 30);
+  EXPECT_EQ(Metric("prl_learner_update_duration_seconds", exp), 30);
+  EXPECT_EQ(Metric("prl_learner_policy_version", exp), 5);
+  EXPECT_GT(Metric("prl_learner_alpha", exp), 0);
+  EXPECT_NE(Metric("prl_learner_loss", {{"experiment", "exp-1"}, {"loss", "critic"}}), -1);
+  EXPECT_NE(Metric("prl_learner_loss", {{"experiment", "exp-1"}, {"loss", "actor"}}), -1);
+  EXPECT_EQ(Metric("prl_learner_checkpoints_total", {{"experiment", "exp-1"}, {"result", "ok"}}),
+            1);
+  EXPECT_GE(Metric("prl_learner_sample_wait_seconds_total", exp), 0);
+}
+
+TEST_F(TrainingRunTest, ResumesFromItsCheckpointWithVersionsGoingUp) {
+  v1::ExperimentSpec spec = SmallSacSpec();
+  spec.mutable_stop()->set_max_updates(20);
+  ASSERT_EQ(RunSpec(spec).state, v1::EXPERIMENT_STATE_SUCCEEDED);
+  const int64_t first_version = policies_.version("exp-1");
+  EXPECT_EQ(first_version, 4);  // start, 10, 20, end
+
+  spec.mutable_stop()->set_max_updates(35);
+  const ExperimentRun::Result result = RunSpec(spec);
+  EXPECT_EQ(result.state, v1::EXPERIMENT_STATE_SUCCEEDED) << result.reason;
+  // 15 more updates, not 35: the count came back with the checkpoint
+  EXPECT_EQ(feed_calls_, 15);
+  EXPECT_EQ(context_.progress().updates(), 35);
+  EXPECT_GT(policies_.version("exp-1"), first_version);
+}
+
+TEST_F(TrainingRunTest, ACheckpointOfAnotherExperimentIsRefused) {
+  ASSERT_EQ(RunSpec(SmallSacSpec(), nullptr, "exp-1").state, v1::EXPERIMENT_STATE_SUCCEEDED);
+  const ExperimentRun::Result result = RunSpec(SmallSacSpec(), nullptr, "exp-2");
+  EXPECT_EQ(result.state, v1::EXPERIMENT_STATE_FAILED);
+  EXPECT_THAT(result.reason, HasSubstr("belongs to exp-1, not exp-2"));
+}
+
+TEST_F(TrainingRunTest, ActorReportsMakeTheCurveAndTheEnvStepStop) {
+  v1::ExperimentSpec spec = SmallSacSpec();
+  spec.mutable_stop()->clear_max_updates();
+  spec.mutable_stop()->set_max_env_steps(200);
+  std::string actor_id;
+  int64_t generation = 0;
+  int64_t next_episode = 1;
+  const ExperimentRun::Result result = RunSpec(spec, [&](ExperimentRun*, int64_t call) {
+    if (call == 1) {
+      v1::JoinRequest join;
+      join.set_actor_name("actor-0");
+      join.set_num_envs(1);
+      const v1::JoinResponse joined = registry_.Join(join);
+      actor_id = joined.actor_id();
+      generation = joined.assignment().generation();
+      // the assignment comes from the algorithm and the run
+      EXPECT_EQ(joined.assignment().experiment_id(), "exp-1");
+      EXPECT_EQ(joined.assignment().table(), "exp-1");
+      EXPECT_EQ(joined.assignment().decision_horizon(), 1);
+      EXPECT_EQ(joined.assignment().signature_size(), 5);
+      EXPECT_EQ(joined.assignment().policy().output_dim(), 6);
+    }
+    // each batch: 25 env steps and one finished episode of return `call`
+    v1::ReportEpisodesRequest report;
+    report.set_actor_id(actor_id);
+    report.set_experiment_id("exp-1");
+    report.set_generation(generation);
+    report.set_env_steps(25 * call);
+    report.set_first_sequence(next_episode++);
+    v1::EpisodeSummary* episode = report.add_episodes();
+    episode->set_episode_return(static_cast<double>(call));
+    episode->set_length(25);
+    ASSERT_TRUE(registry_.ReportEpisodes(report).ok());
+  });
+  EXPECT_EQ(result.state, v1::EXPERIMENT_STATE_SUCCEEDED) << result.reason;
+  EXPECT_EQ(result.reason, "max_env_steps reached");
+  EXPECT_EQ(feed_calls_, 8);
+  std::vector<int64_t> steps;
+  for (const v1::CurvePoint& p : context_.curve()) steps.push_back(p.env_steps());
+  EXPECT_THAT(steps, ElementsAre(100, 200));
+  // the first point holds episodes 1..4 (returns 1..4), the second 5..8
+  EXPECT_DOUBLE_EQ(context_.curve()[0].train_return(), 2.5);
+  EXPECT_EQ(context_.curve()[0].train_episodes(), 4);
+  EXPECT_DOUBLE_EQ(context_.curve()[1].train_return(), 6.5);
+  EXPECT_EQ(context_.progress().episodes(), 8);
+  const std::map<std::string, std::string> exp{{"experiment", "exp-1"}};
+  EXPECT_EQ(Metric("prl_learner_env_steps_total", exp), 200);
+  EXPECT_EQ(Metric("prl_learner_episodes_total", exp), 8);
+  EXPECT_EQ(registry_.assigned_actors(), 0);  // the job ended with the run
+}
+
+TEST_F(TrainingRunTest, StopRequestsEndStoppedAndShutdownsLeaveItRunning) {
+  const auto stop_at_5 = [](bool shutdown) {
+    return [shutdown](ExperimentRun* run, int64_t call) {
+      if (call == 5) run->RequestStop(shutdown ? "learner shutting down" : "user", shutdown);
+    };
+  };
+  ExperimentRun::Result stopped = RunSpec(SmallSacSpec(), stop_at_5(false), "exp-stop");
+  EXPECT_EQ(stopped.state, v1::EXPERIMENT_STATE_STOPPED);
+  EXPECT_EQ(stopped.reason, "user");
+  std::remove(checkpoint_path_.c_str());
+  ExperimentRun::Result shutdown = RunSpec(SmallSacSpec(), stop_at_5(true), "exp-shutdown");
+  EXPECT_EQ(shutdown.state, v1::EXPERIMENT_STATE_RUNNING);
+  EXPECT_EQ(shutdown.reason, "learner shutting down");
+  EXPECT_EQ(feed_calls_, 5);
+}
+
+TEST_F(TrainingRunTest, AFeedErrorFailsTheRunNamingIt) {
+  feed_error_ = absl::InternalError("table exp-1 was deleted");
+  const ExperimentRun::Result result = RunSpec(SmallSacSpec());
+  EXPECT_EQ(result.state, v1::EXPERIMENT_STATE_FAILED);
+  EXPECT_EQ(result.reason, "sampling replay: table exp-1 was deleted");
+}
+
+TEST_F(TrainingRunTest, PrioritizedReplayGetsNewPriorities) {
+  v1::ExperimentSpec spec = SmallSacSpec();
+  spec.mutable_replay()->set_sampler(v1::SAMPLER_PRIORITIZED);
+  spec.mutable_stop()->set_max_updates(5);
+  ASSERT_EQ(RunSpec(spec).state, v1::EXPERIMENT_STATE_SUCCEEDED);
+  EXPECT_TRUE(request_.prioritized);
+  EXPECT_EQ(priority_updates_, 5);
+}
+
+TEST_F(TrainingRunTest, AnAlgorithmTheRegistryLacksIsUnimplementedByName) {
+  v1::Experiment experiment;
+  experiment.set_id("exp-spirl");
+  *experiment.mutable_spec() = SmallSacSpec();
+  experiment.mutable_spec()->mutable_algorithm()->mutable_spirl();
+  TrainingRunOptions options;
+  options.registry = &registry_;
+  options.policies = &policies_;
+  options.algorithms = &algorithms_;
+  const auto run = CreateTrainingRun(experiment, &context_, options);
+  EXPECT_EQ(run.status().code(), absl::StatusCode::kUnimplemented);
+  EXPECT_THAT(std::string(run.status().message()), HasSubstr("algorithm.spirl"));
+  EXPECT_THAT(std::string(run.status().message()), HasSubstr("sac, td3"));
+}
+
+}  // namespace
+}  // namespace prl::learner
