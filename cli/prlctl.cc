@@ -185,8 +185,14 @@ int Watch(const std::string& id) {
   auto reader = stub->Watch(&context, request);
   v1::WatchResponse update;
   v1::Experiment last;
+  std::string message;
   while (reader->Read(&update)) {
     last = update.experiment();
+    // the run's notes (e.g. "resumed from the checkpoint at ...") on lines of their own
+    if (!last.progress().message().empty() && last.progress().message() != message) {
+      message = last.progress().message();
+      std::cout << "\r" << message << std::string(40, ' ') << "\n";
+    }
     PrintProgressLine(last);
   }
   grpc::Status status = reader->Finish();

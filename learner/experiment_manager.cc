@@ -47,6 +47,22 @@ class ExperimentManager::Context final : public RunContext {
     }
     manager_->Changed(entry);
   }
+  void TruncateCurve(int64_t env_steps) override {
+    absl::MutexLock lock(&manager_->mu_);
+    Entry& entry = manager_->entries_.at(id_);
+    const size_t before = entry.curve.size();
+    entry.curve.erase(
+        std::remove_if(entry.curve.begin(), entry.curve.end(),
+                       [env_steps](const v1::CurvePoint& p) { return p.env_steps() > env_steps; }),
+        entry.curve.end());
+    if (entry.curve.size() == before) return;
+    PRL_LOG(INFO) << id_ << ": dropped " << before - entry.curve.size() << " curve points past "
+                  << env_steps << " env steps (not in the checkpoint)";
+    if (absl::Status s = manager_->store_.SaveCurve(id_, entry.curve); !s.ok()) {
+      PRL_LOG(ERROR) << "cannot save the curve of " << id_ << ": " << s;
+    }
+    manager_->Changed(entry);
+  }
   void SetOutputs(const v1::ExperimentOutputs& outputs) override {
     absl::MutexLock lock(&manager_->mu_);
     Entry& entry = manager_->entries_.at(id_);

@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <cstdlib>
+#include <map>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -19,7 +20,8 @@ using ::testing::HasSubstr;
 // A run that reports one curve point and then waits for Stop (or ends at once when told).
 class FakeRun final : public ExperimentRun {
  public:
-  FakeRun(RunContext* context, bool end_at_once) : context_(context), end_at_once_(end_at_once) {}
+  FakeRun(RunContext* context, bool end_at_once, bool truncate = false)
+      : context_(context), end_at_once_(end_at_once), truncate_(truncate) {}
   Result Run() override {
     v1::Progress p;
     p.set_env_steps(42);
@@ -28,6 +30,14 @@ class FakeRun final : public ExperimentRun {
     point.set_env_steps(10);
     point.set_eval_return(1.5);
     context_->AddCurvePoint(point);
+    if (truncate_) {
+      // two more points, then a cut back to 20 env steps (a restored checkpoint's position)
+      point.set_env_steps(20);
+      context_->AddCurvePoint(point);
+      point.set_env_steps(30);
+      context_->AddCurvePoint(point);
+      context_->TruncateCurve(20);
+    }
     if (end_at_once_) return {v1::EXPERIMENT_STATE_SUCCEEDED, "max_env_steps reached"};
     absl::MutexLock lock(&mu_);
     mu_.Await(absl::Condition(&stopped_));
@@ -43,6 +53,7 @@ class FakeRun final : public ExperimentRun {
  private:
   RunContext* context_;
   bool end_at_once_;
+  bool truncate_;
   absl::Mutex mu_;
   bool stopped_ = false;
   bool shutdown_ = false;
@@ -65,12 +76,16 @@ class ExperimentManagerTest : public ::testing::Test {
       filled.set_description("filled");
       return filled;
     };
+    options.on_state_counts = [this](const std::map<std::string, int>& counts) {
+      absl::MutexLock lock(&counts_mu_);
+      state_counts_ = counts;
+    };
     options.run_factory =
         [this, end_at_once](const v1::Experiment& e,
                             RunContext* context) -> absl::StatusOr<std::unique_ptr<ExperimentRun>> {
       runs_started_++;
       if (e.spec().name() == "broken") return absl::InternalError("cannot build");
-      return std::make_unique<FakeRun>(context, end_at_once);
+      return std::make_unique<FakeRun>(context, end_at_once, e.spec().name() == "truncating");
     };
     auto manager = ExperimentManager::Create(options);
     EXPECT_TRUE(manager.ok()) << manager.status();
@@ -109,8 +124,43 @@ class ExperimentManagerTest : public ::testing::Test {
     return false;
   }
 
+  std::map<std::string, int> state_counts() {
+    absl::MutexLock lock(&counts_mu_);
+    return state_counts_;
+  }
+
   std::atomic<int> runs_started_{0};
+  absl::Mutex counts_mu_;
+  std::map<std::string, int> state_counts_ ABSL_GUARDED_BY(counts_mu_);
 };
+
+TEST_F(ExperimentManagerTest, TruncatedCurvesStayTruncatedOnDisk) {
+  const std::string dir = Dir();
+  {
+    auto m = Start(dir, /*end_at_once=*/true);
+    absl::StatusOr<v1::Experiment> a = m->Submit(Spec("truncating"));
+    ASSERT_TRUE(a.ok());
+    const v1::Experiment done = AwaitState(*m, a->id(), v1::EXPERIMENT_STATE_SUCCEEDED);
+    ASSERT_EQ(m->Get(a->id(), true)->curve_size(), 2);
+    EXPECT_EQ(m->Get(a->id(), true)->curve(1).env_steps(), 20);
+  }
+  auto reloaded = Start(dir, /*end_at_once=*/true);
+  const v1::Experiment e = *reloaded->Get("exp-000001", true);
+  ASSERT_EQ(e.curve_size(), 2);
+  EXPECT_EQ(e.curve(1).env_steps(), 20);
+}
+
+TEST_F(ExperimentManagerTest, StateCountsAreReportedOnEveryChange) {
+  auto m = Start(Dir(), /*end_at_once=*/true);
+  EXPECT_EQ(state_counts().at("queued"), 0);  // every state, zeros included, from the start
+  absl::StatusOr<v1::Experiment> a = m->Submit(Spec("a"));
+  ASSERT_TRUE(a.ok());
+  AwaitState(*m, a->id(), v1::EXPERIMENT_STATE_SUCCEEDED);
+  const std::map<std::string, int> counts = state_counts();
+  EXPECT_EQ(counts.at("succeeded"), 1);
+  EXPECT_EQ(counts.at("running"), 0);
+  EXPECT_EQ(counts.at("queued"), 0);
+}
 
 TEST_F(ExperimentManagerTest, FifoQueueOneRunningAtATime) {
   auto m = Start(Dir());

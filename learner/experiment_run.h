@@ -4,6 +4,7 @@
 #ifndef PRL_LEARNER_EXPERIMENT_RUN_H_
 #define PRL_LEARNER_EXPERIMENT_RUN_H_
 
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
@@ -21,6 +22,10 @@ class RunContext {
   virtual void ReportProgress(const v1::Progress& progress) = 0;
   // Appends a learning-curve point (stored in curve.csv at once).
   virtual void AddCurvePoint(const v1::CurvePoint& point) = 0;
+  // Drops the curve points past `env_steps` (stored at once): a run restored from a checkpoint
+  // cuts its curve back to the checkpoint, so the points of a lost stretch do not mix with the
+  // ones that replace them.
+  virtual void TruncateCurve(int64_t env_steps) = 0;
   // Replaces the experiment's outputs.
   virtual void SetOutputs(const v1::ExperimentOutputs& outputs) = 0;
 };

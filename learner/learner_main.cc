@@ -37,6 +37,11 @@ ABSL_FLAG(int, learner_torch_threads, 0,
 ABSL_FLAG(int64_t, learner_publish_every, 100, "Gradient updates between policy publications.");
 ABSL_FLAG(absl::Duration, learner_checkpoint_period, absl::Minutes(2),
           "Time between checkpoints of the running experiment.");
+ABSL_FLAG(absl::Duration, learner_first_checkpoint, absl::Seconds(10),
+          "Time from the start of a run to its first checkpoint (a learner killed early loses "
+          "at most this much).");
+ABSL_FLAG(int64_t, learner_checkpoint_every_updates, 0,
+          "Also checkpoint every this many updates (0: by time only).");
 ABSL_FLAG(absl::Duration, learner_heartbeat_interval, absl::Seconds(2),
           "How often actors heartbeat; three missed intervals drop an actor.");
 
@@ -87,6 +92,8 @@ int main(int argc, char** argv) {
   run_options.torch_threads = absl::GetFlag(FLAGS_learner_torch_threads);
   run_options.publish_every_updates = absl::GetFlag(FLAGS_learner_publish_every);
   run_options.checkpoint_period = absl::GetFlag(FLAGS_learner_checkpoint_period);
+  run_options.first_checkpoint_period = absl::GetFlag(FLAGS_learner_first_checkpoint);
+  run_options.checkpoint_every_updates = absl::GetFlag(FLAGS_learner_checkpoint_every_updates);
 
   prl::learner::ExperimentManagerOptions manager_options;
   manager_options.state_dir = absl::GetFlag(FLAGS_learner_state_dir);

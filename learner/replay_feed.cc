@@ -1,5 +1,6 @@
 #include "learner/replay_feed.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -35,11 +36,18 @@ class ShardedReplaySource final : public ReplaySource {
 };
 
 // Errors a later Sample may not have: the table still filling, the limiter holding samples,
-// shards restarting.
+// shards restarting or shutting down (a shard's drain cancels the calls in flight).
 bool Transient(const absl::Status& s) {
-  return s.code() == absl::StatusCode::kDeadlineExceeded ||
-         s.code() == absl::StatusCode::kUnavailable ||
-         s.code() == absl::StatusCode::kResourceExhausted;
+  switch (s.code()) {
+    case absl::StatusCode::kDeadlineExceeded:
+    case absl::StatusCode::kUnavailable:
+    case absl::StatusCode::kResourceExhausted:
+    case absl::StatusCode::kCancelled:
+    case absl::StatusCode::kAborted:
+      return true;
+    default:
+      return false;
+  }
 }
 
 }  // namespace
@@ -55,20 +63,31 @@ ReplayFeed::~ReplayFeed() { Stop(); }
 
 absl::Status ReplayFeed::Start() {
   if (options_.tables.empty()) return absl::InvalidArgumentError("ReplayFeed: no tables");
-  // shards may still be starting: retry UNAVAILABLE for a while, waking early on Stop
-  const absl::Time deadline = absl::Now() + options_.create_timeout;
+  // shards may be starting or restarting: wait for them with backoff until Stop (a peer that
+  // is away is not a reason to fail the run)
   for (const v1::TableConfig& config : options_.tables) {
+    absl::Duration retry = options_.create_retry;
+    const absl::Time first_try = absl::Now();
+    absl::Time next_log = first_try + absl::Seconds(10);
     while (true) {
       absl::Status s = source_->CreateTable(config);
       if (s.ok()) break;
-      if (s.code() != absl::StatusCode::kUnavailable || absl::Now() > deadline) {
+      if (!Transient(s) || s.code() == absl::StatusCode::kResourceExhausted) {
         return absl::Status(
             s.code(), absl::StrCat("creating replay table ", config.name(), ": ", s.message()));
       }
+      if (absl::Now() >= next_log) {
+        PRL_LOG(WARNING) << "replay table " << config.name() << " not created after "
+                         << absl::FormatDuration(
+                                absl::Trunc(absl::Now() - first_try, absl::Seconds(1)))
+                         << " (" << s << "); still waiting for the shards";
+        next_log = absl::Now() + absl::Seconds(30);
+      }
       absl::MutexLock lock(&mu_);
       const auto stopped = [this]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return stop_; };
-      mu_.AwaitWithTimeout(absl::Condition(&stopped), options_.create_retry);
+      mu_.AwaitWithTimeout(absl::Condition(&stopped), retry);
       if (stop_) return absl::CancelledError("stopped while creating replay tables");
+      retry = std::min(retry * 2, options_.create_retry_max);
     }
   }
   absl::MutexLock lock(&mu_);

@@ -1,8 +1,8 @@
 // A BatchFeed over replay: creates the run's tables on the shards, then a prefetch thread
 // samples the actors' table and converts each response into tensors on the algorithm's device,
 // keeping up to `prefetch` batches ready. The table's rate limiter sets the update-to-data
-// ratio; a shard that is down, a table still filling or a limiter holding samples only delays
-// batches (Next returns nullopt), other errors end the feed.
+// ratio; a shard that is down, restarting or draining, a table still filling or a limiter
+// holding samples only delays batches (Next returns nullopt); other errors end the feed.
 //
 // The sampling calls go through ReplaySource, so tests drive the feed without sockets;
 // production uses the sharded replay client (NewShardedReplaySource).
@@ -61,9 +61,10 @@ struct ReplayFeedOptions {
   int prefetch = 2;
   // Rate-limiter wait per Sample call (short, so a stop is noticed soon).
   absl::Duration sample_timeout = absl::Milliseconds(500);
-  // How long Start retries CreateTable while no shard is reachable.
-  absl::Duration create_timeout = absl::Minutes(1);
-  absl::Duration create_retry = absl::Milliseconds(500);
+  // Start retries CreateTable while no shard is reachable (or a shard's drain cancels it),
+  // first after `create_retry`, doubling up to `create_retry_max`, until it succeeds or Stop.
+  absl::Duration create_retry = absl::Milliseconds(250);
+  absl::Duration create_retry_max = absl::Seconds(5);
 };
 
 class ReplayFeed final : public BatchFeed {

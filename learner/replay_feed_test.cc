@@ -168,7 +168,8 @@ TEST(ReplayFeedTest, BatchesHaveColumnsByNameKeysAndWeights) {
 TEST(ReplayFeedTest, TransientSampleErrorsAreSkippedAndOthersEndTheFeed) {
   auto source = std::make_unique<FakeSource>();
   source->sample_results = {absl::DeadlineExceededError("limiter"),
-                            absl::UnavailableError("restarting"), FakeSource::Response(3.0f),
+                            absl::UnavailableError("restarting"),
+                            absl::CancelledError("shard draining"), FakeSource::Response(3.0f),
                             absl::InternalError("table deleted")};
   ReplayFeedOptions options = Options();
   options.prefetch = 1;

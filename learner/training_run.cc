@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "absl/status/status.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "common/checksummed_file.h"
@@ -132,6 +133,9 @@ class TrainingRun final : public ExperimentRun, public ActorEventSink {
   absl::Status Setup();
   absl::Status Restore();
   absl::Status Checkpoint();
+  // Reserves policy versions up to at least `version` on disk.
+  absl::Status ReserveVersions(int64_t version);
+  std::string VersionsPath() const { return options_.checkpoint_path + ".versions"; }
   absl::Status Publish();
   // Starts an evaluation round or records a curve point when one is due.
   void AdvanceSchedule();
@@ -161,7 +165,11 @@ class TrainingRun final : public ExperimentRun, public ActorEventSink {
   int obs_dim_ = 0;
   int act_dim_ = 0;
   int64_t policy_version_ = 0;
+  // Versions up to this one are reserved on disk (policy_version_ <= reserved_versions_).
+  int64_t reserved_versions_ = 0;
   int64_t last_published_updates_ = -1;
+  // Progress.message: how the run started.
+  std::string start_message_;
   v1::PolicyArchitecture architecture_;
   absl::Time start_ = absl::Now();
   double elapsed_before_ = 0;
@@ -225,7 +233,26 @@ absl::Status TrainingRun::Setup() {
 
 absl::Status TrainingRun::Restore() {
   struct stat st;
-  if (stat(options_.checkpoint_path.c_str(), &st) != 0) return absl::OkStatus();
+  // versions reserved by earlier starts: never published again
+  if (stat(VersionsPath().c_str(), &st) == 0) {
+    PRL_ASSIGN_OR_RETURN(std::string bytes, ReadChecksummedFile(VersionsPath()));
+    int64_t reserved = 0;
+    if (!absl::SimpleAtoi(bytes, &reserved) || reserved < 0) {
+      return absl::DataLossError(
+          absl::StrCat(VersionsPath(), " does not hold a policy version count"));
+    }
+    reserved_versions_ = reserved;
+    policy_version_ = reserved;
+  }
+  if (stat(options_.checkpoint_path.c_str(), &st) != 0) {
+    // nothing to resume: a curve left by a run that died before its first checkpoint goes
+    context_->TruncateCurve(0);
+    if (policy_version_ > 0) {
+      start_message_ = absl::StrCat(
+          "restarted without a checkpoint; policy versions continue after v", policy_version_);
+    }
+    return absl::OkStatus();
+  }
   PRL_ASSIGN_OR_RETURN(std::string bytes, ReadChecksummedFile(options_.checkpoint_path));
   TrainingCheckpoint checkpoint;
   if (!checkpoint.ParseFromString(bytes)) {
@@ -239,14 +266,24 @@ absl::Status TrainingRun::Restore() {
   }
   PRL_RETURN_IF_ERROR(algorithm_->RestoreState(checkpoint.agent_state()));
   schedule_.Restore(checkpoint);
-  policy_version_ = checkpoint.policy_version();
+  policy_version_ = std::max(policy_version_, checkpoint.policy_version());
   elapsed_before_ = checkpoint.elapsed_seconds();
+  context_->TruncateCurve(checkpoint.env_steps());
   absl::MutexLock lock(&mu_);
   env_steps_ = checkpoint.env_steps();
   updates_ = checkpoint.updates();
-  PRL_LOG(INFO) << experiment_.id() << ": resumed from " << options_.checkpoint_path << " at "
-                << env_steps_ << " env steps, " << updates_ << " updates, policy v"
-                << policy_version_;
+  start_message_ =
+      absl::StrCat("resumed from the checkpoint at ", env_steps_, " env steps, ", updates_,
+                   " updates (policy versions continue after v", policy_version_, ")");
+  PRL_LOG(INFO) << experiment_.id() << ": " << start_message_;
+  return absl::OkStatus();
+}
+
+absl::Status TrainingRun::ReserveVersions(int64_t version) {
+  if (version <= reserved_versions_) return absl::OkStatus();
+  const int64_t reserve = version + std::max<int64_t>(0, options_.policy_version_block - 1);
+  PRL_RETURN_IF_ERROR(WriteChecksummedFile(VersionsPath(), absl::StrCat(reserve)));
+  reserved_versions_ = reserve;
   return absl::OkStatus();
 }
 
@@ -289,6 +326,7 @@ absl::Status TrainingRun::Publish() {
     TensorToProto(std::move(tensor), named->mutable_tensor());
   }
   policy->set_experiment_id(experiment_.id());
+  PRL_RETURN_IF_ERROR(ReserveVersions(policy_version_ + 1));
   policy->set_version(++policy_version_);
   SetNow(policy->mutable_create_time());
   {
@@ -374,6 +412,7 @@ void TrainingRun::ReportProgress() {
     p.set_fraction_done(std::min(1.0, fraction));
   }
   for (const auto& [name, value] : last_scalars_) (*p.mutable_scalars())[name] = value;
+  p.set_message(start_message_);
   if (metrics_) metrics_->replay_size->Set(static_cast<double>(p.replay_size()));
   context_->ReportProgress(p);
 }
@@ -428,6 +467,8 @@ ExperimentRun::Result TrainingRun::Ended() {
 
 ExperimentRun::Result TrainingRun::Run() {
   if (absl::Status s = Setup(); !s.ok()) {
+    // a stop while waiting for the shards is a stop, not a failure
+    if (Result ended = Ended(); !ended.reason.empty()) return ended;
     return {v1::EXPERIMENT_STATE_FAILED, absl::StrCat("setup: ", s.message())};
   }
   options_.policies->Expect(experiment_.id());
@@ -446,12 +487,15 @@ ExperimentRun::Result TrainingRun::Run() {
   const absl::Time begin = absl::Now();
   absl::Time last_progress = absl::InfinitePast();
   absl::Time last_checkpoint = absl::Now();
+  int checkpoints_written = 0;
+  int64_t last_checkpoint_updates = 0;
   int64_t window_updates = 0, window_env_steps = 0;
   absl::Time window_start = absl::Now();
   {
     absl::MutexLock lock(&mu_);
     window_updates = updates_;
     window_env_steps = env_steps_;
+    last_checkpoint_updates = updates_;
   }
   Result result;
   while (true) {
@@ -462,8 +506,11 @@ ExperimentRun::Result TrainingRun::Run() {
     absl::StatusOr<std::optional<Batch>> batch = feed_->Next(options_.batch_wait);
     if (metrics_) metrics_->sample_wait->Increment(absl::ToDoubleSeconds(absl::Now() - wait_begin));
     if (!batch.ok()) {
-      result = {v1::EXPERIMENT_STATE_FAILED,
-                absl::StrCat("sampling replay: ", batch.status().message())};
+      result = Ended();  // a stop that raced with the error wins: the run resumes later
+      if (result.reason.empty()) {
+        result = {v1::EXPERIMENT_STATE_FAILED,
+                  absl::StrCat("sampling replay: ", batch.status().message())};
+      }
       break;
     }
     if (batch->has_value()) {
@@ -490,9 +537,24 @@ ExperimentRun::Result TrainingRun::Run() {
       ReportProgress();
       last_progress = now;
     }
-    if (now - last_checkpoint >= options_.checkpoint_period) {
-      if (absl::Status s = Checkpoint(); !s.ok()) PRL_LOG(ERROR) << "checkpoint: " << s;
+    const absl::Duration period =
+        checkpoints_written == 0 ? options_.first_checkpoint_period : options_.checkpoint_period;
+    int64_t updates_now;
+    {
+      absl::MutexLock lock(&mu_);
+      updates_now = updates_;
+    }
+    const bool by_updates =
+        options_.checkpoint_every_updates > 0 &&
+        updates_now - last_checkpoint_updates >= options_.checkpoint_every_updates;
+    if (now - last_checkpoint >= period || by_updates) {
+      if (absl::Status s = Checkpoint(); !s.ok()) {
+        PRL_LOG(ERROR) << "checkpoint: " << s;
+      } else {
+        checkpoints_written++;
+      }
       last_checkpoint = now;
+      last_checkpoint_updates = updates_now;
     }
   }
   feed_->Stop();

@@ -4,8 +4,11 @@
 //    algorithm's tables on the shards), a fake in tests;
 //  - an EvaluationSchedule (learner/evaluation_schedule.h): evaluation rounds and curve points;
 //  - the checkpoint: algorithm state, counters and curve position in one checksummed file,
-//    written periodically, at the end and when the learner shuts down, and restored on start,
-//    so a restarted learner resumes with the policy version continuing upwards.
+//    written early, periodically, at the end and when the learner shuts down, and restored on
+//    start; the curve is cut back to it. Policy versions are reserved on disk ahead of use, so
+//    they continue upwards even after a crash between checkpoints.
+// Peers that are away (replay shards restarting or draining) are waited for, never a failure;
+// a stop or shutdown during setup or sampling ends the run STOPPED or RUNNING, not FAILED.
 // The loop takes a batch when one is ready, updates, publishes the policy every
 // `publish_every_updates` updates, reports progress and metrics, and ends on the spec's stop
 // condition or a stop request.
@@ -67,7 +70,15 @@ struct TrainingRunOptions {
   // Torch intra-op threads for updates (0 leaves Torch's default).
   int torch_threads = 0;
   int64_t publish_every_updates = 100;
+  // Checkpoints: the first after `first_checkpoint_period` (so a learner killed early loses
+  // little), then every `checkpoint_period`, and also every `checkpoint_every_updates` updates
+  // when > 0 — whichever comes first; always at the end and on shutdown.
+  absl::Duration first_checkpoint_period = absl::Seconds(10);
   absl::Duration checkpoint_period = absl::Minutes(2);
+  int64_t checkpoint_every_updates = 0;
+  // Policy versions are reserved on disk in blocks of this many (<checkpoint_path>.versions),
+  // so a learner killed between checkpoints never publishes a version again.
+  int64_t policy_version_block = 1000;
   absl::Duration progress_period = absl::Seconds(1);
   // How long the loop waits for a batch before checking stops, curve and progress.
   absl::Duration batch_wait = absl::Milliseconds(100);

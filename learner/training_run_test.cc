@@ -37,9 +37,22 @@ class FakeContext final : public RunContext {
     absl::MutexLock lock(&mu_);
     curve_.push_back(point);
   }
+  void TruncateCurve(int64_t env_steps) override {
+    absl::MutexLock lock(&mu_);
+    truncations_.push_back(env_steps);
+    std::vector<v1::CurvePoint> kept;
+    for (const v1::CurvePoint& p : curve_) {
+      if (p.env_steps() <= env_steps) kept.push_back(p);
+    }
+    curve_ = kept;
+  }
   void SetOutputs(const v1::ExperimentOutputs& outputs) override {
     absl::MutexLock lock(&mu_);
     outputs_ = outputs;
+  }
+  std::vector<int64_t> truncations() {
+    absl::MutexLock lock(&mu_);
+    return truncations_;
   }
   v1::Progress progress() {
     absl::MutexLock lock(&mu_);
@@ -59,6 +72,7 @@ class FakeContext final : public RunContext {
   v1::Progress progress_ ABSL_GUARDED_BY(mu_);
   std::vector<v1::CurvePoint> curve_ ABSL_GUARDED_BY(mu_);
   v1::ExperimentOutputs outputs_ ABSL_GUARDED_BY(mu_);
+  std::vector<int64_t> truncations_ ABSL_GUARDED_BY(mu_);
 };
 
 // Synthetic transitions of the request's table, generated on demand; `on_next` runs first on
@@ -133,6 +147,7 @@ class TrainingRunTest : public ::testing::Test {
     checkpoint_path_ = ::testing::TempDir() + "/" +
                        ::testing::UnitTest::GetInstance()->current_test_info()->name() + ".ckpt";
     std::remove(checkpoint_path_.c_str());
+    std::remove((checkpoint_path_ + ".versions").c_str());
   }
 
   // Runs `spec` as experiment `id` to its end; the fake feed is kept in feed_.
@@ -147,7 +162,7 @@ class TrainingRunTest : public ::testing::Test {
     ExperimentRun* run_ptr = nullptr;
     TrainingRunOptions options;
     options.registry = &registry_;
-    options.policies = &policies_;
+    options.policies = policies_.get();
     options.algorithms = &algorithms_;
     options.metrics = &metrics_;
     options.checkpoint_path = checkpoint_path_;
@@ -204,7 +219,7 @@ class TrainingRunTest : public ::testing::Test {
 
   std::string checkpoint_path_;
   ActorRegistry registry_;
-  PolicyStore policies_;
+  std::unique_ptr<PolicyStore> policies_ = std::make_unique<PolicyStore>();
   AlgorithmRegistry algorithms_ = DefaultAlgorithmRegistry();
   prometheus::Registry prom_;
   LearnerMetrics metrics_{prom_};
@@ -229,7 +244,7 @@ TEST_F(TrainingRunTest, TrainsToMaxUpdatesPublishingCheckpointingAndCountingInMe
   EXPECT_EQ(request_.batch_size, 8);
   EXPECT_EQ(request_.device, "cpu");
   // published at the start, every 10 updates, and at the end
-  EXPECT_EQ(policies_.version("exp-1"), 5);
+  EXPECT_EQ(policies_->version("exp-1"), 5);
   const v1::Progress progress = context_.progress();
   EXPECT_EQ(progress.updates(), 30);
   EXPECT_EQ(progress.policy_version(), 5);
@@ -253,7 +268,7 @@ TEST_F(TrainingRunTest, ResumesFromItsCheckpointWithVersionsGoingUp) {
   v1::ExperimentSpec spec = SmallSacSpec();
   spec.mutable_stop()->set_max_updates(20);
   ASSERT_EQ(RunSpec(spec).state, v1::EXPERIMENT_STATE_SUCCEEDED);
-  const int64_t first_version = policies_.version("exp-1");
+  const int64_t first_version = policies_->version("exp-1");
   EXPECT_EQ(first_version, 4);  // start, 10, 20, end
 
   spec.mutable_stop()->set_max_updates(35);
@@ -262,7 +277,7 @@ TEST_F(TrainingRunTest, ResumesFromItsCheckpointWithVersionsGoingUp) {
   // 15 more updates, not 35: the count came back with the checkpoint
   EXPECT_EQ(feed_calls_, 15);
   EXPECT_EQ(context_.progress().updates(), 35);
-  EXPECT_GT(policies_.version("exp-1"), first_version);
+  EXPECT_GT(policies_->version("exp-1"), first_version);
 }
 
 TEST_F(TrainingRunTest, ACheckpointOfAnotherExperimentIsRefused) {
@@ -339,6 +354,55 @@ TEST_F(TrainingRunTest, StopRequestsEndStoppedAndShutdownsLeaveItRunning) {
   EXPECT_EQ(feed_calls_, 5);
 }
 
+TEST_F(TrainingRunTest, VersionsNeverGoBackAfterACrashBeforeTheFirstCheckpoint) {
+  v1::ExperimentSpec spec = SmallSacSpec();
+  spec.mutable_stop()->set_max_updates(20);
+  ASSERT_EQ(RunSpec(spec).state, v1::EXPERIMENT_STATE_SUCCEEDED);
+  const int64_t first_version = policies_->version("exp-1");
+  // the learner died before any checkpoint reached the disk: only the reservation remains
+  std::remove(checkpoint_path_.c_str());
+  policies_ = std::make_unique<PolicyStore>();  // a new learner process
+  ASSERT_EQ(RunSpec(spec).state, v1::EXPERIMENT_STATE_SUCCEEDED);
+  EXPECT_EQ(feed_calls_, 20);                             // trained again from the start ...
+  EXPECT_GT(policies_->version("exp-1"), first_version);  // ... with versions still going up
+  EXPECT_THAT(context_.progress().message(),
+              HasSubstr("restarted without a checkpoint; policy versions continue after v"));
+}
+
+TEST_F(TrainingRunTest, ARestoreCutsTheCurveBackToTheCheckpoint) {
+  v1::ExperimentSpec spec = SmallSacSpec();
+  spec.mutable_stop()->clear_max_updates();
+  spec.mutable_stop()->set_max_env_steps(200);
+  std::string actor_id;
+  int64_t generation = 0;
+  const auto actor = [&](ExperimentRun*, int64_t call) {
+    if (call == 1) {
+      v1::JoinRequest join;
+      join.set_actor_name("actor-0");
+      const v1::JoinResponse joined = registry_.Join(join);
+      actor_id = joined.actor_id();
+      generation = joined.assignment().generation();
+    }
+    v1::HeartbeatRequest beat;
+    beat.set_actor_id(actor_id);
+    beat.set_generation(generation);
+    beat.mutable_status()->set_env_steps(25 * call);
+    ASSERT_TRUE(registry_.Heartbeat(beat).ok());
+  };
+  ASSERT_EQ(RunSpec(spec, actor).state, v1::EXPERIMENT_STATE_SUCCEEDED);
+  ASSERT_EQ(context_.curve().size(), 2u);  // 100 and 200
+  // a later point the checkpoint does not cover (as if the learner died after adding it)
+  v1::CurvePoint lost;
+  lost.set_env_steps(300);
+  context_.AddCurvePoint(lost);
+  spec.mutable_stop()->set_max_env_steps(250);
+  ASSERT_EQ(RunSpec(spec, actor).state, v1::EXPERIMENT_STATE_SUCCEEDED);
+  EXPECT_THAT(context_.truncations(), ElementsAre(0, 200));
+  for (const v1::CurvePoint& p : context_.curve()) EXPECT_NE(p.env_steps(), 300);
+  EXPECT_THAT(context_.progress().message(),
+              HasSubstr("resumed from the checkpoint at 200 env steps"));
+}
+
 TEST_F(TrainingRunTest, AFeedErrorFailsTheRunNamingIt) {
   feed_error_ = absl::InternalError("table exp-1 was deleted");
   const ExperimentRun::Result result = RunSpec(SmallSacSpec());
@@ -362,7 +426,7 @@ TEST_F(TrainingRunTest, AnAlgorithmTheRegistryLacksIsUnimplementedByName) {
   experiment.mutable_spec()->mutable_algorithm()->mutable_spirl();
   TrainingRunOptions options;
   options.registry = &registry_;
-  options.policies = &policies_;
+  options.policies = policies_.get();
   options.algorithms = &algorithms_;
   const auto run = CreateTrainingRun(experiment, &context_, options);
   EXPECT_EQ(run.status().code(), absl::StatusCode::kUnimplemented);
