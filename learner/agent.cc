@@ -12,12 +12,14 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "common/field_error.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
 #include "common/torch_tensor.h"
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/message.h"
 #include "learner/agent_internal.h"
+#include "learner/algorithm_defaults.h"
 
 namespace prl::learner {
 namespace internal {
@@ -29,73 +31,6 @@ std::string ErrorText(const std::exception& e) {
 
 namespace {
 
-// ---- option resolution ----
-
-absl::Status NotAllowed(absl::string_view field, const absl::AlphaNum& value,
-                        absl::string_view allowed) {
-  return absl::InvalidArgumentError(
-      absl::StrCat(field, ": ", value, " is not allowed; it must be ", allowed));
-}
-
-// How a defaulted field is checked once resolved.
-enum class Range { kPositive, kUnit };
-
-const google::protobuf::FieldDescriptor* Field(const google::protobuf::Message& msg,
-                                               absl::string_view path) {
-  const std::string name(path.substr(path.rfind('.') + 1));
-  const google::protobuf::FieldDescriptor* field = msg.GetDescriptor()->FindFieldByName(name);
-  PRL_CHECK(field != nullptr) << "no field " << path;
-  return field;
-}
-
-// A double field named by the last component of `path`: 0 means `fallback`, then the value
-// must be finite and in `range`.
-absl::Status ResolveDouble(absl::string_view path, double fallback, Range range,
-                           google::protobuf::Message* msg) {
-  const google::protobuf::FieldDescriptor* field = Field(*msg, path);
-  const google::protobuf::Reflection* reflection = msg->GetReflection();
-  double value = reflection->GetDouble(*msg, field);
-  if (value == 0) value = fallback;
-  const bool ok =
-      std::isfinite(value) && (range == Range::kUnit ? value > 0 && value <= 1 : value > 0);
-  if (!ok) {
-    return NotAllowed(
-        path, value,
-        absl::StrCat(range == Range::kUnit ? "in (0, 1]" : "> 0", " (0 means ", fallback, ")"));
-  }
-  reflection->SetDouble(msg, field, value);
-  return absl::OkStatus();
-}
-
-// An int32 count named by the last component of `path`: 0 means `fallback`, negative values
-// are rejected.
-absl::Status ResolveCount(absl::string_view path, int32_t fallback,
-                          google::protobuf::Message* msg) {
-  const google::protobuf::FieldDescriptor* field = Field(*msg, path);
-  const google::protobuf::Reflection* reflection = msg->GetReflection();
-  const int32_t value = reflection->GetInt32(*msg, field);
-  if (value < 0) return NotAllowed(path, value, absl::StrCat(">= 0 (0 means ", fallback, ")"));
-  if (value == 0) reflection->SetInt32(msg, field, fallback);
-  return absl::OkStatus();
-}
-
-absl::Status ResolveSac(int64_t act_dim, v1::SacConfig* sac) {
-  PRL_RETURN_IF_ERROR(ResolveDouble("algorithm.sac.initial_alpha", 1.0, Range::kPositive, sac));
-  PRL_RETURN_IF_ERROR(ResolveDouble("algorithm.sac.alpha_lr", 3e-4, Range::kPositive, sac));
-  if (!sac->has_target_entropy()) sac->set_target_entropy(-static_cast<double>(act_dim));
-  if (!std::isfinite(sac->target_entropy())) {
-    return NotAllowed("algorithm.sac.target_entropy", sac->target_entropy(), "finite");
-  }
-  return absl::OkStatus();
-}
-
-absl::Status ResolveTd3(v1::Td3Config* td3) {
-  PRL_RETURN_IF_ERROR(ResolveDouble("algorithm.td3.policy_noise", 0.2, Range::kPositive, td3));
-  PRL_RETURN_IF_ERROR(ResolveDouble("algorithm.td3.noise_clip", 0.5, Range::kPositive, td3));
-  PRL_RETURN_IF_ERROR(ResolveCount("algorithm.td3.policy_delay", 2, td3));
-  return ResolveDouble("algorithm.td3.exploration_noise", 0.1, Range::kPositive, td3);
-}
-
 absl::StatusOr<at::Device> ResolveDevice(const std::string& name) {
   if (name.empty() || name == "auto") {
     return at::hasCUDA() ? at::Device(at::kCUDA, 0) : at::Device(at::kCPU);
@@ -105,7 +40,7 @@ absl::StatusOr<at::Device> ResolveDevice(const std::string& name) {
   if (name != "cuda") {
     if (!absl::StartsWith(name, "cuda:") || !absl::SimpleAtoi(name.substr(5), &index) ||
         index < 0) {
-      return NotAllowed("device", absl::StrCat("\"", name, "\""), "auto, cpu, cuda or cuda:N");
+      return FieldError("device", absl::StrCat("\"", name, "\""), "auto, cpu, cuda or cuda:N");
     }
   }
   if (!at::hasCUDA() || index >= static_cast<int>(at::getNumGPUs())) {
@@ -120,43 +55,16 @@ absl::StatusOr<at::Device> ResolveDevice(const std::string& name) {
 
 absl::StatusOr<AgentConfig> ResolveAgentOptions(const AgentOptions& options) {
   AgentConfig config;
-  if (options.obs_dim <= 0) return NotAllowed("obs_dim", options.obs_dim, "> 0");
-  if (options.act_dim <= 0) return NotAllowed("act_dim", options.act_dim, "> 0");
-  if (options.num_threads < 0) return NotAllowed("num_threads", options.num_threads, ">= 0");
+  if (options.obs_dim <= 0) return FieldError("obs_dim", options.obs_dim, "> 0");
+  if (options.act_dim <= 0) return FieldError("act_dim", options.act_dim, "> 0");
+  if (options.num_threads < 0) return FieldError("num_threads", options.num_threads, ">= 0");
   config.obs_dim = options.obs_dim;
   config.act_dim = options.act_dim;
   config.seed = options.seed;
   config.num_threads = options.num_threads;
   config.gemm = options.fast_cpu_gemm ? models::GemmBackend::kOneDnn : models::GemmBackend::kAten;
   config.algorithm = options.algorithm;
-  v1::AlgorithmSpec& a = config.algorithm;
-  switch (a.algorithm_case()) {
-    case v1::AlgorithmSpec::kSac:
-      PRL_RETURN_IF_ERROR(ResolveSac(options.act_dim, a.mutable_sac()));
-      break;
-    case v1::AlgorithmSpec::kTd3:
-      PRL_RETURN_IF_ERROR(ResolveTd3(a.mutable_td3()));
-      break;
-    case v1::AlgorithmSpec::ALGORITHM_NOT_SET:
-      return absl::InvalidArgumentError("algorithm: not set; it must be one of sac, td3");
-    default: {
-      const std::string name =
-          v1::AlgorithmSpec::descriptor()->FindFieldByNumber(a.algorithm_case())->name();
-      return absl::UnimplementedError(absl::StrCat(
-          "algorithm.", name, ": not implemented by the learner's agent yet (sac and td3 are)"));
-    }
-  }
-  PRL_RETURN_IF_ERROR(models::ResolveNetworkSpec("algorithm.network", a.mutable_network()));
-  PRL_RETURN_IF_ERROR(ResolveDouble("algorithm.discount", 0.99, Range::kUnit, &a));
-  PRL_RETURN_IF_ERROR(ResolveDouble("algorithm.tau", 0.005, Range::kUnit, &a));
-  PRL_RETURN_IF_ERROR(ResolveCount("algorithm.target_update_period", 1, &a));
-  PRL_RETURN_IF_ERROR(ResolveCount("algorithm.batch_size", 256, &a));
-  PRL_RETURN_IF_ERROR(ResolveDouble("algorithm.actor_lr", 3e-4, Range::kPositive, &a));
-  PRL_RETURN_IF_ERROR(ResolveDouble("algorithm.critic_lr", 3e-4, Range::kPositive, &a));
-  PRL_RETURN_IF_ERROR(ResolveDouble("algorithm.reward_scale", 1.0, Range::kPositive, &a));
-  if (!std::isfinite(a.max_grad_norm()) || a.max_grad_norm() < 0) {
-    return NotAllowed("algorithm.max_grad_norm", a.max_grad_norm(), ">= 0 (0 means no clipping)");
-  }
+  PRL_RETURN_IF_ERROR(ResolveAlgorithmSpec(options.act_dim, &config.algorithm));
   PRL_ASSIGN_OR_RETURN(config.device, ResolveDevice(options.device));
   return config;
 }
@@ -174,14 +82,14 @@ absl::StatusOr<at::Tensor> BatchField(const at::Tensor& t, absl::string_view nam
                                       int64_t dim, at::Device device) {
   if (!t.defined()) return absl::InvalidArgumentError(absl::StrCat("batch.", name, ": not set"));
   if (t.scalar_type() != at::kFloat) {
-    return NotAllowed(absl::StrCat("batch.", name),
+    return FieldError(absl::StrCat("batch.", name),
                       absl::StrCat("dtype ", std::string(c10::toString(t.scalar_type()))),
                       "float32");
   }
   const bool ok = dim < 0 ? (t.dim() == 1 && t.size(0) == size)
                           : (t.dim() == 2 && t.size(0) == size && t.size(1) == dim);
   if (!ok) {
-    return NotAllowed(
+    return FieldError(
         absl::StrCat("batch.", name), absl::StrCat("shape ", Shape(t)),
         dim < 0 ? absl::StrCat("[", size, "]") : absl::StrCat("[", size, ", ", dim, "]"));
   }
@@ -193,7 +101,7 @@ absl::StatusOr<DeviceBatch> PrepareBatch(const TransitionBatch& in, const AgentC
   DeviceBatch b;
   b.size = in.obs.dim() >= 1 ? in.obs.size(0) : 0;
   if (b.size < 1) {
-    return NotAllowed("batch.obs", absl::StrCat("shape ", Shape(in.obs)),
+    return FieldError("batch.obs", absl::StrCat("shape ", Shape(in.obs)),
                       absl::StrCat("[B, ", config.obs_dim, "] with B >= 1"));
   }
   const at::Device d = config.device;
@@ -251,7 +159,7 @@ absl::StatusOr<UpdateStats> TwinCriticAgent::RunUpdate(const TransitionBatch& ba
     const std::vector<int64_t> shape = {NoiseDraws(), b.size, config_.act_dim};
     at::Tensor draws;
     if (noise != nullptr) {
-      if (noise->sizes().vec() != shape) return NotAllowed("noise", Shape(*noise), "[draws, B, A]");
+      if (noise->sizes().vec() != shape) return FieldError("noise", Shape(*noise), "[draws, B, A]");
       draws = noise->to(config_.device, at::kFloat);
     } else {
       draws = at::randn(shape, train_generator_, at::kFloat).to(config_.device);

@@ -16,7 +16,10 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/string_view.h"
 #include "absl/strings/strip.h"
+#include "common/field_error.h"
 #include "env_desc/env_spec.h"
+#include "learner/algorithm_defaults.h"
+#include "models/network_spec.h"
 
 namespace prl::learner {
 namespace {
@@ -24,23 +27,28 @@ namespace {
 using v1::AlgorithmSpec;
 using v1::ExperimentSpec;
 
-// limits and defaults from the field comments of proto/experiment.proto
+// limits and defaults from the field comments of proto/experiment.proto; the algorithm and
+// algorithm and network defaults and network limits are not here: they come from
+// learner/algorithm_defaults.h and models/network_spec.h
 constexpr size_t kMaxNameLength = 63;
 constexpr char kNameRule[] =
     "use 1-63 characters from [a-z0-9_.-], starting with a lower-case letter";
 constexpr size_t kMaxDescriptionBytes = 4096;
 constexpr int kMaxLabels = 32;
 constexpr size_t kMaxLabelValueBytes = 256;
-constexpr int kMaxHiddenLayers = 8;
-constexpr int kMaxLayerWidth = 4096;
-constexpr int kDefaultLayerWidth = 256;
-constexpr int64_t kDefaultBatchSize = 256;
 constexpr int64_t kMaxBatchSize = 65536;
-constexpr double kDefaultLearningRate = 3e-4;
+constexpr int64_t kDefaultWarmupEnvSteps = 10000;
+constexpr int64_t kDefaultLatentWarmupEnvSteps = 5000;  // spirl and eap
 constexpr int64_t kDefaultCapacity = 1000000;
 constexpr int64_t kMaxCapacity = 100000000;
+constexpr double kDefaultPriorityExponent = 0.6;
+constexpr double kDefaultImportanceSamplingExponent = 0.4;
+constexpr double kDefaultErrorBufferFactor = 100;  // x max(1, samples_per_insert)
 constexpr int64_t kDefaultMinSizeToSample = 1000;
+constexpr int64_t kDefaultActorsOrEnvs = 1;
 constexpr int64_t kMaxActorsOrEnvs = 1024;
+constexpr int64_t kDefaultEvaluationEveryEnvSteps = 10000;
+constexpr int64_t kDefaultEvaluationEpisodes = 10;
 constexpr int64_t kMaxEvaluationEpisodes = 10000;
 constexpr int64_t kUnbounded = std::numeric_limits<int64_t>::max();
 
@@ -96,7 +104,7 @@ class SpecChecker {
 
  private:
   void Bad(absl::string_view path, absl::string_view value, absl::string_view allowed) {
-    problems_.push_back(absl::StrCat(path, ": ", value, " is not allowed; ", allowed));
+    problems_.push_back(FieldProblem(path, value, allowed));
   }
 
   // 0 means `def`; otherwise finite and > 0.
@@ -130,7 +138,9 @@ class SpecChecker {
   std::vector<std::string> unsupported_;
   // resolved values later checks depend on
   const env_desc::DomainInfo* domain_ = nullptr;  // null when env is missing or invalid
-  int64_t batch_size_ = kDefaultBatchSize;
+  // every algorithm and network default for the spec's algorithm (CheckAlgorithm sets it)
+  AlgorithmSpec defaults_;
+  int64_t batch_size_ = 0;
   int64_t capacity_ = kDefaultCapacity;
 };
 
@@ -240,6 +250,7 @@ void SpecChecker::CheckEnv() {
 void SpecChecker::CheckAlgorithm() {
   const AlgorithmSpec& a = spec_.algorithm();
   AlgorithmSpec* out = filled_.mutable_algorithm();
+  defaults_ = AlgorithmDefaults(a.algorithm_case(), domain_ != nullptr ? domain_->act_dim : 0);
   switch (a.algorithm_case()) {
     case AlgorithmSpec::kSac:
       CheckSac(a.sac(), out->mutable_sac());
@@ -263,76 +274,83 @@ void SpecChecker::CheckAlgorithm() {
 }
 
 void SpecChecker::CheckSac(const v1::SacConfig& c, v1::SacConfig* out) {
-  out->set_initial_alpha(Positive(c.initial_alpha(), 1.0, "algorithm.sac.initial_alpha"));
+  const v1::SacConfig& def = defaults_.sac();
+  out->set_initial_alpha(
+      Positive(c.initial_alpha(), def.initial_alpha(), "algorithm.sac.initial_alpha"));
   if (c.has_target_entropy()) {
     if (!std::isfinite(c.target_entropy())) {
       Bad("algorithm.sac.target_entropy", absl::StrCat(c.target_entropy()),
           "it must be finite (unset means -|A|, minus the action dimension)");
     }
   } else if (domain_ != nullptr) {
-    out->set_target_entropy(-domain_->act_dim);
+    out->set_target_entropy(def.target_entropy());  // -|A| of the domain
   }
-  out->set_alpha_lr(Positive(c.alpha_lr(), kDefaultLearningRate, "algorithm.sac.alpha_lr"));
+  out->set_alpha_lr(Positive(c.alpha_lr(), def.alpha_lr(), "algorithm.sac.alpha_lr"));
 }
 
 void SpecChecker::CheckTd3(const v1::Td3Config& c, v1::Td3Config* out) {
-  out->set_policy_noise(Positive(c.policy_noise(), 0.2, "algorithm.td3.policy_noise"));
-  out->set_noise_clip(Positive(c.noise_clip(), 0.5, "algorithm.td3.noise_clip"));
-  out->set_policy_delay(
-      static_cast<int32_t>(Count(c.policy_delay(), 2, kUnbounded, "algorithm.td3.policy_delay")));
+  const v1::Td3Config& def = defaults_.td3();
+  out->set_policy_noise(
+      Positive(c.policy_noise(), def.policy_noise(), "algorithm.td3.policy_noise"));
+  out->set_noise_clip(Positive(c.noise_clip(), def.noise_clip(), "algorithm.td3.noise_clip"));
+  out->set_policy_delay(static_cast<int32_t>(
+      Count(c.policy_delay(), def.policy_delay(), kUnbounded, "algorithm.td3.policy_delay")));
   out->set_exploration_noise(
-      Positive(c.exploration_noise(), 0.1, "algorithm.td3.exploration_noise"));
+      Positive(c.exploration_noise(), def.exploration_noise(), "algorithm.td3.exploration_noise"));
 }
 
 void SpecChecker::CheckNetwork(const v1::NetworkSpec& n, v1::NetworkSpec* out) {
   const std::string path = "algorithm.network";
-  if (n.hidden_sizes_size() > kMaxHiddenLayers) {
+  if (n.hidden_sizes_size() > models::kMaxHiddenLayers) {
     Bad(path + ".hidden_sizes", absl::StrCat(n.hidden_sizes_size(), " layers"),
-        absl::StrCat("at most ", kMaxHiddenLayers, " hidden layers"));
+        absl::StrCat("at most ", models::kMaxHiddenLayers, " hidden layers"));
   }
   for (int i = 0; i < n.hidden_sizes_size(); ++i) {
     const int width = n.hidden_sizes(i);
-    if (width < 1 || width > kMaxLayerWidth) {
+    if (width < 1 || width > models::kMaxHiddenSize) {
       Bad(absl::StrCat(path, ".hidden_sizes[", i, "]"), absl::StrCat(width),
-          absl::StrCat("each hidden layer is 1..", kMaxLayerWidth, " wide"));
+          absl::StrCat("each hidden layer is 1..", models::kMaxHiddenSize, " wide"));
     }
   }
-  if (n.hidden_sizes().empty()) {
-    out->add_hidden_sizes(kDefaultLayerWidth);
-    out->add_hidden_sizes(kDefaultLayerWidth);
-  }
+  // the defaults are models::ResolveNetworkSpec's, through AlgorithmDefaults
+  const v1::NetworkSpec& def = defaults_.network();
+  if (n.hidden_sizes().empty()) *out->mutable_hidden_sizes() = def.hidden_sizes();
   const v1::NetworkSpec::Activation activation = n.activation();
   if (activation == v1::NetworkSpec::ACTIVATION_UNSPECIFIED) {
-    out->set_activation(v1::NetworkSpec::ACTIVATION_RELU);
+    out->set_activation(def.activation());
   } else if (!v1::NetworkSpec::Activation_IsValid(activation)) {
     Bad(path + ".activation", absl::StrCat(activation),
-        "use ACTIVATION_RELU, ACTIVATION_TANH, ACTIVATION_ELU, ACTIVATION_LEAKY_RELU or "
-        "ACTIVATION_SILU, or ACTIVATION_UNSPECIFIED for ACTIVATION_RELU");
+        absl::StrCat("use ACTIVATION_RELU, ACTIVATION_TANH, ACTIVATION_ELU, ACTIVATION_LEAKY_RELU "
+                     "or ACTIVATION_SILU, or ACTIVATION_UNSPECIFIED for ",
+                     v1::NetworkSpec::Activation_Name(def.activation())));
   }
 }
 
 void SpecChecker::CheckHyperparameters(const AlgorithmSpec& a, AlgorithmSpec* out) {
-  out->set_discount(UnitInterval(a.discount(), 0.99, "algorithm.discount"));
-  out->set_tau(UnitInterval(a.tau(), 0.005, "algorithm.tau"));
-  out->set_target_update_period(static_cast<int32_t>(
-      Count(a.target_update_period(), 1, kUnbounded, "algorithm.target_update_period")));
-  batch_size_ = Count(a.batch_size(), kDefaultBatchSize, kMaxBatchSize, "algorithm.batch_size");
+  const AlgorithmSpec& def = defaults_;
+  out->set_discount(UnitInterval(a.discount(), def.discount(), "algorithm.discount"));
+  out->set_tau(UnitInterval(a.tau(), def.tau(), "algorithm.tau"));
+  out->set_target_update_period(
+      static_cast<int32_t>(Count(a.target_update_period(), def.target_update_period(), kUnbounded,
+                                 "algorithm.target_update_period")));
+  batch_size_ = Count(a.batch_size(), def.batch_size(), kMaxBatchSize, "algorithm.batch_size");
   out->set_batch_size(static_cast<int32_t>(batch_size_));
-  out->set_actor_lr(Positive(a.actor_lr(), kDefaultLearningRate, "algorithm.actor_lr"));
-  out->set_critic_lr(Positive(a.critic_lr(), kDefaultLearningRate, "algorithm.critic_lr"));
+  out->set_actor_lr(Positive(a.actor_lr(), def.actor_lr(), "algorithm.actor_lr"));
+  out->set_critic_lr(Positive(a.critic_lr(), def.critic_lr(), "algorithm.critic_lr"));
   if (!std::isfinite(a.reward_scale())) {
     Bad("algorithm.reward_scale", absl::StrCat(a.reward_scale()),
-        "it must be finite and non-zero, or 0 for the default 1");
+        absl::StrCat("it must be finite and non-zero, or 0 for the default ", def.reward_scale()));
   }
-  out->set_reward_scale(
-      a.reward_scale() == 0 || !std::isfinite(a.reward_scale()) ? 1.0 : a.reward_scale());
+  out->set_reward_scale(a.reward_scale() == 0 || !std::isfinite(a.reward_scale())
+                            ? def.reward_scale()
+                            : a.reward_scale());
   NotNegative(a.max_grad_norm(), "algorithm.max_grad_norm", "no clipping");
 
   // warm-up: 0 is the algorithm's default, any negative value is stored as -1 (none)
   const bool latent =
       a.algorithm_case() == AlgorithmSpec::kSpirl || a.algorithm_case() == AlgorithmSpec::kEap;
   if (a.warmup_env_steps() == 0) {
-    out->set_warmup_env_steps(latent ? 5000 : 10000);
+    out->set_warmup_env_steps(latent ? kDefaultLatentWarmupEnvSteps : kDefaultWarmupEnvSteps);
   } else if (a.warmup_env_steps() < 0) {
     out->set_warmup_env_steps(-1);
   }
@@ -388,9 +406,11 @@ void SpecChecker::CheckReplayTable() {
 
   // the exponents are PRIORITIZED only: filled then, and must stay 0 otherwise
   if (sampler == v1::SAMPLER_PRIORITIZED) {
-    out->set_priority_exponent(Positive(r.priority_exponent(), 0.6, "replay.priority_exponent"));
-    out->set_importance_sampling_exponent(
-        Positive(r.importance_sampling_exponent(), 0.4, "replay.importance_sampling_exponent"));
+    out->set_priority_exponent(
+        Positive(r.priority_exponent(), kDefaultPriorityExponent, "replay.priority_exponent"));
+    out->set_importance_sampling_exponent(Positive(r.importance_sampling_exponent(),
+                                                   kDefaultImportanceSamplingExponent,
+                                                   "replay.importance_sampling_exponent"));
   } else {
     const std::string unused = absl::StrCat("only SAMPLER_PRIORITIZED uses it, leave it 0 with ",
                                             EnumText(v1::Sampler_Name(sampler), sampler));
@@ -431,7 +451,7 @@ void SpecChecker::CheckRateLimit() {
 
   // error buffer: bounded below by the ratio only while there is one
   const double eb = r.error_buffer();
-  const double default_eb = 100 * std::max(1.0, spi);
+  const double default_eb = kDefaultErrorBufferFactor * std::max(1.0, spi);
   const double min_eb = spi > 0 ? std::max(1.0, spi) : 0.0;
   if (eb == 0) {
     out->set_error_buffer(default_eb);
@@ -439,8 +459,8 @@ void SpecChecker::CheckRateLimit() {
     Bad("replay.error_buffer", absl::StrCat(eb),
         absl::StrCat(
             "it must be finite and >= ", spi > 0 ? "max(1, replay.samples_per_insert) = " : "",
-            min_eb,
-            ", or 0 for the default 100 x max(1, replay.samples_per_insert) = ", default_eb));
+            min_eb, ", or 0 for the default ", kDefaultErrorBufferFactor,
+            " x max(1, replay.samples_per_insert) = ", default_eb));
   }
 
   const int64_t min_size = r.min_size_to_sample() == 0
@@ -459,10 +479,10 @@ void SpecChecker::CheckRateLimit() {
 void SpecChecker::CheckResources() {
   const v1::Resources& r = spec_.resources();
   v1::Resources* out = filled_.mutable_resources();
-  out->set_num_actors(
-      static_cast<int32_t>(Count(r.num_actors(), 1, kMaxActorsOrEnvs, "resources.num_actors")));
-  out->set_envs_per_actor(static_cast<int32_t>(
-      Count(r.envs_per_actor(), 1, kMaxActorsOrEnvs, "resources.envs_per_actor")));
+  out->set_num_actors(static_cast<int32_t>(
+      Count(r.num_actors(), kDefaultActorsOrEnvs, kMaxActorsOrEnvs, "resources.num_actors")));
+  out->set_envs_per_actor(static_cast<int32_t>(Count(
+      r.envs_per_actor(), kDefaultActorsOrEnvs, kMaxActorsOrEnvs, "resources.envs_per_actor")));
   if (!IsDevice(r.learner_device())) {
     Bad("resources.learner_device", Quote(r.learner_device()),
         "use \"\" (CUDA when available, CPU otherwise), \"cpu\", \"cuda\" or \"cuda:N\"");
@@ -495,10 +515,10 @@ void SpecChecker::CheckStop() {
 void SpecChecker::CheckEvaluation() {
   const v1::EvaluationSpec& e = spec_.evaluation();
   v1::EvaluationSpec* out = filled_.mutable_evaluation();
-  out->set_every_env_steps(
-      Count(e.every_env_steps(), 10000, kUnbounded, "evaluation.every_env_steps"));
-  out->set_episodes(
-      static_cast<int32_t>(Count(e.episodes(), 10, kMaxEvaluationEpisodes, "evaluation.episodes")));
+  out->set_every_env_steps(Count(e.every_env_steps(), kDefaultEvaluationEveryEnvSteps, kUnbounded,
+                                 "evaluation.every_env_steps"));
+  out->set_episodes(static_cast<int32_t>(Count(e.episodes(), kDefaultEvaluationEpisodes,
+                                               kMaxEvaluationEpisodes, "evaluation.episodes")));
 }
 
 void SpecChecker::CheckKindParts() {

@@ -1,7 +1,9 @@
 // Submit-time validation of an ExperimentSpec against the contract in proto/experiment.proto:
 // every field is checked, every defaulted field is filled with the value it resolves to (the
-// spec the learner stores in Experiment.spec). No LibTorch or MuJoCo here, so the learner's
-// service and prlctl can link it cheaply. Stateless functions; thread-safe.
+// spec the learner stores in Experiment.spec). The algorithm and network defaults come from
+// learner/algorithm_defaults.h and models/network_spec.h, the resolvers Agent::Create uses, so
+// Submit and the agent fill the same values; neither LibTorch nor MuJoCo is linked (env
+// defaults come from env_desc/). Stateless functions; thread-safe.
 #ifndef PRL_LEARNER_SPEC_VALIDATION_H_
 #define PRL_LEARNER_SPEC_VALIDATION_H_
 
@@ -14,11 +16,13 @@
 namespace prl::learner {
 
 // Validates `spec` and returns it with every defaulted field filled with the value it resolved
-// to, so validating the result again returns it unchanged.
+// to, so validating the result again returns it unchanged. Two defaults depend on where the
+// experiment runs and stay as given: replay.num_shards (0: every shard of the learner) and
+// resources.learner_device ("": CUDA when available).
 // Errors:
 //   INVALID_ARGUMENT listing every problem, each as "<field path>: <value> is not allowed;
-//     <what is allowed>" (e.g. "algorithm.discount: 1.5 is not allowed; it must be in (0, 1];
-//     0 means 0.99"), joined by "; ".
+//     <what is allowed>" (common/field_error.h FieldProblem; e.g. "algorithm.discount: 1.5 is
+//     not allowed; it must be in (0, 1], or 0 for the default 0.99"), joined by "; ".
 //   UNIMPLEMENTED, naming the field, when the spec is valid as far as it was checked but asks
 //     for something this learner cannot run yet: a kind other than KIND_TRAIN (only the common
 //     fields name, kind, description and labels are checked then), or an algorithm other than

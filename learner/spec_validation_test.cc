@@ -4,7 +4,9 @@
 
 #include <cstdlib>
 #include <functional>
+#include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -288,6 +290,116 @@ TEST(SpecValidationTest, FillsEveryDefaultOfAMinimalSpec) {
   EXPECT_EQ(filled->evaluation().every_env_steps(), 10000);
   EXPECT_EQ(filled->evaluation().episodes(), 10);
   EXPECT_FALSE(filled->evaluation().disabled());
+}
+
+// The fields of `message` (not descending into sub-messages) still at their zero value, or
+// unset when they track presence, except those named in `zero_by_design` (fields whose
+// documented default is the zero value itself, e.g. "0 means no limit").
+std::vector<std::string> UnfilledFields(const google::protobuf::Message& message,
+                                        const std::string& path,
+                                        const std::set<std::string>& zero_by_design) {
+  using google::protobuf::FieldDescriptor;
+  const google::protobuf::Reflection* reflection = message.GetReflection();
+  const google::protobuf::Descriptor* descriptor = message.GetDescriptor();
+  std::vector<std::string> unfilled;
+  for (int i = 0; i < descriptor->field_count(); ++i) {
+    const FieldDescriptor* field = descriptor->field(i);
+    const std::string name = absl::StrCat(path, ".", field->name());
+    if (field->cpp_type() == FieldDescriptor::CPPTYPE_MESSAGE && !field->is_repeated()) continue;
+    if (zero_by_design.count(name) > 0) continue;
+    bool filled = false;
+    if (field->is_repeated()) {
+      filled = reflection->FieldSize(message, field) > 0;
+    } else if (field->has_presence()) {
+      filled = reflection->HasField(message, field);
+    } else {
+      switch (field->cpp_type()) {
+        case FieldDescriptor::CPPTYPE_DOUBLE:
+          filled = reflection->GetDouble(message, field) != 0;
+          break;
+        case FieldDescriptor::CPPTYPE_FLOAT:
+          filled = reflection->GetFloat(message, field) != 0;
+          break;
+        case FieldDescriptor::CPPTYPE_INT32:
+          filled = reflection->GetInt32(message, field) != 0;
+          break;
+        case FieldDescriptor::CPPTYPE_INT64:
+          filled = reflection->GetInt64(message, field) != 0;
+          break;
+        case FieldDescriptor::CPPTYPE_UINT32:
+          filled = reflection->GetUInt32(message, field) != 0;
+          break;
+        case FieldDescriptor::CPPTYPE_UINT64:
+          filled = reflection->GetUInt64(message, field) != 0;
+          break;
+        case FieldDescriptor::CPPTYPE_ENUM:
+          filled = reflection->GetEnumValue(message, field) != 0;
+          break;
+        case FieldDescriptor::CPPTYPE_STRING:
+          filled = !reflection->GetString(message, field).empty();
+          break;
+        case FieldDescriptor::CPPTYPE_BOOL:
+          filled = reflection->GetBool(message, field);
+          break;
+        default:
+          break;
+      }
+    }
+    if (!filled) unfilled.push_back(name);
+  }
+  return unfilled;
+}
+
+// Every field of the parts below whose proto comment documents a default ("0 means ...",
+// "UNSPECIFIED means ...", "Unset means ...") comes back filled, for sac and td3 and for both
+// kinds of sampler. A field added to these messages must either be filled or be listed here
+// with the reason its zero value is kept.
+TEST(SpecValidationTest, MinimalSpecComesBackWithEveryDocumentedDefault) {
+  const std::set<std::string> zero_by_design = {
+      // false is the documented default of every bool here
+      "algorithm.sac.fixed_alpha", "algorithm.network.layer_norm", "evaluation.stochastic",
+      "evaluation.disabled",
+      "algorithm.max_grad_norm",   // 0: no clipping
+      "replay.max_times_sampled",  // 0: unlimited
+      "replay.num_shards",         // 0: every shard of the learner, known only when the run starts
+      "resources.learner_device",  // "": CUDA when available, decided on the learner's machine
+      // 0: no limit (kMinimalSpec sets max_env_steps)
+      "stop.max_updates", "stop.max_wall_time_seconds",
+      "stop.target_return",  // unset: no return target
+  };
+  struct Case {
+    const char* clear;
+    const char* overlay;
+    std::set<std::string> also_zero;
+  } cases[] = {
+      // the exponents are PRIORITIZED only and must stay 0 with other samplers
+      {"", "env { seed: 7 }", {"replay.priority_exponent", "replay.importance_sampling_exponent"}},
+      {"", "env { seed: 7 } replay { sampler: SAMPLER_PRIORITIZED }", {}},
+      {"algorithm",
+       "env { seed: 7 } algorithm { td3 {} }",
+       {"replay.priority_exponent", "replay.importance_sampling_exponent"}},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.overlay);
+    absl::StatusOr<v1::ExperimentSpec> filled = ValidateAndFillSpec(Spec(c.clear, c.overlay));
+    ASSERT_TRUE(filled.ok()) << filled.status();
+    std::set<std::string> zero = zero_by_design;
+    zero.insert(c.also_zero.begin(), c.also_zero.end());
+    const v1::AlgorithmSpec& a = filled->algorithm();
+    const std::pair<const google::protobuf::Message*, const char*> parts[] = {
+        {a.has_sac() ? static_cast<const google::protobuf::Message*>(&a.sac()) : &a.td3(),
+         a.has_sac() ? "algorithm.sac" : "algorithm.td3"},
+        {&a, "algorithm"},
+        {&a.network(), "algorithm.network"},
+        {&filled->replay(), "replay"},
+        {&filled->resources(), "resources"},
+        {&filled->stop(), "stop"},
+        {&filled->evaluation(), "evaluation"},
+    };
+    for (const auto& [message, path] : parts) {
+      EXPECT_THAT(UnfilledFields(*message, path, zero), IsEmpty()) << path;
+    }
+  }
 }
 
 TEST(SpecValidationTest, FillsTd3AndPrioritizedDefaults) {

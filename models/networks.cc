@@ -13,8 +13,6 @@
 namespace prl::models {
 namespace {
 
-constexpr int kMaxHiddenLayers = 8;
-constexpr int kMaxHiddenSize = 4096;
 constexpr double kLogStdMin = -20.0;
 constexpr double kLogStdMax = 2.0;
 constexpr double kLayerNormEps = 1e-5;
@@ -140,35 +138,6 @@ std::vector<int64_t> EnsembleShape(int ensemble, std::vector<int64_t> shape) {
 }
 
 }  // namespace
-
-absl::Status ResolveNetworkSpec(absl::string_view field, v1::NetworkSpec* spec) {
-  if (spec->hidden_sizes().empty()) {
-    spec->add_hidden_sizes(256);
-    spec->add_hidden_sizes(256);
-  }
-  if (spec->hidden_sizes_size() > kMaxHiddenLayers) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(field, ".hidden_sizes: ", spec->hidden_sizes_size(),
-                     " layers is not allowed; it must be at most ", kMaxHiddenLayers));
-  }
-  for (int i = 0; i < spec->hidden_sizes_size(); ++i) {
-    const int32_t size = spec->hidden_sizes(i);
-    if (size < 1 || size > kMaxHiddenSize) {
-      return absl::InvalidArgumentError(absl::StrCat(field, ".hidden_sizes[", i, "]: ", size,
-                                                     " is not allowed; it must be in 1..",
-                                                     kMaxHiddenSize));
-    }
-  }
-  if (spec->activation() == v1::NetworkSpec::ACTIVATION_UNSPECIFIED) {
-    spec->set_activation(v1::NetworkSpec::ACTIVATION_RELU);
-  }
-  if (!v1::NetworkSpec::Activation_IsValid(spec->activation())) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(field, ".activation: ", spec->activation(),
-                     " is not allowed; it must be RELU, TANH, ELU, LEAKY_RELU or SILU"));
-  }
-  return absl::OkStatus();
-}
 
 at::Tensor Linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b,
                   GemmBackend backend) {

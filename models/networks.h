@@ -30,14 +30,10 @@
 #include "ATen/core/Tensor.h"
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
+#include "models/network_spec.h"  // ResolveNetworkSpec
 #include "proto/experiment.pb.h"
 
 namespace prl::models {
-
-// Fills the defaults of `spec` ([256, 256], RELU, no LayerNorm) and checks it: 1..8 hidden
-// layers of 1..4096 units, a known activation. Errors: INVALID_ARGUMENT naming `field`
-// ("algorithm.network.hidden_sizes[1]: 0 is not allowed; it must be in 1..4096").
-absl::Status ResolveNetworkSpec(absl::string_view field, v1::NetworkSpec* spec);
 
 // How linear layers multiply on CPU. kOneDnn uses oneDNN's sgemm (models/gemm.h) when it is
 // available and the tensors are CPU float32, ATen otherwise; kAten always uses ATen.

@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "c10/core/InferenceMode.h"
+#include "common/field_error.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
 #include "common/torch_tensor.h"
@@ -19,30 +20,24 @@
 namespace prl::models {
 namespace {
 
-absl::Status NotAllowed(absl::string_view field, const absl::AlphaNum& value,
-                        absl::string_view allowed) {
-  return absl::InvalidArgumentError(
-      absl::StrCat(field, ": ", value, " is not allowed; it must be ", allowed));
-}
-
 // Checks the fields PolicyRunner uses and resolves the network's defaults.
 absl::Status CheckArchitecture(v1::PolicyArchitecture* a) {
   using Arch = v1::PolicyArchitecture;
   if (a->head() != Arch::HEAD_SQUASHED_GAUSSIAN && a->head() != Arch::HEAD_DETERMINISTIC) {
-    return NotAllowed("architecture.head", Arch::Head_Name(a->head()),
+    return FieldError("architecture.head", Arch::Head_Name(a->head()),
                       "HEAD_SQUASHED_GAUSSIAN or HEAD_DETERMINISTIC");
   }
   if (a->output() == Arch::OUTPUT_UNSPECIFIED || !Arch::Output_IsValid(a->output())) {
-    return NotAllowed("architecture.output", a->output(),
+    return FieldError("architecture.output", a->output(),
                       "OUTPUT_ACTION, OUTPUT_DECODED_LATENT or OUTPUT_FLOW_LATENT");
   }
-  if (a->obs_dim() <= 0) return NotAllowed("architecture.obs_dim", a->obs_dim(), "> 0");
-  if (a->output_dim() <= 0) return NotAllowed("architecture.output_dim", a->output_dim(), "> 0");
+  if (a->obs_dim() <= 0) return FieldError("architecture.obs_dim", a->obs_dim(), "> 0");
+  if (a->output_dim() <= 0) return FieldError("architecture.output_dim", a->output_dim(), "> 0");
   if (!std::isfinite(a->output_bound()) || a->output_bound() <= 0) {
-    return NotAllowed("architecture.output_bound", a->output_bound(), "> 0");
+    return FieldError("architecture.output_bound", a->output_bound(), "> 0");
   }
   if (!std::isfinite(a->exploration_noise()) || a->exploration_noise() < 0) {
-    return NotAllowed("architecture.exploration_noise", a->exploration_noise(), ">= 0");
+    return FieldError("architecture.exploration_noise", a->exploration_noise(), ">= 0");
   }
   if (a->context_dim() != 0) {
     return absl::UnimplementedError(

@@ -6,6 +6,7 @@
 #include <limits>
 
 #include "absl/strings/str_cat.h"
+#include "common/field_error.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
 
@@ -410,10 +411,6 @@ struct Encoder {
   }
 };
 
-absl::Status Invalid(absl::string_view field, absl::string_view what) {
-  return absl::InvalidArgumentError(absl::StrCat("field '", field, "': ", what));
-}
-
 // NaN and Inf in float32 `data`, whose elements may straddle pieces.
 absl::Status CheckFinite(const ScatteredBytes& data, absl::string_view field) {
   int64_t index = 0;
@@ -424,8 +421,9 @@ absl::Status CheckFinite(const ScatteredBytes& data, absl::string_view field) {
       ++index;
       return absl::OkStatus();
     }
-    return Invalid(field, absl::StrCat("element ", index, " is ", std::isnan(value) ? "NaN" : "Inf",
-                                       "; only finite values are allowed"));
+    return QuotedFieldError(
+        field, absl::StrCat("element ", index, " is ", std::isnan(value) ? "NaN" : "Inf",
+                            "; only finite values are allowed"));
   };
   char carry[sizeof(float)];
   size_t carried = 0;
@@ -549,20 +547,21 @@ absl::StatusOr<DType> CheckInsertColumn(const InsertColumn& column, const Tensor
   uint64_t elements = 1;
   for (size_t i = 0; i < column.shape.size(); ++i) {
     if (column.shape[i] < 0) {
-      return Invalid(spec.name,
-                     absl::StrCat("shape ", ShapeString(column.shape), " has negative dimension ",
+      return QuotedFieldError(
+          spec.name, absl::StrCat("shape ", ShapeString(column.shape), " has negative dimension ",
                                   i, "; dimensions must be >= 0"));
     }
     const uint64_t d = static_cast<uint64_t>(column.shape[i]);
     if (d != 0 && elements > std::numeric_limits<uint64_t>::max() / 16 / d) {
-      return Invalid(spec.name, absl::StrCat("shape ", ShapeString(column.shape), " is too large"));
+      return QuotedFieldError(spec.name,
+                              absl::StrCat("shape ", ShapeString(column.shape), " is too large"));
     }
     elements *= d;
   }
   const uint64_t want_bytes = elements * DTypeSize(dtype);
   if (want_bytes != static_cast<uint64_t>(column.data.size())) {
-    return Invalid(spec.name,
-                   absl::StrCat("shape ", ShapeString(column.shape), " of ", DTypeName(dtype),
+    return QuotedFieldError(
+        spec.name, absl::StrCat("shape ", ShapeString(column.shape), " of ", DTypeName(dtype),
                                 " needs ", want_bytes, " bytes of data, got ", column.data.size()));
   }
   TensorSpec layout = spec;

@@ -8,6 +8,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/field_error.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
 
@@ -24,10 +25,6 @@ constexpr int64_t kChunkBytes = 1 << 20;
 // Longest a blocked call sleeps before re-checking cancellation.
 constexpr absl::Duration kCancelPoll = absl::Milliseconds(50);
 
-absl::Status Invalid(absl::string_view field, absl::string_view what) {
-  return absl::InvalidArgumentError(absl::StrCat("field '", field, "': ", what));
-}
-
 bool ValidName(absl::string_view name) {
   if (name.empty() || name.size() > 63 || !(name[0] >= 'a' && name[0] <= 'z')) return false;
   for (char c : name) {
@@ -40,7 +37,7 @@ bool ValidName(absl::string_view name) {
 
 absl::Status ValidateSignature(v1::TableConfig* config) {
   if (config->signature().empty()) {
-    return Invalid("config.signature", "is empty; a table needs at least one column");
+    return QuotedFieldError("config.signature", "is empty; a table needs at least one column");
   }
   absl::flat_hash_set<std::string> names;
   for (int i = 0; i < config->signature_size(); ++i) {
@@ -48,22 +45,23 @@ absl::Status ValidateSignature(v1::TableConfig* config) {
     const std::string field = absl::StrCat("config.signature[", i, "]");
     const std::string& name = column.name();
     if (!ValidName(name) || name.find_first_of(".-") != std::string::npos) {
-      return Invalid(field + ".name", absl::StrCat("'", name,
-                                                   "' is not a valid column name; allowed: 1-63 "
-                                                   "of [a-z0-9_] starting with a letter"));
+      return QuotedFieldError(field + ".name",
+                              absl::StrCat("'", name,
+                                           "' is not a valid column name; allowed: 1-63 "
+                                           "of [a-z0-9_] starting with a letter"));
     }
     if (!names.insert(column.name()).second) {
-      return Invalid(field + ".name", absl::StrCat("'", column.name(), "' is used twice"));
+      return QuotedFieldError(field + ".name", absl::StrCat("'", column.name(), "' is used twice"));
     }
     PRL_RETURN_IF_ERROR(DTypeFromProto(column.dtype(), field + ".dtype").status());
     if (column.shape_size() > kMaxRank) {
-      return Invalid(field + ".shape", absl::StrCat("has rank ", column.shape_size(),
-                                                    "; allowed: at most ", kMaxRank));
+      return QuotedFieldError(field + ".shape", absl::StrCat("has rank ", column.shape_size(),
+                                                             "; allowed: at most ", kMaxRank));
     }
     for (int d = 0; d < column.shape_size(); ++d) {
       if (column.shape(d) < 1) {
-        return Invalid(absl::StrCat(field, ".shape[", d, "]"),
-                       absl::StrCat(column.shape(d), " is not allowed; dimensions must be >= 1"));
+        return QuotedFieldError(absl::StrCat(field, ".shape[", d, "]"), column.shape(d),
+                                "dimensions must be >= 1");
       }
     }
   }
@@ -74,40 +72,42 @@ absl::Status ValidateSignature(v1::TableConfig* config) {
 
 absl::Status ValidateTableConfig(const TableLimits& limits, v1::TableConfig* config) {
   if (!ValidName(config->name())) {
-    return Invalid("config.name", absl::StrCat("'", config->name(),
-                                               "' is not a valid table name; allowed: 1-63 of "
-                                               "[a-z0-9_.-] starting with a lower-case letter"));
+    return QuotedFieldError("config.name",
+                            absl::StrCat("'", config->name(),
+                                         "' is not a valid table name; allowed: 1-63 of "
+                                         "[a-z0-9_.-] starting with a lower-case letter"));
   }
   PRL_RETURN_IF_ERROR(ValidateSignature(config));
   if (config->capacity() == 0) config->set_capacity(kDefaultCapacity);
   if (config->capacity() < 0 || config->capacity() > limits.max_capacity) {
-    return Invalid("config.capacity",
-                   absl::StrCat(config->capacity(), " is not allowed; allowed: 1 to ",
-                                limits.max_capacity, " (0 means ", kDefaultCapacity, ")"));
+    return QuotedFieldError(
+        "config.capacity", config->capacity(),
+        absl::StrCat("allowed: 1 to ", limits.max_capacity, " (0 means ", kDefaultCapacity, ")"));
   }
   if (!v1::Sampler_IsValid(config->sampler())) {
-    return Invalid("config.sampler", absl::StrCat(config->sampler(), " is not a known sampler"));
+    return QuotedFieldError("config.sampler",
+                            absl::StrCat(config->sampler(), " is not a known sampler"));
   }
   if (config->sampler() == v1::SAMPLER_UNSPECIFIED) config->set_sampler(v1::SAMPLER_UNIFORM);
   if (!v1::Remover_IsValid(config->remover())) {
-    return Invalid("config.remover", absl::StrCat(config->remover(), " is not a known remover"));
+    return QuotedFieldError("config.remover",
+                            absl::StrCat(config->remover(), " is not a known remover"));
   }
   if (config->remover() == v1::REMOVER_UNSPECIFIED) config->set_remover(v1::REMOVER_FIFO);
   if (config->priority_exponent() == 0) config->set_priority_exponent(kDefaultPriorityExponent);
   if (!std::isfinite(config->priority_exponent()) || config->priority_exponent() < 0) {
-    return Invalid(
-        "config.priority_exponent",
-        absl::StrCat(config->priority_exponent(), " is not allowed; must be finite and > 0"));
+    return QuotedFieldError("config.priority_exponent", config->priority_exponent(),
+                            "must be finite and > 0");
   }
   if (config->max_times_sampled() < 0) {
-    return Invalid("config.max_times_sampled",
-                   absl::StrCat(config->max_times_sampled(), " is negative; 0 means unlimited"));
+    return QuotedFieldError(
+        "config.max_times_sampled",
+        absl::StrCat(config->max_times_sampled(), " is negative; 0 means unlimited"));
   }
   if (config->sequence_length() == 0) config->set_sequence_length(1);
   if (config->sequence_length() < 1 || config->sequence_length() > kMaxSequenceLength) {
-    return Invalid("config.sequence_length",
-                   absl::StrCat(config->sequence_length(), " is not allowed; allowed: 1 to ",
-                                kMaxSequenceLength));
+    return QuotedFieldError("config.sequence_length", config->sequence_length(),
+                            absl::StrCat("allowed: 1 to ", kMaxSequenceLength));
   }
   // an item must fit in one message; multiply with overflow checks.
   int64_t item_bytes = 0;
@@ -124,15 +124,16 @@ absl::Status ValidateTableConfig(const TableLimits& limits, v1::TableConfig* con
     }
     item_bytes += bytes;
     if (item_bytes > limits.max_message_bytes) {
-      return Invalid(absl::StrCat("config.signature[", i, "].shape"),
-                     absl::StrCat("makes an item larger than the ", limits.max_message_bytes,
-                                  "-byte message limit (--max_message_bytes)"));
+      return QuotedFieldError(
+          absl::StrCat("config.signature[", i, "].shape"),
+          absl::StrCat("makes an item larger than the ", limits.max_message_bytes,
+                       "-byte message limit (--max_message_bytes)"));
     }
   }
   PRL_RETURN_IF_ERROR(
       ValidateRateLimiterConfig("config.rate_limiter", config->mutable_rate_limiter()));
   if (config->rate_limiter().min_size_to_sample() > config->capacity()) {
-    return Invalid(
+    return QuotedFieldError(
         "config.rate_limiter.min_size_to_sample",
         absl::StrCat(config->rate_limiter().min_size_to_sample(), " exceeds the capacity ",
                      config->capacity(), ", so sampling could never start"));
@@ -210,11 +211,10 @@ absl::Status Table::CheckPriority(double priority, int index) const {
   // the sampler weighs p^exponent, which must stay finite too.
   if (!std::isfinite(priority) || priority < 0 ||
       !std::isfinite(std::pow(priority, config_.priority_exponent()))) {
-    return Invalid(absl::StrCat("priorities[", index, "]"),
-                   absl::StrCat(priority,
-                                " is not allowed; must be >= 0 and finite, also when "
-                                "raised to the priority exponent ",
-                                config_.priority_exponent()));
+    return QuotedFieldError(absl::StrCat("priorities[", index, "]"), priority,
+                            absl::StrCat("must be >= 0 and finite, also when raised to the "
+                                         "priority exponent ",
+                                         config_.priority_exponent()));
   }
   return absl::OkStatus();
 }
@@ -305,8 +305,9 @@ uint64_t Table::InsertRowLocked(std::vector<ScatteredReader>& columns, double pr
 absl::Status Table::ValidateInsert(const InsertBatch& batch, std::vector<size_t>* order,
                                    int64_t* rows) const {
   if (batch.columns.size() != column_specs_.size()) {
-    return Invalid("columns", absl::StrCat("has ", batch.columns.size(), " columns; table '",
-                                           name(), "' has ", config_.signature_size()));
+    return QuotedFieldError(
+        "columns", absl::StrCat("has ", batch.columns.size(), " columns; table '", name(), "' has ",
+                                config_.signature_size()));
   }
   order->assign(column_specs_.size(), batch.columns.size());
   *rows = -1;
@@ -315,10 +316,11 @@ absl::Status Table::ValidateInsert(const InsertBatch& batch, std::vector<size_t>
     size_t c = 0;
     while (c < column_specs_.size() && column_specs_[c].name != column.name) ++c;
     if (c == column_specs_.size() || (*order)[c] != batch.columns.size()) {
-      return Invalid(absl::StrCat("columns[", i, "].name"),
-                     absl::StrCat("'", column.name, "' is ",
-                                  c == column_specs_.size() ? "not a column" : "given twice",
-                                  " of table '", name(), "'"));
+      return QuotedFieldError(
+          absl::StrCat("columns[", i, "].name"),
+          absl::StrCat("'", column.name, "' is ",
+                       c == column_specs_.size() ? "not a column" : "given twice", " of table '",
+                       name(), "'"));
     }
     (*order)[c] = i;
     TensorSpec spec = column_specs_[c];
@@ -326,19 +328,21 @@ absl::Status Table::ValidateInsert(const InsertBatch& batch, std::vector<size_t>
     PRL_RETURN_IF_ERROR(CheckInsertColumn(column, spec).status());
     // the spec's shape starts with the batch dimension.
     if (*rows >= 0 && column.shape[0] != *rows) {
-      return Invalid(spec.name,
-                     absl::StrCat("has ", column.shape[0], " rows, other columns ", *rows));
+      return QuotedFieldError(
+          spec.name, absl::StrCat("has ", column.shape[0], " rows, other columns ", *rows));
     }
     *rows = column.shape[0];
   }
   if (*rows < 1 || *rows > limits_.max_batch_rows) {
-    return Invalid("columns", absl::StrCat("the batch has ", *rows, " rows; allowed: 1 to ",
-                                           limits_.max_batch_rows));
+    return QuotedFieldError(
+        "columns",
+        absl::StrCat("the batch has ", *rows, " rows; allowed: 1 to ", limits_.max_batch_rows));
   }
   const int64_t priorities = static_cast<int64_t>(batch.priorities.size());
   if (priorities != 0 && priorities != *rows) {
-    return Invalid("priorities", absl::StrCat("has ", priorities, " values for ", *rows,
-                                              " rows; give one per row or none (all 1.0)"));
+    return QuotedFieldError("priorities",
+                            absl::StrCat("has ", priorities, " values for ", *rows,
+                                         " rows; give one per row or none (all 1.0)"));
   }
   for (int64_t i = 0; i < priorities; ++i) {
     PRL_RETURN_IF_ERROR(CheckPriority(batch.priorities[i], static_cast<int>(i)));
@@ -396,22 +400,22 @@ absl::Status Table::Sample(const v1::SampleRequest& request, absl::Time deadline
                            const CancelledFn& cancelled, v1::SampleResponse* response) {
   const int64_t batch = request.batch_size();
   if (batch < 1 || batch > limits_.max_batch_rows) {
-    return Invalid("batch_size",
-                   absl::StrCat(batch, " is not allowed; allowed: 1 to ", limits_.max_batch_rows));
+    return QuotedFieldError("batch_size", batch,
+                            absl::StrCat("allowed: 1 to ", limits_.max_batch_rows));
   }
   if (batch * item_bytes_ > limits_.max_message_bytes) {
-    return Invalid("batch_size",
-                   absl::StrCat(batch, " items of ", item_bytes_, " bytes exceed the ",
-                                limits_.max_message_bytes, "-byte message limit; allowed: up to ",
-                                limits_.max_message_bytes / item_bytes_));
+    return QuotedFieldError(
+        "batch_size",
+        absl::StrCat(batch, " items of ", item_bytes_, " bytes exceed the ",
+                     limits_.max_message_bytes, "-byte message limit; allowed: up to ",
+                     limits_.max_message_bytes / item_bytes_));
   }
   const double beta = request.importance_sampling_exponent();
   if (!std::isfinite(beta) || beta < 0 || beta > 1) {
-    return Invalid("importance_sampling_exponent",
-                   absl::StrCat(beta, " is not allowed; allowed: 0 to 1"));
+    return QuotedFieldError("importance_sampling_exponent", beta, "allowed: 0 to 1");
   }
   if (request.timeout_ms() < 0) {
-    return Invalid("timeout_ms", absl::StrCat(request.timeout_ms(), " is negative"));
+    return QuotedFieldError("timeout_ms", absl::StrCat(request.timeout_ms(), " is negative"));
   }
   if (request.timeout_ms() > 0) {
     deadline = std::min(deadline, absl::Now() + absl::Milliseconds(request.timeout_ms()));
@@ -527,8 +531,9 @@ absl::Status Table::UpdatePriorities(const v1::UpdatePrioritiesRequest& request,
   *updated = 0;
   *missing = 0;
   if (request.keys_size() != request.priorities_size()) {
-    return Invalid("priorities", absl::StrCat("has ", request.priorities_size(), " values for ",
-                                              request.keys_size(), " keys"));
+    return QuotedFieldError("priorities",
+                            absl::StrCat("has ", request.priorities_size(), " values for ",
+                                         request.keys_size(), " keys"));
   }
   for (int i = 0; i < request.priorities_size(); ++i) {
     PRL_RETURN_IF_ERROR(CheckPriority(request.priorities(i), i));
