@@ -7,7 +7,7 @@ Usage: dataset_h5py_test.py <dataset_tool> <scratch_dir>
    str/int root attributes.
 2. h5py writes D4RL-like files (float64 observations, no next_observations or timeouts, extra
    keys, non-numeric infos); dataset_tool reads them with ReadDataset and prints JSON, whose
-   derived next observations and flags must match what the header of common/dataset.h says.
+   derived next observations and flags must match what common/dataset_reader.h says.
 3. A file without rewards is refused with an error naming the key.
 """
 

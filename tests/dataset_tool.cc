@@ -19,7 +19,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
-#include "common/dataset.h"
+#include "common/dataset_reader.h"
+#include "common/dataset_writer.h"
 
 namespace prl {
 namespace {

@@ -23,7 +23,7 @@
 #include "actor/collect/policy.h"
 #include "actor/envs/batched_env.h"
 #include "actor/envs/env_factory.h"
-#include "common/dataset.h"
+#include "common/dataset_writer.h"
 #include "env_desc/env_spec.h"
 #include "google/protobuf/text_format.h"
 

@@ -14,7 +14,7 @@
 #include "absl/status/statusor.h"
 #include "actor/collect/policy.h"
 #include "actor/envs/batched_env.h"
-#include "common/dataset.h"
+#include "common/dataset_writer.h"
 
 namespace prl::actor {
 

@@ -10,7 +10,8 @@
 #include "absl/strings/str_cat.h"
 #include "actor/collect/maze_planner.h"
 #include "actor/envs/env_factory.h"
-#include "common/dataset.h"
+#include "common/dataset_reader.h"
+#include "common/dataset_writer.h"
 #include "gtest/gtest.h"
 
 namespace prl::actor {
