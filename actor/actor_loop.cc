@@ -168,12 +168,24 @@ void ActorLoop::Stop() {
 
 ActorLoop::State ActorLoop::state() const {
   absl::MutexLock lock(&mu_);
+  return StateLocked();
+}
+
+ActorLoop::State ActorLoop::StateLocked() const {
   State state;
   state.actor_id = actor_id_;
   state.joins = joins_;
   state.assignment = assignment_;
   state.last_error = last_error_;
+  state.heartbeat_failures = heartbeat_failures_;
   return state;
+}
+
+bool ActorLoop::AwaitState(const std::function<bool(const State&)>& pred,
+                           absl::Duration timeout) const {
+  absl::MutexLock lock(&mu_);
+  const auto holds = [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return pred(StateLocked()); };
+  return mu_.AwaitWithTimeout(absl::Condition(&holds), timeout);
 }
 
 // ---- control thread ----

@@ -19,6 +19,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -101,13 +102,22 @@ class ActorLoop final : private RunnerHost {
     v1::Assignment assignment;
     // Why the current assignment is not running; empty when it is (or when idle).
     std::string last_error;
+    // Heartbeats in a row that failed other than with NOT_FOUND (the learner could not be
+    // reached, or answered an error); 0 once one succeeds.
+    int64_t heartbeat_failures = 0;
   };
   State state() const ABSL_LOCKS_EXCLUDED(mu_);
+  // Waits until `pred` holds for the state, or `timeout`; returns whether it holds. `pred` runs
+  // under the loop's lock each time the lock is released, so it must not call the loop. For
+  // tests, and for a main that waits for the first join.
+  bool AwaitState(const std::function<bool(const State&)>& pred, absl::Duration timeout) const
+      ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
   class Caller;
 
   ActorLoop(const ActorLoopOptions& options, prometheus::Registry& registry);
+  State StateLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   void ControlLoop();
   bool Join() ABSL_LOCKS_EXCLUDED(mu_);
@@ -156,9 +166,8 @@ class ActorLoop final : private RunnerHost {
   std::unique_ptr<Caller> report_calls_;
   std::thread control_thread_;
   std::thread acting_thread_;
-  // Failures in a row, for logging; used by the control thread only.
+  // Join failures in a row, for logging; used by the control thread only.
   int join_failures_ = 0;
-  int heartbeat_failures_ = 0;
 
   mutable absl::Mutex mu_;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
@@ -179,6 +188,8 @@ class ActorLoop final : private RunnerHost {
   AssignmentRunner* running_runner_ ABSL_GUARDED_BY(mu_) = nullptr;
   v1::EvaluationRequest evaluation_ ABSL_GUARDED_BY(mu_);
   std::string last_error_ ABSL_GUARDED_BY(mu_);
+  // Heartbeat failures in a row (State::heartbeat_failures).
+  int64_t heartbeat_failures_ ABSL_GUARDED_BY(mu_) = 0;
   // Heartbeat counters of the current registration and generation.
   v1::ActorStatus status_ ABSL_GUARDED_BY(mu_);
   int64_t acting_version_ ABSL_GUARDED_BY(mu_) = 0;

@@ -225,16 +225,6 @@ class FakeLearner final : public v1::ActorService::Service {
   Seen seen_ ABSL_GUARDED_BY(mu_);
 };
 
-// Polls `pred` (for state outside the fake learner) until it holds; false after kTimeout.
-bool WaitUntil(const std::function<bool()>& pred) {
-  const absl::Time deadline = absl::Now() + kTimeout;
-  while (!pred()) {
-    if (absl::Now() > deadline) return false;
-    absl::SleepFor(absl::Milliseconds(2));
-  }
-  return true;
-}
-
 v1::TableConfig TableConfig(const std::string& name, int64_t obs_dim = kObs,
                             int64_t act_dim = kAct) {
   v1::TableConfig config;
@@ -295,6 +285,16 @@ class ActorLoopTest : public ::testing::Test {
     ASSERT_TRUE(shard_->CreateTable(TableConfig(name, obs_dim, act_dim)).ok());
   }
   int64_t TableSize(const std::string& name) { return (*shard_->GetTable(name))->size(); }
+  // Waits until `pred` holds for the actor's state; false after kTimeout.
+  bool AwaitLoop(const std::function<bool(const ActorLoop::State&)>& pred) {
+    return loop_->AwaitState(pred, kTimeout);
+  }
+  // Waits until `table` holds at least `rows` items; false after kTimeout. A FIFO sample of
+  // `rows` distinct items waits for them to be inserted; it makes no room for inserts where the
+  // table has no sample-to-insert ratio (see the held tables for one that has).
+  bool AwaitRows(const std::string& table, int64_t rows) {
+    return SampleOldest(table, static_cast<int>(rows), kTimeout).ok();
+  }
 
   // A MODE_TRAIN assignment on cheetah (2 envs, 10-step episodes) inserting into `table` on the
   // live shard and on an address where no shard runs.
@@ -345,15 +345,20 @@ class ActorLoopTest : public ::testing::Test {
 
   // The oldest `n` items of `table`, columns in signature order.
   v1::SampleResponse Oldest(const std::string& table, int n) {
+    absl::StatusOr<v1::SampleResponse> response = SampleOldest(table, n, absl::Seconds(5));
+    return response.ok() ? *std::move(response) : v1::SampleResponse();
+  }
+  // Samples `n` items of a FIFO table, waiting up to `timeout` for them.
+  absl::StatusOr<v1::SampleResponse> SampleOldest(const std::string& table, int n,
+                                                  absl::Duration timeout) {
     v1::SampleRequest request;
     request.set_table(table);
     request.set_batch_size(n);
     v1::SampleResponse response;
     absl::Status s =
-        (*shard_->GetTable(table))
-            ->Sample(
-                request, absl::Now() + absl::Seconds(5), [] { return false; }, &response);
-    EXPECT_TRUE(s.ok()) << s;
+        (*shard_->GetTable(table))->Sample(request, absl::Now() + timeout, nullptr, &response);
+    EXPECT_TRUE(s.ok()) << "sampling " << n << " items of " << table << ": " << s;
+    if (!s.ok()) return s;
     return response;
   }
 
@@ -379,6 +384,11 @@ class ActorLoopTest : public ::testing::Test {
 };
 
 bool IsTrain(const Seen::Episode& e) { return !e.summary.is_eval(); }
+// The actor acted with a policy from the learner: its warm-up is over, and it holds a policy to
+// act on while the learner is away (after warm-up, acting waits for the first policy).
+bool ActedWithAPolicy(const Seen& s) {
+  return s.Count([](const Seen::Episode& e) { return e.summary.policy_version() >= 1; }) > 0;
+}
 
 TEST_F(ActorLoopTest, TrainsInsertsTransitionsAndReportsEpisodes) {
   learner_.SetAssignment(Train("t1"));
@@ -507,30 +517,32 @@ TEST_F(ActorLoopTest, SwitchesToANewGenerationAndIdles) {
 }
 
 TEST_F(ActorLoopTest, ASwitchOrAStopCancelsAnInsertTheRateLimiterHolds) {
-  // tables that take 8 items and then hold every insert until something samples (nothing does).
+  // tables that take 8 items and then hold every insert until 100 samples make room
+  // (samples_per_insert 100, error buffer 700): the test's own sample of the 8, which waits until
+  // they are in, makes no room.
   for (const std::string name : {"held1", "held2"}) {
     v1::TableConfig config = TableConfig(name);
     config.mutable_rate_limiter()->set_min_size_to_sample(1);
-    config.mutable_rate_limiter()->set_samples_per_insert(1);
-    config.mutable_rate_limiter()->set_error_buffer(7);
+    config.mutable_rate_limiter()->set_samples_per_insert(100);
+    config.mutable_rate_limiter()->set_error_buffer(700);
     ASSERT_TRUE(shard_->CreateTable(config).ok());
   }
   learner_.SetAssignment(Train("held1"));
   learner_.PublishPolicy(0.25f);
   // inserts would wait a minute for the rate limiter: only a cancel ends them sooner.
   StartActor(/*insert_timeout=*/absl::Seconds(60));
-  ASSERT_TRUE(WaitUntil([this] { return TableSize("held1") == 8; }));
+  ASSERT_TRUE(AwaitRows("held1", 8));
 
   // the switch ends the held insert: the new generation's episodes run and reach t1.
   learner_.SetAssignment(Train("t1"));
   ASSERT_TRUE(learner_.Await([](const Seen& s) {
     return s.Count([](const Seen::Episode& e) { return e.generation == 2; }) >= 2;
   }));
-  ASSERT_TRUE(WaitUntil([this] { return TableSize("t1") > 0; }));
+  ASSERT_TRUE(AwaitRows("t1", 1));
   EXPECT_EQ(TableSize("held1"), 8);
 
   learner_.SetAssignment(Train("held2"));
-  ASSERT_TRUE(WaitUntil([this] { return TableSize("held2") == 8; }));
+  ASSERT_TRUE(AwaitRows("held2", 8));
   const absl::Time stop = absl::Now();
   loop_->Stop();
   // far below the insert's deadline (a minute): the stop did not wait for it.
@@ -621,17 +633,17 @@ TEST_F(ActorLoopTest, JoinsAgainAfterTheLearnerRestarts) {
   learner_.SetAssignment(Train("t1"));
   learner_.PublishPolicy(0.25f);
   StartActor();
-  ASSERT_TRUE(learner_.Await([](const Seen& s) { return s.Count(IsTrain) >= 2; }));
+  ASSERT_TRUE(learner_.Await(ActedWithAPolicy));
 
   // the learner process goes away; its successor on the same port knows no actors.
   const int port = learner_server_->port();
   learner_server_->Shutdown();
   learner_server_.reset();
   learner_.ForgetActors();
-  ASSERT_TRUE(WaitUntil(
-      [&] { return Metrics().find("rpc_errors_total{rpc=\"Heartbeat\"}") != std::string::npos; }));
+  ASSERT_TRUE(AwaitLoop([](const ActorLoop::State& s) { return s.heartbeat_failures > 0; }));
+  EXPECT_THAT(Metrics(), HasSubstr("prl_actor_rpc_errors_total{rpc=\"Heartbeat\"}"));
   const int64_t size = TableSize("t1");
-  ASSERT_TRUE(WaitUntil([&] { return TableSize("t1") > size; }));  // acting goes on meanwhile
+  ASSERT_TRUE(AwaitRows("t1", size + 1));  // acting goes on meanwhile
   StartLearner(port);
   ASSERT_TRUE(learner_.Await([](const Seen& s) {
     return s.joins == 2 &&
@@ -648,14 +660,14 @@ TEST_F(ActorLoopTest, KeepsGoingWhileTheLearnerIsUnavailable) {
   // joins are retried with backoff until the learner answers.
   ASSERT_TRUE(learner_.Await([](const Seen& s) { return s.rejected >= 3; }));
   learner_.SetAvailable(true);
-  ASSERT_TRUE(learner_.Await([](const Seen& s) { return s.Count(IsTrain) >= 4; }));
+  ASSERT_TRUE(learner_.Await(ActedWithAPolicy));
 
   // a second outage: training and inserts go on, reports wait for the learner.
   learner_.SetAvailable(false);
   const int rejected = learner_.seen().rejected;
   ASSERT_TRUE(learner_.Await([rejected](const Seen& s) { return s.rejected >= rejected + 5; }));
   const int64_t size = TableSize("t1");
-  ASSERT_TRUE(WaitUntil([&] { return TableSize("t1") > size + 200; }));
+  ASSERT_TRUE(AwaitRows("t1", size + 201));
   const int reported = learner_.seen().Count(IsTrain);
   learner_.SetAvailable(true);
   ASSERT_TRUE(learner_.Await([reported](const Seen& s) {
@@ -671,16 +683,15 @@ TEST_F(ActorLoopTest, IdlesWithAClearErrorOnAssignmentsItCannotRun) {
   unknown.mutable_signature(1)->set_name("logits");
   learner_.SetAssignment(unknown);
   StartActor();
-  ASSERT_TRUE(WaitUntil([&] { return !loop_->state().last_error.empty(); }));
+  ASSERT_TRUE(AwaitLoop([](const ActorLoop::State& s) { return !s.last_error.empty(); }));
   EXPECT_THAT(loop_->state().last_error, HasSubstr("assignment.signature[1] ('logits')"));
   EXPECT_THAT(loop_->state().last_error, HasSubstr("unknown column"));
 
   v1::Assignment latent = Train("t1");
   latent.mutable_policy()->set_output(v1::PolicyArchitecture::OUTPUT_DECODED_LATENT);
   learner_.SetAssignment(latent);
-  ASSERT_TRUE(WaitUntil([&] {
-    const ActorLoop::State state = loop_->state();
-    return state.assignment.generation() == 2 && !state.last_error.empty();
+  ASSERT_TRUE(AwaitLoop([](const ActorLoop::State& s) {
+    return s.assignment.generation() == 2 && !s.last_error.empty();
   }));
   EXPECT_THAT(loop_->state().last_error, HasSubstr("OUTPUT_DECODED_LATENT"));
   EXPECT_THAT(loop_->state().last_error, HasSubstr("not supported"));
@@ -709,7 +720,7 @@ TEST_F(ActorLoopTest, CollectsWithThePlannerKeepingOnlySuccessfulEpisodes) {
   learner_.SetAssignment(collect);
   StartActor();
   ASSERT_TRUE(learner_.Await([](const Seen& s) { return s.Count(IsTrain) >= 6; }));
-  ASSERT_TRUE(WaitUntil([&] { return TableSize("maze") > 0; })) << [&] {
+  ASSERT_TRUE(AwaitRows("maze", 1)) << [&] {
     std::string episodes;
     for (const Seen::Episode& e : learner_.seen().episodes) {
       episodes += e.summary.ShortDebugString() + "\n";

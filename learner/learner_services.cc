@@ -1,6 +1,7 @@
 #include "learner/learner_services.h"
 
 #include <algorithm>
+#include <optional>
 #include <regex>
 
 #include "absl/strings/str_cat.h"
@@ -14,6 +15,14 @@ namespace {
 absl::Time Deadline(const grpc::ServerContext& context, absl::Duration cap) {
   const absl::Time deadline = absl::FromChrono(context.deadline());
   return std::min(deadline, absl::Now() + cap);
+}
+
+// How often a waiting Watch handler looks whether its call was cancelled.
+constexpr absl::Duration kCancelCheck = absl::Seconds(1);
+
+bool Terminal(v1::ExperimentState state) {
+  return state == v1::EXPERIMENT_STATE_SUCCEEDED || state == v1::EXPERIMENT_STATE_FAILED ||
+         state == v1::EXPERIMENT_STATE_STOPPED;
 }
 
 bool ValidActorName(const std::string& name) {
@@ -77,27 +86,38 @@ grpc::Status ExperimentServiceImpl::Watch(grpc::ServerContext* context,
   }
   const absl::Duration interval =
       absl::Milliseconds(request->min_interval_ms() == 0 ? 1000 : request->min_interval_ms());
+  const absl::Time deadline = absl::FromChrono(context->deadline());
   int64_t seen = 0;
+  absl::Time next_write = absl::InfinitePast();  // no snapshot goes out before this
+  std::optional<v1::Experiment> pending;         // the newest snapshot not yet written
   while (!context->IsCancelled()) {
-    // wake at least every second to notice cancellation
-    absl::StatusOr<v1::Experiment> experiment =
-        manager_->WaitForChange(request->id(), &seen, Deadline(*context, absl::Seconds(1)));
-    if (!experiment.ok()) return ToGrpcStatus(experiment.status());
-    if (absl::Now() >= absl::FromChrono(context->deadline())) {
+    const absl::Time now = absl::Now();
+    if (now >= deadline) {
       return grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, "Watch reached its deadline");
     }
-    v1::WatchResponse response;
-    *response.mutable_experiment() = std::move(*experiment);
-    const v1::ExperimentState state = response.experiment().state();
-    if (!writer->Write(response)) return grpc::Status::CANCELLED;
-    if (state == v1::EXPERIMENT_STATE_SUCCEEDED || state == v1::EXPERIMENT_STATE_FAILED ||
-        state == v1::EXPERIMENT_STATE_STOPPED) {
-      return grpc::Status::OK;
+    if (pending.has_value() && now >= next_write) {
+      const bool last = Terminal(pending->state());
+      v1::WatchResponse response;
+      *response.mutable_experiment() = *std::move(pending);
+      pending.reset();
+      if (!writer->Write(response)) return grpc::Status::CANCELLED;
+      if (last) return grpc::Status::OK;
+      next_write = absl::Now() + interval;
+      continue;
     }
-    // rate limit: sleep out the interval unless the call ends first
-    const absl::Time next = std::min(absl::Now() + interval, Deadline(*context, interval));
-    while (absl::Now() < next && !context->IsCancelled()) {
-      absl::SleepFor(std::min(absl::Milliseconds(50), next - absl::Now()));
+    // block on the manager until the experiment changes (changes within the interval coalesce
+    // into one snapshot), the held-back snapshot is due or the call's deadline passes; the
+    // synchronous API has no cancellation callback, so wake every kCancelCheck to look.
+    const absl::Time wake = std::min(
+        {deadline, now + kCancelCheck, pending.has_value() ? next_write : absl::InfiniteFuture()});
+    const int64_t before = seen;
+    absl::StatusOr<v1::Experiment> experiment = manager_->WaitForChange(request->id(), &seen, wake);
+    if (!experiment.ok()) return ToGrpcStatus(experiment.status());
+    if (seen != before) {
+      pending = *std::move(experiment);
+    } else if (absl::Now() < wake) {
+      // WaitForChange returns early without a change only once the manager shuts down.
+      return ToGrpcStatus(absl::UnavailableError("the learner is shutting down; watch again"));
     }
   }
   return grpc::Status::CANCELLED;

@@ -34,6 +34,9 @@ class ExperimentServiceImpl final : public v1::ExperimentService::Service {
                     v1::ListResponse* response) override;
   grpc::Status Stop(grpc::ServerContext* context, const v1::StopRequest* request,
                     v1::StopResponse* response) override;
+  // Streams the experiment's snapshots as proto/experiment.proto describes, blocking on
+  // ExperimentManager::WaitForChange between them (changes within min_interval_ms are sent as
+  // one snapshot, the newest); ends UNAVAILABLE when the manager shuts down.
   grpc::Status Watch(grpc::ServerContext* context, const v1::WatchRequest* request,
                      grpc::ServerWriter<v1::WatchResponse>* writer) override;
 

@@ -184,6 +184,30 @@ TEST_F(LearnerServicesTest, SubmitGetListWatchStop) {
   EXPECT_EQ(bad_watch->Finish().error_code(), grpc::StatusCode::INVALID_ARGUMENT);
 }
 
+TEST_F(LearnerServicesTest, WatchEndsUnavailableWhenTheManagerShutsDown) {
+  v1::SubmitRequest submit;
+  submit.mutable_spec()->set_name("a");
+  v1::SubmitResponse submitted;
+  ASSERT_TRUE(experiment_stub_->Submit(Authorized().get(), submit, &submitted).ok());
+  v1::WatchRequest watch;
+  watch.set_id(submitted.id());
+  // a deadline far beyond the test's waits: only the shutdown may end the stream.
+  auto watch_context = Authorized(absl::Seconds(60));
+  auto reader = experiment_stub_->Watch(watch_context.get(), watch);
+  v1::WatchResponse update;
+  ASSERT_TRUE(reader->Read(&update));  // the current snapshot, at once
+  EXPECT_EQ(update.experiment().id(), submitted.id());
+
+  // a shutdown is no stop (the experiment resumes on the next start); the stream ends.
+  manager_->Shutdown();
+  while (reader->Read(&update)) {
+    EXPECT_NE(update.experiment().state(), v1::EXPERIMENT_STATE_STOPPED);
+  }
+  const grpc::Status s = reader->Finish();
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE) << s.error_message();
+  EXPECT_THAT(s.error_message(), HasSubstr("shutting down"));
+}
+
 TEST_F(LearnerServicesTest, ActorProtocol) {
   v1::JoinRequest join;
   join.set_actor_name("Bad Name");

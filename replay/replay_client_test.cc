@@ -58,6 +58,8 @@ class ShardedReplayClientTest : public ::testing::Test {
     ASSERT_TRUE(client_->CreateTable(Config()).ok());
   }
 
+  // A client of shard 0 alone whose calls have deadline `timeout`.
+  std::unique_ptr<ShardedReplayClient> ClientOfShard0(absl::Duration timeout);
   std::unique_ptr<ShardedReplayClient> LimitedTableOnShard0(absl::Duration timeout);
 
   std::vector<std::shared_ptr<prometheus::Registry>> registries_;
@@ -282,6 +284,11 @@ std::unique_ptr<ShardedReplayClient> ShardedReplayClientTest::LimitedTableOnShar
   config.mutable_rate_limiter()->set_samples_per_insert(1);
   config.mutable_rate_limiter()->set_error_buffer(4);
   EXPECT_TRUE(shards_[0]->CreateTable(config).ok());
+  return ClientOfShard0(timeout);
+}
+
+std::unique_ptr<ShardedReplayClient> ShardedReplayClientTest::ClientOfShard0(
+    absl::Duration timeout) {
   ReplayClientOptions options;
   options.addresses = {servers_[0]->host().address()};
   options.call.timeout = timeout;
@@ -314,23 +321,41 @@ TEST_F(ShardedReplayClientTest, AnInsertHeldAtItsDeadlineSaysWhatItStored) {
 }
 
 TEST_F(ShardedReplayClientTest, AnotherThreadCancelsAnInsertHeldByTheRateLimiter) {
+  // a FIFO table that takes 5 items and then holds inserts until 100 samples make room
+  // (samples_per_insert 100, error buffer 400): the test's own sample of the 5, which waits
+  // until they are in, makes no room.
+  v1::TableConfig config = Config();
+  config.set_name("held");
+  config.set_sampler(v1::SAMPLER_FIFO);
+  config.mutable_rate_limiter()->set_min_size_to_sample(1);
+  config.mutable_rate_limiter()->set_samples_per_insert(100);
+  config.mutable_rate_limiter()->set_error_buffer(400);
+  ASSERT_TRUE(shards_[0]->CreateTable(config).ok());
+  std::shared_ptr<Table> table = *shards_[0]->GetTable("held");
   // the cancel, not the deadline, must end the insert.
-  auto client = LimitedTableOnShard0(absl::Seconds(60));
+  auto client = ClientOfShard0(absl::Seconds(60));
 
   InsertCanceller canceller;
   absl::Notification held;
   std::thread cancel([&] {
-    // once the shard holds the insert (5 rows in, the rest waiting for samples).
-    while (shards_[0]->Info("limited")->tables(0).size() < 5) absl::SleepFor(absl::Milliseconds(5));
-    held.Notify();
+    // once the shard holds the insert: it stores rows and goes on to wait for room under the
+    // table's lock, so by the time the sample sees 5 rows the rest of the insert is waiting.
+    v1::SampleRequest sample;
+    sample.set_batch_size(5);
+    v1::SampleResponse sampled;
+    const absl::Status s =
+        table->Sample(sample, absl::Now() + absl::Seconds(30), nullptr, &sampled);
+    EXPECT_TRUE(s.ok()) << s;
+    if (s.ok()) held.Notify();
     canceller.Cancel();
   });
   v1::InsertRequest rows = Ids(0, 8);
-  rows.set_table("limited");
+  rows.set_table("held");
   int64_t stored = -1;
   auto keys = client->Insert(InsertBatch::FromProto(rows), &stored, &canceller);
   cancel.join();
   EXPECT_TRUE(held.HasBeenNotified());
+  EXPECT_EQ(table->size(), 5);
   EXPECT_EQ(keys.status().code(), absl::StatusCode::kCancelled) << keys.status();
   EXPECT_EQ(stored, 0);  // the shard's answer does not come back to a cancelled call
   EXPECT_EQ(client->healthy_shards(), 1) << "a cancelled insert took the shard for down";

@@ -1,12 +1,19 @@
 #include "replay/shard.h"
 
+#include <poll.h>
+#include <sys/inotify.h>
+#include <unistd.h>
+
 #include <atomic>
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <sstream>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "gmock/gmock.h"
@@ -62,6 +69,75 @@ std::string TempDir(const std::string& name) {
   EXPECT_EQ(std::system(("rm -rf " + dir + " && mkdir -p " + dir).c_str()), 0);
   return dir;
 }
+
+// A count that other threads wait on.
+class Counter {
+ public:
+  void Add(int64_t n) {
+    absl::MutexLock lock(&mu_);
+    value_ += n;
+  }
+  // Waits until the count reaches `n`; false after `timeout`.
+  bool AwaitAtLeast(int64_t n, absl::Duration timeout) {
+    absl::MutexLock lock(&mu_);
+    const auto reached = [this, n]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return value_ >= n; };
+    return mu_.AwaitWithTimeout(absl::Condition(&reached), timeout);
+  }
+
+ private:
+  absl::Mutex mu_;
+  int64_t value_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+// Counts the files renamed onto one name in a directory (how a checkpoint is put in place),
+// from the moment it is built, through inotify: a wait wakes when the kernel reports a rename.
+class RenameWatch {
+ public:
+  RenameWatch(const std::string& dir, std::string name)
+      : name_(std::move(name)), fd_(inotify_init1(IN_CLOEXEC)) {
+    EXPECT_GE(fd_, 0) << std::strerror(errno);
+    EXPECT_GE(inotify_add_watch(fd_, dir.c_str(), IN_MOVED_TO), 0) << std::strerror(errno);
+  }
+  ~RenameWatch() {
+    if (fd_ >= 0) close(fd_);
+  }
+  RenameWatch(const RenameWatch&) = delete;
+  RenameWatch& operator=(const RenameWatch&) = delete;
+
+  // Waits until `n` renames onto the name were seen; false after `timeout`.
+  bool AwaitRenames(int n, absl::Duration timeout) {
+    const absl::Time deadline = absl::Now() + timeout;
+    while (renames_ < n) {
+      const absl::Duration left = deadline - absl::Now();
+      if (left <= absl::ZeroDuration()) return false;
+      pollfd events = {fd_, POLLIN, 0};
+      const int ready = poll(&events, 1, static_cast<int>(absl::ToInt64Milliseconds(left)) + 1);
+      if (ready == 0) return false;
+      if (ready < 0) {
+        if (errno == EINTR) continue;
+        ADD_FAILURE() << "poll: " << std::strerror(errno);
+        return false;
+      }
+      alignas(inotify_event) char buffer[4096];
+      const ssize_t bytes = read(fd_, buffer, sizeof(buffer));
+      if (bytes <= 0) {
+        ADD_FAILURE() << "read: " << std::strerror(errno);
+        return false;
+      }
+      for (ssize_t at = 0; at < bytes;) {
+        const auto* event = reinterpret_cast<const inotify_event*>(buffer + at);
+        if (event->len > 0 && name_ == event->name) ++renames_;
+        at += static_cast<ssize_t>(sizeof(inotify_event) + event->len);
+      }
+    }
+    return true;
+  }
+
+ private:
+  const std::string name_;
+  const int fd_;
+  int renames_ = 0;
+};
 
 std::unique_ptr<ReplayShard> MakeShard(const ShardOptions& options,
                                        prometheus::Registry& registry) {
@@ -141,11 +217,11 @@ TEST(ReplayShardTest, CheckpointUnderTrafficRestoresEveryTable) {
 
   // writers and samplers keep going while checkpoints are taken.
   std::atomic<bool> stop{false};
-  std::atomic<int64_t> written{0};
+  Counter written;
   std::thread writer([&] {
     for (int64_t i = 0; !stop; i += 10) {
       ASSERT_TRUE(Insert(*shard, Rows("a", i, 10)).ok());
-      written += 10;
+      written.Add(10);
     }
   });
   std::thread sampler([&] {
@@ -159,7 +235,7 @@ TEST(ReplayShardTest, CheckpointUnderTrafficRestoresEveryTable) {
   });
   absl::StatusOr<v1::CheckpointResponse> checkpoint;
   for (int i = 0; i < 5; ++i) {
-    while (written.load() < 200 * (i + 1)) std::this_thread::yield();
+    ASSERT_TRUE(written.AwaitAtLeast(200 * (i + 1), absl::Seconds(30))) << "checkpoint " << i;
     checkpoint = shard->Checkpoint();
     ASSERT_TRUE(checkpoint.ok()) << checkpoint.status();
   }
@@ -263,15 +339,18 @@ TEST(ReplayShardTest, PeriodicCheckpointsHappen) {
   prometheus::Registry registry;
   auto shard = MakeShard(options, registry);
   ASSERT_TRUE(shard->CreateTable(Config("a")).ok());
-  // wait (with a deadline) until a checkpoint file names the table.
-  const absl::Time deadline = absl::Now() + absl::Seconds(10);
-  bool found = false;
-  while (!found && absl::Now() < deadline) {
-    auto info = shard->Info("");
-    found = info.ok() && !info->last_checkpoint_path().empty();
-    if (!found) std::this_thread::yield();
-  }
-  EXPECT_TRUE(found);
+  // the first rename seen from here may come from a checkpoint taken before the table existed;
+  // the second comes from one that began after the first had returned.
+  RenameWatch watch(dir, "replay.ckpt");
+  ASSERT_TRUE(watch.AwaitRenames(2, absl::Seconds(30)));
+  EXPECT_EQ(shard->Info("")->last_checkpoint_path(), dir + "/replay.ckpt");
+  // the checkpoint holds the table.
+  ShardOptions restore;
+  restore.checkpoint_dir = dir;
+  prometheus::Registry registry2;
+  auto restored = MakeShard(restore, registry2);
+  ASSERT_NE(restored, nullptr);
+  EXPECT_TRUE(restored->GetTable("a").ok());
 }
 
 }  // namespace
