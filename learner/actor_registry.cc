@@ -33,6 +33,17 @@ void ActorRegistry::AssignSlot(Actor& actor, int slot) {
   actor.next_episode = 1;
   actor.evaluation.Clear();
   slots_[slot] = actor.id;
+  // the rest of the share of an actor that died in the middle of an evaluation round
+  if (eval_round_ > 0 && slot < static_cast<int>(eval_share_.size())) {
+    const int outstanding = eval_share_[slot] - eval_done_[slot];
+    if (outstanding > 0) {
+      actor.evaluation.set_round(eval_round_);
+      actor.evaluation.set_episodes(outstanding);
+      actor.evaluation.set_min_policy_version(eval_min_version_);
+      PRL_LOG(INFO) << "actor " << actor.name << " takes over " << outstanding
+                    << " episodes of evaluation round " << eval_round_ << " in slot " << slot;
+    }
+  }
   PRL_LOG(INFO) << "actor " << actor.name << " (" << actor.id << ") assigned to "
                 << job_.experiment_id << " slot " << slot << ", generation " << actor.generation;
 }
@@ -184,6 +195,12 @@ absl::StatusOr<v1::ReportEpisodesResponse> ActorRegistry::ReportEpisodes(
       actor.next_episode = std::max(actor.next_episode, request.first_sequence() + n);
     }
     response.set_num_accepted(static_cast<int32_t>(n - skip));
+    if (actor.slot >= 0 && actor.slot < static_cast<int>(eval_done_.size())) {
+      for (int64_t i = skip; i < n; ++i) {
+        const v1::EpisodeSummary& e = request.episodes(static_cast<int>(i));
+        if (e.is_eval() && e.eval_round() == eval_round_) eval_done_[actor.slot]++;
+      }
+    }
   }
   if (delta > 0) sink->OnEnvSteps(delta);
   if (request.episodes_size() > skip) {
@@ -212,6 +229,9 @@ void ActorRegistry::StartJob(const ActorJob& job) {
   job_ = job;
   has_job_ = true;
   slots_.assign(std::max(1, job.num_actors), "");
+  eval_round_ = 0;
+  eval_share_.assign(slots_.size(), 0);
+  eval_done_.assign(slots_.size(), 0);
   FillSlots();
 }
 
@@ -223,17 +243,25 @@ void ActorRegistry::EndJob() {
     if (actor.slot >= 0) AssignIdle(actor);
   }
   slots_.clear();
+  eval_round_ = 0;
+  eval_share_.clear();
+  eval_done_.clear();
   const auto idle = [this]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return sink_calls_ == 0; };
   mu_.Await(absl::Condition(&idle));
 }
 
 int ActorRegistry::RequestEvaluation(int64_t round, int episodes, int64_t min_policy_version) {
   absl::MutexLock lock(&mu_);
+  ExpireLocked();
   std::vector<Actor*> assigned;
   for (auto& [id, actor] : actors_) {
     if (actor.slot >= 0) assigned.push_back(&actor);
   }
   if (assigned.empty()) return 0;
+  eval_round_ = round;
+  eval_min_version_ = min_policy_version;
+  eval_share_.assign(slots_.size(), 0);
+  eval_done_.assign(slots_.size(), 0);
   const int n = static_cast<int>(assigned.size());
   int requested = 0;
   for (int i = 0; i < n; ++i) {
@@ -242,9 +270,22 @@ int ActorRegistry::RequestEvaluation(int64_t round, int episodes, int64_t min_po
     e.set_round(round);
     e.set_episodes(share);
     e.set_min_policy_version(min_policy_version);
+    eval_share_[assigned[i]->slot] = share;
     requested += share;
   }
   return requested;
+}
+
+int ActorRegistry::ExpectedEvaluationEpisodes(int64_t round) {
+  absl::MutexLock lock(&mu_);
+  ExpireLocked();
+  if (round != eval_round_ || round == 0) return -1;
+  int expected = 0;
+  for (size_t slot = 0; slot < slots_.size() && slot < eval_share_.size(); ++slot) {
+    expected +=
+        slots_[slot].empty() ? eval_done_[slot] : std::max(eval_share_[slot], eval_done_[slot]);
+  }
+  return expected;
 }
 
 int ActorRegistry::assigned_actors() const {

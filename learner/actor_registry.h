@@ -73,9 +73,17 @@ class ActorRegistry {
   void EndJob() ABSL_LOCKS_EXCLUDED(mu_);
   // Asks the job's actors for evaluation round `round`: `episodes` split over the assigned
   // actors, acting with at least `min_policy_version`. Returns the episodes requested in all
-  // (0 when no actor is assigned).
+  // (0 when no actor is assigned). The registry follows the round per slot: when an actor
+  // leaves or misses its heartbeats before finishing its share, the actor that takes its slot
+  // runs the rest of that share.
   int RequestEvaluation(int64_t round, int episodes, int64_t min_policy_version)
       ABSL_LOCKS_EXCLUDED(mu_);
+  // Evaluation episodes of `round` the run can still expect in all: those already reported
+  // plus the outstanding shares of slots that have an actor. A share whose actor died and whose
+  // slot no actor took is not expected (the run need not wait for it). -1 for a round other
+  // than the latest requested.
+  // Drops actors that missed their heartbeats first.
+  int ExpectedEvaluationEpisodes(int64_t round) ABSL_LOCKS_EXCLUDED(mu_);
 
   // Actors working for the job now.
   int assigned_actors() const ABSL_LOCKS_EXCLUDED(mu_);
@@ -114,6 +122,11 @@ class ActorRegistry {
   bool has_job_ ABSL_GUARDED_BY(mu_) = false;
   ActorJob job_ ABSL_GUARDED_BY(mu_);
   std::vector<std::string> slots_ ABSL_GUARDED_BY(mu_);  // actor id per slot, "" when open
+  // The latest evaluation round: episodes asked of each slot and reported by it.
+  int64_t eval_round_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t eval_min_version_ ABSL_GUARDED_BY(mu_) = 0;
+  std::vector<int> eval_share_ ABSL_GUARDED_BY(mu_);
+  std::vector<int> eval_done_ ABSL_GUARDED_BY(mu_);
   // Sink calls in flight; EndJob waits for them.
   int sink_calls_ ABSL_GUARDED_BY(mu_) = 0;
 };

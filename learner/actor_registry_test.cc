@@ -180,5 +180,67 @@ TEST_F(ActorRegistryTest, EvaluationEpisodesAreSplitOverTheJobsActors) {
   EXPECT_EQ(total, 5);
 }
 
+// Reports `n` evaluation episodes of `round` from `actor`, numbered from `first`.
+void ReportEval(ActorRegistry& registry, const v1::JoinResponse& actor, int64_t round, int n,
+                int64_t first) {
+  v1::ReportEpisodesRequest report;
+  report.set_actor_id(actor.actor_id());
+  report.set_experiment_id("exp-000001");
+  report.set_generation(actor.assignment().generation());
+  report.set_first_sequence(first);
+  for (int i = 0; i < n; ++i) {
+    v1::EpisodeSummary* e = report.add_episodes();
+    e->set_is_eval(true);
+    e->set_eval_round(round);
+  }
+  ASSERT_TRUE(registry.ReportEpisodes(report).ok());
+}
+
+TEST_F(ActorRegistryTest, TheActorTakingADeadActorsSlotRunsTheRestOfItsEvaluationShare) {
+  registry_->StartJob(Job(2));
+  v1::JoinResponse a = Join("a");
+  v1::JoinResponse b = Join("b");
+  ASSERT_EQ(registry_->RequestEvaluation(3, 4, 9), 4);  // 2 each
+  ReportEval(*registry_, a, 3, 2, 1);
+  ReportEval(*registry_, b, 3, 1, 1);  // b dies one episode short
+  EXPECT_EQ(registry_->ExpectedEvaluationEpisodes(3), 4);
+  ASSERT_TRUE(registry_->Leave(b.actor_id()).ok());
+  // nobody took b's slot: the run can expect only what arrived
+  EXPECT_EQ(registry_->ExpectedEvaluationEpisodes(3), 3);
+  // a restarted actor takes the slot and b's last episode with it
+  v1::JoinResponse c = Join("c");
+  EXPECT_EQ(registry_->ExpectedEvaluationEpisodes(3), 4);
+  v1::HeartbeatRequest hb;
+  hb.set_actor_id(c.actor_id());
+  hb.set_generation(c.assignment().generation());
+  auto r = registry_->Heartbeat(hb);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->evaluation().round(), 3);
+  EXPECT_EQ(r->evaluation().episodes(), 1);
+  EXPECT_EQ(r->evaluation().min_policy_version(), 9);
+  ReportEval(*registry_, c, 3, 1, 1);
+  EXPECT_EQ(registry_->ExpectedEvaluationEpisodes(3), 4);
+  EXPECT_EQ(registry_->ExpectedEvaluationEpisodes(2), -1);  // not the latest round
+}
+
+TEST_F(ActorRegistryTest, AnActorThatStopsHeartbeatingIsNotWaitedFor) {
+  registry_->StartJob(Job(2));
+  v1::JoinResponse a = Join("a");
+  v1::JoinResponse b = Join("b");
+  ASSERT_EQ(registry_->RequestEvaluation(1, 4, 1), 4);
+  ReportEval(*registry_, a, 1, 2, 1);
+  v1::HeartbeatRequest hb;
+  hb.set_actor_id(a.actor_id());
+  hb.set_generation(a.assignment().generation());
+  now_ += absl::Seconds(2);
+  ASSERT_TRUE(registry_->Heartbeat(hb).ok());
+  EXPECT_EQ(registry_->ExpectedEvaluationEpisodes(1), 4);  // b is late, not yet gone
+  now_ += absl::Seconds(2);
+  ASSERT_TRUE(registry_->Heartbeat(hb).ok());
+  // b has been silent for 4 s (3 intervals of 1 s): dropped, its share no longer expected
+  EXPECT_EQ(registry_->ExpectedEvaluationEpisodes(1), 2);
+  EXPECT_EQ(registry_->assigned_actors(), 1);
+}
+
 }  // namespace
 }  // namespace prl::learner

@@ -41,16 +41,25 @@ void EvaluationSchedule::OnEpisodes(const std::vector<v1::EpisodeSummary>& episo
 double EvaluationSchedule::RecentMean() const { return Mean(recent_returns_); }
 
 EvaluationSchedule::Due EvaluationSchedule::Advance(int64_t env_steps, int64_t updates,
-                                                    double elapsed_seconds, absl::Time now) {
+                                                    double elapsed_seconds, absl::Time now,
+                                                    int expected_eval_episodes) {
   const v1::EvaluationSpec& evaluation = spec_.evaluation();
   const v1::StopCondition& stop = spec_.stop();
   Due due;
   absl::MutexLock lock(&mu_);
   if (round_in_flight_) {
-    const bool complete = static_cast<int>(eval_returns_.size()) >= round_requested_;
+    const int wanted = expected_eval_episodes >= 0
+                           ? std::min(round_requested_, expected_eval_episodes)
+                           : round_requested_;
+    const bool complete = static_cast<int>(eval_returns_.size()) >= wanted;
     const bool expired = now - round_started_ > round_timeout_;
     if (!complete && !expired) return due;
     round_in_flight_ = false;
+    if (complete && wanted < round_requested_) {
+      PRL_LOG(WARNING) << "evaluation round " << eval_round_ << " ends with "
+                       << eval_returns_.size() << " of " << round_requested_
+                       << " episodes: the actors that had the rest are gone";
+    }
     if (expired && !complete) {
       PRL_LOG(WARNING) << "evaluation round " << eval_round_ << " timed out with "
                        << eval_returns_.size() << " of " << round_requested_ << " episodes";
@@ -111,6 +120,11 @@ void EvaluationSchedule::RoundStarted(int64_t round, int requested, absl::Time n
 bool EvaluationSchedule::round_in_flight() const {
   absl::MutexLock lock(&mu_);
   return round_in_flight_;
+}
+
+int64_t EvaluationSchedule::round() const {
+  absl::MutexLock lock(&mu_);
+  return eval_round_;
 }
 
 bool EvaluationSchedule::target_return_reached() const {

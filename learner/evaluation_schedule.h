@@ -41,13 +41,18 @@ class EvaluationSchedule {
     // A new round to ask the actors for (> 0), with the policy published first.
     int64_t start_round = 0;
   };
-  Due Advance(int64_t env_steps, int64_t updates, double elapsed_seconds, absl::Time now)
-      ABSL_LOCKS_EXCLUDED(mu_);
+  // `expected_eval_episodes`: the episodes of the round in flight the actors can still deliver
+  // (ActorRegistry::ExpectedEvaluationEpisodes; -1 unknown): a round completes when those have
+  // arrived, without waiting for the share of an actor that died.
+  Due Advance(int64_t env_steps, int64_t updates, double elapsed_seconds, absl::Time now,
+              int expected_eval_episodes = -1) ABSL_LOCKS_EXCLUDED(mu_);
   // The actors were asked for `requested` episodes of round `round` (0: no actor is
   // assigned, the round is dropped and retried at the next point).
   void RoundStarted(int64_t round, int requested, absl::Time now) ABSL_LOCKS_EXCLUDED(mu_);
 
   bool round_in_flight() const ABSL_LOCKS_EXCLUDED(mu_);
+  // The latest round started (0 before the first).
+  int64_t round() const ABSL_LOCKS_EXCLUDED(mu_);
   bool target_return_reached() const ABSL_LOCKS_EXCLUDED(mu_);
   // Training episodes finished (restored with the checkpoint).
   int64_t episodes() const ABSL_LOCKS_EXCLUDED(mu_);

@@ -347,8 +347,11 @@ void TrainingRun::AdvanceSchedule() {
     env_steps = env_steps_;
     updates = updates_;
   }
+  const int expected = schedule_.round_in_flight()
+                           ? options_.registry->ExpectedEvaluationEpisodes(schedule_.round())
+                           : -1;
   EvaluationSchedule::Due due =
-      schedule_.Advance(env_steps, updates, ElapsedSeconds(), absl::Now());
+      schedule_.Advance(env_steps, updates, ElapsedSeconds(), absl::Now(), expected);
   if (due.point) {
     context_->AddCurvePoint(*due.point);
     if (metrics_ && due.point->eval_episodes() > 0) {
