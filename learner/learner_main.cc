@@ -97,7 +97,10 @@ int main(int argc, char** argv) {
 
   prl::learner::ExperimentManagerOptions manager_options;
   manager_options.state_dir = absl::GetFlag(FLAGS_learner_state_dir);
-  manager_options.validate = prl::learner::ValidateAndFillSpec;
+  const int replay_shards = static_cast<int>(replay.size());
+  manager_options.validate = [replay_shards](const prl::v1::ExperimentSpec& spec) {
+    return prl::learner::ValidateSpecForLearner(spec, replay_shards);
+  };
   manager_options.on_state_counts = [&](const std::map<std::string, int>& counts) {
     learner_metrics.SetExperimentsByState(counts);
   };

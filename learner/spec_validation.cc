@@ -17,6 +17,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/strings/strip.h"
 #include "common/field_error.h"
+#include "common/status_macros.h"
 #include "env_desc/env_spec.h"
 #include "learner/algorithm_defaults.h"
 #include "models/network_spec.h"
@@ -557,6 +558,20 @@ std::vector<std::string> SpecProblems(const v1::ExperimentSpec& spec) {
   SpecChecker checker(spec);
   checker.Run();
   return std::move(checker.problems());
+}
+
+absl::StatusOr<v1::ExperimentSpec> ValidateSpecForLearner(const v1::ExperimentSpec& spec,
+                                                          int replay_shards) {
+  PRL_ASSIGN_OR_RETURN(v1::ExperimentSpec filled, ValidateAndFillSpec(spec));
+  if (filled.kind() == v1::ExperimentSpec::KIND_TRAIN &&
+      filled.replay().num_shards() > replay_shards) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        FieldProblem("replay.num_shards", filled.replay().num_shards(),
+                     absl::StrCat("this learner has ", replay_shards, " replay shard",
+                                  replay_shards == 1 ? "" : "s",
+                                  " (--learner_replay); use at most that, or 0 for all"))));
+  }
+  return filled;
 }
 
 }  // namespace prl::learner

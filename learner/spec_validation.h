@@ -30,6 +30,13 @@ namespace prl::learner {
 // INVALID_ARGUMENT wins when both apply.
 absl::StatusOr<v1::ExperimentSpec> ValidateAndFillSpec(const v1::ExperimentSpec& spec);
 
+// ValidateAndFillSpec plus what depends on the learner that runs the spec: replay.num_shards
+// may not exceed `replay_shards`, the shards it trains with (--learner_replay). Errors:
+// ValidateAndFillSpec's; INVALID_ARGUMENT "replay.num_shards: 5 is not allowed; this learner
+// has 1 replay shard ...".
+absl::StatusOr<v1::ExperimentSpec> ValidateSpecForLearner(const v1::ExperimentSpec& spec,
+                                                          int replay_shards);
+
 // The INVALID_ARGUMENT problems of `spec` only, one entry per problem, with the texts
 // ValidateAndFillSpec joins; empty when the spec is valid. Unsupported parts (UNIMPLEMENTED)
 // are not problems: a spec with none may still be refused by this learner.

@@ -483,5 +483,27 @@ TEST(SpecValidationTest, EveryExampleValidates) {
   EXPECT_GE(validated, 4);
 }
 
+TEST(ValidateSpecForLearnerTest, MoreReplayShardsThanTheLearnerHasAreRefused) {
+  v1::ExperimentSpec spec;
+  ASSERT_TRUE(google::protobuf::TextFormat::ParseFromString(
+      R"pb(
+        name: "shards"
+        kind: KIND_TRAIN
+        env { domain: DOMAIN_CHEETAH task: "run_forward" }
+        algorithm { sac {} }
+        replay { num_shards: 5 }
+        stop { max_env_steps: 1000 }
+      )pb",
+      &spec));
+  const absl::Status s = ValidateSpecForLearner(spec, 1).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(s.message()),
+              HasSubstr("replay.num_shards: 5 is not allowed; this learner has 1 replay shard "
+                        "(--learner_replay)"));
+  EXPECT_TRUE(ValidateSpecForLearner(spec, 5).ok());
+  spec.mutable_replay()->set_num_shards(0);
+  EXPECT_TRUE(ValidateSpecForLearner(spec, 1).ok());
+}
+
 }  // namespace
 }  // namespace prl::learner
