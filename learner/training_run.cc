@@ -415,7 +415,13 @@ void TrainingRun::ReportProgress() {
     p.set_fraction_done(std::min(1.0, fraction));
   }
   for (const auto& [name, value] : last_scalars_) (*p.mutable_scalars())[name] = value;
-  p.set_message(start_message_);
+  std::string message = start_message_;
+  const int wanted = std::max(1, spec_.resources().num_actors());
+  if (p.active_actors() < wanted) {
+    absl::StrAppend(&message, message.empty() ? "" : "; ", p.active_actors(), " of ", wanted,
+                    " actors assigned, waiting for more to join the learner");
+  }
+  p.set_message(message);
   if (metrics_) metrics_->replay_size->Set(static_cast<double>(p.replay_size()));
   context_->ReportProgress(p);
 }
