@@ -5,7 +5,7 @@
 #include <cmath>
 #include <cstring>
 
-#include "absl/container/flat_hash_set.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/field_error.h"
@@ -15,136 +15,49 @@
 namespace prl::replay {
 namespace {
 
-constexpr int64_t kDefaultCapacity = 1'000'000;
-constexpr double kDefaultPriorityExponent = 0.6;
-constexpr int kMaxRank = 8;
-constexpr int32_t kMaxSequenceLength = 10'000;
 // Target bytes per storage chunk: large enough for sequential copies, small enough that a
 // copy-on-write during a checkpoint is cheap.
 constexpr int64_t kChunkBytes = 1 << 20;
 // Longest a blocked call sleeps before re-checking cancellation.
 constexpr absl::Duration kCancelPoll = absl::Milliseconds(50);
 
-bool ValidName(absl::string_view name) {
-  if (name.empty() || name.size() > 63 || !(name[0] >= 'a' && name[0] <= 'z')) return false;
-  for (char c : name) {
-    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-')) {
-      return false;
-    }
-  }
-  return true;
-}
+// One item a Sample call picked.
+struct SamplePick {
+  uint64_t key;
+  double probability;
+  double scaled;  // table size x P(i), for importance weights
+};
 
-absl::Status ValidateSignature(v1::TableConfig* config) {
-  if (config->signature().empty()) {
-    return QuotedFieldError("config.signature", "is empty; a table needs at least one column");
+// w_i = (N P(i))^-beta, normalised by the largest weight in the batch.
+void AddImportanceWeights(const std::vector<SamplePick>& picks, double beta,
+                          v1::SampleResponse* response) {
+  double max_weight = 0;
+  for (const SamplePick& pick : picks) {
+    max_weight = std::max(max_weight, std::pow(pick.scaled, -beta));
   }
-  absl::flat_hash_set<std::string> names;
-  for (int i = 0; i < config->signature_size(); ++i) {
-    const v1::ColumnSpec& column = config->signature(i);
-    const std::string field = absl::StrCat("config.signature[", i, "]");
-    const std::string& name = column.name();
-    if (!ValidName(name) || name.find_first_of(".-") != std::string::npos) {
-      return QuotedFieldError(field + ".name",
-                              absl::StrCat("'", name,
-                                           "' is not a valid column name; allowed: 1-63 "
-                                           "of [a-z0-9_] starting with a letter"));
-    }
-    if (!names.insert(column.name()).second) {
-      return QuotedFieldError(field + ".name", absl::StrCat("'", column.name(), "' is used twice"));
-    }
-    PRL_RETURN_IF_ERROR(DTypeFromProto(column.dtype(), field + ".dtype").status());
-    if (column.shape_size() > kMaxRank) {
-      return QuotedFieldError(field + ".shape", absl::StrCat("has rank ", column.shape_size(),
-                                                             "; allowed: at most ", kMaxRank));
-    }
-    for (int d = 0; d < column.shape_size(); ++d) {
-      if (column.shape(d) < 1) {
-        return QuotedFieldError(absl::StrCat(field, ".shape[", d, "]"), column.shape(d),
-                                "dimensions must be >= 1");
-      }
-    }
+  for (const SamplePick& pick : picks) {
+    response->add_importance_weights(std::pow(pick.scaled, -beta) / max_weight);
   }
-  return absl::OkStatus();
 }
 
 }  // namespace
 
-absl::Status ValidateTableConfig(const TableLimits& limits, v1::TableConfig* config) {
-  if (!ValidName(config->name())) {
-    return QuotedFieldError("config.name",
-                            absl::StrCat("'", config->name(),
-                                         "' is not a valid table name; allowed: 1-63 of "
-                                         "[a-z0-9_.-] starting with a lower-case letter"));
-  }
-  PRL_RETURN_IF_ERROR(ValidateSignature(config));
-  if (config->capacity() == 0) config->set_capacity(kDefaultCapacity);
-  if (config->capacity() < 0 || config->capacity() > limits.max_capacity) {
-    return QuotedFieldError(
-        "config.capacity", config->capacity(),
-        absl::StrCat("allowed: 1 to ", limits.max_capacity, " (0 means ", kDefaultCapacity, ")"));
-  }
-  if (!v1::Sampler_IsValid(config->sampler())) {
-    return QuotedFieldError("config.sampler",
-                            absl::StrCat(config->sampler(), " is not a known sampler"));
-  }
-  if (config->sampler() == v1::SAMPLER_UNSPECIFIED) config->set_sampler(v1::SAMPLER_UNIFORM);
-  if (!v1::Remover_IsValid(config->remover())) {
-    return QuotedFieldError("config.remover",
-                            absl::StrCat(config->remover(), " is not a known remover"));
-  }
-  if (config->remover() == v1::REMOVER_UNSPECIFIED) config->set_remover(v1::REMOVER_FIFO);
-  if (config->priority_exponent() == 0) config->set_priority_exponent(kDefaultPriorityExponent);
-  if (!std::isfinite(config->priority_exponent()) || config->priority_exponent() < 0) {
-    return QuotedFieldError("config.priority_exponent", config->priority_exponent(),
-                            "must be finite and > 0");
-  }
-  if (config->max_times_sampled() < 0) {
-    return QuotedFieldError(
-        "config.max_times_sampled",
-        absl::StrCat(config->max_times_sampled(), " is negative; 0 means unlimited"));
-  }
-  if (config->sequence_length() == 0) config->set_sequence_length(1);
-  if (config->sequence_length() < 1 || config->sequence_length() > kMaxSequenceLength) {
-    return QuotedFieldError("config.sequence_length", config->sequence_length(),
-                            absl::StrCat("allowed: 1 to ", kMaxSequenceLength));
-  }
-  // an item must fit in one message; multiply with overflow checks.
-  int64_t item_bytes = 0;
-  for (int i = 0; i < config->signature_size(); ++i) {
-    const v1::ColumnSpec& column = config->signature(i);
-    int64_t bytes = static_cast<int64_t>(DTypeSize(*DTypeFromProto(column.dtype(), "")));
-    bytes *= config->sequence_length();
-    for (int64_t d : column.shape()) {
-      if (bytes > limits.max_message_bytes / d) {
-        bytes = limits.max_message_bytes + 1;
-        break;
-      }
-      bytes *= d;
-    }
-    item_bytes += bytes;
-    if (item_bytes > limits.max_message_bytes) {
-      return QuotedFieldError(
-          absl::StrCat("config.signature[", i, "].shape"),
-          absl::StrCat("makes an item larger than the ", limits.max_message_bytes,
-                       "-byte message limit (--max_message_bytes)"));
-    }
-  }
-  PRL_RETURN_IF_ERROR(
-      ValidateRateLimiterConfig("config.rate_limiter", config->mutable_rate_limiter()));
-  if (config->rate_limiter().min_size_to_sample() > config->capacity()) {
-    return QuotedFieldError(
-        "config.rate_limiter.min_size_to_sample",
-        absl::StrCat(config->rate_limiter().min_size_to_sample(), " exceeds the capacity ",
-                     config->capacity(), ", so sampling could never start"));
-  }
-  return absl::OkStatus();
-}
+// A Sample call's batch while it is picked: what it took and what it reserved in the table.
+struct Table::SampleBatch {
+  explicit SampleBatch(int64_t size) : size(size) { picks.reserve(size); }
+  bool full() const { return static_cast<int64_t>(picks.size()) >= size; }
 
-const char* TableSnapshot::Row(size_t column, const Item& item) const {
-  const auto& chunk = chunks[column][item.slot / rows_per_chunk];
-  return chunk->bytes.data() + (item.slot % rows_per_chunk) * row_bytes[column];
-}
+  const int64_t size;
+  // Where each response column's bytes start; row r of column c is at out[c] + r * row bytes.
+  std::vector<char*> out;
+  std::vector<SamplePick> picks;
+  // Keys this batch put in withdrawn_ (taken out of sampler_) and doomed_.
+  std::vector<uint64_t> withdrawn;
+  std::vector<uint64_t> doomed;
+  // How often each key was picked (only counted when max_times_sampled is set).
+  absl::flat_hash_map<uint64_t, int32_t> picked;
+  double waited = 0;  // seconds this call waited on the rate limiter
+};
 
 Table::Table(v1::TableConfig config, const TableLimits& limits,
              std::unique_ptr<TableMetrics> metrics)
@@ -398,6 +311,32 @@ absl::Status Table::Insert(const InsertBatch& batch, absl::Time deadline,
 
 absl::Status Table::Sample(const v1::SampleRequest& request, absl::Time deadline,
                            const CancelledFn& cancelled, v1::SampleResponse* response) {
+  PRL_RETURN_IF_ERROR(ValidateSample(request));
+  if (request.timeout_ms() > 0) {
+    deadline = std::min(deadline, absl::Now() + absl::Milliseconds(request.timeout_ms()));
+  }
+  SampleBatch batch(request.batch_size());
+  // lay out the output columns once; rows are copied straight into them.
+  batch.out = AddSampleColumns(batch.size, response);
+
+  absl::MutexLock lock(&mu_);
+  // picks are reserved against the limiter as they are made and committed only when the
+  // whole batch is there, so a call that times out leaves the table as it found it.
+  while (!batch.full()) {
+    absl::Status s = WaitToSampleLocked(deadline, cancelled, &batch.waited);
+    if (!s.ok()) {
+      AbandonSampleLocked(batch);
+      response->Clear();
+      return s;
+    }
+    PickLocked(&batch);
+  }
+  CommitSampleLocked(batch, response);
+  AddImportanceWeights(batch.picks, request.importance_sampling_exponent(), response);
+  return absl::OkStatus();
+}
+
+absl::Status Table::ValidateSample(const v1::SampleRequest& request) const {
   const int64_t batch = request.batch_size();
   if (batch < 1 || batch > limits_.max_batch_rows) {
     return QuotedFieldError("batch_size", batch,
@@ -417,10 +356,10 @@ absl::Status Table::Sample(const v1::SampleRequest& request, absl::Time deadline
   if (request.timeout_ms() < 0) {
     return QuotedFieldError("timeout_ms", absl::StrCat(request.timeout_ms(), " is negative"));
   }
-  if (request.timeout_ms() > 0) {
-    deadline = std::min(deadline, absl::Now() + absl::Milliseconds(request.timeout_ms()));
-  }
-  // lay out the output columns once; rows are copied straight into them.
+  return absl::OkStatus();
+}
+
+std::vector<char*> Table::AddSampleColumns(int64_t batch, v1::SampleResponse* response) const {
   std::vector<char*> out(column_specs_.size());
   for (size_t c = 0; c < column_specs_.size(); ++c) {
     v1::NamedTensor* column = response->add_columns();
@@ -434,68 +373,61 @@ absl::Status Table::Sample(const v1::SampleRequest& request, absl::Time deadline
     tensor->mutable_data()->resize(batch * row_bytes_[c]);
     out[c] = tensor->mutable_data()->data();
   }
+  return out;
+}
+
+absl::Status Table::WaitToSampleLocked(absl::Time deadline, const CancelledFn& cancelled,
+                                       double* call_waited) {
+  double waited = 0;
+  absl::Status s =
+      WaitLocked([this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return SamplePermitsLocked() > 0; },
+                 deadline, cancelled, "sample", &waited);
+  sample_wait_seconds_ += waited;
+  *call_waited += waited;
+  if (metrics_ != nullptr && waited > 0) metrics_->sample_wait_seconds.Increment(waited);
+  return s;
+}
+
+void Table::PickLocked(SampleBatch* batch) {
   const bool distinct =
       config_.sampler() == v1::SAMPLER_FIFO || config_.sampler() == v1::SAMPLER_LIFO;
-  struct Pick {
-    uint64_t key;
-    double probability;
-    double scaled;  // table size x P(i), for importance weights
-  };
-  std::vector<Pick> picks;
-  picks.reserve(batch);
-  std::vector<uint64_t> withdrawn;
-  std::vector<uint64_t> doomed;
-  absl::flat_hash_map<uint64_t, int32_t> picked;
-
-  absl::MutexLock lock(&mu_);
-  // picks are reserved against the limiter as they are made and committed only when the
-  // whole batch is there, so a call that times out leaves the table as it found it.
-  double call_waited = 0;
-  while (static_cast<int64_t>(picks.size()) < batch) {
-    double waited = 0;
-    absl::Status s = WaitLocked(
-        [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return SamplePermitsLocked() > 0; }, deadline,
-        cancelled, "sample", &waited);
-    sample_wait_seconds_ += waited;
-    call_waited += waited;
-    if (metrics_ != nullptr && waited > 0) metrics_->sample_wait_seconds.Increment(waited);
-    if (!s.ok()) {
-      pending_samples_ -= static_cast<int64_t>(picks.size());
-      for (uint64_t key : doomed) doomed_.erase(key);
-      ReturnWithdrawnLocked(withdrawn);
-      response->Clear();
-      return s;
+  // permits are re-read per pick: a pick that will remove its item shrinks the table.
+  while (!batch->full() && SamplePermitsLocked() > 0) {
+    const ItemSelector::Selection selection = sampler_->Select(rng_);
+    const Item& item = items_.at(selection.key);
+    const int64_t r = static_cast<int64_t>(batch->picks.size());
+    for (size_t c = 0; c < batch->out.size(); ++c) {
+      std::memcpy(batch->out[c] + r * row_bytes_[c], RowLocked(c, item.slot), row_bytes_[c]);
     }
-    // permits are re-read per pick: a pick that will remove its item shrinks the table.
-    while (static_cast<int64_t>(picks.size()) < batch && SamplePermitsLocked() > 0) {
-      const ItemSelector::Selection selection = sampler_->Select(rng_);
-      const Item& item = items_.at(selection.key);
-      const int64_t r = static_cast<int64_t>(picks.size());
-      for (size_t c = 0; c < out.size(); ++c) {
-        std::memcpy(out[c] + r * row_bytes_[c], RowLocked(c, item.slot), row_bytes_[c]);
-      }
-      picks.push_back({selection.key, selection.probability,
-                       static_cast<double>(items_.size()) * selection.probability});
-      ++pending_samples_;
-      // only FIFO/LIFO and max_times_sampled need to know what this batch already took.
-      const bool doom = config_.max_times_sampled() > 0 &&
-                        item.times_sampled + ++picked[selection.key] >= config_.max_times_sampled();
-      if (doom) {
-        doomed_.insert(selection.key);
-        doomed.push_back(selection.key);
-      }
-      if (distinct || doom) {
-        sampler_->Delete(selection.key);
-        withdrawn_.insert(selection.key);
-        withdrawn.push_back(selection.key);
-      }
+    batch->picks.push_back({selection.key, selection.probability,
+                            static_cast<double>(items_.size()) * selection.probability});
+    ++pending_samples_;
+    // only FIFO/LIFO and max_times_sampled need to know what this batch already took.
+    const bool doom =
+        config_.max_times_sampled() > 0 &&
+        item.times_sampled + ++batch->picked[selection.key] >= config_.max_times_sampled();
+    if (doom) {
+      doomed_.insert(selection.key);
+      batch->doomed.push_back(selection.key);
+    }
+    if (distinct || doom) {
+      sampler_->Delete(selection.key);
+      withdrawn_.insert(selection.key);
+      batch->withdrawn.push_back(selection.key);
     }
   }
+}
 
-  // commit the batch.
-  pending_samples_ -= batch;
-  ReturnWithdrawnLocked(withdrawn);
-  for (const Pick& pick : picks) {
+void Table::AbandonSampleLocked(const SampleBatch& batch) {
+  pending_samples_ -= static_cast<int64_t>(batch.picks.size());
+  for (uint64_t key : batch.doomed) doomed_.erase(key);
+  ReturnWithdrawnLocked(batch.withdrawn);
+}
+
+void Table::CommitSampleLocked(const SampleBatch& batch, v1::SampleResponse* response) {
+  pending_samples_ -= batch.size;
+  ReturnWithdrawnLocked(batch.withdrawn);
+  for (const SamplePick& pick : batch.picks) {
     response->add_keys(pick.key);
     response->add_probabilities(pick.probability);
     auto it = items_.find(pick.key);
@@ -509,21 +441,14 @@ absl::Status Table::Sample(const v1::SampleRequest& request, absl::Time deadline
       RemoveLocked(pick.key);
     }
   }
-  limiter_.OnSampled(batch);
-  sampled_total_ += batch;
+  limiter_.OnSampled(batch.size);
+  sampled_total_ += batch.size;
   response->set_table_size(static_cast<int64_t>(items_.size()));
-  response->set_rate_limiter_wait_seconds(call_waited);
+  response->set_rate_limiter_wait_seconds(batch.waited);
   if (metrics_ != nullptr) {
-    metrics_->samples.Increment(static_cast<double>(batch));
+    metrics_->samples.Increment(static_cast<double>(batch.size));
     metrics_->size.Set(static_cast<double>(items_.size()));
   }
-  // w_i = (N P(i))^-beta, normalised by the largest weight in the batch.
-  double max_weight = 0;
-  for (const Pick& pick : picks) max_weight = std::max(max_weight, std::pow(pick.scaled, -beta));
-  for (const Pick& pick : picks) {
-    response->add_importance_weights(std::pow(pick.scaled, -beta) / max_weight);
-  }
-  return absl::OkStatus();
 }
 
 absl::Status Table::UpdatePriorities(const v1::UpdatePrioritiesRequest& request, int64_t* updated,
@@ -582,86 +507,6 @@ int64_t Table::size() const {
 void Table::Close() {
   absl::MutexLock lock(&mu_);
   closed_ = true;
-}
-
-TableSnapshot Table::TakeSnapshot() const {
-  TableSnapshot snapshot;
-  snapshot.config = config_;
-  snapshot.row_bytes = row_bytes_;
-  snapshot.rows_per_chunk = rows_per_chunk_;
-  absl::MutexLock lock(&mu_);
-  snapshot.inserted_total = inserted_total_;
-  snapshot.sampled_total = sampled_total_;
-  snapshot.removed_total = removed_total_;
-  snapshot.next_key = next_key_;
-  snapshot.limiter_inserted = limiter_.inserted();
-  snapshot.limiter_sampled = limiter_.sampled();
-  snapshot.items.reserve(items_.size());
-  for (const auto& [key, item] : items_) {
-    snapshot.items.push_back({key, item.slot, item.priority, item.times_sampled});
-  }
-  // sharing the chunks makes the table copy any chunk it writes before the snapshot is gone.
-  snapshot.chunks.resize(chunks_.size());
-  for (size_t c = 0; c < chunks_.size(); ++c) {
-    snapshot.chunks[c].assign(chunks_[c].begin(), chunks_[c].end());
-  }
-  std::sort(
-      snapshot.items.begin(), snapshot.items.end(),
-      [](const TableSnapshot::Item& a, const TableSnapshot::Item& b) { return a.key < b.key; });
-  return snapshot;
-}
-
-absl::StatusOr<std::unique_ptr<Table>> Table::FromSnapshot(const TableSnapshot& snapshot,
-                                                           const TableLimits& limits,
-                                                           std::unique_ptr<TableMetrics> metrics) {
-  PRL_ASSIGN_OR_RETURN(std::unique_ptr<Table> table,
-                       Create(snapshot.config, limits, std::move(metrics)));
-  const auto corrupt = [&](absl::string_view why) {
-    return absl::DataLossError(
-        absl::StrCat("snapshot of table '", snapshot.config.name(), "' is inconsistent: ", why));
-  };
-  if (snapshot.items.size() > static_cast<size_t>(table->config_.capacity())) {
-    return corrupt("more items than capacity");
-  }
-  if (snapshot.inserted_total < 0 || snapshot.sampled_total < 0 || snapshot.removed_total < 0 ||
-      snapshot.limiter_inserted < 0 || snapshot.limiter_sampled < 0) {
-    return corrupt("negative counters");
-  }
-  if (snapshot.row_bytes != table->row_bytes_ || snapshot.chunks.size() != table->chunks_.size()) {
-    return corrupt("column layout differs from its config");
-  }
-  absl::MutexLock lock(&table->mu_);
-  for (const TableSnapshot::Item& item : snapshot.items) {
-    if (item.key >= snapshot.next_key || table->items_.contains(item.key) ||
-        !std::isfinite(item.priority) || item.priority < 0 || item.times_sampled < 0) {
-      return corrupt(absl::StrCat("bad item key ", item.key));
-    }
-    for (size_t c = 0; c < snapshot.chunks.size(); ++c) {
-      const int64_t chunk = snapshot.rows_per_chunk > 0 ? item.slot / snapshot.rows_per_chunk : -1;
-      if (item.slot < 0 || chunk < 0 || chunk >= static_cast<int64_t>(snapshot.chunks[c].size()) ||
-          snapshot.chunks[c][chunk] == nullptr ||
-          static_cast<int64_t>(snapshot.chunks[c][chunk]->bytes.size()) <
-              (item.slot % snapshot.rows_per_chunk + 1) * snapshot.row_bytes[c]) {
-        return corrupt(absl::StrCat("item ", item.key, " has no stored row"));
-      }
-    }
-    const int64_t slot = table->next_slot_++;
-    for (size_t c = 0; c < table->chunks_.size(); ++c) {
-      std::memcpy(table->MutableRowLocked(c, slot), snapshot.Row(c, item), table->row_bytes_[c]);
-    }
-    table->items_[item.key] = Item{slot, item.priority, item.times_sampled};
-    table->sampler_->Insert(item.key, item.priority);
-    table->remover_->Insert(item.key, item.priority);
-    table->max_priority_ = std::max(table->max_priority_, item.priority);
-  }
-  table->next_key_ = snapshot.next_key;
-  table->inserted_total_ = snapshot.inserted_total;
-  table->sampled_total_ = snapshot.sampled_total;
-  table->removed_total_ = snapshot.removed_total;
-  table->limiter_.SetCounts(snapshot.limiter_inserted, snapshot.limiter_sampled);
-  if (table->metrics_ != nullptr)
-    table->metrics_->size.Set(static_cast<double>(table->items_.size()));
-  return table;
 }
 
 }  // namespace prl::replay

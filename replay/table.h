@@ -34,22 +34,9 @@
 #include "replay/item_selector.h"
 #include "replay/rate_limiter.h"
 #include "replay/replay_metrics.h"
+#include "replay/table_config.h"  // TableLimits, ValidateTableConfig
 
 namespace prl::replay {
-
-// Shard-wide limits on what a request may ask for.
-struct TableLimits {
-  int64_t max_capacity = 10'000'000;
-  // Rows in one Insert request or one Sample batch.
-  int64_t max_batch_rows = 65'536;
-  // Largest message a client may send or receive: bounds an item's size and a sample batch.
-  int64_t max_message_bytes = 64 << 20;
-};
-
-// Checks `config` against `limits` and fills its defaults (replay.proto documents them).
-// Errors: INVALID_ARGUMENT naming the field ("config.signature[2].shape"), the value and what
-// is allowed.
-absl::Status ValidateTableConfig(const TableLimits& limits, v1::TableConfig* config);
 
 // True when a blocking call should give up (e.g. its RPC was cancelled).
 using CancelledFn = std::function<bool()>;
@@ -156,6 +143,28 @@ class Table {
   int64_t SamplePermitsLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Puts keys a Sample call withdrew from the sampler back, if they are still stored.
   void ReturnWithdrawnLocked(const std::vector<uint64_t>& keys) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  // Sample's steps: ValidateSample and AddSampleColumns, then under mu_ WaitToSampleLocked
+  // and PickLocked until the batch is full, then CommitSampleLocked (AbandonSampleLocked when
+  // the wait fails).
+  struct SampleBatch;  // a Sample call's picks and what they reserve (table.cc)
+  // INVALID_ARGUMENT unless `request` asks for a batch this table may return.
+  absl::Status ValidateSample(const v1::SampleRequest& request) const;
+  // Adds the response's columns, shaped [batch, ...]; returns where each column's bytes start.
+  std::vector<char*> AddSampleColumns(int64_t batch, v1::SampleResponse* response) const;
+  // Waits for a sample permit; adds the time waited to `*call_waited` and the table's totals.
+  absl::Status WaitToSampleLocked(absl::Time deadline, const CancelledFn& cancelled,
+                                  double* call_waited) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Picks items into `batch` while permits last: copies their rows into the response columns
+  // and reserves them (pending_samples_; withdrawn_ for FIFO/LIFO and items about to reach
+  // max_times_sampled, which also go in doomed_).
+  void PickLocked(SampleBatch* batch) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Releases what `batch` reserved, leaving the table as the call found it.
+  void AbandonSampleLocked(const SampleBatch& batch) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Counts `batch` as sampled (times_sampled, removals at max_times_sampled, the limiter,
+  // totals, metrics) and fills the response's keys, probabilities, times sampled and size.
+  void CommitSampleLocked(const SampleBatch& batch, v1::SampleResponse* response)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // Waits until `ready` holds, the table closes, `cancelled` or `deadline`.
   absl::Status WaitLocked(const std::function<bool()>& ready, absl::Time deadline,
