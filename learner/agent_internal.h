@@ -39,7 +39,6 @@ std::string ErrorText(const std::exception& e);
 // Checks `options` and fills the algorithm's defaults. Errors: as Agent::Create.
 absl::StatusOr<AgentConfig> ResolveAgentOptions(const AgentOptions& options);
 
-
 // A TransitionBatch checked and moved to the agent's device.
 struct DeviceBatch {
   int64_t size = 0;
