@@ -1,0 +1,55 @@
+// A trainable behavioral prior: the SPiRL skill model (models/skill_model.h), the EAP /
+// latent-SAC CVAE and PARROT's conditional real NVP flow (models/real_nvp.h). The learner's
+// TRAIN_PRIOR runs train one on H-step windows of a dataset and store it as a ModelArtifact
+// (models/artifact.h); the learner (for the KL to the prior) and the prior server load it back
+// with the same class.
+//
+// Thread-compatible: one thread trains a model; const methods may run concurrently.
+#ifndef PRL_MODELS_PRIOR_MODEL_H_
+#define PRL_MODELS_PRIOR_MODEL_H_
+
+#include <map>
+#include <string>
+
+#include "ATen/core/Tensor.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "models/artifact.h"
+#include "proto/experiment.pb.h"
+#include "proto/prior.pb.h"
+
+namespace prl::models {
+
+// B windows of H consecutive steps of one episode each, float32 on the model's device.
+struct WindowBatch {
+  at::Tensor obs;      // [B, H, obs_dim]: the state before each action
+  at::Tensor actions;  // [B, H, act_dim], in [-1, 1]
+};
+
+// Named scalars of a training step or an evaluation: "loss" (what is minimised) and its terms
+// ("reconstruction_loss", "kl_loss", "prior_loss", "nll", ...).
+using Losses = std::map<std::string, double>;
+
+class PriorModel {
+ public:
+  virtual ~PriorModel() = default;
+
+  virtual v1::PriorKind kind() const = 0;
+  // Actions per latent (the window length H the model trains on).
+  virtual int horizon() const = 0;
+
+  // One Adam step on `batch`. Errors: INVALID_ARGUMENT for a batch of the wrong shape;
+  // INTERNAL for a LibTorch failure (including a non-finite loss).
+  virtual absl::StatusOr<Losses> TrainStep(const WindowBatch& batch) = 0;
+  // The same losses without a gradient step (validation).
+  virtual absl::StatusOr<Losses> Evaluate(const WindowBatch& batch) const = 0;
+
+  // The trained model as an artifact: `info` (name, version, dataset, training summary) with
+  // the model's kind, dimensions, horizon and methods filled in, its hyperparameters and its
+  // weights (CPU float32).
+  virtual absl::StatusOr<ModelArtifact> ToArtifact(v1::ModelInfo info) const = 0;
+};
+
+}  // namespace prl::models
+
+#endif  // PRL_MODELS_PRIOR_MODEL_H_
