@@ -11,7 +11,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # cluster (Prometheus), the linters and the Python tooling need.
 DEBIAN_PACKAGES=(
   bazel-bootstrap bazel-platforms g++
-  libgrpc++-dev protobuf-compiler-grpc protobuf-compiler libprotobuf-dev libabsl-dev
+  libgrpc++-dev protobuf-compiler-grpc protobuf-compiler libprotobuf-dev libabsl-dev libssl-dev
   libtorch-dev python3-torch libmujoco-dev prometheus-cpp-dev libhdf5-dev hdf5-tools
   prometheus
   python3-h5py python3-grpcio python3-venv python3-numpy python3-matplotlib
