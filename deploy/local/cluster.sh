@@ -461,12 +461,26 @@ if ((prometheus)); then
     echo "global:"
     echo "  scrape_interval: 5s"
     echo "  evaluation_interval: 5s"
+    # the alert rules of deploy/prometheus (docs/dashboards.md), when this checkout has them
+    if [[ -f "${ROOT}/deploy/prometheus/alerts.yml" ]]; then
+      echo "rule_files: ['${ROOT}/deploy/prometheus/alerts.yml']"
+    fi
+    # one job per service, prl-<service> as the dashboard and alerts expect; each target
+    # labelled with its process name (not "service": prl_build_info has that label)
     echo "scrape_configs:"
-    for i in "${!names[@]}"; do
-      echo "  - job_name: ${names[i]}"
+    for service in replay learner prior_server actor; do
+      local_targets=()
+      for i in "${!names[@]}"; do
+        [[ "${names[i]%%-[0-9]*}" == "${service}" && -n "${metrics_addrs[i]}" ]] &&
+          local_targets+=("${i}")
+      done
+      ((${#local_targets[@]} > 0)) || continue
+      echo "  - job_name: prl-${service//_/-}"
       echo "    static_configs:"
-      echo "      - targets: ['${metrics_addrs[i]}']"
-      echo "        labels: {service: '${names[i]%%-[0-9]*}'}"
+      for i in "${local_targets[@]}"; do
+        echo "      - targets: ['${metrics_addrs[i]}']"
+        echo "        labels: {process: '${names[i]}'}"
+      done
     done
   } >"${state_dir}/prometheus/prometheus.yml"
   if command -v promtool >/dev/null; then
