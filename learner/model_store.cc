@@ -1,0 +1,139 @@
+#include "learner/model_store.h"
+
+#include <dirent.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cerrno>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/strip.h"
+#include "common/os_error.h"
+#include "common/status_macros.h"
+
+namespace prl::learner {
+namespace {
+
+absl::Status MakeDir(const std::string& dir) {
+  if (mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) return OsError("cannot create", dir);
+  return absl::OkStatus();
+}
+
+// Names in `dir` (empty when it does not exist).
+std::vector<std::string> Entries(const std::string& dir) {
+  std::vector<std::string> out;
+  DIR* d = opendir(dir.c_str());
+  if (d == nullptr) return out;
+  while (dirent* e = readdir(d)) {
+    const std::string name = e->d_name;
+    if (name != "." && name != "..") out.push_back(name);
+  }
+  closedir(d);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+// A name the store can use as a directory: the artifact rule (checked by a probe artifact).
+absl::Status CheckName(const std::string& name) {
+  models::ModelArtifact probe;
+  probe.info.set_name(name);
+  probe.info.set_version(1);
+  probe.info.set_kind(v1::PRIOR_KIND_SKILL_VAE);
+  probe.info.set_action_dim(1);
+  probe.info.set_horizon(1);
+  return models::ValidateModelArtifact(probe);
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<ModelStore>> ModelStore::Open(const std::string& dir) {
+  PRL_RETURN_IF_ERROR(MakeDir(dir));
+  return std::unique_ptr<ModelStore>(new ModelStore(dir));
+}
+
+std::string ModelStore::PathOf(const std::string& name, int64_t version) const {
+  return absl::StrCat(dir_, "/", name, "/v", version, ".prl");
+}
+
+std::vector<int64_t> ModelStore::Versions(const std::string& name) const {
+  std::vector<int64_t> out;
+  for (std::string entry : Entries(absl::StrCat(dir_, "/", name))) {
+    absl::string_view v = entry;
+    int64_t version = 0;
+    if (absl::ConsumePrefix(&v, "v") && absl::ConsumeSuffix(&v, ".prl") &&
+        absl::SimpleAtoi(v, &version) && version > 0) {
+      out.push_back(version);
+    }
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+absl::StatusOr<int64_t> ModelStore::Reserve(const std::string& name) {
+  PRL_RETURN_IF_ERROR(CheckName(name));
+  absl::MutexLock lock(&mu_);
+  const std::vector<int64_t> stored = Versions(name);
+  int64_t next = stored.empty() ? 1 : stored.back() + 1;
+  for (const auto& [n, v] : reserved_) {
+    if (n == name) next = std::max(next, v + 1);
+  }
+  reserved_.insert({name, next});
+  return next;
+}
+
+void ModelStore::Release(const std::string& name, int64_t version) {
+  absl::MutexLock lock(&mu_);
+  reserved_.erase({name, version});
+}
+
+absl::StatusOr<std::string> ModelStore::Write(const models::ModelArtifact& artifact) {
+  PRL_RETURN_IF_ERROR(models::ValidateModelArtifact(artifact));
+  const std::string& name = artifact.info.name();
+  const int64_t version = artifact.info.version();
+  absl::MutexLock lock(&mu_);
+  const std::vector<int64_t> stored = Versions(name);
+  if (std::binary_search(stored.begin(), stored.end(), version)) {
+    return absl::AlreadyExistsError(absl::StrCat(
+        "model ", name, " version ", version, " is already stored (", PathOf(name, version), ")"));
+  }
+  PRL_RETURN_IF_ERROR(MakeDir(absl::StrCat(dir_, "/", name)));
+  const std::string path = PathOf(name, version);
+  PRL_RETURN_IF_ERROR(models::WriteModelArtifact(path, artifact));
+  reserved_.erase({name, version});
+  return path;
+}
+
+absl::StatusOr<models::ModelArtifact> ModelStore::Read(const std::string& name,
+                                                       int64_t version) const {
+  const std::vector<int64_t> stored = Versions(name);
+  if (stored.empty()) {
+    return absl::NotFoundError(absl::StrCat("no model named '", name, "' in ", dir_));
+  }
+  if (version == 0) version = stored.back();
+  if (!std::binary_search(stored.begin(), stored.end(), version)) {
+    return absl::NotFoundError(absl::StrCat("model ", name, " has no version ", version,
+                                            "; stored: ", absl::StrJoin(stored, ", ")));
+  }
+  return models::ReadModelArtifact(PathOf(name, version));
+}
+
+std::vector<v1::ModelInfo> ModelStore::List(std::vector<std::string>* problems) const {
+  std::vector<v1::ModelInfo> out;
+  for (const std::string& name : Entries(dir_)) {
+    for (int64_t version : Versions(name)) {
+      absl::StatusOr<models::ModelArtifact> artifact =
+          models::ReadModelArtifact(PathOf(name, version));
+      if (!artifact.ok()) {
+        if (problems != nullptr) problems->push_back(std::string(artifact.status().message()));
+        continue;
+      }
+      out.push_back(std::move(artifact->info));
+    }
+  }
+  return out;
+}
+
+}  // namespace prl::learner
