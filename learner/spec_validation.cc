@@ -132,6 +132,7 @@ class SpecChecker {
   void CheckStop();
   void CheckEvaluation();
   void CheckKindParts();
+  void CheckPriorTraining();
 
   const ExperimentSpec& spec_;
   ExperimentSpec filled_;
@@ -180,10 +181,13 @@ void SpecChecker::Run() {
   const ExperimentSpec::Kind kind = spec_.kind();
   if (kind == ExperimentSpec::KIND_TRAIN) {
     CheckTrain();
+  } else if (kind == ExperimentSpec::KIND_TRAIN_PRIOR) {
+    CheckPriorTraining();
   } else if (kind != ExperimentSpec::KIND_UNSPECIFIED && ExperimentSpec::Kind_IsValid(kind)) {
     unsupported_.push_back(
         absl::StrCat("kind: ", ExperimentSpec::Kind_Name(kind),
-                     " is not supported by this learner yet (only KIND_TRAIN is)"));
+                     " is not supported by this learner yet (KIND_TRAIN and KIND_TRAIN_PRIOR "
+                     "are)"));
   }
 }
 
@@ -533,11 +537,116 @@ void SpecChecker::CheckKindParts() {
       {"prior_training", spec_.has_prior_training(), "KIND_TRAIN_PRIOR"},
       {"evaluate", spec_.has_evaluate(), "KIND_EVALUATE"},
   };
+  const std::string kind = ExperimentSpec::Kind_Name(spec_.kind());
   for (const Part& part : parts) {
-    if (!part.set) continue;
-    Bad(part.field, "set with KIND_TRAIN",
+    if (!part.set || part.kind == kind) continue;
+    Bad(part.field, absl::StrCat("set with ", kind),
         absl::StrCat("it is for ", part.kind, " only, leave it unset"));
   }
+}
+
+// The defaults of PriorTrainingSpec (proto/experiment.proto: SPiRL's and PARROT's values),
+// written here only: a TRAIN_PRIOR run builds its model from the filled spec.
+constexpr int kSkillHorizon = 10;
+constexpr int kSkillLatent = 10;
+constexpr double kSkillBeta = 1e-2;
+constexpr int kSkillHiddenLayers = 5;
+constexpr int kSkillHiddenSize = 128;
+constexpr int kSkillEpochs = 200;
+constexpr double kSkillLr = 1e-3;
+constexpr int kFlowCouplingLayers = 4;
+constexpr int64_t kFlowMaxSteps = 500000;
+constexpr double kFlowLr = 1e-4;
+constexpr int kPriorBatchSize = 128;
+constexpr int kMaxPriorHorizon = 1000;
+constexpr int kMaxLatentDim = 1024;
+constexpr int kMaxCouplingLayers = 32;
+
+void SpecChecker::CheckPriorTraining() {
+  CheckKindParts();
+  if (!spec_.has_prior_training()) {
+    Bad("prior_training", "unset", "KIND_TRAIN_PRIOR requires prior_training");
+    return;
+  }
+  const v1::PriorTrainingSpec& p = spec_.prior_training();
+  v1::PriorTrainingSpec* out = filled_.mutable_prior_training();
+  const std::string path = "prior_training";
+  const v1::PriorKind kind = p.kind();
+  const bool skill = kind == v1::PRIOR_KIND_SKILL_VAE;
+  const bool flow = kind == v1::PRIOR_KIND_REAL_NVP_FLOW;
+  if (kind == v1::PRIOR_KIND_CVAE || kind == v1::PRIOR_KIND_ACTION_TRANSLATOR) {
+    unsupported_.push_back(absl::StrCat(path, ".kind: ", v1::PriorKind_Name(kind),
+                                        " is not supported by this learner yet "
+                                        "(PRIOR_KIND_SKILL_VAE and PRIOR_KIND_REAL_NVP_FLOW are)"));
+  } else if (!skill && !flow) {
+    Bad(path + ".kind", EnumText(v1::PriorKind_Name(kind), kind),
+        "use PRIOR_KIND_SKILL_VAE or PRIOR_KIND_REAL_NVP_FLOW (PRIOR_KIND_TORCHSCRIPT models "
+        "are imported with LoadModel, not trained)");
+  }
+  if (p.dataset().empty()) {
+    Bad(path + ".dataset", "\"\"", "name a dataset or a D4RL-layout .hdf5/.h5 file");
+  }
+  if (!p.target_dataset().empty() && kind != v1::PRIOR_KIND_ACTION_TRANSLATOR) {
+    Bad(path + ".target_dataset", Quote(p.target_dataset()),
+        "it is for PRIOR_KIND_ACTION_TRANSLATOR only, leave it empty");
+  }
+  if (!IsName(p.output_model())) Bad(path + ".output_model", Quote(p.output_model()), kNameRule);
+  if (p.publish()) {
+    unsupported_.push_back(absl::StrCat(path,
+                                        ".publish: true is not supported by this learner yet (it "
+                                        "cannot load models into a prior server); leave it false"));
+  }
+  if (flow) {
+    if (p.horizon() != 0 && p.horizon() != 1) {
+      Bad(path + ".horizon", absl::StrCat(p.horizon()),
+          "a PRIOR_KIND_REAL_NVP_FLOW acts every step: use 0 or 1");
+    }
+    out->set_horizon(1);
+    if (p.beta() != 0) {
+      Bad(path + ".beta", absl::StrCat(p.beta()), "it is for SKILL_VAE and CVAE: leave it 0");
+    }
+    out->set_num_coupling_layers(
+        static_cast<int32_t>(Count(p.num_coupling_layers(), kFlowCouplingLayers, kMaxCouplingLayers,
+                                   path + ".num_coupling_layers")));
+    // latent_dim must be 0 or the action dimension: the run checks it against the dataset
+    if (p.latent_dim() < 0) {
+      Bad(path + ".latent_dim", absl::StrCat(p.latent_dim()),
+          "use 0 (the action dimension) or the action dimension");
+    }
+  } else {
+    out->set_horizon(static_cast<int32_t>(
+        Count(p.horizon(), kSkillHorizon, kMaxPriorHorizon, path + ".horizon")));
+    out->set_latent_dim(static_cast<int32_t>(
+        Count(p.latent_dim(), kSkillLatent, kMaxLatentDim, path + ".latent_dim")));
+    out->set_beta(Positive(p.beta(), kSkillBeta, path + ".beta"));
+    if (p.num_coupling_layers() != 0) {
+      Bad(path + ".num_coupling_layers", absl::StrCat(p.num_coupling_layers()),
+          "it is for PRIOR_KIND_REAL_NVP_FLOW only: leave it 0");
+    }
+  }
+  v1::NetworkSpec* network = out->mutable_network();
+  if (network->hidden_sizes().empty() && skill) {
+    for (int i = 0; i < kSkillHiddenLayers; ++i) network->add_hidden_sizes(kSkillHiddenSize);
+  }
+  if (absl::Status s = models::ResolveNetworkSpec(path + ".network", network); !s.ok()) {
+    problems_.push_back(std::string(s.message()));
+  }
+  if (p.epochs() < 0) {
+    Bad(path + ".epochs", absl::StrCat(p.epochs()), "it must be >= 0");
+  }
+  if (p.max_steps() < 0) {
+    Bad(path + ".max_steps", absl::StrCat(p.max_steps()), "it must be >= 0");
+  }
+  if (p.epochs() == 0 && p.max_steps() == 0) {
+    if (flow) {
+      out->set_max_steps(kFlowMaxSteps);
+    } else {
+      out->set_epochs(kSkillEpochs);
+    }
+  }
+  out->set_batch_size(static_cast<int32_t>(
+      Count(p.batch_size(), kPriorBatchSize, kMaxBatchSize, path + ".batch_size")));
+  out->set_lr(Positive(p.lr(), flow ? kFlowLr : kSkillLr, path + ".lr"));
 }
 
 }  // namespace

@@ -203,7 +203,6 @@ TEST(SpecValidationTest, UnsupportedPartsAreUnimplemented) {
     const char* field;
   } cases[] = {
       {"", "kind: KIND_COLLECT", "kind: KIND_COLLECT"},
-      {"", "kind: KIND_TRAIN_PRIOR", "kind: KIND_TRAIN_PRIOR"},
       {"", "kind: KIND_EVALUATE", "kind: KIND_EVALUATE"},
       {"algorithm", "algorithm { spirl {} } prior { name: 'p' }", "algorithm.spirl"},
       {"algorithm", "algorithm { eap {} } prior { name: 'p' version: 3 }", "algorithm.eap"},
@@ -503,6 +502,76 @@ TEST(ValidateSpecForLearnerTest, MoreReplayShardsThanTheLearnerHasAreRefused) {
   EXPECT_TRUE(ValidateSpecForLearner(spec, 5).ok());
   spec.mutable_replay()->set_num_shards(0);
   EXPECT_TRUE(ValidateSpecForLearner(spec, 1).ok());
+}
+
+v1::ExperimentSpec PriorSpec(const std::string& prior_training) {
+  v1::ExperimentSpec spec;
+  EXPECT_TRUE(google::protobuf::TextFormat::ParseFromString(
+      absl::StrCat("name: \"prior\" kind: KIND_TRAIN_PRIOR prior_training { ", prior_training,
+                   " }"),
+      &spec));
+  return spec;
+}
+
+TEST(TrainPriorSpecTest, ASkillModelSpecIsFilledWithSpirlsDefaults) {
+  absl::StatusOr<v1::ExperimentSpec> filled = ValidateAndFillSpec(
+      PriorSpec("kind: PRIOR_KIND_SKILL_VAE dataset: \"maze.hdf5\" output_model: \"maze-skills\""));
+  ASSERT_TRUE(filled.ok()) << filled.status();
+  const v1::PriorTrainingSpec& p = filled->prior_training();
+  EXPECT_EQ(p.horizon(), 10);
+  EXPECT_EQ(p.latent_dim(), 10);
+  EXPECT_DOUBLE_EQ(p.beta(), 1e-2);
+  EXPECT_THAT(p.network().hidden_sizes(), ElementsAre(128, 128, 128, 128, 128));
+  EXPECT_EQ(p.epochs(), 200);
+  EXPECT_EQ(p.batch_size(), 128);
+  EXPECT_DOUBLE_EQ(p.lr(), 1e-3);
+  // idempotent
+  absl::StatusOr<v1::ExperimentSpec> again = ValidateAndFillSpec(*filled);
+  ASSERT_TRUE(again.ok());
+  EXPECT_TRUE(MessageDifferencer::Equals(*again, *filled));
+}
+
+TEST(TrainPriorSpecTest, AFlowSpecIsFilledWithParrotsDefaults) {
+  absl::StatusOr<v1::ExperimentSpec> filled = ValidateAndFillSpec(PriorSpec(
+      "kind: PRIOR_KIND_REAL_NVP_FLOW dataset: \"maze.hdf5\" output_model: \"maze-flow\""));
+  ASSERT_TRUE(filled.ok()) << filled.status();
+  const v1::PriorTrainingSpec& p = filled->prior_training();
+  EXPECT_EQ(p.horizon(), 1);
+  EXPECT_EQ(p.num_coupling_layers(), 4);
+  EXPECT_THAT(p.network().hidden_sizes(), ElementsAre(256, 256));
+  EXPECT_EQ(p.max_steps(), 500000);
+  EXPECT_DOUBLE_EQ(p.lr(), 1e-4);
+}
+
+TEST(TrainPriorSpecTest, EveryBadFieldIsNamed) {
+  const absl::Status s =
+      ValidateAndFillSpec(
+          PriorSpec("kind: PRIOR_KIND_REAL_NVP_FLOW output_model: \"Bad\" horizon: 5 beta: 0.1 "
+                    "batch_size: -1 network { hidden_sizes: [0] }"))
+          .status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  for (const char* field :
+       {"prior_training.dataset", "prior_training.output_model", "prior_training.horizon: 5",
+        "prior_training.beta: 0.1", "prior_training.batch_size: -1",
+        "prior_training.network.hidden_sizes[0]"}) {
+    EXPECT_THAT(std::string(s.message()), HasSubstr(field));
+  }
+  const absl::Status missing = ValidateAndFillSpec(PriorSpec("")).status();
+  EXPECT_THAT(std::string(missing.message()), HasSubstr("prior_training.kind"));
+  v1::ExperimentSpec with_collect =
+      PriorSpec("kind: PRIOR_KIND_SKILL_VAE dataset: \"d.h5\" output_model: \"m\"");
+  with_collect.mutable_collect();
+  EXPECT_THAT(std::string(ValidateAndFillSpec(with_collect).status().message()),
+              HasSubstr("collect: set with KIND_TRAIN_PRIOR is not allowed"));
+}
+
+TEST(TrainPriorSpecTest, KindsThisLearnerCannotTrainYetAreUnimplementedByName) {
+  const absl::Status s =
+      ValidateAndFillSpec(
+          PriorSpec("kind: PRIOR_KIND_CVAE dataset: \"d.h5\" output_model: \"cvae\""))
+          .status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kUnimplemented);
+  EXPECT_THAT(std::string(s.message()), HasSubstr("prior_training.kind: PRIOR_KIND_CVAE"));
 }
 
 }  // namespace
