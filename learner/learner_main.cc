@@ -20,7 +20,9 @@
 #include "learner/experiment_manager.h"
 #include "learner/learner_metrics.h"
 #include "learner/learner_services.h"
+#include "learner/model_store.h"
 #include "learner/policy_store.h"
+#include "learner/prior_models.h"
 #include "learner/run_factory.h"
 #include "learner/spec_validation.h"
 #include "learner/training_run.h"
@@ -104,9 +106,23 @@ int main(int argc, char** argv) {
   manager_options.on_state_counts = [&](const std::map<std::string, int>& counts) {
     learner_metrics.SetExperimentsByState(counts);
   };
+  // trained priors: <state_dir>/models/<name>/v<version>.prl
+  auto model_store =
+      prl::learner::ModelStore::Open(absl::GetFlag(FLAGS_learner_state_dir) + "/models");
+  if (!model_store.ok()) {
+    std::cerr << "prl_learner: " << model_store.status().message() << "\n";
+    return 1;
+  }
+  prl::learner::RunFactoryOptions factory_options;
+  factory_options.training = run_options;
+  factory_options.state_dir = absl::GetFlag(FLAGS_learner_state_dir);
+  factory_options.prior_training.models = model_store->get();
+  factory_options.prior_training.factory = prl::learner::CreatePriorModel;
+  factory_options.prior_training.metrics = &learner_metrics;
+  factory_options.prior_training.device = device;
+  factory_options.prior_training.torch_threads = absl::GetFlag(FLAGS_learner_torch_threads);
   std::unique_ptr<prl::learner::ExperimentManager> manager;
-  manager_options.run_factory =
-      prl::learner::MakeRunFactory({run_options, absl::GetFlag(FLAGS_learner_state_dir)});
+  manager_options.run_factory = prl::learner::MakeRunFactory(factory_options);
   auto created = prl::learner::ExperimentManager::Create(manager_options);
   if (!created.ok()) {
     std::cerr << "prl_learner: " << created.status().message() << "\n";

@@ -22,6 +22,15 @@ absl::Status MakeDir(const std::string& dir) {
   return absl::OkStatus();
 }
 
+// mkdir -p
+absl::Status MakeDirs(const std::string& dir) {
+  for (size_t slash = dir.find('/', 1); slash != std::string::npos;
+       slash = dir.find('/', slash + 1)) {
+    PRL_RETURN_IF_ERROR(MakeDir(dir.substr(0, slash)));
+  }
+  return MakeDir(dir);
+}
+
 // Names in `dir` (empty when it does not exist).
 std::vector<std::string> Entries(const std::string& dir) {
   std::vector<std::string> out;
@@ -50,7 +59,7 @@ absl::Status CheckName(const std::string& name) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<ModelStore>> ModelStore::Open(const std::string& dir) {
-  PRL_RETURN_IF_ERROR(MakeDir(dir));
+  PRL_RETURN_IF_ERROR(MakeDirs(dir));
   return std::unique_ptr<ModelStore>(new ModelStore(dir));
 }
 

@@ -18,10 +18,13 @@ RunFactory MakeRunFactory(RunFactoryOptions options) {
             absl::StrCat(options.state_dir, "/experiments/", experiment.id(), "/checkpoint.bin");
         return CreateTrainingRun(experiment, context, training);
       }
+      case v1::ExperimentSpec::KIND_TRAIN_PRIOR:
+        return CreatePriorTrainingRun(experiment, context, options.prior_training);
       default:
         return absl::UnimplementedError(
             absl::StrCat("kind: ", v1::ExperimentSpec::Kind_Name(experiment.spec().kind()),
-                         " experiments are not run by this learner yet; it runs KIND_TRAIN"));
+                         " experiments are not run by this learner yet; it runs KIND_TRAIN and "
+                         "KIND_TRAIN_PRIOR"));
     }
   };
 }

@@ -605,9 +605,17 @@ void SpecChecker::CheckPriorTraining() {
     if (p.beta() != 0) {
       Bad(path + ".beta", absl::StrCat(p.beta()), "it is for SKILL_VAE and CVAE: leave it 0");
     }
-    out->set_num_coupling_layers(
-        static_cast<int32_t>(Count(p.num_coupling_layers(), kFlowCouplingLayers, kMaxCouplingLayers,
-                                   path + ".num_coupling_layers")));
+    if (p.num_coupling_layers() == 1) {
+      Bad(path + ".num_coupling_layers", "1",
+          absl::StrCat("use 2..", kMaxCouplingLayers,
+                       " (alternating masks need two layers to transform every dimension), or "
+                       "0 for the default ",
+                       kFlowCouplingLayers));
+    } else {
+      out->set_num_coupling_layers(
+          static_cast<int32_t>(Count(p.num_coupling_layers(), kFlowCouplingLayers,
+                                     kMaxCouplingLayers, path + ".num_coupling_layers")));
+    }
     // latent_dim must be 0 or the action dimension: the run checks it against the dataset
     if (p.latent_dim() < 0) {
       Bad(path + ".latent_dim", absl::StrCat(p.latent_dim()),

@@ -1,0 +1,279 @@
+#include "learner/prior_training_run.h"
+
+#include <algorithm>
+#include <cmath>
+#include <optional>
+#include <random>
+#include <utility>
+
+#include "ATen/Context.h"
+#include "ATen/Parallel.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "common/dataset_reader.h"
+#include "common/logging.h"
+#include "common/sha256.h"
+#include "common/status_macros.h"
+#include "google/protobuf/text_format.h"
+#include "learner/window_dataset.h"
+
+namespace prl::learner {
+namespace {
+
+void SetNow(google::protobuf::Timestamp* ts) {
+  const absl::Time now = absl::Now();
+  ts->set_seconds(absl::ToUnixSeconds(now));
+  ts->set_nanos(static_cast<int32_t>(absl::ToUnixNanos(now) % 1000000000));
+}
+
+// "auto" -> "cuda" when LibTorch sees a GPU, "cpu" otherwise.
+std::string ResolveDevice(const std::string& device) {
+  if (device.empty() || device == "auto") return at::hasCUDA() ? "cuda" : "cpu";
+  return device;
+}
+
+class PriorTrainingRun final : public ExperimentRun {
+ public:
+  PriorTrainingRun(const v1::Experiment& experiment, RunContext* context,
+                   PriorTrainingRunOptions options)
+      : experiment_(experiment),
+        spec_(experiment.spec().prior_training()),
+        context_(context),
+        options_(std::move(options)) {
+    if (options_.metrics != nullptr) metrics_ = options_.metrics->ForExperiment(experiment.id());
+  }
+
+  Result Run() override;
+
+  void RequestStop(const std::string& reason, bool shutdown) override {
+    absl::MutexLock lock(&mu_);
+    if (stop_requested_) return;
+    stop_requested_ = true;
+    stop_reason_ = reason;
+    stop_for_shutdown_ = shutdown;
+  }
+
+ private:
+  // The dataset as windows; errors name the file.
+  absl::Status LoadData();
+  // Mean losses over the first validation windows ("validation_<term>"); empty without any.
+  absl::StatusOr<models::Losses> Validate() const;
+  // The stop that was asked for, or nullopt.
+  std::optional<Result> Stopped() ABSL_LOCKS_EXCLUDED(mu_);
+  void Report(int64_t step, int64_t total_steps, int64_t epoch, double samples_per_second);
+  absl::StatusOr<std::string> Store(const models::Losses& validation);
+
+  const v1::Experiment experiment_;
+  const v1::PriorTrainingSpec spec_;
+  RunContext* const context_;
+  const PriorTrainingRunOptions options_;
+  std::optional<RunMetrics> metrics_;
+
+  std::string dataset_hash_;
+  std::unique_ptr<WindowDataset> data_;
+  std::unique_ptr<models::PriorModel> model_;
+  int64_t version_ = 0;
+  models::Losses train_losses_, validation_losses_;
+  absl::Time start_ = absl::Now();
+
+  absl::Mutex mu_;
+  bool stop_requested_ ABSL_GUARDED_BY(mu_) = false;
+  bool stop_for_shutdown_ ABSL_GUARDED_BY(mu_) = false;
+  std::string stop_reason_ ABSL_GUARDED_BY(mu_);
+};
+
+absl::Status PriorTrainingRun::LoadData() {
+  const std::string& path = spec_.dataset();
+  if (!absl::EndsWith(path, ".hdf5") && !absl::EndsWith(path, ".h5")) {
+    return absl::NotFoundError(
+        absl::StrCat("prior_training.dataset: '", path,
+                     "' is not a file this learner can read; it has no dataset store yet (COLLECT "
+                     "experiments come later): give the path of a D4RL-layout .hdf5 or .h5 file"));
+  }
+  PRL_ASSIGN_OR_RETURN(dataset_hash_, Sha256File(path));
+  PRL_ASSIGN_OR_RETURN(Dataset dataset, ReadDataset(path));
+  WindowDatasetOptions options;
+  options.horizon = spec_.horizon();
+  options.validation_fraction = options_.validation_fraction;
+  options.seed = static_cast<uint64_t>(spec_.seed());
+  options.device = ResolveDevice(experiment_.spec().resources().learner_device().empty()
+                                     ? options_.device
+                                     : experiment_.spec().resources().learner_device());
+  PRL_ASSIGN_OR_RETURN(data_, WindowDataset::Create(std::move(dataset), options, path));
+  if (spec_.kind() == v1::PRIOR_KIND_REAL_NVP_FLOW && spec_.latent_dim() != 0 &&
+      spec_.latent_dim() != data_->act_dim()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "prior_training.latent_dim: ", spec_.latent_dim(), " is not allowed; a flow's latent is ",
+        "the action: use 0 or ", data_->act_dim(), " (the dataset's action dimension)"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<models::Losses> PriorTrainingRun::Validate() const {
+  const int64_t n = std::min(options_.max_validation_windows, data_->validation_windows());
+  models::Losses sums;
+  int64_t seen = 0;
+  for (int64_t begin = 0; begin < n; begin += spec_.batch_size()) {
+    const int64_t count = std::min<int64_t>(spec_.batch_size(), n - begin);
+    PRL_ASSIGN_OR_RETURN(models::Losses losses, model_->Evaluate(data_->Validation(begin, count)));
+    for (const auto& [name, value] : losses) sums[name] += value * count;
+    seen += count;
+  }
+  models::Losses out;
+  for (const auto& [name, sum] : sums) out["validation_" + name] = sum / seen;
+  return out;
+}
+
+std::optional<ExperimentRun::Result> PriorTrainingRun::Stopped() {
+  absl::MutexLock lock(&mu_);
+  if (!stop_requested_) return std::nullopt;
+  return Result{stop_for_shutdown_ ? v1::EXPERIMENT_STATE_RUNNING : v1::EXPERIMENT_STATE_STOPPED,
+                stop_reason_};
+}
+
+void PriorTrainingRun::Report(int64_t step, int64_t total_steps, int64_t epoch,
+                              double samples_per_second) {
+  v1::Progress p;
+  p.set_updates(step);
+  p.set_updates_per_second(samples_per_second / spec_.batch_size());
+  p.set_fraction_done(total_steps > 0 ? std::min(1.0, static_cast<double>(step) / total_steps)
+                                      : 0.0);
+  auto& scalars = *p.mutable_scalars();
+  scalars["epoch"] = static_cast<double>(epoch);
+  scalars["samples_per_second"] = samples_per_second;
+  for (const auto& [name, value] : train_losses_) scalars[name] = value;
+  for (const auto& [name, value] : validation_losses_) scalars[name] = value;
+  p.set_message(absl::StrCat("training ", v1::PriorKind_Name(spec_.kind()), " ",
+                             spec_.output_model(), " v", version_, " on ", spec_.dataset(), " (",
+                             data_->train_windows(), " training and ", data_->validation_windows(),
+                             " validation windows of ", data_->horizon(), " steps)"));
+  context_->ReportProgress(p);
+}
+
+absl::StatusOr<std::string> PriorTrainingRun::Store(const models::Losses& validation) {
+  v1::ModelInfo info;
+  info.set_name(spec_.output_model());
+  info.set_version(version_);
+  SetNow(info.mutable_create_time());
+  info.set_dataset(spec_.dataset());
+  info.set_dataset_hash(dataset_hash_);
+  std::string summary;
+  google::protobuf::TextFormat::PrintToString(spec_, &summary);
+  absl::StrAppend(&summary, "# experiment: ", experiment_.id(), "\n");
+  for (const auto& [name, value] : validation)
+    absl::StrAppend(&summary, "# ", name, ": ", value, "\n");
+  info.set_training_summary(summary);
+  PRL_ASSIGN_OR_RETURN(models::ModelArtifact artifact, model_->ToArtifact(info));
+  return options_.models->Write(artifact);
+}
+
+ExperimentRun::Result PriorTrainingRun::Run() {
+  if (options_.torch_threads > 0) at::set_num_threads(options_.torch_threads);
+  if (absl::Status s = LoadData(); !s.ok()) {
+    return {v1::EXPERIMENT_STATE_FAILED, absl::StrCat("dataset: ", s.message())};
+  }
+  absl::StatusOr<int64_t> version = options_.models->Reserve(spec_.output_model());
+  if (!version.ok()) {
+    return {v1::EXPERIMENT_STATE_FAILED, absl::StrCat("model store: ", version.status().message())};
+  }
+  version_ = *version;
+  PriorModelRequest request;
+  request.spec = spec_;
+  request.obs_dim = data_->obs_dim();
+  request.act_dim = data_->act_dim();
+  request.device = ResolveDevice(experiment_.spec().resources().learner_device().empty()
+                                     ? options_.device
+                                     : experiment_.spec().resources().learner_device());
+  absl::StatusOr<std::unique_ptr<models::PriorModel>> model = options_.factory(request);
+  if (!model.ok()) {
+    options_.models->Release(spec_.output_model(), version_);
+    return {v1::EXPERIMENT_STATE_FAILED, absl::StrCat("model: ", model.status().message())};
+  }
+  model_ = std::move(*model);
+
+  const int64_t steps_per_epoch = std::max<int64_t>(1, data_->train_windows() / spec_.batch_size());
+  int64_t total = spec_.max_steps();
+  if (spec_.epochs() > 0) {
+    const int64_t by_epochs = spec_.epochs() * steps_per_epoch;
+    total = total > 0 ? std::min(total, by_epochs) : by_epochs;
+  }
+  PRL_LOG(INFO) << experiment_.id() << ": training " << spec_.output_model() << " v" << version_
+                << " for " << total << " steps (" << steps_per_epoch << " per epoch) on "
+                << data_->train_windows() << " windows of " << spec_.dataset();
+  std::mt19937_64 rng(static_cast<uint64_t>(spec_.seed()) ^ 0x5eed5eedULL);
+  absl::Time last_report = absl::InfinitePast();
+  absl::Time window_start = absl::Now();
+  int64_t window_steps = 0;
+  double samples_per_second = 0;
+  for (int64_t step = 1; step <= total; ++step) {
+    if (std::optional<Result> stopped = Stopped()) {
+      options_.models->Release(spec_.output_model(), version_);
+      return *stopped;
+    }
+    const absl::Time begin = absl::Now();
+    absl::StatusOr<models::Losses> losses =
+        model_->TrainStep(data_->SampleTrain(spec_.batch_size(), rng));
+    if (!losses.ok()) {
+      options_.models->Release(spec_.output_model(), version_);
+      return {v1::EXPERIMENT_STATE_FAILED,
+              absl::StrCat("training step ", step, ": ", losses.status().message())};
+    }
+    train_losses_.clear();
+    for (const auto& [name, value] : *losses) train_losses_["train_" + name] = value;
+    window_steps++;
+    if (metrics_) {
+      metrics_->update_duration->Observe(absl::ToDoubleSeconds(absl::Now() - begin));
+      metrics_->updates->Increment();
+      metrics_->SetScalars(*losses);
+    }
+    if (step % steps_per_epoch == 0 || step == total) {
+      absl::StatusOr<models::Losses> validation = Validate();
+      if (!validation.ok()) {
+        options_.models->Release(spec_.output_model(), version_);
+        return {v1::EXPERIMENT_STATE_FAILED,
+                absl::StrCat("validation: ", validation.status().message())};
+      }
+      validation_losses_ = *validation;
+    }
+    const absl::Time now = absl::Now();
+    if (now - last_report >= options_.progress_period || step == total) {
+      const double seconds = absl::ToDoubleSeconds(now - window_start);
+      if (seconds > 0) samples_per_second = window_steps * spec_.batch_size() / seconds;
+      window_start = now;
+      window_steps = 0;
+      Report(step, total, step / steps_per_epoch, samples_per_second);
+      last_report = now;
+    }
+  }
+  absl::StatusOr<std::string> path = Store(validation_losses_);
+  if (!path.ok()) {
+    options_.models->Release(spec_.output_model(), version_);
+    return {v1::EXPERIMENT_STATE_FAILED,
+            absl::StrCat("storing the model: ", path.status().message())};
+  }
+  v1::ExperimentOutputs outputs;
+  outputs.mutable_prior_model()->set_name(spec_.output_model());
+  outputs.mutable_prior_model()->set_version(version_);
+  context_->SetOutputs(outputs);
+  PRL_LOG(INFO) << experiment_.id() << ": stored " << spec_.output_model() << " v" << version_
+                << " at " << *path;
+  return {v1::EXPERIMENT_STATE_SUCCEEDED, spec_.max_steps() > 0 && total == spec_.max_steps()
+                                              ? "max_steps reached"
+                                              : "epochs done"};
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<ExperimentRun>> CreatePriorTrainingRun(
+    const v1::Experiment& experiment, RunContext* context, const PriorTrainingRunOptions& options) {
+  if (options.models == nullptr || options.factory == nullptr) {
+    return absl::InvalidArgumentError("PriorTrainingRunOptions needs models and factory");
+  }
+  if (experiment.spec().kind() != v1::ExperimentSpec::KIND_TRAIN_PRIOR) {
+    return absl::InvalidArgumentError("a prior-training run runs KIND_TRAIN_PRIOR experiments");
+  }
+  return std::make_unique<PriorTrainingRun>(experiment, context, options);
+}
+
+}  // namespace prl::learner

@@ -1,0 +1,66 @@
+// A TRAIN_PRIOR experiment: reads a D4RL-layout HDF5 dataset, cuts it into H-step windows
+// inside episodes (learner/window_dataset.h) with held-out validation episodes, trains the
+// prior the spec names (a models::PriorModel from a PriorModelFactory) for the spec's epochs or
+// steps, evaluates it on the validation windows after every epoch, and stores the result as the
+// next version of the output model in the learner's ModelStore — a self-describing artifact
+// with the dataset's path and SHA-256 and the filled training spec. Progress shows the epoch,
+// the train and validation losses and samples/s; the learner's metrics count updates and losses.
+//
+// A stop ends the run STOPPED without storing a model; a learner shutdown leaves it RUNNING
+// and it trains again from the start at the next start (prior training keeps no checkpoint yet).
+//
+// Thread-safety: Run on one thread; RequestStop from any.
+#ifndef PRL_LEARNER_PRIOR_TRAINING_RUN_H_
+#define PRL_LEARNER_PRIOR_TRAINING_RUN_H_
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "learner/experiment_run.h"
+#include "learner/learner_metrics.h"
+#include "learner/model_store.h"
+#include "models/prior_model.h"
+#include "proto/experiment.pb.h"
+
+namespace prl::learner {
+
+// What a prior is built from: the filled training spec, the dataset's dimensions, the device.
+struct PriorModelRequest {
+  v1::PriorTrainingSpec spec;
+  int obs_dim = 0;
+  int act_dim = 0;
+  // "cpu", "cuda", "cuda:N" (resolved: never "auto").
+  std::string device = "cpu";
+};
+using PriorModelFactory = std::function<absl::StatusOr<std::unique_ptr<models::PriorModel>>(
+    const PriorModelRequest& request)>;
+
+struct PriorTrainingRunOptions {
+  // Not owned; must outlive the run.
+  ModelStore* models = nullptr;
+  // Builds the model (learner/prior_models.h in the binary; fakes in tests).
+  PriorModelFactory factory;
+  // Optional: the learner's metrics.
+  LearnerMetrics* metrics = nullptr;
+  // --learner_device: auto, cpu, cuda, cuda:N; the spec's resources.learner_device wins.
+  std::string device = "auto";
+  // Torch intra-op threads (0 leaves Torch's setting).
+  int torch_threads = 0;
+  absl::Duration progress_period = absl::Seconds(1);
+  // Validation windows evaluated after each epoch (the first ones of the held-out episodes).
+  int64_t max_validation_windows = 4096;
+  // Fraction of the dataset's episodes held out.
+  double validation_fraction = 0.1;
+};
+
+// Builds the run for a validated TRAIN_PRIOR experiment. Errors: INVALID_ARGUMENT for options
+// without models or factory or a spec of another kind.
+absl::StatusOr<std::unique_ptr<ExperimentRun>> CreatePriorTrainingRun(
+    const v1::Experiment& experiment, RunContext* context, const PriorTrainingRunOptions& options);
+
+}  // namespace prl::learner
+
+#endif  // PRL_LEARNER_PRIOR_TRAINING_RUN_H_

@@ -1,0 +1,190 @@
+// TRAIN_PRIOR runs end to end inside the learner: a real HDF5 dataset, the real skill model
+// and flow, the real model store. No sockets, no sleeps.
+#include "learner/prior_training_run.h"
+
+#include <unistd.h>
+
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "common/dataset_writer.h"
+#include "common/sha256.h"
+#include "gmock/gmock.h"
+#include "google/protobuf/text_format.h"
+#include "gtest/gtest.h"
+#include "learner/prior_models.h"
+#include "learner/spec_validation.h"
+#include "prometheus/registry.h"
+
+namespace prl::learner {
+namespace {
+
+using ::testing::HasSubstr;
+
+class RecordingContext final : public RunContext {
+ public:
+  void ReportProgress(const v1::Progress& p) override {
+    absl::MutexLock lock(&mu_);
+    progress_ = p;
+  }
+  void AddCurvePoint(const v1::CurvePoint&) override {}
+  void TruncateCurve(int64_t) override {}
+  void SetOutputs(const v1::ExperimentOutputs& o) override {
+    absl::MutexLock lock(&mu_);
+    outputs_ = o;
+  }
+  v1::Progress progress() {
+    absl::MutexLock lock(&mu_);
+    return progress_;
+  }
+  v1::ExperimentOutputs outputs() {
+    absl::MutexLock lock(&mu_);
+    return outputs_;
+  }
+
+ private:
+  absl::Mutex mu_;
+  v1::Progress progress_ ABSL_GUARDED_BY(mu_);
+  v1::ExperimentOutputs outputs_ ABSL_GUARDED_BY(mu_);
+};
+
+// `episodes` episodes of `length` steps: 4-D states, 2-D actions that depend on the state.
+std::string WriteDataset(const std::string& path, int episodes, int length) {
+  DatasetWriterOptions options;
+  options.obs_dim = 4;
+  options.act_dim = 2;
+  auto writer = DatasetWriter::Create(path, options);
+  EXPECT_TRUE(writer.ok()) << writer.status();
+  for (int e = 0; e < episodes; ++e) {
+    for (int t = 0; t < length; ++t) {
+      const float x = std::sin(0.3f * t + e), y = std::cos(0.2f * t - e);
+      const std::vector<float> obs = {x, y, 0.1f * e, 0.05f * t};
+      const std::vector<float> act = {std::tanh(x + y), std::tanh(x - y)};
+      TransitionRow row;
+      row.observation = obs;
+      row.action = act;
+      row.next_observation = obs;
+      row.timeout = t + 1 == length;
+      EXPECT_TRUE((*writer)->Append(row).ok());
+    }
+  }
+  EXPECT_TRUE((*writer)->Close().ok());
+  return path;
+}
+
+class PriorTrainingRunTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = absl::StrCat(::testing::TempDir(), "/prior_", getpid(), "_",
+                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    auto store = ModelStore::Open(dir_ + "-models");
+    ASSERT_TRUE(store.ok());
+    store_ = std::move(*store);
+    dataset_ = WriteDataset(dir_ + "-data.hdf5", 12, 30);
+  }
+
+  ExperimentRun::Result Run(const std::string& prior_training, bool stop_at_once = false) {
+    v1::ExperimentSpec spec;
+    EXPECT_TRUE(google::protobuf::TextFormat::ParseFromString(
+        absl::StrCat("name: \"prior\" kind: KIND_TRAIN_PRIOR prior_training { ", prior_training,
+                     " }"),
+        &spec));
+    absl::StatusOr<v1::ExperimentSpec> filled = ValidateAndFillSpec(spec);
+    EXPECT_TRUE(filled.ok()) << filled.status();
+    v1::Experiment experiment;
+    experiment.set_id("exp-prior");
+    *experiment.mutable_spec() = *filled;
+    PriorTrainingRunOptions options;
+    options.models = store_.get();
+    options.factory = CreatePriorModel;
+    options.metrics = &metrics_;
+    options.device = "cpu";
+    auto run = CreatePriorTrainingRun(experiment, &context_, options);
+    EXPECT_TRUE(run.ok()) << run.status();
+    if (stop_at_once) (*run)->RequestStop("user", /*shutdown=*/false);
+    return (*run)->Run();
+  }
+
+  std::string dir_, dataset_;
+  std::unique_ptr<ModelStore> store_;
+  prometheus::Registry registry_;
+  LearnerMetrics metrics_{registry_};
+  RecordingContext context_;
+};
+
+TEST_F(PriorTrainingRunTest, TrainsASkillModelAndStoresVersionsWithTheirProvenance) {
+  const std::string spec =
+      absl::StrCat("kind: PRIOR_KIND_SKILL_VAE dataset: '", dataset_,
+                   "' output_model: 'skills' horizon: 5 latent_dim: 3 epochs: 3 batch_size: 32 "
+                   "network { hidden_sizes: [32, 32] }");
+  const ExperimentRun::Result result = Run(spec);
+  ASSERT_EQ(result.state, v1::EXPERIMENT_STATE_SUCCEEDED) << result.reason;
+  EXPECT_EQ(result.reason, "epochs done");
+  EXPECT_EQ(context_.outputs().prior_model().name(), "skills");
+  EXPECT_EQ(context_.outputs().prior_model().version(), 1);
+  const v1::Progress p = context_.progress();
+  EXPECT_GT(p.updates(), 0);
+  EXPECT_DOUBLE_EQ(p.fraction_done(), 1.0);
+  EXPECT_EQ(p.scalars().at("epoch"), 3);
+  EXPECT_TRUE(p.scalars().count("train_loss"));
+  EXPECT_TRUE(p.scalars().count("validation_loss"));
+  EXPECT_GT(p.scalars().at("samples_per_second"), 0);
+  absl::StatusOr<models::ModelArtifact> stored = store_->Read("skills", 1);
+  ASSERT_TRUE(stored.ok()) << stored.status();
+  EXPECT_EQ(stored->info.kind(), v1::PRIOR_KIND_SKILL_VAE);
+  EXPECT_EQ(stored->info.horizon(), 5);
+  EXPECT_EQ(stored->info.latent_dim(), 3);
+  EXPECT_EQ(stored->info.obs_dim(), 4);
+  EXPECT_EQ(stored->info.action_dim(), 2);
+  EXPECT_EQ(stored->info.dataset(), dataset_);
+  EXPECT_EQ(stored->info.dataset_hash(), *Sha256File(dataset_));
+  EXPECT_THAT(stored->info.training_summary(), HasSubstr("output_model: \"skills\""));
+  EXPECT_THAT(stored->info.training_summary(), HasSubstr("# validation_loss: "));
+  // a second run is the next version
+  ASSERT_EQ(Run(spec).state, v1::EXPERIMENT_STATE_SUCCEEDED);
+  EXPECT_EQ(context_.outputs().prior_model().version(), 2);
+}
+
+TEST_F(PriorTrainingRunTest, TrainsAFlowForItsSteps) {
+  const ExperimentRun::Result result = Run(absl::StrCat(
+      "kind: PRIOR_KIND_REAL_NVP_FLOW dataset: '", dataset_,
+      "' output_model: 'flow' max_steps: 20 batch_size: 16 network { hidden_sizes: [16] }"));
+  ASSERT_EQ(result.state, v1::EXPERIMENT_STATE_SUCCEEDED) << result.reason;
+  EXPECT_EQ(result.reason, "max_steps reached");
+  EXPECT_EQ(context_.progress().updates(), 20);
+  absl::StatusOr<models::ModelArtifact> stored = store_->Read("flow", 0);
+  ASSERT_TRUE(stored.ok()) << stored.status();
+  EXPECT_EQ(stored->info.kind(), v1::PRIOR_KIND_REAL_NVP_FLOW);
+  EXPECT_EQ(stored->info.latent_dim(), 2);
+}
+
+TEST_F(PriorTrainingRunTest, BadDataFailsNamingTheCause) {
+  ExperimentRun::Result missing =
+      Run("kind: PRIOR_KIND_SKILL_VAE dataset: '/nonexistent/maze.hdf5' output_model: 'skills'");
+  EXPECT_EQ(missing.state, v1::EXPERIMENT_STATE_FAILED);
+  EXPECT_THAT(missing.reason, HasSubstr("/nonexistent/maze.hdf5"));
+  ExperimentRun::Result named =
+      Run("kind: PRIOR_KIND_SKILL_VAE dataset: 'maze-collection' output_model: 'skills'");
+  EXPECT_EQ(named.state, v1::EXPERIMENT_STATE_FAILED);
+  EXPECT_THAT(named.reason, HasSubstr("give the path of a D4RL-layout .hdf5 or .h5 file"));
+  ExperimentRun::Result short_episodes = Run(absl::StrCat(
+      "kind: PRIOR_KIND_SKILL_VAE dataset: '", dataset_, "' output_model: 'skills' horizon: 40"));
+  EXPECT_EQ(short_episodes.state, v1::EXPERIMENT_STATE_FAILED);
+  EXPECT_THAT(short_episodes.reason, HasSubstr("no episode has 40 steps"));
+  EXPECT_TRUE(store_->List().empty());
+}
+
+TEST_F(PriorTrainingRunTest, AStoppedRunStoresNothingAndReleasesItsVersion) {
+  const std::string spec = absl::StrCat("kind: PRIOR_KIND_REAL_NVP_FLOW dataset: '", dataset_,
+                                        "' output_model: 'flow' max_steps: 5");
+  const ExperimentRun::Result stopped = Run(spec, /*stop_at_once=*/true);
+  EXPECT_EQ(stopped.state, v1::EXPERIMENT_STATE_STOPPED);
+  EXPECT_TRUE(store_->List().empty());
+  EXPECT_EQ(*store_->Reserve("flow"), 1);
+}
+
+}  // namespace
+}  // namespace prl::learner
