@@ -9,7 +9,8 @@
 
 namespace prl::learner {
 
-ActorRegistry::ActorRegistry(ActorRegistryOptions options) : options_(std::move(options)) {}
+ActorRegistry::ActorRegistry(ActorRegistryOptions options)
+    : options_(std::move(options)), incarnation_(absl::ToUnixMicros(options_.clock())) {}
 
 void ActorRegistry::AssignIdle(Actor& actor) {
   actor.slot = -1;
@@ -99,7 +100,8 @@ v1::JoinResponse ActorRegistry::Join(const v1::JoinRequest& request) {
     }
   }
   Actor actor;
-  actor.id = absl::StrFormat("actor-%d", next_id_++);
+  actor.id = absl::StrFormat("actor-%x-%d", incarnation_, next_id_++);
+  actor.generation = incarnation_;
   actor.name = request.actor_name();
   actor.num_envs = std::max(1, request.num_envs());
   actor.last_seen = options_.clock();

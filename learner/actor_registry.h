@@ -116,6 +116,11 @@ class ActorRegistry {
   int64_t TakeEnvSteps(Actor& actor, int64_t cumulative) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const ActorRegistryOptions options_;
+  // This registry's incarnation: actor ids and generations start from it, so after a learner
+  // restart no id or generation of the previous learner is valid again (a late report or
+  // heartbeat of an actor that has not rejoined yet is NOT_FOUND or an old generation, never
+  // taken for a current one), and generations keep increasing across restarts.
+  const int64_t incarnation_;
   mutable absl::Mutex mu_;
   std::map<std::string, Actor> actors_ ABSL_GUARDED_BY(mu_);  // by id
   int64_t next_id_ ABSL_GUARDED_BY(mu_) = 1;

@@ -196,6 +196,39 @@ void ReportEval(ActorRegistry& registry, const v1::JoinResponse& actor, int64_t 
   ASSERT_TRUE(registry.ReportEpisodes(report).ok());
 }
 
+TEST_F(ActorRegistryTest, ReportsFromBeforeALearnerRestartAreNotTakenForCurrentOnes) {
+  registry_->StartJob(Job(1));
+  const v1::JoinResponse before = Join("a");
+  // the learner restarts: a new registry, a little later
+  now_ += absl::Seconds(5);
+  ActorRegistryOptions options;
+  options.heartbeat_interval = absl::Seconds(1);
+  options.clock = [this] { return now_; };
+  ActorRegistry restarted(options);
+  restarted.StartJob(Job(1));
+  const v1::JoinRequest join = [] {
+    v1::JoinRequest r;
+    r.set_actor_name("b");
+    r.set_num_envs(4);
+    return r;
+  }();
+  const v1::JoinResponse after = restarted.Join(join);
+  EXPECT_NE(after.actor_id(), before.actor_id());  // ids are not reused
+  EXPECT_GT(after.assignment().generation(), before.assignment().generation());
+  // a late report under the old id is refused; under the new id, its old generation is ignored
+  v1::ReportEpisodesRequest late;
+  late.set_actor_id(before.actor_id());
+  late.set_experiment_id("exp-000001");
+  late.set_generation(before.assignment().generation());
+  late.set_first_sequence(1);
+  late.add_episodes()->set_episode_return(1);
+  EXPECT_EQ(restarted.ReportEpisodes(late).status().code(), absl::StatusCode::kNotFound);
+  late.set_actor_id(after.actor_id());
+  absl::StatusOr<v1::ReportEpisodesResponse> ignored = restarted.ReportEpisodes(late);
+  ASSERT_TRUE(ignored.ok());
+  EXPECT_EQ(ignored->num_accepted(), 0);
+}
+
 TEST_F(ActorRegistryTest, TheActorTakingADeadActorsSlotRunsTheRestOfItsEvaluationShare) {
   registry_->StartJob(Job(2));
   v1::JoinResponse a = Join("a");
