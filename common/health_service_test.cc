@@ -38,6 +38,11 @@ TEST_F(HealthServiceTest, ServerIsServingAndUnknownServiceIsNotFound) {
   EXPECT_EQ(unknown.code(), absl::StatusCode::kNotFound);
 }
 
+TEST_F(HealthServiceTest, TheHealthServiceReportsItsOwnName) {
+  // the host registers every service it serves, this one included.
+  EXPECT_TRUE(CheckHealth(channel_, {}, "grpc.health.v1.Health").ok());
+}
+
 TEST_F(HealthServiceTest, NamedServiceStatusFollowsSetStatus) {
   host_->health().SetStatus("prl.v1.ReplayService", HealthCheckResponse::NOT_SERVING);
   EXPECT_EQ(CheckHealth(channel_, {}, "prl.v1.ReplayService").code(),

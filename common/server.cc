@@ -8,6 +8,9 @@
 #include "common/health_service.h"
 #include "common/logging.h"
 #include "common/metrics.h"
+#include "grpcpp/impl/server_builder_option.h"
+#include "grpcpp/impl/server_builder_plugin.h"
+#include "grpcpp/impl/server_initializer.h"
 #include "grpcpp/resource_quota.h"
 #include "grpcpp/security/server_credentials.h"
 #include "grpcpp/server_builder.h"
@@ -59,6 +62,36 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeCredentials(const S
   return grpc::SslServerCredentials(ssl);
 }
 
+// Hands the names of the services a server was built with (package.Service, as gRPC parsed
+// them from their methods) to `names` when the server starts. A ServerBuilderOption is the
+// builder's one public way to add a plugin to a single server.
+class ServiceNamesOption final : public grpc::ServerBuilderOption {
+ public:
+  explicit ServiceNamesOption(std::vector<std::string>* names) : names_(names) {}
+  void UpdateArguments(grpc::ChannelArguments*) override {}
+  void UpdatePlugins(std::vector<std::unique_ptr<grpc::ServerBuilderPlugin>>* plugins) override {
+    plugins->push_back(std::make_unique<Plugin>(names_));
+  }
+
+ private:
+  class Plugin final : public grpc::ServerBuilderPlugin {
+   public:
+    explicit Plugin(std::vector<std::string>* names) : names_(names) {}
+    std::string name() override { return "prl_service_names"; }
+    // called once the services are registered, before the server starts.
+    void InitServer(grpc::ServerInitializer* initializer) override {
+      *names_ = *initializer->GetServiceList();
+    }
+    void Finish(grpc::ServerInitializer*) override {}
+    void ChangeArguments(const std::string&, void*) override {}
+
+   private:
+    std::vector<std::string>* const names_;
+  };
+
+  std::vector<std::string>* const names_;
+};
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<ServerHost>> ServerHost::Start(
@@ -109,13 +142,20 @@ absl::StatusOr<std::unique_ptr<ServerHost>> ServerHost::Start(
   host->health_ = std::make_unique<HealthService>();
   builder.RegisterService(host->health_.get());
   for (grpc::Service* service : services) builder.RegisterService(service);
+  std::vector<std::string> service_names;
+  builder.SetOption(std::make_unique<ServiceNamesOption>(&service_names));
 
   host->server_ = builder.BuildAndStart();
   if (host->server_ == nullptr || host->port_ == 0) {
     return absl::UnavailableError(
         absl::StrCat("--port: cannot listen on ", address, " (in use, or not a local address?)"));
   }
+  // the server and each service it serves by its full name ("prl.v1.ReplayService"), as
+  // health checkers ask; all go NOT_SERVING on Shutdown().
   host->health_->SetStatus("", grpc::health::v1::HealthCheckResponse::SERVING);
+  for (const std::string& name : service_names) {
+    host->health_->SetStatus(name, grpc::health::v1::HealthCheckResponse::SERVING);
+  }
   PRL_LOG(INFO) << options.service_name << " serving on " << host->address()
                 << (host->tls_ ? " (TLS)" : "") << ", metrics on port " << host->metrics_port_;
   return host;

@@ -48,7 +48,8 @@ struct ServerOptions {
 class ServerHost {
  public:
   // Validates options, builds and starts the server with `services` plus the health service
-  // (reported SERVING) and the metrics endpoint for `registry`.
+  // (reporting SERVING for "" and for each service's full name, e.g. "prl.v1.ReplayService")
+  // and the metrics endpoint for `registry`.
   // Errors: INVALID_ARGUMENT for bad options (naming the option), NOT_FOUND for unreadable TLS
   // files, UNAVAILABLE if a port cannot be bound.
   static absl::StatusOr<std::unique_ptr<ServerHost>> Start(
@@ -65,8 +66,9 @@ class ServerHost {
   // The bound metrics port, or -1 when disabled.
   int metrics_port() const { return metrics_port_; }
   bool tls() const { return tls_; }
-  // The health service: "" is SERVING from Start() until Shutdown(); services may report their
-  // own names through it.
+  // The health service: "" and the name of every service this host serves (the health
+  // service's own included) are SERVING from Start() until Shutdown(), then NOT_SERVING;
+  // services may change their own status through it.
   HealthService& health() { return *health_; }
 
   // One line for launchers and tests, printed to stdout when a server is ready:

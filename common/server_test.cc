@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/auth.h"
 #include "common/client.h"
+#include "common/health_service.h"
 #include "common/testing/echo.grpc.pb.h"
 #include "common/testing/http_get.h"
 #include "gmock/gmock.h"
@@ -121,6 +122,26 @@ TEST(ServerHostTest, ShutdownStopsServingAndIsIdempotent) {
   CallOptions quick;
   quick.timeout = absl::Seconds(1);
   EXPECT_FALSE(CheckHealth(channel, quick).ok());
+}
+
+TEST(ServerHostTest, HealthNamesEachServedServiceUntilShutdown) {
+  using grpc::health::v1::HealthCheckRequest;
+  using grpc::health::v1::HealthCheckResponse;
+  EchoService echo("");
+  auto host = ServerHost::Start(TestOptions(), {&echo}, std::make_shared<prometheus::Registry>());
+  ASSERT_TRUE(host.ok());
+  auto channel = Connect(**host);
+  // health checkers ask for a service by its full name.
+  EXPECT_TRUE(CheckHealth(channel, {}, "prl.testing.EchoService").ok());
+  EXPECT_TRUE(CheckHealth(channel, {}, "grpc.health.v1.Health").ok());
+  EXPECT_EQ(CheckHealth(channel, {}, "prl.testing.Echo").code(), absl::StatusCode::kNotFound);
+
+  (*host)->Shutdown();
+  HealthCheckRequest request;
+  request.set_service("prl.testing.EchoService");
+  HealthCheckResponse response;
+  ASSERT_TRUE((*host)->health().Check(nullptr, &request, &response).ok());
+  EXPECT_EQ(response.status(), HealthCheckResponse::NOT_SERVING);
 }
 
 TEST(ServerHostTest, RejectsBadOptionsNamingTheFlag) {

@@ -6,6 +6,7 @@
 #include <limits>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/field_error.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
@@ -23,7 +24,7 @@ enum WireType {
   kFixed32 = 5
 };
 constexpr uint32_t kRequestTable = 1, kRequestColumns = 2, kRequestPriorities = 3,
-                   kRequestReturnKeys = 4;
+                   kRequestReturnKeys = 4, kRequestMaxWaitMs = 5;
 constexpr uint32_t kNamedTensorName = 1, kNamedTensorTensor = 2;
 constexpr uint32_t kTensorDType = 1, kTensorShape = 2, kTensorData = 3;
 // Protobuf's default recursion limit, for skipping nested groups.
@@ -146,6 +147,10 @@ class InsertRequestParser {
         uint64_t value;
         PRL_RETURN_IF_ERROR(ReadVarint("return_keys", &value));
         batch->return_keys = value != 0;
+      } else if (field == kRequestMaxWaitMs && wire_type == kVarint) {
+        uint64_t value;
+        PRL_RETURN_IF_ERROR(ReadVarint("max_wait_ms", &value));
+        batch->max_wait_ms = static_cast<int64_t>(value);
       } else {
         PRL_RETURN_IF_ERROR(SkipField(field, wire_type, 0));
       }
@@ -459,6 +464,21 @@ void ScatteredBytes::Clear() {
   size_ = 0;
 }
 
+ScatteredBytes ScatteredBytes::Suffix(int64_t offset) const {
+  PRL_CHECK(offset >= 0 && offset <= size_) << "suffix from " << offset << " of " << size_;
+  ScatteredBytes out;
+  for (absl::string_view piece : pieces_) {
+    const int64_t length = static_cast<int64_t>(piece.size());
+    if (offset >= length) {
+      offset -= length;
+      continue;
+    }
+    out.Append(piece.substr(offset));
+    offset = 0;
+  }
+  return out;
+}
+
 std::string ScatteredBytes::ToString() const {
   std::string out(size_, '\0');
   ScatteredReader(*this).Read(size_, out.data());
@@ -495,7 +515,66 @@ InsertBatch InsertBatch::FromProto(const v1::InsertRequest& request) {
   }
   batch.priorities.assign(request.priorities().begin(), request.priorities().end());
   batch.return_keys = request.return_keys();
+  batch.max_wait_ms = request.max_wait_ms();
   return batch;
+}
+
+int64_t InsertBatch::rows() const {
+  return columns.empty() || columns[0].shape.empty() ? 0 : columns[0].shape[0];
+}
+
+InsertBatch InsertBatch::DropFront(int64_t drop) const {
+  const int64_t total = rows();
+  PRL_CHECK(drop >= 0 && drop <= total) << "dropping " << drop << " of " << total << " rows";
+  InsertBatch rest;
+  rest.table = table;
+  rest.return_keys = return_keys;
+  rest.max_wait_ms = max_wait_ms;
+  rest.columns.reserve(columns.size());
+  for (const InsertColumn& column : columns) {
+    PRL_CHECK(!column.shape.empty() && column.shape[0] == total && column.data.size() % total == 0)
+        << "column '" << column.name << "' does not have " << total << " rows";
+    InsertColumn& out = rest.columns.emplace_back();
+    out.name = column.name;
+    out.dtype = column.dtype;
+    out.shape = column.shape;
+    out.shape[0] = total - drop;
+    out.data = column.data.Suffix(column.data.size() / total * drop);
+  }
+  if (!priorities.empty()) {
+    PRL_CHECK(static_cast<int64_t>(priorities.size()) == total) << "priorities do not match rows";
+    rest.priorities.assign(priorities.begin() + drop, priorities.end());
+  }
+  return rest;
+}
+
+absl::Status CheckInsertColumnNames(const InsertBatch& batch, const v1::TableConfig& config) {
+  std::vector<std::string> missing, unknown, twice;
+  std::vector<int> seen(config.signature_size(), 0);
+  for (const InsertColumn& column : batch.columns) {
+    int c = 0;
+    while (c < config.signature_size() && config.signature(c).name() != column.name) ++c;
+    if (c == config.signature_size()) {
+      unknown.push_back(absl::StrCat("'", column.name, "'"));
+    } else if (++seen[c] == 2) {
+      twice.push_back(absl::StrCat("'", column.name, "'"));
+    }
+  }
+  std::vector<std::string> all;
+  for (int c = 0; c < config.signature_size(); ++c) {
+    all.push_back(absl::StrCat("'", config.signature(c).name(), "'"));
+    if (seen[c] == 0) missing.push_back(all.back());
+  }
+  if (missing.empty() && unknown.empty() && twice.empty()) return absl::OkStatus();
+  std::vector<std::string> problems;
+  if (!missing.empty()) problems.push_back(absl::StrCat("missing ", absl::StrJoin(missing, ", ")));
+  if (!unknown.empty()) {
+    problems.push_back(absl::StrCat("not columns of the table: ", absl::StrJoin(unknown, ", ")));
+  }
+  if (!twice.empty()) problems.push_back(absl::StrCat("given twice: ", absl::StrJoin(twice, ", ")));
+  return QuotedFieldError("columns",
+                          absl::StrCat(absl::StrJoin(problems, "; "), " (table '", config.name(),
+                                       "' has columns ", absl::StrJoin(all, ", "), ")"));
 }
 
 absl::Status ParseInsertRequest(const ScatteredBytes& message, InsertBatch* batch) {
@@ -514,6 +593,7 @@ int64_t EncodedInsertRequestSize(const InsertBatch& batch, int64_t min_gap_bytes
     size += DelimitedSize(static_cast<int64_t>(8 * batch.priorities.size()));
   }
   if (batch.return_keys) size += 2;
+  if (batch.max_wait_ms != 0) size += 1 + VarintSize(static_cast<uint64_t>(batch.max_wait_ms));
   return size;
 }
 
@@ -536,6 +616,10 @@ int64_t EncodeInsertRequestAround(const InsertBatch& batch, int64_t min_gap_byte
   if (batch.return_keys) {
     encoder.out = WriteTag(kRequestReturnKeys, kVarint, encoder.out);
     *encoder.out++ = 1;
+  }
+  if (batch.max_wait_ms != 0) {
+    encoder.out = WriteTag(kRequestMaxWaitMs, kVarint, encoder.out);
+    encoder.out = WriteVarint(static_cast<uint64_t>(batch.max_wait_ms), encoder.out);
   }
   return encoder.out - out;
 }

@@ -41,6 +41,8 @@ class ScatteredBytes {
   const std::vector<absl::string_view>& pieces() const { return pieces_; }
   // The bytes as one string (a copy; for tests and small fields).
   std::string ToString() const;
+  // The bytes from `offset` on (0 <= offset <= size()), viewing the same pieces.
+  ScatteredBytes Suffix(int64_t offset) const;
 
  private:
   std::vector<absl::string_view> pieces_;
@@ -75,11 +77,25 @@ struct InsertBatch {
   std::vector<InsertColumn> columns;
   std::vector<double> priorities;
   bool return_keys = false;
+  int64_t max_wait_ms = 0;
 
   // Views `request`'s tensors (each in one piece) without copying them; `request` must outlive
   // the batch.
   static InsertBatch FromProto(const v1::InsertRequest& request);
+
+  // Rows in the batch: the leading dimension of its first column (0 without columns).
+  int64_t rows() const;
+  // The batch without its first `rows` rows (0 <= rows <= this->rows()), viewing the same
+  // buffers: each column's data from row `rows` on, and the priorities past them. The batch
+  // must be consistent (every column with this->rows() rows of equal size, as a shard that
+  // stored some of its rows checked).
+  InsertBatch DropFront(int64_t rows) const;
 };
+
+// Checks that `batch` has exactly the columns of `config`'s signature, each once. Errors:
+// INVALID_ARGUMENT "field 'columns': ..." naming the missing columns, the columns the table
+// does not have and the columns given twice, and the table's columns.
+absl::Status CheckInsertColumnNames(const InsertBatch& batch, const v1::TableConfig& config);
 
 // Parses the wire form of a prl.v1.InsertRequest from `message` into `batch`, viewing (not
 // copying) the tensor payloads, with the protobuf parser's semantics: fields in any order,

@@ -17,7 +17,7 @@ using ::testing::ElementsAre;
 using ::testing::ElementsAreArray;
 using ::testing::HasSubstr;
 
-// A request with every dtype, a scalar column, priorities and return_keys.
+// A request with every dtype, a scalar column, priorities, return_keys and max_wait_ms.
 v1::InsertRequest FullRequest() {
   v1::InsertRequest request;
   request.set_table("transitions");
@@ -43,6 +43,7 @@ v1::InsertRequest FullRequest() {
   request.add_priorities(0.25);
   request.add_priorities(3.0);
   request.set_return_keys(true);
+  request.set_max_wait_ms(250);
   return request;
 }
 
@@ -77,6 +78,7 @@ void ExpectSame(const InsertBatch& batch, const v1::InsertRequest& request) {
   }
   EXPECT_THAT(batch.priorities, ElementsAreArray(request.priorities()));
   EXPECT_EQ(batch.return_keys, request.return_keys());
+  EXPECT_EQ(batch.max_wait_ms, request.max_wait_ms());
 }
 
 // Parses `bytes` with protobuf and with ParseInsertRequest (whole, split in two at every offset,
@@ -349,6 +351,51 @@ TEST(InsertBatchTest, FromProtoViewsTheRequest) {
   ASSERT_EQ(batch.columns[0].data.pieces().size(), 1u);
   EXPECT_EQ(batch.columns[0].data.pieces()[0].data(), request.columns(0).tensor().data().data());
   EXPECT_THAT(batch.columns[2].shape, ElementsAre(2, 4, 4, 3));
+}
+
+TEST(InsertBatchTest, DropFrontViewsTheRemainingRowsOfEveryColumn) {
+  const v1::InsertRequest request = FullRequest();
+  InsertBatch batch = InsertBatch::FromProto(request);
+  // the image column from pieces that do not line up with its rows (48 bytes each).
+  const std::string& pixels = request.columns(2).tensor().data();
+  const std::vector<std::string> pieces = Cut(pixels, {5, 50});
+  batch.columns[2].data = Scatter(pieces);
+  ASSERT_EQ(batch.rows(), 2);
+
+  const InsertBatch rest = batch.DropFront(1);
+  EXPECT_EQ(rest.rows(), 1);
+  EXPECT_EQ(rest.table, "transitions");
+  EXPECT_TRUE(rest.return_keys);
+  EXPECT_EQ(rest.max_wait_ms, 250);
+  EXPECT_THAT(rest.columns[0].shape, ElementsAre(1, 3));
+  EXPECT_EQ(rest.columns[0].data.ToString(), request.columns(0).tensor().data().substr(12));
+  EXPECT_EQ(rest.columns[1].data.ToString(), request.columns(1).tensor().data().substr(8));
+  EXPECT_THAT(rest.columns[2].shape, ElementsAre(1, 4, 4, 3));
+  EXPECT_EQ(rest.columns[2].data.ToString(), pixels.substr(48));
+  EXPECT_EQ(rest.columns[2].data.pieces()[0].data(), pieces[1].data() + 43);  // a view
+  EXPECT_THAT(rest.priorities, ElementsAre(3.0));
+  EXPECT_EQ(batch.DropFront(2).rows(), 0);
+  EXPECT_EQ(batch.DropFront(0).columns[2].data.ToString(), pixels);
+}
+
+TEST(InsertBatchTest, ColumnNameErrorsNameTheMissingAndUnexpectedColumns) {
+  v1::TableConfig config;
+  config.set_name("transitions");
+  for (const char* name : {"obs", "action", "reward"}) config.add_signature()->set_name(name);
+  InsertBatch batch;
+  for (const char* name : {"obs", "action", "reward"}) batch.columns.emplace_back().name = name;
+  EXPECT_TRUE(CheckInsertColumnNames(batch, config).ok());
+
+  batch.columns[1].name = "actions";
+  batch.columns.emplace_back().name = "obs";
+  absl::Status s = CheckInsertColumnNames(batch, config);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(s.message(),
+            "field 'columns': missing 'action'; not columns of the table: 'actions'; given "
+            "twice: 'obs' (table 'transitions' has columns 'obs', 'action', 'reward')");
+  batch.columns.resize(1);
+  EXPECT_THAT(CheckInsertColumnNames(batch, config).message(),
+              HasSubstr("missing 'action', 'reward' (table"));
 }
 
 }  // namespace

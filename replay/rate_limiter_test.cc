@@ -1,5 +1,7 @@
 #include "replay/rate_limiter.h"
 
+#include <random>
+
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -85,6 +87,77 @@ TEST(RateLimiterValidationTest, RejectsBadValuesNamingTheField) {
 
   c.set_min_size_to_sample(-3);
   EXPECT_THAT(ValidateRateLimiterConfig("r", &c).message(), HasSubstr("r.min_size_to_sample"));
+}
+
+TEST(RateLimiterStateTest, ReportsThePermitsOfTheCountsAndTheTablesOwnAnswer) {
+  // 4 samples per insert, buffer 8, min size 2 (diff in [0, 16]); 3 inserted, 2 sampled:
+  // diff 10, so 1 more insert (10 + 4 <= 16) and 10 samples (10 - 10 >= 0).
+  v1::TableInfo info;
+  *info.mutable_config()->mutable_rate_limiter() = Config(2, 4, 8);
+  info.set_size(3);
+  info.set_inserted_total(3);
+  info.set_sampled_total(2);
+  info.set_can_insert(true);
+  info.set_can_sample(true);
+  v1::RateLimiterState state = RateLimiterStateOf(info);
+  EXPECT_EQ(state.size(), 3);
+  EXPECT_EQ(state.inserted(), 3);
+  EXPECT_EQ(state.sampled(), 2);
+  EXPECT_EQ(state.insert_permits(), 1);
+  EXPECT_EQ(state.sample_permits(), 10);
+  // samples in flight took the permits: the table says a sample would wait.
+  info.set_can_sample(false);
+  EXPECT_EQ(RateLimiterStateOf(info).sample_permits(), 0);
+}
+
+ShardSampleState Shard(int64_t size, int64_t permits, bool ready = true,
+                       bool takes_inserts = true) {
+  return ShardSampleState{size, permits, ready, takes_inserts};
+}
+
+TEST(SplitSampleBatchTest, BySizeWhileThePermitsSuffice) {
+  using ::testing::ElementsAre;
+  // no ratio limit: permits are unlimited, the split follows the sizes.
+  EXPECT_THAT(SplitSampleBatch(64, {Shard(50, 1 << 30), Shard(150, 1 << 30)}), ElementsAre(16, 48));
+  // a small shard restored with many permits (its limiter holds inserts until it is sampled)
+  // gives only its share by size; a large shard with few permits gives what it can, and the
+  // rest goes to the others by size.
+  EXPECT_THAT(SplitSampleBatch(100, {Shard(10, 500, true, false), Shard(900, 1000)}),
+              ElementsAre(1, 99));
+  EXPECT_THAT(SplitSampleBatch(100, {Shard(10, 500, true, false), Shard(900, 30), Shard(90, 100)}),
+              ElementsAre(7, 30, 63));
+  // a shard with no permits is not asked at all.
+  EXPECT_THAT(SplitSampleBatch(8, {Shard(1000, 0), Shard(11, 80, true, false)}), ElementsAre(0, 8));
+}
+
+TEST(SplitSampleBatchTest, WhenShortEachGivesItsPermitsAndTheRestWaitsWhereInsertsGo) {
+  using ::testing::ElementsAre;
+  // 10 + 0 + 4 permits for 32: each gives its permits; the 18 missing are split over the
+  // shards that take inserts (not the second, below its minimum size, nor the first, whose
+  // limiter holds inserts).
+  EXPECT_THAT(SplitSampleBatch(32, {Shard(100, 10, true, false), Shard(3, 0, false, true),
+                                    Shard(100, 4), Shard(100, 0)}),
+              ElementsAre(10, 0, 13, 9));
+  // nobody ready yet: equal parts.
+  EXPECT_THAT(SplitSampleBatch(5, {Shard(0, 0, false), Shard(2, 0, false)}), ElementsAre(3, 2));
+  EXPECT_THAT(SplitSampleBatch(5, {}), ElementsAre());
+}
+
+TEST(SplitSampleBatchTest, RandomRoundingGivesASmallShardItsShareOnAverage) {
+  // 4 items over sizes 11 and 1000: the small shard's share is 0.0435 items a batch, which
+  // largest-remainder rounding always rounds away.
+  const std::vector<ShardSampleState> shards = {Shard(11, 1 << 30), Shard(1000, 1 << 30)};
+  EXPECT_EQ(SplitSampleBatch(4, shards)[0], 0);
+  std::seed_seq seed = {7};
+  absl::BitGen rng(seed);
+  int small = 0;
+  constexpr int kBatches = 20000;
+  for (int i = 0; i < kBatches; ++i) {
+    const std::vector<int> counts = SplitSampleBatch(4, shards, &rng);
+    ASSERT_EQ(counts[0] + counts[1], 4);
+    small += counts[0];
+  }
+  EXPECT_NEAR(static_cast<double>(small) / kBatches, 4.0 * 11 / 1011, 0.006);
 }
 
 }  // namespace

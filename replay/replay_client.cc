@@ -12,6 +12,7 @@
 #include "common/grpc_status.h"
 #include "common/status_macros.h"
 #include "grpc/slice.h"
+#include "replay/rate_limiter.h"
 
 namespace prl::replay {
 namespace {
@@ -34,27 +35,17 @@ void ReleaseRequest(void* reference) {
   delete static_cast<std::shared_ptr<const v1::InsertRequest>*>(reference);
 }
 
-// Splits `total` over `weights` proportionally (largest remainder).
-std::vector<int> Apportion(int total, const std::vector<double>& weights) {
-  const double sum = std::accumulate(weights.begin(), weights.end(), 0.0);
-  std::vector<int> out(weights.size(), 0);
-  if (weights.empty()) return out;
-  if (!(sum > 0)) {
-    for (int i = 0; i < total; ++i) ++out[i % out.size()];
-    return out;
-  }
-  std::vector<std::pair<double, size_t>> remainders;
-  int given = 0;
-  for (size_t i = 0; i < weights.size(); ++i) {
-    const double exact = total * weights[i] / sum;
-    out[i] = static_cast<int>(std::floor(exact));
-    given += out[i];
-    remainders.push_back({exact - out[i], i});
-  }
-  std::sort(remainders.rbegin(), remainders.rend());
-  for (int k = 0; given < total; ++k, ++given) ++out[remainders[k % remainders.size()].second];
-  return out;
-}
+// Inserts pass a shard over for this long after it turned rows away, doubling to the most
+// while it stays full.
+constexpr absl::Duration kFullBackoff = absl::Milliseconds(50);
+constexpr absl::Duration kMaxFullBackoff = absl::Seconds(1);
+// The longest an insert waits on one shard's rate limiter while other shards may have room.
+constexpr absl::Duration kMaxProbeWait = absl::Seconds(1);
+// A shard that got no part of a Sample is asked for its state (Info) when its last report is
+// older than this, so that permits it gained from inserts are seen.
+constexpr absl::Duration kStateRefresh = absl::Milliseconds(100);
+// Permits of a shard that does not report its rate limiter (an older prl_replay).
+constexpr int64_t kUnknownPermits = int64_t{1} << 40;
 
 }  // namespace
 
@@ -247,6 +238,126 @@ absl::Status ShardedReplayClient::CreateTable(const v1::TableConfig& config) {
   return absl::OkStatus();
 }
 
+struct ShardedReplayClient::InsertAttempt {
+  absl::StatusOr<v1::InsertResponse> response;
+  // Rows the shard stored (also when the call failed).
+  int64_t stored = 0;
+};
+
+// One call of a sharded Sample: a part of the batch (count > 0) or, with count 0, an Info
+// asking a shard for its state.
+struct ShardedReplayClient::SampleCall {
+  int shard = 0;
+  int count = 0;
+  v1::SampleRequest sample;
+  v1::SampleResponse response;
+  v1::InfoRequest info_request;
+  v1::InfoResponse info;
+  grpc::Status status;
+  // The shard had lost the table and it was re-created (it has nothing to give this time).
+  bool recreated = false;
+  grpc::ClientContext context;
+};
+
+std::vector<int> ShardedReplayClient::Rotation(const std::vector<int>& candidates) {
+  size_t start;
+  {
+    absl::MutexLock lock(&mu_);
+    start = next_insert_++;
+  }
+  std::vector<int> order;
+  for (size_t k = 0; k < candidates.size(); ++k) {
+    order.push_back(candidates[(start + k) % candidates.size()]);
+  }
+  return order;
+}
+
+std::vector<int> ShardedReplayClient::NotFull(const std::vector<int>& shards,
+                                              const std::string& table) {
+  absl::MutexLock lock(&mu_);
+  const absl::Time now = absl::Now();
+  std::vector<int> out;
+  for (int index : shards) {
+    auto it = shards_[index].tables.find(table);
+    if (it == shards_[index].tables.end() || now >= it->second.full_until) out.push_back(index);
+  }
+  return out;
+}
+
+void ShardedReplayClient::NoteState(int index, const std::string& table,
+                                    const v1::RateLimiterState& state) {
+  absl::MutexLock lock(&mu_);
+  TableState& t = shards_[index].tables[table];
+  t.limiter = state;
+  t.reported = absl::Now();
+}
+
+void ShardedReplayClient::NoteInsert(int index, const std::string& table,
+                                     const v1::InsertResponse& response, bool took_all) {
+  if (response.has_rate_limiter()) NoteState(index, table, response.rate_limiter());
+  absl::MutexLock lock(&mu_);
+  TableState& t = shards_[index].tables[table];
+  const bool full =
+      !took_all || (response.has_rate_limiter() && response.rate_limiter().insert_permits() == 0);
+  if (!full) {
+    t.full_until = absl::InfinitePast();
+    t.full_backoff = absl::ZeroDuration();
+    return;
+  }
+  // a shard that turns rows away again is passed over for longer.
+  t.full_backoff = took_all || t.full_backoff == absl::ZeroDuration()
+                       ? kFullBackoff
+                       : std::min(2 * t.full_backoff, kMaxFullBackoff);
+  t.full_until = absl::Now() + t.full_backoff;
+}
+
+ShardedReplayClient::InsertAttempt ShardedReplayClient::InsertOn(int index,
+                                                                 const InsertBatch& batch,
+                                                                 absl::Duration max_wait,
+                                                                 absl::Time deadline,
+                                                                 InsertCanceller* canceller) {
+  std::shared_ptr<grpc::Channel> channel;
+  {
+    absl::MutexLock lock(&mu_);
+    channel = shards_[index].channel;
+  }
+  InsertBatch limited;
+  const InsertBatch* send = &batch;
+  if (max_wait > absl::ZeroDuration()) {
+    limited = batch;  // views: copies no tensor data
+    limited.max_wait_ms = std::max<int64_t>(1, absl::ToInt64Milliseconds(max_wait));
+    send = &limited;
+  }
+  const auto attempt = [&]() {
+    InsertAttempt out;
+    CallOptions call = options_.call;
+    call.timeout = deadline - absl::Now();
+    if (call.timeout <= absl::ZeroDuration()) {
+      out.response = absl::DeadlineExceededError("the insert's deadline passed");
+      return out;
+    }
+    std::unique_ptr<InsertStream> stream = InsertStream::Open(channel, call);
+    if (canceller != nullptr && !canceller->Add(stream.get())) {
+      out.response = absl::CancelledError("the insert was cancelled");
+      return out;
+    }
+    stream->Write(*send);  // a failed write shows in Finish
+    out.response = stream->Finish();
+    if (canceller != nullptr) canceller->Remove(stream.get());
+    out.stored = stream->rows_inserted();
+    return out;
+  };
+  InsertAttempt result = attempt();
+  // a cancelled call says nothing about the shard.
+  if (canceller != nullptr && canceller->cancelled() && !result.response.ok()) return result;
+  Record(index, ToGrpcStatus(result.response.status()));
+  if (absl::IsNotFound(result.response.status()) && result.stored == 0 &&
+      Recreate(index, batch.table)) {
+    result = attempt();
+  }
+  return result;
+}
+
 absl::StatusOr<std::vector<uint64_t>> ShardedReplayClient::Insert(
     const v1::InsertRequest& request) {
   return Insert(InsertBatch::FromProto(request));
@@ -255,54 +366,151 @@ absl::StatusOr<std::vector<uint64_t>> ShardedReplayClient::Insert(
 absl::StatusOr<std::vector<uint64_t>> ShardedReplayClient::Insert(const InsertBatch& batch,
                                                                   int64_t* rows_stored,
                                                                   InsertCanceller* canceller) {
+  int64_t stored = 0;
   if (rows_stored != nullptr) *rows_stored = 0;
   const auto cancelled = [] { return absl::CancelledError("the insert was cancelled"); };
   if (canceller != nullptr && canceller->cancelled()) return cancelled();
-  std::vector<int> candidates = Candidates();
+  const std::vector<int> candidates = Candidates();
   if (candidates.empty()) return absl::UnavailableError("every replay shard is down");
-  size_t start;
-  {
-    absl::MutexLock lock(&mu_);
-    start = next_insert_++;
-  }
-  absl::Status last;
-  for (size_t k = 0; k < candidates.size(); ++k) {
-    const int index = candidates[(start + k) % candidates.size()];
-    std::shared_ptr<grpc::Channel> channel;
-    {
-      absl::MutexLock lock(&mu_);
-      channel = shards_[index].channel;
+  const absl::Time deadline = absl::Now() + options_.call.timeout;
+  const std::vector<int> turn = Rotation(candidates);
+  // rounds over the shards in turn, each offered the rows not stored yet with a short wait on
+  // its rate limiter that doubles every round, so the rows go to whichever shard has room
+  // first; the first round passes over the shards known to be full. The last wait, and the
+  // only one with a single shard, runs to the deadline.
+  const bool several = turn.size() > 1 && options_.insert_probe_wait > absl::ZeroDuration();
+  std::vector<int> shards = several ? NotFull(turn, batch.table) : turn;
+  if (shards.empty()) shards = turn;
+  absl::Duration wait = options_.insert_probe_wait;
+  std::vector<uint64_t> keys;
+  InsertBatch rest_of_batch;
+  const InsertBatch* rest = &batch;
+  std::vector<int> down;
+  absl::Status last_down;
+  while (!shards.empty()) {
+    for (int index : shards) {
+      const absl::Duration left = deadline - absl::Now();
+      const absl::Duration max_wait = several && wait < left ? wait : absl::ZeroDuration();
+      InsertAttempt attempt = InsertOn(index, *rest, max_wait, deadline, canceller);
+      stored += attempt.stored;
+      if (rows_stored != nullptr) *rows_stored = stored;
+      if (canceller != nullptr && canceller->cancelled() && !attempt.response.ok()) {
+        return cancelled();
+      }
+      if (attempt.response.ok()) {
+        for (uint64_t key : attempt.response->keys()) keys.push_back(TagKey(index, key));
+        const bool took_all = attempt.stored >= rest->rows();
+        NoteInsert(index, batch.table, *attempt.response, took_all);
+        if (took_all) return keys;
+        rest_of_batch = rest->DropFront(attempt.stored);
+        rest = &rest_of_batch;
+        continue;
+      }
+      // a shard that stored part of the batch ends the call here: the caller resends the rest.
+      if (!absl::IsUnavailable(attempt.response.status()) || attempt.stored > 0) {
+        return attempt.response.status();
+      }
+      down.push_back(index);
+      last_down = attempt.response.status();
     }
-    const auto insert = [&]() -> absl::StatusOr<v1::InsertResponse> {
-      std::unique_ptr<InsertStream> stream = InsertStream::Open(channel, options_.call);
-      if (canceller != nullptr && !canceller->Add(stream.get())) return cancelled();
-      stream->Write(batch);  // a failed write shows in Finish
-      absl::StatusOr<v1::InsertResponse> result = stream->Finish();
-      if (canceller != nullptr) canceller->Remove(stream.get());
-      if (rows_stored != nullptr) *rows_stored = stream->rows_inserted();
-      return result;
-    };
-    absl::StatusOr<v1::InsertResponse> response = insert();
-    // a cancelled call says nothing about the shard.
-    if (canceller != nullptr && canceller->cancelled() && !response.ok()) return cancelled();
-    Record(index, ToGrpcStatus(response.status()));
-    if (absl::IsNotFound(response.status()) && Recreate(index, batch.table)) {
-      response = insert();
+    if (absl::Now() >= deadline) {
+      return absl::DeadlineExceededError(absl::StrCat("the replay shards' rate limiters took ",
+                                                      stored, " of ", batch.rows(),
+                                                      " rows before the deadline"));
     }
-    if (response.ok()) {
-      std::vector<uint64_t> keys;
-      keys.reserve(response->keys_size());
-      for (uint64_t key : response->keys()) keys.push_back(TagKey(index, key));
-      return keys;
+    shards.clear();
+    for (int index : turn) {
+      if (std::find(down.begin(), down.end(), index) == down.end()) shards.push_back(index);
     }
-    // a shard that stored part of the batch ends the call here: the caller resends the rest.
-    if (!absl::IsUnavailable(response.status()) || (rows_stored != nullptr && *rows_stored > 0)) {
-      return response.status();
-    }
-    last = response.status();
+    wait = std::min(2 * wait, kMaxProbeWait);
   }
   return absl::UnavailableError(
-      absl::StrCat("every replay shard is down (last: ", last.message(), ")"));
+      absl::StrCat("every replay shard is down (last: ", last_down.message(), ")"));
+}
+
+void ShardedReplayClient::RunSampleCalls(const std::string& table,
+                                         std::vector<std::unique_ptr<SampleCall>>& calls) {
+  absl::BlockingCounter pending(static_cast<int>(calls.size()));
+  for (auto& call : calls) {
+    SampleCall* c = call.get();
+    v1::ReplayService::Stub* stub;
+    {
+      absl::MutexLock lock(&mu_);
+      stub = shards_[c->shard].stub.get();
+    }
+    const auto done = [c, &pending](grpc::Status status) {
+      c->status = std::move(status);
+      pending.DecrementCount();
+    };
+    if (c->count > 0) {
+      stub->async()->Sample(&c->context, &c->sample, &c->response, done);
+    } else {
+      c->info_request.set_table(table);
+      PrepareContext(options_.call, &c->context);
+      stub->async()->Info(&c->context, &c->info_request, &c->info, done);
+    }
+  }
+  pending.Wait();
+  for (auto& call : calls) {
+    Record(call->shard, call->status);
+    if (call->status.ok()) {
+      // an older shard does not report its limiter: its size, and permits taken as plenty.
+      v1::RateLimiterState state;
+      state.set_sample_permits(kUnknownPermits);
+      state.set_insert_permits(kUnknownPermits);
+      if (call->count > 0) {
+        state.set_size(call->response.table_size());
+        if (call->response.has_rate_limiter()) state = call->response.rate_limiter();
+      } else if (call->info.tables_size() == 1) {
+        state.set_size(call->info.tables(0).size());
+        if (call->info.tables(0).has_rate_limiter()) state = call->info.tables(0).rate_limiter();
+      }
+      NoteState(call->shard, table, state);
+    } else if (call->status.error_code() == grpc::StatusCode::NOT_FOUND &&
+               Recreate(call->shard, table)) {
+      // the shard lost the table (restarted empty): it has nothing to give for now.
+      call->recreated = true;
+      v1::RateLimiterState empty;
+      empty.set_insert_permits(kUnknownPermits);
+      NoteState(call->shard, table, empty);
+    }
+  }
+}
+
+std::vector<int> ShardedReplayClient::PlanSample(const std::string& table, int batch,
+                                                 const std::vector<int>& shards) {
+  absl::MutexLock lock(&mu_);
+  auto config = tables_.find(table);
+  const int64_t min_size =
+      config == tables_.end()
+          ? 1
+          : std::max<int64_t>(1, config->second.rate_limiter().min_size_to_sample());
+  std::vector<ShardSampleState> states;
+  for (int s : shards) {
+    ShardSampleState state{1, kUnknownPermits, true, true};  // not heard from: a small share
+    auto it = shards_[s].tables.find(table);
+    if (it != shards_[s].tables.end() && it->second.limiter.has_value()) {
+      const v1::RateLimiterState& limiter = *it->second.limiter;
+      state.size = limiter.size();
+      state.sample_permits = limiter.sample_permits();
+      state.ready = limiter.size() >= min_size;
+      state.takes_inserts = limiter.insert_permits() > 0;
+    }
+    states.push_back(state);
+  }
+  return SplitSampleBatch(batch, states, &rng_);
+}
+
+int64_t ShardedReplayClient::KnownSize(const std::string& table) const {
+  absl::MutexLock lock(&mu_);
+  int64_t total = 0;
+  for (const Shard& shard : shards_) {
+    auto it = shard.tables.find(table);
+    if (shard.up && it != shard.tables.end() && it->second.limiter.has_value()) {
+      total += it->second.limiter->size();
+    }
+  }
+  return total;
 }
 
 absl::StatusOr<v1::SampleResponse> ShardedReplayClient::Sample(const std::string& table,
@@ -312,109 +520,87 @@ absl::StatusOr<v1::SampleResponse> ShardedReplayClient::Sample(const std::string
   if (batch_size < 1) {
     return absl::InvalidArgumentError(absl::StrCat("batch_size ", batch_size, " must be >= 1"));
   }
-  struct Part {
-    int shard;
-    int count;
-    v1::SampleResponse response;
-    grpc::Status status;
-    grpc::ClientContext context;
-  };
-  std::vector<std::unique_ptr<Part>> done;
+  // shards not heard from yet say what they hold and can give before the batch is split.
+  std::vector<int> candidates = Candidates();
+  std::vector<std::unique_ptr<SampleCall>> calls;
+  {
+    absl::MutexLock lock(&mu_);
+    for (int s : candidates) {
+      auto it = shards_[s].tables.find(table);
+      if (it != shards_[s].tables.end() && it->second.limiter.has_value()) continue;
+      calls.push_back(std::make_unique<SampleCall>());
+      calls.back()->shard = s;
+    }
+  }
+  if (!calls.empty()) {
+    RunSampleCalls(table, calls);
+    candidates = Candidates();
+  }
+
+  std::vector<std::unique_ptr<SampleCall>> done;
+  std::map<int, int> items_from;  // per shard, over both rounds
   int missing = batch_size;
-  // a second round asks the shards that answered for what failed shards could not give.
+  // a second round asks the shards that answered for what the others could not give.
   for (int round = 0; round < 2 && missing > 0; ++round) {
-    std::vector<int> candidates;
+    std::vector<int> shards;
     if (round == 0) {
-      candidates = Candidates();
+      shards = candidates;
     } else {
-      for (const auto& p : done) {
-        if (p->status.ok() &&
-            std::find(candidates.begin(), candidates.end(), p->shard) == candidates.end()) {
-          candidates.push_back(p->shard);
-        }
-      }
+      for (const auto& [s, n] : items_from) shards.push_back(s);
     }
-    if (candidates.empty()) break;
-    std::vector<double> weights;
-    {
-      absl::MutexLock lock(&mu_);
-      for (int s : candidates) {
-        auto it = shards_[s].sizes.find(table);
-        // at least 1, so a shard that was once empty is asked again.
-        weights.push_back(
-            it == shards_[s].sizes.end() ? 1.0 : std::max(1.0, static_cast<double>(it->second)));
-      }
-    }
-    const std::vector<int> counts = Apportion(missing, weights);
-    std::vector<std::unique_ptr<Part>> parts;
-    for (size_t i = 0; i < candidates.size(); ++i) {
-      if (counts[i] == 0) continue;
-      auto part = std::make_unique<Part>();
-      part->shard = candidates[i];
-      part->count = counts[i];
-      parts.push_back(std::move(part));
-    }
-    absl::BlockingCounter pending(static_cast<int>(parts.size()));
-    std::vector<v1::SampleRequest> requests(parts.size());
-    for (size_t i = 0; i < parts.size(); ++i) {
-      Part& part = *parts[i];
-      requests[i].set_table(table);
-      requests[i].set_batch_size(part.count);
-      requests[i].set_timeout_ms(absl::ToInt64Milliseconds(timeout));
-      requests[i].set_importance_sampling_exponent(beta);
-      CallOptions call = options_.call;
-      call.timeout = call.timeout + timeout;
-      PrepareContext(call, &part.context);
-      v1::ReplayService::Stub* stub;
-      {
+    if (shards.empty()) break;
+    const std::vector<int> counts = PlanSample(table, missing, shards);
+    calls.clear();
+    const absl::Time stale = absl::Now() - kStateRefresh;
+    for (size_t i = 0; i < shards.size(); ++i) {
+      auto call = std::make_unique<SampleCall>();
+      call->shard = shards[i];
+      call->count = counts[i];
+      if (counts[i] == 0) {
+        // a shard asked for nothing reports its state, so that the permits inserts gave it
+        // since are seen next time.
         absl::MutexLock lock(&mu_);
-        stub = shards_[part.shard].stub.get();
+        if (round > 0 || shards_[shards[i]].tables[table].reported > stale) continue;
+      } else {
+        call->sample.set_table(table);
+        call->sample.set_batch_size(counts[i]);
+        call->sample.set_timeout_ms(absl::ToInt64Milliseconds(timeout));
+        call->sample.set_importance_sampling_exponent(beta);
+        CallOptions options = options_.call;
+        options.timeout = options.timeout + timeout;
+        PrepareContext(options, &call->context);
       }
-      stub->async()->Sample(&part.context, &requests[i], &part.response,
-                            [&part, &pending](grpc::Status status) {
-                              part.status = std::move(status);
-                              pending.DecrementCount();
-                            });
+      calls.push_back(std::move(call));
     }
-    pending.Wait();
+    RunSampleCalls(table, calls);
     grpc::Status error;
-    for (auto& part : parts) {
-      Record(part->shard, part->status);
-      const grpc::StatusCode code = part->status.error_code();
-      if (part->status.ok()) {
-        missing -= part->count;
-        absl::MutexLock lock(&mu_);
-        shards_[part->shard].sizes[table] = part->response.table_size();
-      } else if (code == grpc::StatusCode::NOT_FOUND && Recreate(part->shard, table)) {
-        // the shard lost the table (restarted empty): it has nothing to give this time.
-        absl::MutexLock lock(&mu_);
-        shards_[part->shard].sizes[table] = 0;
-      } else if (code != grpc::StatusCode::UNAVAILABLE &&
+    for (auto& call : calls) {
+      if (call->count == 0) continue;
+      const grpc::StatusCode code = call->status.error_code();
+      if (call->status.ok()) {
+        missing -= call->count;
+        items_from[call->shard] += call->count;
+        done.push_back(std::move(call));
+      } else if (!call->recreated && code != grpc::StatusCode::UNAVAILABLE &&
                  code != grpc::StatusCode::DEADLINE_EXCEEDED && error.ok()) {
-        error = part->status;
+        error = call->status;
       }
-      done.push_back(std::move(part));
     }
     if (!error.ok()) return FromGrpcStatus(error);
   }
   if (missing > 0) {
     return absl::UnavailableError(absl::StrCat("replay shards could give only ",
                                                batch_size - missing, " of ", batch_size,
-                                               " items; the others are down"));
+                                               " items; the others are down or held by their "
+                                               "rate limiters"));
   }
 
-  // merge: columns concatenated in part order; probabilities and weights over the union.
+  // merge: columns concatenated in part order. Item i of shard s was drawn with probability
+  // (items from s / batch) x P_s(i) per draw; importance weights follow from that.
   v1::SampleResponse merged;
-  int64_t total_size = 0;
-  std::map<int, int64_t> size_of;  // per shard, as reported with its last part
-  for (const auto& p : done) {
-    if (p->status.ok()) size_of[p->shard] = p->response.table_size();
-  }
-  for (const auto& [s, n] : size_of) total_size += n;
   std::vector<double> raw_weights;
-  for (const auto& p : done) {
-    if (!p->status.ok()) continue;
-    const v1::SampleResponse& r = p->response;
+  for (const auto& part : done) {
+    const v1::SampleResponse& r = part->response;
     if (merged.columns_size() == 0) {
       for (const v1::NamedTensor& c : r.columns()) {
         v1::NamedTensor* out = merged.add_columns();
@@ -429,20 +615,19 @@ absl::StatusOr<v1::SampleResponse> ShardedReplayClient::Sample(const std::string
       out->mutable_data()->append(r.columns(c).tensor().data());
       out->set_shape(0, out->shape(0) + r.columns(c).tensor().shape(0));
     }
-    const double shard_size = static_cast<double>(size_of[p->shard]);
+    const double share = static_cast<double>(items_from[part->shard]) / batch_size;
     for (int i = 0; i < r.keys_size(); ++i) {
-      merged.add_keys(TagKey(p->shard, r.keys(i)));
-      merged.add_probabilities(total_size > 0 ? shard_size / total_size * r.probabilities(i)
-                                              : r.probabilities(i));
+      merged.add_keys(TagKey(part->shard, r.keys(i)));
+      merged.add_probabilities(share * r.probabilities(i));
       merged.add_times_sampled(r.times_sampled(i));
-      raw_weights.push_back(std::pow(std::max(shard_size * r.probabilities(i), 1e-300), -beta));
+      raw_weights.push_back(std::pow(std::max(share * r.probabilities(i), 1e-300), -beta));
     }
     merged.set_rate_limiter_wait_seconds(
         std::max(merged.rate_limiter_wait_seconds(), r.rate_limiter_wait_seconds()));
   }
   const double max_weight = *std::max_element(raw_weights.begin(), raw_weights.end());
   for (double w : raw_weights) merged.add_importance_weights(w / max_weight);
-  merged.set_table_size(total_size);
+  merged.set_table_size(KnownSize(table));
   return merged;
 }
 

@@ -1,12 +1,15 @@
 // The client actors and the learner use to reach a set of replay shards as one replay:
-// inserts are spread over shards round-robin, samples are drawn from every shard in proportion
-// to its size and merged into one batch, and item keys carry their shard so priority updates
-// find their way back. A shard that answers UNAVAILABLE is skipped and retried after a
-// jittered exponential backoff, so the client keeps working with the shards that are up and
-// picks a restarted shard up again; a shard that lost a table the client created (restarted
-// without a checkpoint) gets it re-created. Every call has a deadline. Inserts are encoded
-// straight from the caller's buffers (InsertBatch) into one send buffer per request;
-// InsertStream streams many batches to one shard that way.
+// inserts are spread over the shards whose rate limiters take them (round-robin, a short wait
+// on each, the rest of a batch offered to the next shard), samples are split over the shards by
+// what each one's rate limiter can give and by size (rate_limiter.h's SplitSampleBatch) and
+// merged into one batch, and item keys carry their shard so priority updates find their way
+// back; so the update-to-data ratio holds over the whole set of shards and neither side stalls
+// on one shard (docs/replay.md, "The sharded client"). A shard that answers UNAVAILABLE is
+// skipped and retried after a jittered exponential backoff, so the client keeps working with
+// the shards that are up and picks a restarted shard up again; a shard that lost a table the
+// client created (restarted without a checkpoint) gets it re-created. Every call has a
+// deadline. Inserts are encoded straight from the caller's buffers (InsertBatch) into one send
+// buffer per request; InsertStream streams many batches to one shard that way.
 //
 // ShardedReplayClient is thread-safe: calls may come from several threads; each shard's state
 // is guarded by mu_. InsertStream is not: one stream per thread.
@@ -16,6 +19,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -41,6 +45,10 @@ struct ReplayClientOptions {
   CallOptions call;
   absl::Duration initial_backoff = absl::Milliseconds(100);
   absl::Duration max_backoff = absl::Seconds(5);
+  // With more than one shard: how long an insert first waits on one shard's rate limiter
+  // before the rows it did not take are offered to the next shard (the wait doubles with each
+  // round over the shards, up to 1 s). Zero turns this off: each insert then waits on one shard.
+  absl::Duration insert_probe_wait = absl::Milliseconds(20);
 };
 
 // One Insert stream to one replay shard, for a writer that streams many batches. Write(batch)
@@ -122,13 +130,20 @@ class ShardedReplayClient {
   // UNAVAILABLE; UNAVAILABLE when no shard could be reached.
   absl::Status CreateTable(const v1::TableConfig& config) ABSL_LOCKS_EXCLUDED(mu_);
 
-  // Inserts one batch on one shard, moving on to the next shard when one is down. Returns the
-  // shard-tagged keys when batch.return_keys. Errors: the shard's error (INVALID_ARGUMENT
-  // etc., not retried elsewhere); UNAVAILABLE when every shard is down. `rows_stored`, when
-  // given, is set to the batch's leading rows a shard stored, also on error: a shard held by
-  // its rate limiter until the deadline keeps what it let in (DEADLINE_EXCEEDED with
-  // *rows_stored > 0), and a retry should send only the rest. With a `canceller`, its Cancel()
-  // ends the insert (CANCELLED, from any shard; the shard is not taken for down).
+  // Inserts one batch, within one deadline (options.call.timeout) for the whole call. With
+  // several shards, it goes to the shards whose rate limiters take it: in rounds over the
+  // shards, round-robin from this insert's turn, each is offered the rows not stored yet and
+  // waits at most insert_probe_wait on its limiter (doubling every round, up to 1 s; the last
+  // wait runs to the deadline), so a batch may end up split over shards, in order. A shard that
+  // turned rows away, or was left full, is passed over in the first round of later inserts for
+  // a while (50 ms, doubling to 1 s while it stays full). With one shard, the insert waits on
+  // it until the deadline. Shards that are down are skipped. Returns the shard-tagged keys of
+  // every row, in order, when batch.return_keys.
+  // Errors: a shard's error (INVALID_ARGUMENT etc., not retried elsewhere); UNAVAILABLE when
+  // every shard is down; DEADLINE_EXCEEDED when the rate limiters held the rest until the
+  // deadline. `rows_stored`, when given, is set to the batch's leading rows the shards stored,
+  // also on error (a retry should send only the rest). With a `canceller`, its Cancel() ends
+  // the insert (CANCELLED, from any shard; the shard is not taken for down).
   absl::StatusOr<std::vector<uint64_t>> Insert(const InsertBatch& batch,
                                                int64_t* rows_stored = nullptr,
                                                InsertCanceller* canceller = nullptr)
@@ -137,9 +152,17 @@ class ShardedReplayClient {
   absl::StatusOr<std::vector<uint64_t>> Insert(const v1::InsertRequest& request)
       ABSL_LOCKS_EXCLUDED(mu_);
 
-  // Samples `batch_size` items across the shards that are up, in proportion to their sizes,
-  // in parallel, and merges them (columns concatenated, keys shard-tagged, probabilities and
-  // importance weights over the union). `timeout` bounds the rate-limiter wait on each shard.
+  // Samples `batch_size` items across the shards that are up, in parallel, split by
+  // SplitSampleBatch over what each shard last reported (its size and the samples its rate
+  // limiter can give; shards not heard from are asked with Info first), and merges them:
+  // columns concatenated, keys shard-tagged, probabilities the chance of each draw over the
+  // union (the shard's part of the batch times the probability within the shard), importance
+  // weights from those, table_size the total over every shard that is up (the last size each
+  // reported). `timeout` bounds the rate-limiter wait on each shard; the shards that answered
+  // are asked once more for what the others could not give. The merged response's
+  // rate_limiter is left unset (each shard's is recorded for the next call). Errors: a shard's
+  // error other than UNAVAILABLE and DEADLINE_EXCEEDED; UNAVAILABLE when the shards that answered
+  // could not give the whole batch.
   absl::StatusOr<v1::SampleResponse> Sample(const std::string& table, int batch_size,
                                             absl::Duration timeout,
                                             double importance_sampling_exponent = 0)
@@ -160,6 +183,16 @@ class ShardedReplayClient {
   static uint64_t UntagKey(uint64_t tagged) { return tagged & ((uint64_t{1} << 56) - 1); }
 
  private:
+  // What the client knows of one table on one shard.
+  struct TableState {
+    // The shard's last report (Insert, Sample or Info), when one came.
+    std::optional<v1::RateLimiterState> limiter;
+    absl::Time reported = absl::InfinitePast();
+    // The shard's limiter turned inserts away: later inserts pass it over until full_until
+    // (full_backoff doubles while it stays full).
+    absl::Time full_until = absl::InfinitePast();
+    absl::Duration full_backoff = absl::ZeroDuration();
+  };
   struct Shard {
     std::string address;
     std::shared_ptr<grpc::Channel> channel;
@@ -167,9 +200,10 @@ class ShardedReplayClient {
     bool up = true;
     absl::Time retry_at = absl::InfinitePast();
     absl::Duration backoff;
-    // Last table size this shard reported, per table.
-    std::map<std::string, int64_t> sizes;
+    std::map<std::string, TableState> tables;
   };
+  struct InsertAttempt;
+  struct SampleCall;
 
   explicit ShardedReplayClient(const ReplayClientOptions& options) : options_(options) {}
 
@@ -179,6 +213,31 @@ class ShardedReplayClient {
   void Record(int shard, const grpc::Status& status) ABSL_LOCKS_EXCLUDED(mu_);
   // Re-creates `table` on `shard` if this client created it before; true on success.
   bool Recreate(int shard, const std::string& table) ABSL_LOCKS_EXCLUDED(mu_);
+
+  // `candidates` in round-robin order from this insert's turn.
+  std::vector<int> Rotation(const std::vector<int>& candidates) ABSL_LOCKS_EXCLUDED(mu_);
+  // Those of `shards` that inserts into `table` do not pass over for being full now.
+  std::vector<int> NotFull(const std::vector<int>& shards, const std::string& table)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  // One Insert call of `batch` to shard `index` until `deadline`, waiting at most `max_wait` on
+  // its rate limiter (zero: as the batch says, by default until the deadline); re-creates the
+  // table once if the shard lost it.
+  InsertAttempt InsertOn(int index, const InsertBatch& batch, absl::Duration max_wait,
+                         absl::Time deadline, InsertCanceller* canceller) ABSL_LOCKS_EXCLUDED(mu_);
+  // Records what a shard said of `table`: its limiter, and whether it took every row offered.
+  void NoteInsert(int index, const std::string& table, const v1::InsertResponse& response,
+                  bool took_all) ABSL_LOCKS_EXCLUDED(mu_);
+  void NoteState(int index, const std::string& table, const v1::RateLimiterState& state)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  // Sends `calls` (Sample parts and Info refreshes) in parallel, waits for all of them and
+  // records what they report.
+  void RunSampleCalls(const std::string& table, std::vector<std::unique_ptr<SampleCall>>& calls)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  // How many items to ask each of `shards` for (SplitSampleBatch over their last reports).
+  std::vector<int> PlanSample(const std::string& table, int batch, const std::vector<int>& shards)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  // Total size of `table` over the shards that are up, as each last reported it.
+  int64_t KnownSize(const std::string& table) const ABSL_LOCKS_EXCLUDED(mu_);
 
   const ReplayClientOptions options_;
   mutable absl::Mutex mu_;

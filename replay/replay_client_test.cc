@@ -1,10 +1,13 @@
 #include "replay/replay_client.h"
 
+#include <cmath>
 #include <cstdlib>
 #include <thread>
 #include <tuple>
 
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
+#include "common/server.h"
 #include "common/testing/in_process_server.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -53,6 +56,7 @@ class ShardedReplayClientTest : public ::testing::Test {
                                                                registries_.back()));
       options.addresses.push_back(servers_.back()->host().address());
     }
+    addresses_ = options.addresses;
     options.call.timeout = absl::Seconds(5);
     client_ = *ShardedReplayClient::Create(options);
     ASSERT_TRUE(client_->CreateTable(Config()).ok());
@@ -61,11 +65,38 @@ class ShardedReplayClientTest : public ::testing::Test {
   // A client of shard 0 alone whose calls have deadline `timeout`.
   std::unique_ptr<ShardedReplayClient> ClientOfShard0(absl::Duration timeout);
   std::unique_ptr<ShardedReplayClient> LimitedTableOnShard0(absl::Duration timeout);
+  // A client of both shards whose calls have deadline `timeout`.
+  std::unique_ptr<ShardedReplayClient> ClientOfBoth(absl::Duration timeout);
+
+  // Stops shard `i` as a killed prl_replay goes (its server, then the shard, without a
+  // checkpoint) and starts it again on the same port from `options`, restoring its checkpoint.
+  void RestartShard(int i, const ShardOptions& options) {
+    const int port = restarted_[i] != nullptr ? restarted_[i]->port() : servers_[i]->host().port();
+    restarted_[i].reset();
+    servers_[i].reset();
+    services_[i].reset();
+    shards_[i].reset();
+    registries_[i] = std::make_shared<prometheus::Registry>();
+    auto shard = ReplayShard::Create(options, *registries_[i]);
+    ASSERT_TRUE(shard.ok()) << shard.status();
+    shards_[i] = *std::move(shard);
+    services_[i] = std::make_unique<ReplayServiceImpl>(ReplayServiceOptions{}, shards_[i].get());
+    ServerOptions server;
+    server.service_name = "replay";
+    server.port = port;
+    server.metrics_port = -1;
+    server.drain_timeout = absl::Milliseconds(200);
+    auto host = ServerHost::Start(server, {services_[i].get()}, registries_[i]);
+    ASSERT_TRUE(host.ok()) << host.status();
+    restarted_[i] = *std::move(host);
+  }
 
   std::vector<std::shared_ptr<prometheus::Registry>> registries_;
   std::vector<std::unique_ptr<ReplayShard>> shards_;
   std::vector<std::unique_ptr<ReplayServiceImpl>> services_;
   std::vector<std::unique_ptr<prl::testing::InProcessServer>> servers_;
+  std::vector<std::unique_ptr<ServerHost>> restarted_ = std::vector<std::unique_ptr<ServerHost>>(2);
+  std::vector<std::string> addresses_;
   std::unique_ptr<ShardedReplayClient> client_;
 };
 
@@ -295,6 +326,13 @@ std::unique_ptr<ShardedReplayClient> ShardedReplayClientTest::ClientOfShard0(
   return *ShardedReplayClient::Create(options);
 }
 
+std::unique_ptr<ShardedReplayClient> ShardedReplayClientTest::ClientOfBoth(absl::Duration timeout) {
+  ReplayClientOptions options;
+  options.addresses = addresses_;
+  options.call.timeout = timeout;
+  return *ShardedReplayClient::Create(options);
+}
+
 TEST_F(ShardedReplayClientTest, AnInsertHeldAtItsDeadlineSaysWhatItStored) {
   auto client = LimitedTableOnShard0(absl::Milliseconds(500));
 
@@ -377,6 +415,163 @@ TEST_F(ShardedReplayClientTest, InsertsABatchOfViews) {
   ASSERT_EQ(keys->size(), 2u);
   const int shard = ShardedReplayClient::ShardOfKey((*keys)[0]);
   EXPECT_EQ(shards_[shard]->Info("every_dtype")->tables(0).size(), 2);
+}
+
+// A table named `name` whose rate limiter wants `spi` sampled items per inserted one, within
+// `error_buffer`, from one item on.
+v1::TableConfig PacedConfig(const std::string& name, double spi, double error_buffer,
+                            v1::Sampler sampler = v1::SAMPLER_UNIFORM) {
+  v1::TableConfig config = Config();
+  config.set_name(name);
+  config.set_capacity(10000);
+  config.set_sampler(sampler);
+  config.mutable_rate_limiter()->set_min_size_to_sample(1);
+  config.mutable_rate_limiter()->set_samples_per_insert(spi);
+  config.mutable_rate_limiter()->set_error_buffer(error_buffer);
+  return config;
+}
+
+// Inserts ids [first, first + n) into `table` directly, without waiting.
+void InsertInto(Table& table, int64_t first, int64_t n) {
+  v1::InsertRequest rows = Ids(first, n);
+  rows.set_table(table.name());
+  int64_t inserted = 0;
+  ASSERT_TRUE(table.Insert(rows, absl::Now() + absl::Seconds(5), nullptr, &inserted, nullptr).ok());
+}
+
+// Samples `n` items from `table` directly and returns their ids.
+std::vector<int64_t> SampleFrom(Table& table, int n) {
+  v1::SampleRequest request;
+  request.set_batch_size(n);
+  v1::SampleResponse response;
+  const absl::Status s = table.Sample(request, absl::Now() + absl::Seconds(5), nullptr, &response);
+  EXPECT_TRUE(s.ok()) << s;
+  if (!s.ok()) return {};
+  const absl::Span<const int64_t> ids =
+      ViewTensorProto(response.columns(0).tensor(), "id")->data<int64_t>();
+  return std::vector<int64_t>(ids.begin(), ids.end());
+}
+
+TEST_F(ShardedReplayClientTest, TheRowsAShardDoesNotTakeGoToTheNextShardInOrder) {
+  // each shard takes 5 rows before its limiter wants samples.
+  ASSERT_TRUE(client_->CreateTable(PacedConfig("paced", 1, 4, v1::SAMPLER_FIFO)).ok());
+  auto client = ClientOfBoth(absl::Seconds(5));  // its first insert starts at shard 0
+  v1::InsertRequest rows = Ids(0, 8);
+  rows.set_table("paced");
+  int64_t stored = -1;
+  auto keys = client->Insert(InsertBatch::FromProto(rows), &stored);
+  ASSERT_TRUE(keys.ok()) << keys.status();
+  EXPECT_EQ(stored, 8);
+  std::vector<uint64_t> want;
+  for (uint64_t k = 1; k <= 5; ++k) want.push_back(ShardedReplayClient::TagKey(0, k));
+  for (uint64_t k = 1; k <= 3; ++k) want.push_back(ShardedReplayClient::TagKey(1, k));
+  EXPECT_EQ(*keys, want);
+  // every row once, in order: ids 0-4 on shard 0, 5-7 on shard 1.
+  EXPECT_THAT(SampleFrom(**shards_[0]->GetTable("paced"), 5),
+              ::testing::ElementsAre(0, 1, 2, 3, 4));
+  EXPECT_THAT(SampleFrom(**shards_[1]->GetTable("paced"), 3), ::testing::ElementsAre(5, 6, 7));
+}
+
+TEST_F(ShardedReplayClientTest, InsertsAndSamplesKeepFlowingAfterAShardRestartsWithItsLimiterFull) {
+  // 4 samples per insert within 40: each shard's diff (4 inserted - sampled) stays in [-36, 44].
+  const v1::TableConfig config = PacedConfig("paced", 4, 40);
+  // shard 1 comes back from a checkpoint holding 11 items that were never sampled: its limiter
+  // takes no insert until 4 of them are sampled, and it is small beside shard 0, which holds
+  // 1000 items at the target ratio.
+  ShardOptions restored;
+  restored.checkpoint_dir = absl::StrCat(std::getenv("TEST_TMPDIR"), "/full_limiter");
+  {
+    prometheus::Registry registry;
+    auto before = *ReplayShard::Create(restored, registry);
+    ASSERT_TRUE(before->CreateTable(config).ok());
+    InsertInto(**before->GetTable("paced"), 100000, 11);
+    ASSERT_TRUE(before->Checkpoint().ok());
+  }
+  RestartShard(1, restored);
+  ASSERT_TRUE(shards_[0]->CreateTable(config).ok());
+  std::shared_ptr<Table> big = *shards_[0]->GetTable("paced");
+  for (int i = 0; i < 100; ++i) {
+    InsertInto(*big, 10 * i, 10);
+    SampleFrom(*big, 40);
+  }
+  v1::TableInfo small = shards_[1]->Info("paced")->tables(0);
+  ASSERT_EQ(small.size(), 11);
+  ASSERT_FALSE(small.can_insert());
+
+  // an actor inserts 200 rows one at a time while the learner samples 200 batches of 4: both
+  // finish, each call within its deadline. Before, the actor waited on shard 1, which the
+  // learner, sampling by size, hardly ever sampled.
+  auto actor = ClientOfBoth(absl::Seconds(10));
+  auto learner = ClientOfBoth(absl::Seconds(10));
+  ASSERT_TRUE(learner->CreateTable(config).ok());
+  constexpr int kRows = 200;
+  constexpr int kBatches = 200;
+  absl::Status insert_error, sample_error;
+  std::thread inserts([&] {
+    for (int i = 0; i < kRows && insert_error.ok(); ++i) {
+      v1::InsertRequest row = Ids(1000 + i, 1);
+      row.set_table("paced");
+      insert_error = actor->Insert(InsertBatch::FromProto(row)).status();
+    }
+  });
+  for (int b = 0; b < kBatches && sample_error.ok(); ++b) {
+    sample_error = learner->Sample("paced", 4, absl::Seconds(10)).status();
+  }
+  inserts.join();
+  EXPECT_TRUE(insert_error.ok()) << insert_error;
+  EXPECT_TRUE(sample_error.ok()) << sample_error;
+
+  // every row stored once; over the set the ratio is within the shards' buffers.
+  int64_t inserted = 0, sampled = 0;
+  for (int i = 0; i < 2; ++i) {
+    const v1::TableInfo info = shards_[i]->Info("paced")->tables(0);
+    inserted += info.inserted_total();
+    sampled += info.sampled_total();
+  }
+  EXPECT_EQ(inserted, 1000 + 11 + kRows);
+  EXPECT_EQ(sampled, 4000 + 4 * kBatches);
+  const double center = 2 * 4.0 * 1;  // two shards, spi x min_size_to_sample each
+  EXPECT_LE(std::abs(4.0 * inserted - sampled - center), 2 * 40.0);
+}
+
+TEST_F(ShardedReplayClientTest, SamplesComeFromTheShardsWhoseLimitersCanGiveThem) {
+  // one sample per insert within 100. Shard 0 holds 100 items but its limiter gives no more
+  // until inserts come; shard 1 holds 5 and can give 104.
+  const v1::TableConfig config = PacedConfig("paced", 1, 100);
+  ASSERT_TRUE(client_->CreateTable(config).ok());
+  InsertInto(**shards_[0]->GetTable("paced"), 0, 100);
+  SampleFrom(**shards_[0]->GetTable("paced"), 199);
+  InsertInto(**shards_[1]->GetTable("paced"), 100, 5);
+  const v1::TableInfo before = shards_[0]->Info("paced")->tables(0);
+  ASSERT_FALSE(before.can_sample());
+
+  auto learner = ClientOfBoth(absl::Seconds(5));
+  ASSERT_TRUE(learner->CreateTable(config).ok());
+  auto merged = learner->Sample("paced", 8, absl::Seconds(5));
+  ASSERT_TRUE(merged.ok()) << merged.status();
+  for (int i = 0; i < 8; ++i) {
+    EXPECT_EQ(ShardedReplayClient::ShardOfKey(merged->keys(i)), 1);
+    EXPECT_DOUBLE_EQ(merged->probabilities(i), 1.0 / 5);  // all of the batch, 1 in 5 there
+    EXPECT_DOUBLE_EQ(merged->importance_weights(i), 1.0);
+  }
+  EXPECT_EQ(merged->table_size(), 105);
+  // shard 0 was not asked to wait for items it could not give.
+  const v1::TableInfo held = shards_[0]->Info("paced")->tables(0);
+  EXPECT_EQ(held.sampled_total(), 199);
+  EXPECT_EQ(held.rate_limiter_sample_wait_seconds(), before.rate_limiter_sample_wait_seconds());
+}
+
+TEST_F(ShardedReplayClientTest, TableSizeIsTheTotalOverEveryShardOnEveryPoll) {
+  InsertInto(**shards_[0]->GetTable("t"), 0, 90);
+  InsertInto(**shards_[1]->GetTable("t"), 90, 10);
+  auto learner = ClientOfBoth(absl::Seconds(5));
+  ASSERT_TRUE(learner->CreateTable(Config()).ok());
+  for (int poll = 0; poll < 40; ++poll) {
+    // the one item comes from one shard; the size counts the other's too.
+    auto sample = learner->Sample("t", 1, absl::Seconds(5));
+    ASSERT_TRUE(sample.ok()) << sample.status();
+    EXPECT_EQ(sample->table_size(), 100) << "poll " << poll;
+  }
 }
 
 }  // namespace

@@ -4,11 +4,13 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "common/field_error.h"
 #include "common/grpc_status.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
 #include "grpcpp/support/method_handler.h"
 #include "replay/insert_batch.h"
+#include "replay/rate_limiter.h"
 
 namespace prl::replay {
 namespace {
@@ -53,10 +55,13 @@ struct InsertStreamState {
 };
 
 // Parses one request of an Insert stream where gRPC received it and inserts its rows.
+// `*waited_out` says the request's own max_wait_ms (not the call's deadline) ended a wait on
+// the rate limiter: the stream then ends without an error (see InsertRequest.max_wait_ms).
 absl::Status InsertRequestBytes(ReplayShard& shard, grpc::ServerContext* context,
                                 const grpc::ByteBuffer& request, InsertStreamState* state,
-                                int64_t* inserted) {
+                                int64_t* inserted, bool* waited_out) {
   *inserted = 0;
+  *waited_out = false;
   state->slices.clear();
   PRL_RETURN_IF_ERROR(FromGrpcStatus(request.Dump(&state->slices)));
   ScatteredBytes bytes;
@@ -64,11 +69,23 @@ absl::Status InsertRequestBytes(ReplayShard& shard, grpc::ServerContext* context
     bytes.Append({reinterpret_cast<const char*>(slice.begin()), slice.size()});
   }
   PRL_RETURN_IF_ERROR(ParseInsertRequest(bytes, &state->batch));
+  if (state->batch.max_wait_ms < 0) {
+    return QuotedFieldError("max_wait_ms", state->batch.max_wait_ms,
+                            "allowed: >= 0 (0 waits until the call's deadline)");
+  }
   if (state->table == nullptr || state->table->name() != state->batch.table) {
     PRL_ASSIGN_OR_RETURN(state->table, shard.GetTable(state->batch.table));
   }
-  return state->table->Insert(state->batch, InsertDeadline(*context), Cancelled(context), inserted,
-                              state->batch.return_keys ? &state->keys : nullptr);
+  PRL_RETURN_IF_ERROR(CheckInsertColumnNames(state->batch, state->table->config()));
+  const absl::Time call_deadline = InsertDeadline(*context);
+  absl::Time deadline = call_deadline;
+  if (state->batch.max_wait_ms > 0) {
+    deadline = std::min(deadline, absl::Now() + absl::Milliseconds(state->batch.max_wait_ms));
+  }
+  absl::Status s = state->table->Insert(state->batch, deadline, Cancelled(context), inserted,
+                                        state->batch.return_keys ? &state->keys : nullptr);
+  *waited_out = absl::IsDeadlineExceeded(s) && deadline < call_deadline;
+  return s;
 }
 
 }  // namespace
@@ -120,8 +137,11 @@ grpc::Status ReplayServiceImpl::InsertRaw(grpc::ServerContext* context,
   // control pushes back on a writer the rate limiter holds.
   for (int64_t index = 0; reader->Read(&request); ++index) {
     int64_t inserted = 0;
-    absl::Status s = InsertRequestBytes(*shard_, context, request, &state, &inserted);
+    bool waited_out = false;
+    absl::Status s = InsertRequestBytes(*shard_, context, request, &state, &inserted, &waited_out);
     response->set_num_inserted(response->num_inserted() + inserted);
+    // a request's own max_wait_ms passed: a partial insert, answered like a whole one.
+    if (waited_out) break;
     if (!s.ok()) {
       context->AddTrailingMetadata(kRowsInsertedMetadata, absl::StrCat(response->num_inserted()));
       return ToGrpcStatus(absl::Status(
@@ -130,6 +150,9 @@ grpc::Status ReplayServiceImpl::InsertRaw(grpc::ServerContext* context,
     }
   }
   response->mutable_keys()->Assign(state.keys.begin(), state.keys.end());
+  if (state.table != nullptr) {
+    *response->mutable_rate_limiter() = RateLimiterStateOf(state.table->Info());
+  }
   return grpc::Status::OK;
 }
 
@@ -139,7 +162,9 @@ grpc::Status ReplayServiceImpl::Sample(grpc::ServerContext* context,
   if (grpc::Status s = auth_.Check(*context); !s.ok()) return s;
   auto table = shard_->GetTable(request->table());
   if (!table.ok()) return ToGrpcStatus(table.status());
-  return ToGrpcStatus((*table)->Sample(*request, Deadline(*context), Cancelled(context), response));
+  absl::Status s = (*table)->Sample(*request, Deadline(*context), Cancelled(context), response);
+  if (s.ok()) *response->mutable_rate_limiter() = RateLimiterStateOf((*table)->Info());
+  return ToGrpcStatus(s);
 }
 
 grpc::Status ReplayServiceImpl::UpdatePriorities(grpc::ServerContext* context,
@@ -160,6 +185,9 @@ grpc::Status ReplayServiceImpl::Info(grpc::ServerContext*, const v1::InfoRequest
   auto info = shard_->Info(request->table());
   if (!info.ok()) return ToGrpcStatus(info.status());
   *response = *std::move(info);
+  for (v1::TableInfo& table : *response->mutable_tables()) {
+    *table.mutable_rate_limiter() = RateLimiterStateOf(table);
+  }
   return grpc::Status::OK;
 }
 

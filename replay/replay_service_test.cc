@@ -263,7 +263,78 @@ TEST_F(ReplayServiceTest, UpdatePrioritiesAndCheckpoint) {
   EXPECT_EQ(deleted.items_removed(), 2);
 }
 
-TEST_F(ReplayServiceTest, ServesHealth) { EXPECT_TRUE(CheckHealth(server_->channel(), {}).ok()); }
+TEST_F(ReplayServiceTest, ServesHealthForTheServerAndTheReplayService) {
+  EXPECT_TRUE(CheckHealth(server_->channel(), {}).ok());
+  EXPECT_TRUE(CheckHealth(server_->channel(), {}, "prl.v1.ReplayService").ok());
+}
+
+TEST_F(ReplayServiceTest, AnInsertsMaxWaitEndsTheStreamWithWhatWasStored) {
+  // a table that takes 5 rows before its limiter wants samples (1 per insert, buffer 4).
+  v1::CreateTableRequest create;
+  *create.mutable_config() = Config();
+  create.mutable_config()->set_name("limited");
+  create.mutable_config()->mutable_rate_limiter()->set_samples_per_insert(1);
+  create.mutable_config()->mutable_rate_limiter()->set_error_buffer(4);
+  v1::CreateTableResponse created;
+  ASSERT_TRUE(stub_->CreateTable(server_->Context(kToken).get(), create, &created).ok());
+
+  // 8 rows that may wait 20 ms: 5 go in, the stream ends without an error and without reading
+  // the request after it.
+  v1::InsertRequest rows = Rows(8, 1.0f);
+  rows.set_table("limited");
+  rows.set_max_wait_ms(20);
+  v1::InsertRequest after = Rows(1, 2.0f);
+  after.set_table("limited");
+  v1::InsertResponse inserted;
+  grpc::Status s = InsertStream({rows, after}, &inserted);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(inserted.num_inserted(), 5);
+  EXPECT_THAT(inserted.keys(), ElementsAre(1, 2, 3, 4, 5));
+  // its limiter now: diff 5 in [-3, 5] takes no insert and gives 8 samples.
+  EXPECT_EQ(inserted.rate_limiter().size(), 5);
+  EXPECT_EQ(inserted.rate_limiter().inserted(), 5);
+  EXPECT_EQ(inserted.rate_limiter().sampled(), 0);
+  EXPECT_EQ(inserted.rate_limiter().insert_permits(), 0);
+  EXPECT_EQ(inserted.rate_limiter().sample_permits(), 8);
+  EXPECT_EQ(shard_->Info("limited")->tables(0).size(), 5);
+
+  // samples and Info report it too.
+  v1::SampleRequest sample;
+  sample.set_table("limited");
+  sample.set_batch_size(3);
+  v1::SampleResponse sampled;
+  ASSERT_TRUE(stub_->Sample(server_->Context(kToken).get(), sample, &sampled).ok());
+  EXPECT_EQ(sampled.rate_limiter().sampled(), 3);
+  EXPECT_EQ(sampled.rate_limiter().sample_permits(), 5);
+  EXPECT_EQ(sampled.rate_limiter().insert_permits(), 3);
+  v1::InfoRequest info_request;
+  info_request.set_table("limited");
+  v1::InfoResponse info;
+  ASSERT_TRUE(stub_->Info(server_->Context().get(), info_request, &info).ok());
+  EXPECT_EQ(info.tables(0).rate_limiter().insert_permits(), 3);
+
+  rows.set_max_wait_ms(-1);
+  s = InsertStream({rows}, &inserted);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("field 'max_wait_ms': -1 is not allowed"));
+}
+
+TEST_F(ReplayServiceTest, InsertErrorsNameTheMissingAndUnexpectedColumns) {
+  const int64_t size = shard_->Info("t")->tables(0).size();
+  v1::InsertRequest misnamed = Rows(1, 1.0f);
+  misnamed.mutable_columns(0)->set_name("y");
+  v1::InsertResponse inserted;
+  grpc::Status s = InsertStream({misnamed}, &inserted);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("field 'columns': missing 'x'; not columns of the "
+                                           "table: 'y' (table 't' has columns 'x')"));
+  v1::InsertRequest extra = Rows(1, 1.0f);
+  *extra.add_columns() = extra.columns(0);
+  extra.mutable_columns(1)->set_name("z");
+  s = InsertStream({extra}, &inserted);
+  EXPECT_THAT(s.error_message(), HasSubstr("not columns of the table: 'z' (table 't'"));
+  EXPECT_EQ(shard_->Info("t")->tables(0).size(), size);
+}
 
 }  // namespace
 }  // namespace prl::replay
