@@ -41,6 +41,11 @@ class BatchFeed {
   // Stops producing and joins background work; Next returns nullopt from then on.
   // Idempotent.
   virtual void Stop() = 0;
+
+  // Stops, and frees what the feed holds at its source for good (a replay feed deletes its
+  // tables): called when the run has ended and will not resume. Best effort: errors are
+  // returned for logging.
+  virtual absl::Status Release() = 0;
 };
 
 }  // namespace prl::learner

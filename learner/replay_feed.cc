@@ -30,6 +30,9 @@ class ShardedReplaySource final : public ReplaySource {
                                 const std::vector<double>& priorities) override {
     return client_->UpdatePriorities(table, keys, priorities).status();
   }
+  absl::Status DeleteTable(const std::string& table) override {
+    return client_->DeleteTable(table).status();
+  }
 
  private:
   replay::ShardedReplayClient* const client_;
@@ -175,6 +178,15 @@ void ReplayFeed::UpdatePriorities(const std::vector<uint64_t>& keys,
 int64_t ReplayFeed::size() const {
   absl::MutexLock lock(&mu_);
   return size_;
+}
+
+absl::Status ReplayFeed::Release() {
+  Stop();
+  absl::Status status;
+  for (const v1::TableConfig& config : options_.tables) {
+    status.Update(source_->DeleteTable(config.name()));
+  }
+  return status;
 }
 
 void ReplayFeed::Stop() {

@@ -43,6 +43,8 @@ class ReplaySource {
                                                     double importance_sampling_exponent) = 0;
   virtual absl::Status UpdatePriorities(const std::string& table, const std::vector<uint64_t>& keys,
                                         const std::vector<double>& priorities) = 0;
+  // Deletes `table` on every shard (done when a shard does not have it).
+  virtual absl::Status DeleteTable(const std::string& table) = 0;
 };
 
 // The sharded replay client as a ReplaySource (not owned; outlives the source).
@@ -79,6 +81,8 @@ class ReplayFeed final : public BatchFeed {
                         const std::vector<double>& priorities) override;
   int64_t size() const override;
   void Stop() override;
+  // Deletes the feed's tables (after Stop).
+  absl::Status Release() override;
 
   // Converts a sample response into a Batch on `device`. Errors: INVALID_ARGUMENT for a
   // malformed column (ViewTensorProto's message).

@@ -58,6 +58,11 @@ class FakeSource final : public ReplaySource {
     }
     return Response(static_cast<float>(sampled_tables.size()));
   }
+  absl::Status DeleteTable(const std::string& table) override {
+    absl::MutexLock lock(&mu_);
+    deleted.push_back(table);
+    return absl::OkStatus();
+  }
   absl::Status UpdatePriorities(const std::string& table, const std::vector<uint64_t>& keys,
                                 const std::vector<double>& priorities) override {
     absl::MutexLock lock(&mu_);
@@ -81,6 +86,7 @@ class FakeSource final : public ReplaySource {
 
   absl::Mutex mu_;
   std::vector<std::string> created;
+  std::vector<std::string> deleted;
   std::deque<absl::Status> create_results;
   std::deque<absl::StatusOr<v1::SampleResponse>> sample_results;
   std::vector<std::string> sampled_tables;
@@ -181,6 +187,16 @@ TEST(ReplayFeedTest, TransientSampleErrorsAreSkippedAndOthersEndTheFeed) {
   absl::StatusOr<std::optional<Batch>> second = feed.Next(absl::Minutes(1));
   EXPECT_EQ(second.status().code(), absl::StatusCode::kInternal);
   EXPECT_EQ(second.status().message(), "table deleted");
+}
+
+TEST(ReplayFeedTest, ReleaseDeletesEveryTable) {
+  auto source = std::make_unique<FakeSource>();
+  FakeSource* fake = source.get();
+  ReplayFeed feed(std::move(source), Options());
+  ASSERT_TRUE(feed.Start().ok());
+  ASSERT_TRUE(feed.Release().ok());
+  absl::MutexLock lock(&fake->mu_);
+  EXPECT_THAT(fake->deleted, ElementsAre("exp-1", "exp-1-sil"));
 }
 
 TEST(ReplayFeedTest, NextAfterStopReturnsNothing) {

@@ -74,6 +74,7 @@ class ShardedFeed final : public BatchFeed {
   }
   int64_t size() const override { return feed_.size(); }
   void Stop() override { feed_.Stop(); }
+  absl::Status Release() override { return feed_.Release(); }
 
  private:
   ShardedFeed(std::unique_ptr<replay::ShardedReplayClient> client, ReplayFeedOptions options)
@@ -578,6 +579,12 @@ ExperimentRun::Result TrainingRun::Run() {
     }
   }
   ReportProgress();
+  // a run that ended for good frees its replay tables (one left RUNNING resumes with them)
+  if (result.state != v1::EXPERIMENT_STATE_RUNNING) {
+    if (absl::Status s = feed_->Release(); !s.ok()) {
+      PRL_LOG(WARNING) << experiment_.id() << ": deleting its replay tables: " << s;
+    }
+  }
   return result;
 }
 

@@ -110,6 +110,11 @@ class FakeFeed final : public BatchFeed {
   }
   int64_t size() const override { return calls * request_.batch_size; }
   void Stop() override { stopped = true; }
+  absl::Status Release() override {
+    stopped = true;
+    released = true;
+    return absl::OkStatus();
+  }
 
   const FeedRequest& request() const { return request_; }
 
@@ -117,6 +122,7 @@ class FakeFeed final : public BatchFeed {
   absl::Status error;
   bool started = false;
   bool stopped = false;
+  bool released = false;
   int64_t calls = 0;
   int priority_updates = 0;
 
@@ -183,6 +189,7 @@ class TrainingRunTest : public ::testing::Test {
     ExperimentRun::Result result = (*run)->Run();
     feed_calls_ = feed_ != nullptr ? feed_->calls : 0;
     feed_stopped_ = feed_ != nullptr && feed_->stopped;
+    feed_released_ = feed_ != nullptr && feed_->released;
     priority_updates_ = feed_ != nullptr ? feed_->priority_updates : 0;
     if (feed_ != nullptr) request_ = feed_->request();
     feed_ = nullptr;  // owned by the run, gone with it
@@ -228,6 +235,7 @@ class TrainingRunTest : public ::testing::Test {
   FakeFeed* feed_ = nullptr;
   int64_t feed_calls_ = 0;
   bool feed_stopped_ = false;
+  bool feed_released_ = false;
   int priority_updates_ = 0;
   FeedRequest request_;
 };
@@ -238,6 +246,7 @@ TEST_F(TrainingRunTest, TrainsToMaxUpdatesPublishingCheckpointingAndCountingInMe
   EXPECT_EQ(result.reason, "max_updates reached");
   EXPECT_EQ(feed_calls_, 30);
   EXPECT_TRUE(feed_stopped_);
+  EXPECT_TRUE(feed_released_);  // the run ended for good: its tables go
   // the feed was asked for the algorithm's table, named after the experiment
   ASSERT_EQ(request_.tables.size(), 1u);
   EXPECT_EQ(request_.tables[0].name(), "exp-1");
@@ -353,6 +362,7 @@ TEST_F(TrainingRunTest, StopRequestsEndStoppedAndShutdownsLeaveItRunning) {
   EXPECT_EQ(shutdown.state, v1::EXPERIMENT_STATE_RUNNING);
   EXPECT_EQ(shutdown.reason, "learner shutting down");
   EXPECT_EQ(feed_calls_, 5);
+  EXPECT_FALSE(feed_released_);  // it resumes with its tables
 }
 
 TEST_F(TrainingRunTest, VersionsNeverGoBackAfterACrashBeforeTheFirstCheckpoint) {
@@ -409,6 +419,7 @@ TEST_F(TrainingRunTest, AFeedErrorFailsTheRunNamingIt) {
   const ExperimentRun::Result result = RunSpec(SmallSacSpec());
   EXPECT_EQ(result.state, v1::EXPERIMENT_STATE_FAILED);
   EXPECT_EQ(result.reason, "sampling replay: table exp-1 was deleted");
+  EXPECT_TRUE(feed_released_);  // a failed run leaves no table behind
 }
 
 TEST_F(TrainingRunTest, PrioritizedReplayGetsNewPriorities) {

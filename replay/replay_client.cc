@@ -238,6 +238,35 @@ absl::Status ShardedReplayClient::CreateTable(const v1::TableConfig& config) {
   return absl::OkStatus();
 }
 
+absl::StatusOr<int64_t> ShardedReplayClient::DeleteTable(const std::string& table) {
+  {
+    absl::MutexLock lock(&mu_);
+    tables_.erase(table);
+  }
+  v1::DeleteTableRequest request;
+  request.set_table(table);
+  int64_t removed = 0;
+  for (size_t i = 0; i < options_.addresses.size(); ++i) {
+    grpc::ClientContext context;
+    PrepareContext(options_.call, &context);
+    v1::DeleteTableResponse response;
+    v1::ReplayService::Stub* stub;
+    {
+      absl::MutexLock lock(&mu_);
+      stub = shards_[i].stub.get();
+    }
+    grpc::Status status = stub->DeleteTable(&context, request, &response);
+    Record(static_cast<int>(i), status);
+    if (status.ok()) {
+      removed += response.items_removed();
+    } else if (status.error_code() != grpc::StatusCode::UNAVAILABLE &&
+               status.error_code() != grpc::StatusCode::NOT_FOUND) {
+      return FromGrpcStatus(status);
+    }
+  }
+  return removed;
+}
+
 struct ShardedReplayClient::InsertAttempt {
   absl::StatusOr<v1::InsertResponse> response;
   // Rows the shard stored (also when the call failed).

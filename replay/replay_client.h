@@ -130,6 +130,11 @@ class ShardedReplayClient {
   // UNAVAILABLE; UNAVAILABLE when no shard could be reached.
   absl::Status CreateTable(const v1::TableConfig& config) ABSL_LOCKS_EXCLUDED(mu_);
 
+  // Deletes the table on every shard that is up (a shard without it counts as done) and
+  // forgets its config (a shard that restarts does not get it back). Returns the items
+  // removed. Errors: the first error other than UNAVAILABLE and NOT_FOUND.
+  absl::StatusOr<int64_t> DeleteTable(const std::string& table) ABSL_LOCKS_EXCLUDED(mu_);
+
   // Inserts one batch, within one deadline (options.call.timeout) for the whole call. With
   // several shards, it goes to the shards whose rate limiters take it: in rounds over the
   // shards, round-robin from this insert's turn, each is offered the rows not stored yet and

@@ -134,6 +134,18 @@ TEST_F(ShardedReplayClientTest, InsertsSpreadAndSamplesMerge) {
   EXPECT_EQ(per_shard[1], 32);
 }
 
+TEST_F(ShardedReplayClientTest, DeleteTableRemovesItFromEveryShard) {
+  for (int b = 0; b < 4; ++b) ASSERT_TRUE(client_->Insert(Ids(b * 10, 10)).ok());
+  absl::StatusOr<int64_t> removed = client_->DeleteTable("t");
+  ASSERT_TRUE(removed.ok()) << removed.status();
+  EXPECT_EQ(*removed, 40);
+  EXPECT_EQ(shards_[0]->Info("t").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(shards_[1]->Info("t").status().code(), absl::StatusCode::kNotFound);
+  // deleting again is done already, and the client no longer re-creates it on inserts
+  EXPECT_EQ(*client_->DeleteTable("t"), 0);
+  EXPECT_EQ(client_->Insert(Ids(0, 10)).status().code(), absl::StatusCode::kNotFound);
+}
+
 TEST_F(ShardedReplayClientTest, PrioritiesGoBackToTheirShard) {
   auto a = client_->Insert(Ids(0, 2));
   auto b = client_->Insert(Ids(2, 2));
