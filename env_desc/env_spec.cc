@@ -2,10 +2,12 @@
 
 #include <algorithm>
 #include <cmath>
+#include <utility>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "env_desc/maze_generator.h"
 
 namespace prl::env_desc {
 namespace {
@@ -63,6 +65,77 @@ std::optional<Cell> ResolveCell(const Maze& maze, bool has_cell, const v1::GridC
     return std::nullopt;
   }
   return c;
+}
+
+// Parses `layout` into config->maze, with its start and goal: the cells `spec` sets (when
+// `use_cells`), else the layout's 'S' and 'G'.
+void ResolveLayout(const std::string& layout, const v1::MazeSpec& spec, bool use_cells,
+                   const std::string& mp, EnvConfig* config, std::vector<std::string>* problems) {
+  absl::StatusOr<Maze> maze = Maze::Parse(layout, mp + ".layout");
+  if (!maze.ok()) {
+    problems->push_back(std::string(maze.status().message()));
+    return;
+  }
+  if (!maze->Connected()) {
+    problems->push_back(absl::StrCat(mp,
+                                     ".layout: some free cells cannot reach others; every "
+                                     "free cell must be connected"));
+  }
+  std::optional<Cell> start = ResolveCell(*maze, use_cells && spec.has_start(), spec.start(),
+                                          maze->start(), 'S', mp + ".start", problems);
+  std::optional<Cell> goal = ResolveCell(*maze, use_cells && spec.has_goal(), spec.goal(),
+                                         maze->goal(), 'G', mp + ".goal", problems);
+  if (start && goal && *start == *goal) {
+    problems->push_back(absl::StrCat(mp, ".goal: (", goal->row, ", ", goal->col,
+                                     ") is the start cell; the goal must differ from the start"));
+  }
+  if (maze->free_cells().size() < 2) {
+    problems->push_back(absl::StrCat(mp, ".layout: needs at least two free cells"));
+  }
+  if (start) config->start = *start;
+  if (goal) config->goal = *goal;
+  config->maze = std::move(*maze);
+}
+
+// Resolves MazeSpec `spec` (at field path `mp`) into config->maze, start, goal and random_maze.
+void ResolveMaze(const v1::MazeSpec& spec, const std::string& mp, EnvConfig* config,
+                 std::vector<std::string>* problems) {
+  if (!spec.has_random()) {
+    ResolveLayout(spec.layout().empty() ? std::string(Maze::DefaultLayout()) : spec.layout(), spec,
+                  /*use_cells=*/true, mp, config, problems);
+    return;
+  }
+  if (!spec.layout().empty()) {
+    problems->push_back(absl::StrCat(mp, ".layout and ", mp,
+                                     ".random: both are set; a maze is either a given layout or "
+                                     "generated from a seed, so set one of them"));
+    return;
+  }
+  const v1::MazeSpec::RandomMaze& r = spec.random();
+  RandomMazeConfig random;
+  random.rows = r.rows();
+  random.cols = r.cols();
+  random.seed = r.seed();
+  random.per_env = r.per_env();
+  if (r.has_extra_openings()) random.extra_openings = r.extra_openings();
+  if (random.per_env) {
+    for (const auto& [name, set] :
+         {std::pair<const char*, bool>{"start", spec.has_start()}, {"goal", spec.has_goal()}}) {
+      if (!set) continue;
+      problems->push_back(absl::StrCat(mp, ".", name, ": must stay unset with ", mp,
+                                       ".random.per_env (each env's maze has its own 'S' and "
+                                       "'G'); leave it unset"));
+    }
+  }
+  absl::StatusOr<std::string> layout = GenerateMazeLayout(random.rows, random.cols, random.seed,
+                                                          random.extra_openings, mp + ".random");
+  if (!layout.ok()) {
+    problems->push_back(std::string(layout.status().message()));
+    return;
+  }
+  ResolveLayout(*layout, spec, /*use_cells=*/!random.per_env, mp, config, problems);
+  config->random_maze = random;
+  if (random.per_env) config->maze_index = 0;
 }
 
 EnvConfig Resolve(const v1::EnvSpec& spec, absl::string_view field,
@@ -135,33 +208,7 @@ EnvConfig Resolve(const v1::EnvSpec& spec, absl::string_view field,
     }
     return config;
   }
-  const std::string mp = f + ".maze";
-  const std::string layout =
-      spec.maze().layout().empty() ? std::string(Maze::DefaultLayout()) : spec.maze().layout();
-  absl::StatusOr<Maze> maze = Maze::Parse(layout, mp + ".layout");
-  if (!maze.ok()) {
-    problems->push_back(std::string(maze.status().message()));
-    return config;
-  }
-  if (!maze->Connected()) {
-    problems->push_back(absl::StrCat(mp,
-                                     ".layout: some free cells cannot reach others; every "
-                                     "free cell must be connected"));
-  }
-  std::optional<Cell> start = ResolveCell(*maze, spec.maze().has_start(), spec.maze().start(),
-                                          maze->start(), 'S', mp + ".start", problems);
-  std::optional<Cell> goal = ResolveCell(*maze, spec.maze().has_goal(), spec.maze().goal(),
-                                         maze->goal(), 'G', mp + ".goal", problems);
-  if (start && goal && *start == *goal) {
-    problems->push_back(absl::StrCat(mp, ".goal: (", goal->row, ", ", goal->col,
-                                     ") is the start cell; the goal must differ from the start"));
-  }
-  if (maze->free_cells().size() < 2) {
-    problems->push_back(absl::StrCat(mp, ".layout: needs at least two free cells"));
-  }
-  if (start) config.start = *start;
-  if (goal) config.goal = *goal;
-  config.maze = std::move(*maze);
+  ResolveMaze(spec.maze(), f + ".maze", &config, problems);
   return config;
 }
 
@@ -193,12 +240,33 @@ absl::StatusOr<EnvConfig> ResolveEnvSpec(const v1::EnvSpec& spec, absl::string_v
   return config;
 }
 
+absl::StatusOr<EnvConfig> EnvConfigForEnv(const EnvConfig& config, uint64_t env_index) {
+  if (!config.random_maze || !config.random_maze->per_env) return config;
+  const RandomMazeConfig& random = *config.random_maze;
+  const std::string field = absl::StrCat("maze of env ", env_index);
+  absl::StatusOr<std::string> layout = GenerateMazeLayout(
+      random.rows, random.cols, random.seed + env_index, random.extra_openings, field);
+  if (!layout.ok()) return layout.status();
+  EnvConfig env = config;
+  std::vector<std::string> problems;
+  ResolveLayout(*layout, v1::MazeSpec(), /*use_cells=*/false, field, &env, &problems);
+  if (!problems.empty()) return absl::InternalError(absl::StrJoin(problems, "; "));
+  env.maze_index = static_cast<int64_t>(env_index);
+  return env;
+}
+
 void FillEnvSpecDefaults(const EnvConfig& config, v1::EnvSpec* spec) {
   spec->set_task(config.task);
   spec->set_episode_length(config.episode_length);
   if (config.maze) {
     v1::MazeSpec* maze = spec->mutable_maze();
-    maze->set_layout(config.maze->layout());
+    if (config.random_maze) {
+      // the seed stands for the layout; per-env mazes each have their own start and goal
+      maze->mutable_random()->set_extra_openings(config.random_maze->extra_openings);
+      if (config.random_maze->per_env) return;
+    } else {
+      maze->set_layout(config.maze->layout());
+    }
     maze->mutable_start()->set_row(config.start.row);
     maze->mutable_start()->set_col(config.start.col);
     maze->mutable_goal()->set_row(config.goal.row);

@@ -3,6 +3,9 @@
 //
 //   prl_collect --domain=point_maze --collector=planner --episodes=1000
 //       --action_noise=0.1 --randomize_start_goal --output=state/datasets/maze.hdf5
+//
+// Many mazes (SPiRL): --random_maze=20x20 --maze_seed=1000 gives env j the random maze of seed
+// 1000 + j, with random start and goal per episode under --randomize_start_goal.
 #include <unistd.h>
 
 #include <chrono>
@@ -12,19 +15,24 @@
 #include <memory>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
 #include "actor/collect/collector.h"
 #include "actor/collect/maze_planner.h"
 #include "actor/collect/policy.h"
 #include "actor/envs/batched_env.h"
 #include "actor/envs/env_factory.h"
 #include "common/dataset_writer.h"
+#include "common/status_macros.h"
 #include "env_desc/env_spec.h"
+#include "env_desc/maze_generator.h"
 #include "google/protobuf/text_format.h"
 
 ABSL_FLAG(std::string, domain, "",
@@ -38,6 +46,18 @@ ABSL_FLAG(int64_t, steps, 0, "Env steps to take (0: no limit).");
 ABSL_FLAG(double, action_noise, 0.0, "Std of Gaussian noise added to every action.");
 ABSL_FLAG(bool, randomize_start_goal, false,
           "point_maze: each episode starts and aims at random free cells.");
+ABSL_FLAG(std::string, random_maze, "",
+          "point_maze: ROWSxCOLS (border included, 4..64 each) to run mazes generated from "
+          "--maze_seed instead of the spec's layout; sets env.maze.random.");
+ABSL_FLAG(uint64_t, maze_seed, 0,
+          "With --random_maze: seed of the maze (env j's is maze_seed + j with --maze_per_env). "
+          "Keep the transfer task's maze outside the seeds a dataset used.");
+ABSL_FLAG(bool, maze_per_env, true,
+          "With --random_maze: each env j runs the maze of maze_seed + j, so the dataset spans "
+          "--num_envs mazes; false: every env runs the maze of --maze_seed.");
+ABSL_FLAG(double, maze_extra_openings, prl::env_desc::kDefaultExtraOpenings,
+          "With --random_maze: fraction of the inner walls opened beyond the spanning tree "
+          "(0 a perfect maze, 1 an open grid).");
 ABSL_FLAG(bool, success_only, false, "Keep only episodes that reached their goal.");
 ABSL_FLAG(int64_t, seed, 0, "Seed: env j gets seed + j; the policy and noise derive from it.");
 ABSL_FLAG(int, num_envs, 4, "Envs stepped as one batch.");
@@ -51,6 +71,34 @@ namespace {
 int Fail(const std::string& message) {
   std::cerr << "prl_collect: " << message << "\n";
   return 1;
+}
+
+// Sets spec->maze.random from --random_maze and its companions; INVALID_ARGUMENT naming the flag.
+absl::Status ApplyRandomMazeFlags(v1::EnvSpec* spec) {
+  const std::string size = absl::GetFlag(FLAGS_random_maze);
+  if (size.empty()) return absl::OkStatus();
+  if (spec->domain() != v1::EnvSpec::DOMAIN_POINT_MAZE) {
+    return absl::InvalidArgumentError("--random_maze applies to point_maze only");
+  }
+  if (!spec->maze().layout().empty()) {
+    return absl::InvalidArgumentError(
+        "--random_maze: the --env_spec file sets maze.layout; a maze is either a given layout "
+        "or generated, so drop one");
+  }
+  const std::vector<std::string> parts = absl::StrSplit(size, 'x');
+  int rows = 0, cols = 0;
+  if (parts.size() != 2 || !absl::SimpleAtoi(parts[0], &rows) ||
+      !absl::SimpleAtoi(parts[1], &cols)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--random_maze=", size, " is not ROWSxCOLS (e.g. 20x20)"));
+  }
+  v1::MazeSpec::RandomMaze* random = spec->mutable_maze()->mutable_random();
+  random->set_rows(rows);
+  random->set_cols(cols);
+  random->set_seed(absl::GetFlag(FLAGS_maze_seed));
+  random->set_per_env(absl::GetFlag(FLAGS_maze_per_env));
+  random->set_extra_openings(absl::GetFlag(FLAGS_maze_extra_openings));
+  return absl::OkStatus();
 }
 
 absl::StatusOr<v1::EnvSpec> EnvSpecFromFlags() {
@@ -76,6 +124,7 @@ absl::StatusOr<v1::EnvSpec> EnvSpecFromFlags() {
     spec.set_task(absl::GetFlag(FLAGS_task));
   }
   spec.set_seed(absl::GetFlag(FLAGS_seed));
+  PRL_RETURN_IF_ERROR(ApplyRandomMazeFlags(&spec));
   return spec;
 }
 
@@ -141,8 +190,9 @@ int Main() {
   absl::StatusOr<std::unique_ptr<EnvFactory>> factory = EnvFactory::Create(*config);
   if (!factory.ok()) return Fail(std::string(factory.status().message()));
   std::vector<std::unique_ptr<Env>> envs;
+  envs.reserve(num_envs);
   const uint64_t seed = static_cast<uint64_t>(absl::GetFlag(FLAGS_seed));
-  for (int j = 0; j < num_envs; ++j) envs.push_back((*factory)->Make(seed + j));
+  for (int j = 0; j < num_envs; ++j) envs.push_back((*factory)->Make(seed + j, j));
   BatchedEnv batch(std::move(envs), absl::GetFlag(FLAGS_workers));
 
   std::unique_ptr<Policy> policy;

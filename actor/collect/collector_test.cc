@@ -12,6 +12,9 @@
 #include "actor/envs/env_factory.h"
 #include "common/dataset_reader.h"
 #include "common/dataset_writer.h"
+#include "env_desc/maze.h"
+#include "env_desc/maze_generator.h"
+#include "google/protobuf/text_format.h"
 #include "gtest/gtest.h"
 
 namespace prl::actor {
@@ -28,6 +31,20 @@ std::unique_ptr<BatchedEnv> MazeBatch(int n, bool randomize, uint64_t seed, int 
   EXPECT_TRUE(factory.ok()) << factory.status();
   std::vector<std::unique_ptr<Env>> envs;
   for (int i = 0; i < n; ++i) envs.push_back((*factory)->Make(seed + i));
+  return std::make_unique<BatchedEnv>(std::move(envs), 1);
+}
+
+// n envs of the text-format EnvSpec: env j seeded with spec.seed + j and given env index j.
+std::unique_ptr<BatchedEnv> BatchFromSpec(const std::string& text, int n, bool randomize) {
+  v1::EnvSpec spec;
+  EXPECT_TRUE(google::protobuf::TextFormat::ParseFromString(text, &spec)) << text;
+  absl::StatusOr<env_desc::EnvConfig> config = env_desc::ResolveEnvSpec(spec);
+  EXPECT_TRUE(config.ok()) << config.status();
+  config->randomize_start_goal = randomize;
+  auto factory = EnvFactory::Create(*config);
+  EXPECT_TRUE(factory.ok()) << factory.status();
+  std::vector<std::unique_ptr<Env>> envs;
+  for (int j = 0; j < n; ++j) envs.push_back((*factory)->Make(spec.seed() + j, j));
   return std::make_unique<BatchedEnv>(std::move(envs), 1);
 }
 
@@ -114,6 +131,60 @@ TEST(CollectorTest, DatasetHoldsWholeConsistentEpisodes) {
   }
   EXPECT_EQ(episodes, 10);
   EXPECT_TRUE(data->terminals[data->size - 1] || data->timeouts[data->size - 1]);
+  unlink(path.c_str());
+}
+
+TEST(CollectorTest, PlannerCollectsOverPerEnvRandomMazes) {
+  // two envs, two mazes (seeds 30 and 31), random start and goal per episode
+  auto batch = BatchFromSpec(
+      "domain: DOMAIN_POINT_MAZE seed: 9 "
+      "maze { random { rows: 11 cols: 11 seed: 30 per_env: true } }",
+      2, /*randomize=*/true);
+  std::vector<env_desc::Maze> mazes;
+  for (uint64_t seed : {30, 31}) {
+    mazes.push_back(*env_desc::Maze::Parse(*env_desc::GenerateMazeLayout(11, 11, seed)));
+  }
+  ASSERT_NE(mazes[0].layout(), mazes[1].layout());
+  MazePlannerPolicy planner(batch->size());
+  const std::string path = TempPath("random_mazes");
+  auto writer = DatasetWriter::Create(path, MazeWriterOptions(*batch));
+  ASSERT_TRUE(writer.ok()) << writer.status();
+  CollectOptions options;
+  options.num_episodes = 30;
+  options.action_noise = 0.1;
+  options.seed = 4;
+  absl::StatusOr<CollectProgress> result = Collect(*batch, planner, options, writer->get());
+  ASSERT_TRUE(result.ok()) << result.status();
+  ASSERT_TRUE((*writer)->Close().ok());
+  EXPECT_GE(result->successes, 0.95 * result->episodes)
+      << result->successes << " of " << result->episodes;
+
+  absl::StatusOr<Dataset> data = ReadDataset(path);
+  ASSERT_TRUE(data.ok()) << data.status();
+  const Dataset::Info* maze = nullptr;
+  const Dataset::Info* qpos = nullptr;
+  for (const Dataset::Info& info : data->infos) {
+    if (info.name == "maze") maze = &info;
+    if (info.name == "qpos") qpos = &info;
+  }
+  ASSERT_NE(maze, nullptr) << "per-env mazes write infos/maze";
+  ASSERT_NE(qpos, nullptr);
+  // episodes of both mazes, and every row inside a free cell of the maze it names
+  int64_t episodes[2] = {0, 0};
+  for (int64_t t = 0; t < data->size; ++t) {
+    const float index = maze->values[t];
+    ASSERT_TRUE(index == 0.0f || index == 1.0f) << t << ": " << index;
+    const env_desc::Maze& m = mazes[static_cast<int>(index)];
+    const env_desc::Cell cell = m.CellAt(qpos->values[2 * t], qpos->values[2 * t + 1]);
+    EXPECT_TRUE(m.IsFree(cell)) << "row " << t << " in maze " << index;
+    if (data->terminals[t] || data->timeouts[t]) ++episodes[static_cast<int>(index)];
+    if (t + 1 < data->size && !data->terminals[t] && !data->timeouts[t]) {
+      EXPECT_EQ(maze->values[t + 1], index) << "an episode stays in its maze";
+    }
+  }
+  EXPECT_GT(episodes[0], 0);
+  EXPECT_GT(episodes[1], 0);
+  EXPECT_EQ(episodes[0] + episodes[1], 30);
   unlink(path.c_str());
 }
 

@@ -7,6 +7,7 @@
 #include <memory>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -15,6 +16,7 @@
 #include "actor/envs/mujoco_env.h"
 #include "actor/envs/mujoco_model.h"
 #include "actor/envs/point_maze.h"
+#include "env_desc/maze_generator.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/text_format.h"
 #include "gtest/gtest.h"
@@ -308,6 +310,65 @@ TEST_F(EnvsTest, PointMazeRandomStartsAndGoalsAreFreeCells) {
     last_goal = maze_env->goal_cell();
   }
   EXPECT_GT(distinct_goals, 5);
+}
+
+TEST_F(EnvsTest, PerEnvRandomMazesDifferByEnvAndReproduce) {
+  const std::string spec =
+      "domain: DOMAIN_POINT_MAZE seed: 100 "
+      "maze { random { rows: 11 cols: 13 seed: 40 per_env: true } }";
+  auto maze_of = [](Env* env) -> const PointMazeEnv& {
+    auto* maze_env = dynamic_cast<PointMazeEnv*>(env);
+    EXPECT_NE(maze_env, nullptr);
+    return *maze_env;
+  };
+  // env j of the run: seed 100 + j; the one-argument Make infers j from the seed
+  Env* env0 = Make(spec, 100);
+  Env* env1 = Make(spec, 101);
+  Env* env1_again = Make(spec, 101);
+  ASSERT_NE(env0, nullptr);
+  ASSERT_NE(env1, nullptr);
+  ASSERT_NE(env1_again, nullptr);
+  EXPECT_NE(maze_of(env0).maze().layout(), maze_of(env1).maze().layout());
+  EXPECT_EQ(maze_of(env1).maze().layout(), maze_of(env1_again).maze().layout());
+  EXPECT_EQ(maze_of(env0).maze().layout(), *env_desc::GenerateMazeLayout(11, 13, 40));
+  EXPECT_EQ(maze_of(env1).maze().layout(), *env_desc::GenerateMazeLayout(11, 13, 41));
+  // each maze has its own model: the walls differ
+  EXPECT_NE(&maze_of(env0).model(), &maze_of(env1).model());
+  // the explicit index wins over the seed
+  v1::EnvSpec parsed;
+  ASSERT_TRUE(google::protobuf::TextFormat::ParseFromString(spec, &parsed));
+  absl::StatusOr<env_desc::EnvConfig> config = env_desc::ResolveEnvSpec(parsed);
+  ASSERT_TRUE(config.ok()) << config.status();
+  auto factory = EnvFactory::Create(*config);
+  ASSERT_TRUE(factory.ok()) << factory.status();
+  made_.push_back((*factory)->Make(7, 3));
+  EXPECT_EQ(maze_of(made_.back().get()).maze().layout(), *env_desc::GenerateMazeLayout(11, 13, 43));
+  // infos say which maze: "maze" = j
+  ASSERT_EQ(env1->info_fields().size(), 4u);
+  EXPECT_EQ(env1->info_fields()[3].name, "maze");
+  for (auto [env, index] : {std::pair<Env*, float>{env0, 0.0f}, {env1, 1.0f}}) {
+    std::vector<float> obs(4), info(env->info_dim());
+    env->Reset(absl::MakeSpan(obs));
+    env->GetInfo(absl::MakeSpan(info));
+    EXPECT_EQ(info[6], index);
+    // the start is the maze's own 'S' cell, and the point moves in it without warnings
+    EXPECT_EQ(maze_of(env).maze().CellAt(obs[0], obs[1]), *maze_of(env).maze().start());
+    const Rollout r = Run(env, 50);
+    EXPECT_EQ(r.steps.size(), 50u);
+  }
+}
+
+TEST_F(EnvsTest, SharedRandomMazeIsTheSameForEveryEnv) {
+  const std::string spec = "domain: DOMAIN_POINT_MAZE maze { random { rows: 9 cols: 9 seed: 5 } }";
+  Env* a = Make(spec, 1);
+  Env* b = Make(spec, 2);
+  const auto* maze_a = dynamic_cast<PointMazeEnv*>(a);
+  const auto* maze_b = dynamic_cast<PointMazeEnv*>(b);
+  ASSERT_NE(maze_a, nullptr);
+  ASSERT_NE(maze_b, nullptr);
+  EXPECT_EQ(maze_a->maze().layout(), maze_b->maze().layout());
+  EXPECT_EQ(maze_a->maze().layout(), *env_desc::GenerateMazeLayout(9, 9, 5));
+  EXPECT_EQ(a->info_fields().size(), 3u);  // no "maze" info for a single maze
 }
 
 TEST_F(EnvsTest, InfosHoldQposQvelAndGoal) {

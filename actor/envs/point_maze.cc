@@ -60,7 +60,9 @@ PointMazeEnv::PointMazeEnv(std::shared_ptr<const mjModel> model, const env_desc:
       goal_(config.goal),
       configured_start_(config.start),
       configured_goal_(config.goal),
-      randomize_(config.randomize_start_goal) {}
+      randomize_(config.randomize_start_goal),
+      per_env_maze_(config.random_maze && config.random_maze->per_env),
+      maze_index_(config.maze_index) {}
 
 void PointMazeEnv::ResetState() {
   if (randomize_) {
@@ -106,6 +108,7 @@ StepResult PointMazeEnv::Transition(absl::Span<const double> ctrl) {
 std::vector<InfoField> PointMazeEnv::info_fields() const {
   std::vector<InfoField> fields = MujocoEnv::info_fields();
   fields.push_back({"goal", 2});
+  if (per_env_maze_) fields.push_back({"maze", 1});
   return fields;
 }
 
@@ -115,6 +118,7 @@ void PointMazeEnv::GetInfo(absl::Span<float> info) const {
   maze_.CellCenter(goal_, &gx, &gy);
   info[4] = static_cast<float>(gx);
   info[5] = static_cast<float>(gy);
+  if (per_env_maze_) info[6] = static_cast<float>(maze_index_);
 }
 
 }  // namespace prl::actor

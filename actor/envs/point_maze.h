@@ -2,10 +2,13 @@
 // vy), action = force direction in [-1, 1]². Reward 1 and termination when the point is within
 // 0.5 m of the goal cell's centre, 0 otherwise; episodes are truncated at the time limit.
 // Each episode starts within ±0.1 m of the start cell's centre at rest; with
-// EnvConfig.randomize_start_goal each episode draws its own start and goal cells.
+// EnvConfig.randomize_start_goal each episode draws its own start and goal cells. The maze is
+// EnvConfig.maze: a given layout or one generated from a seed (per env with
+// MazeSpec.random.per_env, when the config comes from EnvConfigForEnv; EnvFactory does that).
 #ifndef PRL_ACTOR_ENVS_POINT_MAZE_H_
 #define PRL_ACTOR_ENVS_POINT_MAZE_H_
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -29,7 +32,12 @@ class PointMazeEnv final : public MujocoEnv {
   env_desc::Cell start_cell() const { return start_; }
   env_desc::Cell goal_cell() const { return goal_; }
 
-  // qpos, qvel and the goal centre (2).
+  // With per-env random mazes: j, the env whose maze this is (generated from random seed + j).
+  bool per_env_maze() const { return per_env_maze_; }
+  int64_t maze_index() const { return maze_index_; }
+
+  // qpos, qvel and the goal centre (2); with per-env random mazes also "maze" (1), the
+  // maze_index, so a dataset spanning many mazes tells which maze each row ran in.
   std::vector<InfoField> info_fields() const override;
   void GetInfo(absl::Span<float> info) const override;
 
@@ -45,6 +53,8 @@ class PointMazeEnv final : public MujocoEnv {
   env_desc::Cell configured_start_;
   env_desc::Cell configured_goal_;
   bool randomize_;
+  bool per_env_maze_;
+  int64_t maze_index_;
 };
 
 }  // namespace prl::actor
