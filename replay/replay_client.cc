@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <numeric>
 
 #include "absl/random/distributions.h"
@@ -203,6 +204,29 @@ bool ShardedReplayClient::Recreate(int index, const std::string& table) {
   return stub->CreateTable(&context, request, &response).ok();
 }
 
+absl::Status ShardedReplayClient::ForEachShard(
+    const std::function<grpc::Status(v1::ReplayService::Stub&, grpc::ClientContext&)>& call,
+    const std::function<bool(const grpc::Status&)>& skip, int* answered) {
+  *answered = 0;
+  for (size_t i = 0; i < options_.addresses.size(); ++i) {
+    grpc::ClientContext context;
+    PrepareContext(options_.call, &context);
+    v1::ReplayService::Stub* stub;
+    {
+      absl::MutexLock lock(&mu_);
+      stub = shards_[i].stub.get();
+    }
+    const grpc::Status status = call(*stub, context);
+    Record(static_cast<int>(i), status);
+    if (status.ok()) {
+      ++*answered;
+    } else if (!skip(status)) {
+      return FromGrpcStatus(status);
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ShardedReplayClient::CreateTable(const v1::TableConfig& config) {
   {
     absl::MutexLock lock(&mu_);
@@ -210,27 +234,18 @@ absl::Status ShardedReplayClient::CreateTable(const v1::TableConfig& config) {
   }
   v1::CreateTableRequest request;
   *request.mutable_config() = config;
-  int created = 0;
   grpc::Status last;
-  for (size_t i = 0; i < options_.addresses.size(); ++i) {
-    grpc::ClientContext context;
-    PrepareContext(options_.call, &context);
-    v1::CreateTableResponse response;
-    v1::ReplayService::Stub* stub;
-    {
-      absl::MutexLock lock(&mu_);
-      stub = shards_[i].stub.get();
-    }
-    grpc::Status status = stub->CreateTable(&context, request, &response);
-    Record(static_cast<int>(i), status);
-    if (status.ok()) {
-      ++created;
-    } else if (status.error_code() != grpc::StatusCode::UNAVAILABLE) {
-      return FromGrpcStatus(status);
-    } else {
-      last = status;
-    }
-  }
+  int created = 0;
+  PRL_RETURN_IF_ERROR(ForEachShard(
+      [&](v1::ReplayService::Stub& stub, grpc::ClientContext& context) {
+        v1::CreateTableResponse response;
+        return stub.CreateTable(&context, request, &response);
+      },
+      [&](const grpc::Status& status) {
+        last = status;
+        return status.error_code() == grpc::StatusCode::UNAVAILABLE;
+      },
+      &created));
   if (created == 0) {
     return absl::UnavailableError(
         absl::StrCat("no replay shard reachable to create the table: ", last.error_message()));
@@ -246,24 +261,19 @@ absl::StatusOr<int64_t> ShardedReplayClient::DeleteTable(const std::string& tabl
   v1::DeleteTableRequest request;
   request.set_table(table);
   int64_t removed = 0;
-  for (size_t i = 0; i < options_.addresses.size(); ++i) {
-    grpc::ClientContext context;
-    PrepareContext(options_.call, &context);
-    v1::DeleteTableResponse response;
-    v1::ReplayService::Stub* stub;
-    {
-      absl::MutexLock lock(&mu_);
-      stub = shards_[i].stub.get();
-    }
-    grpc::Status status = stub->DeleteTable(&context, request, &response);
-    Record(static_cast<int>(i), status);
-    if (status.ok()) {
-      removed += response.items_removed();
-    } else if (status.error_code() != grpc::StatusCode::UNAVAILABLE &&
-               status.error_code() != grpc::StatusCode::NOT_FOUND) {
-      return FromGrpcStatus(status);
-    }
-  }
+  int deleted = 0;
+  PRL_RETURN_IF_ERROR(ForEachShard(
+      [&](v1::ReplayService::Stub& stub, grpc::ClientContext& context) {
+        v1::DeleteTableResponse response;
+        grpc::Status status = stub.DeleteTable(&context, request, &response);
+        removed += response.items_removed();
+        return status;
+      },
+      [](const grpc::Status& status) {
+        return status.error_code() == grpc::StatusCode::UNAVAILABLE ||
+               status.error_code() == grpc::StatusCode::NOT_FOUND;
+      },
+      &deleted));
   return removed;
 }
 

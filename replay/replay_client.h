@@ -17,6 +17,7 @@
 #define PRL_REPLAY_REPLAY_CLIENT_H_
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -218,6 +219,12 @@ class ShardedReplayClient {
   void Record(int shard, const grpc::Status& status) ABSL_LOCKS_EXCLUDED(mu_);
   // Re-creates `table` on `shard` if this client created it before; true on success.
   bool Recreate(int shard, const std::string& table) ABSL_LOCKS_EXCLUDED(mu_);
+  // Makes `call` on every shard in turn (with the client's call options), recording each
+  // shard's health; a failure `skip` accepts moves on to the next shard, any other ends the
+  // loop with it. `answered` counts the shards that answered OK.
+  absl::Status ForEachShard(
+      const std::function<grpc::Status(v1::ReplayService::Stub&, grpc::ClientContext&)>& call,
+      const std::function<bool(const grpc::Status&)>& skip, int* answered) ABSL_LOCKS_EXCLUDED(mu_);
 
   // `candidates` in round-robin order from this insert's turn.
   std::vector<int> Rotation(const std::vector<int>& candidates) ABSL_LOCKS_EXCLUDED(mu_);
