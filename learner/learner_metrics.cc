@@ -86,28 +86,28 @@ RunMetrics LearnerMetrics::ForExperiment(const std::string& experiment) {
   m.checkpoints = &checkpoints_.Add(with("result", "ok"));
   m.checkpoint_errors = &checkpoints_.Add(with("result", "error"));
   m.checkpoint_duration = &checkpoint_duration_.Add(label, DurationBuckets());
-  m.losses_ = &losses_;
-  m.alpha_ = &alpha_.Add(label);
-  m.entropy_ = &entropy_.Add(label);
-  m.kl_to_prior_ = &kl_to_prior_.Add(label);
-  m.q_mean_ = &q_mean_.Add(label);
-  m.experiment_ = experiment;
+  m.losses = &losses_;
+  m.alpha = &alpha_.Add(label);
+  m.entropy = &entropy_.Add(label);
+  m.kl_to_prior = &kl_to_prior_.Add(label);
+  m.q_mean = &q_mean_.Add(label);
+  m.experiment = experiment;
   return m;
 }
 
 void RunMetrics::SetScalars(const std::map<std::string, double>& scalars) {
   for (const auto& [name, value] : scalars) {
     if (name == "alpha") {
-      alpha_->Set(value);
+      alpha->Set(value);
     } else if (name == "entropy") {
-      entropy_->Set(value);
+      entropy->Set(value);
     } else if (name == "kl_to_prior") {
-      kl_to_prior_->Set(value);
+      kl_to_prior->Set(value);
     } else if (name == "q_mean") {
-      q_mean_->Set(value);
+      q_mean->Set(value);
     } else if (absl::EndsWith(name, "_loss")) {
       const absl::string_view loss = absl::string_view(name).substr(0, name.size() - 5);
-      losses_->Add({{"experiment", experiment_}, {"loss", std::string(loss)}}).Set(value);
+      losses->Add({{"experiment", experiment}, {"loss", std::string(loss)}}).Set(value);
     }
   }
 }

@@ -38,12 +38,13 @@ struct RunMetrics {
   // prl_learner_loss{loss=...}, "alpha", "entropy", "kl_to_prior" and "q_mean" to their own.
   void SetScalars(const std::map<std::string, double>& scalars);
 
-  prometheus::Family<prometheus::Gauge>* losses_;
-  prometheus::Gauge* alpha_;
-  prometheus::Gauge* entropy_;
-  prometheus::Gauge* kl_to_prior_;
-  prometheus::Gauge* q_mean_;
-  std::string experiment_;
+  // the series SetScalars writes (losses by their `loss` label, created on first use)
+  prometheus::Family<prometheus::Gauge>* losses;
+  prometheus::Gauge* alpha;
+  prometheus::Gauge* entropy;
+  prometheus::Gauge* kl_to_prior;
+  prometheus::Gauge* q_mean;
+  std::string experiment;
 };
 
 class LearnerMetrics {
