@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <fstream>
 #include <iostream>
 #include <map>
@@ -153,9 +154,9 @@ class FaultInjectionTest : public ::testing::Test {
     ASSERT_EQ(kill(std::stoi(pid), SIGKILL), 0);
   }
 
-  std::string Submit() {
+  std::string Submit(const std::string& text = kSpec) {
     v1::SubmitRequest request;
-    EXPECT_TRUE(google::protobuf::TextFormat::ParseFromString(kSpec, request.mutable_spec()));
+    EXPECT_TRUE(google::protobuf::TextFormat::ParseFromString(text, request.mutable_spec()));
     v1::SubmitResponse response;
     grpc::ClientContext context;
     PrepareContext({absl::Seconds(10)}, &context);
@@ -331,6 +332,93 @@ TEST_F(FaultInjectionTest, TrainingSurvivesKilledLearnerShardAndActor) {
   for (const v1::CurvePoint& p : got.experiment().curve()) {
     EXPECT_GT(p.env_steps(), last) << got.experiment().DebugString();
     last = p.env_steps();
+  }
+}
+
+// The long chaos run (tests:chaos_test, tagged manual): for PRL_CHAOS_MINUTES (default 20)
+// minutes a random process — the learner, a replay shard or an actor — is SIGKILLed every
+// 3,000-9,000 env steps of a long SAC run; then the run is stopped. The same invariants as
+// above hold over the whole run (counters go back only across announced restores, one per
+// learner kill at most); the recovery time after each kill is printed for docs/operations.md.
+TEST_F(FaultInjectionTest, ChaosRun) {
+  const char* minutes_env = std::getenv("PRL_CHAOS_MINUTES");
+  const int minutes = minutes_env != nullptr ? std::atoi(minutes_env) : 20;
+  std::string spec = kSpec;
+  spec.replace(spec.find("max_env_steps: 20000"), 20, "max_env_steps: 100000000");
+  const std::string id = Submit(spec);
+  ASSERT_FALSE(id.empty());
+  StartWatching(id);
+  std::mt19937 rng(7);
+  const char* victims[] = {"PRL_LEARNER_PID", "PRL_REPLAY_1_PID", "PRL_REPLAY_2_PID",
+                           "PRL_ACTOR_1_PID", "PRL_ACTOR_2_PID"};
+  struct KillRecord {
+    std::string victim;
+    absl::Time at;
+  };
+  std::vector<KillRecord> kills;
+  const absl::Time end = absl::Now() + absl::Minutes(minutes);
+  int learner_kills = 0;
+  while (absl::Now() < end) {
+    const std::optional<v1::Experiment> now = AwaitSeen(
+        absl::Minutes(3),
+        [](const v1::Experiment& e) { return e.state() == v1::EXPERIMENT_STATE_RUNNING; });
+    ASSERT_TRUE(now.has_value()) << LauncherOutput();
+    const int64_t at =
+        now->progress().env_steps() + std::uniform_int_distribution<int64_t>(3000, 9000)(rng);
+    ASSERT_TRUE(AwaitSeen(absl::Minutes(5),
+                          [&](const v1::Experiment& e) { return e.progress().env_steps() >= at; }))
+        << "no progress to " << at << " env steps\n"
+        << LauncherOutput();
+    const std::string victim = victims[std::uniform_int_distribution<int>(0, 4)(rng)];
+    // a process still waiting for its restart has no pid yet: pick again
+    if (ReadEnv()[victim].empty()) continue;
+    Kill(victim);
+    kills.push_back({victim, absl::Now()});
+    if (victim == "PRL_LEARNER_PID") ++learner_kills;
+  }
+  {
+    v1::StopRequest stop;
+    stop.set_id(id);
+    v1::StopResponse stopped;
+    grpc::ClientContext context;
+    PrepareContext({absl::Seconds(30)}, &context);
+    // the learner may be restarting: retry until it answers
+    channel_->WaitForConnected(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
+    ASSERT_TRUE(stub_->Stop(&context, stop, &stopped).ok());
+  }
+  const std::optional<v1::Experiment> done =
+      AwaitSeen(absl::Minutes(2),
+                [](const v1::Experiment& e) { return e.state() == v1::EXPERIMENT_STATE_STOPPED; });
+  ASSERT_TRUE(done.has_value()) << LauncherOutput();
+
+  const std::vector<Seen> s = seen();
+  int64_t version = 0, steps = 0;
+  int drops = 0;
+  for (const Seen& x : s) {
+    const v1::Progress& p = x.experiment.progress();
+    EXPECT_GE(p.policy_version(), version);
+    version = std::max(version, p.policy_version());
+    if (p.env_steps() < steps) ++drops;
+    steps = p.env_steps();
+    EXPECT_LE(p.episodes() * kEpisodeLength, p.env_steps() + 4 * kEpisodeLength) << p.DebugString();
+  }
+  EXPECT_LE(drops, learner_kills);
+  std::cout << "chaos: " << kills.size() << " kills in " << minutes << " min, "
+            << done->progress().env_steps() << " env steps, " << done->progress().updates()
+            << " updates, policy v" << done->progress().policy_version() << ", restarts "
+            << done->restarts() << std::endl;
+  for (const KillRecord& k : kills) {
+    const double before = Rate(s, k.at - absl::Seconds(10), absl::Seconds(10));
+    double recovered_after = -1;
+    for (int sec = 0; sec <= 120; sec += 2) {
+      if (Rate(s, k.at + absl::Seconds(sec), absl::Seconds(10)) >= 0.5 * before) {
+        recovered_after = sec + 10;
+        break;
+      }
+    }
+    std::cout << "chaos kill " << k.victim << ": " << before
+              << " env steps/s before; back to >= 50% within " << recovered_after << " s"
+              << std::endl;
   }
 }
 
