@@ -170,9 +170,14 @@ absl::StatusOr<std::string> ReadChecksummedFile(const std::string& path) {
     contents.append(chunk, static_cast<size_t>(n));
   }
   close(fd);
-  auto corrupt = [&path](absl::string_view why) {
+  return ParseChecksummedBytes(contents, path);
+}
+
+absl::StatusOr<std::string> ParseChecksummedBytes(absl::string_view contents,
+                                                  absl::string_view source) {
+  auto corrupt = [&source](absl::string_view why) {
     return absl::DataLossError(
-        absl::StrCat("file '", path, "' is corrupt or not a PRL file: ", why));
+        absl::StrCat("file '", source, "' is corrupt or not a PRL file: ", why));
   };
   if (contents.size() < kHeaderSize) {
     return corrupt(absl::StrCat("it has ", contents.size(), " bytes, fewer than the ", kHeaderSize,
@@ -189,7 +194,7 @@ absl::StatusOr<std::string> ReadChecksummedFile(const std::string& path) {
     return corrupt(absl::StrCat("header says ", length, " payload bytes, file has ",
                                 contents.size() - kHeaderSize));
   }
-  std::string payload = contents.substr(kHeaderSize);
+  std::string payload(contents.substr(kHeaderSize));
   const uint32_t actual = Crc32c(payload);
   if (actual != crc) {
     return corrupt(absl::StrCat("checksum mismatch (header 0x", absl::Hex(crc), ", payload 0x",

@@ -62,6 +62,10 @@ absl::Status WriteChecksummedFile(const std::string& path, absl::string_view pay
 // Errors: NOT_FOUND if it does not exist; DATA_LOSS if it is truncated, has a bad magic,
 // unsupported version, wrong length or checksum mismatch. Messages name the file.
 absl::StatusOr<std::string> ReadChecksummedFile(const std::string& path);
+// The same checks on a whole file's bytes held in memory (a file pushed over gRPC); `source`
+// names it in errors. Returns the payload.
+absl::StatusOr<std::string> ParseChecksummedBytes(absl::string_view contents,
+                                                  absl::string_view source);
 
 // Writes `contents` (no header) to `path` atomically: temp file, fsync, rename, directory fsync.
 absl::Status WriteFileAtomically(const std::string& path, absl::string_view contents);

@@ -129,6 +129,15 @@ absl::Status WriteModelArtifact(const std::string& path, const ModelArtifact& ar
   return WriteChecksummedFile(path, bytes);
 }
 
+absl::StatusOr<ModelArtifact> ParseModelArtifactFile(absl::string_view file_bytes,
+                                                     absl::string_view source) {
+  PRL_ASSIGN_OR_RETURN(std::string bytes, ParseChecksummedBytes(file_bytes, source));
+  PRL_ASSIGN_OR_RETURN(ModelArtifact artifact, ParseModelArtifact(bytes, source));
+  artifact.info.set_artifact_path(std::string(source));
+  artifact.info.set_size_bytes(static_cast<int64_t>(file_bytes.size()));
+  return artifact;
+}
+
 absl::StatusOr<ModelArtifact> ReadModelArtifact(const std::string& path) {
   struct stat st;
   if (stat(path.c_str(), &st) != 0) {

@@ -50,6 +50,13 @@ absl::StatusOr<std::string> SerializeModelArtifact(const ModelArtifact& artifact
 // ValidateModelArtifact's.
 absl::StatusOr<ModelArtifact> ParseModelArtifact(absl::string_view bytes, absl::string_view source);
 
+// Parses the bytes of a whole artifact file (as ReadModelArtifact reads them from disk: the
+// checksummed header and the payload), e.g. pushed over gRPC; `source` names them in errors.
+// Fills info.artifact_path = source and info.size_bytes. Errors: DATA_LOSS for a truncated,
+// corrupted or foreign file; ParseModelArtifact's.
+absl::StatusOr<ModelArtifact> ParseModelArtifactFile(absl::string_view file_bytes,
+                                                     absl::string_view source);
+
 // Writes `artifact` to `path` atomically; info.artifact_path and size_bytes are not stored
 // (they describe where a reader found it). Errors: ValidateModelArtifact's; the file system's.
 absl::Status WriteModelArtifact(const std::string& path, const ModelArtifact& artifact);
