@@ -1,6 +1,5 @@
 #include "learner/model_store.h"
 
-#include <dirent.h>
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -13,6 +12,7 @@
 #include "absl/strings/strip.h"
 #include "common/os_error.h"
 #include "common/status_macros.h"
+#include "models/model_directory.h"
 
 namespace prl::learner {
 namespace {
@@ -31,30 +31,7 @@ absl::Status MakeDirs(const std::string& dir) {
   return MakeDir(dir);
 }
 
-// Names in `dir` (empty when it does not exist).
-std::vector<std::string> Entries(const std::string& dir) {
-  std::vector<std::string> out;
-  DIR* d = opendir(dir.c_str());
-  if (d == nullptr) return out;
-  while (dirent* e = readdir(d)) {
-    const std::string name = e->d_name;
-    if (name != "." && name != "..") out.push_back(name);
-  }
-  closedir(d);
-  std::sort(out.begin(), out.end());
-  return out;
-}
-
-// A name the store can use as a directory: the artifact rule (checked by a probe artifact).
-absl::Status CheckName(const std::string& name) {
-  models::ModelArtifact probe;
-  probe.info.set_name(name);
-  probe.info.set_version(1);
-  probe.info.set_kind(v1::PRIOR_KIND_SKILL_VAE);
-  probe.info.set_action_dim(1);
-  probe.info.set_horizon(1);
-  return models::ValidateModelArtifact(probe);
-}
+absl::Status CheckName(const std::string& name) { return models::ValidateModelName(name, "name"); }
 
 }  // namespace
 
@@ -64,21 +41,11 @@ absl::StatusOr<std::unique_ptr<ModelStore>> ModelStore::Open(const std::string& 
 }
 
 std::string ModelStore::PathOf(const std::string& name, int64_t version) const {
-  return absl::StrCat(dir_, "/", name, "/v", version, ".prl");
+  return models::ModelDirectoryPath(dir_, name, version);
 }
 
 std::vector<int64_t> ModelStore::Versions(const std::string& name) const {
-  std::vector<int64_t> out;
-  for (std::string entry : Entries(absl::StrCat(dir_, "/", name))) {
-    absl::string_view v = entry;
-    int64_t version = 0;
-    if (absl::ConsumePrefix(&v, "v") && absl::ConsumeSuffix(&v, ".prl") &&
-        absl::SimpleAtoi(v, &version) && version > 0) {
-      out.push_back(version);
-    }
-  }
-  std::sort(out.begin(), out.end());
-  return out;
+  return models::ModelDirectoryVersions(dir_, name);
 }
 
 absl::StatusOr<int64_t> ModelStore::Reserve(const std::string& name) {
@@ -131,7 +98,7 @@ absl::StatusOr<models::ModelArtifact> ModelStore::Read(const std::string& name,
 
 std::vector<v1::ModelInfo> ModelStore::List(std::vector<std::string>* problems) const {
   std::vector<v1::ModelInfo> out;
-  for (const std::string& name : Entries(dir_)) {
+  for (const std::string& name : models::ModelDirectoryNames(dir_)) {
     for (int64_t version : Versions(name)) {
       absl::StatusOr<models::ModelArtifact> artifact =
           models::ReadModelArtifact(PathOf(name, version));

@@ -10,6 +10,7 @@
 #include "common/checksummed_file.h"
 #include "common/status_macros.h"
 #include "models/artifact.pb.h"
+#include "models/model_directory.h"
 
 namespace prl::models {
 namespace {
@@ -17,16 +18,6 @@ namespace {
 absl::Status Invalid(absl::string_view field, absl::string_view value, absl::string_view allowed) {
   return absl::InvalidArgumentError(
       absl::StrCat(field, ": ", value, " is not allowed; it must be ", allowed));
-}
-
-bool ValidModelName(absl::string_view name) {
-  if (name.empty() || name.size() > 63 || !absl::ascii_islower(name[0])) return false;
-  for (char c : name) {
-    if (!absl::ascii_islower(c) && !absl::ascii_isdigit(c) && c != '_' && c != '.' && c != '-') {
-      return false;
-    }
-  }
-  return true;
 }
 
 }  // namespace
@@ -40,7 +31,7 @@ const HostTensor* ModelArtifact::Find(absl::string_view name) const {
 
 absl::Status ValidateModelArtifact(const ModelArtifact& artifact) {
   const v1::ModelInfo& info = artifact.info;
-  if (!ValidModelName(info.name())) {
+  if (!IsValidModelName(info.name())) {
     return Invalid("info.name", absl::StrCat("'", info.name(), "'"),
                    "1-63 characters of [a-z0-9_.-] starting with a lower-case letter");
   }
