@@ -31,6 +31,7 @@
 #include "models/skill_model.h"
 #include "models/torch_prior_inference.h"
 #include "prior_server/model_registry.h"
+#include "prior_server/prior_client.h"
 #include "prior_server/prior_metrics.h"
 
 namespace prl::prior_server {
@@ -348,7 +349,8 @@ TEST_F(PriorServiceTest, BadInputGetsThePreciseCodeAndChangesNothing) {
   cases.push_back({"negative version", Decode("skills", -1, z, state, &r),
                    grpc::StatusCode::INVALID_ARGUMENT, "model.version: -1"});
   cases.push_back({"wrong width", Decode("skills", 1, at::randn({2, kLatent + 1}), state, &r),
-                   grpc::StatusCode::INVALID_ARGUMENT, "field 'z': shape is [2, 4], must be [*, 3]"});
+                   grpc::StatusCode::INVALID_ARGUMENT,
+                   "field 'z': shape is [2, 4], must be [*, 3]"});
   cases.push_back({"missing state", Decode("skills", 1, z, at::Tensor(), &r),
                    grpc::StatusCode::INVALID_ARGUMENT, "state: required by model 'skills' v1"});
   cases.push_back({"row mismatch", Decode("skills", 1, z, at::randn({3, kObs}), &r),
@@ -524,6 +526,53 @@ TEST_F(PriorServiceTest, HotSwapUnderLoadDropsNoCall) {
   int on_v3 = 0;
   for (const auto& per_client : seen) on_v3 += per_client.count(3) ? per_client.at(3) : 0;
   EXPECT_GT(on_v3, 0);
+}
+
+TEST_F(PriorServiceTest, RemotePriorAnswersLikeTheInProcessModel) {
+  const std::string path = Store(*MakeSkill(1), "skills", 1);
+  Store(*MakeSkill(2), "skills", 2);
+  v1::PriorRef ref;
+  ref.set_name("skills");
+  absl::StatusOr<std::unique_ptr<RemotePrior>> remote =
+      RemotePrior::Connect(server_->channel(), ref);
+  ASSERT_TRUE(remote.ok()) << remote.status();
+  EXPECT_EQ((*remote)->info().version(), 2);  // the newest the server can load, then fixed
+  ref.set_version(1);
+  remote = RemotePrior::Connect(server_->channel(), ref);
+  ASSERT_TRUE(remote.ok()) << remote.status();
+  models::PriorLoadOptions load;
+  absl::StatusOr<std::unique_ptr<models::PriorInference>> local = models::LoadPriorFile(path, load);
+  ASSERT_TRUE(local.ok()) << local.status();
+
+  at::manual_seed(3);
+  std::vector<HostTensor> inputs;
+  for (const auto& [rows, cols] :
+       std::vector<std::pair<int64_t, int64_t>>{{5, kLatent}, {5, kObs}}) {
+    at::Tensor t = at::randn({rows, cols});
+    inputs.push_back(
+        HostTensor::FromFloats({rows, cols}, absl::MakeConstSpan(t.data_ptr<float>(), t.numel())));
+  }
+  for (models::PriorMethod method : {models::PriorMethod::kDecode, models::PriorMethod::kPrior}) {
+    std::vector<HostTensor> in = inputs;
+    if (method == models::PriorMethod::kPrior) in = {inputs[1]};
+    absl::StatusOr<std::vector<HostTensor>> served = (*remote)->Run(method, in);
+    absl::StatusOr<std::vector<HostTensor>> direct = (*local)->Run(method, in);
+    ASSERT_TRUE(served.ok()) << served.status();
+    ASSERT_TRUE(direct.ok()) << direct.status();
+    ASSERT_EQ(served->size(), direct->size());
+    for (size_t i = 0; i < served->size(); ++i) {
+      EXPECT_EQ((*served)[i].shape(), (*direct)[i].shape());
+      EXPECT_EQ((*served)[i].bytes(), (*direct)[i].bytes()) << "same LibTorch, same bits";
+    }
+  }
+  // Bad input fails before a round trip, with the same message the server would give.
+  absl::Status s = (*remote)->Run(models::PriorMethod::kForward, inputs).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
+  ref.set_name("absent");
+  ref.set_version(0);
+  s = RemotePrior::Connect(server_->channel(), ref).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(s.message(), HasSubstr("no model 'absent'"));
 }
 
 // ---- TorchScript import ----

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Checks the package layering of docs/architecture.md with `bazel query`: the services
 # (actor/, learner/, replay/, prior_server/) meet only through proto/, common/, models/,
-# env_desc/ and the replay client library, never through each other's internals; models/ and
-# env_desc/ depend on no service. Bazel visibility already refuses most such edges at build
+# env_desc/ and the replay and prior client libraries, never through each other's internals;
+# models/ and env_desc/ depend on no service. Bazel visibility already refuses most such edges at build
 # time; this check names every offending dependency path. Exits 1 when a rule is broken.
 #
 #   scripts/check_layering.sh        # run by scripts/test.sh before the tests
@@ -37,8 +37,9 @@ forbid() {
 
 forbid //actor/... //learner/...
 forbid //learner/... //actor/...
-forbid //actor/... //prior_server/...
-forbid //learner/... //prior_server/...
+# the prior client library is the only way into prior_server/
+forbid //actor/... //prior_server/... "deps(//prior_server:prior_client)"
+forbid //learner/... //prior_server/... "deps(//prior_server:prior_client)"
 forbid //prior_server/... //actor/...
 forbid //prior_server/... //learner/...
 # the replay client library (and the batch format it sends) is the only way into replay/
