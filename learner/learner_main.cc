@@ -11,6 +11,7 @@
 #include "absl/flags/flag.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
+#include "common/client.h"
 #include "common/logging.h"
 #include "common/server.h"
 #include "common/server_flags.h"
@@ -20,6 +21,7 @@
 #include "learner/experiment_manager.h"
 #include "learner/learner_metrics.h"
 #include "learner/learner_services.h"
+#include "learner/model_pusher.h"
 #include "learner/model_store.h"
 #include "learner/policy_store.h"
 #include "learner/prior_models.h"
@@ -28,6 +30,13 @@
 #include "learner/training_run.h"
 #include "prometheus/registry.h"
 
+ABSL_FLAG(std::string, learner_prior_server, "",
+          "host:port of a prl_prior_server that shares no file system with this learner "
+          "(Kubernetes): every model a TRAIN_PRIOR run stores is pushed to it (LoadModel with "
+          "the artifact's bytes, the cluster's auth token). Empty: none (on one machine the "
+          "prior server reads <state_dir>/models itself).");
+ABSL_FLAG(std::string, learner_prior_server_ca_file, "",
+          "PEM root certificates for a TLS --learner_prior_server; empty: plaintext.");
 ABSL_FLAG(std::string, learner_device, "auto",
           "Where the learner trains: auto (CUDA when present), cpu, cuda or cuda:N.");
 ABSL_FLAG(std::string, learner_state_dir, "state/learner",
@@ -112,6 +121,29 @@ int main(int argc, char** argv) {
   if (!model_store.ok()) {
     std::cerr << "prl_learner: " << model_store.status().message() << "\n";
     return 1;
+  }
+  // On Kubernetes the prior server has its own volume: push each new model to it.
+  std::unique_ptr<prl::learner::ModelPusher> pusher;
+  if (const std::string address = absl::GetFlag(FLAGS_learner_prior_server); !address.empty()) {
+    prl::ChannelOptions channel_options;
+    channel_options.address = address;
+    channel_options.tls_ca_file = absl::GetFlag(FLAGS_learner_prior_server_ca_file);
+    auto channel = prl::CreateChannel(channel_options);
+    if (!channel.ok()) {
+      std::cerr << "prl_learner: --learner_prior_server: " << channel.status().message() << "\n";
+      return 1;
+    }
+    prl::prior_server::RemotePriorOptions push_options;
+    push_options.call.timeout = absl::Seconds(60);
+    push_options.call.auth_token = *token;
+    push_options.retry.max_attempts = 20;
+    push_options.retry.total_timeout = absl::Minutes(5);
+    pusher = std::make_unique<prl::learner::ModelPusher>(*channel, address, push_options);
+    (*model_store)
+        ->SetWriteListener(
+            [p = pusher.get()](const std::string& name, int64_t version, const std::string& path) {
+              p->Push(name, version, path);
+            });
   }
   prl::learner::RunFactoryOptions factory_options;
   factory_options.training = run_options;

@@ -69,16 +69,21 @@ absl::StatusOr<std::string> ModelStore::Write(const models::ModelArtifact& artif
   PRL_RETURN_IF_ERROR(models::ValidateModelArtifact(artifact));
   const std::string& name = artifact.info.name();
   const int64_t version = artifact.info.version();
-  absl::MutexLock lock(&mu_);
-  const std::vector<int64_t> stored = Versions(name);
-  if (std::binary_search(stored.begin(), stored.end(), version)) {
-    return absl::AlreadyExistsError(absl::StrCat(
-        "model ", name, " version ", version, " is already stored (", PathOf(name, version), ")"));
+  std::string path;
+  {
+    absl::MutexLock lock(&mu_);
+    const std::vector<int64_t> stored = Versions(name);
+    if (std::binary_search(stored.begin(), stored.end(), version)) {
+      return absl::AlreadyExistsError(absl::StrCat("model ", name, " version ", version,
+                                                   " is already stored (", PathOf(name, version),
+                                                   ")"));
+    }
+    PRL_RETURN_IF_ERROR(MakeDir(absl::StrCat(dir_, "/", name)));
+    path = PathOf(name, version);
+    PRL_RETURN_IF_ERROR(models::WriteModelArtifact(path, artifact));
+    reserved_.erase({name, version});
   }
-  PRL_RETURN_IF_ERROR(MakeDir(absl::StrCat(dir_, "/", name)));
-  const std::string path = PathOf(name, version);
-  PRL_RETURN_IF_ERROR(models::WriteModelArtifact(path, artifact));
-  reserved_.erase({name, version});
+  if (listener_) listener_(name, version, path);
   return path;
 }
 

@@ -8,6 +8,7 @@
 #define PRL_LEARNER_MODEL_STORE_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <set>
 #include <string>
@@ -46,12 +47,20 @@ class ModelStore {
 
   std::string PathOf(const std::string& name, int64_t version) const;
 
+  // Called after each successful Write with the model's name, version and file (on the
+  // writer's thread, outside the store's lock): the learner pushes new artifacts to a prior
+  // server that shares no file system with it (learner/model_pusher.h). Set before use.
+  using WriteListener =
+      std::function<void(const std::string& name, int64_t version, const std::string& path)>;
+  void SetWriteListener(WriteListener listener) { listener_ = std::move(listener); }
+
  private:
   explicit ModelStore(std::string dir) : dir_(std::move(dir)) {}
   // Versions stored for `name`, ascending.
   std::vector<int64_t> Versions(const std::string& name) const;
 
   const std::string dir_;
+  WriteListener listener_;
   mutable absl::Mutex mu_;
   std::set<std::pair<std::string, int64_t>> reserved_ ABSL_GUARDED_BY(mu_);
 };

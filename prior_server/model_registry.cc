@@ -9,6 +9,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/checksummed_file.h"
+#include "common/logging.h"
 #include "common/sha256.h"
 #include "common/status_macros.h"
 #include "models/artifact.h"
@@ -243,6 +245,22 @@ absl::StatusOr<v1::ModelInfo> ModelRegistry::Load(const v1::LoadModelRequest& re
   }
   PRL_ASSIGN_OR_RETURN(std::shared_ptr<const LoadedModel> loaded,
                        LoadBytes(name, version, bytes, source, batching));
+  if (!request.artifact().empty() && !options_.model_dir.empty() &&
+      loaded->info().kind() != v1::PRIOR_KIND_TORCHSCRIPT) {
+    // A pushed PRL artifact is kept in the model directory, so a restarted server loads it
+    // again on demand (Kubernetes: the directory is the server's own volume).
+    const std::string path = DirectoryPath(name, version);
+    struct stat st;
+    if (stat(path.c_str(), &st) != 0) {
+      mkdir(absl::StrCat(options_.model_dir, "/", name).c_str(), 0755);
+      absl::Status kept = WriteFileAtomically(path, bytes);
+      if (!kept.ok()) {
+        PRL_LOG(WARNING) << "pushed model '" << name << "' v" << version
+                         << " is served but could not be kept in the model directory: "
+                         << kept.message();
+      }
+    }
+  }
   return loaded->info();
 }
 

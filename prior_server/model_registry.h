@@ -8,7 +8,9 @@
 //   - a path the server can read (LoadModelRequest.artifact_path): a PRL artifact or a
 //     TorchScript module;
 //   - the artifact's bytes in the request (LoadModelRequest.artifact), for a server that shares
-//     no volume with its caller (Kubernetes: the learner pushes what it trains).
+//     no volume with its caller (Kubernetes: the learner pushes what it trains). A pushed PRL
+//     artifact is also written to the model directory (when there is one and it lacks that
+//     version), so a restarted server finds it again.
 //
 // Version policy: with keep_versions = N > 0, loading a version keeps only the newest N
 // versions of its name loaded (Triton's "latest N"); older ones are unloaded.

@@ -142,4 +142,20 @@ absl::StatusOr<std::vector<HostTensor>> RemotePrior::Run(
   return out;
 }
 
+absl::StatusOr<v1::ModelInfo> PushModel(const std::shared_ptr<grpc::Channel>& channel,
+                                        const std::string& name, int64_t version,
+                                        const std::string& file_bytes,
+                                        const RemotePriorOptions& options) {
+  auto stub = v1::PriorService::NewStub(channel);
+  v1::LoadModelRequest request;
+  request.set_name(name);
+  request.set_version(version);
+  request.set_artifact(file_bytes);
+  v1::LoadModelResponse response;
+  PRL_RETURN_IF_ERROR(CallWithRetry(options.call, options.retry, [&](grpc::ClientContext* c) {
+    return stub->LoadModel(c, request, &response);
+  }));
+  return response.model();
+}
+
 }  // namespace prl::prior_server

@@ -59,6 +59,16 @@ class RemotePrior final : public models::PriorInference {
   const RemotePriorOptions options_;
 };
 
+// Pushes an artifact (the whole file's bytes: a PRL artifact or a TorchScript module) to the
+// prior server behind `channel` as name/version (LoadModelRequest.artifact), for servers that
+// share no file system with the caller. `options.call.auth_token` must carry the server's token
+// when it has one. Returns the ModelInfo the server now serves. Errors: LoadModel's statuses
+// (ALREADY_EXISTS for another artifact under that name/version); UNAVAILABLE after the retries.
+absl::StatusOr<v1::ModelInfo> PushModel(const std::shared_ptr<grpc::Channel>& channel,
+                                        const std::string& name, int64_t version,
+                                        const std::string& file_bytes,
+                                        const RemotePriorOptions& options);
+
 }  // namespace prl::prior_server
 
 #endif  // PRL_PRIOR_SERVER_PRIOR_CLIENT_H_

@@ -430,7 +430,11 @@ for shard in 1 2; do
   start "replay-${shard}" replay/prl_replay "$(port_for $((10 + shard)) grpc)" \
     "$(port_for $((10 + shard)) metrics)" --replay_checkpoint_dir="${state_dir}/replay-${shard}"
 done
-start prior_server prior_server/prl_prior_server "$(port_for 3 grpc)" "$(port_for 3 metrics)"
+# The prior server loads what TRAIN_PRIOR runs write to the learner's model store (one machine,
+# one file system; on Kubernetes the learner pushes artifacts instead, docs/prior_server.md).
+mkdir -p "${state_dir}/learner/models"
+start prior_server prior_server/prl_prior_server "$(port_for 3 grpc)" "$(port_for 3 metrics)" \
+  --prior_model_dir="${state_dir}/learner/models" --prior_threads=1
 replay_addrs="${grpc_addrs[0]},${grpc_addrs[1]}"
 learner_index="${#names[@]}"
 start learner learner/prl_learner "$(port_for 2 grpc)" "$(port_for 2 metrics)" \

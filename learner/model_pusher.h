@@ -1,0 +1,66 @@
+// Pushes each model the learner stores to a prior server that shares no file system with it
+// (Kubernetes), through PriorService.LoadModel with the artifact's bytes. Pushes run on a
+// background thread, in order, each retried on UNAVAILABLE (a server starting or restarting)
+// with backoff for up to a few minutes; the server keeps pushed PRL artifacts in its own model
+// directory, so a restarted server serves them again. Failures are logged, never fatal: a
+// model that did not reach the server can still be pushed with LoadModel by hand.
+//
+// Thread-safe. Destruction finishes the push in progress (bounded by its deadline) and drops
+// the rest, logging them.
+#ifndef PRL_LEARNER_MODEL_PUSHER_H_
+#define PRL_LEARNER_MODEL_PUSHER_H_
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "grpcpp/channel.h"
+#include "prior_server/prior_client.h"
+
+namespace prl::learner {
+
+class ModelPusher {
+ public:
+  ModelPusher(std::shared_ptr<grpc::Channel> channel, std::string address,
+              const prior_server::RemotePriorOptions& options);
+  ~ModelPusher();
+  ModelPusher(const ModelPusher&) = delete;
+  ModelPusher& operator=(const ModelPusher&) = delete;
+
+  // Queues the artifact file `path` to be pushed as name/version.
+  void Push(const std::string& name, int64_t version, const std::string& path)
+      ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Pushes finished (successfully or not) so far; tests wait on it.
+  int64_t finished() const ABSL_LOCKS_EXCLUDED(mu_);
+  // Pushes that succeeded so far.
+  int64_t succeeded() const ABSL_LOCKS_EXCLUDED(mu_);
+  // Waits until `n` pushes have finished; false when `timeout` passes first.
+  bool AwaitFinished(int64_t n, absl::Duration timeout) const ABSL_LOCKS_EXCLUDED(mu_);
+
+ private:
+  struct Item {
+    std::string name;
+    int64_t version;
+    std::string path;
+  };
+  void Loop() ABSL_LOCKS_EXCLUDED(mu_);
+
+  const std::shared_ptr<grpc::Channel> channel_;
+  const std::string address_;
+  const prior_server::RemotePriorOptions options_;
+  mutable absl::Mutex mu_;
+  std::deque<Item> queue_ ABSL_GUARDED_BY(mu_);
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  int64_t finished_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t succeeded_ ABSL_GUARDED_BY(mu_) = 0;
+  std::thread thread_;
+};
+
+}  // namespace prl::learner
+
+#endif  // PRL_LEARNER_MODEL_PUSHER_H_
