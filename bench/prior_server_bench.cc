@@ -14,10 +14,12 @@
 // Client and server share the machine's cores; --threads sets LibTorch's intra-op threads for
 // both paths (1 by default, so neither gets more compute than the other).
 //
-//   bazel run -c opt //bench:prior_server_bench -- --model=/path/prior.pt [--json=out.json]
+//   bazel run -c opt //bench:prior_server_bench -- [--model=skill:1024x3 | --model=prior.pt]
+//       [--json=out.json]
 // bench/prior_server.sh exports the model, runs this and the Ray Serve peer, and compares.
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -29,28 +31,37 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "common/server.h"
+#include "common/status_macros.h"
 #include "common/tensor.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
+#include "models/artifact.h"
+#include "models/skill_model.h"
 #include "models/torch_prior_inference.h"
 #include "prior_server/model_registry.h"
 #include "prior_server/prior_client.h"
 #include "prior_server/prior_metrics.h"
 #include "prior_server/prior_service.h"
 
-ABSL_FLAG(std::string, model, "", "The model to serve: a TorchScript .pt or a PRL artifact.");
+ABSL_FLAG(std::string, model, "skill",
+          "The model to serve: a TorchScript .pt, a PRL artifact, or skill[:<width>x<layers>] "
+          "for a freshly initialised SPiRL skill model with the point-maze shapes (state 4, "
+          "action 2, latent 10, H 10) and hidden layers of that shape (default 128x5, SPiRL's).");
 ABSL_FLAG(std::string, batch_sizes, "1,16,64", "Rows per call, comma-separated.");
 ABSL_FLAG(std::string, clients, "1,8,32", "Client threads, comma-separated.");
 ABSL_FLAG(double, seconds, 3.0, "Measured time per case (after 0.5 s of warm-up).");
 ABSL_FLAG(int, threads, 1, "LibTorch intra-op threads (both paths).");
 ABSL_FLAG(int64_t, max_batch_rows, 256, "The server's rows per batch.");
-ABSL_FLAG(int64_t, max_queue_delay_us, 500, "The server's queue delay, in microseconds.");
+ABSL_FLAG(int64_t, max_queue_delay_us, 200, "The server's queue delay, in microseconds.");
+ABSL_FLAG(int, instances, 2, "The server's batches computing at once per model and method.");
 ABSL_FLAG(int, batching_clients, 16, "Batch-1 clients of the dynamic-batching comparison.");
 ABSL_FLAG(std::string, json, "", "Also write the results as JSON to this file.");
 
@@ -85,6 +96,30 @@ std::vector<HostTensor> Inputs(const prl::v1::ModelInfo& info, int rows, int see
   }
   return inputs;
 }
+
+// The floor of any call's cost: a PriorInference whose Run is one ListModels RPC for a name
+// nothing is loaded under (no model, no batcher, a tiny reply), on its own channel.
+class EmptyCall final : public PriorInference {
+ public:
+  EmptyCall(std::shared_ptr<grpc::Channel> channel, prl::v1::ModelInfo info)
+      : stub_(prl::v1::PriorService::NewStub(channel)), info_(std::move(info)) {}
+  const prl::v1::ModelInfo& info() const override { return info_; }
+  absl::StatusOr<std::vector<HostTensor>> Run(PriorMethod,
+                                              const std::vector<HostTensor>&) const override {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    prl::v1::ListModelsRequest request;
+    request.set_name("nothing-here");
+    prl::v1::ListModelsResponse response;
+    grpc::Status s = stub_->ListModels(&context, request, &response);
+    if (!s.ok()) return absl::UnavailableError(s.error_message());
+    return std::vector<HostTensor>{};
+  }
+
+ private:
+  std::unique_ptr<prl::v1::PriorService::Stub> stub_;
+  prl::v1::ModelInfo info_;
+};
 
 struct Result {
   std::string path;
@@ -158,6 +193,38 @@ void Print(const Result& r) {
   std::cout.flush();
 }
 
+// Writes a SPiRL skill model of the shape `spec` names ("skill" or "skill:<width>x<layers>") to
+// a temporary artifact; returns its path.
+absl::StatusOr<std::string> MakeSkillArtifact(const std::string& spec) {
+  int width = prl::models::kSkillDefaultHiddenSize;
+  int layers = prl::models::kSkillDefaultHiddenLayers;
+  absl::string_view shape = spec;
+  if (absl::ConsumePrefix(&shape, "skill:")) {
+    std::vector<std::string> parts = absl::StrSplit(shape, 'x');
+    if (parts.size() != 2 || !absl::SimpleAtoi(parts[0], &width) ||
+        !absl::SimpleAtoi(parts[1], &layers)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--model: '", spec, "' is not skill:<width>x<layers>"));
+    }
+  } else if (shape != "skill") {
+    return absl::InvalidArgumentError(absl::StrCat("--model: '", spec, "' is not a skill spec"));
+  }
+  prl::models::SkillModelOptions options;
+  options.obs_dim = 4;
+  options.act_dim = 2;
+  for (int i = 0; i < layers; ++i) options.network.add_hidden_sizes(width);
+  PRL_ASSIGN_OR_RETURN(auto model, prl::models::SkillModel::Create(options));
+  prl::v1::ModelInfo info;
+  info.set_name("bench");
+  info.set_version(1);
+  PRL_ASSIGN_OR_RETURN(prl::models::ModelArtifact artifact, model->ToArtifact(info));
+  const char* tmp = std::getenv("TMPDIR");
+  const std::string path =
+      absl::StrCat(tmp != nullptr ? tmp : "/tmp", "/prl-bench-skill-", width, "x", layers, ".prl");
+  PRL_RETURN_IF_ERROR(prl::models::WriteModelArtifact(path, artifact));
+  return path;
+}
+
 int Fail(const absl::Status& s) {
   std::cerr << "prior_server_bench: " << s << "\n";
   return 1;
@@ -167,10 +234,11 @@ int Fail(const absl::Status& s) {
 
 int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
-  const std::string model_path = absl::GetFlag(FLAGS_model);
-  if (model_path.empty()) {
-    std::cerr << "prior_server_bench: --model is required (a .pt or .prl file)\n";
-    return 2;
+  std::string model_path = absl::GetFlag(FLAGS_model);
+  if (absl::StartsWith(model_path, "skill")) {
+    auto path = MakeSkillArtifact(model_path);
+    if (!path.ok()) return Fail(path.status());
+    model_path = *path;
   }
   const double seconds = absl::GetFlag(FLAGS_seconds);
   prl::models::SetInferenceThreads(absl::GetFlag(FLAGS_threads));
@@ -189,6 +257,7 @@ int main(int argc, char** argv) {
   registry_options.batching.max_batch_rows = absl::GetFlag(FLAGS_max_batch_rows);
   registry_options.batching.max_queue_delay =
       absl::Microseconds(absl::GetFlag(FLAGS_max_queue_delay_us));
+  registry_options.batching.instances = absl::GetFlag(FLAGS_instances);
   registry_options.batching.max_queue_rows =
       std::max<int64_t>(16384, registry_options.batching.max_batch_rows);
   prl::prior_server::ModelRegistry registry(
@@ -273,8 +342,32 @@ int main(int argc, char** argv) {
     }
   }
   const int bc = absl::GetFlag(FLAGS_batching_clients);
+  {
+    std::vector<std::unique_ptr<EmptyCall>> empty;
+    std::vector<const PriorInference*> empty_ptrs;
+    for (int i = 0; i < bc; ++i) {
+      grpc::ChannelArguments args;
+      args.SetInt("prl.bench_client", 1000 + i);
+      empty.push_back(std::make_unique<EmptyCall>(
+          grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args), info));
+      empty_ptrs.push_back(empty.back().get());
+    }
+    Result floor = Measure("grpc-empty-rpc", empty_ptrs, 1, bc, seconds);
+    Print(floor);
+    results.push_back(floor);
+  }
+  auto decode_stats = [&registry](const std::string& name) {
+    auto model = registry.Get(name, 1, "");
+    return (*model)->batcher(PriorMethod::kDecode)->stats();
+  };
+  const prl::prior_server::DynamicBatcher::Stats before = decode_stats("bench");
   const Result on = Measure("grpc", pointers(batched, bc), 1, bc, seconds);
+  const prl::prior_server::DynamicBatcher::Stats after = decode_stats("bench");
   Print(on);
+  std::cout << absl::StrFormat("  (batched: %.1f rows per batch on average, at most %d calls)\n",
+                               static_cast<double>(after.rows - before.rows) /
+                                   std::max<int64_t>(1, after.batches - before.batches),
+                               after.max_batch_calls);
   Result off = Measure("grpc-unbatched", pointers(unbatched, bc), 1, bc, seconds);
   Print(off);
   results.push_back(off);

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <fstream>
+#include <optional>
 #include <sstream>
 
 #include "absl/random/random.h"
@@ -57,7 +58,7 @@ void PrepareContext(const CallOptions& options, grpc::ClientContext* context) {
 
 absl::Status CallWithRetry(const CallOptions& call_options, const RetryOptions& retry,
                            const std::function<grpc::Status(grpc::ClientContext*)>& call) {
-  absl::BitGen rng;
+  std::optional<absl::BitGen> rng;  // seeded only when a retry needs it
   const absl::Time give_up = absl::Now() + retry.total_timeout;
   absl::Duration backoff = retry.initial_backoff;
   grpc::Status status;
@@ -68,7 +69,8 @@ absl::Status CallWithRetry(const CallOptions& call_options, const RetryOptions& 
     if (status.error_code() != grpc::StatusCode::UNAVAILABLE) break;
     if (attempt >= retry.max_attempts) break;
     // full jitter: sleep uniformly in [backoff/2, backoff].
-    const absl::Duration sleep = backoff * absl::Uniform(rng, 0.5, 1.0);
+    if (!rng.has_value()) rng.emplace();
+    const absl::Duration sleep = backoff * absl::Uniform(*rng, 0.5, 1.0);
     if (absl::Now() + sleep >= give_up) break;
     absl::SleepFor(sleep);
     backoff = std::min(backoff * retry.multiplier, retry.max_backoff);

@@ -1,5 +1,6 @@
 #include "models/torch_prior_inference.h"
 
+#include <atomic>
 #include <fstream>
 #include <optional>
 #include <sstream>
@@ -48,6 +49,20 @@ absl::StatusOr<at::Device> ResolveDevice(const std::string& name) {
   return at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(index));
 }
 
+// The intra-op threads SetInferenceThreads asked for (0: LibTorch's default). With OpenMP the
+// setting is per thread, and calls arrive on whichever thread the caller (a gRPC handler, an
+// actor) runs, so each thread applies it before its first call into LibTorch.
+std::atomic<int> inference_threads{0};
+
+void ApplyInferenceThreads() {
+  thread_local int applied = 0;
+  const int want = inference_threads.load(std::memory_order_relaxed);
+  if (want > 0 && applied != want) {
+    at::set_num_threads(want);
+    applied = want;
+  }
+}
+
 // The inputs as CPU torch tensors (views would alias the HostTensors' buffers; copies keep
 // ownership simple and cost little next to the model).
 std::vector<at::Tensor> ToTorchAll(const std::vector<HostTensor>& inputs) {
@@ -83,6 +98,7 @@ class SkillPrior final : public PriorInference {
   absl::StatusOr<std::vector<HostTensor>> Run(
       PriorMethod method, const std::vector<HostTensor>& inputs) const override {
     PRL_ASSIGN_OR_RETURN(const int64_t rows, CheckPriorInputs(info_, method, inputs));
+    ApplyInferenceThreads();
     std::vector<at::Tensor> in = ToTorchAll(inputs);
     c10::InferenceMode inference;
     if (method == PriorMethod::kDecode) {
@@ -108,6 +124,7 @@ class FlowPrior final : public PriorInference {
   absl::StatusOr<std::vector<HostTensor>> Run(
       PriorMethod method, const std::vector<HostTensor>& inputs) const override {
     PRL_RETURN_IF_ERROR(CheckPriorInputs(info_, method, inputs).status());
+    ApplyInferenceThreads();
     std::vector<at::Tensor> in = ToTorchAll(inputs);
     c10::InferenceMode inference;
     absl::StatusOr<RealNvpFlow::Result> result = method == PriorMethod::kForward
@@ -149,6 +166,7 @@ class ScriptPrior final : public PriorInference {
       PriorMethod method, const std::vector<HostTensor>& inputs) const override {
     PRL_ASSIGN_OR_RETURN(const int64_t rows, CheckPriorInputs(info_, method, inputs));
     const char* name = ScriptMethodName(method);
+    ApplyInferenceThreads();
     std::vector<at::Tensor> outputs;
     try {
       std::vector<c10::IValue> args;
@@ -362,7 +380,9 @@ absl::StatusOr<std::unique_ptr<PriorInference>> LoadPriorFile(const std::string&
 }
 
 void SetInferenceThreads(int threads) {
-  if (threads > 0) at::set_num_threads(threads);
+  if (threads <= 0) return;
+  inference_threads.store(threads, std::memory_order_relaxed);
+  ApplyInferenceThreads();
 }
 
 }  // namespace prl::models

@@ -58,7 +58,9 @@ absl::StatusOr<std::unique_ptr<PriorInference>> LoadPrior(absl::string_view byte
 absl::StatusOr<std::unique_ptr<PriorInference>> LoadPriorFile(const std::string& path,
                                                               const PriorLoadOptions& options);
 
-// Sets LibTorch's intra-op threads (0 keeps LibTorch's default).
+// Sets LibTorch's intra-op threads for every later inference call, on whichever thread it runs
+// (with OpenMP the setting is per thread; each thread applies it before its first call). 0 keeps
+// LibTorch's default.
 void SetInferenceThreads(int threads);
 
 }  // namespace prl::models

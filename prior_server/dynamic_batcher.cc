@@ -40,20 +40,31 @@ absl::Status ValidateBatchingOptions(const BatchingOptions& options, const std::
 
 DynamicBatcher::DynamicBatcher(std::string name, const BatchingOptions& options, BatchFn run,
                                BatchObserver* observer)
-    : name_(std::move(name)), options_(options), run_(std::move(run)), observer_(observer) {
-  for (int i = 0; i < options_.instances; ++i) workers_.emplace_back([this] { WorkerLoop(); });
+    : name_(std::move(name)), options_(options), run_(std::move(run)), observer_(observer) {}
+
+DynamicBatcher::~DynamicBatcher() = default;
+
+bool DynamicBatcher::FullBatchReady() const {
+  return running_ < options_.instances && !queue_.empty() &&
+         (queued_rows_ >= options_.max_batch_rows ||
+          options_.max_queue_delay == absl::ZeroDuration());
 }
 
-DynamicBatcher::~DynamicBatcher() {
-  {
-    absl::MutexLock lock(&mu_);
-    shutdown_ = true;
+std::vector<std::shared_ptr<DynamicBatcher::Pending>> DynamicBatcher::TakeBatch() {
+  std::vector<std::shared_ptr<Pending>> batch;
+  int64_t rows = 0;
+  const absl::Time now = absl::Now();
+  while (!queue_.empty() &&
+         (batch.empty() || rows + queue_.front()->rows <= options_.max_batch_rows)) {
+    std::shared_ptr<Pending> p = std::move(queue_.front());
+    queue_.pop_front();
+    p->queued = false;
+    rows += p->rows;
+    if (observer_ != nullptr) observer_->OnDequeued(now - p->enqueued);
+    batch.push_back(std::move(p));
   }
-  for (std::thread& t : workers_) t.join();
-}
-
-bool DynamicBatcher::ReadyOrIdle() const {
-  return shutdown_ || queue_.empty() || queued_rows_ >= options_.max_batch_rows;
+  queued_rows_ -= rows;
+  return batch;
 }
 
 absl::StatusOr<std::vector<HostTensor>> DynamicBatcher::Call(
@@ -63,9 +74,6 @@ absl::StatusOr<std::vector<HostTensor>> DynamicBatcher::Call(
   pending->inputs = std::move(inputs);
   pending->rows = rows;
   absl::MutexLock lock(&mu_);
-  if (shutdown_) {
-    return absl::UnavailableError(absl::StrCat(name_, " is shutting down"));
-  }
   if (!queue_.empty() && queued_rows_ + rows > options_.max_queue_rows) {
     ++stats_.refused;
     return absl::ResourceExhaustedError(absl::StrCat(
@@ -76,10 +84,40 @@ absl::StatusOr<std::vector<HostTensor>> DynamicBatcher::Call(
   queue_.push_back(pending);
   queued_rows_ += rows;
 
-  const absl::Condition done(&pending->done);
+  struct WakeArgs {
+    DynamicBatcher* batcher;
+    Pending* pending;
+  } wake_args{this, pending.get()};
+  // The queue's timer (the one caller waiting for the oldest call's delay to run out) wakes when
+  // its call is done or a batch is ready at once.
+  const absl::Condition timer_wake(
+      +[](WakeArgs* a) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+        return a->pending->done || a->batcher->FullBatchReady();
+      },
+      &wake_args);
+  // Every other caller also wakes when the queue needs a new timer.
+  const absl::Condition wake(
+      +[](WakeArgs* a) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+        DynamicBatcher* b = a->batcher;
+        return a->pending->done || b->FullBatchReady() ||
+               (!b->timer_armed_ && b->running_ < b->options_.instances && !b->queue_.empty());
+      },
+      &wake_args);
   for (;;) {
     if (pending->done) break;
     const absl::Time now = absl::Now();
+    const bool can_run = running_ < options_.instances && !queue_.empty();
+    // Lead: an instance is free and the oldest call's delay is up (or the batch is full).
+    if (can_run && (queued_rows_ >= options_.max_batch_rows ||
+                    now >= queue_.front()->enqueued + options_.max_queue_delay)) {
+      std::vector<std::shared_ptr<Pending>> batch = TakeBatch();
+      ++running_;
+      mu_.Unlock();
+      RunBatch(batch);
+      mu_.Lock();
+      --running_;
+      continue;
+    }
     const bool expired = now >= deadline;
     const bool gone = !expired && cancelled && cancelled();
     if (expired || gone) {
@@ -99,42 +137,18 @@ absl::StatusOr<std::vector<HostTensor>> DynamicBatcher::Call(
           absl::StrCat(name_, ": the deadline passed after ", absl::FormatDuration(waited),
                        in_queue ? " in the queue" : " while its batch computed"));
     }
-    if (mu_.AwaitWithDeadline(done, std::min(deadline, now + absl::Milliseconds(20)))) break;
+    // Wake at least every 20 ms to notice a cancelled RPC.
+    const absl::Time poll = std::min(deadline, now + absl::Milliseconds(20));
+    if (can_run && !timer_armed_) {
+      timer_armed_ = true;
+      mu_.AwaitWithDeadline(timer_wake,
+                            std::min(poll, queue_.front()->enqueued + options_.max_queue_delay));
+      timer_armed_ = false;
+    } else {
+      mu_.AwaitWithDeadline(wake, poll);
+    }
   }
   return std::move(pending->result);
-}
-
-void DynamicBatcher::WorkerLoop() {
-  mu_.Lock();
-  for (;;) {
-    mu_.Await(absl::Condition(
-        +[](DynamicBatcher* b)
-             ABSL_SHARED_LOCKS_REQUIRED(b->mu_) { return b->shutdown_ || !b->queue_.empty(); },
-        this));
-    if (queue_.empty()) break;  // shutdown with nothing left to finish
-    if (!shutdown_ && queued_rows_ < options_.max_batch_rows) {
-      const absl::Time flush_at = queue_.front()->enqueued + options_.max_queue_delay;
-      mu_.AwaitWithDeadline(absl::Condition(this, &DynamicBatcher::ReadyOrIdle), flush_at);
-      if (queue_.empty()) continue;
-    }
-    std::vector<std::shared_ptr<Pending>> batch;
-    int64_t rows = 0;
-    const absl::Time now = absl::Now();
-    while (!queue_.empty() &&
-           (batch.empty() || rows + queue_.front()->rows <= options_.max_batch_rows)) {
-      std::shared_ptr<Pending> p = std::move(queue_.front());
-      queue_.pop_front();
-      p->queued = false;
-      rows += p->rows;
-      if (observer_ != nullptr) observer_->OnDequeued(now - p->enqueued);
-      batch.push_back(std::move(p));
-    }
-    queued_rows_ -= rows;
-    mu_.Unlock();
-    RunBatch(batch);
-    mu_.Lock();
-  }
-  mu_.Unlock();
 }
 
 void DynamicBatcher::RunBatch(const std::vector<std::shared_ptr<Pending>>& batch) {

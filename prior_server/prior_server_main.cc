@@ -4,9 +4,11 @@
 // Models come from --prior_model_dir (the learner's model store layout, loaded on demand or
 // preloaded with --prior_load) and from LoadModel (a path the server can read, or the artifact's
 // bytes pushed by the caller). See docs/prior_server.md.
+#include <algorithm>
 #include <iostream>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/flags/flag.h"
@@ -40,13 +42,16 @@ ABSL_FLAG(int64_t, prior_max_queue_delay_us, 200,
 ABSL_FLAG(int64_t, prior_max_queue_rows, 16384,
           "Default rows that may wait per model and method; calls beyond get "
           "RESOURCE_EXHAUSTED.");
-ABSL_FLAG(int, prior_batch_instances, 1,
-          "Default batches of one model and method computing at once.");
+ABSL_FLAG(int, prior_batch_instances, 0,
+          "Default batches of one model and method computing at once (0: one per core, up to "
+          "64; with --prior_threads=1 that keeps every core busy under load).");
 ABSL_FLAG(int64_t, prior_max_request_rows, 65536, "Rows one inference call may carry.");
 ABSL_FLAG(int64_t, prior_max_artifact_bytes, int64_t{1} << 30,
           "Largest artifact file (or pushed artifact) accepted, in bytes.");
 ABSL_FLAG(std::string, prior_device, "auto", "Where models run: auto, cpu, cuda or cuda:N.");
-ABSL_FLAG(int, prior_threads, 0, "LibTorch intra-op threads (0: LibTorch's default).");
+ABSL_FLAG(int, prior_threads, 1,
+          "LibTorch intra-op threads per batch (0: LibTorch's default, all cores). Batches of "
+          "different models and methods (and --prior_batch_instances) run in parallel anyway.");
 
 namespace {
 
@@ -72,6 +77,9 @@ int main(int argc, char** argv) {
   batching.max_queue_delay = absl::Microseconds(absl::GetFlag(FLAGS_prior_max_queue_delay_us));
   batching.max_queue_rows = absl::GetFlag(FLAGS_prior_max_queue_rows);
   batching.instances = absl::GetFlag(FLAGS_prior_batch_instances);
+  if (batching.instances == 0) {
+    batching.instances = std::clamp(static_cast<int>(std::thread::hardware_concurrency()), 1, 64);
+  }
   if (absl::Status s = prl::prior_server::ValidateBatchingOptions(batching, "--prior_"); !s.ok()) {
     return Fail(s);
   }
