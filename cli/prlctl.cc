@@ -5,6 +5,7 @@
 //   prlctl submit SPEC_FILE         submit an experiment to the learner
 //   prlctl list | get ID | stop ID | watch ID
 //   prlctl plot ID...              learning curves (mean ± std per group) to a PNG
+//   prlctl models [NAME] | load-model NAME [FILE] | unload-model NAME [VERSION]  (prior server)
 //
 // Every call has a deadline (--timeout; --watch_timeout for watch). Mutating calls carry the
 // bearer token from --auth_token_file or $PRL_AUTH_TOKEN.
@@ -16,14 +17,17 @@
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
+#include <iterator>
 #include <string>
 #include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
 #include "absl/time/time.h"
 #include "cli/plot_script.h"
@@ -34,8 +38,14 @@
 #include "common/version.h"
 #include "google/protobuf/text_format.h"
 #include "proto/experiment.grpc.pb.h"
+#include "proto/prior.grpc.pb.h"
 
 ABSL_FLAG(std::string, learner, "127.0.0.1:50052", "Address of prl_learner (HOST:PORT).");
+ABSL_FLAG(std::string, prior_server, "127.0.0.1:50053",
+          "Address of prl_prior_server (HOST:PORT) for models, load-model, unload-model.");
+ABSL_FLAG(int64_t, version, 0,
+          "load-model: the version to load (from the server's directory; 0: the newest) or to "
+          "register FILE as (0: one more than the newest known).");
 ABSL_FLAG(absl::Duration, timeout, absl::Seconds(10), "Deadline of each call.");
 ABSL_FLAG(absl::Duration, watch_timeout, absl::Hours(24), "Deadline of a watch stream.");
 ABSL_FLAG(std::string, auth_token_file, "",
@@ -70,6 +80,11 @@ constexpr char kUsage[] =
     "  prlctl stop ID               stop a queued or running experiment\n"
     "  prlctl watch ID              follow an experiment's progress until it ends\n"
     "  prlctl plot ID...            learning curves, mean ± std over seeds, to --output PNG\n"
+    "  prlctl models [NAME]         priors the prior server has loaded or can load\n"
+    "  prlctl load-model NAME [FILE]  serve NAME from the server's model directory\n"
+    "                               (--version=N), or FILE from here (a PRL artifact or a\n"
+    "                               TorchScript .pt; its bytes are sent)\n"
+    "  prlctl unload-model NAME [VERSION]  stop serving one version, or all\n"
     "\n"
     "Flags go before or after the command, e.g. prlctl --learner=host:50052 list";
 
@@ -149,6 +164,107 @@ int Unary(absl::string_view what,
   if (!status.ok()) {
     return Fail(FromGrpcStatus(status),
                 absl::StrCat(what, " (learner ", absl::GetFlag(FLAGS_learner), ")"));
+  }
+  return 0;
+}
+
+// Runs one unary PriorService call against --prior_server.
+template <typename Request, typename Response>
+int PriorUnary(absl::string_view what,
+               grpc::Status (v1::PriorService::Stub::*method)(grpc::ClientContext*, const Request&,
+                                                              Response*),
+               const Request& request, Response* response) {
+  const std::string address = absl::GetFlag(FLAGS_prior_server);
+  auto channel = Connect(address);
+  if (!channel.ok()) return Fail(channel.status(), what);
+  auto call = Call(absl::GetFlag(FLAGS_timeout));
+  if (!call.ok()) return Fail(call.status(), what);
+  auto stub = v1::PriorService::NewStub(*channel);
+  grpc::ClientContext context;
+  PrepareContext(*call, &context);
+  grpc::Status status = ((*stub).*method)(&context, request, response);
+  if (!status.ok()) {
+    return Fail(FromGrpcStatus(status), absl::StrCat(what, " (prior server ", address, ")"));
+  }
+  return 0;
+}
+
+std::string KindName(v1::PriorKind kind) {
+  std::string name = v1::PriorKind_Name(kind);
+  absl::string_view short_name(name);
+  absl::ConsumePrefix(&short_name, "PRIOR_KIND_");
+  return std::string(short_name);
+}
+
+void PrintModels(const google::protobuf::RepeatedPtrField<v1::ModelInfo>& models) {
+  std::cout << absl::StrFormat("%-24s %7s %-14s %-8s %-22s %s\n", "NAME", "VERSION", "KIND",
+                               "LOADED", "DIMS (obs/act/z/H)", "METHODS");
+  for (const v1::ModelInfo& m : models) {
+    std::cout << absl::StrFormat(
+        "%-24s %7d %-14s %-8s %-22s %s\n", m.name(), m.version(), KindName(m.kind()),
+        m.loaded() ? "yes" : "no",
+        absl::StrCat(m.obs_dim(), "/", m.action_dim(), "/", m.latent_dim(), "/", m.horizon()),
+        absl::StrJoin(m.methods(), ","));
+  }
+}
+
+// prlctl models [NAME]: what the prior server has loaded and can load.
+int Models(const std::vector<std::string>& args) {
+  if (args.size() > 1) return Fail(absl::InvalidArgumentError("give at most one NAME"), "models");
+  v1::ListModelsRequest request;
+  if (!args.empty()) request.set_name(args[0]);
+  request.set_include_unloaded(true);
+  v1::ListModelsResponse response;
+  const int rc = PriorUnary("models", &v1::PriorService::Stub::ListModels, request, &response);
+  if (rc == 0) PrintModels(response.models());
+  return rc;
+}
+
+// prlctl load-model NAME [FILE]: serve NAME from the server's model directory (--version, 0 the
+// newest) or from FILE on this machine (its bytes are sent; a PRL artifact or a TorchScript .pt).
+int LoadModel(const std::vector<std::string>& args) {
+  if (args.empty() || args.size() > 2) {
+    return Fail(absl::InvalidArgumentError("give NAME [FILE]"), "load-model");
+  }
+  v1::LoadModelRequest request;
+  request.set_name(args[0]);
+  request.set_version(absl::GetFlag(FLAGS_version));
+  if (args.size() == 2) {
+    std::ifstream in(args[1], std::ios::binary);
+    if (!in) return Fail(absl::NotFoundError(absl::StrCat("cannot read ", args[1])), "load-model");
+    request.set_artifact(std::string(std::istreambuf_iterator<char>(in), {}));
+  }
+  v1::LoadModelResponse response;
+  const int rc = PriorUnary("load-model", &v1::PriorService::Stub::LoadModel, request, &response);
+  if (rc != 0) return rc;
+  google::protobuf::RepeatedPtrField<v1::ModelInfo> one;
+  *one.Add() = response.model();
+  PrintModels(one);
+  return 0;
+}
+
+// prlctl unload-model NAME [VERSION]: stop serving one version (or all, without VERSION).
+int UnloadModel(const std::vector<std::string>& args) {
+  if (args.empty() || args.size() > 2) {
+    return Fail(absl::InvalidArgumentError("give NAME [VERSION]"), "unload-model");
+  }
+  v1::UnloadModelRequest request;
+  request.set_name(args[0]);
+  if (args.size() == 2) {
+    int64_t version = 0;
+    if (!absl::SimpleAtoi(args[1], &version)) {
+      return Fail(
+          absl::InvalidArgumentError(absl::StrCat("VERSION '", args[1], "' is not a number")),
+          "unload-model");
+    }
+    request.set_version(version);
+  }
+  v1::UnloadModelResponse response;
+  const int rc =
+      PriorUnary("unload-model", &v1::PriorService::Stub::UnloadModel, request, &response);
+  if (rc != 0) return rc;
+  for (const v1::PriorRef& ref : response.unloaded()) {
+    std::cout << "unloaded " << ref.name() << " v" << ref.version() << "\n";
   }
   return 0;
 }
@@ -350,6 +466,9 @@ int Run(const std::vector<std::string>& args) {
   }
   if (command == "watch") return need_one("ID") ? Watch(rest[0]) : 2;
   if (command == "plot") return Plot(rest);
+  if (command == "models") return Models(rest);
+  if (command == "load-model") return LoadModel(rest);
+  if (command == "unload-model") return UnloadModel(rest);
   std::cerr << "prlctl: unknown command '" << command << "'\n\n" << kUsage << "\n";
   return 2;
 }

@@ -139,3 +139,49 @@ TEST_F(PrlctlTest, UnknownCommandShowsUsage) {
 
 }  // namespace
 }  // namespace prl
+
+namespace prl {
+namespace {
+
+// The prior-server commands against a real prl_prior_server: push a TorchScript module from a
+// local file, list it, refuse a bad name and a missing token, unload it.
+TEST(PrlctlPriorTest, LoadListAndUnloadModels) {
+  auto server = Subprocess::Start(
+      {Runfile("prior_server/prl_prior_server"), "--port=0", "--metrics_port=-1",
+       "--drain_timeout=1s", absl::StrCat("--prior_model_dir=", ::testing::TempDir())},
+      {{"PRL_AUTH_TOKEN", "cli-token"}});
+  ASSERT_TRUE(server.ok());
+  auto line = (*server)->WaitForLine("PRL_READY", absl::Seconds(60));
+  ASSERT_TRUE(line.ok()) << line.status();
+  std::string address;
+  for (absl::string_view field : absl::StrSplit(*line, ' ')) {
+    if (absl::ConsumePrefix(&field, "grpc=")) address = std::string(field);
+  }
+  const std::string flag = "--prior_server=" + address;
+  const std::string module = Runfile("tests/data/torchscript_prior_torch2/prior.pt");
+  const std::map<std::string, std::string> token = {{"PRL_AUTH_TOKEN", "cli-token"}};
+
+  Result refused = RunPrlctl({flag, "load-model", "tiny", module});
+  EXPECT_EQ(refused.exit_code, 1) << refused.output;
+  EXPECT_THAT(refused.output, HasSubstr("UNAUTHENTICATED"));
+
+  Result loaded = RunPrlctl({flag, "load-model", "tiny", module}, token);
+  EXPECT_EQ(loaded.exit_code, 0) << loaded.output;
+  EXPECT_THAT(loaded.output, HasSubstr("TORCHSCRIPT"));
+
+  Result listed = RunPrlctl({flag, "models"});
+  EXPECT_EQ(listed.exit_code, 0) << listed.output;
+  EXPECT_THAT(listed.output, HasSubstr("Decode,Prior,Forward,Inverse"));
+  EXPECT_THAT(listed.output, HasSubstr("4/2/3/5"));
+
+  Result bad = RunPrlctl({flag, "load-model", "Bad", module}, token);
+  EXPECT_EQ(bad.exit_code, 2) << bad.output;
+  EXPECT_THAT(bad.output, HasSubstr("name: 'Bad' is not allowed"));
+
+  Result unloaded = RunPrlctl({flag, "unload-model", "tiny"}, token);
+  EXPECT_EQ(unloaded.exit_code, 0) << unloaded.output;
+  EXPECT_THAT(unloaded.output, HasSubstr("unloaded tiny v1"));
+}
+
+}  // namespace
+}  // namespace prl
