@@ -212,6 +212,10 @@ def check_lib():
     sel = monitoring_lib.selectors_with_matchers(
         'sum(rate(a{x="}",y=~"b"}[5m])) / b unless up{job=~"prl-.*"} offset 1m')
     check(sel == ['a{x="}",y=~"b"}', 'up{job=~"prl-.*"}'], f"selectors_with_matchers gives {sel}")
+    kept = [monitoring_lib.without_negative_matchers(x) for x in
+            ['a{x="1", code!~"OK|NOT_FOUND",y=~"b"}', 'a{code!="OK"}', "up", 'b{x="}!="}']]
+    check(kept == ['a{x="1",y=~"b"}', "a", "up", 'b{x="}!="}'],
+          f"without_negative_matchers gives {kept}")
     names = monitoring_lib.exported_metric_names(
         "# TYPE h histogram\nh_bucket{le=\"1\"} 0\n# TYPE c counter\nc{a=\"b\"} 1\ng 2\n")
     check(names == {"h", "h_bucket", "h_sum", "h_count", "c", "g"},

@@ -3,30 +3,42 @@
 
 Starts a replay shard, the prior server, the learner, one actor and a second actor whose
 learner address is wrong (its failing RPCs feed the RPC-error panels), each with --port=0
---metrics_port=0, and Debian's Prometheus scraping their /metrics every second through
-deploy/prometheus/prometheus-kubernetes.yml's relabeling (its pod discovery swapped for a file
-of targets carrying the labels Kubernetes would give the pods; Debian's Prometheus has no
-Kubernetes discovery) with deploy/prometheus/alerts.yml loaded. Submits a tiny SAC experiment
-and checks:
+--metrics_port=0. The prior server loads a TorchScript prior exported by PyTorch
+(tests/data/torchscript_prior_torch2/prior.pt) with LoadModel and answers Decode calls made
+throughout the test (and calls naming an unknown model, NOT_FOUND), so its model, batch, queue
+and compute metrics have series. Debian's Prometheus scrapes their /metrics every second
+through deploy/prometheus/prometheus-kubernetes.yml's relabeling (its pod discovery swapped for
+a file of targets carrying the labels Kubernetes would give the pods; Debian's Prometheus has
+no Kubernetes discovery) with deploy/prometheus/alerts.yml loaded. The test submits a tiny SAC
+experiment and checks:
 
   - the relabeling: every process is a target named prl-<component> with namespace, pod and
     container labels, and pods that do not opt in are dropped;
-  - training shows through PromQL: env steps/s > 0, replay table size > 0, learner updates > 0;
+  - training shows through PromQL: env steps/s > 0, replay table size > 0, learner updates > 0,
+    and so do the prior server's Decode calls/s;
   - every query of every panel of deploy/grafana/prl.json (template variables substituted) is
     valid PromQL, names only metrics some process exports (or Prometheus's `up`), and returns
     data (except panels that are empty while nothing fails);
   - the experiment template variable lists the experiment;
   - every alert rule evaluates without error, names only exported metrics, each of its
-    selectors with label matchers matches some series, and none fires on
-    this cluster (its one fault, the lost actor, has never stepped: not a stalled actor).
+    selectors with label matchers matches some series (negative matchers, which filter out
+    what is normal, e.g. code!~"OK|...", left out), and none fires on this cluster (its one
+    fault, the lost actor, has never stepped: not a stalled actor).
+
+The test speaks gRPC with curl (--http2-prior-knowledge) and encodes the few protobuf messages
+it sends by hand (pb_* below).
 """
 import json
+import math
 import os
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -162,21 +174,194 @@ class Prometheus:
         return float(result[0]["value"][1])
 
 
+# --- protobuf by hand: the few messages the test sends and reads ------------------------------
+
+
+def pb_varint(n):
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        if n:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def pb_field(number, value):
+    """One field: an int as a varint, str or bytes (a string, bytes or an embedded message)
+    length-delimited."""
+    if isinstance(value, int):
+        return pb_varint(number << 3) + pb_varint(value)
+    if isinstance(value, str):
+        value = value.encode("utf-8")
+    return pb_varint(number << 3 | 2) + pb_varint(len(value)) + value
+
+
+def pb_tensor(shape, values):
+    """prl.v1.Tensor: dtype FLOAT32 (1), shape (packed int64), data (little-endian float32)."""
+    return (pb_field(1, 1) + pb_field(2, b"".join(pb_varint(d) for d in shape)) +
+            pb_field(3, struct.pack(f"<{len(values)}f", *values)))
+
+
+def pb_read_varint(data, i):
+    n = shift = 0
+    while True:
+        byte = data[i]
+        i += 1
+        n |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            return n, i
+
+
+def pb_parse(data):
+    """{field number: [values]} of a message: ints for varints, bytes for length-delimited
+    fields (fixed-width fields are skipped)."""
+    fields = {}
+    i = 0
+    while i < len(data):
+        key, i = pb_read_varint(data, i)
+        number, wire = key >> 3, key & 7
+        if wire == 0:
+            value, i = pb_read_varint(data, i)
+        elif wire == 2:
+            size, i = pb_read_varint(data, i)
+            value, i = data[i:i + size], i + size
+        elif wire in (1, 5):
+            i += 8 if wire == 1 else 4
+            continue
+        else:
+            raise ValueError(f"protobuf wire type {wire} at byte {i}")
+        fields.setdefault(number, []).append(value)
+    return fields
+
+
+def pb_parse_tensor(data):
+    """(dtype, shape, float values) of a prl.v1.Tensor holding float32."""
+    t = pb_parse(data)
+    shape = []
+    for packed in t.get(2, []):
+        j = 0
+        while j < len(packed):
+            d, j = pb_read_varint(packed, j)
+            shape.append(d)
+    raw = t.get(3, [b""])[0]
+    return t.get(1, [0])[0], shape, list(struct.unpack(f"<{len(raw) // 4}f", raw))
+
+
+def grpc_unary(address, method, message=b""):
+    """Calls a unary gRPC method over HTTP/2 with curl; returns (grpc-status or None, the
+    response message's bytes or None, grpc-message)."""
+    frame = b"\x00" + struct.pack(">I", len(message)) + message  # uncompressed
+    fd, headers_file = tempfile.mkstemp(dir=TMP, prefix="grpc_headers_")
+    os.close(fd)
+    try:
+        out = subprocess.run(
+            ["curl", "-sS", "--http2-prior-knowledge", "-H", "content-type: application/grpc",
+             "-H", "te: trailers", "--data-binary", "@-", "-o", "-", "-D", headers_file,
+             f"http://{address}{method}"], input=frame, capture_output=True, timeout=10)
+        with open(headers_file, errors="replace") as f:
+            headers = f.read()
+    finally:
+        os.remove(headers_file)
+    status = None
+    grpc_message = ""
+    for line in headers.splitlines():
+        name, _, value = line.partition(":")
+        if name.strip().lower() == "grpc-status":
+            status = value.strip()
+        elif name.strip().lower() == "grpc-message":
+            grpc_message = urllib.parse.unquote(value.strip())
+    if status is None:
+        log(f"curl {method} on {address}: rc {out.returncode} "
+            f"{out.stderr.decode(errors='replace').strip()}")
+        return None, None, ""
+    body = out.stdout
+    response = None
+    if len(body) >= 5:
+        size = struct.unpack(">I", body[1:5])[0]
+        response = body[5:5 + size]
+    return status, response, grpc_message
+
+
 def grpc_call(address, method):
-    """Calls a unary gRPC method with an empty request over HTTP/2 with curl; returns the
-    grpc-status it answered (a string), or None."""
-    frame = os.path.join(TMP, "empty_grpc_frame")
-    with open(frame, "wb") as f:
-        f.write(b"\x00\x00\x00\x00\x00")  # uncompressed, length 0: an empty message
-    out = subprocess.run(
-        ["curl", "-sS", "--http2-prior-knowledge", "-H", "content-type: application/grpc",
-         "-H", "te: trailers", "--data-binary", "@" + frame, "-o", "/dev/null", "-D", "-",
-         f"http://{address}{method}"], capture_output=True, text=True, timeout=10)
-    for line in out.stdout.splitlines():
-        if line.lower().startswith("grpc-status:"):
-            return line.split(":", 1)[1].strip()
-    log(f"curl {method} on {address}: rc {out.returncode} {out.stderr.strip()}")
+    """Calls a unary gRPC method with an empty request; returns the grpc-status it answered
+    (a string), or None."""
+    return grpc_unary(address, method)[0]
+
+
+# the TorchScript prior of tests/data/torchscript_prior_torch2: obs_dim 4, action_dim 2,
+# latent_dim 3, horizon 5.
+PRIOR_MODEL = "e2e-prior"
+OBS_DIM, ACTION_DIM, LATENT_DIM, HORIZON = 4, 2, 3, 5
+
+
+def decode(address, model, rows, seed=0):
+    """PriorService.Decode of `rows` rows on `model`; returns (grpc-status, actions tensor as
+    (dtype, shape, values) or None, grpc-message)."""
+    z = [math.sin(0.7 * (seed + i)) for i in range(rows * LATENT_DIM)]
+    state = [math.cos(0.3 * (seed + i)) for i in range(rows * OBS_DIM)]
+    request = (pb_field(1, pb_field(1, model)) +
+               pb_field(2, pb_tensor([rows, LATENT_DIM], z)) +
+               pb_field(3, pb_tensor([rows, OBS_DIM], state)))
+    status, response, message = grpc_unary(address, "/prl.v1.PriorService/Decode", request)
+    actions = None
+    if status == "0" and response is not None:
+        fields = pb_parse(response)
+        if 1 in fields:
+            actions = pb_parse_tensor(fields[1][0])
+    return status, actions, message
+
+
+def check_decode(address, rows, seed=0):
+    """Decode on PRIOR_MODEL must answer OK with float32 actions [rows, HORIZON, ACTION_DIM]."""
+    status, actions, message = decode(address, PRIOR_MODEL, rows, seed)
+    if status != "0":
+        return f"Decode of {rows} rows: grpc-status {status} {message}"
+    want = [rows, HORIZON, ACTION_DIM]
+    if actions is None:
+        return f"Decode of {rows} rows: no actions in the response"
+    dtype, shape, values = actions
+    if dtype != 1 or shape != want or len(values) != rows * HORIZON * ACTION_DIM or \
+            not all(math.isfinite(v) for v in values):
+        return (f"Decode of {rows} rows: actions dtype {dtype} shape {shape} with "
+                f"{len(values)} values, want float32 {want} with finite values")
     return None
+
+
+class PriorTraffic:
+    """Decode calls on the prior server every 0.2 s in a thread (batch sizes 1-8), and every
+    tenth one on an unknown model (NOT_FOUND), so that the prior server's rates have moved in
+    every scrape window."""
+
+    def __init__(self, address):
+        self.address = address
+        self.stop_event = threading.Event()
+        self.calls = 0
+        self.errors = []
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self):
+        i = 0
+        while not self.stop_event.is_set():
+            i += 1
+            if i % 10 == 0:
+                status = decode(self.address, "no-such-model", 1)[0]
+                if status != "5":
+                    self.errors.append(f"Decode on an unknown model: grpc-status {status}, "
+                                       "want 5 (NOT_FOUND)")
+            else:
+                error = check_decode(self.address, 1 + i % 8, seed=i)
+                if error:
+                    self.errors.append(error)
+            self.calls += 1
+            self.stop_event.wait(0.2)
+
+    def stop(self):
+        self.stop_event.set()
+        self.thread.join(timeout=15)
 
 
 def wait_until(what, predicate, timeout):
@@ -197,6 +382,7 @@ def main():
         return 1
     run = lambda path: os.path.join(RUNFILES, path)  # noqa: E731
     processes = []
+    traffic = None
     try:
         # --- the cluster ----------------------------------------------------------------------
         replay = Process("replay", [run("replay/prl_replay"), "--port=0", "--metrics_port=0",
@@ -232,15 +418,33 @@ def main():
         servers = [replay, prior, learner, actor, lost_actor]
         log("cluster ready: " + ", ".join(f"{p.name} grpc={p.grpc} metrics={p.metrics}"
                                           for p in servers))
-        # one RPC on every server, so every process has gRPC series, and one PriorService call
-        # (UNIMPLEMENTED for now) for the prior-server panels.
+        # one RPC on every server, so every process has gRPC series.
         for p in servers:
             status = grpc_call(p.grpc, "/grpc.health.v1.Health/Check")
             if status != "0":
                 fail(f"health check of {p.name}: grpc-status {status}")
         status = grpc_call(prior.grpc, "/prl.v1.PriorService/ListModels")
-        if status is None:
-            fail("ListModels on the prior server got no gRPC status")
+        if status != "0":
+            fail(f"ListModels on the prior server: grpc-status {status}")
+
+        # the prior server serves a real model: prl_prior_* families export series only once
+        # a model is loaded and called.
+        artifact = os.path.abspath(run("tests/data/torchscript_prior_torch2/prior.pt"))
+        status, response, message = grpc_unary(
+            prior.grpc, "/prl.v1.PriorService/LoadModel",
+            pb_field(1, PRIOR_MODEL) + pb_field(3, artifact))
+        if status != "0":
+            fail(f"LoadModel {artifact}: grpc-status {status} {message}")
+            raise Abort()
+        info = pb_parse(pb_parse(response or b"").get(1, [b""])[0])
+        if info.get(1) != [PRIOR_MODEL.encode()] or info.get(3) != [5]:
+            fail(f"LoadModel answered model {info}: want name {PRIOR_MODEL}, kind TORCHSCRIPT")
+        error = check_decode(prior.grpc, 3)
+        if error:
+            fail(error)
+            raise Abort()
+        log(f"prior server serves {PRIOR_MODEL} (TorchScript): Decode answers OK")
+        traffic = PriorTraffic(prior.grpc)
 
         # --- prometheus -----------------------------------------------------------------------
         prom_dir = os.path.join(TMP, "prometheus")
@@ -346,6 +550,8 @@ def main():
             ("env steps/s", "sum(rate(prl_actor_env_steps_total[5s]))"),
             ("replay table size", f'sum(prl_replay_table_size{{table="{exp}"}})'),
             ("learner updates", f'sum(prl_learner_updates_total{{experiment="{exp}"}})'),
+            ("prior Decode calls/s", f'sum(rate(prl_prior_requests_total{{model="{PRIOR_MODEL}",'
+                                     'method="Decode",code="OK"}[5s]))'),
         ]
         values = {}
 
@@ -428,17 +634,27 @@ def main():
             check_names(f"rule {r['name']}", r["query"])
             # label matchers that match nothing would leave the rule silent for ever.
             for selector in monitoring_lib.selectors_with_matchers(r["query"]):
+                selector = monitoring_lib.without_negative_matchers(selector)
                 result, error = prom.query(f"count({selector})")
                 if error or not result:
                     fail(f"rule {r['name']}: {selector} matches no series ({error})")
             if r.get("state") == "firing":
                 fail(f"rule {r['name']} fires: {r.get('alerts')}")
         log(f"{len(rules)} alert rules checked")
+
+        traffic.stop()
+        if traffic.errors:
+            fail(f"{len(traffic.errors)} of {traffic.calls} prior calls failed; first: "
+                 f"{traffic.errors[0]}")
+        else:
+            log(f"{traffic.calls} prior calls answered as expected")
     except Abort:
         pass  # already reported
     except Exception as e:  # noqa: BLE001: report, then stop the processes
         fail(f"{type(e).__name__}: {e}")
     finally:
+        if traffic is not None:
+            traffic.stop()
         for p in reversed(processes):
             p.terminate()
         for p in processes:

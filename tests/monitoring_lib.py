@@ -2,6 +2,8 @@
 
 - metric_names(expr): the metric names a PromQL expression selects (no PromQL parser needed:
   strings, label matchers, ranges and grouping clauses are cut out first).
+- selectors_with_matchers(expr) and without_negative_matchers(selector): the selectors of
+  an alert rule that must match some series.
 - dashboard_queries(dashboard) and substitute(expr, variables): every query of a Grafana
   dashboard and its text with Grafana's template variables replaced.
 - kubernetes_config_as_file_sd(text, ...): deploy/prometheus/prometheus-kubernetes.yml with
@@ -45,6 +47,20 @@ def selectors_with_matchers(expr):
     return [m.group(0) for m in
             re.finditer(r'(?<![\w.:])[A-Za-z_:][A-Za-z0-9_:]*\{(?:[^}"]|"(?:[^"\\]|\\.)*")*\}',
                         expr)]
+
+
+def without_negative_matchers(selector):
+    """`selector` with its != and !~ matchers left out, e.g.
+    'a{x="1",code!~"OK|NOT_FOUND"}' -> 'a{x="1"}' and 'a{code!="OK"}' -> 'a'. Negative matchers
+    filter out what is normal (errors other than the caller's), so on a healthy cluster they may
+    rightly match nothing; the rest of the selector must still match some series."""
+    m = re.match(r'([A-Za-z_:][A-Za-z0-9_:]*)\{(.*)\}$', selector, re.S)
+    if not m:
+        return selector
+    matchers = re.findall(r'\s*([A-Za-z_][A-Za-z0-9_]*)\s*(=~|!~|!=|=)\s*("(?:[^"\\]|\\.)*")',
+                          m.group(2))
+    kept = [f"{label}{op}{value}" for label, op, value in matchers if op in ("=", "=~")]
+    return m.group(1) + ("{" + ",".join(kept) + "}" if kept else "")
 
 
 def dashboard_panels(dashboard):

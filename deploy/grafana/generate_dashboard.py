@@ -207,22 +207,63 @@ ROWS = [
               f"[10m]))", "{{experiment}}")], unit="s"),
     ]),
     ("Prior server", [
-        ts("Prior requests/s by method and code",
-           "PriorService calls handled per second, by method and status code (gRPC metrics of "
-           "prl_prior_server).",
-           [q(f"sum by (method, code) (rate(prl_grpc_server_handled_total{{{PRIOR}}}[{RI}]))",
-              "{{method}} {{code}}")], unit="reqps"),
+        ts("Prior inference requests/s by model, method and code",
+           "Inference calls (Decode, Prior, Forward, Inverse, Translate) the prior servers "
+           "answered per second, by model name, method and status code "
+           "(prl_prior_requests_total). Model (unknown): the name or version did not resolve.",
+           [q(f"sum by (model, method, code) (rate(prl_prior_requests_total[{RI}]))",
+              "{{model}} {{method}} {{code}}")], unit="reqps"),
+        ts("Prior inference errors (fraction of calls)",
+           "Fraction of inference calls that did not end OK, by model, method and code. "
+           "NOT_FOUND, INVALID_ARGUMENT and FAILED_PRECONDITION are the caller's mistakes; "
+           "other codes above 1% for 5 minutes fire PRLPriorErrors.",
+           [q(f"sum by (model, method, code) (rate(prl_prior_requests_total{{code!=\"OK\"}}"
+              f"[{RI}])) / on (model, method) group_left "
+              f"sum by (model, method) (rate(prl_prior_requests_total[{RI}]))",
+              "{{model}} {{method}} {{code}}")], unit="percentunit"),
         ts("Prior latency (p50, p99) by method",
-           "Time from receiving a PriorService call to sending its status. p99 above 100 ms "
-           "for 10 minutes fires PRLPriorLatencyHigh.",
+           "Time from receiving a PriorService call to sending its status (gRPC metrics): "
+           "queue time, compute time and (de)serialisation. p99 of an inference method above "
+           "100 ms for 10 minutes fires PRLPriorLatencyHigh.",
            [q(f"histogram_quantile({p}, sum by (le, method) "
               f"(rate(prl_grpc_server_handling_seconds_bucket{{{PRIOR}}}[{RI}])))",
               f"{{{{method}}}} p{int(round(p * 100))}") for p in (0.5, 0.99)], unit="s"),
-        ts("Prior errors (fraction of calls)",
-           "Fraction of PriorService calls that ended with a status other than OK, by method.",
-           [q(f"sum by (method) (rate(prl_grpc_server_handled_total{{{PRIOR},code!=\"OK\"}}"
-              f"[{RI}])) / sum by (method) (rate(prl_grpc_server_handled_total{{{PRIOR}}}"
-              f"[{RI}]))", "{{method}}")], unit="percentunit"),
+        ts("Prior queue time (p50, p99) by model and method",
+           "Time a call waited in its batcher's queue before its batch started "
+           "(prl_prior_queue_seconds). Up to the batching delay (max_queue_delay_us) while a "
+           "batch instance is free; far above it every instance is busy and calls queue up: "
+           "the server is overloaded.",
+           [q(f"histogram_quantile({p}, sum by (le, model, method) "
+              f"(rate(prl_prior_queue_seconds_bucket[{RI}])))",
+              f"{{{{model}}}} {{{{method}}}} p{int(round(p * 100))}") for p in (0.5, 0.99)],
+           unit="s"),
+        ts("Prior compute time per batch (p50, p99) by model and method",
+           "Time one batch took to compute (prl_prior_compute_seconds). High while the queue "
+           "time is low: the model is slow on this hardware (size, threads, CPU limits).",
+           [q(f"histogram_quantile({p}, sum by (le, model, method) "
+              f"(rate(prl_prior_compute_seconds_bucket[{RI}])))",
+              f"{{{{model}}}} {{{{method}}}} p{int(round(p * 100))}") for p in (0.5, 0.99)],
+           unit="s"),
+        ts("Prior rows per batch (mean)",
+           "Rows one batch computed, on average (prl_prior_batch_rows). At max_batch_rows the "
+           "batches are full.",
+           [q(f"sum by (model, method) (rate(prl_prior_batch_rows_sum[{RI}])) / "
+              f"sum by (model, method) (rate(prl_prior_batch_rows_count[{RI}]))",
+              "{{model}} {{method}}")]),
+        ts("Prior calls per batch (mean)",
+           "Calls coalesced into one batch, on average (prl_prior_batch_calls). 1: no batching "
+           "happens (few concurrent callers, or a queue delay of 0).",
+           [q(f"sum by (model, method) (rate(prl_prior_batch_calls_sum[{RI}])) / "
+              f"sum by (model, method) (rate(prl_prior_batch_calls_count[{RI}]))",
+              "{{model}} {{method}}")]),
+        ts("Prior loaded model versions",
+           "Versions of each model loaded and served, per prior server "
+           "(prl_prior_loaded_models).",
+           [q("prl_prior_loaded_models", "{{model}} {{instance}}")]),
+        ts("Prior model loads per hour by result",
+           "Model loads (LoadModel, pushes from the learner, on-demand loads from the model "
+           "directory) in the last hour, by result: ok or the error code.",
+           [q("sum by (result) (increase(prl_prior_model_loads_total[1h]))", "{{result}}")]),
     ]),
     ("Processes", [
         ts("Processes up",
