@@ -24,7 +24,7 @@ DEBIAN_PACKAGES=(
 # the product itself). Each is installed on its own; failures only warn.
 VENV_PACKAGES=(
   h5py minari kubernetes-validate grpcio tensorflow-cpu~=2.15.0 dm-reverb envpool gymnasium
-  mujoco stable-baselines3
+  mujoco stable-baselines3 'ray[serve]'
 )
 
 # Debian's interpreter: --system-site-packages then exposes Debian's h5py,
@@ -57,7 +57,8 @@ Safe to run again: with everything installed it changes nothing.
                    Python) only warns; a summary lists what installed.
                    Debian's torch and numpy are pinned (pip would otherwise pull
                    a multi-GB PyPI torch and a numpy 2 that breaks Debian's
-                   modules), so pip picks peer versions that fit them; set
+                   modules), and protobuf stays below 5 (TensorFlow 2.15's
+                   bound), so pip picks peer versions that fit them; set
                    PRL_VENV_UNPIN=1 to lift the pins.
                    The product never needs this virtualenv.
   -h, --help       Show this help.
@@ -166,6 +167,9 @@ setup_venv() {
         log "virtualenv: keeping Debian's ${dist} ${version} (PRL_VENV_UNPIN=1 lifts this)"
       fi
     done
+    # tensorflow-cpu 2.15 (dm-reverb's) needs protobuf < 5; a later peer (ray[serve], through
+    # grpcio-reflection and opentelemetry-proto) would otherwise lift it to the newest major.
+    printf 'protobuf<5\n' >>"${constraints}"
   fi
 
   local pkg installed=() failed=()
