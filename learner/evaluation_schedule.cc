@@ -117,6 +117,11 @@ void EvaluationSchedule::RoundStarted(int64_t round, int requested, absl::Time n
   if (requested == 0) eval_round_--;  // no actor to run it; try again at the next point
 }
 
+bool EvaluationSchedule::PointDue(int64_t env_steps) const {
+  absl::MutexLock lock(&mu_);
+  return env_steps >= next_curve_at_;
+}
+
 bool EvaluationSchedule::round_in_flight() const {
   absl::MutexLock lock(&mu_);
   return round_in_flight_;

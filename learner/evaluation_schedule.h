@@ -51,6 +51,9 @@ class EvaluationSchedule {
   void RoundStarted(int64_t round, int requested, absl::Time now) ABSL_LOCKS_EXCLUDED(mu_);
 
   bool round_in_flight() const ABSL_LOCKS_EXCLUDED(mu_);
+  // True when a curve point (and, with evaluation on, a round) is due at `env_steps`: the run
+  // reaching its env-step budget records this last point before it ends.
+  bool PointDue(int64_t env_steps) const ABSL_LOCKS_EXCLUDED(mu_);
   // The latest round started (0 before the first).
   int64_t round() const ABSL_LOCKS_EXCLUDED(mu_);
   bool target_return_reached() const ABSL_LOCKS_EXCLUDED(mu_);

@@ -114,6 +114,9 @@ class TrainingRun final : public ExperimentRun, public ActorEventSink {
   void OnEnvSteps(int64_t delta) override {
     {
       absl::MutexLock lock(&mu_);
+      // Steps taken after the budget is spent (while a last evaluation round finishes) are
+      // neither trained on nor counted: the run's env steps stop where its training stopped.
+      if (BudgetSpent()) return;
       env_steps_ += delta;
     }
     if (metrics_) metrics_->env_steps->Increment(static_cast<double>(delta));
@@ -142,6 +145,13 @@ class TrainingRun final : public ExperimentRun, public ActorEventSink {
   void AdvanceSchedule();
   // Why the run should end now, or "" to go on.
   std::string StopReason() ABSL_LOCKS_EXCLUDED(mu_);
+  // True once max_env_steps or max_updates is reached: the run trains no more (it may still be
+  // waiting for an evaluation round to finish).
+  bool BudgetSpent() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    const v1::StopCondition& stop = spec_.stop();
+    return (stop.max_env_steps() > 0 && env_steps_ >= stop.max_env_steps()) ||
+           (stop.max_updates() > 0 && updates_ >= stop.max_updates());
+  }
   void ReportProgress() ABSL_LOCKS_EXCLUDED(mu_);
   // The actors' assignment.
   ActorJob MakeJob() const;
@@ -373,12 +383,14 @@ std::string TrainingRun::StopReason() {
     absl::MutexLock lock(&mu_);
     return stop_requested_ ? stop_reason_ : "target_return reached";
   }
-  // env-step and update limits wait for an evaluation round in flight to finish
+  // env-step and update limits wait for an evaluation round in flight to finish, and the
+  // env-step limit for the last point it makes due (the final policy's evaluation)
   const bool in_flight = schedule_.round_in_flight();
   absl::MutexLock lock(&mu_);
   if (stop_requested_) return stop_reason_;
   if (in_flight) return "";
   if (stop.max_env_steps() > 0 && env_steps_ >= stop.max_env_steps()) {
+    if (schedule_.PointDue(env_steps_)) return "";
     return "max_env_steps reached";
   }
   if (stop.max_updates() > 0 && updates_ >= stop.max_updates()) return "max_updates reached";
@@ -523,7 +535,14 @@ ExperimentRun::Result TrainingRun::Run() {
       }
       break;
     }
-    if (batch->has_value()) {
+    bool budget_spent;
+    {
+      absl::MutexLock lock(&mu_);
+      budget_spent = BudgetSpent();
+    }
+    // With the budget spent and an evaluation round still running, the loop only waits for the
+    // round (Next paces it): no update past max_env_steps or max_updates.
+    if (batch->has_value() && !budget_spent) {
       if (absl::Status s = TrainOn(**batch); !s.ok()) {
         result = {v1::EXPERIMENT_STATE_FAILED, absl::StrCat("update: ", s.message())};
         break;

@@ -348,6 +348,72 @@ TEST_F(TrainingRunTest, ActorReportsMakeTheCurveAndTheEnvStepStop) {
   EXPECT_EQ(registry_.assigned_actors(), 0);  // the job ended with the run
 }
 
+TEST_F(TrainingRunTest, TheBudgetIsExactWhileALastEvaluationRoundFinishes) {
+  // max_env_steps is reached while the round at 200 steps is still out; the actor keeps
+  // stepping (25 training steps per feed call) and answers the round 6 calls late. The run
+  // must neither train nor count env steps past the budget while it waits.
+  v1::ExperimentSpec spec = SmallSacSpec();
+  spec.mutable_stop()->clear_max_updates();
+  spec.mutable_stop()->set_max_env_steps(200);
+  spec.mutable_evaluation()->set_disabled(false);
+  spec.mutable_evaluation()->set_episodes(1);
+  std::string actor_id;
+  int64_t generation = 0;
+  int64_t next_episode = 1;
+  int64_t answered_round = 0;
+  int64_t seen_round = 0, seen_at_call = 0;
+  const ExperimentRun::Result result = RunSpec(spec, [&](ExperimentRun*, int64_t call) {
+    if (call == 1) {
+      v1::JoinRequest join;
+      join.set_actor_name("actor-0");
+      join.set_num_envs(1);
+      const v1::JoinResponse joined = registry_.Join(join);
+      actor_id = joined.actor_id();
+      generation = joined.assignment().generation();
+    }
+    v1::HeartbeatRequest beat;
+    beat.set_actor_id(actor_id);
+    beat.set_generation(generation);
+    beat.mutable_status()->set_env_steps(25 * call);
+    absl::StatusOr<v1::HeartbeatResponse> response = registry_.Heartbeat(beat);
+    ASSERT_TRUE(response.ok()) << response.status();
+    if (response->evaluation().round() > seen_round) {
+      seen_round = response->evaluation().round();
+      seen_at_call = call;
+    }
+    v1::ReportEpisodesRequest report;
+    report.set_actor_id(actor_id);
+    report.set_experiment_id("exp-1");
+    report.set_generation(generation);
+    report.set_env_steps(25 * call);
+    report.set_first_sequence(next_episode);
+    v1::EpisodeSummary* episode = report.add_episodes();
+    episode->set_episode_return(1.0);
+    episode->set_length(25);
+    ++next_episode;
+    // answer the newest round, late
+    if (seen_round > answered_round && call >= seen_at_call + 6) {
+      v1::EpisodeSummary* eval = report.add_episodes();
+      eval->set_is_eval(true);
+      eval->set_eval_round(seen_round);
+      eval->set_episode_return(7.0);
+      eval->set_length(25);
+      answered_round = seen_round;
+      ++next_episode;
+    }
+    ASSERT_TRUE(registry_.ReportEpisodes(report).ok());
+  });
+  EXPECT_EQ(result.state, v1::EXPERIMENT_STATE_SUCCEEDED) << result.reason;
+  EXPECT_EQ(result.reason, "max_env_steps reached");
+  EXPECT_GE(feed_calls_, 14);                       // it did wait for the late round
+  EXPECT_EQ(context_.progress().env_steps(), 200);  // not 25 · feed_calls_
+  // no update after the call that reached 200 env steps (the 8th)
+  EXPECT_LE(context_.progress().updates(), 8);
+  ASSERT_FALSE(context_.curve().empty());
+  EXPECT_EQ(context_.curve().back().env_steps(), 200);
+  EXPECT_EQ(context_.curve().back().eval_episodes(), 1);
+}
+
 TEST_F(TrainingRunTest, StopRequestsEndStoppedAndShutdownsLeaveItRunning) {
   const auto stop_at_5 = [](bool shutdown) {
     return [shutdown](ExperimentRun* run, int64_t call) {
