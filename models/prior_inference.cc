@@ -3,9 +3,9 @@
 #include <cmath>
 #include <cstring>
 
-#include "common/logging.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/logging.h"
 
 namespace prl::models {
 
