@@ -116,13 +116,29 @@ class TrainingRun final : public ExperimentRun, public ActorEventSink {
       absl::MutexLock lock(&mu_);
       // Steps taken after the budget is spent (while a last evaluation round finishes) are
       // neither trained on nor counted: the run's env steps stop where its training stopped.
-      if (BudgetSpent()) return;
+      // The report that crosses the budget still counts, with its episodes (OnEpisodes).
+      counting_closed_ = BudgetSpent();
+      if (counting_closed_) return;
       env_steps_ += delta;
     }
     if (metrics_) metrics_->env_steps->Increment(static_cast<double>(delta));
   }
 
-  void OnEpisodes(const std::vector<v1::EpisodeSummary>& episodes) override {
+  void OnEpisodes(const std::vector<v1::EpisodeSummary>& all) override {
+    bool budget_spent;
+    {
+      absl::MutexLock lock(&mu_);
+      budget_spent = counting_closed_;
+    }
+    // Past the budget only evaluation episodes count, like the env steps (OnEnvSteps): the
+    // run's episodes and env steps stop together.
+    std::vector<v1::EpisodeSummary> kept;
+    if (budget_spent) {
+      for (const v1::EpisodeSummary& e : all) {
+        if (e.is_eval()) kept.push_back(e);
+      }
+    }
+    const std::vector<v1::EpisodeSummary>& episodes = budget_spent ? kept : all;
     schedule_.OnEpisodes(episodes);
     if (!metrics_) return;
     int train = 0;
@@ -190,6 +206,9 @@ class TrainingRun final : public ExperimentRun, public ActorEventSink {
 
   absl::Mutex mu_;
   bool stop_requested_ ABSL_GUARDED_BY(mu_) = false;
+  // The budget was spent before the latest actor report: its steps and training episodes no
+  // longer count.
+  bool counting_closed_ ABSL_GUARDED_BY(mu_) = false;
   bool stop_for_shutdown_ ABSL_GUARDED_BY(mu_) = false;
   std::string stop_reason_ ABSL_GUARDED_BY(mu_);
   int64_t env_steps_ ABSL_GUARDED_BY(mu_) = 0;

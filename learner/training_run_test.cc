@@ -407,6 +407,7 @@ TEST_F(TrainingRunTest, TheBudgetIsExactWhileALastEvaluationRoundFinishes) {
   EXPECT_EQ(result.reason, "max_env_steps reached");
   EXPECT_GE(feed_calls_, 14);                       // it did wait for the late round
   EXPECT_EQ(context_.progress().env_steps(), 200);  // not 25 · feed_calls_
+  EXPECT_EQ(context_.progress().episodes(), 8);     // training episodes stop with the env steps
   // no update after the call that reached 200 env steps (the 8th)
   EXPECT_LE(context_.progress().updates(), 8);
   ASSERT_FALSE(context_.curve().empty());
