@@ -65,6 +65,7 @@ absl::StatusOr<AgentConfig> ResolveAgentOptions(const AgentOptions& options) {
   config.gemm = options.fast_cpu_gemm ? models::GemmBackend::kOneDnn : models::GemmBackend::kAten;
   config.algorithm = options.algorithm;
   PRL_RETURN_IF_ERROR(ResolveAlgorithmSpec(options.act_dim, &config.algorithm));
+  config.actor_network = config.algorithm.network();
   PRL_ASSIGN_OR_RETURN(config.device, ResolveDevice(options.device));
   return config;
 }
@@ -125,8 +126,8 @@ TwinCriticAgent::TwinCriticAgent(const AgentConfig& config, models::PolicyNetwor
   const models::NetworkOptions trainable{config.device, /*trainable=*/true, config.gemm};
   const models::NetworkOptions frozen{config.device, /*trainable=*/false, config.gemm};
   const v1::NetworkSpec& net = config.algorithm.network();
-  actor_ =
-      std::make_unique<models::PolicyNetwork>(config.obs_dim, config.act_dim, net, head, trainable);
+  actor_ = std::make_unique<models::PolicyNetwork>(config.obs_dim, config.act_dim,
+                                                   config.actor_network, head, trainable);
   critic_ = std::make_unique<models::QEnsemble>(config.obs_dim, config.act_dim, net, 2, trainable);
   critic_target_ =
       std::make_unique<models::QEnsemble>(config.obs_dim, config.act_dim, net, 2, frozen);
@@ -190,13 +191,13 @@ absl::Status TwinCriticAgent::ExportPolicy(
     v1::PolicyArchitecture* architecture,
     std::vector<std::pair<std::string, HostTensor>>* weights) const {
   architecture->Clear();
-  DescribePolicy(architecture);
   architecture->set_output(v1::PolicyArchitecture::OUTPUT_ACTION);
   architecture->set_obs_dim(static_cast<int32_t>(config_.obs_dim));
   architecture->set_output_dim(static_cast<int32_t>(config_.act_dim));
   architecture->set_action_dim(static_cast<int32_t>(config_.act_dim));
   architecture->set_output_bound(1.0);
-  *architecture->mutable_network() = config_.algorithm.network();
+  *architecture->mutable_network() = config_.actor_network;
+  DescribePolicy(architecture);  // the head, and whatever the algorithm changes
   weights->clear();
   try {
     for (const auto& [name, tensor] : actor_->NamedParameters()) {
@@ -276,7 +277,10 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(const AgentOptions& options
   try {
     if (config.num_threads > 0) at::set_num_threads(config.num_threads);
     if (config.algorithm.has_sac()) return std::unique_ptr<Agent>(internal::NewSacAgent(config));
-    return std::unique_ptr<Agent>(internal::NewTd3Agent(config));
+    if (config.algorithm.has_td3()) return std::unique_ptr<Agent>(internal::NewTd3Agent(config));
+    return absl::UnimplementedError(
+        "algorithm.spirl: Agent::Create builds sac and td3; a spirl agent needs its skill prior "
+        "(learner/spirl_agent.h, CreateSpirlAgent)");
   } catch (const std::exception& e) {
     return absl::InternalError(absl::StrCat("cannot build the agent: ", internal::ErrorText(e)));
   }

@@ -27,6 +27,9 @@ struct AgentConfig {
   int64_t obs_dim = 0;
   int64_t act_dim = 0;
   v1::AlgorithmSpec algorithm;  // defaults filled (docs/learner.md lists them)
+  // The policy's network: algorithm.network, unless the algorithm gives the policy its own
+  // (spirl's policy copies the skill prior's architecture).
+  v1::NetworkSpec actor_network;
   at::Device device = at::kCPU;
   uint64_t seed = 0;
   int num_threads = 0;

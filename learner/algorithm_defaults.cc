@@ -76,6 +76,25 @@ absl::Status ResolveTd3(v1::Td3Config* td3) {
   return ResolveDouble("algorithm.td3.exploration_noise", 0.1, Range::kPositive, td3);
 }
 
+// SPiRL's (its maze settings): δ = 1 per latent dimension, α from 1 tuned at 3e-4, latents
+// squashed to ±2, analytic KL. horizon stays 0 (the prior's) until the prior is known.
+absl::Status ResolveSpirl(v1::SpirlConfig* spirl) {
+  PRL_RETURN_IF_ERROR(
+      ResolveDouble("algorithm.spirl.target_divergence", 1.0, Range::kPositive, spirl));
+  PRL_RETURN_IF_ERROR(ResolveDouble("algorithm.spirl.initial_alpha", 1.0, Range::kPositive, spirl));
+  PRL_RETURN_IF_ERROR(ResolveDouble("algorithm.spirl.alpha_lr", 3e-4, Range::kPositive, spirl));
+  PRL_RETURN_IF_ERROR(ResolveDouble("algorithm.spirl.latent_bound", 2.0, Range::kPositive, spirl));
+  if (spirl->horizon() < 0 || spirl->horizon() > 1000) {
+    return FieldError("algorithm.spirl.horizon", spirl->horizon(),
+                      "in 1..1000, or 0 for the prior's horizon");
+  }
+  if (spirl->kl_samples() < 0 || spirl->kl_samples() > 100) {
+    return FieldError("algorithm.spirl.kl_samples", spirl->kl_samples(),
+                      "in 1..100, or 0 for the analytic divergence");
+  }
+  return absl::OkStatus();
+}
+
 // The network and the fields after the oneof, which every algorithm shares.
 absl::Status ResolveSharedFields(v1::AlgorithmSpec* a) {
   PRL_RETURN_IF_ERROR(models::ResolveNetworkSpec("algorithm.network", a->mutable_network()));
@@ -102,13 +121,17 @@ absl::Status ResolveAlgorithmSpec(int64_t act_dim, v1::AlgorithmSpec* a) {
     case v1::AlgorithmSpec::kTd3:
       PRL_RETURN_IF_ERROR(ResolveTd3(a->mutable_td3()));
       break;
+    case v1::AlgorithmSpec::kSpirl:
+      PRL_RETURN_IF_ERROR(ResolveSpirl(a->mutable_spirl()));
+      break;
     case v1::AlgorithmSpec::ALGORITHM_NOT_SET:
       return absl::InvalidArgumentError("algorithm: not set; it must be one of sac, td3");
     default: {
       const std::string name =
           v1::AlgorithmSpec::descriptor()->FindFieldByNumber(a->algorithm_case())->name();
-      return absl::UnimplementedError(absl::StrCat(
-          "algorithm.", name, ": not implemented by the learner's agent yet (sac and td3 are)"));
+      return absl::UnimplementedError(
+          absl::StrCat("algorithm.", name,
+                       ": not implemented by the learner's agent yet (sac, td3 and spirl are)"));
     }
   }
   return ResolveSharedFields(a);
@@ -119,6 +142,7 @@ v1::AlgorithmSpec AlgorithmDefaults(v1::AlgorithmSpec::AlgorithmCase which, int6
   absl::Status resolved = ResolveSharedFields(&a);
   if (which == v1::AlgorithmSpec::kSac) resolved.Update(ResolveSac(act_dim, a.mutable_sac()));
   if (which == v1::AlgorithmSpec::kTd3) resolved.Update(ResolveTd3(a.mutable_td3()));
+  if (which == v1::AlgorithmSpec::kSpirl) resolved.Update(ResolveSpirl(a.mutable_spirl()));
   PRL_CHECK(resolved.ok()) << "the algorithm defaults fail their own checks: "
                            << resolved.ToString();
   return a;

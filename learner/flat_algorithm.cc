@@ -27,18 +27,24 @@ absl::StatusOr<at::Tensor> Column(const Batch& batch, const char* name) {
   return it->second;
 }
 
-class FlatAlgorithm final : public Algorithm {
+class AgentAlgorithm final : public Algorithm {
  public:
-  FlatAlgorithm(std::string name, std::unique_ptr<Agent> agent, int obs_dim, int act_dim)
-      : name_(std::move(name)), agent_(std::move(agent)), obs_dim_(obs_dim), act_dim_(act_dim) {}
+  AgentAlgorithm(AgentAlgorithmSpec spec, std::unique_ptr<Agent> agent)
+      : spec_(std::move(spec)), agent_(std::move(agent)) {}
 
-  std::string name() const override { return name_; }
+  std::string name() const override { return spec_.name; }
 
   std::vector<TableSpec> Tables() const override {
     TableSpec table;
-    table.signature = {FloatColumn("observation", obs_dim_), FloatColumn("action", act_dim_),
-                       FloatColumn("reward", 0), FloatColumn("discount", 0),
-                       FloatColumn("next_observation", obs_dim_)};
+    table.signature = {FloatColumn("observation", spec_.obs_dim),
+                       FloatColumn("action", spec_.action_dim), FloatColumn("reward", 0),
+                       FloatColumn("discount", 0), FloatColumn("next_observation", spec_.obs_dim)};
+    if (spec_.env_steps_column) {
+      v1::ColumnSpec steps;
+      steps.set_name("env_steps");
+      steps.set_dtype(v1::Tensor::DTYPE_INT64);
+      table.signature.push_back(steps);
+    }
     return {table};
   }
 
@@ -46,7 +52,11 @@ class FlatAlgorithm final : public Algorithm {
     assignment->clear_signature();
     const std::vector<TableSpec> tables = Tables();
     for (const v1::ColumnSpec& c : tables.front().signature) *assignment->add_signature() = c;
-    assignment->set_decision_horizon(1);
+    assignment->set_decision_horizon(spec_.decision_horizon);
+    if (!spec_.prior.name().empty()) {
+      *assignment->mutable_prior() = spec_.prior;
+      assignment->set_prior_address(spec_.prior_address);
+    }
   }
 
   absl::StatusOr<UpdateResult> Update(const Batch& batch) override {
@@ -62,11 +72,9 @@ class FlatAlgorithm final : public Algorithm {
     result.scalars["critic_loss"] = stats.critic_loss;
     result.scalars["q_mean"] = stats.q_mean;
     if (stats.actor_updated) result.scalars["actor_loss"] = stats.actor_loss;
-    if (name_ == "sac") {
-      result.scalars["alpha"] = stats.alpha;
-      result.scalars["alpha_loss"] = stats.alpha_loss;
-      result.scalars["entropy"] = stats.entropy;
-    }
+    if (!spec_.alpha_name.empty()) result.scalars[spec_.alpha_name] = stats.alpha;
+    if (!spec_.alpha_loss_name.empty()) result.scalars[spec_.alpha_loss_name] = stats.alpha_loss;
+    if (!spec_.entropy_name.empty()) result.scalars[spec_.entropy_name] = stats.entropy;
     if (!batch.keys.empty() && stats.td_error_abs.size() == batch.keys.size()) {
       result.priorities.assign(stats.td_error_abs.begin(), stats.td_error_abs.end());
     }
@@ -86,10 +94,8 @@ class FlatAlgorithm final : public Algorithm {
   std::string device() const override { return agent_->device(); }
 
  private:
-  const std::string name_;
+  const AgentAlgorithmSpec spec_;
   const std::unique_ptr<Agent> agent_;
-  const int obs_dim_;
-  const int act_dim_;
 };
 
 }  // namespace
@@ -107,8 +113,21 @@ absl::StatusOr<std::unique_ptr<Algorithm>> CreateFlatAlgorithm(const AlgorithmOp
   agent_options.seed = static_cast<uint64_t>(algorithm.seed());
   agent_options.num_threads = options.num_threads;
   PRL_ASSIGN_OR_RETURN(std::unique_ptr<Agent> agent, Agent::Create(agent_options));
-  return std::unique_ptr<Algorithm>(std::make_unique<FlatAlgorithm>(
-      algorithm.has_sac() ? "sac" : "td3", std::move(agent), options.obs_dim, options.act_dim));
+  AgentAlgorithmSpec spec;
+  spec.name = algorithm.has_sac() ? "sac" : "td3";
+  spec.obs_dim = options.obs_dim;
+  spec.action_dim = options.act_dim;
+  if (algorithm.has_sac()) {
+    spec.alpha_name = "alpha";
+    spec.alpha_loss_name = "alpha_loss";
+    spec.entropy_name = "entropy";
+  }
+  return MakeAgentAlgorithm(std::move(spec), std::move(agent));
+}
+
+std::unique_ptr<Algorithm> MakeAgentAlgorithm(AgentAlgorithmSpec spec,
+                                              std::unique_ptr<Agent> agent) {
+  return std::make_unique<AgentAlgorithm>(std::move(spec), std::move(agent));
 }
 
 }  // namespace prl::learner

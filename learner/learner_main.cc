@@ -27,6 +27,7 @@
 #include "learner/prior_models.h"
 #include "learner/run_factory.h"
 #include "learner/spec_validation.h"
+#include "learner/spirl_algorithm.h"
 #include "learner/training_run.h"
 #include "prometheus/registry.h"
 
@@ -35,6 +36,9 @@ ABSL_FLAG(std::string, learner_prior_server, "",
           "(Kubernetes): every model a TRAIN_PRIOR run stores is pushed to it (LoadModel with "
           "the artifact's bytes, the cluster's auth token). Empty: none (on one machine the "
           "prior server reads <state_dir>/models itself).");
+ABSL_FLAG(std::string, learner_prior_address, "127.0.0.1:50053",
+          "host:port at which actors reach the prior server that decodes prior-guided policies' "
+          "latents (Assignment.prior_address).");
 ABSL_FLAG(std::string, learner_prior_server_ca_file, "",
           "PEM root certificates for a TLS --learner_prior_server; empty: plaintext.");
 ABSL_FLAG(std::string, learner_device, "auto",
@@ -89,7 +93,8 @@ int main(int argc, char** argv) {
   // built before the manager: a resumed experiment starts running inside Create
   auto metrics = std::make_shared<prometheus::Registry>();
   prl::learner::LearnerMetrics learner_metrics(*metrics);
-  const prl::learner::AlgorithmRegistry algorithms = prl::learner::DefaultAlgorithmRegistry();
+  // spirl registers below, once the model store it reads priors from is open
+  prl::learner::AlgorithmRegistry algorithms = prl::learner::DefaultAlgorithmRegistry();
 
   prl::learner::TrainingRunOptions run_options;
   run_options.replay_addresses = replay;
@@ -145,6 +150,12 @@ int main(int argc, char** argv) {
               p->Push(name, version, path);
             });
   }
+  algorithms.Register(
+      prl::v1::AlgorithmSpec::kSpirl, "spirl",
+      [store = model_store->get(), address = absl::GetFlag(FLAGS_learner_prior_address)](
+          const prl::learner::AlgorithmOptions& options) {
+        return prl::learner::CreateSpirlAlgorithm(options, {store, address});
+      });
   prl::learner::RunFactoryOptions factory_options;
   factory_options.training = run_options;
   factory_options.state_dir = absl::GetFlag(FLAGS_learner_state_dir);

@@ -435,11 +435,12 @@ done
 mkdir -p "${state_dir}/learner/models"
 start prior_server prior_server/prl_prior_server "$(port_for 3 grpc)" "$(port_for 3 metrics)" \
   --prior_model_dir="${state_dir}/learner/models" --prior_threads=1
+prior_addr="${grpc_addrs[${#grpc_addrs[@]} - 1]}"
 replay_addrs="${grpc_addrs[0]},${grpc_addrs[1]}"
 learner_index="${#names[@]}"
 start learner learner/prl_learner "$(port_for 2 grpc)" "$(port_for 2 metrics)" \
   --learner_replay="${replay_addrs}" --learner_state_dir="${state_dir}/learner" \
-  --learner_torch_threads="${learner_threads}"
+  --learner_torch_threads="${learner_threads}" --learner_prior_address="${prior_addr}"
 learner_addr="${grpc_addrs[${#grpc_addrs[@]} - 1]}"
 for ((a = 1; a <= actors; a++)); do
   start "actor-${a}" actor/prl_actor "$(port_for $((20 + a)) grpc)" \

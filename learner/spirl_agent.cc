@@ -1,0 +1,221 @@
+#include "learner/spirl_agent.h"
+
+#include <cmath>
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "ATen/ATen.h"
+#include "ATen/Parallel.h"
+#include "absl/strings/str_cat.h"
+#include "common/field_error.h"
+#include "common/logging.h"
+#include "common/status_macros.h"
+#include "learner/agent_internal.h"
+#include "models/artifact.h"
+
+namespace prl::learner {
+
+namespace {
+constexpr double kMaxDivergence = 100.0;  // SPiRL's max_divergence_range
+}  // namespace
+
+at::Tensor SpirlDivergence(const at::Tensor& mean, const at::Tensor& log_std,
+                           const models::DiagonalGaussian& prior, int kl_samples,
+                           const at::Tensor& mc_noise) {
+  const models::DiagonalGaussian pi{mean, log_std};
+  at::Tensor divergence;
+  if (kl_samples == 0) {
+    divergence = models::DiagonalGaussianKl(pi, prior).mean(-1);
+  } else {
+    // u_n = μ + σ·ε_n; log N(u; μ, σ) - log N(u; μ_p, σ_p) per dimension, the 2π terms cancel
+    const at::Tensor u = mean.unsqueeze(0) + log_std.exp().unsqueeze(0) * mc_noise;
+    const at::Tensor log_q = -0.5 * mc_noise.square() - log_std.unsqueeze(0);
+    const at::Tensor log_p =
+        -0.5 * ((u - prior.mean.unsqueeze(0)) * at::exp(-prior.log_std.unsqueeze(0))).square() -
+        prior.log_std.unsqueeze(0);
+    divergence = (log_q - log_p).mean(-1).mean(0);
+  }
+  return divergence.clamp(-kMaxDivergence, kMaxDivergence);
+}
+
+namespace internal {
+namespace {
+
+class SpirlAgent final : public TwinCriticAgent {
+ public:
+  SpirlAgent(const AgentConfig& config, std::shared_ptr<const models::SkillModel> prior)
+      : TwinCriticAgent(config, models::PolicyNetwork::Head::kSquashedGaussian),
+        spirl_(config.algorithm.spirl()),
+        prior_(std::move(prior)),
+        log_alpha_(at::full({1}, std::log(spirl_.initial_alpha()),
+                            at::TensorOptions().dtype(at::kFloat).device(config.device))),
+        alpha_adam_(log_alpha_, FlatAdam::Options{spirl_.alpha_lr()}) {}
+
+  // Copies the prior network's weights into the policy (same architecture by construction).
+  absl::Status InitialisePolicyFromPrior() {
+    v1::ModelInfo info;
+    info.set_name("prior");
+    info.set_version(1);
+    PRL_ASSIGN_OR_RETURN(models::ModelArtifact artifact, prior_->ToArtifact(info));
+    at::NoGradGuard no_grad;
+    for (auto& [name, param] : actor_->NamedParameters()) {
+      const std::string source = absl::StrCat("prior.", name);
+      const HostTensor* t = artifact.Find(source);
+      if (t == nullptr) {
+        return absl::InvalidArgumentError(absl::StrCat("the skill prior has no tensor '", source,
+                                                       "' for the policy's '", name,
+                                                       "': the architectures differ"));
+      }
+      const at::Tensor value =
+          at::from_blob(const_cast<float*>(t->data<float>().data()), t->shape(), at::kFloat);
+      if (value.sizes() != param.sizes()) {
+        return absl::InvalidArgumentError(absl::StrCat("the skill prior's '", source,
+                                                       "' does not fit the policy's '", name, "'"));
+      }
+      param.copy_(value.to(param.device()));
+    }
+    return absl::OkStatus();
+  }
+
+ protected:
+  int64_t NoiseDraws() const override { return 2 + 2 * int64_t{spirl_.kl_samples()}; }
+
+  // p(z|s) as ordinary tensors (the prior computes in inference mode; its outputs must be
+  // usable next to tensors that autograd records).
+  models::DiagonalGaussian PriorAt(const at::Tensor& obs) const {
+    absl::StatusOr<models::DiagonalGaussian> p = prior_->Prior(obs);
+    PRL_CHECK(p.ok()) << "skill prior: " << p.status();
+    return {p->mean.clone(), p->log_std.clone()};
+  }
+
+  at::Tensor Divergence(const models::PolicyNetwork::Output& out,
+                        const models::DiagonalGaussian& prior, const at::Tensor& noise,
+                        int first_draw) const {
+    const int k = spirl_.kl_samples();
+    const at::Tensor mc = k == 0 ? at::Tensor() : noise.narrow(0, first_draw, k);
+    return SpirlDivergence(out.mean, out.log_std, prior, k, mc);
+  }
+
+  UpdateStats DoUpdate(const DeviceBatch& b, const at::Tensor& noise) override {
+    UpdateStats stats;
+    const double bound = spirl_.latent_bound();
+    const int k = spirl_.kl_samples();
+    const at::Tensor alpha = log_alpha_.exp().squeeze(0);
+
+    // the policy on s, with gradients
+    const models::PolicyNetwork::Output pi_out = actor_->Forward(b.obs);
+    const models::SquashedSample pi =
+        models::SampleSquashedGaussian(pi_out.mean, pi_out.log_std, noise[0]);
+    const at::Tensor z = pi.action * bound;
+    const at::Tensor divergence = Divergence(pi_out, PriorAt(b.obs), noise, 2);
+    const at::Tensor mean_divergence = divergence.detach().mean();
+
+    // α: J = α·(δ − D); dJ/d log α = α·(δ − D)
+    at::Tensor alpha_loss;
+    if (!spirl_.fixed_alpha()) {
+      const at::Tensor gap = spirl_.target_divergence() - mean_divergence;
+      alpha_loss = alpha * gap;
+      alpha_adam_.Step((alpha * gap).reshape({1}));
+    }
+
+    // critics: y = r·scale + γ·d·(min_k Q'_k(s', z') − α·D(s'))
+    at::Tensor target;
+    {
+      at::NoGradGuard no_grad;
+      const models::PolicyNetwork::Output next = actor_->Forward(b.next_obs);
+      const models::SquashedSample next_pi =
+          models::SampleSquashedGaussian(next.mean, next.log_std, noise[1]);
+      const at::Tensor next_q = critic_target_->Forward(b.next_obs, next_pi.action * bound).amin(0);
+      const at::Tensor next_divergence = Divergence(next, PriorAt(b.next_obs), noise, 2 + k);
+      target = TdTarget(b, next_q - alpha * next_divergence);
+    }
+    const CriticStepResult critic = CriticStep(b, target);
+
+    // actor: mean(α·D(s) − min_k Q_k(s, z)) through the updated critics
+    const at::Tensor q_pi = critic_->Forward(b.obs, z, /*detach=*/true).amin(0);
+    const at::Tensor actor_loss = (alpha * divergence - q_pi).mean();
+    GradientStep(actor_loss, actor_->params(), *actor_adam_);
+    stats.actor_updated = true;
+
+    ++updates_;
+    if (updates_ % config_.algorithm.target_update_period() == 0) {
+      Polyak(critic_->params(), critic_target_->params());
+    }
+    // "entropy" carries the divergence: SPiRL's regulariser in SAC's slot
+    FetchStats(
+        {critic.loss, actor_loss.detach(), alpha, alpha_loss, critic.q_mean, mean_divergence},
+        critic.td_error_abs, &stats);
+    return stats;
+  }
+
+  at::Tensor Policy(const at::Tensor& obs, bool deterministic,
+                    const at::Tensor& noise) const override {
+    const models::PolicyNetwork::Output out = actor_->Forward(obs);
+    const double bound = spirl_.latent_bound();
+    if (deterministic) return at::tanh(out.mean) * bound;
+    return at::tanh(at::addcmul(out.mean, out.log_std.exp(), noise)) * bound;
+  }
+
+  void DescribePolicy(v1::PolicyArchitecture* architecture) const override {
+    architecture->set_head(v1::PolicyArchitecture::HEAD_SQUASHED_GAUSSIAN);
+    architecture->set_output(v1::PolicyArchitecture::OUTPUT_DECODED_LATENT);
+    architecture->set_output_bound(spirl_.latent_bound());
+  }
+
+  std::vector<StateEntry> StateEntries() override {
+    std::vector<StateEntry> entries = TwinCriticAgent::StateEntries();
+    entries.push_back({"log_alpha", log_alpha_});
+    entries.push_back({"alpha.adam.exp_avg", alpha_adam_.exp_avg()});
+    entries.push_back({"alpha.adam.exp_avg_sq", alpha_adam_.exp_avg_sq()});
+    entries.push_back({"alpha.adam.steps", {}, alpha_adam_.mutable_steps()});
+    return entries;
+  }
+
+ private:
+  const v1::SpirlConfig spirl_;
+  const std::shared_ptr<const models::SkillModel> prior_;
+  at::Tensor log_alpha_;  // [1]; its gradient is computed in closed form
+  FlatAdam alpha_adam_;
+};
+
+}  // namespace
+}  // namespace internal
+
+absl::StatusOr<std::unique_ptr<Agent>> CreateSpirlAgent(
+    const AgentOptions& options, std::shared_ptr<const models::SkillModel> prior) {
+  if (!options.algorithm.has_spirl()) {
+    return absl::InvalidArgumentError("algorithm: CreateSpirlAgent needs algorithm.spirl");
+  }
+  if (prior == nullptr) return absl::InvalidArgumentError("prior: not set");
+  PRL_ASSIGN_OR_RETURN(internal::AgentConfig config, internal::ResolveAgentOptions(options));
+  const models::SkillModelOptions& p = prior->options();
+  if (config.act_dim != p.latent_dim) {
+    return FieldError("act_dim", config.act_dim,
+                      absl::StrCat("the prior's latent_dim (", p.latent_dim, ")"));
+  }
+  if (config.obs_dim != p.obs_dim) {
+    return FieldError("obs_dim", config.obs_dim,
+                      absl::StrCat("the prior's obs_dim (", p.obs_dim, ")"));
+  }
+  const int horizon = config.algorithm.spirl().horizon();
+  if (horizon != 0 && horizon != p.horizon) {
+    return FieldError("algorithm.spirl.horizon", horizon,
+                      absl::StrCat("0 or the prior's horizon (", p.horizon, ")"));
+  }
+  config.algorithm.mutable_spirl()->set_horizon(p.horizon);
+  const bool from_prior = !config.algorithm.spirl().random_policy_init();
+  if (from_prior) config.actor_network = p.network;
+  try {
+    if (config.num_threads > 0) at::set_num_threads(config.num_threads);
+    auto agent = std::make_unique<internal::SpirlAgent>(config, std::move(prior));
+    if (from_prior) PRL_RETURN_IF_ERROR(agent->InitialisePolicyFromPrior());
+    return std::unique_ptr<Agent>(std::move(agent));
+  } catch (const std::exception& e) {
+    return absl::InternalError(
+        absl::StrCat("cannot build the spirl agent: ", internal::ErrorText(e)));
+  }
+}
+
+}  // namespace prl::learner

@@ -1,0 +1,34 @@
+// The spirl method behind the Algorithm interface: the experiment's skill prior (spec.prior,
+// version 0 resolved to the newest in the learner's model store when the run is built) is loaded
+// on the learner for the KL term, the agent is learner/spirl_agent.h, and actors are told to act
+// every H env steps with z decoded by that prior (served by the prior server at prior_address),
+// storing (s, z, reward summed over the decision, discount, s', env steps taken).
+#ifndef PRL_LEARNER_SPIRL_ALGORITHM_H_
+#define PRL_LEARNER_SPIRL_ALGORITHM_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "learner/algorithm.h"
+#include "learner/model_store.h"
+
+namespace prl::learner {
+
+// Where a spirl run finds its prior.
+struct SpirlContext {
+  // The learner's model store (not owned).
+  const ModelStore* models = nullptr;
+  // host:port of the prior server actors decode with ("" when there is none).
+  std::string prior_address;
+};
+
+// Errors: INVALID_ARGUMENT naming spec.prior for a prior that is not a SKILL_VAE, or whose
+// state and action dimensions are not the env's; NOT_FOUND for a prior the store lacks;
+// CreateSpirlAgent's.
+absl::StatusOr<std::unique_ptr<Algorithm>> CreateSpirlAlgorithm(const AlgorithmOptions& options,
+                                                                const SpirlContext& context);
+
+}  // namespace prl::learner
+
+#endif  // PRL_LEARNER_SPIRL_ALGORITHM_H_

@@ -1,0 +1,129 @@
+#include "learner/spirl_algorithm.h"
+
+#include <memory>
+#include <string>
+
+#include "ATen/ATen.h"
+#include "absl/status/status.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "learner/model_store.h"
+#include "models/real_nvp.h"
+#include "models/skill_model.h"
+
+namespace prl::learner {
+namespace {
+
+using ::testing::HasSubstr;
+
+constexpr int kObs = 4;  // point_maze
+constexpr int kAct = 2;
+
+class SpirlAlgorithmTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = ::testing::TempDir() + "/spirl-" +
+           ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    store_ = ModelStore::Open(dir_).value();
+  }
+
+  void StoreSkills(const std::string& name, int obs_dim, int64_t seed) {
+    models::SkillModelOptions options;
+    options.obs_dim = obs_dim;
+    options.act_dim = kAct;
+    options.horizon = 5;
+    options.latent_dim = 3;
+    options.network.add_hidden_sizes(16);
+    options.seed = seed;
+    auto model = models::SkillModel::Create(options).value();
+    v1::ModelInfo info;
+    info.set_name(name);
+    info.set_version(store_->Reserve(name).value());
+    ASSERT_TRUE(store_->Write(model->ToArtifact(info).value()).ok());
+  }
+
+  AlgorithmOptions Options(const std::string& prior, int64_t version) {
+    AlgorithmOptions options;
+    options.spec.mutable_algorithm()->mutable_spirl();
+    options.spec.mutable_algorithm()->mutable_network()->add_hidden_sizes(32);
+    options.spec.mutable_algorithm()->set_batch_size(8);
+    options.spec.mutable_prior()->set_name(prior);
+    options.spec.mutable_prior()->set_version(version);
+    options.obs_dim = kObs;
+    options.act_dim = kAct;
+    options.device = "cpu";
+    return options;
+  }
+
+  std::string dir_;
+  std::unique_ptr<ModelStore> store_;
+};
+
+TEST_F(SpirlAlgorithmTest, ActsEveryHStepsWithTheResolvedPriorAndTrains) {
+  StoreSkills("maze-skills", kObs, 1);
+  StoreSkills("maze-skills", kObs, 2);
+  SpirlContext context{store_.get(), "prior-server:50053"};
+  auto algorithm = CreateSpirlAlgorithm(Options("maze-skills", 0), context);
+  ASSERT_TRUE(algorithm.ok()) << algorithm.status();
+  EXPECT_EQ((*algorithm)->name(), "spirl");
+
+  const std::vector<TableSpec> tables = (*algorithm)->Tables();
+  ASSERT_EQ(tables.size(), 1u);
+  ASSERT_EQ(tables[0].signature.size(), 6u);
+  EXPECT_EQ(tables[0].signature[1].name(), "action");
+  EXPECT_EQ(tables[0].signature[1].shape(0), 3);  // z
+  EXPECT_EQ(tables[0].signature[5].name(), "env_steps");
+  EXPECT_EQ(tables[0].signature[5].dtype(), v1::Tensor::DTYPE_INT64);
+
+  v1::Assignment assignment;
+  (*algorithm)->DescribeActing(&assignment);
+  EXPECT_EQ(assignment.decision_horizon(), 5);
+  EXPECT_EQ(assignment.prior().name(), "maze-skills");
+  EXPECT_EQ(assignment.prior().version(), 2);  // 0 resolved to the newest, then fixed
+  EXPECT_EQ(assignment.prior_address(), "prior-server:50053");
+
+  Batch batch;
+  at::manual_seed(0);
+  batch.columns["observation"] = at::randn({8, kObs});
+  batch.columns["action"] = at::rand({8, 3}) * 4 - 2;
+  batch.columns["reward"] = at::randn({8});
+  batch.columns["discount"] = at::ones({8});
+  batch.columns["next_observation"] = at::randn({8, kObs});
+  batch.columns["env_steps"] = at::full({8}, 5, at::kLong);
+  auto result = (*algorithm)->Update(batch);
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(result->scalars.count("kl_to_prior"), 1u);
+  EXPECT_EQ(result->scalars.count("alpha"), 1u);
+  EXPECT_EQ(result->scalars.count("entropy"), 0u);
+
+  v1::PolicyArchitecture architecture;
+  std::vector<std::pair<std::string, HostTensor>> weights;
+  ASSERT_TRUE((*algorithm)->ExportPolicy(&architecture, &weights).ok());
+  EXPECT_EQ(architecture.output(), v1::PolicyArchitecture::OUTPUT_DECODED_LATENT);
+}
+
+TEST_F(SpirlAlgorithmTest, RefusesPriorsThatDoNotFit) {
+  SpirlContext context{store_.get(), ""};
+  absl::Status s = CreateSpirlAlgorithm(Options("absent", 0), context).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kNotFound);
+
+  StoreSkills("wrong-dims", kObs + 1, 1);
+  s = CreateSpirlAlgorithm(Options("wrong-dims", 0), context).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(s.message(), HasSubstr("the env has 4 and 2"));
+
+  models::RealNvpOptions flow_options;
+  flow_options.obs_dim = kObs;
+  flow_options.act_dim = kAct;
+  auto flow = models::RealNvpFlow::Create(flow_options).value();
+  v1::ModelInfo info;
+  info.set_name("a-flow");
+  info.set_version(1);
+  ASSERT_TRUE(store_->Write(flow->ToArtifact(info).value()).ok());
+  s = CreateSpirlAlgorithm(Options("a-flow", 1), context).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(s.message(), HasSubstr("PRIOR_KIND_SKILL_VAE"));
+}
+
+}  // namespace
+}  // namespace prl::learner
