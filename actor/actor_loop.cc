@@ -125,6 +125,7 @@ ActorLoop::ActorLoop(const ActorLoopOptions& options, prometheus::Registry& regi
   r.initial_backoff = options.initial_backoff;
   r.max_backoff = options.max_backoff;
   r.policy_factory = options.policy_factory;
+  r.prior_connector = options.prior_connector;
 }
 
 ActorLoop::~ActorLoop() { Stop(); }

@@ -33,6 +33,7 @@
 #include "actor/assignment_runner.h"
 #include "common/client.h"
 #include "models/acting_policy.h"
+#include "models/prior_inference.h"
 #include "prometheus/registry.h"
 #include "proto/actor.grpc.pb.h"
 
@@ -73,6 +74,9 @@ struct ActorLoopOptions {
 
   // Builds the policy from GetPolicy's answer (LibTorch in prl_actor, fakes in tests).
   models::ActingPolicyFactory policy_factory;
+  // Builds the prior of a latent policy's assignment (see RunnerOptions.prior_connector).
+  std::function<absl::StatusOr<std::unique_ptr<models::PriorInference>>(const v1::Assignment&)>
+      prior_connector;
 };
 
 class ActorLoop final : private RunnerHost {

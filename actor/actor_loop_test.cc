@@ -3,6 +3,7 @@
 // re-joining after NOT_FOUND and riding out an unavailable learner.
 #include "actor/actor_loop.h"
 
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <functional>
@@ -15,6 +16,7 @@
 #include "common/tensor.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "models/prior_inference.h"
 #include "prometheus/text_serializer.h"
 #include "replay/replay_service.h"
 #include "replay/shard.h"
@@ -38,20 +40,75 @@ constexpr char kExperiment[] = "exp-1";
 // can tell which kind of step an inserted action came from.
 class ConstantPolicy final : public models::ActingPolicy {
  public:
-  ConstantPolicy(float bias, int64_t version) : bias_(bias), version_(version) {}
+  ConstantPolicy(float bias, int64_t version, int64_t dim = kAct)
+      : bias_(bias), version_(version), dim_(dim) {}
   void Act(absl::Span<const float> obs, int n, bool deterministic,
            absl::Span<float> actions) override {
     EXPECT_EQ(obs.size(), static_cast<size_t>(n) * kObs);
-    EXPECT_EQ(actions.size(), static_cast<size_t>(n) * kAct);
+    EXPECT_EQ(actions.size(), static_cast<size_t>(n) * dim_);
     for (float& a : actions) a = deterministic ? -bias_ : bias_;
   }
   int64_t version() const override { return version_; }
   int obs_dim() const override { return static_cast<int>(kObs); }
-  int action_dim() const override { return static_cast<int>(kAct); }
+  int action_dim() const override { return static_cast<int>(dim_); }
 
  private:
   const float bias_;
   const int64_t version_;
+  const int64_t dim_;
+};
+
+constexpr int64_t kLatent = 3;
+constexpr int kHorizon = 4;
+
+// A latent policy: z = bias in every dimension.
+absl::StatusOr<std::unique_ptr<models::ActingPolicy>> MakeLatentPolicy(const v1::Policy& policy) {
+  auto bias = ViewTensorProto(policy.weights(0).tensor(), "bias");
+  if (!bias.ok()) return bias.status();
+  return std::make_unique<ConstantPolicy>(bias->data<float>()[0], policy.version(), kLatent);
+}
+
+// A closed-loop skill decoder standing in for the prior: action_i = z_0 / 2 + 0.1·state_0 (so
+// the state reaches the decoder each step), p(z|s) = N(0, e^-20).
+class FakeSkillPrior final : public models::PriorInference {
+ public:
+  explicit FakeSkillPrior(std::atomic<int>* calls) : calls_(calls) {
+    info_.set_name("skills");
+    info_.set_version(1);
+    info_.set_kind(v1::PRIOR_KIND_SKILL_VAE);
+    info_.set_obs_dim(kObs);
+    info_.set_action_dim(kAct);
+    info_.set_latent_dim(kLatent);
+    info_.set_horizon(kHorizon);
+    info_.set_state_conditioned_decoder(true);
+    info_.add_methods("Decode");
+    info_.add_methods("Prior");
+  }
+  const v1::ModelInfo& info() const override { return info_; }
+  absl::StatusOr<std::vector<HostTensor>> Run(
+      models::PriorMethod method, const std::vector<HostTensor>& inputs) const override {
+    absl::StatusOr<int64_t> rows = models::CheckPriorInputs(info_, method, inputs);
+    if (!rows.ok()) return rows.status();
+    ++*calls_;
+    if (method == models::PriorMethod::kPrior) {
+      return std::vector<HostTensor>{
+          *HostTensor::Zeros(DType::kFloat32, {*rows, kLatent}),
+          HostTensor::FromFloats({*rows, kLatent}, std::vector<float>(*rows * kLatent, -20))};
+    }
+    absl::Span<const float> z = inputs[0].data<float>();
+    absl::Span<const float> state = inputs[1].data<float>();
+    std::vector<float> actions;
+    for (int64_t r = 0; r < *rows; ++r) {
+      for (int64_t i = 0; i < kAct; ++i) {
+        actions.push_back(z[r * kLatent] / 2 + 0.1f * state[r * kObs]);
+      }
+    }
+    return std::vector<HostTensor>{HostTensor::FromFloats({*rows, 1, kAct}, actions)};
+  }
+
+ private:
+  std::atomic<int>* const calls_;  // outlives the prior (the test fixture's)
+  v1::ModelInfo info_;
 };
 
 absl::StatusOr<std::unique_ptr<models::ActingPolicy>> MakeConstantPolicy(const v1::Policy& policy) {
@@ -323,7 +380,7 @@ class ActorLoopTest : public ::testing::Test {
     return a;
   }
 
-  void StartActor(absl::Duration insert_timeout = absl::Seconds(2)) {
+  void StartActor(absl::Duration insert_timeout = absl::Seconds(2), bool latent = false) {
     ActorLoopOptions options;
     options.insert_timeout = insert_timeout;
     options.learner_address = learner_server_->address();
@@ -336,7 +393,13 @@ class ActorLoopTest : public ::testing::Test {
     options.policy_refresh_interval = absl::Milliseconds(50);
     options.report_interval = absl::Milliseconds(20);
     options.insert_flush_interval = absl::Milliseconds(20);
-    options.policy_factory = MakeConstantPolicy;
+    options.policy_factory = latent ? MakeLatentPolicy : MakeConstantPolicy;
+    options.prior_connector =
+        [this](const v1::Assignment& a) -> absl::StatusOr<std::unique_ptr<models::PriorInference>> {
+      EXPECT_EQ(a.prior().name(), "skills");
+      auto prior = std::make_unique<FakeSkillPrior>(&prior_calls_);
+      return std::unique_ptr<models::PriorInference>(std::move(prior));
+    };
     auto loop = ActorLoop::Create(options, actor_registry_);
     ASSERT_TRUE(loop.ok()) << loop.status();
     loop_ = *std::move(loop);
@@ -381,6 +444,7 @@ class ActorLoopTest : public ::testing::Test {
   std::unique_ptr<ServerHost> replay_server_;
   prometheus::Registry actor_registry_;
   std::unique_ptr<ActorLoop> loop_;
+  std::atomic<int> prior_calls_{0};  // calls to the fake prior of latent assignments
 };
 
 bool IsTrain(const Seen::Episode& e) { return !e.summary.is_eval(); }
@@ -688,17 +752,57 @@ TEST_F(ActorLoopTest, IdlesWithAClearErrorOnAssignmentsItCannotRun) {
   EXPECT_THAT(loop_->state().last_error, HasSubstr("unknown column"));
 
   v1::Assignment latent = Train("t1");
-  latent.mutable_policy()->set_output(v1::PolicyArchitecture::OUTPUT_DECODED_LATENT);
+  latent.mutable_policy()->set_output(v1::PolicyArchitecture::OUTPUT_FLOW_LATENT);
   learner_.SetAssignment(latent);
   ASSERT_TRUE(AwaitLoop([](const ActorLoop::State& s) {
     return s.assignment.generation() == 2 && !s.last_error.empty();
   }));
-  EXPECT_THAT(loop_->state().last_error, HasSubstr("OUTPUT_DECODED_LATENT"));
+  EXPECT_THAT(loop_->state().last_error, HasSubstr("OUTPUT_FLOW_LATENT"));
   EXPECT_THAT(loop_->state().last_error, HasSubstr("not supported"));
   // idle: heartbeats go on, nothing is inserted or reported.
   ASSERT_TRUE(learner_.Await([](const Seen& s) { return s.heartbeats.size() >= 5; }));
   EXPECT_EQ(TableSize("t1"), 0);
   EXPECT_TRUE(learner_.seen().episodes.empty());
+}
+
+TEST_F(ActorLoopTest, ActsWithDecodedLatentsEveryHStepsAndStoresOneRowPerDecision) {
+  v1::TableConfig config = TableConfig("latent", kObs, kLatent);
+  v1::ColumnSpec* steps = config.add_signature();
+  steps->set_name("env_steps");
+  steps->set_dtype(v1::Tensor::DTYPE_INT64);
+  ASSERT_TRUE(shard_->CreateTable(config).ok());
+  v1::Assignment a = Train("latent");
+  *a.mutable_signature() = config.signature();
+  a.mutable_policy()->set_output(v1::PolicyArchitecture::OUTPUT_DECODED_LATENT);
+  a.mutable_policy()->set_output_dim(kLatent);
+  a.mutable_policy()->set_output_bound(2);
+  a.mutable_prior()->set_name("skills");
+  a.mutable_prior()->set_version(1);
+  a.set_prior_address("prior-server:50053");
+  a.set_decision_horizon(kHorizon);
+  a.set_warmup_env_steps(0);
+  learner_.SetAssignment(a);
+  learner_.PublishPolicy(0.5f);
+  StartActor(absl::Seconds(2), /*latent=*/true);
+  // 10-step episodes, H = 4: decisions of 4, 4 and 2 steps, 3 rows per env per episode
+  ASSERT_TRUE(learner_.Await([](const Seen& s) { return s.Count(IsTrain) >= 4; }));
+  ASSERT_TRUE(AwaitRows("latent", 12));
+  loop_->Stop();
+  const v1::SampleResponse rows = Oldest("latent", 12);
+  ASSERT_EQ(rows.columns_size(), 6);
+  EXPECT_THAT(rows.columns(1).tensor().shape(), ElementsAre(12, kLatent));
+  EXPECT_THAT(Floats(rows, 1), Each(0.5f));  // z from the policy
+  const std::string& step_bytes = rows.columns(5).tensor().data();
+  std::vector<int64_t> env_steps(step_bytes.size() / sizeof(int64_t));
+  std::memcpy(env_steps.data(), step_bytes.data(), step_bytes.size());
+  // both envs decide together: rows come in pairs of (4, 4), (4, 4), (2, 2), ...
+  EXPECT_THAT(env_steps, ElementsAre(4, 4, 4, 4, 2, 2, 4, 4, 4, 4, 2, 2));
+  // every episode: 10 steps of actions z_0/2 + 0.1·s_0, all within [-1, 1]
+  for (const Seen::Episode& e : learner_.seen().episodes) {
+    EXPECT_EQ(e.summary.length(), kEpisodeLength);
+    EXPECT_EQ(e.summary.policy_version(), 1);
+  }
+  EXPECT_GE(prior_calls_.load(), 10);  // one decode per batch step
 }
 
 TEST_F(ActorLoopTest, CollectsWithThePlannerKeepingOnlySuccessfulEpisodes) {

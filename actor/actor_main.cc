@@ -17,15 +17,24 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "actor/actor_loop.h"
+#include "common/client.h"
 #include "common/logging.h"
 #include "common/server.h"
 #include "common/server_flags.h"
 #include "common/signals.h"
+#include "common/status_macros.h"
 #include "common/version.h"
 #include "models/policy_runner.h"
 #include "models/torch_acting_policy.h"
+#include "models/torch_prior_inference.h"
+#include "prior_server/prior_client.h"
 
 ABSL_FLAG(std::string, actor_learner, "127.0.0.1:50052", "Address of prl_learner (HOST:PORT).");
+ABSL_FLAG(std::string, actor_prior, "auto",
+          "How latent policies decode: inprocess (load the prior's artifact here), served (call "
+          "the prior server at Assignment.prior_address), or auto (in-process when the artifact "
+          "the prior server reports is a file this actor can read — one machine — else served). "
+          "In-process is the faster path for small priors (docs/prior_server.md).");
 ABSL_FLAG(int, actor_num_envs, 4, "Environments this actor steps as one batch (1..1024).");
 ABSL_FLAG(std::string, actor_name, "",
           "Stable name of this actor for the learner (e.g. the pod name). Default: "
@@ -96,6 +105,39 @@ int main(int argc, char** argv) {
   options.host.set_cpu_count(static_cast<int>(std::thread::hardware_concurrency()));
   options.host.set_build_version(prl::kVersion);
   options.policy_factory = prl::models::TorchActingPolicyFactory(std::random_device()());
+  const std::string prior_mode = absl::GetFlag(FLAGS_actor_prior);
+  if (prior_mode != "auto" && prior_mode != "inprocess" && prior_mode != "served") {
+    return Fail("--actor_prior: '" + prior_mode + "' is not auto, inprocess or served");
+  }
+  prl::ChannelOptions prior_channel = options.channel;
+  options.prior_connector = [prior_mode, prior_channel](const prl::v1::Assignment& a)
+      -> absl::StatusOr<std::unique_ptr<prl::models::PriorInference>> {
+    prl::ChannelOptions channel_options = prior_channel;
+    channel_options.address = a.prior_address();
+    PRL_ASSIGN_OR_RETURN(auto channel, prl::CreateChannel(channel_options));
+    PRL_ASSIGN_OR_RETURN(std::unique_ptr<prl::prior_server::RemotePrior> remote,
+                         prl::prior_server::RemotePrior::Connect(channel, a.prior()));
+    const std::string path = remote->info().artifact_path();
+    const bool readable = !path.empty() && access(path.c_str(), R_OK) == 0;
+    if (prior_mode == "inprocess" || (prior_mode == "auto" && readable)) {
+      prl::models::PriorLoadOptions load;
+      load.device = "cpu";
+      load.name = remote->info().name();
+      load.version = remote->info().version();
+      auto local = prl::models::LoadPriorFile(path, load);
+      if (local.ok()) {
+        PRL_LOG(INFO) << "prior " << prl::models::DescribeModel((*local)->info())
+                      << " runs in-process from " << path;
+        return local;
+      }
+      if (prior_mode == "inprocess") return local.status();
+      PRL_LOG(WARNING) << "prior: in-process load failed (" << local.status()
+                       << "); decoding through the prior server";
+    }
+    PRL_LOG(INFO) << "prior " << prl::models::DescribeModel(remote->info())
+                  << " is decoded by the prior server at " << a.prior_address();
+    return std::unique_ptr<prl::models::PriorInference>(std::move(remote));
+  };
 
   auto registry = std::make_shared<prometheus::Registry>();
   auto loop = prl::actor::ActorLoop::Create(options, *registry);

@@ -1,6 +1,8 @@
 #include "actor/assignment_runner.h"
 
 #include <algorithm>
+#include <cmath>
+#include <random>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -56,6 +58,7 @@ AssignmentRunner::AssignmentRunner(const v1::Assignment& assignment, const Runne
       host_(host),
       metrics_(metrics),
       report_backoff_(options.initial_backoff, options.max_backoff),
+      decode_backoff_(options.initial_backoff, options.max_backoff),
       rng_(static_cast<uint64_t>(assignment.env().seed()) * 0x9e3779b97f4a7c15ULL ^
            static_cast<uint64_t>(assignment.env_index_offset())) {}
 
@@ -77,10 +80,11 @@ absl::Status AssignmentRunner::Build() {
   }
   PRL_RETURN_IF_ERROR(BuildEnvFactories());
   PRL_RETURN_IF_ERROR(BuildActionSource());
+  PRL_RETURN_IF_ERROR(BuildPrior());
   PolicyFetcherOptions fetcher;
   fetcher.experiment_id = a.experiment_id();
   fetcher.obs_dim = obs_dim_;
-  fetcher.action_dim = act_dim_;
+  fetcher.action_dim = latent_ ? latent_dim_ : act_dim_;
   fetcher.poll_timeout = options_.policy_poll_timeout;
   fetcher.rpc_timeout = options_.rpc_timeout;
   fetcher.refresh_interval = options_.policy_refresh_interval;
@@ -129,7 +133,8 @@ absl::Status AssignmentRunner::BuildReplay() {
         " (got ", a.replay_addresses_size(), " addresses and table '", a.table(), "')"));
   }
   PRL_ASSIGN_OR_RETURN(TransitionBuffer rows,
-                       TransitionBuffer::Create(a.table(), a.signature(), obs_dim_, act_dim_));
+                       TransitionBuffer::Create(a.table(), a.signature(), obs_dim_,
+                                                latent_ ? latent_dim_ : act_dim_));
   rows_.emplace(std::move(rows));
   if (a.mode() == v1::Assignment::MODE_COLLECT && a.collect().success_only()) {
     episode_rows_.assign(a.num_envs(), *rows_);
@@ -149,12 +154,30 @@ absl::Status AssignmentRunner::BuildReplay() {
 // refuses early what the assignment already says the actor cannot run. Unset fields pass.
 absl::Status AssignmentRunner::CheckPolicyArchitecture() const {
   const v1::PolicyArchitecture& p = assignment_.policy();
-  if (p.output() == v1::PolicyArchitecture::OUTPUT_DECODED_LATENT ||
-      p.output() == v1::PolicyArchitecture::OUTPUT_FLOW_LATENT) {
-    return absl::UnimplementedError(absl::StrCat(
-        "assignment.policy.output: ", v1::PolicyArchitecture::Output_Name(p.output()),
-        " (a latent policy decoded by the prior server: spirl, eap, parrot) is not supported by "
-        "this actor yet; it acts only with OUTPUT_ACTION policies"));
+  if (p.output() == v1::PolicyArchitecture::OUTPUT_FLOW_LATENT) {
+    return absl::UnimplementedError(
+        absl::StrCat("assignment.policy.output: ", v1::PolicyArchitecture::Output_Name(p.output()),
+                     " (a flow latent: parrot) is not supported by this actor yet; it acts with "
+                     "OUTPUT_ACTION and OUTPUT_DECODED_LATENT policies"));
+  }
+  if (p.output() == v1::PolicyArchitecture::OUTPUT_DECODED_LATENT) {
+    if (!assignment_.has_prior() || assignment_.prior().name().empty()) {
+      return absl::InvalidArgumentError(
+          "assignment.prior: unset, but the policy's output is a decoded latent");
+    }
+    if (assignment_.decision_horizon() < 1) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("assignment.decision_horizon: ", assignment_.decision_horizon(),
+                       " is not allowed; it must be >= 1"));
+    }
+    if (p.context_dim() > 0) {
+      return absl::UnimplementedError("assignment.policy.context_dim: not with a latent policy");
+    }
+    if (p.obs_dim() != 0 && p.obs_dim() != obs_dim_) {
+      return absl::InvalidArgumentError(absl::StrCat("assignment.policy.obs_dim: ", p.obs_dim(),
+                                                     " does not match the env's ", obs_dim_));
+    }
+    return absl::OkStatus();
   }
   if (p.context_dim() > 0) {
     return absl::UnimplementedError(
@@ -297,7 +320,156 @@ bool AssignmentRunner::ChooseActions(absl::Span<const float> obs, int n, bool de
   return true;
 }
 
+absl::Status AssignmentRunner::BuildPrior() {
+  const v1::Assignment& a = assignment_;
+  latent_ = a.policy().output() == v1::PolicyArchitecture::OUTPUT_DECODED_LATENT &&
+            !(a.mode() == v1::Assignment::MODE_COLLECT &&
+              a.collect().collector() != v1::CollectSpec::COLLECTOR_POLICY);
+  if (!latent_) return absl::OkStatus();
+  if (!options_.prior_connector) {
+    return absl::UnimplementedError(
+        "assignment.prior: this actor was built without a way to reach priors");
+  }
+  PRL_ASSIGN_OR_RETURN(prior_, options_.prior_connector(a));
+  const v1::ModelInfo& info = prior_->info();
+  const std::string name = models::DescribeModel(info);
+  if (!models::Answers(info, models::PriorMethod::kDecode) ||
+      !models::Answers(info, models::PriorMethod::kPrior)) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "assignment.prior: ", name, " must answer Decode and Prior for a decoded-latent policy"));
+  }
+  if (models::DecodeStepsPerCall(info) != 1) {
+    return absl::UnimplementedError(absl::StrCat(
+        "assignment.prior: ", name, " decodes open loop (", info.horizon(),
+        " actions per latent); this actor runs closed-loop decoders (SKILL_VAE) only"));
+  }
+  if (info.obs_dim() != obs_dim_ || info.action_dim() != act_dim_) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("assignment.prior: ", name, " has state ", info.obs_dim(), " and action ",
+                     info.action_dim(), " dimensions; the env has ", obs_dim_, " and ", act_dim_));
+  }
+  latent_dim_ = info.latent_dim();
+  if (a.policy().output_dim() != 0 && a.policy().output_dim() != latent_dim_) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("assignment.policy.output_dim: ", a.policy().output_dim(),
+                     " does not match the prior's latent_dim ", latent_dim_));
+  }
+  horizon_ = a.decision_horizon();
+  const int n = a.num_envs();
+  z_.assign(static_cast<size_t>(n) * latent_dim_, 0.0f);
+  decision_obs_.assign(static_cast<size_t>(n) * obs_dim_, 0.0f);
+  decision_reward_.assign(n, 0.0f);
+  decision_steps_.assign(n, 0);
+  return absl::OkStatus();
+}
+
+bool AssignmentRunner::ChooseLatents(absl::Span<const float> obs, int n, bool deterministic,
+                                     bool warmup, std::vector<float>* z) {
+  z->resize(static_cast<size_t>(n) * latent_dim_);
+  if (warmup) {
+    // z ~ p(z|s), squashed into the policy's bound as SPiRL's random actions are
+    std::vector<HostTensor> in = {HostTensor::FromFloats({n, obs_dim_}, obs)};
+    absl::StatusOr<std::vector<HostTensor>> prior = prior_->Run(models::PriorMethod::kPrior, in);
+    if (!prior.ok()) {
+      if (decode_backoff_.fresh()) PRL_LOG(WARNING) << "prior: " << prior.status();
+      host_->Wait(decode_backoff_.Next());
+      return false;
+    }
+    decode_backoff_.Reset();
+    const float bound = static_cast<float>(
+        assignment_.policy().output_bound() > 0 ? assignment_.policy().output_bound() : 1.0);
+    absl::Span<const float> mean = (*prior)[0].data<float>();
+    absl::Span<const float> log_std = (*prior)[1].data<float>();
+    std::normal_distribution<float> normal;
+    for (size_t i = 0; i < z->size(); ++i) {
+      (*z)[i] = bound * std::tanh(mean[i] + std::exp(log_std[i]) * normal(rng_));
+    }
+    SetActingVersion(0);
+    return true;
+  }
+  if (!policies_->Ensure(1)) return false;
+  policies_->policy()->Act(obs, n, deterministic, absl::MakeSpan(*z));
+  SetActingVersion(policies_->policy()->version());
+  return true;
+}
+
+absl::Status AssignmentRunner::DecodeActions(absl::Span<const float> obs,
+                                             const std::vector<float>& z, int n,
+                                             std::vector<float>* actions) {
+  std::vector<HostTensor> in = {HostTensor::FromFloats({n, latent_dim_}, z),
+                                HostTensor::FromFloats({n, obs_dim_}, obs)};
+  PRL_ASSIGN_OR_RETURN(std::vector<HostTensor> out, prior_->Run(models::PriorMethod::kDecode, in));
+  absl::Span<const float> decoded = out[0].data<float>();
+  if (decoded.size() != static_cast<size_t>(n) * act_dim_) {
+    return absl::InternalError(absl::StrCat("the prior decoded ", decoded.size(), " values for ", n,
+                                            " envs of ", act_dim_, " actions"));
+  }
+  actions->resize(decoded.size());
+  for (size_t i = 0; i < decoded.size(); ++i) {
+    (*actions)[i] = std::clamp(decoded[i], -1.0f, 1.0f);
+  }
+  return absl::OkStatus();
+}
+
+void AssignmentRunner::LatentTrainStep() {
+  const int n = envs_->size();
+  obs_ = out_.obs;
+  bool any_due = false;
+  for (int j = 0; j < n; ++j) any_due |= decision_steps_[j] == 0;
+  if (any_due) {
+    const bool warmup = steps_ < assignment_.warmup_env_steps();
+    if (!ChooseLatents(obs_, n, /*deterministic=*/false, warmup, &all_z_)) return;
+    for (int j = 0; j < n; ++j) {
+      if (decision_steps_[j] != 0) continue;
+      std::copy_n(all_z_.begin() + static_cast<size_t>(j) * latent_dim_, latent_dim_,
+                  z_.begin() + static_cast<size_t>(j) * latent_dim_);
+      std::copy_n(obs_.begin() + static_cast<size_t>(j) * obs_dim_, obs_dim_,
+                  decision_obs_.begin() + static_cast<size_t>(j) * obs_dim_);
+      decision_reward_[j] = 0;
+    }
+  }
+  if (absl::Status s = DecodeActions(obs_, z_, n, &actions_); !s.ok()) {
+    if (decode_backoff_.fresh()) PRL_LOG(WARNING) << "decoding latents: " << s;
+    host_->Wait(decode_backoff_.Next());
+    return;
+  }
+  decode_backoff_.Reset();
+  envs_->Step(actions_, &out_);
+  steps_ += n;
+  metrics_->env_steps.Increment(n);
+  int finished = 0;
+  for (int j = 0; j < n; ++j) finished += out_.terminated[j] || out_.truncated[j];
+  const int64_t env_steps = host_->AddProgress(n, finished, 0);
+  for (int j = 0; j < n; ++j) {
+    decision_reward_[j] += out_.rewards[j];
+    ++decision_steps_[j];
+    episodes_[j].episode_return += out_.rewards[j];
+    ++episodes_[j].length;
+    const bool ended = out_.terminated[j] || out_.truncated[j];
+    if (decision_steps_[j] >= horizon_ || ended) {
+      Transition t;
+      t.observation =
+          absl::MakeConstSpan(decision_obs_).subspan(static_cast<size_t>(j) * obs_dim_, obs_dim_);
+      t.action = absl::MakeConstSpan(z_).subspan(static_cast<size_t>(j) * latent_dim_, latent_dim_);
+      t.reward = decision_reward_[j];
+      t.discount = out_.terminated[j] ? 0.0f : 1.0f;
+      t.next_observation =
+          absl::MakeConstSpan(out_.next_obs).subspan(static_cast<size_t>(j) * obs_dim_, obs_dim_);
+      t.env_steps = decision_steps_[j];
+      t.task_index = TaskIndex(j);
+      rows_->Add(t);
+      decision_steps_[j] = 0;
+    }
+    if (ended)
+      FinishEpisode(j, out_, /*is_eval=*/false, 0, env_steps, acting_version_, &episodes_[j]);
+  }
+}
+
 void AssignmentRunner::TrainStep() {
+  if (latent_) {
+    LatentTrainStep();
+    return;
+  }
   const int n = envs_->size();
   obs_ = out_.obs;
   if (!ChooseActions(obs_, n, /*deterministic=*/false)) return;
@@ -391,9 +563,32 @@ void AssignmentRunner::RunEvaluationRound(const v1::EvaluationRequest& request) 
   std::vector<float> actions(static_cast<size_t>(k) * act_dim_);
   int started = k;
   int finished = 0;
+  // latent policies: each eval env's z and the steps it has run
+  std::vector<float> z(latent_ ? static_cast<size_t>(k) * latent_dim_ : 0), fresh;
+  std::vector<int> z_steps(k, 0);
   while (finished < episodes) {
     if (host_->Interrupted()) return;
-    policy.Act(out.obs, k, deterministic, absl::MakeSpan(actions));
+    if (!latent_) {
+      policy.Act(out.obs, k, deterministic, absl::MakeSpan(actions));
+    } else {
+      bool any_due = false;
+      for (int j = 0; j < k; ++j) any_due |= z_steps[j] == 0;
+      if (any_due) {
+        fresh.resize(z.size());
+        policy.Act(out.obs, k, deterministic, absl::MakeSpan(fresh));
+        for (int j = 0; j < k; ++j) {
+          if (z_steps[j] != 0) continue;
+          std::copy_n(fresh.begin() + static_cast<size_t>(j) * latent_dim_, latent_dim_,
+                      z.begin() + static_cast<size_t>(j) * latent_dim_);
+        }
+      }
+      if (absl::Status s = DecodeActions(out.obs, z, k, &actions); !s.ok()) {
+        PRL_LOG(WARNING) << "evaluation round " << request.round() << ": decoding: " << s;
+        if (host_->Wait(decode_backoff_.Next())) return;
+        continue;
+      }
+      for (int j = 0; j < k; ++j) z_steps[j] = (z_steps[j] + 1) % horizon_;
+    }
     (*envs)->Step(actions, &out);
     const int64_t env_steps = host_->AddProgress(0, 0, 0);
     for (int j = 0; j < k; ++j) {
@@ -404,6 +599,7 @@ void AssignmentRunner::RunEvaluationRound(const v1::EvaluationRequest& request) 
       if (!out.terminated[j] && !out.truncated[j]) continue;
       FinishEpisode(j, out, /*is_eval=*/true, request.round(), env_steps, policy.version(),
                     &running[j]);
+      if (latent_) z_steps[j] = 0;
       ++finished;
       if (started < episodes) {
         ++started;

@@ -18,7 +18,12 @@
 // go on. Finished episodes wait for the learner (up to 10,000) and are retried, so a report may
 // arrive twice when an answer was lost.
 //
-// Latent policies (OUTPUT_DECODED_LATENT, OUTPUT_FLOW_LATENT, which need the prior server) and
+// Latent policies (OUTPUT_DECODED_LATENT: spirl) act through the assignment's prior
+// (RunnerOptions.prior_connector: in-process or the prior server): every decision_horizon env
+// steps (or when an episode ends) the policy — or, during warm-up, the prior p(z|s) — picks z
+// per env; every env step the closed-loop decoder turns (state, z) into the action (clipped to
+// [-1, 1]); each decision becomes one row (state at the decision, z, reward summed over its
+// steps, discount, state after it, env steps). Flow latents (parrot), open-loop decoders and
 // MCAT's context-conditioned policies are not supported yet: Create refuses them with
 // UNIMPLEMENTED.
 //
@@ -27,6 +32,7 @@
 #define PRL_ACTOR_ASSIGNMENT_RUNNER_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <random>
@@ -43,6 +49,7 @@
 #include "actor/runner_host.h"
 #include "actor/transition_buffer.h"
 #include "models/acting_policy.h"
+#include "models/prior_inference.h"
 #include "proto/actor.pb.h"
 #include "replay/replay_client.h"
 
@@ -78,6 +85,10 @@ struct RunnerOptions {
   absl::Duration max_backoff = absl::Seconds(5);
   // Builds the policy from GetPolicy's answer.
   models::ActingPolicyFactory policy_factory;
+  // Builds the prior a latent policy's assignment names (Assignment.prior, prior_address):
+  // in-process or a client of the prior server. Unset: latent assignments are refused.
+  std::function<absl::StatusOr<std::unique_ptr<models::PriorInference>>(const v1::Assignment&)>
+      prior_connector;
 };
 
 class AssignmentRunner {
@@ -120,6 +131,17 @@ class AssignmentRunner {
 
   // One batch step of training or collection: act, step, buffer, finish episodes.
   void TrainStep();
+  // TrainStep for a latent policy: decisions every H steps, decoded actions every step.
+  void LatentTrainStep();
+  // Connects the prior of a latent assignment and checks it fits the policy and the envs.
+  absl::Status BuildPrior();
+  // Latents for obs (n rows) into `z` (n × latent): the policy's, or the prior's during warm-up
+  // (`warmup`); false when interrupted while waiting for a policy.
+  bool ChooseLatents(absl::Span<const float> obs, int n, bool deterministic, bool warmup,
+                     std::vector<float>* z);
+  // Decoded actions for obs and latents (n rows), clipped to [-1, 1].
+  absl::Status DecodeActions(absl::Span<const float> obs, const std::vector<float>& z, int n,
+                             std::vector<float>* actions);
   // Fills actions_ for obs (n rows); false when interrupted while waiting for a policy.
   bool ChooseActions(absl::Span<const float> obs, int n, bool deterministic);
   void FinishEpisode(int env, const BatchedEnv::Output& out, bool is_eval, int64_t eval_round,
@@ -147,6 +169,17 @@ class AssignmentRunner {
   std::vector<Episode> episodes_;
   int obs_dim_ = 0;
   int act_dim_ = 0;
+
+  // Latent policies: the prior, the latent size, the decision horizon and, per training env, the
+  // decision under way (its z, the state it started in, reward so far, steps taken).
+  std::unique_ptr<models::PriorInference> prior_;
+  bool latent_ = false;
+  int latent_dim_ = 0;
+  int horizon_ = 1;
+  std::vector<float> z_, decision_obs_, all_z_;
+  std::vector<float> decision_reward_;
+  std::vector<int> decision_steps_;
+  Backoff decode_backoff_;
 
   std::unique_ptr<replay::ShardedReplayClient> replay_;
   replay::InsertCanceller insert_canceller_;

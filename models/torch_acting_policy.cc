@@ -35,11 +35,13 @@ class TorchActingPolicy final : public ActingPolicy {
 
 ActingPolicyFactory TorchActingPolicyFactory(uint64_t seed) {
   return [seed](const v1::Policy& policy) -> absl::StatusOr<std::unique_ptr<ActingPolicy>> {
-    if (policy.architecture().output() != v1::PolicyArchitecture::OUTPUT_ACTION) {
-      return absl::UnimplementedError(absl::StrCat(
-          "policy.architecture.output: ",
-          v1::PolicyArchitecture::Output_Name(policy.architecture().output()),
-          " is not supported by the actor yet; it acts only with OUTPUT_ACTION policies"));
+    // a decoded latent is the policy's output like an action; the actor decodes it
+    if (policy.architecture().output() == v1::PolicyArchitecture::OUTPUT_FLOW_LATENT) {
+      return absl::UnimplementedError(
+          absl::StrCat("policy.architecture.output: ",
+                       v1::PolicyArchitecture::Output_Name(policy.architecture().output()),
+                       " is not supported by the actor yet; it acts with OUTPUT_ACTION and "
+                       "OUTPUT_DECODED_LATENT policies"));
     }
     PRL_ASSIGN_OR_RETURN(std::unique_ptr<PolicyRunner> runner, PolicyRunner::FromProto(policy));
     const uint64_t version_seed =
