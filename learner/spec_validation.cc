@@ -123,6 +123,7 @@ class SpecChecker {
   void CheckAlgorithm();
   void CheckSac(const v1::SacConfig& c, v1::SacConfig* out);
   void CheckTd3(const v1::Td3Config& c, v1::Td3Config* out);
+  void CheckSpirl(const v1::SpirlConfig& c, v1::SpirlConfig* out);
   void CheckNetwork(const v1::NetworkSpec& n, v1::NetworkSpec* out);
   void CheckHyperparameters(const AlgorithmSpec& a, AlgorithmSpec* out);
   void CheckPrior();
@@ -263,6 +264,9 @@ void SpecChecker::CheckAlgorithm() {
     case AlgorithmSpec::kTd3:
       CheckTd3(a.td3(), out->mutable_td3());
       break;
+    case AlgorithmSpec::kSpirl:
+      CheckSpirl(a.spirl(), out->mutable_spirl());
+      break;
     case AlgorithmSpec::ALGORITHM_NOT_SET:
       Bad("algorithm", "unset",
           "KIND_TRAIN requires exactly one of algorithm.sac, algorithm.td3, algorithm.spirl, "
@@ -270,8 +274,8 @@ void SpecChecker::CheckAlgorithm() {
       break;
     default:
       unsupported_.push_back(absl::StrCat("algorithm.", AlgorithmName(a),
-                                          " is not supported by this learner yet (only "
-                                          "algorithm.sac and algorithm.td3 are)"));
+                                          " is not supported by this learner yet (algorithm.sac, "
+                                          "algorithm.td3 and algorithm.spirl are)"));
       break;
   }
   CheckNetwork(a.network(), out->mutable_network());
@@ -291,6 +295,25 @@ void SpecChecker::CheckSac(const v1::SacConfig& c, v1::SacConfig* out) {
     out->set_target_entropy(def.target_entropy());  // -|A| of the domain
   }
   out->set_alpha_lr(Positive(c.alpha_lr(), def.alpha_lr(), "algorithm.sac.alpha_lr"));
+}
+
+void SpecChecker::CheckSpirl(const v1::SpirlConfig& c, v1::SpirlConfig* out) {
+  const v1::SpirlConfig& def = defaults_.spirl();
+  out->set_target_divergence(Positive(c.target_divergence(), def.target_divergence(),
+                                      "algorithm.spirl.target_divergence"));
+  out->set_initial_alpha(
+      Positive(c.initial_alpha(), def.initial_alpha(), "algorithm.spirl.initial_alpha"));
+  out->set_alpha_lr(Positive(c.alpha_lr(), def.alpha_lr(), "algorithm.spirl.alpha_lr"));
+  out->set_latent_bound(
+      Positive(c.latent_bound(), def.latent_bound(), "algorithm.spirl.latent_bound"));
+  if (c.horizon() < 0 || c.horizon() > 1000) {
+    Bad("algorithm.spirl.horizon", absl::StrCat(c.horizon()),
+        "use 1..1000 (it must equal the prior's), or 0 for the prior's horizon");
+  }
+  if (c.kl_samples() < 0 || c.kl_samples() > 100) {
+    Bad("algorithm.spirl.kl_samples", absl::StrCat(c.kl_samples()),
+        "use 1..100 for a Monte-Carlo estimate, or 0 for the analytic divergence");
+  }
 }
 
 void SpecChecker::CheckTd3(const v1::Td3Config& c, v1::Td3Config* out) {

@@ -204,7 +204,6 @@ TEST(SpecValidationTest, UnsupportedPartsAreUnimplemented) {
   } cases[] = {
       {"", "kind: KIND_COLLECT", "kind: KIND_COLLECT"},
       {"", "kind: KIND_EVALUATE", "kind: KIND_EVALUATE"},
-      {"algorithm", "algorithm { spirl {} } prior { name: 'p' }", "algorithm.spirl"},
       {"algorithm", "algorithm { eap {} } prior { name: 'p' version: 3 }", "algorithm.eap"},
       {"algorithm", "algorithm { parrot {} } prior { name: 'p' }", "algorithm.parrot"},
       {"algorithm", "algorithm { mcat {} }", "algorithm.mcat"},
@@ -572,6 +571,35 @@ TEST(TrainPriorSpecTest, KindsThisLearnerCannotTrainYetAreUnimplementedByName) {
           .status();
   EXPECT_EQ(s.code(), absl::StatusCode::kUnimplemented);
   EXPECT_THAT(std::string(s.message()), HasSubstr("prior_training.kind: PRIOR_KIND_CVAE"));
+}
+
+}  // namespace
+}  // namespace prl::learner
+
+namespace prl::learner {
+namespace {
+
+TEST(SpirlSpecTest, ASpirlSpecIsFilledWithSpirlsDefaultsAndBadFieldsAreNamed) {
+  v1::ExperimentSpec spec = Spec("algorithm", "algorithm { spirl {} } prior { name: 'skills' }");
+  absl::StatusOr<v1::ExperimentSpec> filled = ValidateAndFillSpec(spec);
+  ASSERT_TRUE(filled.ok()) << filled.status();
+  const v1::SpirlConfig& spirl = filled->algorithm().spirl();
+  EXPECT_DOUBLE_EQ(spirl.target_divergence(), 1.0);
+  EXPECT_DOUBLE_EQ(spirl.initial_alpha(), 1.0);
+  EXPECT_DOUBLE_EQ(spirl.latent_bound(), 2.0);
+  EXPECT_EQ(filled->algorithm().warmup_env_steps(), 5000);  // SPiRL's maze warm-up
+  ExpectIdempotent(spec);
+
+  spec = Spec("algorithm",
+              "algorithm { spirl { kl_samples: 500 horizon: -1 } } "
+              "prior { name: 'skills' }");
+  absl::Status s = ValidateAndFillSpec(spec).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(s.message(), HasSubstr("algorithm.spirl.kl_samples"));
+  EXPECT_THAT(s.message(), HasSubstr("algorithm.spirl.horizon"));
+  // the prior is required
+  s = ValidateAndFillSpec(Spec("algorithm", "algorithm { spirl {} }")).status();
+  EXPECT_THAT(s.message(), HasSubstr("prior"));
 }
 
 }  // namespace
