@@ -33,9 +33,17 @@ class ExperimentManager::Context final : public RunContext {
   void ReportProgress(const v1::Progress& progress) override {
     absl::MutexLock lock(&manager_->mu_);
     Entry& entry = manager_->entries_.at(id_);
+    const bool new_version =
+        progress.policy_version() > entry.experiment.progress().policy_version();
     *entry.experiment.mutable_progress() = progress;
     SetNow(entry.experiment.mutable_progress()->mutable_update_time());
-    // progress is frequent: persisted with the next state change or curve point, not here
+    if (new_version) {
+      // a policy version is persisted before anyone sees it, so the record a restarted
+      // learner shows never has an older one
+      manager_->Changed(entry);
+      return;
+    }
+    // other progress is frequent: persisted with the next state change or curve point
     entry.changes++;
   }
   void AddCurvePoint(const v1::CurvePoint& point) override {
@@ -96,6 +104,10 @@ absl::StatusOr<std::unique_ptr<ExperimentManager>> ExperimentManager::Create(
         // interrupted by a learner stop or crash: runs again first, from its checkpoint
         experiment.set_restarts(experiment.restarts() + 1);
         experiment.set_state(v1::EXPERIMENT_STATE_QUEUED);
+        // the stored counters may lag what was shown before the restart; say so until the run
+        // reports where it resumed
+        experiment.mutable_progress()->set_message(
+            "the learner restarted; the run resumes from its last checkpoint");
         manager->queue_.push_front(id);
         PRL_LOG(INFO) << id << " was running; it resumes (restart " << experiment.restarts() << ")";
       } else if (experiment.state() == v1::EXPERIMENT_STATE_QUEUED) {
