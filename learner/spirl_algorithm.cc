@@ -6,6 +6,8 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
+#include "absl/strings/strip.h"
 #include "common/status_macros.h"
 #include "learner/flat_algorithm.h"
 #include "learner/spirl_agent.h"
@@ -13,8 +15,15 @@
 
 namespace prl::learner {
 
-absl::StatusOr<std::unique_ptr<Algorithm>> CreateSpirlAlgorithm(const AlgorithmOptions& options,
-                                                                const SpirlContext& context) {
+namespace {
+
+constexpr char kStateMagic[] = "PRL-SPIRL-STATE 1 prior-version ";
+
+// The agent-backed algorithm for the prior version `version` (0: the newest stored).
+absl::StatusOr<std::unique_ptr<Algorithm>> BuildForVersion(const AlgorithmOptions& options,
+                                                           const SpirlContext& context,
+                                                           int64_t version,
+                                                           v1::PriorRef* resolved) {
   const v1::ExperimentSpec& spec = options.spec;
   if (!spec.algorithm().has_spirl()) {
     return absl::InvalidArgumentError("algorithm: CreateSpirlAlgorithm needs algorithm.spirl");
@@ -23,7 +32,7 @@ absl::StatusOr<std::unique_ptr<Algorithm>> CreateSpirlAlgorithm(const AlgorithmO
     return absl::FailedPreconditionError("spirl needs the learner's model store");
   }
   PRL_ASSIGN_OR_RETURN(models::ModelArtifact artifact,
-                       context.models->Read(spec.prior().name(), spec.prior().version()));
+                       context.models->Read(spec.prior().name(), version));
   const v1::ModelInfo& info = artifact.info;
   if (info.kind() != v1::PRIOR_KIND_SKILL_VAE) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -78,7 +87,81 @@ absl::StatusOr<std::unique_ptr<Algorithm>> CreateSpirlAlgorithm(const AlgorithmO
   acting.alpha_name = "alpha";
   acting.alpha_loss_name = "alpha_loss";
   acting.entropy_name = "kl_to_prior";
+  *resolved = acting.prior;
   return MakeAgentAlgorithm(std::move(acting), std::move(agent));
+}
+
+// Pins the prior version a run trains against: the checkpoint records it, and a restore with
+// another version loaded (the spec's version 0 now resolving to a newer prior) rebuilds the
+// agent on the recorded one, so a resumed run never mixes priors.
+class SpirlAlgorithm final : public Algorithm {
+ public:
+  SpirlAlgorithm(AlgorithmOptions options, SpirlContext context, std::unique_ptr<Algorithm> inner,
+                 v1::PriorRef prior)
+      : options_(std::move(options)),
+        context_(std::move(context)),
+        inner_(std::move(inner)),
+        prior_(std::move(prior)) {}
+
+  std::string name() const override { return inner_->name(); }
+  std::vector<TableSpec> Tables() const override { return inner_->Tables(); }
+  void DescribeActing(v1::Assignment* assignment) const override {
+    inner_->DescribeActing(assignment);
+  }
+  absl::StatusOr<UpdateResult> Update(const Batch& batch) override { return inner_->Update(batch); }
+  absl::Status ExportPolicy(
+      v1::PolicyArchitecture* architecture,
+      std::vector<std::pair<std::string, HostTensor>>* weights) const override {
+    return inner_->ExportPolicy(architecture, weights);
+  }
+  absl::StatusOr<std::string> SaveState() const override {
+    PRL_ASSIGN_OR_RETURN(std::string inner, inner_->SaveState());
+    return absl::StrCat(kStateMagic, prior_.version(), "\n", inner);
+  }
+  absl::Status RestoreState(const std::string& bytes) override {
+    absl::string_view rest = bytes;
+    int64_t version = 0;
+    const size_t newline = rest.find('\n');
+    if (!absl::ConsumePrefix(&rest, kStateMagic) || newline == absl::string_view::npos ||
+        !absl::SimpleAtoi(rest.substr(0, rest.find('\n')), &version) || version < 1) {
+      return absl::DataLossError("the checkpoint does not hold a spirl state");
+    }
+    rest.remove_prefix(rest.find('\n') + 1);
+    if (version != prior_.version()) {
+      v1::PriorRef resolved;
+      absl::StatusOr<std::unique_ptr<Algorithm>> rebuilt =
+          BuildForVersion(options_, context_, version, &resolved);
+      if (!rebuilt.ok()) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("the checkpoint was trained with prior '", prior_.name(), "' v", version,
+                         ", which cannot be loaded now: ", rebuilt.status().message()));
+      }
+      PRL_RETURN_IF_ERROR((*rebuilt)->RestoreState(std::string(rest)));
+      inner_ = *std::move(rebuilt);
+      prior_ = resolved;
+      return absl::OkStatus();
+    }
+    return inner_->RestoreState(std::string(rest));
+  }
+  int64_t updates() const override { return inner_->updates(); }
+  std::string device() const override { return inner_->device(); }
+
+ private:
+  const AlgorithmOptions options_;
+  const SpirlContext context_;
+  std::unique_ptr<Algorithm> inner_;
+  v1::PriorRef prior_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Algorithm>> CreateSpirlAlgorithm(const AlgorithmOptions& options,
+                                                                const SpirlContext& context) {
+  v1::PriorRef prior;
+  PRL_ASSIGN_OR_RETURN(std::unique_ptr<Algorithm> inner,
+                       BuildForVersion(options, context, options.spec.prior().version(), &prior));
+  return std::unique_ptr<Algorithm>(
+      std::make_unique<SpirlAlgorithm>(options, context, std::move(inner), std::move(prior)));
 }
 
 }  // namespace prl::learner

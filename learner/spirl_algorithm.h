@@ -2,7 +2,9 @@
 // version 0 resolved to the newest in the learner's model store when the run is built) is loaded
 // on the learner for the KL term, the agent is learner/spirl_agent.h, and actors are told to act
 // every H env steps with z decoded by that prior (served by the prior server at prior_address),
-// storing (s, z, reward summed over the decision, discount, s', env steps taken).
+// storing (s, z, reward summed over the decision, discount, s', env steps taken). The resolved
+// prior version is pinned: SaveState records it and RestoreState rebuilds the agent on it when
+// another version would be loaded now, so a resumed run keeps the prior it started with.
 #ifndef PRL_LEARNER_SPIRL_ALGORITHM_H_
 #define PRL_LEARNER_SPIRL_ALGORITHM_H_
 

@@ -125,5 +125,28 @@ TEST_F(SpirlAlgorithmTest, RefusesPriorsThatDoNotFit) {
   EXPECT_THAT(s.message(), HasSubstr("PRIOR_KIND_SKILL_VAE"));
 }
 
+TEST_F(SpirlAlgorithmTest, ARestoreKeepsThePriorVersionTheRunStartedWith) {
+  StoreSkills("maze-skills", kObs, 1);
+  SpirlContext context{store_.get(), ""};
+  auto first = CreateSpirlAlgorithm(Options("maze-skills", 0), context);
+  ASSERT_TRUE(first.ok()) << first.status();
+  auto state = (*first)->SaveState();
+  ASSERT_TRUE(state.ok()) << state.status();
+
+  // a newer prior appears; the restarted run resolves version 0 to it, then restores
+  StoreSkills("maze-skills", kObs, 2);
+  auto second = CreateSpirlAlgorithm(Options("maze-skills", 0), context);
+  ASSERT_TRUE(second.ok()) << second.status();
+  v1::Assignment before;
+  (*second)->DescribeActing(&before);
+  EXPECT_EQ(before.prior().version(), 2);
+  ASSERT_TRUE((*second)->RestoreState(*state).ok());
+  v1::Assignment after;
+  (*second)->DescribeActing(&after);
+  EXPECT_EQ(after.prior().version(), 1);  // pinned to what the checkpoint was trained with
+
+  EXPECT_EQ((*second)->RestoreState("not a state").code(), absl::StatusCode::kDataLoss);
+}
+
 }  // namespace
 }  // namespace prl::learner
