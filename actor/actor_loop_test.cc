@@ -61,6 +61,43 @@ class ConstantPolicy final : public models::ActingPolicy {
 constexpr int64_t kLatent = 3;
 constexpr int kHorizon = 4;
 
+// A flow standing in for PARROT's: a = tanh(z) / 2 + 0.1·state_0 per dimension.
+class FakeFlowPrior final : public models::PriorInference {
+ public:
+  explicit FakeFlowPrior(std::atomic<int>* calls) : calls_(calls) {
+    info_.set_name("flow");
+    info_.set_version(2);
+    info_.set_kind(v1::PRIOR_KIND_REAL_NVP_FLOW);
+    info_.set_obs_dim(kObs);
+    info_.set_action_dim(kAct);
+    info_.set_latent_dim(kAct);
+    info_.set_horizon(1);
+    info_.add_methods("Forward");
+    info_.add_methods("Inverse");
+  }
+  const v1::ModelInfo& info() const override { return info_; }
+  absl::StatusOr<std::vector<HostTensor>> Run(
+      models::PriorMethod method, const std::vector<HostTensor>& inputs) const override {
+    absl::StatusOr<int64_t> rows = models::CheckPriorInputs(info_, method, inputs);
+    if (!rows.ok()) return rows.status();
+    ++*calls_;
+    absl::Span<const float> z = inputs[0].data<float>();
+    absl::Span<const float> state = inputs[1].data<float>();
+    std::vector<float> actions;
+    for (int64_t r = 0; r < *rows; ++r) {
+      for (int64_t i = 0; i < kAct; ++i) {
+        actions.push_back(std::tanh(z[r * kAct + i]) / 2 + 0.1f * state[r * kObs]);
+      }
+    }
+    return std::vector<HostTensor>{HostTensor::FromFloats({*rows, kAct}, actions),
+                                   *HostTensor::Zeros(DType::kFloat32, {*rows})};
+  }
+
+ private:
+  std::atomic<int>* const calls_;
+  v1::ModelInfo info_;
+};
+
 // A latent policy: z = bias in every dimension.
 absl::StatusOr<std::unique_ptr<models::ActingPolicy>> MakeLatentPolicy(const v1::Policy& policy) {
   auto bias = ViewTensorProto(policy.weights(0).tensor(), "bias");
@@ -396,6 +433,10 @@ class ActorLoopTest : public ::testing::Test {
     options.policy_factory = latent ? MakeLatentPolicy : MakeConstantPolicy;
     options.prior_connector =
         [this](const v1::Assignment& a) -> absl::StatusOr<std::unique_ptr<models::PriorInference>> {
+      if (a.policy().output() == v1::PolicyArchitecture::OUTPUT_FLOW_LATENT) {
+        return std::unique_ptr<models::PriorInference>(
+            std::make_unique<FakeFlowPrior>(&prior_calls_));
+      }
       EXPECT_EQ(a.prior().name(), "skills");
       auto prior = std::make_unique<FakeSkillPrior>(&prior_calls_);
       return std::unique_ptr<models::PriorInference>(std::move(prior));
@@ -757,8 +798,7 @@ TEST_F(ActorLoopTest, IdlesWithAClearErrorOnAssignmentsItCannotRun) {
   ASSERT_TRUE(AwaitLoop([](const ActorLoop::State& s) {
     return s.assignment.generation() == 2 && !s.last_error.empty();
   }));
-  EXPECT_THAT(loop_->state().last_error, HasSubstr("OUTPUT_FLOW_LATENT"));
-  EXPECT_THAT(loop_->state().last_error, HasSubstr("not supported"));
+  EXPECT_THAT(loop_->state().last_error, HasSubstr("assignment.prior: unset"));
   // idle: heartbeats go on, nothing is inserted or reported.
   ASSERT_TRUE(learner_.Await([](const Seen& s) { return s.heartbeats.size() >= 5; }));
   EXPECT_EQ(TableSize("t1"), 0);
@@ -803,6 +843,26 @@ TEST_F(ActorLoopTest, ActsWithDecodedLatentsEveryHStepsAndStoresOneRowPerDecisio
     EXPECT_EQ(e.summary.policy_version(), 1);
   }
   EXPECT_GE(prior_calls_.load(), 10);  // one decode per batch step
+}
+
+TEST_F(ActorLoopTest, ActsWithFlowLatentsEveryStep) {
+  CreateTable("flow");
+  v1::Assignment a = Train("flow");
+  a.mutable_policy()->set_output(v1::PolicyArchitecture::OUTPUT_FLOW_LATENT);
+  a.mutable_policy()->set_output_bound(3);
+  a.mutable_prior()->set_name("flow");
+  a.mutable_prior()->set_version(2);
+  a.set_prior_address("prior-server:50053");
+  a.set_warmup_env_steps(0);
+  learner_.SetAssignment(a);
+  learner_.PublishPolicy(0.25f);
+  StartActor();
+  ASSERT_TRUE(AwaitRows("flow", 40));
+  loop_->Stop();
+  // one row per env step, the latent as "action": the policy's z, not the flow's action
+  const v1::SampleResponse rows = Oldest("flow", 40);
+  EXPECT_THAT(Floats(rows, 1), Each(0.25f));
+  EXPECT_GE(prior_calls_.load(), 20);  // Forward once per batch step
 }
 
 TEST_F(ActorLoopTest, CollectsWithThePlannerKeepingOnlySuccessfulEpisodes) {

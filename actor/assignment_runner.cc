@@ -154,16 +154,12 @@ absl::Status AssignmentRunner::BuildReplay() {
 // refuses early what the assignment already says the actor cannot run. Unset fields pass.
 absl::Status AssignmentRunner::CheckPolicyArchitecture() const {
   const v1::PolicyArchitecture& p = assignment_.policy();
-  if (p.output() == v1::PolicyArchitecture::OUTPUT_FLOW_LATENT) {
-    return absl::UnimplementedError(
-        absl::StrCat("assignment.policy.output: ", v1::PolicyArchitecture::Output_Name(p.output()),
-                     " (a flow latent: parrot) is not supported by this actor yet; it acts with "
-                     "OUTPUT_ACTION and OUTPUT_DECODED_LATENT policies"));
-  }
-  if (p.output() == v1::PolicyArchitecture::OUTPUT_DECODED_LATENT) {
+  if (p.output() == v1::PolicyArchitecture::OUTPUT_DECODED_LATENT ||
+      p.output() == v1::PolicyArchitecture::OUTPUT_FLOW_LATENT) {
     if (!assignment_.has_prior() || assignment_.prior().name().empty()) {
       return absl::InvalidArgumentError(
-          "assignment.prior: unset, but the policy's output is a decoded latent");
+          "assignment.prior: unset, but the policy's output is a latent the prior maps to "
+          "actions");
     }
     if (assignment_.decision_horizon() < 1) {
       return absl::InvalidArgumentError(
@@ -322,7 +318,8 @@ bool AssignmentRunner::ChooseActions(absl::Span<const float> obs, int n, bool de
 
 absl::Status AssignmentRunner::BuildPrior() {
   const v1::Assignment& a = assignment_;
-  latent_ = a.policy().output() == v1::PolicyArchitecture::OUTPUT_DECODED_LATENT &&
+  flow_ = a.policy().output() == v1::PolicyArchitecture::OUTPUT_FLOW_LATENT;
+  latent_ = (a.policy().output() == v1::PolicyArchitecture::OUTPUT_DECODED_LATENT || flow_) &&
             !(a.mode() == v1::Assignment::MODE_COLLECT &&
               a.collect().collector() != v1::CollectSpec::COLLECTOR_POLICY);
   if (!latent_) return absl::OkStatus();
@@ -333,12 +330,16 @@ absl::Status AssignmentRunner::BuildPrior() {
   PRL_ASSIGN_OR_RETURN(prior_, options_.prior_connector(a));
   const v1::ModelInfo& info = prior_->info();
   const std::string name = models::DescribeModel(info);
-  if (!models::Answers(info, models::PriorMethod::kDecode) ||
-      !models::Answers(info, models::PriorMethod::kPrior)) {
+  if (flow_ && !models::Answers(info, models::PriorMethod::kForward)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("assignment.prior: ", name, " must answer Forward for a flow-latent policy"));
+  }
+  if (!flow_ && (!models::Answers(info, models::PriorMethod::kDecode) ||
+                 !models::Answers(info, models::PriorMethod::kPrior))) {
     return absl::FailedPreconditionError(absl::StrCat(
         "assignment.prior: ", name, " must answer Decode and Prior for a decoded-latent policy"));
   }
-  if (models::DecodeStepsPerCall(info) != 1) {
+  if (!flow_ && models::DecodeStepsPerCall(info) != 1) {
     return absl::UnimplementedError(absl::StrCat(
         "assignment.prior: ", name, " decodes open loop (", info.horizon(),
         " actions per latent); this actor runs closed-loop decoders (SKILL_VAE) only"));
@@ -348,13 +349,13 @@ absl::Status AssignmentRunner::BuildPrior() {
         absl::StrCat("assignment.prior: ", name, " has state ", info.obs_dim(), " and action ",
                      info.action_dim(), " dimensions; the env has ", obs_dim_, " and ", act_dim_));
   }
-  latent_dim_ = info.latent_dim();
+  latent_dim_ = flow_ ? info.action_dim() : info.latent_dim();
   if (a.policy().output_dim() != 0 && a.policy().output_dim() != latent_dim_) {
     return absl::InvalidArgumentError(
         absl::StrCat("assignment.policy.output_dim: ", a.policy().output_dim(),
                      " does not match the prior's latent_dim ", latent_dim_));
   }
-  horizon_ = a.decision_horizon();
+  horizon_ = flow_ ? 1 : a.decision_horizon();
   const int n = a.num_envs();
   z_.assign(static_cast<size_t>(n) * latent_dim_, 0.0f);
   decision_obs_.assign(static_cast<size_t>(n) * obs_dim_, 0.0f);
@@ -366,6 +367,15 @@ absl::Status AssignmentRunner::BuildPrior() {
 bool AssignmentRunner::ChooseLatents(absl::Span<const float> obs, int n, bool deterministic,
                                      bool warmup, std::vector<float>* z) {
   z->resize(static_cast<size_t>(n) * latent_dim_);
+  const float bound = static_cast<float>(
+      assignment_.policy().output_bound() > 0 ? assignment_.policy().output_bound() : 1.0);
+  if (warmup && flow_) {
+    // z from the flow's base N(0, I), squashed into the policy's bound
+    std::normal_distribution<float> normal;
+    for (float& v : *z) v = bound * std::tanh(normal(rng_));
+    SetActingVersion(0);
+    return true;
+  }
   if (warmup) {
     // z ~ p(z|s), squashed into the policy's bound as SPiRL's random actions are
     std::vector<HostTensor> in = {HostTensor::FromFloats({n, obs_dim_}, obs)};
@@ -376,8 +386,6 @@ bool AssignmentRunner::ChooseLatents(absl::Span<const float> obs, int n, bool de
       return false;
     }
     decode_backoff_.Reset();
-    const float bound = static_cast<float>(
-        assignment_.policy().output_bound() > 0 ? assignment_.policy().output_bound() : 1.0);
     absl::Span<const float> mean = (*prior)[0].data<float>();
     absl::Span<const float> log_std = (*prior)[1].data<float>();
     std::normal_distribution<float> normal;
@@ -398,7 +406,9 @@ absl::Status AssignmentRunner::DecodeActions(absl::Span<const float> obs,
                                              std::vector<float>* actions) {
   std::vector<HostTensor> in = {HostTensor::FromFloats({n, latent_dim_}, z),
                                 HostTensor::FromFloats({n, obs_dim_}, obs)};
-  PRL_ASSIGN_OR_RETURN(std::vector<HostTensor> out, prior_->Run(models::PriorMethod::kDecode, in));
+  PRL_ASSIGN_OR_RETURN(
+      std::vector<HostTensor> out,
+      prior_->Run(flow_ ? models::PriorMethod::kForward : models::PriorMethod::kDecode, in));
   absl::Span<const float> decoded = out[0].data<float>();
   if (decoded.size() != static_cast<size_t>(n) * act_dim_) {
     return absl::InternalError(absl::StrCat("the prior decoded ", decoded.size(), " values for ", n,

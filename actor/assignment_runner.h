@@ -23,9 +23,10 @@
 // steps (or when an episode ends) the policy — or, during warm-up, the prior p(z|s) — picks z
 // per env; every env step the closed-loop decoder turns (state, z) into the action (clipped to
 // [-1, 1]); each decision becomes one row (state at the decision, z, reward summed over its
-// steps, discount, state after it, env steps). Flow latents (parrot), open-loop decoders and
-// MCAT's context-conditioned policies are not supported yet: Create refuses them with
-// UNIMPLEMENTED.
+// steps, discount, state after it, env steps). Flow latents (OUTPUT_FLOW_LATENT: parrot) act the
+// same way with a horizon of 1 and the flow's Forward, a = f(z; s), warm-up z from N(0, I).
+// Open-loop decoders and MCAT's context-conditioned policies are not supported yet: Create
+// refuses them with UNIMPLEMENTED.
 //
 // Not thread-safe: created and run on the acting thread.
 #ifndef PRL_ACTOR_ASSIGNMENT_RUNNER_H_
@@ -174,6 +175,7 @@ class AssignmentRunner {
   // decision under way (its z, the state it started in, reward so far, steps taken).
   std::unique_ptr<models::PriorInference> prior_;
   bool latent_ = false;
+  bool flow_ = false;  // OUTPUT_FLOW_LATENT: a = f(z; s) every step (horizon 1)
   int latent_dim_ = 0;
   int horizon_ = 1;
   std::vector<float> z_, decision_obs_, all_z_;

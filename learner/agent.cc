@@ -276,10 +276,13 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(const AgentOptions& options
   PRL_ASSIGN_OR_RETURN(internal::AgentConfig config, internal::ResolveAgentOptions(options));
   try {
     if (config.num_threads > 0) at::set_num_threads(config.num_threads);
-    if (config.algorithm.has_sac()) return std::unique_ptr<Agent>(internal::NewSacAgent(config));
+    if (config.algorithm.has_sac() || config.algorithm.has_parrot()) {
+      return std::unique_ptr<Agent>(internal::NewSacAgent(config));
+    }
     if (config.algorithm.has_td3()) return std::unique_ptr<Agent>(internal::NewTd3Agent(config));
     return absl::UnimplementedError(
-        "algorithm.spirl: Agent::Create builds sac and td3; a spirl agent needs its skill prior "
+        "algorithm.spirl: Agent::Create builds sac, td3 and parrot; a spirl agent needs its skill "
+        "prior "
         "(learner/spirl_agent.h, CreateSpirlAgent)");
   } catch (const std::exception& e) {
     return absl::InternalError(absl::StrCat("cannot build the agent: ", internal::ErrorText(e)));

@@ -95,6 +95,12 @@ absl::Status ResolveSpirl(v1::SpirlConfig* spirl) {
   return absl::OkStatus();
 }
 
+// PARROT's: SAC over the flow's latent (target entropy −latent_dim = −act_dim), squashed to ±3.
+absl::Status ResolveParrot(int64_t act_dim, v1::ParrotConfig* parrot) {
+  PRL_RETURN_IF_ERROR(ResolveSac(act_dim, parrot->mutable_sac()));
+  return ResolveDouble("algorithm.parrot.latent_bound", 3.0, Range::kPositive, parrot);
+}
+
 // The network and the fields after the oneof, which every algorithm shares.
 absl::Status ResolveSharedFields(v1::AlgorithmSpec* a) {
   PRL_RETURN_IF_ERROR(models::ResolveNetworkSpec("algorithm.network", a->mutable_network()));
@@ -124,14 +130,17 @@ absl::Status ResolveAlgorithmSpec(int64_t act_dim, v1::AlgorithmSpec* a) {
     case v1::AlgorithmSpec::kSpirl:
       PRL_RETURN_IF_ERROR(ResolveSpirl(a->mutable_spirl()));
       break;
+    case v1::AlgorithmSpec::kParrot:
+      PRL_RETURN_IF_ERROR(ResolveParrot(act_dim, a->mutable_parrot()));
+      break;
     case v1::AlgorithmSpec::ALGORITHM_NOT_SET:
       return absl::InvalidArgumentError("algorithm: not set; it must be one of sac, td3");
     default: {
       const std::string name =
           v1::AlgorithmSpec::descriptor()->FindFieldByNumber(a->algorithm_case())->name();
-      return absl::UnimplementedError(
-          absl::StrCat("algorithm.", name,
-                       ": not implemented by the learner's agent yet (sac, td3 and spirl are)"));
+      return absl::UnimplementedError(absl::StrCat(
+          "algorithm.", name,
+          ": not implemented by the learner's agent yet (sac, td3, spirl and parrot are)"));
     }
   }
   return ResolveSharedFields(a);
@@ -143,6 +152,9 @@ v1::AlgorithmSpec AlgorithmDefaults(v1::AlgorithmSpec::AlgorithmCase which, int6
   if (which == v1::AlgorithmSpec::kSac) resolved.Update(ResolveSac(act_dim, a.mutable_sac()));
   if (which == v1::AlgorithmSpec::kTd3) resolved.Update(ResolveTd3(a.mutable_td3()));
   if (which == v1::AlgorithmSpec::kSpirl) resolved.Update(ResolveSpirl(a.mutable_spirl()));
+  if (which == v1::AlgorithmSpec::kParrot) {
+    resolved.Update(ResolveParrot(act_dim, a.mutable_parrot()));
+  }
   PRL_CHECK(resolved.ok()) << "the algorithm defaults fail their own checks: "
                            << resolved.ToString();
   return a;

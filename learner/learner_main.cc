@@ -156,6 +156,12 @@ int main(int argc, char** argv) {
           const prl::learner::AlgorithmOptions& options) {
         return prl::learner::CreateSpirlAlgorithm(options, {store, address});
       });
+  algorithms.Register(
+      prl::v1::AlgorithmSpec::kParrot, "parrot",
+      [store = model_store->get(), address = absl::GetFlag(FLAGS_learner_prior_address)](
+          const prl::learner::AlgorithmOptions& options) {
+        return prl::learner::CreateParrotAlgorithm(options, {store, address});
+      });
   prl::learner::RunFactoryOptions factory_options;
   factory_options.training = run_options;
   factory_options.state_dir = absl::GetFlag(FLAGS_learner_state_dir);

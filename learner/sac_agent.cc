@@ -17,10 +17,21 @@ class SacAgent final : public TwinCriticAgent {
  public:
   explicit SacAgent(const AgentConfig& config)
       : TwinCriticAgent(config, models::PolicyNetwork::Head::kSquashedGaussian),
-        sac_(config.algorithm.sac()),
+        sac_(config.algorithm.has_parrot() ? config.algorithm.parrot().sac()
+                                           : config.algorithm.sac()),
+        bound_(config.algorithm.has_parrot() ? config.algorithm.parrot().latent_bound() : 1.0),
         log_alpha_(at::full({1}, std::log(sac_.initial_alpha()),
                             at::TensorOptions().dtype(at::kFloat).device(config.device))),
-        alpha_adam_(log_alpha_, FlatAdam::Options{sac_.alpha_lr()}) {}
+        alpha_adam_(log_alpha_, FlatAdam::Options{sac_.alpha_lr()}) {
+    // PARROT: π(z|s) starts as the flow's base N(0, I) (before the squashing): the head's
+    // weights and biases are zero, so the mean is 0 and log σ is 0 everywhere
+    if (config.algorithm.has_parrot() && !config.algorithm.parrot().random_policy_init()) {
+      at::NoGradGuard no_grad;
+      for (auto& [name, param] : actor_->NamedParameters()) {
+        if (name.rfind("mean.", 0) == 0 || name.rfind("log_std.", 0) == 0) param.zero_();
+      }
+    }
+  }
 
  protected:
   int64_t NoiseDraws() const override { return 2; }
@@ -34,7 +45,11 @@ class SacAgent final : public TwinCriticAgent {
     const models::PolicyNetwork::Output pi_out = actor_->Forward(b.obs);
     const models::SquashedSample pi =
         models::SampleSquashedGaussian(pi_out.mean, pi_out.log_std, noise[0]);
-    const at::Tensor log_prob = pi.log_prob.detach();
+    // z = b·tanh(u): log π(z) = log π(tanh u) − A·log b (b = 1 for flat SAC)
+    const double log_bound = std::log(bound_) * static_cast<double>(config_.act_dim);
+    const at::Tensor pi_log_prob = pi.log_prob - log_bound;
+    const at::Tensor pi_action = pi.action * bound_;
+    const at::Tensor log_prob = pi_log_prob.detach();
 
     // temperature: J(log α) = -log α · (mean log π + target entropy); its gradient is exact
     at::Tensor alpha_loss;
@@ -51,15 +66,16 @@ class SacAgent final : public TwinCriticAgent {
       const models::PolicyNetwork::Output next = actor_->Forward(b.next_obs);
       const models::SquashedSample next_pi =
           models::SampleSquashedGaussian(next.mean, next.log_std, noise[1]);
-      const at::Tensor next_q = critic_target_->Forward(b.next_obs, next_pi.action).amin(0);
-      target = TdTarget(b, next_q - alpha * next_pi.log_prob);
+      const at::Tensor next_q =
+          critic_target_->Forward(b.next_obs, next_pi.action * bound_).amin(0);
+      target = TdTarget(b, next_q - alpha * (next_pi.log_prob - log_bound));
     }
     const CriticStepResult critic = CriticStep(b, target);
 
     // actor: mean(α log π(a|s) - min_k Q_k(s, a)) through the updated critics, whose
     // parameters get no gradient
-    const at::Tensor q_pi = critic_->Forward(b.obs, pi.action, /*detach=*/true).amin(0);
-    const at::Tensor actor_loss = (alpha * pi.log_prob - q_pi).mean();
+    const at::Tensor q_pi = critic_->Forward(b.obs, pi_action, /*detach=*/true).amin(0);
+    const at::Tensor actor_loss = (alpha * pi_log_prob - q_pi).mean();
     GradientStep(actor_loss, actor_->params(), *actor_adam_);
     stats.actor_updated = true;
 
@@ -76,12 +92,17 @@ class SacAgent final : public TwinCriticAgent {
   at::Tensor Policy(const at::Tensor& obs, bool deterministic,
                     const at::Tensor& noise) const override {
     const models::PolicyNetwork::Output out = actor_->Forward(obs);
-    if (deterministic) return at::tanh(out.mean);
-    return at::tanh(at::addcmul(out.mean, out.log_std.exp(), noise));
+    if (deterministic) return at::tanh(out.mean) * bound_;
+    return at::tanh(at::addcmul(out.mean, out.log_std.exp(), noise)) * bound_;
   }
 
   void DescribePolicy(v1::PolicyArchitecture* architecture) const override {
     architecture->set_head(v1::PolicyArchitecture::HEAD_SQUASHED_GAUSSIAN);
+    if (config_.algorithm.has_parrot()) {
+      // a latent the flow maps to the action: a = f(z; s)
+      architecture->set_output(v1::PolicyArchitecture::OUTPUT_FLOW_LATENT);
+      architecture->set_output_bound(bound_);
+    }
   }
 
   std::vector<StateEntry> StateEntries() override {
@@ -95,6 +116,7 @@ class SacAgent final : public TwinCriticAgent {
 
  private:
   const v1::SacConfig sac_;
+  const double bound_;    // b of z = b·tanh(u): 1 for SAC, parrot.latent_bound for PARROT
   at::Tensor log_alpha_;  // [1]; its gradient is computed in closed form
   FlatAdam alpha_adam_;
 };

@@ -124,6 +124,7 @@ class SpecChecker {
   void CheckSac(const v1::SacConfig& c, v1::SacConfig* out);
   void CheckTd3(const v1::Td3Config& c, v1::Td3Config* out);
   void CheckSpirl(const v1::SpirlConfig& c, v1::SpirlConfig* out);
+  void CheckParrot(const v1::ParrotConfig& c, v1::ParrotConfig* out);
   void CheckNetwork(const v1::NetworkSpec& n, v1::NetworkSpec* out);
   void CheckHyperparameters(const AlgorithmSpec& a, AlgorithmSpec* out);
   void CheckPrior();
@@ -267,6 +268,9 @@ void SpecChecker::CheckAlgorithm() {
     case AlgorithmSpec::kSpirl:
       CheckSpirl(a.spirl(), out->mutable_spirl());
       break;
+    case AlgorithmSpec::kParrot:
+      CheckParrot(a.parrot(), out->mutable_parrot());
+      break;
     case AlgorithmSpec::ALGORITHM_NOT_SET:
       Bad("algorithm", "unset",
           "KIND_TRAIN requires exactly one of algorithm.sac, algorithm.td3, algorithm.spirl, "
@@ -275,7 +279,8 @@ void SpecChecker::CheckAlgorithm() {
     default:
       unsupported_.push_back(absl::StrCat("algorithm.", AlgorithmName(a),
                                           " is not supported by this learner yet (algorithm.sac, "
-                                          "algorithm.td3 and algorithm.spirl are)"));
+                                          "algorithm.td3, algorithm.spirl and algorithm.parrot "
+                                          "are)"));
       break;
   }
   CheckNetwork(a.network(), out->mutable_network());
@@ -314,6 +319,25 @@ void SpecChecker::CheckSpirl(const v1::SpirlConfig& c, v1::SpirlConfig* out) {
     Bad("algorithm.spirl.kl_samples", absl::StrCat(c.kl_samples()),
         "use 1..100 for a Monte-Carlo estimate, or 0 for the analytic divergence");
   }
+}
+
+void SpecChecker::CheckParrot(const v1::ParrotConfig& c, v1::ParrotConfig* out) {
+  const v1::ParrotConfig& def = defaults_.parrot();
+  v1::SacConfig* sac = out->mutable_sac();
+  sac->set_initial_alpha(Positive(c.sac().initial_alpha(), def.sac().initial_alpha(),
+                                  "algorithm.parrot.sac.initial_alpha"));
+  sac->set_alpha_lr(
+      Positive(c.sac().alpha_lr(), def.sac().alpha_lr(), "algorithm.parrot.sac.alpha_lr"));
+  if (c.sac().has_target_entropy()) {
+    if (!std::isfinite(c.sac().target_entropy())) {
+      Bad("algorithm.parrot.sac.target_entropy", absl::StrCat(c.sac().target_entropy()),
+          "it must be finite (unset means minus the action dimension)");
+    }
+  } else if (domain_ != nullptr) {
+    sac->set_target_entropy(def.sac().target_entropy());
+  }
+  out->set_latent_bound(
+      Positive(c.latent_bound(), def.latent_bound(), "algorithm.parrot.latent_bound"));
 }
 
 void SpecChecker::CheckTd3(const v1::Td3Config& c, v1::Td3Config* out) {

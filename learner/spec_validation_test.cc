@@ -205,7 +205,6 @@ TEST(SpecValidationTest, UnsupportedPartsAreUnimplemented) {
       {"", "kind: KIND_COLLECT", "kind: KIND_COLLECT"},
       {"", "kind: KIND_EVALUATE", "kind: KIND_EVALUATE"},
       {"algorithm", "algorithm { eap {} } prior { name: 'p' version: 3 }", "algorithm.eap"},
-      {"algorithm", "algorithm { parrot {} } prior { name: 'p' }", "algorithm.parrot"},
       {"algorithm", "algorithm { mcat {} }", "algorithm.mcat"},
   };
   for (const Case& c : cases) {
@@ -578,6 +577,18 @@ TEST(TrainPriorSpecTest, KindsThisLearnerCannotTrainYetAreUnimplementedByName) {
 
 namespace prl::learner {
 namespace {
+
+TEST(ParrotSpecTest, AParrotSpecIsFilledWithItsDefaults) {
+  v1::ExperimentSpec spec = Spec("algorithm", "algorithm { parrot {} } prior { name: 'flow' }");
+  absl::StatusOr<v1::ExperimentSpec> filled = ValidateAndFillSpec(spec);
+  ASSERT_TRUE(filled.ok()) << filled.status();
+  EXPECT_DOUBLE_EQ(filled->algorithm().parrot().latent_bound(), 3.0);
+  EXPECT_DOUBLE_EQ(filled->algorithm().parrot().sac().initial_alpha(), 1.0);
+  ExpectIdempotent(spec);
+  spec = Spec("algorithm", "algorithm { parrot { latent_bound: -1 } } prior { name: 'flow' }");
+  EXPECT_THAT(ValidateAndFillSpec(spec).status().message(),
+              HasSubstr("algorithm.parrot.latent_bound"));
+}
 
 TEST(SpirlSpecTest, ASpirlSpecIsFilledWithSpirlsDefaultsAndBadFieldsAreNamed) {
   v1::ExperimentSpec spec = Spec("algorithm", "algorithm { spirl {} } prior { name: 'skills' }");

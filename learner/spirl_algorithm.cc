@@ -17,7 +17,7 @@ namespace prl::learner {
 
 namespace {
 
-constexpr char kStateMagic[] = "PRL-SPIRL-STATE 1 prior-version ";
+constexpr char kStateMagic[] = "PRL-PRIOR-GUIDED-STATE 1 prior-version ";
 
 // The agent-backed algorithm for the prior version `version` (0: the newest stored).
 absl::StatusOr<std::unique_ptr<Algorithm>> BuildForVersion(const AlgorithmOptions& options,
@@ -25,25 +25,54 @@ absl::StatusOr<std::unique_ptr<Algorithm>> BuildForVersion(const AlgorithmOption
                                                            int64_t version,
                                                            v1::PriorRef* resolved) {
   const v1::ExperimentSpec& spec = options.spec;
-  if (!spec.algorithm().has_spirl()) {
-    return absl::InvalidArgumentError("algorithm: CreateSpirlAlgorithm needs algorithm.spirl");
+  const bool parrot = spec.algorithm().has_parrot();
+  if (!spec.algorithm().has_spirl() && !parrot) {
+    return absl::InvalidArgumentError(
+        "algorithm: the prior-guided algorithms here are spirl and parrot");
   }
+  const std::string method = parrot ? "parrot" : "spirl";
   if (context.models == nullptr) {
-    return absl::FailedPreconditionError("spirl needs the learner's model store");
+    return absl::FailedPreconditionError(method + " needs the learner's model store");
   }
   PRL_ASSIGN_OR_RETURN(models::ModelArtifact artifact,
                        context.models->Read(spec.prior().name(), version));
   const v1::ModelInfo& info = artifact.info;
-  if (info.kind() != v1::PRIOR_KIND_SKILL_VAE) {
+  const v1::PriorKind want = parrot ? v1::PRIOR_KIND_REAL_NVP_FLOW : v1::PRIOR_KIND_SKILL_VAE;
+  if (info.kind() != want) {
     return absl::InvalidArgumentError(absl::StrCat(
         "prior: '", info.name(), "' v", info.version(), " is a ", v1::PriorKind_Name(info.kind()),
-        "; spirl needs a PRIOR_KIND_SKILL_VAE (a TRAIN_PRIOR run with kind SKILL_VAE)"));
+        "; ", method, " needs a ", v1::PriorKind_Name(want), " (a TRAIN_PRIOR run of that kind)"));
   }
   if (info.obs_dim() != options.obs_dim || info.action_dim() != options.act_dim) {
     return absl::InvalidArgumentError(absl::StrCat("prior: '", info.name(), "' v", info.version(),
                                                    " has state ", info.obs_dim(), " and action ",
                                                    info.action_dim(), " dimensions; the env has ",
                                                    options.obs_dim, " and ", options.act_dim));
+  }
+  if (parrot) {
+    // PARROT needs no prior on the learner: SAC over the flow's latent, which actors map to
+    // actions with a = f(z; s)
+    AgentOptions agent_options;
+    agent_options.obs_dim = options.obs_dim;
+    agent_options.act_dim = options.act_dim;
+    agent_options.algorithm = spec.algorithm();
+    agent_options.device = options.device;
+    agent_options.seed = static_cast<uint64_t>(spec.algorithm().seed());
+    agent_options.num_threads = options.num_threads;
+    PRL_ASSIGN_OR_RETURN(std::unique_ptr<Agent> agent, Agent::Create(agent_options));
+    AgentAlgorithmSpec acting;
+    acting.name = "parrot";
+    acting.obs_dim = options.obs_dim;
+    acting.action_dim = options.act_dim;
+    acting.decision_horizon = 1;
+    acting.prior.set_name(info.name());
+    acting.prior.set_version(info.version());
+    acting.prior_address = context.prior_address;
+    acting.alpha_name = "alpha";
+    acting.alpha_loss_name = "alpha_loss";
+    acting.entropy_name = "entropy";
+    *resolved = acting.prior;
+    return MakeAgentAlgorithm(std::move(acting), std::move(agent));
   }
   AgentOptions agent_options;
   agent_options.obs_dim = options.obs_dim;
@@ -154,6 +183,11 @@ class SpirlAlgorithm final : public Algorithm {
 };
 
 }  // namespace
+
+absl::StatusOr<std::unique_ptr<Algorithm>> CreateParrotAlgorithm(const AlgorithmOptions& options,
+                                                                 const SpirlContext& context) {
+  return CreateSpirlAlgorithm(options, context);
+}
 
 absl::StatusOr<std::unique_ptr<Algorithm>> CreateSpirlAlgorithm(const AlgorithmOptions& options,
                                                                 const SpirlContext& context) {

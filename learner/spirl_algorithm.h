@@ -31,6 +31,14 @@ struct SpirlContext {
 absl::StatusOr<std::unique_ptr<Algorithm>> CreateSpirlAlgorithm(const AlgorithmOptions& options,
                                                                 const SpirlContext& context);
 
+// PARROT (Singh et al. 2020) the same way: SAC over the latent z of a REAL_NVP_FLOW prior
+// (latent = action dimension; the policy starts as the flow's base N(0, I) and its output is
+// squashed to ±parrot.latent_bound); actors map z to the action with a = f(z; s) every step
+// through the prior, and store (s, z, r, discount, s'). The learner does not load the flow.
+// Errors: as CreateSpirlAlgorithm's, for a REAL_NVP_FLOW.
+absl::StatusOr<std::unique_ptr<Algorithm>> CreateParrotAlgorithm(const AlgorithmOptions& options,
+                                                                 const SpirlContext& context);
+
 }  // namespace prl::learner
 
 #endif  // PRL_LEARNER_SPIRL_ALGORITHM_H_

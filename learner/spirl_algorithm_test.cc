@@ -102,6 +102,45 @@ TEST_F(SpirlAlgorithmTest, ActsEveryHStepsWithTheResolvedPriorAndTrains) {
   EXPECT_EQ(architecture.output(), v1::PolicyArchitecture::OUTPUT_DECODED_LATENT);
 }
 
+TEST_F(SpirlAlgorithmTest, ParrotActsThroughTheFlowAndStartsAtItsBase) {
+  models::RealNvpOptions flow_options;
+  flow_options.obs_dim = kObs;
+  flow_options.act_dim = kAct;
+  auto flow = models::RealNvpFlow::Create(flow_options).value();
+  v1::ModelInfo info;
+  info.set_name("maze-flow");
+  info.set_version(store_->Reserve("maze-flow").value());
+  ASSERT_TRUE(store_->Write(flow->ToArtifact(info).value()).ok());
+  AlgorithmOptions options = Options("maze-flow", 0);
+  options.spec.mutable_algorithm()->mutable_parrot();
+  SpirlContext context{store_.get(), "prior:1"};
+  auto algorithm = CreateParrotAlgorithm(options, context);
+  ASSERT_TRUE(algorithm.ok()) << algorithm.status();
+  EXPECT_EQ((*algorithm)->name(), "parrot");
+  v1::Assignment assignment;
+  (*algorithm)->DescribeActing(&assignment);
+  EXPECT_EQ(assignment.decision_horizon(), 1);
+  EXPECT_EQ(assignment.prior().version(), 1);
+  EXPECT_EQ(assignment.signature_size(), 5);  // no env_steps column
+  v1::PolicyArchitecture architecture;
+  std::vector<std::pair<std::string, HostTensor>> weights;
+  ASSERT_TRUE((*algorithm)->ExportPolicy(&architecture, &weights).ok());
+  EXPECT_EQ(architecture.output(), v1::PolicyArchitecture::OUTPUT_FLOW_LATENT);
+  EXPECT_DOUBLE_EQ(architecture.output_bound(), 3.0);
+  // π(z|s) starts at the base N(0, I): the head is zero
+  for (const auto& [name, tensor] : weights) {
+    if (name.rfind("mean.", 0) == 0 || name.rfind("log_std.", 0) == 0) {
+      for (float v : tensor.data<float>()) EXPECT_EQ(v, 0.0f) << name;
+    }
+  }
+  // a skill model is not a flow
+  StoreSkills("skills", kObs, 1);
+  options = Options("skills", 0);
+  options.spec.mutable_algorithm()->mutable_parrot();
+  absl::Status s = CreateParrotAlgorithm(options, context).status();
+  EXPECT_THAT(s.message(), HasSubstr("PRIOR_KIND_REAL_NVP_FLOW"));
+}
+
 TEST_F(SpirlAlgorithmTest, RefusesPriorsThatDoNotFit) {
   SpirlContext context{store_.get(), ""};
   absl::Status s = CreateSpirlAlgorithm(Options("absent", 0), context).status();

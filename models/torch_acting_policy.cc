@@ -35,14 +35,8 @@ class TorchActingPolicy final : public ActingPolicy {
 
 ActingPolicyFactory TorchActingPolicyFactory(uint64_t seed) {
   return [seed](const v1::Policy& policy) -> absl::StatusOr<std::unique_ptr<ActingPolicy>> {
-    // a decoded latent is the policy's output like an action; the actor decodes it
-    if (policy.architecture().output() == v1::PolicyArchitecture::OUTPUT_FLOW_LATENT) {
-      return absl::UnimplementedError(
-          absl::StrCat("policy.architecture.output: ",
-                       v1::PolicyArchitecture::Output_Name(policy.architecture().output()),
-                       " is not supported by the actor yet; it acts with OUTPUT_ACTION and "
-                       "OUTPUT_DECODED_LATENT policies"));
-    }
+    // a latent (decoded or through a flow) is the policy's output like an action; the actor
+    // maps it to actions with the prior
     PRL_ASSIGN_OR_RETURN(std::unique_ptr<PolicyRunner> runner, PolicyRunner::FromProto(policy));
     const uint64_t version_seed =
         seed ^ (static_cast<uint64_t>(policy.version()) * 0x9e3779b97f4a7c15ULL);

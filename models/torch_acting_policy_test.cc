@@ -78,14 +78,12 @@ TEST(TorchActingPolicyTest, RefusesBadWeightsAndLatentOutputs) {
   EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(bad.status().message(), HasSubstr("log_std.bias"));
 
-  // a decoded latent (spirl) is the policy's output like an action; flow latents are not yet
+  // latents (spirl's decoded, parrot's flow) are the policy's output like actions
   v1::Policy latent = SmallPolicy();
   latent.mutable_architecture()->set_output(v1::PolicyArchitecture::OUTPUT_DECODED_LATENT);
   EXPECT_TRUE(TorchActingPolicyFactory(1)(latent).ok());
   latent.mutable_architecture()->set_output(v1::PolicyArchitecture::OUTPUT_FLOW_LATENT);
-  auto unsupported = TorchActingPolicyFactory(1)(latent);
-  EXPECT_EQ(unsupported.status().code(), absl::StatusCode::kUnimplemented);
-  EXPECT_THAT(unsupported.status().message(), HasSubstr("OUTPUT_FLOW_LATENT"));
+  EXPECT_TRUE(TorchActingPolicyFactory(1)(latent).ok());
 }
 
 }  // namespace
