@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# The maze transfer study on a local cluster, end to end and reproducible:
+#   1. prl_collect: noisy planner episodes on random mazes (one per env, seeds from 1000), start
+#      and goal at random — the "old tasks";
+#   2. TRAIN_PRIOR on that dataset: a SPiRL skill prior ("maze-skills") and a PARROT flow
+#      ("maze-flow");
+#   3. the new task — the held-out maze of examples/maze_spirl.textproto, sparse reward — with
+#      spirl, parrot and flat sac for every seed (they queue on the learner);
+#   4. one PNG of evaluation return (= success rate: the reward is 1 at the goal) against env
+#      steps, mean ± std over seeds per method, the CSV behind it, and a summary line.
+# Long (hours at the full budget on 2 cores): tagged out of the test suite; run it by hand.
+#
+#   bench/maze_transfer.sh [--seeds 1,2,3] [--max_env_steps N] [--out PREFIX]
+#
+# Options (defaults in brackets):
+#   --seeds LIST         seeds of the transfer runs [1,2,3]
+#   --max_env_steps N    budget of each transfer run [the specs' 1,000,000]
+#   --methods LIST       among spirl, parrot, sac [spirl,parrot,sac]
+#   --episodes N         planner episodes in the dataset [400]
+#   --prior_epochs N     epochs of each prior [20]
+#   --actors N           actor processes [2]
+#   --out PREFIX         writes PREFIX.csv, PREFIX.png [state/maze_transfer/maze_transfer]
+#   --state_dir DIR      cluster state, dataset and specs [state/maze_transfer]
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+seeds="1,2,3"
+max_env_steps=0
+methods="spirl,parrot,sac"
+episodes=400
+prior_epochs=20
+actors=2
+state_dir="${ROOT}/state/maze_transfer"
+out=""
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --seeds) seeds="$2"; shift 2 ;;
+    --max_env_steps) max_env_steps="$2"; shift 2 ;;
+    --methods) methods="$2"; shift 2 ;;
+    --episodes) episodes="$2"; shift 2 ;;
+    --prior_epochs) prior_epochs="$2"; shift 2 ;;
+    --actors) actors="$2"; shift 2 ;;
+    --out) out="$2"; shift 2 ;;
+    --state_dir) state_dir="$2"; shift 2 ;;
+    -h | --help) sed -n '2,24p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "maze_transfer: unknown option '$1' (see --help)" >&2; exit 2 ;;
+  esac
+done
+mkdir -p "${state_dir}"
+state_dir="$(cd "${state_dir}" && pwd)"
+[[ -n "${out}" ]] || out="${state_dir}/maze_transfer"
+mkdir -p "$(dirname "${out}")"
+cd "${ROOT}"
+
+bazel build -c opt //actor/collect:prl_collect
+bin="$(bazel info -c opt bazel-bin)"
+
+# 1. the dataset (old tasks): random 10x10 mazes, not the target maze
+if [[ ! -f "${state_dir}/maze.hdf5" ]]; then
+  "${bin}/actor/collect/prl_collect" --domain=point_maze --random_maze=10x10 --maze_seed=1000 \
+    --maze_per_env --num_envs=8 --seed=1000 --collector=planner --action_noise=0.1 \
+    --randomize_start_goal --episodes="${episodes}" --output="${state_dir}/maze.hdf5" 2>&1 | tail -2
+fi
+
+# the cluster (learner, replay shards, prior server on the learner's store, actors)
+"${ROOT}/deploy/local/cluster.sh" --state_dir "${state_dir}" --actors "${actors}" --no_submit \
+  --base_port 0 --no_prometheus >"${state_dir}/cluster.out" 2>&1 &
+cluster=$!
+trap 'kill -TERM ${cluster} 2>/dev/null; wait ${cluster} 2>/dev/null || true' EXIT
+for _ in $(seq 1 6000); do
+  grep -q "running; Ctrl-C" "${state_dir}/cluster.out" 2>/dev/null && break
+  kill -0 "${cluster}" 2>/dev/null || { cat "${state_dir}/cluster.out" >&2; exit 1; }
+  sleep 0.2
+done
+# shellcheck disable=SC1091
+source "${state_dir}/cluster.env"
+prlctl=("${state_dir}/bin/prlctl" --learner="${PRL_LEARNER}")
+
+# 2. the priors (skipped when the store has them already)
+train_prior() {  # NAME KIND EXTRA
+  local name="$1" kind="$2" extra="$3"
+  [[ -d "${state_dir}/learner/models/${name}" ]] && return
+  cat >"${state_dir}/${name}.textproto" <<EOF
+name: "${name}"
+kind: KIND_TRAIN_PRIOR
+description: "prior for bench/maze_transfer.sh"
+prior_training {
+  kind: ${kind}
+  dataset: "${state_dir}/maze.hdf5"
+  output_model: "${name}"
+  ${extra}
+  epochs: ${prior_epochs}
+  batch_size: 128
+  seed: 1
+}
+EOF
+  local id
+  id="$("${prlctl[@]}" submit "${state_dir}/${name}.textproto")"
+  echo "training ${name}: ${id}"
+  "${prlctl[@]}" --watch_timeout=24h watch "${id}" | tr '\r' '\n' | grep -v '^ *$' | tail -1
+}
+[[ ",${methods}," == *",spirl,"* ]] &&
+  train_prior maze-skills PRIOR_KIND_SKILL_VAE "horizon: 10 latent_dim: 10 beta: 1e-2"
+[[ ",${methods}," == *",parrot,"* ]] && train_prior maze-flow PRIOR_KIND_REAL_NVP_FLOW ""
+
+# 3. the new task, every method and seed
+ids=()
+for method in ${methods//,/ }; do
+  spec="examples/maze_${method}.textproto"
+  [[ -f "${spec}" ]] || { echo "maze_transfer: no spec ${spec}" >&2; exit 2; }
+  for seed in ${seeds//,/ }; do
+    args=(--seed="${seed}")
+    ((max_env_steps > 0)) && args+=(--max_env_steps="${max_env_steps}")
+    id="$("${prlctl[@]}" "${args[@]}" submit "${spec}")"
+    echo "${method} seed ${seed}: ${id}"
+    ids+=("${id}")
+  done
+done
+for id in "${ids[@]}"; do
+  "${prlctl[@]}" --watch_timeout=72h watch "${id}" | tr '\r' '\n' | grep -v '^ *$' | tail -1
+done
+
+# 4. the curves, by method
+"${prlctl[@]}" --metric=eval --group_by=method --csv="${out}.csv" --output="${out}.png" \
+  plot "${ids[@]}"
+echo "success rate (evaluation return) at the end, per run:"
+for id in "${ids[@]}"; do
+  "${prlctl[@]}" get "${id}" |
+    awk -v id="${id}" '/key: "method"/{getline; m=$2; gsub(/"/, "", m)}
+         /latest_eval_return:/{r=$2} /^  env_steps:/{s=$2}
+         END{printf "  %s %s: %s at %s env steps\n", id, m, (r == "" ? 0 : r), s}'
+done
+echo "wrote ${out}.csv ${out}.png"
