@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "models/cvae_model.h"
 #include "models/real_nvp.h"
 #include "models/skill_model.h"
 
@@ -27,6 +28,24 @@ absl::StatusOr<std::unique_ptr<models::PriorModel>> CreatePriorModel(
       options.device = device;
       PRL_ASSIGN_OR_RETURN(std::unique_ptr<models::SkillModel> model,
                            models::SkillModel::Create(options));
+      return std::unique_ptr<models::PriorModel>(std::move(model));
+    }
+    case v1::PRIOR_KIND_CVAE: {
+      models::CvaeModelOptions options;
+      options.obs_dim = request.obs_dim;
+      options.act_dim = request.act_dim;
+      options.horizon = spec.horizon();
+      options.latent_dim = spec.latent_dim();
+      // k > 1: EAP's extended action prior with its learned state prior; k = 1: the latent-SAC
+      // generator with N(0, I) (proto/prior.proto, PRIOR_KIND_CVAE)
+      options.learned_prior = spec.horizon() > 1;
+      options.beta = spec.beta();
+      options.network = spec.network();
+      options.lr = spec.lr();
+      options.seed = spec.seed();
+      options.device = device;
+      PRL_ASSIGN_OR_RETURN(std::unique_ptr<models::CvaeModel> model,
+                           models::CvaeModel::Create(options));
       return std::unique_ptr<models::PriorModel>(std::move(model));
     }
     case v1::PRIOR_KIND_REAL_NVP_FLOW: {

@@ -1,5 +1,6 @@
 // The priors this learner trains, by PriorTrainingSpec.kind: the SPiRL skill model
-// (models/skill_model.h) and PARROT's real NVP flow (models/real_nvp.h). The factory a
+// (models/skill_model.h), the EAP / latent-SAC CVAE (models/cvae_model.h) and PARROT's real NVP
+// flow (models/real_nvp.h). The factory a
 // TRAIN_PRIOR run builds its model with.
 #ifndef PRL_LEARNER_PRIOR_MODELS_H_
 #define PRL_LEARNER_PRIOR_MODELS_H_

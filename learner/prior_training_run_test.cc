@@ -161,6 +161,24 @@ TEST_F(PriorTrainingRunTest, TrainsAFlowForItsSteps) {
   EXPECT_EQ(stored->info.latent_dim(), 2);
 }
 
+// EAP (k > 1: a learned state prior) and the latent-SAC generator (k = 1: N(0, I)).
+TEST_F(PriorTrainingRunTest, TrainsCvaesWithAndWithoutAStatePrior) {
+  for (int k : {4, 1}) {
+    const std::string name = k > 1 ? "eap" : "generator";
+    const ExperimentRun::Result result = Run(absl::StrCat(
+        "kind: PRIOR_KIND_CVAE dataset: '", dataset_, "' output_model: '", name, "' horizon: ", k,
+        " latent_dim: 3 max_steps: 15 batch_size: 16 network { hidden_sizes: "
+        "[16] }"));
+    ASSERT_EQ(result.state, v1::EXPERIMENT_STATE_SUCCEEDED) << result.reason;
+    absl::StatusOr<models::ModelArtifact> stored = store_->Read(name, 0);
+    ASSERT_TRUE(stored.ok()) << stored.status();
+    EXPECT_EQ(stored->info.kind(), v1::PRIOR_KIND_CVAE);
+    EXPECT_EQ(stored->info.horizon(), k);
+    EXPECT_EQ(stored->hyperparameters.at("learned_prior"), k > 1 ? 1 : 0);
+    EXPECT_TRUE(context_.progress().scalars().count("validation_kl_loss"));
+  }
+}
+
 TEST_F(PriorTrainingRunTest, BadDataFailsNamingTheCause) {
   ExperimentRun::Result missing =
       Run("kind: PRIOR_KIND_SKILL_VAE dataset: '/nonexistent/maze.hdf5' output_model: 'skills'");

@@ -596,6 +596,7 @@ void SpecChecker::CheckKindParts() {
 // written here only: a TRAIN_PRIOR run builds its model from the filled spec.
 constexpr int kSkillHorizon = 10;
 constexpr int kSkillLatent = 10;
+constexpr int kCvaeHorizon = 1;
 constexpr double kSkillBeta = 1e-2;
 constexpr int kSkillHiddenLayers = 5;
 constexpr int kSkillHiddenSize = 128;
@@ -621,14 +622,16 @@ void SpecChecker::CheckPriorTraining() {
   const v1::PriorKind kind = p.kind();
   const bool skill = kind == v1::PRIOR_KIND_SKILL_VAE;
   const bool flow = kind == v1::PRIOR_KIND_REAL_NVP_FLOW;
-  if (kind == v1::PRIOR_KIND_CVAE || kind == v1::PRIOR_KIND_ACTION_TRANSLATOR) {
-    unsupported_.push_back(absl::StrCat(path, ".kind: ", v1::PriorKind_Name(kind),
-                                        " is not supported by this learner yet "
-                                        "(PRIOR_KIND_SKILL_VAE and PRIOR_KIND_REAL_NVP_FLOW are)"));
-  } else if (!skill && !flow) {
+  const bool cvae = kind == v1::PRIOR_KIND_CVAE;
+  if (kind == v1::PRIOR_KIND_ACTION_TRANSLATOR) {
+    unsupported_.push_back(absl::StrCat(
+        path, ".kind: ", v1::PriorKind_Name(kind),
+        " is not supported by this learner yet (PRIOR_KIND_SKILL_VAE, PRIOR_KIND_CVAE and "
+        "PRIOR_KIND_REAL_NVP_FLOW are)"));
+  } else if (!skill && !flow && !cvae) {
     Bad(path + ".kind", EnumText(v1::PriorKind_Name(kind), kind),
-        "use PRIOR_KIND_SKILL_VAE or PRIOR_KIND_REAL_NVP_FLOW (PRIOR_KIND_TORCHSCRIPT models "
-        "are imported with LoadModel, not trained)");
+        "use PRIOR_KIND_SKILL_VAE, PRIOR_KIND_CVAE or PRIOR_KIND_REAL_NVP_FLOW "
+        "(PRIOR_KIND_TORCHSCRIPT models are imported with LoadModel, not trained)");
   }
   if (p.dataset().empty()) {
     Bad(path + ".dataset", "\"\"", "name a dataset or a D4RL-layout .hdf5/.h5 file");
@@ -669,8 +672,9 @@ void SpecChecker::CheckPriorTraining() {
           "use 0 (the action dimension) or the action dimension");
     }
   } else {
-    out->set_horizon(static_cast<int32_t>(
-        Count(p.horizon(), kSkillHorizon, kMaxPriorHorizon, path + ".horizon")));
+    // a CVAE's k defaults to 1 (the latent-SAC generator); EAP sets k > 1
+    out->set_horizon(static_cast<int32_t>(Count(p.horizon(), cvae ? kCvaeHorizon : kSkillHorizon,
+                                                kMaxPriorHorizon, path + ".horizon")));
     out->set_latent_dim(static_cast<int32_t>(
         Count(p.latent_dim(), kSkillLatent, kMaxLatentDim, path + ".latent_dim")));
     out->set_beta(Positive(p.beta(), kSkillBeta, path + ".beta"));
@@ -680,7 +684,7 @@ void SpecChecker::CheckPriorTraining() {
     }
   }
   v1::NetworkSpec* network = out->mutable_network();
-  if (network->hidden_sizes().empty() && skill) {
+  if (network->hidden_sizes().empty() && (skill || cvae)) {
     for (int i = 0; i < kSkillHiddenLayers; ++i) network->add_hidden_sizes(kSkillHiddenSize);
   }
   if (absl::Status s = models::ResolveNetworkSpec(path + ".network", network); !s.ok()) {

@@ -563,13 +563,30 @@ TEST(TrainPriorSpecTest, EveryBadFieldIsNamed) {
               HasSubstr("collect: set with KIND_TRAIN_PRIOR is not allowed"));
 }
 
+TEST(TrainPriorSpecTest, ACvaeSpecIsFilledWithTheLatentSacGeneratorsDefaults) {
+  absl::StatusOr<v1::ExperimentSpec> filled = ValidateAndFillSpec(
+      PriorSpec("kind: PRIOR_KIND_CVAE dataset: \"d.h5\" output_model: \"cvae\""));
+  ASSERT_TRUE(filled.ok()) << filled.status();
+  const v1::PriorTrainingSpec& p = filled->prior_training();
+  EXPECT_EQ(p.horizon(), 1);
+  EXPECT_EQ(p.latent_dim(), 10);
+  EXPECT_DOUBLE_EQ(p.beta(), 1e-2);
+  EXPECT_THAT(p.network().hidden_sizes(), ElementsAre(128, 128, 128, 128, 128));
+  EXPECT_EQ(p.epochs(), 200);
+  // EAP: k > 1 as given
+  absl::StatusOr<v1::ExperimentSpec> eap = ValidateAndFillSpec(
+      PriorSpec("kind: PRIOR_KIND_CVAE dataset: \"d.h5\" output_model: \"eap\" horizon: 10"));
+  ASSERT_TRUE(eap.ok()) << eap.status();
+  EXPECT_EQ(eap->prior_training().horizon(), 10);
+}
+
 TEST(TrainPriorSpecTest, KindsThisLearnerCannotTrainYetAreUnimplementedByName) {
-  const absl::Status s =
-      ValidateAndFillSpec(
-          PriorSpec("kind: PRIOR_KIND_CVAE dataset: \"d.h5\" output_model: \"cvae\""))
-          .status();
+  const absl::Status s = ValidateAndFillSpec(PriorSpec("kind: PRIOR_KIND_ACTION_TRANSLATOR "
+                                                       "dataset: \"d.h5\" output_model: \"t\""))
+                             .status();
   EXPECT_EQ(s.code(), absl::StatusCode::kUnimplemented);
-  EXPECT_THAT(std::string(s.message()), HasSubstr("prior_training.kind: PRIOR_KIND_CVAE"));
+  EXPECT_THAT(std::string(s.message()),
+              HasSubstr("prior_training.kind: PRIOR_KIND_ACTION_TRANSLATOR"));
 }
 
 }  // namespace

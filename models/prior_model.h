@@ -26,6 +26,16 @@ struct WindowBatch {
   at::Tensor actions;  // [B, H, act_dim], in [-1, 1]
 };
 
+// A diagonal Gaussian per row: N(mean, exp(log_std)²), both [B, latent_dim].
+struct DiagonalGaussian {
+  at::Tensor mean;
+  at::Tensor log_std;
+};
+
+// KL(q ‖ p) of diagonal Gaussians per dimension (no sum): log σ_p - log σ_q
+// + (σ_q² + (μ_q - μ_p)²) / (2·σ_p²) - ½. Differentiable; broadcasts like elementwise ops.
+at::Tensor DiagonalGaussianKl(const DiagonalGaussian& q, const DiagonalGaussian& p);
+
 // Named scalars of a training step or an evaluation: "loss" (what is minimised) and its terms
 // ("reconstruction_loss", "kl_loss", "prior_loss", "nll", ...).
 using Losses = std::map<std::string, double>;
@@ -48,6 +58,25 @@ class PriorModel {
   // the model's kind, dimensions, horizon and methods filled in, its hyperparameters and its
   // weights (CPU float32).
   virtual absl::StatusOr<ModelArtifact> ToArtifact(v1::ModelInfo info) const = 0;
+};
+
+// A prior over latents z with a state-conditioned distribution p(z | s): SPiRL's skill prior
+// (SkillModel) and EAP's state prior π_state (CvaeModel with a learned prior). The learner's
+// KL-regularised agents (spirl, eap) train against Prior(); a policy network of
+// prior_network()'s shape can start as a copy of the prior's weights, stored in ToArtifact()
+// as "prior.trunk.<i>.*", "prior.mean.*" and "prior.log_std.*".
+class LatentPriorModel : public PriorModel {
+ public:
+  virtual int obs_dim() const = 0;
+  virtual int latent_dim() const = 0;
+  // True when p(z | s) is a learned network (false: the fixed N(0, I) of a latent-SAC CVAE,
+  // which has no "prior.*" weights).
+  virtual bool learned_prior() const = 0;
+  // The prior network's hidden layers (resolved).
+  virtual const v1::NetworkSpec& prior_network() const = 0;
+  // p(z | s) for states `obs` [B, obs_dim], without autograd, on the model's device. Errors:
+  // INVALID_ARGUMENT naming obs; INTERNAL for a LibTorch failure.
+  virtual absl::StatusOr<DiagonalGaussian> Prior(const at::Tensor& obs) const = 0;
 };
 
 }  // namespace prl::models

@@ -18,138 +18,31 @@
 #include "common/torch_tensor.h"
 #include "models/network_spec.h"
 #include "models/networks.h"
+#include "models/prior_model_util.h"
 
 namespace prl::models {
 namespace {
 
-constexpr GemmBackend kGemm = GemmBackend::kOneDnn;
+using prior_util::CheckInput;
+using prior_util::GaussianNet;
+using prior_util::MeanNet;
+using prior_util::TorchError;
+
 // Evaluate draws its ε from a generator seeded with seed + this, afresh on every call.
 constexpr uint64_t kEvaluateSeedOffset = 0x9E3779B97F4A7C15ull;
 constexpr double kBetaScale = 1e9;  // the "beta_x1e9" hyperparameter
-// torch.optim.Adam's defaults
-constexpr double kAdamBeta1 = 0.9;
-constexpr double kAdamBeta2 = 0.999;
-constexpr double kAdamEps = 1e-8;
 
-// PyTorch's nn.Linear initialisation: weight and bias U(-1/sqrt(in), 1/sqrt(in)).
-ParameterBlock::Init LinearInit(int64_t fan_in) {
-  return {ParameterBlock::Init::kUniform, 1.0 / std::sqrt(static_cast<double>(fan_in))};
-}
-
-// A linear layer's parameter indices in a block.
-struct LinearParams {
-  int weight, bias;
-};
-
-LinearParams DeclareLinear(ParameterBlock* block, const std::string& prefix, int64_t in,
-                           int64_t out) {
-  return {block->Declare(prefix + ".weight", {out, in}, LinearInit(in)),
-          block->Declare(prefix + ".bias", {out}, LinearInit(in))};
-}
-
-at::Tensor ApplyLinear(const ParameterBlock& block, const LinearParams& p, const at::Tensor& x) {
-  return Linear(x, block.param(p.weight), block.param(p.bias), kGemm);
-}
-
-absl::Status CheckDevice(absl::string_view field, c10::Device device) {
-  if (device.is_cpu()) return absl::OkStatus();
-  if (device.is_cuda() && at::hasCUDA() &&
-      (!device.has_index() || device.index() < static_cast<int>(at::getNumGPUs()))) {
-    return absl::OkStatus();
-  }
-  return FieldError(field, device.str(), "cpu or a CUDA device of this build and machine");
-}
-
-// The dimensions every skill model needs, named as the caller's fields.
-absl::Status CheckDims(const std::string& prefix, absl::string_view act_name, int obs_dim,
-                       int act_dim, int horizon, int latent_dim) {
-  if (obs_dim < 1 || obs_dim > kSkillMaxDim) {
-    return FieldRangeError(prefix + "obs_dim", obs_dim, 1, kSkillMaxDim);
-  }
-  if (act_dim < 1 || act_dim > kSkillMaxDim) {
-    return FieldRangeError(absl::StrCat(prefix, act_name), act_dim, 1, kSkillMaxDim);
-  }
-  if (horizon < 1 || horizon > kSkillMaxHorizon) {
-    return FieldRangeError(prefix + "horizon", horizon, 1, kSkillMaxHorizon);
-  }
-  if (latent_dim < 1 || latent_dim > kSkillMaxLatentDim) {
-    return FieldRangeError(prefix + "latent_dim", latent_dim, 1, kSkillMaxLatentDim);
-  }
-  return absl::OkStatus();
-}
+constexpr prior_util::DimLimits kLimits{kSkillMaxDim, kSkillMaxHorizon, kSkillMaxLatentDim};
 
 // Checks every option and fills the network's defaults.
 absl::Status ResolveOptions(SkillModelOptions* o) {
-  PRL_RETURN_IF_ERROR(
-      CheckDims("options.", "act_dim", o->obs_dim, o->act_dim, o->horizon, o->latent_dim));
-  if (!std::isfinite(o->beta) || o->beta < 0) {
-    return FieldError("options.beta", o->beta, "finite and >= 0");
-  }
-  if (!std::isfinite(o->lr) || o->lr <= 0) {
-    return FieldError("options.lr", o->lr, "finite and > 0");
-  }
-  if (o->network.hidden_sizes().empty()) {
-    for (int i = 0; i < kSkillDefaultHiddenLayers; ++i) {
-      o->network.add_hidden_sizes(kSkillDefaultHiddenSize);
-    }
-  }
-  PRL_RETURN_IF_ERROR(ResolveNetworkSpec("options.network", &o->network));
-  return CheckDevice("options.device", o->device);
-}
-
-// "[B, 10, 3]" with -1 printed as B.
-std::string WantedShape(const std::vector<int64_t>& want) {
-  std::vector<std::string> dims;
-  dims.reserve(want.size());
-  for (int64_t d : want) dims.push_back(d < 0 ? "B" : absl::StrCat(d));
-  return absl::StrCat("[", absl::StrJoin(dims, ", "), "]");
-}
-
-// Checks an input tensor: float32, shape `want` (-1: any size >= 1), finite on request.
-absl::Status CheckInput(absl::string_view field, const at::Tensor& t,
-                        const std::vector<int64_t>& want, bool require_finite) {
-  const std::string allowed = absl::StrCat("a float32 ", WantedShape(want), " tensor, B >= 1");
-  if (!t.defined()) return FieldError(field, "an undefined tensor", allowed);
-  bool fits = t.scalar_type() == at::kFloat && t.dim() == static_cast<int64_t>(want.size());
-  for (size_t i = 0; fits && i < want.size(); ++i) {
-    fits = want[i] < 0 ? t.size(i) >= 1 : t.size(i) == want[i];
-  }
-  if (!fits) {
-    return FieldError(field,
-                      absl::StrCat("a ", std::string(c10::toString(t.scalar_type())), " ",
-                                   ShapeString(t.sizes().vec()), " tensor"),
-                      allowed);
-  }
-  if (require_finite && !at::isfinite(t).all().item<bool>()) {
-    return FieldError(field, "a tensor with NaN or infinite values", "finite");
-  }
-  return absl::OkStatus();
-}
-
-absl::Status TorchError(absl::string_view what, const c10::Error& e) {
-  return absl::InternalError(absl::StrCat(what, ": ", e.what_without_backtrace()));
-}
-
-// An integer hyperparameter of an artifact, required, in [min, max].
-absl::StatusOr<int64_t> Hyperparameter(const ModelArtifact& artifact, const std::string& key,
-                                       int64_t min, int64_t max) {
-  const std::string field = absl::StrCat("hyperparameters[\"", key, "\"]");
-  auto it = artifact.hyperparameters.find(key);
-  if (it == artifact.hyperparameters.end()) {
-    return absl::InvalidArgumentError(absl::StrCat(field, ": missing"));
-  }
-  if (it->second < min || it->second > max) return FieldRangeError(field, it->second, min, max);
-  return it->second;
+  PRL_RETURN_IF_ERROR(prior_util::CheckDims("options.", "act_dim", o->obs_dim, o->act_dim,
+                                            o->horizon, o->latent_dim, kLimits));
+  return prior_util::ResolveTrainingOptions(o->beta, o->lr, kSkillDefaultHiddenLayers,
+                                            kSkillDefaultHiddenSize, o->device, &o->network);
 }
 
 }  // namespace
-
-at::Tensor DiagonalGaussianKl(const DiagonalGaussian& q, const DiagonalGaussian& p) {
-  // ½·(σ_q/σ_p)² + ½·((μ_q - μ_p)/σ_p)² - log(σ_q/σ_p) - ½, with the ratios taken in log space
-  at::Tensor log_ratio = q.log_std - p.log_std;
-  at::Tensor scaled_diff_sq = (q.mean - p.mean).square() * at::exp(p.log_std * -2.0);
-  return (at::exp(log_ratio * 2.0) + scaled_diff_sq) * 0.5 - log_ratio - 0.5;
-}
 
 SkillLossTerms ComputeSkillLoss(const at::Tensor& reconstruction, const at::Tensor& actions,
                                 const DiagonalGaussian& posterior, const DiagonalGaussian& prior,
@@ -172,68 +65,40 @@ SkillLossTerms ComputeSkillLoss(const at::Tensor& reconstruction, const at::Tens
 struct SkillModel::Impl {
   explicit Impl(const SkillModelOptions& resolved);
 
-  // Gaussian heads: [mean, log σ] from a trunk's features.
-  struct GaussianHead {
-    LinearParams mean, log_std;
-  };
-  GaussianHead DeclareHead(const std::string& prefix, int64_t in) {
-    const int64_t out = options.latent_dim;
-    return {DeclareLinear(&block, prefix + ".mean", in, out),
-            DeclareLinear(&block, prefix + ".log_std", in, out)};
-  }
-  DiagonalGaussian RunGaussian(const MlpTrunk& trunk, const GaussianHead& head,
-                               const at::Tensor& x) const {
-    at::Tensor h = trunk.Forward(block, x, kGemm);
-    return {ApplyLinear(block, head.mean, h),
-            ApplyLinear(block, head.log_std, h).clamp(kSkillLogStdMin, kSkillLogStdMax)};
-  }
-
   // q(z | a): actions [B, H, A].
   DiagonalGaussian Encode(const at::Tensor& actions) const {
-    return RunGaussian(encoder, encoder_head, actions.reshape({actions.size(0), -1}));
+    return encoder.Forward(block, actions.reshape({actions.size(0), -1}));
   }
   // p(z | s): obs [B, O].
-  DiagonalGaussian Prior(const at::Tensor& obs) const {
-    return RunGaussian(prior, prior_head, obs);
-  }
+  DiagonalGaussian Prior(const at::Tensor& obs) const { return prior.Forward(block, obs); }
   // Action means [N, A] at obs [N, O] for skills z [N, L].
   at::Tensor Decode(const at::Tensor& obs, const at::Tensor& z) const {
-    return ApplyLinear(block, decoder_head, decoder.Forward(block, at::cat({obs, z}, -1), kGemm));
+    return decoder.Forward(block, at::cat({obs, z}, -1));
   }
   // The loss terms of windows obs [B, H, O], actions [B, H, A] with ε `noise` [B, L].
   SkillLossTerms Loss(const at::Tensor& obs, const at::Tensor& actions,
                       const at::Tensor& noise) const;
-  // One Adam step with flat_grad().
-  void AdamStep();
 
   SkillModelOptions options;
   ParameterBlock block;
-  MlpTrunk encoder;
-  GaussianHead encoder_head;
-  MlpTrunk decoder;
-  LinearParams decoder_head;
-  MlpTrunk prior;
-  GaussianHead prior_head;
+  GaussianNet encoder;
+  MeanNet decoder;
+  GaussianNet prior;
   at::Generator generator;  // initialisation, then TrainStep's ε (CPU, so any device agrees)
-  at::Tensor adam_m, adam_v;
-  int64_t adam_steps = 0;
+  std::unique_ptr<prior_util::FlatAdam> adam;
 };
 
 SkillModel::Impl::Impl(const SkillModelOptions& resolved)
     : options(resolved),
-      encoder(&block, "encoder.trunk", int64_t{resolved.horizon} * resolved.act_dim,
-              resolved.network, /*ensemble=*/1),
-      encoder_head(DeclareHead("encoder", encoder.output_dim())),
-      decoder(&block, "decoder.trunk", int64_t{resolved.obs_dim} + resolved.latent_dim,
-              resolved.network, /*ensemble=*/1),
-      decoder_head(DeclareLinear(&block, "decoder.mean", decoder.output_dim(), resolved.act_dim)),
-      prior(&block, "prior.trunk", resolved.obs_dim, resolved.network, /*ensemble=*/1),
-      prior_head(DeclareHead("prior", prior.output_dim())),
+      encoder(&block, "encoder", int64_t{resolved.horizon} * resolved.act_dim, resolved.latent_dim,
+              resolved.network),
+      decoder(&block, "decoder", int64_t{resolved.obs_dim} + resolved.latent_dim, resolved.act_dim,
+              resolved.network),
+      prior(&block, "prior", resolved.obs_dim, resolved.latent_dim, resolved.network),
       generator(at::make_generator<at::CPUGeneratorImpl>(static_cast<uint64_t>(resolved.seed))) {
   block.Allocate(options.device, /*requires_grad=*/true);
   block.Initialize(generator);
-  adam_m = at::zeros_like(block.flat());
-  adam_v = at::zeros_like(block.flat());
+  adam = std::make_unique<prior_util::FlatAdam>(block);
 }
 
 SkillLossTerms SkillModel::Impl::Loss(const at::Tensor& obs, const at::Tensor& actions,
@@ -249,20 +114,6 @@ SkillLossTerms SkillModel::Impl::Loss(const at::Tensor& obs, const at::Tensor& a
   // the skill prior from the window's first state
   DiagonalGaussian p = Prior(obs.select(1, 0));
   return ComputeSkillLoss(reconstruction, actions, q, p, options.beta);
-}
-
-void SkillModel::Impl::AdamStep() {
-  at::NoGradGuard no_grad;
-  const at::Tensor& g = block.flat_grad();
-  ++adam_steps;
-  const double t = static_cast<double>(adam_steps);
-  const double bias_correction1 = 1.0 - std::pow(kAdamBeta1, t);
-  const double bias_correction2 = 1.0 - std::pow(kAdamBeta2, t);
-  // m ← β1·m + (1-β1)·g;  v ← β2·v + (1-β2)·g²;  p ← p - lr/bc1 · m / (sqrt(v/bc2) + eps)
-  adam_m.mul_(kAdamBeta1).add_(g, 1.0 - kAdamBeta1);
-  adam_v.mul_(kAdamBeta2).addcmul_(g, g, 1.0 - kAdamBeta2);
-  at::Tensor denom = adam_v.sqrt().div_(std::sqrt(bias_correction2)).add_(kAdamEps);
-  block.flat().addcdiv_(adam_m, denom, -options.lr / bias_correction1);
 }
 
 // ---- SkillModel ----
@@ -324,7 +175,7 @@ absl::StatusOr<Losses> SkillModel::TrainStep(const WindowBatch& batch) {
       }
     }
     terms.loss.backward();
-    impl_->AdamStep();
+    impl_->adam->Step(&impl_->block, impl_->options.lr);
     return losses;
   } catch (const c10::Error& e) {
     return TorchError("skill model training step", e);
@@ -396,20 +247,10 @@ absl::StatusOr<ModelArtifact> SkillModel::ToArtifact(v1::ModelInfo info) const {
   artifact.info = std::move(info);
 
   auto& hp = artifact.hyperparameters;
-  hp["network.hidden_layers"] = o.network.hidden_sizes_size();
-  for (int i = 0; i < o.network.hidden_sizes_size(); ++i) {
-    hp[absl::StrCat("network.hidden_sizes.", i)] = o.network.hidden_sizes(i);
-  }
-  hp["network.activation"] = o.network.activation();
-  hp["network.layer_norm"] = o.network.layer_norm() ? 1 : 0;
+  prior_util::WriteNetwork(o.network, &hp);
   hp["beta_x1e9"] = std::llround(o.beta * kBetaScale);
   hp["seed"] = o.seed;
-
-  const ParameterBlock& block = impl_->block;
-  for (int i = 0; i < block.size(); ++i) {
-    PRL_ASSIGN_OR_RETURN(HostTensor host, FromTorch(block.param(i).detach()));
-    artifact.tensors.emplace_back(block.name(i), std::move(host));
-  }
+  PRL_RETURN_IF_ERROR(prior_util::StoreParameters(impl_->block, &artifact));
   return artifact;
 }
 
@@ -425,30 +266,15 @@ absl::StatusOr<SkillModelOptions> OptionsFromArtifact(const ModelArtifact& artif
     return FieldError("info.state_conditioned_decoder", "false",
                       "true (this skill model's decoder is closed-loop)");
   }
-  PRL_RETURN_IF_ERROR(CheckDims("info.", "action_dim", info.obs_dim(), info.action_dim(),
-                                info.horizon(), info.latent_dim()));
+  PRL_RETURN_IF_ERROR(prior_util::CheckDims("info.", "action_dim", info.obs_dim(),
+                                            info.action_dim(), info.horizon(), info.latent_dim(),
+                                            kLimits));
   SkillModelOptions options;
   options.obs_dim = info.obs_dim();
   options.act_dim = info.action_dim();
   options.horizon = info.horizon();
   options.latent_dim = info.latent_dim();
-  PRL_ASSIGN_OR_RETURN(int64_t layers,
-                       Hyperparameter(artifact, "network.hidden_layers", 1, kMaxHiddenLayers));
-  for (int64_t i = 0; i < layers; ++i) {
-    PRL_ASSIGN_OR_RETURN(
-        int64_t size,
-        Hyperparameter(artifact, absl::StrCat("network.hidden_sizes.", i), 1, kMaxHiddenSize));
-    options.network.add_hidden_sizes(static_cast<int32_t>(size));
-  }
-  PRL_ASSIGN_OR_RETURN(int64_t activation,
-                       Hyperparameter(artifact, "network.activation", 1, INT32_MAX));
-  if (!v1::NetworkSpec::Activation_IsValid(static_cast<int>(activation))) {
-    return FieldError("hyperparameters[\"network.activation\"]", activation,
-                      "a NetworkSpec.Activation value");
-  }
-  options.network.set_activation(static_cast<v1::NetworkSpec::Activation>(activation));
-  PRL_ASSIGN_OR_RETURN(int64_t layer_norm, Hyperparameter(artifact, "network.layer_norm", 0, 1));
-  options.network.set_layer_norm(layer_norm == 1);
+  PRL_ASSIGN_OR_RETURN(options.network, prior_util::ReadNetwork(artifact));
   // optional: β (training only) and the seed (Evaluate's ε; training's, if resumed)
   auto beta = artifact.hyperparameters.find("beta_x1e9");
   if (beta != artifact.hyperparameters.end() && beta->second >= 0) {
@@ -459,44 +285,6 @@ absl::StatusOr<SkillModelOptions> OptionsFromArtifact(const ModelArtifact& artif
   return options;
 }
 
-// Copies the artifact's tensors into `block`: every parameter exactly once, with its shape.
-absl::Status LoadParameters(const ModelArtifact& artifact, ParameterBlock* block) {
-  std::map<std::string, at::Tensor> expected;
-  for (int i = 0; i < block->size(); ++i) expected[block->name(i)] = block->param(i);
-  std::set<std::string> loaded;
-  try {
-    at::NoGradGuard no_grad;
-    for (const auto& [name, host] : artifact.tensors) {
-      const std::string field = absl::StrCat("tensors[\"", name, "\"]");
-      auto it = expected.find(name);
-      if (it == expected.end()) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            field, ": not a parameter of this skill model (it has ",
-            absl::StrJoin(expected, ", ", [](std::string* out, const auto& e) { *out += e.first; }),
-            ")"));
-      }
-      if (!loaded.insert(name).second) {
-        return absl::InvalidArgumentError(absl::StrCat(field, ": appears twice"));
-      }
-      TensorSpec spec;
-      spec.name = field;
-      spec.dtype = DType::kFloat32;
-      spec.shape = it->second.sizes().vec();
-      spec.require_finite = true;
-      PRL_RETURN_IF_ERROR(CheckTensor(host.view(), spec));
-      it->second.copy_(ToTorch(host.view()));
-    }
-  } catch (const c10::Error& e) {
-    return TorchError("cannot load the skill model's weights", e);
-  }
-  for (const auto& e : expected) {
-    if (loaded.count(e.first) == 0) {
-      return absl::InvalidArgumentError(absl::StrCat("tensors[\"", e.first, "\"]: missing"));
-    }
-  }
-  return absl::OkStatus();
-}
-
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<SkillModel>> SkillModel::FromArtifact(const ModelArtifact& artifact,
@@ -504,7 +292,7 @@ absl::StatusOr<std::unique_ptr<SkillModel>> SkillModel::FromArtifact(const Model
   PRL_ASSIGN_OR_RETURN(SkillModelOptions options, OptionsFromArtifact(artifact));
   options.device = device;
   PRL_ASSIGN_OR_RETURN(std::unique_ptr<SkillModel> model, Create(options));
-  PRL_RETURN_IF_ERROR(LoadParameters(artifact, &model->impl_->block));
+  PRL_RETURN_IF_ERROR(prior_util::LoadParameters(artifact, "skill model", &model->impl_->block));
   return model;
 }
 

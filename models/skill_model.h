@@ -54,9 +54,7 @@ inline constexpr int kSkillDefaultHiddenSize = 128;
 inline constexpr int kSkillMaxDim = 65536;  // obs_dim, act_dim
 inline constexpr int kSkillMaxHorizon = 1000;
 inline constexpr int kSkillMaxLatentDim = 4096;
-// log σ of the encoder and the prior is clamped to [kSkillLogStdMin, kSkillLogStdMax] (SPiRL).
-inline constexpr double kSkillLogStdMin = -10.0;
-inline constexpr double kSkillLogStdMax = 2.0;
+// log σ of the encoder and the prior is clamped to [-10, 2] (SPiRL; models/prior_model_util.h).
 
 // What SkillModel::Create builds: dimensions, SPiRL's hyperparameters, seed and device.
 struct SkillModelOptions {
@@ -73,16 +71,6 @@ struct SkillModelOptions {
   c10::Device device = c10::kCPU;  // CPU, or a CUDA device that exists
 };
 
-// A diagonal Gaussian per row: N(mean, exp(log_std)²), both [B, latent_dim].
-struct DiagonalGaussian {
-  at::Tensor mean;
-  at::Tensor log_std;
-};
-
-// KL(q ‖ p) of diagonal Gaussians per dimension (no sum): log σ_p - log σ_q
-// + (σ_q² + (μ_q - μ_p)²) / (2·σ_p²) - ½. Differentiable; broadcasts like elementwise ops.
-at::Tensor DiagonalGaussianKl(const DiagonalGaussian& q, const DiagonalGaussian& p);
-
 // The skill model's loss terms (see the file comment) as scalar tensors, from the networks'
 // outputs: `reconstruction` [B, H, A] decoded from a sample of `posterior`, the `actions` it
 // reconstructs, and the learned `prior` at the windows' first states. The posterior is detached
@@ -94,7 +82,7 @@ SkillLossTerms ComputeSkillLoss(const at::Tensor& reconstruction, const at::Tens
                                 const DiagonalGaussian& posterior, const DiagonalGaussian& prior,
                                 double beta);
 
-class SkillModel final : public PriorModel {
+class SkillModel final : public LatentPriorModel {
  public:
   // A freshly initialised model (PyTorch's nn.Linear initialisation, drawn from `seed`).
   // Errors: INVALID_ARGUMENT naming the field ("options.horizon: 0 is not allowed; it must be
@@ -113,6 +101,10 @@ class SkillModel final : public PriorModel {
 
   v1::PriorKind kind() const override { return v1::PRIOR_KIND_SKILL_VAE; }
   int horizon() const override;
+  int obs_dim() const override { return options().obs_dim; }
+  int latent_dim() const override { return options().latent_dim; }
+  bool learned_prior() const override { return true; }
+  const v1::NetworkSpec& prior_network() const override { return options().network; }
 
   // One Adam step on the losses of the file comment; returns "loss", "elbo_loss",
   // "reconstruction_loss", "kl_loss" and "prior_loss" (before the step). `batch` may live on
@@ -137,7 +129,7 @@ class SkillModel final : public PriorModel {
   // INTERNAL for a LibTorch failure.
   //
   // The learned skill prior p(z | s) for states `obs` [B, obs_dim].
-  absl::StatusOr<DiagonalGaussian> Prior(const at::Tensor& obs) const;
+  absl::StatusOr<DiagonalGaussian> Prior(const at::Tensor& obs) const override;
   // One closed-loop decoder step: the action means [B, act_dim] at states `obs` [B, obs_dim]
   // for skills `z` [B, latent_dim]. Means are not clipped to [-1, 1] (SPiRL).
   absl::StatusOr<at::Tensor> Decode(const at::Tensor& obs, const at::Tensor& z) const;

@@ -15,6 +15,7 @@
 #include "c10/core/InferenceMode.h"
 #include "common/status_macros.h"
 #include "common/torch_tensor.h"
+#include "models/cvae_model.h"
 #include "models/real_nvp.h"
 #include "models/skill_model.h"
 #include "torch/script.h"
@@ -88,10 +89,12 @@ v1::ModelInfo ServedInfo(v1::ModelInfo info, const PriorLoadOptions& options) {
   return info;
 }
 
-// SKILL_VAE: the closed-loop decoder and the learned skill prior.
-class SkillPrior final : public PriorInference {
+// SKILL_VAE (the closed-loop decoder, one action per call, and the learned skill prior) and
+// CVAE (the open-loop decoder, k actions per call, and EAP's state prior or N(0, I)).
+template <typename Model>
+class LatentPrior final : public PriorInference {
  public:
-  SkillPrior(v1::ModelInfo info, std::unique_ptr<SkillModel> model)
+  LatentPrior(v1::ModelInfo info, std::unique_ptr<Model> model)
       : info_(std::move(info)), model_(std::move(model)) {}
   const v1::ModelInfo& info() const override { return info_; }
 
@@ -103,7 +106,8 @@ class SkillPrior final : public PriorInference {
     c10::InferenceMode inference;
     if (method == PriorMethod::kDecode) {
       PRL_ASSIGN_OR_RETURN(at::Tensor actions, model_->Decode(in[1], in[0]));
-      return FromTorchAll({actions.reshape({rows, 1, info_.action_dim()})});
+      return FromTorchAll(
+          {actions.reshape({rows, DecodeStepsPerCall(info_), int64_t{info_.action_dim()}})});
     }
     PRL_ASSIGN_OR_RETURN(DiagonalGaussian prior, model_->Prior(in[0]));
     return FromTorchAll({prior.mean, prior.log_std});
@@ -111,7 +115,7 @@ class SkillPrior final : public PriorInference {
 
  private:
   const v1::ModelInfo info_;
-  const std::unique_ptr<SkillModel> model_;
+  const std::unique_ptr<Model> model_;
 };
 
 // REAL_NVP_FLOW: Forward and Inverse.
@@ -274,7 +278,12 @@ absl::StatusOr<std::unique_ptr<PriorInference>> PriorFromArtifact(const ModelArt
     case v1::PRIOR_KIND_SKILL_VAE: {
       PRL_ASSIGN_OR_RETURN(std::unique_ptr<SkillModel> model,
                            SkillModel::FromArtifact(artifact, device));
-      return std::make_unique<SkillPrior>(std::move(info), std::move(model));
+      return std::make_unique<LatentPrior<SkillModel>>(std::move(info), std::move(model));
+    }
+    case v1::PRIOR_KIND_CVAE: {
+      PRL_ASSIGN_OR_RETURN(std::unique_ptr<CvaeModel> model,
+                           CvaeModel::FromArtifact(artifact, device));
+      return std::make_unique<LatentPrior<CvaeModel>>(std::move(info), std::move(model));
     }
     case v1::PRIOR_KIND_REAL_NVP_FLOW: {
       PRL_ASSIGN_OR_RETURN(std::unique_ptr<RealNvpFlow> flow,
@@ -286,7 +295,7 @@ absl::StatusOr<std::unique_ptr<PriorInference>> PriorFromArtifact(const ModelArt
           absl::StrCat("artifact ", DescribeModel(artifact.info), ": kind ",
                        v1::PriorKind_Name(artifact.info.kind()),
                        " cannot be served by this build yet; it serves PRIOR_KIND_SKILL_VAE, "
-                       "PRIOR_KIND_REAL_NVP_FLOW and TorchScript modules"));
+                       "PRIOR_KIND_CVAE, PRIOR_KIND_REAL_NVP_FLOW and TorchScript modules"));
   }
 }
 

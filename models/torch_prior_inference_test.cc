@@ -12,6 +12,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "models/artifact.h"
+#include "models/cvae_model.h"
 #include "models/real_nvp.h"
 #include "models/skill_model.h"
 
@@ -29,6 +30,43 @@ std::string Write(const ModelArtifact& artifact, const std::string& file) {
   const std::string path = ::testing::TempDir() + "/" + file;
   EXPECT_TRUE(WriteModelArtifact(path, artifact).ok());
   return path;
+}
+
+// EAP's CVAE decodes open loop: k actions per call, [B, k, A]; its Prior is the state prior.
+// A latent-SAC CVAE (k = 1, fixed prior) answers Prior with N(0, I).
+TEST(TorchPriorInferenceTest, CvaeArtifactDecodesKActionsPerCall) {
+  for (bool learned : {true, false}) {
+    CvaeModelOptions options;
+    options.obs_dim = 4;
+    options.act_dim = 2;
+    options.horizon = learned ? 3 : 1;
+    options.latent_dim = 5;
+    options.learned_prior = learned;
+    options.network.add_hidden_sizes(16);
+    std::unique_ptr<CvaeModel> model = CvaeModel::Create(options).value();
+    v1::ModelInfo info;
+    info.set_name("cvae");
+    info.set_version(1);
+    const std::string path = Write(model->ToArtifact(info).value(), "cvae.prl");
+    absl::StatusOr<std::unique_ptr<PriorInference>> prior = LoadPriorFile(path, {});
+    ASSERT_TRUE(prior.ok()) << prior.status();
+    EXPECT_EQ(DecodeStepsPerCall((*prior)->info()), options.horizon);
+    const at::Tensor z = at::randn({6, 5});
+    const at::Tensor state = at::randn({6, 4});
+    absl::StatusOr<std::vector<HostTensor>> decoded =
+        (*prior)->Run(PriorMethod::kDecode, {Host(z), Host(state)});
+    ASSERT_TRUE(decoded.ok()) << decoded.status();
+    EXPECT_THAT((*decoded)[0].shape(), ElementsAre(6, options.horizon, 2));
+    EXPECT_TRUE(at::allclose(Torch((*decoded)[0]), model->Decode(state, z).value(), 1e-6, 1e-6));
+    absl::StatusOr<std::vector<HostTensor>> p = (*prior)->Run(PriorMethod::kPrior, {Host(state)});
+    ASSERT_TRUE(p.ok()) << p.status();
+    const DiagonalGaussian g = model->Prior(state).value();
+    EXPECT_TRUE(at::allclose(Torch((*p)[0]), g.mean, 1e-6, 1e-6));
+    if (!learned) {
+      EXPECT_EQ(at::count_nonzero(Torch((*p)[0])).item<int64_t>(), 0);
+      EXPECT_EQ(at::count_nonzero(Torch((*p)[1])).item<int64_t>(), 0);
+    }
+  }
 }
 
 TEST(TorchPriorInferenceTest, SkillArtifactAnswersLikeTheModel) {

@@ -1,0 +1,234 @@
+#include "models/prior_model_util.h"
+
+#include <cmath>
+#include <set>
+#include <utility>
+
+#include "ATen/ATen.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/field_error.h"
+#include "common/status_macros.h"
+#include "common/tensor.h"
+#include "common/torch_tensor.h"
+#include "models/network_spec.h"
+
+namespace prl::models::prior_util {
+namespace {
+
+constexpr double kAdamBeta1 = 0.9;
+constexpr double kAdamBeta2 = 0.999;
+constexpr double kAdamEps = 1e-8;
+
+ParameterBlock::Init LinearInit(int64_t fan_in) {
+  return {ParameterBlock::Init::kUniform, 1.0 / std::sqrt(static_cast<double>(fan_in))};
+}
+
+// "[B, 10, 3]" with -1 printed as B.
+std::string WantedShape(const std::vector<int64_t>& want) {
+  std::vector<std::string> dims;
+  dims.reserve(want.size());
+  for (int64_t d : want) dims.push_back(d < 0 ? "B" : absl::StrCat(d));
+  return absl::StrCat("[", absl::StrJoin(dims, ", "), "]");
+}
+
+}  // namespace
+
+LinearParams DeclareLinear(ParameterBlock* block, const std::string& prefix, int64_t in,
+                           int64_t out) {
+  return {block->Declare(prefix + ".weight", {out, in}, LinearInit(in)),
+          block->Declare(prefix + ".bias", {out}, LinearInit(in))};
+}
+
+at::Tensor ApplyLinear(const ParameterBlock& block, const LinearParams& p, const at::Tensor& x) {
+  return Linear(x, block.param(p.weight), block.param(p.bias), kGemm);
+}
+
+GaussianNet::GaussianNet(ParameterBlock* block, const std::string& prefix, int64_t input_dim,
+                         int64_t latent_dim, const v1::NetworkSpec& resolved)
+    : trunk(block, prefix + ".trunk", input_dim, resolved, /*ensemble=*/1),
+      mean(DeclareLinear(block, prefix + ".mean", trunk.output_dim(), latent_dim)),
+      log_std(DeclareLinear(block, prefix + ".log_std", trunk.output_dim(), latent_dim)) {}
+
+DiagonalGaussian GaussianNet::Forward(const ParameterBlock& block, const at::Tensor& x) const {
+  at::Tensor h = trunk.Forward(block, x, kGemm);
+  return {ApplyLinear(block, mean, h),
+          ApplyLinear(block, log_std, h).clamp(kLogStdMin, kLogStdMax)};
+}
+
+MeanNet::MeanNet(ParameterBlock* block, const std::string& prefix, int64_t input_dim,
+                 int64_t output_dim, const v1::NetworkSpec& resolved)
+    : trunk(block, prefix + ".trunk", input_dim, resolved, /*ensemble=*/1),
+      mean(DeclareLinear(block, prefix + ".mean", trunk.output_dim(), output_dim)) {}
+
+at::Tensor MeanNet::Forward(const ParameterBlock& block, const at::Tensor& x) const {
+  return ApplyLinear(block, mean, trunk.Forward(block, x, kGemm));
+}
+
+absl::Status CheckDims(const std::string& prefix, absl::string_view act_name, int obs_dim,
+                       int act_dim, int horizon, int latent_dim, const DimLimits& limits) {
+  if (obs_dim < 1 || obs_dim > limits.max_dim) {
+    return FieldRangeError(prefix + "obs_dim", obs_dim, 1, limits.max_dim);
+  }
+  if (act_dim < 1 || act_dim > limits.max_dim) {
+    return FieldRangeError(absl::StrCat(prefix, act_name), act_dim, 1, limits.max_dim);
+  }
+  if (horizon < 1 || horizon > limits.max_horizon) {
+    return FieldRangeError(prefix + "horizon", horizon, 1, limits.max_horizon);
+  }
+  if (latent_dim < 1 || latent_dim > limits.max_latent_dim) {
+    return FieldRangeError(prefix + "latent_dim", latent_dim, 1, limits.max_latent_dim);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ResolveTrainingOptions(double beta, double lr, int default_layers, int default_size,
+                                    c10::Device device, v1::NetworkSpec* network) {
+  if (!std::isfinite(beta) || beta < 0) return FieldError("options.beta", beta, "finite and >= 0");
+  if (!std::isfinite(lr) || lr <= 0) return FieldError("options.lr", lr, "finite and > 0");
+  if (network->hidden_sizes().empty()) {
+    for (int i = 0; i < default_layers; ++i) network->add_hidden_sizes(default_size);
+  }
+  PRL_RETURN_IF_ERROR(ResolveNetworkSpec("options.network", network));
+  return CheckDevice("options.device", device);
+}
+
+absl::Status CheckDevice(absl::string_view field, c10::Device device) {
+  if (device.is_cpu()) return absl::OkStatus();
+  if (device.is_cuda() && at::hasCUDA() &&
+      (!device.has_index() || device.index() < static_cast<int>(at::getNumGPUs()))) {
+    return absl::OkStatus();
+  }
+  return FieldError(field, device.str(), "cpu or a CUDA device of this build and machine");
+}
+
+absl::Status CheckInput(absl::string_view field, const at::Tensor& t,
+                        const std::vector<int64_t>& want, bool require_finite) {
+  const std::string allowed = absl::StrCat("a float32 ", WantedShape(want), " tensor, B >= 1");
+  if (!t.defined()) return FieldError(field, "an undefined tensor", allowed);
+  bool fits = t.scalar_type() == at::kFloat && t.dim() == static_cast<int64_t>(want.size());
+  for (size_t i = 0; fits && i < want.size(); ++i) {
+    fits = want[i] < 0 ? t.size(i) >= 1 : t.size(i) == want[i];
+  }
+  if (!fits) {
+    return FieldError(field,
+                      absl::StrCat("a ", std::string(c10::toString(t.scalar_type())), " ",
+                                   ShapeString(t.sizes().vec()), " tensor"),
+                      allowed);
+  }
+  if (require_finite && !at::isfinite(t).all().item<bool>()) {
+    return FieldError(field, "a tensor with NaN or infinite values", "finite");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status TorchError(absl::string_view what, const c10::Error& e) {
+  return absl::InternalError(absl::StrCat(what, ": ", e.what_without_backtrace()));
+}
+
+absl::StatusOr<int64_t> Hyperparameter(const ModelArtifact& artifact, const std::string& key,
+                                       int64_t min, int64_t max) {
+  const std::string field = absl::StrCat("hyperparameters[\"", key, "\"]");
+  auto it = artifact.hyperparameters.find(key);
+  if (it == artifact.hyperparameters.end()) {
+    return absl::InvalidArgumentError(absl::StrCat(field, ": missing"));
+  }
+  if (it->second < min || it->second > max) return FieldRangeError(field, it->second, min, max);
+  return it->second;
+}
+
+void WriteNetwork(const v1::NetworkSpec& network, std::map<std::string, int64_t>* hp) {
+  (*hp)["network.hidden_layers"] = network.hidden_sizes_size();
+  for (int i = 0; i < network.hidden_sizes_size(); ++i) {
+    (*hp)[absl::StrCat("network.hidden_sizes.", i)] = network.hidden_sizes(i);
+  }
+  (*hp)["network.activation"] = network.activation();
+  (*hp)["network.layer_norm"] = network.layer_norm() ? 1 : 0;
+}
+
+absl::StatusOr<v1::NetworkSpec> ReadNetwork(const ModelArtifact& artifact) {
+  v1::NetworkSpec network;
+  PRL_ASSIGN_OR_RETURN(int64_t layers,
+                       Hyperparameter(artifact, "network.hidden_layers", 1, kMaxHiddenLayers));
+  for (int64_t i = 0; i < layers; ++i) {
+    PRL_ASSIGN_OR_RETURN(
+        int64_t size,
+        Hyperparameter(artifact, absl::StrCat("network.hidden_sizes.", i), 1, kMaxHiddenSize));
+    network.add_hidden_sizes(static_cast<int32_t>(size));
+  }
+  PRL_ASSIGN_OR_RETURN(int64_t activation,
+                       Hyperparameter(artifact, "network.activation", 1, INT32_MAX));
+  if (!v1::NetworkSpec::Activation_IsValid(static_cast<int>(activation))) {
+    return FieldError("hyperparameters[\"network.activation\"]", activation,
+                      "a NetworkSpec.Activation value");
+  }
+  network.set_activation(static_cast<v1::NetworkSpec::Activation>(activation));
+  PRL_ASSIGN_OR_RETURN(int64_t layer_norm, Hyperparameter(artifact, "network.layer_norm", 0, 1));
+  network.set_layer_norm(layer_norm == 1);
+  return network;
+}
+
+absl::Status StoreParameters(const ParameterBlock& block, ModelArtifact* artifact) {
+  for (int i = 0; i < block.size(); ++i) {
+    PRL_ASSIGN_OR_RETURN(HostTensor host, FromTorch(block.param(i).detach()));
+    artifact->tensors.emplace_back(block.name(i), std::move(host));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status LoadParameters(const ModelArtifact& artifact, absl::string_view model,
+                            ParameterBlock* block) {
+  std::map<std::string, at::Tensor> expected;
+  for (int i = 0; i < block->size(); ++i) expected[block->name(i)] = block->param(i);
+  std::set<std::string> loaded;
+  try {
+    at::NoGradGuard no_grad;
+    for (const auto& [name, host] : artifact.tensors) {
+      const std::string field = absl::StrCat("tensors[\"", name, "\"]");
+      auto it = expected.find(name);
+      if (it == expected.end()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            field, ": not a parameter of this ", model, " (it has ",
+            absl::StrJoin(expected, ", ", [](std::string* out, const auto& e) { *out += e.first; }),
+            ")"));
+      }
+      if (!loaded.insert(name).second) {
+        return absl::InvalidArgumentError(absl::StrCat(field, ": appears twice"));
+      }
+      TensorSpec spec;
+      spec.name = field;
+      spec.dtype = DType::kFloat32;
+      spec.shape = it->second.sizes().vec();
+      spec.require_finite = true;
+      PRL_RETURN_IF_ERROR(CheckTensor(host.view(), spec));
+      it->second.copy_(ToTorch(host.view()));
+    }
+  } catch (const c10::Error& e) {
+    return TorchError(absl::StrCat("cannot load the ", model, "'s weights"), e);
+  }
+  for (const auto& e : expected) {
+    if (loaded.count(e.first) == 0) {
+      return absl::InvalidArgumentError(absl::StrCat("tensors[\"", e.first, "\"]: missing"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+FlatAdam::FlatAdam(const ParameterBlock& block)
+    : m_(at::zeros_like(block.flat())), v_(at::zeros_like(block.flat())) {}
+
+void FlatAdam::Step(ParameterBlock* block, double lr) {
+  at::NoGradGuard no_grad;
+  const at::Tensor& g = block->flat_grad();
+  ++steps_;
+  const double t = static_cast<double>(steps_);
+  const double bias_correction1 = 1.0 - std::pow(kAdamBeta1, t);
+  const double bias_correction2 = 1.0 - std::pow(kAdamBeta2, t);
+  // m ← β1·m + (1-β1)·g;  v ← β2·v + (1-β2)·g²;  p ← p - lr/bc1 · m / (sqrt(v/bc2) + eps)
+  m_.mul_(kAdamBeta1).add_(g, 1.0 - kAdamBeta1);
+  v_.mul_(kAdamBeta2).addcmul_(g, g, 1.0 - kAdamBeta2);
+  at::Tensor denom = v_.sqrt().div_(std::sqrt(bias_correction2)).add_(kAdamEps);
+  block->flat().addcdiv_(m_, denom, -lr / bias_correction1);
+}
+
+}  // namespace prl::models::prior_util

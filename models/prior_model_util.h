@@ -1,0 +1,118 @@
+// Building blocks the trainable priors (models/skill_model.h, models/cvae_model.h) share:
+// linear layers in a ParameterBlock, Gaussian heads, input and device checks with field-naming
+// errors, Adam on a flat parameter block, and the artifact plumbing (network hyperparameters,
+// weights in and out). Internal to models/: the model classes are the public surface.
+#ifndef PRL_MODELS_PRIOR_MODEL_UTIL_H_
+#define PRL_MODELS_PRIOR_MODEL_UTIL_H_
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "ATen/core/Tensor.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "c10/core/Device.h"
+#include "c10/util/Exception.h"
+#include "models/artifact.h"
+#include "models/networks.h"
+#include "models/prior_model.h"
+#include "proto/experiment.pb.h"
+
+namespace prl::models::prior_util {
+
+// How the priors multiply (oneDNN's sgemm on CPU when available).
+inline constexpr GemmBackend kGemm = GemmBackend::kOneDnn;
+// log σ of every Gaussian head is clamped to [kLogStdMin, kLogStdMax] (SPiRL's range).
+inline constexpr double kLogStdMin = -10.0;
+inline constexpr double kLogStdMax = 2.0;
+
+// A linear layer's parameter indices in a block.
+struct LinearParams {
+  int weight, bias;
+};
+// Declares "<prefix>.weight" [out, in] and "<prefix>.bias" [out] with PyTorch's nn.Linear
+// initialisation, U(-1/sqrt(in), 1/sqrt(in)).
+LinearParams DeclareLinear(ParameterBlock* block, const std::string& prefix, int64_t in,
+                           int64_t out);
+at::Tensor ApplyLinear(const ParameterBlock& block, const LinearParams& p, const at::Tensor& x);
+
+// An MLP trunk with a Gaussian head: "<prefix>.trunk.<i>.*", "<prefix>.mean.*" and
+// "<prefix>.log_std.*" (the names the learner's policy copies from a prior).
+struct GaussianNet {
+  GaussianNet(ParameterBlock* block, const std::string& prefix, int64_t input_dim,
+              int64_t latent_dim, const v1::NetworkSpec& resolved);
+  DiagonalGaussian Forward(const ParameterBlock& block, const at::Tensor& x) const;
+
+  MlpTrunk trunk;
+  LinearParams mean, log_std;
+};
+
+// An MLP trunk with a linear output: "<prefix>.trunk.<i>.*" and "<prefix>.mean.*".
+struct MeanNet {
+  MeanNet(ParameterBlock* block, const std::string& prefix, int64_t input_dim, int64_t output_dim,
+          const v1::NetworkSpec& resolved);
+  at::Tensor Forward(const ParameterBlock& block, const at::Tensor& x) const;
+
+  MlpTrunk trunk;
+  LinearParams mean;
+};
+
+// Dimension limits of a latent-variable prior, as fields "<prefix>obs_dim", "<prefix><act_name>",
+// "<prefix>horizon" and "<prefix>latent_dim".
+struct DimLimits {
+  int max_dim, max_horizon, max_latent_dim;
+};
+absl::Status CheckDims(const std::string& prefix, absl::string_view act_name, int obs_dim,
+                       int act_dim, int horizon, int latent_dim, const DimLimits& limits);
+
+// The training options every VAE-style prior has: β (finite, >= 0), the learning rate (finite,
+// > 0), the network (empty hidden_sizes: `default_layers` of `default_size`; then resolved) and
+// the device.
+absl::Status ResolveTrainingOptions(double beta, double lr, int default_layers, int default_size,
+                                    c10::Device device, v1::NetworkSpec* network);
+
+// OK for the CPU or a CUDA device of this build and machine; else INVALID_ARGUMENT on `field`.
+absl::Status CheckDevice(absl::string_view field, c10::Device device);
+
+// Checks an input tensor: float32 with shape `want` (-1: any size >= 1, shown as B), finite on
+// request. INVALID_ARGUMENT naming `field`, what it got and what is allowed.
+absl::Status CheckInput(absl::string_view field, const at::Tensor& t,
+                        const std::vector<int64_t>& want, bool require_finite);
+
+// INTERNAL: "<what>: <LibTorch's message>".
+absl::Status TorchError(absl::string_view what, const c10::Error& e);
+
+// An integer hyperparameter of an artifact, required, in [min, max].
+absl::StatusOr<int64_t> Hyperparameter(const ModelArtifact& artifact, const std::string& key,
+                                       int64_t min, int64_t max);
+
+// "network.hidden_layers", "network.hidden_sizes.<i>", "network.activation" (the enum value) and
+// "network.layer_norm" (0/1), written and read back.
+void WriteNetwork(const v1::NetworkSpec& network, std::map<std::string, int64_t>* hyperparameters);
+absl::StatusOr<v1::NetworkSpec> ReadNetwork(const ModelArtifact& artifact);
+
+// The block's parameters as CPU float32 tensors under their names, appended to the artifact.
+absl::Status StoreParameters(const ParameterBlock& block, ModelArtifact* artifact);
+// Copies the artifact's tensors into `block`: every parameter exactly once, with its shape,
+// finite. INVALID_ARGUMENT naming the tensor (unknown ones list what `model` has).
+absl::Status LoadParameters(const ModelArtifact& artifact, absl::string_view model,
+                            ParameterBlock* block);
+
+// torch.optim.Adam's arithmetic (β = 0.9, 0.999, ε = 1e-8, no weight decay) on a block's flat
+// parameters with its flat gradient.
+class FlatAdam {
+ public:
+  explicit FlatAdam(const ParameterBlock& block);
+  void Step(ParameterBlock* block, double lr);
+
+ private:
+  at::Tensor m_, v_;
+  int64_t steps_ = 0;
+};
+
+}  // namespace prl::models::prior_util
+
+#endif  // PRL_MODELS_PRIOR_MODEL_UTIL_H_
