@@ -107,12 +107,18 @@ absl::StatusOr<std::unique_ptr<models::ActingPolicy>> MakeLatentPolicy(const v1:
 
 // A closed-loop skill decoder standing in for the prior: action_i = z_0 / 2 + 0.1·state_0 (so
 // the state reaches the decoder each step), p(z|s) = N(0, e^-20).
+//
+// With `open_loop` it stands in for EAP's CVAE instead: one Decode call gives the kHorizon
+// actions of a decision, z_0/2 + 0.1·state_0 + 0.01·t at step t; `decoded_rows` counts the
+// decisions it decoded.
 class FakeSkillPrior final : public models::PriorInference {
  public:
-  explicit FakeSkillPrior(std::atomic<int>* calls) : calls_(calls) {
-    info_.set_name("skills");
+  explicit FakeSkillPrior(std::atomic<int>* calls, bool open_loop = false,
+                          std::atomic<int>* decoded_rows = nullptr)
+      : calls_(calls), open_loop_(open_loop), decoded_rows_(decoded_rows) {
+    info_.set_name(open_loop ? "eap" : "skills");
     info_.set_version(1);
-    info_.set_kind(v1::PRIOR_KIND_SKILL_VAE);
+    info_.set_kind(open_loop ? v1::PRIOR_KIND_CVAE : v1::PRIOR_KIND_SKILL_VAE);
     info_.set_obs_dim(kObs);
     info_.set_action_dim(kAct);
     info_.set_latent_dim(kLatent);
@@ -134,17 +140,23 @@ class FakeSkillPrior final : public models::PriorInference {
     }
     absl::Span<const float> z = inputs[0].data<float>();
     absl::Span<const float> state = inputs[1].data<float>();
+    const int64_t steps = open_loop_ ? kHorizon : 1;
+    if (decoded_rows_ != nullptr) *decoded_rows_ += static_cast<int>(*rows);
     std::vector<float> actions;
     for (int64_t r = 0; r < *rows; ++r) {
-      for (int64_t i = 0; i < kAct; ++i) {
-        actions.push_back(z[r * kLatent] / 2 + 0.1f * state[r * kObs]);
+      for (int64_t t = 0; t < steps; ++t) {
+        for (int64_t i = 0; i < kAct; ++i) {
+          actions.push_back(z[r * kLatent] / 2 + 0.1f * state[r * kObs] + 0.01f * t);
+        }
       }
     }
-    return std::vector<HostTensor>{HostTensor::FromFloats({*rows, 1, kAct}, actions)};
+    return std::vector<HostTensor>{HostTensor::FromFloats({*rows, steps, kAct}, actions)};
   }
 
  private:
   std::atomic<int>* const calls_;  // outlives the prior (the test fixture's)
+  const bool open_loop_;
+  std::atomic<int>* const decoded_rows_;
   v1::ModelInfo info_;
 };
 
@@ -437,8 +449,9 @@ class ActorLoopTest : public ::testing::Test {
         return std::unique_ptr<models::PriorInference>(
             std::make_unique<FakeFlowPrior>(&prior_calls_));
       }
-      EXPECT_EQ(a.prior().name(), "skills");
-      auto prior = std::make_unique<FakeSkillPrior>(&prior_calls_);
+      const bool open_loop = a.prior().name() == "eap";
+      EXPECT_TRUE(open_loop || a.prior().name() == "skills") << a.prior().name();
+      auto prior = std::make_unique<FakeSkillPrior>(&prior_calls_, open_loop, &decoded_rows_);
       return std::unique_ptr<models::PriorInference>(std::move(prior));
     };
     auto loop = ActorLoop::Create(options, actor_registry_);
@@ -485,7 +498,8 @@ class ActorLoopTest : public ::testing::Test {
   std::unique_ptr<ServerHost> replay_server_;
   prometheus::Registry actor_registry_;
   std::unique_ptr<ActorLoop> loop_;
-  std::atomic<int> prior_calls_{0};  // calls to the fake prior of latent assignments
+  std::atomic<int> prior_calls_{0};   // calls to the fake prior of latent assignments
+  std::atomic<int> decoded_rows_{0};  // rows the fake skill prior decoded
 };
 
 bool IsTrain(const Seen::Episode& e) { return !e.summary.is_eval(); }
@@ -843,6 +857,50 @@ TEST_F(ActorLoopTest, ActsWithDecodedLatentsEveryHStepsAndStoresOneRowPerDecisio
     EXPECT_EQ(e.summary.policy_version(), 1);
   }
   EXPECT_GE(prior_calls_.load(), 10);  // one decode per batch step
+}
+
+// EAP: the CVAE decodes a decision's k actions in one call at its first state (open loop);
+// rows are stored per decision as spirl's are, and Decode runs once per decision, not per step.
+TEST_F(ActorLoopTest, ActsWithOpenLoopDecodersOncePerDecision) {
+  v1::TableConfig config = TableConfig("eap", kObs, kLatent);
+  v1::ColumnSpec* steps = config.add_signature();
+  steps->set_name("env_steps");
+  steps->set_dtype(v1::Tensor::DTYPE_INT64);
+  ASSERT_TRUE(shard_->CreateTable(config).ok());
+  v1::Assignment a = Train("eap");
+  *a.mutable_signature() = config.signature();
+  a.mutable_policy()->set_output(v1::PolicyArchitecture::OUTPUT_DECODED_LATENT);
+  a.mutable_policy()->set_output_dim(kLatent);
+  a.mutable_policy()->set_output_bound(2);
+  a.mutable_prior()->set_name("eap");
+  a.mutable_prior()->set_version(1);
+  a.set_prior_address("prior-server:50053");
+  a.set_decision_horizon(kHorizon);
+  a.set_warmup_env_steps(0);
+  learner_.SetAssignment(a);
+  learner_.PublishPolicy(0.5f);
+  StartActor(absl::Seconds(2), /*latent=*/true);
+  ASSERT_TRUE(AwaitRows("eap", 12));
+  loop_->Stop();
+  const v1::SampleResponse rows = Oldest("eap", 12);
+  const std::string& step_bytes = rows.columns(5).tensor().data();
+  std::vector<int64_t> env_steps(step_bytes.size() / sizeof(int64_t));
+  std::memcpy(env_steps.data(), step_bytes.data(), step_bytes.size());
+  EXPECT_THAT(env_steps, ElementsAre(4, 4, 4, 4, 2, 2, 4, 4, 4, 4, 2, 2));
+  EXPECT_THAT(Floats(rows, 1), Each(0.5f));
+  // one decoded row per decision (a closed-loop decoder would decode 10 rows per 3 decisions):
+  // every stored row, plus the decisions under way or not yet flushed when the loop stopped
+  const int64_t stored = TableSize("eap");
+  EXPECT_GE(decoded_rows_.load(), stored);
+  EXPECT_LE(decoded_rows_.load(), stored * 3 / 2 + 2);
+
+  // a decision horizon that is not the decoder's k is refused by name
+  v1::Assignment wrong = a;
+  wrong.set_decision_horizon(kHorizon + 1);
+  learner_.SetAssignment(wrong);
+  StartActor(absl::Seconds(2), /*latent=*/true);
+  ASSERT_TRUE(AwaitLoop([](const ActorLoop::State& s) { return !s.last_error.empty(); }));
+  EXPECT_THAT(loop_->state().last_error, HasSubstr("assignment.decision_horizon: 5"));
 }
 
 TEST_F(ActorLoopTest, ActsWithFlowLatentsEveryStep) {

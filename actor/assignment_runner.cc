@@ -339,10 +339,11 @@ absl::Status AssignmentRunner::BuildPrior() {
     return absl::FailedPreconditionError(absl::StrCat(
         "assignment.prior: ", name, " must answer Decode and Prior for a decoded-latent policy"));
   }
-  if (!flow_ && models::DecodeStepsPerCall(info) != 1) {
-    return absl::UnimplementedError(absl::StrCat(
-        "assignment.prior: ", name, " decodes open loop (", info.horizon(),
-        " actions per latent); this actor runs closed-loop decoders (SKILL_VAE) only"));
+  steps_per_decode_ = flow_ ? 1 : static_cast<int>(models::DecodeStepsPerCall(info));
+  if (steps_per_decode_ > 1 && a.decision_horizon() != steps_per_decode_) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "assignment.decision_horizon: ", a.decision_horizon(), " does not match ", name,
+        ", which decodes ", steps_per_decode_, " actions per latent (open loop)"));
   }
   if (info.obs_dim() != obs_dim_ || info.action_dim() != act_dim_) {
     return absl::InvalidArgumentError(
@@ -358,6 +359,7 @@ absl::Status AssignmentRunner::BuildPrior() {
   horizon_ = flow_ ? 1 : a.decision_horizon();
   const int n = a.num_envs();
   z_.assign(static_cast<size_t>(n) * latent_dim_, 0.0f);
+  plan_.assign(static_cast<size_t>(n) * steps_per_decode_ * act_dim_, 0.0f);
   decision_obs_.assign(static_cast<size_t>(n) * obs_dim_, 0.0f);
   decision_reward_.assign(n, 0.0f);
   decision_steps_.assign(n, 0);
@@ -410,13 +412,51 @@ absl::Status AssignmentRunner::DecodeActions(absl::Span<const float> obs,
       std::vector<HostTensor> out,
       prior_->Run(flow_ ? models::PriorMethod::kForward : models::PriorMethod::kDecode, in));
   absl::Span<const float> decoded = out[0].data<float>();
-  if (decoded.size() != static_cast<size_t>(n) * act_dim_) {
+  if (decoded.size() != static_cast<size_t>(n) * steps_per_decode_ * act_dim_) {
     return absl::InternalError(absl::StrCat("the prior decoded ", decoded.size(), " values for ", n,
-                                            " envs of ", act_dim_, " actions"));
+                                            " envs of ", steps_per_decode_, " × ", act_dim_,
+                                            " actions"));
   }
   actions->resize(decoded.size());
   for (size_t i = 0; i < decoded.size(); ++i) {
     (*actions)[i] = std::clamp(decoded[i], -1.0f, 1.0f);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status AssignmentRunner::LatentActions(absl::Span<const float> obs,
+                                             const std::vector<float>& z,
+                                             const std::vector<int>& step, int n,
+                                             std::vector<float>* plan,
+                                             std::vector<float>* actions) {
+  if (steps_per_decode_ == 1) return DecodeActions(obs, z, n, actions);
+  // open loop: decode the decisions that start now, then play every env's plan
+  const size_t plan_row = static_cast<size_t>(steps_per_decode_) * act_dim_;
+  plan->resize(static_cast<size_t>(n) * plan_row);
+  std::vector<int> starting;
+  std::vector<float> start_obs, start_z, decoded;
+  for (int j = 0; j < n; ++j) {
+    if (step[j] != 0) continue;
+    starting.push_back(j);
+    start_obs.insert(start_obs.end(), obs.begin() + static_cast<size_t>(j) * obs_dim_,
+                     obs.begin() + static_cast<size_t>(j + 1) * obs_dim_);
+    start_z.insert(start_z.end(), z.begin() + static_cast<size_t>(j) * latent_dim_,
+                   z.begin() + static_cast<size_t>(j + 1) * latent_dim_);
+  }
+  if (!starting.empty()) {
+    const int m = static_cast<int>(starting.size());
+    PRL_RETURN_IF_ERROR(DecodeActions(start_obs, start_z, m, &decoded));
+    for (int i = 0; i < m; ++i) {
+      std::copy_n(decoded.begin() + static_cast<size_t>(i) * plan_row, plan_row,
+                  plan->begin() + static_cast<size_t>(starting[i]) * plan_row);
+    }
+  }
+  actions->resize(static_cast<size_t>(n) * act_dim_);
+  for (int j = 0; j < n; ++j) {
+    const int t = std::min(step[j], steps_per_decode_ - 1);
+    std::copy_n(
+        plan->begin() + static_cast<size_t>(j) * plan_row + static_cast<size_t>(t) * act_dim_,
+        act_dim_, actions->begin() + static_cast<size_t>(j) * act_dim_);
   }
   return absl::OkStatus();
 }
@@ -438,7 +478,7 @@ void AssignmentRunner::LatentTrainStep() {
       decision_reward_[j] = 0;
     }
   }
-  if (absl::Status s = DecodeActions(obs_, z_, n, &actions_); !s.ok()) {
+  if (absl::Status s = LatentActions(obs_, z_, decision_steps_, n, &plan_, &actions_); !s.ok()) {
     if (decode_backoff_.fresh()) PRL_LOG(WARNING) << "decoding latents: " << s;
     host_->Wait(decode_backoff_.Next());
     return;
@@ -574,7 +614,7 @@ void AssignmentRunner::RunEvaluationRound(const v1::EvaluationRequest& request) 
   int started = k;
   int finished = 0;
   // latent policies: each eval env's z and the steps it has run
-  std::vector<float> z(latent_ ? static_cast<size_t>(k) * latent_dim_ : 0), fresh;
+  std::vector<float> z(latent_ ? static_cast<size_t>(k) * latent_dim_ : 0), fresh, plan;
   std::vector<int> z_steps(k, 0);
   while (finished < episodes) {
     if (host_->Interrupted()) return;
@@ -592,7 +632,7 @@ void AssignmentRunner::RunEvaluationRound(const v1::EvaluationRequest& request) 
                       z.begin() + static_cast<size_t>(j) * latent_dim_);
         }
       }
-      if (absl::Status s = DecodeActions(out.obs, z, k, &actions); !s.ok()) {
+      if (absl::Status s = LatentActions(out.obs, z, z_steps, k, &plan, &actions); !s.ok()) {
         PRL_LOG(WARNING) << "evaluation round " << request.round() << ": decoding: " << s;
         if (host_->Wait(decode_backoff_.Next())) return;
         continue;

@@ -22,11 +22,13 @@
 // (RunnerOptions.prior_connector: in-process or the prior server): every decision_horizon env
 // steps (or when an episode ends) the policy — or, during warm-up, the prior p(z|s) — picks z
 // per env; every env step the closed-loop decoder turns (state, z) into the action (clipped to
-// [-1, 1]); each decision becomes one row (state at the decision, z, reward summed over its
-// steps, discount, state after it, env steps). Flow latents (OUTPUT_FLOW_LATENT: parrot) act the
-// same way with a horizon of 1 and the flow's Forward, a = f(z; s), warm-up z from N(0, I).
-// Open-loop decoders and MCAT's context-conditioned policies are not supported yet: Create
-// refuses them with UNIMPLEMENTED.
+// [-1, 1]) — or, for an open-loop decoder (a CVAE of horizon k: eap), one Decode call at the
+// decision's state gives its k actions, played back in order; each decision becomes one row
+// (state at the decision, z, reward summed over its steps, discount, state after it, env steps).
+// A horizon-1 CVAE (latent SAC) is a closed-loop decoder with decisions of one step. Flow latents
+// (OUTPUT_FLOW_LATENT: parrot) act the same way with a horizon of 1 and the flow's Forward,
+// a = f(z; s), warm-up z from N(0, I). MCAT's context-conditioned policies are not supported
+// yet: Create refuses them with UNIMPLEMENTED.
 //
 // Not thread-safe: created and run on the acting thread.
 #ifndef PRL_ACTOR_ASSIGNMENT_RUNNER_H_
@@ -140,8 +142,16 @@ class AssignmentRunner {
   // (`warmup`); false when interrupted while waiting for a policy.
   bool ChooseLatents(absl::Span<const float> obs, int n, bool deterministic, bool warmup,
                      std::vector<float>* z);
-  // Decoded actions for obs and latents (n rows), clipped to [-1, 1].
+  // Decoded actions for obs and latents (n rows): n × steps_per_decode_ actions, clipped to
+  // [-1, 1].
   absl::Status DecodeActions(absl::Span<const float> obs, const std::vector<float>& z, int n,
+                             std::vector<float>* actions);
+  // The actions (n rows) of n envs running latents `z` from states `obs`, `step[j]` env steps into
+  // their decisions. Closed-loop priors (and flows) decode every step at the current state; open
+  // loop ones (CVAE, k actions per call) decode a decision's k actions once, at its first step
+  // (step[j] == 0), into `plan` (n × k rows), and play them back.
+  absl::Status LatentActions(absl::Span<const float> obs, const std::vector<float>& z,
+                             const std::vector<int>& step, int n, std::vector<float>* plan,
                              std::vector<float>* actions);
   // Fills actions_ for obs (n rows); false when interrupted while waiting for a policy.
   bool ChooseActions(absl::Span<const float> obs, int n, bool deterministic);
@@ -178,7 +188,8 @@ class AssignmentRunner {
   bool flow_ = false;  // OUTPUT_FLOW_LATENT: a = f(z; s) every step (horizon 1)
   int latent_dim_ = 0;
   int horizon_ = 1;
-  std::vector<float> z_, decision_obs_, all_z_;
+  int steps_per_decode_ = 1;  // k of an open-loop decoder, 1 otherwise
+  std::vector<float> z_, decision_obs_, all_z_, plan_;
   std::vector<float> decision_reward_;
   std::vector<int> decision_steps_;
   Backoff decode_backoff_;

@@ -95,6 +95,20 @@ absl::Status ResolveSpirl(v1::SpirlConfig* spirl) {
   return absl::OkStatus();
 }
 
+// EAP's, with the spirl machinery's values (EAP fine-tunes with PPO and gives no δ): δ = 1, α
+// from 1 tuned at 3e-4, latents squashed to ±2. horizon stays 0 (the prior's k) until known.
+absl::Status ResolveEap(v1::EapConfig* eap) {
+  PRL_RETURN_IF_ERROR(ResolveDouble("algorithm.eap.target_divergence", 1.0, Range::kPositive, eap));
+  PRL_RETURN_IF_ERROR(ResolveDouble("algorithm.eap.initial_alpha", 1.0, Range::kPositive, eap));
+  PRL_RETURN_IF_ERROR(ResolveDouble("algorithm.eap.alpha_lr", 3e-4, Range::kPositive, eap));
+  PRL_RETURN_IF_ERROR(ResolveDouble("algorithm.eap.latent_bound", 2.0, Range::kPositive, eap));
+  if (eap->horizon() < 0 || eap->horizon() > 1000) {
+    return FieldError("algorithm.eap.horizon", eap->horizon(),
+                      "in 1..1000, or 0 for the prior's horizon");
+  }
+  return absl::OkStatus();
+}
+
 // PARROT's: SAC over the flow's latent (target entropy −latent_dim = −act_dim), squashed to ±3.
 absl::Status ResolveParrot(int64_t act_dim, v1::ParrotConfig* parrot) {
   PRL_RETURN_IF_ERROR(ResolveSac(act_dim, parrot->mutable_sac()));
@@ -133,6 +147,9 @@ absl::Status ResolveAlgorithmSpec(int64_t act_dim, v1::AlgorithmSpec* a) {
     case v1::AlgorithmSpec::kParrot:
       PRL_RETURN_IF_ERROR(ResolveParrot(act_dim, a->mutable_parrot()));
       break;
+    case v1::AlgorithmSpec::kEap:
+      PRL_RETURN_IF_ERROR(ResolveEap(a->mutable_eap()));
+      break;
     case v1::AlgorithmSpec::ALGORITHM_NOT_SET:
       return absl::InvalidArgumentError("algorithm: not set; it must be one of sac, td3");
     default: {
@@ -140,7 +157,7 @@ absl::Status ResolveAlgorithmSpec(int64_t act_dim, v1::AlgorithmSpec* a) {
           v1::AlgorithmSpec::descriptor()->FindFieldByNumber(a->algorithm_case())->name();
       return absl::UnimplementedError(absl::StrCat(
           "algorithm.", name,
-          ": not implemented by the learner's agent yet (sac, td3, spirl and parrot are)"));
+          ": not implemented by the learner's agent yet (sac, td3, spirl, eap and parrot are)"));
     }
   }
   return ResolveSharedFields(a);
@@ -155,6 +172,7 @@ v1::AlgorithmSpec AlgorithmDefaults(v1::AlgorithmSpec::AlgorithmCase which, int6
   if (which == v1::AlgorithmSpec::kParrot) {
     resolved.Update(ResolveParrot(act_dim, a.mutable_parrot()));
   }
+  if (which == v1::AlgorithmSpec::kEap) resolved.Update(ResolveEap(a.mutable_eap()));
   PRL_CHECK(resolved.ok()) << "the algorithm defaults fail their own checks: "
                            << resolved.ToString();
   return a;

@@ -84,7 +84,11 @@ class AgentAlgorithm final : public Algorithm {
   absl::Status ExportPolicy(
       v1::PolicyArchitecture* architecture,
       std::vector<std::pair<std::string, HostTensor>>* weights) const override {
-    return agent_->ExportPolicy(architecture, weights);
+    PRL_RETURN_IF_ERROR(agent_->ExportPolicy(architecture, weights));
+    if (spec_.output != v1::PolicyArchitecture::OUTPUT_UNSPECIFIED) {
+      architecture->set_output(spec_.output);
+    }
+    return absl::OkStatus();
   }
   absl::StatusOr<std::string> SaveState() const override { return agent_->SaveState(); }
   absl::Status RestoreState(const std::string& bytes) override {

@@ -11,6 +11,7 @@
 #include "absl/status/statusor.h"
 #include "learner/agent.h"
 #include "learner/algorithm.h"
+#include "proto/actor.pb.h"
 #include "proto/prior.pb.h"
 
 namespace prl::learner {
@@ -28,6 +29,9 @@ struct AgentAlgorithmSpec {
   bool env_steps_column = false;  // an int64 "env_steps" column (decisions of several steps)
   int decision_horizon = 1;
   v1::PriorRef prior;  // set for prior-guided algorithms (version resolved)
+  // When set, the exported policy's output kind (e.g. OUTPUT_DECODED_LATENT for SAC over a
+  // horizon-1 CVAE's latent, whose agent would otherwise say OUTPUT_FLOW_LATENT).
+  v1::PolicyArchitecture::Output output = v1::PolicyArchitecture::OUTPUT_UNSPECIFIED;
   std::string prior_address;
   // Update scalars: SAC's temperature scalars under these names ("alpha", "alpha_loss"; the
   // entropy slot as "entropy", or "kl_to_prior" for spirl); empty names leave them out.

@@ -157,6 +157,12 @@ int main(int argc, char** argv) {
         return prl::learner::CreateSpirlAlgorithm(options, {store, address});
       });
   algorithms.Register(
+      prl::v1::AlgorithmSpec::kEap, "eap",
+      [store = model_store->get(), address = absl::GetFlag(FLAGS_learner_prior_address)](
+          const prl::learner::AlgorithmOptions& options) {
+        return prl::learner::CreateEapAlgorithm(options, {store, address});
+      });
+  algorithms.Register(
       prl::v1::AlgorithmSpec::kParrot, "parrot",
       [store = model_store->get(), address = absl::GetFlag(FLAGS_learner_prior_address)](
           const prl::learner::AlgorithmOptions& options) {

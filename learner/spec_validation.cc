@@ -125,6 +125,7 @@ class SpecChecker {
   void CheckTd3(const v1::Td3Config& c, v1::Td3Config* out);
   void CheckSpirl(const v1::SpirlConfig& c, v1::SpirlConfig* out);
   void CheckParrot(const v1::ParrotConfig& c, v1::ParrotConfig* out);
+  void CheckEap(const v1::EapConfig& c, v1::EapConfig* out);
   void CheckNetwork(const v1::NetworkSpec& n, v1::NetworkSpec* out);
   void CheckHyperparameters(const AlgorithmSpec& a, AlgorithmSpec* out);
   void CheckPrior();
@@ -271,6 +272,9 @@ void SpecChecker::CheckAlgorithm() {
     case AlgorithmSpec::kParrot:
       CheckParrot(a.parrot(), out->mutable_parrot());
       break;
+    case AlgorithmSpec::kEap:
+      CheckEap(a.eap(), out->mutable_eap());
+      break;
     case AlgorithmSpec::ALGORITHM_NOT_SET:
       Bad("algorithm", "unset",
           "KIND_TRAIN requires exactly one of algorithm.sac, algorithm.td3, algorithm.spirl, "
@@ -279,8 +283,8 @@ void SpecChecker::CheckAlgorithm() {
     default:
       unsupported_.push_back(absl::StrCat("algorithm.", AlgorithmName(a),
                                           " is not supported by this learner yet (algorithm.sac, "
-                                          "algorithm.td3, algorithm.spirl and algorithm.parrot "
-                                          "are)"));
+                                          "algorithm.td3, algorithm.spirl, algorithm.eap and "
+                                          "algorithm.parrot are)"));
       break;
   }
   CheckNetwork(a.network(), out->mutable_network());
@@ -318,6 +322,21 @@ void SpecChecker::CheckSpirl(const v1::SpirlConfig& c, v1::SpirlConfig* out) {
   if (c.kl_samples() < 0 || c.kl_samples() > 100) {
     Bad("algorithm.spirl.kl_samples", absl::StrCat(c.kl_samples()),
         "use 1..100 for a Monte-Carlo estimate, or 0 for the analytic divergence");
+  }
+}
+
+void SpecChecker::CheckEap(const v1::EapConfig& c, v1::EapConfig* out) {
+  const v1::EapConfig& def = defaults_.eap();
+  out->set_target_divergence(
+      Positive(c.target_divergence(), def.target_divergence(), "algorithm.eap.target_divergence"));
+  out->set_initial_alpha(
+      Positive(c.initial_alpha(), def.initial_alpha(), "algorithm.eap.initial_alpha"));
+  out->set_alpha_lr(Positive(c.alpha_lr(), def.alpha_lr(), "algorithm.eap.alpha_lr"));
+  out->set_latent_bound(
+      Positive(c.latent_bound(), def.latent_bound(), "algorithm.eap.latent_bound"));
+  if (c.horizon() < 0 || c.horizon() > 1000) {
+    Bad("algorithm.eap.horizon", absl::StrCat(c.horizon()),
+        "use 1..1000 (it must equal the prior's k), or 0 for the prior's horizon");
   }
 }
 

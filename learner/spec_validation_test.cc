@@ -204,7 +204,6 @@ TEST(SpecValidationTest, UnsupportedPartsAreUnimplemented) {
   } cases[] = {
       {"", "kind: KIND_COLLECT", "kind: KIND_COLLECT"},
       {"", "kind: KIND_EVALUATE", "kind: KIND_EVALUATE"},
-      {"algorithm", "algorithm { eap {} } prior { name: 'p' version: 3 }", "algorithm.eap"},
       {"algorithm", "algorithm { mcat {} }", "algorithm.mcat"},
   };
   for (const Case& c : cases) {
@@ -216,6 +215,30 @@ TEST(SpecValidationTest, UnsupportedPartsAreUnimplemented) {
     EXPECT_THAT(filled.status().message(), HasSubstr("is not supported by this learner yet"));
     EXPECT_THAT(SpecProblems(spec), IsEmpty());
   }
+}
+
+TEST(SpecValidationTest, EapIsFilledWithItsDefaultsAndNeedsAPrior) {
+  absl::StatusOr<v1::ExperimentSpec> filled =
+      ValidateAndFillSpec(Spec("algorithm", "algorithm { eap {} } prior { name: 'p' }"));
+  ASSERT_TRUE(filled.ok()) << filled.status();
+  const v1::EapConfig& eap = filled->algorithm().eap();
+  EXPECT_DOUBLE_EQ(eap.target_divergence(), 1.0);
+  EXPECT_DOUBLE_EQ(eap.initial_alpha(), 1.0);
+  EXPECT_DOUBLE_EQ(eap.alpha_lr(), 3e-4);
+  EXPECT_DOUBLE_EQ(eap.latent_bound(), 2.0);
+  EXPECT_EQ(eap.horizon(), 0);  // the prior's k, once known
+  EXPECT_EQ(filled->algorithm().warmup_env_steps(), 5000);
+  const absl::Status no_prior =
+      ValidateAndFillSpec(Spec("algorithm", "algorithm { eap {} }")).status();
+  EXPECT_EQ(no_prior.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(no_prior.message(), HasSubstr("prior"));
+  const absl::Status bad =
+      ValidateAndFillSpec(Spec("algorithm",
+                               "algorithm { eap { horizon: -1 latent_bound: -2 } } "
+                               "prior { name: 'p' }"))
+          .status();
+  EXPECT_THAT(bad.message(), HasSubstr("algorithm.eap.horizon: -1"));
+  EXPECT_THAT(bad.message(), HasSubstr("algorithm.eap.latent_bound"));
 }
 
 TEST(SpecValidationTest, InvalidArgumentWinsOverUnimplemented) {

@@ -45,7 +45,7 @@ namespace {
 
 class SpirlAgent final : public TwinCriticAgent {
  public:
-  SpirlAgent(const AgentConfig& config, std::shared_ptr<const models::SkillModel> prior)
+  SpirlAgent(const AgentConfig& config, std::shared_ptr<const models::LatentPriorModel> prior)
       : TwinCriticAgent(config, models::PolicyNetwork::Head::kSquashedGaussian),
         spirl_(config.algorithm.spirl()),
         prior_(std::move(prior)),
@@ -64,15 +64,15 @@ class SpirlAgent final : public TwinCriticAgent {
       const std::string source = absl::StrCat("prior.", name);
       const HostTensor* t = artifact.Find(source);
       if (t == nullptr) {
-        return absl::InvalidArgumentError(absl::StrCat("the skill prior has no tensor '", source,
+        return absl::InvalidArgumentError(absl::StrCat("the prior has no tensor '", source,
                                                        "' for the policy's '", name,
                                                        "': the architectures differ"));
       }
       const at::Tensor value =
           at::from_blob(const_cast<float*>(t->data<float>().data()), t->shape(), at::kFloat);
       if (value.sizes() != param.sizes()) {
-        return absl::InvalidArgumentError(absl::StrCat("the skill prior's '", source,
-                                                       "' does not fit the policy's '", name, "'"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("the prior's '", source, "' does not fit the policy's '", name, "'"));
       }
       param.copy_(value.to(param.device()));
     }
@@ -86,7 +86,7 @@ class SpirlAgent final : public TwinCriticAgent {
   // usable next to tensors that autograd records).
   models::DiagonalGaussian PriorAt(const at::Tensor& obs) const {
     absl::StatusOr<models::DiagonalGaussian> p = prior_->Prior(obs);
-    PRL_CHECK(p.ok()) << "skill prior: " << p.status();
+    PRL_CHECK(p.ok()) << "prior: " << p.status();
     return {p->mean.clone(), p->log_std.clone()};
   }
 
@@ -175,7 +175,7 @@ class SpirlAgent final : public TwinCriticAgent {
 
  private:
   const v1::SpirlConfig spirl_;
-  const std::shared_ptr<const models::SkillModel> prior_;
+  const std::shared_ptr<const models::LatentPriorModel> prior_;
   at::Tensor log_alpha_;  // [1]; its gradient is computed in closed form
   FlatAdam alpha_adam_;
 };
@@ -184,29 +184,33 @@ class SpirlAgent final : public TwinCriticAgent {
 }  // namespace internal
 
 absl::StatusOr<std::unique_ptr<Agent>> CreateSpirlAgent(
-    const AgentOptions& options, std::shared_ptr<const models::SkillModel> prior) {
+    const AgentOptions& options, std::shared_ptr<const models::LatentPriorModel> prior) {
   if (!options.algorithm.has_spirl()) {
     return absl::InvalidArgumentError("algorithm: CreateSpirlAgent needs algorithm.spirl");
   }
   if (prior == nullptr) return absl::InvalidArgumentError("prior: not set");
-  PRL_ASSIGN_OR_RETURN(internal::AgentConfig config, internal::ResolveAgentOptions(options));
-  const models::SkillModelOptions& p = prior->options();
-  if (config.act_dim != p.latent_dim) {
-    return FieldError("act_dim", config.act_dim,
-                      absl::StrCat("the prior's latent_dim (", p.latent_dim, ")"));
+  if (!prior->learned_prior()) {
+    return absl::InvalidArgumentError(
+        "prior: its p(z|s) is the fixed N(0, I), not a learned state-conditioned prior to "
+        "regularise towards (train a SKILL_VAE, or a CVAE with horizon > 1)");
   }
-  if (config.obs_dim != p.obs_dim) {
+  PRL_ASSIGN_OR_RETURN(internal::AgentConfig config, internal::ResolveAgentOptions(options));
+  if (config.act_dim != prior->latent_dim()) {
+    return FieldError("act_dim", config.act_dim,
+                      absl::StrCat("the prior's latent_dim (", prior->latent_dim(), ")"));
+  }
+  if (config.obs_dim != prior->obs_dim()) {
     return FieldError("obs_dim", config.obs_dim,
-                      absl::StrCat("the prior's obs_dim (", p.obs_dim, ")"));
+                      absl::StrCat("the prior's obs_dim (", prior->obs_dim(), ")"));
   }
   const int horizon = config.algorithm.spirl().horizon();
-  if (horizon != 0 && horizon != p.horizon) {
+  if (horizon != 0 && horizon != prior->horizon()) {
     return FieldError("algorithm.spirl.horizon", horizon,
-                      absl::StrCat("0 or the prior's horizon (", p.horizon, ")"));
+                      absl::StrCat("0 or the prior's horizon (", prior->horizon(), ")"));
   }
-  config.algorithm.mutable_spirl()->set_horizon(p.horizon);
+  config.algorithm.mutable_spirl()->set_horizon(prior->horizon());
   const bool from_prior = !config.algorithm.spirl().random_policy_init();
-  if (from_prior) config.actor_network = p.network;
+  if (from_prior) config.actor_network = prior->prior_network();
   try {
     if (config.num_threads > 0) at::set_num_threads(config.num_threads);
     auto agent = std::make_unique<internal::SpirlAgent>(config, std::move(prior));

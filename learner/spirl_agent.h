@@ -27,7 +27,7 @@
 #include "ATen/core/Tensor.h"
 #include "absl/status/statusor.h"
 #include "learner/agent.h"
-#include "models/skill_model.h"
+#include "models/prior_model.h"
 
 namespace prl::learner {
 
@@ -39,12 +39,14 @@ at::Tensor SpirlDivergence(const at::Tensor& mean, const at::Tensor& log_std,
                            const at::Tensor& mc_noise);
 
 // A spirl agent for `options` (algorithm.spirl set; act_dim must be the prior's latent_dim)
-// regularised towards `prior` (loaded on the agent's device). Unless
+// regularised towards `prior` (loaded on the agent's device): a SKILL_VAE's skill prior, or for
+// EAP a CVAE's learned state prior π_state (eap's settings passed as algorithm.spirl; a CVAE
+// with the fixed N(0, I) is refused). Unless
 // spirl.random_policy_init, the policy takes the prior's network and starts as a copy of its
 // weights. Errors: Agent::Create's; INVALID_ARGUMENT when act_dim or obs_dim differ from the
 // prior's, or spirl.horizon from its horizon.
 absl::StatusOr<std::unique_ptr<Agent>> CreateSpirlAgent(
-    const AgentOptions& options, std::shared_ptr<const models::SkillModel> prior);
+    const AgentOptions& options, std::shared_ptr<const models::LatentPriorModel> prior);
 
 }  // namespace prl::learner
 

@@ -11,6 +11,7 @@
 #include "common/status_macros.h"
 #include "learner/flat_algorithm.h"
 #include "learner/spirl_agent.h"
+#include "models/cvae_model.h"
 #include "models/skill_model.h"
 
 namespace prl::learner {
@@ -19,72 +20,10 @@ namespace {
 
 constexpr char kStateMagic[] = "PRL-PRIOR-GUIDED-STATE 1 prior-version ";
 
-// The agent-backed algorithm for the prior version `version` (0: the newest stored).
-absl::StatusOr<std::unique_ptr<Algorithm>> BuildForVersion(const AlgorithmOptions& options,
-                                                           const SpirlContext& context,
-                                                           int64_t version,
-                                                           v1::PriorRef* resolved) {
-  const v1::ExperimentSpec& spec = options.spec;
-  const bool parrot = spec.algorithm().has_parrot();
-  if (!spec.algorithm().has_spirl() && !parrot) {
-    return absl::InvalidArgumentError(
-        "algorithm: the prior-guided algorithms here are spirl and parrot");
-  }
-  const std::string method = parrot ? "parrot" : "spirl";
-  if (context.models == nullptr) {
-    return absl::FailedPreconditionError(method + " needs the learner's model store");
-  }
-  PRL_ASSIGN_OR_RETURN(models::ModelArtifact artifact,
-                       context.models->Read(spec.prior().name(), version));
-  const v1::ModelInfo& info = artifact.info;
-  const v1::PriorKind want = parrot ? v1::PRIOR_KIND_REAL_NVP_FLOW : v1::PRIOR_KIND_SKILL_VAE;
-  if (info.kind() != want) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "prior: '", info.name(), "' v", info.version(), " is a ", v1::PriorKind_Name(info.kind()),
-        "; ", method, " needs a ", v1::PriorKind_Name(want), " (a TRAIN_PRIOR run of that kind)"));
-  }
-  if (info.obs_dim() != options.obs_dim || info.action_dim() != options.act_dim) {
-    return absl::InvalidArgumentError(absl::StrCat("prior: '", info.name(), "' v", info.version(),
-                                                   " has state ", info.obs_dim(), " and action ",
-                                                   info.action_dim(), " dimensions; the env has ",
-                                                   options.obs_dim, " and ", options.act_dim));
-  }
-  if (parrot) {
-    // PARROT needs no prior on the learner: SAC over the flow's latent, which actors map to
-    // actions with a = f(z; s)
-    AgentOptions agent_options;
-    agent_options.obs_dim = options.obs_dim;
-    agent_options.act_dim = options.act_dim;
-    agent_options.algorithm = spec.algorithm();
-    agent_options.device = options.device;
-    agent_options.seed = static_cast<uint64_t>(spec.algorithm().seed());
-    agent_options.num_threads = options.num_threads;
-    PRL_ASSIGN_OR_RETURN(std::unique_ptr<Agent> agent, Agent::Create(agent_options));
-    AgentAlgorithmSpec acting;
-    acting.name = "parrot";
-    acting.obs_dim = options.obs_dim;
-    acting.action_dim = options.act_dim;
-    acting.decision_horizon = 1;
-    acting.prior.set_name(info.name());
-    acting.prior.set_version(info.version());
-    acting.prior_address = context.prior_address;
-    acting.alpha_name = "alpha";
-    acting.alpha_loss_name = "alpha_loss";
-    acting.entropy_name = "entropy";
-    *resolved = acting.prior;
-    return MakeAgentAlgorithm(std::move(acting), std::move(agent));
-  }
-  AgentOptions agent_options;
-  agent_options.obs_dim = options.obs_dim;
-  agent_options.act_dim = info.latent_dim();
-  agent_options.algorithm = spec.algorithm();
-  agent_options.device = options.device;
-  agent_options.seed = static_cast<uint64_t>(spec.algorithm().seed());
-  agent_options.num_threads = options.num_threads;
-  // the prior computes where the agent does (CreateSpirlAgent refuses a device that is not
-  // there before it would matter)
+// The device a prior computes on for the learner's KL term: where the agent computes
+// (CreateSpirlAgent refuses a device that is not there before it would matter).
+absl::StatusOr<at::Device> PriorDevice(const std::string& name) {
   at::Device device = at::kCPU;
-  const std::string& name = options.device;
   if ((name.empty() || name == "auto") && at::hasCUDA()) {
     device = at::Device(at::kCUDA, 0);
   } else if (name == "cuda") {
@@ -100,23 +39,114 @@ absl::StatusOr<std::unique_ptr<Algorithm>> BuildForVersion(const AlgorithmOption
     return absl::FailedPreconditionError(
         absl::StrCat("device: \"", name, "\" is not available in this process"));
   }
-  PRL_ASSIGN_OR_RETURN(std::unique_ptr<models::SkillModel> prior,
-                       models::SkillModel::FromArtifact(artifact, device));
-  PRL_ASSIGN_OR_RETURN(std::unique_ptr<Agent> agent,
-                       CreateSpirlAgent(agent_options, std::move(prior)));
+  return device;
+}
+
+// EAP runs the spirl agent: its settings as a SpirlConfig (the same fields; no Monte-Carlo KL).
+v1::AlgorithmSpec AsSpirl(const v1::AlgorithmSpec& algorithm) {
+  v1::AlgorithmSpec out = algorithm;
+  const v1::EapConfig eap = algorithm.eap();
+  v1::SpirlConfig* spirl = out.mutable_spirl();
+  spirl->set_target_divergence(eap.target_divergence());
+  spirl->set_initial_alpha(eap.initial_alpha());
+  spirl->set_fixed_alpha(eap.fixed_alpha());
+  spirl->set_alpha_lr(eap.alpha_lr());
+  spirl->set_horizon(eap.horizon());
+  spirl->set_random_policy_init(eap.random_policy_init());
+  spirl->set_latent_bound(eap.latent_bound());
+  return out;
+}
+
+// The prior kinds a method accepts, for its error message.
+std::string WantedPrior(absl::string_view method) {
+  if (method == "parrot") {
+    return "a PRIOR_KIND_REAL_NVP_FLOW (PARROT) or a PRIOR_KIND_CVAE of horizon 1 (latent SAC)";
+  }
+  if (method == "eap") return "a PRIOR_KIND_CVAE with a learned state prior (horizon > 1)";
+  return "a PRIOR_KIND_SKILL_VAE";
+}
+
+// The agent-backed algorithm for the prior version `version` (0: the newest stored).
+absl::StatusOr<std::unique_ptr<Algorithm>> BuildForVersion(const AlgorithmOptions& options,
+                                                           const SpirlContext& context,
+                                                           int64_t version,
+                                                           v1::PriorRef* resolved) {
+  const v1::ExperimentSpec& spec = options.spec;
+  const v1::AlgorithmSpec& algorithm = spec.algorithm();
+  std::string method;
+  if (algorithm.has_spirl()) method = "spirl";
+  if (algorithm.has_eap()) method = "eap";
+  if (algorithm.has_parrot()) method = "parrot";
+  if (method.empty()) {
+    return absl::InvalidArgumentError(
+        "algorithm: the prior-guided algorithms here are spirl, eap and parrot");
+  }
+  if (context.models == nullptr) {
+    return absl::FailedPreconditionError(method + " needs the learner's model store");
+  }
+  PRL_ASSIGN_OR_RETURN(models::ModelArtifact artifact,
+                       context.models->Read(spec.prior().name(), version));
+  const v1::ModelInfo& info = artifact.info;
+  const bool cvae = info.kind() == v1::PRIOR_KIND_CVAE;
+  bool fits = false;
+  if (method == "spirl") fits = info.kind() == v1::PRIOR_KIND_SKILL_VAE;
+  if (method == "eap") fits = cvae && info.horizon() > 1;
+  if (method == "parrot") {
+    fits = info.kind() == v1::PRIOR_KIND_REAL_NVP_FLOW || (cvae && info.horizon() == 1);
+  }
+  if (!fits) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("prior: '", info.name(), "' v", info.version(), " is a ",
+                     v1::PriorKind_Name(info.kind()), " of horizon ", info.horizon(), "; ", method,
+                     " needs ", WantedPrior(method), " (a TRAIN_PRIOR run of that kind)"));
+  }
+  if (info.obs_dim() != options.obs_dim || info.action_dim() != options.act_dim) {
+    return absl::InvalidArgumentError(absl::StrCat("prior: '", info.name(), "' v", info.version(),
+                                                   " has state ", info.obs_dim(), " and action ",
+                                                   info.action_dim(), " dimensions; the env has ",
+                                                   options.obs_dim, " and ", options.act_dim));
+  }
   AgentAlgorithmSpec acting;
-  acting.name = "spirl";
+  acting.name = method;
   acting.obs_dim = options.obs_dim;
-  acting.action_dim = info.latent_dim();
-  acting.env_steps_column = true;
-  acting.decision_horizon = info.horizon();
   acting.prior.set_name(info.name());
   acting.prior.set_version(info.version());
   acting.prior_address = context.prior_address;
   acting.alpha_name = "alpha";
   acting.alpha_loss_name = "alpha_loss";
-  acting.entropy_name = "kl_to_prior";
+  AgentOptions agent_options;
+  agent_options.obs_dim = options.obs_dim;
+  agent_options.algorithm = algorithm;
+  agent_options.device = options.device;
+  agent_options.seed = static_cast<uint64_t>(algorithm.seed());
+  agent_options.num_threads = options.num_threads;
   *resolved = acting.prior;
+  if (method == "parrot") {
+    // PARROT (and latent SAC) need no prior on the learner: SAC over the prior's latent, which
+    // actors map to actions every step — a = f(z; s) through a flow, a = g(s, z) through a CVAE
+    agent_options.act_dim = cvae ? info.latent_dim() : options.act_dim;
+    PRL_ASSIGN_OR_RETURN(std::unique_ptr<Agent> agent, Agent::Create(agent_options));
+    acting.action_dim = agent_options.act_dim;
+    acting.decision_horizon = 1;
+    acting.entropy_name = "entropy";
+    if (cvae) acting.output = v1::PolicyArchitecture::OUTPUT_DECODED_LATENT;
+    return MakeAgentAlgorithm(std::move(acting), std::move(agent));
+  }
+  PRL_ASSIGN_OR_RETURN(at::Device device, PriorDevice(options.device));
+  std::shared_ptr<const models::LatentPriorModel> prior;
+  if (cvae) {
+    PRL_ASSIGN_OR_RETURN(prior, models::CvaeModel::FromArtifact(artifact, device));
+    agent_options.algorithm = AsSpirl(algorithm);
+  } else {
+    PRL_ASSIGN_OR_RETURN(prior, models::SkillModel::FromArtifact(artifact, device));
+  }
+  agent_options.act_dim = info.latent_dim();
+  PRL_ASSIGN_OR_RETURN(std::unique_ptr<Agent> agent,
+                       CreateSpirlAgent(agent_options, std::move(prior)));
+  acting.action_dim = info.latent_dim();
+  acting.env_steps_column = true;
+  acting.decision_horizon = info.horizon();
+  acting.entropy_name = "kl_to_prior";
   return MakeAgentAlgorithm(std::move(acting), std::move(agent));
 }
 
@@ -153,7 +183,8 @@ class SpirlAlgorithm final : public Algorithm {
     const size_t newline = rest.find('\n');
     if (!absl::ConsumePrefix(&rest, kStateMagic) || newline == absl::string_view::npos ||
         !absl::SimpleAtoi(rest.substr(0, rest.find('\n')), &version) || version < 1) {
-      return absl::DataLossError("the checkpoint does not hold a spirl state");
+      return absl::DataLossError(
+          absl::StrCat("the checkpoint does not hold a ", inner_->name(), " state"));
     }
     rest.remove_prefix(rest.find('\n') + 1);
     if (version != prior_.version()) {
@@ -186,6 +217,11 @@ class SpirlAlgorithm final : public Algorithm {
 
 absl::StatusOr<std::unique_ptr<Algorithm>> CreateParrotAlgorithm(const AlgorithmOptions& options,
                                                                  const SpirlContext& context) {
+  return CreateSpirlAlgorithm(options, context);
+}
+
+absl::StatusOr<std::unique_ptr<Algorithm>> CreateEapAlgorithm(const AlgorithmOptions& options,
+                                                              const SpirlContext& context) {
   return CreateSpirlAlgorithm(options, context);
 }
 

@@ -27,7 +27,8 @@ struct SpirlContext {
 
 // Errors: INVALID_ARGUMENT naming spec.prior for a prior that is not a SKILL_VAE, or whose
 // state and action dimensions are not the env's; NOT_FOUND for a prior the store lacks;
-// CreateSpirlAgent's.
+// CreateSpirlAgent's. (Every Create* here accepts any of the three methods; the names say
+// which one the caller registers.)
 absl::StatusOr<std::unique_ptr<Algorithm>> CreateSpirlAlgorithm(const AlgorithmOptions& options,
                                                                 const SpirlContext& context);
 
@@ -36,8 +37,19 @@ absl::StatusOr<std::unique_ptr<Algorithm>> CreateSpirlAlgorithm(const AlgorithmO
 // squashed to ±parrot.latent_bound); actors map z to the action with a = f(z; s) every step
 // through the prior, and store (s, z, r, discount, s'). The learner does not load the flow.
 // Errors: as CreateSpirlAlgorithm's, for a REAL_NVP_FLOW.
+//
+// With a CVAE prior of horizon 1 instead this is the latent SAC of the half-cheetah transfer
+// report: SAC over the CVAE's latent (its latent_dim), actors decode a = g(s, z) every step
+// (the exported policy says OUTPUT_DECODED_LATENT, decision horizon 1).
 absl::StatusOr<std::unique_ptr<Algorithm>> CreateParrotAlgorithm(const AlgorithmOptions& options,
                                                                  const SpirlContext& context);
+
+// EAP (Ajay & Agrawal): the spirl agent regularised towards a CVAE's learned state prior
+// π_state(z | s) (a CVAE of horizon k > 1), the policy starting as a copy of it; actors decode
+// the k actions of each decision open loop, with one Decode call at the decision's state, and
+// store one row per decision like spirl's. Errors: as CreateSpirlAlgorithm's, for such a CVAE.
+absl::StatusOr<std::unique_ptr<Algorithm>> CreateEapAlgorithm(const AlgorithmOptions& options,
+                                                              const SpirlContext& context);
 
 }  // namespace prl::learner
 

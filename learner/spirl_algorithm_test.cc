@@ -8,6 +8,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "learner/model_store.h"
+#include "models/cvae_model.h"
 #include "models/real_nvp.h"
 #include "models/skill_model.h"
 
@@ -36,6 +37,22 @@ class SpirlAlgorithmTest : public ::testing::Test {
     options.network.add_hidden_sizes(16);
     options.seed = seed;
     auto model = models::SkillModel::Create(options).value();
+    v1::ModelInfo info;
+    info.set_name(name);
+    info.set_version(store_->Reserve(name).value());
+    ASSERT_TRUE(store_->Write(model->ToArtifact(info).value()).ok());
+  }
+
+  void StoreCvae(const std::string& name, int horizon, int64_t seed) {
+    models::CvaeModelOptions options;
+    options.obs_dim = kObs;
+    options.act_dim = kAct;
+    options.horizon = horizon;
+    options.latent_dim = 3;
+    options.learned_prior = horizon > 1;
+    options.network.add_hidden_sizes(16);
+    options.seed = seed;
+    auto model = models::CvaeModel::Create(options).value();
     v1::ModelInfo info;
     info.set_name(name);
     info.set_version(store_->Reserve(name).value());
@@ -139,6 +156,81 @@ TEST_F(SpirlAlgorithmTest, ParrotActsThroughTheFlowAndStartsAtItsBase) {
   options.spec.mutable_algorithm()->mutable_parrot();
   absl::Status s = CreateParrotAlgorithm(options, context).status();
   EXPECT_THAT(s.message(), HasSubstr("PRIOR_KIND_REAL_NVP_FLOW"));
+}
+
+// EAP: the spirl agent over a CVAE's state prior; one row per k-step decision, the policy a copy
+// of π_state, the KL to it reported.
+TEST_F(SpirlAlgorithmTest, EapActsEveryKStepsAndStartsAsTheStatePrior) {
+  StoreCvae("maze-eap", 4, 1);
+  AlgorithmOptions options = Options("maze-eap", 0);
+  options.spec.mutable_algorithm()->mutable_eap();
+  options.spec.mutable_algorithm()->mutable_network()->clear_hidden_sizes();
+  options.spec.mutable_algorithm()->mutable_network()->add_hidden_sizes(16);
+  SpirlContext context{store_.get(), "prior:1"};
+  auto algorithm = CreateEapAlgorithm(options, context);
+  ASSERT_TRUE(algorithm.ok()) << algorithm.status();
+  EXPECT_EQ((*algorithm)->name(), "eap");
+  v1::Assignment assignment;
+  (*algorithm)->DescribeActing(&assignment);
+  EXPECT_EQ(assignment.decision_horizon(), 4);
+  EXPECT_EQ(assignment.signature_size(), 6);  // with env_steps
+  EXPECT_EQ(assignment.signature(1).shape(0), 3);
+  v1::PolicyArchitecture architecture;
+  std::vector<std::pair<std::string, HostTensor>> weights;
+  ASSERT_TRUE((*algorithm)->ExportPolicy(&architecture, &weights).ok());
+  EXPECT_EQ(architecture.output(), v1::PolicyArchitecture::OUTPUT_DECODED_LATENT);
+  // the policy is the state prior's network, weight for weight
+  models::ModelArtifact prior = store_->Read("maze-eap", 1).value();
+  int compared = 0;
+  for (const auto& [name, tensor] : weights) {
+    const HostTensor* source = prior.Find("prior." + name);
+    ASSERT_NE(source, nullptr) << name;
+    EXPECT_EQ(tensor.bytes(), source->bytes()) << name;
+    ++compared;
+  }
+  EXPECT_GT(compared, 0);
+  Batch batch;
+  at::manual_seed(0);
+  batch.columns["observation"] = at::randn({8, kObs});
+  batch.columns["action"] = at::rand({8, 3}) * 4 - 2;
+  batch.columns["reward"] = at::randn({8});
+  batch.columns["discount"] = at::ones({8});
+  batch.columns["next_observation"] = at::randn({8, kObs});
+  batch.columns["env_steps"] = at::full({8}, 4, at::kLong);
+  auto result = (*algorithm)->Update(batch);
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(result->scalars.count("kl_to_prior"), 1u);
+
+  // a horizon-1 CVAE has no learned state prior: not an EAP prior
+  StoreCvae("generator", 1, 1);
+  options.spec.mutable_prior()->set_name("generator");
+  absl::Status s = CreateEapAlgorithm(options, context).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(s.message(), HasSubstr("learned state prior"));
+}
+
+// Latent SAC: parrot over a horizon-1 CVAE — SAC over its latent, actors decode a = g(s, z).
+TEST_F(SpirlAlgorithmTest, ParrotOverAOneStepCvaeIsLatentSac) {
+  StoreCvae("generator", 1, 1);
+  AlgorithmOptions options = Options("generator", 0);
+  options.spec.mutable_algorithm()->mutable_parrot();
+  SpirlContext context{store_.get(), "prior:1"};
+  auto algorithm = CreateParrotAlgorithm(options, context);
+  ASSERT_TRUE(algorithm.ok()) << algorithm.status();
+  const std::vector<TableSpec> tables = (*algorithm)->Tables();
+  EXPECT_EQ(tables[0].signature[1].shape(0), 3);  // z of the CVAE's latent_dim
+  v1::Assignment assignment;
+  (*algorithm)->DescribeActing(&assignment);
+  EXPECT_EQ(assignment.decision_horizon(), 1);
+  v1::PolicyArchitecture architecture;
+  std::vector<std::pair<std::string, HostTensor>> weights;
+  ASSERT_TRUE((*algorithm)->ExportPolicy(&architecture, &weights).ok());
+  EXPECT_EQ(architecture.output(), v1::PolicyArchitecture::OUTPUT_DECODED_LATENT);
+  // an EAP CVAE (k = 4) is not a one-step generator
+  StoreCvae("maze-eap", 4, 1);
+  options.spec.mutable_prior()->set_name("maze-eap");
+  absl::Status s = CreateParrotAlgorithm(options, context).status();
+  EXPECT_THAT(s.message(), HasSubstr("PRIOR_KIND_CVAE of horizon 1"));
 }
 
 TEST_F(SpirlAlgorithmTest, RefusesPriorsThatDoNotFit) {
