@@ -2,36 +2,40 @@
 # The maze transfer study on a local cluster, end to end and reproducible:
 #   1. prl_collect: noisy planner episodes on random mazes (one per env, seeds from 1000), start
 #      and goal at random — the "old tasks";
-#   2. TRAIN_PRIOR on that dataset: a SPiRL skill prior ("maze-skills") and a PARROT flow
-#      ("maze-flow");
+#   2. TRAIN_PRIOR on that dataset: a SPiRL skill prior ("maze-skills"), an EAP CVAE with a
+#      state prior ("maze-eap") and a PARROT flow ("maze-flow"), each only if a method needs it;
 #   3. the new task — the held-out maze of examples/maze_spirl.textproto, sparse reward — with
-#      spirl, parrot and flat sac for every seed (they queue on the learner);
+#      spirl, eap, parrot and flat sac for every seed (they queue on the learner);
 #   4. one PNG of evaluation return (= success rate: the reward is 1 at the goal) against env
 #      steps, mean ± std over seeds per method, the CSV behind it, and a summary line.
 # Long (hours at the full budget on 2 cores): tagged out of the test suite; run it by hand.
+# deploy/local/cluster.sh runs a small version of it as its default job (--cluster).
 #
 #   bench/maze_transfer.sh [--seeds 1,2,3] [--max_env_steps N] [--out PREFIX]
 #
 # Options (defaults in brackets):
 #   --seeds LIST         seeds of the transfer runs [1,2,3]
 #   --max_env_steps N    budget of each transfer run [the specs' 1,000,000]
-#   --methods LIST       among spirl, parrot, sac [spirl,parrot,sac]
+#   --methods LIST       among spirl, eap, parrot, sac [spirl,eap,parrot,sac]
 #   --episodes N         planner episodes in the dataset [400]
 #   --prior_epochs N     epochs of each prior [20]
 #   --actors N           actor processes [2]
 #   --out PREFIX         writes PREFIX.csv, PREFIX.png [state/maze_transfer/maze_transfer]
 #   --state_dir DIR      cluster state, dataset and specs [state/maze_transfer]
+#   --cluster ENV        use the running cluster ENV (a cluster.env) instead of starting one;
+#                        its state directory holds the dataset and specs unless --state_dir
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 seeds="1,2,3"
 max_env_steps=0
-methods="spirl,parrot,sac"
+methods="spirl,eap,parrot,sac"
 episodes=400
 prior_epochs=20
 actors=2
-state_dir="${ROOT}/state/maze_transfer"
+state_dir=""
 out=""
+cluster_env=""
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --seeds) seeds="$2"; shift 2 ;;
@@ -42,10 +46,16 @@ while [[ $# -gt 0 ]]; do
     --actors) actors="$2"; shift 2 ;;
     --out) out="$2"; shift 2 ;;
     --state_dir) state_dir="$2"; shift 2 ;;
-    -h | --help) sed -n '2,24p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --cluster) cluster_env="$2"; shift 2 ;;
+    -h | --help) sed -n '2,27p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "maze_transfer: unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
+if [[ -n "${cluster_env}" ]]; then
+  [[ -f "${cluster_env}" ]] || { echo "maze_transfer: --cluster: no file ${cluster_env}" >&2; exit 2; }
+  [[ -n "${state_dir}" ]] || state_dir="$(dirname "${cluster_env}")"
+fi
+[[ -n "${state_dir}" ]] || state_dir="${ROOT}/state/maze_transfer"
 mkdir -p "${state_dir}"
 state_dir="$(cd "${state_dir}" && pwd)"
 [[ -n "${out}" ]] || out="${state_dir}/maze_transfer"
@@ -63,18 +73,39 @@ if [[ ! -f "${state_dir}/maze.hdf5" ]]; then
 fi
 
 # the cluster (learner, replay shards, prior server on the learner's store, actors)
-"${ROOT}/deploy/local/cluster.sh" --state_dir "${state_dir}" --actors "${actors}" --no_submit \
-  --base_port 0 --no_prometheus >"${state_dir}/cluster.out" 2>&1 &
-cluster=$!
-trap 'kill -TERM ${cluster} 2>/dev/null; wait ${cluster} 2>/dev/null || true' EXIT
-for _ in $(seq 1 6000); do
-  grep -q "running; Ctrl-C" "${state_dir}/cluster.out" 2>/dev/null && break
-  kill -0 "${cluster}" 2>/dev/null || { cat "${state_dir}/cluster.out" >&2; exit 1; }
-  sleep 0.2
-done
-# shellcheck disable=SC1091
-source "${state_dir}/cluster.env"
-prlctl=("${state_dir}/bin/prlctl" --learner="${PRL_LEARNER}")
+if [[ -z "${cluster_env}" ]]; then
+  "${ROOT}/deploy/local/cluster.sh" --state_dir "${state_dir}" --actors "${actors}" --no_submit \
+    --base_port 0 --no_prometheus >"${state_dir}/cluster.out" 2>&1 &
+  cluster=$!
+  trap 'kill -TERM ${cluster} 2>/dev/null; wait ${cluster} 2>/dev/null || true' EXIT
+  for _ in $(seq 1 6000); do
+    grep -q "running; Ctrl-C" "${state_dir}/cluster.out" 2>/dev/null && break
+    kill -0 "${cluster}" 2>/dev/null || { cat "${state_dir}/cluster.out" >&2; exit 1; }
+    sleep 0.2
+  done
+  cluster_env="${state_dir}/cluster.env"
+fi
+# shellcheck disable=SC1090
+source "${cluster_env}"
+prlctl=("$(dirname "${cluster_env}")/bin/prlctl" --learner="${PRL_LEARNER}")
+
+# follow ID to its end: prlctl watch, again after a learner restart cut it short
+follow() {  # ID TIMEOUT
+  local id="$1" timeout="$2" state
+  for _ in $(seq 1 1000); do
+    if [[ -t 1 ]]; then
+      "${prlctl[@]}" --watch_timeout="${timeout}" watch "${id}" || true
+    else
+      "${prlctl[@]}" --watch_timeout="${timeout}" watch "${id}" | tr '\r' '\n' | grep -v '^ *$' |
+        tail -1 || true
+    fi
+    state="$("${prlctl[@]}" get "${id}" 2>/dev/null | awk '/^state:/{print $2; exit}')" || true
+    case "${state}" in
+      EXPERIMENT_STATE_SUCCEEDED | EXPERIMENT_STATE_FAILED | EXPERIMENT_STATE_STOPPED) return 0 ;;
+    esac
+    sleep 2
+  done
+}
 
 # 2. the priors (skipped when the store has them already)
 train_prior() {  # NAME KIND EXTRA
@@ -97,10 +128,12 @@ EOF
   local id
   id="$("${prlctl[@]}" submit "${state_dir}/${name}.textproto")"
   echo "training ${name}: ${id}"
-  "${prlctl[@]}" --watch_timeout=24h watch "${id}" | tr '\r' '\n' | grep -v '^ *$' | tail -1
+  follow "${id}" 24h
 }
 [[ ",${methods}," == *",spirl,"* ]] &&
   train_prior maze-skills PRIOR_KIND_SKILL_VAE "horizon: 10 latent_dim: 10 beta: 1e-2"
+[[ ",${methods}," == *",eap,"* ]] &&
+  train_prior maze-eap PRIOR_KIND_CVAE "horizon: 10 latent_dim: 10 beta: 1e-2"
 [[ ",${methods}," == *",parrot,"* ]] && train_prior maze-flow PRIOR_KIND_REAL_NVP_FLOW ""
 
 # 3. the new task, every method and seed
@@ -116,9 +149,7 @@ for method in ${methods//,/ }; do
     ids+=("${id}")
   done
 done
-for id in "${ids[@]}"; do
-  "${prlctl[@]}" --watch_timeout=72h watch "${id}" | tr '\r' '\n' | grep -v '^ *$' | tail -1
-done
+for id in "${ids[@]}"; do follow "${id}" 72h; done
 
 # 4. the curves, by method
 "${prlctl[@]}" --metric=eval --group_by=method --csv="${out}.csv" --output="${out}.png" \
