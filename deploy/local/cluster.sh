@@ -2,9 +2,13 @@
 # Starts a whole PRL cluster on this machine: 2 replay shards, the prior server, the learner,
 # N actors and a Prometheus server scraping all of them, every process on loopback with its
 # log under one state directory. Waits until every service reports SERVING and Prometheus
-# scrapes every /metrics endpoint, prints the cluster, submits the default experiment (SAC on
-# cheetah run-forward) and shows its progress, then runs until Ctrl-C or SIGTERM and stops every
-# process cleanly (the learner checkpoints a running experiment and resumes it next time).
+# scrapes every /metrics endpoint, prints the cluster, then runs the default job — the maze
+# transfer workflow, small: collect planner data on random mazes, train a skill prior on it,
+# serve it, and train spirl and flat sac on a held-out maze with a sparse reward, ending with
+# the comparison plot and a one-line summary (bench/maze_transfer.sh --cluster; about 30
+# minutes on 2 cores) — or submits one experiment (--spec) and shows its progress. Then it runs
+# until Ctrl-C or SIGTERM and stops every process cleanly (the learner checkpoints a running
+# experiment and resumes it next time).
 #
 # While it runs it supervises every process: one that exits (crash, SIGKILL, even status 0) is
 # restarted with the same flags on the same ports, the ones it first listened on, after 1 s,
@@ -13,8 +17,8 @@
 # launcher stops the whole cluster and exits 1. After Ctrl-C or SIGTERM it exits 0 if every
 # process stopped cleanly.
 #
-#   deploy/local/cluster.sh                 # set up, build, run, train; Ctrl-C stops
-#   deploy/local/cluster.sh --spec examples/cheetah_td3.textproto
+#   deploy/local/cluster.sh                 # set up, build, run the maze workflow; Ctrl-C stops
+#   deploy/local/cluster.sh --spec examples/cheetah_sac.textproto
 #   deploy/local/cluster.sh --no_submit     # only the cluster
 #   deploy/local/cluster.sh --check         # start, verify, stop; exit 0 if all was healthy
 #
@@ -29,8 +33,10 @@
 #   --no_prometheus      do not start Prometheus
 #   --check              exit after verifying the cluster instead of running until Ctrl-C
 #   --no_setup           skip scripts/setup.sh (Debian packages)
-#   --spec FILE          experiment to submit once the cluster is up
-#                        (default examples/cheetah_sac.textproto)
+#   --spec FILE          experiment to submit once the cluster is up, instead of the maze
+#                        workflow
+#   --workflow_steps N   env-step budget of each transfer run of the maze workflow
+#                        (default 100000)
 #   --no_submit          submit nothing
 #   --learner_threads N  Torch threads of the learner's updates (default 1: actors share the
 #                        machine's cores)
@@ -51,7 +57,8 @@ bin_dir=""
 prometheus=1
 check=0
 setup=1
-spec="examples/cheetah_sac.textproto"
+spec=""
+workflow_steps=100000
 submit=1
 learner_threads=1
 max_restarts=5
@@ -72,6 +79,7 @@ while [[ $# -gt 0 ]]; do
     --check) check=1; shift ;;
     --no_setup) setup=0; shift ;;
     --spec) spec="$2"; shift 2 ;;
+    --workflow_steps) workflow_steps="$2"; shift 2 ;;
     --no_submit) submit=0; shift ;;
     --learner_threads) learner_threads="$2"; shift 2 ;;
     --max_restarts) max_restarts="$2"; shift 2 ;;
@@ -82,6 +90,9 @@ while [[ $# -gt 0 ]]; do
   esac
 done
 [[ "${actors}" =~ ^[0-9]+$ ]] || die "--actors must be a number >= 0, got '${actors}'"
+if ! [[ "${workflow_steps}" =~ ^[0-9]+$ ]] || ((workflow_steps == 0)); then
+  die "--workflow_steps must be a number > 0, got '${workflow_steps}'"
+fi
 [[ "${max_restarts}" =~ ^[0-9]+$ ]] ||
   die "--max_restarts must be a number >= 0, got '${max_restarts}'"
 if ! [[ "${base_port}" =~ ^[0-9]+$ ]] ||
@@ -363,13 +374,28 @@ start_watch() {
   watch_pid=$!
 }
 
-# check_watch: once prlctl watch has ended, plots the experiment.
+# start_workflow: the maze transfer workflow on this cluster, in the background (it follows its
+# experiments across learner restarts itself).
+start_workflow() {
+  "${ROOT}/bench/maze_transfer.sh" --cluster "${state_dir}/cluster.env" --seeds 1 \
+    --methods spirl,sac --max_env_steps "${workflow_steps}" --episodes 200 --prior_epochs 10 \
+    --out "${state_dir}/maze_transfer" &
+  watch_pid=$!
+}
+
+# check_watch: once prlctl watch has ended, plots the experiment (the workflow plots its own).
 check_watch() {
   local code=0
   if [[ -z "${watch_pid}" ]] || kill -0 "${watch_pid}" 2>/dev/null; then return 0; fi
   wait "${watch_pid}" || code=$?
   watch_pid=""
-  if ((code == 0)); then
+  if [[ -z "${spec}" ]]; then
+    if ((code == 0)); then
+      log "maze workflow done: ${state_dir}/maze_transfer.png (curves), maze_transfer.csv"
+    else
+      log "maze workflow failed (status ${code}); the cluster keeps running"
+    fi
+  elif ((code == 0)); then
     "${prlctl}" --learner="${learner_addr}" --output="${state_dir}/${id}.png" plot "${id}" || true
   elif [[ -z "${pids[learner_index]}" || -n "${ready_from[learner_index]}" ]]; then
     log "stopped following ${id} while the learner restarts; following it again once it is back"
@@ -537,7 +563,10 @@ if ((check)); then
   exit $?
 fi
 
-if ((submit)); then
+if ((submit)) && [[ -z "${spec}" ]]; then
+  log "running the maze transfer workflow (collect, skill prior, spirl vs sac on a held-out"
+  log "maze, ${workflow_steps} env steps each); --spec FILE runs one experiment instead"
+elif ((submit)); then
   [[ -f "${spec}" ]] || spec="${ROOT}/${spec}"
   [[ -f "${spec}" ]] || die "--spec: no file ${spec}"
   id="$("${prlctl}" --learner="${learner_addr}" submit "${spec}")" || die "submit failed"
@@ -552,7 +581,9 @@ fi
 # half updated.
 trap 'stop_signal=INT' INT
 trap 'stop_signal=TERM' TERM
-if ((submit)); then
+if ((submit)) && [[ -z "${spec}" ]]; then
+  start_workflow
+elif ((submit)); then
   # in the background: processes are restarted while it follows the experiment.
   start_watch
 fi
