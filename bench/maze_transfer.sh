@@ -161,4 +161,22 @@ for id in "${ids[@]}"; do
          /latest_eval_return:/{r=$2} /^  env_steps:/{s=$2}
          END{printf "  %s %s: %s at %s env steps\n", id, m, (r == "" ? 0 : r), s}'
 done
+# one line: per method, the final success rate (mean over seeds) and the first env step at which
+# a run's evaluation reached 0.8 (mean over the runs that did)
+awk -F, 'NR > 1 {
+    key = $1 SUBSEP $2
+    if (!(key in last_step) || $3 + 0 >= last_step[key]) { last_step[key] = $3 + 0; last[key] = $4 + 0 }
+    if ($4 + 0 >= 0.8 && !(key in reached)) reached[key] = $3 + 0
+    group[key] = $1
+  }
+  END {
+    for (key in last) { n[group[key]]++; sum[group[key]] += last[key] }
+    for (key in reached) { hits[group[key]]++; steps[group[key]] += reached[key] }
+    line = "summary (success rate at the end, mean over seeds; env steps to 0.8):"
+    for (g in n) {
+      to = (g in hits) ? sprintf("%.0f (%d/%d runs)", steps[g] / hits[g], hits[g], n[g]) : "never"
+      line = line sprintf("  %s %.2f, %s;", g, sum[g] / n[g], to)
+    }
+    print line
+  }' "${out}.csv"
 echo "wrote ${out}.csv ${out}.png"
