@@ -353,17 +353,52 @@ void ActorLoop::ActLoop() {
   }
 }
 
+namespace {
+
+// Errors of building a runner that may pass on their own: a prior server or replay shard not up
+// yet, a model the learner has not pushed to the prior server yet. The assignment came from the
+// learner, so it is retried rather than left idle.
+bool Transient(const absl::Status& status) {
+  switch (status.code()) {
+    case absl::StatusCode::kUnavailable:
+    case absl::StatusCode::kDeadlineExceeded:
+    case absl::StatusCode::kResourceExhausted:
+    case absl::StatusCode::kAborted:
+    case absl::StatusCode::kNotFound:
+      return true;
+    default:
+      return false;
+  }
+}
+
+}  // namespace
+
 void ActorLoop::Execute(const v1::Assignment& assignment, int64_t serial) {
   if (assignment.mode() == v1::Assignment::MODE_UNSPECIFIED) return;  // idle
-  absl::StatusOr<std::unique_ptr<AssignmentRunner>> runner =
-      AssignmentRunner::Create(assignment, runner_options_, this, &metrics_);
-  if (!runner.ok()) {
-    PRL_LOG(ERROR) << "cannot run assignment generation " << assignment.generation()
-                   << " of experiment " << assignment.experiment_id()
-                   << "; idle until the learner changes it: " << runner.status();
+  Backoff backoff(options_.initial_backoff, options_.max_backoff);
+  absl::StatusOr<std::unique_ptr<AssignmentRunner>> runner;
+  while (true) {
+    runner = AssignmentRunner::Create(assignment, runner_options_, this, &metrics_);
+    if (runner.ok()) break;
+    const bool retry = Transient(runner.status());
+    if (backoff.fresh() || !retry) {
+      PRL_LOG(ERROR) << "cannot run assignment generation " << assignment.generation()
+                     << " of experiment " << assignment.experiment_id()
+                     << (retry ? "; retrying with backoff until it can or the learner changes it: "
+                               : "; idle until the learner changes it: ")
+                     << runner.status();
+    }
+    {
+      absl::MutexLock lock(&mu_);
+      if (serial_ == serial) {
+        last_error_ = absl::StrCat(retry ? "retrying: " : "", runner.status().message());
+      }
+    }
+    if (!retry || Wait(backoff.Next())) return;  // Wait: true when interrupted
+  }
+  {
     absl::MutexLock lock(&mu_);
-    if (serial_ == serial) last_error_ = std::string(runner.status().message());
-    return;
+    if (serial_ == serial) last_error_.clear();
   }
   {
     absl::MutexLock lock(&mu_);

@@ -9,7 +9,9 @@
 //            running keeps it running (the counters restart, as the registration is new).
 //   acting   runs an AssignmentRunner for the current assignment until it changes or the loop
 //            stops; idle for MODE_UNSPECIFIED and for assignments it cannot run (logged, and kept
-//            in state().last_error).
+//            in state().last_error). Building a runner that fails for a reason that may pass
+//            (UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, ABORTED, NOT_FOUND: a prior
+//            server or shard not up yet, a model not pushed yet) is retried with backoff.
 // Heartbeats have their own thread so that an acting thread held back by replay's rate limiter
 // or a policy long-poll never makes the learner drop the actor. Every call has a deadline.
 //

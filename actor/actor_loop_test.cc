@@ -445,6 +445,11 @@ class ActorLoopTest : public ::testing::Test {
     options.policy_factory = latent ? MakeLatentPolicy : MakeConstantPolicy;
     options.prior_connector =
         [this](const v1::Assignment& a) -> absl::StatusOr<std::unique_ptr<models::PriorInference>> {
+      ++prior_connects_;
+      if (prior_down_for_ > 0) {
+        --prior_down_for_;
+        return absl::UnavailableError("prior server: connection refused");
+      }
       if (a.policy().output() == v1::PolicyArchitecture::OUTPUT_FLOW_LATENT) {
         return std::unique_ptr<models::PriorInference>(
             std::make_unique<FakeFlowPrior>(&prior_calls_));
@@ -498,8 +503,10 @@ class ActorLoopTest : public ::testing::Test {
   std::unique_ptr<ServerHost> replay_server_;
   prometheus::Registry actor_registry_;
   std::unique_ptr<ActorLoop> loop_;
-  std::atomic<int> prior_calls_{0};   // calls to the fake prior of latent assignments
-  std::atomic<int> decoded_rows_{0};  // rows the fake skill prior decoded
+  std::atomic<int> prior_calls_{0};     // calls to the fake prior of latent assignments
+  std::atomic<int> decoded_rows_{0};    // rows the fake skill prior decoded
+  std::atomic<int> prior_down_for_{0};  // connection attempts the prior connector refuses
+  std::atomic<int> prior_connects_{0};  // connection attempts
 };
 
 bool IsTrain(const Seen::Episode& e) { return !e.summary.is_eval(); }
@@ -903,6 +910,28 @@ TEST_F(ActorLoopTest, ActsWithOpenLoopDecodersOncePerDecision) {
   EXPECT_THAT(loop_->state().last_error, HasSubstr("assignment.decision_horizon: 5"));
 }
 
+// A prior server that is not up when the assignment arrives (UNAVAILABLE) is retried with
+// backoff, not left idle until the learner changes the assignment.
+TEST_F(ActorLoopTest, RetriesAPriorThatIsNotReachableYet) {
+  CreateTable("flow");
+  v1::Assignment a = Train("flow");
+  a.mutable_policy()->set_output(v1::PolicyArchitecture::OUTPUT_FLOW_LATENT);
+  a.mutable_policy()->set_output_bound(3);
+  a.mutable_prior()->set_name("flow");
+  a.mutable_prior()->set_version(2);
+  a.set_prior_address("prior-server:50053");
+  a.set_warmup_env_steps(0);
+  learner_.SetAssignment(a);
+  learner_.PublishPolicy(0.25f);
+  prior_down_for_ = 3;
+  StartActor();
+  ASSERT_TRUE(AwaitRows("flow", 10));
+  loop_->Stop();
+  EXPECT_EQ(prior_connects_.load(), 4);
+  EXPECT_EQ(prior_down_for_.load(), 0);
+  EXPECT_TRUE(loop_->state().last_error.empty()) << loop_->state().last_error;
+}
+
 TEST_F(ActorLoopTest, ActsWithFlowLatentsEveryStep) {
   CreateTable("flow");
   v1::Assignment a = Train("flow");
@@ -926,7 +955,17 @@ TEST_F(ActorLoopTest, ActsWithFlowLatentsEveryStep) {
 TEST_F(ActorLoopTest, CollectsWithThePlannerKeepingOnlySuccessfulEpisodes) {
   constexpr int64_t kMazeObs = 4;
   constexpr int64_t kMazeAct = 2;
-  CreateTable("maze", kMazeObs, kMazeAct);
+  // a collection table: the transition columns, then where each row lies in its episode
+  v1::TableConfig table = TableConfig("maze", kMazeObs, kMazeAct);
+  for (const char* column : {"episode", "step"}) {
+    v1::ColumnSpec* c = table.add_signature();
+    c->set_name(column);
+    c->set_dtype(v1::Tensor::DTYPE_INT64);
+  }
+  v1::ColumnSpec* timeout = table.add_signature();
+  timeout->set_name("timeout");
+  timeout->set_dtype(v1::Tensor::DTYPE_FLOAT32);
+  ASSERT_TRUE(shard_->CreateTable(table).ok());
   v1::Assignment collect;
   collect.set_experiment_id(kExperiment);
   collect.set_mode(v1::Assignment::MODE_COLLECT);
@@ -935,7 +974,7 @@ TEST_F(ActorLoopTest, CollectsWithThePlannerKeepingOnlySuccessfulEpisodes) {
   collect.set_num_envs(2);
   collect.add_replay_addresses(replay_server_->address());
   collect.set_table("maze");
-  *collect.mutable_signature() = TableConfig("maze", kMazeObs, kMazeAct).signature();
+  *collect.mutable_signature() = table.signature();
   collect.mutable_collect()->set_collector(v1::CollectSpec::COLLECTOR_SCRIPTED);
   collect.mutable_collect()->set_action_noise(0.1);
   collect.mutable_collect()->set_success_only(true);
@@ -975,6 +1014,21 @@ TEST_F(ActorLoopTest, CollectsWithThePlannerKeepingOnlySuccessfulEpisodes) {
         << "row " << r;
   }
   EXPECT_LE(terminals, successes);
+  // each successful episode was inserted whole: one id, steps 0, 1, 2, ... and no time-out; a
+  // new id starts each episode
+  std::vector<int64_t> episode(size), step(size);
+  std::memcpy(episode.data(), rows.columns(5).tensor().data().data(), size * sizeof(int64_t));
+  std::memcpy(step.data(), rows.columns(6).tensor().data().data(), size * sizeof(int64_t));
+  const std::vector<float> timeouts = Floats(rows, 7);
+  std::set<int64_t> ids;
+  for (int64_t r = 0; r < size; ++r) {
+    const bool starts = r == 0 || discount[r - 1] == 0.0f;
+    EXPECT_EQ(step[r], starts ? 0 : step[r - 1] + 1) << "row " << r;
+    if (!starts) EXPECT_EQ(episode[r], episode[r - 1]) << "row " << r;
+    if (starts) EXPECT_TRUE(ids.insert(episode[r]).second) << "episode id reused at row " << r;
+    EXPECT_GT(episode[r], 0);
+    EXPECT_EQ(timeouts[r], 0.0f);
+  }
 }
 
 }  // namespace
