@@ -5,7 +5,9 @@
 # (in-process, since the artifact is readable here) and the learner trains spirl for 12,000 env
 # steps. Asserts the pipeline completes, decoded actions reached the envs (the actor inserted
 # decisions and finished episodes with the prior), updates happened, and the KL to the prior
-# is finite while α has moved from its initial 1 toward the target divergence. About 3 minutes.
+# is finite while α has moved from its initial 1 toward the target divergence. Then the same for
+# eap: an EAP CVAE (k = 10, learned state prior) trained on the same data, and eap for 6,000 env
+# steps with the actor decoding each decision's 10 actions open loop. About 3 minutes.
 set -euo pipefail
 runfiles="${TEST_SRCDIR}/${TEST_WORKSPACE}"
 bin() { echo "${runfiles}/$1"; }
@@ -131,3 +133,27 @@ awk -v k="${kl}" 'BEGIN { exit !(k == k + 0 && k > -1e30 && k < 1e30) }' ||
   fail "KL to the prior is not finite: ${kl}"
 awk -v a="${alpha}" 'BEGIN { exit !(a != 1) }' || fail "alpha never moved from 1"
 echo "spirl e2e: ${updates} updates, KL to the prior ${kl}, alpha ${alpha}, ${episodes} episodes"
+
+# 5. eap: the CVAE prior, then the agent over its state prior with open-loop decoding
+sed -e 's/PRIOR_KIND_SKILL_VAE/PRIOR_KIND_CVAE/' -e 's/maze-skills/maze-eap/' \
+  -e 's/e2e-prior/e2e-eap-prior/' "${S}/prior.textproto" >"${S}/eap_prior.textproto"
+id="$("${prlctl[@]}" submit "${S}/eap_prior.textproto")" || fail "CVAE TRAIN_PRIOR submit failed"
+"${prlctl[@]}" watch "${id}" >/dev/null || true
+"${prlctl[@]}" get "${id}" | grep -q "EXPERIMENT_STATE_SUCCEEDED" || fail "CVAE training failed"
+sed -e 's/spirl {}/eap {}/' -e 's/maze-skills/maze-eap/' -e 's/e2e-spirl/e2e-eap/' \
+  -e 's/max_env_steps: 12000/max_env_steps: 6000/' "${S}/spirl.textproto" >"${S}/eap.textproto"
+id="$("${prlctl[@]}" submit "${S}/eap.textproto")" || fail "eap submit failed"
+"${prlctl[@]}" watch "${id}" >/dev/null || true
+experiment="$("${prlctl[@]}" get "${id}")"
+grep -q "EXPERIMENT_STATE_SUCCEEDED" <<<"${experiment}" ||
+  fail "eap did not succeed: $(grep -E 'state|reason' <<<"${experiment}")"
+updates="$(sed -n 's/^ *updates: \([0-9]*\)$/\1/p' <<<"${experiment}" | head -1)"
+[[ "${updates:-0}" -gt 0 ]] || fail "eap made no updates"
+grep -q "prior 'maze-eap' v1 (PRIOR_KIND_CVAE) runs in-process" "${S}/actor.log" ||
+  fail "the actor did not load the CVAE prior"
+metrics="$(curl -s "http://${learner_metrics}/metrics")"
+kl="$(sed -n "s/^prl_learner_kl_to_prior{experiment=\"${id}\"} \\(.*\\)$/\\1/p" <<<"${metrics}")"
+[[ -n "${kl}" ]] || fail "no kl_to_prior metric for ${id}"
+awk -v k="${kl}" 'BEGIN { exit !(k == k + 0 && k > -1e30 && k < 1e30) }' ||
+  fail "eap's KL to the state prior is not finite: ${kl}"
+echo "eap e2e: ${updates} updates, KL to the state prior ${kl}"
