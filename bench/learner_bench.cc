@@ -37,6 +37,8 @@ ABSL_FLAG(int, obs_dim, 17, "Observation dimension.");
 ABSL_FLAG(int, act_dim, 6, "Action dimension.");
 ABSL_FLAG(std::string, hidden, "256,256", "Hidden layer sizes, comma-separated.");
 ABSL_FLAG(std::string, gemm, "onednn,aten", "GEMM backends to measure, comma-separated.");
+ABSL_FLAG(std::string, device, "cpu",
+          "Device of the agent: cpu, cuda or cuda:N (batches are staged there before timing).");
 ABSL_FLAG(int, warmup, 5, "Updates before timing starts.");
 ABSL_FLAG(double, seconds, 5.0, "Measured time per backend (at least min_updates updates).");
 ABSL_FLAG(int, min_updates, 5, "Fewest timed updates per backend.");
@@ -51,8 +53,10 @@ using prl::learner::Agent;
 using prl::learner::AgentOptions;
 using prl::learner::TransitionBatch;
 
-// Random HalfCheetah-shaped transitions, drawn once so the timing covers updates only.
-std::vector<TransitionBatch> MakeBatches(int count, int batch, int obs_dim, int act_dim) {
+// Random HalfCheetah-shaped transitions, drawn once (on the CPU, then staged on `device`) so the
+// timing covers updates only.
+std::vector<TransitionBatch> MakeBatches(int count, int batch, int obs_dim, int act_dim,
+                                         const at::Device& device) {
   at::Generator gen = at::detail::createCPUGenerator(42);
   std::vector<TransitionBatch> batches(count);
   for (TransitionBatch& b : batches) {
@@ -61,6 +65,11 @@ std::vector<TransitionBatch> MakeBatches(int count, int batch, int obs_dim, int 
     b.reward = at::randn({batch}, gen, at::kFloat);
     b.next_obs = at::randn({batch, obs_dim}, gen, at::kFloat);
     b.discount = at::ones({batch});
+    if (!device.is_cpu()) {
+      for (at::Tensor* t : {&b.obs, &b.action, &b.reward, &b.next_obs, &b.discount}) {
+        *t = t->to(device);
+      }
+    }
   }
   return batches;
 }
@@ -87,7 +96,7 @@ Result Measure(const std::string& gemm, int threads, const std::vector<Transitio
     int size = 0;
     if (absl::SimpleAtoi(h, &size)) options.algorithm.mutable_network()->add_hidden_sizes(size);
   }
-  options.device = "cpu";
+  options.device = absl::GetFlag(FLAGS_device);
   options.seed = 1;
   options.num_threads = threads;
   options.fast_cpu_gemm = gemm == "onednn";
@@ -130,8 +139,10 @@ int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
   int threads = absl::GetFlag(FLAGS_threads);
   if (threads <= 0) threads = static_cast<int>(std::thread::hardware_concurrency());
-  const std::vector<TransitionBatch> batches = MakeBatches(
-      8, absl::GetFlag(FLAGS_batch), absl::GetFlag(FLAGS_obs_dim), absl::GetFlag(FLAGS_act_dim));
+  const at::Device device(absl::GetFlag(FLAGS_device));  // throws, naming it, when malformed
+  const std::vector<TransitionBatch> batches =
+      MakeBatches(8, absl::GetFlag(FLAGS_batch), absl::GetFlag(FLAGS_obs_dim),
+                  absl::GetFlag(FLAGS_act_dim), device);
   std::printf(
       "learner_bench: %s, batch %d, obs %d, act %d, hidden [%s], %d threads, LibTorch %s, "
       "oneDNN sgemm %s\n",

@@ -9,6 +9,7 @@
 #include "ATen/ATen.h"
 #include "ATen/CPUGeneratorImpl.h"
 #include "ATen/Parallel.h"
+#include "ATen/core/grad_mode.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -280,10 +281,10 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(const AgentOptions& options
       return std::unique_ptr<Agent>(internal::NewSacAgent(config));
     }
     if (config.algorithm.has_td3()) return std::unique_ptr<Agent>(internal::NewTd3Agent(config));
+    const std::string name = config.algorithm.has_eap() ? "eap" : "spirl";
     return absl::UnimplementedError(
-        "algorithm.spirl: Agent::Create builds sac, td3 and parrot; a spirl agent needs its skill "
-        "prior "
-        "(learner/spirl_agent.h, CreateSpirlAgent)");
+        absl::StrCat("algorithm.", name, ": Agent::Create builds sac, td3 and parrot; a ", name,
+                     " agent needs its prior (learner/spirl_agent.h, CreateSpirlAgent)"));
   } catch (const std::exception& e) {
     return absl::InternalError(absl::StrCat("cannot build the agent: ", internal::ErrorText(e)));
   }

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "ATen/ATen.h"
+#include "ATen/core/grad_mode.h"
 #include "learner/agent_internal.h"
 
 namespace prl::learner::internal {

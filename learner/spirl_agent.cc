@@ -8,6 +8,7 @@
 
 #include "ATen/ATen.h"
 #include "ATen/Parallel.h"
+#include "ATen/core/grad_mode.h"
 #include "absl/strings/str_cat.h"
 #include "common/field_error.h"
 #include "common/logging.h"

@@ -14,7 +14,9 @@
 
 namespace prl::models {
 
-// True when dnnl_sgemm was found (looked up once, on first use).
+// True when dnnl_sgemm was found and works (looked up once, on first use, and probed with small
+// products it must get exactly right; a library that loads but fails or miscomputes — e.g. a
+// system oneDNN next to a LibTorch bundling its own — leaves the ATen path in use).
 bool FastSgemmAvailable();
 
 // Row-major C = alpha · op(A) · op(B) + beta · C, where op(X) is X or its transpose, C is m x n
@@ -24,6 +26,20 @@ bool FastSgemmAvailable();
 bool FastSgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
                const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
                int64_t ldc);
+
+namespace internal {
+
+// dnnl_sgemm's C signature (dnnl_dim_t = int64_t, dnnl_status_t 0 on success).
+using SgemmFn = int (*)(char transa, char transb, int64_t m, int64_t n, int64_t k, float alpha,
+                        const float* a, int64_t lda, const float* b, int64_t ldb, float beta,
+                        float* c, int64_t ldc);
+
+// The probe FastSgemmAvailable runs: true when `fn` returns success and the exact results for a
+// few small products (every transpose combination, alpha and beta) — tests feed it broken
+// implementations.
+bool SgemmWorks(SgemmFn fn);
+
+}  // namespace internal
 
 }  // namespace prl::models
 

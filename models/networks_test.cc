@@ -6,6 +6,7 @@
 
 #include "ATen/ATen.h"
 #include "ATen/CPUGeneratorImpl.h"
+#include "ATen/core/grad_mode.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 

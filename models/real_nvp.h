@@ -52,6 +52,7 @@
 #include <vector>
 
 #include "ATen/core/Tensor.h"
+#include "ATen/core/grad_mode.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "c10/core/Device.h"
