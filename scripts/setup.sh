@@ -27,6 +27,13 @@ VENV_PACKAGES=(
   mujoco stable-baselines3 'ray[serve]'
 )
 
+# The Python client (python/, the `prl` package) and what it and its tests use; installed by
+# --client and --venv, in one pip call, then `pip install ./python`. setuptools, wheel and
+# grpcio-tools also let //tests:python_client_test build the client without network.
+CLIENT_PACKAGES=(
+  grpcio grpcio-tools protobuf pandas matplotlib tqdm h5py minari pytest setuptools wheel
+)
+
 # Debian's interpreter: --system-site-packages then exposes Debian's h5py,
 # grpcio, numpy and torch (a pyenv or other python3 earlier on PATH would not).
 DEBIAN_PYTHON=/usr/bin/python3
@@ -41,17 +48,24 @@ die() {
 
 usage() {
   cat <<EOF
-Usage: scripts/setup.sh [--venv | --peers] [-h | --help]
+Usage: scripts/setup.sh [--client | --venv | --peers] [-h | --help]
 
 Without options: installs the Debian 12 packages that the build, the tests and
 the local cluster need (apt-get, only when some are missing; as root, or through
 sudo when not root), and creates the Bazel disk cache ~/.cache/prl-bazel-disk.
 Safe to run again: with everything installed it changes nothing.
 
-  --venv, --peers  Also create the git-ignored virtualenv .venv/ at the repo root
-                   (Debian's python3, --system-site-packages, so Debian's h5py,
-                   grpcio, numpy and torch are visible) and pip-install the
-                   benchmark peers and validators, one pip call each:
+  --client         Also create the git-ignored virtualenv .venv/ at the repo root
+                   (Debian's python3, --system-site-packages, so Debian's numpy
+                   and torch are visible) with only the Python client's packages
+                   (one pip call, with the pins described under --venv):
+                     ${CLIENT_PACKAGES[*]}
+                   and the client itself, \`pip install ./python\` (its gRPC stubs
+                   are generated from proto/ as it builds). Fails when pip does.
+                   Quick when nothing changed: a stamp in .venv/ records what was
+                   installed. scripts/test.sh runs it for //tests:python_client_test.
+  --venv, --peers  As --client, then also pip-install the benchmark peers and
+                   validators, one pip call each:
                      ${VENV_PACKAGES[*]}
                    A package that fails to install (e.g. no wheel for this
                    Python) only warns; a summary lists what installed.
@@ -68,9 +82,14 @@ EOF
 }
 
 want_venv=0
+want_client=0
 for arg in "$@"; do
   case "${arg}" in
-    --venv | --peers) want_venv=1 ;;
+    --client) want_client=1 ;;
+    --venv | --peers)
+      want_client=1
+      want_venv=1
+      ;;
     -h | --help)
       usage
       exit 0
@@ -136,7 +155,8 @@ create_disk_cache() {
   log "Bazel disk cache: ${home}/.cache/prl-bazel-disk"
 }
 
-setup_venv() {
+# Creates (or reuses) .venv and writes the pip constraints file; sets PY and CONSTRAINTS.
+create_venv() {
   [[ -x "${DEBIAN_PYTHON}" ]] || die "${DEBIAN_PYTHON} not found (Debian's python3)"
   local cfg="${VENV_DIR}/pyvenv.cfg"
   if [[ -x "${VENV_DIR}/bin/python" && -f "${cfg}" ]] &&
@@ -147,35 +167,73 @@ setup_venv() {
     log "virtualenv: creating ${VENV_DIR} (${DEBIAN_PYTHON}, --system-site-packages)"
     "${DEBIAN_PYTHON}" -m venv --clear --system-site-packages "${VENV_DIR}"
   fi
-  local py="${VENV_DIR}/bin/python"
+  PY="${VENV_DIR}/bin/python"
 
   # Keep Debian's torch and numpy: the Debian modules visible through
   # --system-site-packages (torch, matplotlib, scipy) are built against them, and
   # pip would otherwise pull a multi-GB PyPI torch and a numpy 2 that breaks them.
-  local constraints
-  constraints="$(mktemp "${TMPDIR:-/tmp}/prl-venv-constraints.XXXXXX")"
-  # shellcheck disable=SC2064  # expand now: the local is gone when the trap runs.
-  trap "rm -f '${constraints}'" EXIT
+  CONSTRAINTS="$(mktemp "${TMPDIR:-/tmp}/prl-venv-constraints.XXXXXX")"
+  # shellcheck disable=SC2064  # expand now: the file name is fixed from here on.
+  trap "rm -f '${CONSTRAINTS}'" EXIT
   if [[ "${PRL_VENV_UNPIN:-0}" != "1" ]]; then
     local dist version
     for dist in torch numpy; do
       # The version pip sees (Debian's torch: 1.13.0a0+gitunknown), from its metadata.
-      version="$("${py}" -c 'import importlib.metadata as m, sys; print(m.version(sys.argv[1]))' \
+      version="$("${PY}" -c 'import importlib.metadata as m, sys; print(m.version(sys.argv[1]))' \
         "${dist}" 2>/dev/null || true)"
       if [[ -n "${version}" ]]; then
-        printf '%s==%s\n' "${dist}" "${version}" >>"${constraints}"
+        printf '%s==%s\n' "${dist}" "${version}" >>"${CONSTRAINTS}"
         log "virtualenv: keeping Debian's ${dist} ${version} (PRL_VENV_UNPIN=1 lifts this)"
       fi
     done
     # tensorflow-cpu 2.15 (dm-reverb's) needs protobuf < 5; a later peer (ray[serve], through
     # grpcio-reflection and opentelemetry-proto) would otherwise lift it to the newest major.
-    printf 'protobuf<5\n' >>"${constraints}"
+    printf 'protobuf<5\n' >>"${CONSTRAINTS}"
   fi
+}
 
+# A hash of what --client installs: the package list, the constraints, the client's
+# sources and the protos its stubs are generated from.
+client_fingerprint() {
+  {
+    printf '%s\n' "${CLIENT_PACKAGES[@]}"
+    cat "${CONSTRAINTS}"
+    (cd "${ROOT}" && find python/pyproject.toml python/setup.py python/prl proto \
+      -name '*_pb2*.py' -prune -o -name __pycache__ -prune -o -type f \
+      \( -name '*.py' -o -name '*.toml' -o -name '*.proto' -o -name '*.typed' \) -print |
+      LC_ALL=C sort | xargs sha256sum)
+  } | sha256sum | cut -d' ' -f1
+}
+
+# The Python client: its packages in one pip call, then the client itself. The constraints
+# also reach the isolated environment pip builds the client in (PIP_CONSTRAINT), so the
+# grpcio-tools generating its stubs matches the protobuf it will run with.
+setup_client() {
+  local stamp="${VENV_DIR}/.prl-client-stamp" fingerprint
+  fingerprint="$(client_fingerprint)"
+  if [[ -f "${stamp}" && "$(cat "${stamp}")" == "${fingerprint}" ]] &&
+    (cd / && "${PY}" -c 'import prl' >/dev/null 2>&1); then
+    log "client: up to date in ${VENV_DIR} (python/ and proto/ unchanged since it was installed)"
+    return 0
+  fi
+  rm -f "${stamp}"
+  log "pip install ${CLIENT_PACKAGES[*]}"
+  "${PY}" -m pip install --disable-pip-version-check -q -c "${CONSTRAINTS}" \
+    "${CLIENT_PACKAGES[@]}" || die "pip could not install the client's packages"
+  log "pip install ./python (the prl package; stubs generated from proto/)"
+  PIP_CONSTRAINT="${CONSTRAINTS}" "${PY}" -m pip install --disable-pip-version-check -q \
+    "${ROOT}/python" || die "pip could not install ./python"
+  (cd / && "${PY}" -c 'import prl') || die "the installed client does not import"
+  printf '%s\n' "${fingerprint}" >"${stamp}"
+  log "client: installed; try: ${PY} -c 'import prl; print(prl.__version__)'"
+}
+
+# The benchmark peers and validators, one pip call each; failures only warn.
+setup_peers() {
   local pkg installed=() failed=()
   for pkg in "${VENV_PACKAGES[@]}"; do
     log "pip install ${pkg}"
-    if "${py}" -m pip install --disable-pip-version-check -q -c "${constraints}" "${pkg}"; then
+    if "${PY}" -m pip install --disable-pip-version-check -q -c "${CONSTRAINTS}" "${pkg}"; then
       installed+=("${pkg}")
     else
       warn "pip could not install ${pkg}; continuing"
@@ -184,7 +242,7 @@ setup_venv() {
   done
 
   local check
-  if ! check="$("${py}" -m pip check --disable-pip-version-check 2>&1)"; then
+  if ! check="$("${PY}" -m pip check --disable-pip-version-check 2>&1)"; then
     log "pip check (conflicts; Debian's own, e.g. pygobject/pycairo, are harmless):"
     printf '%s\n' "${check}" | sed -n '1,15s/^/[setup]   /p'
   fi
@@ -192,12 +250,16 @@ setup_venv() {
   if [[ "${#failed[@]}" -ne 0 ]]; then
     log "virtualenv summary: failed: ${failed[*]}"
   fi
-  log "virtualenv: activate with: source .venv/bin/activate"
 }
 
 install_debian_packages
 create_disk_cache
-if [[ "${want_venv}" -eq 1 ]]; then
-  setup_venv
+if [[ "${want_client}" -eq 1 ]]; then
+  create_venv
+  setup_client
+  if [[ "${want_venv}" -eq 1 ]]; then
+    setup_peers
+  fi
+  log "virtualenv: activate with: source .venv/bin/activate"
 fi
 log "done"
