@@ -260,4 +260,15 @@ absl::StatusOr<std::unique_ptr<CvaeModel>> CvaeModel::FromArtifact(const ModelAr
   return model;
 }
 
+absl::StatusOr<ModelArtifact> CvaeModel::TrainingState(v1::ModelInfo info) const {
+  PRL_ASSIGN_OR_RETURN(ModelArtifact state, ToArtifact(std::move(info)));
+  PRL_RETURN_IF_ERROR(prior_util::AppendTrainingState(*impl_->adam, &impl_->generator, &state));
+  return state;
+}
+
+absl::Status CvaeModel::RestoreTrainingState(const ModelArtifact& state) {
+  return prior_util::RestoreTrainingState(state, "CVAE", &impl_->block, impl_->adam.get(),
+                                          &impl_->generator);
+}
+
 }  // namespace prl::models

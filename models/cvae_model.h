@@ -93,6 +93,8 @@ class CvaeModel final : public LatentPriorModel {
   // `info` with kind CVAE, the dimensions, horizon k, state_conditioned_decoder, methods
   // ["Decode", "Prior"]; hyperparameters as the skill model's plus "learned_prior" (0/1).
   absl::StatusOr<ModelArtifact> ToArtifact(v1::ModelInfo info) const override;
+  absl::StatusOr<ModelArtifact> TrainingState(v1::ModelInfo info) const override;
+  absl::Status RestoreTrainingState(const ModelArtifact& state) override;
 
   // Inference without autograd, float32 inputs on any device, outputs on the model's device.
   // Errors: INVALID_ARGUMENT naming the input; INTERNAL for a LibTorch failure.

@@ -58,6 +58,15 @@ class PriorModel {
   // the model's kind, dimensions, horizon and methods filled in, its hyperparameters and its
   // weights (CPU float32).
   virtual absl::StatusOr<ModelArtifact> ToArtifact(v1::ModelInfo info) const = 0;
+
+  // Everything training needs to go on exactly where it is — ToArtifact(info) plus Adam's
+  // moments and step count and the noise generator's state ("training.*" tensors and
+  // hyperparameters) — for the checkpoints of TRAIN_PRIOR runs. Errors: INTERNAL.
+  virtual absl::StatusOr<ModelArtifact> TrainingState(v1::ModelInfo info) const = 0;
+  // Puts back a TrainingState of a model created with the same options: training then continues
+  // bit-identically. Errors: INVALID_ARGUMENT naming what does not fit (the model may be partly
+  // restored then: start over from a fresh one).
+  virtual absl::Status RestoreTrainingState(const ModelArtifact& state) = 0;
 };
 
 // A prior over latents z with a state-conditioned distribution p(z | s): SPiRL's skill prior

@@ -1,6 +1,7 @@
 #include "models/prior_model_util.h"
 
 #include <cmath>
+#include <mutex>
 #include <set>
 #include <utility>
 
@@ -219,8 +220,18 @@ FlatAdam::FlatAdam(const ParameterBlock& block)
     : m_(at::zeros_like(block.flat())), v_(at::zeros_like(block.flat())) {}
 
 void FlatAdam::Step(ParameterBlock* block, double lr) {
+  Step(block->flat(), block->flat_grad(), lr);
+}
+
+void FlatAdam::Restore(const at::Tensor& exp_avg, const at::Tensor& exp_avg_sq, int64_t steps) {
   at::NoGradGuard no_grad;
-  const at::Tensor& g = block->flat_grad();
+  m_.copy_(exp_avg);
+  v_.copy_(exp_avg_sq);
+  steps_ = steps;
+}
+
+void FlatAdam::Step(const at::Tensor& param, const at::Tensor& g, double lr) {
+  at::NoGradGuard no_grad;
   ++steps_;
   const double t = static_cast<double>(steps_);
   const double bias_correction1 = 1.0 - std::pow(kAdamBeta1, t);
@@ -229,7 +240,80 @@ void FlatAdam::Step(ParameterBlock* block, double lr) {
   m_.mul_(kAdamBeta1).add_(g, 1.0 - kAdamBeta1);
   v_.mul_(kAdamBeta2).addcmul_(g, g, 1.0 - kAdamBeta2);
   at::Tensor denom = v_.sqrt().div_(std::sqrt(bias_correction2)).add_(kAdamEps);
-  block->flat().addcdiv_(m_, denom, -lr / bias_correction1);
+  param.addcdiv_(m_, denom, -lr / bias_correction1);
+}
+
+namespace {
+
+constexpr char kExpAvg[] = "training.adam.exp_avg";
+constexpr char kExpAvgSq[] = "training.adam.exp_avg_sq";
+constexpr char kGenerator[] = "training.generator";
+constexpr char kSteps[] = "training.adam.steps";
+
+}  // namespace
+
+absl::Status AppendTrainingState(const FlatAdam& adam, const at::Generator* generator,
+                                 ModelArtifact* artifact) {
+  try {
+    PRL_ASSIGN_OR_RETURN(HostTensor m, FromTorch(adam.exp_avg().detach()));
+    PRL_ASSIGN_OR_RETURN(HostTensor v, FromTorch(adam.exp_avg_sq().detach()));
+    artifact->tensors.emplace_back(kExpAvg, std::move(m));
+    artifact->tensors.emplace_back(kExpAvgSq, std::move(v));
+    if (generator != nullptr) {
+      at::Generator shared = *generator;  // a handle to the same generator
+      at::Tensor bytes;
+      {
+        std::lock_guard<std::mutex> lock(shared.mutex());
+        bytes = shared.get_state();
+      }
+      PRL_ASSIGN_OR_RETURN(HostTensor state, FromTorch(bytes.to(at::kFloat)));
+      artifact->tensors.emplace_back(kGenerator, std::move(state));
+    }
+  } catch (const c10::Error& e) {
+    return TorchError("saving the training state", e);
+  }
+  artifact->hyperparameters[kSteps] = adam.steps();
+  return absl::OkStatus();
+}
+
+absl::Status RestoreTrainingState(const ModelArtifact& state, absl::string_view model,
+                                  ParameterBlock* block, FlatAdam* adam, at::Generator* generator) {
+  const HostTensor* m = state.Find(kExpAvg);
+  const HostTensor* v = state.Find(kExpAvgSq);
+  const HostTensor* g = state.Find(kGenerator);
+  for (const auto& [name, tensor] : {std::pair{kExpAvg, m}, std::pair{kExpAvgSq, v}}) {
+    if (tensor == nullptr) {
+      return absl::InvalidArgumentError(absl::StrCat("tensors[\"", name, "\"]: missing"));
+    }
+    if (tensor->shape() != std::vector<int64_t>{block->numel()}) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("tensors[\"", name, "\"]: shape ", ShapeString(tensor->shape()),
+                       " does not fit this ", model, "'s ", block->numel(), " parameters"));
+    }
+  }
+  if (generator != nullptr && g == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat("tensors[\"", kGenerator, "\"]: missing"));
+  }
+  PRL_ASSIGN_OR_RETURN(int64_t steps, Hyperparameter(state, kSteps, 0, INT64_MAX));
+  ModelArtifact weights;
+  weights.info = state.info;
+  weights.hyperparameters = state.hyperparameters;
+  for (const auto& [name, tensor] : state.tensors) {
+    if (name.rfind("training.", 0) != 0) weights.tensors.emplace_back(name, tensor);
+  }
+  try {
+    at::Tensor generator_state;
+    if (generator != nullptr) generator_state = ToTorch(g->view()).to(at::kByte);
+    PRL_RETURN_IF_ERROR(LoadParameters(weights, model, block));
+    adam->Restore(ToTorch(m->view()), ToTorch(v->view()), steps);
+    if (generator != nullptr) {
+      std::lock_guard<std::mutex> lock(generator->mutex());
+      generator->set_state(generator_state);
+    }
+  } catch (const c10::Error& e) {
+    return TorchError(absl::StrCat("restoring the ", model, "'s training state"), e);
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace prl::models::prior_util

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "ATen/core/Generator.h"
 #include "ATen/core/Tensor.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -107,11 +108,32 @@ class FlatAdam {
  public:
   explicit FlatAdam(const ParameterBlock& block);
   void Step(ParameterBlock* block, double lr);
+  // Step on any flat parameter tensor and its gradient (same shape as the block's).
+  void Step(const at::Tensor& param, const at::Tensor& grad, double lr);
+
+  const at::Tensor& exp_avg() const { return m_; }
+  const at::Tensor& exp_avg_sq() const { return v_; }
+  int64_t steps() const { return steps_; }
+  // Overwrites the moments (shapes must match; copied to the moments' device) and the count.
+  void Restore(const at::Tensor& exp_avg, const at::Tensor& exp_avg_sq, int64_t steps);
 
  private:
   at::Tensor m_, v_;
   int64_t steps_ = 0;
 };
+
+// A prior's training state for checkpoints (PriorModel::TrainingState): `artifact` (its
+// ToArtifact, the weights) plus the tensors "training.adam.exp_avg" and
+// "training.adam.exp_avg_sq" (flat, float32), "training.generator" (the CPU noise generator's
+// state, one float per byte; only when `generator` is set) and the hyperparameter
+// "training.adam.steps".
+absl::Status AppendTrainingState(const FlatAdam& adam, const at::Generator* generator,
+                                 ModelArtifact* artifact);
+// Puts such a state back: the weights into `block` (as LoadParameters), the moments and step
+// count into `adam`, the generator's state. INVALID_ARGUMENT naming what is missing or
+// misshapen; the model may then be partly restored (callers start from a fresh one).
+absl::Status RestoreTrainingState(const ModelArtifact& state, absl::string_view model,
+                                  ParameterBlock* block, FlatAdam* adam, at::Generator* generator);
 
 }  // namespace prl::models::prior_util
 

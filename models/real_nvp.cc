@@ -16,14 +16,12 @@
 #include "common/tensor.h"
 #include "common/torch_tensor.h"
 #include "models/network_spec.h"
+#include "models/prior_model_util.h"
 
 namespace prl::models {
 namespace {
 
 constexpr double kHalfLog2Pi = 0.91893853320467274178;  // ½·log 2π
-constexpr double kAdamBeta1 = 0.9;
-constexpr double kAdamBeta2 = 0.999;
-constexpr double kAdamEps = 1e-8;
 
 std::string Shape(const at::Tensor& t) {
   return ShapeString(absl::MakeConstSpan(t.sizes().data(), t.sizes().size()));
@@ -172,22 +170,9 @@ struct RealNvpFlow::Coupling {
   int log_scale_weight, log_scale_bias, shift_weight, shift_bias;
 };
 
-// Adam over the flat parameter tensor, with torch.optim.Adam's arithmetic (bias-corrected
-// moments, ε added to the corrected root).
-struct RealNvpFlow::Adam {
-  at::Tensor exp_avg, exp_avg_sq;
-  int64_t steps = 0;
-
-  void Step(const at::Tensor& param, const at::Tensor& grad, double lr) {
-    at::NoGradGuard no_grad;
-    ++steps;
-    const double bias_correction1 = 1.0 - std::pow(kAdamBeta1, static_cast<double>(steps));
-    const double bias_correction2 = 1.0 - std::pow(kAdamBeta2, static_cast<double>(steps));
-    exp_avg.mul_(kAdamBeta1).add_(grad, 1.0 - kAdamBeta1);
-    exp_avg_sq.mul_(kAdamBeta2).addcmul_(grad, grad, 1.0 - kAdamBeta2);
-    at::Tensor denom = exp_avg_sq.sqrt().div_(std::sqrt(bias_correction2)).add_(kAdamEps);
-    param.addcdiv_(exp_avg, denom, -lr / bias_correction1);
-  }
+// torch.optim.Adam over the flat parameter tensor (models/prior_model_util.h).
+struct RealNvpFlow::Adam : prior_util::FlatAdam {
+  using FlatAdam::FlatAdam;
 };
 
 // Checked inputs on the flow's device: x is z, the actions, or a batch's actions.
@@ -196,7 +181,7 @@ struct RealNvpFlow::Prepared {
 };
 
 RealNvpFlow::RealNvpFlow(const RealNvpOptions& options, const v1::NetworkSpec& resolved)
-    : options_(options), adam_(std::make_unique<Adam>()) {
+    : options_(options) {
   options_.network = resolved;
   const auto index_options = at::TensorOptions().dtype(at::kLong).device(options.device);
   couplings_.reserve(options.num_coupling_layers);
@@ -223,8 +208,7 @@ RealNvpFlow::RealNvpFlow(const RealNvpOptions& options, const v1::NetworkSpec& r
   at::Generator generator =
       at::make_generator<at::CPUGeneratorImpl>(static_cast<uint64_t>(options.seed));
   params_.Initialize(generator);
-  adam_->exp_avg = at::zeros_like(params_.flat());
-  adam_->exp_avg_sq = at::zeros_like(params_.flat());
+  adam_ = std::make_unique<Adam>(params_);
 }
 
 RealNvpFlow::~RealNvpFlow() = default;
@@ -408,7 +392,7 @@ absl::StatusOr<Losses> RealNvpFlow::TrainStep(const WindowBatch& batch) {
           absl::StrCat("real NVP flow: the loss is ", loss, "; the step was not taken"));
     }
     nll.backward();
-    adam_->Step(params_.flat(), params_.flat_grad(), options_.lr);
+    adam_->Step(&params_, options_.lr);
     return Losses{{"loss", loss}, {"nll", loss}, {"log_det", log_det.mean().item<double>()}};
   } catch (const c10::Error& e) {
     return InternalError("TrainStep", e);
@@ -459,6 +443,17 @@ absl::StatusOr<ModelArtifact> RealNvpFlow::ToArtifact(v1::ModelInfo info) const 
     return InternalError("exporting the parameters", e);
   }
   return artifact;
+}
+
+absl::StatusOr<ModelArtifact> RealNvpFlow::TrainingState(v1::ModelInfo info) const {
+  PRL_ASSIGN_OR_RETURN(ModelArtifact state, ToArtifact(std::move(info)));
+  // no generator: a flow's training draws no noise
+  PRL_RETURN_IF_ERROR(prior_util::AppendTrainingState(*adam_, nullptr, &state));
+  return state;
+}
+
+absl::Status RealNvpFlow::RestoreTrainingState(const ModelArtifact& state) {
+  return prior_util::RestoreTrainingState(state, "real NVP flow", &params_, adam_.get(), nullptr);
 }
 
 }  // namespace prl::models

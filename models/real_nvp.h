@@ -140,6 +140,8 @@ class RealNvpFlow final : public PriorModel {
   // "network.layer_norm" (0 or 1) and "log_scale_bound"; the parameters by the names of the
   // file comment. Errors: INTERNAL for a LibTorch failure.
   absl::StatusOr<ModelArtifact> ToArtifact(v1::ModelInfo info) const override;
+  absl::StatusOr<ModelArtifact> TrainingState(v1::ModelInfo info) const override;
+  absl::Status RestoreTrainingState(const ModelArtifact& state) override;
 
   const RealNvpOptions& options() const { return options_; }
   // The parameters (tests perturb them; a trainer may checkpoint them).

@@ -296,4 +296,15 @@ absl::StatusOr<std::unique_ptr<SkillModel>> SkillModel::FromArtifact(const Model
   return model;
 }
 
+absl::StatusOr<ModelArtifact> SkillModel::TrainingState(v1::ModelInfo info) const {
+  PRL_ASSIGN_OR_RETURN(ModelArtifact state, ToArtifact(std::move(info)));
+  PRL_RETURN_IF_ERROR(prior_util::AppendTrainingState(*impl_->adam, &impl_->generator, &state));
+  return state;
+}
+
+absl::Status SkillModel::RestoreTrainingState(const ModelArtifact& state) {
+  return prior_util::RestoreTrainingState(state, "skill model", &impl_->block, impl_->adam.get(),
+                                          &impl_->generator);
+}
+
 }  // namespace prl::models

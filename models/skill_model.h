@@ -123,6 +123,8 @@ class SkillModel final : public LatentPriorModel {
   // FromArtifact); the parameters as CPU float32 tensors under the names of the file comment.
   // Errors: INTERNAL for a LibTorch failure.
   absl::StatusOr<ModelArtifact> ToArtifact(v1::ModelInfo info) const override;
+  absl::StatusOr<ModelArtifact> TrainingState(v1::ModelInfo info) const override;
+  absl::Status RestoreTrainingState(const ModelArtifact& state) override;
 
   // Inference, without autograd; inputs on any device, float32; outputs float32 on the model's
   // device. Errors: INVALID_ARGUMENT naming the input (wrong rank, width, row count or dtype);
