@@ -22,6 +22,8 @@
 #   --actors N           actor processes [2]
 #   --out PREFIX         writes PREFIX.csv, PREFIX.png [state/maze_transfer/maze_transfer]
 #   --state_dir DIR      cluster state, dataset and specs [state/maze_transfer]
+#   --maze ROWSxCOLS:SEED  the new task's maze: a random layout (MazeSpec.random) of that size
+#                        and seed, start and goal its own, instead of the specs' fixed 7x9 maze
 #   --cluster ENV        use the running cluster ENV (a cluster.env) instead of starting one;
 #                        its state directory holds the dataset and specs unless --state_dir
 set -euo pipefail
@@ -36,6 +38,7 @@ actors=2
 state_dir=""
 out=""
 cluster_env=""
+maze=""
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --seeds) seeds="$2"; shift 2 ;;
@@ -47,10 +50,23 @@ while [[ $# -gt 0 ]]; do
     --out) out="$2"; shift 2 ;;
     --state_dir) state_dir="$2"; shift 2 ;;
     --cluster) cluster_env="$2"; shift 2 ;;
-    -h | --help) sed -n '2,27p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --maze) maze="$2"; shift 2 ;;
+    -h | --help) sed -n '2,29p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "maze_transfer: unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
+maze_block=""
+if [[ -n "${maze}" ]]; then
+  [[ "${maze}" =~ ^([0-9]+)x([0-9]+):([0-9]+)$ ]] ||
+    { echo "maze_transfer: --maze must look like 16x16:7, got '${maze}'" >&2; exit 2; }
+  # the dataset's mazes are 10x10 of seeds 1000-1007 (one per env): the new task must not be one
+  if [[ "${BASH_REMATCH[1]}x${BASH_REMATCH[2]}" == 10x10 ]] &&
+    ((BASH_REMATCH[3] >= 1000 && BASH_REMATCH[3] <= 1007)); then
+    echo "maze_transfer: --maze ${maze} is one of the dataset's mazes; hold it out" >&2
+    exit 2
+  fi
+  maze_block="maze { random { rows: ${BASH_REMATCH[1]} cols: ${BASH_REMATCH[2]} seed: ${BASH_REMATCH[3]} } }"
+fi
 if [[ -n "${cluster_env}" ]]; then
   [[ -f "${cluster_env}" ]] || { echo "maze_transfer: --cluster: no file ${cluster_env}" >&2; exit 2; }
   [[ -n "${state_dir}" ]] || state_dir="$(dirname "${cluster_env}")"
@@ -141,6 +157,17 @@ ids=()
 for method in ${methods//,/ }; do
   spec="examples/maze_${method}.textproto"
   [[ -f "${spec}" ]] || { echo "maze_transfer: no spec ${spec}" >&2; exit 2; }
+  if [[ -n "${maze_block}" ]]; then
+    # the spec with its maze { ... } block replaced by the random held-out maze
+    awk -v block="${maze_block}" '
+      skipping && /^  }$/ { skipping = 0; next }
+      skipping { next }
+      /^  maze \{$/ { print "  " block; skipping = 1; next }
+      { print }' "${spec}" >"${state_dir}/maze_${method}.textproto"
+    grep -q "random { rows" "${state_dir}/maze_${method}.textproto" ||
+      { echo "maze_transfer: could not set the maze of ${spec}" >&2; exit 2; }
+    spec="${state_dir}/maze_${method}.textproto"
+  fi
   for seed in ${seeds//,/ }; do
     args=(--seed="${seed}")
     ((max_env_steps > 0)) && args+=(--max_env_steps="${max_env_steps}")
