@@ -60,7 +60,22 @@ AssignmentRunner::AssignmentRunner(const v1::Assignment& assignment, const Runne
       report_backoff_(options.initial_backoff, options.max_backoff),
       decode_backoff_(options.initial_backoff, options.max_backoff),
       rng_(static_cast<uint64_t>(assignment.env().seed()) * 0x9e3779b97f4a7c15ULL ^
-           static_cast<uint64_t>(assignment.env_index_offset())) {}
+           static_cast<uint64_t>(assignment.env_index_offset())) {
+  std::random_device device;
+  episode_id_base_ = (uint64_t{device()} << 32) ^ device();
+}
+
+int64_t AssignmentRunner::NextEpisodeId() {
+  while (true) {
+    // splitmix64's finaliser: a bijection, so distinct counters give distinct ids
+    uint64_t z = episode_id_base_ + 0x9e3779b97f4a7c15ULL * ++episodes_started_;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    z ^= z >> 31;
+    const int64_t id = static_cast<int64_t>(z >> 1);
+    if (id != 0) return id;
+  }
+}
 
 absl::StatusOr<std::unique_ptr<AssignmentRunner>> AssignmentRunner::Create(
     const v1::Assignment& assignment, const RunnerOptions& options, RunnerHost* host,
@@ -538,6 +553,11 @@ void AssignmentRunner::TrainStep() {
     t.discount = out_.terminated[j] ? 0.0f : 1.0f;
     t.next_observation = absl::MakeConstSpan(out_.next_obs).subspan(o, obs_dim_);
     t.task_index = TaskIndex(j);
+    // where the row lies in its episode (the columns a collection table names)
+    if (episodes_[j].id == 0) episodes_[j].id = NextEpisodeId();
+    t.episode = episodes_[j].id;
+    t.step = episodes_[j].length;
+    t.timeout = out_.truncated[j] && !out_.terminated[j] ? 1.0f : 0.0f;
     (episode_rows_.empty() ? *rows_ : episode_rows_[j]).Add(t);
     episodes_[j].episode_return += out_.rewards[j];
     ++episodes_[j].length;

@@ -117,6 +117,8 @@ class AssignmentRunner {
   struct Episode {
     double episode_return = 0;
     int32_t length = 0;
+    // Transition::episode of its rows; 0 until its first row (NextEpisodeId).
+    int64_t id = 0;
   };
 
   AssignmentRunner(const v1::Assignment& assignment, const RunnerOptions& options, RunnerHost* host,
@@ -165,6 +167,10 @@ class AssignmentRunner {
   void RunEvaluationOnly();
   void SetActingVersion(int64_t version);
   void AddActionNoise();
+  // A fresh episode id: a bijective mix of a per-runner random base plus a counter, so ids never
+  // repeat within the runner and collide across actors and assignments only by chance (2^-63
+  // per pair). Positive.
+  int64_t NextEpisodeId();
 
   const v1::Assignment assignment_;
   const RunnerOptions options_;
@@ -212,6 +218,11 @@ class AssignmentRunner {
   // a collector acting instead of the policy (MODE_COLLECT, random or scripted).
   std::unique_ptr<Policy> collector_;
   std::mt19937_64 rng_;
+
+  // episode ids (NextEpisodeId): from std::random_device, not rng_, whose seed a replacement
+  // actor in the same slot would share.
+  uint64_t episode_id_base_ = 0;
+  uint64_t episodes_started_ = 0;
 
   int64_t steps_ = 0;             // env steps taken by the training envs under this runner
   int64_t dropped_episodes_ = 0;  // unreported episodes dropped when too many were pending

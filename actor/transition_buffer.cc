@@ -26,6 +26,9 @@ constexpr KnownColumn kKnown[] = {
     {"next_observation", v1::Tensor::DTYPE_FLOAT32, KnownColumn::kObs},
     {"env_steps", v1::Tensor::DTYPE_INT64, KnownColumn::kScalar},
     {"task_index", v1::Tensor::DTYPE_INT64, KnownColumn::kScalar},
+    {"episode", v1::Tensor::DTYPE_INT64, KnownColumn::kScalar},
+    {"step", v1::Tensor::DTYPE_INT64, KnownColumn::kScalar},
+    {"timeout", v1::Tensor::DTYPE_FLOAT32, KnownColumn::kScalar},
 };
 
 std::string KnownNames() {
@@ -112,6 +115,15 @@ void TransitionBuffer::Add(const Transition& t) {
         break;
       case Field::kTaskIndex:
         AppendValues(absl::MakeConstSpan(&t.task_index, 1), &c.bytes);
+        break;
+      case Field::kEpisode:
+        AppendValues(absl::MakeConstSpan(&t.episode, 1), &c.bytes);
+        break;
+      case Field::kStep:
+        AppendValues(absl::MakeConstSpan(&t.step, 1), &c.bytes);
+        break;
+      case Field::kTimeout:
+        AppendValues(absl::MakeConstSpan(&t.timeout, 1), &c.bytes);
         break;
     }
   }

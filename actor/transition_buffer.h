@@ -35,6 +35,12 @@ struct Transition {
   int64_t env_steps = 1;
   // MCAT task index of the env; 0 otherwise.
   int64_t task_index = 0;
+  // Id of the episode the transition belongs to (unique over actors, envs and assignments).
+  int64_t episode = 0;
+  // Index of the transition within its episode, from 0.
+  int64_t step = 0;
+  // 1 when the episode ended here by its time limit (truncated, not terminated), else 0.
+  float timeout = 0;
 };
 
 class TransitionBuffer {
@@ -43,8 +49,9 @@ class TransitionBuffer {
   // be a name the actor fills, with its dtype and shape:
   //   observation, next_observation  float32 [obs_dim]
   //   action                         float32 [action_dim]
-  //   reward, discount               float32 []
+  //   reward, discount, timeout      float32 []
   //   env_steps, task_index          int64 []
+  //   episode, step                  int64 []
   // Errors: INVALID_ARGUMENT naming the column ("assignment.signature[2] ('foo'): ...") for an
   // unknown or repeated name, a wrong dtype or shape, or an empty signature.
   static absl::StatusOr<TransitionBuffer> Create(
@@ -73,7 +80,10 @@ class TransitionBuffer {
     kDiscount,
     kNextObservation,
     kEnvSteps,
-    kTaskIndex
+    kTaskIndex,
+    kEpisode,
+    kStep,
+    kTimeout
   };
   struct Column {
     std::string name;

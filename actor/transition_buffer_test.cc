@@ -84,6 +84,41 @@ TEST(TransitionBufferTest, FillsTheSignatureColumnsInOrder) {
   EXPECT_EQ(buffer->Batch().columns[0].data.size(), 0);
 }
 
+TEST(TransitionBufferTest, FillsTheEpisodeColumnsOfCollection) {
+  auto buffer = TransitionBuffer::Create("c",
+                                         Signature({{"episode", kI64, {}},
+                                                    {"observation", kF32, {2}},
+                                                    {"step", kI64, {}},
+                                                    {"timeout", kF32, {}},
+                                                    {"discount", kF32, {}}}),
+                                         /*obs_dim=*/2, /*action_dim=*/1);
+  ASSERT_TRUE(buffer.ok()) << buffer.status();
+  const std::vector<float> obs = {1, 2}, next = {3, 4}, action = {0.5f};
+  Transition first{obs, action, 0.0f, 1.0f, next};
+  first.episode = int64_t{1} << 40;
+  first.step = 0;
+  Transition last = first;
+  last.step = 199;
+  last.timeout = 1;
+  buffer->Add(first);
+  buffer->Add(last);
+  const replay::InsertBatch batch = buffer->Batch();
+  ASSERT_EQ(batch.columns.size(), 5u);
+  EXPECT_EQ(batch.columns[0].dtype, kI64);
+  EXPECT_THAT(batch.columns[0].shape, ElementsAre(2));
+  EXPECT_THAT(Values<int64_t>(batch.columns[0]), ElementsAre(int64_t{1} << 40, int64_t{1} << 40));
+  EXPECT_THAT(Values<int64_t>(batch.columns[2]), ElementsAre(0, 199));
+  EXPECT_EQ(batch.columns[3].dtype, kF32);
+  EXPECT_THAT(Values<float>(batch.columns[3]), ElementsAre(0.0f, 1.0f));
+  EXPECT_THAT(Values<float>(batch.columns[4]), ElementsAre(1.0f, 1.0f));
+
+  // the new names have the dtypes the learner's collection table gives them
+  auto bad_step = TransitionBuffer::Create("c", Signature({{"step", kF32, {}}}), 2, 1);
+  EXPECT_THAT(bad_step.status().message(), HasSubstr("DTYPE_FLOAT32 [] does not match"));
+  auto bad_timeout = TransitionBuffer::Create("c", Signature({{"timeout", kF32, {1}}}), 2, 1);
+  EXPECT_THAT(bad_timeout.status().message(), HasSubstr("[1] does not match"));
+}
+
 TEST(TransitionBufferTest, RefusesUnknownNamesAndWrongShapes) {
   auto unknown = TransitionBuffer::Create(
       "t", Signature({{"observation", kF32, {2}}, {"logits", kF32, {2}}}), 2, 1);

@@ -5,6 +5,7 @@
 //   prlctl submit SPEC_FILE         submit an experiment to the learner
 //   prlctl list | get ID | stop ID | watch ID
 //   prlctl plot ID...              learning curves (mean ± std per group) to a PNG
+//   prlctl datasets [NAME]         datasets in the learner's dataset store (COLLECT outputs)
 //   prlctl models [NAME] | load-model NAME [FILE] | unload-model NAME [VERSION]  (prior server)
 //
 // Every call has a deadline (--timeout; --watch_timeout for watch). Mutating calls carry the
@@ -80,6 +81,7 @@ constexpr char kUsage[] =
     "  prlctl stop ID               stop a queued or running experiment\n"
     "  prlctl watch ID              follow an experiment's progress until it ends\n"
     "  prlctl plot ID...            learning curves, mean ± std over seeds, to --output PNG\n"
+    "  prlctl datasets [NAME]       datasets COLLECT experiments stored on the learner\n"
     "  prlctl models [NAME]         priors the prior server has loaded or can load\n"
     "  prlctl load-model NAME [FILE]  serve NAME from the server's model directory\n"
     "                               (--version=N), or FILE from here (a PRL artifact or a\n"
@@ -269,12 +271,61 @@ int UnloadModel(const std::vector<std::string>& args) {
   return 0;
 }
 
+// prlctl datasets [NAME]: what the learner's dataset store holds.
+int Datasets(const std::vector<std::string>& args) {
+  if (args.size() > 1) {
+    return Fail(absl::InvalidArgumentError("give at most one NAME"), "datasets");
+  }
+  v1::ListDatasetsRequest request;
+  if (!args.empty()) request.set_name(args[0]);
+  v1::ListDatasetsResponse response;
+  const int rc = Unary("datasets", &v1::ExperimentService::Stub::ListDatasets, request, &response);
+  if (rc != 0) return rc;
+  std::cout << absl::StrFormat("%-24s %9s %12s %-9s %-12s %-20s %s\n", "NAME", "EPISODES",
+                               "TRANSITIONS", "OBS/ACT", "EXPERIMENT", "CREATED", "SHA-256");
+  for (const v1::DatasetInfo& d : response.datasets()) {
+    absl::string_view hash = d.content_hash();
+    absl::ConsumePrefix(&hash, "sha256:");
+    std::cout << absl::StrFormat(
+        "%-24s %9d %12d %-9s %-12s %-20s %s\n", d.name(), d.episodes(), d.transitions(),
+        absl::StrCat(d.obs_dim(), "/", d.action_dim()), d.experiment_id(),
+        absl::FormatTime("%Y-%m-%d %H:%M:%S", absl::FromUnixSeconds(d.create_time().seconds()),
+                         absl::LocalTimeZone()),
+        hash.substr(0, 16));
+  }
+  if (!args.empty() && response.datasets_size() == 1) {
+    std::cout << "path: " << response.datasets(0).path() << "\n"
+              << "hash: " << response.datasets(0).content_hash() << "\n";
+  }
+  for (const std::string& problem : response.problems()) {
+    std::cerr << "prlctl datasets: unreadable: " << problem << "\n";
+  }
+  return 0;
+}
+
 void PrintProgressLine(const v1::Experiment& e) {
   const v1::Progress& p = e.progress();
   const int width = 30;
   // the server's fraction is clamped: a bar never over- or under-fills.
   const int filled =
       static_cast<int>(std::clamp<long>(std::lround(p.fraction_done() * width), 0, width));
+  const bool collect = e.spec().kind() == v1::ExperimentSpec::KIND_COLLECT;
+  if (collect) {
+    // a collection: episodes and transitions stored in the dataset
+    const v1::CollectSpec& c = e.spec().collect();
+    const std::string episodes =
+        c.num_episodes() > 0 ? absl::StrFormat("%d/%d episodes", p.episodes(), c.num_episodes())
+                             : absl::StrFormat("%d episodes", p.episodes());
+    const std::string steps = c.num_env_steps() > 0
+                                  ? absl::StrFormat("%d/%d steps", p.env_steps(), c.num_env_steps())
+                                  : absl::StrFormat("%d steps", p.env_steps());
+    std::cout << absl::StrFormat("\r%-9s [%s%s] %5.1f%%  %s  %s  %.0f steps/s  return %.2f   ",
+                                 StateName(e.state()), std::string(filled, '#'),
+                                 std::string(width - filled, '.'), 100 * p.fraction_done(),
+                                 episodes, steps, p.env_steps_per_second(), p.latest_train_return())
+              << std::flush;
+    return;
+  }
   const int64_t target = e.spec().stop().max_env_steps();
   const std::string steps = target > 0 ? absl::StrFormat("%d/%d steps", p.env_steps(), target)
                                        : absl::StrFormat("%d steps", p.env_steps());
@@ -466,6 +517,7 @@ int Run(const std::vector<std::string>& args) {
   }
   if (command == "watch") return need_one("ID") ? Watch(rest[0]) : 2;
   if (command == "plot") return Plot(rest);
+  if (command == "datasets") return Datasets(rest);
   if (command == "models") return Models(rest);
   if (command == "load-model") return LoadModel(rest);
   if (command == "unload-model") return UnloadModel(rest);

@@ -1,7 +1,8 @@
 // prl_learner: the experiment service (for users), the actor service (for actors), gRPC health
-// and /metrics. Runs the experiment queue, one TRAIN experiment at a time, against the replay
-// shards named by --learner_replay. On SIGTERM/SIGINT the running experiment checkpoints and
-// stays RUNNING on disk; the next start resumes it.
+// and /metrics. Runs the experiment queue, one experiment at a time (TRAIN, COLLECT,
+// TRAIN_PRIOR), against the replay shards named by --learner_replay; keeps trained priors in
+// <state_dir>/models and collected datasets in <state_dir>/datasets. On SIGTERM/SIGINT the running
+// experiment checkpoints and stays RUNNING on disk; the next start resumes it.
 #include <iostream>
 #include <map>
 #include <memory>
@@ -18,6 +19,7 @@
 #include "common/signals.h"
 #include "learner/actor_registry.h"
 #include "learner/algorithm_registry.h"
+#include "learner/dataset_store.h"
 #include "learner/experiment_manager.h"
 #include "learner/learner_metrics.h"
 #include "learner/learner_services.h"
@@ -51,10 +53,11 @@ ABSL_FLAG(int, learner_torch_threads, 0,
           "Torch intra-op threads for updates (0: Torch's default).");
 ABSL_FLAG(int64_t, learner_publish_every, 100, "Gradient updates between policy publications.");
 ABSL_FLAG(absl::Duration, learner_checkpoint_period, absl::Minutes(2),
-          "Time between checkpoints of the running experiment.");
+          "Time between checkpoints of the running experiment (a COLLECT run closes a "
+          "segment of its dataset as often).");
 ABSL_FLAG(absl::Duration, learner_first_checkpoint, absl::Seconds(10),
           "Time from the start of a run to its first checkpoint (a learner killed early loses "
-          "at most this much).");
+          "at most this much; a COLLECT run closes its first dataset segment then).");
 ABSL_FLAG(int64_t, learner_checkpoint_every_updates, 0,
           "Also checkpoint every this many updates (0: by time only).");
 ABSL_FLAG(absl::Duration, learner_heartbeat_interval, absl::Seconds(2),
@@ -111,11 +114,39 @@ int main(int argc, char** argv) {
   run_options.first_checkpoint_period = absl::GetFlag(FLAGS_learner_first_checkpoint);
   run_options.checkpoint_every_updates = absl::GetFlag(FLAGS_learner_checkpoint_every_updates);
 
+  // datasets written by COLLECT experiments: <state_dir>/datasets/<name>.hdf5 and .info
+  auto dataset_store =
+      prl::learner::DatasetStore::Open(absl::GetFlag(FLAGS_learner_state_dir) + "/datasets");
+  if (!dataset_store.ok()) {
+    std::cerr << "prl_learner: " << dataset_store.status().message() << "\n";
+    return 1;
+  }
+  std::unique_ptr<prl::learner::ExperimentManager> manager;
   prl::learner::ExperimentManagerOptions manager_options;
   manager_options.state_dir = absl::GetFlag(FLAGS_learner_state_dir);
   const int replay_shards = static_cast<int>(replay.size());
-  manager_options.validate = [replay_shards](const prl::v1::ExperimentSpec& spec) {
-    return prl::learner::ValidateSpecForLearner(spec, replay_shards);
+  // Submit: the spec, then the dataset names it uses against the store and the experiments
+  // still to run (Submit comes through the server, which starts once `manager` is set)
+  manager_options.validate =
+      [replay_shards, &manager, datasets = dataset_store->get()](
+          const prl::v1::ExperimentSpec& spec) -> absl::StatusOr<prl::v1::ExperimentSpec> {
+    absl::StatusOr<prl::v1::ExperimentSpec> filled =
+        prl::learner::ValidateSpecForLearner(spec, replay_shards);
+    if (!filled.ok()) return filled;
+    std::vector<prl::v1::Experiment> pending;
+    std::string token;
+    do {
+      auto page = manager->List(
+          {prl::v1::EXPERIMENT_STATE_QUEUED, prl::v1::EXPERIMENT_STATE_RUNNING}, 1000, token);
+      if (!page.ok()) return page.status();
+      pending.insert(pending.end(), page->first.begin(), page->first.end());
+      token = page->second;
+    } while (!token.empty());
+    if (absl::Status s = prl::learner::CheckDatasetReferences(*filled, *datasets, pending);
+        !s.ok()) {
+      return s;
+    }
+    return filled;
   };
   manager_options.on_state_counts = [&](const std::map<std::string, int>& counts) {
     learner_metrics.SetExperimentsByState(counts);
@@ -172,11 +203,20 @@ int main(int argc, char** argv) {
   factory_options.training = run_options;
   factory_options.state_dir = absl::GetFlag(FLAGS_learner_state_dir);
   factory_options.prior_training.models = model_store->get();
+  factory_options.prior_training.datasets = dataset_store->get();
+  factory_options.collect.replay_addresses = replay;
+  factory_options.collect.call.auth_token = *token;
+  factory_options.collect.call.timeout = absl::Seconds(10);
+  factory_options.collect.registry = &registry;
+  factory_options.collect.datasets = dataset_store->get();
+  factory_options.collect.policies = &policies;
+  factory_options.collect.metrics = &learner_metrics;
+  factory_options.collect.first_segment_period = absl::GetFlag(FLAGS_learner_first_checkpoint);
+  factory_options.collect.segment_period = absl::GetFlag(FLAGS_learner_checkpoint_period);
   factory_options.prior_training.factory = prl::learner::CreatePriorModel;
   factory_options.prior_training.metrics = &learner_metrics;
   factory_options.prior_training.device = device;
   factory_options.prior_training.torch_threads = absl::GetFlag(FLAGS_learner_torch_threads);
-  std::unique_ptr<prl::learner::ExperimentManager> manager;
   manager_options.run_factory = prl::learner::MakeRunFactory(factory_options);
   auto created = prl::learner::ExperimentManager::Create(manager_options);
   if (!created.ok()) {
@@ -187,7 +227,7 @@ int main(int argc, char** argv) {
 
   prl::learner::LearnerServiceOptions options;
   options.auth_token = *token;
-  prl::learner::ExperimentServiceImpl experiments(options, manager.get());
+  prl::learner::ExperimentServiceImpl experiments(options, manager.get(), dataset_store->get());
   prl::learner::ActorServiceImpl actors(options, &registry, &policies);
 
   auto host = prl::ServerHost::Start(prl::ServerOptionsFromFlags("learner", 50052, 9152),

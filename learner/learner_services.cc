@@ -33,8 +33,9 @@ bool ValidActorName(const std::string& name) {
 }  // namespace
 
 ExperimentServiceImpl::ExperimentServiceImpl(const LearnerServiceOptions& options,
-                                             ExperimentManager* manager)
-    : auth_(options.auth_token), manager_(manager) {}
+                                             ExperimentManager* manager,
+                                             const DatasetStore* datasets)
+    : auth_(options.auth_token), manager_(manager), datasets_(datasets) {}
 
 grpc::Status ExperimentServiceImpl::Submit(grpc::ServerContext* context,
                                            const v1::SubmitRequest* request,
@@ -121,6 +122,26 @@ grpc::Status ExperimentServiceImpl::Watch(grpc::ServerContext* context,
     }
   }
   return grpc::Status::CANCELLED;
+}
+
+grpc::Status ExperimentServiceImpl::ListDatasets(grpc::ServerContext*,
+                                                 const v1::ListDatasetsRequest* request,
+                                                 v1::ListDatasetsResponse* response) {
+  if (datasets_ == nullptr) {
+    return ToGrpcStatus(absl::FailedPreconditionError("this learner has no dataset store"));
+  }
+  if (!request->name().empty()) {
+    absl::StatusOr<v1::DatasetInfo> info = datasets_->Lookup(request->name());
+    if (!info.ok()) return ToGrpcStatus(info.status());
+    *response->add_datasets() = *std::move(info);
+    return grpc::Status::OK;
+  }
+  std::vector<std::string> problems;
+  for (v1::DatasetInfo& info : datasets_->List(&problems)) {
+    *response->add_datasets() = std::move(info);
+  }
+  for (std::string& problem : problems) response->add_problems(std::move(problem));
+  return grpc::Status::OK;
 }
 
 ActorServiceImpl::ActorServiceImpl(const LearnerServiceOptions& options, ActorRegistry* registry,

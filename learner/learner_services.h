@@ -10,6 +10,7 @@
 
 #include "common/auth.h"
 #include "learner/actor_registry.h"
+#include "learner/dataset_store.h"
 #include "learner/experiment_manager.h"
 #include "learner/policy_store.h"
 #include "proto/actor.grpc.pb.h"
@@ -24,7 +25,10 @@ struct LearnerServiceOptions {
 
 class ExperimentServiceImpl final : public v1::ExperimentService::Service {
  public:
-  ExperimentServiceImpl(const LearnerServiceOptions& options, ExperimentManager* manager);
+  // `datasets` (not owned, may be null: ListDatasets is then FAILED_PRECONDITION) answers
+  // ListDatasets.
+  ExperimentServiceImpl(const LearnerServiceOptions& options, ExperimentManager* manager,
+                        const DatasetStore* datasets = nullptr);
 
   grpc::Status Submit(grpc::ServerContext* context, const v1::SubmitRequest* request,
                       v1::SubmitResponse* response) override;
@@ -39,10 +43,15 @@ class ExperimentServiceImpl final : public v1::ExperimentService::Service {
   // one snapshot, the newest); ends UNAVAILABLE when the manager shuts down.
   grpc::Status Watch(grpc::ServerContext* context, const v1::WatchRequest* request,
                      grpc::ServerWriter<v1::WatchResponse>* writer) override;
+  // The dataset store's records (DatasetStore::List, or Lookup for one name) and the files it
+  // could not read.
+  grpc::Status ListDatasets(grpc::ServerContext* context, const v1::ListDatasetsRequest* request,
+                            v1::ListDatasetsResponse* response) override;
 
  private:
   const TokenAuthenticator auth_;
   ExperimentManager* manager_;
+  const DatasetStore* datasets_;
 };
 
 class ActorServiceImpl final : public v1::ActorService::Service {

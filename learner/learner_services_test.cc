@@ -5,6 +5,8 @@
 
 #include <unistd.h>
 
+#include <fstream>
+
 #include "absl/strings/str_cat.h"
 #include "common/testing/in_process_server.h"
 #include "gmock/gmock.h"
@@ -62,8 +64,9 @@ class LearnerServicesTest : public ::testing::Test {
     auto manager = ExperimentManager::Create(options);
     ASSERT_TRUE(manager.ok()) << manager.status();
     manager_ = std::move(*manager);
-    experiments_ =
-        std::make_unique<ExperimentServiceImpl>(LearnerServiceOptions{"token-3"}, manager_.get());
+    datasets_ = *DatasetStore::Open(options.state_dir + "/datasets");
+    experiments_ = std::make_unique<ExperimentServiceImpl>(LearnerServiceOptions{"token-3"},
+                                                           manager_.get(), datasets_.get());
     actors_ = std::make_unique<ActorServiceImpl>(LearnerServiceOptions{"token-3"}, &registry_,
                                                  &policies_);
     auto server =
@@ -86,6 +89,7 @@ class LearnerServicesTest : public ::testing::Test {
 
   ActorRegistry registry_;
   PolicyStore policies_;
+  std::unique_ptr<DatasetStore> datasets_;
   std::unique_ptr<ExperimentManager> manager_;
   std::unique_ptr<ExperimentServiceImpl> experiments_;
   std::unique_ptr<ActorServiceImpl> actors_;
@@ -182,6 +186,42 @@ TEST_F(LearnerServicesTest, SubmitGetListWatchStop) {
   auto bad_watch = experiment_stub_->Watch(bad_context.get(), watch);
   EXPECT_FALSE(bad_watch->Read(&update));
   EXPECT_EQ(bad_watch->Finish().error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+}
+
+TEST_F(LearnerServicesTest, ListDatasetsShowsTheStoreAndWhatItCannotRead) {
+  for (const char* name : {"b-set", "a-set"}) {
+    const std::string staged = datasets_->StagingPathOf(name, "exp-000001");
+    std::ofstream(staged) << "rows of " << name;
+    v1::DatasetInfo info;
+    info.set_name(name);
+    info.set_experiment_id("exp-000001");
+    info.set_episodes(3);
+    ASSERT_TRUE(datasets_->Commit(staged, info).ok());
+  }
+  std::ofstream(datasets_->dir() + "/stray.hdf5") << "no record";
+  v1::ListDatasetsResponse listed;
+  // read-only: no token needed
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+  ASSERT_TRUE(experiment_stub_->ListDatasets(&context, {}, &listed).ok());
+  ASSERT_EQ(listed.datasets_size(), 2);
+  EXPECT_EQ(listed.datasets(0).name(), "a-set");
+  EXPECT_EQ(listed.datasets(1).name(), "b-set");
+  EXPECT_EQ(listed.datasets(1).episodes(), 3);
+  EXPECT_THAT(listed.datasets(1).content_hash(), HasSubstr("sha256:"));
+  ASSERT_EQ(listed.problems_size(), 1);
+  EXPECT_THAT(listed.problems(0), HasSubstr("stray.hdf5"));
+
+  v1::ListDatasetsRequest one;
+  one.set_name("b-set");
+  v1::ListDatasetsResponse found;
+  ASSERT_TRUE(experiment_stub_->ListDatasets(Authorized().get(), one, &found).ok());
+  ASSERT_EQ(found.datasets_size(), 1);
+  EXPECT_EQ(found.datasets(0).name(), "b-set");
+  one.set_name("c-set");
+  const grpc::Status missing = experiment_stub_->ListDatasets(Authorized().get(), one, &found);
+  EXPECT_EQ(missing.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_THAT(missing.error_message(), HasSubstr("stored: a-set, b-set"));
 }
 
 TEST_F(LearnerServicesTest, WatchEndsUnavailableWhenTheManagerShutsDown) {

@@ -84,14 +84,25 @@ class PriorTrainingRun final : public ExperimentRun {
 };
 
 absl::Status PriorTrainingRun::LoadData() {
-  const std::string& path = spec_.dataset();
-  if (!absl::EndsWith(path, ".hdf5") && !absl::EndsWith(path, ".h5")) {
-    return absl::NotFoundError(
-        absl::StrCat("prior_training.dataset: '", path,
-                     "' is not a file this learner can read; it has no dataset store yet (COLLECT "
-                     "experiments come later): give the path of a D4RL-layout .hdf5 or .h5 file"));
+  std::string path = spec_.dataset();
+  if (IsDatasetPath(path)) {
+    PRL_ASSIGN_OR_RETURN(dataset_hash_, Sha256File(path));
+  } else {
+    // a name in the dataset store: its file, checked against the hash it was stored with
+    if (options_.datasets == nullptr) {
+      return absl::NotFoundError(
+          absl::StrCat("prior_training.dataset: '", path,
+                       "' is a dataset name, but this learner has no dataset store: give the "
+                       "path of a D4RL-layout .hdf5 or .h5 file"));
+    }
+    absl::StatusOr<v1::DatasetInfo> info = options_.datasets->Verify(path);
+    if (!info.ok()) {
+      return absl::Status(info.status().code(),
+                          absl::StrCat("prior_training.dataset: ", info.status().message()));
+    }
+    path = info->path();
+    dataset_hash_ = info->content_hash();
   }
-  PRL_ASSIGN_OR_RETURN(dataset_hash_, Sha256File(path));
   PRL_ASSIGN_OR_RETURN(Dataset dataset, ReadDataset(path));
   WindowDatasetOptions options;
   options.horizon = spec_.horizon();

@@ -1,5 +1,7 @@
-// A TRAIN_PRIOR experiment: reads a D4RL-layout HDF5 dataset, cuts it into H-step windows
-// inside episodes (learner/window_dataset.h) with held-out validation episodes, trains the
+// A TRAIN_PRIOR experiment: reads a D4RL-layout HDF5 dataset (a file path, or a name in the
+// learner's DatasetStore, whose file must still have the hash its record holds), cuts it into
+// H-step windows inside episodes (learner/window_dataset.h) with held-out validation episodes,
+// trains the
 // prior the spec names (a models::PriorModel from a PriorModelFactory) for the spec's epochs or
 // steps, evaluates it on the validation windows after every epoch, and stores the result as the
 // next version of the output model in the learner's ModelStore — a self-describing artifact
@@ -19,6 +21,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "learner/dataset_store.h"
 #include "learner/experiment_run.h"
 #include "learner/learner_metrics.h"
 #include "learner/model_store.h"
@@ -41,6 +44,9 @@ using PriorModelFactory = std::function<absl::StatusOr<std::unique_ptr<models::P
 struct PriorTrainingRunOptions {
   // Not owned; must outlive the run.
   ModelStore* models = nullptr;
+  // Where dataset names (prior_training.dataset without a .hdf5/.h5 suffix) are found; not
+  // owned. Unset: only paths are accepted.
+  DatasetStore* datasets = nullptr;
   // Builds the model (learner/prior_models.h in the binary; fakes in tests).
   PriorModelFactory factory;
   // Optional: the learner's metrics.

@@ -5,6 +5,8 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <cstdio>
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -99,6 +101,7 @@ class PriorTrainingRunTest : public ::testing::Test {
     *experiment.mutable_spec() = *filled;
     PriorTrainingRunOptions options;
     options.models = store_.get();
+    options.datasets = datasets_.get();
     options.factory = CreatePriorModel;
     options.metrics = &metrics_;
     options.device = "cpu";
@@ -110,6 +113,7 @@ class PriorTrainingRunTest : public ::testing::Test {
 
   std::string dir_, dataset_;
   std::unique_ptr<ModelStore> store_;
+  std::unique_ptr<DatasetStore> datasets_;
   prometheus::Registry registry_;
   LearnerMetrics metrics_{registry_};
   RecordingContext context_;
@@ -193,6 +197,50 @@ TEST_F(PriorTrainingRunTest, BadDataFailsNamingTheCause) {
   EXPECT_EQ(short_episodes.state, v1::EXPERIMENT_STATE_FAILED);
   EXPECT_THAT(short_episodes.reason, HasSubstr("no episode has 40 steps"));
   EXPECT_TRUE(store_->List().empty());
+}
+
+TEST_F(PriorTrainingRunTest, ADatasetNameIsFoundInTheDatasetStore) {
+  auto datasets = DatasetStore::Open(dir_ + "-datasets");
+  ASSERT_TRUE(datasets.ok()) << datasets.status();
+  datasets_ = std::move(*datasets);
+  v1::DatasetInfo info;
+  info.set_name("maze-planner");
+  info.set_experiment_id("exp-collect");
+  const std::string staged = datasets_->StagingPathOf("maze-planner", "exp-collect");
+  WriteDataset(staged, 12, 30);
+  absl::StatusOr<v1::DatasetInfo> stored = datasets_->Commit(staged, info);
+  ASSERT_TRUE(stored.ok()) << stored.status();
+
+  const ExperimentRun::Result result =
+      Run("kind: PRIOR_KIND_SKILL_VAE dataset: 'maze-planner' output_model: 'skills' horizon: 5 "
+          "latent_dim: 3 max_steps: 5 batch_size: 16 network { hidden_sizes: [16] }");
+  ASSERT_EQ(result.state, v1::EXPERIMENT_STATE_SUCCEEDED) << result.reason;
+  absl::StatusOr<models::ModelArtifact> model = store_->Read("skills", 1);
+  ASSERT_TRUE(model.ok()) << model.status();
+  EXPECT_EQ(model->info.dataset(), "maze-planner");
+  EXPECT_EQ(model->info.dataset_hash(), stored->content_hash());
+
+  // an unknown name fails naming it and what is stored
+  const ExperimentRun::Result unknown =
+      Run("kind: PRIOR_KIND_SKILL_VAE dataset: 'maze-random' output_model: 'skills'");
+  EXPECT_EQ(unknown.state, v1::EXPERIMENT_STATE_FAILED);
+  EXPECT_THAT(unknown.reason, HasSubstr("prior_training.dataset: no dataset named 'maze-random'"));
+  EXPECT_THAT(unknown.reason, HasSubstr("stored: maze-planner"));
+
+  // a file changed since it was stored is refused, naming it
+  {
+    std::fstream file(stored->path(), std::ios::in | std::ios::out | std::ios::binary);
+    const auto middle = static_cast<std::streamoff>(stored->size_bytes() / 2);
+    file.seekg(middle);
+    const char byte = static_cast<char>(file.get());
+    file.seekp(middle);
+    file.put(static_cast<char>(byte ^ 0x5a));
+  }
+  const ExperimentRun::Result changed =
+      Run("kind: PRIOR_KIND_SKILL_VAE dataset: 'maze-planner' output_model: 'skills'");
+  EXPECT_EQ(changed.state, v1::EXPERIMENT_STATE_FAILED);
+  EXPECT_THAT(changed.reason, HasSubstr(stored->path()));
+  EXPECT_THAT(changed.reason, HasSubstr("has hash"));
 }
 
 TEST_F(PriorTrainingRunTest, AStoppedRunStoresNothingAndReleasesItsVersion) {

@@ -1,12 +1,14 @@
 // Which ExperimentRun an experiment gets, by its kind: TRAIN experiments a training run
-// (learner/training_run.h) with the algorithm the registry picks; TRAIN_PRIOR experiments a
-// prior-training run (learner/prior_training_run.h). The experiment manager calls
+// (learner/training_run.h) with the algorithm the registry picks; COLLECT experiments a
+// collect run (learner/collect_run.h) that writes into the dataset store; TRAIN_PRIOR
+// experiments a prior-training run (learner/prior_training_run.h). The experiment manager calls
 // the factory; learner_main only fills the options.
 #ifndef PRL_LEARNER_RUN_FACTORY_H_
 #define PRL_LEARNER_RUN_FACTORY_H_
 
 #include <string>
 
+#include "learner/collect_run.h"
 #include "learner/experiment_run.h"
 #include "learner/prior_training_run.h"
 #include "learner/training_run.h"
@@ -16,8 +18,11 @@ namespace prl::learner {
 struct RunFactoryOptions {
   // Options of every training run; checkpoint_path is set per experiment.
   TrainingRunOptions training;
-  // Options of TRAIN_PRIOR runs (their model store and model factory).
+  // Options of TRAIN_PRIOR runs (their model store, dataset store and model factory).
   PriorTrainingRunOptions prior_training;
+  // Options of COLLECT runs (registry, dataset store, replay); work_dir is set per experiment,
+  // and policy_loader, when unset, to LoadTrainedPolicy over `training` and `state_dir`.
+  CollectRunOptions collect;
   // The learner's state directory: experiment E checkpoints to
   // <state_dir>/experiments/E/checkpoint.bin.
   std::string state_dir;
@@ -25,6 +30,17 @@ struct RunFactoryOptions {
 
 // Errors of the runs it builds: UNIMPLEMENTED naming a kind this learner does not run yet.
 RunFactory MakeRunFactory(RunFactoryOptions options);
+
+// COLLECTOR_POLICY's policy: the policy in the checkpoint of a TRAIN experiment of this
+// learner (collect.policy.experiment_id, or the experiment whose checkpoint
+// collect.policy.checkpoint_path is), rebuilt with the experiment's algorithm from
+// `training.algorithms` on the CPU and exported as its TRAIN run publishes it. Errors, naming
+// collect.policy's field: NOT_FOUND for an unknown experiment or a missing checkpoint, or a
+// version other than the checkpoint's; DATA_LOSS for an unreadable checkpoint or record;
+// FAILED_PRECONDITION for an experiment that is not KIND_TRAIN; the algorithm's errors.
+absl::StatusOr<CollectPolicy> LoadTrainedPolicy(const v1::PolicyRef& ref,
+                                                const TrainingRunOptions& training,
+                                                const std::string& state_dir);
 
 }  // namespace prl::learner
 

@@ -11,6 +11,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -136,6 +137,9 @@ class SpecChecker {
   void CheckEvaluation();
   void CheckKindParts();
   void CheckPriorTraining();
+  void CheckCollect();
+  void CheckCollectReplay();
+  void CheckCollectPolicy(const v1::CollectSpec& c);
 
   const ExperimentSpec& spec_;
   ExperimentSpec filled_;
@@ -186,11 +190,13 @@ void SpecChecker::Run() {
     CheckTrain();
   } else if (kind == ExperimentSpec::KIND_TRAIN_PRIOR) {
     CheckPriorTraining();
+  } else if (kind == ExperimentSpec::KIND_COLLECT) {
+    CheckCollect();
   } else if (kind != ExperimentSpec::KIND_UNSPECIFIED && ExperimentSpec::Kind_IsValid(kind)) {
     unsupported_.push_back(
         absl::StrCat("kind: ", ExperimentSpec::Kind_Name(kind),
-                     " is not supported by this learner yet (KIND_TRAIN and KIND_TRAIN_PRIOR "
-                     "are)"));
+                     " is not supported by this learner yet (KIND_TRAIN, KIND_COLLECT and "
+                     "KIND_TRAIN_PRIOR are)"));
   }
 }
 
@@ -237,7 +243,7 @@ void SpecChecker::CheckTrain() {
 
 void SpecChecker::CheckEnv() {
   if (!spec_.has_env()) {
-    Bad("env", "unset", "KIND_TRAIN requires an env");
+    Bad("env", "unset", absl::StrCat(ExperimentSpec::Kind_Name(spec_.kind()), " requires an env"));
     return;
   }
   std::vector<std::string> env_problems;
@@ -727,6 +733,145 @@ void SpecChecker::CheckPriorTraining() {
   out->set_lr(Positive(p.lr(), flow ? kFlowLr : kSkillLr, path + ".lr"));
 }
 
+// COLLECT: the collector and its limits (proto/experiment.proto, CollectSpec). Only env,
+// resources, replay.capacity and replay.num_shards apply besides collect; the other parts of a
+// spec are ignored, as for the other kinds that do not train.
+void SpecChecker::CheckCollect() {
+  CheckEnv();
+  CheckKindParts();
+  CheckResources();
+  CheckCollectReplay();
+  if (!spec_.has_collect()) {
+    Bad("collect", "unset", "KIND_COLLECT requires collect");
+    return;
+  }
+  const v1::CollectSpec& c = spec_.collect();
+  v1::CollectSpec* out = filled_.mutable_collect();
+  const bool maze = spec_.env().domain() == v1::EnvSpec::DOMAIN_POINT_MAZE;
+  const std::string domain = v1::EnvSpec::Domain_Name(spec_.env().domain());
+  const v1::CollectSpec::Collector collector = c.collector();
+  if (collector == v1::CollectSpec::COLLECTOR_UNSPECIFIED ||
+      !v1::CollectSpec::Collector_IsValid(collector)) {
+    Bad("collect.collector", EnumText(v1::CollectSpec::Collector_Name(collector), collector),
+        "use COLLECTOR_SCRIPTED, COLLECTOR_RANDOM or COLLECTOR_POLICY");
+  }
+  // script: SCRIPTED only, and a script the domain has
+  // (what depends on the domain is left alone while env itself is invalid: reported there)
+  if (collector == v1::CollectSpec::COLLECTOR_SCRIPTED && domain_ != nullptr) {
+    if (c.script().empty() && maze) {
+      out->set_script("planner");
+    } else if (c.script().empty()) {
+      Bad("collect.script", "\"\"",
+          absl::StrCat(domain,
+                       " has no scripted collector yet; use COLLECTOR_RANDOM or "
+                       "COLLECTOR_POLICY"));
+    } else if (c.script() != "planner" || !maze) {
+      Bad("collect.script", Quote(c.script()),
+          absl::StrCat("the scripted collectors are \"planner\" (DOMAIN_POINT_MAZE only)",
+                       maze ? "" : absl::StrCat("; ", domain, " has none yet")));
+    }
+  } else if (collector != v1::CollectSpec::COLLECTOR_SCRIPTED && !c.script().empty()) {
+    Bad("collect.script", Quote(c.script()), "it is for COLLECTOR_SCRIPTED only, leave it empty");
+  }
+  CheckCollectPolicy(c);
+  // limits: at least one
+  if (c.num_episodes() < 0) {
+    Bad("collect.num_episodes", absl::StrCat(c.num_episodes()),
+        "it must be >= 0 (0 means no episode limit)");
+  }
+  if (c.num_env_steps() < 0) {
+    Bad("collect.num_env_steps", absl::StrCat(c.num_env_steps()),
+        "it must be >= 0 (0 means no step limit)");
+  }
+  if (c.num_episodes() == 0 && c.num_env_steps() == 0) {
+    Bad("collect.num_episodes", "0 with collect.num_env_steps 0",
+        "KIND_COLLECT needs at least one of collect.num_episodes and collect.num_env_steps > 0");
+  }
+  NotNegative(c.action_noise(), "collect.action_noise", "no noise");
+  if (c.randomize_start_goal() && domain_ != nullptr && !maze) {
+    Bad("collect.randomize_start_goal", "true",
+        absl::StrCat("it is for DOMAIN_POINT_MAZE only (env.domain is ", domain, ")"));
+  }
+  const std::string& name = c.output_dataset();
+  if (!IsName(name)) {
+    Bad("collect.output_dataset", Quote(name), kNameRule);
+  } else if (absl::EndsWith(name, ".hdf5") || absl::EndsWith(name, ".h5")) {
+    Bad("collect.output_dataset", Quote(name),
+        "a dataset name must not end in .hdf5 or .h5 (prior_training.dataset reads such a "
+        "value as a file path)");
+  }
+}
+
+void SpecChecker::CheckCollectPolicy(const v1::CollectSpec& c) {
+  const bool policy = c.collector() == v1::CollectSpec::COLLECTOR_POLICY;
+  if (!policy) {
+    if (c.has_policy()) {
+      Bad("collect.policy", "set", "it is for COLLECTOR_POLICY only, leave it unset");
+    }
+    return;
+  }
+  const v1::PolicyRef& p = c.policy();
+  switch (p.source_case()) {
+    case v1::PolicyRef::kExperimentId:
+      if (p.experiment_id().empty()) {
+        Bad("collect.policy.experiment_id", "\"\"", "name a TRAIN experiment of this learner");
+      }
+      if (p.version() < 0) {
+        Bad("collect.policy.version", absl::StrCat(p.version()),
+            "use a version >= 1, or 0 for the latest");
+      }
+      break;
+    case v1::PolicyRef::kCheckpointPath:
+      if (p.checkpoint_path().empty()) {
+        Bad("collect.policy.checkpoint_path", "\"\"",
+            "name a learner checkpoint file (experiments/<id>/checkpoint.bin)");
+      }
+      if (p.version() != 0) {
+        Bad("collect.policy.version", absl::StrCat(p.version()),
+            "a checkpoint holds one policy: leave it 0 with collect.policy.checkpoint_path");
+      }
+      break;
+    default:
+      Bad("collect.policy", c.has_policy() ? "no source" : "unset",
+          "COLLECTOR_POLICY requires collect.policy.experiment_id or "
+          "collect.policy.checkpoint_path");
+  }
+}
+
+// COLLECT's staging table on the replay shards is a FIFO queue each row leaves once: only its
+// capacity and the shards it spreads over are the user's to choose.
+void SpecChecker::CheckCollectReplay() {
+  const v1::ReplaySpec& r = spec_.replay();
+  v1::ReplaySpec* out = filled_.mutable_replay();
+  if (r.capacity() == 0) {
+    out->set_capacity(kDefaultCapacity);
+  } else if (r.capacity() < 1 || r.capacity() > kMaxCapacity) {
+    Bad("replay.capacity", absl::StrCat(r.capacity()),
+        absl::StrCat("use 1..", kMaxCapacity, ", or 0 for the default ", kDefaultCapacity));
+  }
+  if (r.num_shards() < 0) {
+    Bad("replay.num_shards", absl::StrCat(r.num_shards()),
+        "it must be >= 0 (0 means every shard the learner is configured with)");
+  }
+  const std::string unused =
+      "KIND_COLLECT's table is a FIFO queue each row leaves once (only replay.capacity and "
+      "replay.num_shards apply); leave it unset";
+  if (r.sampler() != v1::SAMPLER_UNSPECIFIED) {
+    Bad("replay.sampler", EnumText(v1::Sampler_Name(r.sampler()), r.sampler()), unused);
+  }
+  const std::pair<const char*, double> fields[] = {
+      {"replay.priority_exponent", r.priority_exponent()},
+      {"replay.importance_sampling_exponent", r.importance_sampling_exponent()},
+      {"replay.samples_per_insert", r.samples_per_insert()},
+      {"replay.error_buffer", r.error_buffer()},
+      {"replay.min_size_to_sample", static_cast<double>(r.min_size_to_sample())},
+      {"replay.max_times_sampled", static_cast<double>(r.max_times_sampled())},
+  };
+  for (const auto& [path, value] : fields) {
+    if (value != 0) Bad(path, absl::StrCat(value), unused);
+  }
+}
+
 }  // namespace
 
 absl::StatusOr<v1::ExperimentSpec> ValidateAndFillSpec(const v1::ExperimentSpec& spec) {
@@ -750,8 +895,9 @@ std::vector<std::string> SpecProblems(const v1::ExperimentSpec& spec) {
 absl::StatusOr<v1::ExperimentSpec> ValidateSpecForLearner(const v1::ExperimentSpec& spec,
                                                           int replay_shards) {
   PRL_ASSIGN_OR_RETURN(v1::ExperimentSpec filled, ValidateAndFillSpec(spec));
-  if (filled.kind() == v1::ExperimentSpec::KIND_TRAIN &&
-      filled.replay().num_shards() > replay_shards) {
+  const bool uses_replay = filled.kind() == v1::ExperimentSpec::KIND_TRAIN ||
+                           filled.kind() == v1::ExperimentSpec::KIND_COLLECT;
+  if (uses_replay && filled.replay().num_shards() > replay_shards) {
     return absl::InvalidArgumentError(absl::StrCat(
         FieldProblem("replay.num_shards", filled.replay().num_shards(),
                      absl::StrCat("this learner has ", replay_shards, " replay shard",

@@ -24,14 +24,16 @@ namespace prl::learner {
 //     <what is allowed>" (common/field_error.h FieldProblem; e.g. "algorithm.discount: 1.5 is
 //     not allowed; it must be in (0, 1], or 0 for the default 0.99"), joined by "; ".
 //   UNIMPLEMENTED, naming the field, when the spec is valid as far as it was checked but asks
-//     for something this learner cannot run yet: a kind other than KIND_TRAIN (only the common
-//     fields name, kind, description and labels are checked then), or an algorithm other than
-//     sac and td3 (everything but that algorithm's own config is checked).
+//     for something this learner cannot run yet: KIND_EVALUATE (only the common fields name,
+//     kind, description and labels are checked then), an algorithm it does not have (mcat;
+//     everything but that algorithm's own config is checked), or a prior kind it cannot train.
 // INVALID_ARGUMENT wins when both apply.
 absl::StatusOr<v1::ExperimentSpec> ValidateAndFillSpec(const v1::ExperimentSpec& spec);
 
 // ValidateAndFillSpec plus what depends on the learner that runs the spec: replay.num_shards
-// may not exceed `replay_shards`, the shards it trains with (--learner_replay). Errors:
+// (TRAIN, COLLECT) may not exceed `replay_shards`, the shards it trains with
+// (--learner_replay). What depends on its stored state (dataset names) is checked by
+// CheckDatasetReferences (learner/dataset_store.h) in the binary. Errors:
 // ValidateAndFillSpec's; INVALID_ARGUMENT "replay.num_shards: 5 is not allowed; this learner
 // has 1 replay shard ...".
 absl::StatusOr<v1::ExperimentSpec> ValidateSpecForLearner(const v1::ExperimentSpec& spec,

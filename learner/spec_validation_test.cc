@@ -202,7 +202,6 @@ TEST(SpecValidationTest, UnsupportedPartsAreUnimplemented) {
     const char* overlay;
     const char* field;
   } cases[] = {
-      {"", "kind: KIND_COLLECT", "kind: KIND_COLLECT"},
       {"", "kind: KIND_EVALUATE", "kind: KIND_EVALUATE"},
       {"algorithm", "algorithm { mcat {} }", "algorithm.mcat"},
   };
@@ -242,7 +241,7 @@ TEST(SpecValidationTest, EapIsFilledWithItsDefaultsAndNeedsAPrior) {
 }
 
 TEST(SpecValidationTest, InvalidArgumentWinsOverUnimplemented) {
-  const v1::ExperimentSpec spec = Spec("", "kind: KIND_COLLECT name: 'Bad'");
+  const v1::ExperimentSpec spec = Spec("", "kind: KIND_EVALUATE name: 'Bad'");
   EXPECT_EQ(ValidateAndFillSpec(spec).status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(SpecProblems(spec), ElementsAre(HasSubstr("name: \"Bad\"")));
 }
@@ -651,6 +650,106 @@ TEST(SpirlSpecTest, ASpirlSpecIsFilledWithSpirlsDefaultsAndBadFieldsAreNamed) {
   // the prior is required
   s = ValidateAndFillSpec(Spec("algorithm", "algorithm { spirl {} }")).status();
   EXPECT_THAT(s.message(), HasSubstr("prior"));
+}
+
+}  // namespace
+}  // namespace prl::learner
+
+namespace prl::learner {
+namespace {
+
+v1::ExperimentSpec CollectSpec(const std::string& overlay) {
+  v1::ExperimentSpec spec;
+  EXPECT_TRUE(google::protobuf::TextFormat::ParseFromString(
+      R"pb(
+        name: "collect"
+        kind: KIND_COLLECT
+        env { domain: DOMAIN_POINT_MAZE }
+        collect { collector: COLLECTOR_SCRIPTED num_episodes: 10 output_dataset: "maze-planner" }
+      )pb",
+      &spec));
+  EXPECT_TRUE(google::protobuf::TextFormat::MergeFromString(overlay, &spec)) << overlay;
+  return spec;
+}
+
+TEST(CollectSpecTest, APlannerSpecIsFilledAndValidatesToItself) {
+  const v1::ExperimentSpec spec = CollectSpec("");
+  absl::StatusOr<v1::ExperimentSpec> filled = ValidateAndFillSpec(spec);
+  ASSERT_TRUE(filled.ok()) << filled.status();
+  EXPECT_EQ(filled->collect().script(), "planner");
+  EXPECT_EQ(filled->replay().capacity(), 1000000);
+  EXPECT_EQ(filled->resources().num_actors(), 1);
+  EXPECT_EQ(filled->resources().envs_per_actor(), 1);
+  EXPECT_EQ(filled->env().episode_length(), 2000);  // the domain's default, filled
+  ExpectIdempotent(spec);
+  // random and policy collectors on any domain; steps instead of episodes
+  ExpectIdempotent(CollectSpec(
+      "env { domain: DOMAIN_CHEETAH } collect { collector: COLLECTOR_RANDOM num_episodes: 0 "
+      "num_env_steps: 5000 action_noise: 0.3 }"));
+  ExpectIdempotent(
+      CollectSpec("collect { collector: COLLECTOR_POLICY policy { experiment_id: 'exp-000003' } "
+                  "randomize_start_goal: true success_only: true }"));
+  ExpectIdempotent(CollectSpec(
+      "collect { collector: COLLECTOR_POLICY policy { checkpoint_path: '/ckpt/checkpoint.bin' } "
+      "}"));
+}
+
+TEST(CollectSpecTest, EveryBadFieldIsNamed) {
+  struct Case {
+    const char* overlay;
+    const char* expected;
+  } cases[] = {
+      {"collect { collector: COLLECTOR_UNSPECIFIED }", "collect.collector: COLLECTOR_UNSPECIFIED"},
+      {"collect { script: 'wander' }", "collect.script: \"wander\""},
+      {"env { domain: DOMAIN_CHEETAH }", "collect.script: \"\""},
+      {"collect { collector: COLLECTOR_RANDOM script: 'planner' }",
+       "collect.script: \"planner\" is not allowed; it is for COLLECTOR_SCRIPTED only"},
+      {"collect { policy { experiment_id: 'exp-1' } }",
+       "collect.policy: set is not allowed; it is for COLLECTOR_POLICY only"},
+      {"collect { collector: COLLECTOR_POLICY }", "collect.policy: unset"},
+      {"collect { collector: COLLECTOR_POLICY policy { experiment_id: '' } }",
+       "collect.policy.experiment_id"},
+      {"collect { collector: COLLECTOR_POLICY policy { checkpoint_path: '/c' version: 3 } }",
+       "collect.policy.version: 3"},
+      {"collect { num_episodes: 0 }", "collect.num_episodes: 0 with collect.num_env_steps 0"},
+      {"collect { num_episodes: -1 }", "collect.num_episodes: -1"},
+      {"collect { num_env_steps: -5 }", "collect.num_env_steps: -5"},
+      {"collect { action_noise: -0.1 }", "collect.action_noise: -0.1"},
+      {"collect { action_noise: nan }", "collect.action_noise: nan"},
+      {"env { domain: DOMAIN_HOPPER } collect { collector: COLLECTOR_RANDOM "
+       "randomize_start_goal: true }",
+       "collect.randomize_start_goal: true is not allowed; it is for DOMAIN_POINT_MAZE only"},
+      {"collect { output_dataset: 'Maze' }", "collect.output_dataset: \"Maze\""},
+      {"collect { output_dataset: '' }", "collect.output_dataset: \"\""},
+      {"collect { output_dataset: 'maze.hdf5' }",
+       "collect.output_dataset: \"maze.hdf5\" is not allowed; a dataset name must not end in"},
+      {"replay { sampler: SAMPLER_UNIFORM }", "replay.sampler: SAMPLER_UNIFORM"},
+      {"replay { max_times_sampled: 2 }", "replay.max_times_sampled: 2"},
+      {"replay { capacity: -3 }", "replay.capacity: -3"},
+      {"resources { envs_per_actor: 5000 }", "resources.envs_per_actor: 5000"},
+      {"prior_training { dataset: 'd' }", "prior_training: set with KIND_COLLECT"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.overlay);
+    v1::ExperimentSpec spec = CollectSpec(c.overlay);
+    const std::vector<std::string> problems = SpecProblems(spec);
+    ASSERT_THAT(problems, SizeIs(1));
+    EXPECT_THAT(problems[0], HasSubstr(c.expected));
+    EXPECT_EQ(ValidateAndFillSpec(spec).status().code(), absl::StatusCode::kInvalidArgument);
+  }
+  v1::ExperimentSpec no_env = CollectSpec("");
+  no_env.clear_env();
+  EXPECT_THAT(SpecProblems(no_env), ElementsAre(HasSubstr("env: unset is not allowed; "
+                                                          "KIND_COLLECT requires an env")));
+  v1::ExperimentSpec no_collect = CollectSpec("");
+  no_collect.clear_collect();
+  EXPECT_THAT(SpecProblems(no_collect), ElementsAre(HasSubstr("collect: unset")));
+}
+
+TEST(CollectSpecTest, TheLearnerChecksItsReplayShards) {
+  const v1::ExperimentSpec spec = CollectSpec("replay { num_shards: 3 }");
+  EXPECT_EQ(ValidateSpecForLearner(spec, 2).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(ValidateSpecForLearner(spec, 3).ok());
 }
 
 }  // namespace
