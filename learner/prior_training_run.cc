@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <filesystem>
 #include <optional>
 #include <random>
 #include <utility>
@@ -17,6 +19,7 @@
 #include "common/status_macros.h"
 #include "google/protobuf/text_format.h"
 #include "learner/window_dataset.h"
+#include "models/artifact.h"
 
 namespace prl::learner {
 namespace {
@@ -25,6 +28,19 @@ void SetNow(google::protobuf::Timestamp* ts) {
   const absl::Time now = absl::Now();
   ts->set_seconds(absl::ToUnixSeconds(now));
   ts->set_nanos(static_cast<int32_t>(absl::ToUnixNanos(now) % 1000000000));
+}
+
+// Hyperparameter of a checkpoint: training steps done.
+constexpr char kCheckpointStep[] = "run.step";
+
+// The batch sampler of step `step`: seeded by the run's seed and the step alone, so a run
+// resumed from a checkpoint draws the batches an uninterrupted one would.
+std::mt19937_64 StepRng(int64_t seed, int64_t step) {
+  uint64_t z = static_cast<uint64_t>(seed) ^ 0x5eed5eedULL;
+  z += 0x9E3779B97F4A7C15ull * static_cast<uint64_t>(step + 1);  // splitmix64
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return std::mt19937_64(z ^ (z >> 31));
 }
 
 // "auto" -> "cuda" when LibTorch sees a GPU, "cpu" otherwise.
@@ -63,6 +79,12 @@ class PriorTrainingRun final : public ExperimentRun {
   std::optional<Result> Stopped() ABSL_LOCKS_EXCLUDED(mu_);
   void Report(int64_t step, int64_t total_steps, int64_t epoch, double samples_per_second);
   absl::StatusOr<std::string> Store(const models::Losses& validation);
+  // Writes the checkpoint after `step` steps (crash-safe: a temporary file renamed over it).
+  absl::Status Checkpoint(int64_t step);
+  // The steps done by the checkpoint the model was restored from (0 when there is none or it
+  // does not fit: it is then renamed aside, and the model rebuilt fresh).
+  int64_t Resume(const PriorModelRequest& request);
+  void RemoveCheckpoint();
 
   const v1::Experiment experiment_;
   const v1::PriorTrainingSpec spec_;
@@ -162,6 +184,56 @@ void PriorTrainingRun::Report(int64_t step, int64_t total_steps, int64_t epoch,
   context_->ReportProgress(p);
 }
 
+absl::Status PriorTrainingRun::Checkpoint(int64_t step) {
+  v1::ModelInfo info;
+  info.set_name(spec_.output_model());
+  info.set_version(version_);
+  info.set_dataset(spec_.dataset());
+  info.set_dataset_hash(dataset_hash_);
+  PRL_ASSIGN_OR_RETURN(models::ModelArtifact state, model_->TrainingState(info));
+  state.hyperparameters[kCheckpointStep] = step;
+  std::error_code error;
+  std::filesystem::create_directories(std::filesystem::path(options_.checkpoint_path).parent_path(),
+                                      error);
+  return models::WriteModelArtifact(options_.checkpoint_path, state);
+}
+
+int64_t PriorTrainingRun::Resume(const PriorModelRequest& request) {
+  if (options_.checkpoint_path.empty()) return 0;
+  absl::StatusOr<models::ModelArtifact> state = models::ReadModelArtifact(options_.checkpoint_path);
+  if (absl::IsNotFound(state.status())) return 0;
+  absl::Status problem = state.status();
+  int64_t step = 0;
+  if (problem.ok()) {
+    auto it = state->hyperparameters.find(kCheckpointStep);
+    if (state->info.dataset_hash() != dataset_hash_) {
+      problem = absl::FailedPreconditionError("it was trained on another version of the dataset");
+    } else if (it == state->hyperparameters.end() || it->second < 1) {
+      problem = absl::DataLossError("it records no step");
+    } else {
+      step = it->second;
+      problem = model_->RestoreTrainingState(*state);
+    }
+  }
+  if (problem.ok()) {
+    PRL_LOG(INFO) << experiment_.id() << ": resumed " << spec_.output_model() << " from "
+                  << options_.checkpoint_path << " at step " << step;
+    return step;
+  }
+  const std::string aside = options_.checkpoint_path + ".unusable";
+  PRL_LOG(WARNING) << experiment_.id() << ": not resuming from " << options_.checkpoint_path << " ("
+                   << problem << "); moved to " << aside << ", training from the start";
+  std::rename(options_.checkpoint_path.c_str(), aside.c_str());
+  // a failed restore may have changed part of the model: start from a fresh one
+  absl::StatusOr<std::unique_ptr<models::PriorModel>> fresh = options_.factory(request);
+  if (fresh.ok()) model_ = std::move(*fresh);
+  return 0;
+}
+
+void PriorTrainingRun::RemoveCheckpoint() {
+  if (!options_.checkpoint_path.empty()) std::remove(options_.checkpoint_path.c_str());
+}
+
 absl::StatusOr<std::string> PriorTrainingRun::Store(const models::Losses& validation) {
   v1::ModelInfo info;
   info.set_name(spec_.output_model());
@@ -212,21 +284,39 @@ ExperimentRun::Result PriorTrainingRun::Run() {
   PRL_LOG(INFO) << experiment_.id() << ": training " << spec_.output_model() << " v" << version_
                 << " for " << total << " steps (" << steps_per_epoch << " per epoch) on "
                 << data_->train_windows() << " windows of " << spec_.dataset();
-  std::mt19937_64 rng(static_cast<uint64_t>(spec_.seed()) ^ 0x5eed5eedULL);
+  const int64_t resumed = std::min(Resume(request), total);
   absl::Time last_report = absl::InfinitePast();
   absl::Time window_start = absl::Now();
+  absl::Time last_checkpoint = absl::Now();
   int64_t window_steps = 0;
   double samples_per_second = 0;
-  for (int64_t step = 1; step <= total; ++step) {
+  for (int64_t step = resumed + 1; step <= total; ++step) {
     if (std::optional<Result> stopped = Stopped()) {
       options_.models->Release(spec_.output_model(), version_);
+      if (stopped->state == v1::EXPERIMENT_STATE_RUNNING && !options_.checkpoint_path.empty()) {
+        // a shutdown: keep what was trained for the next start
+        if (absl::Status s = Checkpoint(step - 1); !s.ok()) {
+          PRL_LOG(WARNING) << experiment_.id() << ": checkpoint at shutdown: " << s;
+        }
+      } else {
+        RemoveCheckpoint();
+      }
       return *stopped;
     }
+    if (!options_.checkpoint_path.empty() && step > resumed + 1 &&
+        absl::Now() - last_checkpoint >= options_.checkpoint_period) {
+      if (absl::Status s = Checkpoint(step - 1); !s.ok()) {
+        PRL_LOG(WARNING) << experiment_.id() << ": checkpoint: " << s;
+      }
+      last_checkpoint = absl::Now();
+    }
     const absl::Time begin = absl::Now();
+    std::mt19937_64 rng = StepRng(spec_.seed(), step);
     absl::StatusOr<models::Losses> losses =
         model_->TrainStep(data_->SampleTrain(spec_.batch_size(), rng));
     if (!losses.ok()) {
       options_.models->Release(spec_.output_model(), version_);
+      RemoveCheckpoint();
       return {v1::EXPERIMENT_STATE_FAILED,
               absl::StrCat("training step ", step, ": ", losses.status().message())};
     }
@@ -242,6 +332,7 @@ ExperimentRun::Result PriorTrainingRun::Run() {
       absl::StatusOr<models::Losses> validation = Validate();
       if (!validation.ok()) {
         options_.models->Release(spec_.output_model(), version_);
+        RemoveCheckpoint();
         return {v1::EXPERIMENT_STATE_FAILED,
                 absl::StrCat("validation: ", validation.status().message())};
       }
@@ -257,7 +348,13 @@ ExperimentRun::Result PriorTrainingRun::Run() {
       last_report = now;
     }
   }
+  if (validation_losses_.empty()) {
+    // resumed at the very end: the final validation was not kept
+    absl::StatusOr<models::Losses> validation = Validate();
+    if (validation.ok()) validation_losses_ = *validation;
+  }
   absl::StatusOr<std::string> path = Store(validation_losses_);
+  RemoveCheckpoint();
   if (!path.ok()) {
     options_.models->Release(spec_.output_model(), version_);
     return {v1::EXPERIMENT_STATE_FAILED,

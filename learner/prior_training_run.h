@@ -8,8 +8,14 @@
 // with the dataset's path and SHA-256 and the filled training spec. Progress shows the epoch,
 // the train and validation losses and samples/s; the learner's metrics count updates and losses.
 //
-// A stop ends the run STOPPED without storing a model; a learner shutdown leaves it RUNNING
-// and it trains again from the start at the next start (prior training keeps no checkpoint yet).
+// A stop ends the run STOPPED without storing a model. With a checkpoint path, the run writes
+// its whole training state (weights, Adam's moments, the noise generator, the step; models/
+// prior_model.h TrainingState) there every checkpoint_period and when a learner shutdown stops
+// it (leaving it RUNNING); the next run of the experiment resumes from it and trains on
+// exactly as it would have (batches are drawn from a generator seeded by the step), so a killed
+// learner loses at most checkpoint_period of training. A checkpoint for another dataset (its
+// hash differs) or one that cannot be read is set aside, named in the log, and training starts
+// over. The checkpoint is removed when the run ends.
 //
 // Thread-safety: Run on one thread; RequestStop from any.
 #ifndef PRL_LEARNER_PRIOR_TRAINING_RUN_H_
@@ -60,6 +66,10 @@ struct PriorTrainingRunOptions {
   int64_t max_validation_windows = 4096;
   // Fraction of the dataset's episodes held out.
   double validation_fraction = 0.1;
+  // Where the run keeps its checkpoint (MakeRunFactory: <state_dir>/experiments/<id>/
+  // prior_checkpoint.prl); empty: none.
+  std::string checkpoint_path;
+  absl::Duration checkpoint_period = absl::Minutes(1);
 };
 
 // Builds the run for a validated TRAIN_PRIOR experiment. Errors: INVALID_ARGUMENT for options

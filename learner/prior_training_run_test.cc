@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -29,8 +30,18 @@ using ::testing::HasSubstr;
 class RecordingContext final : public RunContext {
  public:
   void ReportProgress(const v1::Progress& p) override {
+    std::function<void(const v1::Progress&)> hook;
+    {
+      absl::MutexLock lock(&mu_);
+      progress_ = p;
+      hook = on_progress_;
+    }
+    if (hook) hook(p);
+  }
+  // Called after each progress report (e.g. to stop the run mid-way).
+  void OnProgress(std::function<void(const v1::Progress&)> hook) {
     absl::MutexLock lock(&mu_);
-    progress_ = p;
+    on_progress_ = std::move(hook);
   }
   void AddCurvePoint(const v1::CurvePoint&) override {}
   void TruncateCurve(int64_t) override {}
@@ -51,6 +62,7 @@ class RecordingContext final : public RunContext {
   absl::Mutex mu_;
   v1::Progress progress_ ABSL_GUARDED_BY(mu_);
   v1::ExperimentOutputs outputs_ ABSL_GUARDED_BY(mu_);
+  std::function<void(const v1::Progress&)> on_progress_ ABSL_GUARDED_BY(mu_);
 };
 
 // `episodes` episodes of `length` steps: 4-D states, 2-D actions that depend on the state.
@@ -181,6 +193,71 @@ TEST_F(PriorTrainingRunTest, TrainsCvaesWithAndWithoutAStatePrior) {
     EXPECT_EQ(stored->hyperparameters.at("learned_prior"), k > 1 ? 1 : 0);
     EXPECT_TRUE(context_.progress().scalars().count("validation_kl_loss"));
   }
+}
+
+// A learner shutdown mid-training checkpoints the run; the next run of the experiment resumes
+// from it and ends with a model bit-identical to one trained without the interruption.
+TEST_F(PriorTrainingRunTest, AShutdownCheckpointsAndTheNextRunResumesExactly) {
+  const std::string fields = absl::StrCat(
+      "kind: PRIOR_KIND_SKILL_VAE dataset: '", dataset_,
+      "' horizon: 5 latent_dim: 3 max_steps: 40 batch_size: 16 network { hidden_sizes: [16] } "
+      "output_model: ");
+  v1::ExperimentSpec spec;
+  auto experiment_for = [&](const std::string& name) {
+    EXPECT_TRUE(google::protobuf::TextFormat::ParseFromString(
+        absl::StrCat("name: \"prior\" kind: KIND_TRAIN_PRIOR prior_training { ", fields, "'", name,
+                     "' }"),
+        &spec));
+    v1::Experiment experiment;
+    experiment.set_id("exp-" + name);
+    *experiment.mutable_spec() = ValidateAndFillSpec(spec).value();
+    return experiment;
+  };
+  auto options_for = [&](const std::string& checkpoint) {
+    PriorTrainingRunOptions options;
+    options.models = store_.get();
+    options.factory = CreatePriorModel;
+    options.device = "cpu";
+    options.progress_period = absl::ZeroDuration();
+    options.checkpoint_path = checkpoint;
+    return options;
+  };
+  // uninterrupted
+  auto whole = CreatePriorTrainingRun(experiment_for("whole"), &context_, options_for(""));
+  ASSERT_TRUE(whole.ok());
+  ASSERT_EQ((*whole)->Run().state, v1::EXPERIMENT_STATE_SUCCEEDED);
+
+  // interrupted by a shutdown after 17 steps, then resumed by a new run
+  const std::string checkpoint = dir_ + "-exp/prior_checkpoint.prl";
+  const v1::Experiment resumed = experiment_for("resumed");
+  auto first = CreatePriorTrainingRun(resumed, &context_, options_for(checkpoint));
+  ASSERT_TRUE(first.ok());
+  ExperimentRun* run = first->get();
+  context_.OnProgress([run](const v1::Progress& p) {
+    if (p.updates() >= 17) run->RequestStop("learner shutdown", /*shutdown=*/true);
+  });
+  EXPECT_EQ(run->Run().state, v1::EXPERIMENT_STATE_RUNNING);
+  context_.OnProgress(nullptr);
+  ASSERT_TRUE(std::ifstream(checkpoint).good()) << "no checkpoint at " << checkpoint;
+  auto second = CreatePriorTrainingRun(resumed, &context_, options_for(checkpoint));
+  ASSERT_TRUE(second.ok());
+  ASSERT_EQ((*second)->Run().state, v1::EXPERIMENT_STATE_SUCCEEDED);
+  EXPECT_FALSE(std::ifstream(checkpoint).good()) << "the checkpoint outlived the run";
+
+  absl::StatusOr<models::ModelArtifact> a = store_->Read("whole", 0);
+  absl::StatusOr<models::ModelArtifact> b = store_->Read("resumed", 0);
+  ASSERT_TRUE(a.ok() && b.ok());
+  ASSERT_EQ(a->tensors.size(), b->tensors.size());
+  for (size_t i = 0; i < a->tensors.size(); ++i) {
+    EXPECT_EQ(a->tensors[i].second.bytes(), b->tensors[i].second.bytes()) << a->tensors[i].first;
+  }
+
+  // a checkpoint that cannot be read is set aside and training starts over
+  ASSERT_TRUE(std::ofstream(checkpoint).write("garbage", 7).good());
+  auto third = CreatePriorTrainingRun(experiment_for("again"), &context_, options_for(checkpoint));
+  ASSERT_TRUE(third.ok());
+  EXPECT_EQ((*third)->Run().state, v1::EXPERIMENT_STATE_SUCCEEDED);
+  EXPECT_TRUE(std::ifstream(checkpoint + ".unusable").good());
 }
 
 TEST_F(PriorTrainingRunTest, BadDataFailsNamingTheCause) {

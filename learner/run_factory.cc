@@ -34,8 +34,11 @@ RunFactory MakeRunFactory(RunFactoryOptions options) {
         }
         return CreateCollectRun(experiment, context, collect);
       }
-      case v1::ExperimentSpec::KIND_TRAIN_PRIOR:
-        return CreatePriorTrainingRun(experiment, context, options.prior_training);
+      case v1::ExperimentSpec::KIND_TRAIN_PRIOR: {
+        PriorTrainingRunOptions prior = options.prior_training;
+        prior.checkpoint_path = dir + "/prior_checkpoint.prl";
+        return CreatePriorTrainingRun(experiment, context, prior);
+      }
       default:
         return absl::UnimplementedError(
             absl::StrCat("kind: ", v1::ExperimentSpec::Kind_Name(experiment.spec().kind()),
