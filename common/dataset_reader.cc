@@ -11,6 +11,7 @@
 #include "H5Cpp.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/string_view.h"
 #include "common/hdf5_util.h"
 #include "common/os_error.h"
@@ -65,6 +66,13 @@ class DatasetFileReader {
 
 bool IsNumeric(H5T_class_t c) { return c == H5T_INTEGER || c == H5T_FLOAT; }
 
+// The data a dataset may declare beyond what the file stores of it: up to this many bytes that
+// were never written (HDF5 reads them as the fill value), and up to this many times what it
+// stores (deflate, the strongest filter D4RL files use, compresses at most about 1032:1). More
+// is a damaged or hostile file whose shape would have the reader allocate and fill gigabytes.
+constexpr uint64_t kMaxUnstoredBytes = uint64_t{1} << 20;
+constexpr uint64_t kMaxExpansion = 1100;
+
 absl::StatusOr<H5::DataSet> DatasetFileReader::Open(const std::string& key,
                                                     std::vector<H5T_class_t> classes, int rank,
                                                     std::vector<hsize_t>* shape) {
@@ -85,6 +93,19 @@ absl::StatusOr<H5::DataSet> DatasetFileReader::Open(const std::string& key,
   }
   shape->resize(actual_rank);
   space.getSimpleExtentDims(shape->data());
+  // the declared size against the stored one, before anything is allocated for it
+  constexpr uint64_t kMax = std::numeric_limits<uint64_t>::max();
+  uint64_t bytes = dataset.getDataType().getSize();  // saturates at kMax
+  if (std::find(shape->begin(), shape->end(), 0) != shape->end()) bytes = 0;
+  for (hsize_t d : *shape) bytes = d != 0 && bytes > kMax / d ? kMax : bytes * d;
+  const uint64_t stored = dataset.getStorageSize();
+  const uint64_t allowed =
+      std::max(kMaxUnstoredBytes, stored > kMax / kMaxExpansion ? kMax : stored * kMaxExpansion);
+  if (bytes > allowed) {
+    return Invalid(absl::StrCat("has shape [", absl::StrJoin(*shape, ", "),
+                                "] but the file stores only ", stored,
+                                " bytes of its data; it is damaged"));
+  }
   return dataset;
 }
 

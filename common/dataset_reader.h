@@ -32,8 +32,10 @@ namespace prl {
 // is not an HDF5 file, is truncated or HDF5 cannot read it; INVALID_ARGUMENT for a missing
 // observations/actions/rewards/terminals, a key that is not a numeric dataset, a wrong rank,
 // row counts that disagree (naming both keys and counts), non-finite values in
-// observations, actions, rewards or next_observations, NaN terminals/timeouts, or a path that
-// is a directory.
+// observations, actions, rewards or next_observations, NaN terminals/timeouts, a dataset whose
+// shape claims far more data than the file stores of it (over 1 MiB never written, or more than
+// 1100 times what it stores: more than gzip compresses; a damaged file), or a path that is a
+// directory.
 // Thread-safe (HDF5 work of all readers and writers in the process takes turns on one lock).
 absl::StatusOr<Dataset> ReadDataset(const std::string& path);
 

@@ -323,5 +323,60 @@ TEST(ReadDatasetTest, RefusesAGroupWhereADatasetBelongs) {
   EXPECT_THAT(d.status().message(), AllOf(HasSubstr("'actions'"), HasSubstr("not a dataset")));
 }
 
+// A dataset whose shape claims far more data than the file stores is refused before anything
+// is allocated for it: this 10 kB file would have the reader allocate and fill 8 GB (found by
+// //fuzz:dataset_fuzzer).
+TEST(ReadDatasetTest, RefusesADatasetFarLargerThanWhatTheFileStores) {
+  const std::string path = MakeTestDir() + "/unwritten.h5";
+  Columns columns = D4rlColumns();
+  columns.erase("observations");
+  ASSERT_NO_THROW(WriteColumns(path, columns));
+  {
+    H5::H5File file(path, H5F_ACC_RDWR);
+    const hsize_t dims[2] = {hsize_t{1} << 31, 1};
+    const hsize_t max_dims[2] = {H5S_UNLIMITED, H5S_UNLIMITED};
+    const hsize_t chunk[2] = {4, 1};
+    H5::DSetCreatPropList properties;
+    properties.setChunk(2, chunk);
+    file.createDataSet("observations", H5::PredType::IEEE_F32LE, H5::DataSpace(2, dims, max_dims),
+                       properties);  // no chunk written
+  }
+  absl::StatusOr<Dataset> d = ReadDataset(path);
+  EXPECT_EQ(d.status().code(), absl::StatusCode::kInvalidArgument) << d.status();
+  EXPECT_THAT(d.status().message(), AllOf(HasSubstr("'observations'"), HasSubstr("[2147483648, 1]"),
+                                          HasSubstr("stores only 0 bytes")));
+}
+
+// ... while data gzip compresses as well as it can (zeros) is read.
+TEST(ReadDatasetTest, ReadsHighlyCompressedData) {
+  const std::string path = MakeTestDir() + "/zeros.h5";
+  constexpr hsize_t kRows = 100000;
+  Columns columns = D4rlColumns();
+  for (auto& [name, column] : columns) {
+    column.dims[0] = kRows;
+    column.values.assign(column.dims.size() == 2 ? kRows * column.dims[1] : kRows, 0.0);
+  }
+  {
+    H5::H5File file(path, H5F_ACC_TRUNC);
+    for (const auto& [name, column] : columns) {
+      const hsize_t chunk[2] = {4096, column.dims.size() == 2 ? column.dims[1] : 1};
+      H5::DSetCreatPropList properties;
+      properties.setChunk(static_cast<int>(column.dims.size()), chunk);
+      properties.setDeflate(9);
+      H5::DataSet dataset = file.createDataSet(
+          name, *column.file_type,
+          H5::DataSpace(static_cast<int>(column.dims.size()), column.dims.data()), properties);
+      dataset.write(column.values.data(), H5::PredType::NATIVE_DOUBLE);
+      if (name == "observations") {  // 2.4 MB of float64 zeros, compressed more than 500:1
+        EXPECT_LT(dataset.getStorageSize() * 500, column.values.size() * 8);
+      }
+    }
+  }
+  absl::StatusOr<Dataset> d = ReadDataset(path);
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_EQ(d->size, static_cast<int64_t>(kRows));
+  EXPECT_EQ(d->observations, std::vector<float>(kRows * 3, 0.0f));
+}
+
 }  // namespace
 }  // namespace prl

