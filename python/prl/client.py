@@ -180,6 +180,32 @@ class Client:
                    "fraction_done", "submit_time", "end_reason", "failure_reason"]
         return pd.DataFrame(rows, columns=columns)
 
+    def datasets(self, name=None, timeout=None):
+        """The learner's stored datasets (written by COLLECT experiments) as a DataFrame, one
+        row per dataset: name, version, path (on the learner's machine), content_hash,
+        size_bytes, transitions, episodes, terminated_episodes, obs_dim, action_dim,
+        experiment_id, create_time. `name` keeps that one (NOT_FOUND when it is not stored).
+        Files of the store the learner could not read are in the frame's attrs["problems"]."""
+        if name is not None and (not isinstance(name, str) or not name):
+            raise ValueError(f"dataset name must be a non-empty str, got {name!r}")
+        request = v1.ListDatasetsRequest(name=name or "")
+        response = self._conn.call("ListDatasets", self._stub.ListDatasets, request, timeout)
+        columns = ["name", "version", "path", "content_hash", "size_bytes", "transitions",
+                   "episodes", "terminated_episodes", "obs_dim", "action_dim", "experiment_id",
+                   "create_time"]
+        rows = [{
+            "name": d.name, "version": d.version, "path": d.path,
+            "content_hash": d.content_hash, "size_bytes": d.size_bytes,
+            "transitions": d.transitions, "episodes": d.episodes,
+            "terminated_episodes": d.terminated_episodes, "obs_dim": d.obs_dim,
+            "action_dim": d.action_dim, "experiment_id": d.experiment_id,
+            "create_time": pd.Timestamp(d.create_time.ToDatetime(), tz="UTC")
+            if d.HasField("create_time") else pd.NaT,
+        } for d in response.datasets]
+        frame = pd.DataFrame(rows, columns=columns)
+        frame.attrs["problems"] = list(response.problems)
+        return frame
+
     def stop(self, experiment_id, reason="", timeout=None):
         """Stops a queued or running experiment (idempotent for ended ones) and returns it.
         `reason` is recorded as its end_reason ("stopped by user" when empty)."""

@@ -323,3 +323,28 @@ def test_experiments_frame_is_empty_for_a_filter_without_matches(client):
     frame = client.experiments(states=["FAILED"])
     assert isinstance(frame, pd.DataFrame) and len(frame) == 0
     assert "state" in frame.columns
+
+
+def test_datasets_lists_what_a_collect_experiment_stored(client):
+    """A COLLECT experiment (the maze planner, on the fixture's actor) stores a dataset;
+    datasets() lists it with its hash and counts; an unknown name is NOT_FOUND."""
+    experiment = client.submit({
+        "name": "py-collect", "kind": "KIND_COLLECT",
+        "env": {"domain": "DOMAIN_POINT_MAZE", "task": "reach_goal", "episode_length": 200,
+                "seed": 5},
+        "resources": {"num_actors": 1, "envs_per_actor": 1},
+        "collect": {"collector": "COLLECTOR_SCRIPTED", "num_episodes": 2,
+                    "output_dataset": "py-maze"}})
+    done = client.wait(experiment, timeout=120)
+    assert done.state == prl.v1.EXPERIMENT_STATE_SUCCEEDED, done.failure_reason
+    frame = client.datasets()
+    assert "py-maze" in list(frame["name"])
+    row = frame[frame["name"] == "py-maze"].iloc[0]
+    assert row["episodes"] >= 2 and row["transitions"] > 0
+    assert row["content_hash"].startswith("sha256:") and row["experiment_id"] == experiment
+    assert (row["obs_dim"], row["action_dim"]) == (4, 2)
+    assert frame.attrs["problems"] == []
+    assert list(client.datasets("py-maze")["name"]) == ["py-maze"]
+    with pytest.raises(prl.PrlError) as error:
+        client.datasets("no-such-dataset")
+    assert error.value.code == grpc.StatusCode.NOT_FOUND
