@@ -22,7 +22,6 @@ using prior_util::GaussianNet;
 using prior_util::MeanNet;
 using prior_util::TorchError;
 
-constexpr uint64_t kEvaluateSeedOffset = 0x9E3779B97F4A7C15ull;
 constexpr double kBetaScale = 1e9;  // the "beta_x1e9" hyperparameter
 constexpr prior_util::DimLimits kLimits{kCvaeMaxDim, kCvaeMaxHorizon, kCvaeMaxLatentDim};
 
@@ -95,18 +94,8 @@ struct CvaeModel::Impl {
 
 namespace {
 
-absl::StatusOr<WindowBatch> PrepareBatch(const WindowBatch& batch, const CvaeModelOptions& o) {
-  PRL_RETURN_IF_ERROR(CheckInput("batch.obs", batch.obs, {-1, o.horizon, o.obs_dim}, true));
-  PRL_RETURN_IF_ERROR(
-      CheckInput("batch.actions", batch.actions, {batch.obs.size(0), o.horizon, o.act_dim}, true));
-  return WindowBatch{batch.obs.to(o.device), batch.actions.to(o.device)};
-}
-
-Losses ToLosses(const CvaeLossTerms& t) {
-  at::Tensor v =
-      at::stack({t.loss, t.reconstruction_loss, t.kl_loss}).detach().to(at::kCPU, at::kDouble);
-  const double* p = v.data_ptr<double>();
-  return {{"loss", p[0]}, {"reconstruction_loss", p[1]}, {"kl_loss", p[2]}};
+prior_util::LossTerms Terms(const CvaeLossTerms& t) {
+  return {{"loss", t.loss}, {"reconstruction_loss", t.reconstruction_loss}, {"kl_loss", t.kl_loss}};
 }
 
 }  // namespace
@@ -132,41 +121,22 @@ const v1::NetworkSpec& CvaeModel::prior_network() const { return impl_->options.
 const CvaeModelOptions& CvaeModel::options() const { return impl_->options; }
 
 absl::StatusOr<Losses> CvaeModel::TrainStep(const WindowBatch& batch) {
-  try {
-    PRL_ASSIGN_OR_RETURN(WindowBatch b, PrepareBatch(batch, impl_->options));
-    at::Tensor noise = at::randn({b.obs.size(0), impl_->options.latent_dim}, impl_->generator,
-                                 at::TensorOptions().dtype(at::kFloat))
-                           .to(impl_->options.device);
-    impl_->block.ZeroGrad();
-    CvaeLossTerms terms = impl_->Loss(b.obs, b.actions, noise);
-    Losses losses = ToLosses(terms);
-    for (const auto& [name, value] : losses) {
-      if (!std::isfinite(value)) {
-        return absl::InternalError(absl::StrCat("CVAE training step: ", name, " is ", value,
-                                                "; the parameters were not updated"));
-      }
-    }
-    terms.loss.backward();
-    impl_->adam->Step(&impl_->block, impl_->options.lr);
-    return losses;
-  } catch (const c10::Error& e) {
-    return TorchError("CVAE training step", e);
-  }
+  const CvaeModelOptions& o = impl_->options;
+  PRL_ASSIGN_OR_RETURN(
+      WindowBatch b, prior_util::PrepareWindows(batch, o.horizon, o.obs_dim, o.act_dim, o.device));
+  Impl& m = *impl_;
+  return prior_util::VaeTrainStep(
+      "CVAE", {&m.block, m.adam.get(), &m.generator, o.lr, o.latent_dim, o.device}, b.obs.size(0),
+      [&](const at::Tensor& noise) { return Terms(m.Loss(b.obs, b.actions, noise)); });
 }
 
 absl::StatusOr<Losses> CvaeModel::Evaluate(const WindowBatch& batch) const {
-  try {
-    c10::InferenceMode inference;
-    PRL_ASSIGN_OR_RETURN(WindowBatch b, PrepareBatch(batch, impl_->options));
-    at::Generator generator = at::make_generator<at::CPUGeneratorImpl>(
-        static_cast<uint64_t>(impl_->options.seed) + kEvaluateSeedOffset);
-    at::Tensor noise = at::randn({b.obs.size(0), impl_->options.latent_dim}, generator,
-                                 at::TensorOptions().dtype(at::kFloat))
-                           .to(impl_->options.device);
-    return ToLosses(impl_->Loss(b.obs, b.actions, noise));
-  } catch (const c10::Error& e) {
-    return TorchError("CVAE evaluation", e);
-  }
+  const CvaeModelOptions& o = impl_->options;
+  PRL_ASSIGN_OR_RETURN(
+      WindowBatch b, prior_util::PrepareWindows(batch, o.horizon, o.obs_dim, o.act_dim, o.device));
+  return prior_util::VaeEvaluate(
+      "CVAE", o.latent_dim, o.device, o.seed, b.obs.size(0),
+      [&](const at::Tensor& noise) { return Terms(impl_->Loss(b.obs, b.actions, noise)); });
 }
 
 absl::StatusOr<DiagonalGaussian> CvaeModel::Prior(const at::Tensor& obs) const {

@@ -6,9 +6,11 @@
 #include <utility>
 
 #include "ATen/ATen.h"
+#include "ATen/CPUGeneratorImpl.h"
 #include "ATen/core/grad_mode.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "c10/core/InferenceMode.h"
 #include "common/field_error.h"
 #include "common/status_macros.h"
 #include "common/tensor.h"
@@ -241,6 +243,72 @@ void FlatAdam::Step(const at::Tensor& param, const at::Tensor& g, double lr) {
   v_.mul_(kAdamBeta2).addcmul_(g, g, 1.0 - kAdamBeta2);
   at::Tensor denom = v_.sqrt().div_(std::sqrt(bias_correction2)).add_(kAdamEps);
   param.addcdiv_(m_, denom, -lr / bias_correction1);
+}
+
+absl::StatusOr<WindowBatch> PrepareWindows(const WindowBatch& batch, int horizon, int obs_dim,
+                                           int act_dim, c10::Device device) {
+  PRL_RETURN_IF_ERROR(CheckInput("batch.obs", batch.obs, {-1, horizon, obs_dim}, true));
+  PRL_RETURN_IF_ERROR(
+      CheckInput("batch.actions", batch.actions, {batch.obs.size(0), horizon, act_dim}, true));
+  return WindowBatch{batch.obs.to(device), batch.actions.to(device)};
+}
+
+namespace {
+
+// Evaluate draws its ε from a generator seeded with seed + this, afresh on every call.
+constexpr uint64_t kEvaluateSeedOffset = 0x9E3779B97F4A7C15ull;
+
+// The terms' values, copied to the host at once.
+Losses ToLosses(const LossTerms& terms) {
+  std::vector<at::Tensor> values;
+  values.reserve(terms.size());
+  for (const auto& term : terms) values.push_back(term.second);
+  at::Tensor host = at::stack(values).detach().to(at::kCPU, at::kDouble);
+  const double* p = host.data_ptr<double>();
+  Losses losses;
+  for (size_t i = 0; i < terms.size(); ++i) losses[terms[i].first] = p[i];
+  return losses;
+}
+
+at::Tensor Noise(int64_t rows, int latent_dim, at::Generator& generator, c10::Device device) {
+  return at::randn({rows, latent_dim}, generator, at::TensorOptions().dtype(at::kFloat)).to(device);
+}
+
+}  // namespace
+
+absl::StatusOr<Losses> VaeTrainStep(absl::string_view what, const VaeTraining& training,
+                                    int64_t rows,
+                                    const std::function<LossTerms(const at::Tensor&)>& loss) {
+  try {
+    at::Tensor noise = Noise(rows, training.latent_dim, *training.generator, training.device);
+    training.block->ZeroGrad();
+    LossTerms terms = loss(noise);
+    Losses losses = ToLosses(terms);
+    for (const auto& [name, value] : losses) {
+      if (!std::isfinite(value)) {
+        return absl::InternalError(absl::StrCat(what, " training step: ", name, " is ", value,
+                                                "; the parameters were not updated"));
+      }
+    }
+    terms.front().second.backward();
+    training.adam->Step(training.block, training.lr);
+    return losses;
+  } catch (const c10::Error& e) {
+    return TorchError(absl::StrCat(what, " training step"), e);
+  }
+}
+
+absl::StatusOr<Losses> VaeEvaluate(absl::string_view what, int latent_dim, c10::Device device,
+                                   int64_t seed, int64_t rows,
+                                   const std::function<LossTerms(const at::Tensor&)>& loss) {
+  try {
+    c10::InferenceMode inference;
+    at::Generator generator =
+        at::make_generator<at::CPUGeneratorImpl>(static_cast<uint64_t>(seed) + kEvaluateSeedOffset);
+    return ToLosses(loss(Noise(rows, latent_dim, generator, device)));
+  } catch (const c10::Error& e) {
+    return TorchError(absl::StrCat(what, " evaluation"), e);
+  }
 }
 
 namespace {

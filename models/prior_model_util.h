@@ -6,8 +6,10 @@
 #define PRL_MODELS_PRIOR_MODEL_UTIL_H_
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "ATen/core/Generator.h"
@@ -121,6 +123,36 @@ class FlatAdam {
   at::Tensor m_, v_;
   int64_t steps_ = 0;
 };
+
+// A named loss term (a scalar tensor) of a training step; the first one is minimised.
+using LossTerms = std::vector<std::pair<std::string, at::Tensor>>;
+
+// `batch` checked against windows of `horizon` steps of `obs_dim` states and `act_dim` actions
+// (float32, finite; INVALID_ARGUMENT naming batch.obs or batch.actions) and moved to `device`.
+absl::StatusOr<WindowBatch> PrepareWindows(const WindowBatch& batch, int horizon, int obs_dim,
+                                           int act_dim, c10::Device device);
+
+// What a VAE-style prior trains with: its parameters, their Adam, the generator of its noise ε
+// and where it computes.
+struct VaeTraining {
+  ParameterBlock* block;
+  FlatAdam* adam;
+  at::Generator* generator;
+  double lr;
+  int latent_dim;
+  c10::Device device;
+};
+// One Adam step: ε ~ N(0, I) [rows, latent_dim] from the generator, the terms of `loss(ε)`,
+// refused (INTERNAL naming the term, parameters untouched) when one is not finite, backward
+// through the first, an Adam step. `what` names the model in errors.
+absl::StatusOr<Losses> VaeTrainStep(absl::string_view what, const VaeTraining& training,
+                                    int64_t rows,
+                                    const std::function<LossTerms(const at::Tensor&)>& loss);
+// The same terms without a step, in inference mode, ε from a generator seeded with `seed` +
+// a fixed offset afresh on each call (equal batches give equal losses).
+absl::StatusOr<Losses> VaeEvaluate(absl::string_view what, int latent_dim, c10::Device device,
+                                   int64_t seed, int64_t rows,
+                                   const std::function<LossTerms(const at::Tensor&)>& loss);
 
 // A prior's training state for checkpoints (PriorModel::TrainingState): `artifact` (its
 // ToArtifact, the weights) plus the tensors "training.adam.exp_avg" and

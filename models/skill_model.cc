@@ -28,8 +28,6 @@ using prior_util::GaussianNet;
 using prior_util::MeanNet;
 using prior_util::TorchError;
 
-// Evaluate draws its ε from a generator seeded with seed + this, afresh on every call.
-constexpr uint64_t kEvaluateSeedOffset = 0x9E3779B97F4A7C15ull;
 constexpr double kBetaScale = 1e9;  // the "beta_x1e9" hyperparameter
 
 constexpr prior_util::DimLimits kLimits{kSkillMaxDim, kSkillMaxHorizon, kSkillMaxLatentDim};
@@ -120,25 +118,13 @@ SkillLossTerms SkillModel::Impl::Loss(const at::Tensor& obs, const at::Tensor& a
 
 namespace {
 
-// Checks a batch against the model's dimensions and brings it to `device`.
-absl::StatusOr<WindowBatch> PrepareBatch(const WindowBatch& batch, const SkillModelOptions& o) {
-  PRL_RETURN_IF_ERROR(CheckInput("batch.obs", batch.obs, {-1, o.horizon, o.obs_dim}, true));
-  PRL_RETURN_IF_ERROR(
-      CheckInput("batch.actions", batch.actions, {batch.obs.size(0), o.horizon, o.act_dim}, true));
-  return WindowBatch{batch.obs.to(o.device), batch.actions.to(o.device)};
-}
-
-// The scalars of `terms`, copied to the host at once.
-Losses ToLosses(const SkillLossTerms& t) {
-  at::Tensor v = at::stack({t.loss, t.elbo_loss, t.reconstruction_loss, t.kl_loss, t.prior_loss})
-                     .detach()
-                     .to(at::kCPU, at::kDouble);
-  const double* p = v.data_ptr<double>();
-  return {{"loss", p[0]},
-          {"elbo_loss", p[1]},
-          {"reconstruction_loss", p[2]},
-          {"kl_loss", p[3]},
-          {"prior_loss", p[4]}};
+// The loss terms as TrainStep and Evaluate report them ("loss" first: it is minimised).
+prior_util::LossTerms Terms(const SkillLossTerms& t) {
+  return {{"loss", t.loss},
+          {"elbo_loss", t.elbo_loss},
+          {"reconstruction_loss", t.reconstruction_loss},
+          {"kl_loss", t.kl_loss},
+          {"prior_loss", t.prior_loss}};
 }
 
 }  // namespace
@@ -160,41 +146,23 @@ int SkillModel::horizon() const { return impl_->options.horizon; }
 const SkillModelOptions& SkillModel::options() const { return impl_->options; }
 
 absl::StatusOr<Losses> SkillModel::TrainStep(const WindowBatch& batch) {
-  try {
-    PRL_ASSIGN_OR_RETURN(WindowBatch b, PrepareBatch(batch, impl_->options));
-    at::Tensor noise = at::randn({b.obs.size(0), impl_->options.latent_dim}, impl_->generator,
-                                 at::TensorOptions().dtype(at::kFloat))
-                           .to(impl_->options.device);
-    impl_->block.ZeroGrad();
-    SkillLossTerms terms = impl_->Loss(b.obs, b.actions, noise);
-    Losses losses = ToLosses(terms);
-    for (const auto& [name, value] : losses) {
-      if (!std::isfinite(value)) {
-        return absl::InternalError(absl::StrCat("skill model training step: ", name, " is ", value,
-                                                "; the parameters were not updated"));
-      }
-    }
-    terms.loss.backward();
-    impl_->adam->Step(&impl_->block, impl_->options.lr);
-    return losses;
-  } catch (const c10::Error& e) {
-    return TorchError("skill model training step", e);
-  }
+  const SkillModelOptions& o = impl_->options;
+  PRL_ASSIGN_OR_RETURN(
+      WindowBatch b, prior_util::PrepareWindows(batch, o.horizon, o.obs_dim, o.act_dim, o.device));
+  Impl& m = *impl_;
+  return prior_util::VaeTrainStep(
+      "skill model", {&m.block, m.adam.get(), &m.generator, o.lr, o.latent_dim, o.device},
+      b.obs.size(0),
+      [&](const at::Tensor& noise) { return Terms(m.Loss(b.obs, b.actions, noise)); });
 }
 
 absl::StatusOr<Losses> SkillModel::Evaluate(const WindowBatch& batch) const {
-  try {
-    c10::InferenceMode inference;
-    PRL_ASSIGN_OR_RETURN(WindowBatch b, PrepareBatch(batch, impl_->options));
-    at::Generator generator = at::make_generator<at::CPUGeneratorImpl>(
-        static_cast<uint64_t>(impl_->options.seed) + kEvaluateSeedOffset);
-    at::Tensor noise = at::randn({b.obs.size(0), impl_->options.latent_dim}, generator,
-                                 at::TensorOptions().dtype(at::kFloat))
-                           .to(impl_->options.device);
-    return ToLosses(impl_->Loss(b.obs, b.actions, noise));
-  } catch (const c10::Error& e) {
-    return TorchError("skill model evaluation", e);
-  }
+  const SkillModelOptions& o = impl_->options;
+  PRL_ASSIGN_OR_RETURN(
+      WindowBatch b, prior_util::PrepareWindows(batch, o.horizon, o.obs_dim, o.act_dim, o.device));
+  return prior_util::VaeEvaluate(
+      "skill model", o.latent_dim, o.device, o.seed, b.obs.size(0),
+      [&](const at::Tensor& noise) { return Terms(impl_->Loss(b.obs, b.actions, noise)); });
 }
 
 absl::StatusOr<DiagonalGaussian> SkillModel::Prior(const at::Tensor& obs) const {
