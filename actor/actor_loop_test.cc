@@ -1024,8 +1024,11 @@ TEST_F(ActorLoopTest, CollectsWithThePlannerKeepingOnlySuccessfulEpisodes) {
   for (int64_t r = 0; r < size; ++r) {
     const bool starts = r == 0 || discount[r - 1] == 0.0f;
     EXPECT_EQ(step[r], starts ? 0 : step[r - 1] + 1) << "row " << r;
-    if (!starts) EXPECT_EQ(episode[r], episode[r - 1]) << "row " << r;
-    if (starts) EXPECT_TRUE(ids.insert(episode[r]).second) << "episode id reused at row " << r;
+    if (!starts) {
+      EXPECT_EQ(episode[r], episode[r - 1]) << "row " << r;
+    } else {
+      EXPECT_TRUE(ids.insert(episode[r]).second) << "episode id reused at row " << r;
+    }
     EXPECT_GT(episode[r], 0);
     EXPECT_EQ(timeouts[r], 0.0f);
   }
