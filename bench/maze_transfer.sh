@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The maze transfer study on a local cluster, end to end and reproducible:
-#   1. prl_collect: noisy planner episodes on random mazes (one per env, seeds from 1000), start
+#   1. COLLECT: noisy planner episodes on random mazes (one per env, seeds from 1000), start
 #      and goal at random — the "old tasks";
 #   2. TRAIN_PRIOR on that dataset: a SPiRL skill prior ("maze-skills"), an EAP CVAE with a
 #      state prior ("maze-eap") and a PARROT flow ("maze-flow"), each only if a method needs it;
@@ -78,16 +78,6 @@ state_dir="$(cd "${state_dir}" && pwd)"
 mkdir -p "$(dirname "${out}")"
 cd "${ROOT}"
 
-bazel build -c opt //actor/collect:prl_collect
-bin="$(bazel info -c opt bazel-bin)"
-
-# 1. the dataset (old tasks): random 10x10 mazes, not the target maze
-if [[ ! -f "${state_dir}/maze.hdf5" ]]; then
-  "${bin}/actor/collect/prl_collect" --domain=point_maze --random_maze=10x10 --maze_seed=1000 \
-    --maze_per_env --num_envs=8 --seed=1000 --collector=planner --action_noise=0.1 \
-    --randomize_start_goal --episodes="${episodes}" --output="${state_dir}/maze.hdf5" 2>&1 | tail -2
-fi
-
 # the cluster (learner, replay shards, prior server on the learner's store, actors)
 if [[ -z "${cluster_env}" ]]; then
   "${ROOT}/deploy/local/cluster.sh" --state_dir "${state_dir}" --actors "${actors}" --no_submit \
@@ -123,6 +113,38 @@ follow() {  # ID TIMEOUT
   done
 }
 
+# 1. the dataset (old tasks), collected by the cluster's actors into the learner's dataset store:
+# random 10x10 mazes of seeds 1000-1007 (2 actors x 4 envs, one maze each), not the target maze
+# (skipped when the store has it already)
+if ! "${prlctl[@]}" datasets maze-planner >/dev/null 2>&1; then
+  cat >"${state_dir}/maze-collect.textproto" <<EOF
+name: "maze-collect"
+kind: KIND_COLLECT
+description: "planner data for bench/maze_transfer.sh"
+env {
+  domain: DOMAIN_POINT_MAZE
+  task: "reach_goal"
+  maze { random { rows: 10 cols: 10 seed: 1000 per_env: true } }
+  episode_length: 500
+  seed: 1000
+}
+resources { num_actors: 2 envs_per_actor: 4 }
+collect {
+  collector: COLLECTOR_SCRIPTED
+  script: "planner"
+  num_episodes: ${episodes}
+  action_noise: 0.1
+  randomize_start_goal: true
+  output_dataset: "maze-planner"
+}
+EOF
+  id="$("${prlctl[@]}" submit "${state_dir}/maze-collect.textproto")"
+  echo "collecting maze-planner: ${id}"
+  follow "${id}" 24h
+  "${prlctl[@]}" get "${id}" | grep -q EXPERIMENT_STATE_SUCCEEDED ||
+    { echo "maze_transfer: the collection ${id} did not succeed" >&2; exit 1; }
+fi
+
 # 2. the priors (skipped when the store has them already)
 train_prior() {  # NAME KIND EXTRA
   local name="$1" kind="$2" extra="$3"
@@ -133,7 +155,7 @@ kind: KIND_TRAIN_PRIOR
 description: "prior for bench/maze_transfer.sh"
 prior_training {
   kind: ${kind}
-  dataset: "${state_dir}/maze.hdf5"
+  dataset: "maze-planner"
   output_model: "${name}"
   ${extra}
   epochs: ${prior_epochs}
