@@ -159,7 +159,12 @@ run_ci() {
   for t in "${TARGETS[@]}"; do
     local out="${scratch}/${t}" status=0 start ms execs
     start="$(date +%s%N)"
-    run_one "${t}" "${seconds}" "${out}/corpus" "${out}" || status=$?
+    local extra=()
+    # the dataset target replays its committed corpus only: HDF5 itself can spend unbounded
+    # time on some damaged files (fuzz/findings/, docs/operations.md), which random mutation
+    # finds within seconds now and then; the 10-minute runs still mutate it
+    if [[ "${t}" == dataset ]]; then extra=(-runs=0); fi
+    run_one "${t}" "${seconds}" "${out}/corpus" "${out}" "${extra[@]}" || status=$?
     ms=$((($(date +%s%N) - start) / 1000000))
     execs="$(stat_of "${out}/run.log" number_of_executed_units)"
     if [[ "${status}" -eq 0 && "${execs}" -gt 0 ]]; then
