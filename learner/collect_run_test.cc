@@ -400,12 +400,13 @@ TEST_F(CollectRunTest, AStopStoresNothingAndAShutdownResumesWithTheClosedSegment
     absl::StatusOr<v1::HeartbeatResponse> assigned;
     std::thread stopper([&] {
       // once the answers are drained, the learner shuts down
-      while (true) {
-        {
-          absl::MutexLock lock(&replay_.mu);
-          if (replay_.answers.empty() && replay_.drains_when_empty > 0) break;
-        }
-        absl::SleepFor(absl::Milliseconds(1));
+      {
+        absl::MutexLock lock(&replay_.mu);
+        replay_.mu.Await(absl::Condition(
+            +[](decltype(replay_)* r) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+              return r->answers.empty() && r->drains_when_empty > 0;
+            },
+            &replay_));
       }
       v1::HeartbeatRequest heartbeat;
       heartbeat.set_actor_id(actor_id_);
