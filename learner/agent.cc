@@ -115,6 +115,25 @@ absl::StatusOr<DeviceBatch> PrepareBatch(const TransitionBatch& in, const AgentC
   if (in.weight.defined()) {
     PRL_ASSIGN_OR_RETURN(b.weight, BatchField(in.weight, "weight", b.size, -1, d));
   }
+  if (in.sil_obs.defined()) {
+    const int64_t s = in.sil_obs.dim() >= 1 ? in.sil_obs.size(0) : 0;
+    if (s < 1) {
+      return FieldError("batch.sil_obs", absl::StrCat("shape ", Shape(in.sil_obs)),
+                        absl::StrCat("[S, ", config.obs_dim, "] with S >= 1"));
+    }
+    PRL_ASSIGN_OR_RETURN(b.sil_obs, BatchField(in.sil_obs, "sil_obs", s, config.obs_dim, d));
+    PRL_ASSIGN_OR_RETURN(b.sil_action,
+                         BatchField(in.sil_action, "sil_action", s, config.act_dim, d));
+    PRL_ASSIGN_OR_RETURN(b.sil_return, BatchField(in.sil_return, "sil_return", s, -1, d));
+    if (in.sil_weight.defined()) {
+      PRL_ASSIGN_OR_RETURN(b.sil_weight, BatchField(in.sil_weight, "sil_weight", s, -1, d));
+    }
+    if (!(in.self_imitation_weight >= 0)) {
+      return FieldError("batch.self_imitation_weight", absl::StrCat(in.self_imitation_weight),
+                        ">= 0");
+    }
+    b.sil_coef = in.self_imitation_weight;
+  }
   return b;
 }
 
@@ -218,8 +237,20 @@ TwinCriticAgent::CriticStepResult TwinCriticAgent::CriticStep(const DeviceBatch&
   at::Tensor squared = error.square();
   if (batch.weight.defined()) squared = squared * batch.weight;
   at::Tensor loss = squared.sum(0).mean() * 0.5;
+  at::Tensor sil_loss, sil_advantage;
+  if (batch.sil_obs.defined()) {
+    // lower-bound Q-learning: only returns above the estimate push it (up)
+    const at::Tensor q_sil = critic_->Forward(batch.sil_obs, batch.sil_action);  // [2, S]
+    at::Tensor gap = (batch.sil_return - q_sil).clamp_min(0.0);
+    sil_advantage = gap.detach().amax(0);  // (R - min_k Q_k)_+
+    at::Tensor sq = gap.square();
+    if (batch.sil_weight.defined()) sq = sq * batch.sil_weight;
+    sil_loss = sq.sum(0).mean() * 0.5;
+    loss = loss + sil_loss * batch.sil_coef;
+    sil_loss = sil_loss.detach();
+  }
   GradientStep(loss, critic_->params(), *critic_adam_);
-  return {loss.detach(), error.detach().abs().mean(0), q.detach().mean()};
+  return {loss.detach(), error.detach().abs().mean(0), q.detach().mean(), sil_loss, sil_advantage};
 }
 
 void TwinCriticAgent::GradientStep(const at::Tensor& loss, models::ParameterBlock& params,
@@ -281,6 +312,11 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(const AgentOptions& options
       return std::unique_ptr<Agent>(internal::NewSacAgent(config));
     }
     if (config.algorithm.has_td3()) return std::unique_ptr<Agent>(internal::NewTd3Agent(config));
+    if (config.algorithm.has_mcat()) {
+      return absl::UnimplementedError(
+          "algorithm.mcat: Agent::Create builds sac, td3 and parrot; mcat's context-conditioned "
+          "TD3 is built by CreateMcatAlgorithm (learner/mcat_algorithm.h)");
+    }
     const std::string name = config.algorithm.has_eap() ? "eap" : "spirl";
     return absl::UnimplementedError(
         absl::StrCat("algorithm.", name, ": Agent::Create builds sac, td3 and parrot; a ", name,

@@ -33,6 +33,18 @@ struct TransitionBatch {
   at::Tensor next_obs;  // [B, obs_dim]
   at::Tensor discount;  // [B]: 0 where the episode terminated, 1 otherwise (truncation keeps 1)
   at::Tensor weight;    // [B] importance weights, or undefined for uniform
+
+  // Optional self-imitation rows (MCAT; Oh et al. 2018 in the lower-bound Q-learning form of
+  // Tang 2020; mcat uses it with TD3): S rows of a separate buffer with their observed returns.
+  // The critic loss then adds
+  //   self_imitation_weight · ½ Σ_k mean_i w_i ((R_i - Q_k(s_i, a_i))_+)²
+  // which lifts Q towards returns the agent has actually earned and never pulls it down.
+  // Undefined sil_obs means no self-imitation term.
+  at::Tensor sil_obs;     // [S, obs_dim]
+  at::Tensor sil_action;  // [S, act_dim]
+  at::Tensor sil_return;  // [S]
+  at::Tensor sil_weight;  // [S] importance weights, or undefined
+  double self_imitation_weight = 0;
 };
 
 // What one Update did.
@@ -45,6 +57,10 @@ struct UpdateStats {
   double entropy = 0;      // SAC: -mean log π(a|s) of the policy's samples; TD3: 0
   bool actor_updated = false;
   std::vector<float> td_error_abs;  // per item: mean_k |Q_k(s_i, a_i) - y_i|, for priorities
+  // With self-imitation rows: the term's value and, per row, (R_i - min_k Q_k(s_i, a_i))_+
+  // (the self-imitation buffer's priorities).
+  double sil_loss = 0;
+  std::vector<float> sil_advantage;
 };
 
 struct AgentOptions {

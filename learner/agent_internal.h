@@ -46,6 +46,9 @@ absl::StatusOr<AgentConfig> ResolveAgentOptions(const AgentOptions& options);
 struct DeviceBatch {
   int64_t size = 0;
   at::Tensor obs, action, reward, next_obs, discount, weight;
+  // Self-imitation rows (TransitionBatch's sil_*); sil_obs undefined when there are none.
+  at::Tensor sil_obs, sil_action, sil_return, sil_weight;
+  double sil_coef = 0;
 };
 
 // One piece of training state in a checkpoint.
@@ -96,6 +99,9 @@ class TwinCriticAgent : public Agent {
   // Critic loss, backward, clipping and Adam step against `target` [B] (no gradient).
   struct CriticStepResult {
     at::Tensor loss, td_error_abs, q_mean;
+    // With self-imitation rows: the term (a scalar) and (R - min_k Q_k)_+ per row; undefined
+    // otherwise.
+    at::Tensor sil_loss, sil_advantage;
   };
   CriticStepResult CriticStep(const DeviceBatch& batch, const at::Tensor& target);
   // Backward of `loss` into `params`' flat gradient, clipping, Adam step.

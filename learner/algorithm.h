@@ -46,6 +46,9 @@ struct Batch {
   std::vector<uint64_t> keys;
   // Items the source held when the batch was drawn.
   int64_t source_size = 0;
+  // Batches of the further tables whose TableSpec says `sampled`, in Tables() order, drawn with
+  // this one; a batch without columns where that table had nothing to sample yet.
+  std::vector<Batch> extra;
 };
 
 // What one Update did.
@@ -55,6 +58,8 @@ struct UpdateResult {
   std::map<std::string, double> scalars;
   // New priorities for batch.keys (same order), or empty for none.
   std::vector<double> priorities;
+  // New priorities for the keys of batch.extra[i] (same order), or empty for none.
+  std::vector<std::vector<double>> extra_priorities;
 };
 
 // A replay table the run creates on every shard. The first is the one actors insert into.
@@ -63,6 +68,18 @@ struct TableSpec {
   std::string suffix;
   // Columns in the table's order.
   std::vector<v1::ColumnSpec> signature;
+  // A further table (not the first) the feed samples with every batch (Batch::extra), e.g.
+  // MCAT's self-imitation buffer. The first table is always sampled.
+  bool sampled = false;
+  // Actors insert every finished training episode here again, each row with its discounted
+  // return (Assignment.episode_table; the algorithm sets episode_discount in DescribeActing).
+  bool episode_returns = false;
+  // Overrides of the spec's replay settings for this table (0 / UNSPECIFIED: the spec's).
+  int64_t capacity = 0;
+  v1::Sampler sampler = v1::SAMPLER_UNSPECIFIED;
+  v1::Remover remover = v1::REMOVER_UNSPECIFIED;
+  double priority_exponent = 0;
+  double importance_sampling_exponent = 0;
 };
 
 // What an algorithm is built from.
@@ -107,6 +124,16 @@ class Algorithm {
   // for a state of another shape; nothing changes on error.
   virtual absl::StatusOr<std::string> SaveState() const = 0;
   virtual absl::Status RestoreState(const std::string& bytes) = 0;
+
+  // Finished episodes the actors reported (training and evaluation), in arrival order. MCAT
+  // chooses its transfer plan from them; the others ignore them.
+  virtual void ObserveEpisodes(const std::vector<v1::EpisodeSummary>& episodes) { (void)episodes; }
+  // MCAT: the transfer plan to publish with the next policy version (prl.v1.Policy.transfer).
+  // False when the algorithm has none.
+  virtual bool ExportTransfer(v1::TransferPlan* plan) const {
+    (void)plan;
+    return false;
+  }
 
   // Gradient updates done (restored with the state).
   virtual int64_t updates() const = 0;

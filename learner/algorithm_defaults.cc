@@ -115,6 +115,41 @@ absl::Status ResolveParrot(int64_t act_dim, v1::ParrotConfig* parrot) {
   return ResolveDouble("algorithm.parrot.latent_bound", 3.0, Range::kPositive, parrot);
 }
 
+// MCAT's: TD3's defaults for its actor-critic; the context model after CaDM (K = M = 10,
+// z of 10); MCAT's context weight 0.01; self-imitation after Oh et al. (α 0.6, β 0.1).
+absl::Status ResolveMcat(v1::McatConfig* mcat) {
+  PRL_RETURN_IF_ERROR(ResolveTd3(mcat->mutable_td3()));
+  PRL_RETURN_IF_ERROR(ResolveCount("algorithm.mcat.context_history", 10, mcat));
+  PRL_RETURN_IF_ERROR(ResolveCount("algorithm.mcat.prediction_horizon", 10, mcat));
+  PRL_RETURN_IF_ERROR(ResolveCount("algorithm.mcat.context_dim", 10, mcat));
+  PRL_RETURN_IF_ERROR(
+      ResolveDouble("algorithm.mcat.contrastive_margin", 1.0, Range::kPositive, mcat));
+  PRL_RETURN_IF_ERROR(
+      ResolveDouble("algorithm.mcat.contrastive_weight", 0.01, Range::kPositive, mcat));
+  PRL_RETURN_IF_ERROR(ResolveDouble("algorithm.mcat.model_lr", 1e-3, Range::kPositive, mcat));
+  PRL_RETURN_IF_ERROR(ResolveDouble("algorithm.mcat.translator_lr", 3e-4, Range::kPositive, mcat));
+  PRL_RETURN_IF_ERROR(ResolveCount("algorithm.mcat.transfer_window_episodes", 10, mcat));
+  PRL_RETURN_IF_ERROR(
+      ResolveDouble("algorithm.mcat.self_imitation_weight", 1.0, Range::kPositive, mcat));
+  if (mcat->self_imitation_capacity() < 0) {
+    return FieldError("algorithm.mcat.self_imitation_capacity", mcat->self_imitation_capacity(),
+                      ">= 0 (0 means 100000)");
+  }
+  if (mcat->self_imitation_capacity() == 0) mcat->set_self_imitation_capacity(100000);
+  PRL_RETURN_IF_ERROR(ResolveDouble("algorithm.mcat.self_imitation_priority_exponent", 0.6,
+                                    Range::kPositive, mcat));
+  PRL_RETURN_IF_ERROR(
+      ResolveDouble("algorithm.mcat.self_imitation_importance_exponent", 0.1, Range::kUnit, mcat));
+  if (mcat->context_history() > 100 || mcat->prediction_horizon() > 100) {
+    return FieldError("algorithm.mcat.context_history + prediction_horizon",
+                      mcat->context_history() + mcat->prediction_horizon(), "each at most 100");
+  }
+  if (mcat->context_dim() > 256) {
+    return FieldError("algorithm.mcat.context_dim", mcat->context_dim(), "in 1..256");
+  }
+  return absl::OkStatus();
+}
+
 // The network and the fields after the oneof, which every algorithm shares.
 absl::Status ResolveSharedFields(v1::AlgorithmSpec* a) {
   PRL_RETURN_IF_ERROR(models::ResolveNetworkSpec("algorithm.network", a->mutable_network()));
@@ -150,6 +185,9 @@ absl::Status ResolveAlgorithmSpec(int64_t act_dim, v1::AlgorithmSpec* a) {
     case v1::AlgorithmSpec::kEap:
       PRL_RETURN_IF_ERROR(ResolveEap(a->mutable_eap()));
       break;
+    case v1::AlgorithmSpec::kMcat:
+      PRL_RETURN_IF_ERROR(ResolveMcat(a->mutable_mcat()));
+      break;
     case v1::AlgorithmSpec::ALGORITHM_NOT_SET:
       return absl::InvalidArgumentError("algorithm: not set; it must be one of sac, td3");
     default: {
@@ -157,7 +195,8 @@ absl::Status ResolveAlgorithmSpec(int64_t act_dim, v1::AlgorithmSpec* a) {
           v1::AlgorithmSpec::descriptor()->FindFieldByNumber(a->algorithm_case())->name();
       return absl::UnimplementedError(absl::StrCat(
           "algorithm.", name,
-          ": not implemented by the learner's agent yet (sac, td3, spirl, eap and parrot are)"));
+          ": not implemented by the learner's agent yet (sac, td3, spirl, eap, parrot and mcat "
+          "are)"));
     }
   }
   return ResolveSharedFields(a);
@@ -173,6 +212,7 @@ v1::AlgorithmSpec AlgorithmDefaults(v1::AlgorithmSpec::AlgorithmCase which, int6
     resolved.Update(ResolveParrot(act_dim, a.mutable_parrot()));
   }
   if (which == v1::AlgorithmSpec::kEap) resolved.Update(ResolveEap(a.mutable_eap()));
+  if (which == v1::AlgorithmSpec::kMcat) resolved.Update(ResolveMcat(a.mutable_mcat()));
   PRL_CHECK(resolved.ok()) << "the algorithm defaults fail their own checks: "
                            << resolved.ToString();
   return a;

@@ -35,6 +35,15 @@ class BatchFeed {
   virtual void UpdatePriorities(const std::vector<uint64_t>& keys,
                                 const std::vector<double>& priorities) = 0;
 
+  // The same for the keys of a batch's extra[index] (Batch::extra). The default ignores them
+  // (feeds without further sampled tables).
+  virtual void UpdateExtraPriorities(int index, const std::vector<uint64_t>& keys,
+                                     const std::vector<double>& priorities) {
+    (void)index;
+    (void)keys;
+    (void)priorities;
+  }
+
   // Items the source held at the latest batch.
   virtual int64_t size() const = 0;
 

@@ -139,6 +139,11 @@ void ReplayFeed::PrefetchLoop() {
     absl::StatusOr<Batch> batch = sample.ok()
                                       ? ToBatch(*sample, options_.device, options_.prioritized)
                                       : absl::StatusOr<Batch>(sample.status());
+    if (batch.ok()) {
+      for (const ReplayFeedOptions::ExtraTable& extra : options_.extra) {
+        batch->extra.push_back(SampleExtra(extra));
+      }
+    }
     absl::MutexLock lock(&mu_);
     if (!batch.ok()) {
       error_ = batch.status();
@@ -147,6 +152,35 @@ void ReplayFeed::PrefetchLoop() {
     size_ = batch->source_size;
     queue_.push_back(std::move(*batch));
   }
+}
+
+void ReplayFeed::WarnExtra(const std::string& table, const absl::Status& status) {
+  // at most once a minute: the prefetch loop samples extras with every batch
+  const absl::Time now = absl::Now();
+  if (now - last_extra_warning_ < absl::Minutes(1)) return;
+  last_extra_warning_ = now;
+  PRL_LOG(WARNING) << "sampling " << table << ": " << status;
+}
+
+Batch ReplayFeed::SampleExtra(const ReplayFeedOptions::ExtraTable& extra) {
+  // never waits: an extra table that cannot be sampled yet (empty, rate-limited, a shard
+  // restarting) just contributes nothing to this batch
+  absl::StatusOr<v1::SampleResponse> sample =
+      source_->Sample(extra.table, extra.batch_size, absl::ZeroDuration(),
+                      extra.prioritized ? extra.importance_sampling_exponent : 0.0);
+  if (!sample.ok()) {
+    if (!Transient(sample.status()) &&
+        sample.status().code() != absl::StatusCode::kDeadlineExceeded) {
+      WarnExtra(extra.table, sample.status());
+    }
+    return Batch();
+  }
+  absl::StatusOr<Batch> batch = ToBatch(*sample, options_.device, extra.prioritized);
+  if (!batch.ok()) {
+    WarnExtra(extra.table, batch.status());
+    return Batch();
+  }
+  return std::move(*batch);
 }
 
 absl::StatusOr<std::optional<Batch>> ReplayFeed::Next(absl::Duration timeout) {
@@ -172,6 +206,17 @@ void ReplayFeed::UpdatePriorities(const std::vector<uint64_t>& keys,
   if (absl::Status s = source_->UpdatePriorities(options_.tables.front().name(), keys, clamped);
       !s.ok()) {
     PRL_LOG(WARNING) << "priority update: " << s;
+  }
+}
+
+void ReplayFeed::UpdateExtraPriorities(int index, const std::vector<uint64_t>& keys,
+                                       const std::vector<double>& priorities) {
+  if (keys.empty() || index < 0 || index >= static_cast<int>(options_.extra.size())) return;
+  std::vector<double> clamped(priorities);
+  for (double& p : clamped) p = std::max(p, 1e-6);
+  if (absl::Status s = source_->UpdatePriorities(options_.extra[index].table, keys, clamped);
+      !s.ok()) {
+    PRL_LOG(WARNING) << "priority update of " << options_.extra[index].table << ": " << s;
   }
 }
 

@@ -59,6 +59,15 @@ struct ReplayFeedOptions {
   bool prioritized = false;
   // Device batches go to ("cpu", "cuda:0").
   std::string device = "cpu";
+  // Further tables (names in `tables`) sampled after each batch of the first, without waiting:
+  // Batch::extra gets one batch per entry, without columns while that table cannot be sampled.
+  struct ExtraTable {
+    std::string table;
+    int batch_size = 256;
+    bool prioritized = false;
+    double importance_sampling_exponent = 0;
+  };
+  std::vector<ExtraTable> extra;
   // Batches kept ready.
   int prefetch = 2;
   // Rate-limiter wait per Sample call (short, so a stop is noticed soon).
@@ -79,6 +88,8 @@ class ReplayFeed final : public BatchFeed {
   absl::StatusOr<std::optional<Batch>> Next(absl::Duration timeout) override;
   void UpdatePriorities(const std::vector<uint64_t>& keys,
                         const std::vector<double>& priorities) override;
+  void UpdateExtraPriorities(int index, const std::vector<uint64_t>& keys,
+                             const std::vector<double>& priorities) override;
   int64_t size() const override;
   void Stop() override;
   // Deletes the feed's tables (after Stop).
@@ -91,10 +102,14 @@ class ReplayFeed final : public BatchFeed {
 
  private:
   void PrefetchLoop();
+  // A batch of `extra` for the prefetch loop (no columns when it cannot be sampled now).
+  Batch SampleExtra(const ReplayFeedOptions::ExtraTable& extra);
+  void WarnExtra(const std::string& table, const absl::Status& status);
 
   const std::unique_ptr<ReplaySource> source_;
   const ReplayFeedOptions options_;
   std::thread thread_;
+  absl::Time last_extra_warning_ = absl::InfinitePast();  // prefetch thread only
 
   mutable absl::Mutex mu_;
   std::deque<Batch> queue_ ABSL_GUARDED_BY(mu_);

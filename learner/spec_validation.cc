@@ -127,6 +127,7 @@ class SpecChecker {
   void CheckSpirl(const v1::SpirlConfig& c, v1::SpirlConfig* out);
   void CheckParrot(const v1::ParrotConfig& c, v1::ParrotConfig* out);
   void CheckEap(const v1::EapConfig& c, v1::EapConfig* out);
+  void CheckMcat(const v1::McatConfig& c, v1::McatConfig* out);
   void CheckNetwork(const v1::NetworkSpec& n, v1::NetworkSpec* out);
   void CheckHyperparameters(const AlgorithmSpec& a, AlgorithmSpec* out);
   void CheckPrior();
@@ -281,6 +282,9 @@ void SpecChecker::CheckAlgorithm() {
     case AlgorithmSpec::kEap:
       CheckEap(a.eap(), out->mutable_eap());
       break;
+    case AlgorithmSpec::kMcat:
+      CheckMcat(a.mcat(), out->mutable_mcat());
+      break;
     case AlgorithmSpec::ALGORITHM_NOT_SET:
       Bad("algorithm", "unset",
           "KIND_TRAIN requires exactly one of algorithm.sac, algorithm.td3, algorithm.spirl, "
@@ -289,8 +293,8 @@ void SpecChecker::CheckAlgorithm() {
     default:
       unsupported_.push_back(absl::StrCat("algorithm.", AlgorithmName(a),
                                           " is not supported by this learner yet (algorithm.sac, "
-                                          "algorithm.td3, algorithm.spirl, algorithm.eap and "
-                                          "algorithm.parrot are)"));
+                                          "algorithm.td3, algorithm.spirl, algorithm.eap, "
+                                          "algorithm.parrot and algorithm.mcat are)"));
       break;
   }
   CheckNetwork(a.network(), out->mutable_network());
@@ -344,6 +348,80 @@ void SpecChecker::CheckEap(const v1::EapConfig& c, v1::EapConfig* out) {
     Bad("algorithm.eap.horizon", absl::StrCat(c.horizon()),
         "use 1..1000 (it must equal the prior's k), or 0 for the prior's horizon");
   }
+}
+
+void SpecChecker::CheckMcat(const v1::McatConfig& c, v1::McatConfig* out) {
+  const v1::McatConfig& def = defaults_.mcat();
+  const std::string p = "algorithm.mcat";
+  v1::Td3Config* td3 = out->mutable_td3();
+  td3->set_policy_noise(
+      Positive(c.td3().policy_noise(), def.td3().policy_noise(), p + ".td3.policy_noise"));
+  td3->set_noise_clip(
+      Positive(c.td3().noise_clip(), def.td3().noise_clip(), p + ".td3.noise_clip"));
+  td3->set_policy_delay(static_cast<int32_t>(Count(c.td3().policy_delay(), def.td3().policy_delay(),
+                                                   kUnbounded, p + ".td3.policy_delay")));
+  td3->set_exploration_noise(Positive(c.td3().exploration_noise(), def.td3().exploration_noise(),
+                                      p + ".td3.exploration_noise"));
+  // the tasks: at least two, each a valid dynamics of the env's domain
+  if (c.train_tasks_size() < 2) {
+    Bad(p + ".train_tasks", absl::StrCat(c.train_tasks_size(), " tasks"),
+        "at least 2 training tasks (DynamicsSpec entries), e.g. armature_scale 0.5, 1, 1.5");
+  }
+  constexpr int kMaxTasks = 64;
+  if (c.train_tasks_size() + c.test_tasks_size() > kMaxTasks) {
+    Bad(p + ".train_tasks + test_tasks", absl::StrCat(c.train_tasks_size() + c.test_tasks_size()),
+        absl::StrCat("at most ", kMaxTasks, " tasks in all"));
+  }
+  if (spec_.has_env()) {
+    const auto check_tasks = [&](const auto& tasks, const std::string& field) {
+      for (int i = 0; i < tasks.size(); ++i) {
+        v1::EnvSpec env = spec_.env();
+        *env.mutable_dynamics() = tasks.Get(i);
+        std::vector<std::string> task_problems;
+        env_desc::ValidateEnvSpec(env, "env", &task_problems);
+        for (const std::string& problem : task_problems) {
+          // name the task, not the env: "algorithm.mcat.train_tasks[1].armature_scale: ..."
+          std::string message = problem;
+          const std::string prefix = "env.dynamics";
+          if (absl::StartsWith(message, prefix)) {
+            message = absl::StrCat(field, "[", i, "]", message.substr(prefix.size()));
+          } else if (absl::StrContains(message, "dynamics")) {
+            message = absl::StrCat(field, "[", i, "]: ", message);
+          } else {
+            continue;  // a problem of the env itself, reported by CheckEnv
+          }
+          problems_.push_back(message);
+        }
+      }
+    };
+    check_tasks(c.train_tasks(), p + ".train_tasks");
+    check_tasks(c.test_tasks(), p + ".test_tasks");
+  }
+  out->set_context_history(static_cast<int32_t>(
+      Count(c.context_history(), def.context_history(), 100, p + ".context_history")));
+  out->set_prediction_horizon(static_cast<int32_t>(
+      Count(c.prediction_horizon(), def.prediction_horizon(), 100, p + ".prediction_horizon")));
+  out->set_context_dim(
+      static_cast<int32_t>(Count(c.context_dim(), def.context_dim(), 256, p + ".context_dim")));
+  out->set_contrastive_margin(
+      Positive(c.contrastive_margin(), def.contrastive_margin(), p + ".contrastive_margin"));
+  out->set_contrastive_weight(
+      Positive(c.contrastive_weight(), def.contrastive_weight(), p + ".contrastive_weight"));
+  out->set_model_lr(Positive(c.model_lr(), def.model_lr(), p + ".model_lr"));
+  out->set_translator_lr(Positive(c.translator_lr(), def.translator_lr(), p + ".translator_lr"));
+  out->set_transfer_window_episodes(
+      static_cast<int32_t>(Count(c.transfer_window_episodes(), def.transfer_window_episodes(),
+                                 10000, p + ".transfer_window_episodes")));
+  out->set_self_imitation_weight(Positive(c.self_imitation_weight(), def.self_imitation_weight(),
+                                          p + ".self_imitation_weight"));
+  out->set_self_imitation_capacity(Count(c.self_imitation_capacity(), def.self_imitation_capacity(),
+                                         100000000, p + ".self_imitation_capacity"));
+  out->set_self_imitation_priority_exponent(Positive(c.self_imitation_priority_exponent(),
+                                                     def.self_imitation_priority_exponent(),
+                                                     p + ".self_imitation_priority_exponent"));
+  out->set_self_imitation_importance_exponent(
+      UnitInterval(c.self_imitation_importance_exponent(), def.self_imitation_importance_exponent(),
+                   p + ".self_imitation_importance_exponent"));
 }
 
 void SpecChecker::CheckParrot(const v1::ParrotConfig& c, v1::ParrotConfig* out) {

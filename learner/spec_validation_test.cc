@@ -130,7 +130,26 @@ TEST(SpecValidationTest, EveryBadFieldIsNamedWithItsValue) {
       {"", "algorithm { max_grad_norm: -1 }", "algorithm.max_grad_norm: -1"},
       // prior
       {"", "prior { name: 'p' }", "prior: \"p\" (version 0)"},
-      {"algorithm", "algorithm { mcat {} } prior { name: 'p' }", "prior: \"p\" (version 0)"},
+      {"algorithm", "algorithm { mcat { train_tasks {} train_tasks {} } } prior { name: 'p' }",
+       "prior: \"p\" (version 0)"},
+      // mcat
+      {"algorithm", "algorithm { mcat { train_tasks { armature_scale: 2 } } }",
+       "algorithm.mcat.train_tasks: 1 tasks"},
+      {"algorithm", "algorithm { mcat { train_tasks {} train_tasks { armature_scale: -2 } } }",
+       "algorithm.mcat.train_tasks[1].armature_scale: -2"},
+      {"algorithm",
+       "algorithm { mcat { train_tasks {} train_tasks {} test_tasks { mass_scale: -1 } } }",
+       "algorithm.mcat.test_tasks[0].mass_scale: -1"},
+      {"algorithm", "algorithm { mcat { train_tasks {} train_tasks {} context_dim: 300 } }",
+       "algorithm.mcat.context_dim: 300"},
+      {"algorithm", "algorithm { mcat { train_tasks {} train_tasks {} context_history: -1 } }",
+       "algorithm.mcat.context_history: -1"},
+      {"algorithm",
+       "algorithm { mcat { train_tasks {} train_tasks {} "
+       "self_imitation_importance_exponent: 2 } }",
+       "algorithm.mcat.self_imitation_importance_exponent: 2"},
+      {"algorithm", "algorithm { mcat { train_tasks {} train_tasks {} td3 { policy_noise: -1 } } }",
+       "algorithm.mcat.td3.policy_noise: -1"},
       {"algorithm", "algorithm { parrot {} }", "prior: unset"},
       {"algorithm", "algorithm { spirl {} } prior { name: 'Bad' }", "prior.name: \"Bad\""},
       {"algorithm", "algorithm { eap {} } prior { name: 'p' version: -1 }", "prior.version: -1"},
@@ -203,7 +222,6 @@ TEST(SpecValidationTest, UnsupportedPartsAreUnimplemented) {
     const char* field;
   } cases[] = {
       {"", "kind: KIND_EVALUATE", "kind: KIND_EVALUATE"},
-      {"algorithm", "algorithm { mcat {} }", "algorithm.mcat"},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.field);
@@ -238,6 +256,33 @@ TEST(SpecValidationTest, EapIsFilledWithItsDefaultsAndNeedsAPrior) {
           .status();
   EXPECT_THAT(bad.message(), HasSubstr("algorithm.eap.horizon: -1"));
   EXPECT_THAT(bad.message(), HasSubstr("algorithm.eap.latent_bound"));
+}
+
+TEST(SpecValidationTest, McatIsFilledWithItsDefaults) {
+  absl::StatusOr<v1::ExperimentSpec> filled = ValidateAndFillSpec(
+      Spec("algorithm",
+           "algorithm { mcat { train_tasks { armature_scale: 0.5 } "
+           "train_tasks { armature_scale: 1.5 } test_tasks { armature_scale: 1 } } } "
+           "env { reward_delay: 500 }"));
+  ASSERT_TRUE(filled.ok()) << filled.status();
+  const v1::McatConfig& m = filled->algorithm().mcat();
+  EXPECT_EQ(m.td3().policy_noise(), 0.2);
+  EXPECT_EQ(m.td3().noise_clip(), 0.5);
+  EXPECT_EQ(m.td3().policy_delay(), 2);
+  EXPECT_EQ(m.context_history(), 10);
+  EXPECT_EQ(m.prediction_horizon(), 10);
+  EXPECT_EQ(m.context_dim(), 10);
+  EXPECT_EQ(m.contrastive_margin(), 1.0);
+  EXPECT_EQ(m.contrastive_weight(), 0.01);
+  EXPECT_EQ(m.transfer_window_episodes(), 10);
+  EXPECT_EQ(m.self_imitation_weight(), 1.0);
+  EXPECT_EQ(m.self_imitation_capacity(), 100000);
+  EXPECT_EQ(m.self_imitation_priority_exponent(), 0.6);
+  EXPECT_EQ(m.self_imitation_importance_exponent(), 0.1);
+  EXPECT_EQ(filled->algorithm().batch_size(), 256);
+  EXPECT_EQ(filled->algorithm().discount(), 0.99);
+  EXPECT_EQ(filled->algorithm().tau(), 0.005);
+  EXPECT_EQ(m.train_tasks_size(), 2);
 }
 
 TEST(SpecValidationTest, InvalidArgumentWinsOverUnimplemented) {

@@ -59,6 +59,14 @@ class Td3Agent final : public TwinCriticAgent {
     }
     FetchStats({critic.loss, actor_loss, at::Tensor(), at::Tensor(), critic.q_mean, at::Tensor()},
                critic.td_error_abs, &stats);
+    if (critic.sil_loss.defined()) {
+      const at::Tensor host = at::cat({critic.sil_loss.reshape({1}), critic.sil_advantage})
+                                  .to(at::kCPU, at::kFloat)
+                                  .contiguous();
+      const float* v = host.data_ptr<float>();
+      stats.sil_loss = v[0];
+      stats.sil_advantage.assign(v + 1, v + host.numel());
+    }
     return stats;
   }
 

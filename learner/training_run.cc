@@ -35,9 +35,12 @@ v1::TableConfig TableConfigFor(const std::string& name, const TableSpec& table,
   v1::TableConfig config;
   config.set_name(name);
   for (const v1::ColumnSpec& c : table.signature) *config.add_signature() = c;
-  config.set_capacity(std::max<int64_t>(1, r.capacity() / shards));
-  config.set_sampler(r.sampler());
-  config.set_priority_exponent(r.priority_exponent());
+  const int64_t capacity = table.capacity > 0 ? table.capacity : r.capacity();
+  config.set_capacity(std::max<int64_t>(1, capacity / shards));
+  config.set_sampler(table.sampler != v1::SAMPLER_UNSPECIFIED ? table.sampler : r.sampler());
+  config.set_priority_exponent(table.priority_exponent > 0 ? table.priority_exponent
+                                                           : r.priority_exponent());
+  if (table.remover != v1::REMOVER_UNSPECIFIED) config.set_remover(table.remover);
   config.set_max_times_sampled(r.max_times_sampled());
   v1::RateLimiterConfig* limiter = config.mutable_rate_limiter();
   limiter->set_min_size_to_sample(std::max<int64_t>(1, r.min_size_to_sample() / shards));
@@ -60,6 +63,10 @@ class ShardedFeed final : public BatchFeed {
     options.batch_size = request.batch_size;
     options.prioritized = request.prioritized;
     options.importance_sampling_exponent = request.importance_sampling_exponent;
+    for (const FeedRequest::ExtraTable& e : request.extra) {
+      options.extra.push_back(
+          {e.table, e.batch_size, e.prioritized, e.importance_sampling_exponent});
+    }
     options.device = request.device;
     return std::unique_ptr<BatchFeed>(new ShardedFeed(std::move(client), options));
   }
@@ -71,6 +78,10 @@ class ShardedFeed final : public BatchFeed {
   void UpdatePriorities(const std::vector<uint64_t>& keys,
                         const std::vector<double>& priorities) override {
     feed_.UpdatePriorities(keys, priorities);
+  }
+  void UpdateExtraPriorities(int index, const std::vector<uint64_t>& keys,
+                             const std::vector<double>& priorities) override {
+    feed_.UpdateExtraPriorities(index, keys, priorities);
   }
   int64_t size() const override { return feed_.size(); }
   void Stop() override { feed_.Stop(); }
@@ -140,6 +151,16 @@ class TrainingRun final : public ExperimentRun, public ActorEventSink {
     }
     const std::vector<v1::EpisodeSummary>& episodes = budget_spent ? kept : all;
     schedule_.OnEpisodes(episodes);
+    {
+      // for the algorithm, on the loop's thread (TrainOn); bounded while no update runs
+      absl::MutexLock lock(&mu_);
+      pending_episodes_.insert(pending_episodes_.end(), episodes.begin(), episodes.end());
+      constexpr size_t kMaxPending = 10000;
+      if (pending_episodes_.size() > kMaxPending) {
+        pending_episodes_.erase(pending_episodes_.begin(),
+                                pending_episodes_.end() - static_cast<ptrdiff_t>(kMaxPending));
+      }
+    }
     if (!metrics_) return;
     int train = 0;
     for (const v1::EpisodeSummary& e : episodes) train += e.is_eval() ? 0 : 1;
@@ -187,6 +208,7 @@ class TrainingRun final : public ExperimentRun, public ActorEventSink {
 
   std::vector<std::string> addresses_;
   std::vector<v1::TableConfig> tables_;
+  std::string episode_table_;  // the table actors insert finished episodes into, if any
   std::unique_ptr<Algorithm> algorithm_;
   std::unique_ptr<BatchFeed> feed_;
   int obs_dim_ = 0;
@@ -206,6 +228,8 @@ class TrainingRun final : public ExperimentRun, public ActorEventSink {
 
   absl::Mutex mu_;
   bool stop_requested_ ABSL_GUARDED_BY(mu_) = false;
+  // Episodes reported since the last update, for Algorithm::ObserveEpisodes.
+  std::vector<v1::EpisodeSummary> pending_episodes_ ABSL_GUARDED_BY(mu_);
   // The budget was spent before the latest actor report: its steps and training episodes no
   // longer count.
   bool counting_closed_ ABSL_GUARDED_BY(mu_) = false;
@@ -239,11 +263,20 @@ absl::Status TrainingRun::Setup() {
   addresses_ = options_.replay_addresses;
   if (wanted > 0 && wanted < static_cast<int>(addresses_.size())) addresses_.resize(wanted);
   const int shards = std::max<int>(1, addresses_.size());
+  FeedRequest request;
   for (const TableSpec& table : algorithm_->Tables()) {
     tables_.push_back(
         TableConfigFor(experiment_.id() + table.suffix, table, spec_.replay(), shards));
+    if (table.episode_returns) episode_table_ = tables_.back().name();
+    if (tables_.size() > 1 && table.sampled) {
+      FeedRequest::ExtraTable extra;
+      extra.table = tables_.back().name();
+      extra.batch_size = spec_.algorithm().batch_size();
+      extra.prioritized = tables_.back().sampler() == v1::SAMPLER_PRIORITIZED;
+      extra.importance_sampling_exponent = table.importance_sampling_exponent;
+      request.extra.push_back(extra);
+    }
   }
-  FeedRequest request;
   request.tables = tables_;
   request.batch_size = spec_.algorithm().batch_size();
   request.prioritized = spec_.replay().sampler() == v1::SAMPLER_PRIORITIZED;
@@ -355,6 +388,7 @@ absl::Status TrainingRun::Publish() {
     named->set_name(name);
     TensorToProto(std::move(tensor), named->mutable_tensor());
   }
+  algorithm_->ExportTransfer(policy->mutable_transfer());
   policy->set_experiment_id(experiment_.id());
   PRL_RETURN_IF_ERROR(ReserveVersions(policy_version_ + 1));
   policy->set_version(++policy_version_);
@@ -468,6 +502,7 @@ ActorJob TrainingRun::MakeJob() const {
   *a.mutable_env() = spec_.env();
   for (const std::string& address : addresses_) a.add_replay_addresses(address);
   a.set_table(tables_.front().name());
+  a.set_episode_table(episode_table_);
   algorithm_->DescribeActing(&a);
   *a.mutable_policy() = architecture_;
   a.set_stochastic_eval(spec_.evaluation().stochastic());
@@ -476,9 +511,22 @@ ActorJob TrainingRun::MakeJob() const {
 
 absl::Status TrainingRun::TrainOn(const Batch& batch) {
   const absl::Time begin = absl::Now();
+  std::vector<v1::EpisodeSummary> episodes;
+  {
+    absl::MutexLock lock(&mu_);
+    episodes.swap(pending_episodes_);
+  }
+  if (!episodes.empty()) algorithm_->ObserveEpisodes(episodes);
   PRL_ASSIGN_OR_RETURN(UpdateResult result, algorithm_->Update(batch));
   if (!result.priorities.empty() && result.priorities.size() == batch.keys.size()) {
     feed_->UpdatePriorities(batch.keys, result.priorities);
+  }
+  for (size_t i = 0; i < result.extra_priorities.size() && i < batch.extra.size(); ++i) {
+    if (!result.extra_priorities[i].empty() &&
+        result.extra_priorities[i].size() == batch.extra[i].keys.size()) {
+      feed_->UpdateExtraPriorities(static_cast<int>(i), batch.extra[i].keys,
+                                   result.extra_priorities[i]);
+    }
   }
   last_scalars_ = std::move(result.scalars);
   int64_t updates;

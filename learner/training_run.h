@@ -46,6 +46,14 @@ struct FeedRequest {
   double importance_sampling_exponent = 0;
   // Device batches go to.
   std::string device = "cpu";
+  // Further tables sampled with every batch (Batch::extra, in this order).
+  struct ExtraTable {
+    std::string table;  // a name in `tables`
+    int batch_size = 256;
+    bool prioritized = false;
+    double importance_sampling_exponent = 0;
+  };
+  std::vector<ExtraTable> extra;
 };
 using FeedFactory =
     std::function<absl::StatusOr<std::unique_ptr<BatchFeed>>(const FeedRequest& request)>;

@@ -28,6 +28,34 @@ class ActingPolicy {
   virtual void Act(absl::Span<const float> obs, int n, bool deterministic,
                    absl::Span<float> actions) = 0;
 
+  // MCAT's context-conditioned policies (PolicyArchitecture.context_dim > 0): K, the past
+  // transitions of an env the policy's context encoder reads; 0 for every other policy, which
+  // ignores ActInContext's context.
+  virtual int context_history() const { return 0; }
+
+  // The env-side inputs of a context-conditioned policy for n envs, row i for env i:
+  struct Context {
+    // n x (K + 1) x obs_dim: s_{t-K} .. s_t, the last one the current observation.
+    absl::Span<const float> observations;
+    // n x K x action_dim: a_{t-K} .. a_{t-1}.
+    absl::Span<const float> actions;
+    // n x K: 1 for a transition of the current episode, 0 (and zero rows above) before it.
+    absl::Span<const float> mask;
+    // n: the env's task index (PolicyArchitecture's tasks; Assignment.tasks).
+    absl::Span<const int> task_index;
+  };
+  // Act for a context-conditioned policy: z_t = C(history), then π(s, z_t), or, for a task the
+  // policy's TransferPlan sends to source task j, H(s, π(s, z^(j)), z^(j), z^(i)) from the task
+  // features. `transferred` (n) is set to 1 for rows that acted with a translated policy, 0
+  // otherwise. The default ignores the context: Act, and transferred all 0.
+  virtual void ActInContext(absl::Span<const float> obs, int n, bool deterministic,
+                            const Context& context, absl::Span<float> actions,
+                            absl::Span<uint8_t> transferred) {
+    (void)context;
+    Act(obs, n, deterministic, actions);
+    for (uint8_t& t : transferred) t = 0;
+  }
+
   // The published version the weights come from (>= 1).
   virtual int64_t version() const = 0;
   // Sizes of one observation and one action row (the loop refuses a policy whose sizes differ
