@@ -5,6 +5,7 @@
 #include <random>
 #include <utility>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "actor/collect/maze_planner.h"
@@ -21,6 +22,12 @@ namespace {
 constexpr uint64_t kEvalSeedOffset = uint64_t{1} << 32;
 // ReportEpisodesRequest takes at most this many episodes; the actor keeps no more pending.
 constexpr size_t kMaxReportEpisodes = 10'000;
+// MCAT self-imitation: an env's episode is kept for the episode table while it has at most this
+// many rows and bytes; longer ones reach the main table only.
+constexpr int64_t kMaxEpisodeRows = 10'000;
+constexpr int64_t kMaxEpisodeBytes = int64_t{64} << 20;
+// Replay inserts carry at most this many bytes of rows per request (at least one row).
+constexpr int64_t kMaxInsertBytes = int64_t{16} << 20;
 
 // Failures worth retrying: the peer is down, slow, or lost state it gets back (a shard that
 // restarted before the learner re-created its table).
@@ -57,8 +64,8 @@ AssignmentRunner::AssignmentRunner(const v1::Assignment& assignment, const Runne
       options_(options),
       host_(host),
       metrics_(metrics),
-      report_backoff_(options.initial_backoff, options.max_backoff),
       decode_backoff_(options.initial_backoff, options.max_backoff),
+      report_backoff_(options.initial_backoff, options.max_backoff),
       rng_(static_cast<uint64_t>(assignment.env().seed()) * 0x9e3779b97f4a7c15ULL ^
            static_cast<uint64_t>(assignment.env_index_offset())) {
   std::random_device device;
@@ -109,6 +116,11 @@ absl::Status AssignmentRunner::Build() {
   policies_ = std::make_unique<PolicyFetcher>(std::move(fetcher), host_, metrics_);
   if (a.mode() == v1::Assignment::MODE_EVALUATE) return absl::OkStatus();
   PRL_RETURN_IF_ERROR(BuildReplay());
+  if (!latent_) {
+    // MCAT: rings as long as the policy's context or the rows' history needs (empty otherwise)
+    const int context = a.policy().context_dim() > 0 ? a.policy().context_history() : 0;
+    history_.emplace(a.num_envs(), std::max(context, history_window_), obs_dim_, act_dim_);
+  }
   PRL_ASSIGN_OR_RETURN(envs_, MakeEnvs(a.num_envs(), static_cast<uint64_t>(a.env().seed())));
   return absl::OkStatus();
 }
@@ -137,6 +149,19 @@ absl::Status AssignmentRunner::BuildEnvFactories() {
     PRL_ASSIGN_OR_RETURN(auto factory, EnvFactory::Create(config));
     factories_.push_back(std::move(factory));
   }
+  for (int i = 0; i < a.eval_tasks_size(); ++i) {
+    v1::EnvSpec spec = a.env();
+    *spec.mutable_dynamics() = a.eval_tasks(i);
+    PRL_ASSIGN_OR_RETURN(
+        env_desc::EnvConfig config,
+        env_desc::ResolveEnvSpec(spec, absl::StrCat("assignment.eval_tasks[", i, "]")));
+    if (config.domain->obs_dim != obs_dim_ || config.domain->act_dim != act_dim_) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "assignment.eval_tasks[", i, "]: its env's dimensions differ from the training tasks'"));
+    }
+    PRL_ASSIGN_OR_RETURN(auto factory, EnvFactory::Create(config));
+    eval_factories_.push_back(std::move(factory));
+  }
   return absl::OkStatus();
 }
 
@@ -151,9 +176,16 @@ absl::Status AssignmentRunner::BuildReplay() {
                        TransitionBuffer::Create(a.table(), a.signature(), obs_dim_,
                                                 latent_ ? latent_dim_ : act_dim_));
   rows_.emplace(std::move(rows));
+  history_window_ = rows_->history_window();
+  if (latent_ && history_window_ > 0) {
+    return absl::InvalidArgumentError(
+        "assignment.signature: the history columns are for OUTPUT_ACTION policies; a latent "
+        "policy's rows are decisions, not env steps");
+  }
   if (a.mode() == v1::Assignment::MODE_COLLECT && a.collect().success_only()) {
     episode_rows_.assign(a.num_envs(), *rows_);
   }
+  PRL_RETURN_IF_ERROR(BuildEpisodeTable());
   replay::ReplayClientOptions replay;
   replay.addresses.assign(a.replay_addresses().begin(), a.replay_addresses().end());
   replay.channel = options_.channel;
@@ -162,6 +194,31 @@ absl::Status AssignmentRunner::BuildReplay() {
   replay.initial_backoff = options_.initial_backoff;
   replay.max_backoff = options_.max_backoff;
   PRL_ASSIGN_OR_RETURN(replay_, replay::ShardedReplayClient::Create(replay));
+  return absl::OkStatus();
+}
+
+absl::Status AssignmentRunner::BuildEpisodeTable() {
+  const v1::Assignment& a = assignment_;
+  if (a.episode_table().empty()) return absl::OkStatus();
+  if (a.mode() != v1::Assignment::MODE_TRAIN) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("assignment.episode_table: self-imitation episodes are for MODE_TRAIN, not ",
+                     ModeName(a.mode())));
+  }
+  if (latent_) {
+    return absl::UnimplementedError(
+        "assignment.episode_table: self-imitation episodes are for OUTPUT_ACTION policies");
+  }
+  if (a.episode_table() == a.table()) {
+    return absl::InvalidArgumentError(absl::StrCat("assignment.episode_table: '", a.episode_table(),
+                                                   "' is the main table as well"));
+  }
+  const int64_t row_bytes = rows_->row_bytes() + static_cast<int64_t>(sizeof(float));
+  const int64_t max_rows = std::clamp<int64_t>(kMaxEpisodeBytes / row_bytes, 1, kMaxEpisodeRows);
+  PRL_ASSIGN_OR_RETURN(EpisodeBuffer episodes,
+                       EpisodeBuffer::Create(a.episode_table(), a.signature(), obs_dim_, act_dim_,
+                                             a.num_envs(), a.episode_discount(), max_rows));
+  imitation_.emplace(std::move(episodes));
   return absl::OkStatus();
 }
 
@@ -190,10 +247,12 @@ absl::Status AssignmentRunner::CheckPolicyArchitecture() const {
     }
     return absl::OkStatus();
   }
-  if (p.context_dim() > 0) {
-    return absl::UnimplementedError(
-        absl::StrCat("assignment.policy.context_dim: ", p.context_dim(),
-                     " (an MCAT context-conditioned policy) is not supported by this actor yet"));
+  if (p.context_dim() > 0 &&
+      (p.context_history() < 1 || p.context_history() > TransitionBuffer::kMaxHistoryWindow)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("assignment.policy.context_history: ", p.context_history(),
+                     " is not allowed for a context-conditioned policy (context_dim ",
+                     p.context_dim(), "); it must be 1..", TransitionBuffer::kMaxHistoryWindow));
   }
   if (assignment_.decision_horizon() > 1) {
     return absl::InvalidArgumentError(
@@ -243,12 +302,19 @@ int64_t AssignmentRunner::TaskIndex(int env) const {
   return (assignment_.env_index_offset() + env) % assignment_.tasks_size();
 }
 
-absl::StatusOr<std::unique_ptr<BatchedEnv>> AssignmentRunner::MakeEnvs(int n,
-                                                                       uint64_t seed_base) const {
+int64_t AssignmentRunner::EvalTaskIndex(int env) const {
+  if (assignment_.eval_tasks_size() == 0) return 0;
+  return (assignment_.env_index_offset() + env) % assignment_.eval_tasks_size();
+}
+
+absl::StatusOr<std::unique_ptr<BatchedEnv>> AssignmentRunner::MakeEnvs(int n, uint64_t seed_base,
+                                                                       bool eval_tasks) const {
   std::vector<std::unique_ptr<Env>> envs;
   for (int j = 0; j < n; ++j) {
     const uint64_t index = static_cast<uint64_t>(assignment_.env_index_offset() + j);
-    envs.push_back(factories_[TaskIndex(j)]->Make(seed_base + index));
+    const EnvFactory& factory =
+        eval_tasks ? *eval_factories_[EvalTaskIndex(j)] : *factories_[TaskIndex(j)];
+    envs.push_back(factory.Make(seed_base + index));
   }
   return std::make_unique<BatchedEnv>(std::move(envs), options_.workers);
 }
@@ -325,10 +391,74 @@ bool AssignmentRunner::ChooseActions(absl::Span<const float> obs, int n, bool de
     return true;
   }
   if (!policies_->Ensure(1)) return false;
-  policies_->policy()->Act(obs, n, deterministic, absl::MakeSpan(actions_));
+  ActWithPolicy(*policies_->policy(), obs, n, deterministic, &*history_, absl::MakeSpan(actions_),
+                &episodes_);
   if (collect) AddActionNoise();
   SetActingVersion(policies_->policy()->version());
   return true;
+}
+
+void AssignmentRunner::ActWithPolicy(models::ActingPolicy& policy, absl::Span<const float> obs,
+                                     int n, bool deterministic, TransitionHistory* history,
+                                     absl::Span<float> actions, std::vector<Episode>* episodes) {
+  const int k = policy.context_history();
+  transferred_.assign(n, 0);
+  if (k <= 0) {
+    policy.Act(obs, n, deterministic, actions);
+  } else {
+    if (k > history->capacity()) {
+      PRL_LOG(WARNING) << "policy version " << policy.version() << " reads " << k
+                       << " past transitions, more than the assignment's context_history "
+                       << history->capacity() << "; older ones show as outside the episode";
+      history->Grow(k);
+    }
+    // each env's last k transitions, ending at its current state, and its task
+    context_obs_.resize(static_cast<size_t>(n) * (k + 1) * obs_dim_);
+    context_actions_.resize(static_cast<size_t>(n) * k * act_dim_);
+    context_mask_.resize(static_cast<size_t>(n) * k);
+    context_tasks_.resize(n);
+    for (int j = 0; j < n; ++j) {
+      history->Fill(
+          j, k, obs.subspan(static_cast<size_t>(j) * obs_dim_, obs_dim_),
+          absl::MakeSpan(context_obs_)
+              .subspan(static_cast<size_t>(j) * (k + 1) * obs_dim_,
+                       static_cast<size_t>(k + 1) * obs_dim_),
+          absl::MakeSpan(context_actions_)
+              .subspan(static_cast<size_t>(j) * k * act_dim_, static_cast<size_t>(k) * act_dim_),
+          absl::MakeSpan(context_mask_).subspan(static_cast<size_t>(j) * k, k));
+      context_tasks_[j] = static_cast<int>(TaskIndex(j));
+    }
+    models::ActingPolicy::Context context;
+    context.observations = context_obs_;
+    context.actions = context_actions_;
+    context.mask = context_mask_;
+    // without tasks (an EVALUATE of a trained policy on one dynamics, e.g. a held-out task)
+    // no transfer plan applies: every env acts with the learned policy on its own context
+    if (assignment_.tasks_size() > 0 && !acting_eval_tasks_) {
+      context.task_index = context_tasks_;
+    }
+    policy.ActInContext(obs, n, deterministic, context, actions, absl::MakeSpan(transferred_));
+  }
+  // an episode follows the plan its first policy action followed
+  for (int j = 0; j < n; ++j) {
+    Episode& episode = (*episodes)[j];
+    if (episode.policy_acted) continue;
+    episode.policy_acted = true;
+    episode.transferred = transferred_[j] != 0;
+  }
+}
+
+void AssignmentRunner::FillHistory(int env, Transition* t) {
+  const int w = history_window_;
+  if (w == 0) return;
+  row_history_obs_.resize(static_cast<size_t>(w + 1) * obs_dim_);
+  row_history_actions_.resize(static_cast<size_t>(w) * act_dim_);
+  row_history_mask_.resize(w);
+  history_->Fill(env, w, t->next_observation, absl::MakeSpan(row_history_obs_),
+                 absl::MakeSpan(row_history_actions_), absl::MakeSpan(row_history_mask_));
+  t->history_observation = row_history_obs_;
+  t->history_action = row_history_actions_;
+  t->history_mask = row_history_mask_;
 }
 
 absl::Status AssignmentRunner::BuildPrior() {
@@ -558,13 +688,23 @@ void AssignmentRunner::TrainStep() {
     t.episode = episodes_[j].id;
     t.step = episodes_[j].length;
     t.timeout = out_.truncated[j] && !out_.terminated[j] ? 1.0f : 0.0f;
+    // MCAT: the env's recent transitions, this one last
+    history_->Push(j, t.observation, t.action);
+    FillHistory(j, &t);
     (episode_rows_.empty() ? *rows_ : episode_rows_[j]).Add(t);
+    if (imitation_) imitation_->Add(j, t);
     episodes_[j].episode_return += out_.rewards[j];
     ++episodes_[j].length;
     if (!out_.terminated[j] && !out_.truncated[j]) continue;
+    history_->Reset(j);
     if (!episode_rows_.empty()) {
       if (out_.success[j]) rows_->Append(episode_rows_[j]);
       episode_rows_[j].Clear();
+    }
+    if (imitation_ && !imitation_->Finish(j) && long_episodes_++ % 100 == 0) {
+      PRL_LOG(WARNING) << "an episode of " << episodes_[j].length
+                       << " steps is too long to keep for " << assignment_.episode_table() << " ("
+                       << long_episodes_ << " so far); only the main table has its rows";
     }
     FinishEpisode(j, out_, /*is_eval=*/false, 0, env_steps, acting_version_, &episodes_[j]);
     if (collector_) collector_->OnEpisodeStart(j, envs_->env(j));
@@ -583,8 +723,11 @@ void AssignmentRunner::FinishEpisode(int env, const BatchedEnv::Output& out, boo
   summary.set_policy_version(std::max<int64_t>(0, version));
   summary.set_env_steps(env_steps);
   summary.set_env_index(env);
-  summary.set_task_index(static_cast<int32_t>(TaskIndex(env)));
+  summary.set_task_index(static_cast<int32_t>(is_eval && !eval_factories_.empty()
+                                                  ? assignment_.tasks_size() + EvalTaskIndex(env)
+                                                  : TaskIndex(env)));
   summary.set_truncated(out.truncated[env] && !out.terminated[env]);
+  summary.set_transferred(episode->transferred);
   SetNow(summary.mutable_end_time());
   (is_eval ? metrics_->eval_episodes : metrics_->train_episodes).Increment();
   (is_eval ? metrics_->eval_return : metrics_->train_return).Set(episode->episode_return);
@@ -616,8 +759,11 @@ void AssignmentRunner::RunEvaluationRound(const v1::EvaluationRequest& request) 
   if (!policies_->Ensure(request.min_policy_version())) return;
   FlushInserts(/*force=*/true);
   const int k = std::min(episodes, assignment_.num_envs());
+  const bool eval_tasks = !eval_factories_.empty();
   absl::StatusOr<std::unique_ptr<BatchedEnv>> envs =
-      MakeEnvs(k, static_cast<uint64_t>(assignment_.env().seed()) + kEvalSeedOffset);
+      MakeEnvs(k, static_cast<uint64_t>(assignment_.env().seed()) + kEvalSeedOffset, eval_tasks);
+  acting_eval_tasks_ = eval_tasks;
+  absl::Cleanup not_eval_tasks = [this] { acting_eval_tasks_ = false; };
   if (!envs.ok()) {
     PRL_LOG(ERROR) << "evaluation round " << request.round() << " skipped: " << envs.status();
     return;
@@ -636,10 +782,18 @@ void AssignmentRunner::RunEvaluationRound(const v1::EvaluationRequest& request) 
   // latent policies: each eval env's z and the steps it has run
   std::vector<float> z(latent_ ? static_cast<size_t>(k) * latent_dim_ : 0), fresh, plan;
   std::vector<int> z_steps(k, 0);
+  // context-conditioned policies: each eval env's recent transitions, and the states they left
+  std::optional<TransitionHistory> history;
+  if (!latent_ && policy.context_history() > 0) {
+    history.emplace(k, policy.context_history(), obs_dim_, act_dim_);
+  }
+  std::vector<float> before;
   while (finished < episodes) {
     if (host_->Interrupted()) return;
     if (!latent_) {
-      policy.Act(out.obs, k, deterministic, absl::MakeSpan(actions));
+      if (history) before = out.obs;
+      ActWithPolicy(policy, out.obs, k, deterministic, history ? &*history : nullptr,
+                    absl::MakeSpan(actions), &running);
     } else {
       bool any_due = false;
       for (int j = 0; j < k; ++j) any_due |= z_steps[j] == 0;
@@ -661,6 +815,12 @@ void AssignmentRunner::RunEvaluationRound(const v1::EvaluationRequest& request) 
     }
     (*envs)->Step(actions, &out);
     const int64_t env_steps = host_->AddProgress(0, 0, 0);
+    for (int j = 0; j < k && history; ++j) {
+      history->Push(
+          j, absl::MakeConstSpan(before).subspan(static_cast<size_t>(j) * obs_dim_, obs_dim_),
+          absl::MakeConstSpan(actions).subspan(static_cast<size_t>(j) * act_dim_, act_dim_));
+      if (out.terminated[j] || out.truncated[j]) history->Reset(j);
+    }
     for (int j = 0; j < k; ++j) {
       if (!active[j]) continue;
       metrics_->env_steps.Increment();
@@ -682,45 +842,54 @@ void AssignmentRunner::RunEvaluationRound(const v1::EvaluationRequest& request) 
 }
 
 void AssignmentRunner::FlushInserts(bool force) {
-  if (!rows_ || rows_->rows() == 0) return;
-  if (!force && rows_->rows() < options_.insert_batch_rows && absl::Now() < next_insert_flush_) {
-    return;
-  }
+  const bool main_due =
+      rows_ && rows_->rows() > 0 &&
+      (force || rows_->rows() >= options_.insert_batch_rows || absl::Now() >= next_insert_flush_);
+  // finished self-imitation episodes go at once: they come whole, at most one batch step apart
+  const bool episodes_due = imitation_ && imitation_->finished().rows() > 0;
+  if (!main_due && !episodes_due) return;
+  if (main_due && !InsertRows(&*rows_)) return;
+  if (episodes_due && !InsertRows(&imitation_->finished())) return;
+  next_insert_flush_ = absl::Now() + options_.insert_flush_interval;
+}
+
+bool AssignmentRunner::InsertRows(TransitionBuffer* rows) {
+  const int64_t per_request = std::max<int64_t>(1, kMaxInsertBytes / rows->row_bytes());
   Backoff backoff(options_.initial_backoff, options_.max_backoff);
-  while (true) {
+  while (rows->rows() > 0) {
+    const int64_t n = std::min(rows->rows(), per_request);
     int64_t stored = 0;
     absl::StatusOr<std::vector<uint64_t>> keys =
-        replay_->Insert(rows_->Batch(), &stored, &insert_canceller_);
-    if (keys.ok()) break;
-    if (insert_canceller_.cancelled()) {
-      rows_->Clear();  // the runner is done; its assignment is over
-      return;
+        replay_->Insert(rows->Batch(n), &stored, &insert_canceller_);
+    if (keys.ok()) {
+      stored = n;
+    } else if (insert_canceller_.cancelled()) {
+      rows->Clear();  // the runner is done; its assignment is over
+      return false;
     }
-    metrics_->RpcError("Insert");
+    // the shard kept the leading rows (on failure: its rate limiter let them in before the
+    // deadline): only the rest is sent again, so no transition is stored twice.
     if (stored > 0) {
-      // the shard kept the leading rows (its rate limiter let them in before the deadline):
-      // only the rest is sent again, so no transition is stored twice.
       metrics_->inserted_items.Increment(static_cast<double>(stored));
       host_->AddProgress(0, 0, stored);
-      rows_->DropFront(stored);
-      if (rows_->rows() == 0) break;
+      rows->DropFront(stored);
     }
+    if (keys.ok()) continue;
+    metrics_->RpcError("Insert");
+    if (rows->rows() == 0) break;
     if (!Retryable(keys.status())) {
-      PRL_LOG(ERROR) << "replay refused " << rows_->rows() << " transitions for table "
-                     << assignment_.table() << "; dropping them: " << keys.status();
-      rows_->Clear();
-      return;
+      PRL_LOG(ERROR) << "replay refused " << rows->rows() << " transitions for table "
+                     << rows->table() << "; dropping them: " << keys.status();
+      rows->Clear();
+      return true;
     }
     if (backoff.fresh()) {
       PRL_LOG(WARNING) << "replay insert failed; retrying with backoff: " << keys.status();
     }
     // waits (and so slows acting) until a shard takes the rows; heartbeats go on meanwhile.
-    if (host_->Wait(backoff.Next())) return;
+    if (host_->Wait(backoff.Next())) return false;
   }
-  metrics_->inserted_items.Increment(static_cast<double>(rows_->rows()));
-  host_->AddProgress(0, 0, rows_->rows());
-  rows_->Clear();
-  next_insert_flush_ = absl::Now() + options_.insert_flush_interval;
+  return true;
 }
 
 void AssignmentRunner::FlushReports(bool force, bool final_attempt) {

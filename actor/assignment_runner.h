@@ -27,8 +27,24 @@
 // (state at the decision, z, reward summed over its steps, discount, state after it, env steps).
 // A horizon-1 CVAE (latent SAC) is a closed-loop decoder with decisions of one step. Flow latents
 // (OUTPUT_FLOW_LATENT: parrot) act the same way with a horizon of 1 and the flow's Forward,
-// a = f(z; s), warm-up z from N(0, I). MCAT's context-conditioned policies are not supported
-// yet: Create refuses them with UNIMPLEMENTED.
+// a = f(z; s), warm-up z from N(0, I).
+//
+// MCAT (paper §3.4; OUTPUT_ACTION policies only): each training env keeps a ring of the last
+// transitions of its current episode (TransitionHistory: max(policy.context_history K, the
+// signature's history W) of them, empty at each episode start). A policy whose
+// context_history() is K > 0 acts through ActInContext with each env's last K transitions and
+// task index, batched over the envs as Act is, in training and in evaluation (from rings of the
+// evaluation envs' own, deterministic unless stochastic_eval); warm-up actions stay uniform. An
+// episode is reported transferred (EpisodeSummary.transferred) when the first action the policy
+// chose for it was translated: the learner's transfer plan is fixed per policy version, so an
+// episode follows the plan in force when the policy took it over (warm-up steps before that do not
+// count). Rows get the history columns the signature names. With Assignment.episode_table
+// (MODE_TRAIN), every training episode that ends (terminated or truncated) is inserted once more,
+// whole, into that table with a "return" column: R_t = r_t + episode_discount · R_{t+1}, 0 after
+// the last row. Evaluation episodes, episodes abandoned by a switch or a stop, and episodes longer
+// than 10,000 rows (or 64 MiB of rows) are not. Those rows go through the same replay client as the
+// main table's, each flush in requests of at most 16 MiB, so an episode normally lands on one
+// shard, but not necessarily the one its main-table rows went to.
 //
 // Not thread-safe: created and run on the acting thread.
 #ifndef PRL_ACTOR_ASSIGNMENT_RUNNER_H_
@@ -51,6 +67,7 @@
 #include "actor/policy_fetcher.h"
 #include "actor/runner_host.h"
 #include "actor/transition_buffer.h"
+#include "actor/transition_history.h"
 #include "models/acting_policy.h"
 #include "models/prior_inference.h"
 #include "proto/actor.pb.h"
@@ -98,8 +115,9 @@ class AssignmentRunner {
  public:
   // Checks the assignment and builds its envs, replay client and transition buffer. Errors:
   // INVALID_ARGUMENT naming the assignment field at fault (env spec, num_envs, signature,
-  // policy dimensions, missing replay addresses or table); UNIMPLEMENTED for the unsupported
-  // policies and collectors named above.
+  // policy dimensions or context_history, missing replay addresses or table, episode_table
+  // outside MODE_TRAIN, episode_discount); UNIMPLEMENTED for the unsupported policies and
+  // collectors named above and for an episode_table with a latent policy.
   static absl::StatusOr<std::unique_ptr<AssignmentRunner>> Create(const v1::Assignment& assignment,
                                                                   const RunnerOptions& options,
                                                                   RunnerHost* host,
@@ -119,6 +137,10 @@ class AssignmentRunner {
     int32_t length = 0;
     // Transition::episode of its rows; 0 until its first row (NextEpisodeId).
     int64_t id = 0;
+    // MCAT: whether the policy has acted in it yet, and whether its first action from the
+    // policy was translated (EpisodeSummary.transferred).
+    bool policy_acted = false;
+    bool transferred = false;
   };
 
   AssignmentRunner(const v1::Assignment& assignment, const RunnerOptions& options, RunnerHost* host,
@@ -130,9 +152,15 @@ class AssignmentRunner {
   absl::Status BuildActionSource();
   // The transition buffer and replay client (MODE_TRAIN, MODE_COLLECT).
   absl::Status BuildReplay();
+  // MCAT self-imitation: the episode buffers of Assignment.episode_table, when it is set.
+  absl::Status BuildEpisodeTable();
   absl::Status CheckPolicyArchitecture() const;
   int64_t TaskIndex(int env) const;
-  absl::StatusOr<std::unique_ptr<BatchedEnv>> MakeEnvs(int n, uint64_t seed_base) const;
+  // MCAT: the index into eval_tasks of evaluation env `env` (when eval_tasks is set).
+  int64_t EvalTaskIndex(int env) const;
+  // Envs of the training tasks, or (`eval_tasks`) of Assignment.eval_tasks.
+  absl::StatusOr<std::unique_ptr<BatchedEnv>> MakeEnvs(int n, uint64_t seed_base,
+                                                       bool eval_tasks = false) const;
 
   // One batch step of training or collection: act, step, buffer, finish episodes.
   void TrainStep();
@@ -157,6 +185,18 @@ class AssignmentRunner {
                              std::vector<float>* actions);
   // Fills actions_ for obs (n rows); false when interrupted while waiting for a policy.
   bool ChooseActions(absl::Span<const float> obs, int n, bool deterministic);
+  // Actions (n rows) of `policy` for obs, in context when its context_history() is K > 0: env
+  // j's context is history's env j ending at obs row j (the ring grows to K if it is smaller).
+  // Marks the episodes in `episodes` (n) the policy had not acted in yet as transferred or not.
+  void ActWithPolicy(models::ActingPolicy& policy, absl::Span<const float> obs, int n,
+                     bool deterministic, TransitionHistory* history, absl::Span<float> actions,
+                     std::vector<Episode>* episodes);
+  // Fills t's history columns from history_'s env after its transition was pushed, ending at
+  // t.next_observation (a no-op when the signature names none).
+  void FillHistory(int env, Transition* t);
+  // Inserts every row of `rows` (in requests of at most 16 MiB) and drops them; false when the
+  // runner must stop (interrupted while backing off, or inserts were cancelled).
+  bool InsertRows(TransitionBuffer* rows);
   void FinishEpisode(int env, const BatchedEnv::Output& out, bool is_eval, int64_t eval_round,
                      int64_t env_steps, int64_t version, Episode* episode);
   void RunEvaluationRound(const v1::EvaluationRequest& request);
@@ -179,6 +219,10 @@ class AssignmentRunner {
 
   // one factory per task (one when the assignment has no MCAT tasks).
   std::vector<std::unique_ptr<EnvFactory>> factories_;
+  // MCAT: one factory per Assignment.eval_tasks entry (held-out tasks of evaluation rounds).
+  std::vector<std::unique_ptr<EnvFactory>> eval_factories_;
+  // True while an evaluation round runs the held-out tasks: no transfer plan applies.
+  bool acting_eval_tasks_ = false;
   std::unique_ptr<BatchedEnv> envs_;
   BatchedEnv::Output out_;
   std::vector<float> obs_;
@@ -199,6 +243,18 @@ class AssignmentRunner {
   std::vector<float> decision_reward_;
   std::vector<int> decision_steps_;
   Backoff decode_backoff_;
+
+  // MCAT: the training envs' recent transitions (always there for OUTPUT_ACTION training; empty
+  // rings unless the policy or the signature reads them), scratch for contexts and row
+  // histories, and the self-imitation episodes when Assignment.episode_table is set.
+  std::optional<TransitionHistory> history_;
+  int history_window_ = 0;  // W of the signature's history columns
+  std::vector<float> context_obs_, context_actions_, context_mask_;
+  std::vector<int> context_tasks_;
+  std::vector<uint8_t> transferred_;
+  std::vector<float> row_history_obs_, row_history_actions_, row_history_mask_;
+  std::optional<EpisodeBuffer> imitation_;
+  int64_t long_episodes_ = 0;  // episodes too long to keep for the episode table
 
   std::unique_ptr<replay::ShardedReplayClient> replay_;
   replay::InsertCanceller insert_canceller_;

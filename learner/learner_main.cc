@@ -23,6 +23,7 @@
 #include "learner/experiment_manager.h"
 #include "learner/learner_metrics.h"
 #include "learner/learner_services.h"
+#include "learner/mcat_algorithm.h"
 #include "learner/model_pusher.h"
 #include "learner/model_store.h"
 #include "learner/policy_store.h"
@@ -199,6 +200,7 @@ int main(int argc, char** argv) {
           const prl::learner::AlgorithmOptions& options) {
         return prl::learner::CreateParrotAlgorithm(options, {store, address});
       });
+  algorithms.Register(prl::v1::AlgorithmSpec::kMcat, "mcat", prl::learner::CreateMcatAlgorithm);
   prl::learner::RunFactoryOptions factory_options;
   factory_options.training = run_options;
   factory_options.state_dir = absl::GetFlag(FLAGS_learner_state_dir);

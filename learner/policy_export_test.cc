@@ -264,8 +264,8 @@ TEST(PolicyRunnerTest, BadArchitecturesAreRefused) {
        absl::StatusCode::kInvalidArgument, "architecture.output_bound"},
       {[](v1::PolicyArchitecture* a) { a->mutable_network()->set_hidden_sizes(0, 9000); },
        absl::StatusCode::kInvalidArgument, "architecture.network.hidden_sizes[0]: 9000"},
-      {[](v1::PolicyArchitecture* a) { a->set_context_dim(4); }, absl::StatusCode::kUnimplemented,
-       "architecture.context_dim"},
+      {[](v1::PolicyArchitecture* a) { a->set_context_dim(4); }, absl::StatusCode::kInvalidArgument,
+       "architecture.context_history: 0"},
   };
   for (const Case& c : cases) {
     v1::PolicyArchitecture architecture = e.architecture;

@@ -41,7 +41,8 @@ class ActingPolicy {
     absl::Span<const float> actions;
     // n x K: 1 for a transition of the current episode, 0 (and zero rows above) before it.
     absl::Span<const float> mask;
-    // n: the env's task index (PolicyArchitecture's tasks; Assignment.tasks).
+    // n: the env's task index (Assignment.tasks), or empty when the assignment has no tasks
+    // (every row then acts with the learned policy, no transfer).
     absl::Span<const int> task_index;
   };
   // Act for a context-conditioned policy: z_t = C(history), then π(s, z_t), or, for a task the

@@ -17,9 +17,16 @@ class TorchActingPolicy final : public ActingPolicy {
   TorchActingPolicy(std::unique_ptr<PolicyRunner> runner, int64_t version, uint64_t seed)
       : runner_(std::move(runner)), version_(version), rng_(seed) {}
 
+  // A context-conditioned policy acts here on the context of an empty history (see
+  // PolicyRunner::Act); actors run it with ActInContext.
   void Act(absl::Span<const float> obs, int n, bool deterministic,
            absl::Span<float> actions) override {
     runner_->Act(obs, n, deterministic, actions, rng_);
+  }
+  int context_history() const override { return runner_->context_history(); }
+  void ActInContext(absl::Span<const float> obs, int n, bool deterministic, const Context& context,
+                    absl::Span<float> actions, absl::Span<uint8_t> transferred) override {
+    runner_->ActInContext(obs, n, deterministic, context, actions, transferred, rng_);
   }
   int64_t version() const override { return version_; }
   int obs_dim() const override { return runner_->obs_dim(); }

@@ -13,9 +13,11 @@ namespace prl::models {
 
 // A factory building each published version with PolicyRunner::FromProto. Each policy draws
 // its sampling and exploration noise from its own engine, seeded from `seed` and the version.
-// Errors (from the factory): PolicyRunner's INVALID_ARGUMENT for weights that do not match
-// the architecture, UNIMPLEMENTED for context-conditioned (MCAT) policies; UNIMPLEMENTED for
-// latent outputs (they are decoded by the prior server, which the actor does not call yet).
+// Context-conditioned (MCAT) policies act with their context encoder and transfer plan in
+// ActInContext; their plain Act uses the context of an empty history (every transition
+// masked) and each row's own policy. Errors (from the factory): PolicyRunner's
+// INVALID_ARGUMENT for an architecture, weights or transfer plan that do not fit,
+// UNIMPLEMENTED for a latent output with a context.
 ActingPolicyFactory TorchActingPolicyFactory(uint64_t seed);
 
 }  // namespace prl::models

@@ -16,6 +16,7 @@
 #include "common/status_macros.h"
 #include "common/torch_tensor.h"
 #include "models/cvae_model.h"
+#include "models/mcat_model.h"
 #include "models/real_nvp.h"
 #include "models/skill_model.h"
 #include "torch/script.h"
@@ -141,6 +142,36 @@ class FlowPrior final : public PriorInference {
  private:
   const v1::ModelInfo info_;
   const std::unique_ptr<RealNvpFlow> flow_;
+};
+
+// ACTION_TRANSLATOR: MCAT's action translator H (Translate).
+class TranslatorPrior final : public PriorInference {
+ public:
+  TranslatorPrior(v1::ModelInfo info, std::unique_ptr<TranslatorModel> model)
+      : info_(std::move(info)), model_(std::move(model)) {}
+  const v1::ModelInfo& info() const override { return info_; }
+
+  absl::StatusOr<std::vector<HostTensor>> Run(
+      PriorMethod method, const std::vector<HostTensor>& inputs) const override {
+    PRL_RETURN_IF_ERROR(CheckPriorInputs(info_, method, inputs).status());
+    ApplyInferenceThreads();
+    // state, source_action, source_context, target_context (the contexts [B, 0] for a
+    // context-free translator)
+    std::vector<at::Tensor> in = ToTorchAll(inputs);
+    at::Tensor actions;
+    try {
+      c10::InferenceMode inference;
+      actions = model_->Translate(in[0], in[1], in[2], in[3]);
+    } catch (const std::exception& e) {
+      return absl::InternalError(
+          absl::StrCat("Translate on model ", DescribeModel(info_), " failed: ", ErrorText(e)));
+    }
+    return FromTorchAll({actions});
+  }
+
+ private:
+  const v1::ModelInfo info_;
+  const std::unique_ptr<TranslatorModel> model_;
 };
 
 // The TorchScript method behind each PriorService method.
@@ -290,12 +321,20 @@ absl::StatusOr<std::unique_ptr<PriorInference>> PriorFromArtifact(const ModelArt
                            RealNvpFlow::FromArtifact(artifact, device));
       return std::make_unique<FlowPrior>(std::move(info), std::move(flow));
     }
+    case v1::PRIOR_KIND_ACTION_TRANSLATOR: {
+      PRL_ASSIGN_OR_RETURN(std::unique_ptr<TranslatorModel> model,
+                           TranslatorModel::FromArtifact(artifact, device.str()));
+      // what this class answers, whatever the artifact lists
+      info.clear_methods();
+      info.add_methods(std::string(PriorMethodName(PriorMethod::kTranslate)));
+      return std::make_unique<TranslatorPrior>(std::move(info), std::move(model));
+    }
     default:
-      return absl::UnimplementedError(
-          absl::StrCat("artifact ", DescribeModel(artifact.info), ": kind ",
-                       v1::PriorKind_Name(artifact.info.kind()),
-                       " cannot be served by this build yet; it serves PRIOR_KIND_SKILL_VAE, "
-                       "PRIOR_KIND_CVAE, PRIOR_KIND_REAL_NVP_FLOW and TorchScript modules"));
+      return absl::UnimplementedError(absl::StrCat(
+          "artifact ", DescribeModel(artifact.info), ": kind ",
+          v1::PriorKind_Name(artifact.info.kind()),
+          " cannot be served by this build; it serves PRIOR_KIND_SKILL_VAE, PRIOR_KIND_CVAE, "
+          "PRIOR_KIND_REAL_NVP_FLOW, PRIOR_KIND_ACTION_TRANSLATOR and TorchScript modules"));
   }
 }
 

@@ -27,6 +27,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "models/artifact.h"
+#include "models/mcat_model.h"
 #include "models/real_nvp.h"
 #include "models/skill_model.h"
 #include "models/torch_prior_inference.h"
@@ -573,6 +574,114 @@ TEST_F(PriorServiceTest, RemotePriorAnswersLikeTheInProcessModel) {
   s = RemotePrior::Connect(server_->channel(), ref).status();
   EXPECT_EQ(s.code(), absl::StatusCode::kNotFound);
   EXPECT_THAT(s.message(), HasSubstr("no model 'absent'"));
+}
+
+// ---- MCAT's action translator ----
+
+constexpr int kContext = 3;
+
+// A translator artifact from a freshly initialised MCAT model (H's weights are what matter).
+models::ModelArtifact TranslatorArtifact(const std::string& name, int64_t version) {
+  models::McatModelOptions options;
+  options.dims.obs_dim = kObs;
+  options.dims.action_dim = kAct;
+  options.dims.context_dim = kContext;
+  options.dims.context_history = 2;
+  options.prediction_horizon = 2;
+  options.num_tasks = 2;
+  options.network.add_hidden_sizes(16);
+  options.seed = 5;
+  std::unique_ptr<models::McatModel> model = models::McatModel::Create(options).value();
+  v1::ModelInfo info;
+  info.set_name(name);
+  info.set_version(version);
+  return model->TranslatorArtifact(info).value();
+}
+
+v1::TranslateRequest TranslateCall(const std::string& name, const at::Tensor& state,
+                                   const at::Tensor& action, const at::Tensor& source,
+                                   const at::Tensor& target) {
+  v1::TranslateRequest request;
+  request.mutable_model()->set_name(name);
+  *request.mutable_state() = Proto(state);
+  *request.mutable_source_action() = Proto(action);
+  *request.mutable_source_context() = Proto(source);
+  *request.mutable_target_context() = Proto(target);
+  return request;
+}
+
+TEST_F(PriorServiceTest, TranslatorArtifactAnswersTranslateLikeTheModel) {
+  const models::ModelArtifact artifact = TranslatorArtifact("translator", 1);
+  MakeDirs(model_dir_ + "/translator");
+  ASSERT_TRUE(models::WriteModelArtifact(model_dir_ + "/translator/v1.prl", artifact).ok());
+  v1::LoadModelRequest load;
+  load.set_name("translator");
+  v1::ModelInfo info;
+  grpc::Status s = Load(load, &info);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(info.kind(), v1::PRIOR_KIND_ACTION_TRANSLATOR);
+  EXPECT_EQ(info.context_dim(), kContext);
+  EXPECT_THAT(info.methods(), ElementsAre("Translate"));
+
+  at::manual_seed(6);
+  const at::Tensor state = at::randn({5, kObs});
+  const at::Tensor action = at::rand({5, kAct}) * 2 - 1;
+  const at::Tensor source = at::randn({5, kContext});
+  const at::Tensor target = at::randn({5, kContext});
+  v1::TranslateResponse response;
+  s = stub_->Translate(server_->Context().get(),
+                       TranslateCall("translator", state, action, source, target), &response);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(response.model().version(), 1);
+  std::unique_ptr<models::TranslatorModel> model =
+      models::TranslatorModel::FromArtifact(artifact, "cpu").value();
+  const at::Tensor want = model->Translate(state, action, source, target);
+  const at::Tensor got = Torch(response.target_action());
+  EXPECT_EQ(got.sizes().vec(), (std::vector<int64_t>{5, kAct}));
+  EXPECT_TRUE(at::allclose(got, want, 1e-6, 1e-6));
+}
+
+TEST_F(PriorServiceTest, TranslateRefusesBadInputAndUnknownModels) {
+  MakeDirs(model_dir_ + "/translator");
+  ASSERT_TRUE(models::WriteModelArtifact(model_dir_ + "/translator/v1.prl",
+                                         TranslatorArtifact("translator", 1))
+                  .ok());
+  const at::Tensor state = at::randn({2, kObs});
+  const at::Tensor action = at::zeros({2, kAct});
+  const at::Tensor context = at::randn({2, kContext});
+  v1::TranslateResponse r;
+  auto call = [&](const v1::TranslateRequest& request) {
+    return stub_->Translate(server_->Context().get(), request, &r);
+  };
+  ASSERT_TRUE(call(TranslateCall("translator", state, action, context, context)).ok());
+
+  grpc::Status s =
+      call(TranslateCall("translator", state, action, at::randn({2, kContext + 1}), context));
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << s.error_message();
+  EXPECT_THAT(s.error_message(), HasSubstr("source_context"));
+  EXPECT_THAT(s.error_message(), HasSubstr("must be [*, 3]"));
+
+  at::Tensor nan_target = context.clone();
+  nan_target[1][0] = std::numeric_limits<float>::quiet_NaN();
+  s = call(TranslateCall("translator", state, action, context, nan_target));
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << s.error_message();
+  EXPECT_THAT(s.error_message(), HasSubstr("target_context"));
+
+  v1::TranslateRequest no_context = TranslateCall("translator", state, action, context, context);
+  no_context.clear_target_context();
+  s = call(no_context);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << s.error_message();
+  EXPECT_THAT(s.error_message(), HasSubstr("target_context: required"));
+
+  s = call(TranslateCall("absent", state, action, context, context));
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::NOT_FOUND) << s.error_message();
+  EXPECT_THAT(s.error_message(), HasSubstr("absent"));
+
+  // a translator does not decode
+  v1::DecodeResponse decoded;
+  s = Decode("translator", 1, at::randn({2, 1}), state, &decoded);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << s.error_message();
+  EXPECT_THAT(s.error_message(), HasSubstr("it answers: Translate"));
 }
 
 // ---- TorchScript import ----

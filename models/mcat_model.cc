@@ -1,0 +1,765 @@
+#include "models/mcat_model.h"
+
+#include <cmath>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <tuple>
+#include <utility>
+#include <vector>
+
+#include "ATen/ATen.h"
+#include "ATen/CPUGeneratorImpl.h"
+#include "ATen/core/grad_mode.h"
+#include "absl/strings/str_cat.h"
+#include "c10/core/InferenceMode.h"
+#include "common/field_error.h"
+#include "common/logging.h"
+#include "common/status_macros.h"
+#include "common/tensor.h"
+#include "common/torch_tensor.h"
+#include "models/network_spec.h"
+#include "models/prior_model_util.h"
+
+namespace prl::models {
+namespace {
+
+// F's log σ is squashed smoothly into [kForwardLogStdMin, kForwardLogStdMax] (the policy's
+// range) with two softplus bounds rather than clamped: a clamp passes no gradient once a head
+// leaves the range, so a forward model that overshot could never become less (or more) sure.
+constexpr double kForwardLogStdMin = -20.0;
+constexpr double kForwardLogStdMax = 2.0;
+constexpr double kHalfLog2Pi = 0.91893853320467274178;  // ½·log 2π
+// Inside the contrastive hinge ‖d‖ is sqrt(‖d‖² + kHingeEps): finite gradients where two
+// contexts coincide (sqrt's derivative is infinite at 0), and a value within 1e-6 of ‖d‖.
+constexpr double kHingeEps = 1e-12;
+
+// PyTorch's nn.Linear initialisation: weight and bias U(-1/sqrt(in), 1/sqrt(in)).
+ParameterBlock::Init LinearInit(int64_t fan_in) {
+  return {ParameterBlock::Init::kUniform, 1.0 / std::sqrt(static_cast<double>(fan_in))};
+}
+
+// A parameter as a forward pass uses it: without gradient when `detach`.
+at::Tensor Param(const ParameterBlock& block, int index, bool detach) {
+  return detach ? block.param(index).detach() : block.param(index);
+}
+
+}  // namespace
+
+// ---- the networks ----
+
+ContextEncoder::ContextEncoder(ParameterBlock* block, const std::string& prefix,
+                               const McatDims& dims, const v1::NetworkSpec& resolved)
+    : dims_(dims),
+      trunk_(block, prefix + ".trunk", dims.context_history * (2 * dims.obs_dim + dims.action_dim),
+             resolved,
+             /*ensemble=*/1) {
+  const int64_t hidden = trunk_.output_dim();
+  out_weight_ =
+      block->Declare(prefix + ".out.weight", {dims.context_dim, hidden}, LinearInit(hidden));
+  out_bias_ = block->Declare(prefix + ".out.bias", {dims.context_dim}, LinearInit(hidden));
+}
+
+at::Tensor ContextEncoder::Forward(const ParameterBlock& block, const at::Tensor& observations,
+                                   const at::Tensor& actions, const at::Tensor& mask,
+                                   GemmBackend gemm, bool detach) const {
+  const int64_t k = dims_.context_history;
+  PRL_CHECK(observations.dim() == 3 && observations.size(1) == k + 1 &&
+            observations.size(2) == dims_.obs_dim)
+      << "ContextEncoder: observations " << observations.sizes() << ", want [B, " << k + 1 << ", "
+      << dims_.obs_dim << "]";
+  const int64_t rows = observations.size(0);
+  PRL_CHECK(actions.dim() == 3 && actions.size(0) == rows && actions.size(1) == k &&
+            actions.size(2) == dims_.action_dim)
+      << "ContextEncoder: actions " << actions.sizes() << ", want [" << rows << ", " << k << ", "
+      << dims_.action_dim << "]";
+  PRL_CHECK(mask.dim() == 2 && mask.size(0) == rows && mask.size(1) == k)
+      << "ContextEncoder: mask " << mask.sizes() << ", want [" << rows << ", " << k << "]";
+  // each transition as [s, a, s' - s], zeroed before the episode began, then flattened
+  const at::Tensor s = observations.narrow(1, 0, k);
+  const at::Tensor delta = observations.narrow(1, 1, k) - s;
+  at::Tensor x = at::cat({s, actions, delta}, -1) * mask.unsqueeze(-1).to(s.scalar_type());
+  at::Tensor h = trunk_.Forward(block, x.reshape({rows, -1}), gemm, detach);
+  return Linear(h, Param(block, out_weight_, detach), Param(block, out_bias_, detach), gemm);
+}
+
+ForwardModel::ForwardModel(ParameterBlock* block, const std::string& prefix, const McatDims& dims,
+                           const v1::NetworkSpec& resolved)
+    : dims_(dims),
+      trunk_(block, prefix + ".trunk", dims.obs_dim + dims.action_dim + dims.context_dim, resolved,
+             /*ensemble=*/1) {
+  const int64_t hidden = trunk_.output_dim();
+  mean_weight_ =
+      block->Declare(prefix + ".mean.weight", {dims.obs_dim, hidden}, LinearInit(hidden));
+  mean_bias_ = block->Declare(prefix + ".mean.bias", {dims.obs_dim}, LinearInit(hidden));
+  log_std_weight_ =
+      block->Declare(prefix + ".log_std.weight", {dims.obs_dim, hidden}, LinearInit(hidden));
+  log_std_bias_ = block->Declare(prefix + ".log_std.bias", {dims.obs_dim}, LinearInit(hidden));
+}
+
+at::Tensor ForwardModel::LogProb(const ParameterBlock& block, const at::Tensor& obs,
+                                 const at::Tensor& action, const at::Tensor& z,
+                                 const at::Tensor& next_obs, GemmBackend gemm, bool detach) const {
+  at::Tensor h = trunk_.Forward(block, at::cat({obs, action, z}, -1), gemm, detach);
+  at::Tensor mean =
+      Linear(h, Param(block, mean_weight_, detach), Param(block, mean_bias_, detach), gemm);
+  at::Tensor raw =
+      Linear(h, Param(block, log_std_weight_, detach), Param(block, log_std_bias_, detach), gemm);
+  // the soft bounds: max - softplus(max - x), then min + softplus(· - min)
+  at::Tensor log_std = kForwardLogStdMax - at::softplus(kForwardLogStdMax - raw);
+  log_std = kForwardLogStdMin + at::softplus(log_std - kForwardLogStdMin);
+  // log N(s' - s; μ, σ²), summed over the state dimensions
+  at::Tensor normalized = (next_obs - obs - mean) * at::exp(-log_std);
+  return (normalized.square() * -0.5 - log_std).sum(-1) - dims_.obs_dim * kHalfLog2Pi;
+}
+
+ActionTranslator::ActionTranslator(ParameterBlock* block, const std::string& prefix,
+                                   const McatDims& dims, const v1::NetworkSpec& resolved)
+    : dims_(dims),
+      trunk_(block, prefix + ".trunk", dims.obs_dim + dims.action_dim + 2 * dims.context_dim,
+             resolved, /*ensemble=*/1) {
+  const int64_t hidden = trunk_.output_dim();
+  out_weight_ =
+      block->Declare(prefix + ".out.weight", {dims.action_dim, hidden}, LinearInit(hidden));
+  out_bias_ = block->Declare(prefix + ".out.bias", {dims.action_dim}, LinearInit(hidden));
+}
+
+at::Tensor ActionTranslator::Forward(const ParameterBlock& block, const at::Tensor& obs,
+                                     const at::Tensor& source_action,
+                                     const at::Tensor& source_context,
+                                     const at::Tensor& target_context, GemmBackend gemm,
+                                     bool detach) const {
+  at::Tensor x = at::cat({obs, source_action, source_context, target_context}, -1);
+  at::Tensor h = trunk_.Forward(block, x, gemm, detach);
+  return at::tanh(
+      Linear(h, Param(block, out_weight_, detach), Param(block, out_bias_, detach), gemm));
+}
+
+at::Tensor ContrastiveLoss(const at::Tensor& z, const at::Tensor& task, double margin) {
+  const int64_t rows = z.size(0);
+  if (rows < 2) return z.sum() * 0.0;  // no pairs; still differentiable in z
+  // all squared distances at once from the Gram matrix, ‖a‖² + ‖b‖² - 2a·b (clamped: rounding
+  // can take a near-zero distance below 0)
+  const at::Tensor norms = z.square().sum(-1);
+  const at::Tensor d2 =
+      (norms.unsqueeze(1) + norms.unsqueeze(0) - 2.0 * at::mm(z, z.t())).clamp_min(0.0);
+  const at::Tensor same = task.unsqueeze(1) == task.unsqueeze(0);
+  const at::Tensor hinge = at::relu(margin - at::sqrt(d2 + kHingeEps));
+  // the diagonal (b = b') is no pair
+  const at::Tensor off_diagonal = at::eye(rows, z.options().dtype(at::kBool)).logical_not();
+  const at::Tensor per_pair = at::where(same, d2, hinge);
+  return at::where(off_diagonal, per_pair, at::zeros_like(per_pair)).sum() /
+         static_cast<double>(rows * (rows - 1));
+}
+
+// ---- McatModel ----
+
+namespace {
+
+using prior_util::CheckInput;
+using prior_util::FlatAdam;
+using prior_util::kGemm;
+using prior_util::TorchError;
+
+constexpr int64_t kMaxDim = 65536;        // obs_dim, action_dim, num_tasks
+constexpr int64_t kMaxContextDim = 4096;  // context_dim
+constexpr int64_t kMaxSteps = 1000;       // K, M
+
+// SaveState's bytes are a ModelArtifact (models/artifact.h) under this name, marked by the
+// hyperparameter kStateFormat = 1, with the networks' parameters under their names and the
+// rest under "training.*".
+constexpr char kStateName[] = "mcat_training_state";
+constexpr char kStateFormat[] = "mcat_state.format";
+constexpr char kStateContextHistory[] = "dims.context_history";
+constexpr char kStateNumTasks[] = "num_tasks";
+constexpr char kModelAdam[] = "training.model_adam";
+constexpr char kTranslatorAdam[] = "training.translator_adam";
+constexpr char kTaskFeatures[] = "training.task_features";
+constexpr char kTaskSeen[] = "training.task_seen";
+constexpr char kGenerator[] = "training.generator";
+
+using Scalars = std::map<std::string, double>;
+
+// A device name ("cpu", "cuda", "cuda:1") this build and machine can use.
+absl::StatusOr<at::Device> ParseDevice(absl::string_view field, const std::string& name) {
+  try {
+    const at::Device device(name);
+    PRL_RETURN_IF_ERROR(prior_util::CheckDevice(field, device));
+    return device;
+  } catch (const c10::Error&) {
+    return FieldError(field, absl::StrCat("\"", name, "\""), "cpu, cuda or cuda:N");
+  }
+}
+
+absl::Status CheckRange(const std::string& field, int64_t value, int64_t min, int64_t max) {
+  if (value < min || value > max) return FieldRangeError(field, value, min, max);
+  return absl::OkStatus();
+}
+
+// Checks every option and fills the network's defaults.
+absl::Status ResolveOptions(McatModelOptions* o) {
+  const McatDims& d = o->dims;
+  PRL_RETURN_IF_ERROR(CheckRange("options.dims.obs_dim", d.obs_dim, 1, kMaxDim));
+  PRL_RETURN_IF_ERROR(CheckRange("options.dims.action_dim", d.action_dim, 1, kMaxDim));
+  PRL_RETURN_IF_ERROR(CheckRange("options.dims.context_dim", d.context_dim, 1, kMaxContextDim));
+  PRL_RETURN_IF_ERROR(CheckRange("options.dims.context_history", d.context_history, 1, kMaxSteps));
+  PRL_RETURN_IF_ERROR(
+      CheckRange("options.prediction_horizon", o->prediction_horizon, 1, kMaxSteps));
+  PRL_RETURN_IF_ERROR(CheckRange("options.num_tasks", o->num_tasks, 1, kMaxDim));
+  PRL_RETURN_IF_ERROR(ResolveNetworkSpec("options.network", &o->network));
+  const std::pair<const char*, double> non_negative[] = {
+      {"options.contrastive_margin", o->contrastive_margin},
+      {"options.contrastive_weight", o->contrastive_weight}};
+  for (const auto& [field, value] : non_negative) {
+    if (!std::isfinite(value) || value < 0) return FieldError(field, value, "finite and >= 0");
+  }
+  const std::pair<const char*, double> rates[] = {{"options.model_lr", o->model_lr},
+                                                  {"options.translator_lr", o->translator_lr}};
+  for (const auto& [field, value] : rates) {
+    if (!std::isfinite(value) || value <= 0) return FieldError(field, value, "finite and > 0");
+  }
+  if (!(o->task_feature_rate > 0 && o->task_feature_rate <= 1)) {
+    return FieldError("options.task_feature_rate", o->task_feature_rate, "in (0, 1]");
+  }
+  return ParseDevice("options.device", o->device).status();
+}
+
+// A checked McatWindowBatch on the model's device, with the task indices also on the CPU.
+struct Windows {
+  at::Tensor observations, actions, mask, task;
+  at::Tensor task_cpu;
+  int64_t rows() const { return observations.size(0); }
+};
+
+// The losses' values, copied to the host at once; INTERNAL naming a non-finite one.
+absl::StatusOr<Scalars> FiniteScalars(
+    absl::string_view what, const std::vector<std::pair<std::string, at::Tensor>>& terms) {
+  std::vector<at::Tensor> values;
+  for (const auto& term : terms) values.push_back(term.second.detach().reshape({1}));
+  const at::Tensor host = at::cat(values).to(at::kCPU, at::kDouble);
+  Scalars scalars;
+  for (size_t i = 0; i < terms.size(); ++i) {
+    const double value = host[static_cast<int64_t>(i)].item<double>();
+    if (!std::isfinite(value)) {
+      return absl::InternalError(absl::StrCat(what, ": ", terms[i].first, " is ", value,
+                                              "; the parameters were not updated"));
+    }
+    scalars[terms[i].first] = value;
+  }
+  return scalars;
+}
+
+// A copy of `artifact`'s tensors whose names start with one of `prefixes`.
+ModelArtifact TensorsUnder(const ModelArtifact& artifact,
+                           const std::vector<std::string>& prefixes) {
+  ModelArtifact part;
+  for (const auto& [name, tensor] : artifact.tensors) {
+    for (const std::string& prefix : prefixes) {
+      if (name.rfind(prefix, 0) == 0) {
+        part.tensors.emplace_back(name, tensor);
+        break;
+      }
+    }
+  }
+  return part;
+}
+
+// The tensor `name` of a state with shape `shape`, as a CPU torch tensor.
+absl::StatusOr<at::Tensor> StateTensor(const ModelArtifact& state, const std::string& name,
+                                       const std::vector<int64_t>& shape) {
+  const HostTensor* tensor = state.Find(name);
+  const std::string field = absl::StrCat("tensors[\"", name, "\"]");
+  if (tensor == nullptr) return absl::InvalidArgumentError(absl::StrCat(field, ": missing"));
+  if (tensor->shape() != shape) {
+    return absl::InvalidArgumentError(absl::StrCat(field, ": shape ", ShapeString(tensor->shape()),
+                                                   " does not fit this model's ",
+                                                   ShapeString(shape)));
+  }
+  return ToTorch(tensor->view()).clone();
+}
+
+absl::Status AppendTensor(const std::string& name, const at::Tensor& t, ModelArtifact* artifact) {
+  PRL_ASSIGN_OR_RETURN(HostTensor host,
+                       FromTorch(t.detach().to(at::kCPU, at::kFloat).contiguous()));
+  artifact->tensors.emplace_back(name, std::move(host));
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+struct McatModel::Impl {
+  Impl(const McatModelOptions& resolved, at::Device on)
+      : options(resolved),
+        device(on),
+        encoder(&model_block, "context_encoder", resolved.dims, resolved.network),
+        forward_model(&model_block, "forward_model", resolved.dims, resolved.network),
+        translator(&translator_block, "translator", resolved.dims, resolved.network),
+        generator(at::make_generator<at::CPUGeneratorImpl>(resolved.seed)),
+        seen(static_cast<size_t>(resolved.num_tasks), false) {
+    model_block.Allocate(device, /*requires_grad=*/true);
+    translator_block.Allocate(device, /*requires_grad=*/true);
+    model_block.Initialize(generator);
+    translator_block.Initialize(generator);
+    model_adam = std::make_unique<FlatAdam>(model_block);
+    translator_adam = std::make_unique<FlatAdam>(translator_block);
+    features = at::zeros({resolved.num_tasks, resolved.dims.context_dim},
+                         at::TensorOptions().dtype(at::kFloat).device(device));
+  }
+
+  absl::StatusOr<Windows> Prepare(const McatWindowBatch& batch) const;
+  absl::StatusOr<Scalars> TrainContext(const Windows& b);
+  void UpdateTaskFeatures(const Windows& b);
+  absl::StatusOr<Scalars> TrainTranslator(const Windows& b);
+  absl::Status Restore(const ModelArtifact& state);
+
+  int64_t window() const { return options.dims.context_history + options.prediction_horizon; }
+
+  McatModelOptions options;
+  at::Device device;
+  // C and F, trained together by model_adam; H alone in its own block, by translator_adam.
+  ParameterBlock model_block;
+  ContextEncoder encoder;
+  ForwardModel forward_model;
+  ParameterBlock translator_block;
+  ActionTranslator translator;
+  at::Generator generator;  // initialisation, then TrainTranslator's target tasks (CPU)
+  std::unique_ptr<FlatAdam> model_adam, translator_adam;
+  at::Tensor features;     // [num_tasks, context_dim] on `device`
+  std::vector<bool> seen;  // per task: has a feature
+};
+
+absl::StatusOr<Windows> McatModel::Impl::Prepare(const McatWindowBatch& batch) const {
+  const McatDims& d = options.dims;
+  const int64_t w = window();
+  PRL_RETURN_IF_ERROR(
+      CheckInput("batch.observations", batch.observations, {-1, w + 1, d.obs_dim}, true));
+  const int64_t rows = batch.observations.size(0);
+  PRL_RETURN_IF_ERROR(CheckInput("batch.actions", batch.actions, {rows, w, d.action_dim}, true));
+  PRL_RETURN_IF_ERROR(CheckInput("batch.mask", batch.mask, {rows, w}, true));
+  const at::Tensor& task = batch.task;
+  if (!task.defined() || task.scalar_type() != at::kLong || task.dim() != 1 ||
+      task.size(0) != rows) {
+    return FieldError("batch.task",
+                      task.defined()
+                          ? absl::StrCat("a ", std::string(c10::toString(task.scalar_type())), " ",
+                                         ShapeString(task.sizes().vec()), " tensor")
+                          : std::string("an undefined tensor"),
+                      absl::StrCat("an int64 [", rows, "] tensor"));
+  }
+  Windows b;
+  b.task_cpu = task.to(at::kCPU).contiguous();
+  const int64_t lowest = b.task_cpu.min().item<int64_t>();
+  const int64_t highest = b.task_cpu.max().item<int64_t>();
+  for (int64_t value : {lowest, highest}) {
+    PRL_RETURN_IF_ERROR(CheckRange("batch.task", value, 0, options.num_tasks - 1));
+  }
+  b.observations = batch.observations.to(device);
+  b.actions = batch.actions.to(device);
+  b.mask = batch.mask.to(device);
+  b.task = task.to(device);
+  return b;
+}
+
+absl::StatusOr<Scalars> McatModel::Impl::TrainContext(const Windows& b) {
+  const int64_t k = options.dims.context_history;
+  const int64_t m = options.prediction_horizon;
+  const int64_t rows = b.rows();
+  model_block.ZeroGrad();
+  // z_t from the first K transitions
+  const at::Tensor z = encoder.Forward(model_block, b.observations.narrow(1, 0, k + 1),
+                                       b.actions.narrow(1, 0, k), b.mask.narrow(1, 0, k), kGemm);
+  // F predicts the next M transitions from z_t, all rows and steps in one pass
+  auto steps = [&](const at::Tensor& t) { return t.reshape({rows * m, t.size(-1)}); };
+  const at::Tensor z_steps = z.unsqueeze(1).expand({rows, m, z.size(-1)});
+  const at::Tensor log_prob = forward_model
+                                  .LogProb(model_block, steps(b.observations.narrow(1, k, m)),
+                                           steps(b.actions.narrow(1, k, m)), steps(z_steps),
+                                           steps(b.observations.narrow(1, k + 1, m)), kGemm)
+                                  .view({rows, m});
+  const at::Tensor in_episode = b.mask.narrow(1, k, m) > 0;
+  const at::Tensor forward_loss =
+      -at::where(in_episode, log_prob, at::zeros_like(log_prob)).sum() / static_cast<double>(rows);
+  const at::Tensor contrastive_loss = ContrastiveLoss(z, b.task, options.contrastive_margin);
+  const at::Tensor loss = forward_loss + contrastive_loss * options.contrastive_weight;
+  PRL_ASSIGN_OR_RETURN(Scalars scalars, FiniteScalars("MCAT context training step",
+                                                      {{"forward_loss", forward_loss},
+                                                       {"contrastive_loss", contrastive_loss},
+                                                       {"model_loss", loss}}));
+  loss.backward();
+  model_adam->Step(&model_block, options.model_lr);
+  UpdateTaskFeatures(b);
+  return scalars;
+}
+
+void McatModel::Impl::UpdateTaskFeatures(const Windows& b) {
+  at::NoGradGuard no_grad;
+  const int64_t k = options.dims.context_history;
+  const int64_t w = window();
+  const int64_t tasks = options.num_tasks;
+  // z_{t+1}: the K transitions ending with the row's own
+  const at::Tensor z = encoder.Forward(model_block, b.observations.narrow(1, w - k, k + 1),
+                                       b.actions.narrow(1, w - k, k), b.mask.narrow(1, w - k, k),
+                                       kGemm, /*detach=*/true);
+  // per-task sums and counts, then means
+  const at::Tensor sums = at::zeros_like(features).index_add_(0, b.task, z);
+  const at::Tensor counts =
+      at::zeros({tasks}, z.options()).index_add_(0, b.task, at::ones({b.rows()}, z.options()));
+  const at::Tensor means = sums / counts.clamp_min(1.0).unsqueeze(1);
+  // each task's weight: the rate, 1 for a task seen for the first time, 0 for one not in the batch
+  const at::Tensor counts_cpu = counts.to(at::kCPU);
+  at::Tensor weight = at::zeros({tasks, 1}, at::kFloat);
+  auto c = counts_cpu.accessor<float, 1>();
+  auto wt = weight.accessor<float, 2>();
+  for (int64_t i = 0; i < tasks; ++i) {
+    if (c[i] <= 0) continue;
+    wt[i][0] = seen[i] ? static_cast<float>(options.task_feature_rate) : 1.0f;
+    seen[i] = true;
+  }
+  // lerp gives the mean exactly at weight 1 and leaves a feature exactly at weight 0
+  features = at::lerp(features, means, weight.to(device));
+}
+
+absl::StatusOr<Scalars> McatModel::Impl::TrainTranslator(const Windows& b) {
+  const int64_t w = window();
+  const int64_t rows = b.rows();
+  // the seen tasks, and each task's position among them
+  std::vector<int64_t> seen_list;
+  at::Tensor position = at::zeros({options.num_tasks}, at::kLong);
+  at::Tensor has_feature = at::zeros({options.num_tasks}, at::kBool);
+  auto pos = position.accessor<int64_t, 1>();
+  auto has = has_feature.accessor<bool, 1>();
+  for (int64_t i = 0; i < options.num_tasks; ++i) {
+    if (!seen[i]) continue;
+    pos[i] = static_cast<int64_t>(seen_list.size());
+    has[i] = true;
+    seen_list.push_back(i);
+  }
+  const int64_t n = static_cast<int64_t>(seen_list.size());
+  if (n < 2) return Scalars();
+  // each row's target: uniform over the n - 1 seen tasks other than its own (a draw r in
+  // [0, n - 2] skips the source's position)
+  const at::Tensor r = at::randint(n - 1, {rows}, generator, at::TensorOptions().dtype(at::kLong));
+  const at::Tensor skip = (r >= position.index_select(0, b.task_cpu)).to(at::kLong);
+  const at::Tensor target_cpu =
+      at::tensor(seen_list, at::TensorOptions().dtype(at::kLong)).index_select(0, r + skip);
+  // rows whose own task has no feature yet (or whose own transition is masked) sit out
+  const at::Tensor valid_cpu =
+      has_feature.index_select(0, b.task_cpu).logical_and(b.mask.select(1, w - 1).to(at::kCPU) > 0);
+  const int64_t valid_rows = valid_cpu.sum().item<int64_t>();
+  if (valid_rows == 0) return Scalars();
+
+  const at::Tensor target = target_cpu.to(device);
+  const at::Tensor source_z = features.index_select(0, b.task);
+  const at::Tensor target_z = features.index_select(0, target);
+  const at::Tensor s = b.observations.select(1, w - 1);
+  const at::Tensor next_s = b.observations.select(1, w);
+  translator_block.ZeroGrad();
+  const at::Tensor translated = translator.Forward(translator_block, s, b.actions.select(1, w - 1),
+                                                   source_z, target_z, kGemm);
+  // -log F(s'_src | s_src, H(...), z_tgt) with F fixed: the gradient reaches H only
+  const at::Tensor log_prob =
+      forward_model.LogProb(model_block, s, translated, target_z, next_s, kGemm, /*detach=*/true);
+  const at::Tensor loss =
+      -at::where(valid_cpu.to(device), log_prob, at::zeros_like(log_prob)).sum() /
+      static_cast<double>(valid_rows);
+  PRL_ASSIGN_OR_RETURN(Scalars scalars,
+                       FiniteScalars("MCAT translator training step", {{"translator_loss", loss}}));
+  loss.backward();
+  translator_adam->Step(&translator_block, options.translator_lr);
+  return scalars;
+}
+
+McatModel::McatModel(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+McatModel::~McatModel() = default;
+
+absl::StatusOr<std::unique_ptr<McatModel>> McatModel::Create(const McatModelOptions& options) {
+  McatModelOptions resolved = options;
+  PRL_RETURN_IF_ERROR(ResolveOptions(&resolved));
+  PRL_ASSIGN_OR_RETURN(at::Device device, ParseDevice("options.device", resolved.device));
+  try {
+    return std::unique_ptr<McatModel>(new McatModel(std::make_unique<Impl>(resolved, device)));
+  } catch (const c10::Error& e) {
+    return TorchError("cannot build the MCAT model", e);
+  }
+}
+
+const McatModelOptions& McatModel::options() const { return impl_->options; }
+
+absl::StatusOr<Scalars> McatModel::TrainContext(const McatWindowBatch& batch) {
+  PRL_ASSIGN_OR_RETURN(Windows b, impl_->Prepare(batch));
+  try {
+    return impl_->TrainContext(b);
+  } catch (const c10::Error& e) {
+    return TorchError("MCAT context training step", e);
+  }
+}
+
+absl::StatusOr<Scalars> McatModel::TrainTranslator(const McatWindowBatch& batch) {
+  int64_t seen = 0;
+  for (bool s : impl_->seen) seen += s ? 1 : 0;
+  if (seen < 2) return Scalars();
+  PRL_ASSIGN_OR_RETURN(Windows b, impl_->Prepare(batch));
+  try {
+    return impl_->TrainTranslator(b);
+  } catch (const c10::Error& e) {
+    return TorchError("MCAT translator training step", e);
+  }
+}
+
+at::Tensor McatModel::Encode(const at::Tensor& observations, const at::Tensor& actions,
+                             const at::Tensor& mask) const {
+  c10::InferenceMode inference;
+  const at::Device device = impl_->device;
+  return impl_->encoder.Forward(impl_->model_block, observations.to(device), actions.to(device),
+                                mask.to(device), kGemm, /*detach=*/true);
+}
+
+std::pair<at::Tensor, at::Tensor> McatModel::EncodeRows(const McatWindowBatch& batch) const {
+  const int64_t k = impl_->options.dims.context_history;
+  const int64_t w = batch.actions.size(1);
+  PRL_CHECK(w >= k + 1) << "McatModel::EncodeRows: windows of " << w
+                        << " transitions; z_t needs at least K + 1 = " << k + 1;
+  const int64_t rows = batch.observations.size(0);
+  // z_t from transitions W-1-K .. W-2 and z_{t+1} from W-K .. W-1, in one pass of 2B rows
+  auto both = [&](const at::Tensor& t, int64_t length) {
+    return at::cat({t.narrow(1, w - 1 - k, length), t.narrow(1, w - k, length)});
+  };
+  at::Tensor z =
+      Encode(both(batch.observations, k + 1), both(batch.actions, k), both(batch.mask, k));
+  return {z.narrow(0, 0, rows), z.narrow(0, rows, rows)};
+}
+
+at::Tensor McatModel::Translate(const at::Tensor& obs, const at::Tensor& source_action,
+                                const at::Tensor& source_context,
+                                const at::Tensor& target_context) const {
+  c10::InferenceMode inference;
+  const at::Device device = impl_->device;
+  return impl_->translator.Forward(impl_->translator_block, obs.to(device),
+                                   source_action.to(device), source_context.to(device),
+                                   target_context.to(device), kGemm, /*detach=*/true);
+}
+
+at::Tensor McatModel::task_features() const { return impl_->features.clone(); }
+std::vector<bool> McatModel::task_seen() const { return impl_->seen; }
+
+std::vector<std::pair<std::string, at::Tensor>> McatModel::ActingParameters() const {
+  std::vector<std::pair<std::string, at::Tensor>> named;
+  auto add = [&](const ParameterBlock& block, absl::string_view prefix) {
+    for (int i = 0; i < block.size(); ++i) {
+      if (block.name(i).rfind(std::string(prefix), 0) != 0) continue;
+      named.emplace_back(block.name(i), block.param(i).detach().to(at::kCPU, at::kFloat,
+                                                                   /*non_blocking=*/false,
+                                                                   /*copy=*/true));
+    }
+  };
+  add(impl_->model_block, "context_encoder.");
+  add(impl_->translator_block, "translator.");
+  return named;
+}
+
+absl::StatusOr<ModelArtifact> McatModel::TranslatorArtifact(v1::ModelInfo info) const {
+  const McatModelOptions& o = impl_->options;
+  info.set_kind(v1::PRIOR_KIND_ACTION_TRANSLATOR);
+  info.set_obs_dim(static_cast<int32_t>(o.dims.obs_dim));
+  info.set_action_dim(static_cast<int32_t>(o.dims.action_dim));
+  info.set_context_dim(static_cast<int32_t>(o.dims.context_dim));
+  info.set_latent_dim(0);
+  info.set_horizon(1);
+  info.set_state_conditioned_decoder(false);
+  info.clear_methods();
+  info.add_methods("Translate");
+  ModelArtifact artifact;
+  artifact.info = std::move(info);
+  prior_util::WriteNetwork(o.network, &artifact.hyperparameters);
+  PRL_RETURN_IF_ERROR(prior_util::StoreParameters(impl_->translator_block, &artifact));
+  return artifact;
+}
+
+absl::StatusOr<std::string> McatModel::SaveState() const {
+  const Impl& m = *impl_;
+  const McatModelOptions& o = m.options;
+  ModelArtifact state;
+  state.info.set_name(kStateName);
+  state.info.set_version(1);
+  state.info.set_kind(v1::PRIOR_KIND_ACTION_TRANSLATOR);
+  state.info.set_obs_dim(static_cast<int32_t>(o.dims.obs_dim));
+  state.info.set_action_dim(static_cast<int32_t>(o.dims.action_dim));
+  state.info.set_context_dim(static_cast<int32_t>(o.dims.context_dim));
+  state.info.set_horizon(1);
+  auto& hp = state.hyperparameters;
+  hp[kStateFormat] = 1;
+  hp[kStateContextHistory] = o.dims.context_history;
+  hp[kStateNumTasks] = o.num_tasks;
+  prior_util::WriteNetwork(o.network, &hp);
+  hp[absl::StrCat(kModelAdam, ".steps")] = m.model_adam->steps();
+  hp[absl::StrCat(kTranslatorAdam, ".steps")] = m.translator_adam->steps();
+  try {
+    PRL_RETURN_IF_ERROR(prior_util::StoreParameters(m.model_block, &state));
+    PRL_RETURN_IF_ERROR(prior_util::StoreParameters(m.translator_block, &state));
+    for (const auto& [prefix, adam] : {std::pair{kModelAdam, m.model_adam.get()},
+                                       std::pair{kTranslatorAdam, m.translator_adam.get()}}) {
+      PRL_RETURN_IF_ERROR(AppendTensor(absl::StrCat(prefix, ".exp_avg"), adam->exp_avg(), &state));
+      PRL_RETURN_IF_ERROR(
+          AppendTensor(absl::StrCat(prefix, ".exp_avg_sq"), adam->exp_avg_sq(), &state));
+    }
+    PRL_RETURN_IF_ERROR(AppendTensor(kTaskFeatures, m.features, &state));
+    at::Tensor seen = at::zeros({o.num_tasks}, at::kFloat);
+    for (int64_t i = 0; i < o.num_tasks; ++i) seen[i] = m.seen[i] ? 1.0f : 0.0f;
+    PRL_RETURN_IF_ERROR(AppendTensor(kTaskSeen, seen, &state));
+    at::Generator shared = m.generator;  // a handle to the same generator
+    at::Tensor bytes;
+    {
+      std::lock_guard<std::mutex> lock(shared.mutex());
+      bytes = shared.get_state();
+    }
+    PRL_RETURN_IF_ERROR(AppendTensor(kGenerator, bytes, &state));
+  } catch (const c10::Error& e) {
+    return TorchError("saving the MCAT model's state", e);
+  }
+  return SerializeModelArtifact(state);
+}
+
+absl::Status McatModel::Impl::Restore(const ModelArtifact& state) {
+  const McatModelOptions& o = options;
+  PRL_RETURN_IF_ERROR(prior_util::LoadParameters(
+      TensorsUnder(state, {"context_encoder.", "forward_model."}), "MCAT model", &model_block));
+  PRL_RETURN_IF_ERROR(prior_util::LoadParameters(TensorsUnder(state, {"translator."}),
+                                                 "MCAT translator", &translator_block));
+  for (const auto& [prefix, block, adam] :
+       {std::tuple{kModelAdam, &model_block, model_adam.get()},
+        std::tuple{kTranslatorAdam, &translator_block, translator_adam.get()}}) {
+    PRL_ASSIGN_OR_RETURN(at::Tensor m,
+                         StateTensor(state, absl::StrCat(prefix, ".exp_avg"), {block->numel()}));
+    PRL_ASSIGN_OR_RETURN(at::Tensor v,
+                         StateTensor(state, absl::StrCat(prefix, ".exp_avg_sq"), {block->numel()}));
+    PRL_ASSIGN_OR_RETURN(int64_t steps, prior_util::Hyperparameter(
+                                            state, absl::StrCat(prefix, ".steps"), 0, INT64_MAX));
+    adam->Restore(m, v, steps);
+  }
+  PRL_ASSIGN_OR_RETURN(at::Tensor f,
+                       StateTensor(state, kTaskFeatures, {o.num_tasks, o.dims.context_dim}));
+  features.copy_(f);
+  PRL_ASSIGN_OR_RETURN(at::Tensor s, StateTensor(state, kTaskSeen, {o.num_tasks}));
+  for (int64_t i = 0; i < o.num_tasks; ++i) seen[i] = s[i].item<float>() > 0.5f;
+  const HostTensor* g = state.Find(kGenerator);
+  if (g == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat("tensors[\"", kGenerator, "\"]: missing"));
+  }
+  const at::Tensor bytes = ToTorch(g->view()).to(at::kByte);
+  std::lock_guard<std::mutex> lock(generator.mutex());
+  generator.set_state(bytes);
+  return absl::OkStatus();
+}
+
+absl::Status McatModel::RestoreState(const std::string& bytes) {
+  absl::StatusOr<ModelArtifact> parsed = ParseModelArtifact(bytes, "the McatModel state");
+  if (!parsed.ok()) {
+    return absl::DataLossError(absl::StrCat("not an McatModel state: ", parsed.status().message()));
+  }
+  const ModelArtifact& state = *parsed;
+  auto format = state.hyperparameters.find(kStateFormat);
+  if (state.info.name() != kStateName || format == state.hyperparameters.end() ||
+      format->second != 1) {
+    return absl::DataLossError(absl::StrCat("not an McatModel state: an artifact of model '",
+                                            state.info.name(), "' without ", kStateFormat, " = 1"));
+  }
+  // the shapes a state must share with this model
+  const McatModelOptions& o = impl_->options;
+  const std::pair<std::string, std::pair<int64_t, int64_t>> dims[] = {
+      {"info.obs_dim", {state.info.obs_dim(), o.dims.obs_dim}},
+      {"info.action_dim", {state.info.action_dim(), o.dims.action_dim}},
+      {"info.context_dim", {state.info.context_dim(), o.dims.context_dim}}};
+  for (const auto& [field, values] : dims) {
+    if (values.first != values.second) {
+      return FieldError(field, values.first, absl::StrCat(values.second, " (this model's)"));
+    }
+  }
+  for (const auto& [key, want] : {std::pair{kStateContextHistory, o.dims.context_history},
+                                  std::pair{kStateNumTasks, o.num_tasks}}) {
+    PRL_ASSIGN_OR_RETURN(int64_t have, prior_util::Hyperparameter(state, key, 0, INT64_MAX));
+    if (have != want) {
+      return FieldError(absl::StrCat("hyperparameters[\"", key, "\"]"), have,
+                        absl::StrCat(want, " (this model's)"));
+    }
+  }
+  PRL_ASSIGN_OR_RETURN(v1::NetworkSpec network, prior_util::ReadNetwork(state));
+  if (network.SerializeAsString() != o.network.SerializeAsString()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "hyperparameters[\"network.*\"]: the state's network (", network.ShortDebugString(),
+        ") is not this model's (", o.network.ShortDebugString(), ")"));
+  }
+  // restore into a fresh copy, so a damaged state leaves this model as it was
+  try {
+    auto fresh = std::make_unique<Impl>(o, impl_->device);
+    PRL_RETURN_IF_ERROR(fresh->Restore(state));
+    // swap the state in, keeping impl_ (and the options callers may hold a reference to)
+    Impl& m = *impl_;
+    std::swap(m.model_block, fresh->model_block);
+    std::swap(m.translator_block, fresh->translator_block);
+    std::swap(m.generator, fresh->generator);
+    std::swap(m.model_adam, fresh->model_adam);
+    std::swap(m.translator_adam, fresh->translator_adam);
+    std::swap(m.features, fresh->features);
+    std::swap(m.seen, fresh->seen);
+  } catch (const c10::Error& e) {
+    return TorchError("restoring the MCAT model's state", e);
+  }
+  return absl::OkStatus();
+}
+
+// ---- TranslatorModel ----
+
+struct TranslatorModel::Impl {
+  Impl(const McatDims& d, const v1::NetworkSpec& network, at::Device on)
+      : dims(d), device(on), translator(&block, "translator", d, network) {
+    block.Allocate(device, /*requires_grad=*/false);
+  }
+
+  McatDims dims;
+  at::Device device;
+  ParameterBlock block;
+  ActionTranslator translator;
+};
+
+TranslatorModel::TranslatorModel(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+TranslatorModel::~TranslatorModel() = default;
+
+absl::StatusOr<std::unique_ptr<TranslatorModel>> TranslatorModel::FromArtifact(
+    const ModelArtifact& artifact, const std::string& device) {
+  const v1::ModelInfo& info = artifact.info;
+  if (info.kind() != v1::PRIOR_KIND_ACTION_TRANSLATOR) {
+    return FieldError("info.kind", v1::PriorKind_Name(info.kind()), "PRIOR_KIND_ACTION_TRANSLATOR");
+  }
+  PRL_RETURN_IF_ERROR(CheckRange("info.obs_dim", info.obs_dim(), 1, kMaxDim));
+  PRL_RETURN_IF_ERROR(CheckRange("info.action_dim", info.action_dim(), 1, kMaxDim));
+  PRL_RETURN_IF_ERROR(CheckRange("info.context_dim", info.context_dim(), 0, kMaxContextDim));
+  PRL_RETURN_IF_ERROR(CheckRange("info.latent_dim", info.latent_dim(), 0, 0));
+  PRL_RETURN_IF_ERROR(CheckRange("info.horizon", info.horizon(), 1, 1));
+  PRL_ASSIGN_OR_RETURN(v1::NetworkSpec network, prior_util::ReadNetwork(artifact));
+  PRL_ASSIGN_OR_RETURN(at::Device on, ParseDevice("device", device));
+  McatDims dims;
+  dims.obs_dim = info.obs_dim();
+  dims.action_dim = info.action_dim();
+  dims.context_dim = info.context_dim();
+  try {
+    auto impl = std::make_unique<Impl>(dims, network, on);
+    PRL_RETURN_IF_ERROR(prior_util::LoadParameters(artifact, "action translator", &impl->block));
+    return std::unique_ptr<TranslatorModel>(new TranslatorModel(std::move(impl)));
+  } catch (const c10::Error& e) {
+    return TorchError("cannot build the action translator", e);
+  }
+}
+
+const McatDims& TranslatorModel::dims() const { return impl_->dims; }
+
+at::Tensor TranslatorModel::Translate(const at::Tensor& obs, const at::Tensor& source_action,
+                                      const at::Tensor& source_context,
+                                      const at::Tensor& target_context) const {
+  c10::InferenceMode inference;
+  const at::Device device = impl_->device;
+  return impl_->translator.Forward(impl_->block, obs.to(device), source_action.to(device),
+                                   source_context.to(device), target_context.to(device), kGemm);
+}
+
+}  // namespace prl::models
