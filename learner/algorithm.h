@@ -80,6 +80,9 @@ struct TableSpec {
   v1::Remover remover = v1::REMOVER_UNSPECIFIED;
   double priority_exponent = 0;
   double importance_sampling_exponent = 0;
+  // False: the spec's rate limiting (min_size_to_sample, samples_per_insert) does not apply; a
+  // table sampled only alongside the first (`sampled`) must not hold back actors' inserts.
+  bool rate_limited = true;
 };
 
 // What an algorithm is built from.
@@ -93,6 +96,8 @@ struct AlgorithmOptions {
   std::string device = "auto";
   // LibTorch intra-op threads for updates (0 leaves LibTorch's setting).
   int num_threads = 0;
+  // The experiment the algorithm trains for ("" when it is built only to load a policy).
+  std::string experiment_id;
 };
 
 class Algorithm {
@@ -134,6 +139,11 @@ class Algorithm {
     (void)plan;
     return false;
   }
+
+  // Called once when the run ends for good (succeeded, or stopped by a user), after its final
+  // checkpoint: the algorithm stores what outlives the run (MCAT: its action translator, a new
+  // version in the model store). A failure is logged; the run's outcome stands.
+  virtual absl::Status Finish() { return absl::OkStatus(); }
 
   // Gradient updates done (restored with the state).
   virtual int64_t updates() const = 0;

@@ -200,7 +200,10 @@ int main(int argc, char** argv) {
           const prl::learner::AlgorithmOptions& options) {
         return prl::learner::CreateParrotAlgorithm(options, {store, address});
       });
-  algorithms.Register(prl::v1::AlgorithmSpec::kMcat, "mcat", prl::learner::CreateMcatAlgorithm);
+  algorithms.Register(prl::v1::AlgorithmSpec::kMcat, "mcat",
+                      [store = model_store->get()](const prl::learner::AlgorithmOptions& options) {
+                        return prl::learner::CreateMcatAlgorithm(options, store);
+                      });
   prl::learner::RunFactoryOptions factory_options;
   factory_options.training = run_options;
   factory_options.state_dir = absl::GetFlag(FLAGS_learner_state_dir);

@@ -8,10 +8,12 @@
 #include <vector>
 
 #include "ATen/ATen.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
+#include "common/logging.h"
 #include "common/status_macros.h"
 #include "common/torch_tensor.h"
 #include "learner/agent.h"
@@ -61,8 +63,9 @@ bool ReadPart(absl::string_view* in, std::string* part) {
 class McatAlgorithm final : public Algorithm {
  public:
   McatAlgorithm(const AlgorithmOptions& options, std::unique_ptr<Agent> agent,
-                std::unique_ptr<models::McatModel> model)
+                std::unique_ptr<models::McatModel> model, ModelStore* models)
       : options_(options),
+        models_(models),
         mcat_(options.spec.algorithm().mcat()),
         agent_(std::move(agent)),
         model_(std::move(model)),
@@ -93,6 +96,7 @@ class McatAlgorithm final : public Algorithm {
       sil.suffix = "_sil";
       sil.signature.push_back(Column("return", {}));
       sil.sampled = true;
+      sil.rate_limited = false;  // sampled only alongside the actors' table
       sil.episode_returns = true;
       sil.capacity = mcat_.self_imitation_capacity();
       sil.sampler = v1::SAMPLER_PRIORITIZED;
@@ -256,6 +260,22 @@ class McatAlgorithm final : public Algorithm {
     return absl::OkStatus();
   }
 
+  absl::Status Finish() override {
+    if (models_ == nullptr || options_.experiment_id.empty()) return absl::OkStatus();
+    v1::ModelInfo info;
+    info.set_name(absl::AsciiStrToLower(absl::StrCat(options_.experiment_id, "-translator")));
+    PRL_ASSIGN_OR_RETURN(const int64_t version, models_->Reserve(info.name()));
+    info.set_version(version);
+    info.set_training_summary(absl::StrCat("action translator of mcat experiment ",
+                                           options_.experiment_id, " after ", agent_->updates(),
+                                           " updates, over ", num_tasks_, " training tasks"));
+    PRL_ASSIGN_OR_RETURN(models::ModelArtifact artifact, model_->TranslatorArtifact(info));
+    PRL_ASSIGN_OR_RETURN(const std::string path, models_->Write(artifact));
+    PRL_LOG(INFO) << options_.experiment_id << ": stored its translator as " << info.name() << " v"
+                  << version << " (" << path << ")";
+    return absl::OkStatus();
+  }
+
   int64_t updates() const override { return agent_->updates(); }
   std::string device() const override { return agent_->device(); }
 
@@ -348,6 +368,7 @@ class McatAlgorithm final : public Algorithm {
   }
 
   const AlgorithmOptions options_;
+  ModelStore* const models_;  // where Finish stores the translator; may be null
   const v1::McatConfig mcat_;
   const std::unique_ptr<Agent> agent_;
   const std::unique_ptr<models::McatModel> model_;
@@ -361,7 +382,8 @@ class McatAlgorithm final : public Algorithm {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<Algorithm>> CreateMcatAlgorithm(const AlgorithmOptions& options) {
+absl::StatusOr<std::unique_ptr<Algorithm>> CreateMcatAlgorithm(const AlgorithmOptions& options,
+                                                               ModelStore* models) {
   v1::AlgorithmSpec algorithm = options.spec.algorithm();
   if (!algorithm.has_mcat()) return absl::InvalidArgumentError("algorithm: mcat is not set");
   PRL_RETURN_IF_ERROR(ResolveAlgorithmSpec(options.act_dim, &algorithm));
@@ -399,7 +421,7 @@ absl::StatusOr<std::unique_ptr<Algorithm>> CreateMcatAlgorithm(const AlgorithmOp
   PRL_ASSIGN_OR_RETURN(std::unique_ptr<models::McatModel> model,
                        models::McatModel::Create(model_options));
   return std::unique_ptr<Algorithm>(
-      new McatAlgorithm(resolved, std::move(agent), std::move(model)));
+      new McatAlgorithm(resolved, std::move(agent), std::move(model), models));
 }
 
 }  // namespace prl::learner

@@ -25,12 +25,17 @@
 
 #include "absl/status/statusor.h"
 #include "learner/algorithm.h"
+#include "learner/model_store.h"
 
 namespace prl::learner {
 
-// Builds the mcat algorithm of options.spec (algorithm.mcat, validated and filled). Errors:
-// INVALID_ARGUMENT naming a field; FAILED_PRECONDITION for a CUDA device without one.
-absl::StatusOr<std::unique_ptr<Algorithm>> CreateMcatAlgorithm(const AlgorithmOptions& options);
+// Builds the mcat algorithm of options.spec (algorithm.mcat, validated and filled). With a
+// model store, Finish stores the action translator there as a new version of
+// "<experiment id>-translator" (PRIOR_KIND_ACTION_TRANSLATOR; the prior server's Translate
+// serves it). Errors: INVALID_ARGUMENT naming a field; FAILED_PRECONDITION for a CUDA device
+// without one.
+absl::StatusOr<std::unique_ptr<Algorithm>> CreateMcatAlgorithm(const AlgorithmOptions& options,
+                                                               ModelStore* models = nullptr);
 
 }  // namespace prl::learner
 

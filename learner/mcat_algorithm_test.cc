@@ -10,6 +10,8 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "learner/algorithm.h"
+#include "learner/model_store.h"
+#include "models/mcat_model.h"
 
 namespace prl::learner {
 namespace {
@@ -104,6 +106,8 @@ TEST(McatAlgorithmTest, TablesCarryTheHistoryAndTheSelfImitationBuffer) {
   EXPECT_THAT(shapes, Contains(Key("task_index")));
   EXPECT_EQ(tables[1].suffix, "_sil");
   EXPECT_TRUE(tables[1].sampled);
+  EXPECT_FALSE(tables[1].rate_limited);
+  EXPECT_TRUE(tables[0].rate_limited);
   EXPECT_TRUE(tables[1].episode_returns);
   EXPECT_EQ(tables[1].sampler, v1::SAMPLER_PRIORITIZED);
   EXPECT_EQ(tables[1].remover, v1::REMOVER_LOWEST_PRIORITY);
@@ -220,6 +224,34 @@ TEST(McatAlgorithmTest, StateRoundTripContinuesIdentically) {
 
   EXPECT_EQ(b->RestoreState("not a state").code(), absl::StatusCode::kDataLoss);
   EXPECT_EQ(b->updates(), 3);  // nothing changed
+}
+
+TEST(McatAlgorithmTest, FinishStoresTheTranslatorAsAServableArtifact) {
+  const std::string dir = ::testing::TempDir() + "/mcat-finish";
+  auto store = ModelStore::Open(dir).value();
+  AlgorithmOptions options = Options();
+  options.experiment_id = "exp-000042";
+  auto algorithm = CreateMcatAlgorithm(options, store.get()).value();
+  Batch batch = MakeBatch(9);
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(algorithm->Update(batch).ok());
+  ASSERT_TRUE(algorithm->Finish().ok());
+  ASSERT_TRUE(algorithm->Finish().ok());  // a second run's end: the next version
+
+  absl::StatusOr<models::ModelArtifact> stored = store->Read("exp-000042-translator", 0);
+  ASSERT_TRUE(stored.ok()) << stored.status();
+  EXPECT_EQ(stored->info.version(), 2);
+  EXPECT_EQ(stored->info.kind(), v1::PRIOR_KIND_ACTION_TRANSLATOR);
+  EXPECT_EQ(stored->info.context_dim(), kCtx);
+  EXPECT_THAT(stored->info.training_summary(), HasSubstr("exp-000042"));
+  auto translator = models::TranslatorModel::FromArtifact(*stored, "cpu");
+  ASSERT_TRUE(translator.ok()) << translator.status();
+  const at::Tensor out = (*translator)
+                             ->Translate(at::zeros({3, kObs}), at::zeros({3, kAct}),
+                                         at::zeros({3, kCtx}), at::ones({3, kCtx}));
+  EXPECT_EQ(out.sizes().vec(), (std::vector<int64_t>{3, kAct}));
+
+  // without a store (or an experiment id) there is nothing to store
+  EXPECT_TRUE(CreateMcatAlgorithm(Options()).value()->Finish().ok());
 }
 
 TEST(McatAlgorithmTest, RefusesFewerThanTwoTasks) {

@@ -43,6 +43,10 @@ v1::TableConfig TableConfigFor(const std::string& name, const TableSpec& table,
   if (table.remover != v1::REMOVER_UNSPECIFIED) config.set_remover(table.remover);
   config.set_max_times_sampled(r.max_times_sampled());
   v1::RateLimiterConfig* limiter = config.mutable_rate_limiter();
+  if (!table.rate_limited) {
+    limiter->set_min_size_to_sample(1);
+    return config;
+  }
   limiter->set_min_size_to_sample(std::max<int64_t>(1, r.min_size_to_sample() / shards));
   if (r.samples_per_insert() > 0) {
     limiter->set_samples_per_insert(r.samples_per_insert());
@@ -246,6 +250,7 @@ absl::Status TrainingRun::Setup() {
   act_dim_ = domain->act_dim;
   AlgorithmOptions algorithm_options;
   algorithm_options.spec = spec_;
+  algorithm_options.experiment_id = experiment_.id();
   algorithm_options.obs_dim = obs_dim_;
   algorithm_options.act_dim = act_dim_;
   algorithm_options.device = spec_.resources().learner_device().empty()
@@ -662,6 +667,13 @@ ExperimentRun::Result TrainingRun::Run() {
     PRL_LOG(ERROR) << "final checkpoint: " << s;
     if (result.state == v1::EXPERIMENT_STATE_SUCCEEDED) {
       result = {v1::EXPERIMENT_STATE_FAILED, absl::StrCat("final checkpoint: ", s.message())};
+    }
+  }
+  // (a run stopped for a shutdown stays RUNNING and finishes when it resumes)
+  if (result.state == v1::EXPERIMENT_STATE_SUCCEEDED ||
+      result.state == v1::EXPERIMENT_STATE_STOPPED) {
+    if (absl::Status s = algorithm_->Finish(); !s.ok()) {
+      PRL_LOG(ERROR) << experiment_.id() << ": storing the algorithm's outputs: " << s;
     }
   }
   ReportProgress();

@@ -2,7 +2,8 @@
 # MCAT end to end with real processes: a replay shard, a learner and an actor; an mcat
 # experiment on two cheetah armature tasks with delayed rewards. Asserts the run succeeds with
 # updates; the learner trained every component (forward-model, contrastive, translator, critic
-# and self-imitation losses are exported); the published policy carries the context encoder, the translator and a
+# and self-imitation losses are exported); the translator is stored in the model store; the
+# published policy carries the context encoder, the translator and a
 # transfer plan over both tasks; and evaluation rounds ran on the held-out armature (acting in
 # context, no transfer). About 1-2 minutes.
 set -euo pipefail
@@ -70,7 +71,9 @@ algorithm {
   batch_size: 64
   warmup_env_steps: 400
 }
-replay { capacity: 20000 min_size_to_sample: 200 }
+# rate-limited like the benchmarks (one update per env step): the self-imitation table must
+# not hold back the actors' inserts
+replay { capacity: 20000 min_size_to_sample: 200 samples_per_insert: 64 }
 resources { num_actors: 1 envs_per_actor: 2 }
 stop { max_env_steps: 2500 }
 evaluation { every_env_steps: 1250 episodes: 2 }
@@ -103,6 +106,10 @@ grep -q "context_dim: 4" <<<"${policy}" || fail "policy without context_dim: ${p
 grep -q "context_encoder.out.weight" <<<"${policy}" || fail "no context encoder weights"
 grep -q "translator.out.weight" <<<"${policy}" || fail "no translator weights"
 grep -q "source_tasks: 2" <<<"${policy}" || fail "no transfer plan over 2 tasks: ${policy}"
+
+# the run stored its action translator in the model store, servable by the prior server
+[[ -f "${S}/learner/models/${id}-translator/v1.prl" ]] ||
+  fail "no translator artifact in the model store: $(ls -R "${S}/learner/models" 2>&1)"
 
 # evaluation rounds ran on the held-out armature (test_tasks), acting in context
 rounds="$(sed -n 's/^ *eval_rounds: \([0-9]*\)$/\1/p' <<<"${experiment}" | head -1)"
