@@ -49,7 +49,7 @@ learner_metrics="$(ready "${S}/learner.log" metrics)"
 "$(bin actor/prl_actor)" --port=0 --metrics_port=0 --actor_learner="${learner}" \
   --actor_num_envs=2 >"${S}/actor.log" 2>&1 &
 pids+=($!)
-actor_metrics="$(ready "${S}/actor.log" metrics)"
+ready "${S}/actor.log" metrics >/dev/null
 prlctl=("$(bin cli/prlctl)" --learner="${learner}" --timeout=30s --watch_timeout=600s)
 
 cat >"${S}/mcat.textproto" <<'EOF'
