@@ -151,6 +151,25 @@ TEST(McatAlgorithmTest, UpdatesEveryComponentAndPrioritisesSelfImitationRows) {
   EXPECT_THAT(bad.status().message(), HasSubstr("history_mask"));
 }
 
+TEST(McatAlgorithmTest, SelfImitationPrioritiesKeepTheBestTrajectories) {
+  // the self-imitation table evicts its lowest priorities first (REMOVER_LOWEST_PRIORITY), and
+  // a row's priority is (R - Q)_+: rows of high-return episodes stay, rows whose return the
+  // critic already exceeds go
+  auto algorithm = CreateMcatAlgorithm(Options()).value();
+  Batch batch = MakeBatch(1);
+  Batch sil = MakeBatch(2, /*with_return=*/true);
+  at::Tensor returns = at::full({kB}, -100.0);
+  returns.narrow(0, 0, kB / 2).fill_(100.0);
+  sil.columns["return"] = returns;
+  batch.extra.push_back(sil);
+  const UpdateResult result = algorithm->Update(batch).value();
+  ASSERT_EQ(result.extra_priorities.size(), 1u);
+  const std::vector<double>& p = result.extra_priorities[0];
+  ASSERT_EQ(p.size(), static_cast<size_t>(kB));
+  for (int i = 0; i < kB / 2; ++i) EXPECT_GT(p[i], 50) << i;
+  for (int i = kB / 2; i < kB; ++i) EXPECT_EQ(p[i], 0) << i;
+}
+
 TEST(McatAlgorithmTest, ExportedPolicyReadsObservationAndContext) {
   auto algorithm = CreateMcatAlgorithm(Options()).value();
   v1::PolicyArchitecture arch;
