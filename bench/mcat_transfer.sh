@@ -136,10 +136,11 @@ evaluation { every_env_steps: ${eval_every} episodes: 4 }
 SPEC
 }
 
+for variant in ${variants//,/ }; do spec "${variant}" >"${state_dir}/${variant}.textproto"; done
+# seed by seed, so a study cut short still compares the variants on the seeds it finished
 ids=()
-for variant in ${variants//,/ }; do
-  spec "${variant}" >"${state_dir}/${variant}.textproto"
-  for seed in ${seeds//,/ }; do
+for seed in ${seeds//,/ }; do
+  for variant in ${variants//,/ }; do
     id="$("${prlctl[@]}" --seed="${seed}" submit "${state_dir}/${variant}.textproto")"
     echo "${variant} seed ${seed}: ${id}"
     ids+=("${id}")
