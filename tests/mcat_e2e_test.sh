@@ -7,35 +7,10 @@
 # transfer plan over both tasks; and evaluation rounds ran on the held-out armature (acting in
 # context, no transfer). About 1-2 minutes.
 set -euo pipefail
-runfiles="${TEST_SRCDIR}/${TEST_WORKSPACE}"
-bin() { echo "${runfiles}/$1"; }
-S="${TEST_TMPDIR}/mcat"
+# shellcheck source=tests/e2e_lib.sh
+source "${TEST_SRCDIR}/${TEST_WORKSPACE}/tests/e2e_lib.sh"
+e2e_init mcat_e2e_test
 mkdir -p "${S}/learner"
-export OMP_WAIT_POLICY=PASSIVE
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill -TERM "${p}" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-}
-trap cleanup EXIT
-fail() {
-  echo "mcat_e2e_test: $*" >&2
-  for f in "${S}"/*.log; do echo "== ${f}" >&2; tail -20 "${f}" >&2; done
-  exit 1
-}
-# Waits for the PRL_READY line of log $1; prints the value of its field $2 (grpc, metrics).
-ready() {
-  for _ in $(seq 1 1200); do
-    local line
-    line="$(grep -m1 PRL_READY "$1" 2>/dev/null || true)"
-    if [[ "${line}" =~ \ $2=([^ ]+) ]]; then
-      echo "${BASH_REMATCH[1]}"
-      return
-    fi
-    sleep 0.1
-  done
-  fail "no PRL_READY in $1"
-}
 
 "$(bin replay/prl_replay)" --port=0 --metrics_port=0 >"${S}/replay.log" 2>&1 &
 pids+=($!)

@@ -9,35 +9,10 @@
 # eap: an EAP CVAE (k = 10, learned state prior) trained on the same data, and eap for 6,000 env
 # steps with the actor decoding each decision's 10 actions open loop. About 3 minutes.
 set -euo pipefail
-runfiles="${TEST_SRCDIR}/${TEST_WORKSPACE}"
-bin() { echo "${runfiles}/$1"; }
-S="${TEST_TMPDIR}/spirl"
+# shellcheck source=tests/e2e_lib.sh
+source "${TEST_SRCDIR}/${TEST_WORKSPACE}/tests/e2e_lib.sh"
+e2e_init spirl_e2e_test
 mkdir -p "${S}/learner/models"
-export OMP_WAIT_POLICY=PASSIVE
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill -TERM "${p}" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-}
-trap cleanup EXIT
-fail() {
-  echo "spirl_e2e_test: $*" >&2
-  for f in "${S}"/*.log; do echo "== ${f}" >&2; tail -20 "${f}" >&2; done
-  exit 1
-}
-# Waits for the PRL_READY line of log $1; prints the value of its field $2 (grpc, metrics).
-ready() {
-  for _ in $(seq 1 1200); do
-    local line
-    line="$(grep -m1 PRL_READY "$1" 2>/dev/null || true)"
-    if [[ "${line}" =~ \ $2=([^ ]+) ]]; then
-      echo "${BASH_REMATCH[1]}"
-      return
-    fi
-    sleep 0.1
-  done
-  fail "no PRL_READY in $1"
-}
 
 # 1. data: noisy planner episodes, one random 10x10 maze per env
 "$(bin actor/collect/prl_collect)" --domain=point_maze --random_maze=10x10 --maze_seed=1000 \
