@@ -79,39 +79,9 @@ mkdir -p "$(dirname "${out}")"
 cd "${ROOT}"
 
 # the cluster (learner, replay shards, prior server on the learner's store, actors)
-if [[ -z "${cluster_env}" ]]; then
-  "${ROOT}/deploy/local/cluster.sh" --state_dir "${state_dir}" --actors "${actors}" --no_submit \
-    --base_port 0 --no_prometheus >"${state_dir}/cluster.out" 2>&1 &
-  cluster=$!
-  trap 'kill -TERM ${cluster} 2>/dev/null; wait ${cluster} 2>/dev/null || true' EXIT
-  for _ in $(seq 1 6000); do
-    grep -q "running; Ctrl-C" "${state_dir}/cluster.out" 2>/dev/null && break
-    kill -0 "${cluster}" 2>/dev/null || { cat "${state_dir}/cluster.out" >&2; exit 1; }
-    sleep 0.2
-  done
-  cluster_env="${state_dir}/cluster.env"
-fi
-# shellcheck disable=SC1090
-source "${cluster_env}"
-prlctl=("$(dirname "${cluster_env}")/bin/prlctl" --learner="${PRL_LEARNER}")
-
-# follow ID to its end: prlctl watch, again after a learner restart cut it short
-follow() {  # ID TIMEOUT
-  local id="$1" timeout="$2" state
-  for _ in $(seq 1 1000); do
-    if [[ -t 1 ]]; then
-      "${prlctl[@]}" --watch_timeout="${timeout}" watch "${id}" || true
-    else
-      "${prlctl[@]}" --watch_timeout="${timeout}" watch "${id}" | tr '\r' '\n' | grep -v '^ *$' |
-        tail -1 || true
-    fi
-    state="$("${prlctl[@]}" get "${id}" 2>/dev/null | awk '/^state:/{print $2; exit}')" || true
-    case "${state}" in
-      EXPERIMENT_STATE_SUCCEEDED | EXPERIMENT_STATE_FAILED | EXPERIMENT_STATE_STOPPED) return 0 ;;
-    esac
-    sleep 2
-  done
-}
+# shellcheck source=bench/cluster_lib.sh
+source "${ROOT}/bench/cluster_lib.sh"
+bench_cluster "${state_dir}" "${actors}" "${cluster_env}"
 
 # 1. the dataset (old tasks), collected by the cluster's actors into the learner's dataset store:
 # random 10x10 mazes of seeds 1000-1007 (2 actors x 4 envs, one maze each), not the target maze
