@@ -45,78 +45,12 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "models/artifact.h"
+#include "models/mcat_networks.h"
 #include "models/networks.h"
 #include "proto/experiment.pb.h"
 #include "proto/prior.pb.h"
 
 namespace prl::models {
-
-// Sizes shared by the three networks.
-struct McatDims {
-  int64_t obs_dim = 0;
-  int64_t action_dim = 0;
-  int64_t context_dim = 0;      // z
-  int64_t context_history = 0;  // K
-};
-
-// The context encoder C. Parameters "<prefix>.trunk.<i>.*", "<prefix>.out.*" in the caller's
-// block (prefix "context_encoder").
-class ContextEncoder {
- public:
-  ContextEncoder(ParameterBlock* block, const std::string& prefix, const McatDims& dims,
-                 const v1::NetworkSpec& resolved);
-  // observations [B, K + 1, obs] (s_{t-K} .. s_t), actions [B, K, act] (a_{t-K} .. a_{t-1}),
-  // mask [B, K] (1 for a transition of the episode, 0 before it began) → z_t [B, context_dim].
-  at::Tensor Forward(const ParameterBlock& block, const at::Tensor& observations,
-                     const at::Tensor& actions, const at::Tensor& mask, GemmBackend gemm,
-                     bool detach = false) const;
-
- private:
-  McatDims dims_;
-  MlpTrunk trunk_;
-  int out_weight_, out_bias_;
-};
-
-// The forward model F. Parameters "<prefix>.trunk.<i>.*", "<prefix>.mean.*",
-// "<prefix>.log_std.*" (prefix "forward_model").
-class ForwardModel {
- public:
-  ForwardModel(ParameterBlock* block, const std::string& prefix, const McatDims& dims,
-               const v1::NetworkSpec& resolved);
-  // log F(next_obs | obs, action, z) per row [B] (summed over the state dimensions). log σ is
-  // the log_std head's output u squashed smoothly into [-20, 2] (the policy's range):
-  // l = 2 - softplus(2 - u), log σ = -20 + softplus(l + 20); unlike a clamp it keeps a gradient
-  // at the bounds.
-  at::Tensor LogProb(const ParameterBlock& block, const at::Tensor& obs, const at::Tensor& action,
-                     const at::Tensor& z, const at::Tensor& next_obs, GemmBackend gemm,
-                     bool detach = false) const;
-
- private:
-  McatDims dims_;
-  MlpTrunk trunk_;
-  int mean_weight_, mean_bias_, log_std_weight_, log_std_bias_;
-};
-
-// The action translator H. Parameters "<prefix>.trunk.<i>.*", "<prefix>.out.*" (prefix
-// "translator"). context_dim 0 makes a context-free translator between two fixed tasks.
-class ActionTranslator {
- public:
-  ActionTranslator(ParameterBlock* block, const std::string& prefix, const McatDims& dims,
-                   const v1::NetworkSpec& resolved);
-  // obs [B, obs], source_action [B, act], source_context and target_context [B, context_dim]
-  // → target action [B, act] in [-1, 1].
-  at::Tensor Forward(const ParameterBlock& block, const at::Tensor& obs,
-                     const at::Tensor& source_action, const at::Tensor& source_context,
-                     const at::Tensor& target_context, GemmBackend gemm, bool detach = false) const;
-
- private:
-  McatDims dims_;
-  MlpTrunk trunk_;
-  int out_weight_, out_bias_;
-};
-
-// L_cont of eq. 2 over a batch: z [B, C], task [B] (int64), margin m. Differentiable in z.
-at::Tensor ContrastiveLoss(const at::Tensor& z, const at::Tensor& task, double margin);
 
 // History windows of B rows (float32 on the model's device), W = K + M transitions each, the
 // last one the row's own transition:

@@ -16,7 +16,7 @@
 #include "common/logging.h"
 #include "common/status_macros.h"
 #include "common/torch_tensor.h"
-#include "models/mcat_model.h"
+#include "models/mcat_networks.h"
 #include "models/networks.h"
 
 namespace prl::models {
