@@ -129,9 +129,11 @@ class McatAlgorithm final : public Algorithm {
     PRL_ASSIGN_OR_RETURN(models::McatWindowBatch window, Window(batch));
     UpdateResult result;
     PRL_ASSIGN_OR_RETURN(auto context_scalars, model_->TrainContext(window));
-    PRL_ASSIGN_OR_RETURN(auto translator_scalars, model_->TrainTranslator(window));
     result.scalars.insert(context_scalars.begin(), context_scalars.end());
-    result.scalars.insert(translator_scalars.begin(), translator_scalars.end());
+    if (!mcat_.disable_policy_transfer()) {  // without transfer nothing acts with H
+      PRL_ASSIGN_OR_RETURN(auto translator_scalars, model_->TrainTranslator(window));
+      result.scalars.insert(translator_scalars.begin(), translator_scalars.end());
+    }
 
     // TD3 on [s, z] with C fixed
     const auto [z, next_z] = model_->EncodeRows(window);
@@ -261,7 +263,9 @@ class McatAlgorithm final : public Algorithm {
   }
 
   absl::Status Finish() override {
-    if (models_ == nullptr || options_.experiment_id.empty()) return absl::OkStatus();
+    if (models_ == nullptr || options_.experiment_id.empty() || mcat_.disable_policy_transfer()) {
+      return absl::OkStatus();  // nowhere to store it, or no translator was trained
+    }
     v1::ModelInfo info;
     info.set_name(absl::AsciiStrToLower(absl::StrCat(options_.experiment_id, "-translator")));
     PRL_ASSIGN_OR_RETURN(const int64_t version, models_->Reserve(info.name()));

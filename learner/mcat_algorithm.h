@@ -29,8 +29,9 @@
 
 namespace prl::learner {
 
-// Builds the mcat algorithm of options.spec (algorithm.mcat, validated and filled). With a
-// model store, Finish stores the action translator there as a new version of
+// Builds the mcat algorithm of options.spec (algorithm.mcat, validated and filled). With
+// disable_policy_transfer the translator is neither trained nor stored. With a model store,
+// Finish stores the action translator there as a new version of
 // "<experiment id>-translator" (PRIOR_KIND_ACTION_TRANSLATOR; the prior server's Translate
 // serves it). Errors: INVALID_ARGUMENT naming a field; FAILED_PRECONDITION for a CUDA device
 // without one.

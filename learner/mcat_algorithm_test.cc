@@ -271,6 +271,16 @@ TEST(McatAlgorithmTest, FinishStoresTheTranslatorAsAServableArtifact) {
 
   // without a store (or an experiment id) there is nothing to store
   EXPECT_TRUE(CreateMcatAlgorithm(Options()).value()->Finish().ok());
+
+  // without policy transfer nothing acts with the translator: it is neither trained nor stored
+  AlgorithmOptions no_pt = Options(true, /*transfer=*/false);
+  no_pt.experiment_id = "exp-000043";
+  auto ablation = CreateMcatAlgorithm(no_pt, store.get()).value();
+  const UpdateResult result = ablation->Update(batch).value();
+  EXPECT_EQ(result.scalars.count("translator_loss"), 0u);
+  EXPECT_EQ(result.scalars.count("forward_loss"), 1u);
+  ASSERT_TRUE(ablation->Finish().ok());
+  EXPECT_EQ(store->Read("exp-000043-translator", 0).status().code(), absl::StatusCode::kNotFound);
 }
 
 TEST(McatAlgorithmTest, RefusesFewerThanTwoTasks) {
