@@ -36,7 +36,8 @@
 
 ABSL_FLAG(std::string, learner_prior_server, "",
           "host:port of a prl_prior_server that shares no file system with this learner "
-          "(Kubernetes): every model a TRAIN_PRIOR run stores is pushed to it (LoadModel with "
+          "(Kubernetes): every model the learner stores (TRAIN_PRIOR priors, mcat translators) "
+          "is pushed to it (LoadModel with "
           "the artifact's bytes, the cluster's auth token). Empty: none (on one machine the "
           "prior server reads <state_dir>/models itself).");
 ABSL_FLAG(std::string, learner_prior_address, "127.0.0.1:50053",
