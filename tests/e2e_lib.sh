@@ -46,3 +46,18 @@ ready() {
   done
   fail "no PRL_READY in $1"
 }
+
+# run_to_success LABEL SPEC: submits SPEC with the caller's `prlctl` array, follows it to its
+# end and fails unless it SUCCEEDED with at least one update; sets id, experiment (prlctl get's
+# text) and updates.
+# shellcheck disable=SC2154  # prlctl is the sourcing script's
+run_to_success() {
+  local label="$1" spec="$2"
+  id="$("${prlctl[@]}" submit "${spec}")" || fail "${label} submit failed"
+  "${prlctl[@]}" watch "${id}" >/dev/null || true
+  experiment="$("${prlctl[@]}" get "${id}")"
+  grep -q "EXPERIMENT_STATE_SUCCEEDED" <<<"${experiment}" ||
+    fail "${label} did not succeed: $(grep -E 'state|reason|message' <<<"${experiment}")"
+  updates="$(sed -n 's/^ *updates: \([0-9]*\)$/\1/p' <<<"${experiment}" | head -1)"
+  [[ "${updates:-0}" -gt 0 ]] || fail "${label} made no updates"
+}

@@ -53,13 +53,7 @@ resources { num_actors: 1 envs_per_actor: 2 }
 stop { max_env_steps: 2500 }
 evaluation { every_env_steps: 1250 episodes: 2 }
 EOF
-id="$("${prlctl[@]}" submit "${S}/mcat.textproto")" || fail "mcat submit failed"
-"${prlctl[@]}" watch "${id}" >/dev/null || true
-experiment="$("${prlctl[@]}" get "${id}")"
-grep -q "EXPERIMENT_STATE_SUCCEEDED" <<<"${experiment}" ||
-  fail "mcat did not succeed: $(grep -E 'state|reason|message' <<<"${experiment}")"
-updates="$(sed -n 's/^ *updates: \([0-9]*\)$/\1/p' <<<"${experiment}" | head -1)"
-[[ "${updates:-0}" -gt 0 ]] || fail "mcat made no updates"
+run_to_success mcat "${S}/mcat.textproto"
 
 # every component trained: its loss is exported and finite (a self_imitation loss means the
 # learner sampled rows that the actor inserted, with their returns, into the self-imitation

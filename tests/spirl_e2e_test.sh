@@ -83,13 +83,7 @@ resources { num_actors: 1 envs_per_actor: 2 }
 stop { max_env_steps: 12000 }
 evaluation { every_env_steps: 6000 episodes: 2 }
 EOF
-id="$("${prlctl[@]}" submit "${S}/spirl.textproto")" || fail "spirl submit failed"
-"${prlctl[@]}" watch "${id}" >/dev/null || true
-experiment="$("${prlctl[@]}" get "${id}")"
-grep -q "EXPERIMENT_STATE_SUCCEEDED" <<<"${experiment}" ||
-  fail "spirl did not succeed: $(grep -E 'state|reason' <<<"${experiment}")"
-updates="$(sed -n 's/^ *updates: \([0-9]*\)$/\1/p' <<<"${experiment}" | head -1)"
-[[ "${updates:-0}" -gt 0 ]] || fail "spirl made no updates"
+run_to_success spirl "${S}/spirl.textproto"
 
 # decoded actions reached the envs: the actor decoded with the prior and finished episodes
 grep -q "prior 'maze-skills' v1 (PRIOR_KIND_SKILL_VAE) runs in-process" "${S}/actor.log" ||
@@ -117,13 +111,7 @@ id="$("${prlctl[@]}" submit "${S}/eap_prior.textproto")" || fail "CVAE TRAIN_PRI
 "${prlctl[@]}" get "${id}" | grep -q "EXPERIMENT_STATE_SUCCEEDED" || fail "CVAE training failed"
 sed -e 's/spirl {}/eap {}/' -e 's/maze-skills/maze-eap/' -e 's/e2e-spirl/e2e-eap/' \
   -e 's/max_env_steps: 12000/max_env_steps: 6000/' "${S}/spirl.textproto" >"${S}/eap.textproto"
-id="$("${prlctl[@]}" submit "${S}/eap.textproto")" || fail "eap submit failed"
-"${prlctl[@]}" watch "${id}" >/dev/null || true
-experiment="$("${prlctl[@]}" get "${id}")"
-grep -q "EXPERIMENT_STATE_SUCCEEDED" <<<"${experiment}" ||
-  fail "eap did not succeed: $(grep -E 'state|reason' <<<"${experiment}")"
-updates="$(sed -n 's/^ *updates: \([0-9]*\)$/\1/p' <<<"${experiment}" | head -1)"
-[[ "${updates:-0}" -gt 0 ]] || fail "eap made no updates"
+run_to_success eap "${S}/eap.textproto"
 grep -q "prior 'maze-eap' v1 (PRIOR_KIND_CVAE) runs in-process" "${S}/actor.log" ||
   fail "the actor did not load the CVAE prior"
 metrics="$(curl -s "http://${learner_metrics}/metrics")"
