@@ -25,6 +25,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "common/allocator.h"
 #include "learner/agent.h"
 #include "models/gemm.h"
 #include "torch/csrc/autograd/profiler_legacy.h"
@@ -136,6 +137,7 @@ Result Measure(const std::string& gemm, int threads, const std::vector<Transitio
 }  // namespace
 
 int main(int argc, char** argv) {
+  prl::RetainFreedMemory();  // as prl_learner does
   absl::ParseCommandLine(argc, argv);
   int threads = absl::GetFlag(FLAGS_threads);
   if (threads <= 0) threads = static_cast<int>(std::thread::hardware_concurrency());

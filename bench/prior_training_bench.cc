@@ -38,6 +38,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/allocator.h"
 #include "common/dataset_reader.h"
 #include "common/status_macros.h"
 #include "learner/window_dataset.h"
@@ -47,8 +48,12 @@
 #include "models/skill_model.h"
 #include "proto/experiment.pb.h"
 #include "proto/prior.pb.h"
+#include "torch/csrc/autograd/profiler_legacy.h"
 #include "torch/version.h"
 
+ABSL_FLAG(std::string, trace, "",
+          "Before the timed loop, write a Chrome trace of five steps' LibTorch operators here "
+          "(chrome://tracing or ui.perfetto.dev).");
 ABSL_FLAG(std::string, dataset, "", "D4RL-layout HDF5 dataset (prl_collect writes them).");
 ABSL_FLAG(std::string, model, "skill", "skill (SPiRL's skill model) or flow (PARROT's flow).");
 ABSL_FLAG(int, threads, 1, "LibTorch intra-op threads.");
@@ -188,6 +193,13 @@ absl::Status Main() {
   for (int i = 0; i < absl::GetFlag(FLAGS_warmup); ++i) {
     PRL_RETURN_IF_ERROR(model->TrainStep(data->SampleTrain(batch, rng)).status());
   }
+  if (const std::string trace = absl::GetFlag(FLAGS_trace); !trace.empty()) {
+    // LibTorch's profiler over a few untimed steps: a Chrome trace of every operator
+    torch::autograd::profiler::RecordProfile guard(trace);
+    for (int i = 0; i < 5; ++i) {
+      PRL_RETURN_IF_ERROR(model->TrainStep(data->SampleTrain(batch, rng)).status());
+    }
+  }
   // the timed loop: the learner's, with the batch drawn and the step taken in turn
   const double seconds = absl::GetFlag(FLAGS_seconds);
   Clock::duration wait{}, compute{};
@@ -236,6 +248,7 @@ absl::Status Main() {
 }  // namespace prl::bench
 
 int main(int argc, char** argv) {
+  prl::RetainFreedMemory();  // as prl_learner does
   absl::ParseCommandLine(argc, argv);
   const absl::Status status = prl::bench::Main();
   if (!status.ok()) {

@@ -1,6 +1,7 @@
 // Adam over one flat parameter tensor (a ParameterBlock's flat(), or log α), with the arithmetic
 // of torch.optim.Adam (bias-corrected moments, eps added to the corrected root; no weight decay,
-// no AMSGrad). One Step is eight tensor operations however many layers the network has.
+// no AMSGrad). One Step is one fused pass on the CPU (models::AdamStepInPlace), eight tensor
+// operations elsewhere, however many layers the network has.
 //
 // Thread-compatible. Owned by the agent that owns the parameters.
 #ifndef PRL_LEARNER_FLAT_ADAM_H_

@@ -12,6 +12,7 @@
 #include "absl/flags/flag.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
+#include "common/allocator.h"
 #include "common/client.h"
 #include "common/logging.h"
 #include "common/server.h"
@@ -66,6 +67,7 @@ ABSL_FLAG(absl::Duration, learner_heartbeat_interval, absl::Seconds(2),
           "How often actors heartbeat; three missed intervals drop an actor.");
 
 int main(int argc, char** argv) {
+  prl::RetainFreedMemory();
   prl::BlockTerminationSignals();
   prl::ParseServerCommandLine(argc, argv,
                               "prl_learner: PRL's experiment service and learner.\n"

@@ -1,12 +1,16 @@
 #include "models/networks.h"
 
+#include <algorithm>
 #include <cmath>
 #include <utility>
 #include <vector>
 
 #include "ATen/ATen.h"
+#include "ATen/Parallel.h"
+#include "ATen/core/grad_mode.h"
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
+#include "models/cpu_kernels.h"
 #include "models/gemm.h"
 #include "torch/csrc/autograd/custom_function.h"
 
@@ -43,44 +47,100 @@ void Gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float* a, int
               "oneDNN sgemm failed");
 }
 
-// Linear with forward and backward products on oneDNN (CPU float32 only).
+// Chunks of rows for the fused epilogues: about 32k elements each (ATen's grain size), at most
+// one per thread, so small layers stay on the calling thread.
+int64_t RowChunks(int64_t rows, int64_t cols) {
+  const int64_t by_size = std::max<int64_t>(1, rows * cols / 32768);
+  return std::max<int64_t>(1, std::min<int64_t>({by_size, at::get_num_threads(), rows}));
+}
+
+// y[r, :] = act(y[r, :] + b) for the rows of one member: the bias and activation fused into one
+// pass over the GEMM's output.
+void BiasActivate(float* y, const float* b, int64_t rows, int64_t cols, bool relu) {
+  const int64_t chunks = RowChunks(rows, cols);
+  at::parallel_for(0, chunks, 1, [&](int64_t c0, int64_t c1) {
+    for (int64_t c = c0; c < c1; ++c) {
+      const int64_t r0 = rows * c / chunks, r1 = rows * (c + 1) / chunks;
+      kernels::BiasActivateRows(y + r0 * cols, b, r1 - r0, cols, relu);
+    }
+  });
+}
+
+// The backward epilogue of one member: g_pre = g · [y > 0] (written to `masked`, only for relu)
+// and the bias gradient gb = Σ_rows g_pre, in one pass; per-chunk partial sums, added in order.
+void BiasBackward(const float* g, const float* y, float* masked, float* gb, int64_t rows,
+                  int64_t cols, bool relu) {
+  const int64_t chunks = RowChunks(rows, cols);
+  std::vector<float> partial(static_cast<size_t>(chunks * cols), 0.0f);
+  at::parallel_for(0, chunks, 1, [&](int64_t c0, int64_t c1) {
+    for (int64_t c = c0; c < c1; ++c) {
+      const int64_t r0 = rows * c / chunks, r1 = rows * (c + 1) / chunks;
+      kernels::BiasGradRows(g + r0 * cols, relu ? y + r0 * cols : nullptr,
+                            relu ? masked + r0 * cols : nullptr, partial.data() + c * cols, r1 - r0,
+                            cols);
+    }
+  });
+  for (int64_t j = 0; j < cols; ++j) gb[j] = partial[j];
+  for (int64_t c = 1; c < chunks; ++c) {
+    for (int64_t j = 0; j < cols; ++j) gb[j] += partial[c * cols + j];
+  }
+}
+
+// Linear (optionally followed by ReLU) with forward and backward products on oneDNN and the
+// bias and activation fused into the products' epilogues (CPU float32 only). One autograd node
+// per layer; backward needs x, W and, for the ReLU, the output (whose sign is the mask).
 struct FastLinearFunction : public torch::autograd::Function<FastLinearFunction> {
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x_in,
-                            const at::Tensor& w_in, const at::Tensor& b) {
+                            const at::Tensor& w_in, const at::Tensor& b_in, bool relu) {
     at::Tensor x = x_in.contiguous();
     at::Tensor w = w_in.contiguous();
+    at::Tensor b = b_in.contiguous();
     const LinearDims d = DimsOf(x, w);
-    const bool ensemble = w.dim() == 3;
-    // a fresh output initialised with the bias (GEMM accumulates into it): contiguous() alone
-    // would return the bias itself when the expand is a no-op (one row), and the GEMM would
-    // then add x·Wᵀ into the network's bias
-    at::Tensor y =
-        ensemble
-            ? b.unsqueeze(1).expand({d.members, d.batch, d.out}).clone(at::MemoryFormat::Contiguous)
-            : b.unsqueeze(0).expand({d.batch, d.out}).clone(at::MemoryFormat::Contiguous);
+    at::Tensor y = w.dim() == 3 ? at::empty({d.members, d.batch, d.out}, x.options())
+                                : at::empty({d.batch, d.out}, x.options());
     const float* xp = x.data_ptr<float>();
     const float* wp = w.data_ptr<float>();
+    const float* bp = b.data_ptr<float>();
     float* yp = y.data_ptr<float>();
     for (int64_t e = 0; e < d.members; ++e) {
       const float* xe = d.shared_input ? xp : xp + e * d.batch * d.in;
-      Gemm(false, true, d.batch, d.out, d.in, xe, d.in, wp + e * d.out * d.in, d.in, 1.0f,
-           yp + e * d.batch * d.out, d.out);
+      float* ye = yp + e * d.batch * d.out;
+      Gemm(false, true, d.batch, d.out, d.in, xe, d.in, wp + e * d.out * d.in, d.in, 0.0f, ye,
+           d.out);
+      BiasActivate(ye, bp + e * d.out, d.batch, d.out, relu);
     }
-    ctx->save_for_backward({x, w});
+    ctx->saved_data["relu"] = relu;
+    if (relu) {
+      ctx->save_for_backward({x, w, y});
+    } else {
+      ctx->save_for_backward({x, w});
+    }
     return y;
   }
 
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grads) {
     const auto saved = ctx->get_saved_variables();
+    const bool relu = ctx->saved_data["relu"].toBool();
     const at::Tensor& x = saved[0];
     const at::Tensor& w = saved[1];
-    const at::Tensor gy = grads[0].contiguous();
+    const at::Tensor g_in = grads[0].contiguous();
     const LinearDims d = DimsOf(x, w);
     const float* xp = x.data_ptr<float>();
     const float* wp = w.data_ptr<float>();
+    // the gradient before the activation, and the bias gradient, in one pass per member
+    at::Tensor gy = relu ? at::empty(g_in.sizes(), g_in.options()) : g_in;
+    at::Tensor gb = at::empty(
+        w.dim() == 3 ? at::IntArrayRef{d.members, d.out} : at::IntArrayRef{d.out}, w.options());
+    for (int64_t e = 0; e < d.members; ++e) {
+      const int64_t offset = e * d.batch * d.out;
+      BiasBackward(g_in.data_ptr<float>() + offset,
+                   relu ? saved[2].data_ptr<float>() + offset : nullptr,
+                   relu ? gy.data_ptr<float>() + offset : nullptr, gb.data_ptr<float>() + e * d.out,
+                   d.batch, d.out, relu);
+    }
     const float* gp = gy.data_ptr<float>();
-    at::Tensor gx, gw, gb;
+    at::Tensor gx, gw;
     if (ctx->needs_input_grad(0)) {
       gx = at::empty(x.sizes(), x.options());
       float* gxp = gx.data_ptr<float>();
@@ -101,8 +161,8 @@ struct FastLinearFunction : public torch::autograd::Function<FastLinearFunction>
              gwp + e * d.out * d.in, d.in);
       }
     }
-    if (ctx->needs_input_grad(2)) gb = gy.sum(-2);
-    return {gx, gw, gb};
+    if (!ctx->needs_input_grad(2)) gb = at::Tensor();
+    return {gx, gw, gb, at::Tensor()};
   }
 };
 
@@ -127,6 +187,14 @@ at::Tensor Activate(at::Tensor x, v1::NetworkSpec::Activation activation) {
   }
 }
 
+// Activate's default case.
+bool IsRelu(v1::NetworkSpec::Activation activation) {
+  return activation != v1::NetworkSpec::ACTIVATION_TANH &&
+         activation != v1::NetworkSpec::ACTIVATION_ELU &&
+         activation != v1::NetworkSpec::ACTIVATION_LEAKY_RELU &&
+         activation != v1::NetworkSpec::ACTIVATION_SILU;
+}
+
 // PyTorch's nn.Linear initialisation: weight and bias U(-1/sqrt(in), 1/sqrt(in)).
 ParameterBlock::Init LinearInit(int64_t fan_in) {
   return {ParameterBlock::Init::kUniform, 1.0 / std::sqrt(static_cast<double>(fan_in))};
@@ -141,7 +209,7 @@ std::vector<int64_t> EnsembleShape(int ensemble, std::vector<int64_t> shape) {
 
 at::Tensor Linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b,
                   GemmBackend backend) {
-  if (UseFastGemm(x, w, backend)) return FastLinearFunction::apply(x, w, b);
+  if (UseFastGemm(x, w, backend)) return FastLinearFunction::apply(x, w, b, false);
   // ATen: one addmm per member, the products (and backward products) of PyTorch's nn.Linear;
   // a batched baddbmm runs slower on the reference BLAS
   if (w.dim() == 2) return at::addmm(b, x, w.t());
@@ -150,6 +218,41 @@ at::Tensor Linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b,
     members.push_back(at::addmm(b[e], x.dim() == 2 ? x : x[e], w[e].t()));
   }
   return at::stack(members);
+}
+
+at::Tensor LinearRelu(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b,
+                      GemmBackend backend) {
+  if (UseFastGemm(x, w, backend)) return FastLinearFunction::apply(x, w, b, true);
+  at::Tensor y = Linear(x, w, b, backend);
+  return at::relu_(y);
+}
+
+void AdamStepInPlace(const at::Tensor& param, const at::Tensor& exp_avg,
+                     const at::Tensor& exp_avg_sq, const at::Tensor& grad, double lr, double beta1,
+                     double beta2, double eps, int64_t step) {
+  at::NoGradGuard no_grad;
+  const bool fused = param.is_cpu() && param.scalar_type() == at::kFloat;
+  if (fused && param.is_contiguous() && exp_avg.is_contiguous() && exp_avg_sq.is_contiguous() &&
+      grad.is_contiguous() && grad.scalar_type() == at::kFloat && grad.is_cpu()) {
+    const kernels::AdamScalars s = kernels::MakeAdamScalars(lr, beta1, beta2, eps, step);
+    float* p = param.data_ptr<float>();
+    float* m = exp_avg.data_ptr<float>();
+    float* v = exp_avg_sq.data_ptr<float>();
+    const float* g = grad.data_ptr<float>();
+    at::parallel_for(0, param.numel(), 32768, [&](int64_t begin, int64_t end) {
+      kernels::AdamStep(p + begin, m + begin, v + begin, g + begin, end - begin, s);
+    });
+    return;
+  }
+  const double t = static_cast<double>(step);
+  const double bias_correction1 = 1.0 - std::pow(beta1, t);
+  const double bias_correction2 = 1.0 - std::pow(beta2, t);
+  // m ← β1·m + (1-β1)·g;  v ← β2·v + (1-β2)·g²;  p ← p - lr/bc1 · m / (√v/√bc2 + eps)
+  at::Tensor m = exp_avg, v = exp_avg_sq, p = param;
+  m.mul_(beta1).add_(grad, 1.0 - beta1);
+  v.mul_(beta2).addcmul_(grad, grad, 1.0 - beta2);
+  at::Tensor denom = v.sqrt().div_(std::sqrt(bias_correction2)).add_(eps);
+  p.addcdiv_(m, denom, -lr / bias_correction1);
 }
 
 at::Tensor TanhLogDetJacobian(const at::Tensor& u) {
@@ -249,6 +352,10 @@ at::Tensor MlpTrunk::Forward(const ParameterBlock& block, const at::Tensor& x, G
   const bool stacked = ensemble_ > 1 && member < 0;
   at::Tensor h = x;
   for (const Layer& layer : layers_) {
+    if (layer.ln_weight < 0 && IsRelu(activation_)) {
+      h = LinearRelu(h, get(layer.weight), get(layer.bias), gemm);
+      continue;
+    }
     h = Linear(h, get(layer.weight), get(layer.bias), gemm);
     if (layer.ln_weight >= 0) {
       const int64_t size = h.size(-1);

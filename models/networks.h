@@ -45,6 +45,19 @@ enum class GemmBackend { kAten, kOneDnn };
 at::Tensor Linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b,
                   GemmBackend backend);
 
+// relu(Linear(x, W, b)): the same values and gradients; on the oneDNN path one fused operation
+// (the bias and ReLU applied in the product's epilogue, one autograd node, the backward mask and
+// bias gradient in one pass).
+at::Tensor LinearRelu(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b,
+                      GemmBackend backend);
+
+// One step of torch.optim.Adam (no weight decay, no AMSGrad) on flat tensors, in place: `step`
+// is the 1-based step count. CPU float32 contiguous tensors take one fused pass
+// (models/cpu_kernels.h), split across the intra-op threads; others the ATen operations.
+void AdamStepInPlace(const at::Tensor& param, const at::Tensor& exp_avg,
+                     const at::Tensor& exp_avg_sq, const at::Tensor& grad, double lr, double beta1,
+                     double beta2, double eps, int64_t step);
+
 // log(1 - tanh(u)²) elementwise, as 2·(log 2 - u - softplus(-2u)): exact and finite for any u.
 at::Tensor TanhLogDetJacobian(const at::Tensor& u);
 

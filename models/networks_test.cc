@@ -6,6 +6,7 @@
 
 #include "ATen/ATen.h"
 #include "ATen/CPUGeneratorImpl.h"
+#include "ATen/Parallel.h"
 #include "ATen/core/grad_mode.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -71,6 +72,92 @@ TEST(LinearTest, GradientsMatchTheAtenBackend) {
     grads[i++] = {x.grad(), w.grad(), b.grad()};
   }
   for (int k = 0; k < 3; ++k) EXPECT_TRUE(at::allclose(grads[0][k], grads[1][k], 1e-5, 1e-5));
+}
+
+// The fused Linear+ReLU against relu(matmul + b) and its gradients on ATen, for one layer and
+// ensembles with shared and per-member inputs, at sizes that split the epilogues into several
+// chunks and on one and two threads.
+TEST(LinearReluTest, ValuesAndGradientsMatchReluOfMatmul) {
+  struct Case {
+    std::vector<int64_t> x, w, b;
+  };
+  const std::vector<Case> cases = {
+      {{7, 5}, {4, 5}, {4}},                // small: one chunk
+      {{640, 24}, {128, 24}, {128}},        // 82k outputs: several chunks
+      {{300, 8}, {2, 130, 8}, {2, 130}},    // ensemble, shared input
+      {{2, 300, 8}, {2, 130, 8}, {2, 130}}  // ensemble, one input per member
+  };
+  const int threads_before = at::get_num_threads();
+  for (int threads : {1, 2}) {
+    at::set_num_threads(threads);
+    for (const Case& c : cases) {
+      at::manual_seed(11);
+      const at::Tensor x0 = at::randn(c.x), w0 = at::randn(c.w), b0 = at::randn(c.b);
+      const at::Tensor upstream =
+          at::randn(w0.dim() == 3 ? std::vector<int64_t>{c.w[0], c.x[c.x.size() - 2], c.w[1]}
+                                  : std::vector<int64_t>{c.x[0], c.w[0]});
+      std::vector<at::Tensor> out[2];
+      int i = 0;
+      for (GemmBackend backend : {GemmBackend::kAten, GemmBackend::kOneDnn}) {
+        at::Tensor x = x0.clone().requires_grad_(true);
+        at::Tensor w = w0.clone().requires_grad_(true);
+        at::Tensor b = b0.clone().requires_grad_(true);
+        const at::Tensor y = LinearRelu(x, w, b, backend);
+        (y * upstream).sum().backward();
+        out[i++] = {y.detach(), x.grad(), w.grad(), b.grad()};
+      }
+      for (int k = 0; k < 4; ++k) {
+        EXPECT_TRUE(at::allclose(out[0][k], out[1][k], 1e-4, 1e-4))
+            << "threads " << threads << ", x " << x0.sizes() << ", w " << w0.sizes() << ", term "
+            << k;
+      }
+      EXPECT_GT((out[1][0] == 0).sum().item<int64_t>(), 0);  // the mask is exercised
+    }
+  }
+  at::set_num_threads(threads_before);
+}
+
+// The fused CPU pass against the ATen operations (taken for non-contiguous tensors), over 50
+// steps with gradients of mixed sign and scale, on one and two threads.
+TEST(AdamStepInPlaceTest, FusedPassMatchesTheAtenOperations) {
+  const int threads_before = at::get_num_threads();
+  for (int threads : {1, 2}) {
+    at::set_num_threads(threads);
+    at::manual_seed(5);
+    const int64_t n = 70001;  // several 32k chunks and a tail
+    at::Tensor fused = at::randn({n});
+    // every other element of a [2n] buffer: the same values, not contiguous
+    at::Tensor strided_storage = at::zeros({2 * n});
+    at::Tensor strided = strided_storage.slice(0, 0, 2 * n, 2);
+    strided.copy_(fused);
+    at::Tensor m1 = at::zeros({n}), v1 = at::zeros({n});
+    at::Tensor m2_storage = at::zeros({2 * n}), v2_storage = at::zeros({2 * n});
+    at::Tensor m2 = m2_storage.slice(0, 0, 2 * n, 2), v2 = v2_storage.slice(0, 0, 2 * n, 2);
+    for (int64_t step = 1; step <= 50; ++step) {
+      const at::Tensor g = at::randn({n}) * at::exp(at::randn({n}) * 3);
+      AdamStepInPlace(fused, m1, v1, g, 1e-3, 0.9, 0.999, 1e-8, step);
+      AdamStepInPlace(strided, m2, v2, g, 1e-3, 0.9, 0.999, 1e-8, step);
+    }
+    // float32 rounding differs by an ulp where the fused pass contracts a multiply-add (and a
+    // sum of opposite-signed terms can cancel to a small m): compare against each tensor's scale
+    auto close = [](const at::Tensor& a, const at::Tensor& b) {
+      return (a - b).abs().max().item<float>() <= 1e-5f * b.abs().max().item<float>();
+    };
+    EXPECT_TRUE(close(fused, strided)) << "threads " << threads;
+    EXPECT_TRUE(close(m1, m2)) << "threads " << threads;
+    EXPECT_TRUE(close(v1, v2)) << "threads " << threads;
+  }
+  at::set_num_threads(threads_before);
+}
+
+// One step by hand: m = 0.1·g, v = 0.001·g², p -= lr · m/0.1 / (√v/√0.001 + eps) = lr·sign(g).
+TEST(AdamStepInPlaceTest, FirstStepMovesEachParameterByLrAgainstItsGradient) {
+  at::Tensor p = at::zeros({3}), m = at::zeros({3}), v = at::zeros({3});
+  const at::Tensor g = at::tensor({2.0f, -0.5f, 1e-3f});
+  AdamStepInPlace(p, m, v, g, 0.01, 0.9, 0.999, 1e-8, 1);
+  EXPECT_TRUE(at::allclose(p, at::tensor({-0.01f, 0.01f, -0.01f}), 1e-5, 1e-6)) << p;
+  EXPECT_TRUE(at::allclose(m, g * 0.1));
+  EXPECT_TRUE(at::allclose(v, g * g * 0.001));
 }
 
 TEST(TanhLogDetJacobianTest, MatchesTheNaiveFormulaAndStaysFinite) {

@@ -233,16 +233,8 @@ void FlatAdam::Restore(const at::Tensor& exp_avg, const at::Tensor& exp_avg_sq, 
 }
 
 void FlatAdam::Step(const at::Tensor& param, const at::Tensor& g, double lr) {
-  at::NoGradGuard no_grad;
   ++steps_;
-  const double t = static_cast<double>(steps_);
-  const double bias_correction1 = 1.0 - std::pow(kAdamBeta1, t);
-  const double bias_correction2 = 1.0 - std::pow(kAdamBeta2, t);
-  // m ← β1·m + (1-β1)·g;  v ← β2·v + (1-β2)·g²;  p ← p - lr/bc1 · m / (sqrt(v/bc2) + eps)
-  m_.mul_(kAdamBeta1).add_(g, 1.0 - kAdamBeta1);
-  v_.mul_(kAdamBeta2).addcmul_(g, g, 1.0 - kAdamBeta2);
-  at::Tensor denom = v_.sqrt().div_(std::sqrt(bias_correction2)).add_(kAdamEps);
-  param.addcdiv_(m_, denom, -lr / bias_correction1);
+  AdamStepInPlace(param, m_, v_, g, lr, kAdamBeta1, kAdamBeta2, kAdamEps, steps_);
 }
 
 absl::StatusOr<WindowBatch> PrepareWindows(const WindowBatch& batch, int horizon, int obs_dim,

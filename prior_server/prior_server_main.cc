@@ -15,6 +15,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
+#include "common/allocator.h"
 #include "common/logging.h"
 #include "common/server.h"
 #include "common/server_flags.h"
@@ -63,6 +64,7 @@ int Fail(const absl::Status& status) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  prl::RetainFreedMemory();
   prl::BlockTerminationSignals();
   prl::ParseServerCommandLine(argc, argv,
                               "prl_prior_server: serves frozen PRL priors over gRPC.\n"

@@ -1,0 +1,72 @@
+#include "models/cpu_kernels.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace prl::models::kernels {
+
+// One clone per instruction set; the loops vectorise (BUILD: -fvect-cost-model=dynamic allows the
+// runtime alias checks and scalar tails they need at -O2).
+#define PRL_VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+
+PRL_VECTOR_CLONES void BiasActivateRows(float* __restrict y, const float* __restrict b,
+                                        int64_t rows, int64_t cols, bool relu) {
+  for (int64_t r = 0; r < rows; ++r) {
+    float* __restrict row = y + r * cols;
+    if (relu) {
+      for (int64_t j = 0; j < cols; ++j) row[j] = std::max(row[j] + b[j], 0.0f);
+    } else {
+      for (int64_t j = 0; j < cols; ++j) row[j] += b[j];
+    }
+  }
+}
+
+PRL_VECTOR_CLONES void BiasGradRows(const float* __restrict g, const float* __restrict y,
+                                    float* __restrict masked, float* __restrict sum, int64_t rows,
+                                    int64_t cols) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* __restrict gr = g + r * cols;
+    if (y != nullptr) {
+      const float* __restrict yr = y + r * cols;
+      float* __restrict mr = masked + r * cols;
+      for (int64_t j = 0; j < cols; ++j) {
+        const float v = yr[j] > 0.0f ? gr[j] : 0.0f;
+        mr[j] = v;
+        sum[j] += v;
+      }
+    } else {
+      for (int64_t j = 0; j < cols; ++j) sum[j] += gr[j];
+    }
+  }
+}
+
+AdamScalars MakeAdamScalars(double lr, double beta1, double beta2, double eps, int64_t step) {
+  const double t = static_cast<double>(step);
+  const double bias_correction1 = 1.0 - std::pow(beta1, t);
+  const double bias_correction2 = 1.0 - std::pow(beta2, t);
+  return {static_cast<float>(beta1),
+          static_cast<float>(1.0 - beta1),
+          static_cast<float>(beta2),
+          static_cast<float>(1.0 - beta2),
+          static_cast<float>(std::sqrt(bias_correction2)),
+          static_cast<float>(eps),
+          static_cast<float>(-lr / bias_correction1)};
+}
+
+PRL_VECTOR_CLONES void AdamStep(float* __restrict p, float* __restrict m, float* __restrict v,
+                                const float* __restrict g, int64_t n, const AdamScalars& s) {
+  const float b1 = s.beta1, c1 = s.one_minus_beta1, b2 = s.beta2, c2 = s.one_minus_beta2;
+  const float root_bc2 = s.sqrt_bias_correction2, eps = s.eps, step = s.neg_step_size;
+  for (int64_t i = 0; i < n; ++i) {
+    const float gi = g[i];
+    const float mi = m[i] * b1 + c1 * gi;
+    const float vi = v[i] * b2 + c2 * gi * gi;
+    m[i] = mi;
+    v[i] = vi;
+    p[i] += step * mi / (std::sqrt(vi) / root_bc2 + eps);
+  }
+}
+
+#undef PRL_VECTOR_CLONES
+
+}  // namespace prl::models::kernels

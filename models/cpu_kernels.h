@@ -1,0 +1,34 @@
+// Fused elementwise kernels for the CPU training path: the bias and ReLU epilogues of the linear
+// layers (models/networks.cc) and one Adam step over a flat parameter buffer (the FlatAdams of
+// learner/ and models/). Each is one pass over memory where LibTorch would take several, each
+// compiled for AVX-512, AVX2 and the baseline and chosen when the process loads.
+// No LibTorch headers here. Thread-compatible (callers split rows across threads).
+#ifndef PRL_MODELS_CPU_KERNELS_H_
+#define PRL_MODELS_CPU_KERNELS_H_
+
+#include <cstdint>
+
+namespace prl::models::kernels {
+
+// y[r, j] = relu?(y[r, j] + b[j]) for r < rows, j < cols (row-major, row stride cols).
+void BiasActivateRows(float* y, const float* b, int64_t rows, int64_t cols, bool relu);
+
+// The backward of BiasActivateRows: with `y` (its output) non-null, masked[r, j] = g[r, j] when
+// y[r, j] > 0, else 0; sum[j] += Σ_r masked[r, j] (g itself when y is null; masked is then
+// unused).
+void BiasGradRows(const float* g, const float* y, float* masked, float* sum, int64_t rows,
+                  int64_t cols);
+
+// torch.optim.Adam's update (no weight decay, no AMSGrad) over n elements, in place:
+//   m ← β1·m + (1-β1)·g;  v ← β2·v + (1-β2)·g·g;  p ← p - step_size · m / (√v / √bc2 + eps)
+// with step_size = lr / bc1, bc_i = 1 - β_i^t, as its single-tensor path evaluates it.
+struct AdamScalars {
+  float beta1, one_minus_beta1, beta2, one_minus_beta2;
+  float sqrt_bias_correction2, eps, neg_step_size;
+};
+AdamScalars MakeAdamScalars(double lr, double beta1, double beta2, double eps, int64_t step);
+void AdamStep(float* p, float* m, float* v, const float* g, int64_t n, const AdamScalars& s);
+
+}  // namespace prl::models::kernels
+
+#endif  // PRL_MODELS_CPU_KERNELS_H_
