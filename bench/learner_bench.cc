@@ -27,6 +27,7 @@
 #include "absl/strings/str_split.h"
 #include "common/allocator.h"
 #include "learner/agent.h"
+#include "models/cpu_allocator.h"
 #include "models/gemm.h"
 #include "torch/csrc/autograd/profiler_legacy.h"
 #include "torch/version.h"
@@ -138,20 +139,37 @@ Result Measure(const std::string& gemm, int threads, const std::vector<Transitio
 
 int main(int argc, char** argv) {
   prl::RetainFreedMemory();  // as prl_learner does
+  prl::models::InstallCachingCpuAllocator();
   absl::ParseCommandLine(argc, argv);
   int threads = absl::GetFlag(FLAGS_threads);
   if (threads <= 0) threads = static_cast<int>(std::thread::hardware_concurrency());
-  const at::Device device(absl::GetFlag(FLAGS_device));  // throws, naming it, when malformed
+  at::Device device(at::kCPU);
+  try {
+    device = at::Device(absl::GetFlag(FLAGS_device));
+  } catch (const c10::Error& e) {
+    std::fprintf(stderr, "learner_bench: --device=%s: %s\n", absl::GetFlag(FLAGS_device).c_str(),
+                 e.what_without_backtrace());
+    return 1;
+  }
+  if (device.is_cuda() && (!at::hasCUDA() || device.index() >= at::getNumGPUs())) {
+    std::fprintf(stderr,
+                 "learner_bench: --device=%s: this LibTorch %s and sees %d CUDA device(s)\n",
+                 absl::GetFlag(FLAGS_device).c_str(),
+                 at::hasCUDA() ? "has CUDA" : "has no CUDA (or the machine no GPU)",
+                 at::hasCUDA() ? static_cast<int>(at::getNumGPUs()) : 0);
+    return 1;
+  }
   const std::vector<TransitionBatch> batches =
       MakeBatches(8, absl::GetFlag(FLAGS_batch), absl::GetFlag(FLAGS_obs_dim),
                   absl::GetFlag(FLAGS_act_dim), device);
   std::printf(
       "learner_bench: %s, batch %d, obs %d, act %d, hidden [%s], %d threads, LibTorch %s, "
-      "oneDNN sgemm %s\n",
+      "oneDNN sgemm %s, CUDA devices %d, on %s\n",
       absl::GetFlag(FLAGS_algorithm).c_str(), absl::GetFlag(FLAGS_batch),
       absl::GetFlag(FLAGS_obs_dim), absl::GetFlag(FLAGS_act_dim),
       absl::GetFlag(FLAGS_hidden).c_str(), threads, TORCH_VERSION,
-      prl::models::FastSgemmAvailable() ? "available" : "not available");
+      prl::models::FastSgemmAvailable() ? "available" : "not available",
+      at::hasCUDA() ? static_cast<int>(at::getNumGPUs()) : 0, device.str().c_str());
   std::vector<Result> results;
   for (absl::string_view gemm : absl::StrSplit(absl::GetFlag(FLAGS_gemm), ',')) {
     results.push_back(Measure(std::string(gemm), threads, batches));

@@ -14,6 +14,8 @@ PRL/SB3 ratios.
     .venv/bin/python bench/learner_vs_pytorch.py --prl .bazel/bin/bench/learner_bench
     .venv/bin/python bench/learner_vs_pytorch.py --prl .bazel/bin/bench/learner_bench \
         --threads=2 --omp_wait_policy=passive
+    .venv-torch/bin/python bench/learner_vs_pytorch.py --prl .bazel/bin/bench/learner_bench \
+        --skip_sb3 --threads=1   # against PyPI's torch (MKL), plain and with fused Adam
 
 The PyTorch reference should run on the LibTorch PRL links (Debian's 1.13 here); the script
 prints both versions and warns when they differ.
@@ -62,12 +64,13 @@ def timed(update, warmup, seconds, min_updates):
             return Rate(n, elapsed, time.process_time() - cpu_start)
 
 
-def random_batches(count, batch, gen):
-    return [(torch.randn(batch, OBS, generator=gen),
-             torch.rand(batch, ACT, generator=gen) * 2 - 1,
-             torch.randn(batch, generator=gen),
-             torch.randn(batch, OBS, generator=gen),
-             torch.ones(batch)) for _ in range(count)]
+def random_batches(count, batch, gen, device="cpu"):
+    return [tuple(t.to(device) for t in (
+        torch.randn(batch, OBS, generator=gen),
+        torch.rand(batch, ACT, generator=gen) * 2 - 1,
+        torch.randn(batch, generator=gen),
+        torch.randn(batch, OBS, generator=gen),
+        torch.ones(batch))) for _ in range(count)]
 
 
 # ---- the PyTorch reference: PRL's SAC update, written the usual PyTorch way ----
@@ -101,18 +104,21 @@ class QNet(nn.Module):
         return self.net(torch.cat([obs, action], -1)).squeeze(-1)
 
 
-def pytorch_sac_rate(args):
+def pytorch_sac_rate(args, adam="default"):
+    """`adam`: "default" (torch.optim.Adam as constructed by most code) or "fused" (its fused
+    kernel, on the CPU since torch 2.4) with the Polyak update as one torch._foreach call."""
     torch.manual_seed(1)
     gen = torch.Generator().manual_seed(42)
-    batches = random_batches(8, args.batch, gen)
-    actor, q1, q2 = Actor(), QNet(), QNet()
+    batches = random_batches(8, args.batch, gen, args.device)
+    actor, q1, q2 = Actor().to(args.device), QNet().to(args.device), QNet().to(args.device)
     q1_target, q2_target = copy.deepcopy(q1), copy.deepcopy(q2)
     critic_params = list(q1.parameters()) + list(q2.parameters())
     target_params = list(q1_target.parameters()) + list(q2_target.parameters())
-    actor_opt = torch.optim.Adam(actor.parameters(), lr=3e-4)
-    critic_opt = torch.optim.Adam(critic_params, lr=3e-4)
-    log_alpha = torch.zeros(1, requires_grad=True)
-    alpha_opt = torch.optim.Adam([log_alpha], lr=3e-4)
+    kw = {"fused": True} if adam == "fused" else {}
+    actor_opt = torch.optim.Adam(actor.parameters(), lr=3e-4, **kw)
+    critic_opt = torch.optim.Adam(critic_params, lr=3e-4, **kw)
+    log_alpha = torch.zeros(1, requires_grad=True, device=args.device)
+    alpha_opt = torch.optim.Adam([log_alpha], lr=3e-4, **kw)
     gamma, tau, target_entropy = 0.99, 0.005, -float(ACT)
     step = [0]
 
@@ -142,8 +148,11 @@ def pytorch_sac_rate(args):
         actor_loss.backward()
         actor_opt.step()
         with torch.no_grad():
-            for p, tp in zip(critic_params, target_params):
-                tp.mul_(1 - tau).add_(p, alpha=tau)
+            if adam == "fused":
+                torch._foreach_lerp_(target_params, critic_params, tau)
+            else:
+                for p, tp in zip(critic_params, target_params):
+                    tp.mul_(1 - tau).add_(p, alpha=tau)
         # the statistics PRL's Update returns
         return (critic_loss.item(), actor_loss.item(), alpha.item(), alpha_loss.item(),
                 td_error_abs.tolist())
@@ -205,6 +214,8 @@ def main():
     parser.add_argument("--min_updates", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--skip_sb3", action="store_true")
+    parser.add_argument("--device", default="cpu",
+                        help="cpu or cuda[:N], for PRL and the PyTorch reference alike")
     parser.add_argument("--omp_wait_policy", choices=["active", "passive"],
                         help="run every contender with this OMP_WAIT_POLICY (the script re-executes "
                         "itself so that this process's OpenMP reads it too); PASSIVE keeps idle "
@@ -216,7 +227,8 @@ def main():
         os.execve(sys.executable, [sys.executable] + sys.argv, env)
 
     with tempfile.NamedTemporaryFile(suffix=".json") as out:
-        subprocess.run([args.prl, f"--threads={args.threads}", f"--batch={args.batch}",
+        subprocess.run([args.prl, f"--device={args.device}", f"--threads={args.threads}",
+                        f"--batch={args.batch}",
                         f"--seconds={args.seconds}", f"--min_updates={args.min_updates}",
                         f"--warmup={args.warmup}", f"--json={out.name}"], check=True)
         prl = json.load(open(out.name))
@@ -228,14 +240,19 @@ def main():
           f"{torch.get_num_threads()} threads; PRL linked LibTorch {prl['libtorch']}; "
           f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}")
     if not torch.__version__.startswith(prl["libtorch"].rsplit(".", 1)[0]):
-        print("WARNING: the PyTorch reference is not the LibTorch version PRL links",
-              file=sys.stderr)
+        print("note: the PyTorch reference is not the LibTorch version PRL links (as intended "
+              "when the reference is PyPI's build)", file=sys.stderr)
     results = {"threads": args.threads, "batch": args.batch, "prl": prl,
                "pytorch_version": torch.__version__,
                "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "")}
     pytorch = pytorch_sac_rate(args)
     results["pytorch"] = vars(pytorch)
     print(f"  PyTorch reference      {pytorch}")
+    fused = None
+    if tuple(int(v) for v in torch.__version__.split(".")[:2]) >= (2, 4):
+        fused = pytorch_sac_rate(args, adam="fused")
+        results["pytorch_fused_adam"] = vars(fused)
+        print(f"  PyTorch, fused Adam    {fused}")
     sb3 = None
     if not args.skip_sb3:
         sb3, version = sb3_sac_rate(args)
@@ -247,6 +264,8 @@ def main():
     for gemm, (wall, cpu) in prl_rate.items():
         line = (f"  PRL (gemm {gemm:6s}) {wall:8.2f} [{cpu:8.2f}]   PRL/PyTorch "
                 f"{wall / pytorch.wall:6.2f} [{cpu / pytorch.cpu:6.2f}]")
+        if fused:
+            line += f"   PRL/fused {wall / fused.wall:6.2f} [{cpu / fused.cpu:6.2f}]"
         if sb3:
             line += f"   PRL/SB3 {wall / sb3.wall:6.2f} [{cpu / sb3.cpu:6.2f}]"
         print(line)

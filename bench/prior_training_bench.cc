@@ -43,6 +43,7 @@
 #include "common/status_macros.h"
 #include "learner/window_dataset.h"
 #include "models/artifact.h"
+#include "models/cpu_allocator.h"
 #include "models/prior_model.h"
 #include "models/real_nvp.h"
 #include "models/skill_model.h"
@@ -249,6 +250,7 @@ absl::Status Main() {
 
 int main(int argc, char** argv) {
   prl::RetainFreedMemory();  // as prl_learner does
+  prl::models::InstallCachingCpuAllocator();
   absl::ParseCommandLine(argc, argv);
   const absl::Status status = prl::bench::Main();
   if (!status.ok()) {

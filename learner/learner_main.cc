@@ -33,6 +33,7 @@
 #include "learner/spec_validation.h"
 #include "learner/spirl_algorithm.h"
 #include "learner/training_run.h"
+#include "models/cpu_allocator.h"
 #include "prometheus/registry.h"
 
 ABSL_FLAG(std::string, learner_prior_server, "",
@@ -68,6 +69,7 @@ ABSL_FLAG(absl::Duration, learner_heartbeat_interval, absl::Seconds(2),
 
 int main(int argc, char** argv) {
   prl::RetainFreedMemory();
+  prl::models::InstallCachingCpuAllocator();
   prl::BlockTerminationSignals();
   prl::ParseServerCommandLine(argc, argv,
                               "prl_learner: PRL's experiment service and learner.\n"

@@ -20,6 +20,7 @@
 #include "common/server.h"
 #include "common/server_flags.h"
 #include "common/signals.h"
+#include "models/cpu_allocator.h"
 #include "models/torch_prior_inference.h"
 #include "prior_server/dynamic_batcher.h"
 #include "prior_server/model_registry.h"
@@ -65,6 +66,7 @@ int Fail(const absl::Status& status) {
 
 int main(int argc, char** argv) {
   prl::RetainFreedMemory();
+  prl::models::InstallCachingCpuAllocator();
   prl::BlockTerminationSignals();
   prl::ParseServerCommandLine(argc, argv,
                               "prl_prior_server: serves frozen PRL priors over gRPC.\n"
