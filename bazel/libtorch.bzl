@@ -8,6 +8,10 @@ build the same sources against it; CUDA libraries are linked when present.
 _DEBIAN_INCLUDE = "/usr/include"
 _DEBIAN_LIB = "/usr/lib/x86_64-linux-gnu"
 
+# The parts of a LibTorch include/ directory PRL's code reaches (ATen, c10 and torch include
+# each other, caffe2 and fmt a few of them).
+_CORE_INCLUDE_DIRS = ["ATen", "c10", "caffe2", "torch", "fmt"]
+
 def _libtorch_repository_impl(ctx):
     root = ctx.os.environ.get("PRL_LIBTORCH_ROOT", "")
     if root:
@@ -28,8 +32,13 @@ def _libtorch_repository_impl(ctx):
     includes = ['"api_include"']
     if include != _DEBIAN_INCLUDE:
         # Outside /usr/include the compiler does not treat the headers as system
-        # headers, so they must be declared inputs.
-        ctx.symlink(include, "core_include")
+        # headers, so they must be declared inputs. Only LibTorch's own directories
+        # are exposed: a PyPI wheel's include/ also carries third-party headers
+        # (google/protobuf among them) that would shadow the Debian ones PRL builds
+        # with and break the generated .pb.h files.
+        for sub in _CORE_INCLUDE_DIRS:
+            if ctx.path(include + "/" + sub).exists:
+                ctx.symlink(include + "/" + sub, "core_include/" + sub)
         hdr_globs.append('"core_include/**/*.h"')
         hdr_globs.append('"core_include/**/*.cuh"')
         includes.append('"core_include"')
@@ -41,6 +50,17 @@ def _libtorch_repository_impl(ctx):
     linkopts = ['"-L%s"' % lib]
     if lib != _DEBIAN_LIB:
         linkopts.append('"-Wl,-rpath,%s"' % lib)
+    if cuda:
+        # libtorch_cuda needs the CUDA runtime libraries (cudart, cuBLAS, cuDNN, NCCL, ...):
+        # found at link time in the CUDA toolkit (PRL_CUDA_HOME, default /usr/local/cuda) and
+        # any PRL_CUDA_LIBRARY_PATH directories; at run time through LD_LIBRARY_PATH (a PyPI
+        # install's site-packages/nvidia/*/lib). Those absent here (e.g. cuFile, cuSPARSELt on
+        # a toolkit-only machine) are only needed when the GPU code runs.
+        cuda_home = ctx.os.environ.get("PRL_CUDA_HOME", "/usr/local/cuda")
+        extra = [d for d in ctx.os.environ.get("PRL_CUDA_LIBRARY_PATH", "").split(":") if d]
+        for d in [cuda_home + "/lib64"] + extra:
+            linkopts.append('"-Wl,-rpath-link,%s"' % d)
+        linkopts.append('"-Wl,--allow-shlib-undefined"')
 
     # --no-as-needed keeps libtorch_cuda linked: its kernels register at load time.
     linkopts.append('"-Wl,--no-as-needed"')
@@ -66,6 +86,6 @@ cc_library(
 
 libtorch_repository = repository_rule(
     implementation = _libtorch_repository_impl,
-    environ = ["PRL_LIBTORCH_ROOT"],
+    environ = ["PRL_LIBTORCH_ROOT", "PRL_CUDA_HOME", "PRL_CUDA_LIBRARY_PATH"],
     local = True,
 )

@@ -49,7 +49,7 @@ die() {
 
 usage() {
   cat <<EOF
-Usage: scripts/setup.sh [--client | --venv | --peers] [-h | --help]
+Usage: scripts/setup.sh [--client | --venv | --peers] [--cuda] [-h | --help]
 
 Without options: installs the Debian 12 packages that the build, the tests and
 the local cluster need (apt-get, only when some are missing; as root, or through
@@ -76,6 +76,10 @@ Safe to run again: with everything installed it changes nothing.
                    bound), so pip picks peer versions that fit them; set
                    PRL_VENV_UNPIN=1 to lift the pins.
                    The product never needs this virtualenv.
+  --cuda           Also build the learner, actor and prior server against PyPI's
+                   CUDA LibTorch (torch 2.11.0, CUDA 13) with this machine's CUDA
+                   toolkit: scripts/cuda_build.sh (downloads about 700 MB once
+                   into .libtorch-cuda/; see docs/development.md).
   -h, --help       Show this help.
 
 Packages: ${DEBIAN_PACKAGES[*]}
@@ -84,9 +88,11 @@ EOF
 
 want_venv=0
 want_client=0
+want_cuda=0
 for arg in "$@"; do
   case "${arg}" in
     --client) want_client=1 ;;
+    --cuda) want_cuda=1 ;;
     --venv | --peers)
       want_client=1
       want_venv=1
@@ -262,5 +268,8 @@ if [[ "${want_client}" -eq 1 ]]; then
     setup_peers
   fi
   log "virtualenv: activate with: source .venv/bin/activate"
+fi
+if [[ "${want_cuda}" -eq 1 ]]; then
+  "${ROOT}/scripts/cuda_build.sh"
 fi
 log "done"

@@ -1,0 +1,144 @@
+#!/usr/bin/env bash
+# The CUDA build: PRL's learner, actor, prior server and learner benchmarks against PyPI's CUDA
+# LibTorch, compiled with the CUDA toolkit on this machine. `scripts/setup.sh --cuda` runs it.
+#
+#   1. fetches torch==2.11.0 (CUDA 13.0) from PyPI with the two CUDA libraries a toolkit-only
+#      machine lacks (cuSPARSELt, cuFile, NVSHMEM), into the git-ignored .libtorch-cuda/ (once; a stamp
+#      records what is there), and unpacks the wheel's include/ and lib/ as a LibTorch root;
+#   2. builds with Bazel in an output base of its own (~/.cache/prl-bazel-cuda; symlinks under
+#      .bazel-cuda/), so the default CPU build's outputs are never invalidated;
+#   3. checks the result: learner_bench loads every CUDA library, reports whether it sees a GPU,
+#      runs SAC updates on the CPU, and (without a GPU) refuses --device=cuda with a clear error;
+#   4. with --bundle DIR: stripped binaries plus the shared libraries they need that a machine
+#      with PyPI's torch 2.11 does not already have (no LibTorch, no CUDA), and run.sh, which
+#      points LD_LIBRARY_PATH at that machine's torch/lib and nvidia/*/lib (docs/development.md).
+#
+#   scripts/cuda_build.sh [--bundle DIR] [--targets "T ..."] [--no_check]
+#
+# Environment: PRL_CUDA_HOME (the toolkit, default /usr/local/cuda), PRL_TORCH_VERSION (default
+# 2.11.0, the version the GPU machines have), PIP_INDEX_URL and friends as pip reads them.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+DEST="${ROOT}/.libtorch-cuda"
+CUDA_HOME="${PRL_CUDA_HOME:-/usr/local/cuda}"
+TORCH_VERSION="${PRL_TORCH_VERSION:-2.11.0}"
+# torch 2.11.0's own pins (its Requires-Dist) for the libraries a CUDA toolkit does not ship
+EXTRA_WHEELS=(nvidia-cusparselt-cu13==0.8.0 nvidia-cufile==1.15.1.6 nvidia-nvshmem-cu13==3.4.5)
+TARGETS="//learner:prl_learner //actor:prl_actor //prior_server:prl_prior_server //bench:learner_bench //bench:prior_training_bench"
+bundle=""
+check=1
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --bundle) bundle="$2"; shift 2 ;;
+    --targets) TARGETS="$2"; shift 2 ;;
+    --no_check) check=0; shift ;;
+    -h | --help) sed -n '2,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "cuda_build: unknown option '$1' (see --help)" >&2; exit 2 ;;
+  esac
+done
+
+log() { printf '[cuda_build] %s\n' "$*"; }
+die() {
+  printf '[cuda_build] ERROR: %s\n' "$*" >&2
+  exit 1
+}
+
+# 0. the toolkit: nvcc of the wheel's CUDA major version
+[[ -x "${CUDA_HOME}/bin/nvcc" ]] || die "no CUDA toolkit at ${CUDA_HOME} (set PRL_CUDA_HOME)"
+nvcc_release="$("${CUDA_HOME}/bin/nvcc" --version | sed -n 's/.*release \([0-9.]*\).*/\1/p')"
+[[ "${nvcc_release%%.*}" == "13" ]] ||
+  die "torch ${TORCH_VERSION} is built with CUDA 13; ${CUDA_HOME} has CUDA ${nvcc_release:-?}"
+log "CUDA toolkit ${nvcc_release} at ${CUDA_HOME}"
+
+# 1. the LibTorch root and the extra libraries
+stamp="${DEST}/stamp"
+want_stamp="torch==${TORCH_VERSION} ${EXTRA_WHEELS[*]}"
+if [[ ! -f "${stamp}" || "$(cat "${stamp}")" != "${want_stamp}" ]]; then
+  rm -rf "${DEST}"
+  mkdir -p "${DEST}/wheels"
+  log "virtualenv for pip: ${DEST}/pip"
+  /usr/bin/python3 -m venv "${DEST}/pip"
+  log "downloading torch==${TORCH_VERSION} and ${EXTRA_WHEELS[*]} from PyPI (about 700 MB)"
+  "${DEST}/pip/bin/pip" download --disable-pip-version-check --no-deps --only-binary=:all: \
+    --implementation cp --python-version 3.12 --abi cp312 \
+    --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
+    --platform manylinux2014_x86_64 \
+    -d "${DEST}/wheels" "torch==${TORCH_VERSION}" "${EXTRA_WHEELS[@]}"
+  log "unpacking"
+  /usr/bin/python3 - "${DEST}" <<'EOF'
+import glob, os, shutil, sys, zipfile
+dest = sys.argv[1]
+for wheel in glob.glob(os.path.join(dest, "wheels", "*.whl")):
+    with zipfile.ZipFile(wheel) as z:
+        for name in z.namelist():
+            if name.endswith("/"):
+                continue
+            if name.startswith(("torch/include/", "torch/lib/")):
+                out = os.path.join(dest, name)  # .libtorch-cuda/torch/{include,lib}/...
+            elif name.startswith("nvidia/") and "/lib/" in name and ".so" in name:
+                out = os.path.join(dest, "cuda-libs", os.path.basename(name))
+            else:
+                continue
+            os.makedirs(os.path.dirname(out), exist_ok=True)
+            with z.open(name) as src, open(out, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+EOF
+  rm -rf "${DEST}/wheels" "${DEST}/pip"
+  [[ -f "${DEST}/torch/lib/libtorch_cuda.so" ]] || die "the wheel had no torch/lib/libtorch_cuda.so"
+  echo "${want_stamp}" >"${stamp}"
+fi
+log "LibTorch root: ${DEST}/torch ($(du -sh "${DEST}" | cut -f1) with the extra libraries)"
+
+# 2. the build, in its own output base
+export PRL_LIBTORCH_ROOT="${DEST}/torch"
+export PRL_CUDA_HOME="${CUDA_HOME}"
+export PRL_CUDA_LIBRARY_PATH="${DEST}/cuda-libs"
+cuda_bazel() {
+  bazel --output_base="${HOME}/.cache/prl-bazel-cuda" "$1" --symlink_prefix=.bazel-cuda/ \
+    "${@:2}"
+}
+cd "${ROOT}"
+start=${SECONDS}
+# shellcheck disable=SC2086  # TARGETS is a list of labels
+cuda_bazel build -c opt ${TARGETS}
+log "built in $((SECONDS - start)) s: ${TARGETS}"
+bin="$(cuda_bazel info -c opt bazel-bin 2>/dev/null)"
+export LD_LIBRARY_PATH="${DEST}/cuda-libs:${CUDA_HOME}/lib64${LD_LIBRARY_PATH:+:${LD_LIBRARY_PATH}}"
+
+# 3. the check
+if ((check)) && [[ -x "${bin}/bench/learner_bench" ]]; then
+  log "check: learner_bench on the CPU"
+  "${bin}/bench/learner_bench" --device=cpu --seconds=2 --threads=1 | tail -2
+  if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
+    log "check: learner_bench on the GPU"
+    "${bin}/bench/learner_bench" --device=cuda --seconds=2 | tail -2
+  else
+    log "check: no GPU here; --device=cuda must be refused"
+    if out="$("${bin}/bench/learner_bench" --device=cuda --seconds=1 2>&1)"; then
+      die "learner_bench --device=cuda succeeded without a GPU: ${out}"
+    fi
+    printf '%s\n' "${out}" | tail -1
+  fi
+fi
+
+# 4. the bundle for a machine with PyPI's torch
+if [[ -n "${bundle}" ]]; then
+  rm -rf "${bundle}"
+  mkdir -p "${bundle}/bin" "${bundle}/lib"
+  for t in ${TARGETS}; do
+    f="${bin}/$(echo "${t#//}" | tr ':' '/')"
+    [[ -x "${f}" ]] || continue
+    strip -o "${bundle}/bin/$(basename "${f}")" "${f}"
+    # the shared libraries it loads here, less LibTorch's, CUDA's and the C runtime's
+    ldd "${f}" | awk '$3 ~ /^\// {print $3}' | while read -r so; do
+      case "${so}" in
+        "${DEST}"/* | "${CUDA_HOME}"/* | */libc.so.* | */libm.so.* | */libdl.so.* | \
+          */libpthread.so.* | */librt.so.* | */ld-linux-* | */libgcc_s.so.* | */libstdc++.so.*) ;;
+        *) cp -n "${so}" "${bundle}/lib/" ;;
+      esac
+    done
+  done
+  cp "${ROOT}/scripts/cuda_bundle_run.sh" "${bundle}/run.sh"
+  log "bundle: ${bundle} ($(du -sh "${bundle}" | cut -f1)); on the GPU machine: ${bundle}/run.sh BINARY [flags]"
+fi
