@@ -1,0 +1,179 @@
+#!/usr/bin/env bash
+# The cheetah transfer workflow on a local cluster (docs/results.md): a prior learned from a
+# policy that runs forward, used to learn to run backward.
+#
+#   1. SAC on run_forward (examples/cheetah_sac_small.textproto: 64x64 nets) for --forward_steps;
+#   2. COLLECT with that policy (stochastic, --episodes episodes of 1,000 steps on run_forward)
+#      into the learner's dataset store as "cheetah-forward";
+#   3. TRAIN_PRIOR: the latent-SAC action generator, a horizon-1 CVAE g(a | s, z) with an
+#      N(0, I) prior (latent = action dim 6), as "cheetah-cvae";
+#   4. on run_backward, per seed: latent_sac (SAC over z, actions decoded through the CVAE;
+#      the `parrot` algorithm with a horizon-1 CVAE prior) and SAC from scratch, same nets,
+#      batch, learning rates and budget;
+#   5. the evaluation-return curves (CSV + PNG, mean ± std over seeds) and, per run, the env
+#      steps at which the evaluation return first reached --target.
+#
+#   bench/cheetah_transfer.sh [--seeds 1,2] [--max_env_steps N] [--forward_steps N]
+#                             [--episodes N] [--beta B] [--target R] [--methods LIST]
+#                             [--state_dir DIR] [--out PREFIX] [--cluster cluster.env]
+#
+# Defaults: seeds 1, 100,000 env steps per transfer run, 100,000 forward steps, 100 episodes,
+# beta 0.1, target 2,000, methods latent_sac,sac, state in state/cheetah_transfer. Steps 1-3 are
+# skipped when their result exists in the state directory (the cluster keeps it).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+seeds="1"
+max_env_steps=100000
+forward_steps=100000
+episodes=100
+beta=0.1
+target=2000
+methods="latent_sac,sac"
+state_dir=""
+out=""
+cluster_env=""
+actors=2
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --seeds) seeds="$2"; shift 2 ;;
+    --max_env_steps) max_env_steps="$2"; shift 2 ;;
+    --forward_steps) forward_steps="$2"; shift 2 ;;
+    --episodes) episodes="$2"; shift 2 ;;
+    --beta) beta="$2"; shift 2 ;;
+    --target) target="$2"; shift 2 ;;
+    --methods) methods="$2"; shift 2 ;;
+    --state_dir) state_dir="$2"; shift 2 ;;
+    --out) out="$2"; shift 2 ;;
+    --cluster) cluster_env="$2"; shift 2 ;;
+    -h | --help) sed -n '2,24p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "cheetah_transfer: unknown option '$1' (see --help)" >&2; exit 2 ;;
+  esac
+done
+if [[ -n "${cluster_env}" ]]; then
+  [[ -f "${cluster_env}" ]] || { echo "cheetah_transfer: --cluster: no file ${cluster_env}" >&2; exit 2; }
+  [[ -n "${state_dir}" ]] || state_dir="$(dirname "${cluster_env}")"
+fi
+[[ -n "${state_dir}" ]] || state_dir="${ROOT}/state/cheetah_transfer"
+mkdir -p "${state_dir}"
+state_dir="$(cd "${state_dir}" && pwd)"
+[[ -n "${out}" ]] || out="${state_dir}/cheetah_transfer"
+mkdir -p "$(dirname "${out}")"
+cd "${ROOT}"
+
+source "${ROOT}/bench/cluster_lib.sh"
+bench_cluster "${state_dir}" "${actors}" "${cluster_env}"
+
+succeeded() { "${prlctl[@]}" get "$1" | grep -q EXPERIMENT_STATE_SUCCEEDED; }
+
+# 1. the forward policy
+forward_id_file="${state_dir}/forward.id"
+if [[ ! -s "${forward_id_file}" ]]; then
+  id="$("${prlctl[@]}" --seed=1 --max_env_steps="${forward_steps}" submit \
+    examples/cheetah_sac_small.textproto)"
+  echo "SAC on run_forward: ${id}"
+  follow "${id}" 24h
+  succeeded "${id}" || { echo "cheetah_transfer: ${id} did not succeed" >&2; exit 1; }
+  echo "${id}" >"${forward_id_file}"
+fi
+forward_id="$(cat "${forward_id_file}")"
+
+# 2. its data
+if ! "${prlctl[@]}" datasets cheetah-forward >/dev/null 2>&1; then
+  cat >"${state_dir}/cheetah-collect.textproto" <<EOF
+name: "cheetah-collect"
+kind: KIND_COLLECT
+description: "run_forward SAC policy rollouts for bench/cheetah_transfer.sh"
+env { domain: DOMAIN_CHEETAH task: "run_forward" seed: 1000 }
+resources { num_actors: 2 envs_per_actor: 2 }
+collect {
+  collector: COLLECTOR_POLICY
+  policy { experiment_id: "${forward_id}" }
+  num_episodes: ${episodes}
+  output_dataset: "cheetah-forward"
+}
+EOF
+  id="$("${prlctl[@]}" submit "${state_dir}/cheetah-collect.textproto")"
+  echo "collecting cheetah-forward with ${forward_id}'s policy: ${id}"
+  follow "${id}" 24h
+  succeeded "${id}" || { echo "cheetah_transfer: the collection ${id} did not succeed" >&2; exit 1; }
+fi
+
+# 3. the action generator
+if [[ ! -d "${state_dir}/learner/models/cheetah-cvae" ]]; then
+  cat >"${state_dir}/cheetah-cvae.textproto" <<EOF
+name: "cheetah-cvae"
+kind: KIND_TRAIN_PRIOR
+description: "latent-SAC action generator for bench/cheetah_transfer.sh"
+prior_training {
+  kind: PRIOR_KIND_CVAE
+  dataset: "cheetah-forward"
+  output_model: "cheetah-cvae"
+  horizon: 1
+  latent_dim: 6
+  beta: ${beta}
+  epochs: 10
+  batch_size: 256
+  seed: 1
+}
+EOF
+  id="$("${prlctl[@]}" submit "${state_dir}/cheetah-cvae.textproto")"
+  echo "training cheetah-cvae: ${id}"
+  follow "${id}" 24h
+  succeeded "${id}" || { echo "cheetah_transfer: prior training ${id} did not succeed" >&2; exit 1; }
+fi
+
+# 4. run_backward: the same agent settings as cheetah_sac_small, latent or flat
+backward_spec() {  # METHOD
+  local algorithm prior=""
+  case "$1" in
+    latent_sac)
+      algorithm="parrot {}"  # the policy starts as the prior N(0, I)
+      prior='prior { name: "cheetah-cvae" version: 0 }'
+      ;;
+    sac) algorithm="sac {}" ;;
+    *) echo "cheetah_transfer: unknown method '$1' (latent_sac or sac)" >&2; exit 2 ;;
+  esac
+  cat <<EOF
+name: "cheetah-backward-$1"
+kind: KIND_TRAIN
+description: "$1 on cheetah run_backward for bench/cheetah_transfer.sh"
+labels { key: "method" value: "$1" }
+env { domain: DOMAIN_CHEETAH task: "run_backward" seed: 1 }
+algorithm {
+  ${algorithm}
+  network { hidden_sizes: [64, 64] }
+  batch_size: 128
+  actor_lr: 1e-3
+  critic_lr: 1e-3
+  warmup_env_steps: 5000
+}
+${prior}
+replay { capacity: 1000000 samples_per_insert: 128 min_size_to_sample: 5000 }
+resources { num_actors: 2 envs_per_actor: 1 }
+stop { max_env_steps: ${max_env_steps} }
+evaluation { every_env_steps: 5000 episodes: 4 }
+EOF
+}
+ids=()
+for method in ${methods//,/ }; do
+  backward_spec "${method}" >"${state_dir}/backward_${method}.textproto"
+  for seed in ${seeds//,/ }; do
+    id="$("${prlctl[@]}" --seed="${seed}" submit "${state_dir}/backward_${method}.textproto")"
+    echo "${method} seed ${seed}: ${id}"
+    ids+=("${id}")
+  done
+done
+for id in "${ids[@]}"; do follow "${id}" 72h; done
+
+# 5. curves and the steps to the target
+"${prlctl[@]}" --metric=eval --group_by=method --csv="${out}.csv" --output="${out}.png" \
+  plot "${ids[@]}" || echo "cheetah_transfer: no curve to plot" >&2
+echo "env steps to an evaluation return of ${target}, per run (CSV: ${out}.csv):"
+awk -F, -v target="${target}" 'NR == 1 { next }
+  { key = $1 " " $2; if (!(key in seen)) { seen[key] = 1; order[++n] = key }
+    if ($4 + 0 >= target && !(key in hit)) hit[key] = $3 + 0
+    if ($4 + 0 > best[key] || !(key in best)) best[key] = $4 + 0 }
+  END { for (i = 1; i <= n; ++i) { k = order[i]
+          printf "  %s: %s (best evaluation %.0f)\n", k,
+                 (k in hit ? hit[k] : "not reached"), best[k] } }' "${out}.csv"
