@@ -18,7 +18,7 @@
 #                             [--state_dir DIR] [--out PREFIX] [--cluster cluster.env]
 #
 # Defaults: seeds 1, 100,000 env steps per transfer run, 100,000 forward steps, 100 episodes,
-# beta 0.1, target 2,000, methods latent_sac,sac, state in state/cheetah_transfer. Steps 1-3 are
+# beta 1e-3, target 2,000, methods latent_sac,sac, state in state/cheetah_transfer. Steps 1-3 are
 # skipped when their result exists in the state directory (the cluster keeps it).
 set -euo pipefail
 
@@ -27,7 +27,7 @@ seeds="1"
 max_env_steps=100000
 forward_steps=100000
 episodes=100
-beta=0.1
+beta=0.001
 target=2000
 methods="latent_sac,sac"
 state_dir=""
@@ -173,7 +173,7 @@ echo "env steps to an evaluation return of ${target}, per run (CSV: ${out}.csv):
 awk -F, -v target="${target}" 'NR == 1 { next }
   { key = $1 " " $2; if (!(key in seen)) { seen[key] = 1; order[++n] = key }
     if ($4 + 0 >= target && !(key in hit)) hit[key] = $3 + 0
-    if ($4 + 0 > best[key] || !(key in best)) best[key] = $4 + 0 }
+    if (!(key in best) || $4 + 0 > best[key]) best[key] = $4 + 0 }
   END { for (i = 1; i <= n; ++i) { k = order[i]
           printf "  %s: %s (best evaluation %.0f)\n", k,
                  (k in hit ? hit[k] : "not reached"), best[k] } }' "${out}.csv"
