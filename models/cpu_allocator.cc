@@ -29,6 +29,11 @@ size_t BlockSize(size_t n) {
   return (n + granule - 1) / granule * granule;
 }
 
+class CachingCpuAllocator;
+CachingCpuAllocator* installed = nullptr;  // never deleted: tensors may outlive main
+
+// Blocks are identified by their address (DataPtr's context is the data pointer itself, as
+// c10's raw_allocate requires), with the sizes of the handed-out ones in a map.
 class CachingCpuAllocator final : public c10::Allocator {
  public:
   explicit CachingCpuAllocator(size_t max_cached_bytes) : max_cached_(max_cached_bytes) {}
@@ -36,36 +41,36 @@ class CachingCpuAllocator final : public c10::Allocator {
   c10::DataPtr allocate(size_t n) PRL_ALLOCATE_CONST override {
     if (n == 0) return {nullptr, nullptr, &Release, c10::Device(c10::DeviceType::CPU)};
     const size_t size = BlockSize(n);
-    Block* block = nullptr;
+    void* data = nullptr;
     {
       std::lock_guard<std::mutex> lock(mu_);
       ++stats_.allocations;
       auto it = free_.find(size);
       if (it != free_.end() && !it->second.empty()) {
-        block = it->second.back();  // the most recently freed: likeliest still in cache
+        data = it->second.back();  // the most recently freed: likeliest still in cache
         it->second.pop_back();
         ++stats_.cache_hits;
         stats_.cached_bytes -= static_cast<int64_t>(size);
+        live_[data] = size;
+        stats_.live_bytes += static_cast<int64_t>(size);
       }
-      stats_.live_bytes += static_cast<int64_t>(size);
     }
-    if (block == nullptr) {
-      void* data = nullptr;
+    if (data == nullptr) {
       if (posix_memalign(&data, kAlignment, size) != 0) {
         // drop the cache and try once more before failing like LibTorch's allocator
         Trim();
-        if (posix_memalign(&data, kAlignment, size) != 0) {
-          std::lock_guard<std::mutex> lock(mu_);
-          stats_.live_bytes -= static_cast<int64_t>(size);
-          TORCH_CHECK(false, "CPU allocator: out of memory allocating ", n, " bytes");
-        }
+        data = nullptr;
+        TORCH_CHECK(posix_memalign(&data, kAlignment, size) == 0,
+                    "CPU allocator: out of memory allocating ", n, " bytes");
       }
-      block = new Block{data, size, this};
+      std::lock_guard<std::mutex> lock(mu_);
+      live_[data] = size;
+      stats_.live_bytes += static_cast<int64_t>(size);
     }
-    return {block->data, block, &Release, c10::Device(c10::DeviceType::CPU)};
+    return {data, data, &Release, c10::Device(c10::DeviceType::CPU)};
   }
 
-  c10::DeleterFnPtr raw_deleter() const override { return nullptr; }
+  c10::DeleterFnPtr raw_deleter() const override { return &Release; }
 
   // torch >= 2.3 declares this pure virtual; older versions simply have an extra method.
   void copy_data(void* dest, const void* src, std::size_t count) const {
@@ -78,55 +83,46 @@ class CachingCpuAllocator final : public c10::Allocator {
   }
 
  private:
-  struct Block {
-    void* data;
-    size_t size;
-    const CachingCpuAllocator* owner;
-  };
-
-  static void Release(void* ctx) {
-    if (ctx == nullptr) return;
-    auto* block = static_cast<Block*>(ctx);
-    block->owner->Free(block);
+  static void Release(void* data) {
+    if (data != nullptr) installed->Free(data);
   }
 
-  void Free(Block* block) const {
+  void Free(void* data) const {
     {
       std::lock_guard<std::mutex> lock(mu_);
-      stats_.live_bytes -= static_cast<int64_t>(block->size);
-      if (stats_.cached_bytes + static_cast<int64_t>(block->size) <=
-          static_cast<int64_t>(max_cached_)) {
-        free_[block->size].push_back(block);
-        stats_.cached_bytes += static_cast<int64_t>(block->size);
+      auto it = live_.find(data);
+      TORCH_CHECK(it != live_.end(), "CPU allocator: freeing a block it did not hand out");
+      const size_t size = it->second;
+      live_.erase(it);
+      stats_.live_bytes -= static_cast<int64_t>(size);
+      if (stats_.cached_bytes + static_cast<int64_t>(size) <= static_cast<int64_t>(max_cached_)) {
+        free_[size].push_back(data);
+        stats_.cached_bytes += static_cast<int64_t>(size);
         return;
       }
     }
-    std::free(block->data);
-    delete block;
+    std::free(data);
   }
 
   void Trim() const {
-    std::vector<Block*> blocks;
+    std::vector<void*> blocks;
     {
       std::lock_guard<std::mutex> lock(mu_);
       for (auto& [size, list] : free_) blocks.insert(blocks.end(), list.begin(), list.end());
       free_.clear();
       stats_.cached_bytes = 0;
     }
-    for (Block* b : blocks) {
-      std::free(b->data);
-      delete b;
-    }
+    for (void* b : blocks) std::free(b);
   }
 
   const size_t max_cached_;
   mutable std::mutex mu_;
-  mutable std::unordered_map<size_t, std::vector<Block*>> free_;
+  mutable std::unordered_map<size_t, std::vector<void*>> free_;  // by block size
+  mutable std::unordered_map<void*, size_t> live_;               // handed out: their sizes
   mutable CpuAllocatorStats stats_;
 };
 
 std::mutex install_mu;
-CachingCpuAllocator* installed = nullptr;  // never deleted: tensors may outlive main
 
 }  // namespace
 

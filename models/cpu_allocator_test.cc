@@ -1,9 +1,11 @@
 #include "models/cpu_allocator.h"
 
+#include <cstring>
 #include <thread>
 #include <vector>
 
 #include "ATen/ATen.h"
+#include "c10/core/CPUAllocator.h"
 #include "gtest/gtest.h"
 
 namespace prl::models {
@@ -29,6 +31,19 @@ TEST_F(CachingCpuAllocatorTest, AFreedBlockIsReusedForTheSameSize) {
   EXPECT_EQ(again.data_ptr(), first);
   EXPECT_EQ(after.cache_hits, before.cache_hits + 1);
   EXPECT_LT(after.cached_bytes, before.cached_bytes);
+}
+
+// c10's raw_allocate (used by some LibTorch code paths) needs a raw deleter and a context equal
+// to the data pointer.
+TEST_F(CachingCpuAllocatorTest, RawAllocationsWork) {
+  c10::Allocator* allocator = c10::GetCPUAllocator();
+  const CpuAllocatorStats before = CachingCpuAllocatorStats();
+  void* p = allocator->raw_allocate(1000);
+  ASSERT_NE(p, nullptr);
+  std::memset(p, 7, 1000);
+  EXPECT_GT(CachingCpuAllocatorStats().live_bytes, before.live_bytes);
+  allocator->raw_deallocate(p);
+  EXPECT_EQ(CachingCpuAllocatorStats().live_bytes, before.live_bytes);
 }
 
 TEST_F(CachingCpuAllocatorTest, TensorsWorkAndLiveBytesReturnToTheirLevel) {
