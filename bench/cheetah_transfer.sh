@@ -8,8 +8,9 @@
 #   3. TRAIN_PRIOR: the latent-SAC action generator, a horizon-1 CVAE g(a | s, z) with an
 #      N(0, I) prior (latent = action dim 6), as "cheetah-cvae";
 #   4. on run_backward, per seed: latent_sac (SAC over z, actions decoded through the CVAE;
-#      the `parrot` algorithm with a horizon-1 CVAE prior) and SAC from scratch, same nets,
-#      batch, learning rates and budget;
+#      the `parrot` algorithm with a horizon-1 CVAE prior), SAC from scratch and sac_finetune
+#      (SAC started from the forward run's networks, algorithm.init_from, acting with that
+#      policy from the first step), same nets, batch, learning rates and budget;
 #   5. the evaluation-return curves (CSV + PNG, mean ± std over seeds) and, per run, the env
 #      steps at which the evaluation return first reached --target.
 #
@@ -18,7 +19,7 @@
 #                             [--state_dir DIR] [--out PREFIX] [--cluster cluster.env]
 #
 # Defaults: seeds 1, 100,000 env steps per transfer run, 100,000 forward steps, 100 episodes,
-# beta 1e-3, target 2,000, methods latent_sac,sac, state in state/cheetah_transfer. Steps 1-3 are
+# beta 1e-3, target 2,000, methods latent_sac,sac,sac_finetune, state in state/cheetah_transfer. Steps 1-3 are
 # skipped when their result exists in the state directory (the cluster keeps it).
 set -euo pipefail
 
@@ -29,7 +30,7 @@ forward_steps=100000
 episodes=100
 beta=0.001
 target=2000
-methods="latent_sac,sac"
+methods="latent_sac,sac,sac_finetune"
 state_dir=""
 out=""
 cluster_env=""
@@ -125,14 +126,22 @@ fi
 
 # 4. run_backward: the same agent settings as cheetah_sac_small, latent or flat
 backward_spec() {  # METHOD
-  local algorithm prior=""
+  local algorithm prior="" warmup=5000
   case "$1" in
     latent_sac)
       algorithm="parrot {}"  # the policy starts as the prior N(0, I)
       prior='prior { name: "cheetah-cvae" version: 0 }'
       ;;
     sac) algorithm="sac {}" ;;
-    *) echo "cheetah_transfer: unknown method '$1' (latent_sac or sac)" >&2; exit 2 ;;
+    sac_finetune)
+      # the forward run's policy, critics and temperature; acting with that policy at once
+      algorithm="sac {} init_from { experiment_id: \"${forward_id}\" }"
+      warmup=-1
+      ;;
+    *)
+      echo "cheetah_transfer: unknown method '$1' (latent_sac, sac or sac_finetune)" >&2
+      exit 2
+      ;;
   esac
   cat <<EOF
 name: "cheetah-backward-$1"
@@ -146,7 +155,7 @@ algorithm {
   batch_size: 128
   actor_lr: 1e-3
   critic_lr: 1e-3
-  warmup_env_steps: 5000
+  warmup_env_steps: ${warmup}
 }
 ${prior}
 replay { capacity: 1000000 samples_per_insert: 128 min_size_to_sample: 5000 }

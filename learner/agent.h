@@ -117,6 +117,11 @@ class Agent {
   // checkpoint; INVALID_ARGUMENT for a checkpoint of another algorithm, shape or network (the
   // message says which).
   virtual absl::Status RestoreState(const std::string& bytes) = 0;
+  // Starts from what another agent learned (fine-tuning): takes the policy, the critics, the
+  // target networks and SAC's temperature from SaveState bytes of an agent with the same
+  // algorithm, dimensions and network; the Adam moments, update counters and random streams
+  // stay this agent's (fresh ones, for a new run). Errors and atomicity as RestoreState.
+  virtual absl::Status InitializeFrom(const std::string& bytes) = 0;
 
   // Updates done so far (restored with the state).
   virtual int64_t updates() const = 0;

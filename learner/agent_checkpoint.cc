@@ -70,12 +70,12 @@ std::vector<StateEntry> TwinCriticAgent::StateEntries() {
       {"updates", {}, &updates_},
       {"rng.train", {}, nullptr, &train_generator_},
       {"rng.act", {}, nullptr, &act_generator_},
-      {"actor.params", actor_->params().flat()},
+      {"actor.params", actor_->params().flat(), nullptr, nullptr, /*learned=*/true},
       {"actor.adam.exp_avg", actor_adam_->exp_avg()},
       {"actor.adam.exp_avg_sq", actor_adam_->exp_avg_sq()},
       {"actor.adam.steps", {}, actor_adam_->mutable_steps()},
-      {"critic.params", critic_->params().flat()},
-      {"critic_target.params", critic_target_->params().flat()},
+      {"critic.params", critic_->params().flat(), nullptr, nullptr, /*learned=*/true},
+      {"critic_target.params", critic_target_->params().flat(), nullptr, nullptr, /*learned=*/true},
       {"critic.adam.exp_avg", critic_adam_->exp_avg()},
       {"critic.adam.exp_avg_sq", critic_adam_->exp_avg_sq()},
       {"critic.adam.steps", {}, critic_adam_->mutable_steps()},
@@ -109,6 +109,14 @@ absl::StatusOr<std::string> TwinCriticAgent::SaveState() const {
 }
 
 absl::Status TwinCriticAgent::RestoreState(const std::string& bytes) {
+  return Restore(bytes, /*learned_only=*/false);
+}
+
+absl::Status TwinCriticAgent::InitializeFrom(const std::string& bytes) {
+  return Restore(bytes, /*learned_only=*/true);
+}
+
+absl::Status TwinCriticAgent::Restore(const std::string& bytes, bool learned_only) {
   // framing: everything wrong here is DATA_LOSS
   auto data_loss = [](absl::string_view what) {
     return absl::DataLossError(absl::StrCat("agent checkpoint: ", what));
@@ -167,6 +175,17 @@ absl::Status TwinCriticAgent::RestoreState(const std::string& bytes) {
 
   // check every entry before changing anything
   std::vector<StateEntry> entries = StateEntries();
+  if (learned_only) {
+    std::vector<StateEntry> learned;
+    for (StateEntry& e : entries) {
+      if (e.learned) {
+        learned.push_back(std::move(e));
+      } else {
+        stored.erase(e.name);
+      }
+    }
+    entries = std::move(learned);
+  }
   std::vector<HostTensor> values;
   for (const StateEntry& e : entries) {
     auto it = stored.find(e.name);

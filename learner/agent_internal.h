@@ -57,6 +57,10 @@ struct StateEntry {
   at::Tensor tensor;                   // float32, restored in place
   int64_t* counter = nullptr;          // or an int64 counter
   at::Generator* generator = nullptr;  // or a random stream
+  // A learned quantity (network weights, target networks, SAC's temperature) that
+  // InitializeFrom takes from another agent; optimiser moments, counters and random streams
+  // are not.
+  bool learned = false;
 };
 
 // What SAC and TD3 share: a policy, twin critics with targets, their Adam optimizers, random
@@ -71,6 +75,7 @@ class TwinCriticAgent : public Agent {
                             std::vector<std::pair<std::string, HostTensor>>* weights) const final;
   absl::StatusOr<std::string> SaveState() const final;
   absl::Status RestoreState(const std::string& bytes) final;
+  absl::Status InitializeFrom(const std::string& bytes) final;
   int64_t updates() const final { return updates_; }
   std::string device() const final { return config_.device.str(); }
 
@@ -126,6 +131,8 @@ class TwinCriticAgent : public Agent {
 
  private:
   absl::StatusOr<UpdateStats> RunUpdate(const TransitionBatch& batch, const at::Tensor* noise);
+  // RestoreState, or with `learned_only` InitializeFrom.
+  absl::Status Restore(const std::string& bytes, bool learned_only);
 };
 
 std::unique_ptr<TwinCriticAgent> NewSacAgent(const AgentConfig& config);

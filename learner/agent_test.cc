@@ -379,6 +379,68 @@ TEST(StateTest, MismatchedOrCorruptCheckpointsAreRefusedWithoutChanges) {
   EXPECT_EQ(*sac->SaveState(), before);
 }
 
+TEST_P(StateTest, InitializeFromTakesTheLearnedNetworksAndKeepsFreshOptimisers) {
+  const bool td3 = GetParam();
+  AgentOptions options = Options(td3, 3, 2, {32, 32});
+  auto trained = MustCreate(options);
+  for (int i = 0; i < 6; ++i) ASSERT_TRUE(trained->Update(RandomBatch(16, 3, 2, i)).ok());
+
+  options.seed = 77;
+  auto fresh = MustCreate(options);  // what a new run starts as
+  auto tuned = MustCreate(options);  // the same, then fine-tuned
+  ASSERT_TRUE(tuned->InitializeFrom(*trained->SaveState()).ok());
+  EXPECT_EQ(tuned->updates(), 0);
+  TwinCriticAgent& t = Internals(*tuned);
+  TwinCriticAgent& src = Internals(*trained);
+  TwinCriticAgent& f = Internals(*fresh);
+  EXPECT_TRUE(t.actor().params().flat().equal(src.actor().params().flat()));
+  EXPECT_TRUE(t.critic().params().flat().equal(src.critic().params().flat()));
+  EXPECT_TRUE(t.critic_target().params().flat().equal(src.critic_target().params().flat()));
+  if (td3) {
+    EXPECT_TRUE(t.actor_target()->params().flat().equal(src.actor_target()->params().flat()));
+  }
+  // the policy acts as the trained one does (deterministic: no random stream involved)
+  const at::Tensor obs = at::randn({5, 3});
+  at::Tensor act_tuned, act_trained;
+  tuned->Act(obs, /*deterministic=*/true, &act_tuned);
+  trained->Act(obs, /*deterministic=*/true, &act_trained);
+  EXPECT_TRUE(act_tuned.equal(act_trained));
+  // SAC's temperature comes along: the first update uses the trained α, not α's initial value
+  const TransitionBatch batch = RandomBatch(16, 3, 2, 100);
+  auto s_tuned = tuned->Update(batch);
+  auto s_trained = trained->Update(batch);
+  auto s_fresh = fresh->Update(batch);
+  ASSERT_TRUE(s_tuned.ok() && s_trained.ok() && s_fresh.ok());
+  EXPECT_EQ(s_tuned->alpha, s_trained->alpha);
+  if (!td3) EXPECT_NE(s_tuned->alpha, s_fresh->alpha);
+  // optimisers and counters start fresh: the counter restarted, and the same batch moves the
+  // critics differently from the trained agent's own Adam, which carries momentum
+  EXPECT_EQ(tuned->updates(), 1);
+  EXPECT_FALSE(t.critic().params().flat().equal(src.critic().params().flat()));
+  EXPECT_NE(*tuned->SaveState(), *trained->SaveState());
+}
+
+TEST(StateTest, InitializeFromRefusesMismatchesWithoutChanges) {
+  auto sac = MustCreate(Options(false, 3, 2, {32, 32}));
+  const std::string before = *sac->SaveState();
+  struct Case {
+    std::string bytes;
+    std::string message;
+  };
+  const std::vector<Case> cases = {
+      {"hello", "not an agent checkpoint"},
+      {*MustCreate(Options(true, 3, 2, {32, 32}))->SaveState(), "algorithm td3"},
+      {*MustCreate(Options(false, 3, 2, {64}))->SaveState(), "network hidden_sizes [64]"},
+      {*MustCreate(Options(false, 5, 2, {32, 32}))->SaveState(), "obs_dim 5; this agent has 3"},
+  };
+  for (const Case& c : cases) {
+    absl::Status status = sac->InitializeFrom(c.bytes);
+    EXPECT_FALSE(status.ok());
+    EXPECT_THAT(status.message(), HasSubstr(c.message));
+  }
+  EXPECT_EQ(*sac->SaveState(), before);
+}
+
 // ---- options ----
 
 TEST(OptionsTest, BadValuesNameTheirField) {

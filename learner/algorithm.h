@@ -29,6 +29,7 @@
 #include "ATen/core/Tensor.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
 #include "common/tensor.h"
 #include "proto/actor.pb.h"
 #include "proto/experiment.pb.h"
@@ -129,6 +130,15 @@ class Algorithm {
   // for a state of another shape; nothing changes on error.
   virtual absl::StatusOr<std::string> SaveState() const = 0;
   virtual absl::Status RestoreState(const std::string& bytes) = 0;
+  // Starts a new run from what another run of the same algorithm learned (SaveState bytes of
+  // its checkpoint; AlgorithmSpec.init_from): its networks and temperature, with this run's
+  // fresh optimisers, counters and random streams. Errors as RestoreState; UNIMPLEMENTED for
+  // an algorithm that cannot.
+  virtual absl::Status InitializeFrom(const std::string& bytes) {
+    (void)bytes;
+    return absl::UnimplementedError(
+        absl::StrCat(name(), " cannot start from another experiment's state"));
+  }
 
   // Finished episodes the actors reported (training and evaluation), in arrival order. MCAT
   // chooses its transfer plan from them; the others ignore them.

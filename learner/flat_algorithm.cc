@@ -94,6 +94,9 @@ class AgentAlgorithm final : public Algorithm {
   absl::Status RestoreState(const std::string& bytes) override {
     return agent_->RestoreState(bytes);
   }
+  absl::Status InitializeFrom(const std::string& bytes) override {
+    return agent_->InitializeFrom(bytes);
+  }
   int64_t updates() const override { return agent_->updates(); }
   std::string device() const override { return agent_->device(); }
 

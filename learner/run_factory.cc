@@ -21,6 +21,14 @@ RunFactory MakeRunFactory(RunFactoryOptions options) {
       case v1::ExperimentSpec::KIND_TRAIN: {
         TrainingRunOptions training = options.training;
         training.checkpoint_path = dir + "/checkpoint.bin";
+        if (training.initial_state == nullptr) {
+          training.initial_state = [state_dir = options.state_dir](
+                                       const v1::PolicyRef& ref) -> absl::StatusOr<std::string> {
+            PRL_ASSIGN_OR_RETURN(TrainedCheckpoint trained,
+                                 ReadTrainedCheckpoint(ref, state_dir, "algorithm.init_from"));
+            return std::move(*trained.checkpoint.mutable_agent_state());
+          };
+        }
         return CreateTrainingRun(experiment, context, training);
       }
       case v1::ExperimentSpec::KIND_COLLECT: {
@@ -48,19 +56,16 @@ RunFactory MakeRunFactory(RunFactoryOptions options) {
   };
 }
 
-absl::StatusOr<CollectPolicy> LoadTrainedPolicy(const v1::PolicyRef& ref,
-                                                const TrainingRunOptions& training,
-                                                const std::string& state_dir) {
-  if (training.algorithms == nullptr) {
-    return absl::UnimplementedError("collect.policy: this learner has no algorithms to load with");
-  }
+absl::StatusOr<TrainedCheckpoint> ReadTrainedCheckpoint(const v1::PolicyRef& ref,
+                                                        const std::string& state_dir,
+                                                        absl::string_view path) {
   const bool by_path = ref.has_checkpoint_path();
-  const std::string field =
-      by_path ? "collect.policy.checkpoint_path" : "collect.policy.experiment_id";
-  const std::string checkpoint_path =
-      by_path ? ref.checkpoint_path()
-              : absl::StrCat(state_dir, "/experiments/", ref.experiment_id(), "/checkpoint.bin");
-  absl::StatusOr<std::string> bytes = ReadChecksummedFile(checkpoint_path);
+  const std::string field = absl::StrCat(path, by_path ? ".checkpoint_path" : ".experiment_id");
+  TrainedCheckpoint out;
+  out.path = by_path
+                 ? ref.checkpoint_path()
+                 : absl::StrCat(state_dir, "/experiments/", ref.experiment_id(), "/checkpoint.bin");
+  absl::StatusOr<std::string> bytes = ReadChecksummedFile(out.path);
   if (!bytes.ok()) {
     return absl::Status(
         bytes.status().code(),
@@ -70,17 +75,17 @@ absl::StatusOr<CollectPolicy> LoadTrainedPolicy(const v1::PolicyRef& ref,
                                "experiment of this learner that has run?): ",
                                bytes.status().message()));
   }
-  TrainingCheckpoint checkpoint;
+  TrainingCheckpoint& checkpoint = out.checkpoint;
   if (!checkpoint.ParseFromString(*bytes)) {
     return absl::DataLossError(
-        absl::StrCat(field, ": ", checkpoint_path, " is not a training checkpoint"));
+        absl::StrCat(field, ": ", out.path, " is not a training checkpoint"));
   }
   const std::string id = checkpoint.experiment_id();
   if (!by_path && id != ref.experiment_id()) {
-    return absl::DataLossError(absl::StrCat(field, ": ", checkpoint_path, " belongs to ", id));
+    return absl::DataLossError(absl::StrCat(field, ": ", out.path, " belongs to ", id));
   }
   if (ref.version() != 0 && ref.version() != checkpoint.policy_version()) {
-    return absl::NotFoundError(absl::StrCat("collect.policy.version: ", ref.version(),
+    return absl::NotFoundError(absl::StrCat(path, ".version: ", ref.version(),
                                             " is not available; the checkpoint of ", id,
                                             " holds version ", checkpoint.policy_version(),
                                             " (use 0 or ", checkpoint.policy_version(), ")"));
@@ -92,7 +97,7 @@ absl::StatusOr<CollectPolicy> LoadTrainedPolicy(const v1::PolicyRef& ref,
                         absl::StrCat(field, ": the experiment ", id,
                                      " of the checkpoint: ", record_bytes.status().message()));
   }
-  v1::Experiment record;
+  v1::Experiment& record = out.record;
   if (!record.ParseFromString(*record_bytes)) {
     return absl::DataLossError(absl::StrCat(field, ": ", record_path, " is not an experiment"));
   }
@@ -101,6 +106,22 @@ absl::StatusOr<CollectPolicy> LoadTrainedPolicy(const v1::PolicyRef& ref,
         absl::StrCat(field, ": ", id, " is a ", v1::ExperimentSpec::Kind_Name(record.spec().kind()),
                      " experiment; only KIND_TRAIN experiments have policies"));
   }
+  return out;
+}
+
+absl::StatusOr<CollectPolicy> LoadTrainedPolicy(const v1::PolicyRef& ref,
+                                                const TrainingRunOptions& training,
+                                                const std::string& state_dir) {
+  if (training.algorithms == nullptr) {
+    return absl::UnimplementedError("collect.policy: this learner has no algorithms to load with");
+  }
+  PRL_ASSIGN_OR_RETURN(TrainedCheckpoint trained,
+                       ReadTrainedCheckpoint(ref, state_dir, "collect.policy"));
+  const TrainingCheckpoint& checkpoint = trained.checkpoint;
+  const v1::Experiment& record = trained.record;
+  const std::string& id = checkpoint.experiment_id();
+  const std::string field =
+      ref.has_checkpoint_path() ? "collect.policy.checkpoint_path" : "collect.policy.experiment_id";
   const env_desc::DomainInfo* domain = env_desc::FindDomain(record.spec().env().domain());
   if (domain == nullptr) {
     return absl::DataLossError(absl::StrCat(field, ": ", id, " has no env.domain"));

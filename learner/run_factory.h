@@ -8,6 +8,9 @@
 
 #include <string>
 
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "learner/checkpoint.pb.h"
 #include "learner/collect_run.h"
 #include "learner/experiment_run.h"
 #include "learner/prior_training_run.h"
@@ -16,7 +19,8 @@
 namespace prl::learner {
 
 struct RunFactoryOptions {
-  // Options of every training run; checkpoint_path is set per experiment.
+  // Options of every training run; checkpoint_path is set per experiment, and initial_state,
+  // when unset, to ReadTrainedCheckpoint's agent state under `state_dir`.
   TrainingRunOptions training;
   // Options of TRAIN_PRIOR runs (their model store, dataset store and model factory).
   PriorTrainingRunOptions prior_training;
@@ -30,6 +34,21 @@ struct RunFactoryOptions {
 
 // Errors of the runs it builds: UNIMPLEMENTED naming a kind this learner does not run yet.
 RunFactory MakeRunFactory(RunFactoryOptions options);
+
+// The checkpoint of a TRAIN experiment of this learner that `ref` names (ref.experiment_id, or
+// the experiment whose checkpoint ref.checkpoint_path is) and that experiment's record. Errors
+// name the spec field `path` ("collect.policy", "algorithm.init_from"): NOT_FOUND for an
+// unknown experiment, a missing checkpoint or a version other than the checkpoint's; DATA_LOSS
+// for an unreadable checkpoint or record; FAILED_PRECONDITION for an experiment that is not
+// KIND_TRAIN.
+struct TrainedCheckpoint {
+  std::string path;
+  TrainingCheckpoint checkpoint;
+  v1::Experiment record;
+};
+absl::StatusOr<TrainedCheckpoint> ReadTrainedCheckpoint(const v1::PolicyRef& ref,
+                                                        const std::string& state_dir,
+                                                        absl::string_view path);
 
 // COLLECTOR_POLICY's policy: the policy in the checkpoint of a TRAIN experiment of this
 // learner (collect.policy.experiment_id, or the experiment whose checkpoint

@@ -108,7 +108,7 @@ class SacAgent final : public TwinCriticAgent {
 
   std::vector<StateEntry> StateEntries() override {
     std::vector<StateEntry> entries = TwinCriticAgent::StateEntries();
-    entries.push_back({"log_alpha", log_alpha_});
+    entries.push_back({"log_alpha", log_alpha_, nullptr, nullptr, /*learned=*/true});
     entries.push_back({"alpha.adam.exp_avg", alpha_adam_.exp_avg()});
     entries.push_back({"alpha.adam.exp_avg_sq", alpha_adam_.exp_avg_sq()});
     entries.push_back({"alpha.adam.steps", {}, alpha_adam_.mutable_steps()});

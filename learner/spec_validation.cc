@@ -141,6 +141,9 @@ class SpecChecker {
   void CheckCollect();
   void CheckCollectReplay();
   void CheckCollectPolicy(const v1::CollectSpec& c);
+  // A PolicyRef at `path` ("collect.policy", "algorithm.init_from").
+  void CheckPolicyRef(const v1::PolicyRef& p, absl::string_view path);
+  void CheckInitFrom(const AlgorithmSpec& a);
 
   const ExperimentSpec& spec_;
   ExperimentSpec filled_;
@@ -299,6 +302,7 @@ void SpecChecker::CheckAlgorithm() {
   }
   CheckNetwork(a.network(), out->mutable_network());
   CheckHyperparameters(a, out);
+  CheckInitFrom(a);
 }
 
 void SpecChecker::CheckSac(const v1::SacConfig& c, v1::SacConfig* out) {
@@ -888,32 +892,53 @@ void SpecChecker::CheckCollectPolicy(const v1::CollectSpec& c) {
     }
     return;
   }
-  const v1::PolicyRef& p = c.policy();
+  if (!c.has_policy()) {
+    Bad("collect.policy", "unset",
+        "COLLECTOR_POLICY requires collect.policy.experiment_id or "
+        "collect.policy.checkpoint_path");
+    return;
+  }
+  CheckPolicyRef(c.policy(), "collect.policy");
+}
+
+void SpecChecker::CheckPolicyRef(const v1::PolicyRef& p, absl::string_view path) {
   switch (p.source_case()) {
     case v1::PolicyRef::kExperimentId:
       if (p.experiment_id().empty()) {
-        Bad("collect.policy.experiment_id", "\"\"", "name a TRAIN experiment of this learner");
+        Bad(absl::StrCat(path, ".experiment_id"), "\"\"",
+            "name a TRAIN experiment of this learner");
       }
       if (p.version() < 0) {
-        Bad("collect.policy.version", absl::StrCat(p.version()),
+        Bad(absl::StrCat(path, ".version"), absl::StrCat(p.version()),
             "use a version >= 1, or 0 for the latest");
       }
       break;
     case v1::PolicyRef::kCheckpointPath:
       if (p.checkpoint_path().empty()) {
-        Bad("collect.policy.checkpoint_path", "\"\"",
+        Bad(absl::StrCat(path, ".checkpoint_path"), "\"\"",
             "name a learner checkpoint file (experiments/<id>/checkpoint.bin)");
       }
       if (p.version() != 0) {
-        Bad("collect.policy.version", absl::StrCat(p.version()),
-            "a checkpoint holds one policy: leave it 0 with collect.policy.checkpoint_path");
+        Bad(absl::StrCat(path, ".version"), absl::StrCat(p.version()),
+            absl::StrCat("a checkpoint holds one policy: leave it 0 with ", path,
+                         ".checkpoint_path"));
       }
       break;
     default:
-      Bad("collect.policy", c.has_policy() ? "no source" : "unset",
-          "COLLECTOR_POLICY requires collect.policy.experiment_id or "
-          "collect.policy.checkpoint_path");
+      Bad(path, "no source",
+          absl::StrCat("set ", path, ".experiment_id or ", path, ".checkpoint_path"));
   }
+}
+
+void SpecChecker::CheckInitFrom(const AlgorithmSpec& a) {
+  if (!a.has_init_from()) return;
+  if (a.algorithm_case() != AlgorithmSpec::kSac && a.algorithm_case() != AlgorithmSpec::kTd3) {
+    Bad("algorithm.init_from", "set",
+        absl::StrCat("fine-tuning is for algorithm.sac and algorithm.td3, not algorithm.",
+                     AlgorithmName(a)));
+    return;
+  }
+  CheckPolicyRef(a.init_from(), "algorithm.init_from");
 }
 
 // COLLECT's staging table on the replay shards is a FIFO queue each row leaves once: only its

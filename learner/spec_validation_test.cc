@@ -191,6 +191,20 @@ TEST(SpecValidationTest, EveryBadFieldIsNamedWithItsValue) {
       {"", "evaluation { every_env_steps: -1 }", "evaluation.every_env_steps: -1"},
       {"", "evaluation { episodes: 10001 }", "evaluation.episodes: 10001"},
       {"", "evaluation { episodes: -1 }", "evaluation.episodes: -1"},
+      // fine-tuning
+      {"", "algorithm { init_from { } }", "algorithm.init_from: no source"},
+      {"", "algorithm { init_from { experiment_id: '' } }",
+       "algorithm.init_from.experiment_id: \"\""},
+      {"", "algorithm { init_from { experiment_id: 'exp-1' version: -1 } }",
+       "algorithm.init_from.version: -1"},
+      {"", "algorithm { init_from { checkpoint_path: '/c' version: 2 } }",
+       "algorithm.init_from.version: 2"},
+      {"algorithm",
+       "algorithm { mcat { train_tasks { armature_scale: 0.5 } train_tasks { armature_scale: 1.5 } "
+       "test_tasks { armature_scale: 1 } } "
+       "init_from { experiment_id: 'exp-1' } }",
+       "algorithm.init_from: set is not allowed; fine-tuning is for algorithm.sac and "
+       "algorithm.td3, not algorithm.mcat"},
       // parts of other kinds
       {"", "collect { collector: COLLECTOR_RANDOM }", "collect: set with KIND_TRAIN"},
       {"", "prior_training {}", "prior_training: set with KIND_TRAIN"},
@@ -283,6 +297,22 @@ TEST(SpecValidationTest, McatIsFilledWithItsDefaults) {
   EXPECT_EQ(filled->algorithm().discount(), 0.99);
   EXPECT_EQ(filled->algorithm().tau(), 0.005);
   EXPECT_EQ(m.train_tasks_size(), 2);
+}
+
+TEST(SpecValidationTest, InitFromIsKeptAsGiven) {
+  for (const char* overlay :
+       {"algorithm { init_from { experiment_id: 'exp-000001' } warmup_env_steps: -1 }",
+        "algorithm { init_from { experiment_id: 'exp-000001' version: 7 } }",
+        "algorithm { td3 {} init_from { checkpoint_path: 'state/experiments/exp-1/checkpoint.bin' "
+        "} }"}) {
+    SCOPED_TRACE(overlay);
+    const v1::ExperimentSpec spec = Spec("", overlay);
+    absl::StatusOr<v1::ExperimentSpec> filled = ValidateAndFillSpec(spec);
+    ASSERT_TRUE(filled.ok()) << filled.status();
+    EXPECT_TRUE(
+        MessageDifferencer::Equals(filled->algorithm().init_from(), spec.algorithm().init_from()));
+    ExpectIdempotent(spec);
+  }
 }
 
 TEST(SpecValidationTest, InvalidArgumentWinsOverUnimplemented) {

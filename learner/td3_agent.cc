@@ -84,7 +84,8 @@ class Td3Agent final : public TwinCriticAgent {
 
   std::vector<StateEntry> StateEntries() override {
     std::vector<StateEntry> entries = TwinCriticAgent::StateEntries();
-    entries.push_back({"actor_target.params", actor_target_.params().flat()});
+    entries.push_back(
+        {"actor_target.params", actor_target_.params().flat(), nullptr, nullptr, /*learned=*/true});
     entries.push_back({"actor_updates", {}, &actor_updates_});
     return entries;
   }

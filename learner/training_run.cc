@@ -177,6 +177,8 @@ class TrainingRun final : public ExperimentRun, public ActorEventSink {
  private:
   absl::Status Setup();
   absl::Status Restore();
+  // AlgorithmSpec.init_from: the algorithm starts from the source experiment's networks.
+  absl::Status InitializeFromSource();
   absl::Status Checkpoint();
   // Reserves policy versions up to at least `version` on disk.
   absl::Status ReserveVersions(int64_t version);
@@ -319,6 +321,7 @@ absl::Status TrainingRun::Restore() {
       start_message_ = absl::StrCat(
           "restarted without a checkpoint; policy versions continue after v", policy_version_);
     }
+    if (spec_.algorithm().has_init_from()) return InitializeFromSource();
     return absl::OkStatus();
   }
   PRL_ASSIGN_OR_RETURN(std::string bytes, ReadChecksummedFile(options_.checkpoint_path));
@@ -343,6 +346,25 @@ absl::Status TrainingRun::Restore() {
   start_message_ =
       absl::StrCat("resumed from the checkpoint at ", env_steps_, " env steps, ", updates_,
                    " updates (policy versions continue after v", policy_version_, ")");
+  PRL_LOG(INFO) << experiment_.id() << ": " << start_message_;
+  return absl::OkStatus();
+}
+
+absl::Status TrainingRun::InitializeFromSource() {
+  const v1::PolicyRef& ref = spec_.algorithm().init_from();
+  if (options_.initial_state == nullptr) {
+    return absl::FailedPreconditionError(
+        "algorithm.init_from: this learner cannot read other experiments' checkpoints");
+  }
+  PRL_ASSIGN_OR_RETURN(std::string bytes, options_.initial_state(ref));
+  absl::Status initialized = algorithm_->InitializeFrom(bytes);
+  if (!initialized.ok()) {
+    return absl::Status(initialized.code(),
+                        absl::StrCat("algorithm.init_from: ", initialized.message()));
+  }
+  const std::string source = ref.has_experiment_id() ? ref.experiment_id() : ref.checkpoint_path();
+  start_message_ = absl::StrCat(start_message_, start_message_.empty() ? "" : "; ",
+                                "started from the networks of ", source);
   PRL_LOG(INFO) << experiment_.id() << ": " << start_message_;
   return absl::OkStatus();
 }

@@ -73,6 +73,9 @@ struct TrainingRunOptions {
   LearnerMetrics* metrics = nullptr;
   // Where the run's checkpoint lives (ExperimentStore::CheckpointPath).
   std::string checkpoint_path;
+  // The agent state (Algorithm::SaveState bytes) AlgorithmSpec.init_from names; errors name
+  // the field. Unset: a spec with init_from fails to start.
+  std::function<absl::StatusOr<std::string>(const v1::PolicyRef&)> initial_state;
   // --learner_device: auto, cpu, cuda, cuda:N; the spec's resources.learner_device wins.
   std::string device = "auto";
   // Torch intra-op threads for updates (0 leaves Torch's default).

@@ -13,8 +13,10 @@
 
 #include "ATen/ATen.h"
 #include "absl/synchronization/mutex.h"
+#include "common/checksummed_file.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "learner/checkpoint.pb.h"
 #include "learner/spec_validation.h"
 #include "prometheus/registry.h"
 
@@ -174,6 +176,7 @@ class TrainingRunTest : public ::testing::Test {
     options.checkpoint_path = checkpoint_path_;
     options.device = "cpu";
     options.publish_every_updates = 10;
+    options.initial_state = initial_state_;
     options.feed_factory =
         [&](const FeedRequest& request) -> absl::StatusOr<std::unique_ptr<BatchFeed>> {
       auto feed = std::make_unique<FakeFeed>(request);
@@ -232,6 +235,7 @@ class TrainingRunTest : public ::testing::Test {
   LearnerMetrics metrics_{prom_};
   FakeContext context_;
   absl::Status feed_error_;
+  std::function<absl::StatusOr<std::string>(const v1::PolicyRef&)> initial_state_;
   FakeFeed* feed_ = nullptr;
   int64_t feed_calls_ = 0;
   bool feed_stopped_ = false;
@@ -295,6 +299,77 @@ TEST_F(TrainingRunTest, ACheckpointOfAnotherExperimentIsRefused) {
   const ExperimentRun::Result result = RunSpec(SmallSacSpec(), nullptr, "exp-2");
   EXPECT_EQ(result.state, v1::EXPERIMENT_STATE_FAILED);
   EXPECT_THAT(result.reason, HasSubstr("belongs to exp-1, not exp-2"));
+}
+
+TEST_F(TrainingRunTest, InitFromStartsANewRunFromAnotherRunsNetworks) {
+  ASSERT_EQ(RunSpec(SmallSacSpec(), nullptr, "exp-1").state, v1::EXPERIMENT_STATE_SUCCEEDED);
+  absl::StatusOr<std::shared_ptr<const v1::Policy>> source =
+      policies_->Wait("exp-1", 0, absl::InfinitePast());
+  ASSERT_TRUE(source.ok()) << source.status();
+  // the source's agent state, as the run factory reads it from exp-1's checkpoint
+  std::vector<v1::PolicyRef> asked;
+  absl::StatusOr<std::string> file = ReadChecksummedFile(checkpoint_path_);
+  ASSERT_TRUE(file.ok()) << file.status();
+  TrainingCheckpoint checkpoint;
+  ASSERT_TRUE(checkpoint.ParseFromString(*file));
+  const std::string bytes = checkpoint.agent_state();
+  std::remove(checkpoint_path_.c_str());
+  std::remove((checkpoint_path_ + ".versions").c_str());
+  initial_state_ = [&](const v1::PolicyRef& ref) -> absl::StatusOr<std::string> {
+    asked.push_back(ref);
+    return bytes;
+  };
+
+  v1::ExperimentSpec spec = SmallSacSpec();
+  spec.mutable_algorithm()->mutable_init_from()->set_experiment_id("exp-1");
+  spec.mutable_algorithm()->set_seed(99);  // other initial weights, were they used
+  std::shared_ptr<const v1::Policy> first;
+  const ExperimentRun::Result result = RunSpec(
+      spec,
+      [&](ExperimentRun*, int64_t call) {
+        if (call == 1) first = *policies_->Wait("exp-2", 1, absl::InfinitePast());
+      },
+      "exp-2");
+  ASSERT_EQ(result.state, v1::EXPERIMENT_STATE_SUCCEEDED) << result.reason;
+  ASSERT_EQ(asked.size(), 1u);
+  EXPECT_EQ(asked[0].experiment_id(), "exp-1");
+  // exp-2's first policy, published before its first update, is exp-1's last
+  ASSERT_NE(first, nullptr);
+  EXPECT_EQ(first->version(), 1);
+  ASSERT_EQ(first->weights_size(), (*source)->weights_size());
+  for (int i = 0; i < first->weights_size(); ++i) {
+    EXPECT_EQ(first->weights(i).SerializeAsString(), (*source)->weights(i).SerializeAsString())
+        << first->weights(i).name();
+  }
+  EXPECT_EQ(context_.progress().updates(), 30);  // counters start over
+  EXPECT_THAT(context_.progress().message(), HasSubstr("started from the networks of exp-1"));
+}
+
+TEST_F(TrainingRunTest, InitFromFailuresFailTheRunNamingTheField) {
+  v1::ExperimentSpec spec = SmallSacSpec();
+  spec.mutable_algorithm()->mutable_init_from()->set_experiment_id("exp-0");
+  initial_state_ = [](const v1::PolicyRef&) -> absl::StatusOr<std::string> {
+    return absl::NotFoundError("algorithm.init_from.experiment_id: exp-0 has no checkpoint");
+  };
+  ExperimentRun::Result result = RunSpec(spec);
+  EXPECT_EQ(result.state, v1::EXPERIMENT_STATE_FAILED);
+  EXPECT_THAT(result.reason, HasSubstr("algorithm.init_from.experiment_id: exp-0"));
+
+  // a source with another network
+  v1::ExperimentSpec wide = SmallSacSpec();
+  wide.mutable_algorithm()->mutable_network()->set_hidden_sizes(0, 32);
+  ASSERT_EQ(RunSpec(wide, nullptr, "exp-0").state, v1::EXPERIMENT_STATE_SUCCEEDED);
+  TrainingCheckpoint checkpoint;
+  ASSERT_TRUE(checkpoint.ParseFromString(*ReadChecksummedFile(checkpoint_path_)));
+  std::remove(checkpoint_path_.c_str());
+  std::remove((checkpoint_path_ + ".versions").c_str());
+  initial_state_ = [&](const v1::PolicyRef&) -> absl::StatusOr<std::string> {
+    return checkpoint.agent_state();
+  };
+  result = RunSpec(spec);
+  EXPECT_EQ(result.state, v1::EXPERIMENT_STATE_FAILED);
+  EXPECT_THAT(result.reason, HasSubstr("algorithm.init_from: agent checkpoint is for network "
+                                       "hidden_sizes [32, 16]"));
 }
 
 TEST_F(TrainingRunTest, ActorReportsMakeTheCurveAndTheEnvStepStop) {
