@@ -3,10 +3,12 @@
 # policy that runs forward, used to learn to run backward.
 #
 #   1. SAC on run_forward (examples/cheetah_sac_small.textproto: 64x64 nets) for --forward_steps;
-#   2. COLLECT with that policy (stochastic, --episodes episodes of 1,000 steps on run_forward)
-#      into the learner's dataset store as "cheetah-forward";
+#   2. COLLECT with that policy (stochastic, plus Gaussian --action_noise when set; --episodes
+#      episodes of 1,000 steps on run_forward) into the learner's dataset store as
+#      "cheetah-forward" ("cheetah-forward-noise<N>" with noise);
 #   3. TRAIN_PRIOR: the latent-SAC action generator, a horizon-1 CVAE g(a | s, z) with an
-#      N(0, I) prior (latent = action dim 6), as "cheetah-cvae";
+#      N(0, I) prior (latent = action dim 6) and KL weight --beta, as
+#      "cheetah-cvae-beta<B>[-noise<N>]";
 #   4. on run_backward, per seed: latent_sac (SAC over z, actions decoded through the CVAE;
 #      the `parrot` algorithm with a horizon-1 CVAE prior), SAC from scratch and sac_finetune
 #      (SAC started from the forward run's networks, algorithm.init_from, acting with that
@@ -15,11 +17,12 @@
 #      steps at which the evaluation return first reached --target.
 #
 #   bench/cheetah_transfer.sh [--seeds 1,2] [--max_env_steps N] [--forward_steps N]
-#                             [--episodes N] [--beta B] [--target R] [--methods LIST]
+#                             [--episodes N] [--action_noise N] [--beta B] [--target R]
+#                             [--methods LIST]
 #                             [--state_dir DIR] [--out PREFIX] [--cluster cluster.env]
 #
 # Defaults: seeds 1, 100,000 env steps per transfer run, 100,000 forward steps, 100 episodes,
-# beta 1e-3, target 2,000, methods latent_sac,sac,sac_finetune, state in state/cheetah_transfer. Steps 1-3 are
+# no action noise, beta 0.001, target 2,000, methods latent_sac,sac,sac_finetune, state in state/cheetah_transfer. Steps 1-3 are
 # skipped when their result exists in the state directory (the cluster keeps it).
 set -euo pipefail
 
@@ -28,6 +31,7 @@ seeds="1"
 max_env_steps=100000
 forward_steps=100000
 episodes=100
+action_noise=0
 beta=0.001
 target=2000
 methods="latent_sac,sac,sac_finetune"
@@ -41,13 +45,14 @@ while [[ $# -gt 0 ]]; do
     --max_env_steps) max_env_steps="$2"; shift 2 ;;
     --forward_steps) forward_steps="$2"; shift 2 ;;
     --episodes) episodes="$2"; shift 2 ;;
+    --action_noise) action_noise="$2"; shift 2 ;;
     --beta) beta="$2"; shift 2 ;;
     --target) target="$2"; shift 2 ;;
     --methods) methods="$2"; shift 2 ;;
     --state_dir) state_dir="$2"; shift 2 ;;
     --out) out="$2"; shift 2 ;;
     --cluster) cluster_env="$2"; shift 2 ;;
-    -h | --help) sed -n '2,24p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,28p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "cheetah_transfer: unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -79,8 +84,14 @@ if [[ ! -s "${forward_id_file}" ]]; then
 fi
 forward_id="$(cat "${forward_id_file}")"
 
-# 2. its data
-if ! "${prlctl[@]}" datasets cheetah-forward >/dev/null 2>&1; then
+# 2. its data, and 3. the generator: named after the settings that make them
+dataset="cheetah-forward"
+model="cheetah-cvae-beta${beta}"
+if [[ "${action_noise}" != "0" ]]; then
+  dataset+="-noise${action_noise}"
+  model+="-noise${action_noise}"
+fi
+if ! "${prlctl[@]}" datasets "${dataset}" >/dev/null 2>&1; then
   cat >"${state_dir}/cheetah-collect.textproto" <<EOF
 name: "cheetah-collect"
 kind: KIND_COLLECT
@@ -91,25 +102,26 @@ collect {
   collector: COLLECTOR_POLICY
   policy { experiment_id: "${forward_id}" }
   num_episodes: ${episodes}
-  output_dataset: "cheetah-forward"
+  action_noise: ${action_noise}
+  output_dataset: "${dataset}"
 }
 EOF
   id="$("${prlctl[@]}" submit "${state_dir}/cheetah-collect.textproto")"
-  echo "collecting cheetah-forward with ${forward_id}'s policy: ${id}"
+  echo "collecting ${dataset} with ${forward_id}'s policy: ${id}"
   follow "${id}" 24h
   succeeded "${id}" || { echo "cheetah_transfer: the collection ${id} did not succeed" >&2; exit 1; }
 fi
 
 # 3. the action generator
-if [[ ! -d "${state_dir}/learner/models/cheetah-cvae" ]]; then
-  cat >"${state_dir}/cheetah-cvae.textproto" <<EOF
-name: "cheetah-cvae"
+if [[ ! -d "${state_dir}/learner/models/${model}" ]]; then
+  cat >"${state_dir}/${model}.textproto" <<EOF
+name: "${model}"
 kind: KIND_TRAIN_PRIOR
 description: "latent-SAC action generator for bench/cheetah_transfer.sh"
 prior_training {
   kind: PRIOR_KIND_CVAE
-  dataset: "cheetah-forward"
-  output_model: "cheetah-cvae"
+  dataset: "${dataset}"
+  output_model: "${model}"
   horizon: 1
   latent_dim: 6
   beta: ${beta}
@@ -118,19 +130,20 @@ prior_training {
   seed: 1
 }
 EOF
-  id="$("${prlctl[@]}" submit "${state_dir}/cheetah-cvae.textproto")"
-  echo "training cheetah-cvae: ${id}"
+  id="$("${prlctl[@]}" submit "${state_dir}/${model}.textproto")"
+  echo "training ${model}: ${id}"
   follow "${id}" 24h
   succeeded "${id}" || { echo "cheetah_transfer: prior training ${id} did not succeed" >&2; exit 1; }
 fi
 
 # 4. run_backward: the same agent settings as cheetah_sac_small, latent or flat
 backward_spec() {  # METHOD
-  local algorithm prior="" warmup=5000
+  local algorithm prior="" warmup=5000 label="$1"
   case "$1" in
     latent_sac)
       algorithm="parrot {}"  # the policy starts as the prior N(0, I)
-      prior='prior { name: "cheetah-cvae" version: 0 }'
+      prior="prior { name: \"${model}\" version: 0 }"
+      label="latent_sac-${model#cheetah-cvae-}"
       ;;
     sac) algorithm="sac {}" ;;
     sac_finetune)
@@ -147,7 +160,7 @@ backward_spec() {  # METHOD
 name: "cheetah-backward-$1"
 kind: KIND_TRAIN
 description: "$1 on cheetah run_backward for bench/cheetah_transfer.sh"
-labels { key: "method" value: "$1" }
+labels { key: "method" value: "${label}" }
 env { domain: DOMAIN_CHEETAH task: "run_backward" seed: 1 }
 algorithm {
   ${algorithm}

@@ -41,9 +41,11 @@
 #include "proto/experiment.grpc.pb.h"
 #include "proto/prior.grpc.pb.h"
 
-ABSL_FLAG(std::string, learner, "127.0.0.1:50052", "Address of prl_learner (HOST:PORT).");
-ABSL_FLAG(std::string, prior_server, "127.0.0.1:50053",
-          "Address of prl_prior_server (HOST:PORT) for models, load-model, unload-model.");
+ABSL_FLAG(std::string, learner, "",
+          "Address of prl_learner (HOST:PORT); empty: $PRL_LEARNER, else 127.0.0.1:50052.");
+ABSL_FLAG(std::string, prior_server, "",
+          "Address of prl_prior_server (HOST:PORT) for models, load-model, unload-model; empty: "
+          "$PRL_PRIOR_SERVER (a local cluster's cluster.env sets it), else 127.0.0.1:50053.");
 ABSL_FLAG(int64_t, version, 0,
           "load-model: the version to load (from the server's directory; 0: the newest) or to "
           "register FILE as (0: one more than the newest known).");
@@ -94,6 +96,17 @@ int Fail(const absl::Status& status, absl::string_view what) {
   std::cerr << "prlctl: " << what << ": " << absl::StatusCodeToString(status.code()) << ": "
             << status.message() << "\n";
   return status.code() == absl::StatusCode::kInvalidArgument ? 2 : 1;
+}
+
+// A flag's address, else the environment variable's, else the default.
+std::string AddressOf(const std::string& flag, const char* env_name, const char* fallback) {
+  if (!flag.empty()) return flag;
+  const char* env = std::getenv(env_name);
+  return env != nullptr && *env != '\0' ? std::string(env) : std::string(fallback);
+}
+
+std::string LearnerAddress() {
+  return AddressOf(absl::GetFlag(FLAGS_learner), "PRL_LEARNER", "127.0.0.1:50052");
 }
 
 absl::StatusOr<std::shared_ptr<grpc::Channel>> Connect(const std::string& address) {
@@ -155,7 +168,7 @@ int Unary(absl::string_view what,
           grpc::Status (v1::ExperimentService::Stub::*method)(grpc::ClientContext*, const Request&,
                                                               Response*),
           const Request& request, Response* response) {
-  auto channel = Connect(absl::GetFlag(FLAGS_learner));
+  auto channel = Connect(LearnerAddress());
   if (!channel.ok()) return Fail(channel.status(), what);
   auto call = Call(absl::GetFlag(FLAGS_timeout));
   if (!call.ok()) return Fail(call.status(), what);
@@ -165,7 +178,7 @@ int Unary(absl::string_view what,
   grpc::Status status = ((*stub).*method)(&context, request, response);
   if (!status.ok()) {
     return Fail(FromGrpcStatus(status),
-                absl::StrCat(what, " (learner ", absl::GetFlag(FLAGS_learner), ")"));
+                absl::StrCat(what, " (learner ", LearnerAddress(), ")"));
   }
   return 0;
 }
@@ -176,7 +189,8 @@ int PriorUnary(absl::string_view what,
                grpc::Status (v1::PriorService::Stub::*method)(grpc::ClientContext*, const Request&,
                                                               Response*),
                const Request& request, Response* response) {
-  const std::string address = absl::GetFlag(FLAGS_prior_server);
+  const std::string address =
+      AddressOf(absl::GetFlag(FLAGS_prior_server), "PRL_PRIOR_SERVER", "127.0.0.1:50053");
   auto channel = Connect(address);
   if (!channel.ok()) return Fail(channel.status(), what);
   auto call = Call(absl::GetFlag(FLAGS_timeout));
@@ -340,7 +354,7 @@ void PrintProgressLine(const v1::Experiment& e) {
 }
 
 int Watch(const std::string& id) {
-  auto channel = Connect(absl::GetFlag(FLAGS_learner));
+  auto channel = Connect(LearnerAddress());
   if (!channel.ok()) return Fail(channel.status(), "watch");
   auto call = Call(absl::GetFlag(FLAGS_watch_timeout));
   if (!call.ok()) return Fail(call.status(), "watch");
@@ -417,7 +431,7 @@ int Plot(const std::vector<std::string>& ids) {
   // python3-matplotlib), then whatever python3 is on PATH
   std::string python = "python3";
   const char* env_python = std::getenv("PRL_PYTHON");
-  for (const std::string candidate :
+  for (const std::string& candidate :
        {std::string(env_python != nullptr ? env_python : ""), std::string("/usr/bin/python3")}) {
     if (candidate.empty()) continue;
     const std::string probe =
