@@ -177,8 +177,7 @@ int Unary(absl::string_view what,
   PrepareContext(*call, &context);
   grpc::Status status = ((*stub).*method)(&context, request, response);
   if (!status.ok()) {
-    return Fail(FromGrpcStatus(status),
-                absl::StrCat(what, " (learner ", LearnerAddress(), ")"));
+    return Fail(FromGrpcStatus(status), absl::StrCat(what, " (learner ", LearnerAddress(), ")"));
   }
   return 0;
 }
