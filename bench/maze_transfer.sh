@@ -22,6 +22,9 @@
 #   --actors N           actor processes [2]
 #   --out PREFIX         writes PREFIX.csv, PREFIX.png [state/maze_transfer/maze_transfer]
 #   --state_dir DIR      cluster state, dataset and specs [state/maze_transfer]
+#   --discount G         per-step discount of the methods that decide every step (parrot,
+#                        sac) instead of the specs' 0.99, labelled METHOD-gG; 0.999 gives them
+#                        the horizon spirl and eap have with 0.99 per 10-step decision
 #   --maze ROWSxCOLS:SEED  the new task's maze: a random layout (MazeSpec.random) of that size
 #                        and seed, start and goal its own, instead of the specs' fixed 7x9 maze
 #   --cluster ENV        use the running cluster ENV (a cluster.env) instead of starting one;
@@ -39,6 +42,7 @@ state_dir=""
 out=""
 cluster_env=""
 maze=""
+discount=""
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --seeds) seeds="$2"; shift 2 ;;
@@ -51,7 +55,8 @@ while [[ $# -gt 0 ]]; do
     --state_dir) state_dir="$2"; shift 2 ;;
     --cluster) cluster_env="$2"; shift 2 ;;
     --maze) maze="$2"; shift 2 ;;
-    -h | --help) sed -n '2,29p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --discount) discount="$2"; shift 2 ;;
+    -h | --help) sed -n '2,32p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "maze_transfer: unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -159,6 +164,14 @@ for method in ${methods//,/ }; do
     grep -q "random { rows" "${state_dir}/maze_${method}.textproto" ||
       { echo "maze_transfer: could not set the maze of ${spec}" >&2; exit 2; }
     spec="${state_dir}/maze_${method}.textproto"
+  fi
+  if [[ -n "${discount}" && ("${method}" == parrot || "${method}" == sac) ]]; then
+    sed -e "s/^  discount: .*/  discount: ${discount}/" \
+      -e "s/key: \"method\" value: \"${method}\"/key: \"method\" value: \"${method}-g${discount}\"/" \
+      "${spec}" >"${state_dir}/maze_${method}_g${discount}.textproto"
+    grep -q "^  discount: ${discount}$" "${state_dir}/maze_${method}_g${discount}.textproto" ||
+      { echo "maze_transfer: could not set the discount of ${spec}" >&2; exit 2; }
+    spec="${state_dir}/maze_${method}_g${discount}.textproto"
   fi
   for seed in ${seeds//,/ }; do
     args=(--seed="${seed}")

@@ -1,22 +1,29 @@
-// prior_coverage: is a trained skill prior useful for exploration? On a random point maze
-// (typically one held out of the prior's training data), counts the distinct maze cells a
-// rollout visits in --steps env steps under two policies, per seed:
+// prior_coverage: is a trained prior useful for exploration? On a random point maze (typically
+// one held out of the prior's training data), counts the distinct maze cells a rollout visits in
+// --steps env steps under each policy, per seed:
 //
 //   random  a uniform action in [-1, 1]² every step;
+//   held    a uniform action held for H steps (H = the skill model's horizon): random actions
+//           with the skills' temporal extent, a structure-free baseline for them;
 //   prior   SPiRL's prior-guided exploration: every H steps z ~ p(z | s) from the skill prior,
-//           then each step a = clamp(Decode(s, z), -1, 1) (the closed-loop decoder).
+//           then each step a = clamp(Decode(s, z), -1, 1) (the closed-loop decoder);
+//   flow    with --flow: PARROT's prior-only exploration, z ~ N(0, I) every step and
+//           a = f(z; s) through the state-conditioned flow (what a parrot policy does before it
+//           has learned anything).
 //
 // Episodes restart where the env ends them, at the start cell the env chooses. Prints the cells
-// per seed, mean ± std over seeds and the ratio prior/random; --output writes the rows as CSV.
+// per seed, mean ± std over seeds and the ratios to random; --output writes the rows as CSV.
 //
-//   prior_coverage --model=state/learner/models/maze-skills/v1.prl --maze_rows=10
-//       --maze_cols=10 --maze_seed=7 --steps=1000 --seeds=3 --output=coverage.csv
+//   prior_coverage --model=state/learner/models/maze-skills/v1.prl
+//       [--flow=state/learner/models/maze-flow/v1.prl] --maze_rows=10 --maze_cols=10
+//       --maze_seed=7 --steps=1000 --seeds=3 --output=coverage.csv
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <fstream>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -35,10 +42,13 @@
 #include "env_desc/env_spec.h"
 #include "env_desc/maze.h"
 #include "models/artifact.h"
+#include "models/real_nvp.h"
 #include "models/skill_model.h"
 #include "proto/experiment.pb.h"
 
 ABSL_FLAG(std::string, model, "", "Skill-model artifact (a SKILL_VAE .prl file). Required.");
+ABSL_FLAG(std::string, flow, "",
+          "Optional flow artifact (a REAL_NVP_FLOW .prl file) for the \"flow\" policy.");
 ABSL_FLAG(int, maze_rows, 10, "Rows of the random maze, border included (4..64).");
 ABSL_FLAG(int, maze_cols, 10, "Columns of the random maze, border included (4..64).");
 ABSL_FLAG(uint64_t, maze_seed, 7, "Seed of the random maze; keep it outside the dataset's.");
@@ -67,6 +77,52 @@ class RandomPolicy final : public Policy {
   }
 
  private:
+  std::mt19937_64 rng_;
+};
+
+// Uniform actions in [-1, 1], each held for `horizon` steps.
+class HeldRandomPolicy final : public Policy {
+ public:
+  HeldRandomPolicy(int64_t horizon, uint64_t seed) : horizon_(horizon), rng_(seed) {}
+  absl::Status Act(int64_t t, const std::vector<float>&, std::vector<float>* act) override {
+    if (t % horizon_ == 0 || held_.size() != act->size()) {
+      std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
+      held_.resize(act->size());
+      for (float& a : held_) a = uniform(rng_);
+    }
+    *act = held_;
+    return absl::OkStatus();
+  }
+
+ private:
+  const int64_t horizon_;
+  std::mt19937_64 rng_;
+  std::vector<float> held_;
+};
+
+// PARROT before learning: a = f(z; s) with a fresh z ~ N(0, I) every step. Borrows the flow.
+class FlowPriorPolicy final : public Policy {
+ public:
+  FlowPriorPolicy(const models::RealNvpFlow& flow, uint64_t seed) : flow_(flow), rng_(seed) {}
+
+  absl::Status Act(int64_t, const std::vector<float>& obs, std::vector<float>* act) override {
+    at::Tensor s = at::from_blob(const_cast<float*>(obs.data()),
+                                 {1, static_cast<int64_t>(obs.size())}, at::kFloat)
+                       .clone();
+    at::Tensor z = at::empty({1, static_cast<int64_t>(act->size())}, at::kFloat);
+    std::normal_distribution<float> normal;
+    for (size_t j = 0; j < act->size(); ++j) z.data_ptr<float>()[j] = normal(rng_);
+    at::NoGradGuard no_grad;
+    PRL_ASSIGN_OR_RETURN(models::RealNvpFlow::Result a, flow_.Forward(z, s));
+    const at::Tensor value = a.value.cpu().contiguous();
+    for (size_t i = 0; i < act->size(); ++i) {
+      (*act)[i] = std::clamp(value.data_ptr<float>()[i], -1.0f, 1.0f);
+    }
+    return absl::OkStatus();
+  }
+
+ private:
+  const models::RealNvpFlow& flow_;
   std::mt19937_64 rng_;
 };
 
@@ -160,6 +216,17 @@ absl::Status Main() {
   PRL_ASSIGN_OR_RETURN(models::ModelArtifact artifact, models::ReadModelArtifact(model_path));
   PRL_ASSIGN_OR_RETURN(std::unique_ptr<models::SkillModel> model,
                        models::SkillModel::FromArtifact(artifact));
+  std::unique_ptr<models::RealNvpFlow> flow;
+  if (const std::string flow_path = absl::GetFlag(FLAGS_flow); !flow_path.empty()) {
+    PRL_ASSIGN_OR_RETURN(models::ModelArtifact flow_artifact, models::ReadModelArtifact(flow_path));
+    absl::StatusOr<std::unique_ptr<models::RealNvpFlow>> loaded =
+        models::RealNvpFlow::FromArtifact(flow_artifact, at::kCPU);
+    if (!loaded.ok()) {
+      return absl::Status(loaded.status().code(),
+                          absl::StrCat("--flow ", flow_path, ": ", loaded.status().message()));
+    }
+    flow = *std::move(loaded);
+  }
 
   v1::EnvSpec spec;
   spec.set_domain(v1::EnvSpec::DOMAIN_POINT_MAZE);
@@ -183,34 +250,37 @@ absl::Status Main() {
             << maze.layout() << "\n";
 
   std::string csv = "seed,policy,steps,cells,free_cells,episodes\n";
-  std::vector<double> random_cells, prior_cells;
+  std::vector<std::string> names = {"random", "held", "prior"};
+  if (flow != nullptr) names.push_back("flow");
+  std::vector<std::vector<double>> cells(names.size());
   for (int seed = 0; seed < seeds; ++seed) {
     RandomPolicy random_policy(seed);
+    HeldRandomPolicy held_policy(model->horizon(), seed);
     SkillPriorPolicy prior_policy(*model, seed);
-    struct Arm {
-      const char* name;
-      Policy* policy;
-      std::vector<double>* cells;
-    };
-    for (const Arm& arm : {Arm{"random", &random_policy, &random_cells},
-                           Arm{"prior", &prior_policy, &prior_cells}}) {
-      std::unique_ptr<actor::Env> env = factory->Make(seed);  // same start for both policies
-      PRL_ASSIGN_OR_RETURN(Coverage c, Rollout(*env, maze, *arm.policy, steps));
-      arm.cells->push_back(c.cells);
-      std::cout << absl::StrFormat("seed %d  %-6s  %3d cells  (%d episodes)\n", seed, arm.name,
+    std::optional<FlowPriorPolicy> flow_policy;
+    if (flow != nullptr) flow_policy.emplace(*flow, seed);
+    std::vector<Policy*> policies = {&random_policy, &held_policy, &prior_policy};
+    if (flow_policy.has_value()) policies.push_back(&*flow_policy);
+    for (size_t i = 0; i < policies.size(); ++i) {
+      std::unique_ptr<actor::Env> env = factory->Make(seed);  // same start for every policy
+      PRL_ASSIGN_OR_RETURN(Coverage c, Rollout(*env, maze, *policies[i], steps));
+      cells[i].push_back(c.cells);
+      std::cout << absl::StrFormat("seed %d  %-6s  %3d cells  (%d episodes)\n", seed, names[i],
                                    c.cells, c.episodes);
-      absl::StrAppendFormat(&csv, "%d,%s,%d,%d,%d,%d\n", seed, arm.name, steps, c.cells,
+      absl::StrAppendFormat(&csv, "%d,%s,%d,%d,%d,%d\n", seed, names[i], steps, c.cells,
                             maze.free_cells().size(), c.episodes);
     }
   }
-  double random_mean, random_std, prior_mean, prior_std;
-  MeanStd(random_cells, &random_mean, &random_std);
-  MeanStd(prior_cells, &prior_mean, &prior_std);
-  std::cout << absl::StrFormat(
-      "cells per %d steps (mean ± sample std over %d seeds): random %.1f ± %.1f, prior %.1f ± "
-      "%.1f, ratio prior/random %.2f\n",
-      steps, seeds, random_mean, random_std, prior_mean, prior_std,
-      random_mean > 0 ? prior_mean / random_mean : 0.0);
+  std::cout << absl::StrFormat("cells per %d steps (mean ± sample std over %d seeds):\n", steps,
+                               seeds);
+  double random_mean = 0;
+  for (size_t i = 0; i < names.size(); ++i) {
+    double mean, std;
+    MeanStd(cells[i], &mean, &std);
+    if (i == 0) random_mean = mean;
+    std::cout << absl::StrFormat("  %-6s %5.1f ± %4.1f   ratio to random %.2f\n", names[i], mean,
+                                 std, random_mean > 0 ? mean / random_mean : 0.0);
+  }
 
   if (const std::string output = absl::GetFlag(FLAGS_output); !output.empty()) {
     std::ofstream file(output);

@@ -1,19 +1,22 @@
 #!/usr/bin/env bash
-# Is the learned skill prior useful for exploration? The whole pipeline, reproducibly:
+# Are the learned priors useful for exploration? The whole pipeline, reproducibly:
 #   1. prl_collect: noisy planner episodes on 4 random mazes (seeds 1000..1003);
-#   2. a prl_learner on a fresh state directory trains a SKILL_VAE prior on them (TRAIN_PRIOR,
-#      submitted and followed with prlctl);
+#   2. a prl_learner on a fresh state directory trains a SKILL_VAE prior and a REAL_NVP_FLOW
+#      prior on them (TRAIN_PRIOR, submitted and followed with prlctl);
 #   3. prior_coverage: distinct cells visited per --steps env steps on a held-out maze of the
-#      same size (seed 7, not in the data), prior rollouts vs uniform random actions.
+#      same size (seed 7, not in the data): skill-prior rollouts (SPiRL), flow rollouts with
+#      z ~ N(0, I) every step (PARROT before learning), uniform random actions, and uniform
+#      random actions held for the skills' 10 steps.
 # Takes a few minutes on 2 cores (docs/results.md has a run).
 #
 #   bench/prior_coverage.sh [--out DIR] [--episodes N] [--epochs N] [--size ROWSxCOLS]
-#                           [--maze_seed S] [--steps N] [--seeds N]
+#                           [--maze_seed S] [--steps N] [--seeds N] [--flow_steps N]
 #
 # Options (defaults in brackets):
 #   --out DIR        dataset, learner state, logs and coverage.csv [state/prior_coverage]
 #   --episodes N     planner episodes in the dataset [200]
-#   --epochs N       prior-training epochs [20]
+#   --epochs N       skill-prior training epochs [20]
+#   --flow_steps N   flow training steps (batch 128, PARROT's lr 1e-4) [20000]
 #   --size RxC       maze size, border included [10x10]
 #   --maze_seed S    held-out maze [7]; the data uses 1000..1003
 #   --steps N        env steps per rollout [1000]
@@ -28,6 +31,7 @@ size="10x10"
 maze_seed=7
 steps=1000
 seeds=3
+flow_steps=20000
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --out) out="$2"; shift 2 ;;
@@ -37,7 +41,8 @@ while [[ $# -gt 0 ]]; do
     --maze_seed) maze_seed="$2"; shift 2 ;;
     --steps) steps="$2"; shift 2 ;;
     --seeds) seeds="$2"; shift 2 ;;
-    -h | --help) sed -n '2,21p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --flow_steps) flow_steps="$2"; shift 2 ;;
+    -h | --help) sed -n '2,25p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "prior_coverage: unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -105,10 +110,28 @@ echo "training the prior: experiment ${id}"
 "${prlctl[@]}" watch "${id}" | tr '\r' '\n' | grep -v '^ *$' | tail -3
 model="${out}/learner/models/maze-skills/v1.prl"
 [[ -f "${model}" ]] || { echo "prior_coverage: no model at ${model}" >&2; exit 1; }
+cat >"${out}/train_flow.textproto" <<EOF
+name: "prior-coverage-flow"
+kind: KIND_TRAIN_PRIOR
+description: "PARROT flow for bench/prior_coverage.sh"
+prior_training {
+  kind: PRIOR_KIND_REAL_NVP_FLOW
+  dataset: "${out}/maze.hdf5"
+  output_model: "maze-flow"
+  max_steps: ${flow_steps}
+  batch_size: 128
+  seed: 1
+}
+EOF
+id="$("${prlctl[@]}" submit "${out}/train_flow.textproto")"
+echo "training the flow: experiment ${id}"
+"${prlctl[@]}" watch "${id}" | tr '\r' '\n' | grep -v '^ *$' | tail -3
+flow="${out}/learner/models/maze-flow/v1.prl"
+[[ -f "${flow}" ]] || { echo "prior_coverage: no flow at ${flow}" >&2; exit 1; }
 echo "data and training took $((SECONDS - started)) s"
 
 # 3. coverage on the held-out maze
-"${bin}/bench/prior_coverage" --model="${model}" --maze_rows="${rows}" --maze_cols="${cols}" \
-  --maze_seed="${maze_seed}" --steps="${steps}" --seeds="${seeds}" \
+"${bin}/bench/prior_coverage" --model="${model}" --flow="${flow}" --maze_rows="${rows}" \
+  --maze_cols="${cols}" --maze_seed="${maze_seed}" --steps="${steps}" --seeds="${seeds}" \
   --output="${out}/coverage.csv"
 echo "wrote ${out}/coverage.csv ($((SECONDS - started)) s in all)"
