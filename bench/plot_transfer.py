@@ -8,6 +8,10 @@ or by hand ends where it ended). Prints, per method, the env steps at which each
 reached `--threshold` (0.8).
 
 Usage: python3 bench/plot_transfer.py CSV OUTPUT_PNG [--target 1.0] [--threshold 0.8] [--title T]
+           [--ylabel L] [--ylim LO,HI | --ylim auto]
+
+For returns rather than success rates (e.g. the cheetah study): --target inf --threshold 2000
+--ylabel "evaluation return" --ylim auto.
 """
 
 import argparse
@@ -29,6 +33,8 @@ def main():
     parser.add_argument("--target", type=float, default=1.0)
     parser.add_argument("--threshold", type=float, default=0.8)
     parser.add_argument("--title", default="held-out maze: success rate by method")
+    parser.add_argument("--ylabel", default="success rate (evaluation)")
+    parser.add_argument("--ylim", default="-0.05,1.05", help="LO,HI or auto")
     args = parser.parse_args()
 
     runs = collections.defaultdict(lambda: collections.defaultdict(dict))
@@ -64,10 +70,12 @@ def main():
         shown = ", ".join("never" if r is None else f"{r:,}" for r in reached)
         got = [r for r in reached if r is not None]
         mean = f"{np.mean(got):,.0f} over {len(got)}/{len(reached)} runs" if got else "none"
-        print(f"{group}: env steps to {args.threshold:g} success per run: {shown} (mean {mean})")
+        print(f"{group}: env steps to {args.threshold:g} per run: {shown} (mean {mean})")
     ax.set_xlabel("env steps")
-    ax.set_ylabel("success rate (evaluation)")
-    ax.set_ylim(-0.05, 1.05)
+    ax.set_ylabel(args.ylabel)
+    if args.ylim != "auto":
+        lo, hi = (float(v) for v in args.ylim.split(","))
+        ax.set_ylim(lo, hi)
     ax.set_title(args.title)
     ax.grid(alpha=0.3)
     ax.legend()
