@@ -517,9 +517,13 @@ bool AssignmentRunner::ChooseLatents(absl::Span<const float> obs, int n, bool de
   const float bound = static_cast<float>(
       assignment_.policy().output_bound() > 0 ? assignment_.policy().output_bound() : 1.0);
   if (warmup && flow_) {
-    // z from the flow's base N(0, I), squashed into the policy's bound
+    // z from the flow's base N(0, I), squashed into the policy's bound as the policy squashes
+    // (b·tanh(u / s): close to N(0, I) with parrot's scaled squash)
+    const float inv_scale = assignment_.policy().squash_scale() > 0
+                                ? static_cast<float>(1.0 / assignment_.policy().squash_scale())
+                                : 1.0f;
     std::normal_distribution<float> normal;
-    for (float& v : *z) v = bound * std::tanh(normal(rng_));
+    for (float& v : *z) v = bound * std::tanh(normal(rng_) * inv_scale);
     SetActingVersion(0);
     return true;
   }

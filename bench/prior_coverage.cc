@@ -11,8 +11,11 @@
 //           a = f(z; s) through the state-conditioned flow (what a parrot policy does before it
 //           has learned anything).
 //
-// Episodes restart where the env ends them, at the start cell the env chooses. Prints the cells
-// per seed, mean ± std over seeds and the ratios to random; --output writes the rows as CSV.
+// Episodes restart where the env ends them, at the start cell the env chooses; episodes that
+// reach the goal are counted as successes. Prints the cells per seed, mean ± std over seeds and
+// the ratios to random; --output writes the rows as CSV. --env_spec takes the env (maze, start,
+// goal, episode length) of a TRAIN spec instead, e.g. the transfer task of
+// examples/maze_parrot.textproto: do prior rollouts ever reach its goal?
 //
 //   prior_coverage --model=state/learner/models/maze-skills/v1.prl
 //       [--flow=state/learner/models/maze-flow/v1.prl] --maze_rows=10 --maze_cols=10
@@ -38,6 +41,7 @@
 #include "absl/strings/str_format.h"
 #include "actor/envs/env.h"
 #include "actor/envs/env_factory.h"
+#include "cli/spec_file.h"
 #include "common/status_macros.h"
 #include "env_desc/env_spec.h"
 #include "env_desc/maze.h"
@@ -49,6 +53,14 @@
 ABSL_FLAG(std::string, model, "", "Skill-model artifact (a SKILL_VAE .prl file). Required.");
 ABSL_FLAG(std::string, flow, "",
           "Optional flow artifact (a REAL_NVP_FLOW .prl file) for the \"flow\" policy.");
+ABSL_FLAG(double, flow_latent_bound, 0,
+          "0: the flow policy draws z ~ N(0, I). B > 0: z = B·tanh(u/S), u ~ N(0, I), with S = B "
+          "when --flow_latent_scaled, else 1 — the latents a parrot policy with latent_bound B "
+          "draws at its start.");
+ABSL_FLAG(bool, flow_latent_scaled, false, "See --flow_latent_bound.");
+ABSL_FLAG(std::string, env_spec, "",
+          "Optional text-format ExperimentSpec whose point_maze env to use instead of the random "
+          "maze of --maze_rows/--maze_cols/--maze_seed.");
 ABSL_FLAG(int, maze_rows, 10, "Rows of the random maze, border included (4..64).");
 ABSL_FLAG(int, maze_cols, 10, "Columns of the random maze, border included (4..64).");
 ABSL_FLAG(uint64_t, maze_seed, 7, "Seed of the random maze; keep it outside the dataset's.");
@@ -103,7 +115,9 @@ class HeldRandomPolicy final : public Policy {
 // PARROT before learning: a = f(z; s) with a fresh z ~ N(0, I) every step. Borrows the flow.
 class FlowPriorPolicy final : public Policy {
  public:
-  FlowPriorPolicy(const models::RealNvpFlow& flow, uint64_t seed) : flow_(flow), rng_(seed) {}
+  // bound 0: z ~ N(0, I); otherwise z = bound·tanh(u / scale), u ~ N(0, I).
+  FlowPriorPolicy(const models::RealNvpFlow& flow, double bound, double scale, uint64_t seed)
+      : flow_(flow), bound_(bound), scale_(scale), rng_(seed) {}
 
   absl::Status Act(int64_t, const std::vector<float>& obs, std::vector<float>* act) override {
     at::Tensor s = at::from_blob(const_cast<float*>(obs.data()),
@@ -111,7 +125,10 @@ class FlowPriorPolicy final : public Policy {
                        .clone();
     at::Tensor z = at::empty({1, static_cast<int64_t>(act->size())}, at::kFloat);
     std::normal_distribution<float> normal;
-    for (size_t j = 0; j < act->size(); ++j) z.data_ptr<float>()[j] = normal(rng_);
+    for (size_t j = 0; j < act->size(); ++j) {
+      const double u = normal(rng_);
+      z.data_ptr<float>()[j] = static_cast<float>(bound_ > 0 ? bound_ * std::tanh(u / scale_) : u);
+    }
     at::NoGradGuard no_grad;
     PRL_ASSIGN_OR_RETURN(models::RealNvpFlow::Result a, flow_.Forward(z, s));
     const at::Tensor value = a.value.cpu().contiguous();
@@ -123,6 +140,7 @@ class FlowPriorPolicy final : public Policy {
 
  private:
   const models::RealNvpFlow& flow_;
+  const double bound_, scale_;
   std::mt19937_64 rng_;
 };
 
@@ -161,6 +179,7 @@ class SkillPriorPolicy final : public Policy {
 struct Coverage {
   int cells = 0;
   int episodes = 0;
+  int successes = 0;  // episodes that reached the goal
 };
 
 // Runs `policy` for `steps` env steps in `env` (restarting finished episodes) and counts the
@@ -184,6 +203,7 @@ absl::StatusOr<Coverage> Rollout(actor::Env& env, const env_desc::Maze& maze, Po
     PRL_RETURN_IF_ERROR(policy.Act(episode_t, obs, &act));
     const actor::StepResult result = env.Step(act, absl::MakeSpan(obs));
     visit();
+    if (result.success) ++coverage.successes;
     if (result.done() && t + 1 < steps) {
       env.Reset(absl::MakeSpan(obs));
       ++coverage.episodes;
@@ -229,11 +249,23 @@ absl::Status Main() {
   }
 
   v1::EnvSpec spec;
-  spec.set_domain(v1::EnvSpec::DOMAIN_POINT_MAZE);
-  v1::MazeSpec::RandomMaze* random = spec.mutable_maze()->mutable_random();
-  random->set_rows(absl::GetFlag(FLAGS_maze_rows));
-  random->set_cols(absl::GetFlag(FLAGS_maze_cols));
-  random->set_seed(absl::GetFlag(FLAGS_maze_seed));
+  std::string maze_name;
+  if (const std::string path = absl::GetFlag(FLAGS_env_spec); !path.empty()) {
+    PRL_ASSIGN_OR_RETURN(v1::ExperimentSpec experiment, cli::ReadSpecFile(path));
+    spec = experiment.env();
+    if (spec.domain() != v1::EnvSpec::DOMAIN_POINT_MAZE) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--env_spec ", path, ": env.domain must be DOMAIN_POINT_MAZE"));
+    }
+    maze_name = absl::StrCat("the env of ", path);
+  } else {
+    spec.set_domain(v1::EnvSpec::DOMAIN_POINT_MAZE);
+    v1::MazeSpec::RandomMaze* random = spec.mutable_maze()->mutable_random();
+    random->set_rows(absl::GetFlag(FLAGS_maze_rows));
+    random->set_cols(absl::GetFlag(FLAGS_maze_cols));
+    random->set_seed(absl::GetFlag(FLAGS_maze_seed));
+    maze_name = absl::StrCat("random maze seed ", absl::GetFlag(FLAGS_maze_seed));
+  }
   PRL_ASSIGN_OR_RETURN(env_desc::EnvConfig config, env_desc::ResolveEnvSpec(spec));
   PRL_ASSIGN_OR_RETURN(std::unique_ptr<actor::EnvFactory> factory,
                        actor::EnvFactory::Create(config));
@@ -244,31 +276,38 @@ absl::Status Main() {
         absl::StrCat(model_path, ": model dims (", model->options().obs_dim, ", ",
                      model->options().act_dim, ") do not fit point_maze"));
   }
-  std::cout << absl::StrFormat("maze %dx%d seed %d (%d free cells), H = %d, %d steps, %d seeds\n",
-                               maze.rows(), maze.cols(), absl::GetFlag(FLAGS_maze_seed),
-                               maze.free_cells().size(), model->horizon(), steps, seeds)
+  std::cout << absl::StrFormat("maze %dx%d, %s (%d free cells), H = %d, %d steps, %d seeds\n",
+                               maze.rows(), maze.cols(), maze_name, maze.free_cells().size(),
+                               model->horizon(), steps, seeds)
             << maze.layout() << "\n";
 
-  std::string csv = "seed,policy,steps,cells,free_cells,episodes\n";
+  std::string csv = "seed,policy,steps,cells,free_cells,episodes,successes\n";
   std::vector<std::string> names = {"random", "held", "prior"};
   if (flow != nullptr) names.push_back("flow");
   std::vector<std::vector<double>> cells(names.size());
+  std::vector<int> successes(names.size(), 0), episodes(names.size(), 0);
   for (int seed = 0; seed < seeds; ++seed) {
     RandomPolicy random_policy(seed);
     HeldRandomPolicy held_policy(model->horizon(), seed);
     SkillPriorPolicy prior_policy(*model, seed);
     std::optional<FlowPriorPolicy> flow_policy;
-    if (flow != nullptr) flow_policy.emplace(*flow, seed);
+    if (flow != nullptr) {
+      const double bound = absl::GetFlag(FLAGS_flow_latent_bound);
+      flow_policy.emplace(*flow, bound,
+                          absl::GetFlag(FLAGS_flow_latent_scaled) && bound > 0 ? bound : 1.0, seed);
+    }
     std::vector<Policy*> policies = {&random_policy, &held_policy, &prior_policy};
     if (flow_policy.has_value()) policies.push_back(&*flow_policy);
     for (size_t i = 0; i < policies.size(); ++i) {
       std::unique_ptr<actor::Env> env = factory->Make(seed);  // same start for every policy
       PRL_ASSIGN_OR_RETURN(Coverage c, Rollout(*env, maze, *policies[i], steps));
       cells[i].push_back(c.cells);
-      std::cout << absl::StrFormat("seed %d  %-6s  %3d cells  (%d episodes)\n", seed, names[i],
-                                   c.cells, c.episodes);
-      absl::StrAppendFormat(&csv, "%d,%s,%d,%d,%d,%d\n", seed, names[i], steps, c.cells,
-                            maze.free_cells().size(), c.episodes);
+      successes[i] += c.successes;
+      episodes[i] += c.episodes;
+      std::cout << absl::StrFormat("seed %d  %-6s  %3d cells  (%d episodes, %d at the goal)\n",
+                                   seed, names[i], c.cells, c.episodes, c.successes);
+      absl::StrAppendFormat(&csv, "%d,%s,%d,%d,%d,%d,%d\n", seed, names[i], steps, c.cells,
+                            maze.free_cells().size(), c.episodes, c.successes);
     }
   }
   std::cout << absl::StrFormat("cells per %d steps (mean ± sample std over %d seeds):\n", steps,
@@ -278,8 +317,9 @@ absl::Status Main() {
     double mean, std;
     MeanStd(cells[i], &mean, &std);
     if (i == 0) random_mean = mean;
-    std::cout << absl::StrFormat("  %-6s %5.1f ± %4.1f   ratio to random %.2f\n", names[i], mean,
-                                 std, random_mean > 0 ? mean / random_mean : 0.0);
+    std::cout << absl::StrFormat(
+        "  %-6s %5.1f ± %4.1f   ratio to random %.2f   goal reached in %d of %d episodes\n",
+        names[i], mean, std, random_mean > 0 ? mean / random_mean : 0.0, successes[i], episodes[i]);
   }
 
   if (const std::string output = absl::GetFlag(FLAGS_output); !output.empty()) {

@@ -21,6 +21,10 @@ class SacAgent final : public TwinCriticAgent {
         sac_(config.algorithm.has_parrot() ? config.algorithm.parrot().sac()
                                            : config.algorithm.sac()),
         bound_(config.algorithm.has_parrot() ? config.algorithm.parrot().latent_bound() : 1.0),
+        scale_(config.algorithm.has_parrot() && config.algorithm.parrot().latent_squash() !=
+                                                    v1::ParrotConfig::LATENT_SQUASH_UNSCALED
+                   ? bound_
+                   : 1.0),
         log_alpha_(at::full({1}, std::log(sac_.initial_alpha()),
                             at::TensorOptions().dtype(at::kFloat).device(config.device))),
         alpha_adam_(log_alpha_, FlatAdam::Options{sac_.alpha_lr()}) {
@@ -43,10 +47,11 @@ class SacAgent final : public TwinCriticAgent {
     const at::Tensor alpha = log_alpha_.exp().squeeze(0);
 
     // the policy on s, with gradients: one sample for the temperature and actor losses
-    const models::PolicyNetwork::Output pi_out = actor_->Forward(b.obs);
+    const models::PolicyNetwork::Output pi_out = Scaled(actor_->Forward(b.obs));
     const models::SquashedSample pi =
         models::SampleSquashedGaussian(pi_out.mean, pi_out.log_std, noise[0]);
-    // z = b·tanh(u): log π(z) = log π(tanh u) − A·log b (b = 1 for flat SAC)
+    // z = b·tanh(u / s), sampled as tanh of u/s ~ N(μ/s, (σ/s)²):
+    // log π(z) = log π(tanh(u/s)) − A·log b (b = s = 1 for flat SAC)
     const double log_bound = std::log(bound_) * static_cast<double>(config_.act_dim);
     const at::Tensor pi_log_prob = pi.log_prob - log_bound;
     const at::Tensor pi_action = pi.action * bound_;
@@ -64,7 +69,7 @@ class SacAgent final : public TwinCriticAgent {
     at::Tensor target;
     {
       at::NoGradGuard no_grad;
-      const models::PolicyNetwork::Output next = actor_->Forward(b.next_obs);
+      const models::PolicyNetwork::Output next = Scaled(actor_->Forward(b.next_obs));
       const models::SquashedSample next_pi =
           models::SampleSquashedGaussian(next.mean, next.log_std, noise[1]);
       const at::Tensor next_q =
@@ -92,7 +97,7 @@ class SacAgent final : public TwinCriticAgent {
 
   at::Tensor Policy(const at::Tensor& obs, bool deterministic,
                     const at::Tensor& noise) const override {
-    const models::PolicyNetwork::Output out = actor_->Forward(obs);
+    const models::PolicyNetwork::Output out = Scaled(actor_->Forward(obs));
     if (deterministic) return at::tanh(out.mean) * bound_;
     return at::tanh(at::addcmul(out.mean, out.log_std.exp(), noise)) * bound_;
   }
@@ -103,6 +108,7 @@ class SacAgent final : public TwinCriticAgent {
       // a latent the flow maps to the action: a = f(z; s)
       architecture->set_output(v1::PolicyArchitecture::OUTPUT_FLOW_LATENT);
       architecture->set_output_bound(bound_);
+      if (scale_ != 1.0) architecture->set_squash_scale(scale_);
     }
   }
 
@@ -116,8 +122,18 @@ class SacAgent final : public TwinCriticAgent {
   }
 
  private:
+  // The Gaussian of u / s, whose tanh times b is the output.
+  models::PolicyNetwork::Output Scaled(models::PolicyNetwork::Output out) const {
+    if (scale_ != 1.0) {
+      out.mean = out.mean / scale_;
+      out.log_std = out.log_std - std::log(scale_);
+    }
+    return out;
+  }
+
   const v1::SacConfig sac_;
-  const double bound_;    // b of z = b·tanh(u): 1 for SAC, parrot.latent_bound for PARROT
+  const double bound_;    // b of z = b·tanh(u / s): 1 for SAC, parrot.latent_bound for PARROT
+  const double scale_;    // s: b for PARROT's scaled squash, 1 otherwise
   at::Tensor log_alpha_;  // [1]; its gradient is computed in closed form
   FlatAdam alpha_adam_;
 };

@@ -445,6 +445,12 @@ void SpecChecker::CheckParrot(const v1::ParrotConfig& c, v1::ParrotConfig* out) 
   }
   out->set_latent_bound(
       Positive(c.latent_bound(), def.latent_bound(), "algorithm.parrot.latent_bound"));
+  if (c.latent_squash() == v1::ParrotConfig::LATENT_SQUASH_UNSPECIFIED) {
+    out->set_latent_squash(v1::ParrotConfig::LATENT_SQUASH_SCALED);
+  } else if (!v1::ParrotConfig::LatentSquash_IsValid(c.latent_squash())) {
+    Bad("algorithm.parrot.latent_squash", EnumText("", c.latent_squash()),
+        "use LATENT_SQUASH_SCALED or LATENT_SQUASH_UNSCALED");
+  }
 }
 
 void SpecChecker::CheckTd3(const v1::Td3Config& c, v1::Td3Config* out) {

@@ -698,10 +698,19 @@ TEST(ParrotSpecTest, AParrotSpecIsFilledWithItsDefaults) {
   ASSERT_TRUE(filled.ok()) << filled.status();
   EXPECT_DOUBLE_EQ(filled->algorithm().parrot().latent_bound(), 3.0);
   EXPECT_DOUBLE_EQ(filled->algorithm().parrot().sac().initial_alpha(), 1.0);
+  EXPECT_EQ(filled->algorithm().parrot().latent_squash(), v1::ParrotConfig::LATENT_SQUASH_SCALED);
   ExpectIdempotent(spec);
+  ExpectIdempotent(Spec("algorithm",
+                        "algorithm { parrot { latent_squash: LATENT_SQUASH_UNSCALED } } "
+                        "prior { name: 'flow' }"));
   spec = Spec("algorithm", "algorithm { parrot { latent_bound: -1 } } prior { name: 'flow' }");
   EXPECT_THAT(ValidateAndFillSpec(spec).status().message(),
               HasSubstr("algorithm.parrot.latent_bound"));
+  spec = Spec("algorithm", "prior { name: 'flow' }");
+  spec.mutable_algorithm()->mutable_parrot()->set_latent_squash(
+      static_cast<v1::ParrotConfig::LatentSquash>(7));
+  EXPECT_THAT(ValidateAndFillSpec(spec).status().message(),
+              HasSubstr("algorithm.parrot.latent_squash: 7 is not allowed"));
 }
 
 TEST(SpirlSpecTest, ASpirlSpecIsFilledWithSpirlsDefaultsAndBadFieldsAreNamed) {

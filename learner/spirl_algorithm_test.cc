@@ -1,7 +1,10 @@
 #include "learner/spirl_algorithm.h"
 
+#include <cmath>
 #include <memory>
+#include <random>
 #include <string>
+#include <vector>
 
 #include "ATen/ATen.h"
 #include "absl/status/status.h"
@@ -9,6 +12,7 @@
 #include "gtest/gtest.h"
 #include "learner/model_store.h"
 #include "models/cvae_model.h"
+#include "models/policy_runner.h"
 #include "models/real_nvp.h"
 #include "models/skill_model.h"
 
@@ -144,12 +148,41 @@ TEST_F(SpirlAlgorithmTest, ParrotActsThroughTheFlowAndStartsAtItsBase) {
   ASSERT_TRUE((*algorithm)->ExportPolicy(&architecture, &weights).ok());
   EXPECT_EQ(architecture.output(), v1::PolicyArchitecture::OUTPUT_FLOW_LATENT);
   EXPECT_DOUBLE_EQ(architecture.output_bound(), 3.0);
+  EXPECT_DOUBLE_EQ(architecture.squash_scale(), 3.0);  // z = 3·tanh(u / 3)
   // π(z|s) starts at the base N(0, I): the head is zero
   for (const auto& [name, tensor] : weights) {
     if (name.rfind("mean.", 0) == 0 || name.rfind("log_std.", 0) == 0) {
       for (float v : tensor.data<float>()) EXPECT_EQ(v, 0.0f) << name;
     }
   }
+  // ... so actors acting with the first policy draw latents close to N(0, I): the std of
+  // 3·tanh(u / 3) for u ~ N(0, 1) is 0.91 (3·tanh(u), the unscaled squash, would give 1.9)
+  auto latent_std = [&](const v1::PolicyArchitecture& a,
+                        const std::vector<std::pair<std::string, HostTensor>>& w) {
+    auto runner = models::PolicyRunner::Create(a, w);
+    EXPECT_TRUE(runner.ok()) << runner.status();
+    constexpr int kN = 4000;
+    std::vector<float> obs(static_cast<size_t>(kN) * kObs, 0.5f), z(kN * kAct);
+    std::mt19937_64 rng(1);
+    (*runner)->Act(obs, kN, /*deterministic=*/false, absl::MakeSpan(z), rng);
+    double sum = 0, sq = 0;
+    for (float v : z) {
+      sum += v;
+      sq += v * v;
+    }
+    const double mean = sum / z.size();
+    return std::sqrt(sq / z.size() - mean * mean);
+  };
+  EXPECT_NEAR(latent_std(architecture, weights), 0.91, 0.05);
+  options.spec.mutable_algorithm()->mutable_parrot()->set_latent_squash(
+      v1::ParrotConfig::LATENT_SQUASH_UNSCALED);
+  auto unscaled = CreateParrotAlgorithm(options, context);
+  ASSERT_TRUE(unscaled.ok()) << unscaled.status();
+  v1::PolicyArchitecture unscaled_architecture;
+  std::vector<std::pair<std::string, HostTensor>> unscaled_weights;
+  ASSERT_TRUE((*unscaled)->ExportPolicy(&unscaled_architecture, &unscaled_weights).ok());
+  EXPECT_EQ(unscaled_architecture.squash_scale(), 0.0);
+  EXPECT_NEAR(latent_std(unscaled_architecture, unscaled_weights), 1.9, 0.1);
   // a skill model is not a flow
   StoreSkills("skills", kObs, 1);
   options = Options("skills", 0);

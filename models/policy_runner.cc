@@ -42,6 +42,9 @@ absl::Status CheckArchitecture(v1::PolicyArchitecture* a) {
   if (!std::isfinite(a->output_bound()) || a->output_bound() <= 0) {
     return FieldError("architecture.output_bound", a->output_bound(), "> 0");
   }
+  if (!std::isfinite(a->squash_scale()) || a->squash_scale() < 0) {
+    return FieldError("architecture.squash_scale", a->squash_scale(), "> 0, or 0 for 1");
+  }
   if (!std::isfinite(a->exploration_noise()) || a->exploration_noise() < 0) {
     return FieldError("architecture.exploration_noise", a->exploration_noise(), ">= 0");
   }
@@ -118,8 +121,8 @@ struct PolicyRunner::Impl {
   absl::Status LoadTransferPlan(const v1::TransferPlan& transfer);
 
   // The head's output for m rows of the policy network into dst (m × output_dim):
-  // output_bound · tanh(μ + σ·ε) for the Gaussian head (ε ~ N(0, 1); ε = 0 when
-  // `deterministic`), output_bound · tanh(μ) for the deterministic head.
+  // output_bound · tanh((μ + σ·ε) / squash_scale) for the Gaussian head (ε ~ N(0, 1); ε = 0
+  // when `deterministic`), output_bound · tanh(μ / squash_scale) for the deterministic head.
   void Squash(const at::Tensor& mean, const at::Tensor& log_std, bool deterministic,
               std::mt19937_64& rng, float* dst) const;
   // The deterministic head's exploration: each value plus N(0, exploration_noise²), clipped to
@@ -266,16 +269,19 @@ void PolicyRunner::Impl::Squash(const at::Tensor& mean, const at::Tensor& log_st
   const int64_t count = mean.numel();
   const float* mu = mean.data_ptr<float>();
   const float bound = static_cast<float>(architecture.output_bound());
+  const float inv_scale = architecture.squash_scale() > 0
+                              ? static_cast<float>(1.0 / architecture.squash_scale())
+                              : 1.0f;
   if (log_std.defined()) {
     std::normal_distribution<float> normal;
     const float* ls = log_std.data_ptr<float>();
     for (int64_t i = 0; i < count; ++i) {
       const float u = deterministic ? mu[i] : mu[i] + std::exp(ls[i]) * normal(rng);
-      dst[i] = bound * std::tanh(u);
+      dst[i] = bound * std::tanh(u * inv_scale);
     }
     return;
   }
-  for (int64_t i = 0; i < count; ++i) dst[i] = bound * std::tanh(mu[i]);
+  for (int64_t i = 0; i < count; ++i) dst[i] = bound * std::tanh(mu[i] * inv_scale);
 }
 
 void PolicyRunner::Impl::Explore(bool deterministic, std::mt19937_64& rng,

@@ -55,13 +55,13 @@ class PolicyRunner {
   ~PolicyRunner();
 
   // Outputs for `n` observations (`obs`: n × obs_dim, row-major) into `actions`
-  // (n × output_dim). HEAD_SQUASHED_GAUSSIAN: output_bound · tanh(μ + σ·ε), or
-  // output_bound · tanh(μ) when `deterministic`. HEAD_DETERMINISTIC: output_bound · tanh(μ),
-  // plus N(0, exploration_noise²) noise clipped to [-output_bound, output_bound] unless
-  // `deterministic`. Noise comes from `rng`. CHECK-fails on sizes that do not match.
-  // A context-conditioned policy acts with its own policy on the context of an empty history
-  // (every transition masked), z = C(nothing), whatever the plan says: ActInContext is how an
-  // actor runs it.
+  // (n × output_dim). HEAD_SQUASHED_GAUSSIAN: output_bound · tanh((μ + σ·ε) / squash_scale),
+  // or output_bound · tanh(μ / squash_scale) when `deterministic` (squash_scale 0 counts as
+  // 1). HEAD_DETERMINISTIC: output_bound · tanh(μ), plus N(0, exploration_noise²) noise clipped to
+  // [-output_bound, output_bound] unless `deterministic`. Noise comes from `rng`. CHECK-fails on
+  // sizes that do not match. A context-conditioned policy acts with its own policy on the context
+  // of an empty history (every transition masked), z = C(nothing), whatever the plan says:
+  // ActInContext is how an actor runs it.
   void Act(absl::Span<const float> obs, int n, bool deterministic, absl::Span<float> actions,
            std::mt19937_64& rng) const;
 
