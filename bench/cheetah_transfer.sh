@@ -18,11 +18,11 @@
 #
 #   bench/cheetah_transfer.sh [--seeds 1,2] [--max_env_steps N] [--forward_steps N]
 #                             [--episodes N] [--action_noise N] [--beta B] [--target R]
-#                             [--methods LIST]
+#                             [--latent_squash scaled|unscaled] [--methods LIST]
 #                             [--state_dir DIR] [--out PREFIX] [--cluster cluster.env]
 #
 # Defaults: seeds 1, 100,000 env steps per transfer run, 100,000 forward steps, 100 episodes,
-# no action noise, beta 0.001, target 2,000, methods latent_sac,sac,sac_finetune, state in state/cheetah_transfer. Steps 1-3 are
+# no action noise, beta 0.001, latent_sac's scaled squash (ParrotConfig.latent_squash), target 2,000, methods latent_sac,sac,sac_finetune, state in state/cheetah_transfer. Steps 1-3 are
 # skipped when their result exists in the state directory (the cluster keeps it).
 set -euo pipefail
 
@@ -32,6 +32,7 @@ max_env_steps=100000
 forward_steps=100000
 episodes=100
 action_noise=0
+latent_squash=scaled
 beta=0.001
 target=2000
 methods="latent_sac,sac,sac_finetune"
@@ -46,16 +47,19 @@ while [[ $# -gt 0 ]]; do
     --forward_steps) forward_steps="$2"; shift 2 ;;
     --episodes) episodes="$2"; shift 2 ;;
     --action_noise) action_noise="$2"; shift 2 ;;
+    --latent_squash) latent_squash="$2"; shift 2 ;;
     --beta) beta="$2"; shift 2 ;;
     --target) target="$2"; shift 2 ;;
     --methods) methods="$2"; shift 2 ;;
     --state_dir) state_dir="$2"; shift 2 ;;
     --out) out="$2"; shift 2 ;;
     --cluster) cluster_env="$2"; shift 2 ;;
-    -h | --help) sed -n '2,28p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,29p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "cheetah_transfer: unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
+[[ "${latent_squash}" == scaled || "${latent_squash}" == unscaled ]] ||
+  { echo "cheetah_transfer: --latent_squash must be scaled or unscaled" >&2; exit 2; }
 if [[ -n "${cluster_env}" ]]; then
   [[ -f "${cluster_env}" ]] || { echo "cheetah_transfer: --cluster: no file ${cluster_env}" >&2; exit 2; }
   [[ -n "${state_dir}" ]] || state_dir="$(dirname "${cluster_env}")"
@@ -141,9 +145,11 @@ backward_spec() {  # METHOD
   local algorithm prior="" warmup=5000 label="$1"
   case "$1" in
     latent_sac)
-      algorithm="parrot {}"  # the policy starts as the prior N(0, I)
+      # the policy starts as the prior N(0, I)
+      algorithm="parrot { latent_squash: LATENT_SQUASH_${latent_squash^^} }"
       prior="prior { name: \"${model}\" version: 0 }"
       label="latent_sac-${model#cheetah-cvae-}"
+      [[ "${latent_squash}" == scaled ]] || label+="-${latent_squash}"
       ;;
     sac) algorithm="sac {}" ;;
     sac_finetune)
