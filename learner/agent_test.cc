@@ -392,7 +392,6 @@ TEST_P(StateTest, InitializeFromTakesTheLearnedNetworksAndKeepsFreshOptimisers) 
   EXPECT_EQ(tuned->updates(), 0);
   TwinCriticAgent& t = Internals(*tuned);
   TwinCriticAgent& src = Internals(*trained);
-  TwinCriticAgent& f = Internals(*fresh);
   EXPECT_TRUE(t.actor().params().flat().equal(src.actor().params().flat()));
   EXPECT_TRUE(t.critic().params().flat().equal(src.critic().params().flat()));
   EXPECT_TRUE(t.critic_target().params().flat().equal(src.critic_target().params().flat()));
