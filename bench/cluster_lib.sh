@@ -11,6 +11,9 @@
 bench_cluster() {
   local state_dir="$1" actors="$2" cluster_env="${3:-}"
   if [[ -z "${cluster_env}" ]]; then
+    # a previous cluster's output and addresses must not be read as this one's (the wait below
+    # can run before the new cluster.sh has truncated its output)
+    rm -f "${state_dir}/cluster.out" "${state_dir}/cluster.env"
     "${ROOT}/deploy/local/cluster.sh" --state_dir "${state_dir}" --actors "${actors}" \
       --no_submit --base_port 0 --no_prometheus >"${state_dir}/cluster.out" 2>&1 &
     bench_cluster_pid=$!

@@ -3,8 +3,9 @@
 Input: the CSV `prlctl plot --csv` writes (group,experiment,env_steps,value), the evaluation
 return of each run, which on the sparse-reward maze is its success rate. Transfer runs stop once
 every evaluation episode succeeds (stop.target_return 1), so a run whose last point reached the
-target keeps that value up to the longest run of its method (a run that stopped for its budget
-or by hand ends where it ended). Prints, per method, the env steps at which each run first
+target keeps that value up to the longest run of its method, as does a run that used the whole
+budget (its last point within 1% of the longest run's); a run stopped by hand ends where it
+ended. Prints, per method, the env steps at which each run first
 reached `--threshold` (0.8).
 
 Usage: python3 bench/plot_transfer.py CSV OUTPUT_PNG [--target 1.0] [--threshold 0.8] [--title T]
@@ -54,7 +55,9 @@ def main():
         values = []
         reached = []
         for s in series:
-            done = s[-1, 1] >= args.target
+            # a run that reached the target, or ran to (within 1% of) its method's longest run,
+            # keeps its last value; one cut short ends where it ended
+            done = s[-1, 1] >= args.target or s[-1, 0] >= 0.99 * hi
             ys = np.interp(xs, s[:, 0], s[:, 1])
             ys[xs > s[-1, 0]] = s[-1, 1] if done else np.nan
             values.append(ys)
