@@ -55,30 +55,33 @@ struct CvaeModel::Impl {
     adam = std::make_unique<prior_util::FlatAdam>(block);
   }
 
+  // The networks with `params` (block or one of its GradientShard copies).
   // q(z | s_1, a): obs [B, O], actions [B, k, A].
-  DiagonalGaussian Encode(const at::Tensor& obs, const at::Tensor& actions) const {
-    return encoder.Forward(block, at::cat({obs, actions.reshape({actions.size(0), -1})}, -1));
+  DiagonalGaussian Encode(const ParameterBlock& params, const at::Tensor& obs,
+                          const at::Tensor& actions) const {
+    return encoder.Forward(params, at::cat({obs, actions.reshape({actions.size(0), -1})}, -1));
   }
   // π_state(z | s) or N(0, I): obs [B, O].
-  DiagonalGaussian Prior(const at::Tensor& obs) const {
-    if (prior) return prior->Forward(block, obs);
+  DiagonalGaussian Prior(const ParameterBlock& params, const at::Tensor& obs) const {
+    if (prior) return prior->Forward(params, obs);
     at::Tensor zeros = at::zeros({obs.size(0), options.latent_dim}, obs.options());
     return {zeros, zeros.clone()};
   }
   // The k action means [B, k, A] for obs [B, O] and z [B, L].
-  at::Tensor Decode(const at::Tensor& obs, const at::Tensor& z) const {
-    return decoder.Forward(block, at::cat({obs, z}, -1))
+  at::Tensor Decode(const ParameterBlock& params, const at::Tensor& obs,
+                    const at::Tensor& z) const {
+    return decoder.Forward(params, at::cat({obs, z}, -1))
         .view({obs.size(0), options.horizon, options.act_dim});
   }
   // The loss terms of windows obs [B, k, O], actions [B, k, A] with ε `noise` [B, L].
-  CvaeLossTerms Loss(const at::Tensor& obs, const at::Tensor& actions,
+  CvaeLossTerms Loss(const ParameterBlock& params, const at::Tensor& obs, const at::Tensor& actions,
                      const at::Tensor& noise) const {
     at::Tensor first = obs.select(1, 0);
-    DiagonalGaussian q = Encode(first, actions);
+    DiagonalGaussian q = Encode(params, first, actions);
     at::Tensor z = at::addcmul(q.mean, q.log_std.exp(), noise);
     CvaeLossTerms t;
-    t.reconstruction_loss = (Decode(first, z) - actions).square().mean();
-    t.kl_loss = DiagonalGaussianKl(q, Prior(first)).mean();
+    t.reconstruction_loss = (Decode(params, first, z) - actions).square().mean();
+    t.kl_loss = DiagonalGaussianKl(q, Prior(params, first)).mean();
     t.loss = t.reconstruction_loss + t.kl_loss * options.beta;
     return t;
   }
@@ -127,23 +130,27 @@ absl::StatusOr<Losses> CvaeModel::TrainStep(const WindowBatch& batch) {
   Impl& m = *impl_;
   return prior_util::VaeTrainStep(
       "CVAE", {&m.block, m.adam.get(), &m.generator, o.lr, o.latent_dim, o.device}, b.obs.size(0),
-      [&](const at::Tensor& noise) { return Terms(m.Loss(b.obs, b.actions, noise)); });
+      [&](const ParameterBlock& params, const at::Tensor& noise, int64_t begin, int64_t count) {
+        return Terms(m.Loss(params, b.obs.narrow(0, begin, count),
+                            b.actions.narrow(0, begin, count), noise));
+      });
 }
 
 absl::StatusOr<Losses> CvaeModel::Evaluate(const WindowBatch& batch) const {
   const CvaeModelOptions& o = impl_->options;
   PRL_ASSIGN_OR_RETURN(
       WindowBatch b, prior_util::PrepareWindows(batch, o.horizon, o.obs_dim, o.act_dim, o.device));
-  return prior_util::VaeEvaluate(
-      "CVAE", o.latent_dim, o.device, o.seed, b.obs.size(0),
-      [&](const at::Tensor& noise) { return Terms(impl_->Loss(b.obs, b.actions, noise)); });
+  return prior_util::VaeEvaluate("CVAE", o.latent_dim, o.device, o.seed, b.obs.size(0),
+                                 [&](const at::Tensor& noise) {
+                                   return Terms(impl_->Loss(impl_->block, b.obs, b.actions, noise));
+                                 });
 }
 
 absl::StatusOr<DiagonalGaussian> CvaeModel::Prior(const at::Tensor& obs) const {
   PRL_RETURN_IF_ERROR(CheckInput("obs", obs, {-1, impl_->options.obs_dim}, false));
   try {
     c10::InferenceMode inference;
-    return impl_->Prior(obs.to(impl_->options.device));
+    return impl_->Prior(impl_->block, obs.to(impl_->options.device));
   } catch (const c10::Error& e) {
     return TorchError("CVAE prior", e);
   }
@@ -154,7 +161,7 @@ absl::StatusOr<at::Tensor> CvaeModel::Decode(const at::Tensor& obs, const at::Te
   PRL_RETURN_IF_ERROR(CheckInput("z", z, {obs.size(0), impl_->options.latent_dim}, false));
   try {
     c10::InferenceMode inference;
-    return impl_->Decode(obs.to(impl_->options.device), z.to(impl_->options.device));
+    return impl_->Decode(impl_->block, obs.to(impl_->options.device), z.to(impl_->options.device));
   } catch (const c10::Error& e) {
     return TorchError("CVAE decoder", e);
   }
@@ -167,7 +174,7 @@ absl::StatusOr<DiagonalGaussian> CvaeModel::Encode(const at::Tensor& obs,
   PRL_RETURN_IF_ERROR(CheckInput("actions", actions, {obs.size(0), o.horizon, o.act_dim}, false));
   try {
     c10::InferenceMode inference;
-    return impl_->Encode(obs.to(o.device), actions.to(o.device));
+    return impl_->Encode(impl_->block, obs.to(o.device), actions.to(o.device));
   } catch (const c10::Error& e) {
     return TorchError("CVAE encoder", e);
   }

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <memory>
 #include <utility>
 #include <vector>
 
@@ -283,15 +284,34 @@ void ParameterBlock::Allocate(at::Device device, bool requires_grad) {
   const auto options = at::TensorOptions().dtype(at::kFloat).device(device);
   flat_ = at::zeros({numel_}, options);
   if (requires_grad) flat_grad_ = at::zeros({numel_}, options);
+  MakeViews();
+}
+
+void ParameterBlock::MakeViews() {
   for (Entry& e : entries_) {
     int64_t numel = 1;
     for (int64_t s : e.shape) numel *= s;
     e.view = flat_.narrow(0, e.offset, numel).view(e.shape);
-    if (requires_grad) {
+    if (flat_grad_.defined()) {
       e.view.requires_grad_(true);
       e.view.mutable_grad() = flat_grad_.narrow(0, e.offset, numel).view(e.shape);
     }
   }
+}
+
+ParameterBlock& ParameterBlock::GradientShard(int shard) {
+  PRL_CHECK(flat_grad_.defined()) << "ParameterBlock::GradientShard of a block without gradients";
+  PRL_CHECK(shard >= 1) << "ParameterBlock::GradientShard(" << shard << ")";
+  while (static_cast<int>(shards_.size()) < shard) {
+    auto copy = std::make_unique<ParameterBlock>();
+    copy->entries_ = entries_;
+    copy->numel_ = numel_;
+    copy->flat_ = flat_;
+    copy->flat_grad_ = at::zeros_like(flat_grad_);
+    copy->MakeViews();
+    shards_.push_back(std::move(copy));
+  }
+  return *shards_[shard - 1];
 }
 
 void ParameterBlock::Initialize(at::Generator& generator) {

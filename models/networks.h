@@ -22,6 +22,7 @@
 #define PRL_MODELS_NETWORKS_H_
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -100,7 +101,18 @@ class ParameterBlock {
   // Zeroes flat_grad().
   void ZeroGrad();
 
+  // The parameters as seen by shard `shard` (>= 1) of a data-parallel training step: the same
+  // storage as flat() (an update through this block is seen by every shard), but autograd leaves
+  // of their own whose .grad is a view of the shard's own flat_grad(), so shards run backward
+  // concurrently without touching each other's gradients. Created on first use and kept (not
+  // thread-safe: create them before the shards run). CHECK-fails unless allocated with
+  // requires_grad.
+  ParameterBlock& GradientShard(int shard);
+
  private:
+  // Sets every entry's view into flat_ (leaves with .grad in flat_grad_ when it is defined).
+  void MakeViews();
+
   struct Entry {
     std::string name;
     std::vector<int64_t> shape;
@@ -112,6 +124,7 @@ class ParameterBlock {
   int64_t numel_ = 0;
   at::Tensor flat_;
   at::Tensor flat_grad_;
+  std::vector<std::unique_ptr<ParameterBlock>> shards_;  // GradientShard(1), (2), ...
 };
 
 // Where a network lives and how it computes.

@@ -1,5 +1,6 @@
 #include "models/prior_model_util.h"
 
+#include <algorithm>
 #include <cmath>
 #include <mutex>
 #include <set>
@@ -7,6 +8,7 @@
 
 #include "ATen/ATen.h"
 #include "ATen/CPUGeneratorImpl.h"
+#include "ATen/Parallel.h"
 #include "ATen/core/grad_mode.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -268,21 +270,75 @@ at::Tensor Noise(int64_t rows, int latent_dim, at::Generator& generator, c10::De
 
 }  // namespace
 
-absl::StatusOr<Losses> VaeTrainStep(absl::string_view what, const VaeTraining& training,
-                                    int64_t rows,
-                                    const std::function<LossTerms(const at::Tensor&)>& loss) {
-  try {
-    at::Tensor noise = Noise(rows, training.latent_dim, *training.generator, training.device);
-    training.block->ZeroGrad();
-    LossTerms terms = loss(noise);
-    Losses losses = ToLosses(terms);
-    for (const auto& [name, value] : losses) {
-      if (!std::isfinite(value)) {
-        return absl::InternalError(absl::StrCat(what, " training step: ", name, " is ", value,
-                                                "; the parameters were not updated"));
-      }
+int TrainingShards(int64_t rows, c10::Device device) {
+  if (!device.is_cpu()) return 1;
+  const int64_t by_rows = rows / kMinShardRows;
+  return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), by_rows)));
+}
+
+namespace {
+
+// The first non-finite term of `losses` as ShardedGradient's error; OK when all are finite.
+absl::Status CheckFinite(absl::string_view what, const Losses& losses) {
+  for (const auto& [name, value] : losses) {
+    if (!std::isfinite(value)) {
+      return absl::InternalError(absl::StrCat(what, " training step: ", name, " is ", value,
+                                              "; the parameters were not updated"));
     }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<Losses> ShardedGradient(absl::string_view what, ParameterBlock* block, int64_t rows,
+                                       c10::Device device, const RowLoss& loss) {
+  block->ZeroGrad();
+  const int shards = TrainingShards(rows, device);
+  if (shards == 1) {
+    LossTerms terms = loss(*block, 0, rows);
+    Losses losses = ToLosses(terms);
+    PRL_RETURN_IF_ERROR(CheckFinite(what, losses));
     terms.front().second.backward();
+    return losses;
+  }
+  std::vector<ParameterBlock*> params(shards, block);
+  for (int s = 1; s < shards; ++s) {
+    params[s] = &block->GradientShard(s);
+    params[s]->ZeroGrad();
+  }
+  const auto begin = [&](int64_t s) { return rows * s / shards; };
+  std::vector<Losses> shard_losses(shards);
+  // one shard per thread; inside at::parallel_for the operators run single-threaded
+  at::parallel_for(0, shards, 1, [&](int64_t first, int64_t last) {
+    for (int64_t s = first; s < last; ++s) {
+      const int64_t count = begin(s + 1) - begin(s);
+      LossTerms terms = loss(*params[s], begin(s), count);
+      shard_losses[s] = ToLosses(terms);
+      (terms.front().second * (static_cast<double>(count) / static_cast<double>(rows))).backward();
+    }
+  });
+  Losses losses;
+  for (int s = 0; s < shards; ++s) {
+    const double weight = static_cast<double>(begin(s + 1) - begin(s)) / static_cast<double>(rows);
+    for (const auto& [name, value] : shard_losses[s]) losses[name] += weight * value;
+  }
+  PRL_RETURN_IF_ERROR(CheckFinite(what, losses));
+  at::NoGradGuard no_grad;
+  for (int s = 1; s < shards; ++s) block->flat_grad().add_(params[s]->flat_grad());
+  return losses;
+}
+
+absl::StatusOr<Losses> VaeTrainStep(absl::string_view what, const VaeTraining& training,
+                                    int64_t rows, const VaeRowLoss& loss) {
+  try {
+    const at::Tensor noise = Noise(rows, training.latent_dim, *training.generator, training.device);
+    PRL_ASSIGN_OR_RETURN(
+        Losses losses,
+        ShardedGradient(what, training.block, rows, training.device,
+                        [&](const ParameterBlock& params, int64_t begin, int64_t count) {
+                          return loss(params, noise.narrow(0, begin, count), begin, count);
+                        }));
     training.adam->Step(training.block, training.lr);
     return losses;
   } catch (const c10::Error& e) {

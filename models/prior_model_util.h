@@ -132,6 +132,32 @@ using LossTerms = std::vector<std::pair<std::string, at::Tensor>>;
 absl::StatusOr<WindowBatch> PrepareWindows(const WindowBatch& batch, int horizon, int obs_dim,
                                            int act_dim, c10::Device device);
 
+// The loss terms of rows [begin, begin + count) of a batch, computed with `params` (a block, or
+// one of its GradientShard copies). Every term must be a mean over the rows, so that the batch's
+// terms are the count-weighted means of its slices', and the function must be safe to call from
+// several threads at once.
+using RowLoss =
+    std::function<LossTerms(const ParameterBlock& params, int64_t begin, int64_t count)>;
+// Rows below which a training step is not split further across threads.
+inline constexpr int64_t kMinShardRows = 32;
+// How many row shards ShardedGradient splits a batch of `rows` rows into on `device`: on the
+// CPU, one per intra-op thread (at::get_num_threads()) while each keeps kMinShardRows rows;
+// otherwise 1.
+int TrainingShards(int64_t rows, c10::Device device);
+// The gradient of a batch's first loss term in block->flat_grad() (zeroed first), and the
+// batch's terms; INTERNAL naming the term (`what` names the model) when one is not finite, in
+// which case the caller must not step. Takes no optimizer step.
+//
+// With TrainingShards() > 1 the batch is split into that many row ranges, run concurrently, one
+// per thread (each thread's operators single-threaded): a prior's small matrices gain little
+// from splitting every operator across cores, a lot from splitting the batch. Each shard runs
+// backward into its own gradient buffer (ParameterBlock::GradientShard), and the buffers are
+// summed in shard order, so a step is deterministic for a given thread count; it equals the
+// unsharded step up to float rounding. With one shard it is exactly the plain backward. Throws
+// c10::Error where the operators do.
+absl::StatusOr<Losses> ShardedGradient(absl::string_view what, ParameterBlock* block, int64_t rows,
+                                       c10::Device device, const RowLoss& loss);
+
 // What a VAE-style prior trains with: its parameters, their Adam, the generator of its noise ε
 // and where it computes.
 struct VaeTraining {
@@ -142,12 +168,14 @@ struct VaeTraining {
   int latent_dim;
   c10::Device device;
 };
-// One Adam step: ε ~ N(0, I) [rows, latent_dim] from the generator, the terms of `loss(ε)`,
-// refused (INTERNAL naming the term, parameters untouched) when one is not finite, backward
-// through the first, an Adam step. `what` names the model in errors.
+// A RowLoss that also takes the rows' slice of ε [count, latent_dim].
+using VaeRowLoss = std::function<LossTerms(const ParameterBlock& params, const at::Tensor& noise,
+                                           int64_t begin, int64_t count)>;
+// One Adam step: ε ~ N(0, I) [rows, latent_dim] from the generator, the gradient of the batch's
+// terms (ShardedGradient: split across threads, refused when a term is not finite, parameters
+// untouched), an Adam step.
 absl::StatusOr<Losses> VaeTrainStep(absl::string_view what, const VaeTraining& training,
-                                    int64_t rows,
-                                    const std::function<LossTerms(const at::Tensor&)>& loss);
+                                    int64_t rows, const VaeRowLoss& loss);
 // The same terms without a step, in inference mode, ε from a generator seeded with `seed` +
 // a fixed offset afresh on each call (equal batches give equal losses).
 absl::StatusOr<Losses> VaeEvaluate(absl::string_view what, int latent_dim, c10::Device device,

@@ -233,16 +233,17 @@ absl::StatusOr<std::unique_ptr<RealNvpFlow>> RealNvpFlow::FromArtifact(
 
 // ---- the flow ----
 
-std::pair<at::Tensor, at::Tensor> RealNvpFlow::ScaleShift(const Coupling& c, const at::Tensor& x,
+std::pair<at::Tensor, at::Tensor> RealNvpFlow::ScaleShift(const ParameterBlock& params,
+                                                          const Coupling& c, const at::Tensor& x,
                                                           const at::Tensor& state) const {
   const GemmBackend gemm = options_.gemm;
   const at::Tensor in = at::cat({x.index_select(1, c.kept), state}, 1);
-  const at::Tensor h = c.trunk.Forward(params_, in, gemm);
+  const at::Tensor h = c.trunk.Forward(params, in, gemm);
   const at::Tensor raw =
-      Linear(h, params_.param(c.log_scale_weight), params_.param(c.log_scale_bias), gemm);
+      Linear(h, params.param(c.log_scale_weight), params.param(c.log_scale_bias), gemm);
   const at::Tensor log_scale = at::tanh(raw / kRealNvpLogScaleBound) * kRealNvpLogScaleBound;
   const at::Tensor shift =
-      Linear(h, params_.param(c.shift_weight), params_.param(c.shift_bias), gemm);
+      Linear(h, params.param(c.shift_weight), params.param(c.shift_bias), gemm);
   return {log_scale, shift};
 }
 
@@ -251,7 +252,7 @@ RealNvpFlow::Result RealNvpFlow::ForwardImpl(const at::Tensor& z, const at::Tens
   at::Tensor x = z;
   at::Tensor log_det = at::zeros({z.size(0)}, z.options());
   for (const Coupling& c : couplings_) {
-    auto [log_scale, shift] = ScaleShift(c, x, state);
+    auto [log_scale, shift] = ScaleShift(params_, c, x, state);
     const at::Tensor y = at::addcmul(shift, x.index_select(1, c.transformed), log_scale.exp());
     x = x.index_copy(1, c.transformed, y);
     log_det = log_det + log_scale.sum(1);
@@ -260,7 +261,8 @@ RealNvpFlow::Result RealNvpFlow::ForwardImpl(const at::Tensor& z, const at::Tens
   return {at::tanh(x), log_det + TanhLogDetJacobian(x).sum(1)};
 }
 
-RealNvpFlow::Result RealNvpFlow::InverseImpl(const at::Tensor& actions,
+RealNvpFlow::Result RealNvpFlow::InverseImpl(const ParameterBlock& params,
+                                             const at::Tensor& actions,
                                              const at::Tensor& state) const {
   // a → u = atanh(a), with log|det ∂u/∂a| = −Σ log((1 − a)(1 + a))
   const at::Tensor a = actions.clamp(-kRealNvpMaxAbsAction, kRealNvpMaxAbsAction);
@@ -269,7 +271,7 @@ RealNvpFlow::Result RealNvpFlow::InverseImpl(const at::Tensor& actions,
   // u → z through the coupling layers in reverse: x_T = (y_T − t) ⊙ exp(−ℓ); ℓ and t read the
   // kept dims, which the layer left unchanged
   for (auto it = couplings_.rbegin(); it != couplings_.rend(); ++it) {
-    auto [log_scale, shift] = ScaleShift(*it, x, state);
+    auto [log_scale, shift] = ScaleShift(params, *it, x, state);
     const at::Tensor z = (x.index_select(1, it->transformed) - shift) * at::exp(-log_scale);
     x = x.index_copy(1, it->transformed, z);
     log_det = log_det - log_scale.sum(1);
@@ -277,9 +279,9 @@ RealNvpFlow::Result RealNvpFlow::InverseImpl(const at::Tensor& actions,
   return {x, log_det};
 }
 
-at::Tensor RealNvpFlow::LogProbImpl(const at::Tensor& actions, const at::Tensor& state,
-                                    at::Tensor* log_det) const {
-  Result inverse = InverseImpl(actions, state);
+at::Tensor RealNvpFlow::LogProbImpl(const ParameterBlock& params, const at::Tensor& actions,
+                                    const at::Tensor& state, at::Tensor* log_det) const {
+  Result inverse = InverseImpl(params, actions, state);
   if (log_det != nullptr) *log_det = inverse.log_det;
   // log N(z; 0, I) + log|det ∂z/∂a|
   return inverse.value.square().sum(1) * -0.5 - options_.act_dim * kHalfLog2Pi + inverse.log_det;
@@ -327,7 +329,7 @@ absl::StatusOr<RealNvpFlow::Result> RealNvpFlow::Inverse(const at::Tensor& actio
                                                          const at::Tensor& state) const {
   PRL_ASSIGN_OR_RETURN(Prepared in, PrepareInputs(actions, "actions", state));
   try {
-    return InverseImpl(in.x, in.state);
+    return InverseImpl(params_, in.x, in.state);
   } catch (const c10::Error& e) {
     return InternalError("Inverse", e);
   }
@@ -337,7 +339,7 @@ absl::StatusOr<at::Tensor> RealNvpFlow::LogProb(const at::Tensor& actions,
                                                 const at::Tensor& state) const {
   PRL_ASSIGN_OR_RETURN(Prepared in, PrepareInputs(actions, "actions", state));
   try {
-    return LogProbImpl(in.x, in.state, nullptr);
+    return LogProbImpl(params_, in.x, in.state, nullptr);
   } catch (const c10::Error& e) {
     return InternalError("LogProb", e);
   }
@@ -383,17 +385,21 @@ absl::StatusOr<RealNvpFlow::Prepared> RealNvpFlow::PrepareBatch(const WindowBatc
 absl::StatusOr<Losses> RealNvpFlow::TrainStep(const WindowBatch& batch) {
   PRL_ASSIGN_OR_RETURN(Prepared in, PrepareBatch(batch));
   try {
-    params_.ZeroGrad();
-    at::Tensor log_det;
-    const at::Tensor nll = -LogProbImpl(in.x, in.state, &log_det).mean();
-    const double loss = nll.item<double>();
-    if (!std::isfinite(loss)) {
-      return absl::InternalError(
-          absl::StrCat("real NVP flow: the loss is ", loss, "; the step was not taken"));
-    }
-    nll.backward();
+    // the negative log-likelihood, split across threads by rows (prior_util::ShardedGradient)
+    PRL_ASSIGN_OR_RETURN(Losses losses,
+                         prior_util::ShardedGradient(
+                             "real NVP flow", &params_, in.x.size(0), options_.device,
+                             [&](const ParameterBlock& params, int64_t begin, int64_t count) {
+                               at::Tensor log_det;
+                               const at::Tensor nll =
+                                   -LogProbImpl(params, in.x.narrow(0, begin, count),
+                                                in.state.narrow(0, begin, count), &log_det)
+                                        .mean();
+                               return prior_util::LossTerms{
+                                   {"loss", nll}, {"nll", nll}, {"log_det", log_det.mean()}};
+                             }));
     adam_->Step(&params_, options_.lr);
-    return Losses{{"loss", loss}, {"nll", loss}, {"log_det", log_det.mean().item<double>()}};
+    return losses;
   } catch (const c10::Error& e) {
     return InternalError("TrainStep", e);
   }
@@ -404,7 +410,7 @@ absl::StatusOr<Losses> RealNvpFlow::Evaluate(const WindowBatch& batch) const {
   try {
     at::NoGradGuard no_grad;
     at::Tensor log_det;
-    const double nll = -LogProbImpl(in.x, in.state, &log_det).mean().item<double>();
+    const double nll = -LogProbImpl(params_, in.x, in.state, &log_det).mean().item<double>();
     return Losses{{"loss", nll}, {"nll", nll}, {"log_det", log_det.mean().item<double>()}};
   } catch (const c10::Error& e) {
     return InternalError("Evaluate", e);

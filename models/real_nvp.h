@@ -160,14 +160,16 @@ class RealNvpFlow final : public PriorModel {
   // Checks a [B, dim] input (and the state beside it) and moves both to the device.
   absl::StatusOr<Prepared> PrepareInputs(const at::Tensor& x, const char* x_name,
                                          const at::Tensor& state) const;
-  // ℓ and t of coupling `c` for input `x` (whose kept dims it reads) and `state`.
-  std::pair<at::Tensor, at::Tensor> ScaleShift(const Coupling& c, const at::Tensor& x,
-                                               const at::Tensor& state) const;
+  // ℓ and t of coupling `c` for input `x` (whose kept dims it reads) and `state`, with the
+  // parameters `params` (params_ or one of its GradientShard copies).
+  std::pair<at::Tensor, at::Tensor> ScaleShift(const ParameterBlock& params, const Coupling& c,
+                                               const at::Tensor& x, const at::Tensor& state) const;
   Result ForwardImpl(const at::Tensor& z, const at::Tensor& state) const;
-  Result InverseImpl(const at::Tensor& actions, const at::Tensor& state) const;
-  // log p(a | s) [B] and the mean log|det ∂z/∂a| term, for TrainStep and Evaluate.
-  at::Tensor LogProbImpl(const at::Tensor& actions, const at::Tensor& state,
-                         at::Tensor* log_det) const;
+  Result InverseImpl(const ParameterBlock& params, const at::Tensor& actions,
+                     const at::Tensor& state) const;
+  // log p(a | s) [B] and the log|det ∂z/∂a| term [B], for TrainStep and Evaluate.
+  at::Tensor LogProbImpl(const ParameterBlock& params, const at::Tensor& actions,
+                         const at::Tensor& state, at::Tensor* log_det) const;
 
   RealNvpOptions options_;
   ParameterBlock params_;

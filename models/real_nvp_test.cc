@@ -1,5 +1,6 @@
 #include "models/real_nvp.h"
 
+#include <algorithm>
 #include <cmath>
 #include <iostream>
 #include <limits>
@@ -11,6 +12,7 @@
 
 #include "ATen/ATen.h"
 #include "ATen/CPUGeneratorImpl.h"
+#include "ATen/Parallel.h"
 #include "ATen/core/grad_mode.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -409,6 +411,39 @@ TEST(RealNvpFlowTest, SeededDeterminism) {
   EXPECT_EQ(losses_a, losses_b);
   EXPECT_FALSE(at::equal(params_a, params_c));
   EXPECT_NE(losses_a, losses_c);
+}
+
+// On 2 threads a step splits its batch into two row shards run concurrently
+// (prior_util::ShardedGradient): the same as one thread up to rounding, and deterministic.
+TEST(RealNvpFlowTest, ShardedStepsMatchOneThreadAndAreDeterministic) {
+  const int saved = at::get_num_threads();
+  const auto train = [](int threads) {
+    at::set_num_threads(threads);
+    std::unique_ptr<RealNvpFlow> flow = MakeFlow(SmallOptions(4, 3, /*seed=*/3));
+    std::vector<Losses> losses;
+    at::Generator rng = Rng(21);
+    for (int i = 0; i < 5; ++i) {
+      absl::StatusOr<Losses> l =
+          flow->TrainStep(Batch(at::randn({128, 4}, rng), at::rand({128, 3}, rng) * 1.8 - 0.9));
+      EXPECT_TRUE(l.ok()) << l.status();
+      losses.push_back(l.ok() ? *l : Losses());
+    }
+    return std::make_pair(flow->params().flat().clone(), losses);
+  };
+  const auto [params_one, losses_one] = train(1);
+  const auto [params_two, losses_two] = train(2);
+  const bool two_threads = at::get_num_threads() == 2;
+  const auto [params_again, losses_again] = train(2);
+  at::set_num_threads(saved);
+  if (!two_threads) GTEST_SKIP() << "this LibTorch cannot run 2 intra-op threads";
+  EXPECT_TRUE(at::equal(params_two, params_again));
+  EXPECT_EQ(losses_two, losses_again);
+  for (size_t i = 0; i < losses_one.size(); ++i) {
+    for (const auto& [name, value] : losses_one[i]) {
+      EXPECT_NEAR(losses_two[i].at(name), value, 1e-4 * std::max(1.0, std::abs(value)))
+          << name << " at step " << i;
+    }
+  }
 }
 
 // A flow's training state (weights, Adam's moments and steps) put into a fresh flow continues

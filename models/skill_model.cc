@@ -63,19 +63,23 @@ SkillLossTerms ComputeSkillLoss(const at::Tensor& reconstruction, const at::Tens
 struct SkillModel::Impl {
   explicit Impl(const SkillModelOptions& resolved);
 
+  // The networks with `params` (block or one of its GradientShard copies).
   // q(z | a): actions [B, H, A].
-  DiagonalGaussian Encode(const at::Tensor& actions) const {
-    return encoder.Forward(block, actions.reshape({actions.size(0), -1}));
+  DiagonalGaussian Encode(const ParameterBlock& params, const at::Tensor& actions) const {
+    return encoder.Forward(params, actions.reshape({actions.size(0), -1}));
   }
   // p(z | s): obs [B, O].
-  DiagonalGaussian Prior(const at::Tensor& obs) const { return prior.Forward(block, obs); }
+  DiagonalGaussian Prior(const ParameterBlock& params, const at::Tensor& obs) const {
+    return prior.Forward(params, obs);
+  }
   // Action means [N, A] at obs [N, O] for skills z [N, L].
-  at::Tensor Decode(const at::Tensor& obs, const at::Tensor& z) const {
-    return decoder.Forward(block, at::cat({obs, z}, -1));
+  at::Tensor Decode(const ParameterBlock& params, const at::Tensor& obs,
+                    const at::Tensor& z) const {
+    return decoder.Forward(params, at::cat({obs, z}, -1));
   }
   // The loss terms of windows obs [B, H, O], actions [B, H, A] with ε `noise` [B, L].
-  SkillLossTerms Loss(const at::Tensor& obs, const at::Tensor& actions,
-                      const at::Tensor& noise) const;
+  SkillLossTerms Loss(const ParameterBlock& params, const at::Tensor& obs,
+                      const at::Tensor& actions, const at::Tensor& noise) const;
 
   SkillModelOptions options;
   ParameterBlock block;
@@ -99,18 +103,18 @@ SkillModel::Impl::Impl(const SkillModelOptions& resolved)
   adam = std::make_unique<prior_util::FlatAdam>(block);
 }
 
-SkillLossTerms SkillModel::Impl::Loss(const at::Tensor& obs, const at::Tensor& actions,
-                                      const at::Tensor& noise) const {
+SkillLossTerms SkillModel::Impl::Loss(const ParameterBlock& params, const at::Tensor& obs,
+                                      const at::Tensor& actions, const at::Tensor& noise) const {
   const int64_t b = obs.size(0), h = obs.size(1);
   // a reparameterised sample of the posterior, one z per window
-  DiagonalGaussian q = Encode(actions);
+  DiagonalGaussian q = Encode(params, actions);
   at::Tensor z = at::addcmul(q.mean, q.log_std.exp(), noise);
   // closed-loop reconstruction: the same z with each of the window's H states
   at::Tensor z_steps = z.unsqueeze(1).expand({b, h, options.latent_dim}).reshape({b * h, -1});
   at::Tensor reconstruction =
-      Decode(obs.reshape({b * h, options.obs_dim}), z_steps).view({b, h, options.act_dim});
+      Decode(params, obs.reshape({b * h, options.obs_dim}), z_steps).view({b, h, options.act_dim});
   // the skill prior from the window's first state
-  DiagonalGaussian p = Prior(obs.select(1, 0));
+  DiagonalGaussian p = Prior(params, obs.select(1, 0));
   return ComputeSkillLoss(reconstruction, actions, q, p, options.beta);
 }
 
@@ -153,23 +157,27 @@ absl::StatusOr<Losses> SkillModel::TrainStep(const WindowBatch& batch) {
   return prior_util::VaeTrainStep(
       "skill model", {&m.block, m.adam.get(), &m.generator, o.lr, o.latent_dim, o.device},
       b.obs.size(0),
-      [&](const at::Tensor& noise) { return Terms(m.Loss(b.obs, b.actions, noise)); });
+      [&](const ParameterBlock& params, const at::Tensor& noise, int64_t begin, int64_t count) {
+        return Terms(m.Loss(params, b.obs.narrow(0, begin, count),
+                            b.actions.narrow(0, begin, count), noise));
+      });
 }
 
 absl::StatusOr<Losses> SkillModel::Evaluate(const WindowBatch& batch) const {
   const SkillModelOptions& o = impl_->options;
   PRL_ASSIGN_OR_RETURN(
       WindowBatch b, prior_util::PrepareWindows(batch, o.horizon, o.obs_dim, o.act_dim, o.device));
-  return prior_util::VaeEvaluate(
-      "skill model", o.latent_dim, o.device, o.seed, b.obs.size(0),
-      [&](const at::Tensor& noise) { return Terms(impl_->Loss(b.obs, b.actions, noise)); });
+  return prior_util::VaeEvaluate("skill model", o.latent_dim, o.device, o.seed, b.obs.size(0),
+                                 [&](const at::Tensor& noise) {
+                                   return Terms(impl_->Loss(impl_->block, b.obs, b.actions, noise));
+                                 });
 }
 
 absl::StatusOr<DiagonalGaussian> SkillModel::Prior(const at::Tensor& obs) const {
   PRL_RETURN_IF_ERROR(CheckInput("obs", obs, {-1, impl_->options.obs_dim}, false));
   try {
     c10::InferenceMode inference;
-    return impl_->Prior(obs.to(impl_->options.device));
+    return impl_->Prior(impl_->block, obs.to(impl_->options.device));
   } catch (const c10::Error& e) {
     return TorchError("skill prior", e);
   }
@@ -180,7 +188,7 @@ absl::StatusOr<at::Tensor> SkillModel::Decode(const at::Tensor& obs, const at::T
   PRL_RETURN_IF_ERROR(CheckInput("z", z, {obs.size(0), impl_->options.latent_dim}, false));
   try {
     c10::InferenceMode inference;
-    return impl_->Decode(obs.to(impl_->options.device), z.to(impl_->options.device));
+    return impl_->Decode(impl_->block, obs.to(impl_->options.device), z.to(impl_->options.device));
   } catch (const c10::Error& e) {
     return TorchError("skill decoder", e);
   }
@@ -191,7 +199,7 @@ absl::StatusOr<DiagonalGaussian> SkillModel::Encode(const at::Tensor& actions) c
   PRL_RETURN_IF_ERROR(CheckInput("actions", actions, {-1, o.horizon, o.act_dim}, false));
   try {
     c10::InferenceMode inference;
-    return impl_->Encode(actions.to(o.device));
+    return impl_->Encode(impl_->block, actions.to(o.device));
   } catch (const c10::Error& e) {
     return TorchError("skill encoder", e);
   }

@@ -8,11 +8,13 @@
 #include <vector>
 
 #include "ATen/ATen.h"
+#include "ATen/Parallel.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "models/artifact.h"
+#include "models/prior_model_util.h"
 #include "proto/prior.pb.h"
 
 namespace prl::models {
@@ -523,6 +525,77 @@ TEST(SkillModelDeterminismTest, SameSeedAndBatchesGiveIdenticalLosses) {
   absl::StatusOr<Losses> second = a->Evaluate(batch);
   ASSERT_TRUE(first.ok() && second.ok());
   EXPECT_EQ(*first, *second);
+}
+
+// ---- data-parallel steps on several threads ----
+
+// Sets the intra-op thread count for a scope.
+class ThreadCount {
+ public:
+  explicit ThreadCount(int threads) : saved_(at::get_num_threads()) {
+    at::set_num_threads(threads);
+  }
+  ~ThreadCount() { at::set_num_threads(saved_); }
+
+ private:
+  int saved_;
+};
+
+TEST(SkillModelShardingTest, StepsSplitTheBatchPerThreadWhileShardsKeepEnoughRows) {
+  const c10::Device cpu(at::kCPU);
+  {
+    ThreadCount threads(1);
+    EXPECT_EQ(prior_util::TrainingShards(128, cpu), 1);
+  }
+  ThreadCount threads(2);
+  if (at::get_num_threads() != 2) GTEST_SKIP() << "this LibTorch cannot run 2 intra-op threads";
+  EXPECT_EQ(prior_util::TrainingShards(128, cpu), 2);
+  EXPECT_EQ(prior_util::TrainingShards(2 * prior_util::kMinShardRows, cpu), 2);
+  EXPECT_EQ(prior_util::TrainingShards(2 * prior_util::kMinShardRows - 1, cpu), 1);
+  EXPECT_EQ(prior_util::TrainingShards(8, cpu), 1);
+}
+
+TEST(SkillModelShardingTest, ShardedStepsMatchOneThreadAndAreDeterministic) {
+  // the same model and batches trained on 1 thread (one shard) and twice on 2 (two shards of 64
+  // windows): the sharded runs agree bit for bit, and with the unsharded one up to rounding
+  std::unique_ptr<SkillModel> single = MakeModel(SmallOptions(/*seed=*/5));
+  std::unique_ptr<SkillModel> sharded = MakeModel(SmallOptions(/*seed=*/5));
+  std::unique_ptr<SkillModel> again = MakeModel(SmallOptions(/*seed=*/5));
+  ASSERT_TRUE(single != nullptr && sharded != nullptr && again != nullptr);
+  std::mt19937 rng(11);
+  const WindowBatch held_out = RandomWindows(128, rng);
+  absl::StatusOr<Losses> before = sharded->Evaluate(held_out);
+  ASSERT_TRUE(before.ok()) << before.status();
+  for (int step = 0; step < 15; ++step) {
+    const WindowBatch batch = RandomWindows(128, rng);
+    absl::StatusOr<Losses> one;
+    {
+      ThreadCount threads(1);
+      one = single->TrainStep(batch);
+    }
+    ThreadCount threads(2);
+    if (at::get_num_threads() != 2) GTEST_SKIP() << "this LibTorch cannot run 2 intra-op threads";
+    ASSERT_EQ(prior_util::TrainingShards(128, c10::Device(at::kCPU)), 2);
+    absl::StatusOr<Losses> two = sharded->TrainStep(batch);
+    absl::StatusOr<Losses> two_again = again->TrainStep(batch);
+    ASSERT_TRUE(one.ok() && two.ok() && two_again.ok()) << two.status();
+    EXPECT_EQ(*two, *two_again) << "step " << step;
+    ASSERT_EQ(one->size(), two->size());
+    for (const auto& [name, value] : *one) {
+      EXPECT_NEAR(two->at(name), value, 1e-4 * std::max(1.0, std::abs(value)))
+          << name << " at step " << step;
+    }
+  }
+  absl::StatusOr<Losses> after = sharded->Evaluate(held_out);
+  ASSERT_TRUE(after.ok()) << after.status();
+  EXPECT_LT(after->at("loss"), before->at("loss")) << "the sharded steps should train the model";
+  absl::StatusOr<ModelArtifact> wa = sharded->ToArtifact(Info());
+  absl::StatusOr<ModelArtifact> wb = again->ToArtifact(Info());
+  ASSERT_TRUE(wa.ok() && wb.ok());
+  ASSERT_EQ(wa->tensors.size(), wb->tensors.size());
+  for (size_t i = 0; i < wa->tensors.size(); ++i) {
+    EXPECT_EQ(wa->tensors[i].second.bytes(), wb->tensors[i].second.bytes()) << wa->tensors[i].first;
+  }
 }
 
 }  // namespace
