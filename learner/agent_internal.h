@@ -135,6 +135,58 @@ class TwinCriticAgent : public Agent {
   absl::Status Restore(const std::string& bytes, bool learned_only);
 };
 
+// SAC's update with a per-sample regulariser R(s) in the entropy's slot and the temperature α
+// tuned from R's batch mean: SAC and PARROT use R = log π(z|s) (maximum entropy, α towards a
+// target entropy), SPiRL and EAP R = D(π(·|s) ‖ p(·|s)) (α towards a target divergence δ). In
+// the update order of stable-baselines3: one policy sample on s serves the temperature and
+// actor losses; the critics regress on y = r·scale + γ·d·(min_k Q'_k(s', z') − α·R(s')); the
+// actor then minimises mean(α·R(s) − min_k Q_k(s, z)) through the updated critics. The policy's
+// output is z = b·tanh(u / s) with u ~ N(μ, σ) from the network.
+class RegularizedSacAgent : public TwinCriticAgent {
+ public:
+  struct Options {
+    double initial_alpha = 1.0;
+    double alpha_lr = 3e-4;
+    bool fixed_alpha = false;
+    double bound = 1.0;  // b
+    double scale = 1.0;  // s
+  };
+  RegularizedSacAgent(const AgentConfig& config, const Options& options);
+
+ protected:
+  UpdateStats DoUpdate(const DeviceBatch& batch, const at::Tensor& noise) final;
+  at::Tensor Policy(const at::Tensor& obs, bool deterministic, const at::Tensor& noise) const final;
+  std::vector<StateEntry> StateEntries() override;
+
+  // R [B] at `obs` for the policy's Gaussian `out` (of u / s) and its reparameterised sample
+  // `sample` (tanh of u / s, with log_prob); `next_state` tells the target's R(s') (no
+  // gradient) from the actor's R(s). `noise` is the update's draws (DoUpdate uses draws 0 and 1
+  // for the two samples; a subclass may use the rest).
+  virtual at::Tensor Regularizer(const models::PolicyNetwork::Output& out,
+                                 const models::SquashedSample& sample, const at::Tensor& obs,
+                                 const at::Tensor& noise, bool next_state) const = 0;
+  // One step of log α (alpha_adam_) from the batch mean of R (no gradient) and α; returns α's
+  // loss for the stats. Not called with a fixed α.
+  virtual at::Tensor TemperatureStep(const at::Tensor& alpha,
+                                     const at::Tensor& mean_regularizer) = 0;
+  // What UpdateStats.entropy reports for R's batch mean.
+  virtual at::Tensor ReportedEntropy(const at::Tensor& mean_regularizer) const = 0;
+
+  double bound() const { return bound_; }
+  double scale() const { return scale_; }
+
+  at::Tensor log_alpha_;  // [1]; its gradient is computed in closed form
+  FlatAdam alpha_adam_;
+
+ private:
+  // The Gaussian of u / s, whose tanh times b is the output.
+  models::PolicyNetwork::Output Scaled(models::PolicyNetwork::Output out) const;
+
+  const bool fixed_alpha_;
+  const double bound_;
+  const double scale_;
+};
+
 std::unique_ptr<TwinCriticAgent> NewSacAgent(const AgentConfig& config);
 std::unique_ptr<TwinCriticAgent> NewTd3Agent(const AgentConfig& config);
 

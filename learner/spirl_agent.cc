@@ -44,15 +44,22 @@ at::Tensor SpirlDivergence(const at::Tensor& mean, const at::Tensor& log_std,
 namespace internal {
 namespace {
 
-class SpirlAgent final : public TwinCriticAgent {
+RegularizedSacAgent::Options SpirlOptions(const v1::SpirlConfig& spirl) {
+  RegularizedSacAgent::Options options;
+  options.initial_alpha = spirl.initial_alpha();
+  options.alpha_lr = spirl.alpha_lr();
+  options.fixed_alpha = spirl.fixed_alpha();
+  options.bound = spirl.latent_bound();
+  return options;
+}
+
+// SAC over skill latents with R = D(π(·|s) ‖ p(·|s)) in the entropy's slot (RegularizedSacAgent).
+class SpirlAgent final : public RegularizedSacAgent {
  public:
   SpirlAgent(const AgentConfig& config, std::shared_ptr<const models::LatentPriorModel> prior)
-      : TwinCriticAgent(config, models::PolicyNetwork::Head::kSquashedGaussian),
+      : RegularizedSacAgent(config, SpirlOptions(config.algorithm.spirl())),
         spirl_(config.algorithm.spirl()),
-        prior_(std::move(prior)),
-        log_alpha_(at::full({1}, std::log(spirl_.initial_alpha()),
-                            at::TensorOptions().dtype(at::kFloat).device(config.device))),
-        alpha_adam_(log_alpha_, FlatAdam::Options{spirl_.alpha_lr()}) {}
+        prior_(std::move(prior)) {}
 
   // Copies the prior network's weights into the policy (same architecture by construction).
   absl::Status InitialisePolicyFromPrior() {
@@ -81,8 +88,37 @@ class SpirlAgent final : public TwinCriticAgent {
   }
 
  protected:
+  // draws 0 and 1: the policy's samples; then k Monte-Carlo draws for D(s), k for D(s')
   int64_t NoiseDraws() const override { return 2 + 2 * int64_t{spirl_.kl_samples()}; }
 
+  // D(π(·|s) ‖ p(·|s)) on the pre-squash Gaussians, analytic or from k samples.
+  at::Tensor Regularizer(const models::PolicyNetwork::Output& out,
+                         const models::SquashedSample& /*sample*/, const at::Tensor& obs,
+                         const at::Tensor& noise, bool next_state) const override {
+    const int k = spirl_.kl_samples();
+    const at::Tensor mc = k == 0 ? at::Tensor() : noise.narrow(0, next_state ? 2 + k : 2, k);
+    return SpirlDivergence(out.mean, out.log_std, PriorAt(obs), k, mc);
+  }
+
+  // α: J = α·(δ − D); dJ/d log α = α·(δ − D)
+  at::Tensor TemperatureStep(const at::Tensor& alpha, const at::Tensor& mean_divergence) override {
+    const at::Tensor gap = spirl_.target_divergence() - mean_divergence;
+    alpha_adam_.Step((alpha * gap).reshape({1}));
+    return alpha * gap;
+  }
+
+  // "entropy" carries the divergence: SPiRL's regulariser in SAC's slot
+  at::Tensor ReportedEntropy(const at::Tensor& mean_divergence) const override {
+    return mean_divergence;
+  }
+
+  void DescribePolicy(v1::PolicyArchitecture* architecture) const override {
+    architecture->set_head(v1::PolicyArchitecture::HEAD_SQUASHED_GAUSSIAN);
+    architecture->set_output(v1::PolicyArchitecture::OUTPUT_DECODED_LATENT);
+    architecture->set_output_bound(bound());
+  }
+
+ private:
   // p(z|s) as ordinary tensors (the prior computes in inference mode; its outputs must be
   // usable next to tensors that autograd records).
   models::DiagonalGaussian PriorAt(const at::Tensor& obs) const {
@@ -91,94 +127,8 @@ class SpirlAgent final : public TwinCriticAgent {
     return {p->mean.clone(), p->log_std.clone()};
   }
 
-  at::Tensor Divergence(const models::PolicyNetwork::Output& out,
-                        const models::DiagonalGaussian& prior, const at::Tensor& noise,
-                        int first_draw) const {
-    const int k = spirl_.kl_samples();
-    const at::Tensor mc = k == 0 ? at::Tensor() : noise.narrow(0, first_draw, k);
-    return SpirlDivergence(out.mean, out.log_std, prior, k, mc);
-  }
-
-  UpdateStats DoUpdate(const DeviceBatch& b, const at::Tensor& noise) override {
-    UpdateStats stats;
-    const double bound = spirl_.latent_bound();
-    const int k = spirl_.kl_samples();
-    const at::Tensor alpha = log_alpha_.exp().squeeze(0);
-
-    // the policy on s, with gradients
-    const models::PolicyNetwork::Output pi_out = actor_->Forward(b.obs);
-    const models::SquashedSample pi =
-        models::SampleSquashedGaussian(pi_out.mean, pi_out.log_std, noise[0]);
-    const at::Tensor z = pi.action * bound;
-    const at::Tensor divergence = Divergence(pi_out, PriorAt(b.obs), noise, 2);
-    const at::Tensor mean_divergence = divergence.detach().mean();
-
-    // α: J = α·(δ − D); dJ/d log α = α·(δ − D)
-    at::Tensor alpha_loss;
-    if (!spirl_.fixed_alpha()) {
-      const at::Tensor gap = spirl_.target_divergence() - mean_divergence;
-      alpha_loss = alpha * gap;
-      alpha_adam_.Step((alpha * gap).reshape({1}));
-    }
-
-    // critics: y = r·scale + γ·d·(min_k Q'_k(s', z') − α·D(s'))
-    at::Tensor target;
-    {
-      at::NoGradGuard no_grad;
-      const models::PolicyNetwork::Output next = actor_->Forward(b.next_obs);
-      const models::SquashedSample next_pi =
-          models::SampleSquashedGaussian(next.mean, next.log_std, noise[1]);
-      const at::Tensor next_q = critic_target_->Forward(b.next_obs, next_pi.action * bound).amin(0);
-      const at::Tensor next_divergence = Divergence(next, PriorAt(b.next_obs), noise, 2 + k);
-      target = TdTarget(b, next_q - alpha * next_divergence);
-    }
-    const CriticStepResult critic = CriticStep(b, target);
-
-    // actor: mean(α·D(s) − min_k Q_k(s, z)) through the updated critics
-    const at::Tensor q_pi = critic_->Forward(b.obs, z, /*detach=*/true).amin(0);
-    const at::Tensor actor_loss = (alpha * divergence - q_pi).mean();
-    GradientStep(actor_loss, actor_->params(), *actor_adam_);
-    stats.actor_updated = true;
-
-    ++updates_;
-    if (updates_ % config_.algorithm.target_update_period() == 0) {
-      Polyak(critic_->params(), critic_target_->params());
-    }
-    // "entropy" carries the divergence: SPiRL's regulariser in SAC's slot
-    FetchStats(
-        {critic.loss, actor_loss.detach(), alpha, alpha_loss, critic.q_mean, mean_divergence},
-        critic.td_error_abs, &stats);
-    return stats;
-  }
-
-  at::Tensor Policy(const at::Tensor& obs, bool deterministic,
-                    const at::Tensor& noise) const override {
-    const models::PolicyNetwork::Output out = actor_->Forward(obs);
-    const double bound = spirl_.latent_bound();
-    if (deterministic) return at::tanh(out.mean) * bound;
-    return at::tanh(at::addcmul(out.mean, out.log_std.exp(), noise)) * bound;
-  }
-
-  void DescribePolicy(v1::PolicyArchitecture* architecture) const override {
-    architecture->set_head(v1::PolicyArchitecture::HEAD_SQUASHED_GAUSSIAN);
-    architecture->set_output(v1::PolicyArchitecture::OUTPUT_DECODED_LATENT);
-    architecture->set_output_bound(spirl_.latent_bound());
-  }
-
-  std::vector<StateEntry> StateEntries() override {
-    std::vector<StateEntry> entries = TwinCriticAgent::StateEntries();
-    entries.push_back({"log_alpha", log_alpha_, nullptr, nullptr, /*learned=*/true});
-    entries.push_back({"alpha.adam.exp_avg", alpha_adam_.exp_avg()});
-    entries.push_back({"alpha.adam.exp_avg_sq", alpha_adam_.exp_avg_sq()});
-    entries.push_back({"alpha.adam.steps", {}, alpha_adam_.mutable_steps()});
-    return entries;
-  }
-
- private:
   const v1::SpirlConfig spirl_;
   const std::shared_ptr<const models::LatentPriorModel> prior_;
-  at::Tensor log_alpha_;  // [1]; its gradient is computed in closed form
-  FlatAdam alpha_adam_;
 };
 
 }  // namespace
