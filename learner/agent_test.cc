@@ -262,7 +262,9 @@ TEST(Td3Test, ActorAndTargetsUpdateEveryPolicyDelay) {
     EXPECT_EQ(!td3.actor().params().flat().equal(actor), actor_step) << "update " << i;
     EXPECT_EQ(!td3.actor_target()->params().flat().equal(actor_target), actor_step);
     EXPECT_EQ(!td3.critic_target().params().flat().equal(critic_target), actor_step);
-    if (!actor_step) EXPECT_EQ(stats->actor_loss, 0);
+    if (!actor_step) {
+      EXPECT_EQ(stats->actor_loss, 0);
+    }
   }
 }
 
@@ -411,7 +413,9 @@ TEST_P(StateTest, InitializeFromTakesTheLearnedNetworksAndKeepsFreshOptimisers) 
   auto s_fresh = fresh->Update(batch);
   ASSERT_TRUE(s_tuned.ok() && s_trained.ok() && s_fresh.ok());
   EXPECT_EQ(s_tuned->alpha, s_trained->alpha);
-  if (!td3) EXPECT_NE(s_tuned->alpha, s_fresh->alpha);
+  if (!td3) {
+    EXPECT_NE(s_tuned->alpha, s_fresh->alpha);
+  }
   // optimisers and counters start fresh: the counter restarted, and the same batch moves the
   // critics differently from the trained agent's own Adam, which carries momentum
   EXPECT_EQ(tuned->updates(), 1);
