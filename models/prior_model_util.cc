@@ -270,9 +270,9 @@ at::Tensor Noise(int64_t rows, int latent_dim, at::Generator& generator, c10::De
 
 }  // namespace
 
-int TrainingShards(int64_t rows, c10::Device device) {
+int TrainingShards(int64_t rows, int64_t network_rows_per_row, c10::Device device) {
   if (!device.is_cpu()) return 1;
-  const int64_t by_rows = rows / kMinShardRows;
+  const int64_t by_rows = rows * std::max<int64_t>(1, network_rows_per_row) / kMinShardNetworkRows;
   return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), by_rows)));
 }
 
@@ -292,9 +292,10 @@ absl::Status CheckFinite(absl::string_view what, const Losses& losses) {
 }  // namespace
 
 absl::StatusOr<Losses> ShardedGradient(absl::string_view what, ParameterBlock* block, int64_t rows,
-                                       c10::Device device, const RowLoss& loss) {
+                                       int64_t network_rows_per_row, c10::Device device,
+                                       const RowLoss& loss) {
   block->ZeroGrad();
-  const int shards = TrainingShards(rows, device);
+  const int shards = TrainingShards(rows, network_rows_per_row, device);
   if (shards == 1) {
     LossTerms terms = loss(*block, 0, rows);
     Losses losses = ToLosses(terms);
@@ -335,7 +336,7 @@ absl::StatusOr<Losses> VaeTrainStep(absl::string_view what, const VaeTraining& t
     const at::Tensor noise = Noise(rows, training.latent_dim, *training.generator, training.device);
     PRL_ASSIGN_OR_RETURN(
         Losses losses,
-        ShardedGradient(what, training.block, rows, training.device,
+        ShardedGradient(what, training.block, rows, training.network_rows_per_row, training.device,
                         [&](const ParameterBlock& params, int64_t begin, int64_t count) {
                           return loss(params, noise.narrow(0, begin, count), begin, count);
                         }));

@@ -138,12 +138,17 @@ absl::StatusOr<WindowBatch> PrepareWindows(const WindowBatch& batch, int horizon
 // several threads at once.
 using RowLoss =
     std::function<LossTerms(const ParameterBlock& params, int64_t begin, int64_t count)>;
-// Rows below which a training step is not split further across threads.
-inline constexpr int64_t kMinShardRows = 32;
-// How many row shards ShardedGradient splits a batch of `rows` rows into on `device`: on the
-// CPU, one per intra-op thread (at::get_num_threads()) while each keeps kMinShardRows rows;
-// otherwise 1.
-int TrainingShards(int64_t rows, c10::Device device);
+// The fewest network rows (time steps through the widest net) a shard should compute: below
+// that, the operators' fixed costs (dispatch, autograd) outweigh what a second core gains.
+// Measured on the 2-core machine: the skill model's 128 windows of 10 steps gain from 2 shards,
+// the flow's 128 single steps lose (docs/benchmarks.md).
+inline constexpr int64_t kMinShardNetworkRows = 320;
+// How many row shards ShardedGradient splits a batch of `rows` rows into on `device`, when
+// each row is `network_rows_per_row` rows of the widest network (the skill model's closed-loop
+// decoder runs once per step of a window: H; the flow and the CVAE: 1): on the CPU, one per
+// intra-op thread (at::get_num_threads()) while each shard keeps kMinShardNetworkRows network
+// rows; otherwise 1.
+int TrainingShards(int64_t rows, int64_t network_rows_per_row, c10::Device device);
 // The gradient of a batch's first loss term in block->flat_grad() (zeroed first), and the
 // batch's terms; INTERNAL naming the term (`what` names the model) when one is not finite, in
 // which case the caller must not step. Takes no optimizer step.
@@ -156,7 +161,8 @@ int TrainingShards(int64_t rows, c10::Device device);
 // unsharded step up to float rounding. With one shard it is exactly the plain backward. Throws
 // c10::Error where the operators do.
 absl::StatusOr<Losses> ShardedGradient(absl::string_view what, ParameterBlock* block, int64_t rows,
-                                       c10::Device device, const RowLoss& loss);
+                                       int64_t network_rows_per_row, c10::Device device,
+                                       const RowLoss& loss);
 
 // What a VAE-style prior trains with: its parameters, their Adam, the generator of its noise ε
 // and where it computes.
@@ -167,6 +173,7 @@ struct VaeTraining {
   double lr;
   int latent_dim;
   c10::Device device;
+  int64_t network_rows_per_row = 1;  // see TrainingShards
 };
 // A RowLoss that also takes the rows' slice of ε [count, latent_dim].
 using VaeRowLoss = std::function<LossTerms(const ParameterBlock& params, const at::Tensor& noise,

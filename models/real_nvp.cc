@@ -386,18 +386,18 @@ absl::StatusOr<Losses> RealNvpFlow::TrainStep(const WindowBatch& batch) {
   PRL_ASSIGN_OR_RETURN(Prepared in, PrepareBatch(batch));
   try {
     // the negative log-likelihood, split across threads by rows (prior_util::ShardedGradient)
-    PRL_ASSIGN_OR_RETURN(Losses losses,
-                         prior_util::ShardedGradient(
-                             "real NVP flow", &params_, in.x.size(0), options_.device,
-                             [&](const ParameterBlock& params, int64_t begin, int64_t count) {
-                               at::Tensor log_det;
-                               const at::Tensor nll =
-                                   -LogProbImpl(params, in.x.narrow(0, begin, count),
-                                                in.state.narrow(0, begin, count), &log_det)
-                                        .mean();
-                               return prior_util::LossTerms{
-                                   {"loss", nll}, {"nll", nll}, {"log_det", log_det.mean()}};
-                             }));
+    PRL_ASSIGN_OR_RETURN(
+        Losses losses,
+        prior_util::ShardedGradient(
+            "real NVP flow", &params_, in.x.size(0), /*network_rows_per_row=*/1, options_.device,
+            [&](const ParameterBlock& params, int64_t begin, int64_t count) {
+              at::Tensor log_det;
+              const at::Tensor nll = -LogProbImpl(params, in.x.narrow(0, begin, count),
+                                                  in.state.narrow(0, begin, count), &log_det)
+                                          .mean();
+              return prior_util::LossTerms{
+                  {"loss", nll}, {"nll", nll}, {"log_det", log_det.mean()}};
+            }));
     adam_->Step(&params_, options_.lr);
     return losses;
   } catch (const c10::Error& e) {

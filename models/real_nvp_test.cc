@@ -413,7 +413,7 @@ TEST(RealNvpFlowTest, SeededDeterminism) {
   EXPECT_NE(losses_a, losses_c);
 }
 
-// On 2 threads a step splits its batch into two row shards run concurrently
+// On 2 threads a step of 640 rows splits into two row shards run concurrently
 // (prior_util::ShardedGradient): the same as one thread up to rounding, and deterministic.
 TEST(RealNvpFlowTest, ShardedStepsMatchOneThreadAndAreDeterministic) {
   const int saved = at::get_num_threads();
@@ -424,7 +424,7 @@ TEST(RealNvpFlowTest, ShardedStepsMatchOneThreadAndAreDeterministic) {
     at::Generator rng = Rng(21);
     for (int i = 0; i < 5; ++i) {
       absl::StatusOr<Losses> l =
-          flow->TrainStep(Batch(at::randn({128, 4}, rng), at::rand({128, 3}, rng) * 1.8 - 0.9));
+          flow->TrainStep(Batch(at::randn({640, 4}, rng), at::rand({640, 3}, rng) * 1.8 - 0.9));
       EXPECT_TRUE(l.ok()) << l.status();
       losses.push_back(l.ok() ? *l : Losses());
     }

@@ -155,7 +155,9 @@ absl::StatusOr<Losses> SkillModel::TrainStep(const WindowBatch& batch) {
       WindowBatch b, prior_util::PrepareWindows(batch, o.horizon, o.obs_dim, o.act_dim, o.device));
   Impl& m = *impl_;
   return prior_util::VaeTrainStep(
-      "skill model", {&m.block, m.adam.get(), &m.generator, o.lr, o.latent_dim, o.device},
+      "skill model",
+      // the closed-loop decoder runs on each of a window's H steps
+      {&m.block, m.adam.get(), &m.generator, o.lr, o.latent_dim, o.device, o.horizon},
       b.obs.size(0),
       [&](const ParameterBlock& params, const at::Tensor& noise, int64_t begin, int64_t count) {
         return Terms(m.Loss(params, b.obs.narrow(0, begin, count),

@@ -545,14 +545,17 @@ TEST(SkillModelShardingTest, StepsSplitTheBatchPerThreadWhileShardsKeepEnoughRow
   const c10::Device cpu(at::kCPU);
   {
     ThreadCount threads(1);
-    EXPECT_EQ(prior_util::TrainingShards(128, cpu), 1);
+    EXPECT_EQ(prior_util::TrainingShards(128, kHorizon, cpu), 1);
   }
   ThreadCount threads(2);
   if (at::get_num_threads() != 2) GTEST_SKIP() << "this LibTorch cannot run 2 intra-op threads";
-  EXPECT_EQ(prior_util::TrainingShards(128, cpu), 2);
-  EXPECT_EQ(prior_util::TrainingShards(2 * prior_util::kMinShardRows, cpu), 2);
-  EXPECT_EQ(prior_util::TrainingShards(2 * prior_util::kMinShardRows - 1, cpu), 1);
-  EXPECT_EQ(prior_util::TrainingShards(8, cpu), 1);
+  // 128 windows of 10 steps: two shards of 640 decoder rows
+  EXPECT_EQ(prior_util::TrainingShards(128, kHorizon, cpu), 2);
+  EXPECT_EQ(prior_util::TrainingShards(64, kHorizon, cpu), 2);
+  EXPECT_EQ(prior_util::TrainingShards(63, kHorizon, cpu), 1);
+  // a flow's or CVAE's rows are single passes: 128 of them stay on one thread
+  EXPECT_EQ(prior_util::TrainingShards(128, 1, cpu), 1);
+  EXPECT_EQ(prior_util::TrainingShards(2 * prior_util::kMinShardNetworkRows, 1, cpu), 2);
 }
 
 TEST(SkillModelShardingTest, ShardedStepsMatchOneThreadAndAreDeterministic) {
@@ -575,7 +578,7 @@ TEST(SkillModelShardingTest, ShardedStepsMatchOneThreadAndAreDeterministic) {
     }
     ThreadCount threads(2);
     if (at::get_num_threads() != 2) GTEST_SKIP() << "this LibTorch cannot run 2 intra-op threads";
-    ASSERT_EQ(prior_util::TrainingShards(128, c10::Device(at::kCPU)), 2);
+    ASSERT_EQ(prior_util::TrainingShards(128, kHorizon, c10::Device(at::kCPU)), 2);
     absl::StatusOr<Losses> two = sharded->TrainStep(batch);
     absl::StatusOr<Losses> two_again = again->TrainStep(batch);
     ASSERT_TRUE(one.ok() && two.ok() && two_again.ok()) << two.status();
