@@ -135,6 +135,16 @@ def write_structured(address, workload, batch, seconds, ready, go, counts):
     counts.put(n)
 
 
+def sample_summary(latencies, batch, elapsed):
+    """Items/s and the p50/p99 batch latency (ms) of one sampler's timed loop."""
+    latencies = sorted(latencies)
+    return {
+        "items_per_second": len(latencies) * batch / elapsed,
+        "p50_ms": latencies[len(latencies) // 2],
+        "p99_ms": latencies[min(len(latencies) - 1, len(latencies) * 99 // 100)],
+    }
+
+
 def fill(address, workload, items):
     quiet_tensorflow()
     import reverb
@@ -166,15 +176,7 @@ def sample(address, workload, batch, seconds, results):
             got += 1
         latencies.append((time.time() - t0) * 1000)
         assert got == batch
-    elapsed = time.time() - start
-    latencies.sort()
-    results.put(
-        {
-            "items_per_second": len(latencies) * batch / elapsed,
-            "p50_ms": latencies[len(latencies) // 2],
-            "p99_ms": latencies[min(len(latencies) - 1, len(latencies) * 99 // 100)],
-        }
-    )
+    results.put(sample_summary(latencies, batch, time.time() - start))
 
 
 def sample_dataset(address, workload, batch, seconds, results):
@@ -203,15 +205,7 @@ def sample_dataset(address, workload, batch, seconds, results):
         arrays = {k: v.numpy() for k, v in sample.data.items()}  # what a learner would feed
         latencies.append((time.time() - t0) * 1000)
         assert arrays["obs"].shape[0] == batch
-    elapsed = time.time() - start
-    latencies.sort()
-    results.put(
-        {
-            "items_per_second": len(latencies) * batch / elapsed,
-            "p50_ms": latencies[len(latencies) // 2],
-            "p99_ms": latencies[min(len(latencies) - 1, len(latencies) * 99 // 100)],
-        }
-    )
+    results.put(sample_summary(latencies, batch, time.time() - start))
 
 
 def run_reverb(seconds, writer_counts, insert_batch, sample_batch, fast):
