@@ -189,6 +189,37 @@ TEST(ParameterBlockTest, ParametersAreViewsOfOneFlatTensorAndGradientsLandInFlat
   EXPECT_EQ(block.flat_grad().abs().sum().item<float>(), 0.0f);
 }
 
+TEST(ParameterBlockTest, GradientShardsShareTheWeightsButKeepTheirOwnGradients) {
+  ParameterBlock block;
+  const int w = block.Declare("w", {2, 3}, {ParameterBlock::Init::kConstant, 1.0});
+  block.Allocate(at::kCPU, /*requires_grad=*/true);
+  at::Generator gen = at::detail::createCPUGenerator(7);
+  block.Initialize(gen);
+  ParameterBlock& shard = block.GradientShard(1);
+  EXPECT_EQ(&block.GradientShard(1), &shard);  // kept, not rebuilt
+  EXPECT_EQ(shard.size(), block.size());
+  EXPECT_EQ(shard.name(w), "w");
+  // the same storage: an update through the block is what the shard computes with
+  {
+    at::NoGradGuard no_grad;
+    block.flat().mul_(3.0);
+  }
+  EXPECT_TRUE(at::allclose(shard.param(w), at::full({2, 3}, 3.0)));
+  // backward through each lands in its own flat gradient only
+  (block.param(w).sum() * 2).backward();
+  (shard.param(w).sum() * 5).backward();
+  EXPECT_TRUE(at::allclose(block.flat_grad(), at::full({6}, 2.0)));
+  EXPECT_TRUE(at::allclose(shard.flat_grad(), at::full({6}, 5.0)));
+  shard.ZeroGrad();
+  EXPECT_EQ(shard.flat_grad().abs().sum().item<float>(), 0.0f);
+  EXPECT_TRUE(at::allclose(block.flat_grad(), at::full({6}, 2.0)));
+  // a second shard is a third set of leaves
+  ParameterBlock& second = block.GradientShard(2);
+  EXPECT_NE(&second, &shard);
+  EXPECT_EQ(second.flat().data_ptr(), block.flat().data_ptr());
+  EXPECT_NE(second.flat_grad().data_ptr(), shard.flat_grad().data_ptr());
+}
+
 TEST(QEnsembleTest, EachMemberAloneMatchesItsRowOfTheBatchedForward) {
   QEnsemble q(/*obs_dim=*/4, /*action_dim=*/2, Resolved({8, 8}), /*ensemble=*/3,
               NetworkOptions{at::kCPU, /*trainable=*/false, GemmBackend::kAten});
