@@ -495,6 +495,17 @@ TEST(SkillModelBatchTest, RefusesBadBatchesAndInputsNamingTheField) {
 
 // ---- determinism ----
 
+// Every tensor of the two models' artifacts is bit-identical.
+void ExpectIdenticalWeights(const SkillModel& a, const SkillModel& b) {
+  absl::StatusOr<ModelArtifact> wa = a.ToArtifact(Info());
+  absl::StatusOr<ModelArtifact> wb = b.ToArtifact(Info());
+  ASSERT_TRUE(wa.ok() && wb.ok());
+  ASSERT_EQ(wa->tensors.size(), wb->tensors.size());
+  for (size_t i = 0; i < wa->tensors.size(); ++i) {
+    EXPECT_EQ(wa->tensors[i].second.bytes(), wb->tensors[i].second.bytes()) << wa->tensors[i].first;
+  }
+}
+
 TEST(SkillModelDeterminismTest, SameSeedAndBatchesGiveIdenticalLosses) {
   std::unique_ptr<SkillModel> a = MakeModel(SmallOptions(/*seed=*/7));
   std::unique_ptr<SkillModel> b = MakeModel(SmallOptions(/*seed=*/7));
@@ -511,13 +522,7 @@ TEST(SkillModelDeterminismTest, SameSeedAndBatchesGiveIdenticalLosses) {
     EXPECT_NE(la->at("loss"), lc->at("loss")) << "step " << step;
   }
   // the trained weights agree bit for bit too
-  absl::StatusOr<ModelArtifact> wa = a->ToArtifact(Info());
-  absl::StatusOr<ModelArtifact> wb = b->ToArtifact(Info());
-  ASSERT_TRUE(wa.ok() && wb.ok());
-  ASSERT_EQ(wa->tensors.size(), wb->tensors.size());
-  for (size_t i = 0; i < wa->tensors.size(); ++i) {
-    EXPECT_EQ(wa->tensors[i].second.bytes(), wb->tensors[i].second.bytes()) << wa->tensors[i].first;
-  }
+  ExpectIdenticalWeights(*a, *b);
   // Evaluate draws the same ε every call
   std::mt19937 eval_rng(9);
   const WindowBatch batch = RandomWindows(32, eval_rng);
@@ -592,13 +597,7 @@ TEST(SkillModelShardingTest, ShardedStepsMatchOneThreadAndAreDeterministic) {
   absl::StatusOr<Losses> after = sharded->Evaluate(held_out);
   ASSERT_TRUE(after.ok()) << after.status();
   EXPECT_LT(after->at("loss"), before->at("loss")) << "the sharded steps should train the model";
-  absl::StatusOr<ModelArtifact> wa = sharded->ToArtifact(Info());
-  absl::StatusOr<ModelArtifact> wb = again->ToArtifact(Info());
-  ASSERT_TRUE(wa.ok() && wb.ok());
-  ASSERT_EQ(wa->tensors.size(), wb->tensors.size());
-  for (size_t i = 0; i < wa->tensors.size(); ++i) {
-    EXPECT_EQ(wa->tensors[i].second.bytes(), wb->tensors[i].second.bytes()) << wa->tensors[i].first;
-  }
+  ExpectIdenticalWeights(*sharded, *again);
 }
 
 }  // namespace
