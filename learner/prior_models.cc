@@ -7,6 +7,7 @@
 #include "models/cvae_model.h"
 #include "models/real_nvp.h"
 #include "models/skill_model.h"
+#include "models/task_pair_translator.h"
 
 namespace prl::learner {
 
@@ -59,6 +60,18 @@ absl::StatusOr<std::unique_ptr<models::PriorModel>> CreatePriorModel(
       options.device = device;
       PRL_ASSIGN_OR_RETURN(std::unique_ptr<models::RealNvpFlow> model,
                            models::RealNvpFlow::Create(options));
+      return std::unique_ptr<models::PriorModel>(std::move(model));
+    }
+    case v1::PRIOR_KIND_ACTION_TRANSLATOR: {
+      models::TaskPairTranslatorOptions options;
+      options.obs_dim = request.obs_dim;
+      options.act_dim = request.act_dim;
+      options.network = spec.network();
+      options.lr = spec.lr();
+      options.seed = static_cast<uint64_t>(spec.seed());
+      options.device = device;
+      PRL_ASSIGN_OR_RETURN(std::unique_ptr<models::TaskPairTranslator> model,
+                           models::TaskPairTranslator::Create(options));
       return std::unique_ptr<models::PriorModel>(std::move(model));
     }
     default:

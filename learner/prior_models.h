@@ -1,7 +1,7 @@
 // The priors this learner trains, by PriorTrainingSpec.kind: the SPiRL skill model
-// (models/skill_model.h), the EAP / latent-SAC CVAE (models/cvae_model.h) and PARROT's real NVP
-// flow (models/real_nvp.h). The factory a
-// TRAIN_PRIOR run builds its model with.
+// (models/skill_model.h), the EAP / latent-SAC CVAE (models/cvae_model.h), PARROT's real NVP
+// flow (models/real_nvp.h) and MCAT's action translator between two tasks
+// (models/task_pair_translator.h). The factory a TRAIN_PRIOR run builds its model with.
 #ifndef PRL_LEARNER_PRIOR_MODELS_H_
 #define PRL_LEARNER_PRIOR_MODELS_H_
 

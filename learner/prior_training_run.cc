@@ -4,9 +4,11 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <map>
 #include <optional>
 #include <random>
 #include <utility>
+#include <vector>
 
 #include "ATen/Context.h"
 #include "ATen/Parallel.h"
@@ -71,8 +73,14 @@ class PriorTrainingRun final : public ExperimentRun {
   }
 
  private:
-  // The dataset as windows; errors name the file.
+  // The dataset (and an ACTION_TRANSLATOR's target dataset) as windows; errors name the file.
   absl::Status LoadData();
+  // The file of `name` (a path, or a stored dataset checked against its record) and its hash;
+  // errors name `field`.
+  absl::StatusOr<std::string> ResolveDataset(const std::string& field, const std::string& name,
+                                             std::string* hash) const;
+  // `info`'s dataset fields.
+  void SetDatasets(v1::ModelInfo* info) const;
   // Mean losses over the first validation windows ("validation_<term>"); empty without any.
   absl::StatusOr<models::Losses> Validate() const;
   // The stop that was asked for, or nullopt.
@@ -92,7 +100,7 @@ class PriorTrainingRun final : public ExperimentRun {
   const PriorTrainingRunOptions options_;
   std::optional<RunMetrics> metrics_;
 
-  std::string dataset_hash_;
+  std::string dataset_hash_, target_dataset_hash_;
   std::unique_ptr<WindowDataset> data_;
   std::unique_ptr<models::PriorModel> model_;
   int64_t version_ = 0;
@@ -105,26 +113,31 @@ class PriorTrainingRun final : public ExperimentRun {
   std::string stop_reason_ ABSL_GUARDED_BY(mu_);
 };
 
-absl::Status PriorTrainingRun::LoadData() {
-  std::string path = spec_.dataset();
-  if (IsDatasetPath(path)) {
-    PRL_ASSIGN_OR_RETURN(dataset_hash_, Sha256File(path));
-  } else {
-    // a name in the dataset store: its file, checked against the hash it was stored with
-    if (options_.datasets == nullptr) {
-      return absl::NotFoundError(
-          absl::StrCat("prior_training.dataset: '", path,
-                       "' is a dataset name, but this learner has no dataset store: give the "
-                       "path of a D4RL-layout .hdf5 or .h5 file"));
-    }
-    absl::StatusOr<v1::DatasetInfo> info = options_.datasets->Verify(path);
-    if (!info.ok()) {
-      return absl::Status(info.status().code(),
-                          absl::StrCat("prior_training.dataset: ", info.status().message()));
-    }
-    path = info->path();
-    dataset_hash_ = info->content_hash();
+absl::StatusOr<std::string> PriorTrainingRun::ResolveDataset(const std::string& field,
+                                                             const std::string& name,
+                                                             std::string* hash) const {
+  if (IsDatasetPath(name)) {
+    PRL_ASSIGN_OR_RETURN(*hash, Sha256File(name));
+    return name;
   }
+  // a name in the dataset store: its file, checked against the hash it was stored with
+  if (options_.datasets == nullptr) {
+    return absl::NotFoundError(
+        absl::StrCat(field, ": '", name,
+                     "' is a dataset name, but this learner has no dataset store: give the "
+                     "path of a D4RL-layout .hdf5 or .h5 file"));
+  }
+  absl::StatusOr<v1::DatasetInfo> info = options_.datasets->Verify(name);
+  if (!info.ok()) {
+    return absl::Status(info.status().code(), absl::StrCat(field, ": ", info.status().message()));
+  }
+  *hash = info->content_hash();
+  return info->path();
+}
+
+absl::Status PriorTrainingRun::LoadData() {
+  PRL_ASSIGN_OR_RETURN(const std::string path,
+                       ResolveDataset("prior_training.dataset", spec_.dataset(), &dataset_hash_));
   PRL_ASSIGN_OR_RETURN(Dataset dataset, ReadDataset(path));
   WindowDatasetOptions options;
   options.horizon = spec_.horizon();
@@ -133,6 +146,20 @@ absl::Status PriorTrainingRun::LoadData() {
   options.device = ResolveDevice(experiment_.spec().resources().learner_device().empty()
                                      ? options_.device
                                      : experiment_.spec().resources().learner_device());
+  if (spec_.kind() == v1::PRIOR_KIND_ACTION_TRANSLATOR) {
+    // transitions (s, a, s') of the source and the target task: windows of 2 steps
+    PRL_ASSIGN_OR_RETURN(const std::string target_path,
+                         ResolveDataset("prior_training.target_dataset", spec_.target_dataset(),
+                                        &target_dataset_hash_));
+    PRL_ASSIGN_OR_RETURN(Dataset target, ReadDataset(target_path));
+    options.horizon = 2;
+    std::vector<Dataset> tasks;
+    tasks.push_back(std::move(dataset));
+    tasks.push_back(std::move(target));
+    PRL_ASSIGN_OR_RETURN(
+        data_, WindowDataset::CreateTasks(std::move(tasks), options, {path, target_path}));
+    return absl::OkStatus();
+  }
   PRL_ASSIGN_OR_RETURN(data_, WindowDataset::Create(std::move(dataset), options, path));
   if (spec_.kind() == v1::PRIOR_KIND_REAL_NVP_FLOW && spec_.latent_dim() != 0 &&
       spec_.latent_dim() != data_->act_dim()) {
@@ -145,16 +172,20 @@ absl::Status PriorTrainingRun::LoadData() {
 
 absl::StatusOr<models::Losses> PriorTrainingRun::Validate() const {
   const int64_t n = std::min(options_.max_validation_windows, data_->validation_windows());
+  // each term weighted by the rows of the batches that report it (a translator's batch of one
+  // task has only that task's terms)
   models::Losses sums;
-  int64_t seen = 0;
+  std::map<std::string, int64_t> rows;
   for (int64_t begin = 0; begin < n; begin += spec_.batch_size()) {
     const int64_t count = std::min<int64_t>(spec_.batch_size(), n - begin);
     PRL_ASSIGN_OR_RETURN(models::Losses losses, model_->Evaluate(data_->Validation(begin, count)));
-    for (const auto& [name, value] : losses) sums[name] += value * count;
-    seen += count;
+    for (const auto& [name, value] : losses) {
+      sums[name] += value * count;
+      rows[name] += count;
+    }
   }
   models::Losses out;
-  for (const auto& [name, sum] : sums) out["validation_" + name] = sum / seen;
+  for (const auto& [name, sum] : sums) out["validation_" + name] = sum / rows[name];
   return out;
 }
 
@@ -177,19 +208,28 @@ void PriorTrainingRun::Report(int64_t step, int64_t total_steps, int64_t epoch,
   scalars["samples_per_second"] = samples_per_second;
   for (const auto& [name, value] : train_losses_) scalars[name] = value;
   for (const auto& [name, value] : validation_losses_) scalars[name] = value;
-  p.set_message(absl::StrCat("training ", v1::PriorKind_Name(spec_.kind()), " ",
-                             spec_.output_model(), " v", version_, " on ", spec_.dataset(), " (",
-                             data_->train_windows(), " training and ", data_->validation_windows(),
-                             " validation windows of ", data_->horizon(), " steps)"));
+  p.set_message(absl::StrCat(
+      "training ", v1::PriorKind_Name(spec_.kind()), " ", spec_.output_model(), " v", version_,
+      " on ", spec_.dataset(), spec_.target_dataset().empty() ? "" : " -> ", spec_.target_dataset(),
+      " (", data_->train_windows(), " training and ", data_->validation_windows(),
+      " validation windows of ", data_->horizon(), " steps)"));
   context_->ReportProgress(p);
+}
+
+void PriorTrainingRun::SetDatasets(v1::ModelInfo* info) const {
+  info->set_dataset(spec_.dataset());
+  info->set_dataset_hash(dataset_hash_);
+  if (!spec_.target_dataset().empty()) {
+    info->set_target_dataset(spec_.target_dataset());
+    info->set_target_dataset_hash(target_dataset_hash_);
+  }
 }
 
 absl::Status PriorTrainingRun::Checkpoint(int64_t step) {
   v1::ModelInfo info;
   info.set_name(spec_.output_model());
   info.set_version(version_);
-  info.set_dataset(spec_.dataset());
-  info.set_dataset_hash(dataset_hash_);
+  SetDatasets(&info);
   PRL_ASSIGN_OR_RETURN(models::ModelArtifact state, model_->TrainingState(info));
   state.hyperparameters[kCheckpointStep] = step;
   std::error_code error;
@@ -206,7 +246,8 @@ int64_t PriorTrainingRun::Resume(const PriorModelRequest& request) {
   int64_t step = 0;
   if (problem.ok()) {
     auto it = state->hyperparameters.find(kCheckpointStep);
-    if (state->info.dataset_hash() != dataset_hash_) {
+    if (state->info.dataset_hash() != dataset_hash_ ||
+        state->info.target_dataset_hash() != target_dataset_hash_) {
       problem = absl::FailedPreconditionError("it was trained on another version of the dataset");
     } else if (it == state->hyperparameters.end() || it->second < 1) {
       problem = absl::DataLossError("it records no step");
@@ -239,8 +280,7 @@ absl::StatusOr<std::string> PriorTrainingRun::Store(const models::Losses& valida
   info.set_name(spec_.output_model());
   info.set_version(version_);
   SetNow(info.mutable_create_time());
-  info.set_dataset(spec_.dataset());
-  info.set_dataset_hash(dataset_hash_);
+  SetDatasets(&info);
   std::string summary;
   google::protobuf::TextFormat::PrintToString(spec_, &summary);
   absl::StrAppend(&summary, "# experiment: ", experiment_.id(), "\n");

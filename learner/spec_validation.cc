@@ -718,6 +718,8 @@ constexpr double kSkillLr = 1e-3;
 constexpr int kFlowCouplingLayers = 4;
 constexpr int64_t kFlowMaxSteps = 500000;
 constexpr double kFlowLr = 1e-4;
+constexpr int kTranslatorEpochs = 100;
+constexpr double kTranslatorLr = 3e-4;
 constexpr int kPriorBatchSize = 128;
 constexpr int kMaxPriorHorizon = 1000;
 constexpr int kMaxLatentDim = 1024;
@@ -736,22 +738,24 @@ void SpecChecker::CheckPriorTraining() {
   const bool skill = kind == v1::PRIOR_KIND_SKILL_VAE;
   const bool flow = kind == v1::PRIOR_KIND_REAL_NVP_FLOW;
   const bool cvae = kind == v1::PRIOR_KIND_CVAE;
-  if (kind == v1::PRIOR_KIND_ACTION_TRANSLATOR) {
-    unsupported_.push_back(absl::StrCat(
-        path, ".kind: ", v1::PriorKind_Name(kind),
-        " is not supported by this learner yet (PRIOR_KIND_SKILL_VAE, PRIOR_KIND_CVAE and "
-        "PRIOR_KIND_REAL_NVP_FLOW are)"));
-  } else if (!skill && !flow && !cvae) {
+  const bool translator = kind == v1::PRIOR_KIND_ACTION_TRANSLATOR;
+  if (!skill && !flow && !cvae && !translator) {
     Bad(path + ".kind", EnumText(v1::PriorKind_Name(kind), kind),
-        "use PRIOR_KIND_SKILL_VAE, PRIOR_KIND_CVAE or PRIOR_KIND_REAL_NVP_FLOW "
-        "(PRIOR_KIND_TORCHSCRIPT models are imported with LoadModel, not trained)");
+        "use PRIOR_KIND_SKILL_VAE, PRIOR_KIND_CVAE, PRIOR_KIND_REAL_NVP_FLOW or "
+        "PRIOR_KIND_ACTION_TRANSLATOR (PRIOR_KIND_TORCHSCRIPT models are imported with "
+        "LoadModel, not trained)");
   }
   if (p.dataset().empty()) {
     Bad(path + ".dataset", "\"\"", "name a dataset or a D4RL-layout .hdf5/.h5 file");
   }
-  if (!p.target_dataset().empty() && kind != v1::PRIOR_KIND_ACTION_TRANSLATOR) {
+  if (!p.target_dataset().empty() && !translator) {
     Bad(path + ".target_dataset", Quote(p.target_dataset()),
         "it is for PRIOR_KIND_ACTION_TRANSLATOR only, leave it empty");
+  }
+  if (p.target_dataset().empty() && translator) {
+    Bad(path + ".target_dataset", "\"\"",
+        "a PRIOR_KIND_ACTION_TRANSLATOR translates from `dataset`'s task to this one's: name a "
+        "dataset or a D4RL-layout .hdf5/.h5 file");
   }
   if (!IsName(p.output_model())) Bad(path + ".output_model", Quote(p.output_model()), kNameRule);
   if (p.publish()) {
@@ -759,15 +763,27 @@ void SpecChecker::CheckPriorTraining() {
                                         ".publish: true is not supported by this learner yet (it "
                                         "cannot load models into a prior server); leave it false"));
   }
-  if (flow) {
+  if (flow || translator) {
+    const std::string name = v1::PriorKind_Name(kind);
     if (p.horizon() != 0 && p.horizon() != 1) {
       Bad(path + ".horizon", absl::StrCat(p.horizon()),
-          "a PRIOR_KIND_REAL_NVP_FLOW acts every step: use 0 or 1");
+          absl::StrCat("a ", name, " acts every step: use 0 or 1"));
     }
     out->set_horizon(1);
     if (p.beta() != 0) {
       Bad(path + ".beta", absl::StrCat(p.beta()), "it is for SKILL_VAE and CVAE: leave it 0");
     }
+  }
+  if (translator) {
+    if (p.latent_dim() != 0) {
+      Bad(path + ".latent_dim", absl::StrCat(p.latent_dim()),
+          "a PRIOR_KIND_ACTION_TRANSLATOR between two tasks has no latent: leave it 0");
+    }
+    if (p.num_coupling_layers() != 0) {
+      Bad(path + ".num_coupling_layers", absl::StrCat(p.num_coupling_layers()),
+          "it is for PRIOR_KIND_REAL_NVP_FLOW only: leave it 0");
+    }
+  } else if (flow) {
     if (p.num_coupling_layers() == 1) {
       Bad(path + ".num_coupling_layers", "1",
           absl::StrCat("use 2..", kMaxCouplingLayers,
@@ -813,12 +829,16 @@ void SpecChecker::CheckPriorTraining() {
     if (flow) {
       out->set_max_steps(kFlowMaxSteps);
     } else {
-      out->set_epochs(kSkillEpochs);
+      out->set_epochs(translator ? kTranslatorEpochs : kSkillEpochs);
     }
   }
   out->set_batch_size(static_cast<int32_t>(
       Count(p.batch_size(), kPriorBatchSize, kMaxBatchSize, path + ".batch_size")));
-  out->set_lr(Positive(p.lr(), flow ? kFlowLr : kSkillLr, path + ".lr"));
+  out->set_lr(Positive(p.lr(),
+                       flow         ? kFlowLr
+                       : translator ? kTranslatorLr
+                                    : kSkillLr,
+                       path + ".lr"));
 }
 
 // COLLECT: the collector and its limits (proto/experiment.proto, CollectSpec). Only env,

@@ -677,13 +677,31 @@ TEST(TrainPriorSpecTest, ACvaeSpecIsFilledWithTheLatentSacGeneratorsDefaults) {
   EXPECT_EQ(eap->prior_training().horizon(), 10);
 }
 
-TEST(TrainPriorSpecTest, KindsThisLearnerCannotTrainYetAreUnimplementedByName) {
-  const absl::Status s = ValidateAndFillSpec(PriorSpec("kind: PRIOR_KIND_ACTION_TRANSLATOR "
-                                                       "dataset: \"d.h5\" output_model: \"t\""))
-                             .status();
-  EXPECT_EQ(s.code(), absl::StatusCode::kUnimplemented);
+TEST(TrainPriorSpecTest, AnActionTranslatorIsFilledWithItsDefaults) {
+  absl::StatusOr<v1::ExperimentSpec> filled =
+      ValidateAndFillSpec(PriorSpec("kind: PRIOR_KIND_ACTION_TRANSLATOR dataset: \"a.h5\" "
+                                    "target_dataset: \"b.h5\" output_model: \"t\""));
+  ASSERT_TRUE(filled.ok()) << filled.status();
+  const v1::PriorTrainingSpec& p = filled->prior_training();
+  EXPECT_EQ(p.horizon(), 1);
+  EXPECT_EQ(p.latent_dim(), 0);
+  EXPECT_EQ(p.epochs(), 100);
+  EXPECT_DOUBLE_EQ(p.lr(), 3e-4);
+  EXPECT_EQ(p.batch_size(), 128);
+  EXPECT_THAT(p.network().hidden_sizes(), ElementsAre(256, 256));
+}
+
+TEST(TrainPriorSpecTest, AnActionTranslatorNeedsATargetDatasetAndNoLatent) {
+  const absl::Status s =
+      ValidateAndFillSpec(PriorSpec("kind: PRIOR_KIND_ACTION_TRANSLATOR dataset: \"a.h5\" "
+                                    "output_model: \"t\" latent_dim: 4 horizon: 10 beta: 0.1"))
+          .status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(s.message()), HasSubstr("prior_training.target_dataset: \"\""));
+  EXPECT_THAT(std::string(s.message()), HasSubstr("prior_training.latent_dim: 4"));
   EXPECT_THAT(std::string(s.message()),
-              HasSubstr("prior_training.kind: PRIOR_KIND_ACTION_TRANSLATOR"));
+              HasSubstr("a PRIOR_KIND_ACTION_TRANSLATOR acts every step: use 0 or 1"));
+  EXPECT_THAT(std::string(s.message()), HasSubstr("prior_training.beta: 0.1"));
 }
 
 }  // namespace

@@ -42,14 +42,27 @@ class WindowDataset {
                                                                const WindowDatasetOptions& options,
                                                                const std::string& source);
 
+  // One dataset per task (an ACTION_TRANSLATOR's source and target), named by `sources`, with
+  // equal dimensions; each checked and split into training and validation episodes as Create
+  // does, and batches carry WindowBatch::task. Training batches draw row i from task
+  // i % tasks, and the validation windows are interleaved task by task, so every batch and
+  // every prefix of the validation set holds the tasks equally (while each has windows left).
+  // Errors: Create's for each dataset; INVALID_ARGUMENT when the dimensions differ (naming
+  // both sources).
+  static absl::StatusOr<std::unique_ptr<WindowDataset>> CreateTasks(
+      std::vector<Dataset> tasks, const WindowDatasetOptions& options,
+      const std::vector<std::string>& sources);
+
   int obs_dim() const { return data_.obs_dim; }
   int act_dim() const { return data_.act_dim; }
   int horizon() const { return horizon_; }
   int64_t train_windows() const { return static_cast<int64_t>(train_.size()); }
   int64_t validation_windows() const { return static_cast<int64_t>(validation_.size()); }
   int64_t episodes() const { return episodes_; }
+  int tasks() const { return static_cast<int>(task_begin_.size()); }
 
-  // `batch_size` training windows drawn uniformly (with replacement) with `rng`.
+  // `batch_size` training windows drawn uniformly (with replacement) with `rng` (from task
+  // i % tasks() for row i).
   models::WindowBatch SampleTrain(int batch_size, std::mt19937_64& rng) const;
   // Validation windows [begin, begin + n) (n clipped to what is there).
   models::WindowBatch Validation(int64_t begin, int64_t n) const;
@@ -59,12 +72,15 @@ class WindowDataset {
       : data_(std::move(data)), horizon_(horizon), device_(std::move(device)) {}
   models::WindowBatch Gather(const std::vector<int64_t>& starts) const;
 
-  const Dataset data_;
+  Dataset data_;
   const int horizon_;
   const std::string device_;
   int64_t episodes_ = 0;
-  // First row of each window.
+  // First row of each window: all of them, and the training windows of each task.
   std::vector<int64_t> train_, validation_;
+  std::vector<std::vector<int64_t>> task_train_;
+  // First row of each task's data (one entry {0} for a single dataset).
+  std::vector<int64_t> task_begin_;
 };
 
 }  // namespace prl::learner

@@ -24,6 +24,9 @@ namespace prl::models {
 struct WindowBatch {
   at::Tensor obs;      // [B, H, obs_dim]: the state before each action
   at::Tensor actions;  // [B, H, act_dim], in [-1, 1]
+  // [B] int64 on the CPU: which dataset each window comes from, for the models trained on
+  // several (an ACTION_TRANSLATOR: 0 the source task, 1 the target task); undefined otherwise.
+  at::Tensor task;
 };
 
 // A diagonal Gaussian per row: N(mean, exp(log_std)²), both [B, latent_dim].

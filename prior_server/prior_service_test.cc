@@ -30,6 +30,7 @@
 #include "models/mcat_model.h"
 #include "models/real_nvp.h"
 #include "models/skill_model.h"
+#include "models/task_pair_translator.h"
 #include "models/torch_prior_inference.h"
 #include "prior_server/model_registry.h"
 #include "prior_server/prior_client.h"
@@ -639,6 +640,49 @@ TEST_F(PriorServiceTest, TranslatorArtifactAnswersTranslateLikeTheModel) {
   const at::Tensor got = Torch(response.target_action());
   EXPECT_EQ(got.sizes().vec(), (std::vector<int64_t>{5, kAct}));
   EXPECT_TRUE(at::allclose(got, want, 1e-6, 1e-6));
+}
+
+// The translator between one pair of tasks (TRAIN_PRIOR, PRIOR_KIND_ACTION_TRANSLATOR) takes
+// no contexts: Translate answers from states and source actions, and refuses contexts.
+TEST_F(PriorServiceTest, TaskPairTranslatorAnswersTranslateWithoutContexts) {
+  models::TaskPairTranslatorOptions options;
+  options.obs_dim = kObs;
+  options.act_dim = kAct;
+  options.network.add_hidden_sizes(16);
+  options.seed = 9;
+  std::unique_ptr<models::TaskPairTranslator> pair =
+      models::TaskPairTranslator::Create(options).value();
+  v1::ModelInfo stored;
+  stored.set_name("pair");
+  stored.set_version(1);
+  MakeDirs(model_dir_ + "/pair");
+  ASSERT_TRUE(
+      models::WriteModelArtifact(model_dir_ + "/pair/v1.prl", pair->ToArtifact(stored).value())
+          .ok());
+  v1::LoadModelRequest load;
+  load.set_name("pair");
+  v1::ModelInfo info;
+  grpc::Status s = Load(load, &info);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(info.context_dim(), 0);
+
+  at::manual_seed(7);
+  const at::Tensor state = at::randn({4, kObs});
+  const at::Tensor action = at::rand({4, kAct}) * 2 - 1;
+  v1::TranslateRequest request;
+  request.mutable_model()->set_name("pair");
+  *request.mutable_state() = Proto(state);
+  *request.mutable_source_action() = Proto(action);
+  v1::TranslateResponse response;
+  s = stub_->Translate(server_->Context().get(), request, &response);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_TRUE(
+      at::allclose(Torch(response.target_action()), pair->Translate(state, action), 1e-6, 1e-6));
+
+  *request.mutable_source_context() = Proto(at::zeros({4, 1}));
+  s = stub_->Translate(server_->Context().get(), request, &response);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << s.error_message();
+  EXPECT_THAT(s.error_message(), HasSubstr("source_context: must be absent"));
 }
 
 TEST_F(PriorServiceTest, TranslateRefusesBadInputAndUnknownModels) {
