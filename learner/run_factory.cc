@@ -42,6 +42,19 @@ RunFactory MakeRunFactory(RunFactoryOptions options) {
         }
         return CreateCollectRun(experiment, context, collect);
       }
+      case v1::ExperimentSpec::KIND_EVALUATE: {
+        EvaluateRunOptions evaluate;
+        evaluate.registry = options.collect.registry;
+        evaluate.policies = options.collect.policies;
+        evaluate.metrics = options.collect.metrics;
+        if (options.training.algorithms != nullptr) {
+          evaluate.policy_loader = [training = options.training,
+                                    state_dir = options.state_dir](const v1::PolicyRef& ref) {
+            return LoadTrainedPolicy(ref, training, state_dir, "evaluate.policy");
+          };
+        }
+        return CreateEvaluateRun(experiment, context, evaluate);
+      }
       case v1::ExperimentSpec::KIND_TRAIN_PRIOR: {
         PriorTrainingRunOptions prior = options.prior_training;
         prior.checkpoint_path = dir + "/prior_checkpoint.prl";
@@ -51,7 +64,7 @@ RunFactory MakeRunFactory(RunFactoryOptions options) {
         return absl::UnimplementedError(
             absl::StrCat("kind: ", v1::ExperimentSpec::Kind_Name(experiment.spec().kind()),
                          " experiments are not run by this learner yet; it runs KIND_TRAIN, "
-                         "KIND_COLLECT and KIND_TRAIN_PRIOR"));
+                         "KIND_COLLECT, KIND_TRAIN_PRIOR and KIND_EVALUATE"));
     }
   };
 }
@@ -111,17 +124,18 @@ absl::StatusOr<TrainedCheckpoint> ReadTrainedCheckpoint(const v1::PolicyRef& ref
 
 absl::StatusOr<CollectPolicy> LoadTrainedPolicy(const v1::PolicyRef& ref,
                                                 const TrainingRunOptions& training,
-                                                const std::string& state_dir) {
+                                                const std::string& state_dir,
+                                                absl::string_view path) {
   if (training.algorithms == nullptr) {
-    return absl::UnimplementedError("collect.policy: this learner has no algorithms to load with");
+    return absl::UnimplementedError(
+        absl::StrCat(path, ": this learner has no algorithms to load with"));
   }
-  PRL_ASSIGN_OR_RETURN(TrainedCheckpoint trained,
-                       ReadTrainedCheckpoint(ref, state_dir, "collect.policy"));
+  PRL_ASSIGN_OR_RETURN(TrainedCheckpoint trained, ReadTrainedCheckpoint(ref, state_dir, path));
   const TrainingCheckpoint& checkpoint = trained.checkpoint;
   const v1::Experiment& record = trained.record;
   const std::string& id = checkpoint.experiment_id();
   const std::string field =
-      ref.has_checkpoint_path() ? "collect.policy.checkpoint_path" : "collect.policy.experiment_id";
+      absl::StrCat(path, ref.has_checkpoint_path() ? ".checkpoint_path" : ".experiment_id");
   const env_desc::DomainInfo* domain = env_desc::FindDomain(record.spec().env().domain());
   if (domain == nullptr) {
     return absl::DataLossError(absl::StrCat(field, ": ", id, " has no env.domain"));

@@ -141,6 +141,7 @@ class SpecChecker {
   void CheckCollect();
   void CheckCollectReplay();
   void CheckCollectPolicy(const v1::CollectSpec& c);
+  void CheckEvaluate();
   // A PolicyRef at `path` ("collect.policy", "algorithm.init_from").
   void CheckPolicyRef(const v1::PolicyRef& p, absl::string_view path);
   void CheckInitFrom(const AlgorithmSpec& a);
@@ -196,11 +197,13 @@ void SpecChecker::Run() {
     CheckPriorTraining();
   } else if (kind == ExperimentSpec::KIND_COLLECT) {
     CheckCollect();
+  } else if (kind == ExperimentSpec::KIND_EVALUATE) {
+    CheckEvaluate();
   } else if (kind != ExperimentSpec::KIND_UNSPECIFIED && ExperimentSpec::Kind_IsValid(kind)) {
     unsupported_.push_back(
         absl::StrCat("kind: ", ExperimentSpec::Kind_Name(kind),
-                     " is not supported by this learner yet (KIND_TRAIN, KIND_COLLECT and "
-                     "KIND_TRAIN_PRIOR are)"));
+                     " is not supported by this learner yet (KIND_TRAIN, KIND_COLLECT, "
+                     "KIND_TRAIN_PRIOR and KIND_EVALUATE are)"));
   }
 }
 
@@ -925,6 +928,28 @@ void SpecChecker::CheckCollectPolicy(const v1::CollectSpec& c) {
     return;
   }
   CheckPolicyRef(c.policy(), "collect.policy");
+}
+
+// EVALUATE: the policy and the number of episodes. Only env and resources apply besides
+// evaluate; the other parts of a spec are ignored, as for the other kinds that do not train.
+void SpecChecker::CheckEvaluate() {
+  CheckEnv();
+  CheckKindParts();
+  CheckResources();
+  if (!spec_.has_evaluate()) {
+    Bad("evaluate", "unset", "KIND_EVALUATE requires evaluate");
+    return;
+  }
+  const v1::EvaluateSpec& e = spec_.evaluate();
+  if (!e.has_policy()) {
+    Bad("evaluate.policy", "unset",
+        "KIND_EVALUATE requires evaluate.policy.experiment_id or "
+        "evaluate.policy.checkpoint_path");
+  } else {
+    CheckPolicyRef(e.policy(), "evaluate.policy");
+  }
+  filled_.mutable_evaluate()->set_episodes(static_cast<int32_t>(Count(
+      e.episodes(), kDefaultEvaluationEpisodes, kMaxEvaluationEpisodes, "evaluate.episodes")));
 }
 
 void SpecChecker::CheckPolicyRef(const v1::PolicyRef& p, absl::string_view path) {

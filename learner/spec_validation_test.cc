@@ -235,7 +235,10 @@ TEST(SpecValidationTest, UnsupportedPartsAreUnimplemented) {
     const char* overlay;
     const char* field;
   } cases[] = {
-      {"", "kind: KIND_EVALUATE", "kind: KIND_EVALUATE"},
+      {"",
+       "kind: KIND_TRAIN_PRIOR prior_training { kind: PRIOR_KIND_SKILL_VAE dataset: 'd.h5' "
+       "output_model: 'm' publish: true }",
+       "prior_training.publish: true"},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.field);
@@ -316,7 +319,10 @@ TEST(SpecValidationTest, InitFromIsKeptAsGiven) {
 }
 
 TEST(SpecValidationTest, InvalidArgumentWinsOverUnimplemented) {
-  const v1::ExperimentSpec spec = Spec("", "kind: KIND_EVALUATE name: 'Bad'");
+  const v1::ExperimentSpec spec =
+      Spec("",
+           "kind: KIND_TRAIN_PRIOR name: 'Bad' prior_training { kind: PRIOR_KIND_SKILL_VAE "
+           "dataset: 'd.h5' output_model: 'm' publish: true }");
   EXPECT_EQ(ValidateAndFillSpec(spec).status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(SpecProblems(spec), ElementsAre(HasSubstr("name: \"Bad\"")));
 }

@@ -1,0 +1,300 @@
+#include "learner/evaluate_run.h"
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "common/logging.h"
+#include "common/status_macros.h"
+#include "env_desc/env_spec.h"
+
+namespace prl::learner {
+namespace {
+
+void SetNow(google::protobuf::Timestamp* ts) {
+  const absl::Time now = absl::Now();
+  ts->set_seconds(absl::ToUnixSeconds(now));
+  ts->set_nanos(static_cast<int32_t>(absl::ToUnixNanos(now) % 1000000000));
+}
+
+class EvaluateRun final : public ExperimentRun, public ActorEventSink {
+ public:
+  EvaluateRun(const v1::Experiment& experiment, RunContext* context, EvaluateRunOptions options)
+      : experiment_(experiment),
+        spec_(experiment.spec()),
+        evaluate_(experiment.spec().evaluate()),
+        context_(context),
+        options_(std::move(options)) {
+    if (options_.metrics != nullptr) metrics_ = options_.metrics->ForExperiment(experiment.id());
+  }
+
+  Result Run() override;
+
+  void RequestStop(const std::string& reason, bool shutdown) override {
+    absl::MutexLock lock(&mu_);
+    if (stop_requested_) return;
+    stop_requested_ = true;
+    stop_reason_ = reason;
+    stop_for_shutdown_ = shutdown;
+  }
+
+  void OnEnvSteps(int64_t) override {}  // evaluation steps are not reported as env steps
+  void OnEpisodes(const std::vector<v1::EpisodeSummary>& episodes) override {
+    absl::MutexLock lock(&mu_);
+    for (const v1::EpisodeSummary& e : episodes) {
+      // episodes of the rounds this run asked for, up to the number wanted
+      if (!e.is_eval() || e.eval_round() < 1 || e.eval_round() > round_) continue;
+      ++round_episodes_[e.eval_round()];
+      if (static_cast<int64_t>(done_.size()) < evaluate_.episodes()) done_.push_back(e);
+    }
+  }
+
+ private:
+  // Publishes the policy under this experiment and fills the assignment.
+  absl::Status Setup();
+  std::optional<Result> Stopped() ABSL_LOCKS_EXCLUDED(mu_);
+  // Starts the next round for the episodes still missing when the current one cannot deliver
+  // them; returns a message while no actor is there to ask.
+  std::string MaybeStartRound() ABSL_LOCKS_EXCLUDED(mu_);
+  int64_t done() ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
+    return static_cast<int64_t>(done_.size());
+  }
+  v1::EvaluationResult Summarize() ABSL_LOCKS_EXCLUDED(mu_);
+  void ReportProgress(const std::string& waiting) ABSL_LOCKS_EXCLUDED(mu_);
+
+  const v1::Experiment experiment_;
+  const v1::ExperimentSpec spec_;
+  const v1::EvaluateSpec evaluate_;
+  RunContext* const context_;
+  const EvaluateRunOptions options_;
+  std::optional<RunMetrics> metrics_;
+
+  std::shared_ptr<const v1::Policy> policy_;  // as loaded (its own experiment and version)
+  int64_t published_version_ = 0;
+  ActorJob job_;
+  // episodes asked for by the rounds started, before the current one
+  int64_t asked_before_ = 0;
+  int64_t asked_now_ = 0;
+
+  absl::Mutex mu_;
+  bool stop_requested_ ABSL_GUARDED_BY(mu_) = false;
+  bool stop_for_shutdown_ ABSL_GUARDED_BY(mu_) = false;
+  std::string stop_reason_ ABSL_GUARDED_BY(mu_);
+  int64_t round_ ABSL_GUARDED_BY(mu_) = 0;
+  std::map<int64_t, int64_t> round_episodes_ ABSL_GUARDED_BY(mu_);
+  std::vector<v1::EpisodeSummary> done_ ABSL_GUARDED_BY(mu_);
+};
+
+std::optional<ExperimentRun::Result> EvaluateRun::Stopped() {
+  absl::MutexLock lock(&mu_);
+  if (!stop_requested_) return std::nullopt;
+  return Result{stop_for_shutdown_ ? v1::EXPERIMENT_STATE_RUNNING : v1::EXPERIMENT_STATE_STOPPED,
+                stop_reason_};
+}
+
+absl::Status EvaluateRun::Setup() {
+  const env_desc::DomainInfo* domain = env_desc::FindDomain(spec_.env().domain());
+  if (domain == nullptr) return absl::InvalidArgumentError("env.domain: not set");
+  PRL_ASSIGN_OR_RETURN(CollectPolicy loaded, options_.policy_loader(evaluate_.policy()));
+  const v1::PolicyArchitecture& architecture = loaded.policy->architecture();
+  const bool flat = architecture.output() == v1::PolicyArchitecture::OUTPUT_ACTION;
+  if (architecture.obs_dim() != domain->obs_dim ||
+      (flat && architecture.action_dim() != domain->act_dim)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("evaluate.policy: the policy takes ", architecture.obs_dim(),
+                     "-dimensional observations and gives ", architecture.action_dim(),
+                     "-dimensional outputs; env ", v1::EnvSpec::Domain_Name(spec_.env().domain()),
+                     " has ", domain->obs_dim, "-dimensional observations and ", domain->act_dim,
+                     "-dimensional actions"));
+  }
+  policy_ = loaded.policy;
+  // the same weights, published under this experiment for the actors' GetPolicy
+  auto policy = std::make_shared<v1::Policy>(*loaded.policy);
+  policy->set_experiment_id(experiment_.id());
+  published_version_ = options_.policies->version(experiment_.id()) + 1;
+  policy->set_version(published_version_);
+  SetNow(policy->mutable_create_time());
+  options_.policies->Expect(experiment_.id());
+  options_.policies->Publish(policy);
+
+  job_.experiment_id = experiment_.id();
+  job_.num_actors = std::max(1, spec_.resources().num_actors());
+  job_.envs_per_actor = std::max(1, spec_.resources().envs_per_actor());
+  job_.sink = this;
+  // the acting part the TRAIN run gave (prior, prior server, decision horizon), in MODE_EVALUATE
+  // on this spec's env; MCAT's task variants are left out: the env's dynamics are the task
+  v1::Assignment& a = job_.assignment;
+  a = loaded.acting;
+  a.clear_tasks();
+  a.clear_eval_tasks();
+  a.clear_replay_addresses();
+  a.clear_table();
+  a.clear_signature();
+  a.clear_episode_table();
+  a.clear_collect();
+  a.set_warmup_env_steps(0);
+  a.set_mode(v1::Assignment::MODE_EVALUATE);
+  *a.mutable_env() = spec_.env();
+  *a.mutable_policy() = architecture;
+  if (a.decision_horizon() < 1) a.set_decision_horizon(1);
+  a.set_stochastic_eval(evaluate_.stochastic());
+  return absl::OkStatus();
+}
+
+std::string EvaluateRun::MaybeStartRound() {
+  int64_t round, delivered_this_round, done_now;
+  {
+    absl::MutexLock lock(&mu_);
+    round = round_;
+    delivered_this_round = round_ > 0 ? round_episodes_[round_] : 0;
+    done_now = static_cast<int64_t>(done_.size());
+  }
+  const int64_t missing = evaluate_.episodes() - done_now;
+  if (missing <= 0) return "";
+  if (round > 0) {
+    // the round goes on while its actors can still deliver what it asked for
+    const int expected = options_.registry->ExpectedEvaluationEpisodes(round);
+    if (expected < 0 || delivered_this_round < expected) return "";
+  }
+  const int requested = options_.registry->RequestEvaluation(
+      round + 1, static_cast<int>(std::min<int64_t>(missing, 1 << 30)), published_version_);
+  if (requested == 0) return "waiting for actors to join the learner";
+  {
+    absl::MutexLock lock(&mu_);
+    round_ = round + 1;
+  }
+  asked_before_ += asked_now_;
+  asked_now_ = requested;
+  PRL_LOG(INFO) << experiment_.id() << ": evaluation round " << round + 1 << " asks for "
+                << requested << " episodes";
+  return "";
+}
+
+v1::EvaluationResult EvaluateRun::Summarize() {
+  absl::MutexLock lock(&mu_);
+  v1::EvaluationResult r;
+  const int64_t n = static_cast<int64_t>(done_.size());
+  r.set_episodes(n);
+  r.mutable_policy()->set_experiment_id(policy_->experiment_id());
+  r.mutable_policy()->set_version(policy_->version());
+  r.set_policy_env_steps(policy_->env_steps());
+  if (n == 0) return r;
+  double sum = 0, length = 0, successes = 0, truncated = 0;
+  double lowest = done_[0].episode_return(), highest = lowest;
+  for (const v1::EpisodeSummary& e : done_) {
+    sum += e.episode_return();
+    length += e.length();
+    successes += e.success() ? 1 : 0;
+    truncated += e.truncated() ? 1 : 0;
+    lowest = std::min(lowest, e.episode_return());
+    highest = std::max(highest, e.episode_return());
+  }
+  const double mean = sum / n;
+  double squares = 0;
+  for (const v1::EpisodeSummary& e : done_) {
+    squares += (e.episode_return() - mean) * (e.episode_return() - mean);
+  }
+  r.set_mean_return(mean);
+  r.set_std_return(std::sqrt(squares / n));
+  r.set_min_return(lowest);
+  r.set_max_return(highest);
+  r.set_success_rate(successes / n);
+  r.set_mean_length(length / n);
+  r.set_truncated_episodes(static_cast<int64_t>(truncated));
+  return r;
+}
+
+void EvaluateRun::ReportProgress(const std::string& waiting) {
+  const v1::EvaluationResult r = Summarize();
+  v1::Progress p;
+  p.set_episodes(r.episodes());
+  p.set_fraction_done(std::min(1.0, static_cast<double>(r.episodes()) / evaluate_.episodes()));
+  p.set_active_actors(options_.registry->assigned_actors());
+  p.set_policy_version(published_version_);
+  if (r.episodes() > 0) {
+    p.set_latest_eval_return(r.mean_return());
+    p.set_latest_eval_success_rate(r.success_rate());
+  }
+  int64_t round;
+  {
+    absl::MutexLock lock(&mu_);
+    round = round_;
+  }
+  p.set_eval_rounds(round);
+  std::string message = absl::StrCat(
+      "evaluating policy ", policy_->experiment_id(), " v", policy_->version(), " (",
+      policy_->env_steps(), " env steps) for ", evaluate_.episodes(), " episodes, ",
+      evaluate_.stochastic() ? "sampling" : "acting with its mean", ": ", r.episodes(), " done");
+  if (!waiting.empty()) absl::StrAppend(&message, "; ", waiting);
+  p.set_message(message);
+  context_->ReportProgress(p);
+}
+
+ExperimentRun::Result EvaluateRun::Run() {
+  if (absl::Status s = Setup(); !s.ok()) {
+    return {v1::EXPERIMENT_STATE_FAILED, absl::StrCat("setup: ", s.message())};
+  }
+  options_.registry->StartJob(job_);
+  PRL_LOG(INFO) << experiment_.id() << ": evaluating " << policy_->experiment_id() << " v"
+                << policy_->version() << " for " << evaluate_.episodes() << " episodes";
+  Result result{v1::EXPERIMENT_STATE_SUCCEEDED, ""};
+  absl::Time last_progress = absl::InfinitePast();
+  while (done() < evaluate_.episodes()) {
+    if (std::optional<Result> stopped = Stopped()) {
+      result = *stopped;
+      break;
+    }
+    const std::string waiting = MaybeStartRound();
+    const absl::Time now = absl::Now();
+    if (now - last_progress >= options_.progress_period) {
+      ReportProgress(waiting);
+      last_progress = now;
+    }
+    absl::MutexLock lock(&mu_);
+    mu_.AwaitWithTimeout(absl::Condition(&stop_requested_), options_.poll_period);
+  }
+  options_.registry->EndJob();
+  ReportProgress("");
+  if (!result.reason.empty()) return result;
+
+  const v1::EvaluationResult r = Summarize();
+  v1::ExperimentOutputs outputs;
+  *outputs.mutable_evaluation() = r;
+  context_->SetOutputs(outputs);
+  v1::CurvePoint point;
+  point.set_env_steps(r.policy_env_steps());
+  point.set_updates(policy_->updates());
+  point.set_eval_return(r.mean_return());
+  point.set_eval_episodes(static_cast<int32_t>(r.episodes()));
+  point.set_eval_success_rate(r.success_rate());
+  context_->AddCurvePoint(point);
+  if (metrics_) metrics_->eval_return->Set(r.mean_return());
+  result.reason = absl::StrCat(r.episodes(), " episodes: mean return ", r.mean_return(), " ± ",
+                               r.std_return(), ", success rate ", r.success_rate());
+  PRL_LOG(INFO) << experiment_.id() << ": " << result.reason;
+  return result;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<ExperimentRun>> CreateEvaluateRun(
+    const v1::Experiment& experiment, RunContext* context, const EvaluateRunOptions& options) {
+  if (options.registry == nullptr || options.policies == nullptr ||
+      options.policy_loader == nullptr) {
+    return absl::InvalidArgumentError(
+        "EvaluateRunOptions needs registry, policies and policy_loader");
+  }
+  if (experiment.spec().kind() != v1::ExperimentSpec::KIND_EVALUATE) {
+    return absl::InvalidArgumentError("an evaluate run runs KIND_EVALUATE experiments");
+  }
+  return std::make_unique<EvaluateRun>(experiment, context, options);
+}
+
+}  // namespace prl::learner
