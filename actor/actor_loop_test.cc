@@ -98,6 +98,43 @@ class FakeFlowPrior final : public models::PriorInference {
   v1::ModelInfo info_;
 };
 
+// An action translator between two tasks: H(s, a) = 3·a (clipped by the actor), recording the
+// source actions it saw.
+class FakeTranslator final : public models::PriorInference {
+ public:
+  FakeTranslator(std::atomic<int>* calls, std::vector<float>* seen, absl::Mutex* mu)
+      : calls_(calls), seen_(seen), mu_(mu) {
+    info_.set_name("pair");
+    info_.set_version(1);
+    info_.set_kind(v1::PRIOR_KIND_ACTION_TRANSLATOR);
+    info_.set_obs_dim(kObs);
+    info_.set_action_dim(kAct);
+    info_.set_horizon(1);
+    info_.add_methods("Translate");
+  }
+  const v1::ModelInfo& info() const override { return info_; }
+  absl::StatusOr<std::vector<HostTensor>> Run(
+      models::PriorMethod method, const std::vector<HostTensor>& inputs) const override {
+    absl::StatusOr<int64_t> rows = models::CheckPriorInputs(info_, method, inputs);
+    if (!rows.ok()) return rows.status();
+    ++*calls_;
+    absl::Span<const float> source = inputs[1].data<float>();
+    {
+      absl::MutexLock lock(mu_);
+      seen_->insert(seen_->end(), source.begin(), source.end());
+    }
+    std::vector<float> target(source.begin(), source.end());
+    for (float& a : target) a *= 3;
+    return std::vector<HostTensor>{HostTensor::FromFloats({*rows, kAct}, target)};
+  }
+
+ private:
+  std::atomic<int>* const calls_;
+  std::vector<float>* const seen_;
+  absl::Mutex* const mu_;
+  v1::ModelInfo info_;
+};
+
 // A latent policy: z = bias in every dimension.
 absl::StatusOr<std::unique_ptr<models::ActingPolicy>> MakeLatentPolicy(const v1::Policy& policy) {
   auto bias = ViewTensorProto(policy.weights(0).tensor(), "bias");
@@ -450,6 +487,10 @@ class ActorLoopTest : public ::testing::Test {
         --prior_down_for_;
         return absl::UnavailableError("prior server: connection refused");
       }
+      if (a.prior().name() == "pair") {
+        return std::unique_ptr<models::PriorInference>(
+            std::make_unique<FakeTranslator>(&translate_calls_, &translated_, &translated_mu_));
+      }
       if (a.policy().output() == v1::PolicyArchitecture::OUTPUT_FLOW_LATENT) {
         return std::unique_ptr<models::PriorInference>(
             std::make_unique<FakeFlowPrior>(&prior_calls_));
@@ -502,6 +543,10 @@ class ActorLoopTest : public ::testing::Test {
   std::unique_ptr<replay::ReplayServiceImpl> replay_service_;
   std::unique_ptr<ServerHost> replay_server_;
   prometheus::Registry actor_registry_;
+  // the fake translator's calls and the source actions it saw (outlive the actor)
+  std::atomic<int> translate_calls_{0};
+  absl::Mutex translated_mu_;
+  std::vector<float> translated_ ABSL_GUARDED_BY(translated_mu_);
   std::unique_ptr<ActorLoop> loop_;
   std::atomic<int> prior_calls_{0};     // calls to the fake prior of latent assignments
   std::atomic<int> decoded_rows_{0};    // rows the fake skill prior decoded
@@ -732,6 +777,30 @@ TEST_F(ActorLoopTest, RunsEvaluationRoundsWithoutInserting) {
   EXPECT_EQ(std::count(action.begin(), action.end(), -0.25f), 0);
   EXPECT_GT(std::count(action.begin(), action.end(), 0.5f), 0);
   EXPECT_THAT(Metrics(), HasSubstr("prl_actor_episodes_total{kind=\"eval\"} 5"));
+}
+
+TEST_F(ActorLoopTest, EvaluatesThroughATranslator) {
+  learner_.PublishPolicy(0.25f);
+  v1::Assignment evaluate = Train("");
+  evaluate.set_mode(v1::Assignment::MODE_EVALUATE);
+  evaluate.clear_replay_addresses();
+  evaluate.clear_signature();
+  evaluate.mutable_translator()->set_name("pair");
+  evaluate.mutable_translator()->set_version(1);
+  evaluate.set_prior_address("prior:1");
+  learner_.SetAssignment(evaluate);
+  learner_.SetEvaluation(/*round=*/1, /*episodes=*/2, /*min_policy_version=*/0);
+  StartActor();
+  ASSERT_TRUE(learner_.Await([](const Seen& s) {
+    return s.Count([](const Seen::Episode& e) { return e.summary.is_eval(); }) >= 2;
+  }));
+  loop_->Stop();
+  // every step's deterministic action (-0.25) went through the translator
+  EXPECT_GE(translate_calls_.load(), kEpisodeLength);
+  absl::MutexLock lock(&translated_mu_);
+  ASSERT_FALSE(translated_.empty());
+  EXPECT_EQ(std::count(translated_.begin(), translated_.end(), -0.25f),
+            static_cast<std::ptrdiff_t>(translated_.size()));
 }
 
 TEST_F(ActorLoopTest, JoinsAgainAfterNotFound) {

@@ -103,6 +103,7 @@ absl::Status AssignmentRunner::Build() {
   PRL_RETURN_IF_ERROR(BuildEnvFactories());
   PRL_RETURN_IF_ERROR(BuildActionSource());
   PRL_RETURN_IF_ERROR(BuildPrior());
+  PRL_RETURN_IF_ERROR(BuildTranslator());
   PolicyFetcherOptions fetcher;
   fetcher.experiment_id = a.experiment_id();
   fetcher.obs_dim = obs_dim_;
@@ -511,6 +512,63 @@ absl::Status AssignmentRunner::BuildPrior() {
   return absl::OkStatus();
 }
 
+absl::Status AssignmentRunner::BuildTranslator() {
+  const v1::Assignment& a = assignment_;
+  if (!a.has_translator()) return absl::OkStatus();
+  if (a.mode() != v1::Assignment::MODE_EVALUATE || latent_) {
+    return absl::InvalidArgumentError(
+        "assignment.translator: only MODE_EVALUATE with a flat policy (OUTPUT_ACTION) acts "
+        "through a translator");
+  }
+  if (!options_.prior_connector) {
+    return absl::UnimplementedError(
+        "assignment.translator: this actor was built without a way to reach priors");
+  }
+  // the connector builds what Assignment.prior names: ask it for the translator
+  v1::Assignment as_prior = a;
+  *as_prior.mutable_prior() = a.translator();
+  PRL_ASSIGN_OR_RETURN(translator_, options_.prior_connector(as_prior));
+  const v1::ModelInfo& info = translator_->info();
+  const std::string name = models::DescribeModel(info);
+  if (info.kind() != v1::PRIOR_KIND_ACTION_TRANSLATOR ||
+      !models::Answers(info, models::PriorMethod::kTranslate) || info.context_dim() != 0) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("assignment.translator: ", name,
+                     " must be an ACTION_TRANSLATOR between two tasks (context_dim 0) that "
+                     "answers Translate"));
+  }
+  if (info.obs_dim() != obs_dim_ || info.action_dim() != act_dim_) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("assignment.translator: ", name, " has state ", info.obs_dim(), " and action ",
+                     info.action_dim(), " dimensions; the env has ", obs_dim_, " and ", act_dim_));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status AssignmentRunner::TranslateActions(absl::Span<const float> obs, int n,
+                                                absl::Span<float> actions) {
+  std::vector<HostTensor> in;
+  in.push_back(
+      HostTensor::FromFloats({n, obs_dim_}, obs.subspan(0, static_cast<size_t>(n) * obs_dim_)));
+  in.push_back(
+      HostTensor::FromFloats({n, act_dim_}, actions.subspan(0, static_cast<size_t>(n) * act_dim_)));
+  PRL_ASSIGN_OR_RETURN(HostTensor none, HostTensor::Zeros(DType::kFloat32, {n, 0}));
+  in.push_back(none);
+  in.push_back(none);
+  PRL_ASSIGN_OR_RETURN(std::vector<HostTensor> out,
+                       translator_->Run(models::PriorMethod::kTranslate, in));
+  if (out.size() != 1 || out[0].shape() != std::vector<int64_t>{n, act_dim_}) {
+    return absl::InternalError(
+        absl::StrCat("assignment.translator: ", models::DescribeModel(translator_->info()),
+                     " answered Translate with an unexpected shape"));
+  }
+  absl::Span<const float> translated = out[0].data<float>();
+  for (size_t i = 0; i < translated.size(); ++i) {
+    actions[i] = std::clamp(translated[i], -1.0f, 1.0f);
+  }
+  return absl::OkStatus();
+}
+
 bool AssignmentRunner::ChooseLatents(absl::Span<const float> obs, int n, bool deterministic,
                                      bool warmup, std::vector<float>* z) {
   z->resize(static_cast<size_t>(n) * latent_dim_);
@@ -798,6 +856,13 @@ void AssignmentRunner::RunEvaluationRound(const v1::EvaluationRequest& request) 
       if (history) before = out.obs;
       ActWithPolicy(policy, out.obs, k, deterministic, history ? &*history : nullptr,
                     absl::MakeSpan(actions), &running);
+      if (translator_ != nullptr) {
+        if (absl::Status s = TranslateActions(out.obs, k, absl::MakeSpan(actions)); !s.ok()) {
+          PRL_LOG(WARNING) << "evaluation round " << request.round() << ": translating: " << s;
+          if (host_->Wait(decode_backoff_.Next())) return;
+          continue;
+        }
+      }
     } else {
       bool any_due = false;
       for (int j = 0; j < k; ++j) any_due |= z_steps[j] == 0;

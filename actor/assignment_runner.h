@@ -168,6 +168,11 @@ class AssignmentRunner {
   void LatentTrainStep();
   // Connects the prior of a latent assignment and checks it fits the policy and the envs.
   absl::Status BuildPrior();
+  // MODE_EVALUATE: the assignment's translator (Assignment.translator), when set.
+  absl::Status BuildTranslator();
+  // Replaces the `n` actions in `actions` with H(obs, actions) through translator_, clipped to
+  // [-1, 1]. Errors: the translator's (the actions are then untouched).
+  absl::Status TranslateActions(absl::Span<const float> obs, int n, absl::Span<float> actions);
   // Latents for obs (n rows) into `z` (n × latent): the policy's, or the prior's during warm-up
   // (`warmup`); false when interrupted while waiting for a policy.
   bool ChooseLatents(absl::Span<const float> obs, int n, bool deterministic, bool warmup,
@@ -234,6 +239,8 @@ class AssignmentRunner {
   // Latent policies: the prior, the latent size, the decision horizon and, per training env, the
   // decision under way (its z, the state it started in, reward so far, steps taken).
   std::unique_ptr<models::PriorInference> prior_;
+  // MODE_EVALUATE through an action translator: a = H(s, π(s)).
+  std::unique_ptr<models::PriorInference> translator_;
   bool latent_ = false;
   bool flow_ = false;  // OUTPUT_FLOW_LATENT: a = f(z; s) every step (horizon 1)
   int latent_dim_ = 0;

@@ -58,6 +58,8 @@ class EvaluateRun final : public ExperimentRun, public ActorEventSink {
  private:
   // Publishes the policy under this experiment and fills the assignment.
   absl::Status Setup();
+  // Resolves EvaluateSpec.translator into the assignment.
+  absl::Status SetUpTranslator(bool flat_policy, const env_desc::DomainInfo& domain);
   std::optional<Result> Stopped() ABSL_LOCKS_EXCLUDED(mu_);
   // Starts the next round for the episodes still missing when the current one cannot deliver
   // them; returns a message while no actor is there to ask.
@@ -77,6 +79,7 @@ class EvaluateRun final : public ExperimentRun, public ActorEventSink {
   std::optional<RunMetrics> metrics_;
 
   std::shared_ptr<const v1::Policy> policy_;  // as loaded (its own experiment and version)
+  v1::PriorRef translator_;                   // resolved; empty without one
   int64_t published_version_ = 0;
   ActorJob job_;
   // episodes asked for by the rounds started, before the current one
@@ -145,6 +148,46 @@ absl::Status EvaluateRun::Setup() {
   *a.mutable_policy() = architecture;
   if (a.decision_horizon() < 1) a.set_decision_horizon(1);
   a.set_stochastic_eval(evaluate_.stochastic());
+  a.clear_translator();
+  if (evaluate_.has_translator()) PRL_RETURN_IF_ERROR(SetUpTranslator(flat, *domain));
+  return absl::OkStatus();
+}
+
+absl::Status EvaluateRun::SetUpTranslator(bool flat_policy, const env_desc::DomainInfo& domain) {
+  const v1::PriorRef& ref = evaluate_.translator();
+  if (!flat_policy) {
+    return absl::InvalidArgumentError(
+        "evaluate.translator: the policy acts through a prior; only flat policies (sac, td3) act "
+        "through a translator");
+  }
+  if (options_.models == nullptr || options_.prior_address.empty()) {
+    return absl::UnimplementedError(
+        "evaluate.translator: this learner has no model store or prior server to serve it");
+  }
+  absl::StatusOr<models::ModelArtifact> model = options_.models->Read(ref.name(), ref.version());
+  if (!model.ok()) {
+    return absl::Status(model.status().code(),
+                        absl::StrCat("evaluate.translator: ", model.status().message()));
+  }
+  const v1::ModelInfo& info = model->info;
+  if (info.kind() != v1::PRIOR_KIND_ACTION_TRANSLATOR || info.context_dim() != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "evaluate.translator: ", info.name(), " v", info.version(), " is a ",
+        v1::PriorKind_Name(info.kind()), " with context_dim ", info.context_dim(),
+        "; it must be a PRIOR_KIND_ACTION_TRANSLATOR between two tasks (context_dim 0, from a "
+        "TRAIN_PRIOR experiment)"));
+  }
+  if (info.obs_dim() != domain.obs_dim || info.action_dim() != domain.act_dim) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("evaluate.translator: ", info.name(), " v", info.version(), " takes ",
+                     info.obs_dim(), "-dimensional states and ", info.action_dim(),
+                     "-dimensional actions; env ", v1::EnvSpec::Domain_Name(spec_.env().domain()),
+                     " has ", domain.obs_dim, " and ", domain.act_dim));
+  }
+  translator_.set_name(info.name());
+  translator_.set_version(info.version());
+  *job_.assignment.mutable_translator() = translator_;
+  job_.assignment.set_prior_address(options_.prior_address);
   return absl::OkStatus();
 }
 
@@ -185,6 +228,7 @@ v1::EvaluationResult EvaluateRun::Summarize() {
   r.mutable_policy()->set_experiment_id(policy_->experiment_id());
   r.mutable_policy()->set_version(policy_->version());
   r.set_policy_env_steps(policy_->env_steps());
+  if (!translator_.name().empty()) *r.mutable_translator() = translator_;
   if (n == 0) return r;
   double sum = 0, length = 0, successes = 0, truncated = 0;
   double lowest = done_[0].episode_return(), highest = lowest;
@@ -231,7 +275,11 @@ void EvaluateRun::ReportProgress(const std::string& waiting) {
   std::string message = absl::StrCat(
       "evaluating policy ", policy_->experiment_id(), " v", policy_->version(), " (",
       policy_->env_steps(), " env steps) for ", evaluate_.episodes(), " episodes, ",
-      evaluate_.stochastic() ? "sampling" : "acting with its mean", ": ", r.episodes(), " done");
+      evaluate_.stochastic() ? "sampling" : "acting with its mean",
+      translator_.name().empty()
+          ? ""
+          : absl::StrCat(" through translator ", translator_.name(), " v", translator_.version()),
+      ": ", r.episodes(), " done");
   if (!waiting.empty()) absl::StrAppend(&message, "; ", waiting);
   p.set_message(message);
   context_->ReportProgress(p);

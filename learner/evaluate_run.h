@@ -11,7 +11,12 @@
 // Results: Progress (episodes done, fraction, the mean return so far), one curve point at the
 // policy's env steps (eval_return, eval_episodes, eval_success_rate), and
 // ExperimentOutputs.evaluation (mean, standard deviation, minimum and maximum return, success
-// rate, mean length, the policy version evaluated). A stop ends it STOPPED; a learner shutdown
+// rate, mean length, the policy version evaluated).
+//
+// With EvaluateSpec.translator (an ACTION_TRANSLATOR between two tasks in the model store,
+// context_dim 0, version resolved when the run starts) the actors act a = H(s, π(s)) through
+// the prior server: a flat policy trained on the translator's source task, run on its target
+// task. A stop ends it STOPPED; a learner shutdown
 // leaves it RUNNING, and the next start evaluates afresh.
 //
 // Thread-safety: Run on one thread; RequestStop and the ActorEventSink methods from any.
@@ -26,6 +31,7 @@
 #include "learner/collect_run.h"
 #include "learner/experiment_run.h"
 #include "learner/learner_metrics.h"
+#include "learner/model_store.h"
 #include "learner/policy_store.h"
 #include "proto/experiment.pb.h"
 
@@ -37,6 +43,10 @@ struct EvaluateRunOptions {
   PolicyStore* policies = nullptr;
   // Resolves EvaluateSpec.policy (errors naming its fields).
   CollectPolicyLoader policy_loader;
+  // For EvaluateSpec.translator: the model store it is resolved in and the prior server
+  // (host:port) that serves it to the actors. Without a store such an experiment fails.
+  const ModelStore* models = nullptr;
+  std::string prior_address;
   // Optional: the learner's metrics.
   LearnerMetrics* metrics = nullptr;
   // How often the run looks at its episodes and reports progress.

@@ -2,6 +2,8 @@
 // registry's ActorService calls (Join, Heartbeat, ReportEpisodes) on a thread.
 #include "learner/evaluate_run.h"
 
+#include <unistd.h>
+
 #include <atomic>
 #include <cmath>
 #include <memory>
@@ -17,8 +19,10 @@
 #include "google/protobuf/text_format.h"
 #include "gtest/gtest.h"
 #include "learner/actor_registry.h"
+#include "learner/model_store.h"
 #include "learner/policy_store.h"
 #include "learner/spec_validation.h"
+#include "models/task_pair_translator.h"
 #include "proto/actor.pb.h"
 #include "proto/experiment.pb.h"
 
@@ -308,6 +312,46 @@ TEST_F(EvaluateRunTest, StopsAndFailuresAreReported) {
   EXPECT_THAT(failed.reason, HasSubstr("evaluate.policy: the policy takes 17-dimensional"));
 }
 
+// A translator between two cheetah tasks in a model store: the actors get it with the prior
+// server's address, and the result names it.
+TEST_F(EvaluateRunTest, ActsThroughATranslatorFromTheModelStore) {
+  const std::string dir = absl::StrCat(::testing::TempDir(), "/evaluate_models_", getpid());
+  auto store = ModelStore::Open(dir);
+  ASSERT_TRUE(store.ok()) << store.status();
+  models::TaskPairTranslatorOptions pair;
+  pair.obs_dim = kObs;
+  pair.act_dim = kAct;
+  pair.network.add_hidden_sizes(8);
+  v1::ModelInfo info;
+  info.set_name("heavy");
+  info.set_version(1);
+  auto translator = models::TaskPairTranslator::Create(pair);
+  ASSERT_TRUE(translator.ok()) << translator.status();
+  ASSERT_TRUE((*store)->Write((*translator)->ToArtifact(info).value()).ok());
+  options_.models = store->get();
+  options_.prior_address = "prior:9";
+
+  ScriptedActor a(&registry_, "actor-a", 10.0);
+  ExperimentRun::Result result = RunToEnd(Experiment("episodes: 2 translator { name: 'heavy' }"));
+  ASSERT_EQ(result.state, v1::EXPERIMENT_STATE_SUCCEEDED) << result.reason;
+  a.Stop();
+  EXPECT_EQ(a.assignment().translator().name(), "heavy");
+  EXPECT_EQ(a.assignment().translator().version(), 1);  // 0 resolved to the newest
+  EXPECT_EQ(a.assignment().prior_address(), "prior:9");
+  EXPECT_EQ(context_.outputs().evaluation().translator().name(), "heavy");
+  EXPECT_THAT(context_.progress().message(), HasSubstr("through translator heavy v1"));
+
+  // an unknown translator, and a latent policy, fail naming evaluate.translator
+  result = RunToEnd(Experiment("episodes: 2 translator { name: 'light' }"));
+  EXPECT_EQ(result.state, v1::EXPERIMENT_STATE_FAILED);
+  EXPECT_THAT(result.reason, HasSubstr("evaluate.translator: "));
+  EXPECT_THAT(result.reason, HasSubstr("light"));
+  output_ = v1::PolicyArchitecture::OUTPUT_DECODED_LATENT;
+  result = RunToEnd(Experiment("episodes: 2 translator { name: 'heavy' }"));
+  EXPECT_EQ(result.state, v1::EXPERIMENT_STATE_FAILED);
+  EXPECT_THAT(result.reason, HasSubstr("only flat policies"));
+}
+
 TEST(EvaluateSpecTest, IsValidatedAndFilled) {
   v1::ExperimentSpec spec;
   ASSERT_TRUE(google::protobuf::TextFormat::ParseFromString(
@@ -328,6 +372,10 @@ TEST(EvaluateSpecTest, IsValidatedAndFilled) {
   EXPECT_THAT(std::string(s.message()), HasSubstr("evaluate.policy: unset"));
   EXPECT_THAT(std::string(s.message()), HasSubstr("evaluate.episodes: -1"));
   EXPECT_THAT(std::string(s.message()), HasSubstr("collect: set with KIND_EVALUATE"));
+
+  spec.mutable_evaluate()->mutable_translator()->set_name("Bad");
+  EXPECT_THAT(std::string(ValidateAndFillSpec(spec).status().message()),
+              HasSubstr("evaluate.translator.name: \"Bad\""));
 
   spec.clear_evaluate();
   spec.clear_collect();

@@ -212,6 +212,7 @@ int main(int argc, char** argv) {
   prl::learner::RunFactoryOptions factory_options;
   factory_options.training = run_options;
   factory_options.state_dir = absl::GetFlag(FLAGS_learner_state_dir);
+  factory_options.prior_address = absl::GetFlag(FLAGS_learner_prior_address);
   factory_options.prior_training.models = model_store->get();
   factory_options.prior_training.datasets = dataset_store->get();
   factory_options.collect.replay_addresses = replay;

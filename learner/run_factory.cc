@@ -47,6 +47,8 @@ RunFactory MakeRunFactory(RunFactoryOptions options) {
         evaluate.registry = options.collect.registry;
         evaluate.policies = options.collect.policies;
         evaluate.metrics = options.collect.metrics;
+        evaluate.models = options.prior_training.models;
+        evaluate.prior_address = options.prior_address;
         if (options.training.algorithms != nullptr) {
           evaluate.policy_loader = [training = options.training,
                                     state_dir = options.state_dir](const v1::PolicyRef& ref) {

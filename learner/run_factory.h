@@ -32,6 +32,8 @@ struct RunFactoryOptions {
   // The learner's state directory: experiment E checkpoints to
   // <state_dir>/experiments/E/checkpoint.bin.
   std::string state_dir;
+  // The prior server actors reach (host:port): EVALUATE runs send it with a translator.
+  std::string prior_address;
 };
 
 // Errors of the runs it builds: UNIMPLEMENTED naming a kind this learner does not run yet.

@@ -948,6 +948,15 @@ void SpecChecker::CheckEvaluate() {
   } else {
     CheckPolicyRef(e.policy(), "evaluate.policy");
   }
+  if (e.has_translator()) {
+    if (!IsName(e.translator().name())) {
+      Bad("evaluate.translator.name", Quote(e.translator().name()), kNameRule);
+    }
+    if (e.translator().version() < 0) {
+      Bad("evaluate.translator.version", absl::StrCat(e.translator().version()),
+          "use a version >= 1, or 0 for the latest");
+    }
+  }
   filled_.mutable_evaluate()->set_episodes(static_cast<int32_t>(Count(
       e.episodes(), kDefaultEvaluationEpisodes, kMaxEvaluationEpisodes, "evaluate.episodes")));
 }
