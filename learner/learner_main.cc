@@ -3,13 +3,16 @@
 // TRAIN_PRIOR), against the replay shards named by --learner_replay; keeps trained priors in
 // <state_dir>/models and collected datasets in <state_dir>/datasets. On SIGTERM/SIGINT the running
 // experiment checkpoints and stays RUNNING on disk; the next start resumes it.
+#include <fstream>
 #include <iostream>
 #include <map>
 #include <memory>
+#include <sstream>
 #include <string>
 #include <vector>
 
 #include "absl/flags/flag.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
 #include "common/allocator.h"
@@ -34,6 +37,7 @@
 #include "learner/spirl_algorithm.h"
 #include "learner/training_run.h"
 #include "models/cpu_allocator.h"
+#include "prior_server/prior_client.h"
 #include "prometheus/registry.h"
 
 ABSL_FLAG(std::string, learner_prior_server, "",
@@ -228,6 +232,39 @@ int main(int argc, char** argv) {
   factory_options.prior_training.metrics = &learner_metrics;
   factory_options.prior_training.device = device;
   factory_options.prior_training.torch_threads = absl::GetFlag(FLAGS_learner_torch_threads);
+  // prior_training.publish: push the stored artifact's bytes to the prior server — the remote
+  // one (--learner_prior_server) or the actors' (--learner_prior_address), which loads them as
+  // the file it already has when it shares the model directory
+  {
+    const std::string address = absl::GetFlag(FLAGS_learner_prior_server).empty()
+                                    ? absl::GetFlag(FLAGS_learner_prior_address)
+                                    : absl::GetFlag(FLAGS_learner_prior_server);
+    prl::ChannelOptions channel_options;
+    channel_options.address = address;
+    if (!absl::GetFlag(FLAGS_learner_prior_server).empty()) {
+      channel_options.tls_ca_file = absl::GetFlag(FLAGS_learner_prior_server_ca_file);
+    }
+    auto channel = address.empty() ? absl::StatusOr<std::shared_ptr<grpc::Channel>>(
+                                         absl::NotFoundError("no prior server address"))
+                                   : prl::CreateChannel(channel_options);
+    if (channel.ok()) {
+      prl::prior_server::RemotePriorOptions publish_options;
+      publish_options.call.timeout = absl::Seconds(60);
+      publish_options.call.auth_token = *token;
+      publish_options.retry.max_attempts = 5;
+      publish_options.retry.total_timeout = absl::Minutes(2);
+      factory_options.prior_training.publish = [channel = *channel, publish_options](
+                                                   const std::string& name, int64_t version,
+                                                   const std::string& path) -> absl::Status {
+        std::ifstream file(path, std::ios::binary);
+        std::stringstream bytes;
+        bytes << file.rdbuf();
+        if (!file) return absl::NotFoundError(absl::StrCat("cannot read ", path));
+        return prl::prior_server::PushModel(channel, name, version, bytes.str(), publish_options)
+            .status();
+      };
+    }
+  }
   manager_options.run_factory = prl::learner::MakeRunFactory(factory_options);
   auto created = prl::learner::ExperimentManager::Create(manager_options);
   if (!created.ok()) {

@@ -406,9 +406,22 @@ ExperimentRun::Result PriorTrainingRun::Run() {
   context_->SetOutputs(outputs);
   PRL_LOG(INFO) << experiment_.id() << ": stored " << spec_.output_model() << " v" << version_
                 << " at " << *path;
-  return {v1::EXPERIMENT_STATE_SUCCEEDED, spec_.max_steps() > 0 && total == spec_.max_steps()
-                                              ? "max_steps reached"
-                                              : "epochs done"};
+  std::string reason =
+      spec_.max_steps() > 0 && total == spec_.max_steps() ? "max_steps reached" : "epochs done";
+  if (spec_.publish()) {
+    // the model is stored whatever happens here: a failed publish is said, not fatal
+    if (options_.publish == nullptr) {
+      absl::StrAppend(&reason, "; not published: this learner has no prior server to publish to");
+    } else if (absl::Status s = options_.publish(spec_.output_model(), version_, *path); !s.ok()) {
+      absl::StrAppend(&reason, "; publishing to the prior server failed: ", s.message(),
+                      " (prlctl load-model ", spec_.output_model(), " serves it by hand)");
+      PRL_LOG(WARNING) << experiment_.id() << ": publishing " << spec_.output_model() << " v"
+                       << version_ << ": " << s;
+    } else {
+      absl::StrAppend(&reason, "; published to the prior server");
+    }
+  }
+  return {v1::EXPERIMENT_STATE_SUCCEEDED, reason};
 }
 
 }  // namespace

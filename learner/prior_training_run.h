@@ -70,6 +70,10 @@ struct PriorTrainingRunOptions {
   // prior_checkpoint.prl); empty: none.
   std::string checkpoint_path;
   absl::Duration checkpoint_period = absl::Minutes(1);
+  // prior_training.publish: makes the prior server serve the stored model (name, version, its
+  // file), blocking until it does or fails. Unset: nothing to publish to (the run says so).
+  std::function<absl::Status(const std::string& name, int64_t version, const std::string& path)>
+      publish;
 };
 
 // Builds the run for a validated TRAIN_PRIOR experiment. Errors: INVALID_ARGUMENT for options

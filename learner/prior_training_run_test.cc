@@ -133,7 +133,8 @@ class PriorTrainingRunTest : public ::testing::Test {
     dataset_ = WriteDataset(dir_ + "-data.hdf5", 12, 30);
   }
 
-  ExperimentRun::Result Run(const std::string& prior_training, bool stop_at_once = false) {
+  ExperimentRun::Result Run(const std::string& prior_training, bool stop_at_once = false,
+                            const PriorTrainingRunOptions* base = nullptr) {
     v1::ExperimentSpec spec;
     EXPECT_TRUE(google::protobuf::TextFormat::ParseFromString(
         absl::StrCat("name: \"prior\" kind: KIND_TRAIN_PRIOR prior_training { ", prior_training,
@@ -144,7 +145,7 @@ class PriorTrainingRunTest : public ::testing::Test {
     v1::Experiment experiment;
     experiment.set_id("exp-prior");
     *experiment.mutable_spec() = *filled;
-    PriorTrainingRunOptions options;
+    PriorTrainingRunOptions options = base != nullptr ? *base : PriorTrainingRunOptions();
     options.models = store_.get();
     options.datasets = datasets_.get();
     options.factory = CreatePriorModel;
@@ -334,6 +335,46 @@ TEST_F(PriorTrainingRunTest, TrainsAnActionTranslatorBetweenTwoTasksDatasets) {
       "' target_dataset: '/nonexistent/target.hdf5' output_model: 'pair3' max_steps: 5"));
   EXPECT_EQ(missing.state, v1::EXPERIMENT_STATE_FAILED);
   EXPECT_THAT(missing.reason, HasSubstr("/nonexistent/target.hdf5"));
+}
+
+// publish: true hands the stored model to the prior server; a failure there keeps the model.
+TEST_F(PriorTrainingRunTest, PublishHandsTheStoredModelToThePriorServer) {
+  const std::string spec = absl::StrCat(
+      "kind: PRIOR_KIND_REAL_NVP_FLOW dataset: '", dataset_,
+      "' output_model: 'flow' max_steps: 3 batch_size: 8 network { hidden_sizes: [8] } "
+      "publish: true");
+  std::vector<std::string> published;
+  PriorTrainingRunOptions options;
+  options.publish = [&](const std::string& name, int64_t version, const std::string& path) {
+    published.push_back(absl::StrCat(name, " v", version, " ", path));
+    return absl::OkStatus();
+  };
+  ExperimentRun::Result result = Run(spec, false, &options);
+  ASSERT_EQ(result.state, v1::EXPERIMENT_STATE_SUCCEEDED) << result.reason;
+  EXPECT_THAT(result.reason, HasSubstr("published to the prior server"));
+  ASSERT_EQ(published.size(), 1u);
+  EXPECT_EQ(published[0], absl::StrCat("flow v1 ", store_->PathOf("flow", 1)));
+
+  options.publish = [](const std::string&, int64_t, const std::string&) {
+    return absl::UnavailableError("prior server: connection refused");
+  };
+  result = Run(spec, false, &options);
+  EXPECT_EQ(result.state, v1::EXPERIMENT_STATE_SUCCEEDED);
+  EXPECT_THAT(result.reason, HasSubstr("publishing to the prior server failed: prior server: "
+                                       "connection refused"));
+  EXPECT_TRUE(store_->Read("flow", 2).ok()) << "the model is kept";
+
+  result = Run(spec);
+  EXPECT_THAT(result.reason, HasSubstr("not published: this learner has no prior server"));
+  // without publish, nothing is published
+  options.publish = [&](const std::string&, int64_t, const std::string&) {
+    ADD_FAILURE() << "published without publish: true";
+    return absl::OkStatus();
+  };
+  result = Run(absl::StrCat("kind: PRIOR_KIND_REAL_NVP_FLOW dataset: '", dataset_,
+                            "' output_model: 'flow' max_steps: 1 batch_size: 8"),
+               false, &options);
+  EXPECT_EQ(result.reason, "max_steps reached");
 }
 
 TEST_F(PriorTrainingRunTest, BadDataFailsNamingTheCause) {

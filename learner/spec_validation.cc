@@ -761,11 +761,6 @@ void SpecChecker::CheckPriorTraining() {
         "dataset or a D4RL-layout .hdf5/.h5 file");
   }
   if (!IsName(p.output_model())) Bad(path + ".output_model", Quote(p.output_model()), kNameRule);
-  if (p.publish()) {
-    unsupported_.push_back(absl::StrCat(path,
-                                        ".publish: true is not supported by this learner yet (it "
-                                        "cannot load models into a prior server); leave it false"));
-  }
   if (flow || translator) {
     const std::string name = v1::PriorKind_Name(kind);
     if (p.horizon() != 0 && p.horizon() != 1) {

@@ -229,25 +229,17 @@ TEST(SpecValidationTest, EveryBadFieldIsNamedWithItsValue) {
   }
 }
 
-TEST(SpecValidationTest, UnsupportedPartsAreUnimplemented) {
-  struct Case {
-    const char* clear;
-    const char* overlay;
-    const char* field;
-  } cases[] = {
-      {"",
-       "kind: KIND_TRAIN_PRIOR prior_training { kind: PRIOR_KIND_SKILL_VAE dataset: 'd.h5' "
-       "output_model: 'm' publish: true }",
-       "prior_training.publish: true"},
-  };
-  for (const Case& c : cases) {
-    SCOPED_TRACE(c.field);
-    const v1::ExperimentSpec spec = Spec(c.clear, c.overlay);
+// Every kind and every part of the API runs on this learner now: what used to be UNIMPLEMENTED
+// (KIND_EVALUATE, PRIOR_KIND_ACTION_TRANSLATOR, publish) validates.
+TEST(SpecValidationTest, EveryKindAndPartIsSupported) {
+  for (const char* overlay :
+       {"kind: KIND_TRAIN_PRIOR prior_training { kind: PRIOR_KIND_SKILL_VAE dataset: 'd.h5' "
+        "output_model: 'm' publish: true }",
+        "kind: KIND_EVALUATE evaluate { policy { experiment_id: 'exp-000001' } }"}) {
+    SCOPED_TRACE(overlay);
+    const v1::ExperimentSpec spec = Spec("", overlay);
     absl::StatusOr<v1::ExperimentSpec> filled = ValidateAndFillSpec(spec);
-    EXPECT_EQ(filled.status().code(), absl::StatusCode::kUnimplemented);
-    EXPECT_THAT(filled.status().message(), HasSubstr(c.field));
-    EXPECT_THAT(filled.status().message(), HasSubstr("is not supported by this learner yet"));
-    EXPECT_THAT(SpecProblems(spec), IsEmpty());
+    EXPECT_TRUE(filled.ok()) << filled.status();
   }
 }
 
@@ -316,15 +308,6 @@ TEST(SpecValidationTest, InitFromIsKeptAsGiven) {
         MessageDifferencer::Equals(filled->algorithm().init_from(), spec.algorithm().init_from()));
     ExpectIdempotent(spec);
   }
-}
-
-TEST(SpecValidationTest, InvalidArgumentWinsOverUnimplemented) {
-  const v1::ExperimentSpec spec =
-      Spec("",
-           "kind: KIND_TRAIN_PRIOR name: 'Bad' prior_training { kind: PRIOR_KIND_SKILL_VAE "
-           "dataset: 'd.h5' output_model: 'm' publish: true }");
-  EXPECT_EQ(ValidateAndFillSpec(spec).status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(SpecProblems(spec), ElementsAre(HasSubstr("name: \"Bad\"")));
 }
 
 TEST(SpecValidationTest, ReportsEveryProblem) {
