@@ -858,10 +858,13 @@ void AssignmentRunner::RunEvaluationRound(const v1::EvaluationRequest& request) 
                     absl::MakeSpan(actions), &running);
       if (translator_ != nullptr) {
         if (absl::Status s = TranslateActions(out.obs, k, absl::MakeSpan(actions)); !s.ok()) {
-          PRL_LOG(WARNING) << "evaluation round " << request.round() << ": translating: " << s;
+          if (decode_backoff_.fresh()) {
+            PRL_LOG(WARNING) << "evaluation round " << request.round() << ": translating: " << s;
+          }
           if (host_->Wait(decode_backoff_.Next())) return;
           continue;
         }
+        decode_backoff_.Reset();
       }
     } else {
       bool any_due = false;

@@ -62,8 +62,10 @@ class EvaluateRun final : public ExperimentRun, public ActorEventSink {
   absl::Status SetUpTranslator(bool flat_policy, const env_desc::DomainInfo& domain);
   std::optional<Result> Stopped() ABSL_LOCKS_EXCLUDED(mu_);
   // Starts the next round for the episodes still missing when the current one cannot deliver
-  // them; returns a message while no actor is there to ask.
-  std::string MaybeStartRound() ABSL_LOCKS_EXCLUDED(mu_);
+  // them (an actor left) or delivers nothing for round_timeout; returns a message while no
+  // actor is there to ask. DEADLINE_EXCEEDED after max_stalled_rounds rounds without an
+  // episode.
+  absl::StatusOr<std::string> MaybeStartRound() ABSL_LOCKS_EXCLUDED(mu_);
   int64_t done() ABSL_LOCKS_EXCLUDED(mu_) {
     absl::MutexLock lock(&mu_);
     return static_cast<int64_t>(done_.size());
@@ -82,9 +84,10 @@ class EvaluateRun final : public ExperimentRun, public ActorEventSink {
   v1::PriorRef translator_;                   // resolved; empty without one
   int64_t published_version_ = 0;
   ActorJob job_;
-  // episodes asked for by the rounds started, before the current one
-  int64_t asked_before_ = 0;
-  int64_t asked_now_ = 0;
+  // when an episode last arrived (or the round started), and rounds since that gave none
+  int64_t done_seen_ = 0;
+  absl::Time last_progress_ = absl::Now();
+  int stalled_rounds_ = 0;
 
   absl::Mutex mu_;
   bool stop_requested_ ABSL_GUARDED_BY(mu_) = false;
@@ -118,14 +121,6 @@ absl::Status EvaluateRun::Setup() {
                      "-dimensional actions"));
   }
   policy_ = loaded.policy;
-  // the same weights, published under this experiment for the actors' GetPolicy
-  auto policy = std::make_shared<v1::Policy>(*loaded.policy);
-  policy->set_experiment_id(experiment_.id());
-  published_version_ = options_.policies->version(experiment_.id()) + 1;
-  policy->set_version(published_version_);
-  SetNow(policy->mutable_create_time());
-  options_.policies->Expect(experiment_.id());
-  options_.policies->Publish(policy);
 
   job_.experiment_id = experiment_.id();
   job_.num_actors = std::max(1, spec_.resources().num_actors());
@@ -150,6 +145,15 @@ absl::Status EvaluateRun::Setup() {
   a.set_stochastic_eval(evaluate_.stochastic());
   a.clear_translator();
   if (evaluate_.has_translator()) PRL_RETURN_IF_ERROR(SetUpTranslator(flat, *domain));
+  // everything checked: the same weights, published under this experiment for the actors'
+  // GetPolicy
+  auto policy = std::make_shared<v1::Policy>(*loaded.policy);
+  policy->set_experiment_id(experiment_.id());
+  published_version_ = options_.policies->version(experiment_.id()) + 1;
+  policy->set_version(published_version_);
+  SetNow(policy->mutable_create_time());
+  options_.policies->Expect(experiment_.id());
+  options_.policies->Publish(policy);
   return absl::OkStatus();
 }
 
@@ -191,7 +195,7 @@ absl::Status EvaluateRun::SetUpTranslator(bool flat_policy, const env_desc::Doma
   return absl::OkStatus();
 }
 
-std::string EvaluateRun::MaybeStartRound() {
+absl::StatusOr<std::string> EvaluateRun::MaybeStartRound() {
   int64_t round, delivered_this_round, done_now;
   {
     absl::MutexLock lock(&mu_);
@@ -199,25 +203,49 @@ std::string EvaluateRun::MaybeStartRound() {
     delivered_this_round = round_ > 0 ? round_episodes_[round_] : 0;
     done_now = static_cast<int64_t>(done_.size());
   }
-  const int64_t missing = evaluate_.episodes() - done_now;
-  if (missing <= 0) return "";
-  if (round > 0) {
-    // the round goes on while its actors can still deliver what it asked for
-    const int expected = options_.registry->ExpectedEvaluationEpisodes(round);
-    if (expected < 0 || delivered_this_round < expected) return "";
+  const absl::Time now = absl::Now();
+  if (done_now > done_seen_) {
+    done_seen_ = done_now;
+    last_progress_ = now;
+    stalled_rounds_ = 0;
   }
-  const int requested = options_.registry->RequestEvaluation(
-      round + 1, static_cast<int>(std::min<int64_t>(missing, 1 << 30)), published_version_);
-  if (requested == 0) return "waiting for actors to join the learner";
+  const int64_t missing = evaluate_.episodes() - done_now;
+  if (missing <= 0) return std::string();
+  if (round > 0) {
+    // the round goes on while its actors can still deliver what it asked for, and do
+    const int expected = options_.registry->ExpectedEvaluationEpisodes(round);
+    const bool can_deliver = expected < 0 || delivered_this_round < expected;
+    if (can_deliver && now - last_progress_ < options_.round_timeout) return std::string();
+    if (can_deliver) {
+      // the actors hold the round but nothing arrives (they cannot build the envs, reach the
+      // prior server, ...): ask again, and give up after a few such rounds
+      if (++stalled_rounds_ >= options_.max_stalled_rounds) {
+        return absl::DeadlineExceededError(
+            absl::StrCat("no evaluation episode arrived in ", stalled_rounds_, " rounds of ",
+                         absl::FormatDuration(options_.round_timeout),
+                         " each; the actors cannot run the policy here (see their logs)"));
+      }
+      PRL_LOG(WARNING) << experiment_.id() << ": evaluation round " << round << " delivered "
+                       << delivered_this_round << " of " << expected << " episodes in "
+                       << absl::FormatDuration(options_.round_timeout) << "; asking again";
+    }
+  }
+  // the round number is raised before the actors hear of it, so no episode of it is missed
   {
     absl::MutexLock lock(&mu_);
     round_ = round + 1;
   }
-  asked_before_ += asked_now_;
-  asked_now_ = requested;
+  const int requested = options_.registry->RequestEvaluation(
+      round + 1, static_cast<int>(std::min<int64_t>(missing, 1 << 30)), published_version_);
+  if (requested == 0) {
+    absl::MutexLock lock(&mu_);
+    round_ = round;
+    return std::string("waiting for actors to join the learner");
+  }
+  last_progress_ = now;
   PRL_LOG(INFO) << experiment_.id() << ": evaluation round " << round + 1 << " asks for "
                 << requested << " episodes";
-  return "";
+  return std::string();
 }
 
 v1::EvaluationResult EvaluateRun::Summarize() {
@@ -299,10 +327,14 @@ ExperimentRun::Result EvaluateRun::Run() {
       result = *stopped;
       break;
     }
-    const std::string waiting = MaybeStartRound();
+    absl::StatusOr<std::string> waiting = MaybeStartRound();
+    if (!waiting.ok()) {
+      result = {v1::EXPERIMENT_STATE_FAILED, std::string(waiting.status().message())};
+      break;
+    }
     const absl::Time now = absl::Now();
     if (now - last_progress >= options_.progress_period) {
-      ReportProgress(waiting);
+      ReportProgress(*waiting);
       last_progress = now;
     }
     absl::MutexLock lock(&mu_);

@@ -6,7 +6,8 @@
 // acting part of the assignment its TRAIN run gave (policy architecture, prior and prior
 // server for latent policies, decision horizon); the actors run it in MODE_EVALUATE, as
 // evaluation rounds of the ActorRegistry. A round that cannot deliver its episodes (an actor
-// died and no actor took its slot) is followed by another for the rest.
+// died and no actor took its slot) is followed by another for the rest; so is one during which
+// no episode arrives for round_timeout, and after max_stalled_rounds of those the run fails.
 //
 // Results: Progress (episodes done, fraction, the mean return so far), one curve point at the
 // policy's env steps (eval_return, eval_episodes, eval_success_rate), and
@@ -52,6 +53,11 @@ struct EvaluateRunOptions {
   // How often the run looks at its episodes and reports progress.
   absl::Duration poll_period = absl::Milliseconds(200);
   absl::Duration progress_period = absl::Seconds(1);
+  // A round during which no episode arrives for this long is asked again; after
+  // max_stalled_rounds such rounds in a row the run fails (the actors cannot run the policy:
+  // envs that do not build, a prior server they cannot reach).
+  absl::Duration round_timeout = absl::Minutes(10);
+  int max_stalled_rounds = 3;
 };
 
 // Builds the run for a validated EVALUATE experiment. Errors: INVALID_ARGUMENT for options

@@ -282,6 +282,18 @@ TEST_F(EvaluateRunTest, AnotherRoundRunsTheShareOfAnActorThatLeft) {
   EXPECT_GE(context_.progress().eval_rounds(), 2);
 }
 
+TEST_F(EvaluateRunTest, FailsWhenTheActorsHoldRoundsButDeliverNothing) {
+  // an actor that heartbeats but never finishes an episode (it cannot run the policy)
+  ScriptedActor mute(&registry_, "actor-a", 0.0, /*max_episodes=*/0);
+  options_.round_timeout = absl::Milliseconds(20);
+  options_.max_stalled_rounds = 3;
+  const ExperimentRun::Result result = RunToEnd(Experiment("episodes: 2"));
+  mute.Stop();
+  EXPECT_EQ(result.state, v1::EXPERIMENT_STATE_FAILED);
+  EXPECT_THAT(result.reason, HasSubstr("no evaluation episode arrived in 3 rounds"));
+  EXPECT_GE(context_.progress().eval_rounds(), 3);
+}
+
 TEST_F(EvaluateRunTest, StopsAndFailuresAreReported) {
   // a stop while no actor is there
   auto run = CreateEvaluateRun(Experiment("episodes: 3"), &context_, options_);

@@ -172,8 +172,8 @@ absl::Status PriorTrainingRun::LoadData() {
 
 absl::StatusOr<models::Losses> PriorTrainingRun::Validate() const {
   const int64_t n = std::min(options_.max_validation_windows, data_->validation_windows());
-  // each term weighted by the rows of the batches that report it (a translator's batch of one
-  // task has only that task's terms)
+  // each term weighted by the rows of the batches that report it (a translator's terms are
+  // means over one task's rows; its validation batches hold the two tasks equally)
   models::Losses sums;
   std::map<std::string, int64_t> rows;
   for (int64_t begin = 0; begin < n; begin += spec_.batch_size()) {

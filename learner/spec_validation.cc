@@ -832,6 +832,11 @@ void SpecChecker::CheckPriorTraining() {
   }
   out->set_batch_size(static_cast<int32_t>(
       Count(p.batch_size(), kPriorBatchSize, kMaxBatchSize, path + ".batch_size")));
+  if (translator && p.batch_size() == 1) {
+    Bad(path + ".batch_size", "1",
+        "a PRIOR_KIND_ACTION_TRANSLATOR batch holds both tasks half and half: use 2 or more, or 0 "
+        "for the default");
+  }
   out->set_lr(Positive(p.lr(),
                        flow         ? kFlowLr
                        : translator ? kTranslatorLr

@@ -691,6 +691,13 @@ TEST(TrainPriorSpecTest, AnActionTranslatorNeedsATargetDatasetAndNoLatent) {
   EXPECT_THAT(std::string(s.message()),
               HasSubstr("a PRIOR_KIND_ACTION_TRANSLATOR acts every step: use 0 or 1"));
   EXPECT_THAT(std::string(s.message()), HasSubstr("prior_training.beta: 0.1"));
+  EXPECT_THAT(std::string(ValidateAndFillSpec(
+                              PriorSpec("kind: PRIOR_KIND_ACTION_TRANSLATOR dataset: \"a.h5\" "
+                                        "target_dataset: \"b.h5\" output_model: \"t\" "
+                                        "batch_size: 1"))
+                              .status()
+                              .message()),
+              HasSubstr("prior_training.batch_size: 1"));
 }
 
 }  // namespace

@@ -135,10 +135,12 @@ absl::StatusOr<std::unique_ptr<WindowDataset>> WindowDataset::CreateTasks(
   std::unique_ptr<WindowDataset> out(
       new WindowDataset(std::move(all), options.horizon, options.device));
   out->task_begin_ = std::move(begins);
-  // the validation windows interleaved task by task: every prefix is balanced
-  size_t longest = 0;
-  for (const Windows& w : windows) longest = std::max(longest, w.validation.size());
-  for (size_t i = 0; i < longest; ++i) {
+  // the validation windows interleaved task by task, as many of each task as the task with the
+  // fewest has: every batch of them is balanced (terms that are means over one task's rows
+  // then average correctly over batches)
+  size_t fewest = windows[0].validation.size();
+  for (const Windows& w : windows) fewest = std::min(fewest, w.validation.size());
+  for (size_t i = 0; i < fewest; ++i) {
     for (const Windows& w : windows) {
       if (i < w.validation.size()) out->validation_.push_back(w.validation[i]);
     }

@@ -45,8 +45,9 @@ class WindowDataset {
   // One dataset per task (an ACTION_TRANSLATOR's source and target), named by `sources`, with
   // equal dimensions; each checked and split into training and validation episodes as Create
   // does, and batches carry WindowBatch::task. Training batches draw row i from task
-  // i % tasks, and the validation windows are interleaved task by task, so every batch and
-  // every prefix of the validation set holds the tasks equally (while each has windows left).
+  // i % tasks; the validation set takes as many windows of each task as the task with the
+  // fewest has, interleaved task by task, so every batch and every prefix of it holds the tasks
+  // equally.
   // Errors: Create's for each dataset; INVALID_ARGUMENT when the dimensions differ (naming
   // both sources).
   static absl::StatusOr<std::unique_ptr<WindowDataset>> CreateTasks(

@@ -75,7 +75,10 @@ TEST(WindowDatasetTest, TasksAreLabelledAndBalanced) {
   ASSERT_TRUE(ds.ok()) << ds.status();
   EXPECT_EQ((*ds)->tasks(), 2);
   EXPECT_EQ((*ds)->episodes(), 12);
-  EXPECT_EQ((*ds)->train_windows() + (*ds)->validation_windows(), 4 * 5 + 8 * 3);
+  // training: 3 source episodes of 5 windows, 6 target episodes of 3; validation: 5 of each
+  // (one source episode of 5 windows; the target's 2 held-out episodes have 6, one is left out)
+  EXPECT_EQ((*ds)->train_windows(), 3 * 5 + 6 * 3);
+  EXPECT_EQ((*ds)->validation_windows(), 10);
   std::mt19937_64 rng(5);
   const models::WindowBatch batch = (*ds)->SampleTrain(64, rng);
   ASSERT_TRUE(batch.task.defined());
@@ -88,10 +91,11 @@ TEST(WindowDatasetTest, TasksAreLabelledAndBalanced) {
     }
     EXPECT_EQ(batch.obs[i][1][1].item<float>(), batch.obs[i][0][1].item<float>());
   }
-  // the validation windows alternate between the tasks while both have some
-  const models::WindowBatch val = (*ds)->Validation(0, 6);
+  // the validation windows alternate between the tasks
+  const models::WindowBatch val = (*ds)->Validation(0, 100);
   ASSERT_TRUE(val.task.defined());
-  for (int64_t i = 0; i < 6; ++i) {
+  ASSERT_EQ(val.task.size(0), 10);
+  for (int64_t i = 0; i < 10; ++i) {
     EXPECT_EQ(val.task[i].item<int64_t>(), i % 2);
     EXPECT_EQ(val.obs[i][0][1].item<float>() >= 100, i % 2 == 1);
   }
