@@ -4,7 +4,7 @@
 # and through translators.
 #
 #   1. SAC on the normal cheetah's run_forward (examples/cheetah_sac_small.textproto: 64x64
-#      nets) for --source_steps env steps;
+#      nets, seed --source_seed) for --source_steps env steps;
 #   2. COLLECT uniform random actions, --collect_steps transitions each, on the source task
 #      (the normal cheetah) and on the target task (every body's mass x --mass_scale)
 #      (examples/cheetah_collect_{light,heavy}.textproto);
@@ -15,11 +15,12 @@
 #      (evaluate.translator: a = H(s, pi(s)), served by the prior server);
 #   5. a CSV of every evaluation (mean, std, min, max return) and a summary line.
 #
-#   bench/translator_transfer.sh [--seeds 1,2,3] [--source_steps N] [--collect_steps N]
+#   bench/translator_transfer.sh [--seeds 1,2,3] [--source_seed N] [--source_steps N]
+#                                [--collect_steps N]
 #                                [--mass_scale X] [--episodes N] [--state_dir DIR]
 #                                [--out PREFIX] [--cluster cluster.env]
 #
-# Defaults: seeds 1,2,3, 60,000 source steps, 40,000 transitions per dataset, mass scale 2.5,
+# Defaults: seeds 1,2,3, source seed 1, 60,000 source steps, 40,000 transitions per dataset, mass scale 2.5,
 # 20 episodes, state in state/translator_transfer, results in
 # docs/results/cheetah_translator_transfer.csv. The datasets are collected once per state
 # directory (a dataset name is written once).
@@ -27,6 +28,7 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 seeds="1,2,3"
+source_seed=1
 source_steps=60000
 collect_steps=40000
 mass_scale=2.5
@@ -37,6 +39,7 @@ cluster_env=""
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --seeds) seeds="$2"; shift 2 ;;
+    --source_seed) source_seed="$2"; shift 2 ;;
     --source_steps) source_steps="$2"; shift 2 ;;
     --collect_steps) collect_steps="$2"; shift 2 ;;
     --mass_scale) mass_scale="$2"; shift 2 ;;
@@ -44,7 +47,7 @@ while [[ $# -gt 0 ]]; do
     --state_dir) state_dir="$2"; shift 2 ;;
     --out) out="$2"; shift 2 ;;
     --cluster) cluster_env="$2"; shift 2 ;;
-    -h | --help) sed -n '2,27p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,28p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "translator_transfer: unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -65,8 +68,8 @@ field() { "${prlctl[@]}" get "$1" | awk -v k="$2:" '$1 == k {print $2; exit}'; }
 log() { echo "[translator_transfer] $*"; }
 
 # 1. the source policy
-log "SAC on the normal cheetah for ${source_steps} env steps"
-policy="$(submit --seed=1 --max_env_steps="${source_steps}" submit \
+log "SAC on the normal cheetah for ${source_steps} env steps (seed ${source_seed})"
+policy="$(submit --seed="${source_seed}" --max_env_steps="${source_steps}" submit \
   "${ROOT}/examples/cheetah_sac_small.textproto")"
 follow "${policy}" 60m
 [[ "$(field "${policy}" state)" == EXPERIMENT_STATE_SUCCEEDED ]] ||

@@ -6,7 +6,8 @@
 # episodes read back with h5py when a python3 has it), that Submit refuses the name a second time
 # and an unknown dataset name, then trains a small skill prior on the dataset by name
 # (TRAIN_PRIOR) and finds it in the model store; last, a few episodes are collected with the
-# policy of a short SAC run on the same learner (COLLECTOR_POLICY). About a minute on 2 cores.
+# policy of a short SAC run on the same learner (COLLECTOR_POLICY) and the policy is evaluated
+# (EVALUATE). About a minute on 2 cores.
 set -euo pipefail
 # shellcheck source=tests/e2e_lib.sh
 source "${TEST_SRCDIR}/${TEST_WORKSPACE}/tests/e2e_lib.sh"
@@ -185,5 +186,30 @@ listed="$("${prlctl[@]}" datasets)" || fail "prlctl datasets failed"
 echo "${listed}"
 grep -Eq '^e2e-policy +6 ' <<<"${listed}" || fail "prlctl datasets does not show e2e-policy"
 grep -Eq '^e2e-maze +40 ' <<<"${listed}" || fail "prlctl datasets does not show e2e-maze"
+
+# 6. EVALUATE: the SAC run's policy for 4 episodes, summarised in the experiment's outputs
+cat >"${S}/evaluate.textproto" <<EOF
+name: "e2e-evaluate"
+kind: KIND_EVALUATE
+env {
+  domain: DOMAIN_POINT_MAZE
+  task: "reach_goal"
+  maze { random { rows: 8 cols: 8 seed: 41 } }
+  episode_length: 100
+  seed: 9
+}
+resources { num_actors: 1 envs_per_actor: 2 }
+evaluate { policy { experiment_id: "${sac}" } episodes: 4 }
+EOF
+id="$("${prlctl[@]}" submit "${S}/evaluate.textproto")" || fail "EVALUATE submit failed"
+"${prlctl[@]}" watch "${id}" >/dev/null || true
+experiment="$("${prlctl[@]}" get "${id}")"
+grep -q "EXPERIMENT_STATE_SUCCEEDED" <<<"${experiment}" ||
+  fail "EVALUATE did not succeed: $(grep -E 'state|reason' <<<"${experiment}")"
+evaluation="$(awk '/evaluation \{/{p=1} p' <<<"${experiment}")"
+grep -q "episodes: 4" <<<"${evaluation}" || fail "no evaluation of 4 episodes: ${experiment}"
+grep -q "mean_length:" <<<"${evaluation}" || fail "no mean length: ${evaluation}"
+grep -q "experiment_id: \"${sac}\"" <<<"${evaluation}" || fail "the policy is not named"
 echo "collect e2e: ${transitions} transitions in 40 episodes (sha256:${hash:0:16}...), prior" \
-  "trained; 6 episodes with the policy of ${sac}"
+  "trained; 6 episodes with the policy of ${sac}; evaluated it:" \
+  "$(grep -E -m2 'mean_return|mean_length' <<<"${evaluation}" | tr -s ' \n' ' ')"
