@@ -91,6 +91,7 @@ class ScriptedActor {
     Stop();
     (void)registry_->Leave(id_);
   }
+  // The latest assignment for an experiment.
   v1::Assignment assignment() {
     absl::MutexLock lock(&mu_);
     return assignment_;
@@ -109,8 +110,11 @@ class ScriptedActor {
       if (r.ok()) {
         if (r->assignment().generation() > generation_) {
           generation_ = r->assignment().generation();
-          absl::MutexLock lock(&mu_);
-          assignment_ = r->assignment();
+          // the job's assignment is kept (the idle one after the job ends is not)
+          if (!r->assignment().experiment_id().empty()) {
+            absl::MutexLock lock(&mu_);
+            assignment_ = r->assignment();
+          }
         }
         const v1::EvaluationRequest& e = r->evaluation();
         if (e.round() > last_round && !assignment_experiment().empty()) {

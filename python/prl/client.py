@@ -180,6 +180,51 @@ class Client:
                    "fraction_done", "submit_time", "end_reason", "failure_reason"]
         return pd.DataFrame(rows, columns=columns)
 
+    def evaluations(self, experiment_ids=None, timeout=None):
+        """The results of EVALUATE experiments as a DataFrame, one row per experiment: id,
+        name, state, policy_experiment, policy_version, policy_env_steps, translator ("name vN",
+        "" without one), episodes, mean_return, std_return, min_return, max_return,
+        success_rate, mean_length. `experiment_ids` (one id or a list) picks experiments (each
+        must be an EVALUATE, else ValueError); None takes every EVALUATE on the learner. Rows of
+        experiments that have not finished have NaN results and 0 episodes."""
+        if experiment_ids is None:
+            experiments = [e for e in self.list(timeout=timeout)
+                           if e.spec.kind == v1.ExperimentSpec.KIND_EVALUATE]
+        else:
+            if isinstance(experiment_ids, str):
+                experiment_ids = [experiment_ids]
+            experiments = [self.get(i, timeout=timeout) for i in experiment_ids]
+            for e in experiments:
+                if e.spec.kind != v1.ExperimentSpec.KIND_EVALUATE:
+                    raise ValueError(f"{e.id} is a "
+                                     f"{v1.ExperimentSpec.Kind.Name(e.spec.kind)} experiment, "
+                                     "not KIND_EVALUATE")
+        columns = ["id", "name", "state", "policy_experiment", "policy_version",
+                   "policy_env_steps", "translator", "episodes", "mean_return", "std_return",
+                   "min_return", "max_return", "success_rate", "mean_length"]
+        rows = []
+        for e in experiments:
+            r = e.outputs.evaluation
+            done = e.outputs.HasField("evaluation")
+            nan = float("nan")
+            t = r.translator if r.HasField("translator") else e.spec.evaluate.translator
+            rows.append({
+                "id": e.id, "name": e.spec.name, "state": state_name(e.state),
+                "policy_experiment": r.policy.experiment_id if done
+                else e.spec.evaluate.policy.experiment_id,
+                "policy_version": r.policy.version if done else e.spec.evaluate.policy.version,
+                "policy_env_steps": r.policy_env_steps,
+                "translator": f"{t.name} v{t.version}" if t.name else "",
+                "episodes": r.episodes,
+                "mean_return": r.mean_return if done else nan,
+                "std_return": r.std_return if done else nan,
+                "min_return": r.min_return if done else nan,
+                "max_return": r.max_return if done else nan,
+                "success_rate": r.success_rate if done else nan,
+                "mean_length": r.mean_length if done else nan,
+            })
+        return pd.DataFrame(rows, columns=columns)
+
     def datasets(self, name=None, timeout=None):
         """The learner's stored datasets (written by COLLECT experiments) as a DataFrame, one
         row per dataset: name, version, path (on the learner's machine), content_hash,

@@ -348,3 +348,28 @@ def test_datasets_lists_what_a_collect_experiment_stored(client):
     with pytest.raises(prl.PrlError) as error:
         client.datasets("no-such-dataset")
     assert error.value.code == grpc.StatusCode.NOT_FOUND
+
+
+def test_evaluate_a_trained_policy(client, sac_experiment):
+    client.wait(sac_experiment)
+    spec = {
+        "name": "py-evaluate", "kind": "KIND_EVALUATE",
+        "env": {"domain": "DOMAIN_CHEETAH", "task": "run_forward", "episode_length": 50,
+                "dynamics": {"mass_scale": 1.5}},
+        "resources": {"num_actors": 1, "envs_per_actor": 2},
+        "evaluate": {"policy": {"experiment_id": sac_experiment}, "episodes": 3},
+    }
+    evaluation = client.submit(spec)
+    last = client.wait(evaluation, timeout=120)
+    assert last.state == prl.v1.EXPERIMENT_STATE_SUCCEEDED, (last.failure_reason, last.end_reason)
+    frame = client.evaluations(evaluation)
+    assert len(frame) == 1
+    row = frame.iloc[0]
+    assert row["policy_experiment"] == sac_experiment and row["policy_version"] > 0
+    assert row["episodes"] == 3 and row["mean_length"] == 50 and row["translator"] == ""
+    assert row["min_return"] <= row["mean_return"] <= row["max_return"]
+    assert row["std_return"] >= 0 and math.isfinite(row["mean_return"])
+    assert evaluation in set(client.evaluations()["id"])
+    with pytest.raises(ValueError, match="not KIND_EVALUATE"):
+        client.evaluations(sac_experiment)
+
