@@ -4,7 +4,6 @@
 
 #include <unistd.h>
 
-#include <atomic>
 #include <cmath>
 #include <memory>
 #include <string>
@@ -14,6 +13,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/text_format.h"
@@ -61,6 +61,14 @@ class FakeContext final : public RunContext {
     absl::MutexLock lock(&mu_);
     return curve_;
   }
+  // Waits until a progress report's message contains `text`.
+  void AwaitMessage(const std::string& text) {
+    absl::MutexLock lock(&mu_);
+    const auto seen = [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+      return absl::StrContains(progress_.message(), text);
+    };
+    mu_.Await(absl::Condition(&seen));
+  }
 
  private:
   absl::Mutex mu_;
@@ -83,7 +91,7 @@ class ScriptedActor {
   }
   ~ScriptedActor() { Stop(); }
   void Stop() {
-    stop_ = true;
+    if (!stop_.HasBeenNotified()) stop_.Notify();
     if (thread_.joinable()) thread_.join();
   }
   // Leaves the learner (as an actor that dies and is dropped).
@@ -96,13 +104,18 @@ class ScriptedActor {
     absl::MutexLock lock(&mu_);
     return assignment_;
   }
-  int reported() const { return reported_; }
+  // Waits until the actor has reported `n` episodes.
+  void AwaitReported(int n) {
+    absl::MutexLock lock(&mu_);
+    const auto done = [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return reported_ >= n; };
+    mu_.Await(absl::Condition(&done));
+  }
 
  private:
   void Loop() {
     int64_t last_round = 0;
     int64_t sequence = 1;
-    while (!stop_) {
+    while (!stop_.HasBeenNotified()) {
       v1::HeartbeatRequest heartbeat;
       heartbeat.set_actor_id(id_);
       heartbeat.set_generation(generation_);
@@ -124,21 +137,28 @@ class ScriptedActor {
           report.set_experiment_id(assignment_experiment());
           report.set_generation(generation_);
           report.set_first_sequence(sequence);
-          for (int i = 0; i < e.episodes() && reported_ < max_episodes_; ++i, ++reported_) {
+          int k;
+          {
+            absl::MutexLock lock(&mu_);
+            k = reported_;
+          }
+          for (int i = 0; i < e.episodes() && k < max_episodes_; ++i, ++k) {
             v1::EpisodeSummary* s = report.add_episodes();
             s->set_is_eval(true);
             s->set_eval_round(e.round());
-            s->set_episode_return(base_ + reported_);
+            s->set_episode_return(base_ + k);
             s->set_length(100);
-            s->set_success(reported_ % 2 == 0);
+            s->set_success(k % 2 == 0);
             s->set_truncated(true);
             s->set_policy_version(e.min_policy_version());
             ++sequence;
           }
           if (report.episodes_size() > 0) (void)registry_->ReportEpisodes(report);
+          absl::MutexLock lock(&mu_);
+          reported_ = k;
         }
       }
-      absl::SleepFor(absl::Milliseconds(2));
+      stop_.WaitForNotificationWithTimeout(absl::Milliseconds(2));  // the heartbeat interval
     }
   }
   std::string assignment_experiment() {
@@ -151,9 +171,9 @@ class ScriptedActor {
   const int max_episodes_;
   std::string id_;
   int64_t generation_ = 0;
-  std::atomic<int> reported_{0};
-  std::atomic<bool> stop_{false};
+  absl::Notification stop_;
   absl::Mutex mu_;
+  int reported_ ABSL_GUARDED_BY(mu_) = 0;
   v1::Assignment assignment_ ABSL_GUARDED_BY(mu_);
   std::thread thread_;
 };
@@ -276,7 +296,7 @@ TEST_F(EvaluateRunTest, AnotherRoundRunsTheShareOfAnActorThatLeft) {
   auto b = std::make_unique<ScriptedActor>(&registry_, "actor-b", 200.0, /*max_episodes=*/1);
   ScriptedActor a(&registry_, "actor-a", 100.0);
   std::thread leaver([&] {
-    while (b->reported() < 1) absl::SleepFor(absl::Milliseconds(1));
+    b->AwaitReported(1);
     b->Leave();
   });
   const ExperimentRun::Result result = RunToEnd(Experiment("episodes: 4"));
@@ -303,9 +323,7 @@ TEST_F(EvaluateRunTest, StopsAndFailuresAreReported) {
   auto run = CreateEvaluateRun(Experiment("episodes: 3"), &context_, options_);
   ASSERT_TRUE(run.ok());
   std::thread stopper([&] {
-    while (!absl::StrContains(context_.progress().message(), "waiting for actors")) {
-      absl::SleepFor(absl::Milliseconds(1));
-    }
+    context_.AwaitMessage("waiting for actors");
     (*run)->RequestStop("stopped by user", /*shutdown=*/false);
   });
   const ExperimentRun::Result stopped = (*run)->Run();
