@@ -356,11 +356,7 @@ class CollectRun final : public ExperimentRun, public ActorEventSink {
   Result Run() override;
 
   void RequestStop(const std::string& reason, bool shutdown) override {
-    absl::MutexLock lock(&mu_);
-    if (stop_requested_) return;
-    stop_requested_ = true;
-    stop_reason_ = reason;
-    stop_for_shutdown_ = shutdown;
+    stop_.Request(reason, shutdown);
   }
 
   void OnEnvSteps(int64_t delta) override {
@@ -395,9 +391,6 @@ class CollectRun final : public ExperimentRun, public ActorEventSink {
                ? "num_episodes reached"
                : "num_env_steps reached";
   }
-  std::optional<Result> Stopped() ABSL_LOCKS_EXCLUDED(mu_);
-  // Waits up to `timeout` for a stop request; true when one came.
-  bool WaitForStop(absl::Duration timeout) ABSL_LOCKS_EXCLUDED(mu_);
   void ReportProgress(double steps_per_second) ABSL_LOCKS_EXCLUDED(mu_);
   DatasetWriterOptions WriterOptions() const;
 
@@ -432,26 +425,11 @@ class CollectRun final : public ExperimentRun, public ActorEventSink {
   std::string start_message_;
   std::string waiting_message_;
 
+  StopRequest stop_;
   absl::Mutex mu_;
-  bool stop_requested_ ABSL_GUARDED_BY(mu_) = false;
-  bool stop_for_shutdown_ ABSL_GUARDED_BY(mu_) = false;
-  std::string stop_reason_ ABSL_GUARDED_BY(mu_);
   int64_t actor_env_steps_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t actor_episodes_ ABSL_GUARDED_BY(mu_) = 0;
 };
-
-std::optional<ExperimentRun::Result> CollectRun::Stopped() {
-  absl::MutexLock lock(&mu_);
-  if (!stop_requested_) return std::nullopt;
-  return Result{stop_for_shutdown_ ? v1::EXPERIMENT_STATE_RUNNING : v1::EXPERIMENT_STATE_STOPPED,
-                stop_reason_};
-}
-
-bool CollectRun::WaitForStop(absl::Duration timeout) {
-  absl::MutexLock lock(&mu_);
-  mu_.AwaitWithTimeout(absl::Condition(&stop_requested_), timeout);
-  return stop_requested_;
-}
 
 DatasetWriterOptions CollectRun::WriterOptions() const {
   DatasetWriterOptions options;
@@ -489,7 +467,7 @@ absl::Status CollectRun::Setup() {
     absl::Status created = source_->CreateTable(table);
     if (created.ok()) break;
     if (!absl::IsUnavailable(created) && !absl::IsDeadlineExceeded(created)) return created;
-    if (WaitForStop(retry)) return created;
+    if (stop_.WaitFor(retry)) return created;
     retry = std::min(retry * 2, absl::Seconds(5));
   }
 
@@ -769,7 +747,7 @@ ExperimentRun::Result CollectRun::Run() {
     return {v1::EXPERIMENT_STATE_SUCCEEDED, "the dataset was stored before the learner restarted"};
   }
   if (absl::Status s = Setup(); !s.ok()) {
-    if (std::optional<Result> stopped = Stopped()) return *stopped;
+    if (std::optional<Result> stopped = stop_.Get()) return *stopped;
     writer_.reset();
     if (source_ != nullptr) (void)source_->DeleteTable(table_);  // segments stay, for people
     return {v1::EXPERIMENT_STATE_FAILED, absl::StrCat("setup: ", s.message())};
@@ -791,7 +769,7 @@ ExperimentRun::Result CollectRun::Run() {
   int64_t window_steps = steps_;
   double steps_per_second = 0;
   while (!Done()) {
-    if (std::optional<Result> stopped = Stopped()) {
+    if (std::optional<Result> stopped = stop_.Get()) {
       result = *stopped;
       break;
     }
@@ -815,7 +793,7 @@ ExperimentRun::Result CollectRun::Run() {
         result = {v1::EXPERIMENT_STATE_FAILED, absl::StrCat("collecting: ", s.message())};
         break;
       }
-      WaitForStop(options_.idle_wait);
+      stop_.WaitFor(options_.idle_wait);
       continue;
     }
     waiting_message_.clear();
@@ -843,7 +821,7 @@ ExperimentRun::Result CollectRun::Run() {
       ReportProgress(steps_per_second);
       last_progress = now;
     }
-    if (*drained == 0 && !Done()) WaitForStop(options_.idle_wait);
+    if (*drained == 0 && !Done()) stop_.WaitFor(options_.idle_wait);
   }
   if (job_started_) options_.registry->EndJob();
 

@@ -37,11 +37,7 @@ class EvaluateRun final : public ExperimentRun, public ActorEventSink {
   Result Run() override;
 
   void RequestStop(const std::string& reason, bool shutdown) override {
-    absl::MutexLock lock(&mu_);
-    if (stop_requested_) return;
-    stop_requested_ = true;
-    stop_reason_ = reason;
-    stop_for_shutdown_ = shutdown;
+    stop_.Request(reason, shutdown);
   }
 
   void OnEnvSteps(int64_t) override {}  // evaluation steps are not reported as env steps
@@ -60,7 +56,6 @@ class EvaluateRun final : public ExperimentRun, public ActorEventSink {
   absl::Status Setup();
   // Resolves EvaluateSpec.translator into the assignment.
   absl::Status SetUpTranslator(bool flat_policy, const env_desc::DomainInfo& domain);
-  std::optional<Result> Stopped() ABSL_LOCKS_EXCLUDED(mu_);
   // Starts the next round for the episodes still missing when the current one cannot deliver
   // them (an actor left) or delivers nothing for round_timeout; returns a message while no
   // actor is there to ask. DEADLINE_EXCEEDED after max_stalled_rounds rounds without an
@@ -89,21 +84,12 @@ class EvaluateRun final : public ExperimentRun, public ActorEventSink {
   absl::Time last_progress_ = absl::Now();
   int stalled_rounds_ = 0;
 
+  StopRequest stop_;
   absl::Mutex mu_;
-  bool stop_requested_ ABSL_GUARDED_BY(mu_) = false;
-  bool stop_for_shutdown_ ABSL_GUARDED_BY(mu_) = false;
-  std::string stop_reason_ ABSL_GUARDED_BY(mu_);
   int64_t round_ ABSL_GUARDED_BY(mu_) = 0;
   std::map<int64_t, int64_t> round_episodes_ ABSL_GUARDED_BY(mu_);
   std::vector<v1::EpisodeSummary> done_ ABSL_GUARDED_BY(mu_);
 };
-
-std::optional<ExperimentRun::Result> EvaluateRun::Stopped() {
-  absl::MutexLock lock(&mu_);
-  if (!stop_requested_) return std::nullopt;
-  return Result{stop_for_shutdown_ ? v1::EXPERIMENT_STATE_RUNNING : v1::EXPERIMENT_STATE_STOPPED,
-                stop_reason_};
-}
 
 absl::Status EvaluateRun::Setup() {
   const env_desc::DomainInfo* domain = env_desc::FindDomain(spec_.env().domain());
@@ -323,7 +309,7 @@ ExperimentRun::Result EvaluateRun::Run() {
   Result result{v1::EXPERIMENT_STATE_SUCCEEDED, ""};
   absl::Time last_progress = absl::InfinitePast();
   while (done() < evaluate_.episodes()) {
-    if (std::optional<Result> stopped = Stopped()) {
+    if (std::optional<Result> stopped = stop_.Get()) {
       result = *stopped;
       break;
     }
@@ -337,8 +323,7 @@ ExperimentRun::Result EvaluateRun::Run() {
       ReportProgress(*waiting);
       last_progress = now;
     }
-    absl::MutexLock lock(&mu_);
-    mu_.AwaitWithTimeout(absl::Condition(&stop_requested_), options_.poll_period);
+    stop_.WaitFor(options_.poll_period);
   }
   options_.registry->EndJob();
   ReportProgress("");

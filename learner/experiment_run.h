@@ -7,9 +7,12 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "proto/experiment.pb.h"
 
 namespace prl::learner {
@@ -45,6 +48,39 @@ class ExperimentRun {
   // Asks the run to end soon: with STOPPED and `reason`, or (shutdown) checkpointed and left
   // RUNNING for the next start. Thread-safe; returns at once.
   virtual void RequestStop(const std::string& reason, bool shutdown) = 0;
+};
+
+// The stop a run was asked for (ExperimentRun::RequestStop), which its loop polls and waits on.
+// The first request wins. Thread-safe.
+class StopRequest {
+ public:
+  void Request(const std::string& reason, bool shutdown) ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
+    if (requested_) return;
+    requested_ = true;
+    reason_ = reason;
+    shutdown_ = shutdown;
+  }
+  // STOPPED with the reason, or RUNNING for a learner shutdown (resume at the next start);
+  // nullopt while no stop was asked for.
+  std::optional<ExperimentRun::Result> Get() const ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
+    if (!requested_) return std::nullopt;
+    return ExperimentRun::Result{
+        shutdown_ ? v1::EXPERIMENT_STATE_RUNNING : v1::EXPERIMENT_STATE_STOPPED, reason_};
+  }
+  // Waits up to `timeout` for a request; true when one came.
+  bool WaitFor(absl::Duration timeout) const ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
+    mu_.AwaitWithTimeout(absl::Condition(&requested_), timeout);
+    return requested_;
+  }
+
+ private:
+  mutable absl::Mutex mu_;
+  bool requested_ ABSL_GUARDED_BY(mu_) = false;
+  bool shutdown_ ABSL_GUARDED_BY(mu_) = false;
+  std::string reason_ ABSL_GUARDED_BY(mu_);
 };
 
 // Builds the run of `experiment` (its spec filled and validated); `context` outlives the run.

@@ -65,11 +65,7 @@ class PriorTrainingRun final : public ExperimentRun {
   Result Run() override;
 
   void RequestStop(const std::string& reason, bool shutdown) override {
-    absl::MutexLock lock(&mu_);
-    if (stop_requested_) return;
-    stop_requested_ = true;
-    stop_reason_ = reason;
-    stop_for_shutdown_ = shutdown;
+    stop_.Request(reason, shutdown);
   }
 
  private:
@@ -83,8 +79,6 @@ class PriorTrainingRun final : public ExperimentRun {
   void SetDatasets(v1::ModelInfo* info) const;
   // Mean losses over the first validation windows ("validation_<term>"); empty without any.
   absl::StatusOr<models::Losses> Validate() const;
-  // The stop that was asked for, or nullopt.
-  std::optional<Result> Stopped() ABSL_LOCKS_EXCLUDED(mu_);
   void Report(int64_t step, int64_t total_steps, int64_t epoch, double samples_per_second);
   absl::StatusOr<std::string> Store(const models::Losses& validation);
   // Writes the checkpoint after `step` steps (crash-safe: a temporary file renamed over it).
@@ -107,10 +101,7 @@ class PriorTrainingRun final : public ExperimentRun {
   models::Losses train_losses_, validation_losses_;
   absl::Time start_ = absl::Now();
 
-  absl::Mutex mu_;
-  bool stop_requested_ ABSL_GUARDED_BY(mu_) = false;
-  bool stop_for_shutdown_ ABSL_GUARDED_BY(mu_) = false;
-  std::string stop_reason_ ABSL_GUARDED_BY(mu_);
+  StopRequest stop_;
 };
 
 absl::StatusOr<std::string> PriorTrainingRun::ResolveDataset(const std::string& field,
@@ -187,13 +178,6 @@ absl::StatusOr<models::Losses> PriorTrainingRun::Validate() const {
   models::Losses out;
   for (const auto& [name, sum] : sums) out["validation_" + name] = sum / rows[name];
   return out;
-}
-
-std::optional<ExperimentRun::Result> PriorTrainingRun::Stopped() {
-  absl::MutexLock lock(&mu_);
-  if (!stop_requested_) return std::nullopt;
-  return Result{stop_for_shutdown_ ? v1::EXPERIMENT_STATE_RUNNING : v1::EXPERIMENT_STATE_STOPPED,
-                stop_reason_};
 }
 
 void PriorTrainingRun::Report(int64_t step, int64_t total_steps, int64_t epoch,
@@ -331,7 +315,7 @@ ExperimentRun::Result PriorTrainingRun::Run() {
   int64_t window_steps = 0;
   double samples_per_second = 0;
   for (int64_t step = resumed + 1; step <= total; ++step) {
-    if (std::optional<Result> stopped = Stopped()) {
+    if (std::optional<Result> stopped = stop_.Get()) {
       options_.models->Release(spec_.output_model(), version_);
       if (stopped->state == v1::EXPERIMENT_STATE_RUNNING && !options_.checkpoint_path.empty()) {
         // a shutdown: keep what was trained for the next start
