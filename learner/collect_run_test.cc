@@ -21,6 +21,7 @@
 #include "learner/actor_registry.h"
 #include "learner/dataset_store.h"
 #include "learner/policy_store.h"
+#include "learner/recording_run_context.h"
 #include "prometheus/registry.h"
 
 namespace prl::learner {
@@ -181,33 +182,6 @@ TEST(CollectTableConfigTest, IsAQueueThatHandsEachRowOutOnce) {
 
 // ---- the run, with a scripted replay and a real registry and dataset store ----
 
-class FakeContext final : public RunContext {
- public:
-  void ReportProgress(const v1::Progress& progress) override {
-    absl::MutexLock lock(&mu_);
-    progress_ = progress;
-  }
-  void AddCurvePoint(const v1::CurvePoint&) override {}
-  void TruncateCurve(int64_t) override {}
-  void SetOutputs(const v1::ExperimentOutputs& outputs) override {
-    absl::MutexLock lock(&mu_);
-    outputs_ = outputs;
-  }
-  v1::Progress progress() {
-    absl::MutexLock lock(&mu_);
-    return progress_;
-  }
-  v1::ExperimentOutputs outputs() {
-    absl::MutexLock lock(&mu_);
-    return outputs_;
-  }
-
- private:
-  absl::Mutex mu_;
-  v1::Progress progress_;
-  v1::ExperimentOutputs outputs_;
-};
-
 // The replay as the actors fill it: answers queued by the test, handed out in order.
 struct ScriptedReplay {
   absl::Mutex mu;
@@ -302,7 +276,7 @@ class CollectRunTest : public ::testing::Test {
   ActorRegistry registry_;
   std::unique_ptr<DatasetStore> datasets_;
   ScriptedReplay replay_;
-  FakeContext context_;
+  RecordingRunContext context_;
   CollectRunOptions options_;
   std::string actor_id_;
 };

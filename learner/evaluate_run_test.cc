@@ -21,6 +21,7 @@
 #include "learner/actor_registry.h"
 #include "learner/model_store.h"
 #include "learner/policy_store.h"
+#include "learner/recording_run_context.h"
 #include "learner/spec_validation.h"
 #include "models/task_pair_translator.h"
 #include "proto/actor.pb.h"
@@ -33,49 +34,6 @@ using ::testing::HasSubstr;
 
 constexpr int kObs = 17;  // DOMAIN_CHEETAH
 constexpr int kAct = 6;
-
-class FakeContext final : public RunContext {
- public:
-  void ReportProgress(const v1::Progress& progress) override {
-    absl::MutexLock lock(&mu_);
-    progress_ = progress;
-  }
-  void AddCurvePoint(const v1::CurvePoint& point) override {
-    absl::MutexLock lock(&mu_);
-    curve_.push_back(point);
-  }
-  void TruncateCurve(int64_t) override {}
-  void SetOutputs(const v1::ExperimentOutputs& outputs) override {
-    absl::MutexLock lock(&mu_);
-    outputs_ = outputs;
-  }
-  v1::Progress progress() {
-    absl::MutexLock lock(&mu_);
-    return progress_;
-  }
-  v1::ExperimentOutputs outputs() {
-    absl::MutexLock lock(&mu_);
-    return outputs_;
-  }
-  std::vector<v1::CurvePoint> curve() {
-    absl::MutexLock lock(&mu_);
-    return curve_;
-  }
-  // Waits until a progress report's message contains `text`.
-  void AwaitMessage(const std::string& text) {
-    absl::MutexLock lock(&mu_);
-    const auto seen = [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
-      return absl::StrContains(progress_.message(), text);
-    };
-    mu_.Await(absl::Condition(&seen));
-  }
-
- private:
-  absl::Mutex mu_;
-  v1::Progress progress_;
-  v1::ExperimentOutputs outputs_;
-  std::vector<v1::CurvePoint> curve_;
-};
 
 // An actor that joins, heartbeats, and answers each evaluation round with its share of
 // episodes; episode k of the actor returns `base` + k (success on even k).
@@ -240,7 +198,7 @@ class EvaluateRunTest : public ::testing::Test {
 
   ActorRegistry registry_;
   PolicyStore policies_;
-  FakeContext context_;
+  RecordingRunContext context_;
   EvaluateRunOptions options_;
   v1::PolicyArchitecture::Output output_ = v1::PolicyArchitecture::OUTPUT_ACTION;
 };

@@ -431,18 +431,8 @@ std::vector<std::pair<std::string, at::Tensor>> McatModel::ActingParameters() co
 
 absl::StatusOr<ModelArtifact> McatModel::TranslatorArtifact(v1::ModelInfo info) const {
   const McatModelOptions& o = impl_->options;
-  info.set_kind(v1::PRIOR_KIND_ACTION_TRANSLATOR);
-  info.set_obs_dim(static_cast<int32_t>(o.dims.obs_dim));
-  info.set_action_dim(static_cast<int32_t>(o.dims.action_dim));
-  info.set_context_dim(static_cast<int32_t>(o.dims.context_dim));
-  info.set_latent_dim(0);
-  info.set_horizon(1);
-  info.set_state_conditioned_decoder(false);
-  info.clear_methods();
-  info.add_methods("Translate");
-  ModelArtifact artifact;
-  artifact.info = std::move(info);
-  prior_util::WriteNetwork(o.network, &artifact.hyperparameters);
+  ModelArtifact artifact = prior_util::TranslatorArtifactBase(
+      std::move(info), o.dims.obs_dim, o.dims.action_dim, o.dims.context_dim, o.network);
   PRL_RETURN_IF_ERROR(prior_util::StoreParameters(impl_->translator_block, &artifact));
   return artifact;
 }

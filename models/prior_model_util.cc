@@ -174,6 +174,23 @@ absl::StatusOr<v1::NetworkSpec> ReadNetwork(const ModelArtifact& artifact) {
   return network;
 }
 
+ModelArtifact TranslatorArtifactBase(v1::ModelInfo info, int64_t obs_dim, int64_t action_dim,
+                                     int64_t context_dim, const v1::NetworkSpec& network) {
+  info.set_kind(v1::PRIOR_KIND_ACTION_TRANSLATOR);
+  info.set_obs_dim(static_cast<int32_t>(obs_dim));
+  info.set_action_dim(static_cast<int32_t>(action_dim));
+  info.set_context_dim(static_cast<int32_t>(context_dim));
+  info.set_latent_dim(0);
+  info.set_horizon(1);
+  info.set_state_conditioned_decoder(false);
+  info.clear_methods();
+  info.add_methods("Translate");
+  ModelArtifact artifact;
+  artifact.info = std::move(info);
+  WriteNetwork(network, &artifact.hyperparameters);
+  return artifact;
+}
+
 absl::Status StoreParameters(const ParameterBlock& block, ModelArtifact* artifact) {
   for (int i = 0; i < block.size(); ++i) {
     PRL_ASSIGN_OR_RETURN(HostTensor host, FromTorch(block.param(i).detach()));

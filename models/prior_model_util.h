@@ -97,6 +97,11 @@ absl::StatusOr<int64_t> Hyperparameter(const ModelArtifact& artifact, const std:
 void WriteNetwork(const v1::NetworkSpec& network, std::map<std::string, int64_t>* hyperparameters);
 absl::StatusOr<v1::NetworkSpec> ReadNetwork(const ModelArtifact& artifact);
 
+// An ACTION_TRANSLATOR artifact without its weights: `info` with the kind, dimensions, horizon 1,
+// methods ["Translate"], and the network's hyperparameters (what TranslatorModel::FromArtifact
+// reads; MCAT's context translator and the translator between two tasks share it).
+ModelArtifact TranslatorArtifactBase(v1::ModelInfo info, int64_t obs_dim, int64_t action_dim,
+                                     int64_t context_dim, const v1::NetworkSpec& network);
 // The block's parameters as CPU float32 tensors under their names, appended to the artifact.
 absl::Status StoreParameters(const ParameterBlock& block, ModelArtifact* artifact);
 // Copies the artifact's tensors into `block`: every parameter exactly once, with its shape,

@@ -203,18 +203,8 @@ at::Tensor TaskPairTranslator::Translate(const at::Tensor& obs,
 }
 
 absl::StatusOr<ModelArtifact> TaskPairTranslator::ToArtifact(v1::ModelInfo info) const {
-  info.set_kind(v1::PRIOR_KIND_ACTION_TRANSLATOR);
-  info.set_obs_dim(options_.obs_dim);
-  info.set_action_dim(options_.act_dim);
-  info.set_context_dim(0);
-  info.set_latent_dim(0);
-  info.set_horizon(1);
-  info.set_state_conditioned_decoder(false);
-  info.clear_methods();
-  info.add_methods("Translate");
-  ModelArtifact artifact;
-  artifact.info = std::move(info);
-  prior_util::WriteNetwork(options_.network, &artifact.hyperparameters);
+  ModelArtifact artifact = prior_util::TranslatorArtifactBase(
+      std::move(info), options_.obs_dim, options_.act_dim, /*context_dim=*/0, options_.network);
   ModelArtifact all;
   try {
     PRL_RETURN_IF_ERROR(prior_util::StoreParameters(params_, &all));
