@@ -51,6 +51,17 @@ def _libtorch_repository_impl(ctx):
     if lib != _DEBIAN_LIB:
         linkopts.append('"-Wl,-rpath,%s"' % lib)
     if cuda:
+        # c10/cuda and ATen/cuda (CUDA graphs, streams, events) include the toolkit's runtime
+        # headers
+        cuda_include = ctx.os.environ.get("PRL_CUDA_HOME", "/usr/local/cuda") + "/include"
+        if ctx.path(cuda_include + "/cuda_runtime_api.h").exists:
+            ctx.symlink(cuda_include, "cuda_include")
+            # the runtime API and what it includes, not the whole toolkit (CCCL, ...)
+            hdr_globs.append('"cuda_include/*.h"')
+            hdr_globs.append('"cuda_include/*.hpp"')
+            hdr_globs.append('"cuda_include/crt/**"')
+            includes.append('"cuda_include"')
+
         # libtorch_cuda needs the CUDA runtime libraries (cudart, cuBLAS, cuDNN, NCCL, ...):
         # found at link time in the CUDA toolkit (PRL_CUDA_HOME, default /usr/local/cuda) and
         # any PRL_CUDA_LIBRARY_PATH directories; at run time through LD_LIBRARY_PATH (a PyPI
@@ -60,6 +71,10 @@ def _libtorch_repository_impl(ctx):
         extra = [d for d in ctx.os.environ.get("PRL_CUDA_LIBRARY_PATH", "").split(":") if d]
         for d in [cuda_home + "/lib64"] + extra:
             linkopts.append('"-Wl,-rpath-link,%s"' % d)
+
+        # the runtime API itself, called by PRL's own CUDA code (streams, events, graphs)
+        linkopts.append('"-L%s/lib64"' % cuda_home)
+        libs.append("cudart")
         linkopts.append('"-Wl,--allow-shlib-undefined"')
 
     # --no-as-needed keeps libtorch_cuda linked: its kernels register at load time.

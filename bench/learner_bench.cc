@@ -6,7 +6,9 @@
 //
 //   bazel build -c opt //bench:learner_bench
 //   .bazel/bin/bench/learner_bench --threads=2 --seconds=10
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
@@ -21,6 +23,7 @@
 #include "ATen/Parallel.h"
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -38,7 +41,14 @@ ABSL_FLAG(int, batch, 256, "Transitions per update.");
 ABSL_FLAG(int, obs_dim, 17, "Observation dimension.");
 ABSL_FLAG(int, act_dim, 6, "Action dimension.");
 ABSL_FLAG(std::string, hidden, "256,256", "Hidden layer sizes, comma-separated.");
-ABSL_FLAG(std::string, gemm, "onednn,aten", "GEMM backends to measure, comma-separated.");
+ABSL_FLAG(std::string, gemm, "onednn,aten",
+          "CPU: GEMM backends to measure, comma-separated. A CUDA device measures \"graph\" "
+          "(updates captured as CUDA graphs, AgentOptions::cuda_graphs) and \"eager\" instead, "
+          "unless this names them.");
+ABSL_FLAG(int, check_updates, 0,
+          "With a CUDA device: first run this many updates on the CPU and on the device (CUDA "
+          "graphs on) from the same seed and batches, and print the largest relative "
+          "difference of their losses.");
 ABSL_FLAG(std::string, device, "cpu",
           "Device of the agent: cpu, cuda or cuda:N (batches are staged there before timing).");
 ABSL_FLAG(int, warmup, 5, "Updates before timing starts.");
@@ -85,7 +95,7 @@ struct Result {
   double cpu_rate() const { return updates / cpu_seconds; }
 };
 
-Result Measure(const std::string& gemm, int threads, const std::vector<TransitionBatch>& batches) {
+AgentOptions BenchOptions(const std::string& gemm, int threads) {
   AgentOptions options;
   options.obs_dim = absl::GetFlag(FLAGS_obs_dim);
   options.act_dim = absl::GetFlag(FLAGS_act_dim);
@@ -102,14 +112,57 @@ Result Measure(const std::string& gemm, int threads, const std::vector<Transitio
   options.seed = 1;
   options.num_threads = threads;
   options.fast_cpu_gemm = gemm == "onednn";
+  options.cuda_graphs = gemm != "eager";
+  return options;
+}
+
+std::unique_ptr<Agent> CreateAgent(const AgentOptions& options) {
   auto agent = Agent::Create(options);
   if (!agent.ok()) {
     std::fprintf(stderr, "%s\n", agent.status().ToString().c_str());
     std::exit(1);
   }
+  return *std::move(agent);
+}
+
+// The CPU and the device from the same seed and batches: the largest relative difference of
+// each loss over `n` updates (the graph path replays what the eager CPU path computes).
+void CheckAgainstCpu(int n, int threads, const std::vector<TransitionBatch>& batches) {
+  AgentOptions cpu_options = BenchOptions("aten", threads);
+  cpu_options.device = "cpu";
+  std::unique_ptr<Agent> cpu = CreateAgent(cpu_options);
+  std::unique_ptr<Agent> dev = CreateAgent(BenchOptions("graph", threads));
+  double worst[3] = {0, 0, 0};
+  const char* names[3] = {"critic_loss", "actor_loss", "alpha"};
+  for (int i = 0; i < n; ++i) {
+    const TransitionBatch& b = batches[i % batches.size()];
+    TransitionBatch host{b.obs.cpu(), b.action.cpu(), b.reward.cpu(), b.next_obs.cpu(),
+                         b.discount.cpu()};
+    auto a = cpu->Update(host);
+    auto d = dev->Update(b);
+    if (!a.ok() || !d.ok()) {
+      std::fprintf(stderr, "check: %s\n", (a.ok() ? d.status() : a.status()).ToString().c_str());
+      std::exit(1);
+    }
+    const double pairs[3][2] = {
+        {a->critic_loss, d->critic_loss}, {a->actor_loss, d->actor_loss}, {a->alpha, d->alpha}};
+    for (int k = 0; k < 3; ++k) {
+      const double scale = std::max(std::abs(pairs[k][0]), 1e-12);
+      worst[k] = std::max(worst[k], std::abs(pairs[k][0] - pairs[k][1]) / scale);
+    }
+  }
+  std::printf("  check: %d updates on cpu and %s (CUDA graphs): largest relative difference", n,
+              dev->device().c_str());
+  for (int k = 0; k < 3; ++k) std::printf(" %s %.2e", names[k], worst[k]);
+  std::printf("\n");
+  std::fflush(stdout);
+}
+
+Result Measure(const std::string& gemm, int threads, const std::vector<TransitionBatch>& batches) {
+  std::unique_ptr<Agent> agent = CreateAgent(BenchOptions(gemm, threads));
   size_t next = 0;
   auto update = [&]() {
-    auto stats = (*agent)->Update(batches[next++ % batches.size()]);
+    auto stats = agent->Update(batches[next++ % batches.size()]);
     if (!stats.ok()) {
       std::fprintf(stderr, "%s\n", stats.status().ToString().c_str());
       std::exit(1);
@@ -151,7 +204,8 @@ int main(int argc, char** argv) {
                  e.what_without_backtrace());
     return 1;
   }
-  if (device.is_cuda() && (!at::hasCUDA() || device.index() >= at::getNumGPUs())) {
+  if (device.is_cuda() &&
+      (!at::hasCUDA() || device.index() >= static_cast<int>(at::getNumGPUs()))) {
     std::fprintf(stderr,
                  "learner_bench: --device=%s: this LibTorch %s and sees %d CUDA device(s)\n",
                  absl::GetFlag(FLAGS_device).c_str(),
@@ -170,8 +224,13 @@ int main(int argc, char** argv) {
       absl::GetFlag(FLAGS_hidden).c_str(), threads, TORCH_VERSION,
       prl::models::FastSgemmAvailable() ? "available" : "not available",
       at::hasCUDA() ? static_cast<int>(at::getNumGPUs()) : 0, device.str().c_str());
+  if (device.is_cuda() && absl::GetFlag(FLAGS_check_updates) > 0) {
+    CheckAgainstCpu(absl::GetFlag(FLAGS_check_updates), threads, batches);
+  }
+  std::string cases = absl::GetFlag(FLAGS_gemm);
+  if (device.is_cuda() && absl::StrContains(cases, "onednn")) cases = "graph,eager";
   std::vector<Result> results;
-  for (absl::string_view gemm : absl::StrSplit(absl::GetFlag(FLAGS_gemm), ',')) {
+  for (absl::string_view gemm : absl::StrSplit(cases, ',')) {
     results.push_back(Measure(std::string(gemm), threads, batches));
     const Result& r = results.back();
     std::printf("  gemm %-7s %10.2f updates/s  %10.2f updates/CPU-s  (%lld updates in %.2f s)\n",

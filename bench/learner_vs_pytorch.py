@@ -5,9 +5,11 @@ Runs PRL's learner benchmark (bench/learner_bench.cc: prl::learner::Agent SAC up
 with each GEMM backend), then the same SAC update written in PyTorch (same shapes, losses and
 update order: twin critics, automatic temperature, Adam, Polyak averaging), then
 stable-baselines3's SAC.train(gradient_steps=N, batch_size=256) on a replay buffer pre-filled
-with random HalfCheetah-shaped data. All on the CPU with the same number of torch threads.
+with random HalfCheetah-shaped data. All on the CPU with the same number of torch threads
+(PRL and the PyTorch reference on --device when given).
 Prints updates per second (wall clock and per process CPU-second) and the PRL/PyTorch and
-PRL/SB3 ratios.
+PRL/SB3 ratios. With --device=cuda it also measures, as the GPU peer, PyTorch's update captured
+as one CUDA graph (capturable Adam, static input buffers, replayed per update), and skips SB3.
 
     scripts/setup.sh --venv    # stable-baselines3 (the venv sees Debian's python3-torch)
     bazel build -c opt //bench:learner_bench
@@ -16,6 +18,9 @@ PRL/SB3 ratios.
         --threads=2 --omp_wait_policy=passive
     .venv-torch/bin/python bench/learner_vs_pytorch.py --prl .bazel/bin/bench/learner_bench \
         --skip_sb3 --threads=1   # against PyPI's torch (MKL), plain and with fused Adam
+    # on a GPU machine, from a CUDA build bundle (scripts/cuda_build.sh --bundle), whose run.sh
+    # sets LD_LIBRARY_PATH; --prl is split like a shell command line
+    python3 bench/learner_vs_pytorch.py --prl ".device-bundle/run.sh learner_bench" --device=cuda
 
 The PyTorch reference should run on the LibTorch PRL links (Debian's 1.13 here); the script
 prints both versions and warns when they differ.
@@ -26,6 +31,7 @@ import copy
 import json
 import math
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -62,6 +68,10 @@ def timed(update, warmup, seconds, min_updates):
         elapsed = time.perf_counter() - start
         if elapsed >= seconds and n >= min_updates:
             return Rate(n, elapsed, time.process_time() - cpu_start)
+
+
+def torch_at_least(major, minor):
+    return tuple(int(v) for v in torch.__version__.split(".")[:2]) >= (major, minor)
 
 
 def random_batches(count, batch, gen, device="cpu"):
@@ -160,6 +170,85 @@ def pytorch_sac_rate(args, adam="default"):
     return timed(update, args.warmup, args.seconds, args.min_updates)
 
 
+def pytorch_sac_graph_rate(args):
+    """The update of pytorch_sac_rate(adam="fused") captured whole as one CUDA graph, the way the
+    PyTorch docs capture a whole network: capturable Adam (fused since torch 2.4, else foreach),
+    static input buffers each batch is copied into, then one replay per update. CUDA only.
+    Returns the Rate and the Adam implementation used."""
+    assert args.device.startswith("cuda"), "CUDA graphs need a CUDA device"
+    torch.manual_seed(1)
+    gen = torch.Generator().manual_seed(42)
+    batches = random_batches(8, args.batch, gen, args.device)
+    actor, q1, q2 = Actor().to(args.device), QNet().to(args.device), QNet().to(args.device)
+    q1_target, q2_target = copy.deepcopy(q1), copy.deepcopy(q2)
+    critic_params = list(q1.parameters()) + list(q2.parameters())
+    target_params = list(q1_target.parameters()) + list(q2_target.parameters())
+    log_alpha = torch.zeros(1, requires_grad=True, device=args.device)
+    # capture needs capturable=True: the step counts stay on the device and no step() syncs
+    kind = "fused" if torch_at_least(2, 4) else "foreach"
+    kw = {"capturable": True, kind: True}
+    actor_opt = torch.optim.Adam(actor.parameters(), lr=3e-4, **kw)
+    critic_opt = torch.optim.Adam(critic_params, lr=3e-4, **kw)
+    alpha_opt = torch.optim.Adam([log_alpha], lr=3e-4, **kw)
+    gamma, tau, target_entropy = 0.99, 0.005, -float(ACT)
+    # the graph reads its inputs from fixed addresses, so batches are copied into these
+    static = tuple(t.clone() for t in batches[0])
+
+    def step():
+        obs, action, reward, next_obs, discount = static
+        # zero_grad(set_to_none=False): the graph must find the same .grad tensors each replay
+        action_pi, log_prob = actor.sample(obs)
+        alpha = log_alpha.exp().detach()
+        alpha_loss = -(log_alpha * (log_prob.detach() + target_entropy)).mean()
+        alpha_opt.zero_grad(set_to_none=False)
+        alpha_loss.backward()
+        alpha_opt.step()
+        with torch.no_grad():
+            next_action, next_log_prob = actor.sample(next_obs)
+            next_q = torch.min(q1_target(next_obs, next_action), q2_target(next_obs, next_action))
+            target = reward + gamma * discount * (next_q - alpha * next_log_prob)
+        q1_value, q2_value = q1(obs, action), q2(obs, action)
+        critic_loss = 0.5 * (F.mse_loss(q1_value, target) + F.mse_loss(q2_value, target))
+        critic_opt.zero_grad(set_to_none=False)
+        critic_loss.backward()
+        critic_opt.step()
+        td_error_abs = ((q1_value - target).abs() + (q2_value - target).abs()).detach() / 2
+        q_pi = torch.min(q1(obs, action_pi), q2(obs, action_pi))
+        actor_loss = (alpha * log_prob - q_pi).mean()
+        actor_opt.zero_grad(set_to_none=False)
+        actor_loss.backward()
+        actor_opt.step()
+        with torch.no_grad():
+            torch._foreach_lerp_(target_params, critic_params, tau)
+            # the statistics PRL's Update returns, in one tensor for one device-to-host copy
+            return torch.cat([critic_loss.reshape(1), actor_loss.reshape(1), alpha.reshape(1),
+                              alpha_loss.reshape(1), td_error_abs])
+
+    # warm-up on a side stream (the docs' recipe): creates the grads and the optimizer state, and
+    # keeps the lazy initialisations out of the capture
+    s = torch.cuda.Stream()
+    s.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(s):
+        for _ in range(3):
+            step()
+    torch.cuda.current_stream().wait_stream(s)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        static_out = step()
+    index = [0]
+
+    def update():
+        for buffer, value in zip(static, batches[index[0] % len(batches)]):
+            buffer.copy_(value)
+        index[0] += 1
+        graph.replay()
+        # one transfer, which also waits for the replay, as PRL's Update syncs once
+        out = static_out.tolist()
+        return out[0], out[1], out[2], out[3], out[4:]
+
+    return timed(update, args.warmup, args.seconds, args.min_updates), kind
+
+
 # ---- stable-baselines3 ----
 
 def sb3_sac_rate(args):
@@ -206,7 +295,9 @@ def sb3_sac_rate(args):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--prl", required=True, help="path of the learner_bench binary")
+    parser.add_argument("--prl", required=True,
+                        help="path of the learner_bench binary, or a command line that runs it "
+                        "(split like a shell's, e.g. \".device-bundle/run.sh learner_bench\")")
     parser.add_argument("--threads", type=int, default=os.cpu_count(),
                         help="torch intra-op threads for every contender (default: all cores)")
     parser.add_argument("--batch", type=int, default=256)
@@ -225,12 +316,16 @@ def main():
     if args.omp_wait_policy and os.environ.get("OMP_WAIT_POLICY") != args.omp_wait_policy.upper():
         env = dict(os.environ, OMP_WAIT_POLICY=args.omp_wait_policy.upper())
         os.execve(sys.executable, [sys.executable] + sys.argv, env)
+    cuda = args.device.startswith("cuda")
+    if cuda and not args.skip_sb3:
+        print("note: skipping stable-baselines3, which runs on the CPU here", file=sys.stderr)
+        args.skip_sb3 = True
 
     with tempfile.NamedTemporaryFile(suffix=".json") as out:
-        subprocess.run([args.prl, f"--device={args.device}", f"--threads={args.threads}",
-                        f"--batch={args.batch}",
-                        f"--seconds={args.seconds}", f"--min_updates={args.min_updates}",
-                        f"--warmup={args.warmup}", f"--json={out.name}"], check=True)
+        subprocess.run(shlex.split(args.prl) + [
+            f"--device={args.device}", f"--threads={args.threads}", f"--batch={args.batch}",
+            f"--seconds={args.seconds}", f"--min_updates={args.min_updates}",
+            f"--warmup={args.warmup}", f"--json={out.name}"], check=True)
         prl = json.load(open(out.name))
     prl_rate = {c["gemm"]: (c["updates_per_second"], c["updates_per_cpu_second"])
                 for c in prl["cases"]}
@@ -249,10 +344,15 @@ def main():
     results["pytorch"] = vars(pytorch)
     print(f"  PyTorch reference      {pytorch}")
     fused = None
-    if tuple(int(v) for v in torch.__version__.split(".")[:2]) >= (2, 4):
+    if torch_at_least(2, 4):
         fused = pytorch_sac_rate(args, adam="fused")
         results["pytorch_fused_adam"] = vars(fused)
         print(f"  PyTorch, fused Adam    {fused}")
+    graph = None
+    if cuda:
+        graph, graph_adam = pytorch_sac_graph_rate(args)
+        results["pytorch_cuda_graph"] = dict(vars(graph), adam=graph_adam)
+        print(f"  PyTorch, CUDA graph    {graph}  ({graph_adam} capturable Adam)")
     sb3 = None
     if not args.skip_sb3:
         sb3, version = sb3_sac_rate(args)
@@ -266,6 +366,8 @@ def main():
                 f"{wall / pytorch.wall:6.2f} [{cpu / pytorch.cpu:6.2f}]")
         if fused:
             line += f"   PRL/fused {wall / fused.wall:6.2f} [{cpu / fused.cpu:6.2f}]"
+        if graph:
+            line += f"   PRL/graph {wall / graph.wall:6.2f} [{cpu / graph.cpu:6.2f}]"
         if sb3:
             line += f"   PRL/SB3 {wall / sb3.wall:6.2f} [{cpu / sb3.cpu:6.2f}]"
         print(line)

@@ -1,6 +1,7 @@
 #include "learner/agent.h"
 
 #include <cmath>
+#include <cstring>
 #include <exception>
 #include <string>
 #include <utility>
@@ -64,6 +65,7 @@ absl::StatusOr<AgentConfig> ResolveAgentOptions(const AgentOptions& options) {
   config.seed = options.seed;
   config.num_threads = options.num_threads;
   config.gemm = options.fast_cpu_gemm ? models::GemmBackend::kOneDnn : models::GemmBackend::kAten;
+  config.cuda_graphs = options.cuda_graphs;
   config.algorithm = options.algorithm;
   PRL_RETURN_IF_ERROR(ResolveAlgorithmSpec(options.act_dim, &config.algorithm));
   config.actor_network = config.algorithm.network();
@@ -158,6 +160,28 @@ TwinCriticAgent::TwinCriticAgent(const AgentConfig& config, models::PolicyNetwor
                                            FlatAdam::Options{config.algorithm.actor_lr()});
   critic_adam_ = std::make_unique<FlatAdam>(critic_->params().flat(),
                                             FlatAdam::Options{config.algorithm.critic_lr()});
+  if (config.cuda_graphs) graph_stream_ = GraphStream::Create(config.device);
+}
+
+// A captured update with its static inputs and outputs.
+struct TwinCriticAgent::GraphEntry {
+  int eager_updates = 0;
+  std::unique_ptr<CapturedGraph> graph;
+  DeviceBatch batch;         // the graph's inputs: each replay copies the batch into them
+  at::Tensor device_inputs;  // [noise draws | 2 scalars per optimiser], written in one copy
+  at::Tensor host_inputs;    // its pinned host staging
+  at::Tensor noise;          // the draws' view of device_inputs
+  std::vector<FlatAdam*> optimizers;
+  at::Tensor packed_stats;  // what FetchStats would have copied
+  size_t num_scalars = 0;
+  UpdateStats stats;  // what DoUpdate returned at capture (its flags), numbers filled per replay
+  std::vector<std::pair<int64_t*, int64_t>> counter_steps;  // what one update adds to each
+};
+
+TwinCriticAgent::~TwinCriticAgent() = default;
+
+std::vector<FlatAdam*> TwinCriticAgent::Optimizers() {
+  return {actor_adam_.get(), critic_adam_.get()};
 }
 
 absl::StatusOr<UpdateStats> TwinCriticAgent::Update(const TransitionBatch& batch) {
@@ -178,17 +202,112 @@ absl::StatusOr<UpdateStats> TwinCriticAgent::RunUpdate(const TransitionBatch& ba
       at::set_num_threads(config_.num_threads);
     }
     const std::vector<int64_t> shape = {NoiseDraws(), b.size, config_.act_dim};
-    at::Tensor draws;
+    at::Tensor draws;  // on the CPU
     if (noise != nullptr) {
       if (noise->sizes().vec() != shape) return FieldError("noise", Shape(*noise), "[draws, B, A]");
-      draws = noise->to(config_.device, at::kFloat);
+      draws = noise->to(at::kCPU, at::kFloat).contiguous();
     } else {
-      draws = at::randn(shape, train_generator_, at::kFloat).to(config_.device);
+      draws = at::randn(shape, train_generator_, at::kFloat);
     }
-    return DoUpdate(b, draws);
+    if (graph_stream_ != nullptr && GraphSafe() && !b.sil_obs.defined()) {
+      return GraphUpdate(b, draws);
+    }
+    return DoUpdate(b, draws.to(config_.device));
   } catch (const std::exception& e) {
     return absl::InternalError(absl::StrCat("learner update failed: ", ErrorText(e)));
   }
+}
+
+UpdateStats TwinCriticAgent::GraphUpdate(const DeviceBatch& b, const at::Tensor& draws) {
+  constexpr int kEagerUpdatesBeforeCapture = 3;  // warm-up: cuBLAS, autograd, the allocator
+  std::unique_ptr<GraphEntry>& slot = graphs_[{b.size, b.weight.defined(), GraphBranch()}];
+  if (slot == nullptr) slot = std::make_unique<GraphEntry>();
+  GraphEntry& e = *slot;
+  UpdateStats stats;
+  if (e.graph == nullptr) {
+    absl::Status captured;
+    if (e.eager_updates >= kEagerUpdatesBeforeCapture) captured = CaptureUpdate(b, draws, e);
+    if (!captured.ok()) {
+      PRL_LOG(WARNING) << "learner: " << captured.message()
+                       << "; this agent's updates stay eager from now on";
+      graph_stream_.reset();
+      graphs_.clear();
+      return DoUpdate(b, draws.to(config_.device));
+    }
+    if (e.graph == nullptr) {
+      ++e.eager_updates;
+      graph_stream_->Run([&] { stats = DoUpdate(b, draws.to(config_.device)); });
+      return stats;
+    }
+  }
+  at::Tensor host_stats;
+  graph_stream_->Run([&] {
+    const std::pair<const at::Tensor*, at::Tensor*> fields[] = {
+        {&b.obs, &e.batch.obs},           {&b.action, &e.batch.action},
+        {&b.reward, &e.batch.reward},     {&b.next_obs, &e.batch.next_obs},
+        {&b.discount, &e.batch.discount}, {&b.weight, &e.batch.weight}};
+    for (const auto& [from, to] : fields) {
+      if (from->defined()) to->copy_(*from, /*non_blocking=*/true);
+    }
+    // the previous replay's copy out of host_inputs is done: its statistics reached the host
+    float* staged = e.host_inputs.data_ptr<float>();
+    const int64_t noise_numel = draws.numel();
+    std::memcpy(staged, draws.data_ptr<float>(), sizeof(float) * noise_numel);
+    for (size_t i = 0; i < e.optimizers.size(); ++i) {
+      e.optimizers[i]->NextStepScalars(staged + noise_numel + 2 * i);
+    }
+    e.device_inputs.copy_(e.host_inputs, /*non_blocking=*/true);
+    e.graph->Replay();
+    host_stats = e.packed_stats.to(at::kCPU);
+  });
+  for (const auto& [counter, step] : e.counter_steps) *counter += step;
+  stats = e.stats;
+  UnpackStats(host_stats, e.num_scalars, &stats);
+  return stats;
+}
+
+absl::Status TwinCriticAgent::CaptureUpdate(const DeviceBatch& b, const at::Tensor& draws,
+                                            GraphEntry& e) {
+  absl::StatusOr<std::unique_ptr<CapturedGraph>> graph;
+  std::vector<std::pair<int64_t*, int64_t>> counters;
+  for (const StateEntry& entry : StateEntries()) {
+    if (entry.counter != nullptr) counters.emplace_back(entry.counter, *entry.counter);
+  }
+  graph_stream_->Run([&] {
+    e.batch = DeviceBatch{};
+    e.batch.size = b.size;
+    e.batch.obs = b.obs.clone();
+    e.batch.action = b.action.clone();
+    e.batch.reward = b.reward.clone();
+    e.batch.next_obs = b.next_obs.clone();
+    e.batch.discount = b.discount.clone();
+    if (b.weight.defined()) e.batch.weight = b.weight.clone();
+    e.optimizers = Optimizers();
+    const int64_t noise_numel = draws.numel();
+    const int64_t total = noise_numel + 2 * static_cast<int64_t>(e.optimizers.size());
+    e.device_inputs =
+        at::zeros({total}, at::TensorOptions().dtype(at::kFloat).device(config_.device));
+    e.host_inputs = at::empty({total}, at::TensorOptions().dtype(at::kFloat).pinned_memory(true));
+    e.noise = e.device_inputs.narrow(0, 0, noise_numel).view(draws.sizes());
+    for (size_t i = 0; i < e.optimizers.size(); ++i) {
+      e.optimizers[i]->UseDeviceScalars(
+          e.device_inputs.narrow(0, noise_numel + 2 * static_cast<int64_t>(i), 2));
+    }
+    capturing_ = &e;
+    graph = graph_stream_->Capture([&] { e.stats = DoUpdate(e.batch, e.noise); });
+    capturing_ = nullptr;
+    for (FlatAdam* adam : e.optimizers) adam->UseDeviceScalars(at::Tensor());
+  });
+  // the capture ran DoUpdate's host code once but none of its kernels: undo its counting, and
+  // remember it for the replays
+  e.counter_steps.clear();
+  for (const auto& [counter, before] : counters) {
+    if (*counter != before) e.counter_steps.emplace_back(counter, *counter - before);
+    *counter = before;
+  }
+  if (!graph.ok()) return graph.status();
+  e.graph = *std::move(graph);
+  return absl::OkStatus();
 }
 
 void TwinCriticAgent::Act(const at::Tensor& obs, bool deterministic, at::Tensor* action) {
@@ -291,13 +410,21 @@ void TwinCriticAgent::FetchStats(const std::vector<at::Tensor>& scalars,
                                 : at::zeros({1}, td_error_abs.options()));
   }
   parts.push_back(td_error_abs);
-  const at::Tensor host = at::cat(parts).cpu();
+  at::Tensor packed = at::cat(parts);
+  if (capturing_ != nullptr) {
+    capturing_->packed_stats = std::move(packed);
+    capturing_->num_scalars = scalars.size();
+    return;
+  }
+  UnpackStats(packed.cpu(), scalars.size(), stats);
+}
+
+void TwinCriticAgent::UnpackStats(const at::Tensor& host, size_t num_scalars, UpdateStats* stats) {
   const float* v = host.data_ptr<float>();
   double* fields[] = {&stats->critic_loss, &stats->actor_loss, &stats->alpha,
                       &stats->alpha_loss,  &stats->q_mean,     &stats->entropy};
-  const size_t n = scalars.size();
-  for (size_t i = 0; i < n && i < 6; ++i) *fields[i] = v[i];
-  stats->td_error_abs.assign(v + n, v + host.numel());
+  for (size_t i = 0; i < num_scalars && i < 6; ++i) *fields[i] = v[i];
+  stats->td_error_abs.assign(v + num_scalars, v + host.numel());
 }
 
 }  // namespace internal

@@ -78,6 +78,13 @@ struct AgentOptions {
   // CPU linear layers use oneDNN's sgemm when the process can load it (models/gemm.h); false
   // keeps ATen's matmul (the system BLAS).
   bool fast_cpu_gemm = true;
+  // On a CUDA device (with a CUDA build), each kind of update (batch size, weights or not, the
+  // algorithm's branch of the moment: TD3's delayed actor step, the target update) runs eagerly
+  // a few times and is then captured as a CUDA graph and replayed (learner/cuda_graph.h): one
+  // launch instead of hundreds. Results match the eager update to float rounding. Updates with
+  // self-imitation rows, and algorithms not listed in docs/learner.md as captured, stay eager.
+  // false: every update eager.
+  bool cuda_graphs = true;
 };
 
 class Agent {

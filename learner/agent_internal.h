@@ -6,8 +6,10 @@
 
 #include <cstdint>
 #include <exception>
+#include <map>
 #include <memory>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -16,6 +18,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "learner/agent.h"
+#include "learner/cuda_graph.h"
 #include "learner/flat_adam.h"
 #include "models/networks.h"
 #include "proto/experiment.pb.h"
@@ -34,6 +37,7 @@ struct AgentConfig {
   uint64_t seed = 0;
   int num_threads = 0;
   models::GemmBackend gemm = models::GemmBackend::kOneDnn;
+  bool cuda_graphs = true;
 };
 
 // The message of a LibTorch (or other) exception, without c10's backtrace.
@@ -68,6 +72,7 @@ struct StateEntry {
 class TwinCriticAgent : public Agent {
  public:
   TwinCriticAgent(const AgentConfig& config, models::PolicyNetwork::Head head);
+  ~TwinCriticAgent() override;
 
   absl::StatusOr<UpdateStats> Update(const TransitionBatch& batch) final;
   void Act(const at::Tensor& obs, bool deterministic, at::Tensor* action) final;
@@ -100,6 +105,17 @@ class TwinCriticAgent : public Agent {
   virtual void DescribePolicy(v1::PolicyArchitecture* architecture) const = 0;
   // Every piece of state; subclasses append theirs to the base's.
   virtual std::vector<StateEntry> StateEntries();
+  // Every optimiser DoUpdate may step; subclasses append theirs to the base's.
+  virtual std::vector<FlatAdam*> Optimizers();
+
+  // CUDA graphs (AgentOptions::cuda_graphs). An algorithm whose DoUpdate may be captured says
+  // so: its kernels then depend on host state only through GraphBranch(), it steps its
+  // optimisers through FlatAdam::Step and returns its statistics through FetchStats, and its
+  // only host-side effects are increments of StateEntries() counters.
+  virtual bool GraphSafe() const { return false; }
+  // Which branch the next DoUpdate takes where it depends on the counters (TD3's delayed actor
+  // step, the period of the target update): updates of different branches get different graphs.
+  virtual int64_t GraphBranch() const { return 0; }
 
   // Critic loss, backward, clipping and Adam step against `target` [B] (no gradient).
   struct CriticStepResult {
@@ -113,9 +129,12 @@ class TwinCriticAgent : public Agent {
   void GradientStep(const at::Tensor& loss, models::ParameterBlock& params, FlatAdam& adam);
   // target ← (1 - τ)·target + τ·online.
   void Polyak(const models::ParameterBlock& online, models::ParameterBlock& target) const;
-  // Copies the scalars (one device-to-host transfer) into stats.
-  static void FetchStats(const std::vector<at::Tensor>& scalars, const at::Tensor& td_error_abs,
-                         UpdateStats* stats);
+  // Copies the scalars (one device-to-host transfer) into stats. While an update is being
+  // captured, keeps them on the device for the replays to copy instead.
+  void FetchStats(const std::vector<at::Tensor>& scalars, const at::Tensor& td_error_abs,
+                  UpdateStats* stats);
+  // The scalars and per-item errors FetchStats packed, from a host copy.
+  static void UnpackStats(const at::Tensor& host, size_t num_scalars, UpdateStats* stats);
   // r·reward_scale + γ·discount·next_value.
   at::Tensor TdTarget(const DeviceBatch& batch, const at::Tensor& next_value) const;
 
@@ -130,9 +149,20 @@ class TwinCriticAgent : public Agent {
   int64_t updates_ = 0;
 
  private:
+  struct GraphEntry;
   absl::StatusOr<UpdateStats> RunUpdate(const TransitionBatch& batch, const at::Tensor* noise);
+  // The update through a CUDA graph for its kind (eagerly on the graph stream until the kind
+  // has run kEagerUpdatesBeforeCapture times); `draws` are the noise draws on the CPU.
+  UpdateStats GraphUpdate(const DeviceBatch& batch, const at::Tensor& draws);
+  // Captures `entry`'s update with static copies of `batch`'s tensors; nothing runs.
+  absl::Status CaptureUpdate(const DeviceBatch& batch, const at::Tensor& draws, GraphEntry& entry);
   // RestoreState, or with `learned_only` InitializeFrom.
   absl::Status Restore(const std::string& bytes, bool learned_only);
+
+  std::unique_ptr<GraphStream> graph_stream_;  // null: every update eager
+  // by (batch size, weighted, GraphBranch())
+  std::map<std::tuple<int64_t, bool, int64_t>, std::unique_ptr<GraphEntry>> graphs_;
+  GraphEntry* capturing_ = nullptr;  // the entry being captured, if any
 };
 
 // SAC's update with a per-sample regulariser R(s) in the entropy's slot and the temperature α
@@ -157,6 +187,8 @@ class RegularizedSacAgent : public TwinCriticAgent {
   UpdateStats DoUpdate(const DeviceBatch& batch, const at::Tensor& noise) final;
   at::Tensor Policy(const at::Tensor& obs, bool deterministic, const at::Tensor& noise) const final;
   std::vector<StateEntry> StateEntries() override;
+  std::vector<FlatAdam*> Optimizers() override;
+  int64_t GraphBranch() const override;  // whether the target networks are updated
 
   // R [B] at `obs` for the policy's Gaussian `out` (of u / s) and its reparameterised sample
   // `sample` (tanh of u / s, with log_prob); `next_state` tells the target's R(s') (no

@@ -11,6 +11,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "learner/agent_internal.h"
+#include "learner/flat_adam.h"
 #include "models/networks.h"
 
 namespace prl::learner {
@@ -583,6 +584,37 @@ TEST_P(ToyLearningTest, LearnsTheBestAction) {
 
 INSTANTIATE_TEST_SUITE_P(SacAndTd3, ToyLearningTest, ::testing::Bool(),
                          [](const auto& info) { return info.param ? "Td3" : "Sac"; });
+
+// The path CUDA graphs capture: the step size and bias correction read from a tensor that
+// NextStepScalars fills before each step, instead of computed on the host.
+TEST(FlatAdamTest, DeviceScalarsStepLikeTheHostPath) {
+  at::Generator gen = at::detail::createCPUGenerator(5);
+  const at::Tensor start = at::randn({1000}, gen, at::kFloat);
+  at::Tensor host_param = start.clone();
+  at::Tensor device_param = start.clone();
+  FlatAdam host(host_param, FlatAdam::Options{1e-2});
+  FlatAdam device(device_param, FlatAdam::Options{1e-2});
+  const at::Tensor scalars = at::zeros({2}, at::kFloat);
+  device.UseDeviceScalars(scalars);
+  for (int step = 1; step <= 20; ++step) {
+    const at::Tensor grad = at::randn({1000}, gen, at::kFloat);
+    float next[2];
+    device.NextStepScalars(next);
+    EXPECT_FLOAT_EQ(next[0], -1e-2 / (1 - std::pow(0.9, step)));
+    EXPECT_FLOAT_EQ(next[1], 1 / std::sqrt(1 - std::pow(0.999, step)));
+    scalars.copy_(at::tensor({next[0], next[1]}, at::kFloat));
+    host.Step(grad);
+    device.Step(grad);
+  }
+  EXPECT_EQ(device.steps(), 20);
+  EXPECT_LT((host_param - device_param).abs().max().item<float>(), 1e-6);
+  EXPECT_GT((host_param - start).abs().max().item<float>(), 0.1);  // it did move
+  device.UseDeviceScalars(at::Tensor());                           // back to the host path
+  const at::Tensor grad = at::randn({1000}, gen, at::kFloat);
+  host.Step(grad);
+  device.Step(grad);
+  EXPECT_LT((host_param - device_param).abs().max().item<float>(), 1e-6);
+}
 
 TEST(GemmTest, OneDnnAndAtenAgentsAgree) {
   AgentOptions options = Options(false, 3, 2, {32, 32});

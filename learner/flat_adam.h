@@ -28,6 +28,15 @@ class FlatAdam {
   // One update with `grad` (param's shape and device).
   void Step(const at::Tensor& grad);
 
+  // For updates captured as CUDA graphs, whose kernels cannot take a new step count as an
+  // argument each time: while `scalars` (a float32 device tensor [2]) is set, Step reads its
+  // step size and bias correction from it, as NextStepScalars wrote them before the launch,
+  // instead of computing them on the host. An undefined tensor returns to the host path.
+  void UseDeviceScalars(const at::Tensor& scalars);
+  // What the next Step's device scalars must hold: {-lr / (1 - β1^t), 1 / √(1 - β2^t)} for
+  // t = steps() + 1.
+  void NextStepScalars(float* out) const;
+
   // State, for checkpoints: the moment estimates and the number of steps taken.
   const at::Tensor& exp_avg() const { return exp_avg_; }
   const at::Tensor& exp_avg_sq() const { return exp_avg_sq_; }
@@ -40,6 +49,8 @@ class FlatAdam {
   at::Tensor exp_avg_;
   at::Tensor exp_avg_sq_;
   int64_t steps_ = 0;
+  at::Tensor neg_step_size_;        // [1] views of the device scalars, or undefined
+  at::Tensor inv_sqrt_bias_corr2_;  // [1]
 };
 
 }  // namespace prl::learner

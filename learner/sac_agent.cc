@@ -86,6 +86,16 @@ std::vector<StateEntry> RegularizedSacAgent::StateEntries() {
   return entries;
 }
 
+std::vector<FlatAdam*> RegularizedSacAgent::Optimizers() {
+  std::vector<FlatAdam*> optimizers = TwinCriticAgent::Optimizers();
+  optimizers.push_back(&alpha_adam_);
+  return optimizers;
+}
+
+int64_t RegularizedSacAgent::GraphBranch() const {
+  return (updates_ + 1) % config_.algorithm.target_update_period() == 0 ? 1 : 0;
+}
+
 models::PolicyNetwork::Output RegularizedSacAgent::Scaled(models::PolicyNetwork::Output out) const {
   if (scale_ != 1.0) {
     out.mean = out.mean / scale_;
@@ -136,6 +146,7 @@ class SacAgent final : public RegularizedSacAgent {
 
  protected:
   int64_t NoiseDraws() const override { return 2; }
+  bool GraphSafe() const override { return true; }
 
   // R = log π(z|s). z = b·tanh(u / s) is sampled as tanh of u/s ~ N(μ/s, (σ/s)²), so
   // log π(z) = log π(tanh(u/s)) − A·log b (b = s = 1 for flat SAC).

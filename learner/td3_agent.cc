@@ -27,6 +27,12 @@ class Td3Agent final : public TwinCriticAgent {
 
  protected:
   int64_t NoiseDraws() const override { return 1; }
+  bool GraphSafe() const override { return true; }
+  // 0: critics only; 1: and the actor; 2: and the target networks
+  int64_t GraphBranch() const override {
+    if ((updates_ + 1) % td3_.policy_delay() != 0) return 0;
+    return (actor_updates_ + 1) % config_.algorithm.target_update_period() == 0 ? 2 : 1;
+  }
 
   UpdateStats DoUpdate(const DeviceBatch& b, const at::Tensor& noise) override {
     UpdateStats stats;

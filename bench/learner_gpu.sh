@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# The learner's figures on a GPU machine, one run: CUDA-graph updates tested against eager ones,
+# PRL's SAC/TD3 update rates on the GPU (CUDA graphs and eager) against PyTorch's eager, fused
+# and CUDA-graph updates, the losses of the GPU path against the CPU's, and the CPU rates of
+# the same binary against PyPI's torch at 1, 2 and all threads. Runs from a CUDA build bundle
+# (scripts/cuda_build.sh --bundle DIR --targets "//bench:learner_bench //learner:agent_cuda_test")
+# on a machine with PyPI's torch (python3 -c 'import torch' must work); writes logs and JSON
+# files into OUT.
+#
+#   bench/learner_gpu.sh [--bundle .device-bundle] [--out DIR] [--seconds 8] [--cpu_threads 1,2,16]
+set -uo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+bundle="${ROOT}/.device-bundle"
+out="${OUT:-/tmp/prl-learner-gpu}"
+seconds=8
+cpu_threads="1,2,$(nproc)"
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --bundle) bundle="$2"; shift 2 ;;
+    --out) out="$2"; shift 2 ;;
+    --seconds) seconds="$2"; shift 2 ;;
+    --cpu_threads) cpu_threads="$2"; shift 2 ;;
+    -h | --help) sed -n '2,10p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "learner_gpu: unknown option '$1' (see --help)" >&2; exit 2 ;;
+  esac
+done
+mkdir -p "${out}"
+export PYTHONUNBUFFERED=1
+run="${bundle}/run.sh"
+log="${out}/learner_gpu.log"
+step() {  # step NAME TIMEOUT_S COMMAND...: runs one part; a failure does not stop the others
+  local name="$1" limit="$2"
+  shift 2
+  echo "=== ${name} ($(date -u +%T))" | tee -a "${log}"
+  timeout "${limit}" "$@" 2>&1 | tee -a "${log}"
+  echo "=== ${name}: exit ${PIPESTATUS[0]}" | tee -a "${log}"
+}
+
+step machine 30 bash -c 'nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv;
+  nproc; python3 -c "import torch; print(\"torch\", torch.__version__, torch.version.cuda)"'
+step agent_cuda_test 120 "${run}" agent_cuda_test
+step sac_check_cpu_vs_gpu 60 "${run}" learner_bench --device=cuda --check_updates=100 \
+  --gemm=graph --seconds=2
+step td3_gpu 60 "${run}" learner_bench --device=cuda --algorithm=td3 --check_updates=100 \
+  --seconds="${seconds}" --json="${out}/td3_gpu_256.json"
+for batch in 256 4096; do
+  step "sac_gpu_vs_pytorch_${batch}" 150 python3 "${ROOT}/bench/learner_vs_pytorch.py" \
+    --prl "${run} learner_bench" --device=cuda --batch="${batch}" --seconds="${seconds}" \
+    --json="${out}/sac_gpu_${batch}.json"
+done
+for t in ${cpu_threads//,/ }; do
+  step "sac_cpu_${t}_threads" 100 python3 "${ROOT}/bench/learner_vs_pytorch.py" \
+    --prl "${run} learner_bench" --device=cpu --skip_sb3 --threads="${t}" \
+    --seconds="${seconds}" --json="${out}/sac_cpu_${t}.json"
+done
+echo "learner_gpu: done; logs and JSON in ${out}" | tee -a "${log}"

@@ -1,0 +1,174 @@
+// The learner's updates on a GPU: captured as CUDA graphs (AgentOptions::cuda_graphs) they
+// compute what the eager updates compute, on the device and on the CPU, across the branches of
+// SAC and TD3, weighted batches and restored checkpoints. Skipped where this process sees no
+// CUDA device (every CPU build); scripts/cuda_build.sh builds it, and it runs on a GPU machine
+// from the bundle (docs/development.md).
+#include <algorithm>
+#include <cmath>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "ATen/ATen.h"
+#include "ATen/CPUGeneratorImpl.h"
+#include "absl/types/span.h"
+#include "common/tensor.h"
+#include "gtest/gtest.h"
+#include "learner/agent.h"
+
+namespace prl::learner {
+namespace {
+
+constexpr int kObs = 5;
+constexpr int kAct = 3;
+
+bool HasGpu() { return at::hasCUDA() && at::getNumGPUs() > 0; }
+
+AgentOptions Options(bool td3, const std::string& device, bool graphs) {
+  AgentOptions options;
+  options.obs_dim = kObs;
+  options.act_dim = kAct;
+  if (td3) {
+    options.algorithm.mutable_td3()->set_policy_delay(2);
+  } else {
+    options.algorithm.mutable_sac();
+  }
+  options.algorithm.mutable_network()->add_hidden_sizes(64);
+  options.algorithm.mutable_network()->add_hidden_sizes(64);
+  options.device = device;
+  options.seed = 7;
+  options.num_threads = 1;
+  options.fast_cpu_gemm = false;
+  options.cuda_graphs = graphs;
+  return options;
+}
+
+std::unique_ptr<Agent> MustCreate(const AgentOptions& options) {
+  auto agent = Agent::Create(options);
+  EXPECT_TRUE(agent.ok()) << agent.status();
+  return agent.ok() ? *std::move(agent) : nullptr;
+}
+
+std::vector<TransitionBatch> Batches(int count, int size, bool weighted) {
+  at::Generator gen = at::detail::createCPUGenerator(3);
+  std::vector<TransitionBatch> batches(count);
+  for (TransitionBatch& b : batches) {
+    b.obs = at::randn({size, kObs}, gen, at::kFloat);
+    b.action = at::rand({size, kAct}, gen, at::kFloat) * 2 - 1;
+    b.reward = at::randn({size}, gen, at::kFloat);
+    b.next_obs = at::randn({size, kObs}, gen, at::kFloat);
+    b.discount = (at::rand({size}, gen, at::kFloat) > 0.1).to(at::kFloat);
+    if (weighted) b.weight = at::rand({size}, gen, at::kFloat) + 0.5;
+  }
+  return batches;
+}
+
+TransitionBatch OnDevice(const TransitionBatch& b) {
+  TransitionBatch d = b;
+  for (at::Tensor* t : {&d.obs, &d.action, &d.reward, &d.next_obs, &d.discount, &d.weight}) {
+    if (t->defined()) *t = t->to(at::kCUDA);
+  }
+  return d;
+}
+
+double RelDiff(double a, double b) { return std::abs(a - b) / std::max(std::abs(a), 1e-6); }
+
+// The largest absolute difference between two agents' exported policy weights.
+double PolicyDiff(const Agent& a, const Agent& b) {
+  v1::PolicyArchitecture arch;
+  std::vector<std::pair<std::string, HostTensor>> wa, wb;
+  EXPECT_TRUE(a.ExportPolicy(&arch, &wa).ok());
+  EXPECT_TRUE(b.ExportPolicy(&arch, &wb).ok());
+  double worst = 0;
+  for (size_t i = 0; i < wa.size() && i < wb.size(); ++i) {
+    const absl::Span<const float> x = wa[i].second.data<float>();
+    const absl::Span<const float> y = wb[i].second.data<float>();
+    for (size_t k = 0; k < x.size() && k < y.size(); ++k) {
+      worst = std::max(worst, static_cast<double>(std::abs(x[k] - y[k])));
+    }
+  }
+  return worst;
+}
+
+// Runs the same updates through each agent and checks that they agree update by update.
+void ExpectSameUpdates(const std::vector<Agent*>& agents, const std::vector<TransitionBatch>& in,
+                       int updates) {
+  for (int i = 0; i < updates; ++i) {
+    const TransitionBatch& host = in[i % in.size()];
+    const TransitionBatch device = OnDevice(host);
+    std::vector<UpdateStats> stats;
+    for (Agent* agent : agents) {
+      auto s = agent->Update(agent->device() == "cpu" ? host : device);
+      ASSERT_TRUE(s.ok()) << s.status();
+      stats.push_back(*std::move(s));
+    }
+    for (size_t k = 1; k < stats.size(); ++k) {
+      SCOPED_TRACE(testing::Message() << "update " << i << ", agent " << k);
+      EXPECT_EQ(stats[k].actor_updated, stats[0].actor_updated);
+      EXPECT_LT(RelDiff(stats[k].critic_loss, stats[0].critic_loss), 1e-4);
+      EXPECT_LT(RelDiff(stats[k].actor_loss, stats[0].actor_loss), 1e-4);
+      EXPECT_LT(RelDiff(stats[k].alpha, stats[0].alpha), 1e-4);
+      ASSERT_EQ(stats[k].td_error_abs.size(), stats[0].td_error_abs.size());
+      for (size_t j = 0; j < stats[0].td_error_abs.size(); ++j) {
+        EXPECT_NEAR(stats[k].td_error_abs[j], stats[0].td_error_abs[j],
+                    1e-4 * (1 + std::abs(stats[0].td_error_abs[j])));
+      }
+    }
+  }
+  for (size_t k = 1; k < agents.size(); ++k) {
+    EXPECT_EQ(agents[k]->updates(), agents[0]->updates());
+    EXPECT_LT(PolicyDiff(*agents[k], *agents[0]), 1e-4);
+  }
+}
+
+class GraphTest : public testing::TestWithParam<bool> {};
+
+TEST_P(GraphTest, GraphsMatchEagerUpdatesOnTheDeviceAndTheCpu) {
+  if (!HasGpu()) GTEST_SKIP() << "no CUDA device";
+  const bool td3 = GetParam();
+  auto cpu = MustCreate(Options(td3, "cpu", false));
+  auto eager = MustCreate(Options(td3, "cuda", false));
+  auto graph = MustCreate(Options(td3, "cuda", true));
+  // the warm-up, the capture of each branch and many replays of each
+  ExpectSameUpdates({cpu.get(), eager.get(), graph.get()}, Batches(4, 64, false), 30);
+}
+
+TEST_P(GraphTest, WeightedBatchesAndAnotherBatchSizeGetTheirOwnGraphs) {
+  if (!HasGpu()) GTEST_SKIP() << "no CUDA device";
+  const bool td3 = GetParam();
+  auto eager = MustCreate(Options(td3, "cuda", false));
+  auto graph = MustCreate(Options(td3, "cuda", true));
+  std::vector<TransitionBatch> mixed = Batches(3, 64, true);
+  for (TransitionBatch& b : Batches(2, 32, false)) mixed.push_back(b);
+  ExpectSameUpdates({eager.get(), graph.get()}, mixed, 40);
+}
+
+TEST_P(GraphTest, RestoredStateContinuesThroughTheCapturedGraphs) {
+  if (!HasGpu()) GTEST_SKIP() << "no CUDA device";
+  const bool td3 = GetParam();
+  const std::vector<TransitionBatch> batches = Batches(4, 64, false);
+  auto graph = MustCreate(Options(td3, "cuda", true));
+  auto eager = MustCreate(Options(td3, "cuda", false));
+  ExpectSameUpdates({eager.get(), graph.get()}, batches, 12);  // graphs captured
+  // another run's state, restored into the captured agent: its counters and Adam steps decide
+  // the scalars and branches of the replays
+  auto other = MustCreate(Options(td3, "cuda", false));
+  for (int i = 0; i < 7; ++i) ASSERT_TRUE(other->Update(OnDevice(batches[i % 4])).ok());
+  auto state = other->SaveState();
+  ASSERT_TRUE(state.ok()) << state.status();
+  ASSERT_TRUE(graph->RestoreState(*state).ok());
+  ExpectSameUpdates({other.get(), graph.get()}, batches, 12);
+  auto saved = graph->SaveState();
+  ASSERT_TRUE(saved.ok());
+  auto resumed = MustCreate(Options(td3, "cpu", false));
+  ASSERT_TRUE(resumed->RestoreState(*saved).ok());
+  EXPECT_EQ(resumed->updates(), other->updates());
+  EXPECT_LT(PolicyDiff(*resumed, *other), 1e-4);
+}
+
+INSTANTIATE_TEST_SUITE_P(SacAndTd3, GraphTest, testing::Values(false, true),
+                         [](const auto& info) { return info.param ? "Td3" : "Sac"; });
+
+}  // namespace
+}  // namespace prl::learner
