@@ -168,7 +168,7 @@ struct TwinCriticAgent::GraphEntry {
   int eager_updates = 0;
   std::unique_ptr<CapturedGraph> graph;
   DeviceBatch batch;         // the graph's inputs: each replay copies the batch into them
-  at::Tensor device_inputs;  // [noise draws | 2 scalars per optimiser], written in one copy
+  at::Tensor device_inputs;  // [noise draws | scalars of each optimiser], written in one copy
   at::Tensor host_inputs;    // its pinned host staging
   at::Tensor noise;          // the draws' view of device_inputs
   std::vector<FlatAdam*> optimizers;
@@ -254,7 +254,7 @@ UpdateStats TwinCriticAgent::GraphUpdate(const DeviceBatch& b, const at::Tensor&
     const int64_t noise_numel = draws.numel();
     std::memcpy(staged, draws.data_ptr<float>(), sizeof(float) * noise_numel);
     for (size_t i = 0; i < e.optimizers.size(); ++i) {
-      e.optimizers[i]->NextStepScalars(staged + noise_numel + 2 * i);
+      e.optimizers[i]->NextStepScalars(staged + noise_numel + FlatAdam::kDeviceScalars * i);
     }
     e.device_inputs.copy_(e.host_inputs, /*non_blocking=*/true);
     e.graph->Replay();
@@ -284,14 +284,15 @@ absl::Status TwinCriticAgent::CaptureUpdate(const DeviceBatch& b, const at::Tens
     if (b.weight.defined()) e.batch.weight = b.weight.clone();
     e.optimizers = Optimizers();
     const int64_t noise_numel = draws.numel();
-    const int64_t total = noise_numel + 2 * static_cast<int64_t>(e.optimizers.size());
+    constexpr int64_t kPer = FlatAdam::kDeviceScalars;
+    const int64_t total = noise_numel + kPer * static_cast<int64_t>(e.optimizers.size());
     e.device_inputs =
         at::zeros({total}, at::TensorOptions().dtype(at::kFloat).device(config_.device));
     e.host_inputs = at::empty({total}, at::TensorOptions().dtype(at::kFloat).pinned_memory(true));
     e.noise = e.device_inputs.narrow(0, 0, noise_numel).view(draws.sizes());
     for (size_t i = 0; i < e.optimizers.size(); ++i) {
       e.optimizers[i]->UseDeviceScalars(
-          e.device_inputs.narrow(0, noise_numel + 2 * static_cast<int64_t>(i), 2));
+          e.device_inputs.narrow(0, noise_numel + kPer * static_cast<int64_t>(i), kPer));
     }
     capturing_ = &e;
     graph = graph_stream_->Capture([&] { e.stats = DoUpdate(e.batch, e.noise); });

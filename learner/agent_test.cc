@@ -594,15 +594,16 @@ TEST(FlatAdamTest, DeviceScalarsStepLikeTheHostPath) {
   at::Tensor device_param = start.clone();
   FlatAdam host(host_param, FlatAdam::Options{1e-2});
   FlatAdam device(device_param, FlatAdam::Options{1e-2});
-  const at::Tensor scalars = at::zeros({2}, at::kFloat);
+  const at::Tensor scalars = at::zeros({FlatAdam::kDeviceScalars}, at::kFloat);
   device.UseDeviceScalars(scalars);
   for (int step = 1; step <= 20; ++step) {
     const at::Tensor grad = at::randn({1000}, gen, at::kFloat);
-    float next[2];
+    float next[FlatAdam::kDeviceScalars];
     device.NextStepScalars(next);
-    EXPECT_FLOAT_EQ(next[0], -1e-2 / (1 - std::pow(0.9, step)));
-    EXPECT_FLOAT_EQ(next[1], 1 / std::sqrt(1 - std::pow(0.999, step)));
-    scalars.copy_(at::tensor({next[0], next[1]}, at::kFloat));
+    EXPECT_EQ(next[0], step);
+    EXPECT_FLOAT_EQ(next[1], -1e-2 / (1 - std::pow(0.9, step)));
+    EXPECT_FLOAT_EQ(next[2], 1 / std::sqrt(1 - std::pow(0.999, step)));
+    scalars.copy_(at::tensor({next[0], next[1], next[2]}, at::kFloat));
     host.Step(grad);
     device.Step(grad);
   }

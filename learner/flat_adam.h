@@ -29,11 +29,14 @@ class FlatAdam {
   void Step(const at::Tensor& grad);
 
   // For updates captured as CUDA graphs, whose kernels cannot take a new step count as an
-  // argument each time: while `scalars` (a float32 device tensor [2]) is set, Step reads its
-  // step size and bias correction from it, as NextStepScalars wrote them before the launch,
-  // instead of computing them on the host. An undefined tensor returns to the host path.
+  // argument each time: while `scalars` (a float32 tensor [kDeviceScalars] on param's device)
+  // is set, Step reads the step count, step size and bias correction from it, as
+  // NextStepScalars wrote them before the launch, instead of computing them on the host; on a
+  // GPU the step is then ATen's fused Adam kernel (one launch), elsewhere eight tensor
+  // operations. An undefined tensor returns to the host path.
+  static constexpr int kDeviceScalars = 3;
   void UseDeviceScalars(const at::Tensor& scalars);
-  // What the next Step's device scalars must hold: {-lr / (1 - β1^t), 1 / √(1 - β2^t)} for
+  // What the next Step's device scalars must hold: {t, -lr / (1 - β1^t), 1 / √(1 - β2^t)} for
   // t = steps() + 1.
   void NextStepScalars(float* out) const;
 
@@ -49,7 +52,8 @@ class FlatAdam {
   at::Tensor exp_avg_;
   at::Tensor exp_avg_sq_;
   int64_t steps_ = 0;
-  at::Tensor neg_step_size_;        // [1] views of the device scalars, or undefined
+  at::Tensor step_count_;           // [1] views of the device scalars, or undefined
+  at::Tensor neg_step_size_;        // [1]
   at::Tensor inv_sqrt_bias_corr2_;  // [1]
 };
 
