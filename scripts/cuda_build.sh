@@ -139,6 +139,11 @@ if [[ -n "${bundle}" ]]; then
       esac
     done
   done
+  # oneDNN, which models/gemm.h loads with dlopen (so ldd does not list it) for the CPU's linear
+  # layers; a machine with only PyPI's torch lacks it (its oneDNN is linked into libtorch_cpu)
+  for so in /usr/lib/x86_64-linux-gnu/libdnnl.so.2 /usr/lib/x86_64-linux-gnu/libOpenCL.so.1; do
+    [[ -e "${so}" ]] && strip --strip-unneeded -o "${bundle}/lib/$(basename "${so}")" "$(readlink -f "${so}")"
+  done
   cp "${ROOT}/scripts/cuda_bundle_run.sh" "${bundle}/run.sh"
   log "bundle: ${bundle} ($(du -sh "${bundle}" | cut -f1)); on the GPU machine: ${bundle}/run.sh BINARY [flags]"
 fi
