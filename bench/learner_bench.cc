@@ -52,6 +52,9 @@ ABSL_FLAG(int, check_updates, 0,
 ABSL_FLAG(std::string, device, "cpu",
           "Device of the agent: cpu, cuda or cuda:N (batches are staged there before timing).");
 ABSL_FLAG(int, warmup, 5, "Updates before timing starts.");
+ABSL_FLAG(int, updates_per_call, 1,
+          "Batches per call: 1 calls Agent::Update, more Agent::UpdateMany (on a GPU with CUDA "
+          "graphs: the updates queued back to back, their statistics fetched once per call).");
 ABSL_FLAG(double, seconds, 5.0, "Measured time per backend (at least min_updates updates).");
 ABSL_FLAG(int, min_updates, 5, "Fewest timed updates per backend.");
 ABSL_FLAG(std::string, json, "", "Also write the results as JSON to this file.");
@@ -161,10 +164,19 @@ void CheckAgainstCpu(int n, int threads, const std::vector<TransitionBatch>& bat
 Result Measure(const std::string& gemm, int threads, const std::vector<TransitionBatch>& batches) {
   std::unique_ptr<Agent> agent = CreateAgent(BenchOptions(gemm, threads));
   size_t next = 0;
+  const int per_call = std::max(1, absl::GetFlag(FLAGS_updates_per_call));
+  std::vector<TransitionBatch> call(per_call);
+  // one call: `per_call` updates
   auto update = [&]() {
-    auto stats = agent->Update(batches[next++ % batches.size()]);
-    if (!stats.ok()) {
-      std::fprintf(stderr, "%s\n", stats.status().ToString().c_str());
+    absl::Status status;
+    if (per_call == 1) {
+      status = agent->Update(batches[next++ % batches.size()]).status();
+    } else {
+      for (TransitionBatch& b : call) b = batches[next++ % batches.size()];
+      status = agent->UpdateMany(call).status();
+    }
+    if (!status.ok()) {
+      std::fprintf(stderr, "%s\n", status.ToString().c_str());
       std::exit(1);
     }
   };
@@ -179,7 +191,7 @@ Result Measure(const std::string& gemm, int threads, const std::vector<Transitio
   const std::clock_t cpu_start = std::clock();
   do {
     update();
-    ++result.updates;
+    result.updates += per_call;
     result.seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   } while (result.seconds < absl::GetFlag(FLAGS_seconds) ||
@@ -218,12 +230,13 @@ int main(int argc, char** argv) {
                   absl::GetFlag(FLAGS_act_dim), device);
   std::printf(
       "learner_bench: %s, batch %d, obs %d, act %d, hidden [%s], %d threads, LibTorch %s, "
-      "oneDNN sgemm %s, CUDA devices %d, on %s\n",
+      "oneDNN sgemm %s, CUDA devices %d, on %s, %d updates per call\n",
       absl::GetFlag(FLAGS_algorithm).c_str(), absl::GetFlag(FLAGS_batch),
       absl::GetFlag(FLAGS_obs_dim), absl::GetFlag(FLAGS_act_dim),
       absl::GetFlag(FLAGS_hidden).c_str(), threads, TORCH_VERSION,
       prl::models::FastSgemmAvailable() ? "available" : "not available",
-      at::hasCUDA() ? static_cast<int>(at::getNumGPUs()) : 0, device.str().c_str());
+      at::hasCUDA() ? static_cast<int>(at::getNumGPUs()) : 0, device.str().c_str(),
+      std::max(1, absl::GetFlag(FLAGS_updates_per_call)));
   if (device.is_cuda() && absl::GetFlag(FLAGS_check_updates) > 0) {
     CheckAgainstCpu(absl::GetFlag(FLAGS_check_updates), threads, batches);
   }
@@ -249,7 +262,9 @@ int main(int argc, char** argv) {
     }
     std::ofstream out(json);
     out << "{\"algorithm\": \"" << absl::GetFlag(FLAGS_algorithm) << "\", \"threads\": " << threads
-        << ", \"batch\": " << absl::GetFlag(FLAGS_batch) << ", \"libtorch\": \"" << TORCH_VERSION
+        << ", \"batch\": " << absl::GetFlag(FLAGS_batch)
+        << ", \"updates_per_call\": " << std::max(1, absl::GetFlag(FLAGS_updates_per_call))
+        << ", \"libtorch\": \"" << TORCH_VERSION
         << "\", \"onednn_sgemm\": " << (prl::models::FastSgemmAvailable() ? "true" : "false")
         << ", \"cases\": [" << absl::StrJoin(cases, ", ") << "]}\n";
   }

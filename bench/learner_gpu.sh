@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The learner's figures on a GPU machine, one run: CUDA-graph updates tested against eager ones,
-# PRL's SAC/TD3 update rates on the GPU (CUDA graphs and eager) against PyTorch's eager, fused
-# and CUDA-graph updates, the losses of the GPU path against the CPU's, and the CPU rates of
-# the same binary against PyPI's torch at 1, 2 and all threads. Runs from a CUDA build bundle
+# PRL's SAC/TD3 update rates on the GPU (CUDA graphs and eager; one update per call, and eight
+# queued per Agent::UpdateMany call) against PyTorch's eager, fused and CUDA-graph updates, the
+# losses of the GPU path against the CPU's, and the CPU rates of the same binary against PyPI's
+# torch at 1, 2 and all threads. Runs from a CUDA build bundle
 # (scripts/cuda_build.sh --bundle DIR --targets "//bench:learner_bench //learner:agent_cuda_test")
 # on a machine with PyPI's torch (python3 -c 'import torch' must work); writes logs and JSON
 # files into OUT.
@@ -48,6 +49,11 @@ for batch in 256 4096; do
   step "sac_gpu_vs_pytorch_${batch}" 150 python3 "${ROOT}/bench/learner_vs_pytorch.py" \
     --prl "${run} learner_bench" --device=cuda --batch="${batch}" --seconds="${seconds}" \
     --json="${out}/sac_gpu_${batch}.json"
+done
+for batch in 256 4096; do
+  step "sac_gpu_update_many_${batch}" 60 "${run}" learner_bench --device=cuda --gemm=graph \
+    --batch="${batch}" --updates_per_call=8 --seconds="${seconds}" \
+    --json="${out}/sac_gpu_many_${batch}.json"
 done
 for t in ${cpu_threads//,/ }; do
   step "sac_cpu_${t}_threads" 100 python3 "${ROOT}/bench/learner_vs_pytorch.py" \

@@ -169,7 +169,6 @@ struct TwinCriticAgent::GraphEntry {
   std::unique_ptr<CapturedGraph> graph;
   DeviceBatch batch;         // the graph's inputs: each replay copies the batch into them
   at::Tensor device_inputs;  // [noise draws | scalars of each optimiser], written in one copy
-  at::Tensor host_inputs;    // its pinned host staging
   at::Tensor noise;          // the draws' view of device_inputs
   std::vector<FlatAdam*> optimizers;
   at::Tensor packed_stats;  // what FetchStats would have copied
@@ -241,29 +240,98 @@ UpdateStats TwinCriticAgent::GraphUpdate(const DeviceBatch& b, const at::Tensor&
     }
   }
   at::Tensor host_stats;
-  graph_stream_->Run([&] {
-    const std::pair<const at::Tensor*, at::Tensor*> fields[] = {
-        {&b.obs, &e.batch.obs},           {&b.action, &e.batch.action},
-        {&b.reward, &e.batch.reward},     {&b.next_obs, &e.batch.next_obs},
-        {&b.discount, &e.batch.discount}, {&b.weight, &e.batch.weight}};
-    for (const auto& [from, to] : fields) {
-      if (from->defined()) to->copy_(*from, /*non_blocking=*/true);
-    }
-    // the previous replay's copy out of host_inputs is done: its statistics reached the host
-    float* staged = e.host_inputs.data_ptr<float>();
-    const int64_t noise_numel = draws.numel();
-    std::memcpy(staged, draws.data_ptr<float>(), sizeof(float) * noise_numel);
-    for (size_t i = 0; i < e.optimizers.size(); ++i) {
-      e.optimizers[i]->NextStepScalars(staged + noise_numel + FlatAdam::kDeviceScalars * i);
-    }
-    e.device_inputs.copy_(e.host_inputs, /*non_blocking=*/true);
-    e.graph->Replay();
-    host_stats = e.packed_stats.to(at::kCPU);
-  });
-  for (const auto& [counter, step] : e.counter_steps) *counter += step;
+  graph_stream_->Run([&] { host_stats = EnqueueReplay(b, draws, e); });
+  graph_stream_->Synchronize();
   stats = e.stats;
   UnpackStats(host_stats, e.num_scalars, &stats);
   return stats;
+}
+
+at::Tensor TwinCriticAgent::EnqueueReplay(const DeviceBatch& b, const at::Tensor& draws,
+                                          GraphEntry& e) {
+  const std::pair<const at::Tensor*, at::Tensor*> fields[] = {
+      {&b.obs, &e.batch.obs},           {&b.action, &e.batch.action},
+      {&b.reward, &e.batch.reward},     {&b.next_obs, &e.batch.next_obs},
+      {&b.discount, &e.batch.discount}, {&b.weight, &e.batch.weight}};
+  for (const auto& [from, to] : fields) {
+    if (from->defined()) to->copy_(*from, /*non_blocking=*/true);
+  }
+  // noise and step scalars in one transfer from pinned memory; LibTorch's pinned allocator keeps
+  // the block from reuse until the copy has run
+  const at::TensorOptions pinned = at::TensorOptions().dtype(at::kFloat).pinned_memory(true);
+  const at::Tensor staged = at::empty({e.device_inputs.numel()}, pinned);
+  float* p = staged.data_ptr<float>();
+  const int64_t noise_numel = draws.numel();
+  std::memcpy(p, draws.data_ptr<float>(), sizeof(float) * noise_numel);
+  for (size_t i = 0; i < e.optimizers.size(); ++i) {
+    e.optimizers[i]->NextStepScalars(p + noise_numel + FlatAdam::kDeviceScalars * i);
+  }
+  e.device_inputs.copy_(staged, /*non_blocking=*/true);
+  e.graph->Replay();
+  at::Tensor host = at::empty(e.packed_stats.sizes(), pinned);
+  host.copy_(e.packed_stats, /*non_blocking=*/true);
+  // what the update does to the counters, so that the next one's branch and step scalars follow
+  for (const auto& [counter, step] : e.counter_steps) *counter += step;
+  return host;
+}
+
+absl::StatusOr<std::vector<UpdateStats>> TwinCriticAgent::UpdateMany(
+    absl::Span<const TransitionBatch> batches) {
+  try {
+    std::vector<DeviceBatch> prepared;
+    prepared.reserve(batches.size());
+    for (size_t i = 0; i < batches.size(); ++i) {
+      absl::StatusOr<DeviceBatch> b = PrepareBatch(batches[i], config_);
+      if (!b.ok()) {
+        return absl::Status(b.status().code(),
+                            absl::StrCat("batches[", i, "]: ", b.status().message()));
+      }
+      prepared.push_back(*std::move(b));
+    }
+    if (config_.num_threads > 0 && at::get_num_threads() != config_.num_threads) {
+      at::set_num_threads(config_.num_threads);
+    }
+    std::vector<UpdateStats> out(batches.size());
+    // replays queued on the graph stream whose statistics are still on their way to the host
+    struct Pending {
+      size_t index;
+      const GraphEntry* entry;
+      at::Tensor host;
+    };
+    std::vector<Pending> pending;
+    auto collect = [&] {
+      if (pending.empty()) return;
+      graph_stream_->Synchronize();
+      for (const Pending& q : pending) {
+        out[q.index] = q.entry->stats;
+        UnpackStats(q.host, q.entry->num_scalars, &out[q.index]);
+      }
+      pending.clear();
+    };
+    for (size_t i = 0; i < prepared.size(); ++i) {
+      const DeviceBatch& b = prepared[i];
+      const at::Tensor draws =
+          at::randn({NoiseDraws(), b.size, config_.act_dim}, train_generator_, at::kFloat);
+      if (graph_stream_ == nullptr || !GraphSafe() || b.sil_obs.defined()) {
+        out[i] = DoUpdate(b, draws.to(config_.device));
+        continue;
+      }
+      auto found = graphs_.find({b.size, b.weight.defined(), GraphBranch()});
+      if (found == graphs_.end() || found->second->graph == nullptr) {
+        collect();  // warm-up and capture want an idle stream
+        out[i] = GraphUpdate(b, draws);
+        continue;
+      }
+      GraphEntry& e = *found->second;
+      at::Tensor host;
+      graph_stream_->Run([&] { host = EnqueueReplay(b, draws, e); });
+      pending.push_back({i, &e, std::move(host)});
+    }
+    collect();
+    return out;
+  } catch (const std::exception& e) {
+    return absl::InternalError(absl::StrCat("learner update failed: ", ErrorText(e)));
+  }
 }
 
 absl::Status TwinCriticAgent::CaptureUpdate(const DeviceBatch& b, const at::Tensor& draws,
@@ -288,7 +356,6 @@ absl::Status TwinCriticAgent::CaptureUpdate(const DeviceBatch& b, const at::Tens
     const int64_t total = noise_numel + kPer * static_cast<int64_t>(e.optimizers.size());
     e.device_inputs =
         at::zeros({total}, at::TensorOptions().dtype(at::kFloat).device(config_.device));
-    e.host_inputs = at::empty({total}, at::TensorOptions().dtype(at::kFloat).pinned_memory(true));
     e.noise = e.device_inputs.narrow(0, 0, noise_numel).view(draws.sizes());
     for (size_t i = 0; i < e.optimizers.size(); ++i) {
       e.optimizers[i]->UseDeviceScalars(

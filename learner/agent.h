@@ -19,6 +19,7 @@
 #include "ATen/core/Tensor.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/types/span.h"
 #include "common/tensor.h"
 #include "proto/actor.pb.h"
 #include "proto/experiment.pb.h"
@@ -101,6 +102,15 @@ class Agent {
   // Errors: INVALID_ARGUMENT naming a batch field with a wrong dtype or shape; INTERNAL for a
   // LibTorch failure.
   virtual absl::StatusOr<UpdateStats> Update(const TransitionBatch& batch) = 0;
+
+  // Update on each batch in turn, the same updates and statistics as that many Update calls. On
+  // a GPU with CUDA graphs the updates are queued back to back and their statistics come to the
+  // host together at the end, so the host does not wait for each update before staging the next
+  // (the GPU then runs without gaps). Every batch is checked before the first update: an
+  // INVALID_ARGUMENT names the batch ("batches[2]: batch.obs: ...") and nothing changed.
+  // Errors: as Update.
+  virtual absl::StatusOr<std::vector<UpdateStats>> UpdateMany(
+      absl::Span<const TransitionBatch> batches) = 0;
 
   // Actions for `obs` [n, obs_dim] into `action` [n, act_dim] on obs's device, without
   // gradients: the policy's mean action when `deterministic`, otherwise a sample (SAC) or the

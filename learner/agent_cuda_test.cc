@@ -171,6 +171,34 @@ TEST_P(GraphTest, RestoredStateContinuesThroughTheCapturedGraphs) {
   EXPECT_LT(PolicyDiff(*resumed, *other), 1e-4);
 }
 
+TEST_P(GraphTest, UpdateManyQueuesTheReplaysAndMatchesOneUpdateAtATime) {
+  if (!HasGpu()) GTEST_SKIP() << "no CUDA device";
+  const bool td3 = GetParam();
+  auto one = MustCreate(Options(td3, "cuda", true));
+  auto many = MustCreate(Options(td3, "cuda", true));
+  std::vector<TransitionBatch> batches;
+  for (const TransitionBatch& b : Batches(6, 64, false)) batches.push_back(OnDevice(b));
+  for (const TransitionBatch& b : Batches(2, 64, true)) batches.push_back(OnDevice(b));
+  // calls of 8: the first warms up and captures, the later ones queue replays of every branch
+  for (int call = 0; call < 4; ++call) {
+    auto stats = many->UpdateMany(batches);
+    ASSERT_TRUE(stats.ok()) << stats.status();
+    ASSERT_EQ(stats->size(), batches.size());
+    for (size_t i = 0; i < batches.size(); ++i) {
+      SCOPED_TRACE(testing::Message() << "call " << call << ", batch " << i);
+      auto expected = one->Update(batches[i]);
+      ASSERT_TRUE(expected.ok());
+      // the same kernels in the same order: equal up to the GPU's own nondeterminism
+      EXPECT_EQ((*stats)[i].actor_updated, expected->actor_updated);
+      EXPECT_LT(RelDiff((*stats)[i].critic_loss, expected->critic_loss), 1e-5);
+      EXPECT_LT(RelDiff((*stats)[i].actor_loss, expected->actor_loss), 1e-5);
+      ASSERT_EQ((*stats)[i].td_error_abs.size(), expected->td_error_abs.size());
+    }
+  }
+  EXPECT_EQ(many->updates(), one->updates());
+  EXPECT_LT(PolicyDiff(*many, *one), 1e-5);
+}
+
 INSTANTIATE_TEST_SUITE_P(SacAndTd3, GraphTest, testing::Values(false, true),
                          [](const auto& info) { return info.param ? "Td3" : "Sac"; });
 

@@ -17,6 +17,7 @@
 #include "ATen/core/Tensor.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/types/span.h"
 #include "learner/agent.h"
 #include "learner/cuda_graph.h"
 #include "learner/flat_adam.h"
@@ -75,6 +76,8 @@ class TwinCriticAgent : public Agent {
   ~TwinCriticAgent() override;
 
   absl::StatusOr<UpdateStats> Update(const TransitionBatch& batch) final;
+  absl::StatusOr<std::vector<UpdateStats>> UpdateMany(
+      absl::Span<const TransitionBatch> batches) final;
   void Act(const at::Tensor& obs, bool deterministic, at::Tensor* action) final;
   absl::Status ExportPolicy(v1::PolicyArchitecture* architecture,
                             std::vector<std::pair<std::string, HostTensor>>* weights) const final;
@@ -154,6 +157,10 @@ class TwinCriticAgent : public Agent {
   // The update through a CUDA graph for its kind (eagerly on the graph stream until the kind
   // has run kEagerUpdatesBeforeCapture times); `draws` are the noise draws on the CPU.
   UpdateStats GraphUpdate(const DeviceBatch& batch, const at::Tensor& draws);
+  // Queues a replay of `entry`'s graph for `batch` on the graph stream (call inside its Run):
+  // the inputs' copies, the replay and the statistics' copy into the pinned host tensor returned,
+  // valid once the stream is synchronised. Advances the host counters as the update will.
+  at::Tensor EnqueueReplay(const DeviceBatch& batch, const at::Tensor& draws, GraphEntry& entry);
   // Captures `entry`'s update with static copies of `batch`'s tensors; nothing runs.
   absl::Status CaptureUpdate(const DeviceBatch& batch, const at::Tensor& draws, GraphEntry& entry);
   // RestoreState, or with `learned_only` InitializeFrom.

@@ -354,6 +354,57 @@ TEST_P(StateTest, RestoreContinuesIdentically) {
 INSTANTIATE_TEST_SUITE_P(SacAndTd3, StateTest, ::testing::Bool(),
                          [](const auto& info) { return info.param ? "Td3" : "Sac"; });
 
+class UpdateManyTest : public ::testing::TestWithParam<bool> {};
+
+TEST_P(UpdateManyTest, IsTheSameAsOneUpdatePerBatch) {
+  const AgentOptions options = Options(GetParam(), 3, 2, {32, 32});
+  auto one = MustCreate(options);
+  auto many = MustCreate(options);
+  std::vector<TransitionBatch> batches;
+  for (int i = 0; i < 7; ++i) batches.push_back(RandomBatch(16, 3, 2, i));
+  batches[3].weight = at::rand({16}) + 0.5;  // a weighted batch among them
+  std::vector<UpdateStats> expected;
+  for (const TransitionBatch& b : batches) {
+    auto stats = one->Update(b);
+    ASSERT_TRUE(stats.ok()) << stats.status();
+    expected.push_back(*stats);
+  }
+  auto stats = many->UpdateMany(batches);
+  ASSERT_TRUE(stats.ok()) << stats.status();
+  ASSERT_EQ(stats->size(), batches.size());
+  for (size_t i = 0; i < batches.size(); ++i) {
+    SCOPED_TRACE(i);
+    EXPECT_EQ((*stats)[i].critic_loss, expected[i].critic_loss);
+    EXPECT_EQ((*stats)[i].actor_loss, expected[i].actor_loss);
+    EXPECT_EQ((*stats)[i].alpha, expected[i].alpha);
+    EXPECT_EQ((*stats)[i].actor_updated, expected[i].actor_updated);
+    EXPECT_EQ((*stats)[i].td_error_abs, expected[i].td_error_abs);
+  }
+  EXPECT_EQ(many->updates(), 7);
+  EXPECT_EQ(*many->SaveState(), *one->SaveState());
+  auto none = many->UpdateMany({});
+  ASSERT_TRUE(none.ok());
+  EXPECT_TRUE(none->empty());
+}
+
+TEST_P(UpdateManyTest, ABadBatchIsNamedAndNothingChanges) {
+  auto agent = MustCreate(Options(GetParam(), 3, 2, {32, 32}));
+  ASSERT_TRUE(agent->Update(RandomBatch(16, 3, 2, 0)).ok());
+  const std::string before = *agent->SaveState();
+  std::vector<TransitionBatch> batches = {RandomBatch(16, 3, 2, 1), RandomBatch(16, 3, 2, 2),
+                                          RandomBatch(16, 3, 2, 3)};
+  batches[2].action = at::zeros({16, 5});
+  auto stats = agent->UpdateMany(batches);
+  ASSERT_FALSE(stats.ok());
+  EXPECT_EQ(stats.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(stats.status().message(), HasSubstr("batches[2]: batch.action"));
+  EXPECT_EQ(agent->updates(), 1);
+  EXPECT_EQ(*agent->SaveState(), before);
+}
+
+INSTANTIATE_TEST_SUITE_P(SacAndTd3, UpdateManyTest, ::testing::Bool(),
+                         [](const auto& info) { return info.param ? "Td3" : "Sac"; });
+
 TEST(StateTest, MismatchedOrCorruptCheckpointsAreRefusedWithoutChanges) {
   auto sac = MustCreate(Options(false, 3, 2, {32, 32}));
   const std::string before = *sac->SaveState();

@@ -56,6 +56,8 @@ class CudaGraphStream final : public GraphStream {
     done.block(caller);
   }
 
+  void Synchronize() override { stream_.synchronize(); }
+
   absl::StatusOr<std::unique_ptr<CapturedGraph>> Capture(const std::function<void()>& fn) override {
     auto graph = std::make_unique<TorchGraph>();
     bool begun = false;

@@ -37,6 +37,9 @@ class GraphStream {
   // caller sees the side stream's work as its own.
   virtual void Run(const std::function<void()>& fn) = 0;
 
+  // Waits until everything queued on the side stream has run.
+  virtual void Synchronize() = 0;
+
   // Captures what `fn` queues (on the side stream; call it inside Run) into a graph without
   // running it. Tensors `fn` allocates live in the graph's private pool and keep their
   // addresses across replays. Errors: INTERNAL with CUDA's or LibTorch's message (an operation

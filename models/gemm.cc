@@ -13,7 +13,10 @@ using internal::SgemmFn;
 SgemmFn LoadSgemm() {
   // already loaded by libtorch_cpu on Debian; dlopen then only bumps a reference count.
   for (const char* name : {"libdnnl.so.2", "libdnnl.so", "libdnnl.so.3"}) {
-    void* handle = dlopen(name, RTLD_NOW | RTLD_LOCAL);
+    // DEEPBIND: the library's own symbols first. A LibTorch that links its own oneDNN in (PyPI's
+    // torch) exports the same names, and without it this copy's calls would land in that one
+    // and fail.
+    void* handle = dlopen(name, RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND);
     if (handle == nullptr) continue;
     if (void* symbol = dlsym(handle, "dnnl_sgemm")) {
       auto fn = reinterpret_cast<SgemmFn>(symbol);
