@@ -219,7 +219,14 @@ absl::StatusOr<UpdateStats> TwinCriticAgent::RunUpdate(const TransitionBatch& ba
 
 UpdateStats TwinCriticAgent::GraphUpdate(const DeviceBatch& b, const at::Tensor& draws) {
   constexpr int kEagerUpdatesBeforeCapture = 3;  // warm-up: cuBLAS, autograd, the allocator
-  std::unique_ptr<GraphEntry>& slot = graphs_[{b.size, b.weight.defined(), GraphBranch()}];
+  // each kind holds a memory pool and copies of its inputs; a run has one or two batch sizes
+  // and at most three branches, so kinds beyond these are rare and run eagerly
+  constexpr size_t kMaxGraphs = 12;
+  const std::tuple<int64_t, bool, int64_t> key{b.size, b.weight.defined(), GraphBranch()};
+  if (graphs_.size() >= kMaxGraphs && graphs_.count(key) == 0) {
+    return DoUpdate(b, draws.to(config_.device));
+  }
+  std::unique_ptr<GraphEntry>& slot = graphs_[key];
   if (slot == nullptr) slot = std::make_unique<GraphEntry>();
   GraphEntry& e = *slot;
   UpdateStats stats;
@@ -267,11 +274,12 @@ at::Tensor TwinCriticAgent::EnqueueReplay(const DeviceBatch& b, const at::Tensor
     e.optimizers[i]->NextStepScalars(p + noise_numel + FlatAdam::kDeviceScalars * i);
   }
   e.device_inputs.copy_(staged, /*non_blocking=*/true);
-  e.graph->Replay();
   at::Tensor host = at::empty(e.packed_stats.sizes(), pinned);
-  host.copy_(e.packed_stats, /*non_blocking=*/true);
-  // what the update does to the counters, so that the next one's branch and step scalars follow
+  e.graph->Replay();
+  // what the update does to the counters, at once: from here on it happens whatever follows, and
+  // the next update's branch and step scalars follow from them
   for (const auto& [counter, step] : e.counter_steps) *counter += step;
+  host.copy_(e.packed_stats, /*non_blocking=*/true);
   return host;
 }
 

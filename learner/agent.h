@@ -108,7 +108,8 @@ class Agent {
   // host together at the end, so the host does not wait for each update before staging the next
   // (the GPU then runs without gaps). Every batch is checked before the first update: an
   // INVALID_ARGUMENT names the batch ("batches[2]: batch.obs: ...") and nothing changed.
-  // Errors: as Update.
+  // Errors: as Update; after an INTERNAL error some of the updates may have been applied
+  // (updates() tells how many).
   virtual absl::StatusOr<std::vector<UpdateStats>> UpdateMany(
       absl::Span<const TransitionBatch> batches) = 0;
 

@@ -138,6 +138,23 @@ TEST_P(GraphTest, GraphsMatchEagerUpdatesOnTheDeviceAndTheCpu) {
   ExpectSameUpdates({cpu.get(), eager.get(), graph.get()}, Batches(4, 64, false), 30);
 }
 
+TEST_P(GraphTest, EveryBranchOfTheTargetUpdatePeriodIsCaptured) {
+  if (!HasGpu()) GTEST_SKIP() << "no CUDA device";
+  const bool td3 = GetParam();
+  // SAC: updates with and without the target update; TD3 (delay 2): critic-only updates, actor
+  // updates with and without the target update
+  AgentOptions eager_options = Options(td3, "cuda", false);
+  eager_options.algorithm.set_target_update_period(2);
+  AgentOptions graph_options = eager_options;
+  graph_options.cuda_graphs = true;
+  AgentOptions cpu_options = eager_options;
+  cpu_options.device = "cpu";
+  auto cpu = MustCreate(cpu_options);
+  auto eager = MustCreate(eager_options);
+  auto graph = MustCreate(graph_options);
+  ExpectSameUpdates({cpu.get(), eager.get(), graph.get()}, Batches(4, 64, false), 40);
+}
+
 TEST_P(GraphTest, WeightedBatchesAndAnotherBatchSizeGetTheirOwnGraphs) {
   if (!HasGpu()) GTEST_SKIP() << "no CUDA device";
   const bool td3 = GetParam();

@@ -114,7 +114,8 @@ class TwinCriticAgent : public Agent {
   // CUDA graphs (AgentOptions::cuda_graphs). An algorithm whose DoUpdate may be captured says
   // so: its kernels then depend on host state only through GraphBranch(), it steps its
   // optimisers through FlatAdam::Step and returns its statistics through FetchStats, and its
-  // only host-side effects are increments of StateEntries() counters.
+  // only host-side effects are increments of StateEntries() counters; each optimiser steps at
+  // most once per update (a replay gives it one step count).
   virtual bool GraphSafe() const { return false; }
   // Which branch the next DoUpdate takes where it depends on the counters (TD3's delayed actor
   // step, the period of the target update): updates of different branches get different graphs.

@@ -11,6 +11,7 @@
 #ifdef PRL_WITH_CUDA
 #include "ATen/cuda/CUDAEvent.h"
 #include "ATen/cuda/CUDAGraph.h"
+#include "c10/cuda/CUDAException.h"
 #include "c10/cuda/CUDAGuard.h"
 #include "c10/cuda/CUDAStream.h"
 #include "c10/util/Exception.h"
@@ -37,23 +38,44 @@ class TorchGraph final : public CapturedGraph {
   at::cuda::CUDAGraph graph_;
 };
 
+// A stream of its own, not one of LibTorch's pool (which hands the same 32 streams to every
+// caller in turn): work another thread queued on a shared stream would land in a capture.
+cudaStream_t NewStream(c10::DeviceIndex device) {
+  c10::cuda::CUDAGuard device_guard(device);
+  cudaStream_t stream = nullptr;
+  C10_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  return stream;
+}
+
 class CudaGraphStream final : public GraphStream {
  public:
   explicit CudaGraphStream(c10::DeviceIndex device)
-      : stream_(c10::cuda::getStreamFromPool(/*isHighPriority=*/false, device)) {}
+      : raw_(NewStream(device)), stream_(c10::cuda::getStreamFromExternal(raw_, device)) {}
+
+  ~CudaGraphStream() override {
+    // graphs and tensors of this stream's work are gone or synchronised by now
+    (void)cudaStreamSynchronize(raw_);
+    (void)cudaStreamDestroy(raw_);
+  }
 
   void Run(const std::function<void()>& fn) override {
     const c10::cuda::CUDAStream caller = c10::cuda::getCurrentCUDAStream(stream_.device_index());
     at::cuda::CUDAEvent queued;
     queued.record(caller);
     queued.block(stream_);
-    {
-      c10::cuda::CUDAStreamGuard guard(stream_);
-      fn();
-    }
-    at::cuda::CUDAEvent done;
-    done.record(stream_);
-    done.block(caller);
+    // the caller's stream waits for whatever fn queued, also when fn throws halfway: the caller
+    // may free (and its stream reuse) tensors the queued work still reads
+    struct Join {
+      const c10::cuda::CUDAStream& side;
+      const c10::cuda::CUDAStream& caller;
+      ~Join() {
+        at::cuda::CUDAEvent done;
+        done.record(side);
+        done.block(caller);
+      }
+    } join{stream_, caller};
+    c10::cuda::CUDAStreamGuard guard(stream_);
+    fn();
   }
 
   void Synchronize() override { stream_.synchronize(); }
@@ -84,6 +106,7 @@ class CudaGraphStream final : public GraphStream {
   }
 
  private:
+  cudaStream_t raw_;
   c10::cuda::CUDAStream stream_;
 };
 
