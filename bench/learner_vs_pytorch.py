@@ -114,55 +114,73 @@ class QNet(nn.Module):
         return self.net(torch.cat([obs, action], -1)).squeeze(-1)
 
 
+class Sac:
+    """The networks, optimizers and batches of one PyTorch contender, and its update."""
+
+    def __init__(self, args, adam_kwargs):
+        torch.manual_seed(1)
+        gen = torch.Generator().manual_seed(42)
+        self.batches = random_batches(8, args.batch, gen, args.device)
+        self.actor = Actor().to(args.device)
+        self.q1, self.q2 = QNet().to(args.device), QNet().to(args.device)
+        self.q1_target, self.q2_target = copy.deepcopy(self.q1), copy.deepcopy(self.q2)
+        self.critic_params = list(self.q1.parameters()) + list(self.q2.parameters())
+        self.target_params = (list(self.q1_target.parameters())
+                              + list(self.q2_target.parameters()))
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=3e-4, **adam_kwargs)
+        self.critic_opt = torch.optim.Adam(self.critic_params, lr=3e-4, **adam_kwargs)
+        self.log_alpha = torch.zeros(1, requires_grad=True, device=args.device)
+        self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=3e-4, **adam_kwargs)
+        self.gamma, self.tau, self.target_entropy = 0.99, 0.005, -float(ACT)
+
+    def step(self, batch, set_to_none, foreach_polyak):
+        """One update on `batch`; returns critic loss, actor loss, α, α's loss and the per-item
+        TD errors as tensors. `set_to_none=False` keeps the .grad tensors (a CUDA graph needs
+        them static); `foreach_polyak` averages the targets in one torch._foreach_lerp_."""
+        obs, action, reward, next_obs, discount = batch
+        # one policy sample on s for the temperature and actor losses (SB3's order)
+        action_pi, log_prob = self.actor.sample(obs)
+        alpha = self.log_alpha.exp().detach()
+        alpha_loss = -(self.log_alpha * (log_prob.detach() + self.target_entropy)).mean()
+        self.alpha_opt.zero_grad(set_to_none=set_to_none)
+        alpha_loss.backward()
+        self.alpha_opt.step()
+        with torch.no_grad():
+            next_action, next_log_prob = self.actor.sample(next_obs)
+            next_q = torch.min(self.q1_target(next_obs, next_action),
+                               self.q2_target(next_obs, next_action))
+            target = reward + self.gamma * discount * (next_q - alpha * next_log_prob)
+        q1_value, q2_value = self.q1(obs, action), self.q2(obs, action)
+        critic_loss = 0.5 * (F.mse_loss(q1_value, target) + F.mse_loss(q2_value, target))
+        self.critic_opt.zero_grad(set_to_none=set_to_none)
+        critic_loss.backward()
+        self.critic_opt.step()
+        td_error_abs = ((q1_value - target).abs() + (q2_value - target).abs()).detach() / 2
+        q_pi = torch.min(self.q1(obs, action_pi), self.q2(obs, action_pi))
+        actor_loss = (alpha * log_prob - q_pi).mean()
+        self.actor_opt.zero_grad(set_to_none=set_to_none)
+        actor_loss.backward()
+        self.actor_opt.step()
+        with torch.no_grad():
+            if foreach_polyak:
+                torch._foreach_lerp_(self.target_params, self.critic_params, self.tau)
+            else:
+                for p, tp in zip(self.critic_params, self.target_params):
+                    tp.mul_(1 - self.tau).add_(p, alpha=self.tau)
+        return critic_loss.detach(), actor_loss.detach(), alpha, alpha_loss.detach(), td_error_abs
+
+
 def pytorch_sac_rate(args, adam="default"):
     """`adam`: "default" (torch.optim.Adam as constructed by most code) or "fused" (its fused
     kernel, on the CPU since torch 2.4) with the Polyak update as one torch._foreach call."""
-    torch.manual_seed(1)
-    gen = torch.Generator().manual_seed(42)
-    batches = random_batches(8, args.batch, gen, args.device)
-    actor, q1, q2 = Actor().to(args.device), QNet().to(args.device), QNet().to(args.device)
-    q1_target, q2_target = copy.deepcopy(q1), copy.deepcopy(q2)
-    critic_params = list(q1.parameters()) + list(q2.parameters())
-    target_params = list(q1_target.parameters()) + list(q2_target.parameters())
-    kw = {"fused": True} if adam == "fused" else {}
-    actor_opt = torch.optim.Adam(actor.parameters(), lr=3e-4, **kw)
-    critic_opt = torch.optim.Adam(critic_params, lr=3e-4, **kw)
-    log_alpha = torch.zeros(1, requires_grad=True, device=args.device)
-    alpha_opt = torch.optim.Adam([log_alpha], lr=3e-4, **kw)
-    gamma, tau, target_entropy = 0.99, 0.005, -float(ACT)
+    sac = Sac(args, {"fused": True} if adam == "fused" else {})
     step = [0]
 
     def update():
-        obs, action, reward, next_obs, discount = batches[step[0] % len(batches)]
+        batch = sac.batches[step[0] % len(sac.batches)]
         step[0] += 1
-        # one policy sample on s for the temperature and actor losses (SB3's order)
-        action_pi, log_prob = actor.sample(obs)
-        alpha = log_alpha.exp().detach()
-        alpha_loss = -(log_alpha * (log_prob.detach() + target_entropy)).mean()
-        alpha_opt.zero_grad(set_to_none=True)
-        alpha_loss.backward()
-        alpha_opt.step()
-        with torch.no_grad():
-            next_action, next_log_prob = actor.sample(next_obs)
-            next_q = torch.min(q1_target(next_obs, next_action), q2_target(next_obs, next_action))
-            target = reward + gamma * discount * (next_q - alpha * next_log_prob)
-        q1_value, q2_value = q1(obs, action), q2(obs, action)
-        critic_loss = 0.5 * (F.mse_loss(q1_value, target) + F.mse_loss(q2_value, target))
-        critic_opt.zero_grad(set_to_none=True)
-        critic_loss.backward()
-        critic_opt.step()
-        td_error_abs = ((q1_value - target).abs() + (q2_value - target).abs()).detach() / 2
-        q_pi = torch.min(q1(obs, action_pi), q2(obs, action_pi))
-        actor_loss = (alpha * log_prob - q_pi).mean()
-        actor_opt.zero_grad(set_to_none=True)
-        actor_loss.backward()
-        actor_opt.step()
-        with torch.no_grad():
-            if adam == "fused":
-                torch._foreach_lerp_(target_params, critic_params, tau)
-            else:
-                for p, tp in zip(critic_params, target_params):
-                    tp.mul_(1 - tau).add_(p, alpha=tau)
+        critic_loss, actor_loss, alpha, alpha_loss, td_error_abs = sac.step(
+            batch, set_to_none=True, foreach_polyak=adam == "fused")
         # the statistics PRL's Update returns
         return (critic_loss.item(), actor_loss.item(), alpha.item(), alpha_loss.item(),
                 td_error_abs.tolist())
@@ -176,53 +194,19 @@ def pytorch_sac_graph_rate(args):
     static input buffers each batch is copied into, then one replay per update. CUDA only.
     Returns the Rate and the Adam implementation used."""
     assert args.device.startswith("cuda"), "CUDA graphs need a CUDA device"
-    torch.manual_seed(1)
-    gen = torch.Generator().manual_seed(42)
-    batches = random_batches(8, args.batch, gen, args.device)
-    actor, q1, q2 = Actor().to(args.device), QNet().to(args.device), QNet().to(args.device)
-    q1_target, q2_target = copy.deepcopy(q1), copy.deepcopy(q2)
-    critic_params = list(q1.parameters()) + list(q2.parameters())
-    target_params = list(q1_target.parameters()) + list(q2_target.parameters())
-    log_alpha = torch.zeros(1, requires_grad=True, device=args.device)
     # capture needs capturable=True: the step counts stay on the device and no step() syncs
     kind = "fused" if torch_at_least(2, 4) else "foreach"
-    kw = {"capturable": True, kind: True}
-    actor_opt = torch.optim.Adam(actor.parameters(), lr=3e-4, **kw)
-    critic_opt = torch.optim.Adam(critic_params, lr=3e-4, **kw)
-    alpha_opt = torch.optim.Adam([log_alpha], lr=3e-4, **kw)
-    gamma, tau, target_entropy = 0.99, 0.005, -float(ACT)
+    sac = Sac(args, {"capturable": True, kind: True})
     # the graph reads its inputs from fixed addresses, so batches are copied into these
-    static = tuple(t.clone() for t in batches[0])
+    static = tuple(t.clone() for t in sac.batches[0])
 
     def step():
-        obs, action, reward, next_obs, discount = static
         # zero_grad(set_to_none=False): the graph must find the same .grad tensors each replay
-        action_pi, log_prob = actor.sample(obs)
-        alpha = log_alpha.exp().detach()
-        alpha_loss = -(log_alpha * (log_prob.detach() + target_entropy)).mean()
-        alpha_opt.zero_grad(set_to_none=False)
-        alpha_loss.backward()
-        alpha_opt.step()
-        with torch.no_grad():
-            next_action, next_log_prob = actor.sample(next_obs)
-            next_q = torch.min(q1_target(next_obs, next_action), q2_target(next_obs, next_action))
-            target = reward + gamma * discount * (next_q - alpha * next_log_prob)
-        q1_value, q2_value = q1(obs, action), q2(obs, action)
-        critic_loss = 0.5 * (F.mse_loss(q1_value, target) + F.mse_loss(q2_value, target))
-        critic_opt.zero_grad(set_to_none=False)
-        critic_loss.backward()
-        critic_opt.step()
-        td_error_abs = ((q1_value - target).abs() + (q2_value - target).abs()).detach() / 2
-        q_pi = torch.min(q1(obs, action_pi), q2(obs, action_pi))
-        actor_loss = (alpha * log_prob - q_pi).mean()
-        actor_opt.zero_grad(set_to_none=False)
-        actor_loss.backward()
-        actor_opt.step()
-        with torch.no_grad():
-            torch._foreach_lerp_(target_params, critic_params, tau)
-            # the statistics PRL's Update returns, in one tensor for one device-to-host copy
-            return torch.cat([critic_loss.reshape(1), actor_loss.reshape(1), alpha.reshape(1),
-                              alpha_loss.reshape(1), td_error_abs])
+        critic_loss, actor_loss, alpha, alpha_loss, td_error_abs = sac.step(
+            static, set_to_none=False, foreach_polyak=True)
+        # the statistics PRL's Update returns, in one tensor for one device-to-host copy
+        return torch.cat([critic_loss.reshape(1), actor_loss.reshape(1), alpha.reshape(1),
+                          alpha_loss.reshape(1), td_error_abs])
 
     # warm-up on a side stream (the docs' recipe): creates the grads and the optimizer state, and
     # keeps the lazy initialisations out of the capture
@@ -238,7 +222,7 @@ def pytorch_sac_graph_rate(args):
     index = [0]
 
     def update():
-        for buffer, value in zip(static, batches[index[0] % len(batches)]):
+        for buffer, value in zip(static, sac.batches[index[0] % len(sac.batches)]):
             buffer.copy_(value)
         index[0] += 1
         graph.replay()
