@@ -20,6 +20,7 @@
 #include "google/protobuf/text_format.h"
 #include "gtest/gtest.h"
 #include "learner/prior_models.h"
+#include "learner/recording_run_context.h"
 #include "learner/spec_validation.h"
 #include "prometheus/registry.h"
 
@@ -27,44 +28,6 @@ namespace prl::learner {
 namespace {
 
 using ::testing::HasSubstr;
-
-class RecordingContext final : public RunContext {
- public:
-  void ReportProgress(const v1::Progress& p) override {
-    std::function<void(const v1::Progress&)> hook;
-    {
-      absl::MutexLock lock(&mu_);
-      progress_ = p;
-      hook = on_progress_;
-    }
-    if (hook) hook(p);
-  }
-  // Called after each progress report (e.g. to stop the run mid-way).
-  void OnProgress(std::function<void(const v1::Progress&)> hook) {
-    absl::MutexLock lock(&mu_);
-    on_progress_ = std::move(hook);
-  }
-  void AddCurvePoint(const v1::CurvePoint&) override {}
-  void TruncateCurve(int64_t) override {}
-  void SetOutputs(const v1::ExperimentOutputs& o) override {
-    absl::MutexLock lock(&mu_);
-    outputs_ = o;
-  }
-  v1::Progress progress() {
-    absl::MutexLock lock(&mu_);
-    return progress_;
-  }
-  v1::ExperimentOutputs outputs() {
-    absl::MutexLock lock(&mu_);
-    return outputs_;
-  }
-
- private:
-  absl::Mutex mu_;
-  v1::Progress progress_ ABSL_GUARDED_BY(mu_);
-  v1::ExperimentOutputs outputs_ ABSL_GUARDED_BY(mu_);
-  std::function<void(const v1::Progress&)> on_progress_ ABSL_GUARDED_BY(mu_);
-};
 
 // `episodes` episodes of `length` steps: 4-D states, 2-D actions that depend on the state.
 std::string WriteDataset(const std::string& path, int episodes, int length) {
@@ -162,7 +125,7 @@ class PriorTrainingRunTest : public ::testing::Test {
   std::unique_ptr<DatasetStore> datasets_;
   prometheus::Registry registry_;
   LearnerMetrics metrics_{registry_};
-  RecordingContext context_;
+  RecordingRunContext context_;
 };
 
 TEST_F(PriorTrainingRunTest, TrainsASkillModelAndStoresVersionsWithTheirProvenance) {

@@ -17,6 +17,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "learner/checkpoint.pb.h"
+#include "learner/recording_run_context.h"
 #include "learner/spec_validation.h"
 #include "prometheus/registry.h"
 
@@ -28,54 +29,6 @@ using ::testing::ElementsAre;
 using ::testing::Gt;
 using ::testing::HasSubstr;
 using ::testing::Key;
-
-class FakeContext final : public RunContext {
- public:
-  void ReportProgress(const v1::Progress& progress) override {
-    absl::MutexLock lock(&mu_);
-    progress_ = progress;
-  }
-  void AddCurvePoint(const v1::CurvePoint& point) override {
-    absl::MutexLock lock(&mu_);
-    curve_.push_back(point);
-  }
-  void TruncateCurve(int64_t env_steps) override {
-    absl::MutexLock lock(&mu_);
-    truncations_.push_back(env_steps);
-    std::vector<v1::CurvePoint> kept;
-    for (const v1::CurvePoint& p : curve_) {
-      if (p.env_steps() <= env_steps) kept.push_back(p);
-    }
-    curve_ = kept;
-  }
-  void SetOutputs(const v1::ExperimentOutputs& outputs) override {
-    absl::MutexLock lock(&mu_);
-    outputs_ = outputs;
-  }
-  std::vector<int64_t> truncations() {
-    absl::MutexLock lock(&mu_);
-    return truncations_;
-  }
-  v1::Progress progress() {
-    absl::MutexLock lock(&mu_);
-    return progress_;
-  }
-  std::vector<v1::CurvePoint> curve() {
-    absl::MutexLock lock(&mu_);
-    return curve_;
-  }
-  v1::ExperimentOutputs outputs() {
-    absl::MutexLock lock(&mu_);
-    return outputs_;
-  }
-
- private:
-  absl::Mutex mu_;
-  v1::Progress progress_ ABSL_GUARDED_BY(mu_);
-  std::vector<v1::CurvePoint> curve_ ABSL_GUARDED_BY(mu_);
-  v1::ExperimentOutputs outputs_ ABSL_GUARDED_BY(mu_);
-  std::vector<int64_t> truncations_ ABSL_GUARDED_BY(mu_);
-};
 
 // Synthetic transitions of the request's table, generated on demand; `on_next` runs first on
 // each call (the simulated actor's turn).
@@ -233,7 +186,7 @@ class TrainingRunTest : public ::testing::Test {
   AlgorithmRegistry algorithms_ = DefaultAlgorithmRegistry();
   prometheus::Registry prom_;
   LearnerMetrics metrics_{prom_};
-  FakeContext context_;
+  RecordingRunContext context_;
   absl::Status feed_error_;
   std::function<absl::StatusOr<std::string>(const v1::PolicyRef&)> initial_state_;
   FakeFeed* feed_ = nullptr;
