@@ -187,6 +187,7 @@ absl::Status AssignmentRunner::BuildReplay() {
     episode_rows_.assign(a.num_envs(), *rows_);
   }
   PRL_RETURN_IF_ERROR(BuildEpisodeTable());
+  PRL_RETURN_IF_ERROR(BuildNStep());
   replay::ReplayClientOptions replay;
   replay.addresses.assign(a.replay_addresses().begin(), a.replay_addresses().end());
   replay.channel = options_.channel;
@@ -220,6 +221,35 @@ absl::Status AssignmentRunner::BuildEpisodeTable() {
                        EpisodeBuffer::Create(a.episode_table(), a.signature(), obs_dim_, act_dim_,
                                              a.num_envs(), a.episode_discount(), max_rows));
   imitation_.emplace(std::move(episodes));
+  return absl::OkStatus();
+}
+
+absl::Status AssignmentRunner::BuildNStep() {
+  const v1::Assignment& a = assignment_;
+  if (a.n_step() <= 1) return absl::OkStatus();
+  const auto refuse = [&](absl::string_view why) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("assignment.n_step: ", a.n_step(), " is not allowed ", why));
+  };
+  if (a.n_step() > NStepWindows::kMaxSteps) {
+    return refuse(absl::StrCat("(at most ", NStepWindows::kMaxSteps, ")"));
+  }
+  if (a.mode() != v1::Assignment::MODE_TRAIN) {
+    return refuse(absl::StrCat("in ", ModeName(a.mode()), "; n-step rows are for MODE_TRAIN"));
+  }
+  if (latent_ && horizon_ > 1) {
+    return refuse(absl::StrCat("with decisions of ", horizon_,
+                               " env steps; n-step rows are for one-step decisions"));
+  }
+  if (history_window_ > 0 || imitation_) {
+    return refuse("with history columns or an episode table (MCAT's rows are single steps)");
+  }
+  const double discount = a.n_step_discount();
+  if (!(discount > 0 && discount <= 1)) {
+    return absl::InvalidArgumentError(absl::StrCat("assignment.n_step_discount: ", discount,
+                                                   " is not allowed; it must be in (0, 1]"));
+  }
+  n_step_.emplace(a.num_envs(), a.n_step(), discount, obs_dim_, latent_ ? latent_dim_ : act_dim_);
   return absl::OkStatus();
 }
 
@@ -714,7 +744,11 @@ void AssignmentRunner::LatentTrainStep() {
           absl::MakeConstSpan(out_.next_obs).subspan(static_cast<size_t>(j) * obs_dim_, obs_dim_);
       t.env_steps = decision_steps_[j];
       t.task_index = TaskIndex(j);
-      rows_->Add(t);
+      if (n_step_) {
+        n_step_->Add(j, t, ended, [this](const Transition& row) { rows_->Add(row); });
+      } else {
+        rows_->Add(t);
+      }
       decision_steps_[j] = 0;
     }
     if (ended)
@@ -753,7 +787,12 @@ void AssignmentRunner::TrainStep() {
     // MCAT: the env's recent transitions, this one last
     history_->Push(j, t.observation, t.action);
     FillHistory(j, &t);
-    (episode_rows_.empty() ? *rows_ : episode_rows_[j]).Add(t);
+    if (n_step_) {
+      n_step_->Add(j, t, out_.terminated[j] || out_.truncated[j],
+                   [this](const Transition& row) { rows_->Add(row); });
+    } else {
+      (episode_rows_.empty() ? *rows_ : episode_rows_[j]).Add(t);
+    }
     if (imitation_) imitation_->Add(j, t);
     episodes_[j].episode_return += out_.rewards[j];
     ++episodes_[j].length;

@@ -64,6 +64,7 @@
 #include "actor/collect/policy.h"
 #include "actor/envs/batched_env.h"
 #include "actor/envs/env_factory.h"
+#include "actor/n_step.h"
 #include "actor/policy_fetcher.h"
 #include "actor/runner_host.h"
 #include "actor/transition_buffer.h"
@@ -154,6 +155,7 @@ class AssignmentRunner {
   absl::Status BuildReplay();
   // MCAT self-imitation: the episode buffers of Assignment.episode_table, when it is set.
   absl::Status BuildEpisodeTable();
+  absl::Status BuildNStep();
   absl::Status CheckPolicyArchitecture() const;
   int64_t TaskIndex(int env) const;
   // MCAT: the index into eval_tasks of evaluation env `env` (when eval_tasks is set).
@@ -262,6 +264,8 @@ class AssignmentRunner {
   std::vector<float> row_history_obs_, row_history_actions_, row_history_mask_;
   std::optional<EpisodeBuffer> imitation_;
   int64_t long_episodes_ = 0;  // episodes too long to keep for the episode table
+  // Assignment.n_step > 1: the training envs' rows still waiting for their n steps.
+  std::optional<NStepWindows> n_step_;
 
   std::unique_ptr<replay::ShardedReplayClient> replay_;
   replay::InsertCanceller insert_canceller_;

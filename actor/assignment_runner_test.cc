@@ -537,5 +537,135 @@ TEST_F(AssignmentRunnerTest, RefusesMcatAssignmentsItCannotRun) {
   EXPECT_TRUE(CreateError(Mcat()).ok()) << CreateError(Mcat());
 }
 
+// A plain flat policy (no context) on the two cheetah tasks, writing observation, action,
+// reward, discount, next_observation, episode and step; the host stops it after two whole
+// 4-step episodes per env.
+v1::Assignment PlainTwoEpisodes(const v1::Assignment& mcat) {
+  v1::Assignment a = mcat;
+  google::protobuf::RepeatedPtrField<v1::ColumnSpec> s;
+  AddColumn(&s, "observation", kF32, {kObs});
+  AddColumn(&s, "action", kF32, {kAct});
+  AddColumn(&s, "reward", kF32, {});
+  AddColumn(&s, "discount", kF32, {});
+  AddColumn(&s, "next_observation", kF32, {kObs});
+  AddColumn(&s, "episode", kI64, {});
+  AddColumn(&s, "step", kI64, {});
+  *a.mutable_signature() = s;
+  a.mutable_policy()->set_context_dim(0);
+  a.mutable_policy()->set_context_history(0);
+  return a;
+}
+
+// A table's rows grouped by episode (in order of first appearance), each ordered by step.
+struct EpisodeRows {
+  std::vector<float> obs, action, reward, discount, next_obs;
+  std::vector<int64_t> step;
+};
+std::vector<EpisodeRows> ByEpisode(const v1::SampleResponse& rows) {
+  const std::vector<float> obs = Values<float>(rows, 0), action = Values<float>(rows, 1),
+                           reward = Values<float>(rows, 2), discount = Values<float>(rows, 3),
+                           next_obs = Values<float>(rows, 4);
+  const std::vector<int64_t> id = Values<int64_t>(rows, 5), step = Values<int64_t>(rows, 6);
+  std::vector<int64_t> order;
+  std::map<int64_t, std::map<int64_t, int>> rows_of;  // episode -> step -> row
+  for (size_t r = 0; r < id.size(); ++r) {
+    if (!rows_of.count(id[r])) order.push_back(id[r]);
+    rows_of[id[r]][step[r]] = static_cast<int>(r);
+  }
+  std::vector<EpisodeRows> out;
+  for (int64_t e : order) {
+    EpisodeRows ep;
+    for (const auto& [t, r] : rows_of[e]) {
+      const std::vector<float> o = Row(obs, r, kObs), a = Row(action, r, kAct),
+                               n = Row(next_obs, r, kObs);
+      ep.obs.insert(ep.obs.end(), o.begin(), o.end());
+      ep.action.insert(ep.action.end(), a.begin(), a.end());
+      ep.next_obs.insert(ep.next_obs.end(), n.begin(), n.end());
+      ep.reward.push_back(reward[r]);
+      ep.discount.push_back(discount[r]);
+      ep.step.push_back(t);
+    }
+    out.push_back(std::move(ep));
+  }
+  return out;
+}
+
+TEST_F(AssignmentRunnerTest, NStepRowsSumTheDiscountedRewardsOfTheOneStepRows) {
+  constexpr int kN = 3;
+  constexpr double kGamma = 0.9;
+  constexpr int kSteps = 2 * kEpisodeLength;  // per env
+  v1::Assignment one = PlainTwoEpisodes(Mcat());
+  CreateTable("main", one.signature());
+  host_.stop = [](const FakeHost& h) { return h.env_steps >= 2 * kSteps; };
+  Run(one, /*k=*/0);
+  ASSERT_EQ(TableSize("main"), 2 * kSteps);
+  const std::vector<EpisodeRows> single = ByEpisode(All("main"));
+
+  // the same run (same seeds, same fake policy) with 3-step rows, into another table
+  CreateTable("n_step", one.signature());
+  host_ = FakeHost();
+  calls_.clear();
+  host_.stop = [](const FakeHost& h) { return h.env_steps >= 2 * kSteps; };
+  v1::Assignment n_step = one;
+  n_step.set_table("n_step");
+  n_step.set_n_step(kN);
+  n_step.set_n_step_discount(kGamma);
+  Run(n_step, /*k=*/0);
+  // one row per env step: the time limit ends each 4-step episode and writes what is pending
+  ASSERT_EQ(TableSize("n_step"), 2 * kSteps);
+  const std::vector<EpisodeRows> multi = ByEpisode(All("n_step"));
+
+  ASSERT_EQ(single.size(), 4u);
+  ASSERT_EQ(multi.size(), 4u);
+  for (size_t e = 0; e < single.size(); ++e) {
+    SCOPED_TRACE(absl::StrCat("episode ", e));
+    const EpisodeRows& s = single[e];
+    const EpisodeRows& m = multi[e];
+    ASSERT_EQ(m.step.size(), static_cast<size_t>(kEpisodeLength));
+    EXPECT_EQ(s.obs, m.obs);
+    EXPECT_EQ(s.action, m.action);
+    for (int t = 0; t < kEpisodeLength; ++t) {
+      SCOPED_TRACE(absl::StrCat("step ", t));
+      EXPECT_EQ(m.step[t], t);
+      const int span = std::min(kN, kEpisodeLength - t);  // the episode is truncated at 4
+      double expected = 0, power = 1;
+      for (int k = 0; k < span; ++k, power *= kGamma) expected += power * s.reward[t + k];
+      EXPECT_NEAR(m.reward[t], expected, 1e-5);
+      EXPECT_FLOAT_EQ(m.discount[t], static_cast<float>(std::pow(kGamma, span - 1)));
+      EXPECT_EQ(Row(m.next_obs, t, kObs), Row(s.next_obs, t + span - 1, kObs));
+    }
+  }
+  // rewards are not all zero, so the sums check the discounting
+  EXPECT_GT(std::abs(multi[0].reward[0] - single[0].reward[0]), 1e-6);
+}
+
+TEST_F(AssignmentRunnerTest, RefusesNStepRowsWhereTheyDoNotApply) {
+  v1::Assignment plain = PlainTwoEpisodes(Mcat());
+  plain.set_n_step(5);
+  plain.set_n_step_discount(0.99);
+  EXPECT_TRUE(CreateError(plain).ok()) << CreateError(plain);
+
+  v1::Assignment history = Mcat();
+  history.set_n_step(5);
+  history.set_n_step_discount(0.99);
+  EXPECT_THAT(CreateError(history).message(),
+              HasSubstr("assignment.n_step: 5 is not allowed with history columns"));
+
+  v1::Assignment collect = plain;
+  collect.set_mode(v1::Assignment::MODE_COLLECT);
+  collect.mutable_collect()->set_collector(v1::CollectSpec::COLLECTOR_RANDOM);
+  EXPECT_THAT(CreateError(collect).message(),
+              HasSubstr("assignment.n_step: 5 is not allowed in MODE_COLLECT"));
+
+  v1::Assignment discount = plain;
+  discount.set_n_step_discount(1.5);
+  EXPECT_THAT(CreateError(discount).message(),
+              HasSubstr("assignment.n_step_discount: 1.5 is not allowed"));
+
+  v1::Assignment too_long = plain;
+  too_long.set_n_step(NStepWindows::kMaxSteps + 1);
+  EXPECT_THAT(CreateError(too_long).message(), HasSubstr("(at most 1000)"));
+}
+
 }  // namespace
 }  // namespace prl::actor

@@ -25,6 +25,9 @@
 #   --discount G         per-step discount of the methods that decide every step (parrot,
 #                        sac) instead of the specs' 0.99, labelled METHOD-gG; 0.999 gives them
 #                        the horizon spirl and eap have with 0.99 per 10-step decision
+#   --n_step N           n-step returns (algorithm.n_step) for parrot and sac, labelled
+#                        METHOD-nN: rows of N env steps spread the sparse reward N times
+#                        faster, as spirl's and eap's 10-step decisions do
 #   --maze ROWSxCOLS:SEED  the new task's maze: a random layout (MazeSpec.random) of that size
 #                        and seed, start and goal its own, instead of the specs' fixed 7x9 maze
 #   --cluster ENV        use the running cluster ENV (a cluster.env) instead of starting one;
@@ -43,6 +46,7 @@ out=""
 cluster_env=""
 maze=""
 discount=""
+n_step=""
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --seeds) seeds="$2"; shift 2 ;;
@@ -56,7 +60,8 @@ while [[ $# -gt 0 ]]; do
     --cluster) cluster_env="$2"; shift 2 ;;
     --maze) maze="$2"; shift 2 ;;
     --discount) discount="$2"; shift 2 ;;
-    -h | --help) sed -n '2,32p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --n_step) n_step="$2"; shift 2 ;;
+    -h | --help) sed -n '2,35p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "maze_transfer: unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -172,6 +177,16 @@ for method in ${methods//,/ }; do
     grep -q "^  discount: ${discount}$" "${state_dir}/maze_${method}_g${discount}.textproto" ||
       { echo "maze_transfer: could not set the discount of ${spec}" >&2; exit 2; }
     spec="${state_dir}/maze_${method}_g${discount}.textproto"
+  fi
+  if [[ -n "${n_step}" && ("${method}" == parrot || "${method}" == sac) ]]; then
+    [[ "${n_step}" =~ ^[0-9]+$ ]] || { echo "maze_transfer: --n_step must be a count" >&2; exit 2; }
+    out_spec="${state_dir}/$(basename "${spec}" .textproto)_n${n_step}.textproto"
+    sed -e "s/^  discount: \(.*\)$/  discount: \1\n  n_step: ${n_step}/" \
+      -e "s/key: \"method\" value: \"\(${method}[^\"]*\)\"/key: \"method\" value: \"\1-n${n_step}\"/" \
+      "${spec}" >"${out_spec}"
+    grep -q "^  n_step: ${n_step}$" "${out_spec}" ||
+      { echo "maze_transfer: could not set n_step in ${spec}" >&2; exit 2; }
+    spec="${out_spec}"
   fi
   for seed in ${seeds//,/ }; do
     args=(--seed="${seed}")

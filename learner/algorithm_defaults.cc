@@ -157,6 +157,7 @@ absl::Status ResolveSharedFields(v1::AlgorithmSpec* a) {
   PRL_RETURN_IF_ERROR(ResolveDouble("algorithm.tau", 0.005, Range::kUnit, a));
   PRL_RETURN_IF_ERROR(ResolveCount("algorithm.target_update_period", 1, a));
   PRL_RETURN_IF_ERROR(ResolveCount("algorithm.batch_size", 256, a));
+  PRL_RETURN_IF_ERROR(ResolveCount("algorithm.n_step", 1, a));
   PRL_RETURN_IF_ERROR(ResolveDouble("algorithm.actor_lr", 3e-4, Range::kPositive, a));
   PRL_RETURN_IF_ERROR(ResolveDouble("algorithm.critic_lr", 3e-4, Range::kPositive, a));
   PRL_RETURN_IF_ERROR(ResolveDouble("algorithm.reward_scale", 1.0, Range::kPositive, a));

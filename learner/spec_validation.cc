@@ -39,6 +39,8 @@ constexpr size_t kMaxDescriptionBytes = 4096;
 constexpr int kMaxLabels = 32;
 constexpr size_t kMaxLabelValueBytes = 256;
 constexpr int64_t kMaxBatchSize = 65536;
+// Longest n-step row (the actors' NStepWindows::kMaxSteps).
+constexpr int64_t kMaxNStep = 1000;
 constexpr int64_t kDefaultWarmupEnvSteps = 10000;
 constexpr int64_t kDefaultLatentWarmupEnvSteps = 5000;  // spirl and eap
 constexpr int64_t kDefaultCapacity = 1000000;
@@ -513,6 +515,20 @@ void SpecChecker::CheckHyperparameters(const AlgorithmSpec& a, AlgorithmSpec* ou
                             ? def.reward_scale()
                             : a.reward_scale());
   NotNegative(a.max_grad_norm(), "algorithm.max_grad_norm", "no clipping");
+  const int64_t n_step = Count(a.n_step(), def.n_step(), kMaxNStep, "algorithm.n_step");
+  out->set_n_step(static_cast<int32_t>(n_step));
+  const bool one_step_decisions = a.algorithm_case() == AlgorithmSpec::kSac ||
+                                  a.algorithm_case() == AlgorithmSpec::kTd3 ||
+                                  a.algorithm_case() == AlgorithmSpec::kParrot;
+  if (n_step > 1 && !one_step_decisions && a.algorithm_case() != AlgorithmSpec::ALGORITHM_NOT_SET) {
+    Bad("algorithm.n_step", absl::StrCat(n_step),
+        absl::StrCat(AlgorithmName(a),
+                     a.algorithm_case() == AlgorithmSpec::kMcat
+                         ? " stores single steps (its histories and "
+                           "self-imitation returns need them)"
+                         : "'s decisions already span the prior's horizon",
+                     ", so use 0 or 1 (n_step is for sac, td3 and parrot)"));
+  }
 
   // warm-up: 0 is the algorithm's default, any negative value is stored as -1 (none)
   const bool latent =

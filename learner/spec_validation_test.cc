@@ -107,6 +107,12 @@ TEST(SpecValidationTest, EveryBadFieldIsNamedWithItsValue) {
       {"algorithm", "algorithm { td3 { policy_noise: -0.2 } }", "algorithm.td3.policy_noise: -0.2"},
       {"algorithm", "algorithm { td3 { noise_clip: -1 } }", "algorithm.td3.noise_clip: -1"},
       {"algorithm", "algorithm { td3 { policy_delay: -1 } }", "algorithm.td3.policy_delay: -1"},
+      {"", "algorithm { n_step: -1 }", "algorithm.n_step: -1"},
+      {"", "algorithm { n_step: 1001 }", "algorithm.n_step: 1001"},
+      {"algorithm", "algorithm { mcat { train_tasks {} train_tasks {} } n_step: 3 }",
+       "algorithm.n_step: 3"},
+      {"algorithm", "algorithm { spirl {} n_step: 10 } prior { name: 'p' }",
+       "algorithm.n_step: 10"},
       {"algorithm", "algorithm { td3 { exploration_noise: -0.1 } }",
        "algorithm.td3.exploration_noise: -0.1"},
       // network

@@ -531,6 +531,10 @@ ActorJob TrainingRun::MakeJob() const {
   a.set_table(tables_.front().name());
   a.set_episode_table(episode_table_);
   algorithm_->DescribeActing(&a);
+  if (spec_.algorithm().n_step() > 1) {
+    a.set_n_step(spec_.algorithm().n_step());
+    a.set_n_step_discount(spec_.algorithm().discount());
+  }
   *a.mutable_policy() = architecture_;
   a.set_stochastic_eval(spec_.evaluation().stochastic());
   return job;

@@ -329,6 +329,8 @@ TEST_F(TrainingRunTest, ActorReportsMakeTheCurveAndTheEnvStepStop) {
   v1::ExperimentSpec spec = SmallSacSpec();
   spec.mutable_stop()->clear_max_updates();
   spec.mutable_stop()->set_max_env_steps(200);
+  spec.mutable_algorithm()->set_n_step(5);
+  spec.mutable_algorithm()->set_discount(0.95);
   std::string actor_id;
   int64_t generation = 0;
   int64_t next_episode = 1;
@@ -346,6 +348,9 @@ TEST_F(TrainingRunTest, ActorReportsMakeTheCurveAndTheEnvStepStop) {
       EXPECT_EQ(joined.assignment().decision_horizon(), 1);
       EXPECT_EQ(joined.assignment().signature_size(), 5);
       EXPECT_EQ(joined.assignment().policy().output_dim(), 6);
+      // n-step rows are built by the actors, with the algorithm's discount
+      EXPECT_EQ(joined.assignment().n_step(), 5);
+      EXPECT_DOUBLE_EQ(joined.assignment().n_step_discount(), 0.95);
     }
     // each batch: 25 env steps and one finished episode of return `call`
     v1::ReportEpisodesRequest report;
