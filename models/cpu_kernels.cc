@@ -40,6 +40,47 @@ PRL_VECTOR_CLONES void BiasGradRows(const float* __restrict g, const float* __re
   }
 }
 
+namespace {
+// ATen's softplus with β = 1 and its default threshold 20.
+inline float Softplus(float x) { return x > 20.0f ? x : std::log1p(std::exp(x)); }
+constexpr float kLog2 = 0.693147180559945309f;
+constexpr double kHalfLog2Pi = 0.918938533204672742;
+}  // namespace
+
+void SquashedGaussianForward(const float* __restrict mean, const float* __restrict log_std,
+                             const float* __restrict noise, float* __restrict action,
+                             float* __restrict log_prob, int64_t rows, int64_t dims) {
+  const float constant = static_cast<float>(static_cast<double>(dims) * kHalfLog2Pi);
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t o = r * dims;
+    float sum = 0.0f;
+    for (int64_t j = 0; j < dims; ++j) {
+      const float l = log_std[o + j], e = noise[o + j];
+      const float u = mean[o + j] + std::exp(l) * e;
+      action[o + j] = std::tanh(u);
+      sum += e * e * -0.5f - l - (kLog2 - u - Softplus(u * -2.0f)) * 2.0f;
+    }
+    log_prob[r] = sum - constant;
+  }
+}
+
+PRL_VECTOR_CLONES void SquashedGaussianBackward(
+    const float* __restrict g_action, const float* __restrict g_log_prob,
+    const float* __restrict log_std, const float* __restrict noise, const float* __restrict action,
+    float* __restrict g_mean, float* __restrict g_log_std, int64_t rows, int64_t dims) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t o = r * dims;
+    const float glp = g_log_prob != nullptr ? g_log_prob[r] : 0.0f;
+    for (int64_t j = 0; j < dims; ++j) {
+      const float a = action[o + j];
+      const float ga = g_action != nullptr ? g_action[o + j] : 0.0f;
+      const float gu = ga * (1.0f - a * a) + glp * 2.0f * a;
+      g_mean[o + j] = gu;
+      g_log_std[o + j] = gu * std::exp(log_std[o + j]) * noise[o + j] - glp;
+    }
+  }
+}
+
 AdamScalars MakeAdamScalars(double lr, double beta1, double beta2, double eps, int64_t step) {
   const double t = static_cast<double>(step);
   const double bias_correction1 = 1.0 - std::pow(beta1, t);

@@ -29,6 +29,20 @@ struct AdamScalars {
 AdamScalars MakeAdamScalars(double lr, double beta1, double beta2, double eps, int64_t step);
 void AdamStep(float* p, float* m, float* v, const float* g, int64_t n, const AdamScalars& s);
 
+// The reparameterised squashed-Gaussian sample of a SAC policy and its log-probability (see
+// models::SampleSquashedGaussian), `rows` rows of `dims` values each (row-major, contiguous):
+//   u = mean + exp(log_std)·noise,  action = tanh(u),
+//   log_prob[r] = Σ_j (−noise²/2 − log_std − 2·(log 2 − u − softplus(−2u))) − dims·½·log 2π
+void SquashedGaussianForward(const float* mean, const float* log_std, const float* noise,
+                             float* action, float* log_prob, int64_t rows, int64_t dims);
+// Its backward with respect to mean and log_std (noise is a constant), from the forward's
+// `action` and the upstream gradients of action and log_prob (either may be null: zero):
+//   g_u = g_action·(1 − action²) + g_log_prob·2·action
+//   g_mean = g_u,  g_log_std = g_u·exp(log_std)·noise − g_log_prob
+void SquashedGaussianBackward(const float* g_action, const float* g_log_prob, const float* log_std,
+                              const float* noise, const float* action, float* g_mean,
+                              float* g_log_std, int64_t rows, int64_t dims);
+
 }  // namespace prl::models::kernels
 
 #endif  // PRL_MODELS_CPU_KERNELS_H_

@@ -72,6 +72,10 @@ struct SquashedSample {
 };
 SquashedSample SampleSquashedGaussian(const at::Tensor& mean, const at::Tensor& log_std,
                                       const at::Tensor& noise);
+// The same as LibTorch operations on any device (SampleSquashedGaussian's path on a GPU; on the
+// CPU it runs one fused kernel forward and one backward, equal to this up to rounding).
+SquashedSample SampleSquashedGaussianComposite(const at::Tensor& mean, const at::Tensor& log_std,
+                                               const at::Tensor& noise);
 
 // Flat storage for the parameters of one network (see the file comment). Declare every
 // parameter, then Allocate; views and offsets are fixed from then on.

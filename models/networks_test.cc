@@ -167,6 +167,47 @@ TEST(TanhLogDetJacobianTest, MatchesTheNaiveFormulaAndStaysFinite) {
   EXPECT_TRUE(at::isfinite(extreme).all().item<bool>());
 }
 
+// Values and gradients of SampleSquashedGaussian's fused CPU node against the composite of
+// LibTorch operations, with gradients flowing into the action, the log-probability, or both.
+TEST(SampleSquashedGaussianTest, FusedNodeMatchesTheCompositeForwardAndBackward) {
+  at::manual_seed(3);
+  // [B, A] views of one head output, as PolicyNetwork::Forward returns them (not contiguous),
+  // with means large enough that tanh saturates in some rows
+  const at::Tensor head = at::randn({64, 12}) * 3.0;
+  const at::Tensor noise = at::randn({64, 6});
+  const at::Tensor weights = at::randn({64, 6});
+  const at::Tensor log_prob_weights = at::randn({64});
+  for (int mode = 0; mode < 3; ++mode) {
+    SCOPED_TRACE(mode == 0 ? "action and log_prob" : mode == 1 ? "action only" : "log_prob only");
+    at::Tensor fused_head = head.clone().requires_grad_(true);
+    at::Tensor composite_head = head.clone().requires_grad_(true);
+    const auto run = [&](const at::Tensor& h, bool fused) {
+      const at::Tensor mean = h.narrow(1, 0, 6);
+      const at::Tensor log_std = h.narrow(1, 6, 6).clamp(-20.0, 2.0);
+      const SquashedSample s = fused ? SampleSquashedGaussian(mean, log_std, noise)
+                                     : SampleSquashedGaussianComposite(mean, log_std, noise);
+      at::Tensor loss = at::zeros({});
+      if (mode != 2) loss = loss + (s.action * weights).sum();
+      if (mode != 1) loss = loss + (s.log_prob * log_prob_weights).sum();
+      loss.backward();
+      return s;
+    };
+    const SquashedSample fused = run(fused_head, true);
+    const SquashedSample composite = run(composite_head, false);
+    EXPECT_TRUE(at::allclose(fused.action, composite.action, 1e-6, 1e-6));
+    EXPECT_TRUE(at::allclose(fused.log_prob, composite.log_prob, 1e-5, 1e-5))
+        << (fused.log_prob - composite.log_prob).abs().max().item<float>();
+    EXPECT_TRUE(at::allclose(fused_head.grad(), composite_head.grad(), 1e-5, 1e-5))
+        << (fused_head.grad() - composite_head.grad()).abs().max().item<float>();
+    EXPECT_GT(fused_head.grad().abs().sum().item<float>(), 1.0f);
+  }
+  // the log-probability of a sample deep in the tails stays finite
+  const SquashedSample far =
+      SampleSquashedGaussian(at::full({1, 2}, 40.0), at::zeros({1, 2}), at::zeros({1, 2}));
+  EXPECT_TRUE(at::isfinite(far.log_prob).all().item<bool>());
+  EXPECT_FLOAT_EQ(far.action[0][0].item<float>(), 1.0f);
+}
+
 TEST(ParameterBlockTest, ParametersAreViewsOfOneFlatTensorAndGradientsLandInFlatGrad) {
   ParameterBlock block;
   const int w = block.Declare("w", {2, 3}, {ParameterBlock::Init::kUniform, 0.5});
