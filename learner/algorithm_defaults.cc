@@ -112,6 +112,8 @@ absl::Status ResolveEap(v1::EapConfig* eap) {
 // PARROT's: SAC over the flow's latent (target entropy −latent_dim = −act_dim), squashed to ±3.
 absl::Status ResolveParrot(int64_t act_dim, v1::ParrotConfig* parrot) {
   PRL_RETURN_IF_ERROR(ResolveSac(act_dim, parrot->mutable_sac()));
+  PRL_RETURN_IF_ERROR(
+      ResolveDouble("algorithm.parrot.target_divergence", 1.0, Range::kPositive, parrot));
   return ResolveDouble("algorithm.parrot.latent_bound", 3.0, Range::kPositive, parrot);
 }
 

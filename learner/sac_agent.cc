@@ -128,12 +128,21 @@ RegularizedSacAgent::Options SacOptions(const AgentConfig& config) {
   return options;
 }
 
+bool KlToBase(const AgentConfig& config) {
+  return config.algorithm.has_parrot() &&
+         config.algorithm.parrot().regularizer() == v1::ParrotConfig::REGULARIZER_KL_TO_BASE;
+}
+
 class SacAgent final : public RegularizedSacAgent {
  public:
   explicit SacAgent(const AgentConfig& config)
       : RegularizedSacAgent(config, SacOptions(config)),
-        target_entropy_(SacOf(config).target_entropy()),
-        log_bound_(std::log(bound()) * static_cast<double>(config.act_dim)) {
+        kl_to_base_(KlToBase(config)),
+        // the temperature's gap is mean R + target: −δ for the divergence
+        target_(kl_to_base_ ? -config.algorithm.parrot().target_divergence()
+                            : SacOf(config).target_entropy()),
+        log_bound_(std::log(bound()) * static_cast<double>(config.act_dim)),
+        log_base_normalizer_(0.5 * std::log(2.0 * M_PI) * static_cast<double>(config.act_dim)) {
     // PARROT: π(z|s) starts as the flow's base N(0, I) (before the squashing): the head's
     // weights and biases are zero, so the mean is 0 and log σ is 0 everywhere
     if (config.algorithm.has_parrot() && !config.algorithm.parrot().random_policy_init()) {
@@ -149,24 +158,30 @@ class SacAgent final : public RegularizedSacAgent {
   bool GraphSafe() const override { return true; }
 
   // R = log π(z|s). z = b·tanh(u / s) is sampled as tanh of u/s ~ N(μ/s, (σ/s)²), so
-  // log π(z) = log π(tanh(u/s)) − A·log b (b = s = 1 for flat SAC).
+  // log π(z) = log π(tanh(u/s)) − A·log b (b = s = 1 for flat SAC). With the KL to the base,
+  // R = log π(z|s) − log N(z; 0, I) = log π(z|s) + ‖z‖²/2 + A·½·log 2π.
   at::Tensor Regularizer(const models::PolicyNetwork::Output& /*out*/,
                          const models::SquashedSample& sample, const at::Tensor& /*obs*/,
                          const at::Tensor& /*noise*/, bool /*next_state*/) const override {
-    return sample.log_prob - log_bound_;
+    at::Tensor log_prob = sample.log_prob - log_bound_;
+    if (!kl_to_base_) return log_prob;
+    const at::Tensor z = sample.action * bound();
+    return log_prob + z.square().sum(-1) * 0.5 + log_base_normalizer_;
   }
 
-  // J(log α) = −log α · (mean log π + target entropy); its gradient is exact
+  // J(log α) = −log α · (mean R + target): the target entropy for R = log π, −δ for the
+  // divergence; its gradient is exact
   at::Tensor TemperatureStep(const at::Tensor& /*alpha*/,
                              const at::Tensor& mean_log_prob) override {
-    const at::Tensor gap = mean_log_prob + target_entropy_;
+    const at::Tensor gap = mean_log_prob + target_;
     at::Tensor loss = -(log_alpha_.squeeze(0) * gap);  // before the step changes log α
     alpha_adam_.Step(-gap.reshape({1}));
     return loss;
   }
 
-  at::Tensor ReportedEntropy(const at::Tensor& mean_log_prob) const override {
-    return -mean_log_prob;
+  // the entropy −mean log π, or the divergence itself
+  at::Tensor ReportedEntropy(const at::Tensor& mean_regularizer) const override {
+    return kl_to_base_ ? mean_regularizer : -mean_regularizer;
   }
 
   void DescribePolicy(v1::PolicyArchitecture* architecture) const override {
@@ -180,8 +195,10 @@ class SacAgent final : public RegularizedSacAgent {
   }
 
  private:
-  const double target_entropy_;
-  const double log_bound_;  // A·log b
+  const bool kl_to_base_;
+  const double target_;
+  const double log_bound_;            // A·log b
+  const double log_base_normalizer_;  // A·½·log 2π
 };
 
 }  // namespace

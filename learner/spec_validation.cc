@@ -456,6 +456,14 @@ void SpecChecker::CheckParrot(const v1::ParrotConfig& c, v1::ParrotConfig* out) 
     Bad("algorithm.parrot.latent_squash", EnumText("", c.latent_squash()),
         "use LATENT_SQUASH_SCALED or LATENT_SQUASH_UNSCALED");
   }
+  if (c.regularizer() == v1::ParrotConfig::REGULARIZER_UNSPECIFIED) {
+    out->set_regularizer(v1::ParrotConfig::REGULARIZER_ENTROPY);
+  } else if (!v1::ParrotConfig::Regularizer_IsValid(c.regularizer())) {
+    Bad("algorithm.parrot.regularizer", EnumText("", c.regularizer()),
+        "use REGULARIZER_ENTROPY or REGULARIZER_KL_TO_BASE");
+  }
+  out->set_target_divergence(Positive(c.target_divergence(), def.target_divergence(),
+                                      "algorithm.parrot.target_divergence"));
 }
 
 void SpecChecker::CheckTd3(const v1::Td3Config& c, v1::Td3Config* out) {

@@ -731,6 +731,20 @@ TEST(ParrotSpecTest, AParrotSpecIsFilledWithItsDefaults) {
       static_cast<v1::ParrotConfig::LatentSquash>(7));
   EXPECT_THAT(ValidateAndFillSpec(spec).status().message(),
               HasSubstr("algorithm.parrot.latent_squash: 7 is not allowed"));
+  // the regulariser: SAC's entropy unless the KL to the base is asked for, with δ = 1
+  EXPECT_EQ(filled->algorithm().parrot().regularizer(), v1::ParrotConfig::REGULARIZER_ENTROPY);
+  EXPECT_DOUBLE_EQ(filled->algorithm().parrot().target_divergence(), 1.0);
+  ExpectIdempotent(Spec("algorithm",
+                        "algorithm { parrot { regularizer: REGULARIZER_KL_TO_BASE "
+                        "target_divergence: 0.5 } } prior { name: 'flow' }"));
+  spec = Spec("algorithm", "algorithm { parrot { target_divergence: -1 } } prior { name: 'flow' }");
+  EXPECT_THAT(ValidateAndFillSpec(spec).status().message(),
+              HasSubstr("algorithm.parrot.target_divergence: -1"));
+  spec = Spec("algorithm", "prior { name: 'flow' }");
+  spec.mutable_algorithm()->mutable_parrot()->set_regularizer(
+      static_cast<v1::ParrotConfig::Regularizer>(9));
+  EXPECT_THAT(ValidateAndFillSpec(spec).status().message(),
+              HasSubstr("algorithm.parrot.regularizer: 9 is not allowed"));
 }
 
 TEST(SpirlSpecTest, ASpirlSpecIsFilledWithSpirlsDefaultsAndBadFieldsAreNamed) {

@@ -128,7 +128,9 @@ absl::StatusOr<std::unique_ptr<Algorithm>> BuildForVersion(const AlgorithmOption
     PRL_ASSIGN_OR_RETURN(std::unique_ptr<Agent> agent, Agent::Create(agent_options));
     acting.action_dim = agent_options.act_dim;
     acting.decision_horizon = 1;
-    acting.entropy_name = "entropy";
+    acting.entropy_name =
+        algorithm.parrot().regularizer() == v1::ParrotConfig::REGULARIZER_KL_TO_BASE ? "kl_to_base"
+                                                                                     : "entropy";
     if (cvae) acting.output = v1::PolicyArchitecture::OUTPUT_DECODED_LATENT;
     return MakeAgentAlgorithm(std::move(acting), std::move(agent));
   }

@@ -191,6 +191,57 @@ TEST_F(SpirlAlgorithmTest, ParrotActsThroughTheFlowAndStartsAtItsBase) {
   EXPECT_THAT(s.message(), HasSubstr("PRIOR_KIND_REAL_NVP_FLOW"));
 }
 
+// PARROT regularised by the KL to the flow's base instead of the entropy: the divergence is
+// reported (near 0 for the initial policy, which is the base up to the squashing) and α falls
+// while it is below δ.
+TEST_F(SpirlAlgorithmTest, ParrotWithTheKlToTheBaseReportsItAndTunesAlphaTowardsDelta) {
+  models::RealNvpOptions flow_options;
+  flow_options.obs_dim = kObs;
+  flow_options.act_dim = kAct;
+  auto flow = models::RealNvpFlow::Create(flow_options).value();
+  v1::ModelInfo info;
+  info.set_name("maze-flow");
+  info.set_version(store_->Reserve("maze-flow").value());
+  ASSERT_TRUE(store_->Write(flow->ToArtifact(info).value()).ok());
+  SpirlContext context{store_.get(), "prior:1"};
+  const auto run = [&](v1::ParrotConfig::Regularizer regularizer, int updates) {
+    AlgorithmOptions options = Options("maze-flow", 0);
+    v1::ParrotConfig* parrot = options.spec.mutable_algorithm()->mutable_parrot();
+    parrot->set_regularizer(regularizer);
+    parrot->mutable_sac()->set_alpha_lr(0.05);
+    auto algorithm = CreateParrotAlgorithm(options, context);
+    EXPECT_TRUE(algorithm.ok()) << algorithm.status();
+    std::vector<UpdateResult> results;
+    at::manual_seed(0);
+    for (int i = 0; i < updates; ++i) {
+      Batch batch;
+      batch.columns["observation"] = at::randn({256, kObs});
+      batch.columns["action"] = at::rand({256, kAct}) * 2 - 1;
+      batch.columns["reward"] = at::zeros({256});
+      batch.columns["discount"] = at::ones({256});
+      batch.columns["next_observation"] = at::randn({256, kObs});
+      auto result = (*algorithm)->Update(batch);
+      EXPECT_TRUE(result.ok()) << result.status();
+      if (result.ok()) results.push_back(*result);
+    }
+    return results;
+  };
+  const std::vector<UpdateResult> kl = run(v1::ParrotConfig::REGULARIZER_KL_TO_BASE, 10);
+  ASSERT_EQ(kl.size(), 10u);
+  EXPECT_EQ(kl[0].scalars.count("entropy"), 0u);
+  ASSERT_EQ(kl[0].scalars.count("kl_to_base"), 1u);
+  // the first update's policy is the base, squashed by 3·tanh(u / 3): the one-sample estimate
+  // averages to about 0 (it is O(u⁴/b²) per dimension), far from the entropy's ≈ 2.8
+  EXPECT_LT(std::abs(kl[0].scalars.at("kl_to_base")), 0.2);
+  EXPECT_DOUBLE_EQ(kl[0].scalars.at("alpha"), 1.0);
+  // below δ = 1, α falls
+  EXPECT_LT(kl.back().scalars.at("alpha"), 0.9);
+
+  const std::vector<UpdateResult> entropy = run(v1::ParrotConfig::REGULARIZER_ENTROPY, 1);
+  ASSERT_EQ(entropy[0].scalars.count("entropy"), 1u);
+  EXPECT_NEAR(entropy[0].scalars.at("entropy"), 2.8, 0.3);  // of N(0, I) in 2-D: 2.84
+}
+
 // EAP: the spirl agent over a CVAE's state prior; one row per k-step decision, the policy a copy
 // of π_state, the KL to it reported.
 TEST_F(SpirlAlgorithmTest, EapActsEveryKStepsAndStartsAsTheStatePrior) {
