@@ -28,6 +28,8 @@
 #   --n_step N           n-step returns (algorithm.n_step) for parrot and sac, labelled
 #                        METHOD-nN: rows of N env steps spread the sparse reward N times
 #                        faster, as spirl's and eap's 10-step decisions do
+#   --parrot_kl DELTA    parrot regularised by the KL to the flow's base (parrot.regularizer
+#                        REGULARIZER_KL_TO_BASE, target_divergence DELTA), labelled parrot-klDELTA
 #   --maze ROWSxCOLS:SEED  the new task's maze: a random layout (MazeSpec.random) of that size
 #                        and seed, start and goal its own, instead of the specs' fixed 7x9 maze
 #   --cluster ENV        use the running cluster ENV (a cluster.env) instead of starting one;
@@ -47,6 +49,7 @@ cluster_env=""
 maze=""
 discount=""
 n_step=""
+parrot_kl=""
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --seeds) seeds="$2"; shift 2 ;;
@@ -61,7 +64,8 @@ while [[ $# -gt 0 ]]; do
     --maze) maze="$2"; shift 2 ;;
     --discount) discount="$2"; shift 2 ;;
     --n_step) n_step="$2"; shift 2 ;;
-    -h | --help) sed -n '2,35p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --parrot_kl) parrot_kl="$2"; shift 2 ;;
+    -h | --help) sed -n '2,36p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "maze_transfer: unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -177,6 +181,15 @@ for method in ${methods//,/ }; do
     grep -q "^  discount: ${discount}$" "${state_dir}/maze_${method}_g${discount}.textproto" ||
       { echo "maze_transfer: could not set the discount of ${spec}" >&2; exit 2; }
     spec="${state_dir}/maze_${method}_g${discount}.textproto"
+  fi
+  if [[ -n "${parrot_kl}" && "${method}" == parrot ]]; then
+    out_spec="${state_dir}/$(basename "${spec}" .textproto)_kl${parrot_kl}.textproto"
+    sed -e "s/^  parrot {}$/  parrot { regularizer: REGULARIZER_KL_TO_BASE target_divergence: ${parrot_kl} }/" \
+      -e "s/key: \"method\" value: \"\(parrot[^\"]*\)\"/key: \"method\" value: \"\1-kl${parrot_kl}\"/" \
+      "${spec}" >"${out_spec}"
+    grep -q "REGULARIZER_KL_TO_BASE" "${out_spec}" ||
+      { echo "maze_transfer: could not set parrot's regularizer in ${spec}" >&2; exit 2; }
+    spec="${out_spec}"
   fi
   if [[ -n "${n_step}" && ("${method}" == parrot || "${method}" == sac) ]]; then
     [[ "${n_step}" =~ ^[0-9]+$ ]] || { echo "maze_transfer: --n_step must be a count" >&2; exit 2; }
