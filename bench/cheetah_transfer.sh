@@ -18,12 +18,15 @@
 #
 #   bench/cheetah_transfer.sh [--seeds 1,2] [--max_env_steps N] [--forward_steps N]
 #                             [--episodes N] [--action_noise N] [--beta B] [--target R]
-#                             [--latent_squash scaled|unscaled] [--methods LIST]
+#                             [--latent_squash scaled|unscaled] [--latent_kl DELTA]
+#                             [--methods LIST]
 #                             [--state_dir DIR] [--out PREFIX] [--cluster cluster.env]
 #
 # Defaults: seeds 1, 100,000 env steps per transfer run, 100,000 forward steps, 100 episodes,
 # no action noise, beta 0.001, latent_sac's scaled squash (ParrotConfig.latent_squash), target 2,000, methods latent_sac,sac,sac_finetune, state in state/cheetah_transfer. Steps 1-3 are
 # skipped when their result exists in the state directory (the cluster keeps it).
+# --latent_kl DELTA regularises latent_sac by the KL to the generator's N(0, I) prior instead of
+# the entropy (parrot.regularizer REGULARIZER_KL_TO_BASE, target_divergence DELTA).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -33,6 +36,7 @@ forward_steps=100000
 episodes=100
 action_noise=0
 latent_squash=scaled
+latent_kl=""
 beta=0.001
 target=2000
 methods="latent_sac,sac,sac_finetune"
@@ -48,6 +52,7 @@ while [[ $# -gt 0 ]]; do
     --episodes) episodes="$2"; shift 2 ;;
     --action_noise) action_noise="$2"; shift 2 ;;
     --latent_squash) latent_squash="$2"; shift 2 ;;
+    --latent_kl) latent_kl="$2"; shift 2 ;;
     --beta) beta="$2"; shift 2 ;;
     --target) target="$2"; shift 2 ;;
     --methods) methods="$2"; shift 2 ;;
@@ -146,10 +151,14 @@ backward_spec() {  # METHOD
   case "$1" in
     latent_sac)
       # the policy starts as the prior N(0, I)
-      algorithm="parrot { latent_squash: LATENT_SQUASH_${latent_squash^^} }"
+      algorithm="parrot { latent_squash: LATENT_SQUASH_${latent_squash^^}"
+      [[ -z "${latent_kl}" ]] ||
+        algorithm+=" regularizer: REGULARIZER_KL_TO_BASE target_divergence: ${latent_kl}"
+      algorithm+=" }"
       prior="prior { name: \"${model}\" version: 0 }"
       label="latent_sac-${model#cheetah-cvae-}"
       [[ "${latent_squash}" == scaled ]] || label+="-${latent_squash}"
+      [[ -z "${latent_kl}" ]] || label+="-kl${latent_kl}"
       ;;
     sac) algorithm="sac {}" ;;
     sac_finetune)
