@@ -67,7 +67,11 @@ def main():
         means = np.nanmean(values, axis=0)
         stds = np.nanstd(values, axis=0)
         label = f"{group} ({len(series)} run{'s' if len(series) != 1 else ''})"
-        (line,) = ax.plot(xs, means, label=label)
+        # a method whose runs all stopped at their first evaluation spans almost no env steps:
+        # mark its points, or its line would be invisible
+        short = hi - lo < 1000
+        (line,) = ax.plot(xs[[0, -1]] if short else xs, means[[0, -1]] if short else means,
+                          label=label, marker="o" if short else None)
         if len(series) > 1:
             ax.fill_between(xs, means - stds, means + stds, color=line.get_color(), alpha=0.2)
         shown = ", ".join("never" if r is None else f"{r:,}" for r in reached)

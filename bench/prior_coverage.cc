@@ -112,12 +112,14 @@ class HeldRandomPolicy final : public Policy {
   std::vector<float> held_;
 };
 
-// PARROT before learning: a = f(z; s) with a fresh z ~ N(0, I) every step. Borrows the flow.
+// PARROT before learning: a = f(z; s) with a fresh z ~ N(0, I) every step, or with z = 0 (the
+// initial policy's mean, which evaluation episodes act with). Borrows the flow.
 class FlowPriorPolicy final : public Policy {
  public:
-  // bound 0: z ~ N(0, I); otherwise z = bound·tanh(u / scale), u ~ N(0, I).
-  FlowPriorPolicy(const models::RealNvpFlow& flow, double bound, double scale, uint64_t seed)
-      : flow_(flow), bound_(bound), scale_(scale), rng_(seed) {}
+  // bound 0: z ~ N(0, I); otherwise z = bound·tanh(u / scale), u ~ N(0, I). mean: z = 0.
+  FlowPriorPolicy(const models::RealNvpFlow& flow, double bound, double scale, uint64_t seed,
+                  bool mean = false)
+      : flow_(flow), bound_(bound), scale_(scale), mean_(mean), rng_(seed) {}
 
   absl::Status Act(int64_t, const std::vector<float>& obs, std::vector<float>* act) override {
     at::Tensor s = at::from_blob(const_cast<float*>(obs.data()),
@@ -127,7 +129,8 @@ class FlowPriorPolicy final : public Policy {
     std::normal_distribution<float> normal;
     for (size_t j = 0; j < act->size(); ++j) {
       const double u = normal(rng_);
-      z.data_ptr<float>()[j] = static_cast<float>(bound_ > 0 ? bound_ * std::tanh(u / scale_) : u);
+      z.data_ptr<float>()[j] =
+          mean_ ? 0.0f : static_cast<float>(bound_ > 0 ? bound_ * std::tanh(u / scale_) : u);
     }
     at::NoGradGuard no_grad;
     PRL_ASSIGN_OR_RETURN(models::RealNvpFlow::Result a, flow_.Forward(z, s));
@@ -141,6 +144,7 @@ class FlowPriorPolicy final : public Policy {
  private:
   const models::RealNvpFlow& flow_;
   const double bound_, scale_;
+  const bool mean_;
   std::mt19937_64 rng_;
 };
 
@@ -283,21 +287,28 @@ absl::Status Main() {
 
   std::string csv = "seed,policy,steps,cells,free_cells,episodes,successes\n";
   std::vector<std::string> names = {"random", "held", "prior"};
-  if (flow != nullptr) names.push_back("flow");
+  if (flow != nullptr) {
+    names.push_back("flow");
+    names.push_back("flow_z0");
+  }
   std::vector<std::vector<double>> cells(names.size());
   std::vector<int> successes(names.size(), 0), episodes(names.size(), 0);
   for (int seed = 0; seed < seeds; ++seed) {
     RandomPolicy random_policy(seed);
     HeldRandomPolicy held_policy(model->horizon(), seed);
     SkillPriorPolicy prior_policy(*model, seed);
-    std::optional<FlowPriorPolicy> flow_policy;
+    std::optional<FlowPriorPolicy> flow_policy, flow_mean_policy;
     if (flow != nullptr) {
       const double bound = absl::GetFlag(FLAGS_flow_latent_bound);
       flow_policy.emplace(*flow, bound,
                           absl::GetFlag(FLAGS_flow_latent_scaled) && bound > 0 ? bound : 1.0, seed);
+      flow_mean_policy.emplace(*flow, 0.0, 1.0, seed, /*mean=*/true);
     }
     std::vector<Policy*> policies = {&random_policy, &held_policy, &prior_policy};
-    if (flow_policy.has_value()) policies.push_back(&*flow_policy);
+    if (flow_policy.has_value()) {
+      policies.push_back(&*flow_policy);
+      policies.push_back(&*flow_mean_policy);
+    }
     for (size_t i = 0; i < policies.size(); ++i) {
       std::unique_ptr<actor::Env> env = factory->Make(seed);  // same start for every policy
       PRL_ASSIGN_OR_RETURN(Coverage c, Rollout(*env, maze, *policies[i], steps));
