@@ -28,8 +28,8 @@
 #   --n_step N           n-step returns (algorithm.n_step) for parrot and sac, labelled
 #                        METHOD-nN: rows of N env steps spread the sparse reward N times
 #                        faster, as spirl's and eap's 10-step decisions do
-#   --parrot_kl DELTA    parrot regularised by the KL to the flow's base (parrot.regularizer
-#                        REGULARIZER_KL_TO_BASE, target_divergence DELTA), labelled parrot-klDELTA
+#   --parrot_kl DELTA    parrot regularised by the KL to the flow's base with target
+#                        divergence DELTA (the example's is 1), labelled parrot-klDELTA
 #   --maze ROWSxCOLS:SEED  the new task's maze: a random layout (MazeSpec.random) of that size
 #                        and seed, start and goal its own, instead of the specs' fixed 7x9 maze
 #   --cluster ENV        use the running cluster ENV (a cluster.env) instead of starting one;
@@ -184,7 +184,7 @@ for method in ${methods//,/ }; do
   fi
   if [[ -n "${parrot_kl}" && "${method}" == parrot ]]; then
     out_spec="${state_dir}/$(basename "${spec}" .textproto)_kl${parrot_kl}.textproto"
-    sed -e "s/^  parrot {}$/  parrot { regularizer: REGULARIZER_KL_TO_BASE target_divergence: ${parrot_kl} }/" \
+    sed -e "s/^  parrot {.*}$/  parrot { regularizer: REGULARIZER_KL_TO_BASE target_divergence: ${parrot_kl} }/" \
       -e "s/key: \"method\" value: \"\(parrot[^\"]*\)\"/key: \"method\" value: \"\1-kl${parrot_kl}\"/" \
       "${spec}" >"${out_spec}"
     grep -q "REGULARIZER_KL_TO_BASE" "${out_spec}" ||
