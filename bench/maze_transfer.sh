@@ -159,6 +159,17 @@ EOF
 [[ ",${methods}," == *",parrot,"* ]] && train_prior maze-flow PRIOR_KIND_REAL_NVP_FLOW ""
 
 # 3. the new task, every method and seed
+# variant SUFFIX CHECK EDIT: `spec` through the sed expression EDIT into a copy whose method
+# label gains "-SUFFIX"; the copy must match the grep pattern CHECK. Sets `spec` to the copy.
+variant() {
+  local suffix="$1" check="$2" edit="$3" copy
+  copy="${state_dir}/$(basename "${spec}" .textproto)_${suffix}.textproto"
+  sed -e "${edit}" \
+    -e "s/key: \"method\" value: \"\(${method}[^\"]*\)\"/key: \"method\" value: \"\1-${suffix}\"/" \
+    "${spec}" >"${copy}"
+  grep -q "${check}" "${copy}" || { echo "maze_transfer: could not make ${copy} from ${spec}" >&2; exit 2; }
+  spec="${copy}"
+}
 ids=()
 for method in ${methods//,/ }; do
   spec="examples/maze_${method}.textproto"
@@ -175,31 +186,15 @@ for method in ${methods//,/ }; do
     spec="${state_dir}/maze_${method}.textproto"
   fi
   if [[ -n "${discount}" && ("${method}" == parrot || "${method}" == sac) ]]; then
-    sed -e "s/^  discount: .*/  discount: ${discount}/" \
-      -e "s/key: \"method\" value: \"${method}\"/key: \"method\" value: \"${method}-g${discount}\"/" \
-      "${spec}" >"${state_dir}/maze_${method}_g${discount}.textproto"
-    grep -q "^  discount: ${discount}$" "${state_dir}/maze_${method}_g${discount}.textproto" ||
-      { echo "maze_transfer: could not set the discount of ${spec}" >&2; exit 2; }
-    spec="${state_dir}/maze_${method}_g${discount}.textproto"
+    variant g"${discount}" "^  discount: ${discount}$" "s/^  discount: .*/  discount: ${discount}/"
   fi
   if [[ -n "${parrot_kl}" && "${method}" == parrot ]]; then
-    out_spec="${state_dir}/$(basename "${spec}" .textproto)_kl${parrot_kl}.textproto"
-    sed -e "s/^  parrot {.*}$/  parrot { regularizer: REGULARIZER_KL_TO_BASE target_divergence: ${parrot_kl} }/" \
-      -e "s/key: \"method\" value: \"\(parrot[^\"]*\)\"/key: \"method\" value: \"\1-kl${parrot_kl}\"/" \
-      "${spec}" >"${out_spec}"
-    grep -q "REGULARIZER_KL_TO_BASE" "${out_spec}" ||
-      { echo "maze_transfer: could not set parrot's regularizer in ${spec}" >&2; exit 2; }
-    spec="${out_spec}"
+    variant kl"${parrot_kl}" REGULARIZER_KL_TO_BASE \
+      "s/^  parrot {.*}$/  parrot { regularizer: REGULARIZER_KL_TO_BASE target_divergence: ${parrot_kl} }/"
   fi
   if [[ -n "${n_step}" && ("${method}" == parrot || "${method}" == sac) ]]; then
     [[ "${n_step}" =~ ^[0-9]+$ ]] || { echo "maze_transfer: --n_step must be a count" >&2; exit 2; }
-    out_spec="${state_dir}/$(basename "${spec}" .textproto)_n${n_step}.textproto"
-    sed -e "s/^  discount: \(.*\)$/  discount: \1\n  n_step: ${n_step}/" \
-      -e "s/key: \"method\" value: \"\(${method}[^\"]*\)\"/key: \"method\" value: \"\1-n${n_step}\"/" \
-      "${spec}" >"${out_spec}"
-    grep -q "^  n_step: ${n_step}$" "${out_spec}" ||
-      { echo "maze_transfer: could not set n_step in ${spec}" >&2; exit 2; }
-    spec="${out_spec}"
+    variant n"${n_step}" "^  n_step: ${n_step}$" "s/^  discount: \(.*\)$/  discount: \1\n  n_step: ${n_step}/"
   fi
   for seed in ${seeds//,/ }; do
     args=(--seed="${seed}")

@@ -47,6 +47,17 @@ class SpirlAlgorithmTest : public ::testing::Test {
     ASSERT_TRUE(store_->Write(model->ToArtifact(info).value()).ok());
   }
 
+  void StoreFlow(const std::string& name) {
+    models::RealNvpOptions options;
+    options.obs_dim = kObs;
+    options.act_dim = kAct;
+    auto flow = models::RealNvpFlow::Create(options).value();
+    v1::ModelInfo info;
+    info.set_name(name);
+    info.set_version(store_->Reserve(name).value());
+    ASSERT_TRUE(store_->Write(flow->ToArtifact(info).value()).ok());
+  }
+
   void StoreCvae(const std::string& name, int horizon, int64_t seed) {
     models::CvaeModelOptions options;
     options.obs_dim = kObs;
@@ -124,14 +135,7 @@ TEST_F(SpirlAlgorithmTest, ActsEveryHStepsWithTheResolvedPriorAndTrains) {
 }
 
 TEST_F(SpirlAlgorithmTest, ParrotActsThroughTheFlowAndStartsAtItsBase) {
-  models::RealNvpOptions flow_options;
-  flow_options.obs_dim = kObs;
-  flow_options.act_dim = kAct;
-  auto flow = models::RealNvpFlow::Create(flow_options).value();
-  v1::ModelInfo info;
-  info.set_name("maze-flow");
-  info.set_version(store_->Reserve("maze-flow").value());
-  ASSERT_TRUE(store_->Write(flow->ToArtifact(info).value()).ok());
+  StoreFlow("maze-flow");
   AlgorithmOptions options = Options("maze-flow", 0);
   options.spec.mutable_algorithm()->mutable_parrot();
   SpirlContext context{store_.get(), "prior:1"};
@@ -195,14 +199,7 @@ TEST_F(SpirlAlgorithmTest, ParrotActsThroughTheFlowAndStartsAtItsBase) {
 // reported (near 0 for the initial policy, which is the base up to the squashing) and α falls
 // while it is below δ.
 TEST_F(SpirlAlgorithmTest, ParrotWithTheKlToTheBaseReportsItAndTunesAlphaTowardsDelta) {
-  models::RealNvpOptions flow_options;
-  flow_options.obs_dim = kObs;
-  flow_options.act_dim = kAct;
-  auto flow = models::RealNvpFlow::Create(flow_options).value();
-  v1::ModelInfo info;
-  info.set_name("maze-flow");
-  info.set_version(store_->Reserve("maze-flow").value());
-  ASSERT_TRUE(store_->Write(flow->ToArtifact(info).value()).ok());
+  StoreFlow("maze-flow");
   SpirlContext context{store_.get(), "prior:1"};
   const auto run = [&](v1::ParrotConfig::Regularizer regularizer, int updates) {
     AlgorithmOptions options = Options("maze-flow", 0);
