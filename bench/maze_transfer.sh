@@ -30,6 +30,7 @@
 #                        faster, as spirl's and eap's 10-step decisions do
 #   --parrot_kl DELTA    parrot regularised by the KL to the flow's base with target
 #                        divergence DELTA (the example's is 1), labelled parrot-klDELTA
+#   --spirl_delta DELTA  spirl's target divergence δ (the example's is 1), labelled spirl-dDELTA
 #   --maze ROWSxCOLS:SEED  the new task's maze: a random layout (MazeSpec.random) of that size
 #                        and seed, start and goal its own, instead of the specs' fixed 7x9 maze
 #   --cluster ENV        use the running cluster ENV (a cluster.env) instead of starting one;
@@ -50,6 +51,7 @@ maze=""
 discount=""
 n_step=""
 parrot_kl=""
+spirl_delta=""
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --seeds) seeds="$2"; shift 2 ;;
@@ -65,7 +67,8 @@ while [[ $# -gt 0 ]]; do
     --discount) discount="$2"; shift 2 ;;
     --n_step) n_step="$2"; shift 2 ;;
     --parrot_kl) parrot_kl="$2"; shift 2 ;;
-    -h | --help) sed -n '2,36p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --spirl_delta) spirl_delta="$2"; shift 2 ;;
+    -h | --help) sed -n '2,37p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "maze_transfer: unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -187,6 +190,10 @@ for method in ${methods//,/ }; do
   fi
   if [[ -n "${discount}" && ("${method}" == parrot || "${method}" == sac) ]]; then
     variant g"${discount}" "^  discount: ${discount}$" "s/^  discount: .*/  discount: ${discount}/"
+  fi
+  if [[ -n "${spirl_delta}" && "${method}" == spirl ]]; then
+    variant d"${spirl_delta}" "^    target_divergence: ${spirl_delta}$" \
+      "s/^    target_divergence: .*/    target_divergence: ${spirl_delta}/"
   fi
   if [[ -n "${parrot_kl}" && "${method}" == parrot ]]; then
     variant kl"${parrot_kl}" REGULARIZER_KL_TO_BASE \
