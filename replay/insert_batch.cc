@@ -48,10 +48,12 @@ class WireReader {
   }
   void PopLimit(int64_t old) { limit_ = old; }
 
-  bool ReadVarint(uint64_t* value) {
+  // `max_bytes`: 10 for values; 5 for tags, whose longer (zero-padded) encodings protobuf's
+  // tag reader refuses.
+  bool ReadVarint(uint64_t* value, int max_bytes = 10) {
     uint64_t result = 0;
     // at most 10 bytes; bits past the 64th are dropped, as protobuf does.
-    for (int shift = 0; shift < 70; shift += 7) {
+    for (int shift = 0; shift < 7 * max_bytes; shift += 7) {
       char byte;
       if (!Read(1, &byte)) return false;
       result |= static_cast<uint64_t>(byte & 0x7f) << shift;
@@ -219,7 +221,7 @@ class InsertRequestParser {
   absl::StatusOr<bool> NextTag(absl::string_view message, uint32_t* field, int* wire_type) {
     if (in_.AtLimit()) return false;
     uint64_t tag;
-    if (!in_.ReadVarint(&tag)) {
+    if (!in_.ReadVarint(&tag, /*max_bytes=*/5)) {
       return Malformed(
           absl::StrCat("truncated or overlong tag in ", message.empty() ? "the request" : message));
     }

@@ -222,9 +222,12 @@ TEST(InsertBatchTest, AcceptsWhatProtobufAccepts) {
 
 TEST(InsertBatchTest, RejectsWhatProtobufRejects) {
   const std::vector<std::string> malformed = {
-      std::string("\x0a\x05tab", 5),               // length past the end
-      std::string("\x0a", 1),                      // truncated length
-      std::string(11, '\xff'),                     // overlong varint tag
+      std::string("\x0a\x05tab", 5),  // length past the end
+      std::string("\x0a", 1),         // truncated length
+      std::string(11, '\xff'),        // overlong varint tag
+      // a tag in six bytes, zero-padded (its value fits in 32 bits): protobuf reads tags of at
+      // most five (found by the insert_request fuzzer)
+      std::string("\x81\x81\x81\x81\x81\x00\x00\x00\x00\x00\x00\x00\x00\x00", 14),
       std::string("\x20\xff\xff", 3),              // truncated varint
       std::string("\x00\x01", 2),                  // tag 0 (field 0)
       std::string("\x0e\x01", 2),                  // wire type 6
