@@ -19,7 +19,8 @@
 #   bench/cheetah_transfer.sh [--seeds 1,2] [--max_env_steps N] [--forward_steps N]
 #                             [--episodes N] [--action_noise N] [--beta B] [--target R]
 #                             [--latent_squash scaled|unscaled] [--latent_kl DELTA]
-#                             [--methods LIST]
+#                             [--methods LIST] [--eval_every N] [--eval_episodes N]
+#                             [--warmup N]
 #                             [--state_dir DIR] [--out PREFIX] [--cluster cluster.env]
 #
 # Defaults: seeds 1, 100,000 env steps per transfer run, 100,000 forward steps, 100 episodes,
@@ -27,6 +28,9 @@
 # skipped when their result exists in the state directory (the cluster keeps it).
 # --latent_kl DELTA regularises latent_sac by the KL to the generator's N(0, I) prior instead of
 # the entropy (parrot.regularizer REGULARIZER_KL_TO_BASE, target_divergence DELTA).
+# --eval_every N (default 5,000) and --eval_episodes N (default 4) set the evaluation schedule,
+# which is the resolution of "env steps to the target"; --warmup N (default 5,000) sets the
+# random warm-up and the replay's minimum size of latent_sac and sac alike.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -40,6 +44,9 @@ latent_kl=""
 beta=0.001
 target=2000
 methods="latent_sac,sac,sac_finetune"
+eval_every=5000
+eval_episodes=4
+warmup_steps=5000
 state_dir=""
 out=""
 cluster_env=""
@@ -56,10 +63,13 @@ while [[ $# -gt 0 ]]; do
     --beta) beta="$2"; shift 2 ;;
     --target) target="$2"; shift 2 ;;
     --methods) methods="$2"; shift 2 ;;
+    --eval_every) eval_every="$2"; shift 2 ;;
+    --eval_episodes) eval_episodes="$2"; shift 2 ;;
+    --warmup) warmup_steps="$2"; shift 2 ;;
     --state_dir) state_dir="$2"; shift 2 ;;
     --out) out="$2"; shift 2 ;;
     --cluster) cluster_env="$2"; shift 2 ;;
-    -h | --help) sed -n '2,29p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,33p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "cheetah_transfer: unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -147,7 +157,7 @@ fi
 
 # 4. run_backward: the same agent settings as cheetah_sac_small, latent or flat
 backward_spec() {  # METHOD
-  local algorithm prior="" warmup=5000 label="$1"
+  local algorithm prior="" warmup="${warmup_steps}" label="$1"
   case "$1" in
     latent_sac)
       # the policy starts as the prior N(0, I)
@@ -186,10 +196,10 @@ algorithm {
   warmup_env_steps: ${warmup}
 }
 ${prior}
-replay { capacity: 1000000 samples_per_insert: 128 min_size_to_sample: 5000 }
+replay { capacity: 1000000 samples_per_insert: 128 min_size_to_sample: ${warmup_steps} }
 resources { num_actors: 2 envs_per_actor: 1 }
 stop { max_env_steps: ${max_env_steps} }
-evaluation { every_env_steps: 5000 episodes: 4 }
+evaluation { every_env_steps: ${eval_every} episodes: ${eval_episodes} }
 EOF
 }
 ids=()

@@ -65,6 +65,9 @@ ABSL_FLAG(int, horizon, 10, "Steps per window (skill model; the flow's is 1).");
 ABSL_FLAG(int, latent, 10, "Skill latent dimension.");
 ABSL_FLAG(int, hidden_layers, 5, "Skill model: hidden layers per network.");
 ABSL_FLAG(int, hidden_size, 128, "Skill model: units per hidden layer.");
+ABSL_FLAG(bool, direct, true,
+          "Skill model: the autograd-free CPU step where it applies "
+          "(SkillModelOptions::direct_cpu_step); false: LibTorch's autograd.");
 ABSL_FLAG(int64_t, seed, 1, "Seeds the split, the initial weights and the batches.");
 ABSL_FLAG(std::string, json, "", "Append the result as one JSON line to this file.");
 ABSL_FLAG(std::string, label, "prl", "The contender's name in the JSON line.");
@@ -99,6 +102,7 @@ absl::StatusOr<std::unique_ptr<models::PriorModel>> MakeModel(const std::string&
       o.network.add_hidden_sizes(absl::GetFlag(FLAGS_hidden_size));
     }
     o.seed = absl::GetFlag(FLAGS_seed);
+    o.direct_cpu_step = absl::GetFlag(FLAGS_direct);
     PRL_ASSIGN_OR_RETURN(std::unique_ptr<models::SkillModel> m, models::SkillModel::Create(o));
     return std::unique_ptr<models::PriorModel>(std::move(m));
   }

@@ -476,6 +476,21 @@ at::Tensor MlpTrunk::Forward(const ParameterBlock& block, const at::Tensor& x, G
   return h;
 }
 
+std::vector<MlpTrunk::LinearIndices> MlpTrunk::linear_layers() const {
+  std::vector<LinearIndices> out;
+  out.reserve(layers_.size());
+  for (const Layer& layer : layers_) out.push_back({layer.weight, layer.bias});
+  return out;
+}
+
+bool MlpTrunk::PlainRelu() const {
+  if (ensemble_ != 1 || !IsRelu(activation_)) return false;
+  for (const Layer& layer : layers_) {
+    if (layer.ln_weight >= 0) return false;
+  }
+  return true;
+}
+
 // ---- PolicyNetwork ----
 
 PolicyNetwork::PolicyNetwork(int64_t input_dim, int64_t output_dim, const v1::NetworkSpec& resolved,

@@ -152,6 +152,15 @@ class MlpTrunk {
                      bool detach = false, int member = -1) const;
   int64_t output_dim() const { return output_dim_; }
 
+  // The (weight, bias) parameter indices of each Linear layer, first to last.
+  struct LinearIndices {
+    int weight, bias;
+  };
+  std::vector<LinearIndices> linear_layers() const;
+  // True when every layer is Linear then ReLU, one member, no LayerNorm: the networks
+  // models/dense_mlp.h computes.
+  bool PlainRelu() const;
+
  private:
   struct Layer {
     int weight, bias;                  // Linear

@@ -17,6 +17,7 @@
 #include "common/status_macros.h"
 #include "common/tensor.h"
 #include "common/torch_tensor.h"
+#include "models/gemm.h"
 #include "models/network_spec.h"
 
 namespace prl::models::prior_util {
@@ -62,10 +63,46 @@ DiagonalGaussian GaussianNet::Forward(const ParameterBlock& block, const at::Ten
           ApplyLinear(block, log_std, h).clamp(kLogStdMin, kLogStdMax)};
 }
 
+namespace {
+
+// The offset of a parameter in the block's flat buffer.
+int64_t OffsetOf(const ParameterBlock& block, int index) {
+  return block.param(index).data_ptr<float>() - block.flat().data_ptr<float>();
+}
+
+dense::LinearSlot Slot(const ParameterBlock& block, int weight, int bias) {
+  const at::Tensor& w = block.param(weight);
+  return {OffsetOf(block, weight), OffsetOf(block, bias), w.size(1), w.size(0)};
+}
+
+std::optional<dense::DenseMlp> DenseNet(const ParameterBlock& block, const MlpTrunk& trunk,
+                                        const std::vector<LinearParams>& heads) {
+  if (!trunk.PlainRelu() || trunk.linear_layers().empty() || !block.flat().is_cpu() ||
+      block.flat().scalar_type() != at::kFloat) {
+    return std::nullopt;
+  }
+  std::vector<dense::LinearSlot> layers, outputs;
+  for (const MlpTrunk::LinearIndices& l : trunk.linear_layers()) {
+    layers.push_back(Slot(block, l.weight, l.bias));
+  }
+  for (const LinearParams& h : heads) outputs.push_back(Slot(block, h.weight, h.bias));
+  return dense::DenseMlp(std::move(layers), std::move(outputs));
+}
+
+}  // namespace
+
+std::optional<dense::DenseMlp> GaussianNet::Dense(const ParameterBlock& block) const {
+  return DenseNet(block, trunk, {mean, log_std});
+}
+
 MeanNet::MeanNet(ParameterBlock* block, const std::string& prefix, int64_t input_dim,
                  int64_t output_dim, const v1::NetworkSpec& resolved)
     : trunk(block, prefix + ".trunk", input_dim, resolved, /*ensemble=*/1),
       mean(DeclareLinear(block, prefix + ".mean", trunk.output_dim(), output_dim)) {}
+
+std::optional<dense::DenseMlp> MeanNet::Dense(const ParameterBlock& block) const {
+  return DenseNet(block, trunk, {mean});
+}
 
 at::Tensor MeanNet::Forward(const ParameterBlock& block, const at::Tensor& x) const {
   return ApplyLinear(block, mean, trunk.Forward(block, x, kGemm));
@@ -357,7 +394,62 @@ absl::StatusOr<Losses> VaeTrainStep(absl::string_view what, const VaeTraining& t
                         [&](const ParameterBlock& params, int64_t begin, int64_t count) {
                           return loss(params, noise.narrow(0, begin, count), begin, count);
                         }));
-    training.adam->Step(training.block, training.lr);
+    if (training.adam != nullptr) training.adam->Step(training.block, training.lr);
+    return losses;
+  } catch (const c10::Error& e) {
+    return TorchError(absl::StrCat(what, " training step"), e);
+  }
+}
+
+bool DirectStepAvailable(c10::Device device) { return device.is_cpu() && FastSgemmAvailable(); }
+
+absl::StatusOr<Losses> DirectVaeTrainStep(absl::string_view what, const VaeTraining& training,
+                                          int64_t rows, const DirectRowGradient& gradient,
+                                          std::vector<std::vector<float>>* shard_grads) {
+  try {
+    const at::Tensor noise =
+        Noise(rows, training.latent_dim, *training.generator, at::kCPU).contiguous();
+    const float* eps = noise.data_ptr<float>();
+    ParameterBlock* block = training.block;
+    const int64_t numel = block->numel();
+    const int shards = TrainingShards(rows, training.network_rows_per_row, at::kCPU);
+    if (static_cast<int>(shard_grads->size()) < shards - 1) shard_grads->resize(shards - 1);
+    std::vector<float*> grads(shards);
+    grads[0] = block->flat_grad().data_ptr<float>();
+    for (int s = 1; s < shards; ++s) {
+      std::vector<float>& buffer = (*shard_grads)[s - 1];
+      buffer.resize(static_cast<size_t>(numel));
+      grads[s] = buffer.data();
+    }
+    const auto begin = [&](int64_t s) { return rows * s / shards; };
+    std::vector<absl::StatusOr<TermValues>> terms(shards, TermValues());
+    const auto run = [&](int64_t s) {
+      const int64_t first = begin(s), count = begin(s + 1) - first;
+      std::fill_n(grads[s], numel, 0.0f);
+      terms[s] = gradient(static_cast<int>(s), eps + first * training.latent_dim, first, count,
+                          static_cast<float>(static_cast<double>(count) / rows), grads[s]);
+    };
+    if (shards == 1) {
+      run(0);
+    } else {
+      // one shard per thread; inside at::parallel_for oneDNN's products run single-threaded
+      at::parallel_for(0, shards, 1, [&](int64_t s0, int64_t s1) {
+        for (int64_t s = s0; s < s1; ++s) run(s);
+      });
+    }
+    Losses losses;
+    for (int s = 0; s < shards; ++s) {
+      if (!terms[s].ok()) return terms[s].status();
+      const double weight = static_cast<double>(begin(s + 1) - begin(s)) / rows;
+      for (const auto& [name, value] : *terms[s]) losses[name] += weight * value;
+    }
+    PRL_RETURN_IF_ERROR(CheckFinite(what, losses));
+    for (int s = 1; s < shards; ++s) {
+      float* total = grads[0];
+      const float* part = grads[s];
+      for (int64_t i = 0; i < numel; ++i) total[i] += part[i];
+    }
+    if (training.adam != nullptr) training.adam->Step(block, training.lr);
     return losses;
   } catch (const c10::Error& e) {
     return TorchError(absl::StrCat(what, " training step"), e);

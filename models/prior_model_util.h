@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -20,6 +21,7 @@
 #include "c10/core/Device.h"
 #include "c10/util/Exception.h"
 #include "models/artifact.h"
+#include "models/dense_mlp.h"
 #include "models/networks.h"
 #include "models/prior_model.h"
 #include "proto/experiment.pb.h"
@@ -48,6 +50,9 @@ struct GaussianNet {
   GaussianNet(ParameterBlock* block, const std::string& prefix, int64_t input_dim,
               int64_t latent_dim, const v1::NetworkSpec& resolved);
   DiagonalGaussian Forward(const ParameterBlock& block, const at::Tensor& x) const;
+  // The same network as a DenseMlp over the block's flat buffers, heads {mean, log_std (before
+  // the clamp)}; nullopt unless the trunk is PlainRelu.
+  std::optional<dense::DenseMlp> Dense(const ParameterBlock& block) const;
 
   MlpTrunk trunk;
   LinearParams mean, log_std;
@@ -58,6 +63,8 @@ struct MeanNet {
   MeanNet(ParameterBlock* block, const std::string& prefix, int64_t input_dim, int64_t output_dim,
           const v1::NetworkSpec& resolved);
   at::Tensor Forward(const ParameterBlock& block, const at::Tensor& x) const;
+  // As GaussianNet::Dense, with the one head {mean}.
+  std::optional<dense::DenseMlp> Dense(const ParameterBlock& block) const;
 
   MlpTrunk trunk;
   LinearParams mean;
@@ -173,7 +180,7 @@ absl::StatusOr<Losses> ShardedGradient(absl::string_view what, ParameterBlock* b
 // and where it computes.
 struct VaeTraining {
   ParameterBlock* block;
-  FlatAdam* adam;
+  FlatAdam* adam;  // null: compute the gradient (block->flat_grad()) and the terms, no step
   at::Generator* generator;
   double lr;
   int latent_dim;
@@ -188,6 +195,25 @@ using VaeRowLoss = std::function<LossTerms(const ParameterBlock& params, const a
 // untouched), an Adam step.
 absl::StatusOr<Losses> VaeTrainStep(absl::string_view what, const VaeTraining& training,
                                     int64_t rows, const VaeRowLoss& loss);
+// The autograd-free CPU step (models/dense_mlp.h): a model computes its own forward and backward
+// passes on raw buffers. DirectRowGradient is called for rows [begin, begin + count) of the
+// batch on shard `shard` (0 <= shard < TrainingShards; a shard's buffers are its own, shards run
+// concurrently) with the rows' ε [count, latent_dim] (row-major), and must write
+// `scale` · ∂(first term)/∂θ into `grad` (block->numel() floats, zeroed beforehand, the block's
+// flat layout) and return the terms as means over its rows, the minimised one first.
+using TermValues = std::vector<std::pair<std::string, double>>;
+using DirectRowGradient = std::function<absl::StatusOr<TermValues>(
+    int shard, const float* noise, int64_t begin, int64_t count, float scale, float* grad)>;
+// VaeTrainStep's step with a DirectRowGradient: the same ε from the generator, the same row
+// shards (each shard's scale its share of the rows; gradients summed in shard order), the same
+// refusal of non-finite terms, the same Adam step. CPU only. `shard_grads` keeps the gradient
+// buffers of shards >= 1 between steps.
+absl::StatusOr<Losses> DirectVaeTrainStep(absl::string_view what, const VaeTraining& training,
+                                          int64_t rows, const DirectRowGradient& gradient,
+                                          std::vector<std::vector<float>>* shard_grads);
+// Whether DirectVaeTrainStep can run on `device`: the CPU with oneDNN's sgemm.
+bool DirectStepAvailable(c10::Device device);
+
 // The same terms without a step, in inference mode, ε from a generator seeded with `seed` +
 // a fixed offset afresh on each call (equal batches give equal losses).
 absl::StatusOr<Losses> VaeEvaluate(absl::string_view what, int latent_dim, c10::Device device,

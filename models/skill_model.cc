@@ -1,7 +1,9 @@
 #include "models/skill_model.h"
 
+#include <algorithm>
 #include <cmath>
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <utility>
@@ -16,6 +18,7 @@
 #include "common/status_macros.h"
 #include "common/tensor.h"
 #include "common/torch_tensor.h"
+#include "models/dense_mlp.h"
 #include "models/network_spec.h"
 #include "models/networks.h"
 #include "models/prior_model_util.h"
@@ -81,6 +84,24 @@ struct SkillModel::Impl {
   SkillLossTerms Loss(const ParameterBlock& params, const at::Tensor& obs,
                       const at::Tensor& actions, const at::Tensor& noise) const;
 
+  // The autograd-free CPU step (SkillModelOptions::direct_cpu_step): one shard's networks and
+  // buffers (see DirectGradient).
+  struct DirectShard {
+    dense::DenseMlp encoder, decoder, prior;
+    std::vector<float> z, decoder_in, g_reconstruction, g_decoder_in;
+    std::vector<float> g_q_mean, g_q_log_std, g_p_mean, g_p_log_std;
+  };
+  // Whether TrainStep takes the direct path; then `direct` holds a shard per training shard.
+  bool UseDirect() const { return direct_prototype.has_value(); }
+  // Rows [0, count) of windows obs [count, H, O], actions [count, H, A] with ε [count, L]:
+  // `scale` times the gradient of their mean loss into `grad` (the block's layout) and the terms.
+  absl::StatusOr<prior_util::TermValues> DirectGradient(DirectShard& shard, const float* obs,
+                                                        const float* actions, const float* eps,
+                                                        int64_t count, float scale,
+                                                        float* grad) const;
+  // TrainStep (with `step`) or Gradient (the gradient left in block.flat_grad()).
+  absl::StatusOr<Losses> Step(const WindowBatch& batch, bool step);
+
   SkillModelOptions options;
   ParameterBlock block;
   GaussianNet encoder;
@@ -88,6 +109,9 @@ struct SkillModel::Impl {
   GaussianNet prior;
   at::Generator generator;  // initialisation, then TrainStep's ε (CPU, so any device agrees)
   std::unique_ptr<prior_util::FlatAdam> adam;
+  std::optional<DirectShard> direct_prototype;  // set when the direct path applies
+  std::vector<DirectShard> direct;
+  std::vector<std::vector<float>> direct_shard_grads;
 };
 
 SkillModel::Impl::Impl(const SkillModelOptions& resolved)
@@ -101,6 +125,122 @@ SkillModel::Impl::Impl(const SkillModelOptions& resolved)
   block.Allocate(options.device, /*requires_grad=*/true);
   block.Initialize(generator);
   adam = std::make_unique<prior_util::FlatAdam>(block);
+  if (options.direct_cpu_step && prior_util::DirectStepAvailable(options.device)) {
+    std::optional<dense::DenseMlp> e = encoder.Dense(block), d = decoder.Dense(block),
+                                   p = prior.Dense(block);
+    if (e && d && p) direct_prototype = DirectShard{*std::move(e), *std::move(d), *std::move(p)};
+  }
+}
+
+namespace {
+
+// Grows `v` to at least n elements and returns its data.
+float* Sized(std::vector<float>* v, int64_t n) {
+  if (static_cast<int64_t>(v->size()) < n) v->resize(static_cast<size_t>(n));
+  return v->data();
+}
+
+// log σ as the Gaussian heads clamp it; the clamp passes the gradient where
+// kLogStdMin <= raw <= kLogStdMax (at::clamp's backward).
+inline float ClampLogStd(float raw) {
+  return std::min(std::max(raw, static_cast<float>(prior_util::kLogStdMin)),
+                  static_cast<float>(prior_util::kLogStdMax));
+}
+inline bool ClampPasses(float raw) {
+  return raw >= static_cast<float>(prior_util::kLogStdMin) &&
+         raw <= static_cast<float>(prior_util::kLogStdMax);
+}
+
+}  // namespace
+
+absl::StatusOr<prior_util::TermValues> SkillModel::Impl::DirectGradient(
+    DirectShard& sh, const float* obs, const float* actions, const float* eps, int64_t count,
+    float scale, float* grad) const {
+  const int64_t h = options.horizon, o = options.obs_dim, a = options.act_dim,
+                l = options.latent_dim;
+  const int64_t steps = count * h;
+  const float* params = block.flat().data_ptr<float>();
+  const absl::Status sgemm_failed =
+      absl::InternalError("skill model training step: oneDNN sgemm failed");
+  // q(z | a) over the flattened windows, and its reparameterised sample
+  if (!sh.encoder.Forward(params, actions, h * a, count)) return sgemm_failed;
+  const float* q_mean = sh.encoder.head(0);
+  const float* q_raw = sh.encoder.head(1);
+  float* z = Sized(&sh.z, count * l);
+  for (int64_t i = 0; i < count * l; ++i)
+    z[i] = q_mean[i] + std::exp(ClampLogStd(q_raw[i])) * eps[i];
+  // the closed-loop decoder on [s_t, z] for every step of every window
+  const int64_t in = o + l;
+  float* x = Sized(&sh.decoder_in, steps * in);
+  for (int64_t b = 0; b < count; ++b) {
+    for (int64_t t = 0; t < h; ++t) {
+      float* row = x + (b * h + t) * in;
+      std::copy_n(obs + (b * h + t) * o, o, row);
+      std::copy_n(z + b * l, l, row + o);
+    }
+  }
+  if (!sh.decoder.Forward(params, x, in, steps)) return sgemm_failed;
+  // p(z | s_0): each window's first state (row stride H·O)
+  if (!sh.prior.Forward(params, obs, h * o, count)) return sgemm_failed;
+  const float* p_mean = sh.prior.head(0);
+  const float* p_raw = sh.prior.head(1);
+
+  // reconstruction: mean squared error over [count, H, A]
+  const float* reconstruction = sh.decoder.head(0);
+  float* g_rec = Sized(&sh.g_reconstruction, steps * a);
+  const float rec_scale = scale * 2.0f / static_cast<float>(steps * a);
+  double rec_sum = 0;
+  for (int64_t i = 0; i < steps * a; ++i) {
+    const float d = reconstruction[i] - actions[i];
+    rec_sum += static_cast<double>(d) * d;
+    g_rec[i] = rec_scale * d;
+  }
+  float* g_x = Sized(&sh.g_decoder_in, steps * in);
+  if (!sh.decoder.Backward(params, {g_rec}, grad, g_x, in)) return sgemm_failed;
+
+  // KL(q ‖ N(0, I)) (β-weighted, into q) and KL(sg(q) ‖ p) (into p), means over [count, L]
+  float* g_qm = Sized(&sh.g_q_mean, count * l);
+  float* g_ql = Sized(&sh.g_q_log_std, count * l);
+  float* g_pm = Sized(&sh.g_p_mean, count * l);
+  float* g_pl = Sized(&sh.g_p_log_std, count * l);
+  const float kl_scale = scale * static_cast<float>(options.beta) / static_cast<float>(count * l);
+  const float prior_scale = scale / static_cast<float>(count * l);
+  double kl_sum = 0, prior_sum = 0;
+  for (int64_t b = 0; b < count; ++b) {
+    for (int64_t j = 0; j < l; ++j) {
+      const int64_t i = b * l + j;
+      const float mq = q_mean[i], lq = ClampLogStd(q_raw[i]);
+      const float mp = p_mean[i], lp = ClampLogStd(p_raw[i]);
+      const float var_q = std::exp(lq * 2.0f);
+      kl_sum += (var_q + mq * mq) * 0.5f - lq - 0.5f;
+      const float ratio = std::exp((lq - lp) * 2.0f);
+      const float diff = mq - mp;
+      const float inv_var_p = std::exp(lp * -2.0f);
+      const float scaled_diff_sq = diff * diff * inv_var_p;
+      prior_sum += (ratio + scaled_diff_sq) * 0.5f - (lq - lp) - 0.5f;
+      // z = μ + σ·ε: the decoder's gradient at z sums over the window's steps
+      float g_z = 0.0f;
+      for (int64_t t = 0; t < h; ++t) g_z += g_x[(b * h + t) * in + o + j];
+      g_qm[i] = g_z + kl_scale * mq;
+      const float g_lq = g_z * std::exp(lq) * eps[i] + kl_scale * (var_q - 1.0f);
+      g_ql[i] = ClampPasses(q_raw[i]) ? g_lq : 0.0f;
+      g_pm[i] = prior_scale * -diff * inv_var_p;
+      const float g_lp = prior_scale * (1.0f - ratio - scaled_diff_sq);
+      g_pl[i] = ClampPasses(p_raw[i]) ? g_lp : 0.0f;
+    }
+  }
+  if (!sh.encoder.Backward(params, {g_qm, g_ql}, grad, nullptr, 0)) return sgemm_failed;
+  if (!sh.prior.Backward(params, {g_pm, g_pl}, grad, nullptr, 0)) return sgemm_failed;
+
+  const double reconstruction_loss = rec_sum / static_cast<double>(steps * a);
+  const double kl_loss = kl_sum / static_cast<double>(count * l);
+  const double prior_loss = prior_sum / static_cast<double>(count * l);
+  const double elbo_loss = reconstruction_loss + kl_loss * options.beta;
+  return prior_util::TermValues{{"loss", elbo_loss + prior_loss},
+                                {"elbo_loss", elbo_loss},
+                                {"reconstruction_loss", reconstruction_loss},
+                                {"kl_loss", kl_loss},
+                                {"prior_loss", prior_loss}};
 }
 
 SkillLossTerms SkillModel::Impl::Loss(const ParameterBlock& params, const at::Tensor& obs,
@@ -150,15 +290,42 @@ int SkillModel::horizon() const { return impl_->options.horizon; }
 const SkillModelOptions& SkillModel::options() const { return impl_->options; }
 
 absl::StatusOr<Losses> SkillModel::TrainStep(const WindowBatch& batch) {
-  const SkillModelOptions& o = impl_->options;
+  return impl_->Step(batch, /*step=*/true);
+}
+
+absl::StatusOr<Losses> SkillModel::Gradient(const WindowBatch& batch, at::Tensor* flat_grad) {
+  PRL_ASSIGN_OR_RETURN(Losses losses, impl_->Step(batch, /*step=*/false));
+  *flat_grad = impl_->block.flat_grad().detach().clone();
+  return losses;
+}
+
+absl::StatusOr<Losses> SkillModel::Impl::Step(const WindowBatch& batch, bool step) {
+  const SkillModelOptions& o = options;
   PRL_ASSIGN_OR_RETURN(
       WindowBatch b, prior_util::PrepareWindows(batch, o.horizon, o.obs_dim, o.act_dim, o.device));
-  Impl& m = *impl_;
+  Impl& m = *this;
+  // the closed-loop decoder runs on each of a window's H steps
+  const prior_util::VaeTraining training{
+      &m.block, step ? m.adam.get() : nullptr, &m.generator, o.lr, o.latent_dim, o.device,
+      o.horizon};
+  const int64_t rows = b.obs.size(0);
+  if (m.UseDirect()) {
+    const int shards = prior_util::TrainingShards(rows, o.horizon, o.device);
+    while (static_cast<int>(m.direct.size()) < shards) m.direct.push_back(*m.direct_prototype);
+    const at::Tensor obs = b.obs.contiguous(), actions = b.actions.contiguous();
+    const float* obs_data = obs.data_ptr<float>();
+    const float* action_data = actions.data_ptr<float>();
+    return prior_util::DirectVaeTrainStep(
+        "skill model", training, rows,
+        [&](int shard, const float* noise, int64_t begin, int64_t count, float scale, float* grad) {
+          return m.DirectGradient(m.direct[shard], obs_data + begin * o.horizon * o.obs_dim,
+                                  action_data + begin * o.horizon * o.act_dim, noise, count, scale,
+                                  grad);
+        },
+        &m.direct_shard_grads);
+  }
   return prior_util::VaeTrainStep(
-      "skill model",
-      // the closed-loop decoder runs on each of a window's H steps
-      {&m.block, m.adam.get(), &m.generator, o.lr, o.latent_dim, o.device, o.horizon},
-      b.obs.size(0),
+      "skill model", training, rows,
       [&](const ParameterBlock& params, const at::Tensor& noise, int64_t begin, int64_t count) {
         return Terms(m.Loss(params, b.obs.narrow(0, begin, count),
                             b.actions.narrow(0, begin, count), noise));

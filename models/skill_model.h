@@ -69,6 +69,10 @@ struct SkillModelOptions {
   double lr = kSkillDefaultLr;     // Adam learning rate, finite, > 0
   int64_t seed = 0;                // initialisation and the ε of training; any value
   c10::Device device = c10::kCPU;  // CPU, or a CUDA device that exists
+  // On the CPU with ReLU networks without LayerNorm and oneDNN's sgemm, TrainStep computes the
+  // gradient without autograd (models/dense_mlp.h; the same values up to float rounding, about
+  // a third faster). False: always LibTorch's autograd (the reference tests compare against).
+  bool direct_cpu_step = true;
 };
 
 // The skill model's loss terms (see the file comment) as scalar tensors, from the networks'
@@ -112,6 +116,11 @@ class SkillModel final : public LatentPriorModel {
   // batch.actions (shape [B >= 1, H, dim], float32, finite); INTERNAL for a LibTorch failure
   // or a non-finite loss (the parameters are then left unchanged).
   absl::StatusOr<Losses> TrainStep(const WindowBatch& batch) override;
+  // TrainStep without the step: the gradient of "loss" at the current weights (flat, in the
+  // parameters' order: ToArtifact's tensors concatenated) into `flat_grad` and the terms, with ε
+  // drawn as TrainStep draws it. For comparing the CPU's direct and autograd paths. Errors:
+  // TrainStep's.
+  absl::StatusOr<Losses> Gradient(const WindowBatch& batch, at::Tensor* flat_grad);
   // The same losses without a step, with ε drawn from a generator seeded afresh on each call
   // (so equal batches give equal losses). Errors: TrainStep's.
   absl::StatusOr<Losses> Evaluate(const WindowBatch& batch) const override;

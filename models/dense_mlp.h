@@ -1,0 +1,65 @@
+// A ReLU MLP with linear heads, trained without autograd: the forward and backward passes of a
+// network on raw float buffers, with oneDNN's sgemm (models/gemm.h) for the products and the fused
+// epilogues of models/cpu_kernels.h, every activation and gradient kept in buffers reused from
+// step to step (no allocation once warm, no operator dispatch, no autograd graph).
+//
+// The CPU fast path of prior training (models/skill_model.cc): a step there is a few hundred
+// small operators, and at 128-wide layers LibTorch's per-operator costs are a third of the step.
+// The autograd path stays the reference it is tested against (skill_model_test).
+//
+// No LibTorch headers here. Thread-compatible: one DenseMlp per thread (its buffers are its own);
+// the parameters may be shared read-only.
+#ifndef PRL_MODELS_DENSE_MLP_H_
+#define PRL_MODELS_DENSE_MLP_H_
+
+#include <cstdint>
+#include <vector>
+
+namespace prl::models::dense {
+
+// One linear layer y = x·Wᵀ + b with W [out, in] and b [out] at these offsets of a flat parameter
+// buffer (PyTorch's nn.Linear layout); its gradients sit at the same offsets of a flat gradient
+// buffer.
+struct LinearSlot {
+  int64_t weight_offset = 0;
+  int64_t bias_offset = 0;
+  int64_t in = 0;
+  int64_t out = 0;
+};
+
+class DenseMlp {
+ public:
+  // `trunk`: the hidden layers, each followed by ReLU, each layer's `in` the previous one's
+  // `out`; `heads`: linear layers (no activation) on the trunk's output. At least one of each.
+  DenseMlp(std::vector<LinearSlot> trunk, std::vector<LinearSlot> heads);
+
+  int64_t input_dim() const { return trunk_.front().in; }
+  int64_t head_dim(int i) const { return heads_[i].out; }
+
+  // The forward pass of `rows` inputs x [rows, input_dim] (row stride ld_x; x must stay valid
+  // until Backward) with the parameters at `params`. Returns false when the product failed
+  // (oneDNN unavailable or erring).
+  bool Forward(const float* params, const float* x, int64_t ld_x, int64_t rows);
+  // Head i's output [rows, head_dim(i)] of the last Forward.
+  const float* head(int i) const { return head_out_[i].data(); }
+
+  // The backward pass of the last Forward, given the loss's gradient with respect to each head's
+  // output (g_heads[i]: [rows, head_dim(i)], row stride head_dim(i)): writes the gradient of every
+  // parameter of this network into `grads` (overwriting; each parameter is used once per pass)
+  // and, when `g_x` is non-null, the gradient with respect to x [rows, input_dim] (row stride
+  // ld_gx). Returns false when a product failed.
+  bool Backward(const float* params, const std::vector<const float*>& g_heads, float* grads,
+                float* g_x, int64_t ld_gx);
+
+ private:
+  std::vector<LinearSlot> trunk_, heads_;
+  const float* x_ = nullptr;
+  int64_t ld_x_ = 0, rows_ = 0;
+  std::vector<std::vector<float>> trunk_out_;  // per trunk layer: [rows, out], after ReLU
+  std::vector<std::vector<float>> head_out_;   // per head: [rows, out]
+  std::vector<float> g_a_, g_b_;               // the backward's running gradient, ping-pong
+};
+
+}  // namespace prl::models::dense
+
+#endif  // PRL_MODELS_DENSE_MLP_H_
