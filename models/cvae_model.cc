@@ -1,9 +1,11 @@
 #include "models/cvae_model.h"
 
+#include <algorithm>
 #include <cmath>
 #include <optional>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "ATen/ATen.h"
 #include "ATen/CPUGeneratorImpl.h"
@@ -11,6 +13,7 @@
 #include "c10/core/InferenceMode.h"
 #include "common/field_error.h"
 #include "common/status_macros.h"
+#include "models/dense_mlp.h"
 #include "models/networks.h"
 #include "models/prior_model_util.h"
 
@@ -53,7 +56,31 @@ struct CvaeModel::Impl {
     block.Allocate(options.device, /*requires_grad=*/true);
     block.Initialize(generator);
     adam = std::make_unique<prior_util::FlatAdam>(block);
+    if (options.direct_cpu_step && prior_util::DirectStepAvailable(options.device)) {
+      std::optional<dense::DenseMlp> e = encoder.Dense(block), d = decoder.Dense(block), p;
+      if (prior) p = prior->Dense(block);
+      if (e && d && (!prior || p)) {
+        direct_prototype = DirectShard{*std::move(e), *std::move(d), std::move(p)};
+      }
+    }
   }
+
+  // The autograd-free CPU step (CvaeModelOptions::direct_cpu_step): one shard's networks and
+  // buffers.
+  struct DirectShard {
+    dense::DenseMlp encoder, decoder;
+    std::optional<dense::DenseMlp> prior;
+    std::vector<float> encoder_in, decoder_in, g_reconstruction, g_decoder_in;
+    std::vector<float> g_q_mean, g_q_log_std, g_p_mean, g_p_log_std;
+  };
+  // Windows obs [count, k, O], actions [count, k, A] with ε [count, L]: `scale` times the
+  // gradient of their mean loss into `grad` (the block's layout) and the terms.
+  absl::StatusOr<prior_util::TermValues> DirectGradient(DirectShard& shard, const float* obs,
+                                                        const float* actions, const float* eps,
+                                                        int64_t count, float scale,
+                                                        float* grad) const;
+  // TrainStep (with `step`) or Gradient (the gradient left in block.flat_grad()).
+  absl::StatusOr<Losses> Step(const WindowBatch& batch, bool step);
 
   // The networks with `params` (block or one of its GradientShard copies).
   // q(z | s_1, a): obs [B, O], actions [B, k, A].
@@ -93,7 +120,111 @@ struct CvaeModel::Impl {
   std::optional<GaussianNet> prior;
   at::Generator generator;  // initialisation, then TrainStep's ε
   std::unique_ptr<prior_util::FlatAdam> adam;
+  std::optional<DirectShard> direct_prototype;  // set when the direct path applies
+  std::vector<DirectShard> direct;
+  std::vector<std::vector<float>> direct_shard_grads;
 };
+
+namespace {
+
+float* Sized(std::vector<float>* v, int64_t n) {
+  if (static_cast<int64_t>(v->size()) < n) v->resize(static_cast<size_t>(n));
+  return v->data();
+}
+
+constexpr float kMinLogStd = static_cast<float>(prior_util::kLogStdMin);
+constexpr float kMaxLogStd = static_cast<float>(prior_util::kLogStdMax);
+inline float ClampLogStd(float raw) { return dense::Clamp(raw, kMinLogStd, kMaxLogStd); }
+inline bool ClampPasses(float raw) { return dense::ClampPasses(raw, kMinLogStd, kMaxLogStd); }
+
+}  // namespace
+
+absl::StatusOr<prior_util::TermValues> CvaeModel::Impl::DirectGradient(
+    DirectShard& sh, const float* obs, const float* actions, const float* eps, int64_t count,
+    float scale, float* grad) const {
+  const int64_t k = options.horizon, o = options.obs_dim, a = options.act_dim,
+                l = options.latent_dim;
+  const float* params = block.flat().data_ptr<float>();
+  const absl::Status sgemm_failed = absl::InternalError("CVAE training step: oneDNN sgemm failed");
+  // q(z | s_1, a_1:k) on [s_1, a_1:k]; s_1 is each window's first state (row stride k·O)
+  const int64_t enc_in = o + k * a;
+  float* xe = Sized(&sh.encoder_in, count * enc_in);
+  for (int64_t b = 0; b < count; ++b) {
+    std::copy_n(obs + b * k * o, o, xe + b * enc_in);
+    std::copy_n(actions + b * k * a, k * a, xe + b * enc_in + o);
+  }
+  if (!sh.encoder.Forward(params, xe, enc_in, count)) return sgemm_failed;
+  const float* q_mean = sh.encoder.head(0);
+  const float* q_raw = sh.encoder.head(1);
+  // the decoder on [s_1, z], z = μ + σ·ε
+  const int64_t dec_in = o + l;
+  float* xd = Sized(&sh.decoder_in, count * dec_in);
+  for (int64_t b = 0; b < count; ++b) {
+    std::copy_n(obs + b * k * o, o, xd + b * dec_in);
+    for (int64_t j = 0; j < l; ++j) {
+      const int64_t i = b * l + j;
+      xd[b * dec_in + o + j] = q_mean[i] + std::exp(ClampLogStd(q_raw[i])) * eps[i];
+    }
+  }
+  if (!sh.decoder.Forward(params, xd, dec_in, count)) return sgemm_failed;
+  const float* p_mean = nullptr;
+  const float* p_raw = nullptr;
+  if (sh.prior) {
+    if (!sh.prior->Forward(params, obs, k * o, count)) return sgemm_failed;
+    p_mean = sh.prior->head(0);
+    p_raw = sh.prior->head(1);
+  }
+
+  // reconstruction: mean squared error over [count, k, A]
+  const int64_t n_rec = count * k * a;
+  const float* reconstruction = sh.decoder.head(0);
+  float* g_rec = Sized(&sh.g_reconstruction, n_rec);
+  const float rec_scale = scale * 2.0f / static_cast<float>(n_rec);
+  double rec_sum = 0;
+  for (int64_t i = 0; i < n_rec; ++i) {
+    const float d = reconstruction[i] - actions[i];
+    rec_sum += static_cast<double>(d) * d;
+    g_rec[i] = rec_scale * d;
+  }
+  float* g_x = Sized(&sh.g_decoder_in, count * dec_in);
+  if (!sh.decoder.Backward(params, {g_rec}, grad, g_x, dec_in)) return sgemm_failed;
+
+  // β·KL(q ‖ prior), mean over [count, L], into q and into a learned prior
+  float* g_qm = Sized(&sh.g_q_mean, count * l);
+  float* g_ql = Sized(&sh.g_q_log_std, count * l);
+  float* g_pm = Sized(&sh.g_p_mean, count * l);
+  float* g_pl = Sized(&sh.g_p_log_std, count * l);
+  const float kl_scale = scale * static_cast<float>(options.beta) / static_cast<float>(count * l);
+  double kl_sum = 0;
+  for (int64_t b = 0; b < count; ++b) {
+    for (int64_t j = 0; j < l; ++j) {
+      const int64_t i = b * l + j;
+      const float mq = q_mean[i], lq = ClampLogStd(q_raw[i]);
+      const dense::GaussianKl kl =
+          p_mean != nullptr
+              ? dense::GaussianKlWithGradient(mq, lq, p_mean[i], ClampLogStd(p_raw[i]))
+              : dense::GaussianKlWithGradient(mq, lq, 0.0f, 0.0f);
+      kl_sum += kl.kl;
+      const float g_z = g_x[b * dec_in + o + j];
+      g_qm[i] = g_z + kl_scale * kl.d_mean_q;
+      const float g_lq = g_z * std::exp(lq) * eps[i] + kl_scale * kl.d_log_std_q;
+      g_ql[i] = ClampPasses(q_raw[i]) ? g_lq : 0.0f;
+      if (p_mean != nullptr) {
+        g_pm[i] = kl_scale * kl.d_mean_p;
+        g_pl[i] = ClampPasses(p_raw[i]) ? kl_scale * kl.d_log_std_p : 0.0f;
+      }
+    }
+  }
+  if (!sh.encoder.Backward(params, {g_qm, g_ql}, grad, nullptr, 0)) return sgemm_failed;
+  if (sh.prior && !sh.prior->Backward(params, {g_pm, g_pl}, grad, nullptr, 0)) {
+    return sgemm_failed;
+  }
+  const double reconstruction_loss = rec_sum / static_cast<double>(n_rec);
+  const double kl_loss = kl_sum / static_cast<double>(count * l);
+  return prior_util::TermValues{{"loss", reconstruction_loss + kl_loss * options.beta},
+                                {"reconstruction_loss", reconstruction_loss},
+                                {"kl_loss", kl_loss}};
+}
 
 namespace {
 
@@ -124,12 +255,40 @@ const v1::NetworkSpec& CvaeModel::prior_network() const { return impl_->options.
 const CvaeModelOptions& CvaeModel::options() const { return impl_->options; }
 
 absl::StatusOr<Losses> CvaeModel::TrainStep(const WindowBatch& batch) {
-  const CvaeModelOptions& o = impl_->options;
+  return impl_->Step(batch, /*step=*/true);
+}
+
+absl::StatusOr<Losses> CvaeModel::Gradient(const WindowBatch& batch, at::Tensor* flat_grad) {
+  PRL_ASSIGN_OR_RETURN(Losses losses, impl_->Step(batch, /*step=*/false));
+  *flat_grad = impl_->block.flat_grad().detach().clone();
+  return losses;
+}
+
+absl::StatusOr<Losses> CvaeModel::Impl::Step(const WindowBatch& batch, bool step) {
+  const CvaeModelOptions& o = options;
   PRL_ASSIGN_OR_RETURN(
       WindowBatch b, prior_util::PrepareWindows(batch, o.horizon, o.obs_dim, o.act_dim, o.device));
-  Impl& m = *impl_;
+  Impl& m = *this;
+  const prior_util::VaeTraining training{
+      &m.block, step ? m.adam.get() : nullptr, &m.generator, o.lr, o.latent_dim, o.device};
+  const int64_t rows = b.obs.size(0);
+  if (m.direct_prototype) {
+    const int shards = prior_util::TrainingShards(rows, 1, o.device);
+    while (static_cast<int>(m.direct.size()) < shards) m.direct.push_back(*m.direct_prototype);
+    const at::Tensor obs = b.obs.contiguous(), actions = b.actions.contiguous();
+    const float* obs_data = obs.data_ptr<float>();
+    const float* action_data = actions.data_ptr<float>();
+    return prior_util::DirectVaeTrainStep(
+        "CVAE", training, rows,
+        [&](int shard, const float* noise, int64_t begin, int64_t count, float scale, float* grad) {
+          return m.DirectGradient(m.direct[shard], obs_data + begin * o.horizon * o.obs_dim,
+                                  action_data + begin * o.horizon * o.act_dim, noise, count, scale,
+                                  grad);
+        },
+        &m.direct_shard_grads);
+  }
   return prior_util::VaeTrainStep(
-      "CVAE", {&m.block, m.adam.get(), &m.generator, o.lr, o.latent_dim, o.device}, b.obs.size(0),
+      "CVAE", training, rows,
       [&](const ParameterBlock& params, const at::Tensor& noise, int64_t begin, int64_t count) {
         return Terms(m.Loss(params, b.obs.narrow(0, begin, count),
                             b.actions.narrow(0, begin, count), noise));

@@ -63,6 +63,8 @@ struct CvaeModelOptions {
   double lr = kCvaeDefaultLr;  // Adam, finite, > 0
   int64_t seed = 0;
   c10::Device device = c10::kCPU;
+  // As SkillModelOptions::direct_cpu_step: the autograd-free CPU step where it applies.
+  bool direct_cpu_step = true;
 };
 
 class CvaeModel final : public LatentPriorModel {
@@ -87,6 +89,8 @@ class CvaeModel final : public LatentPriorModel {
   // Errors: INVALID_ARGUMENT naming batch.obs or batch.actions ([B, k, dim], float32, finite);
   // INTERNAL for a LibTorch failure or a non-finite loss (parameters then unchanged).
   absl::StatusOr<Losses> TrainStep(const WindowBatch& batch) override;
+  // As SkillModel::Gradient: TrainStep's gradient and terms without the step.
+  absl::StatusOr<Losses> Gradient(const WindowBatch& batch, at::Tensor* flat_grad);
   // The same losses without a step, ε from a generator seeded afresh on each call.
   absl::StatusOr<Losses> Evaluate(const WindowBatch& batch) const override;
 

@@ -8,10 +8,14 @@
 #include <vector>
 
 #include "ATen/ATen.h"
+#include "ATen/Parallel.h"
 #include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "common/torch_tensor.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "models/artifact.h"
+#include "models/prior_model_util.h"
 #include "proto/prior.pb.h"
 
 namespace prl::models {
@@ -319,6 +323,76 @@ TEST(CvaeModelTest, BadOptionsAndInputsNameTheField) {
       HasSubstr("z"));
   EXPECT_THAT(std::string(model->Prior(at::zeros({2, kObsDim + 1})).status().message()),
               HasSubstr("obs"));
+}
+
+// ---- the autograd-free CPU step ----
+
+// `model` with its encoder's (and learned prior's) log σ biases at `value` in every other
+// latent dimension, beyond a clamp when |value| is large.
+void PushLogStdBiases(CvaeModel* model, float value) {
+  absl::StatusOr<ModelArtifact> state = model->TrainingState(v1::ModelInfo());
+  ASSERT_TRUE(state.ok()) << state.status();
+  for (auto& [name, tensor] : state->tensors) {
+    if (name != "encoder.log_std.bias" && name != "prior.log_std.bias") continue;
+    at::Tensor bias = ToTorch(tensor.view()).clone();
+    for (int64_t j = 0; j < bias.size(0); j += 2) bias[j] = value;
+    absl::StatusOr<HostTensor> host = FromTorch(bias);
+    ASSERT_TRUE(host.ok());
+    tensor = *std::move(host);
+  }
+  ASSERT_TRUE(model->RestoreTrainingState(*state).ok());
+}
+
+// The direct and autograd paths agree on the gradient and the terms from the same weights, ε and
+// batch: fixed and learned priors, one and two shards (640 one-step rows at 2 threads), heads
+// inside and beyond the log σ clamps.
+TEST(CvaeModelTest, DirectStepGradientMatchesAutograd) {
+  if (!prior_util::DirectStepAvailable(c10::Device(at::kCPU))) {
+    GTEST_SKIP() << "no oneDNN sgemm in this process: the direct step does not apply";
+  }
+  const int saved_threads = at::get_num_threads();
+  for (bool learned : {false, true}) {
+    for (int threads : {1, 2}) {
+      for (float push : {0.0f, 3.0f, -11.0f}) {
+        SCOPED_TRACE(absl::StrCat(learned ? "learned" : "fixed", " prior, ", threads,
+                                  " threads, log σ biases ", push));
+        at::set_num_threads(threads);
+        CvaeModelOptions options = SmallOptions(learned, /*seed=*/21);
+        std::unique_ptr<CvaeModel> direct = Make(options);
+        options.direct_cpu_step = false;
+        std::unique_ptr<CvaeModel> reference = Make(options);
+        ASSERT_TRUE(direct != nullptr && reference != nullptr);
+        if (push != 0.0f) {
+          PushLogStdBiases(direct.get(), push);
+          PushLogStdBiases(reference.get(), push);
+        }
+        std::mt19937 rng(5);
+        for (int step = 0; step < 3; ++step) {
+          const WindowBatch batch = Windows(640, rng);
+          at::Tensor g_direct, g_reference;
+          absl::StatusOr<Losses> l_direct = direct->Gradient(batch, &g_direct);
+          absl::StatusOr<Losses> l_reference = reference->Gradient(batch, &g_reference);
+          ASSERT_TRUE(l_direct.ok()) << l_direct.status();
+          ASSERT_TRUE(l_reference.ok()) << l_reference.status();
+          ASSERT_EQ(l_direct->size(), l_reference->size());
+          for (const auto& [name, value] : *l_reference) {
+            EXPECT_NEAR(l_direct->at(name), value, 1e-5 * std::max(1.0, std::abs(value))) << name;
+          }
+          const double scale = g_reference.abs().max().item<double>();
+          ASSERT_GT(scale, 0.0);
+          EXPECT_LE((g_direct - g_reference).abs().max().item<double>(), 1e-4 * scale)
+              << "step " << step;
+          if (push != 0.0f) {
+            EXPECT_EQ((g_direct == 0).sum().item<int64_t>(),
+                      (g_reference == 0).sum().item<int64_t>());
+          }
+          ASSERT_TRUE(direct->TrainStep(batch).ok());
+          ASSERT_TRUE(reference->TrainStep(batch).ok());
+        }
+      }
+    }
+  }
+  at::set_num_threads(saved_threads);
 }
 
 }  // namespace

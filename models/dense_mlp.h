@@ -12,6 +12,8 @@
 #ifndef PRL_MODELS_DENSE_MLP_H_
 #define PRL_MODELS_DENSE_MLP_H_
 
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <vector>
 
@@ -59,6 +61,32 @@ class DenseMlp {
   std::vector<std::vector<float>> head_out_;   // per head: [rows, out]
   std::vector<float> g_a_, g_b_;               // the backward's running gradient, ping-pong
 };
+
+// KL(q ‖ p) of two one-dimensional Gaussians given by mean and log σ (models/prior_model.h's
+// DiagonalGaussianKl, element by element) and its partial derivatives.
+struct GaussianKl {
+  float kl, d_mean_q, d_log_std_q, d_mean_p, d_log_std_p;
+};
+inline GaussianKl GaussianKlWithGradient(float mean_q, float log_std_q, float mean_p,
+                                         float log_std_p) {
+  // ½·exp(2(l_q − l_p)) + ½·(μ_q − μ_p)²·exp(−2 l_p) − (l_q − l_p) − ½
+  const float ratio = std::exp((log_std_q - log_std_p) * 2.0f);
+  const float inv_var_p = std::exp(log_std_p * -2.0f);
+  const float diff = mean_q - mean_p;
+  const float scaled_diff_sq = diff * diff * inv_var_p;
+  GaussianKl k;
+  k.kl = (ratio + scaled_diff_sq) * 0.5f - (log_std_q - log_std_p) - 0.5f;
+  k.d_mean_q = diff * inv_var_p;
+  k.d_mean_p = -k.d_mean_q;
+  k.d_log_std_q = ratio - 1.0f;
+  k.d_log_std_p = 1.0f - ratio - scaled_diff_sq;
+  return k;
+}
+
+// log σ as the priors' Gaussian heads clamp it (to [lo, hi]), and whether the clamp passes the
+// gradient there (lo <= raw <= hi: at::clamp's backward).
+inline float Clamp(float raw, float lo, float hi) { return std::min(std::max(raw, lo), hi); }
+inline bool ClampPasses(float raw, float lo, float hi) { return raw >= lo && raw <= hi; }
 
 }  // namespace prl::models::dense
 

@@ -140,16 +140,10 @@ float* Sized(std::vector<float>* v, int64_t n) {
   return v->data();
 }
 
-// log σ as the Gaussian heads clamp it; the clamp passes the gradient where
-// kLogStdMin <= raw <= kLogStdMax (at::clamp's backward).
-inline float ClampLogStd(float raw) {
-  return std::min(std::max(raw, static_cast<float>(prior_util::kLogStdMin)),
-                  static_cast<float>(prior_util::kLogStdMax));
-}
-inline bool ClampPasses(float raw) {
-  return raw >= static_cast<float>(prior_util::kLogStdMin) &&
-         raw <= static_cast<float>(prior_util::kLogStdMax);
-}
+constexpr float kMinLogStd = static_cast<float>(prior_util::kLogStdMin);
+constexpr float kMaxLogStd = static_cast<float>(prior_util::kLogStdMax);
+inline float ClampLogStd(float raw) { return dense::Clamp(raw, kMinLogStd, kMaxLogStd); }
+inline bool ClampPasses(float raw) { return dense::ClampPasses(raw, kMinLogStd, kMaxLogStd); }
 
 }  // namespace
 
@@ -210,23 +204,20 @@ absl::StatusOr<prior_util::TermValues> SkillModel::Impl::DirectGradient(
     for (int64_t j = 0; j < l; ++j) {
       const int64_t i = b * l + j;
       const float mq = q_mean[i], lq = ClampLogStd(q_raw[i]);
-      const float mp = p_mean[i], lp = ClampLogStd(p_raw[i]);
-      const float var_q = std::exp(lq * 2.0f);
-      kl_sum += (var_q + mq * mq) * 0.5f - lq - 0.5f;
-      const float ratio = std::exp((lq - lp) * 2.0f);
-      const float diff = mq - mp;
-      const float inv_var_p = std::exp(lp * -2.0f);
-      const float scaled_diff_sq = diff * diff * inv_var_p;
-      prior_sum += (ratio + scaled_diff_sq) * 0.5f - (lq - lp) - 0.5f;
+      const dense::GaussianKl to_unit = dense::GaussianKlWithGradient(mq, lq, 0.0f, 0.0f);
+      const dense::GaussianKl to_prior =
+          dense::GaussianKlWithGradient(mq, lq, p_mean[i], ClampLogStd(p_raw[i]));
+      kl_sum += to_unit.kl;
+      prior_sum += to_prior.kl;
       // z = μ + σ·ε: the decoder's gradient at z sums over the window's steps
       float g_z = 0.0f;
       for (int64_t t = 0; t < h; ++t) g_z += g_x[(b * h + t) * in + o + j];
-      g_qm[i] = g_z + kl_scale * mq;
-      const float g_lq = g_z * std::exp(lq) * eps[i] + kl_scale * (var_q - 1.0f);
+      g_qm[i] = g_z + kl_scale * to_unit.d_mean_q;
+      const float g_lq = g_z * std::exp(lq) * eps[i] + kl_scale * to_unit.d_log_std_q;
       g_ql[i] = ClampPasses(q_raw[i]) ? g_lq : 0.0f;
-      g_pm[i] = prior_scale * -diff * inv_var_p;
-      const float g_lp = prior_scale * (1.0f - ratio - scaled_diff_sq);
-      g_pl[i] = ClampPasses(p_raw[i]) ? g_lp : 0.0f;
+      // the prior follows the detached posterior: its terms reach p only
+      g_pm[i] = prior_scale * to_prior.d_mean_p;
+      g_pl[i] = ClampPasses(p_raw[i]) ? prior_scale * to_prior.d_log_std_p : 0.0f;
     }
   }
   if (!sh.encoder.Backward(params, {g_qm, g_ql}, grad, nullptr, 0)) return sgemm_failed;
