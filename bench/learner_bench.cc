@@ -45,6 +45,9 @@ ABSL_FLAG(std::string, gemm, "onednn,aten",
           "CPU: GEMM backends to measure, comma-separated. A CUDA device measures \"graph\" "
           "(updates captured as CUDA graphs, AgentOptions::cuda_graphs) and \"eager\" instead, "
           "unless this names them.");
+ABSL_FLAG(bool, direct, true,
+          "CPU SAC: the update without autograd where it applies "
+          "(AgentOptions::direct_cpu_update); false: LibTorch's autograd.");
 ABSL_FLAG(int, check_updates, 0,
           "With a CUDA device: first run this many updates on the CPU and on the device (CUDA "
           "graphs on) from the same seed and batches, and print the largest relative "
@@ -116,6 +119,7 @@ AgentOptions BenchOptions(const std::string& gemm, int threads) {
   options.num_threads = threads;
   options.fast_cpu_gemm = gemm == "onednn";
   options.cuda_graphs = gemm != "eager";
+  options.direct_cpu_update = absl::GetFlag(FLAGS_direct);
   return options;
 }
 

@@ -66,6 +66,7 @@ absl::StatusOr<AgentConfig> ResolveAgentOptions(const AgentOptions& options) {
   config.num_threads = options.num_threads;
   config.gemm = options.fast_cpu_gemm ? models::GemmBackend::kOneDnn : models::GemmBackend::kAten;
   config.cuda_graphs = options.cuda_graphs;
+  config.direct_cpu_update = options.direct_cpu_update;
   config.algorithm = options.algorithm;
   PRL_RETURN_IF_ERROR(ResolveAlgorithmSpec(options.act_dim, &config.algorithm));
   config.actor_network = config.algorithm.network();

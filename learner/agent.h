@@ -86,6 +86,11 @@ struct AgentOptions {
   // self-imitation rows, and algorithms not listed in docs/learner.md as captured, stay eager.
   // false: every update eager.
   bool cuda_graphs = true;
+  // On the CPU, SAC's update computes its networks' forward and backward passes without
+  // autograd, one batch row range per intra-op thread (learner/direct_sac.h): the same values up
+  // to float rounding. Applies to flat SAC with ReLU networks without LayerNorm, oneDNN's sgemm
+  // and no self-imitation rows; false: always LibTorch's autograd.
+  bool direct_cpu_update = true;
 };
 
 class Agent {

@@ -39,6 +39,7 @@ struct AgentConfig {
   int num_threads = 0;
   models::GemmBackend gemm = models::GemmBackend::kOneDnn;
   bool cuda_graphs = true;
+  bool direct_cpu_update = true;
 };
 
 // The message of a LibTorch (or other) exception, without c10's backtrace.
@@ -211,6 +212,13 @@ class RegularizedSacAgent : public TwinCriticAgent {
                                      const at::Tensor& mean_regularizer) = 0;
   // What UpdateStats.entropy reports for R's batch mean.
   virtual at::Tensor ReportedEntropy(const at::Tensor& mean_regularizer) const = 0;
+  // The whole update another way (SAC's direct CPU update), filling `stats`; false: DoUpdate's
+  // own path runs.
+  virtual bool DirectUpdate(const DeviceBatch& /*batch*/, const at::Tensor& /*noise*/,
+                            UpdateStats* /*stats*/) {
+    return false;
+  }
+  bool fixed_alpha() const { return fixed_alpha_; }
 
   double bound() const { return bound_; }
   double scale() const { return scale_; }

@@ -62,15 +62,22 @@ bool DenseMlp::Backward(const float* params, const std::vector<const float*>& g_
   // the heads: their parameters' gradients, and the sum of their gradients at the trunk's output
   const float* h_last = trunk_out_.back().data();
   const int64_t h_dim = trunk_.back().out;
+  // where a layer's bias gradient goes: into `grads`, or a scratch row when none is wanted
+  const auto bias_sum = [&](const LinearSlot& s) {
+    float* sum = grads != nullptr ? grads + s.bias_offset : Reserve(&bias_scratch_, s.out);
+    std::fill_n(sum, s.out, 0.0f);
+    return sum;
+  };
   for (size_t i = 0; i < heads_.size(); ++i) {
     const LinearSlot& s = heads_[i];
     const float* gh = g_heads[i];
-    if (!FastSgemm(true, false, s.out, s.in, rows, 1.0f, gh, s.out, h_last, h_dim, 0.0f,
-                   grads + s.weight_offset, s.in)) {
-      return false;
+    if (grads != nullptr) {
+      if (!FastSgemm(true, false, s.out, s.in, rows, 1.0f, gh, s.out, h_last, h_dim, 0.0f,
+                     grads + s.weight_offset, s.in)) {
+        return false;
+      }
+      kernels::BiasGradRows(gh, nullptr, nullptr, bias_sum(s), rows, s.out);
     }
-    std::fill_n(grads + s.bias_offset, s.out, 0.0f);
-    kernels::BiasGradRows(gh, nullptr, nullptr, grads + s.bias_offset, rows, s.out);
     if (!FastSgemm(false, false, rows, s.in, s.out, 1.0f, gh, s.out, params + s.weight_offset, s.in,
                    i == 0 ? 0.0f : 1.0f, g, s.in)) {
       return false;
@@ -79,12 +86,11 @@ bool DenseMlp::Backward(const float* params, const std::vector<const float*>& g_
   // the trunk, last layer first
   for (size_t l = trunk_.size(); l-- > 0;) {
     const LinearSlot& s = trunk_[l];
-    std::fill_n(grads + s.bias_offset, s.out, 0.0f);
-    kernels::BiasGradRows(g, trunk_out_[l].data(), masked, grads + s.bias_offset, rows, s.out);
+    kernels::BiasGradRows(g, trunk_out_[l].data(), masked, bias_sum(s), rows, s.out);
     const float* in = l == 0 ? x_ : trunk_out_[l - 1].data();
     const int64_t ld_in = l == 0 ? ld_x_ : s.in;
-    if (!FastSgemm(true, false, s.out, s.in, rows, 1.0f, masked, s.out, in, ld_in, 0.0f,
-                   grads + s.weight_offset, s.in)) {
+    if (grads != nullptr && !FastSgemm(true, false, s.out, s.in, rows, 1.0f, masked, s.out, in,
+                                       ld_in, 0.0f, grads + s.weight_offset, s.in)) {
       return false;
     }
     if (l > 0) {

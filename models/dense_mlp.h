@@ -47,8 +47,9 @@ class DenseMlp {
 
   // The backward pass of the last Forward, given the loss's gradient with respect to each head's
   // output (g_heads[i]: [rows, head_dim(i)], row stride head_dim(i)): writes the gradient of every
-  // parameter of this network into `grads` (overwriting; each parameter is used once per pass)
-  // and, when `g_x` is non-null, the gradient with respect to x [rows, input_dim] (row stride
+  // parameter of this network into `grads` (overwriting; each parameter is used once per pass;
+  // null: no parameter gradients, e.g. for the gradient with respect to the input alone) and,
+  // when `g_x` is non-null, the gradient with respect to x [rows, input_dim] (row stride
   // ld_gx). Returns false when a product failed.
   bool Backward(const float* params, const std::vector<const float*>& g_heads, float* grads,
                 float* g_x, int64_t ld_gx);
@@ -60,6 +61,7 @@ class DenseMlp {
   std::vector<std::vector<float>> trunk_out_;  // per trunk layer: [rows, out], after ReLU
   std::vector<std::vector<float>> head_out_;   // per head: [rows, out]
   std::vector<float> g_a_, g_b_;               // the backward's running gradient, ping-pong
+  std::vector<float> bias_scratch_;            // bias sums when no parameter gradient is wanted
 };
 
 // KL(q ‖ p) of two one-dimensional Gaussians given by mean and log σ (models/prior_model.h's

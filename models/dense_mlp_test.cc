@@ -126,6 +126,12 @@ TEST(DenseMlpTest, ForwardAndBackwardMatchADoublePrecisionReference) {
     for (int64_t i = in; i < ld_gx; ++i) EXPECT_EQ(g_x[r * ld_gx + i], 0.0f);
   }
 
+  // without parameter gradients (grads null), the input's gradient is the same
+  std::vector<float> g_x_only(static_cast<size_t>(rows * ld_gx), 0.0f);
+  ASSERT_TRUE(
+      net.Backward(params.data(), {c[0].data(), c[1].data()}, nullptr, g_x_only.data(), ld_gx));
+  EXPECT_EQ(g_x_only, g_x);
+
   // a second, smaller batch through the same buffers gives that batch's values
   ASSERT_TRUE(net.Forward(params.data(), x.data(), ld_x, 3));
   const std::vector<double> want = Linear(

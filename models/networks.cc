@@ -18,8 +18,8 @@
 namespace prl::models {
 namespace {
 
-constexpr double kLogStdMin = -20.0;
-constexpr double kLogStdMax = 2.0;
+constexpr double kLogStdMin = kPolicyLogStdMin;
+constexpr double kLogStdMax = kPolicyLogStdMax;
 constexpr double kLayerNormEps = 1e-5;
 constexpr double kLog2 = 0.69314718055994530942;
 constexpr double kHalfLog2Pi = 0.91893853320467274178;  // ½·log 2π
@@ -491,6 +491,43 @@ bool MlpTrunk::PlainRelu() const {
   return true;
 }
 
+namespace {
+
+// The offset of parameter `index` (member `member` of an ensemble parameter) in the block.
+int64_t MemberOffset(const ParameterBlock& block, int index, int member) {
+  const at::Tensor& p = block.param(index);
+  const int64_t per_member = p.dim() >= 1 && member > 0 ? p.numel() / p.size(0) : 0;
+  return (p.data_ptr<float>() - block.flat().data_ptr<float>()) + member * per_member;
+}
+
+// A linear layer's slot: weight [.., out, in], bias [.., out].
+dense::LinearSlot SlotOf(const ParameterBlock& block, int weight, int bias, int member) {
+  const at::Tensor& w = block.param(weight);
+  return {MemberOffset(block, weight, member), MemberOffset(block, bias, member), w.size(-1),
+          w.size(-2)};
+}
+
+bool DenseBlock(const ParameterBlock& block) {
+  return block.flat().defined() && block.flat().is_cpu() &&
+         block.flat().scalar_type() == at::kFloat;
+}
+
+}  // namespace
+
+std::optional<std::vector<dense::LinearSlot>> MlpTrunk::DenseSlots(const ParameterBlock& block,
+                                                                   int member) const {
+  if (!IsRelu(activation_) || layers_.empty() || !DenseBlock(block) || member < 0 ||
+      member >= ensemble_) {
+    return std::nullopt;
+  }
+  std::vector<dense::LinearSlot> slots;
+  for (const Layer& layer : layers_) {
+    if (layer.ln_weight >= 0) return std::nullopt;
+    slots.push_back(SlotOf(block, layer.weight, layer.bias, ensemble_ > 1 ? member : 0));
+  }
+  return slots;
+}
+
 // ---- PolicyNetwork ----
 
 PolicyNetwork::PolicyNetwork(int64_t input_dim, int64_t output_dim, const v1::NetworkSpec& resolved,
@@ -513,6 +550,12 @@ PolicyNetwork::Output PolicyNetwork::Forward(const at::Tensor& obs) const {
   if (head_ == Head::kDeterministic) return {out, at::Tensor()};
   return {out.narrow(-1, 0, output_dim_),
           out.narrow(-1, output_dim_, output_dim_).clamp(kLogStdMin, kLogStdMax)};
+}
+
+std::optional<dense::DenseMlp> PolicyNetwork::Dense() const {
+  std::optional<std::vector<dense::LinearSlot>> trunk = trunk_.DenseSlots(block_, 0);
+  if (!trunk) return std::nullopt;
+  return dense::DenseMlp(*std::move(trunk), {SlotOf(block_, head_weight_, head_bias_, 0)});
 }
 
 std::vector<std::pair<std::string, at::Tensor>> PolicyNetwork::NamedParameters() const {
@@ -565,6 +608,13 @@ at::Tensor QEnsemble::Run(const at::Tensor& obs, const at::Tensor& action, bool 
 at::Tensor QEnsemble::Forward(const at::Tensor& obs, const at::Tensor& action, bool detach) const {
   at::Tensor q = Run(obs, action, detach, -1);
   return ensemble_ > 1 ? q : q.unsqueeze(0);
+}
+
+std::optional<dense::DenseMlp> QEnsemble::DenseMember(int k) const {
+  std::optional<std::vector<dense::LinearSlot>> trunk = trunk_.DenseSlots(block_, k);
+  if (!trunk) return std::nullopt;
+  return dense::DenseMlp(*std::move(trunk),
+                         {SlotOf(block_, out_weight_, out_bias_, ensemble_ > 1 ? k : 0)});
 }
 
 at::Tensor QEnsemble::ForwardMember(int k, const at::Tensor& obs, const at::Tensor& action,

@@ -23,6 +23,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -31,10 +32,15 @@
 #include "ATen/core/Tensor.h"
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
+#include "models/dense_mlp.h"
 #include "models/network_spec.h"  // ResolveNetworkSpec
 #include "proto/experiment.pb.h"
 
 namespace prl::models {
+
+// The squashed-Gaussian policy head clamps log σ to [kPolicyLogStdMin, kPolicyLogStdMax].
+inline constexpr double kPolicyLogStdMin = -20.0;
+inline constexpr double kPolicyLogStdMax = 2.0;
 
 // How linear layers multiply on CPU. kOneDnn uses oneDNN's sgemm (models/gemm.h) when it is
 // available and the tensors are CPU float32, ATen otherwise; kAten always uses ATen.
@@ -160,6 +166,11 @@ class MlpTrunk {
   // True when every layer is Linear then ReLU, one member, no LayerNorm: the networks
   // models/dense_mlp.h computes.
   bool PlainRelu() const;
+  // The trunk's layers (member `member` of an ensemble) as DenseMlp slots over `block`'s flat
+  // buffer; nullopt unless every layer is Linear then ReLU without LayerNorm and the block is CPU
+  // float32.
+  std::optional<std::vector<dense::LinearSlot>> DenseSlots(const ParameterBlock& block,
+                                                           int member) const;
 
  private:
   struct Layer {
@@ -186,6 +197,10 @@ class PolicyNetwork {
     at::Tensor log_std;  // [B, out], clamped to [-20, 2]; undefined for kDeterministic
   };
   Output Forward(const at::Tensor& obs) const;
+  // The network as a DenseMlp over params()'s flat buffer with one head, [B, 2·out] for the
+  // Gaussian (mean columns, then log σ before the clamp) or [B, out]; nullopt unless the trunk
+  // is plain ReLU (MlpTrunk::DenseSlots).
+  std::optional<dense::DenseMlp> Dense() const;
 
   // The parameters under their exported names and PyTorch shapes (views of the block).
   std::vector<std::pair<std::string, at::Tensor>> NamedParameters() const;
@@ -217,6 +232,9 @@ class QEnsemble {
   // Member k alone: [B].
   at::Tensor ForwardMember(int k, const at::Tensor& obs, const at::Tensor& action,
                            bool detach = false) const;
+  // Member k as a DenseMlp over params()'s flat buffer: input [obs, action], one head [B, 1];
+  // nullopt unless the trunk is plain ReLU.
+  std::optional<dense::DenseMlp> DenseMember(int k) const;
 
   int ensemble() const { return ensemble_; }
   ParameterBlock& params() { return block_; }

@@ -1,0 +1,315 @@
+#include "learner/direct_sac.h"
+
+#include <algorithm>
+#include <cmath>
+#include <utility>
+
+#include "ATen/ATen.h"
+#include "ATen/Parallel.h"
+#include "ATen/core/grad_mode.h"
+#include "absl/status/status.h"
+#include "models/cpu_kernels.h"
+#include "models/gemm.h"
+
+namespace prl::learner::internal {
+namespace {
+
+using models::dense::DenseMlp;
+
+// The fewest rows a shard computes: below, the products' fixed costs outweigh a second core.
+constexpr int64_t kMinShardRows = 64;
+
+constexpr float kMinLogStd = static_cast<float>(models::kPolicyLogStdMin);
+constexpr float kMaxLogStd = static_cast<float>(models::kPolicyLogStdMax);
+
+float* Sized(std::vector<float>* v, int64_t n) {
+  if (static_cast<int64_t>(v->size()) < n) v->resize(static_cast<size_t>(n));
+  return v->data();
+}
+
+// [x_a | x_b] row by row into out [n, da + db].
+void Concat(const float* a, int64_t da, const float* b, int64_t db, int64_t n, float* out) {
+  for (int64_t i = 0; i < n; ++i) {
+    std::copy_n(a + i * da, da, out + i * (da + db));
+    std::copy_n(b + i * db, db, out + i * (da + db) + da);
+  }
+}
+
+// The policy head's [n, 2A] output split into the mean and the clamped log σ (and the raw one,
+// whose range decides where the clamp passes the gradient).
+void SplitHead(const float* head, int64_t n, int64_t a, float* mean, float* log_std,
+               float* log_std_raw) {
+  for (int64_t i = 0; i < n; ++i) {
+    for (int64_t j = 0; j < a; ++j) {
+      mean[i * a + j] = head[i * 2 * a + j];
+      const float raw = head[i * 2 * a + a + j];
+      if (log_std_raw != nullptr) log_std_raw[i * a + j] = raw;
+      log_std[i * a + j] = models::dense::Clamp(raw, kMinLogStd, kMaxLogStd);
+    }
+  }
+}
+
+const float* Data(const at::Tensor& t) { return t.defined() ? t.data_ptr<float>() : nullptr; }
+
+}  // namespace
+
+std::unique_ptr<DirectSacUpdate> DirectSacUpdate::Create(const models::PolicyNetwork& actor,
+                                                         const models::QEnsemble& critic,
+                                                         const models::QEnsemble& critic_target,
+                                                         const AgentConfig& config) {
+  if (!config.device.is_cpu() || config.gemm != models::GemmBackend::kOneDnn ||
+      !models::FastSgemmAvailable() ||
+      actor.head() != models::PolicyNetwork::Head::kSquashedGaussian ||
+      critic.ensemble() != critic_target.ensemble()) {
+    return nullptr;
+  }
+  std::optional<DenseMlp> a = actor.Dense();
+  if (!a) return nullptr;
+  std::vector<DenseMlp> q, target;
+  for (int k = 0; k < critic.ensemble(); ++k) {
+    std::optional<DenseMlp> member = critic.DenseMember(k);
+    std::optional<DenseMlp> target_member = critic_target.DenseMember(k);
+    if (!member || !target_member) return nullptr;
+    q.push_back(*std::move(member));
+    target.push_back(*std::move(target_member));
+  }
+  Shard prototype{*a, *a, q, q, std::move(target)};
+  return std::unique_ptr<DirectSacUpdate>(new DirectSacUpdate(std::move(prototype), config));
+}
+
+DirectSacUpdate::DirectSacUpdate(Shard prototype, const AgentConfig& config)
+    : prototype_(std::move(prototype)),
+      obs_dim_(config.obs_dim),
+      act_dim_(config.act_dim),
+      members_(static_cast<int>(prototype_.critic.size())),
+      discount_(config.algorithm.discount()),
+      reward_scale_(config.algorithm.reward_scale()),
+      max_grad_norm_(config.algorithm.max_grad_norm()) {}
+
+bool DirectSacUpdate::CriticPhase(Shard& s, const DeviceBatch& b, const float* noise, int64_t begin,
+                                  int64_t n, double alpha, const float* actor, const float* critic,
+                                  const float* target, float* critic_grad) {
+  const int64_t o = obs_dim_, a = act_dim_, in = obs_dim_ + act_dim_, rows = b.size;
+  const float* obs = Data(b.obs) + begin * o;
+  const float* next_obs = Data(b.next_obs) + begin * o;
+  const float* action = Data(b.action) + begin * a;
+  const float* reward = Data(b.reward) + begin;
+  const float* discount = Data(b.discount) + begin;
+  const float* weight = b.weight.defined() ? Data(b.weight) + begin : nullptr;
+  const float* eps = noise + begin * a;
+  const float* next_eps = noise + rows * a + begin * a;
+
+  // the policy's sample at s (kept for the actor phase) and at s'
+  if (!s.actor.Forward(actor, obs, o, n)) return false;
+  SplitHead(s.actor.head(0), n, a, Sized(&s.mean, n * a), Sized(&s.log_std, n * a),
+            Sized(&s.log_std_raw, n * a));
+  models::kernels::SquashedGaussianForward(s.mean.data(), s.log_std.data(), eps,
+                                           Sized(&s.action, n * a), Sized(&s.log_prob, n), n, a);
+  if (!s.actor_next.Forward(actor, next_obs, o, n)) return false;
+  SplitHead(s.actor_next.head(0), n, a, Sized(&s.next_mean, n * a), Sized(&s.next_log_std, n * a),
+            nullptr);
+  models::kernels::SquashedGaussianForward(s.next_mean.data(), s.next_log_std.data(), next_eps,
+                                           Sized(&s.next_action, n * a), Sized(&s.next_log_prob, n),
+                                           n, a);
+  s.log_prob_sum = 0;
+  for (int64_t i = 0; i < n; ++i) s.log_prob_sum += s.log_prob[i];
+
+  // y = r·scale + γ·d·(min_k Q'_k(s', z') − α·log π(z'|s'))
+  float* x_next = Sized(&s.x_next, n * in);
+  Concat(next_obs, o, s.next_action.data(), a, n, x_next);
+  float* y = Sized(&s.y, n);
+  for (int k = 0; k < members_; ++k) {
+    if (!s.target[k].Forward(target, x_next, in, n)) return false;
+    const float* q = s.target[k].head(0);
+    for (int64_t i = 0; i < n; ++i) y[i] = k == 0 ? q[i] : std::min(y[i], q[i]);
+  }
+  const float gamma = static_cast<float>(discount_), scale = static_cast<float>(reward_scale_);
+  const float alpha_f = static_cast<float>(alpha);
+  for (int64_t i = 0; i < n; ++i) {
+    y[i] = reward[i] * scale + discount[i] * (y[i] - alpha_f * s.next_log_prob[i]) * gamma;
+  }
+
+  // the critics on (s, a): ½·Σ_k mean_i w_i·(Q_k − y)², its gradient w_i·(Q_k − y)/B per row
+  float* x = Sized(&s.x, n * in);
+  Concat(obs, o, action, a, n, x);
+  float* g_q = Sized(&s.g_q, members_ * n);
+  float* td = Sized(&s.td_error_abs, n);
+  std::fill_n(td, n, 0.0f);
+  s.critic_loss = 0;
+  s.q_sum = 0;
+  const float inv_rows = 1.0f / static_cast<float>(rows);
+  for (int k = 0; k < members_; ++k) {
+    if (!s.critic[k].Forward(critic, x, in, n)) return false;
+    const float* q = s.critic[k].head(0);
+    for (int64_t i = 0; i < n; ++i) {
+      const float e = q[i] - y[i];
+      const float w = weight != nullptr ? weight[i] : 1.0f;
+      s.critic_loss += static_cast<double>(e) * e * w;
+      s.q_sum += q[i];
+      td[i] += std::abs(e);
+      g_q[k * n + i] = w * e * inv_rows;
+    }
+  }
+  for (int64_t i = 0; i < n; ++i) td[i] /= static_cast<float>(members_);
+  for (int k = 0; k < members_; ++k) {
+    if (!s.critic[k].Backward(critic, {g_q + k * n}, critic_grad, nullptr, 0)) return false;
+  }
+  return true;
+}
+
+bool DirectSacUpdate::ActorPhase(Shard& s, const DeviceBatch& b, const float* noise, int64_t begin,
+                                 int64_t n, double alpha, const float* actor, const float* critic,
+                                 float* actor_grad) {
+  const int64_t o = obs_dim_, a = act_dim_, in = obs_dim_ + act_dim_, rows = b.size;
+  const float* obs = Data(b.obs) + begin * o;
+  const float* eps = noise + begin * a;
+  // min_k Q_k(s, z) through the updated critics (no gradient for their parameters)
+  float* x = Sized(&s.x_pi, n * in);
+  Concat(obs, o, s.action.data(), a, n, x);
+  for (int k = 0; k < members_; ++k) {
+    if (!s.critic_pi[k].Forward(critic, x, in, n)) return false;
+  }
+  // ∂/∂Q_k of −mean_i min_k Q_k: −1/B to the smallest (shared evenly among equal ones, as
+  // at::amin's backward does)
+  float* g_q = Sized(&s.g_q, members_ * n);
+  const float inv_rows = 1.0f / static_cast<float>(rows);
+  s.actor_loss = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    float low = s.critic_pi[0].head(0)[i];
+    for (int k = 1; k < members_; ++k) low = std::min(low, s.critic_pi[k].head(0)[i]);
+    int ties = 0;
+    for (int k = 0; k < members_; ++k) ties += s.critic_pi[k].head(0)[i] == low ? 1 : 0;
+    for (int k = 0; k < members_; ++k) {
+      g_q[k * n + i] = s.critic_pi[k].head(0)[i] == low ? -inv_rows / static_cast<float>(ties) : 0;
+    }
+    s.actor_loss += alpha * s.log_prob[i] - low;
+  }
+  // the gradient at z: the critics' input gradients' action columns, summed over the critics
+  float* g_x = Sized(&s.g_x, n * in);
+  float* g_action = Sized(&s.g_action, n * a);
+  std::fill_n(g_action, n * a, 0.0f);
+  for (int k = 0; k < members_; ++k) {
+    if (!s.critic_pi[k].Backward(critic, {g_q + k * n}, nullptr, g_x, in)) return false;
+    for (int64_t i = 0; i < n; ++i) {
+      for (int64_t j = 0; j < a; ++j) g_action[i * a + j] += g_x[i * in + o + j];
+    }
+  }
+  // through the sample (α·log π's gradient α/B per row) to the head's mean and clamped log σ
+  float* g_log_prob = Sized(&s.y, n);
+  std::fill_n(g_log_prob, n, static_cast<float>(alpha) * inv_rows);
+  float* g_mean = Sized(&s.g_mean, n * a);
+  float* g_log_std = Sized(&s.g_log_std, n * a);
+  models::kernels::SquashedGaussianBackward(g_action, g_log_prob, s.log_std.data(), eps,
+                                            s.action.data(), g_mean, g_log_std, n, a);
+  float* g_head = Sized(&s.g_head, n * 2 * a);
+  for (int64_t i = 0; i < n; ++i) {
+    for (int64_t j = 0; j < a; ++j) {
+      g_head[i * 2 * a + j] = g_mean[i * a + j];
+      const bool passes =
+          models::dense::ClampPasses(s.log_std_raw[i * a + j], kMinLogStd, kMaxLogStd);
+      g_head[i * 2 * a + a + j] = passes ? g_log_std[i * a + j] : 0.0f;
+    }
+  }
+  return s.actor.Backward(actor, {g_head}, actor_grad, nullptr, 0);
+}
+
+void DirectSacUpdate::Step(int shards, std::vector<float> Shard::*grad,
+                           models::ParameterBlock* block, FlatAdam* adam) {
+  at::NoGradGuard no_grad;
+  float* total = block->flat_grad().data_ptr<float>();
+  const int64_t numel = block->numel();
+  for (int s = 1; s < shards; ++s) {
+    const float* part = (shards_[s].*grad).data();
+    for (int64_t i = 0; i < numel; ++i) total[i] += part[i];
+  }
+  if (max_grad_norm_ > 0) {
+    // torch.nn.utils.clip_grad_norm_, as TwinCriticAgent::GradientStep computes it
+    const at::Tensor norm = block->flat_grad().norm();
+    block->flat_grad().mul_((norm + 1e-6).reciprocal_().mul_(max_grad_norm_).clamp_max_(1.0));
+  }
+  adam->Step(block->flat_grad());
+}
+
+absl::StatusOr<DirectSacUpdate::Result> DirectSacUpdate::Run(
+    const DeviceBatch& batch, const at::Tensor& noise_in, double alpha,
+    models::ParameterBlock* actor, FlatAdam* actor_adam, models::ParameterBlock* critic,
+    FlatAdam* critic_adam, const models::ParameterBlock& critic_target) {
+  DeviceBatch b = batch;
+  for (at::Tensor* t : {&b.obs, &b.action, &b.reward, &b.next_obs, &b.discount, &b.weight}) {
+    if (t->defined()) *t = t->contiguous();
+  }
+  const at::Tensor noise = noise_in.contiguous();
+  const int64_t rows = b.size;
+  const int shards = static_cast<int>(
+      std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), rows / kMinShardRows)));
+  while (static_cast<int>(shards_.size()) < shards) shards_.push_back(prototype_);
+  const auto begin = [&](int64_t s) { return rows * s / shards; };
+  const auto grad_of = [&](int s, std::vector<float> Shard::*own,
+                           models::ParameterBlock* block) -> float* {
+    if (s == 0) return block->flat_grad().data_ptr<float>();
+    std::vector<float>& buffer = shards_[s].*own;
+    buffer.assign(static_cast<size_t>(block->numel()), 0.0f);
+    return buffer.data();
+  };
+  const auto run = [&](const auto& phase) {
+    if (shards == 1) {
+      shards_[0].ok = phase(0);
+    } else {
+      // one shard per thread; inside at::parallel_for oneDNN's products run single-threaded
+      at::parallel_for(0, shards, 1, [&](int64_t s0, int64_t s1) {
+        for (int64_t s = s0; s < s1; ++s) shards_[s].ok = phase(static_cast<int>(s));
+      });
+    }
+    for (int s = 0; s < shards; ++s) {
+      if (!shards_[s].ok) return false;
+    }
+    return true;
+  };
+  const float* noise_data = noise.data_ptr<float>();
+  const absl::Status failed = absl::InternalError("SAC update: oneDNN sgemm failed");
+
+  // the critics' gradient, one row range per thread, then their step
+  std::vector<float*> critic_grads(shards);
+  for (int s = 0; s < shards; ++s) critic_grads[s] = grad_of(s, &Shard::critic_grad, critic);
+  const float* critic_params = critic->flat().data_ptr<float>();
+  if (!run([&](int s) {
+        return CriticPhase(shards_[s], b, noise_data, begin(s), begin(s + 1) - begin(s), alpha,
+                           actor->flat().data_ptr<float>(), critic_params,
+                           critic_target.flat().data_ptr<float>(), critic_grads[s]);
+      })) {
+    return failed;
+  }
+  Step(shards, &Shard::critic_grad, critic, critic_adam);
+
+  // the actor's gradient through the updated critics, then its step
+  std::vector<float*> actor_grads(shards);
+  for (int s = 0; s < shards; ++s) actor_grads[s] = grad_of(s, &Shard::actor_grad, actor);
+  if (!run([&](int s) {
+        return ActorPhase(shards_[s], b, noise_data, begin(s), begin(s + 1) - begin(s), alpha,
+                          actor->flat().data_ptr<float>(), critic_params, actor_grads[s]);
+      })) {
+    return failed;
+  }
+  Step(shards, &Shard::actor_grad, actor, actor_adam);
+
+  Result r;
+  r.td_error_abs.reserve(static_cast<size_t>(rows));
+  double critic_sum = 0, actor_sum = 0, q_sum = 0, log_prob_sum = 0;
+  for (int s = 0; s < shards; ++s) {
+    const Shard& sh = shards_[s];
+    critic_sum += sh.critic_loss;
+    actor_sum += sh.actor_loss;
+    q_sum += sh.q_sum;
+    log_prob_sum += sh.log_prob_sum;
+    const int64_t n = begin(s + 1) - begin(s);
+    r.td_error_abs.insert(r.td_error_abs.end(), sh.td_error_abs.begin(),
+                          sh.td_error_abs.begin() + n);
+  }
+  r.critic_loss = 0.5 * critic_sum / static_cast<double>(rows);
+  r.actor_loss = actor_sum / static_cast<double>(rows);
+  r.q_mean = q_sum / static_cast<double>(rows * members_);
+  r.mean_log_prob = log_prob_sum / static_cast<double>(rows);
+  return r;
+}
+
+}  // namespace prl::learner::internal

@@ -1,0 +1,86 @@
+// SAC's critic and actor steps on the CPU without autograd: the networks' forward and backward
+// passes through models/dense_mlp.h (oneDNN products, fused epilogues, buffers kept from update
+// to update), the squashed-Gaussian sample through models/cpu_kernels.h, and the batch split into
+// one row range per intra-op thread, each computing its rows' part of the gradients on its own
+// core (summed in range order before each Adam step). The same arithmetic as
+// RegularizedSacAgent::DoUpdate with R = log π (sac_agent.cc), which stays the reference
+// (agent_test compares the two); used by flat SAC on the CPU when its networks are ReLU MLPs
+// without LayerNorm and oneDNN's sgemm is available (AgentOptions::direct_cpu_update).
+#ifndef PRL_LEARNER_DIRECT_SAC_H_
+#define PRL_LEARNER_DIRECT_SAC_H_
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "ATen/core/Tensor.h"
+#include "absl/status/statusor.h"
+#include "learner/agent_internal.h"
+#include "learner/flat_adam.h"
+#include "models/dense_mlp.h"
+#include "models/networks.h"
+
+namespace prl::learner::internal {
+
+class DirectSacUpdate {
+ public:
+  // The update for these networks (the critic and its target: the same ensemble shape), or null
+  // when the direct path does not apply: not the CPU, no oneDNN sgemm, a trunk other than
+  // Linear + ReLU, a deterministic policy head.
+  static std::unique_ptr<DirectSacUpdate> Create(const models::PolicyNetwork& actor,
+                                                 const models::QEnsemble& critic,
+                                                 const models::QEnsemble& critic_target,
+                                                 const AgentConfig& config);
+
+  struct Result {
+    double critic_loss = 0, actor_loss = 0, q_mean = 0;
+    double mean_log_prob = 0;         // mean log π(z|s) of the actor's sample (before its step)
+    std::vector<float> td_error_abs;  // per row: mean over the critics of |Q_k − y|
+  };
+  // With temperature `alpha` and noise [2, B, A] (draw 0: the sample at s; draw 1: at s'):
+  // y = r·reward_scale + γ·discount·(min_k Q'_k(s', z') − α·log π(z'|s')); the critics' step on
+  // ½·Σ_k mean(w·(Q_k − y)²); then through the updated critics, the actor's step on
+  // mean(α·log π(z|s) − min_k Q_k(s, z)). Each step clips the gradient to max_grad_norm when set
+  // and steps its Adam. The temperature and target networks are the caller's. INTERNAL when a
+  // product fails (the networks may then be partly updated).
+  absl::StatusOr<Result> Run(const DeviceBatch& batch, const at::Tensor& noise, double alpha,
+                             models::ParameterBlock* actor, FlatAdam* actor_adam,
+                             models::ParameterBlock* critic, FlatAdam* critic_adam,
+                             const models::ParameterBlock& critic_target);
+
+ private:
+  // One row range's networks and buffers.
+  struct Shard {
+    models::dense::DenseMlp actor, actor_next;
+    std::vector<models::dense::DenseMlp> critic, critic_pi, target;
+    std::vector<float> mean, log_std, log_std_raw, action, log_prob;  // the sample at s
+    std::vector<float> next_mean, next_log_std, next_action, next_log_prob;
+    std::vector<float> x, x_next, x_pi;  // critic inputs [n, O + A]
+    std::vector<float> y, g_q, g_x, g_action, g_mean, g_log_std, g_head;
+    std::vector<float> critic_grad, actor_grad;  // shards >= 1: their own gradient buffers
+    std::vector<float> td_error_abs;
+    double critic_loss = 0, actor_loss = 0, q_sum = 0, log_prob_sum = 0;
+    bool ok = true;
+  };
+
+  DirectSacUpdate(Shard prototype, const AgentConfig& config);
+  // The phases of Run for rows [begin, begin + n) on shard `s`.
+  bool CriticPhase(Shard& s, const DeviceBatch& b, const float* noise, int64_t begin, int64_t n,
+                   double alpha, const float* actor, const float* critic, const float* target,
+                   float* critic_grad);
+  bool ActorPhase(Shard& s, const DeviceBatch& b, const float* noise, int64_t begin, int64_t n,
+                  double alpha, const float* actor, const float* critic, float* actor_grad);
+  // Sums shard gradients into `block`'s flat gradient, clips, steps `adam`.
+  void Step(int shards, std::vector<float> Shard::*grad, models::ParameterBlock* block,
+            FlatAdam* adam);
+
+  Shard prototype_;
+  std::vector<Shard> shards_;
+  int64_t obs_dim_, act_dim_;
+  int members_;
+  double discount_, reward_scale_, max_grad_norm_;
+};
+
+}  // namespace prl::learner::internal
+
+#endif  // PRL_LEARNER_DIRECT_SAC_H_
