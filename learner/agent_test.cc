@@ -689,57 +689,93 @@ TEST(GemmTest, OneDnnAndAtenAgentsAgree) {
 // The direct CPU update (learner/direct_sac.h) and the autograd one from the same weights, batches
 // and noise: the same statistics and the same trained networks up to float rounding, on one and
 // two threads (one and two row ranges), with and without importance weights and clipping.
+// The largest difference of two blocks' flat gradients relative to the second's largest entry.
+double GradientGap(const models::ParameterBlock& a, const models::ParameterBlock& b) {
+  return (a.flat_grad() - b.flat_grad()).abs().max().item<double>() /
+         std::max(1e-12, b.flat_grad().abs().max().item<double>());
+}
+
+// PARROT's SAC over a flow's latent goes the same way: z = b·tanh(u / s), scaled or not, with the
+// entropy or the KL to N(0, I) as the regulariser.
+enum class Variant { kSac, kParrotScaledKl, kParrotUnscaled };
+
 TEST(DirectSacTest, MatchesTheAutogradUpdate) {
-  for (int threads : {1, 2}) {
-    for (bool weighted_and_clipped : {false, true}) {
-      SCOPED_TRACE(::testing::Message()
-                   << threads << " threads, weighted and clipped " << weighted_and_clipped);
-      AgentOptions options = Options(false, 5, 3, {64, 64});
-      options.num_threads = threads;
-      if (weighted_and_clipped) options.algorithm.set_max_grad_norm(0.5);
-      auto direct = MustCreate(options);
-      options.direct_cpu_update = false;
-      auto reference = MustCreate(options);
-      ASSERT_TRUE(direct != nullptr && reference != nullptr);
-      at::Generator gen = at::detail::createCPUGenerator(99);
-      for (int step = 0; step < 5; ++step) {
-        TransitionBatch b = RandomBatch(256, 5, 3, 10 + step);
-        if (weighted_and_clipped) b.weight = at::rand({256}, gen, at::kFloat) + 0.5;
-        const at::Tensor noise = at::randn({2, 256, 3}, gen, at::kFloat);
-        auto x = Internals(*direct).UpdateWithNoise(b, noise);
-        auto y = Internals(*reference).UpdateWithNoise(b, noise);
-        ASSERT_TRUE(x.ok()) << x.status();
-        ASSERT_TRUE(y.ok()) << y.status();
-        const auto near = [](double a, double b) {
-          return std::abs(a - b) <= 1e-4 * std::max(1.0, std::abs(b));
-        };
-        EXPECT_PRED2(near, x->critic_loss, y->critic_loss) << "step " << step;
-        EXPECT_PRED2(near, x->actor_loss, y->actor_loss) << "step " << step;
-        EXPECT_PRED2(near, x->alpha, y->alpha) << "step " << step;
-        EXPECT_PRED2(near, x->alpha_loss, y->alpha_loss) << "step " << step;
-        EXPECT_PRED2(near, x->q_mean, y->q_mean) << "step " << step;
-        EXPECT_PRED2(near, x->entropy, y->entropy) << "step " << step;
-        EXPECT_EQ(x->actor_updated, y->actor_updated);
-        ASSERT_EQ(x->td_error_abs.size(), y->td_error_abs.size());
-        for (size_t i = 0; i < y->td_error_abs.size(); ++i) {
-          EXPECT_PRED2(near, x->td_error_abs[i], y->td_error_abs[i]) << "row " << i;
+  for (Variant variant : {Variant::kSac, Variant::kParrotScaledKl, Variant::kParrotUnscaled}) {
+    for (int threads : {1, 2}) {
+      for (bool weighted_and_clipped : {false, true}) {
+        SCOPED_TRACE(::testing::Message()
+                     << "variant " << static_cast<int>(variant) << ", " << threads
+                     << " threads, weighted and clipped " << weighted_and_clipped);
+        AgentOptions options = Options(false, 5, 3, {64, 64});
+        if (variant != Variant::kSac) {
+          v1::ParrotConfig* parrot = options.algorithm.mutable_parrot();
+          parrot->set_latent_bound(3.0);
+          parrot->set_random_policy_init(true);  // a zero head would leave nothing to compare
+          if (variant == Variant::kParrotScaledKl) {
+            parrot->set_latent_squash(v1::ParrotConfig::LATENT_SQUASH_SCALED);
+            parrot->set_regularizer(v1::ParrotConfig::REGULARIZER_KL_TO_BASE);
+          } else {
+            parrot->set_latent_squash(v1::ParrotConfig::LATENT_SQUASH_UNSCALED);
+          }
         }
+        options.num_threads = threads;
+        if (weighted_and_clipped) options.algorithm.set_max_grad_norm(0.5);
+        auto direct = MustCreate(options);
+        options.direct_cpu_update = false;
+        auto reference = MustCreate(options);
+        ASSERT_TRUE(direct != nullptr && reference != nullptr);
+        at::Generator gen = at::detail::createCPUGenerator(99);
+        for (int step = 0; step < 5; ++step) {
+          TransitionBatch b = RandomBatch(256, 5, 3, 10 + step);
+          if (weighted_and_clipped) b.weight = at::rand({256}, gen, at::kFloat) + 0.5;
+          const at::Tensor noise = at::randn({2, 256, 3}, gen, at::kFloat);
+          auto x = Internals(*direct).UpdateWithNoise(b, noise);
+          auto y = Internals(*reference).UpdateWithNoise(b, noise);
+          ASSERT_TRUE(x.ok()) << x.status();
+          ASSERT_TRUE(y.ok()) << y.status();
+          const auto near = [](double a, double b) {
+            return std::abs(a - b) <= 1e-4 * std::max(1.0, std::abs(b));
+          };
+          EXPECT_PRED2(near, x->critic_loss, y->critic_loss) << "step " << step;
+          EXPECT_PRED2(near, x->actor_loss, y->actor_loss) << "step " << step;
+          EXPECT_PRED2(near, x->alpha, y->alpha) << "step " << step;
+          EXPECT_PRED2(near, x->alpha_loss, y->alpha_loss) << "step " << step;
+          EXPECT_PRED2(near, x->q_mean, y->q_mean) << "step " << step;
+          EXPECT_PRED2(near, x->entropy, y->entropy) << "step " << step;
+          EXPECT_EQ(x->actor_updated, y->actor_updated);
+          ASSERT_EQ(x->td_error_abs.size(), y->td_error_abs.size());
+          size_t mismatched = 0;
+          for (size_t i = 0; i < y->td_error_abs.size(); ++i) {
+            mismatched += near(x->td_error_abs[i], y->td_error_abs[i]) ? 0 : 1;
+          }
+          EXPECT_EQ(mismatched, 0u) << "rows whose TD errors differ, step " << step;
+          // the gradients each Adam step took (left in the blocks' flat gradients), which
+          // Adam's scale invariance would hide in the weights
+          EXPECT_LT(GradientGap(Internals(*direct).critic().params(),
+                                Internals(*reference).critic().params()),
+                    1e-4)
+              << "step " << step;
+          EXPECT_LT(GradientGap(Internals(*direct).actor().params(),
+                                Internals(*reference).actor().params()),
+                    1e-4)
+              << "step " << step;
+        }
+        // the networks agree (Adam's steps are ±lr-sized wherever a gradient is not tiny, so a
+        // wrong gradient anywhere shows as a difference of the order of lr = 3e-4)
+        const auto max_diff = [](const models::ParameterBlock& a, const models::ParameterBlock& b) {
+          return (a.flat() - b.flat()).abs().max().item<double>();
+        };
+        EXPECT_LT(
+            max_diff(Internals(*direct).actor().params(), Internals(*reference).actor().params()),
+            2e-5);
+        EXPECT_LT(
+            max_diff(Internals(*direct).critic().params(), Internals(*reference).critic().params()),
+            2e-5);
+        EXPECT_LT(max_diff(Internals(*direct).critic_target().params(),
+                           Internals(*reference).critic_target().params()),
+                  2e-5);
+        EXPECT_EQ(direct->updates(), 5);
       }
-      // the networks agree (Adam's steps are ±lr-sized wherever a gradient is not tiny, so a
-      // wrong gradient anywhere shows as a difference of the order of lr = 3e-4)
-      const auto max_diff = [](const models::ParameterBlock& a, const models::ParameterBlock& b) {
-        return (a.flat() - b.flat()).abs().max().item<double>();
-      };
-      EXPECT_LT(
-          max_diff(Internals(*direct).actor().params(), Internals(*reference).actor().params()),
-          2e-5);
-      EXPECT_LT(
-          max_diff(Internals(*direct).critic().params(), Internals(*reference).critic().params()),
-          2e-5);
-      EXPECT_LT(max_diff(Internals(*direct).critic_target().params(),
-                         Internals(*reference).critic_target().params()),
-                2e-5);
-      EXPECT_EQ(direct->updates(), 5);
     }
   }
 }

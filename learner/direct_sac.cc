@@ -35,20 +35,6 @@ void Concat(const float* a, int64_t da, const float* b, int64_t db, int64_t n, f
   }
 }
 
-// The policy head's [n, 2A] output split into the mean and the clamped log σ (and the raw one,
-// whose range decides where the clamp passes the gradient).
-void SplitHead(const float* head, int64_t n, int64_t a, float* mean, float* log_std,
-               float* log_std_raw) {
-  for (int64_t i = 0; i < n; ++i) {
-    for (int64_t j = 0; j < a; ++j) {
-      mean[i * a + j] = head[i * 2 * a + j];
-      const float raw = head[i * 2 * a + a + j];
-      if (log_std_raw != nullptr) log_std_raw[i * a + j] = raw;
-      log_std[i * a + j] = models::dense::Clamp(raw, kMinLogStd, kMaxLogStd);
-    }
-  }
-}
-
 const float* Data(const at::Tensor& t) { return t.defined() ? t.data_ptr<float>() : nullptr; }
 
 }  // namespace
@@ -56,7 +42,8 @@ const float* Data(const at::Tensor& t) { return t.defined() ? t.data_ptr<float>(
 std::unique_ptr<DirectSacUpdate> DirectSacUpdate::Create(const models::PolicyNetwork& actor,
                                                          const models::QEnsemble& critic,
                                                          const models::QEnsemble& critic_target,
-                                                         const AgentConfig& config) {
+                                                         const AgentConfig& config,
+                                                         const Output& output) {
   if (!config.device.is_cpu() || config.gemm != models::GemmBackend::kOneDnn ||
       !models::FastSgemmAvailable() ||
       actor.head() != models::PolicyNetwork::Head::kSquashedGaussian ||
@@ -74,17 +61,51 @@ std::unique_ptr<DirectSacUpdate> DirectSacUpdate::Create(const models::PolicyNet
     target.push_back(*std::move(target_member));
   }
   Shard prototype{*a, *a, q, q, std::move(target)};
-  return std::unique_ptr<DirectSacUpdate>(new DirectSacUpdate(std::move(prototype), config));
+  return std::unique_ptr<DirectSacUpdate>(
+      new DirectSacUpdate(std::move(prototype), config, output));
 }
 
-DirectSacUpdate::DirectSacUpdate(Shard prototype, const AgentConfig& config)
+DirectSacUpdate::DirectSacUpdate(Shard prototype, const AgentConfig& config, const Output& output)
     : prototype_(std::move(prototype)),
       obs_dim_(config.obs_dim),
       act_dim_(config.act_dim),
       members_(static_cast<int>(prototype_.critic.size())),
       discount_(config.algorithm.discount()),
       reward_scale_(config.algorithm.reward_scale()),
-      max_grad_norm_(config.algorithm.max_grad_norm()) {}
+      max_grad_norm_(config.algorithm.max_grad_norm()),
+      output_(output),
+      log_scale_(static_cast<float>(std::log(output.scale))),
+      r_constant_(static_cast<float>(
+          -std::log(output.bound) * static_cast<double>(config.act_dim) +
+          (output.kl_to_base ? 0.5 * std::log(2.0 * M_PI) * static_cast<double>(config.act_dim)
+                             : 0.0))) {}
+
+void DirectSacUpdate::Sample(const float* head, const float* eps, int64_t n, float* mean,
+                             float* log_std, float* log_std_raw, float* action,
+                             float* regularizer) const {
+  const int64_t a = act_dim_;
+  const float inv_scale = static_cast<float>(1.0 / output_.scale);
+  const bool scaled = output_.scale != 1.0;
+  for (int64_t i = 0; i < n; ++i) {
+    for (int64_t j = 0; j < a; ++j) {
+      const float raw = head[i * 2 * a + a + j];
+      if (log_std_raw != nullptr) log_std_raw[i * a + j] = raw;
+      // the head's clamp, then the scale (RegularizedSacAgent::Scaled)
+      const float clamped = models::dense::Clamp(raw, kMinLogStd, kMaxLogStd);
+      mean[i * a + j] = scaled ? head[i * 2 * a + j] * inv_scale : head[i * 2 * a + j];
+      log_std[i * a + j] = scaled ? clamped - log_scale_ : clamped;
+    }
+  }
+  models::kernels::SquashedGaussianForward(mean, log_std, eps, action, regularizer, n, a);
+  const float b = static_cast<float>(output_.bound);
+  for (int64_t i = 0; i < n; ++i) {
+    float r = regularizer[i] + r_constant_;
+    if (output_.kl_to_base) {
+      for (int64_t j = 0; j < a; ++j) r += action[i * a + j] * b * action[i * a + j] * b * 0.5f;
+    }
+    regularizer[i] = r;
+  }
+}
 
 bool DirectSacUpdate::CriticPhase(Shard& s, const DeviceBatch& b, const float* noise, int64_t begin,
                                   int64_t n, double alpha, const float* actor, const float* critic,
@@ -99,24 +120,23 @@ bool DirectSacUpdate::CriticPhase(Shard& s, const DeviceBatch& b, const float* n
   const float* eps = noise + begin * a;
   const float* next_eps = noise + rows * a + begin * a;
 
-  // the policy's sample at s (kept for the actor phase) and at s'
+  // the policy's sample at s (kept for the actor phase) and at s', with R
   if (!s.actor.Forward(actor, obs, o, n)) return false;
-  SplitHead(s.actor.head(0), n, a, Sized(&s.mean, n * a), Sized(&s.log_std, n * a),
-            Sized(&s.log_std_raw, n * a));
-  models::kernels::SquashedGaussianForward(s.mean.data(), s.log_std.data(), eps,
-                                           Sized(&s.action, n * a), Sized(&s.log_prob, n), n, a);
+  Sample(s.actor.head(0), eps, n, Sized(&s.mean, n * a), Sized(&s.log_std, n * a),
+         Sized(&s.log_std_raw, n * a), Sized(&s.action, n * a), Sized(&s.log_prob, n));
   if (!s.actor_next.Forward(actor, next_obs, o, n)) return false;
-  SplitHead(s.actor_next.head(0), n, a, Sized(&s.next_mean, n * a), Sized(&s.next_log_std, n * a),
-            nullptr);
-  models::kernels::SquashedGaussianForward(s.next_mean.data(), s.next_log_std.data(), next_eps,
-                                           Sized(&s.next_action, n * a), Sized(&s.next_log_prob, n),
-                                           n, a);
-  s.log_prob_sum = 0;
-  for (int64_t i = 0; i < n; ++i) s.log_prob_sum += s.log_prob[i];
+  Sample(s.actor_next.head(0), next_eps, n, Sized(&s.next_mean, n * a),
+         Sized(&s.next_log_std, n * a), nullptr, Sized(&s.next_action, n * a),
+         Sized(&s.next_log_prob, n));
+  s.regularizer_sum = 0;
+  for (int64_t i = 0; i < n; ++i) s.regularizer_sum += s.log_prob[i];
+  const float bound = static_cast<float>(output_.bound);
+  float* z = Sized(&s.z, n * a);
+  for (int64_t i = 0; i < n * a; ++i) z[i] = s.next_action[i] * bound;
 
-  // y = r·scale + γ·d·(min_k Q'_k(s', z') − α·log π(z'|s'))
+  // y = r·scale + γ·d·(min_k Q'_k(s', z') − α·R(s'))
   float* x_next = Sized(&s.x_next, n * in);
-  Concat(next_obs, o, s.next_action.data(), a, n, x_next);
+  Concat(next_obs, o, z, a, n, x_next);
   float* y = Sized(&s.y, n);
   for (int k = 0; k < members_; ++k) {
     if (!s.target[k].Forward(target, x_next, in, n)) return false;
@@ -164,8 +184,11 @@ bool DirectSacUpdate::ActorPhase(Shard& s, const DeviceBatch& b, const float* no
   const float* obs = Data(b.obs) + begin * o;
   const float* eps = noise + begin * a;
   // min_k Q_k(s, z) through the updated critics (no gradient for their parameters)
+  const float bound = static_cast<float>(output_.bound);
+  float* z = Sized(&s.z, n * a);
+  for (int64_t i = 0; i < n * a; ++i) z[i] = s.action[i] * bound;
   float* x = Sized(&s.x_pi, n * in);
-  Concat(obs, o, s.action.data(), a, n, x);
+  Concat(obs, o, z, a, n, x);
   for (int k = 0; k < members_; ++k) {
     if (!s.critic_pi[k].Forward(critic, x, in, n)) return false;
   }
@@ -184,7 +207,8 @@ bool DirectSacUpdate::ActorPhase(Shard& s, const DeviceBatch& b, const float* no
     }
     s.actor_loss += alpha * s.log_prob[i] - low;
   }
-  // the gradient at z: the critics' input gradients' action columns, summed over the critics
+  // the gradient at tanh(u/s): the critics' input gradients' action columns summed over the
+  // critics, times b (z = b·tanh), plus with the KL to the base α/B·∂(‖z‖²/2) = α/B·b·z
   float* g_x = Sized(&s.g_x, n * in);
   float* g_action = Sized(&s.g_action, n * a);
   std::fill_n(g_action, n * a, 0.0f);
@@ -194,17 +218,25 @@ bool DirectSacUpdate::ActorPhase(Shard& s, const DeviceBatch& b, const float* no
       for (int64_t j = 0; j < a; ++j) g_action[i * a + j] += g_x[i * in + o + j];
     }
   }
-  // through the sample (α·log π's gradient α/B per row) to the head's mean and clamped log σ
+  const float alpha_per_row = static_cast<float>(alpha) * inv_rows;
+  for (int64_t i = 0; i < n * a; ++i) {
+    g_action[i] *= bound;
+    if (output_.kl_to_base) g_action[i] += alpha_per_row * bound * z[i];
+  }
+  // through the sample (α·log π's gradient α/B per row) to the Gaussian of u / s, then to the
+  // head's mean and clamped log σ
   float* g_log_prob = Sized(&s.y, n);
-  std::fill_n(g_log_prob, n, static_cast<float>(alpha) * inv_rows);
+  std::fill_n(g_log_prob, n, alpha_per_row);
   float* g_mean = Sized(&s.g_mean, n * a);
   float* g_log_std = Sized(&s.g_log_std, n * a);
   models::kernels::SquashedGaussianBackward(g_action, g_log_prob, s.log_std.data(), eps,
                                             s.action.data(), g_mean, g_log_std, n, a);
+  const float inv_scale = static_cast<float>(1.0 / output_.scale);
+  const bool scaled = output_.scale != 1.0;
   float* g_head = Sized(&s.g_head, n * 2 * a);
   for (int64_t i = 0; i < n; ++i) {
     for (int64_t j = 0; j < a; ++j) {
-      g_head[i * 2 * a + j] = g_mean[i * a + j];
+      g_head[i * 2 * a + j] = scaled ? g_mean[i * a + j] * inv_scale : g_mean[i * a + j];
       const bool passes =
           models::dense::ClampPasses(s.log_std_raw[i * a + j], kMinLogStd, kMaxLogStd);
       g_head[i * 2 * a + a + j] = passes ? g_log_std[i * a + j] : 0.0f;
@@ -294,13 +326,13 @@ absl::StatusOr<DirectSacUpdate::Result> DirectSacUpdate::Run(
 
   Result r;
   r.td_error_abs.reserve(static_cast<size_t>(rows));
-  double critic_sum = 0, actor_sum = 0, q_sum = 0, log_prob_sum = 0;
+  double critic_sum = 0, actor_sum = 0, q_sum = 0, regularizer_sum = 0;
   for (int s = 0; s < shards; ++s) {
     const Shard& sh = shards_[s];
     critic_sum += sh.critic_loss;
     actor_sum += sh.actor_loss;
     q_sum += sh.q_sum;
-    log_prob_sum += sh.log_prob_sum;
+    regularizer_sum += sh.regularizer_sum;
     const int64_t n = begin(s + 1) - begin(s);
     r.td_error_abs.insert(r.td_error_abs.end(), sh.td_error_abs.begin(),
                           sh.td_error_abs.begin() + n);
@@ -308,7 +340,7 @@ absl::StatusOr<DirectSacUpdate::Result> DirectSacUpdate::Run(
   r.critic_loss = 0.5 * critic_sum / static_cast<double>(rows);
   r.actor_loss = actor_sum / static_cast<double>(rows);
   r.q_mean = q_sum / static_cast<double>(rows * members_);
-  r.mean_log_prob = log_prob_sum / static_cast<double>(rows);
+  r.mean_regularizer = regularizer_sum / static_cast<double>(rows);
   return r;
 }
 

@@ -24,23 +24,31 @@ namespace prl::learner::internal {
 
 class DirectSacUpdate {
  public:
+  // The policy's output and regulariser, as SacAgent defines them: z = b·tanh(u / s) with
+  // u ~ N(μ, σ) from the network, and R = log π(z|s) = log π(tanh(u/s)) − A·log b, plus
+  // ‖z‖²/2 + A·½·log 2π with the KL to N(0, I) (PARROT's REGULARIZER_KL_TO_BASE).
+  struct Output {
+    double bound = 1.0;  // b
+    double scale = 1.0;  // s
+    bool kl_to_base = false;
+  };
   // The update for these networks (the critic and its target: the same ensemble shape), or null
   // when the direct path does not apply: not the CPU, no oneDNN sgemm, a trunk other than
   // Linear + ReLU, a deterministic policy head.
   static std::unique_ptr<DirectSacUpdate> Create(const models::PolicyNetwork& actor,
                                                  const models::QEnsemble& critic,
                                                  const models::QEnsemble& critic_target,
-                                                 const AgentConfig& config);
+                                                 const AgentConfig& config, const Output& output);
 
   struct Result {
     double critic_loss = 0, actor_loss = 0, q_mean = 0;
-    double mean_log_prob = 0;         // mean log π(z|s) of the actor's sample (before its step)
+    double mean_regularizer = 0;      // mean R(s) of the actor's sample (before its step)
     std::vector<float> td_error_abs;  // per row: mean over the critics of |Q_k − y|
   };
   // With temperature `alpha` and noise [2, B, A] (draw 0: the sample at s; draw 1: at s'):
-  // y = r·reward_scale + γ·discount·(min_k Q'_k(s', z') − α·log π(z'|s')); the critics' step on
+  // y = r·reward_scale + γ·discount·(min_k Q'_k(s', z') − α·R(s')); the critics' step on
   // ½·Σ_k mean(w·(Q_k − y)²); then through the updated critics, the actor's step on
-  // mean(α·log π(z|s) − min_k Q_k(s, z)). Each step clips the gradient to max_grad_norm when set
+  // mean(α·R(s) − min_k Q_k(s, z)). Each step clips the gradient to max_grad_norm when set
   // and steps its Adam. The temperature and target networks are the caller's. INTERNAL when a
   // product fails (the networks may then be partly updated).
   absl::StatusOr<Result> Run(const DeviceBatch& batch, const at::Tensor& noise, double alpha,
@@ -53,17 +61,22 @@ class DirectSacUpdate {
   struct Shard {
     models::dense::DenseMlp actor, actor_next;
     std::vector<models::dense::DenseMlp> critic, critic_pi, target;
-    std::vector<float> mean, log_std, log_std_raw, action, log_prob;  // the sample at s
+    std::vector<float> mean, log_std, log_std_raw, action, log_prob;  // the sample at s; R
     std::vector<float> next_mean, next_log_std, next_action, next_log_prob;
+    std::vector<float> z;                // b·action, the critics' input
     std::vector<float> x, x_next, x_pi;  // critic inputs [n, O + A]
     std::vector<float> y, g_q, g_x, g_action, g_mean, g_log_std, g_head;
     std::vector<float> critic_grad, actor_grad;  // shards >= 1: their own gradient buffers
     std::vector<float> td_error_abs;
-    double critic_loss = 0, actor_loss = 0, q_sum = 0, log_prob_sum = 0;
+    double critic_loss = 0, actor_loss = 0, q_sum = 0, regularizer_sum = 0;
     bool ok = true;
   };
 
-  DirectSacUpdate(Shard prototype, const AgentConfig& config);
+  DirectSacUpdate(Shard prototype, const AgentConfig& config, const Output& output);
+  // The policy's Gaussian of u / s from the head's [n, 2A] output, its sample z / b = tanh(u / s)
+  // with noise `eps`, and R per row.
+  void Sample(const float* head, const float* eps, int64_t n, float* mean, float* log_std,
+              float* log_std_raw, float* action, float* regularizer) const;
   // The phases of Run for rows [begin, begin + n) on shard `s`.
   bool CriticPhase(Shard& s, const DeviceBatch& b, const float* noise, int64_t begin, int64_t n,
                    double alpha, const float* actor, const float* critic, const float* target,
@@ -79,6 +92,9 @@ class DirectSacUpdate {
   int64_t obs_dim_, act_dim_;
   int members_;
   double discount_, reward_scale_, max_grad_norm_;
+  Output output_;
+  float log_scale_;   // log s
+  float r_constant_;  // −A·log b (+ A·½·log 2π with the KL to the base)
 };
 
 }  // namespace prl::learner::internal

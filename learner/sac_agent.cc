@@ -147,9 +147,10 @@ class SacAgent final : public RegularizedSacAgent {
                             : SacOf(config).target_entropy()),
         log_bound_(std::log(bound()) * static_cast<double>(config.act_dim)),
         log_base_normalizer_(0.5 * std::log(2.0 * M_PI) * static_cast<double>(config.act_dim)) {
-    // flat SAC on the CPU: the update without autograd where it applies (learner/direct_sac.h)
-    if (!config.algorithm.has_parrot() && config.direct_cpu_update) {
-      direct_ = DirectSacUpdate::Create(*actor_, *critic_, *critic_target_, config);
+    // on the CPU: the update without autograd where it applies (learner/direct_sac.h)
+    if (config.direct_cpu_update) {
+      direct_ = DirectSacUpdate::Create(*actor_, *critic_, *critic_target_, config,
+                                        {bound(), scale(), kl_to_base_});
     }
     // PARROT: π(z|s) starts as the flow's base N(0, I) (before the squashing): the head's
     // weights and biases are zero, so the mean is 0 and log σ is 0 everywhere
@@ -198,7 +199,7 @@ class SacAgent final : public RegularizedSacAgent {
     if (!r.ok()) throw std::runtime_error(std::string(r.status().message()));
     if (!fixed_alpha()) {
       stats->alpha_loss =
-          TemperatureStep(alpha, at::scalar_tensor(r->mean_log_prob, at::kFloat)).item<double>();
+          TemperatureStep(alpha, at::scalar_tensor(r->mean_regularizer, at::kFloat)).item<double>();
     }
     ++updates_;
     if (updates_ % config_.algorithm.target_update_period() == 0) {
@@ -208,7 +209,8 @@ class SacAgent final : public RegularizedSacAgent {
     stats->actor_loss = r->actor_loss;
     stats->alpha = alpha_value;
     stats->q_mean = r->q_mean;
-    stats->entropy = -r->mean_log_prob;  // flat SAC: R = log π
+    // as ReportedEntropy: −mean log π, or the divergence itself
+    stats->entropy = kl_to_base_ ? r->mean_regularizer : -r->mean_regularizer;
     stats->actor_updated = true;
     stats->td_error_abs = std::move(r->td_error_abs);
     return true;

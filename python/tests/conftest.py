@@ -27,7 +27,7 @@ SOURCE_DIR = os.environ.get("PRL_SOURCE_DIR") or CHECKOUT
 TOKEN = "python-client-test-token"
 
 # A SAC run that ends in seconds: short cheetah episodes, tiny networks, an evaluation round
-# every 400 env steps.
+# every 800 env steps.
 TINY_SAC = """
 name: "py-tiny-sac"
 kind: KIND_TRAIN
@@ -40,8 +40,8 @@ algorithm {
 }
 replay { capacity: 10000 min_size_to_sample: 200 samples_per_insert: 8 }
 resources { num_actors: 1 envs_per_actor: 2 }
-stop { max_env_steps: 2000 }
-evaluation { every_env_steps: 400 episodes: 1 }
+stop { max_env_steps: 8000 }
+evaluation { every_env_steps: 800 episodes: 1 }
 """
 
 

@@ -32,7 +32,7 @@ def test_watch_follows_a_run_to_its_end(client, sac_experiment, capsys):
     last = snapshots[-1]
     assert last.state == prl.v1.EXPERIMENT_STATE_SUCCEEDED, (last.state, last.failure_reason)
     assert last.end_reason == "max_env_steps reached"
-    assert last.progress.env_steps >= 2000
+    assert last.progress.env_steps >= 8000
     assert any(s.state == prl.v1.EXPERIMENT_STATE_RUNNING for s in snapshots), \
         "no RUNNING snapshot: the watch did not follow the run"
     steps = [s.progress.env_steps for s in snapshots]
@@ -40,7 +40,7 @@ def test_watch_follows_a_run_to_its_end(client, sac_experiment, capsys):
     assert all(s.id == sac_experiment for s in snapshots)
     # the progress bar: state, steps against the limit, updates, policy version
     err = capsys.readouterr().err
-    assert "SUCCEEDED" in err and "/2000" in err and "updates" in err, err[-500:]
+    assert "SUCCEEDED" in err and "/8000" in err and "updates" in err, err[-500:]
     # watching an ended experiment gives its final snapshot and ends
     again = list(client.watch(sac_experiment))
     assert len(again) == 1 and again[0].state == prl.v1.EXPERIMENT_STATE_SUCCEEDED
@@ -51,7 +51,10 @@ def test_curve_is_a_dataframe_of_the_curve_points(client, sac_experiment):
     client.wait(sac_experiment)
     frame = client.curve(sac_experiment)
     assert list(frame.columns) == prl.curves.CURVE_COLUMNS
-    assert len(frame) >= 2, frame  # an evaluation round every 400 of 2000 env steps
+    # an evaluation round every 800 of 8000 env steps; a round reaches the actors a report and a
+    # heartbeat (about 2 s) after it is due, so a run that outpaces that skips some: 8000 steps
+    # last several seconds even on a fast machine
+    assert len(frame) >= 2, frame
     assert (frame["experiment"] == sac_experiment).all()
     assert (frame["name"] == "py-tiny-sac").all() and (frame["group"] == "py-tiny-sac").all()
     assert frame["env_steps"].dtype == np.int64 and frame["eval_return"].dtype == np.float64
