@@ -3,8 +3,9 @@
 # bench/mcat_transfer.sh); source it after setting ROOT:
 #   bench_cluster STATE_DIR ACTORS [CLUSTER_ENV]
 #       uses the running cluster CLUSTER_ENV (a cluster.env), or starts
-#       deploy/local/cluster.sh in STATE_DIR (stopped when the study exits); then sets
-#       PRL_LEARNER and the other addresses, and `prlctl` (an array) to reach the learner
+#       deploy/local/cluster.sh in STATE_DIR (stopped when the study exits; the learner's torch
+#       threads from PRL_LEARNER_THREADS, default 1); then sets PRL_LEARNER and the other
+#       addresses, and `prlctl` (an array) to reach the learner
 #   follow ID TIMEOUT
 #       prlctl watch ID to its end, again after a learner restart cut it short
 
@@ -15,7 +16,8 @@ bench_cluster() {
     # can run before the new cluster.sh has truncated its output)
     rm -f "${state_dir}/cluster.out" "${state_dir}/cluster.env"
     "${ROOT}/deploy/local/cluster.sh" --state_dir "${state_dir}" --actors "${actors}" \
-      --no_submit --base_port 0 --no_prometheus >"${state_dir}/cluster.out" 2>&1 &
+      --learner_threads "${PRL_LEARNER_THREADS:-1}" --no_submit --base_port 0 --no_prometheus \
+      >"${state_dir}/cluster.out" 2>&1 &
     bench_cluster_pid=$!
     trap 'kill -TERM ${bench_cluster_pid} 2>/dev/null; wait ${bench_cluster_pid} 2>/dev/null || true' EXIT
     for _ in $(seq 1 6000); do
