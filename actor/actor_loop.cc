@@ -466,6 +466,13 @@ absl::StatusOr<v1::ReportEpisodesResponse> ActorLoop::ReportEpisodes(
   } else if (response.ok() && response->generation() != request.generation()) {
     absl::MutexLock lock(&mu_);
     heartbeat_now_ = true;  // the learner moved on: ask for the new assignment now
+  } else if (response.ok()) {
+    // a round started since the last heartbeat reaches the runner now, not at the next one
+    absl::MutexLock lock(&mu_);
+    if (request.generation() == assignment_.generation() &&
+        response->evaluation().round() > evaluation_.round()) {
+      evaluation_ = response->evaluation();
+    }
   }
   return response;
 }

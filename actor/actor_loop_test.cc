@@ -245,6 +245,10 @@ class FakeLearner final : public v1::ActorService::Service {
     evaluation_.set_episodes(episodes);
     evaluation_.set_min_policy_version(min_policy_version);
   }
+  void SetHeartbeatInterval(absl::Duration interval) {
+    absl::MutexLock lock(&mu_);
+    heartbeat_interval_ = interval;
+  }
   void PublishPolicy(float bias) {
     absl::MutexLock lock(&mu_);
     policy_.set_experiment_id(kExperiment);
@@ -284,7 +288,9 @@ class FakeLearner final : public v1::ActorService::Service {
     known_.insert(id);
     response->set_actor_id(id);
     *response->mutable_assignment() = assignment_;
-    response->mutable_heartbeat_interval()->set_nanos(20'000'000);
+    response->mutable_heartbeat_interval()->set_seconds(absl::ToInt64Seconds(heartbeat_interval_));
+    response->mutable_heartbeat_interval()->set_nanos(
+        static_cast<int32_t>(absl::ToInt64Nanoseconds(heartbeat_interval_) % 1'000'000'000));
     return grpc::Status::OK;
   }
 
@@ -340,6 +346,7 @@ class FakeLearner final : public v1::ActorService::Service {
     }
     response->set_num_accepted(request->episodes_size());
     response->set_generation(assignment_.generation());
+    *response->mutable_evaluation() = evaluation_;
     return grpc::Status::OK;
   }
 
@@ -362,6 +369,7 @@ class FakeLearner final : public v1::ActorService::Service {
   absl::Mutex mu_;
   v1::Assignment assignment_ ABSL_GUARDED_BY(mu_);
   v1::EvaluationRequest evaluation_ ABSL_GUARDED_BY(mu_);
+  absl::Duration heartbeat_interval_ ABSL_GUARDED_BY(mu_) = absl::Milliseconds(20);
   v1::Policy policy_ ABSL_GUARDED_BY(mu_);
   std::set<std::string> known_ ABSL_GUARDED_BY(mu_);
   bool available_ ABSL_GUARDED_BY(mu_) = true;
@@ -719,6 +727,20 @@ TEST_F(ActorLoopTest, ASwitchOrAStopCancelsAnInsertTheRateLimiterHolds) {
   // far below the insert's deadline (a minute): the stop did not wait for it.
   EXPECT_LT(absl::Now() - stop, absl::Seconds(20));
   EXPECT_EQ(TableSize("held2"), 8);
+}
+
+TEST_F(ActorLoopTest, AnEvaluationRoundArrivesWithAReportWithoutWaitingForAHeartbeat) {
+  // after the join's heartbeat the next is an hour away: only a report can bring the round
+  learner_.SetHeartbeatInterval(absl::Hours(1));
+  learner_.SetAssignment(Train("t1"));
+  learner_.PublishPolicy(0.25f);
+  StartActor();
+  ASSERT_TRUE(learner_.Await([](const Seen& s) { return s.Count(IsTrain) >= 6; }));
+  const size_t heartbeats = learner_.seen().heartbeats.size();
+  learner_.SetEvaluation(/*round=*/1, /*episodes=*/2, /*min_policy_version=*/0);
+  const auto is_eval = [](const Seen::Episode& e) { return e.summary.is_eval(); };
+  ASSERT_TRUE(learner_.Await([&](const Seen& s) { return s.Count(is_eval) >= 2; }));
+  EXPECT_EQ(learner_.seen().heartbeats.size(), heartbeats);
 }
 
 TEST_F(ActorLoopTest, RunsEvaluationRoundsWithoutInserting) {

@@ -197,6 +197,7 @@ absl::StatusOr<v1::ReportEpisodesResponse> ActorRegistry::ReportEpisodes(
       actor.next_episode = std::max(actor.next_episode, request.first_sequence() + n);
     }
     response.set_num_accepted(static_cast<int32_t>(n - skip));
+    *response.mutable_evaluation() = actor.evaluation;
     if (actor.slot >= 0 && actor.slot < static_cast<int>(eval_done_.size())) {
       for (int64_t i = skip; i < n; ++i) {
         const v1::EpisodeSummary& e = request.episodes(static_cast<int>(i));

@@ -180,6 +180,26 @@ TEST_F(ActorRegistryTest, EvaluationEpisodesAreSplitOverTheJobsActors) {
   EXPECT_EQ(total, 5);
 }
 
+TEST_F(ActorRegistryTest, ReportsCarryTheEvaluationRequestToo) {
+  registry_->StartJob(Job(1));
+  v1::JoinResponse a = Join("a");
+  EXPECT_EQ(registry_->RequestEvaluation(2, 3, 4), 3);
+  v1::ReportEpisodesRequest report;
+  report.set_actor_id(a.actor_id());
+  report.set_experiment_id("exp-000001");
+  report.set_generation(a.assignment().generation());
+  auto r = registry_->ReportEpisodes(report);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->evaluation().round(), 2);
+  EXPECT_EQ(r->evaluation().episodes(), 3);
+  EXPECT_EQ(r->evaluation().min_policy_version(), 4);
+  // a report of an old generation gets no request
+  report.set_generation(a.assignment().generation() - 1);
+  r = registry_->ReportEpisodes(report);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->evaluation().round(), 0);
+}
+
 // Reports `n` evaluation episodes of `round` from `actor`, numbered from `first`.
 void ReportEval(ActorRegistry& registry, const v1::JoinResponse& actor, int64_t round, int n,
                 int64_t first) {
