@@ -22,10 +22,7 @@ constexpr int64_t kMinShardRows = 64;
 constexpr float kMinLogStd = static_cast<float>(models::kPolicyLogStdMin);
 constexpr float kMaxLogStd = static_cast<float>(models::kPolicyLogStdMax);
 
-float* Sized(std::vector<float>* v, int64_t n) {
-  if (static_cast<int64_t>(v->size()) < n) v->resize(static_cast<size_t>(n));
-  return v->data();
-}
+using models::dense::Grow;
 
 // [x_a | x_b] row by row into out [n, da + db].
 void Concat(const float* a, int64_t da, const float* b, int64_t db, int64_t n, float* out) {
@@ -122,22 +119,21 @@ bool DirectSacUpdate::CriticPhase(Shard& s, const DeviceBatch& b, const float* n
 
   // the policy's sample at s (kept for the actor phase) and at s', with R
   if (!s.actor.Forward(actor, obs, o, n)) return false;
-  Sample(s.actor.head(0), eps, n, Sized(&s.mean, n * a), Sized(&s.log_std, n * a),
-         Sized(&s.log_std_raw, n * a), Sized(&s.action, n * a), Sized(&s.log_prob, n));
+  Sample(s.actor.head(0), eps, n, Grow(&s.mean, n * a), Grow(&s.log_std, n * a),
+         Grow(&s.log_std_raw, n * a), Grow(&s.action, n * a), Grow(&s.log_prob, n));
   if (!s.actor_next.Forward(actor, next_obs, o, n)) return false;
-  Sample(s.actor_next.head(0), next_eps, n, Sized(&s.next_mean, n * a),
-         Sized(&s.next_log_std, n * a), nullptr, Sized(&s.next_action, n * a),
-         Sized(&s.next_log_prob, n));
+  Sample(s.actor_next.head(0), next_eps, n, Grow(&s.next_mean, n * a), Grow(&s.next_log_std, n * a),
+         nullptr, Grow(&s.next_action, n * a), Grow(&s.next_log_prob, n));
   s.regularizer_sum = 0;
   for (int64_t i = 0; i < n; ++i) s.regularizer_sum += s.log_prob[i];
   const float bound = static_cast<float>(output_.bound);
-  float* z = Sized(&s.z, n * a);
+  float* z = Grow(&s.z, n * a);
   for (int64_t i = 0; i < n * a; ++i) z[i] = s.next_action[i] * bound;
 
   // y = r·scale + γ·d·(min_k Q'_k(s', z') − α·R(s'))
-  float* x_next = Sized(&s.x_next, n * in);
+  float* x_next = Grow(&s.x_next, n * in);
   Concat(next_obs, o, z, a, n, x_next);
-  float* y = Sized(&s.y, n);
+  float* y = Grow(&s.y, n);
   for (int k = 0; k < members_; ++k) {
     if (!s.target[k].Forward(target, x_next, in, n)) return false;
     const float* q = s.target[k].head(0);
@@ -150,10 +146,10 @@ bool DirectSacUpdate::CriticPhase(Shard& s, const DeviceBatch& b, const float* n
   }
 
   // the critics on (s, a): ½·Σ_k mean_i w_i·(Q_k − y)², its gradient w_i·(Q_k − y)/B per row
-  float* x = Sized(&s.x, n * in);
+  float* x = Grow(&s.x, n * in);
   Concat(obs, o, action, a, n, x);
-  float* g_q = Sized(&s.g_q, members_ * n);
-  float* td = Sized(&s.td_error_abs, n);
+  float* g_q = Grow(&s.g_q, members_ * n);
+  float* td = Grow(&s.td_error_abs, n);
   std::fill_n(td, n, 0.0f);
   s.critic_loss = 0;
   s.q_sum = 0;
@@ -185,16 +181,16 @@ bool DirectSacUpdate::ActorPhase(Shard& s, const DeviceBatch& b, const float* no
   const float* eps = noise + begin * a;
   // min_k Q_k(s, z) through the updated critics (no gradient for their parameters)
   const float bound = static_cast<float>(output_.bound);
-  float* z = Sized(&s.z, n * a);
+  float* z = Grow(&s.z, n * a);
   for (int64_t i = 0; i < n * a; ++i) z[i] = s.action[i] * bound;
-  float* x = Sized(&s.x_pi, n * in);
+  float* x = Grow(&s.x_pi, n * in);
   Concat(obs, o, z, a, n, x);
   for (int k = 0; k < members_; ++k) {
     if (!s.critic_pi[k].Forward(critic, x, in, n)) return false;
   }
   // ∂/∂Q_k of −mean_i min_k Q_k: −1/B to the smallest (shared evenly among equal ones, as
   // at::amin's backward does)
-  float* g_q = Sized(&s.g_q, members_ * n);
+  float* g_q = Grow(&s.g_q, members_ * n);
   const float inv_rows = 1.0f / static_cast<float>(rows);
   s.actor_loss = 0;
   for (int64_t i = 0; i < n; ++i) {
@@ -209,8 +205,8 @@ bool DirectSacUpdate::ActorPhase(Shard& s, const DeviceBatch& b, const float* no
   }
   // the gradient at tanh(u/s): the critics' input gradients' action columns summed over the
   // critics, times b (z = b·tanh), plus with the KL to the base α/B·∂(‖z‖²/2) = α/B·b·z
-  float* g_x = Sized(&s.g_x, n * in);
-  float* g_action = Sized(&s.g_action, n * a);
+  float* g_x = Grow(&s.g_x, n * in);
+  float* g_action = Grow(&s.g_action, n * a);
   std::fill_n(g_action, n * a, 0.0f);
   for (int k = 0; k < members_; ++k) {
     if (!s.critic_pi[k].Backward(critic, {g_q + k * n}, nullptr, g_x, in)) return false;
@@ -225,15 +221,15 @@ bool DirectSacUpdate::ActorPhase(Shard& s, const DeviceBatch& b, const float* no
   }
   // through the sample (α·log π's gradient α/B per row) to the Gaussian of u / s, then to the
   // head's mean and clamped log σ
-  float* g_log_prob = Sized(&s.y, n);
+  float* g_log_prob = Grow(&s.y, n);
   std::fill_n(g_log_prob, n, alpha_per_row);
-  float* g_mean = Sized(&s.g_mean, n * a);
-  float* g_log_std = Sized(&s.g_log_std, n * a);
+  float* g_mean = Grow(&s.g_mean, n * a);
+  float* g_log_std = Grow(&s.g_log_std, n * a);
   models::kernels::SquashedGaussianBackward(g_action, g_log_prob, s.log_std.data(), eps,
                                             s.action.data(), g_mean, g_log_std, n, a);
   const float inv_scale = static_cast<float>(1.0 / output_.scale);
   const bool scaled = output_.scale != 1.0;
-  float* g_head = Sized(&s.g_head, n * 2 * a);
+  float* g_head = Grow(&s.g_head, n * 2 * a);
   for (int64_t i = 0; i < n; ++i) {
     for (int64_t j = 0; j < a; ++j) {
       g_head[i * 2 * a + j] = scaled ? g_mean[i * a + j] * inv_scale : g_mean[i * a + j];

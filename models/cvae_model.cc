@@ -127,15 +127,9 @@ struct CvaeModel::Impl {
 
 namespace {
 
-float* Sized(std::vector<float>* v, int64_t n) {
-  if (static_cast<int64_t>(v->size()) < n) v->resize(static_cast<size_t>(n));
-  return v->data();
-}
-
-constexpr float kMinLogStd = static_cast<float>(prior_util::kLogStdMin);
-constexpr float kMaxLogStd = static_cast<float>(prior_util::kLogStdMax);
-inline float ClampLogStd(float raw) { return dense::Clamp(raw, kMinLogStd, kMaxLogStd); }
-inline bool ClampPasses(float raw) { return dense::ClampPasses(raw, kMinLogStd, kMaxLogStd); }
+using dense::Grow;
+using prior_util::ClampLogStd;
+constexpr auto ClampPasses = prior_util::LogStdClampPasses;
 
 }  // namespace
 
@@ -148,7 +142,7 @@ absl::StatusOr<prior_util::TermValues> CvaeModel::Impl::DirectGradient(
   const absl::Status sgemm_failed = absl::InternalError("CVAE training step: oneDNN sgemm failed");
   // q(z | s_1, a_1:k) on [s_1, a_1:k]; s_1 is each window's first state (row stride k·O)
   const int64_t enc_in = o + k * a;
-  float* xe = Sized(&sh.encoder_in, count * enc_in);
+  float* xe = Grow(&sh.encoder_in, count * enc_in);
   for (int64_t b = 0; b < count; ++b) {
     std::copy_n(obs + b * k * o, o, xe + b * enc_in);
     std::copy_n(actions + b * k * a, k * a, xe + b * enc_in + o);
@@ -158,7 +152,7 @@ absl::StatusOr<prior_util::TermValues> CvaeModel::Impl::DirectGradient(
   const float* q_raw = sh.encoder.head(1);
   // the decoder on [s_1, z], z = μ + σ·ε
   const int64_t dec_in = o + l;
-  float* xd = Sized(&sh.decoder_in, count * dec_in);
+  float* xd = Grow(&sh.decoder_in, count * dec_in);
   for (int64_t b = 0; b < count; ++b) {
     std::copy_n(obs + b * k * o, o, xd + b * dec_in);
     for (int64_t j = 0; j < l; ++j) {
@@ -178,7 +172,7 @@ absl::StatusOr<prior_util::TermValues> CvaeModel::Impl::DirectGradient(
   // reconstruction: mean squared error over [count, k, A]
   const int64_t n_rec = count * k * a;
   const float* reconstruction = sh.decoder.head(0);
-  float* g_rec = Sized(&sh.g_reconstruction, n_rec);
+  float* g_rec = Grow(&sh.g_reconstruction, n_rec);
   const float rec_scale = scale * 2.0f / static_cast<float>(n_rec);
   double rec_sum = 0;
   for (int64_t i = 0; i < n_rec; ++i) {
@@ -186,14 +180,14 @@ absl::StatusOr<prior_util::TermValues> CvaeModel::Impl::DirectGradient(
     rec_sum += static_cast<double>(d) * d;
     g_rec[i] = rec_scale * d;
   }
-  float* g_x = Sized(&sh.g_decoder_in, count * dec_in);
+  float* g_x = Grow(&sh.g_decoder_in, count * dec_in);
   if (!sh.decoder.Backward(params, {g_rec}, grad, g_x, dec_in)) return sgemm_failed;
 
   // β·KL(q ‖ prior), mean over [count, L], into q and into a learned prior
-  float* g_qm = Sized(&sh.g_q_mean, count * l);
-  float* g_ql = Sized(&sh.g_q_log_std, count * l);
-  float* g_pm = Sized(&sh.g_p_mean, count * l);
-  float* g_pl = Sized(&sh.g_p_log_std, count * l);
+  float* g_qm = Grow(&sh.g_q_mean, count * l);
+  float* g_ql = Grow(&sh.g_q_log_std, count * l);
+  float* g_pm = Grow(&sh.g_p_mean, count * l);
+  float* g_pl = Grow(&sh.g_p_log_std, count * l);
   const float kl_scale = scale * static_cast<float>(options.beta) / static_cast<float>(count * l);
   double kl_sum = 0;
   for (int64_t b = 0; b < count; ++b) {

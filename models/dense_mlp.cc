@@ -7,15 +7,6 @@
 #include "models/gemm.h"
 
 namespace prl::models::dense {
-namespace {
-
-// Grows `v` to at least n elements (never shrinks: the buffers settle at their largest batch).
-float* Reserve(std::vector<float>* v, int64_t n) {
-  if (static_cast<int64_t>(v->size()) < n) v->resize(static_cast<size_t>(n));
-  return v->data();
-}
-
-}  // namespace
 
 DenseMlp::DenseMlp(std::vector<LinearSlot> trunk, std::vector<LinearSlot> heads)
     : trunk_(std::move(trunk)),
@@ -31,7 +22,7 @@ bool DenseMlp::Forward(const float* params, const float* x, int64_t ld_x, int64_
   int64_t ld_h = ld_x;
   for (size_t l = 0; l < trunk_.size(); ++l) {
     const LinearSlot& s = trunk_[l];
-    float* y = Reserve(&trunk_out_[l], rows * s.out);
+    float* y = Grow(&trunk_out_[l], rows * s.out);
     if (!FastSgemm(false, true, rows, s.out, s.in, 1.0f, h, ld_h, params + s.weight_offset, s.in,
                    0.0f, y, s.out)) {
       return false;
@@ -42,7 +33,7 @@ bool DenseMlp::Forward(const float* params, const float* x, int64_t ld_x, int64_
   }
   for (size_t i = 0; i < heads_.size(); ++i) {
     const LinearSlot& s = heads_[i];
-    float* y = Reserve(&head_out_[i], rows * s.out);
+    float* y = Grow(&head_out_[i], rows * s.out);
     if (!FastSgemm(false, true, rows, s.out, s.in, 1.0f, h, ld_h, params + s.weight_offset, s.in,
                    0.0f, y, s.out)) {
       return false;
@@ -57,14 +48,14 @@ bool DenseMlp::Backward(const float* params, const std::vector<const float*>& g_
   const int64_t rows = rows_;
   int64_t width = 0;
   for (const LinearSlot& s : trunk_) width = std::max(width, s.out);
-  float* g = Reserve(&g_a_, rows * width);       // the gradient at a trunk layer's output
-  float* masked = Reserve(&g_b_, rows * width);  // the same before its ReLU
+  float* g = Grow(&g_a_, rows * width);       // the gradient at a trunk layer's output
+  float* masked = Grow(&g_b_, rows * width);  // the same before its ReLU
   // the heads: their parameters' gradients, and the sum of their gradients at the trunk's output
   const float* h_last = trunk_out_.back().data();
   const int64_t h_dim = trunk_.back().out;
   // where a layer's bias gradient goes: into `grads`, or a scratch row when none is wanted
   const auto bias_sum = [&](const LinearSlot& s) {
-    float* sum = grads != nullptr ? grads + s.bias_offset : Reserve(&bias_scratch_, s.out);
+    float* sum = grads != nullptr ? grads + s.bias_offset : Grow(&bias_scratch_, s.out);
     std::fill_n(sum, s.out, 0.0f);
     return sum;
   };

@@ -64,6 +64,13 @@ class DenseMlp {
   std::vector<float> bias_scratch_;            // bias sums when no parameter gradient is wanted
 };
 
+// Grows `v` to at least n elements (never shrinks: a step's buffers settle at their largest
+// batch) and returns its data.
+inline float* Grow(std::vector<float>* v, int64_t n) {
+  if (static_cast<int64_t>(v->size()) < n) v->resize(static_cast<size_t>(n));
+  return v->data();
+}
+
 // KL(q ‖ p) of two one-dimensional Gaussians given by mean and log σ (models/prior_model.h's
 // DiagonalGaussianKl, element by element) and its partial derivatives.
 struct GaussianKl {

@@ -124,10 +124,11 @@ at::Tensor ContrastiveLoss(const at::Tensor& z, const at::Tensor& task, double m
   const int64_t rows = z.size(0);
   if (rows < 2) return z.sum() * 0.0;  // no pairs; still differentiable in z
   // all squared distances at once from the Gram matrix, ‖a‖² + ‖b‖² - 2a·b (clamped: rounding
-  // can take a near-zero distance below 0)
+  // can take a near-zero distance below 0); z·zᵀ as a linear layer, so that on the CPU the
+  // product and its backward run on oneDNN, not the system BLAS (models/gemm.h)
   const at::Tensor norms = z.square().sum(-1);
-  const at::Tensor d2 =
-      (norms.unsqueeze(1) + norms.unsqueeze(0) - 2.0 * at::mm(z, z.t())).clamp_min(0.0);
+  const at::Tensor gram = Linear(z, z, at::zeros({rows}, z.options()), GemmBackend::kOneDnn);
+  const at::Tensor d2 = (norms.unsqueeze(1) + norms.unsqueeze(0) - 2.0 * gram).clamp_min(0.0);
   const at::Tensor same = task.unsqueeze(1) == task.unsqueeze(0);
   const at::Tensor hinge = at::relu(margin - at::sqrt(d2 + kHingeEps));
   // the diagonal (b = b') is no pair

@@ -33,6 +33,14 @@ inline constexpr GemmBackend kGemm = GemmBackend::kOneDnn;
 // log σ of every Gaussian head is clamped to [kLogStdMin, kLogStdMax] (SPiRL's range).
 inline constexpr double kLogStdMin = -10.0;
 inline constexpr double kLogStdMax = 2.0;
+// That clamp on one value, and whether it passes the gradient there (at::clamp's backward: inside
+// the range, ends included), for the direct CPU steps.
+inline float ClampLogStd(float raw) {
+  return dense::Clamp(raw, static_cast<float>(kLogStdMin), static_cast<float>(kLogStdMax));
+}
+inline bool LogStdClampPasses(float raw) {
+  return dense::ClampPasses(raw, static_cast<float>(kLogStdMin), static_cast<float>(kLogStdMax));
+}
 
 // A linear layer's parameter indices in a block.
 struct LinearParams {

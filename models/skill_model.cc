@@ -134,16 +134,9 @@ SkillModel::Impl::Impl(const SkillModelOptions& resolved)
 
 namespace {
 
-// Grows `v` to at least n elements and returns its data.
-float* Sized(std::vector<float>* v, int64_t n) {
-  if (static_cast<int64_t>(v->size()) < n) v->resize(static_cast<size_t>(n));
-  return v->data();
-}
-
-constexpr float kMinLogStd = static_cast<float>(prior_util::kLogStdMin);
-constexpr float kMaxLogStd = static_cast<float>(prior_util::kLogStdMax);
-inline float ClampLogStd(float raw) { return dense::Clamp(raw, kMinLogStd, kMaxLogStd); }
-inline bool ClampPasses(float raw) { return dense::ClampPasses(raw, kMinLogStd, kMaxLogStd); }
+using dense::Grow;
+using prior_util::ClampLogStd;
+constexpr auto ClampPasses = prior_util::LogStdClampPasses;
 
 }  // namespace
 
@@ -160,12 +153,12 @@ absl::StatusOr<prior_util::TermValues> SkillModel::Impl::DirectGradient(
   if (!sh.encoder.Forward(params, actions, h * a, count)) return sgemm_failed;
   const float* q_mean = sh.encoder.head(0);
   const float* q_raw = sh.encoder.head(1);
-  float* z = Sized(&sh.z, count * l);
+  float* z = Grow(&sh.z, count * l);
   for (int64_t i = 0; i < count * l; ++i)
     z[i] = q_mean[i] + std::exp(ClampLogStd(q_raw[i])) * eps[i];
   // the closed-loop decoder on [s_t, z] for every step of every window
   const int64_t in = o + l;
-  float* x = Sized(&sh.decoder_in, steps * in);
+  float* x = Grow(&sh.decoder_in, steps * in);
   for (int64_t b = 0; b < count; ++b) {
     for (int64_t t = 0; t < h; ++t) {
       float* row = x + (b * h + t) * in;
@@ -181,7 +174,7 @@ absl::StatusOr<prior_util::TermValues> SkillModel::Impl::DirectGradient(
 
   // reconstruction: mean squared error over [count, H, A]
   const float* reconstruction = sh.decoder.head(0);
-  float* g_rec = Sized(&sh.g_reconstruction, steps * a);
+  float* g_rec = Grow(&sh.g_reconstruction, steps * a);
   const float rec_scale = scale * 2.0f / static_cast<float>(steps * a);
   double rec_sum = 0;
   for (int64_t i = 0; i < steps * a; ++i) {
@@ -189,14 +182,14 @@ absl::StatusOr<prior_util::TermValues> SkillModel::Impl::DirectGradient(
     rec_sum += static_cast<double>(d) * d;
     g_rec[i] = rec_scale * d;
   }
-  float* g_x = Sized(&sh.g_decoder_in, steps * in);
+  float* g_x = Grow(&sh.g_decoder_in, steps * in);
   if (!sh.decoder.Backward(params, {g_rec}, grad, g_x, in)) return sgemm_failed;
 
   // KL(q ‖ N(0, I)) (β-weighted, into q) and KL(sg(q) ‖ p) (into p), means over [count, L]
-  float* g_qm = Sized(&sh.g_q_mean, count * l);
-  float* g_ql = Sized(&sh.g_q_log_std, count * l);
-  float* g_pm = Sized(&sh.g_p_mean, count * l);
-  float* g_pl = Sized(&sh.g_p_log_std, count * l);
+  float* g_qm = Grow(&sh.g_q_mean, count * l);
+  float* g_ql = Grow(&sh.g_q_log_std, count * l);
+  float* g_pm = Grow(&sh.g_p_mean, count * l);
+  float* g_pl = Grow(&sh.g_p_log_std, count * l);
   const float kl_scale = scale * static_cast<float>(options.beta) / static_cast<float>(count * l);
   const float prior_scale = scale / static_cast<float>(count * l);
   double kl_sum = 0, prior_sum = 0;
