@@ -173,13 +173,8 @@ absl::StatusOr<prior_util::TermValues> CvaeModel::Impl::DirectGradient(
   const int64_t n_rec = count * k * a;
   const float* reconstruction = sh.decoder.head(0);
   float* g_rec = Grow(&sh.g_reconstruction, n_rec);
-  const float rec_scale = scale * 2.0f / static_cast<float>(n_rec);
-  double rec_sum = 0;
-  for (int64_t i = 0; i < n_rec; ++i) {
-    const float d = reconstruction[i] - actions[i];
-    rec_sum += static_cast<double>(d) * d;
-    g_rec[i] = rec_scale * d;
-  }
+  const double rec_sum =
+      dense::SquaredErrorWithGradient(reconstruction, actions, n_rec, scale, g_rec);
   float* g_x = Grow(&sh.g_decoder_in, count * dec_in);
   if (!sh.decoder.Backward(params, {g_rec}, grad, g_x, dec_in)) return sgemm_failed;
 

@@ -71,6 +71,21 @@ inline float* Grow(std::vector<float>* v, int64_t n) {
   return v->data();
 }
 
+// The mean squared error of n predictions against their targets: writes
+// scale · ∂(mean (pred − target)²)/∂pred = scale · 2·(pred − target)/n into `grad` and returns
+// Σ (pred − target)² (accumulated in double).
+inline double SquaredErrorWithGradient(const float* pred, const float* target, int64_t n,
+                                       float scale, float* grad) {
+  const float g = scale * 2.0f / static_cast<float>(n);
+  double sum = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const float d = pred[i] - target[i];
+    sum += static_cast<double>(d) * d;
+    grad[i] = g * d;
+  }
+  return sum;
+}
+
 // KL(q ‖ p) of two one-dimensional Gaussians given by mean and log σ (models/prior_model.h's
 // DiagonalGaussianKl, element by element) and its partial derivatives.
 struct GaussianKl {

@@ -175,13 +175,8 @@ absl::StatusOr<prior_util::TermValues> SkillModel::Impl::DirectGradient(
   // reconstruction: mean squared error over [count, H, A]
   const float* reconstruction = sh.decoder.head(0);
   float* g_rec = Grow(&sh.g_reconstruction, steps * a);
-  const float rec_scale = scale * 2.0f / static_cast<float>(steps * a);
-  double rec_sum = 0;
-  for (int64_t i = 0; i < steps * a; ++i) {
-    const float d = reconstruction[i] - actions[i];
-    rec_sum += static_cast<double>(d) * d;
-    g_rec[i] = rec_scale * d;
-  }
+  const double rec_sum =
+      dense::SquaredErrorWithGradient(reconstruction, actions, steps * a, scale, g_rec);
   float* g_x = Grow(&sh.g_decoder_in, steps * in);
   if (!sh.decoder.Backward(params, {g_rec}, grad, g_x, in)) return sgemm_failed;
 
