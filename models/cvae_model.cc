@@ -264,15 +264,11 @@ absl::StatusOr<Losses> CvaeModel::Impl::Step(const WindowBatch& batch, bool step
   if (m.direct_prototype) {
     const int shards = prior_util::TrainingShards(rows, 1, o.device);
     while (static_cast<int>(m.direct.size()) < shards) m.direct.push_back(*m.direct_prototype);
-    const at::Tensor obs = b.obs.contiguous(), actions = b.actions.contiguous();
-    const float* obs_data = obs.data_ptr<float>();
-    const float* action_data = actions.data_ptr<float>();
     return prior_util::DirectVaeTrainStep(
-        "CVAE", training, rows,
-        [&](int shard, const float* noise, int64_t begin, int64_t count, float scale, float* grad) {
-          return m.DirectGradient(m.direct[shard], obs_data + begin * o.horizon * o.obs_dim,
-                                  action_data + begin * o.horizon * o.act_dim, noise, count, scale,
-                                  grad);
+        "CVAE", training, b,
+        [&](int shard, const float* obs, const float* actions, const float* noise, int64_t count,
+            float scale, float* grad) {
+          return m.DirectGradient(m.direct[shard], obs, actions, noise, count, scale, grad);
         },
         &m.direct_shard_grads);
   }

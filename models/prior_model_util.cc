@@ -404,9 +404,13 @@ absl::StatusOr<Losses> VaeTrainStep(absl::string_view what, const VaeTraining& t
 bool DirectStepAvailable(c10::Device device) { return device.is_cpu() && FastSgemmAvailable(); }
 
 absl::StatusOr<Losses> DirectVaeTrainStep(absl::string_view what, const VaeTraining& training,
-                                          int64_t rows, const DirectRowGradient& gradient,
+                                          const WindowBatch& batch,
+                                          const DirectRowGradient& gradient,
                                           std::vector<std::vector<float>>* shard_grads) {
   try {
+    const int64_t rows = batch.obs.size(0);
+    const at::Tensor obs = batch.obs.contiguous(), actions = batch.actions.contiguous();
+    const int64_t obs_row = obs.numel() / rows, action_row = actions.numel() / rows;
     const at::Tensor noise =
         Noise(rows, training.latent_dim, *training.generator, at::kCPU).contiguous();
     const float* eps = noise.data_ptr<float>();
@@ -426,7 +430,9 @@ absl::StatusOr<Losses> DirectVaeTrainStep(absl::string_view what, const VaeTrain
     const auto run = [&](int64_t s) {
       const int64_t first = begin(s), count = begin(s + 1) - first;
       std::fill_n(grads[s], numel, 0.0f);
-      terms[s] = gradient(static_cast<int>(s), eps + first * training.latent_dim, first, count,
+      terms[s] = gradient(static_cast<int>(s), obs.data_ptr<float>() + first * obs_row,
+                          actions.data_ptr<float>() + first * action_row,
+                          eps + first * training.latent_dim, count,
                           static_cast<float>(static_cast<double>(count) / rows), grads[s]);
     };
     if (shards == 1) {

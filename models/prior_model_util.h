@@ -204,20 +204,23 @@ using VaeRowLoss = std::function<LossTerms(const ParameterBlock& params, const a
 absl::StatusOr<Losses> VaeTrainStep(absl::string_view what, const VaeTraining& training,
                                     int64_t rows, const VaeRowLoss& loss);
 // The autograd-free CPU step (models/dense_mlp.h): a model computes its own forward and backward
-// passes on raw buffers. DirectRowGradient is called for rows [begin, begin + count) of the
-// batch on shard `shard` (0 <= shard < TrainingShards; a shard's buffers are its own, shards run
-// concurrently) with the rows' ε [count, latent_dim] (row-major), and must write
-// `scale` · ∂(first term)/∂θ into `grad` (block->numel() floats, zeroed beforehand, the block's
-// flat layout) and return the terms as means over its rows, the minimised one first.
+// passes on raw buffers. DirectRowGradient is called for `count` windows of the batch on shard
+// `shard` (0 <= shard < TrainingShards; a shard's buffers are its own, shards run concurrently)
+// with their obs [count, H, O], actions [count, H, A] and ε [count, latent_dim] (row-major),
+// and must write `scale` · ∂(first term)/∂θ into `grad` (block->numel() floats, zeroed
+// beforehand, the block's flat layout) and return the terms as means over its windows, the
+// minimised one first.
 using TermValues = std::vector<std::pair<std::string, double>>;
 using DirectRowGradient = std::function<absl::StatusOr<TermValues>(
-    int shard, const float* noise, int64_t begin, int64_t count, float scale, float* grad)>;
-// VaeTrainStep's step with a DirectRowGradient: the same ε from the generator, the same row
-// shards (each shard's scale its share of the rows; gradients summed in shard order), the same
-// refusal of non-finite terms, the same Adam step. CPU only. `shard_grads` keeps the gradient
-// buffers of shards >= 1 between steps.
+    int shard, const float* obs, const float* actions, const float* noise, int64_t count,
+    float scale, float* grad)>;
+// VaeTrainStep's step on `batch` (PrepareWindows' output, on the CPU) with a DirectRowGradient:
+// the same ε from the generator, the same row shards (each shard's scale its share of the rows;
+// gradients summed in shard order), the same refusal of non-finite terms, the same Adam step.
+// `shard_grads` keeps the gradient buffers of shards >= 1 between steps.
 absl::StatusOr<Losses> DirectVaeTrainStep(absl::string_view what, const VaeTraining& training,
-                                          int64_t rows, const DirectRowGradient& gradient,
+                                          const WindowBatch& batch,
+                                          const DirectRowGradient& gradient,
                                           std::vector<std::vector<float>>* shard_grads);
 // Whether DirectVaeTrainStep can run on `device`: the CPU with oneDNN's sgemm.
 bool DirectStepAvailable(c10::Device device);
