@@ -4,6 +4,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <tuple>
 #include <utility>
@@ -11,6 +12,7 @@
 
 #include "ATen/ATen.h"
 #include "ATen/CPUGeneratorImpl.h"
+#include "ATen/Parallel.h"
 #include "ATen/core/grad_mode.h"
 #include "absl/strings/str_cat.h"
 #include "c10/core/InferenceMode.h"
@@ -19,6 +21,7 @@
 #include "common/status_macros.h"
 #include "common/tensor.h"
 #include "common/torch_tensor.h"
+#include "models/dense_mlp.h"
 #include "models/network_spec.h"
 #include "models/prior_model_util.h"
 
@@ -176,12 +179,54 @@ struct McatModel::Impl {
     translator_adam = std::make_unique<FlatAdam>(translator_block);
     features = at::zeros({resolved.num_tasks, resolved.dims.context_dim},
                          at::TensorOptions().dtype(at::kFloat).device(device));
+    if (resolved.direct_cpu_step && prior_util::DirectStepAvailable(device)) {
+      std::optional<dense::DenseMlp> c = encoder.Dense(model_block),
+                                     f = forward_model.Dense(model_block),
+                                     h = translator.Dense(translator_block);
+      if (c && f && h) {
+        direct.emplace(Direct{*std::move(c), *std::move(h), {}, {}, {}, {}, {}});
+        direct->forward.push_back(Direct::ForwardShard{*std::move(f), {}, {}, {}, {}, {}});
+      }
+    }
   }
+
+  // The autograd-free CPU steps (McatModelOptions::direct_cpu_step): the three networks on
+  // the blocks' flat buffers and the step's buffers, kept from step to step.
+  struct Direct {
+    // F over one shard of a context step's windows (one per thread), or the translator step's
+    // rows (shard 0); `grad` is a shard's own flat gradient (shards after the first).
+    struct ForwardShard {
+      dense::DenseMlp net;
+      std::vector<float> in, g_mean, g_raw, g_in, grad;
+      double nll_sum = 0;
+      bool ok = true;
+    };
+    dense::DenseMlp encoder, translator;
+    std::vector<ForwardShard> forward;  // at least one
+    std::vector<float> encoder_in, g_z, translator_in, g_translator_out;
+  };
 
   absl::StatusOr<Windows> Prepare(const McatWindowBatch& batch) const;
   absl::StatusOr<Scalars> TrainContext(const Windows& b);
+  absl::StatusOr<Scalars> DirectTrainContext(const Windows& b);
+  // The direct encoder's forward pass on transitions first .. first + K - 1 of each window of
+  // observations [rows, W + 1, O], actions [rows, W, A] and mask [rows, W] (each transition as
+  // [s, a, s' - s] times its mask); z is then direct->encoder.head(0). False when a product
+  // failed.
+  bool EncodeDirect(const float* obs, const float* act, const float* mask, int64_t w, int64_t first,
+                    int64_t rows);
+  // UpdateTaskFeatures on the direct path (the same z_{t+1}, per-task means and moving average,
+  // written into `features` in place).
+  bool DirectUpdateTaskFeatures(const float* obs, const float* act, const float* mask,
+                                const int64_t* task, int64_t rows);
   void UpdateTaskFeatures(const Windows& b);
   absl::StatusOr<Scalars> TrainTranslator(const Windows& b);
+  // TrainTranslator's step once the targets are drawn: H's loss on the rows' own transitions
+  // with source_z and target_z per row, over the rows where `valid` (CPU bool [B]), its
+  // gradient into translator_block's flat gradient, and the Adam step.
+  absl::StatusOr<Scalars> DirectTranslatorStep(const Windows& b, const at::Tensor& target_z,
+                                               const at::Tensor& source_z, const at::Tensor& valid,
+                                               int64_t valid_rows);
   absl::Status Restore(const ModelArtifact& state);
 
   int64_t window() const { return options.dims.context_history + options.prediction_horizon; }
@@ -198,6 +243,7 @@ struct McatModel::Impl {
   std::unique_ptr<FlatAdam> model_adam, translator_adam;
   at::Tensor features;     // [num_tasks, context_dim] on `device`
   std::vector<bool> seen;  // per task: has a feature
+  std::optional<Direct> direct;
 };
 
 absl::StatusOr<Windows> McatModel::Impl::Prepare(const McatWindowBatch& batch) const {
@@ -233,6 +279,7 @@ absl::StatusOr<Windows> McatModel::Impl::Prepare(const McatWindowBatch& batch) c
 }
 
 absl::StatusOr<Scalars> McatModel::Impl::TrainContext(const Windows& b) {
+  if (direct) return DirectTrainContext(b);
   const int64_t k = options.dims.context_history;
   const int64_t m = options.prediction_horizon;
   const int64_t rows = b.rows();
@@ -323,6 +370,7 @@ absl::StatusOr<Scalars> McatModel::Impl::TrainTranslator(const Windows& b) {
   const at::Tensor target = target_cpu.to(device);
   const at::Tensor source_z = features.index_select(0, b.task);
   const at::Tensor target_z = features.index_select(0, target);
+  if (direct) return DirectTranslatorStep(b, target_z, source_z, valid_cpu, valid_rows);
   const at::Tensor s = b.observations.select(1, w - 1);
   const at::Tensor next_s = b.observations.select(1, w);
   translator_block.ZeroGrad();
@@ -337,6 +385,291 @@ absl::StatusOr<Scalars> McatModel::Impl::TrainTranslator(const Windows& b) {
   PRL_ASSIGN_OR_RETURN(Scalars scalars,
                        FiniteScalars("MCAT translator training step", {{"translator_loss", loss}}));
   loss.backward();
+  translator_adam->Step(&translator_block, options.translator_lr);
+  return scalars;
+}
+
+namespace {
+
+const absl::Status& SgemmFailed() {
+  static const absl::Status* failed =
+      new absl::Status(absl::InternalError("MCAT training step: oneDNN sgemm failed"));
+  return *failed;
+}
+
+// A non-finite loss refused before any weight moves, as FiniteScalars does.
+absl::StatusOr<Scalars> FiniteValues(absl::string_view what,
+                                     const std::vector<std::pair<std::string, double>>& terms) {
+  Scalars scalars;
+  for (const auto& [name, value] : terms) {
+    if (!std::isfinite(value)) {
+      return absl::InternalError(
+          absl::StrCat(what, ": ", name, " is ", value, "; the parameters were not updated"));
+    }
+    scalars[name] = value;
+  }
+  return scalars;
+}
+
+// -log F summed over the `rows` rows of [mean | raw] heads (row stride obs_dim) against the
+// targets delta_i = next_i - obs_i read by `delta(row, i)`, for the rows where `use(row)`:
+// writes scale · the derivatives into g_mean and g_raw (zeros for rows not used) and returns
+// the sum of the used rows' -log F.
+template <typename Delta, typename Use>
+double ForwardNllRows(const float* mean, const float* raw, int64_t rows, int64_t obs_dim,
+                      float scale, const Delta& delta, const Use& use, float* g_mean,
+                      float* g_raw) {
+  double sum = 0;
+  for (int64_t r = 0; r < rows; ++r) {
+    float* gm = g_mean + r * obs_dim;
+    float* gr = g_raw + r * obs_dim;
+    if (!use(r)) {
+      std::fill_n(gm, obs_dim, 0.0f);
+      std::fill_n(gr, obs_dim, 0.0f);
+      continue;
+    }
+    double row = ForwardNllConstant(obs_dim);
+    for (int64_t i = 0; i < obs_dim; ++i) {
+      const ForwardNll nll =
+          ForwardNllWithGradient(delta(r, i), mean[r * obs_dim + i], raw[r * obs_dim + i]);
+      row += nll.nll;
+      gm[i] = scale * nll.d_mean;
+      gr[i] = scale * nll.d_raw;
+    }
+    sum += row;
+  }
+  return sum;
+}
+
+}  // namespace
+
+bool McatModel::Impl::EncodeDirect(const float* obs, const float* act, const float* mask, int64_t w,
+                                   int64_t first, int64_t rows) {
+  const int64_t k = options.dims.context_history;
+  const int64_t o = options.dims.obs_dim, a = options.dims.action_dim;
+  const int64_t per = 2 * o + a, enc_in = k * per;
+  Direct& d = *direct;
+  float* x = dense::Grow(&d.encoder_in, rows * enc_in);
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t j = 0; j < k; ++j) {
+      const int64_t at = first + j;
+      const float mk = mask[r * w + at];
+      const float* s = obs + (r * (w + 1) + at) * o;
+      const float* s1 = s + o;
+      const float* ac = act + (r * w + at) * a;
+      float* dst = x + r * enc_in + j * per;
+      for (int64_t i = 0; i < o; ++i) dst[i] = s[i] * mk;
+      for (int64_t i = 0; i < a; ++i) dst[o + i] = ac[i] * mk;
+      for (int64_t i = 0; i < o; ++i) dst[o + a + i] = (s1[i] - s[i]) * mk;
+    }
+  }
+  return d.encoder.Forward(model_block.flat().data_ptr<float>(), x, enc_in, rows);
+}
+
+bool McatModel::Impl::DirectUpdateTaskFeatures(const float* obs, const float* act,
+                                               const float* mask, const int64_t* task,
+                                               int64_t rows) {
+  const int64_t k = options.dims.context_history, c = options.dims.context_dim;
+  const int64_t w = window(), tasks = options.num_tasks;
+  // z_{t+1}: the K transitions ending with the row's own
+  if (!EncodeDirect(obs, act, mask, w, w - k, rows)) return false;
+  const float* z = direct->encoder.head(0);
+  std::vector<float> sums(static_cast<size_t>(tasks * c), 0.0f);
+  std::vector<float> counts(static_cast<size_t>(tasks), 0.0f);
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t i = 0; i < c; ++i) sums[task[r] * c + i] += z[r * c + i];
+    counts[task[r]] += 1.0f;
+  }
+  float* f = features.data_ptr<float>();
+  for (int64_t t = 0; t < tasks; ++t) {
+    if (counts[t] <= 0) continue;
+    // at::lerp: exact at weight 1 (a task seen for the first time takes the batch's mean)
+    const float weight = seen[t] ? static_cast<float>(options.task_feature_rate) : 1.0f;
+    seen[t] = true;
+    for (int64_t i = 0; i < c; ++i) {
+      const float mean = sums[t * c + i] / counts[t];
+      float& v = f[t * c + i];
+      v = weight < 0.5f ? v + weight * (mean - v) : mean - (mean - v) * (1.0f - weight);
+    }
+  }
+  return true;
+}
+
+absl::StatusOr<Scalars> McatModel::Impl::DirectTrainContext(const Windows& b) {
+  const int64_t k = options.dims.context_history, m = options.prediction_horizon;
+  const int64_t o = options.dims.obs_dim, a = options.dims.action_dim, c = options.dims.context_dim;
+  const int64_t w = window(), rows = b.rows();
+  const at::Tensor obs_t = b.observations.contiguous(), act_t = b.actions.contiguous(),
+                   mask_t = b.mask.contiguous();
+  const float* obs = obs_t.data_ptr<float>();    // [B, W + 1, O]
+  const float* act = act_t.data_ptr<float>();    // [B, W, A]
+  const float* mask = mask_t.data_ptr<float>();  // [B, W]
+  const int64_t* task = b.task_cpu.data_ptr<int64_t>();
+  auto state = [&](int64_t row, int64_t j) { return obs + (row * (w + 1) + j) * o; };
+  auto action = [&](int64_t row, int64_t j) { return act + (row * w + j) * a; };
+  Direct& d = *direct;
+  const float* params = model_block.flat().data_ptr<float>();
+
+  // z_t = C(the first K transitions)
+  if (!EncodeDirect(obs, act, mask, w, 0, rows)) return SgemmFailed();
+  const float* z = d.encoder.head(0);
+
+  // F on [s_{K+t}, a_{K+t}, z_t] for the M prediction steps of every row (row r·M + t), the
+  // windows split into one shard per thread: each computes its rows' -log F, F's gradient into
+  // its own buffer and its windows' gradient in z
+  const int64_t fin = o + a + c;
+  float* g_z = dense::Grow(&d.g_z, rows * c);
+  float* grad = model_block.flat_grad().data_ptr<float>();
+  const int64_t flat_size = model_block.flat_grad().numel();
+  const int shards = prior_util::TrainingShards(rows, m, at::kCPU);
+  while (static_cast<int>(d.forward.size()) < shards) d.forward.push_back(d.forward.front());
+  const float inv_rows = 1.0f / static_cast<float>(rows);
+  auto shard_step = [&](int s) {
+    Direct::ForwardShard& sh = d.forward[static_cast<size_t>(s)];
+    const int64_t begin = rows * s / shards, count = rows * (s + 1) / shards - begin;
+    const int64_t frows = count * m;
+    float* xf = dense::Grow(&sh.in, frows * fin);
+    for (int64_t r = 0; r < count; ++r) {
+      for (int64_t t = 0; t < m; ++t) {
+        float* dst = xf + (r * m + t) * fin;
+        std::copy_n(state(begin + r, k + t), o, dst);
+        std::copy_n(action(begin + r, k + t), a, dst + o);
+        std::copy_n(z + (begin + r) * c, c, dst + o + a);
+      }
+    }
+    sh.ok = sh.net.Forward(params, xf, fin, frows);
+    if (!sh.ok) return;
+    float* g_mean = dense::Grow(&sh.g_mean, frows * o);
+    float* g_raw = dense::Grow(&sh.g_raw, frows * o);
+    sh.nll_sum = ForwardNllRows(
+        sh.net.head(0), sh.net.head(1), frows, o, inv_rows,
+        [&](int64_t fr, int64_t i) {
+          const int64_t r = begin + fr / m, j = k + fr % m;
+          return state(r, j + 1)[i] - state(r, j)[i];
+        },
+        [&](int64_t fr) { return mask[(begin + fr / m) * w + k + fr % m] > 0; }, g_mean, g_raw);
+    // the shard's own gradient buffer: F's entries are overwritten, C's stay 0
+    float* own = grad;
+    if (s > 0) {
+      if (static_cast<int64_t>(sh.grad.size()) != flat_size) sh.grad.assign(flat_size, 0.0f);
+      own = sh.grad.data();
+    }
+    float* g_xf = dense::Grow(&sh.g_in, frows * fin);
+    sh.ok = sh.net.Backward(params, {g_mean, g_raw}, own, g_xf, fin);
+    if (!sh.ok) return;
+    for (int64_t r = 0; r < count; ++r) {
+      float* gz = g_z + (begin + r) * c;
+      std::fill_n(gz, c, 0.0f);
+      for (int64_t t = 0; t < m; ++t) {
+        const float* g = g_xf + (r * m + t) * fin + o + a;
+        for (int64_t i = 0; i < c; ++i) gz[i] += g[i];
+      }
+    }
+  };
+  if (shards == 1) {
+    shard_step(0);
+  } else {
+    // one shard per thread; inside at::parallel_for oneDNN's products run single-threaded
+    at::parallel_for(0, shards, 1, [&](int64_t s0, int64_t s1) {
+      for (int64_t s = s0; s < s1; ++s) shard_step(static_cast<int>(s));
+    });
+  }
+  double forward_sum = 0;
+  for (int s = 0; s < shards; ++s) {
+    if (!d.forward[static_cast<size_t>(s)].ok) return SgemmFailed();
+    forward_sum += d.forward[static_cast<size_t>(s)].nll_sum;
+  }
+  const double forward_loss = forward_sum / static_cast<double>(rows);
+  std::vector<float>& contrastive_grad = d.g_translator_out;  // free until the translator step
+  float* g_cont = dense::Grow(&contrastive_grad, rows * c);
+  const double contrastive =
+      ContrastiveLossWithGradient(z, task, rows, c, options.contrastive_margin,
+                                  static_cast<float>(options.contrastive_weight), g_cont);
+  // checked before any weight moves (the gradients written so far are not used)
+  PRL_ASSIGN_OR_RETURN(
+      Scalars scalars,
+      FiniteValues("MCAT context training step",
+                   {{"forward_loss", forward_loss},
+                    {"contrastive_loss", contrastive},
+                    {"model_loss", forward_loss + contrastive * options.contrastive_weight}}));
+  // F's gradient summed over the shards in order; C's from the sum of both terms' z gradients
+  for (int s = 1; s < shards; ++s) {
+    const float* part = d.forward[static_cast<size_t>(s)].grad.data();
+    for (int64_t i = 0; i < flat_size; ++i) grad[i] += part[i];
+  }
+  for (int64_t i = 0; i < rows * c; ++i) g_z[i] += g_cont[i];
+  if (!d.encoder.Backward(params, {g_z}, grad, nullptr, 0)) return SgemmFailed();
+  model_adam->Step(&model_block, options.model_lr);
+  if (!DirectUpdateTaskFeatures(obs, act, mask, task, rows)) return SgemmFailed();
+  return scalars;
+}
+
+absl::StatusOr<Scalars> McatModel::Impl::DirectTranslatorStep(const Windows& b,
+                                                              const at::Tensor& target_z,
+                                                              const at::Tensor& source_z,
+                                                              const at::Tensor& valid,
+                                                              int64_t valid_rows) {
+  const int64_t o = options.dims.obs_dim, a = options.dims.action_dim, c = options.dims.context_dim;
+  const int64_t w = window(), rows = b.rows();
+  const at::Tensor obs_t = b.observations.contiguous(), act_t = b.actions.contiguous();
+  const at::Tensor zs_t = source_z.contiguous(), zt_t = target_z.contiguous();
+  const at::Tensor valid_t = valid.contiguous();
+  const float* obs = obs_t.data_ptr<float>();
+  const float* act = act_t.data_ptr<float>();
+  const float* zs = zs_t.data_ptr<float>();
+  const float* zt = zt_t.data_ptr<float>();
+  const bool* use = valid_t.data_ptr<bool>();
+  auto state = [&](int64_t row, int64_t j) { return obs + (row * (w + 1) + j) * o; };
+  Direct& d = *direct;
+  const float* h_params = translator_block.flat().data_ptr<float>();
+  const float* f_params = model_block.flat().data_ptr<float>();
+
+  // ã = tanh(H([s, a, z_src, z_tgt])) on each row's own transition
+  const int64_t hin = o + a + 2 * c;
+  float* xh = dense::Grow(&d.translator_in, rows * hin);
+  for (int64_t r = 0; r < rows; ++r) {
+    float* dst = xh + r * hin;
+    std::copy_n(state(r, w - 1), o, dst);
+    std::copy_n(act + (r * w + w - 1) * a, a, dst + o);
+    std::copy_n(zs + r * c, c, dst + o + a);
+    std::copy_n(zt + r * c, c, dst + o + a + c);
+  }
+  if (!d.translator.Forward(h_params, xh, hin, rows)) return SgemmFailed();
+  const float* out = d.translator.head(0);
+  // F (fixed) on [s, ã, z_tgt]
+  Direct::ForwardShard& f = d.forward.front();
+  const int64_t fin = o + a + c;
+  float* xf = dense::Grow(&f.in, rows * fin);
+  for (int64_t r = 0; r < rows; ++r) {
+    float* dst = xf + r * fin;
+    std::copy_n(state(r, w - 1), o, dst);
+    for (int64_t i = 0; i < a; ++i) dst[o + i] = std::tanh(out[r * a + i]);
+    std::copy_n(zt + r * c, c, dst + o + a);
+  }
+  if (!f.net.Forward(f_params, xf, fin, rows)) return SgemmFailed();
+  float* g_mean = dense::Grow(&f.g_mean, rows * o);
+  float* g_raw = dense::Grow(&f.g_raw, rows * o);
+  const double sum = ForwardNllRows(
+      f.net.head(0), f.net.head(1), rows, o, 1.0f / static_cast<float>(valid_rows),
+      [&](int64_t r, int64_t i) { return state(r, w)[i] - state(r, w - 1)[i]; },
+      [&](int64_t r) { return use[r]; }, g_mean, g_raw);
+  PRL_ASSIGN_OR_RETURN(Scalars scalars,
+                       FiniteValues("MCAT translator training step",
+                                    {{"translator_loss", sum / static_cast<double>(valid_rows)}}));
+  // the gradient reaches H only: F's input gradient at ã, through the tanh
+  float* g_xf = dense::Grow(&f.g_in, rows * fin);
+  if (!f.net.Backward(f_params, {g_mean, g_raw}, nullptr, g_xf, fin)) return SgemmFailed();
+  float* g_out = dense::Grow(&d.g_translator_out, rows * a);
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t i = 0; i < a; ++i) {
+      const float t = xf[r * fin + o + i];
+      g_out[r * a + i] = g_xf[r * fin + o + i] * (1.0f - t * t);
+    }
+  }
+  if (!d.translator.Backward(h_params, {g_out}, translator_block.flat_grad().data_ptr<float>(),
+                             nullptr, 0)) {
+    return SgemmFailed();
+  }
   translator_adam->Step(&translator_block, options.translator_lr);
   return scalars;
 }
@@ -356,6 +689,13 @@ absl::StatusOr<std::unique_ptr<McatModel>> McatModel::Create(const McatModelOpti
 }
 
 const McatModelOptions& McatModel::options() const { return impl_->options; }
+
+bool McatModel::direct_step() const { return impl_->direct.has_value(); }
+
+std::pair<at::Tensor, at::Tensor> McatModel::last_gradients() const {
+  return {impl_->model_block.flat_grad().detach().clone(),
+          impl_->translator_block.flat_grad().detach().clone()};
+}
 
 absl::StatusOr<Scalars> McatModel::TrainContext(const McatWindowBatch& batch) {
   PRL_ASSIGN_OR_RETURN(Windows b, impl_->Prepare(batch));

@@ -74,6 +74,11 @@ struct McatModelOptions {
   double task_feature_rate = 0.05;
   std::string device = "cpu";
   uint64_t seed = 0;
+  // On a CPU with oneDNN's sgemm and plain ReLU networks, TrainContext and TrainTranslator
+  // compute their forward and backward passes themselves (models/dense_mlp.h) instead of through
+  // autograd: the same losses, gradients and Adam steps (mcat_model_test compares them), at
+  // a fraction of the per-operator cost. false keeps the autograd path, the reference.
+  bool direct_cpu_step = true;
 };
 
 // Trains C and F (L_forw + w·L_cont, one Adam) and H (L_trans, another Adam) and keeps the
@@ -131,6 +136,12 @@ class McatModel {
   absl::Status RestoreState(const std::string& bytes);
 
   const McatModelOptions& options() const;
+  // The flat gradients the last TrainContext (C and F) and TrainTranslator (H) stepped with
+  // (copies; zeros before the first step), for checks of the two training paths.
+  std::pair<at::Tensor, at::Tensor> last_gradients() const;
+  // Whether the training steps take the autograd-free path (options().direct_cpu_step, a CPU
+  // with oneDNN's sgemm, plain ReLU networks).
+  bool direct_step() const;
 
   ~McatModel();
 

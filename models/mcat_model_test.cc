@@ -11,12 +11,14 @@
 
 #include "ATen/ATen.h"
 #include "ATen/CPUGeneratorImpl.h"
+#include "ATen/Parallel.h"
 #include "ATen/core/grad_mode.h"
 #include "absl/status/status.h"
 #include "common/tensor.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "models/artifact.h"
+#include "models/gemm.h"
 #include "models/networks.h"
 #include "proto/experiment.pb.h"
 #include "proto/prior.pb.h"
@@ -409,6 +411,163 @@ TEST(McatModelTest, TranslatorLossIsTheForwardNllAtTheTranslatedAction) {
       EXPECT_TRUE(at::equal(t, after_t.at(name))) << name;
     }
   }
+}
+
+// ---- the autograd-free step against autograd ----
+
+// ForwardNllWithGradient against LogProb's autograd, one state dimension per column, with
+// log σ heads inside, near and far beyond both soft bounds (past softplus's threshold of 20).
+TEST(DirectMcatTermsTest, ForwardNllAndItsDerivativesMatchAutograd) {
+  const std::vector<float> raws = {-45.0f, -21.0f, -19.5f, -3.0f, 0.0f, 1.9f, 2.5f, 30.0f};
+  const int64_t n = static_cast<int64_t>(raws.size());
+  at::Tensor raw = at::tensor(raws).requires_grad_();
+  at::Tensor mean = (at::arange(n, at::kFloat) * 0.3 - 1.0).requires_grad_();
+  const at::Tensor delta = at::linspace(-2.0, 2.5, n, at::kFloat);
+  // LogProb's bounds and density, written with LibTorch ops as in ForwardModel::LogProb
+  at::Tensor log_std = 2.0 - at::softplus(2.0 - raw);
+  log_std = -20.0 + at::softplus(log_std + 20.0);
+  const at::Tensor nll = ((delta - mean) * at::exp(-log_std)).square() * 0.5 + log_std;
+  nll.sum().backward();
+  for (int64_t i = 0; i < n; ++i) {
+    const ForwardNll d = ForwardNllWithGradient(delta[i].item<float>(), mean[i].item<float>(),
+                                                raws[static_cast<size_t>(i)]);
+    const double want = nll[i].item<double>();
+    EXPECT_NEAR(d.nll, want, 1e-5 * std::max(1.0, std::abs(want))) << "raw " << raws[i];
+    const double gm = mean.grad()[i].item<double>(), gr = raw.grad()[i].item<double>();
+    EXPECT_NEAR(d.d_mean, gm, 1e-5 * std::max(1.0, std::abs(gm))) << "raw " << raws[i];
+    EXPECT_NEAR(d.d_raw, gr, 1e-5 * std::max(1.0, std::abs(gr))) << "raw " << raws[i];
+  }
+  EXPECT_NEAR(ForwardNllConstant(3), 3 * 0.5 * std::log(2 * M_PI), 1e-12);
+}
+
+// ContrastiveLossWithGradient against ContrastiveLoss's autograd on 24 contexts of 3 tasks, some
+// pairs of different tasks inside the margin and some beyond it.
+TEST(DirectMcatTermsTest, ContrastiveLossAndGradientMatchAutograd) {
+  at::manual_seed(4);
+  const int64_t rows = 24, dim = 3;
+  at::Tensor z = (at::randn({rows, dim}) * 0.6).requires_grad_();
+  const at::Tensor task = at::arange(rows, at::kLong).remainder(3);
+  const double margin = 1.0;
+  const at::Tensor loss = ContrastiveLoss(z, task, margin);
+  loss.backward();
+  const at::Tensor zc = z.detach().contiguous();
+  std::vector<float> grad(static_cast<size_t>(rows * dim));
+  const double value = ContrastiveLossWithGradient(zc.data_ptr<float>(), task.data_ptr<int64_t>(),
+                                                   rows, dim, margin, 0.5f, grad.data());
+  EXPECT_NEAR(value, loss.item<double>(), 1e-5 * std::abs(loss.item<double>()));
+  const at::Tensor want = z.grad() * 0.5;
+  const double scale = want.abs().max().item<double>();
+  ASSERT_GT(scale, 0);
+  for (int64_t i = 0; i < rows * dim; ++i) {
+    EXPECT_NEAR(grad[static_cast<size_t>(i)], want.view({-1})[i].item<double>(), 1e-5 * scale)
+        << "entry " << i;
+  }
+  // the hinge: both kinds of different-task pairs occur
+  const at::Tensor d = at::cdist(zc, zc);
+  const at::Tensor other = task.unsqueeze(1) != task.unsqueeze(0);
+  EXPECT_GT((d.lt(margin).logical_and(other)).sum().item<int64_t>(), 0);
+  EXPECT_GT((d.gt(margin).logical_and(other)).sum().item<int64_t>(), 0);
+}
+
+// The largest entry of |a - b| relative to b's largest entry.
+double RelativeDifference(const at::Tensor& a, const at::Tensor& b) {
+  const double scale = b.abs().max().item<double>();
+  return (a - b).abs().max().item<double>() / std::max(scale, 1e-30);
+}
+
+// Two models with the same seed, one on the autograd-free step and one on autograd, fed the same
+// batches (3 tasks, windows that begin before their episode, a row whose own transition is
+// masked): every step's losses and the gradients it stepped with agree, and so do all weights
+// after six steps of C, F and H. The gradients are compared, not only the weights: Adam's
+// normalisation would hide a gradient off by a constant factor. With 2 threads and 256 windows
+// the forward model's rows are split into two shards.
+void ExpectDirectMatchesAutograd(int threads, int rows) {
+  const int threads_before = at::get_num_threads();
+  at::set_num_threads(threads);
+  McatModelOptions options = SmallOptions(/*seed=*/6);
+  options.num_tasks = 3;
+  options.contrastive_weight = 0.5;
+  options.direct_cpu_step = true;
+  std::unique_ptr<McatModel> direct = Make(options);
+  options.direct_cpu_step = false;
+  std::unique_ptr<McatModel> autograd = Make(options);
+  ASSERT_NE(direct, nullptr);
+  ASSERT_NE(autograd, nullptr);
+  ASSERT_TRUE(direct->direct_step());
+  ASSERT_FALSE(autograd->direct_step());
+  std::mt19937 rng(12);
+  for (int step = 0; step < 6; ++step) {
+    McatWindowBatch batch = Windows(rows, rng, {0, 1, 2});
+    batch.mask[3][kWindow - 1] = 0;  // row 3's own transition: no translator row
+    absl::StatusOr<std::map<std::string, double>> a = direct->TrainContext(batch);
+    absl::StatusOr<std::map<std::string, double>> b = autograd->TrainContext(batch);
+    ASSERT_TRUE(a.ok()) << a.status();
+    ASSERT_TRUE(b.ok()) << b.status();
+    for (const char* name : {"forward_loss", "contrastive_loss", "model_loss"}) {
+      EXPECT_NEAR(a->at(name), b->at(name), 1e-4 * std::max(1.0, std::abs(b->at(name))))
+          << name << " at step " << step;
+    }
+    absl::StatusOr<std::map<std::string, double>> ta = direct->TrainTranslator(batch);
+    absl::StatusOr<std::map<std::string, double>> tb = autograd->TrainTranslator(batch);
+    ASSERT_TRUE(ta.ok()) << ta.status();
+    ASSERT_TRUE(tb.ok()) << tb.status();
+    ASSERT_EQ(ta->size(), tb->size());
+    if (step > 0) {
+      ASSERT_EQ(ta->count("translator_loss"), 1u) << "step " << step;
+    }
+    for (const auto& [name, value] : *tb) {
+      EXPECT_NEAR(ta->at(name), value, 1e-4 * std::max(1.0, std::abs(value))) << name;
+    }
+    const auto [model_a, translator_a] = direct->last_gradients();
+    const auto [model_b, translator_b] = autograd->last_gradients();
+    EXPECT_LT(RelativeDifference(model_a, model_b), 1e-4) << "C and F's gradient, step " << step;
+    if (!tb->empty()) {
+      EXPECT_LT(RelativeDifference(translator_a, translator_b), 1e-4)
+          << "H's gradient, step " << step;
+    }
+    EXPECT_TRUE(at::allclose(direct->task_features(), autograd->task_features(), 1e-4, 1e-5));
+  }
+  absl::StatusOr<std::string> sa = direct->SaveState(), sb = autograd->SaveState();
+  ASSERT_TRUE(sa.ok());
+  ASSERT_TRUE(sb.ok());
+  const std::map<std::string, at::Tensor> wa = StateTensors(*sa), wb = StateTensors(*sb);
+  for (const auto& [name, t] : wb) {
+    if (name.rfind("training.generator", 0) == 0) continue;
+    EXPECT_LT((wa.at(name) - t).abs().max().item<double>(), 2e-5) << name;
+  }
+  at::set_num_threads(threads_before);
+}
+
+TEST(DirectMcatStepTest, LossesGradientsAndWeightsMatchTheAutogradStep) {
+  if (!FastSgemmAvailable()) GTEST_SKIP() << "no oneDNN sgemm: only the autograd step exists";
+  ExpectDirectMatchesAutograd(/*threads=*/1, /*rows=*/32);
+}
+
+TEST(DirectMcatStepTest, TwoShardsMatchTheAutogradStep) {
+  if (!FastSgemmAvailable()) GTEST_SKIP() << "no oneDNN sgemm: only the autograd step exists";
+  ExpectDirectMatchesAutograd(/*threads=*/2, /*rows=*/256);
+}
+
+// A non-finite loss on the autograd-free step is refused and moves no weight.
+TEST(DirectMcatStepTest, NonFiniteLossIsRefusedAndChangesNothing) {
+  std::unique_ptr<McatModel> model = Make(SmallOptions());
+  ASSERT_NE(model, nullptr);
+  if (!model->direct_step()) GTEST_SKIP() << "no oneDNN sgemm";
+  std::mt19937 rng(2);
+  McatWindowBatch batch = Windows(16, rng);
+  // finite (inputs with NaN are refused before the step), but its square overflows
+  batch.observations[0][kWindow][0] = 3e38f;
+  absl::StatusOr<std::string> before = model->SaveState();
+  ASSERT_TRUE(before.ok());
+  absl::StatusOr<std::map<std::string, double>> result = model->TrainContext(batch);
+  ASSERT_FALSE(result.ok());
+  EXPECT_EQ(result.status().code(), absl::StatusCode::kInternal);
+  EXPECT_THAT(result.status().message(), HasSubstr("not updated"));
+  absl::StatusOr<std::string> after = model->SaveState();
+  ASSERT_TRUE(after.ok());
+  const std::map<std::string, at::Tensor> was = StateTensors(*before), is = StateTensors(*after);
+  ASSERT_EQ(was.size(), is.size());
+  for (const auto& [name, t] : was) EXPECT_TRUE(at::equal(t, is.at(name))) << name;
 }
 
 // ---- learning ----

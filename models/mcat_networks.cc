@@ -1,5 +1,6 @@
 #include "models/mcat_networks.h"
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 
@@ -68,6 +69,10 @@ at::Tensor ContextEncoder::Forward(const ParameterBlock& block, const at::Tensor
   return Linear(h, Param(block, out_weight_, detach), Param(block, out_bias_, detach), gemm);
 }
 
+std::optional<dense::DenseMlp> ContextEncoder::Dense(const ParameterBlock& block) const {
+  return trunk_.DenseWithHeads(block, {{out_weight_, out_bias_}});
+}
+
 ForwardModel::ForwardModel(ParameterBlock* block, const std::string& prefix, const McatDims& dims,
                            const v1::NetworkSpec& resolved)
     : dims_(dims),
@@ -98,6 +103,11 @@ at::Tensor ForwardModel::LogProb(const ParameterBlock& block, const at::Tensor& 
   return (normalized.square() * -0.5 - log_std).sum(-1) - dims_.obs_dim * kHalfLog2Pi;
 }
 
+std::optional<dense::DenseMlp> ForwardModel::Dense(const ParameterBlock& block) const {
+  return trunk_.DenseWithHeads(block,
+                               {{mean_weight_, mean_bias_}, {log_std_weight_, log_std_bias_}});
+}
+
 ActionTranslator::ActionTranslator(ParameterBlock* block, const std::string& prefix,
                                    const McatDims& dims, const v1::NetworkSpec& resolved)
     : dims_(dims),
@@ -120,6 +130,10 @@ at::Tensor ActionTranslator::Forward(const ParameterBlock& block, const at::Tens
       Linear(h, Param(block, out_weight_, detach), Param(block, out_bias_, detach), gemm));
 }
 
+std::optional<dense::DenseMlp> ActionTranslator::Dense(const ParameterBlock& block) const {
+  return trunk_.DenseWithHeads(block, {{out_weight_, out_bias_}});
+}
+
 at::Tensor ContrastiveLoss(const at::Tensor& z, const at::Tensor& task, double margin) {
   const int64_t rows = z.size(0);
   if (rows < 2) return z.sum() * 0.0;  // no pairs; still differentiable in z
@@ -136,6 +150,85 @@ at::Tensor ContrastiveLoss(const at::Tensor& z, const at::Tensor& task, double m
   const at::Tensor per_pair = at::where(same, d2, hinge);
   return at::where(off_diagonal, per_pair, at::zeros_like(per_pair)).sum() /
          static_cast<double>(rows * (rows - 1));
+}
+
+namespace {
+
+// at::softplus (β 1, threshold 20) and its derivative, in float as LibTorch computes them, from
+// one exp.
+struct SoftplusValue {
+  float value, derivative;
+};
+constexpr float kSoftplusThreshold = 20.0f;
+// Above it log(1 + eˣ) = x + log(1 + e⁻ˣ) = x + e⁻ˣ to float precision (e⁻ˣ < 4e-7, the next
+// term below 1e-13): F's lower bound sits there whenever log σ is well above -20.
+constexpr float kSoftplusLinear = 15.0f;
+SoftplusValue Softplus(float x) {
+  if (x > kSoftplusThreshold) return {x, 1.0f};
+  if (x > kSoftplusLinear) {
+    const float e = std::exp(-x);
+    return {x + e, 1.0f / (1.0f + e)};
+  }
+  const float e = std::exp(x);
+  return {std::log1p(e), e / (e + 1.0f)};
+}
+
+}  // namespace
+
+ForwardNll ForwardNllWithGradient(float delta, float mean, float raw) {
+  const SoftplusValue upper = Softplus(static_cast<float>(kForwardLogStdMax) - raw);
+  const float lower_in =
+      static_cast<float>(kForwardLogStdMax) - upper.value - static_cast<float>(kForwardLogStdMin);
+  const SoftplusValue lower = Softplus(lower_in);
+  const float log_std = static_cast<float>(kForwardLogStdMin) + lower.value;
+  const float inv_std = std::exp(-log_std);
+  const float n = (delta - mean) * inv_std;
+  ForwardNll out;
+  out.nll = 0.5f * n * n + log_std;
+  out.d_mean = -n * inv_std;
+  out.d_raw = (1.0f - n * n) * lower.derivative * upper.derivative;
+  return out;
+}
+
+double ForwardNllConstant(int64_t obs_dim) { return static_cast<double>(obs_dim) * kHalfLog2Pi; }
+
+double ContrastiveLossWithGradient(const float* z, const int64_t* task, int64_t rows, int64_t dim,
+                                   double margin, float scale, float* grad) {
+  std::fill_n(grad, rows * dim, 0.0f);
+  if (rows < 2) return 0.0;
+  const double pairs = static_cast<double>(rows * (rows - 1));
+  // each unordered pair stands for two ordered ones: twice its term and twice its gradient
+  const float pair_scale = 2.0f * scale / static_cast<float>(pairs);
+  double sum = 0;
+  for (int64_t i = 0; i < rows; ++i) {
+    const float* zi = z + i * dim;
+    for (int64_t j = i + 1; j < rows; ++j) {
+      const float* zj = z + j * dim;
+      float d2 = 0;
+      for (int64_t c = 0; c < dim; ++c) d2 += (zi[c] - zj[c]) * (zi[c] - zj[c]);
+      float slope;  // ∂term/∂d2
+      if (task[i] == task[j]) {
+        sum += 2.0 * d2;
+        slope = 1.0f;
+      } else {
+        const float distance = std::sqrt(d2 + static_cast<float>(kHingeEps));
+        const float hinge = static_cast<float>(margin) - distance;
+        if (hinge <= 0) continue;
+        sum += 2.0 * hinge;
+        slope = -0.5f / distance;
+      }
+      // ∂d2/∂z_i = 2(z_i - z_j) = -∂d2/∂z_j
+      const float g = pair_scale * slope * 2.0f;
+      float* gi = grad + i * dim;
+      float* gj = grad + j * dim;
+      for (int64_t c = 0; c < dim; ++c) {
+        const float v = g * (zi[c] - zj[c]);
+        gi[c] += v;
+        gj[c] -= v;
+      }
+    }
+  }
+  return sum / pairs;
 }
 
 }  // namespace prl::models

@@ -8,6 +8,7 @@
 #define PRL_MODELS_MCAT_NETWORKS_H_
 
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include "ATen/core/Tensor.h"
@@ -35,6 +36,10 @@ class ContextEncoder {
   at::Tensor Forward(const ParameterBlock& block, const at::Tensor& observations,
                      const at::Tensor& actions, const at::Tensor& mask, GemmBackend gemm,
                      bool detach = false) const;
+  // The network as a DenseMlp over `block`'s flat buffer, one head z; its input is Forward's x
+  // (each transition as [s, a, s' - s], zeroed where the mask is 0, K of them per row). nullopt
+  // unless the trunk is plain ReLU on a CPU float32 block.
+  std::optional<dense::DenseMlp> Dense(const ParameterBlock& block) const;
 
  private:
   McatDims dims_;
@@ -55,6 +60,9 @@ class ForwardModel {
   at::Tensor LogProb(const ParameterBlock& block, const at::Tensor& obs, const at::Tensor& action,
                      const at::Tensor& z, const at::Tensor& next_obs, GemmBackend gemm,
                      bool detach = false) const;
+  // As ContextEncoder::Dense on the input [obs, action, z], heads {mean, log_std before the
+  // bounds}.
+  std::optional<dense::DenseMlp> Dense(const ParameterBlock& block) const;
 
  private:
   McatDims dims_;
@@ -73,6 +81,9 @@ class ActionTranslator {
   at::Tensor Forward(const ParameterBlock& block, const at::Tensor& obs,
                      const at::Tensor& source_action, const at::Tensor& source_context,
                      const at::Tensor& target_context, GemmBackend gemm, bool detach = false) const;
+  // As ContextEncoder::Dense on the input [obs, source_action, source_context, target_context],
+  // one head: the action before the tanh.
+  std::optional<dense::DenseMlp> Dense(const ParameterBlock& block) const;
 
  private:
   McatDims dims_;
@@ -82,6 +93,24 @@ class ActionTranslator {
 
 // L_cont of eq. 2 over a batch: z [B, C], task [B] (int64), margin m. Differentiable in z.
 at::Tensor ContrastiveLoss(const at::Tensor& z, const at::Tensor& task, double margin);
+
+// ---- the same terms on raw buffers, with their gradients (McatModel's autograd-free step) ----
+
+// One state dimension of -log F: ½·n² + log σ with n = (delta - mean)/σ and log σ the soft
+// bounds of ForwardModel::LogProb applied to `raw` (the constant ½·log 2π left out; see
+// ForwardNllConstant), and its derivatives in mean and raw.
+struct ForwardNll {
+  float nll, d_mean, d_raw;
+};
+ForwardNll ForwardNllWithGradient(float delta, float mean, float raw);
+// -log F's constant per row: obs_dim · ½·log 2π.
+double ForwardNllConstant(int64_t obs_dim);
+
+// ContrastiveLoss of z [rows, dim] (row-major) and task [rows]: returns the loss and writes
+// scale · ∂loss/∂z into grad [rows, dim]. Distances are computed directly, not from the Gram
+// matrix (the same value up to rounding).
+double ContrastiveLossWithGradient(const float* z, const int64_t* task, int64_t rows, int64_t dim,
+                                   double margin, float scale, float* grad);
 
 }  // namespace prl::models
 

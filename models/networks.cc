@@ -528,6 +528,15 @@ std::optional<std::vector<dense::LinearSlot>> MlpTrunk::DenseSlots(const Paramet
   return slots;
 }
 
+std::optional<dense::DenseMlp> MlpTrunk::DenseWithHeads(
+    const ParameterBlock& block, const std::vector<LinearIndices>& heads) const {
+  std::optional<std::vector<dense::LinearSlot>> trunk = DenseSlots(block, 0);
+  if (!trunk) return std::nullopt;
+  std::vector<dense::LinearSlot> outputs;
+  for (const LinearIndices& h : heads) outputs.push_back(SlotOf(block, h.weight, h.bias, 0));
+  return dense::DenseMlp(*std::move(trunk), std::move(outputs));
+}
+
 // ---- PolicyNetwork ----
 
 PolicyNetwork::PolicyNetwork(int64_t input_dim, int64_t output_dim, const v1::NetworkSpec& resolved,

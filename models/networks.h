@@ -171,6 +171,10 @@ class MlpTrunk {
   // float32.
   std::optional<std::vector<dense::LinearSlot>> DenseSlots(const ParameterBlock& block,
                                                            int member) const;
+  // The trunk with linear heads (a weight and a bias index each, in `block`, one member) as a
+  // DenseMlp; nullopt when DenseSlots(block, 0) is.
+  std::optional<dense::DenseMlp> DenseWithHeads(const ParameterBlock& block,
+                                                const std::vector<LinearIndices>& heads) const;
 
  private:
   struct Layer {
