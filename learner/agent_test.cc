@@ -780,5 +780,102 @@ TEST(DirectSacTest, MatchesTheAutogradUpdate) {
   }
 }
 
+// TD3's direct CPU update (learner/direct_td3.h) against its autograd update on the same batches
+// and noise, with MCAT's self-imitation rows or without, on one and two threads, with and without
+// importance weights and clipping: the same statistics, the same gradients at every Adam step
+// (the actor's on the updates that step it: policy_delay 2) and the same networks, targets
+// included, after six updates.
+TEST(DirectTd3Test, MatchesTheAutogradUpdate) {
+  for (bool self_imitation : {false, true}) {
+    for (int threads : {1, 2}) {
+      for (bool weighted_and_clipped : {false, true}) {
+        SCOPED_TRACE(::testing::Message()
+                     << "self-imitation " << self_imitation << ", " << threads
+                     << " threads, weighted and clipped " << weighted_and_clipped);
+        AgentOptions options = Options(true, 5, 3, {64, 64});
+        options.num_threads = threads;
+        if (weighted_and_clipped) options.algorithm.set_max_grad_norm(0.5);
+        auto direct = MustCreate(options);
+        options.direct_cpu_update = false;
+        auto reference = MustCreate(options);
+        ASSERT_TRUE(direct != nullptr && reference != nullptr);
+        at::Generator gen = at::detail::createCPUGenerator(98);
+        for (int step = 0; step < 6; ++step) {
+          TransitionBatch b = RandomBatch(256, 5, 3, 20 + step);
+          if (weighted_and_clipped) b.weight = at::rand({256}, gen, at::kFloat) + 0.5;
+          if (self_imitation) {
+            // returns around the critics' values, so some rows push and some do not
+            TransitionBatch sil = RandomBatch(96, 5, 3, 40 + step);
+            b.sil_obs = sil.obs;
+            b.sil_action = sil.action;
+            b.sil_return = at::randn({96}, gen, at::kFloat) * 0.5;
+            if (weighted_and_clipped) b.sil_weight = at::rand({96}, gen, at::kFloat) + 0.5;
+            b.self_imitation_weight = 0.7;
+          }
+          const at::Tensor noise = at::randn({1, 256, 3}, gen, at::kFloat);
+          auto x = Internals(*direct).UpdateWithNoise(b, noise);
+          auto y = Internals(*reference).UpdateWithNoise(b, noise);
+          ASSERT_TRUE(x.ok()) << x.status();
+          ASSERT_TRUE(y.ok()) << y.status();
+          const auto near = [](double a, double b) {
+            return std::abs(a - b) <= 1e-4 * std::max(1.0, std::abs(b));
+          };
+          EXPECT_PRED2(near, x->critic_loss, y->critic_loss) << "step " << step;
+          EXPECT_PRED2(near, x->actor_loss, y->actor_loss) << "step " << step;
+          EXPECT_PRED2(near, x->q_mean, y->q_mean) << "step " << step;
+          EXPECT_PRED2(near, x->sil_loss, y->sil_loss) << "step " << step;
+          EXPECT_EQ(x->actor_updated, y->actor_updated) << "step " << step;
+          EXPECT_EQ(x->actor_updated, step % 2 == 1);
+          ASSERT_EQ(x->td_error_abs.size(), y->td_error_abs.size());
+          ASSERT_EQ(x->sil_advantage.size(), y->sil_advantage.size());
+          EXPECT_EQ(x->sil_advantage.size(), self_imitation ? 96u : 0u);
+          size_t mismatched = 0, pushing = 0;
+          for (size_t i = 0; i < y->td_error_abs.size(); ++i) {
+            mismatched += near(x->td_error_abs[i], y->td_error_abs[i]) ? 0 : 1;
+          }
+          for (size_t i = 0; i < y->sil_advantage.size(); ++i) {
+            mismatched += near(x->sil_advantage[i], y->sil_advantage[i]) ? 0 : 1;
+            pushing += y->sil_advantage[i] > 0 ? 1 : 0;
+          }
+          EXPECT_EQ(mismatched, 0u) << "rows whose TD errors or advantages differ, step " << step;
+          if (self_imitation) {
+            EXPECT_GT(pushing, 0u);
+            EXPECT_LT(pushing, 96u);
+          }
+          EXPECT_LT(GradientGap(Internals(*direct).critic().params(),
+                                Internals(*reference).critic().params()),
+                    1e-4)
+              << "step " << step;
+          if (x->actor_updated) {
+            EXPECT_LT(GradientGap(Internals(*direct).actor().params(),
+                                  Internals(*reference).actor().params()),
+                      1e-4)
+                << "step " << step;
+          }
+        }
+        const auto max_diff = [](const models::ParameterBlock& a, const models::ParameterBlock& b) {
+          return (a.flat() - b.flat()).abs().max().item<double>();
+        };
+        EXPECT_LT(
+            max_diff(Internals(*direct).actor().params(), Internals(*reference).actor().params()),
+            2e-5);
+        EXPECT_LT(
+            max_diff(Internals(*direct).critic().params(), Internals(*reference).critic().params()),
+            2e-5);
+        EXPECT_LT(max_diff(Internals(*direct).critic_target().params(),
+                           Internals(*reference).critic_target().params()),
+                  2e-5);
+        EXPECT_LT(max_diff(Internals(*direct).actor_target()->params(),
+                           Internals(*reference).actor_target()->params()),
+                  2e-5);
+        EXPECT_GT(max_diff(Internals(*direct).actor_target()->params(),
+                           Internals(*direct).actor().params()),
+                  0);
+        EXPECT_EQ(direct->updates(), 6);
+      }
+    }
+  }
+}
+
 }  // namespace
 }  // namespace prl::learner

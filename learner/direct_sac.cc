@@ -5,9 +5,8 @@
 #include <utility>
 
 #include "ATen/ATen.h"
-#include "ATen/Parallel.h"
-#include "ATen/core/grad_mode.h"
 #include "absl/status/status.h"
+#include "learner/direct_shards.h"
 #include "models/cpu_kernels.h"
 #include "models/gemm.h"
 
@@ -16,23 +15,12 @@ namespace {
 
 using models::dense::DenseMlp;
 
-// The fewest rows a shard computes: below, the products' fixed costs outweigh a second core.
-constexpr int64_t kMinShardRows = 64;
-
 constexpr float kMinLogStd = static_cast<float>(models::kPolicyLogStdMin);
 constexpr float kMaxLogStd = static_cast<float>(models::kPolicyLogStdMax);
 
+using direct::Concat;
+using direct::Data;
 using models::dense::Grow;
-
-// [x_a | x_b] row by row into out [n, da + db].
-void Concat(const float* a, int64_t da, const float* b, int64_t db, int64_t n, float* out) {
-  for (int64_t i = 0; i < n; ++i) {
-    std::copy_n(a + i * da, da, out + i * (da + db));
-    std::copy_n(b + i * db, db, out + i * (da + db) + da);
-  }
-}
-
-const float* Data(const at::Tensor& t) { return t.defined() ? t.data_ptr<float>() : nullptr; }
 
 }  // namespace
 
@@ -241,23 +229,6 @@ bool DirectSacUpdate::ActorPhase(Shard& s, const DeviceBatch& b, const float* no
   return s.actor.Backward(actor, {g_head}, actor_grad, nullptr, 0);
 }
 
-void DirectSacUpdate::Step(int shards, std::vector<float> Shard::*grad,
-                           models::ParameterBlock* block, FlatAdam* adam) {
-  at::NoGradGuard no_grad;
-  float* total = block->flat_grad().data_ptr<float>();
-  const int64_t numel = block->numel();
-  for (int s = 1; s < shards; ++s) {
-    const float* part = (shards_[s].*grad).data();
-    for (int64_t i = 0; i < numel; ++i) total[i] += part[i];
-  }
-  if (max_grad_norm_ > 0) {
-    // torch.nn.utils.clip_grad_norm_, as TwinCriticAgent::GradientStep computes it
-    const at::Tensor norm = block->flat_grad().norm();
-    block->flat_grad().mul_((norm + 1e-6).reciprocal_().mul_(max_grad_norm_).clamp_max_(1.0));
-  }
-  adam->Step(block->flat_grad());
-}
-
 absl::StatusOr<DirectSacUpdate::Result> DirectSacUpdate::Run(
     const DeviceBatch& batch, const at::Tensor& noise_in, double alpha,
     models::ParameterBlock* actor, FlatAdam* actor_adam, models::ParameterBlock* critic,
@@ -268,57 +239,39 @@ absl::StatusOr<DirectSacUpdate::Result> DirectSacUpdate::Run(
   }
   const at::Tensor noise = noise_in.contiguous();
   const int64_t rows = b.size;
-  const int shards = static_cast<int>(
-      std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), rows / kMinShardRows)));
+  const int shards = direct::Shards(rows);
   while (static_cast<int>(shards_.size()) < shards) shards_.push_back(prototype_);
   const auto begin = [&](int64_t s) { return rows * s / shards; };
-  const auto grad_of = [&](int s, std::vector<float> Shard::*own,
-                           models::ParameterBlock* block) -> float* {
-    if (s == 0) return block->flat_grad().data_ptr<float>();
-    std::vector<float>& buffer = shards_[s].*own;
-    buffer.assign(static_cast<size_t>(block->numel()), 0.0f);
-    return buffer.data();
-  };
-  const auto run = [&](const auto& phase) {
-    if (shards == 1) {
-      shards_[0].ok = phase(0);
-    } else {
-      // one shard per thread; inside at::parallel_for oneDNN's products run single-threaded
-      at::parallel_for(0, shards, 1, [&](int64_t s0, int64_t s1) {
-        for (int64_t s = s0; s < s1; ++s) shards_[s].ok = phase(static_cast<int>(s));
-      });
-    }
-    for (int s = 0; s < shards; ++s) {
-      if (!shards_[s].ok) return false;
-    }
-    return true;
-  };
   const float* noise_data = noise.data_ptr<float>();
   const absl::Status failed = absl::InternalError("SAC update: oneDNN sgemm failed");
 
   // the critics' gradient, one row range per thread, then their step
   std::vector<float*> critic_grads(shards);
-  for (int s = 0; s < shards; ++s) critic_grads[s] = grad_of(s, &Shard::critic_grad, critic);
+  for (int s = 0; s < shards; ++s) {
+    critic_grads[s] = direct::ShardGradient(s, critic, &shards_[s].critic_grad);
+  }
   const float* critic_params = critic->flat().data_ptr<float>();
-  if (!run([&](int s) {
+  if (!direct::RunShards(shards, [&](int s) {
         return CriticPhase(shards_[s], b, noise_data, begin(s), begin(s + 1) - begin(s), alpha,
                            actor->flat().data_ptr<float>(), critic_params,
                            critic_target.flat().data_ptr<float>(), critic_grads[s]);
       })) {
     return failed;
   }
-  Step(shards, &Shard::critic_grad, critic, critic_adam);
+  direct::SumClipAndStep(critic_grads, critic, critic_adam, max_grad_norm_);
 
   // the actor's gradient through the updated critics, then its step
   std::vector<float*> actor_grads(shards);
-  for (int s = 0; s < shards; ++s) actor_grads[s] = grad_of(s, &Shard::actor_grad, actor);
-  if (!run([&](int s) {
+  for (int s = 0; s < shards; ++s) {
+    actor_grads[s] = direct::ShardGradient(s, actor, &shards_[s].actor_grad);
+  }
+  if (!direct::RunShards(shards, [&](int s) {
         return ActorPhase(shards_[s], b, noise_data, begin(s), begin(s + 1) - begin(s), alpha,
                           actor->flat().data_ptr<float>(), critic_params, actor_grads[s]);
       })) {
     return failed;
   }
-  Step(shards, &Shard::actor_grad, actor, actor_adam);
+  direct::SumClipAndStep(actor_grads, actor, actor_adam, max_grad_norm_);
 
   Result r;
   r.td_error_abs.reserve(static_cast<size_t>(rows));

@@ -69,7 +69,6 @@ class DirectSacUpdate {
     std::vector<float> critic_grad, actor_grad;  // shards >= 1: their own gradient buffers
     std::vector<float> td_error_abs;
     double critic_loss = 0, actor_loss = 0, q_sum = 0, regularizer_sum = 0;
-    bool ok = true;
   };
 
   DirectSacUpdate(Shard prototype, const AgentConfig& config, const Output& output);
@@ -83,10 +82,6 @@ class DirectSacUpdate {
                    float* critic_grad);
   bool ActorPhase(Shard& s, const DeviceBatch& b, const float* noise, int64_t begin, int64_t n,
                   double alpha, const float* actor, const float* critic, float* actor_grad);
-  // Sums shard gradients into `block`'s flat gradient, clips, steps `adam`.
-  void Step(int shards, std::vector<float> Shard::*grad, models::ParameterBlock* block,
-            FlatAdam* adam);
-
   Shard prototype_;
   std::vector<Shard> shards_;
   int64_t obs_dim_, act_dim_;

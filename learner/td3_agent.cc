@@ -1,13 +1,18 @@
 // TD3 (Fujimoto et al. 2018): twin critics regressing on the minimum of the target critics at a
 // smoothed target action, a deterministic tanh policy that maximises Q_1, updated (with Polyak
-// averaging of every target network) once per policy_delay critic updates.
+// averaging of every target network) once per policy_delay critic updates. On the CPU the update
+// runs without autograd where it applies (learner/direct_td3.h); this file's DoUpdate is the
+// reference and the path for GPUs and other networks.
 #include <memory>
+#include <stdexcept>
+#include <string>
 #include <utility>
 #include <vector>
 
 #include "ATen/ATen.h"
 #include "ATen/core/grad_mode.h"
 #include "learner/agent_internal.h"
+#include "learner/direct_td3.h"
 
 namespace prl::learner::internal {
 namespace {
@@ -21,6 +26,10 @@ class Td3Agent final : public TwinCriticAgent {
                       models::PolicyNetwork::Head::kDeterministic,
                       models::NetworkOptions{config.device, /*trainable=*/false, config.gemm}) {
     actor_target_.params().flat().copy_(actor_->params().flat());
+    // on the CPU: the update without autograd where it applies (learner/direct_td3.h)
+    if (config.direct_cpu_update) {
+      direct_ = DirectTd3Update::Create(*actor_, actor_target_, *critic_, *critic_target_, config);
+    }
   }
 
   models::PolicyNetwork* actor_target() override { return &actor_target_; }
@@ -36,6 +45,7 @@ class Td3Agent final : public TwinCriticAgent {
 
   UpdateStats DoUpdate(const DeviceBatch& b, const at::Tensor& noise) override {
     UpdateStats stats;
+    if (direct_ != nullptr && noise.is_cpu()) return DirectUpdate(b, noise);
     // critics: y = r·scale + γ·d·min_k Q'_k(s', clip(π'(s') + clip(σ·ε, -c, c), -1, 1))
     at::Tensor target;
     {
@@ -76,6 +86,34 @@ class Td3Agent final : public TwinCriticAgent {
     return stats;
   }
 
+  // DoUpdate through the direct CPU update: the same counters, target updates and statistics.
+  UpdateStats DirectUpdate(const DeviceBatch& b, const at::Tensor& noise) {
+    UpdateStats stats;
+    const bool actor_step = (updates_ + 1) % td3_.policy_delay() == 0;
+    absl::StatusOr<DirectTd3Update::Result> r = direct_->Run(
+        b, noise, actor_step, &actor_->params(), actor_adam_.get(), actor_target_.params(),
+        &critic_->params(), critic_adam_.get(), critic_target_->params());
+    if (!r.ok()) throw std::runtime_error(std::string(r.status().message()));
+    ++updates_;
+    if (actor_step) {
+      stats.actor_updated = true;
+      stats.actor_loss = r->actor_loss;
+      ++actor_updates_;
+      if (actor_updates_ % config_.algorithm.target_update_period() == 0) {
+        Polyak(critic_->params(), critic_target_->params());
+        Polyak(actor_->params(), actor_target_.params());
+      }
+    }
+    stats.critic_loss = r->critic_loss;
+    stats.q_mean = r->q_mean;
+    stats.td_error_abs = std::move(r->td_error_abs);
+    if (r->has_sil) {
+      stats.sil_loss = r->sil_loss;
+      stats.sil_advantage = std::move(r->sil_advantage);
+    }
+    return stats;
+  }
+
   at::Tensor Policy(const at::Tensor& obs, bool deterministic,
                     const at::Tensor& noise) const override {
     at::Tensor action = at::tanh(actor_->Forward(obs).mean);
@@ -100,6 +138,7 @@ class Td3Agent final : public TwinCriticAgent {
   const v1::Td3Config td3_;
   models::PolicyNetwork actor_target_;
   int64_t actor_updates_ = 0;
+  std::unique_ptr<DirectTd3Update> direct_;  // null: the autograd update
 };
 
 }  // namespace

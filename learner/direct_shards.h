@@ -1,0 +1,55 @@
+// What the autograd-free CPU updates (learner/direct_sac.h, learner/direct_td3.h) share: the
+// batch split into one row range per intra-op thread, each range's gradient computed on its own
+// core into its own buffer (the first range into the block's flat gradient), and the sum of the
+// ranges' gradients in range order, clipped as torch.nn.utils.clip_grad_norm_, then one Adam
+// step.
+#ifndef PRL_LEARNER_DIRECT_SHARDS_H_
+#define PRL_LEARNER_DIRECT_SHARDS_H_
+
+#include <algorithm>
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+#include "ATen/core/Tensor.h"
+#include "learner/flat_adam.h"
+#include "models/networks.h"
+
+namespace prl::learner::internal::direct {
+
+// The fewest rows a range computes: below, the products' fixed costs outweigh a second core.
+inline constexpr int64_t kMinShardRows = 64;
+
+// How many row ranges a batch of `rows` rows is split into: one per intra-op thread while each
+// keeps kMinShardRows rows.
+int Shards(int64_t rows);
+
+// Runs phase(0) .. phase(shards - 1), one per thread of at::parallel_for (inside which oneDNN's
+// products run single-threaded); true when every phase returned true.
+bool RunShards(int shards, const std::function<bool(int)>& phase);
+
+// Range s's gradient buffer for `block`: the block's flat gradient for s = 0, else `own`
+// (resized to the block and zeroed: a network's backward writes only its own parameters).
+float* ShardGradient(int s, models::ParameterBlock* block, std::vector<float>* own);
+
+// Adds parts[1..] (each block->numel() long) into the block's flat gradient (parts[0] is it),
+// scales it to max_grad_norm when that is > 0 and the norm exceeds it, and steps `adam`.
+void SumClipAndStep(const std::vector<float*>& parts, models::ParameterBlock* block, FlatAdam* adam,
+                    double max_grad_norm);
+
+// [x_a | x_b] row by row into out [n, da + db].
+inline void Concat(const float* a, int64_t da, const float* b, int64_t db, int64_t n, float* out) {
+  for (int64_t i = 0; i < n; ++i) {
+    std::copy_n(a + i * da, da, out + i * (da + db));
+    std::copy_n(b + i * db, db, out + i * (da + db) + da);
+  }
+}
+
+// A float tensor's data, or null for an undefined one.
+inline const float* Data(const at::Tensor& t) {
+  return t.defined() ? t.data_ptr<float>() : nullptr;
+}
+
+}  // namespace prl::learner::internal::direct
+
+#endif  // PRL_LEARNER_DIRECT_SHARDS_H_
