@@ -46,7 +46,7 @@ ABSL_FLAG(std::string, gemm, "onednn,aten",
           "(updates captured as CUDA graphs, AgentOptions::cuda_graphs) and \"eager\" instead, "
           "unless this names them.");
 ABSL_FLAG(bool, direct, true,
-          "CPU SAC: the update without autograd where it applies "
+          "CPU SAC and TD3: the update without autograd where it applies "
           "(AgentOptions::direct_cpu_update); false: LibTorch's autograd.");
 ABSL_FLAG(int, check_updates, 0,
           "With a CUDA device: first run this many updates on the CPU and on the device (CUDA "

@@ -197,7 +197,7 @@ struct McatModel::Impl {
     // rows (shard 0); `grad` is a shard's own flat gradient (shards after the first).
     struct ForwardShard {
       dense::DenseMlp net;
-      std::vector<float> in, g_mean, g_raw, g_in, grad;
+      std::vector<float> in, g_mean, g_raw, g_in, grad, targets, used;
       double nll_sum = 0;
       bool ok = true;
     };
@@ -414,31 +414,18 @@ absl::StatusOr<Scalars> FiniteValues(absl::string_view what,
 // -log F summed over the `rows` rows of [mean | raw] heads (row stride obs_dim) against the
 // targets delta_i = next_i - obs_i read by `delta(row, i)`, for the rows where `use(row)`:
 // writes scale · the derivatives into g_mean and g_raw (zeros for rows not used) and returns
-// the sum of the used rows' -log F.
+// the sum of the used rows' -log F. `targets` and `used` are scratch buffers.
 template <typename Delta, typename Use>
 double ForwardNllRows(const float* mean, const float* raw, int64_t rows, int64_t obs_dim,
-                      float scale, const Delta& delta, const Use& use, float* g_mean,
-                      float* g_raw) {
-  double sum = 0;
+                      float scale, const Delta& delta, const Use& use, std::vector<float>* targets,
+                      std::vector<float>* used, float* g_mean, float* g_raw) {
+  float* d = dense::Grow(targets, rows * obs_dim);
+  float* u = dense::Grow(used, rows);
   for (int64_t r = 0; r < rows; ++r) {
-    float* gm = g_mean + r * obs_dim;
-    float* gr = g_raw + r * obs_dim;
-    if (!use(r)) {
-      std::fill_n(gm, obs_dim, 0.0f);
-      std::fill_n(gr, obs_dim, 0.0f);
-      continue;
-    }
-    double row = ForwardNllConstant(obs_dim);
-    for (int64_t i = 0; i < obs_dim; ++i) {
-      const ForwardNll nll =
-          ForwardNllWithGradient(delta(r, i), mean[r * obs_dim + i], raw[r * obs_dim + i]);
-      row += nll.nll;
-      gm[i] = scale * nll.d_mean;
-      gr[i] = scale * nll.d_raw;
-    }
-    sum += row;
+    u[r] = use(r) ? 1.0f : 0.0f;
+    for (int64_t i = 0; i < obs_dim; ++i) d[r * obs_dim + i] = delta(r, i);
   }
-  return sum;
+  return ForwardNllWithGradient(d, mean, raw, u, rows, obs_dim, scale, g_mean, g_raw);
 }
 
 }  // namespace
@@ -547,7 +534,8 @@ absl::StatusOr<Scalars> McatModel::Impl::DirectTrainContext(const Windows& b) {
           const int64_t r = begin + fr / m, j = k + fr % m;
           return state(r, j + 1)[i] - state(r, j)[i];
         },
-        [&](int64_t fr) { return mask[(begin + fr / m) * w + k + fr % m] > 0; }, g_mean, g_raw);
+        [&](int64_t fr) { return mask[(begin + fr / m) * w + k + fr % m] > 0; }, &sh.targets,
+        &sh.used, g_mean, g_raw);
     // the shard's own gradient buffer: F's entries are overwritten, C's stay 0
     float* own = grad;
     if (s > 0) {
@@ -652,7 +640,7 @@ absl::StatusOr<Scalars> McatModel::Impl::DirectTranslatorStep(const Windows& b,
   const double sum = ForwardNllRows(
       f.net.head(0), f.net.head(1), rows, o, 1.0f / static_cast<float>(valid_rows),
       [&](int64_t r, int64_t i) { return state(r, w)[i] - state(r, w - 1)[i]; },
-      [&](int64_t r) { return use[r]; }, g_mean, g_raw);
+      [&](int64_t r) { return use[r]; }, &f.targets, &f.used, g_mean, g_raw);
   PRL_ASSIGN_OR_RETURN(Scalars scalars,
                        FiniteValues("MCAT translator training step",
                                     {{"translator_loss", sum / static_cast<double>(valid_rows)}}));

@@ -415,29 +415,40 @@ TEST(McatModelTest, TranslatorLossIsTheForwardNllAtTheTranslatedAction) {
 
 // ---- the autograd-free step against autograd ----
 
-// ForwardNllWithGradient against LogProb's autograd, one state dimension per column, with
-// log σ heads inside, near and far beyond both soft bounds (past softplus's threshold of 20).
+// ForwardNllWithGradient against LogProb's autograd, one state dimension per column of 4 rows,
+// with log σ heads inside, near and far beyond both soft bounds (past softplus's threshold of
+// 20); row 2 unused.
 TEST(DirectMcatTermsTest, ForwardNllAndItsDerivativesMatchAutograd) {
   const std::vector<float> raws = {-45.0f, -21.0f, -19.5f, -3.0f, 0.0f, 1.9f, 2.5f, 30.0f};
-  const int64_t n = static_cast<int64_t>(raws.size());
-  at::Tensor raw = at::tensor(raws).requires_grad_();
-  at::Tensor mean = (at::arange(n, at::kFloat) * 0.3 - 1.0).requires_grad_();
-  const at::Tensor delta = at::linspace(-2.0, 2.5, n, at::kFloat);
+  const int64_t rows = 4, dims = 2;
+  at::Tensor raw = at::tensor(raws).view({rows, dims}).requires_grad_();
+  at::Tensor mean = (at::arange(rows * dims, at::kFloat) * 0.3 - 1.0).view({rows, dims});
+  mean.requires_grad_();
+  const at::Tensor delta = at::linspace(-2.0, 2.5, rows * dims, at::kFloat).view({rows, dims});
+  const at::Tensor use = at::tensor({1.0f, 1.0f, 0.0f, 1.0f});
   // LogProb's bounds and density, written with LibTorch ops as in ForwardModel::LogProb
   at::Tensor log_std = 2.0 - at::softplus(2.0 - raw);
   log_std = -20.0 + at::softplus(log_std + 20.0);
-  const at::Tensor nll = ((delta - mean) * at::exp(-log_std)).square() * 0.5 + log_std;
-  nll.sum().backward();
-  for (int64_t i = 0; i < n; ++i) {
-    const ForwardNll d = ForwardNllWithGradient(delta[i].item<float>(), mean[i].item<float>(),
-                                                raws[static_cast<size_t>(i)]);
-    const double want = nll[i].item<double>();
-    EXPECT_NEAR(d.nll, want, 1e-5 * std::max(1.0, std::abs(want))) << "raw " << raws[i];
-    const double gm = mean.grad()[i].item<double>(), gr = raw.grad()[i].item<double>();
-    EXPECT_NEAR(d.d_mean, gm, 1e-5 * std::max(1.0, std::abs(gm))) << "raw " << raws[i];
-    EXPECT_NEAR(d.d_raw, gr, 1e-5 * std::max(1.0, std::abs(gr))) << "raw " << raws[i];
+  const at::Tensor nll = (((delta - mean) * at::exp(-log_std)).square() * 0.5 + log_std).sum(1) +
+                         dims * 0.5 * std::log(2 * M_PI);
+  const at::Tensor loss = (nll * use).sum() * 0.25;
+  loss.backward();
+  std::vector<float> d_mean(rows * dims), d_raw(rows * dims);
+  const at::Tensor rc = raw.detach().contiguous(), mc = mean.detach().contiguous();
+  const double sum =
+      ForwardNllWithGradient(delta.data_ptr<float>(), mc.data_ptr<float>(), rc.data_ptr<float>(),
+                             use.data_ptr<float>(), rows, dims, 0.25f, d_mean.data(), d_raw.data());
+  const double want = (nll * use).sum().item<double>();
+  EXPECT_NEAR(sum, want, 1e-5 * std::abs(want));
+  for (int64_t i = 0; i < rows * dims; ++i) {
+    const double gm = mean.grad().view({-1})[i].item<double>();
+    const double gr = raw.grad().view({-1})[i].item<double>();
+    EXPECT_NEAR(d_mean[i], gm, 1e-5 * std::max(1.0, std::abs(gm))) << "raw " << raws[i];
+    EXPECT_NEAR(d_raw[i], gr, 1e-5 * std::max(1.0, std::abs(gr))) << "raw " << raws[i];
   }
-  EXPECT_NEAR(ForwardNllConstant(3), 3 * 0.5 * std::log(2 * M_PI), 1e-12);
+  EXPECT_EQ(d_mean[4], 0.0f);  // the unused row
+  EXPECT_EQ(d_raw[5], 0.0f);
+  EXPECT_NE(d_raw[0], 0.0f);
 }
 
 // ContrastiveLossWithGradient against ContrastiveLoss's autograd on 24 contexts of 3 tasks, some

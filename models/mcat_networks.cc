@@ -154,43 +154,40 @@ at::Tensor ContrastiveLoss(const at::Tensor& z, const at::Tensor& task, double m
 
 namespace {
 
-// at::softplus (β 1, threshold 20) and its derivative, in float as LibTorch computes them, from
-// one exp.
-struct SoftplusValue {
-  float value, derivative;
-};
-constexpr float kSoftplusThreshold = 20.0f;
-// Above it log(1 + eˣ) = x + log(1 + e⁻ˣ) = x + e⁻ˣ to float precision (e⁻ˣ < 4e-7, the next
-// term below 1e-13): F's lower bound sits there whenever log σ is well above -20.
-constexpr float kSoftplusLinear = 15.0f;
-SoftplusValue Softplus(float x) {
-  if (x > kSoftplusThreshold) return {x, 1.0f};
-  if (x > kSoftplusLinear) {
-    const float e = std::exp(-x);
-    return {x + e, 1.0f / (1.0f + e)};
-  }
-  const float e = std::exp(x);
-  return {std::log1p(e), e / (e + 1.0f)};
+// at::softplus's derivative (β 1, threshold 20): the sigmoid, 1 above the threshold.
+at::Tensor SoftplusSlope(const at::Tensor& x) {
+  return at::where(x > 20.0, at::ones_like(x), at::sigmoid(x));
 }
 
 }  // namespace
 
-ForwardNll ForwardNllWithGradient(float delta, float mean, float raw) {
-  const SoftplusValue upper = Softplus(static_cast<float>(kForwardLogStdMax) - raw);
-  const float lower_in =
-      static_cast<float>(kForwardLogStdMax) - upper.value - static_cast<float>(kForwardLogStdMin);
-  const SoftplusValue lower = Softplus(lower_in);
-  const float log_std = static_cast<float>(kForwardLogStdMin) + lower.value;
-  const float inv_std = std::exp(-log_std);
-  const float n = (delta - mean) * inv_std;
-  ForwardNll out;
-  out.nll = 0.5f * n * n + log_std;
-  out.d_mean = -n * inv_std;
-  out.d_raw = (1.0f - n * n) * lower.derivative * upper.derivative;
-  return out;
+double ForwardNllWithGradient(const float* delta, const float* mean, const float* raw,
+                              const float* use, int64_t rows, int64_t obs_dim, float scale,
+                              float* d_mean, float* d_raw) {
+  if (rows == 0) return 0.0;
+  const at::TensorOptions f = at::TensorOptions().dtype(at::kFloat);
+  const auto view = [&](const float* p, int64_t cols) {
+    return at::from_blob(const_cast<float*>(p), {rows, cols}, f);
+  };
+  const at::Tensor d = view(delta, obs_dim), mu = view(mean, obs_dim), u = view(raw, obs_dim);
+  const at::Tensor keep = view(use, 1) > 0;  // [rows, 1]
+  // ForwardModel::LogProb's soft bounds and density, operator for operator
+  const at::Tensor upper = kForwardLogStdMax - u;
+  const at::Tensor lower = (kForwardLogStdMax - at::softplus(upper)) - kForwardLogStdMin;
+  const at::Tensor log_std = kForwardLogStdMin + at::softplus(lower);
+  const at::Tensor inv_std = at::exp(-log_std);
+  const at::Tensor n = (d - mu) * inv_std;
+  const at::Tensor row_nll = (n.square() * 0.5 + log_std).sum(1, /*keepdim=*/true) +
+                             static_cast<double>(obs_dim) * kHalfLog2Pi;
+  const at::Tensor zero = at::zeros({1, 1}, f);
+  const double sum = at::where(keep, row_nll, zero).to(at::kDouble).sum().item<double>();
+  // ∂/∂mean = -n/σ; ∂/∂log σ = 1 - n², through both softplus bounds to the raw head
+  const at::Tensor w = at::where(keep, at::full({1, 1}, scale, f), zero);
+  at::Tensor g_mean = view(d_mean, obs_dim), g_raw = view(d_raw, obs_dim);
+  at::mul_out(g_mean, n * inv_std, -w);
+  at::mul_out(g_raw, (1.0 - n.square()) * SoftplusSlope(lower) * SoftplusSlope(upper), w);
+  return sum;
 }
-
-double ForwardNllConstant(int64_t obs_dim) { return static_cast<double>(obs_dim) * kHalfLog2Pi; }
 
 double ContrastiveLossWithGradient(const float* z, const int64_t* task, int64_t rows, int64_t dim,
                                    double margin, float scale, float* grad) {

@@ -96,15 +96,15 @@ at::Tensor ContrastiveLoss(const at::Tensor& z, const at::Tensor& task, double m
 
 // ---- the same terms on raw buffers, with their gradients (McatModel's autograd-free step) ----
 
-// One state dimension of -log F: ½·n² + log σ with n = (delta - mean)/σ and log σ the soft
-// bounds of ForwardModel::LogProb applied to `raw` (the constant ½·log 2π left out; see
-// ForwardNllConstant), and its derivatives in mean and raw.
-struct ForwardNll {
-  float nll, d_mean, d_raw;
-};
-ForwardNll ForwardNllWithGradient(float delta, float mean, float raw);
-// -log F's constant per row: obs_dim · ½·log 2π.
-double ForwardNllConstant(int64_t obs_dim);
+// -log F and its derivatives for `rows` rows of F's heads at once, on raw buffers (row-major
+// [rows, obs_dim]): delta = s' - s, the mean head and the log σ head before the soft bounds of
+// ForwardModel::LogProb. Rows with use[r] == 0 count for nothing and get zero derivatives. Writes
+// scale · ∂(-log F)/∂mean and ∂/∂raw into d_mean and d_raw and returns the sum over the used rows
+// of -log F (accumulated in double). Computed with LibTorch's vectorised operators, as the
+// autograd path computes the forward values and at::softplus's backward its derivative.
+double ForwardNllWithGradient(const float* delta, const float* mean, const float* raw,
+                              const float* use, int64_t rows, int64_t obs_dim, float scale,
+                              float* d_mean, float* d_raw);
 
 // ContrastiveLoss of z [rows, dim] (row-major) and task [rows]: returns the loss and writes
 // scale · ∂loss/∂z into grad [rows, dim]. Distances are computed directly, not from the Gram
