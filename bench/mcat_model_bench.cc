@@ -15,6 +15,7 @@
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <memory>
 #include <random>
 #include <string>
@@ -114,10 +115,10 @@ int main(int argc, char** argv) {
       absl::GetFlag(FLAGS_autograd) ? prl::models::Measure(false, batches, seconds) : 0.0;
   const double direct = prl::models::Measure(true, batches, seconds);
   std::printf(
-      "mcat model step (TrainContext + TrainTranslator), batch %d, %d-wide, %d thread(s):\n"
-      "  autograd %.0f steps/s (%.2f ms)\n  direct   %.0f steps/s (%.2f ms)\n  ratio "
-      "direct/autograd %.2f\n",
-      absl::GetFlag(FLAGS_batch), absl::GetFlag(FLAGS_hidden), absl::GetFlag(FLAGS_threads),
-      autograd, 1e3 / autograd, direct, 1e3 / direct, direct / autograd);
+      "mcat model step (TrainContext + TrainTranslator), batch %d, %d-wide, %d thread(s):\n",
+      absl::GetFlag(FLAGS_batch), absl::GetFlag(FLAGS_hidden), absl::GetFlag(FLAGS_threads));
+  if (autograd > 0) std::printf("  autograd %.0f steps/s (%.2f ms)\n", autograd, 1e3 / autograd);
+  std::printf("  direct   %.0f steps/s (%.2f ms)\n", direct, 1e3 / direct);
+  if (autograd > 0) std::printf("  ratio direct/autograd %.2f\n", direct / autograd);
   return 0;
 }

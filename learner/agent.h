@@ -86,10 +86,11 @@ struct AgentOptions {
   // self-imitation rows, and algorithms not listed in docs/learner.md as captured, stay eager.
   // false: every update eager.
   bool cuda_graphs = true;
-  // On the CPU, SAC's update computes its networks' forward and backward passes without
-  // autograd, one batch row range per intra-op thread (learner/direct_sac.h): the same values up
-  // to float rounding. Applies to flat SAC with ReLU networks without LayerNorm, oneDNN's sgemm
-  // and no self-imitation rows; false: always LibTorch's autograd.
+  // On the CPU, SAC's and TD3's updates compute their networks' forward and backward passes
+  // without autograd, one batch row range per intra-op thread (learner/direct_sac.h,
+  // learner/direct_td3.h): the same values up to float rounding. Applies to flat SAC (and
+  // PARROT's SAC over a latent) without self-imitation rows and to TD3 (with them too: MCAT),
+  // with ReLU networks without LayerNorm and oneDNN's sgemm; false: always LibTorch's autograd.
   bool direct_cpu_update = true;
 };
 

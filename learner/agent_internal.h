@@ -97,6 +97,8 @@ class TwinCriticAgent : public Agent {
   models::QEnsemble& critic_target() { return *critic_target_; }
   // The target copies of the actor (TD3) or nullptr.
   virtual models::PolicyNetwork* actor_target() { return nullptr; }
+  // Whether updates take the direct CPU path (AgentOptions::direct_cpu_update where it applies).
+  virtual bool direct_update() const { return false; }
 
  protected:
   // One update; `noise` holds NoiseDraws() standard-normal [B, act_dim] draws on the device.

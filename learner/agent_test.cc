@@ -12,6 +12,7 @@
 #include "gtest/gtest.h"
 #include "learner/agent_internal.h"
 #include "learner/flat_adam.h"
+#include "models/gemm.h"
 #include "models/networks.h"
 
 namespace prl::learner {
@@ -724,6 +725,9 @@ TEST(DirectSacTest, MatchesTheAutogradUpdate) {
         options.direct_cpu_update = false;
         auto reference = MustCreate(options);
         ASSERT_TRUE(direct != nullptr && reference != nullptr);
+        if (!models::FastSgemmAvailable()) GTEST_SKIP() << "no oneDNN sgemm: no direct update";
+        ASSERT_TRUE(Internals(*direct).direct_update());
+        ASSERT_FALSE(Internals(*reference).direct_update());
         at::Generator gen = at::detail::createCPUGenerator(99);
         for (int step = 0; step < 5; ++step) {
           TransitionBatch b = RandomBatch(256, 5, 3, 10 + step);
@@ -799,6 +803,9 @@ TEST(DirectTd3Test, MatchesTheAutogradUpdate) {
         options.direct_cpu_update = false;
         auto reference = MustCreate(options);
         ASSERT_TRUE(direct != nullptr && reference != nullptr);
+        if (!models::FastSgemmAvailable()) GTEST_SKIP() << "no oneDNN sgemm: no direct update";
+        ASSERT_TRUE(Internals(*direct).direct_update());
+        ASSERT_FALSE(Internals(*reference).direct_update());
         at::Generator gen = at::detail::createCPUGenerator(98);
         for (int step = 0; step < 6; ++step) {
           TransitionBatch b = RandomBatch(256, 5, 3, 20 + step);

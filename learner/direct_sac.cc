@@ -125,7 +125,7 @@ bool DirectSacUpdate::CriticPhase(Shard& s, const DeviceBatch& b, const float* n
   for (int k = 0; k < members_; ++k) {
     if (!s.target[k].Forward(target, x_next, in, n)) return false;
     const float* q = s.target[k].head(0);
-    for (int64_t i = 0; i < n; ++i) y[i] = k == 0 ? q[i] : std::min(y[i], q[i]);
+    for (int64_t i = 0; i < n; ++i) y[i] = k == 0 ? q[i] : direct::NanMin(q[i], y[i]);
   }
   const float gamma = static_cast<float>(discount_), scale = static_cast<float>(reward_scale_);
   const float alpha_f = static_cast<float>(alpha);

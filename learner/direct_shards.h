@@ -45,6 +45,9 @@ inline void Concat(const float* a, int64_t da, const float* b, int64_t db, int64
   }
 }
 
+// min(a, b) that passes a NaN on, as at::amin does.
+inline float NanMin(float a, float b) { return a < b || a != a ? a : b; }
+
 // A float tensor's data, or null for an undefined one.
 inline const float* Data(const at::Tensor& t) {
   return t.defined() ? t.data_ptr<float>() : nullptr;

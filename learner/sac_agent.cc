@@ -188,6 +188,8 @@ class SacAgent final : public RegularizedSacAgent {
     return loss;
   }
 
+  bool direct_update() const override { return direct_ != nullptr; }
+
   bool DirectUpdate(const DeviceBatch& b, const at::Tensor& noise, UpdateStats* stats) override {
     if (direct_ == nullptr || b.sil_obs.defined() || !noise.is_cpu()) return false;
     // α of this update, before the temperature step (as DoUpdate)

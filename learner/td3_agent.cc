@@ -33,6 +33,7 @@ class Td3Agent final : public TwinCriticAgent {
   }
 
   models::PolicyNetwork* actor_target() override { return &actor_target_; }
+  bool direct_update() const override { return direct_ != nullptr; }
 
  protected:
   int64_t NoiseDraws() const override { return 1; }
