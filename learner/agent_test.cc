@@ -696,6 +696,27 @@ double GradientGap(const models::ParameterBlock& a, const models::ParameterBlock
          std::max(1e-12, b.flat_grad().abs().max().item<double>());
 }
 
+// Within 1e-4 of b, relative above 1.
+bool Near(double a, double b) { return std::abs(a - b) <= 1e-4 * std::max(1.0, std::abs(b)); }
+
+double MaxDiff(const models::ParameterBlock& a, const models::ParameterBlock& b) {
+  return (a.flat() - b.flat()).abs().max().item<double>();
+}
+
+// The direct and the autograd agent's networks agree, targets included (Adam's steps are
+// ±lr-sized wherever a gradient is not tiny, so a wrong gradient anywhere shows as a difference of
+// the order of lr = 3e-4).
+void ExpectSameNetworks(Agent& direct_agent, Agent& reference_agent) {
+  TwinCriticAgent& d = Internals(direct_agent);
+  TwinCriticAgent& r = Internals(reference_agent);
+  EXPECT_LT(MaxDiff(d.actor().params(), r.actor().params()), 2e-5);
+  EXPECT_LT(MaxDiff(d.critic().params(), r.critic().params()), 2e-5);
+  EXPECT_LT(MaxDiff(d.critic_target().params(), r.critic_target().params()), 2e-5);
+  if (d.actor_target() != nullptr) {
+    EXPECT_LT(MaxDiff(d.actor_target()->params(), r.actor_target()->params()), 2e-5);
+  }
+}
+
 // PARROT's SAC over a flow's latent goes the same way: z = b·tanh(u / s), scaled or not, with the
 // entropy or the KL to N(0, I) as the regulariser.
 enum class Variant { kSac, kParrotScaledKl, kParrotUnscaled };
@@ -737,20 +758,17 @@ TEST(DirectSacTest, MatchesTheAutogradUpdate) {
           auto y = Internals(*reference).UpdateWithNoise(b, noise);
           ASSERT_TRUE(x.ok()) << x.status();
           ASSERT_TRUE(y.ok()) << y.status();
-          const auto near = [](double a, double b) {
-            return std::abs(a - b) <= 1e-4 * std::max(1.0, std::abs(b));
-          };
-          EXPECT_PRED2(near, x->critic_loss, y->critic_loss) << "step " << step;
-          EXPECT_PRED2(near, x->actor_loss, y->actor_loss) << "step " << step;
-          EXPECT_PRED2(near, x->alpha, y->alpha) << "step " << step;
-          EXPECT_PRED2(near, x->alpha_loss, y->alpha_loss) << "step " << step;
-          EXPECT_PRED2(near, x->q_mean, y->q_mean) << "step " << step;
-          EXPECT_PRED2(near, x->entropy, y->entropy) << "step " << step;
+          EXPECT_PRED2(Near, x->critic_loss, y->critic_loss) << "step " << step;
+          EXPECT_PRED2(Near, x->actor_loss, y->actor_loss) << "step " << step;
+          EXPECT_PRED2(Near, x->alpha, y->alpha) << "step " << step;
+          EXPECT_PRED2(Near, x->alpha_loss, y->alpha_loss) << "step " << step;
+          EXPECT_PRED2(Near, x->q_mean, y->q_mean) << "step " << step;
+          EXPECT_PRED2(Near, x->entropy, y->entropy) << "step " << step;
           EXPECT_EQ(x->actor_updated, y->actor_updated);
           ASSERT_EQ(x->td_error_abs.size(), y->td_error_abs.size());
           size_t mismatched = 0;
           for (size_t i = 0; i < y->td_error_abs.size(); ++i) {
-            mismatched += near(x->td_error_abs[i], y->td_error_abs[i]) ? 0 : 1;
+            mismatched += Near(x->td_error_abs[i], y->td_error_abs[i]) ? 0 : 1;
           }
           EXPECT_EQ(mismatched, 0u) << "rows whose TD errors differ, step " << step;
           // the gradients each Adam step took (left in the blocks' flat gradients), which
@@ -764,20 +782,7 @@ TEST(DirectSacTest, MatchesTheAutogradUpdate) {
                     1e-4)
               << "step " << step;
         }
-        // the networks agree (Adam's steps are ±lr-sized wherever a gradient is not tiny, so a
-        // wrong gradient anywhere shows as a difference of the order of lr = 3e-4)
-        const auto max_diff = [](const models::ParameterBlock& a, const models::ParameterBlock& b) {
-          return (a.flat() - b.flat()).abs().max().item<double>();
-        };
-        EXPECT_LT(
-            max_diff(Internals(*direct).actor().params(), Internals(*reference).actor().params()),
-            2e-5);
-        EXPECT_LT(
-            max_diff(Internals(*direct).critic().params(), Internals(*reference).critic().params()),
-            2e-5);
-        EXPECT_LT(max_diff(Internals(*direct).critic_target().params(),
-                           Internals(*reference).critic_target().params()),
-                  2e-5);
+        ExpectSameNetworks(*direct, *reference);
         EXPECT_EQ(direct->updates(), 5);
       }
     }
@@ -824,13 +829,10 @@ TEST(DirectTd3Test, MatchesTheAutogradUpdate) {
           auto y = Internals(*reference).UpdateWithNoise(b, noise);
           ASSERT_TRUE(x.ok()) << x.status();
           ASSERT_TRUE(y.ok()) << y.status();
-          const auto near = [](double a, double b) {
-            return std::abs(a - b) <= 1e-4 * std::max(1.0, std::abs(b));
-          };
-          EXPECT_PRED2(near, x->critic_loss, y->critic_loss) << "step " << step;
-          EXPECT_PRED2(near, x->actor_loss, y->actor_loss) << "step " << step;
-          EXPECT_PRED2(near, x->q_mean, y->q_mean) << "step " << step;
-          EXPECT_PRED2(near, x->sil_loss, y->sil_loss) << "step " << step;
+          EXPECT_PRED2(Near, x->critic_loss, y->critic_loss) << "step " << step;
+          EXPECT_PRED2(Near, x->actor_loss, y->actor_loss) << "step " << step;
+          EXPECT_PRED2(Near, x->q_mean, y->q_mean) << "step " << step;
+          EXPECT_PRED2(Near, x->sil_loss, y->sil_loss) << "step " << step;
           EXPECT_EQ(x->actor_updated, y->actor_updated) << "step " << step;
           EXPECT_EQ(x->actor_updated, step % 2 == 1);
           ASSERT_EQ(x->td_error_abs.size(), y->td_error_abs.size());
@@ -838,10 +840,10 @@ TEST(DirectTd3Test, MatchesTheAutogradUpdate) {
           EXPECT_EQ(x->sil_advantage.size(), self_imitation ? 96u : 0u);
           size_t mismatched = 0, pushing = 0;
           for (size_t i = 0; i < y->td_error_abs.size(); ++i) {
-            mismatched += near(x->td_error_abs[i], y->td_error_abs[i]) ? 0 : 1;
+            mismatched += Near(x->td_error_abs[i], y->td_error_abs[i]) ? 0 : 1;
           }
           for (size_t i = 0; i < y->sil_advantage.size(); ++i) {
-            mismatched += near(x->sil_advantage[i], y->sil_advantage[i]) ? 0 : 1;
+            mismatched += Near(x->sil_advantage[i], y->sil_advantage[i]) ? 0 : 1;
             pushing += y->sil_advantage[i] > 0 ? 1 : 0;
           }
           EXPECT_EQ(mismatched, 0u) << "rows whose TD errors or advantages differ, step " << step;
@@ -860,23 +862,9 @@ TEST(DirectTd3Test, MatchesTheAutogradUpdate) {
                 << "step " << step;
           }
         }
-        const auto max_diff = [](const models::ParameterBlock& a, const models::ParameterBlock& b) {
-          return (a.flat() - b.flat()).abs().max().item<double>();
-        };
-        EXPECT_LT(
-            max_diff(Internals(*direct).actor().params(), Internals(*reference).actor().params()),
-            2e-5);
-        EXPECT_LT(
-            max_diff(Internals(*direct).critic().params(), Internals(*reference).critic().params()),
-            2e-5);
-        EXPECT_LT(max_diff(Internals(*direct).critic_target().params(),
-                           Internals(*reference).critic_target().params()),
-                  2e-5);
-        EXPECT_LT(max_diff(Internals(*direct).actor_target()->params(),
-                           Internals(*reference).actor_target()->params()),
-                  2e-5);
-        EXPECT_GT(max_diff(Internals(*direct).actor_target()->params(),
-                           Internals(*direct).actor().params()),
+        ExpectSameNetworks(*direct, *reference);
+        EXPECT_GT(MaxDiff(Internals(*direct).actor_target()->params(),
+                          Internals(*direct).actor().params()),
                   0);
         EXPECT_EQ(direct->updates(), 6);
       }

@@ -119,14 +119,8 @@ bool DirectSacUpdate::CriticPhase(Shard& s, const DeviceBatch& b, const float* n
   for (int64_t i = 0; i < n * a; ++i) z[i] = s.next_action[i] * bound;
 
   // y = r·scale + γ·d·(min_k Q'_k(s', z') − α·R(s'))
-  float* x_next = Grow(&s.x_next, n * in);
-  Concat(next_obs, o, z, a, n, x_next);
   float* y = Grow(&s.y, n);
-  for (int k = 0; k < members_; ++k) {
-    if (!s.target[k].Forward(target, x_next, in, n)) return false;
-    const float* q = s.target[k].head(0);
-    for (int64_t i = 0; i < n; ++i) y[i] = k == 0 ? q[i] : direct::NanMin(q[i], y[i]);
-  }
+  if (!direct::TargetMinimum(s.target, target, next_obs, o, z, a, n, &s.x_next, y)) return false;
   const float gamma = static_cast<float>(discount_), scale = static_cast<float>(reward_scale_);
   const float alpha_f = static_cast<float>(alpha);
   for (int64_t i = 0; i < n; ++i) {
@@ -144,15 +138,8 @@ bool DirectSacUpdate::CriticPhase(Shard& s, const DeviceBatch& b, const float* n
   const float inv_rows = 1.0f / static_cast<float>(rows);
   for (int k = 0; k < members_; ++k) {
     if (!s.critic[k].Forward(critic, x, in, n)) return false;
-    const float* q = s.critic[k].head(0);
-    for (int64_t i = 0; i < n; ++i) {
-      const float e = q[i] - y[i];
-      const float w = weight != nullptr ? weight[i] : 1.0f;
-      s.critic_loss += static_cast<double>(e) * e * w;
-      s.q_sum += q[i];
-      td[i] += std::abs(e);
-      g_q[k * n + i] = w * e * inv_rows;
-    }
+    direct::RegressionRows(s.critic[k].head(0), y, weight, n, inv_rows, &s.critic_loss, &s.q_sum,
+                           td, g_q + k * n);
   }
   for (int64_t i = 0; i < n; ++i) td[i] /= static_cast<float>(members_);
   for (int k = 0; k < members_; ++k) {

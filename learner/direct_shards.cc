@@ -1,5 +1,7 @@
 #include "learner/direct_shards.h"
 
+#include <cmath>
+
 #include "ATen/ATen.h"
 #include "ATen/Parallel.h"
 #include "ATen/core/grad_mode.h"
@@ -40,6 +42,31 @@ void SumClipAndStep(const std::vector<float*>& parts, models::ParameterBlock* bl
     block->flat_grad().mul_((norm + 1e-6).reciprocal_().mul_(max_grad_norm).clamp_max_(1.0));
   }
   adam->Step(block->flat_grad());
+}
+
+bool TargetMinimum(std::vector<models::dense::DenseMlp>& target, const float* params,
+                   const float* next_obs, int64_t o, const float* next_action, int64_t a, int64_t n,
+                   std::vector<float>* x_next, float* y) {
+  float* x = models::dense::Grow(x_next, n * (o + a));
+  Concat(next_obs, o, next_action, a, n, x);
+  for (size_t k = 0; k < target.size(); ++k) {
+    if (!target[k].Forward(params, x, o + a, n)) return false;
+    const float* q = target[k].head(0);
+    for (int64_t i = 0; i < n; ++i) y[i] = k == 0 ? q[i] : NanMin(q[i], y[i]);
+  }
+  return true;
+}
+
+void RegressionRows(const float* q, const float* y, const float* weight, int64_t n, float inv_rows,
+                    double* loss, double* q_sum, float* td, float* g) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float e = q[i] - y[i];
+    const float w = weight != nullptr ? weight[i] : 1.0f;
+    *loss += static_cast<double>(e) * e * w;
+    *q_sum += q[i];
+    td[i] += std::abs(e);
+    g[i] = w * e * inv_rows;
+  }
 }
 
 }  // namespace prl::learner::internal::direct

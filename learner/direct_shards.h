@@ -13,6 +13,7 @@
 
 #include "ATen/core/Tensor.h"
 #include "learner/flat_adam.h"
+#include "models/dense_mlp.h"
 #include "models/networks.h"
 
 namespace prl::learner::internal::direct {
@@ -47,6 +48,19 @@ inline void Concat(const float* a, int64_t da, const float* b, int64_t db, int64
 
 // min(a, b) that passes a NaN on, as at::amin does.
 inline float NanMin(float a, float b) { return a < b || a != a ? a : b; }
+
+// y [n] = min_k Q'_k([s', a']) over the target critics `target` (their parameters at `params`)
+// on rows next_obs [n, o] and next_action [n, a], the inputs concatenated into x_next. False
+// when a product failed.
+bool TargetMinimum(std::vector<models::dense::DenseMlp>& target, const float* params,
+                   const float* next_obs, int64_t o, const float* next_action, int64_t a, int64_t n,
+                   std::vector<float>* x_next, float* y);
+
+// One critic's TD regression on n rows, ½·mean_B w·(q − y)² (B = the whole batch's rows): adds
+// w·e² to *loss (halved and averaged by the caller), q to *q_sum, |e| to td, and writes the
+// gradient w·e/B into g, with e = q − y and w = weight[i] (1 without weights).
+void RegressionRows(const float* q, const float* y, const float* weight, int64_t n, float inv_rows,
+                    double* loss, double* q_sum, float* td, float* g);
 
 // A float tensor's data, or null for an undefined one.
 inline const float* Data(const at::Tensor& t) {

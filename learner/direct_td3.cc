@@ -75,13 +75,9 @@ bool DirectTd3Update::CriticPhase(Shard& s, const DeviceBatch& b, const float* n
     next_action[i] = std::clamp(std::tanh(u[i]) + smoothing, -1.0f, 1.0f);
   }
   // y = r·scale + γ·d·min_k Q'_k(s', a')
-  float* x_next = Grow(&s.x_next, n * in);
-  Concat(next_obs, o, next_action, a, n, x_next);
   float* y = Grow(&s.y, n);
-  for (int k = 0; k < members_; ++k) {
-    if (!s.target[k].Forward(target, x_next, in, n)) return false;
-    const float* q = s.target[k].head(0);
-    for (int64_t i = 0; i < n; ++i) y[i] = k == 0 ? q[i] : direct::NanMin(q[i], y[i]);
+  if (!direct::TargetMinimum(s.target, target, next_obs, o, next_action, a, n, &s.x_next, y)) {
+    return false;
   }
   const float gamma = static_cast<float>(discount_), scale = static_cast<float>(reward_scale_);
   for (int64_t i = 0; i < n; ++i) y[i] = reward[i] * scale + discount[i] * y[i] * gamma;
@@ -113,15 +109,7 @@ bool DirectTd3Update::CriticPhase(Shard& s, const DeviceBatch& b, const float* n
     if (!s.critic[k].Forward(critic, x, in, total)) return false;
     const float* q = s.critic[k].head(0);
     float* g = g_q + k * total;
-    for (int64_t i = 0; i < n; ++i) {
-      // ½·mean_i w_i·(Q_k − y)²: w_i·(Q_k − y)/B per row
-      const float e = q[i] - y[i];
-      const float w = weight != nullptr ? weight[i] : 1.0f;
-      s.critic_loss += static_cast<double>(e) * e * w;
-      s.q_sum += q[i];
-      td[i] += std::abs(e);
-      g[i] = w * e * inv_rows;
-    }
+    direct::RegressionRows(q, y, weight, n, inv_rows, &s.critic_loss, &s.q_sum, td, g);
     for (int64_t j = 0; j < m; ++j) {
       // coef·½·mean_S w_S·((R − Q_k)_+)²: −coef·w_S·(R − Q_k)_+/S
       const float gap = std::max(sil_return[j] - q[n + j], 0.0f);
