@@ -2,7 +2,9 @@
 
 #include <cmath>
 #include <functional>
+#include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "ATen/ATen.h"
@@ -717,6 +719,22 @@ void ExpectSameNetworks(Agent& direct_agent, Agent& reference_agent) {
   }
 }
 
+// An agent on the direct CPU update and its autograd reference from the same options; nulls
+// (after a failed expectation) when either cannot be built or takes the wrong path.
+std::pair<std::unique_ptr<Agent>, std::unique_ptr<Agent>> DirectAndReference(AgentOptions options) {
+  options.direct_cpu_update = true;
+  auto direct = MustCreate(options);
+  options.direct_cpu_update = false;
+  auto reference = MustCreate(options);
+  if (direct == nullptr || reference == nullptr) return {nullptr, nullptr};
+  EXPECT_TRUE(Internals(*direct).direct_update());
+  EXPECT_FALSE(Internals(*reference).direct_update());
+  if (!Internals(*direct).direct_update() || Internals(*reference).direct_update()) {
+    return {nullptr, nullptr};
+  }
+  return {std::move(direct), std::move(reference)};
+}
+
 // PARROT's SAC over a flow's latent goes the same way: z = b·tanh(u / s), scaled or not, with the
 // entropy or the KL to N(0, I) as the regulariser.
 enum class Variant { kSac, kParrotScaledKl, kParrotUnscaled };
@@ -742,13 +760,9 @@ TEST(DirectSacTest, MatchesTheAutogradUpdate) {
         }
         options.num_threads = threads;
         if (weighted_and_clipped) options.algorithm.set_max_grad_norm(0.5);
-        auto direct = MustCreate(options);
-        options.direct_cpu_update = false;
-        auto reference = MustCreate(options);
-        ASSERT_TRUE(direct != nullptr && reference != nullptr);
         if (!models::FastSgemmAvailable()) GTEST_SKIP() << "no oneDNN sgemm: no direct update";
-        ASSERT_TRUE(Internals(*direct).direct_update());
-        ASSERT_FALSE(Internals(*reference).direct_update());
+        auto [direct, reference] = DirectAndReference(options);
+        ASSERT_TRUE(direct != nullptr && reference != nullptr);
         at::Generator gen = at::detail::createCPUGenerator(99);
         for (int step = 0; step < 5; ++step) {
           TransitionBatch b = RandomBatch(256, 5, 3, 10 + step);
@@ -804,13 +818,9 @@ TEST(DirectTd3Test, MatchesTheAutogradUpdate) {
         AgentOptions options = Options(true, 5, 3, {64, 64});
         options.num_threads = threads;
         if (weighted_and_clipped) options.algorithm.set_max_grad_norm(0.5);
-        auto direct = MustCreate(options);
-        options.direct_cpu_update = false;
-        auto reference = MustCreate(options);
-        ASSERT_TRUE(direct != nullptr && reference != nullptr);
         if (!models::FastSgemmAvailable()) GTEST_SKIP() << "no oneDNN sgemm: no direct update";
-        ASSERT_TRUE(Internals(*direct).direct_update());
-        ASSERT_FALSE(Internals(*reference).direct_update());
+        auto [direct, reference] = DirectAndReference(options);
+        ASSERT_TRUE(direct != nullptr && reference != nullptr);
         at::Generator gen = at::detail::createCPUGenerator(98);
         for (int step = 0; step < 6; ++step) {
           TransitionBatch b = RandomBatch(256, 5, 3, 20 + step);

@@ -233,32 +233,27 @@ absl::StatusOr<DirectSacUpdate::Result> DirectSacUpdate::Run(
   const absl::Status failed = absl::InternalError("SAC update: oneDNN sgemm failed");
 
   // the critics' gradient, one row range per thread, then their step
-  std::vector<float*> critic_grads(shards);
-  for (int s = 0; s < shards; ++s) {
-    critic_grads[s] = direct::ShardGradient(s, critic, &shards_[s].critic_grad);
-  }
   const float* critic_params = critic->flat().data_ptr<float>();
-  if (!direct::RunShards(shards, [&](int s) {
-        return CriticPhase(shards_[s], b, noise_data, begin(s), begin(s + 1) - begin(s), alpha,
-                           actor->flat().data_ptr<float>(), critic_params,
-                           critic_target.flat().data_ptr<float>(), critic_grads[s]);
-      })) {
+  if (!direct::ShardedStep(
+          shards, critic, critic_adam, max_grad_norm_,
+          [&](int s) { return &shards_[s].critic_grad; },
+          [&](int s, float* grad) {
+            return CriticPhase(shards_[s], b, noise_data, begin(s), begin(s + 1) - begin(s), alpha,
+                               actor->flat().data_ptr<float>(), critic_params,
+                               critic_target.flat().data_ptr<float>(), grad);
+          })) {
     return failed;
   }
-  direct::SumClipAndStep(critic_grads, critic, critic_adam, max_grad_norm_);
 
   // the actor's gradient through the updated critics, then its step
-  std::vector<float*> actor_grads(shards);
-  for (int s = 0; s < shards; ++s) {
-    actor_grads[s] = direct::ShardGradient(s, actor, &shards_[s].actor_grad);
-  }
-  if (!direct::RunShards(shards, [&](int s) {
-        return ActorPhase(shards_[s], b, noise_data, begin(s), begin(s + 1) - begin(s), alpha,
-                          actor->flat().data_ptr<float>(), critic_params, actor_grads[s]);
-      })) {
+  if (!direct::ShardedStep(
+          shards, actor, actor_adam, max_grad_norm_, [&](int s) { return &shards_[s].actor_grad; },
+          [&](int s, float* grad) {
+            return ActorPhase(shards_[s], b, noise_data, begin(s), begin(s + 1) - begin(s), alpha,
+                              actor->flat().data_ptr<float>(), critic_params, grad);
+          })) {
     return failed;
   }
-  direct::SumClipAndStep(actor_grads, actor, actor_adam, max_grad_norm_);
 
   Result r;
   r.td_error_abs.reserve(static_cast<size_t>(rows));

@@ -25,18 +25,15 @@ inline constexpr int64_t kMinShardRows = 64;
 // keeps kMinShardRows rows.
 int Shards(int64_t rows);
 
-// Runs phase(0) .. phase(shards - 1), one per thread of at::parallel_for (inside which oneDNN's
-// products run single-threaded); true when every phase returned true.
-bool RunShards(int shards, const std::function<bool(int)>& phase);
-
-// Range s's gradient buffer for `block`: the block's flat gradient for s = 0, else `own`
-// (resized to the block and zeroed: a network's backward writes only its own parameters).
-float* ShardGradient(int s, models::ParameterBlock* block, std::vector<float>* own);
-
-// Adds parts[1..] (each block->numel() long) into the block's flat gradient (parts[0] is it),
-// scales it to max_grad_norm when that is > 0 and the norm exceeds it, and steps `adam`.
-void SumClipAndStep(const std::vector<float*>& parts, models::ParameterBlock* block, FlatAdam* adam,
-                    double max_grad_norm);
+// One sharded gradient step of `block`: runs phase(s, grad_s) for s = 0 .. shards - 1, one per
+// thread of at::parallel_for (inside which oneDNN's products run single-threaded), where grad_s
+// is range s's gradient buffer (the block's flat gradient for s = 0, else *own(s), resized to the
+// block and zeroed: a network's backward writes only its own parameters); then adds the buffers
+// in range order, scales the sum to max_grad_norm when that is > 0 and the norm exceeds it, and
+// steps `adam`. False, without a step, when a phase returned false.
+bool ShardedStep(int shards, models::ParameterBlock* block, FlatAdam* adam, double max_grad_norm,
+                 const std::function<std::vector<float>*(int)>& own,
+                 const std::function<bool(int, float*)>& phase);
 
 // [x_a | x_b] row by row into out [n, da + db].
 inline void Concat(const float* a, int64_t da, const float* b, int64_t db, int64_t n, float* out) {

@@ -178,33 +178,27 @@ absl::StatusOr<DirectTd3Update::Result> DirectTd3Update::Run(
   const auto sil_begin = [&](int64_t s) { return sil_rows * s / shards; };
   const absl::Status failed = absl::InternalError("TD3 update: oneDNN sgemm failed");
 
-  std::vector<float*> critic_grads(shards);
-  for (int s = 0; s < shards; ++s) {
-    critic_grads[s] = direct::ShardGradient(s, critic, &shards_[s].critic_grad);
-  }
   const float* critic_params = critic->flat().data_ptr<float>();
-  if (!direct::RunShards(shards, [&](int s) {
-        return CriticPhase(shards_[s], b, noise.data_ptr<float>(), begin(s),
-                           begin(s + 1) - begin(s), sil_begin(s), sil_begin(s + 1) - sil_begin(s),
-                           actor_target.flat().data_ptr<float>(), critic_params,
-                           critic_target.flat().data_ptr<float>(), critic_grads[s]);
-      })) {
+  if (!direct::ShardedStep(
+          shards, critic, critic_adam, max_grad_norm_,
+          [&](int s) { return &shards_[s].critic_grad; },
+          [&](int s, float* grad) {
+            return CriticPhase(shards_[s], b, noise.data_ptr<float>(), begin(s),
+                               begin(s + 1) - begin(s), sil_begin(s),
+                               sil_begin(s + 1) - sil_begin(s),
+                               actor_target.flat().data_ptr<float>(), critic_params,
+                               critic_target.flat().data_ptr<float>(), grad);
+          })) {
     return failed;
   }
-  direct::SumClipAndStep(critic_grads, critic, critic_adam, max_grad_norm_);
-
-  if (actor_step) {
-    std::vector<float*> actor_grads(shards);
-    for (int s = 0; s < shards; ++s) {
-      actor_grads[s] = direct::ShardGradient(s, actor, &shards_[s].actor_grad);
-    }
-    if (!direct::RunShards(shards, [&](int s) {
-          return ActorPhase(shards_[s], b, begin(s), begin(s + 1) - begin(s),
-                            actor->flat().data_ptr<float>(), critic_params, actor_grads[s]);
-        })) {
-      return failed;
-    }
-    direct::SumClipAndStep(actor_grads, actor, actor_adam, max_grad_norm_);
+  if (actor_step &&
+      !direct::ShardedStep(
+          shards, actor, actor_adam, max_grad_norm_, [&](int s) { return &shards_[s].actor_grad; },
+          [&](int s, float* grad) {
+            return ActorPhase(shards_[s], b, begin(s), begin(s + 1) - begin(s),
+                              actor->flat().data_ptr<float>(), critic_params, grad);
+          })) {
+    return failed;
   }
 
   Result r;
