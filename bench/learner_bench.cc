@@ -30,12 +30,18 @@
 #include "absl/strings/str_split.h"
 #include "common/allocator.h"
 #include "learner/agent.h"
+#include "learner/spirl_agent.h"
 #include "models/cpu_allocator.h"
 #include "models/gemm.h"
+#include "models/skill_model.h"
 #include "torch/csrc/autograd/profiler_legacy.h"
 #include "torch/version.h"
 
-ABSL_FLAG(std::string, algorithm, "sac", "sac or td3.");
+ABSL_FLAG(std::string, algorithm, "sac",
+          "sac, td3 or spirl (SAC over act_dim skill latents, KL-regularised towards an untrained "
+          "skill prior of --prior_hidden; CPU only).");
+ABSL_FLAG(std::string, prior_hidden, "128,128,128,128,128",
+          "spirl: the skill prior's hidden layers, which the policy copies (SPiRL's 5x128).");
 ABSL_FLAG(int, threads, 0, "LibTorch intra-op threads; 0 means every core.");
 ABSL_FLAG(int, batch, 256, "Transitions per update.");
 ABSL_FLAG(int, obs_dim, 17, "Observation dimension.");
@@ -107,6 +113,8 @@ AgentOptions BenchOptions(const std::string& gemm, int threads) {
   options.act_dim = absl::GetFlag(FLAGS_act_dim);
   if (absl::GetFlag(FLAGS_algorithm) == "td3") {
     options.algorithm.mutable_td3();
+  } else if (absl::GetFlag(FLAGS_algorithm) == "spirl") {
+    options.algorithm.mutable_spirl();
   } else {
     options.algorithm.mutable_sac();
   }
@@ -123,8 +131,30 @@ AgentOptions BenchOptions(const std::string& gemm, int threads) {
   return options;
 }
 
+// spirl's prior: an untrained skill model (the update's cost does not depend on its weights) over
+// act_dim latents, H = 10, for a 2-dimensional action.
+std::shared_ptr<const prl::models::LatentPriorModel> SkillPrior(const AgentOptions& options) {
+  prl::models::SkillModelOptions prior;
+  prior.obs_dim = static_cast<int>(options.obs_dim);
+  prior.act_dim = 2;
+  prior.latent_dim = static_cast<int>(options.act_dim);
+  prior.seed = 2;
+  for (absl::string_view h : absl::StrSplit(absl::GetFlag(FLAGS_prior_hidden), ',')) {
+    int size = 0;
+    if (absl::SimpleAtoi(h, &size)) prior.network.add_hidden_sizes(size);
+  }
+  auto model = prl::models::SkillModel::Create(prior);
+  if (!model.ok()) {
+    std::fprintf(stderr, "prior: %s\n", model.status().ToString().c_str());
+    std::exit(1);
+  }
+  return *std::move(model);
+}
+
 std::unique_ptr<Agent> CreateAgent(const AgentOptions& options) {
-  auto agent = Agent::Create(options);
+  auto agent = options.algorithm.has_spirl()
+                   ? prl::learner::CreateSpirlAgent(options, SkillPrior(options))
+                   : Agent::Create(options);
   if (!agent.ok()) {
     std::fprintf(stderr, "%s\n", agent.status().ToString().c_str());
     std::exit(1);
@@ -227,6 +257,15 @@ int main(int argc, char** argv) {
                  absl::GetFlag(FLAGS_device).c_str(),
                  at::hasCUDA() ? "has CUDA" : "has no CUDA (or the machine no GPU)",
                  at::hasCUDA() ? static_cast<int>(at::getNumGPUs()) : 0);
+    return 1;
+  }
+  const std::string algorithm = absl::GetFlag(FLAGS_algorithm);
+  if (algorithm != "sac" && algorithm != "td3" && algorithm != "spirl") {
+    std::fprintf(stderr, "learner_bench: --algorithm=%s: sac, td3 or spirl\n", algorithm.c_str());
+    return 1;
+  }
+  if (algorithm == "spirl" && !device.is_cpu()) {
+    std::fprintf(stderr, "learner_bench: --algorithm=spirl runs on the CPU only\n");
     return 1;
   }
   const std::vector<TransitionBatch> batches =

@@ -176,6 +176,20 @@ class TwinCriticAgent : public Agent {
   GraphEntry* capturing_ = nullptr;  // the entry being captured, if any
 };
 
+// Which R(s) a RegularizedSacAgent uses, as far as its direct CPU update must know it.
+enum class SacRegularizer {
+  kLogProb,   // log π(z|s): SAC and PARROT's default
+  kKlToBase,  // log π(z|s) − log N(z; 0, I): PARROT's REGULARIZER_KL_TO_BASE
+  kPriorKl,   // the analytic, clipped KL of π's Gaussian to p(z|s): SPiRL and EAP
+};
+
+// The prior's Gaussian p(z|s) at a batch's s and s', [B, A] each (for SacRegularizer::kPriorKl).
+struct PriorRows {
+  at::Tensor mean, log_std, next_mean, next_log_std;
+};
+
+class DirectSacUpdate;
+
 // SAC's update with a per-sample regulariser R(s) in the entropy's slot and the temperature α
 // tuned from R's batch mean: SAC and PARROT use R = log π(z|s) (maximum entropy, α towards a
 // target entropy), SPiRL and EAP R = D(π(·|s) ‖ p(·|s)) (α towards a target divergence δ). In
@@ -193,6 +207,9 @@ class RegularizedSacAgent : public TwinCriticAgent {
     double scale = 1.0;  // s
   };
   RegularizedSacAgent(const AgentConfig& config, const Options& options);
+  ~RegularizedSacAgent() override;
+
+  bool direct_update() const final { return direct_ != nullptr; }
 
  protected:
   UpdateStats DoUpdate(const DeviceBatch& batch, const at::Tensor& noise) final;
@@ -214,12 +231,12 @@ class RegularizedSacAgent : public TwinCriticAgent {
                                      const at::Tensor& mean_regularizer) = 0;
   // What UpdateStats.entropy reports for R's batch mean.
   virtual at::Tensor ReportedEntropy(const at::Tensor& mean_regularizer) const = 0;
-  // The whole update another way (SAC's direct CPU update), filling `stats`; false: DoUpdate's
-  // own path runs.
-  virtual bool DirectUpdate(const DeviceBatch& /*batch*/, const at::Tensor& /*noise*/,
-                            UpdateStats* /*stats*/) {
-    return false;
-  }
+  // Updates from now on take the direct CPU update (learner/direct_sac.h) for `regularizer`,
+  // where it applies (config.direct_cpu_update, the CPU, oneDNN, ReLU MLPs); else DoUpdate's
+  // autograd path stays. Call from the subclass's constructor.
+  void EnableDirectUpdate(SacRegularizer regularizer);
+  // p(z|s) at the batch's s and s' for the direct update's kPriorKl; the default is unused.
+  virtual PriorRows PriorAtBatch(const DeviceBatch& /*batch*/) const { return {}; }
   bool fixed_alpha() const { return fixed_alpha_; }
 
   double bound() const { return bound_; }
@@ -231,10 +248,14 @@ class RegularizedSacAgent : public TwinCriticAgent {
  private:
   // The Gaussian of u / s, whose tanh times b is the output.
   models::PolicyNetwork::Output Scaled(models::PolicyNetwork::Output out) const;
+  // The whole update through direct_, filling `stats`; false when it does not apply (no direct_,
+  // self-imitation rows, noise off the CPU) and DoUpdate's own path runs.
+  bool DirectUpdate(const DeviceBatch& batch, const at::Tensor& noise, UpdateStats* stats);
 
   const bool fixed_alpha_;
   const double bound_;
   const double scale_;
+  std::unique_ptr<DirectSacUpdate> direct_;  // null: the autograd update
 };
 
 std::unique_ptr<TwinCriticAgent> NewSacAgent(const AgentConfig& config);

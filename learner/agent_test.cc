@@ -13,6 +13,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "learner/agent_internal.h"
+#include "learner/direct_update_test_util.h"
 #include "learner/flat_adam.h"
 #include "models/gemm.h"
 #include "models/networks.h"
@@ -21,7 +22,12 @@ namespace prl::learner {
 namespace {
 
 using internal::TwinCriticAgent;
+using testing::ExpectSameGradients;
+using testing::ExpectSameNetworks;
+using testing::ExpectSameStats;
 using ::testing::HasSubstr;
+using testing::MaxDiff;
+using testing::Near;
 
 AgentOptions Options(bool td3, int obs_dim, int act_dim, std::vector<int> hidden) {
   AgentOptions options;
@@ -689,36 +695,6 @@ TEST(GemmTest, OneDnnAndAtenAgentsAgree) {
   }
 }
 
-// The direct CPU update (learner/direct_sac.h) and the autograd one from the same weights, batches
-// and noise: the same statistics and the same trained networks up to float rounding, on one and
-// two threads (one and two row ranges), with and without importance weights and clipping.
-// The largest difference of two blocks' flat gradients relative to the second's largest entry.
-double GradientGap(const models::ParameterBlock& a, const models::ParameterBlock& b) {
-  return (a.flat_grad() - b.flat_grad()).abs().max().item<double>() /
-         std::max(1e-12, b.flat_grad().abs().max().item<double>());
-}
-
-// Within 1e-4 of b, relative above 1.
-bool Near(double a, double b) { return std::abs(a - b) <= 1e-4 * std::max(1.0, std::abs(b)); }
-
-double MaxDiff(const models::ParameterBlock& a, const models::ParameterBlock& b) {
-  return (a.flat() - b.flat()).abs().max().item<double>();
-}
-
-// The direct and the autograd agent's networks agree, targets included (Adam's steps are
-// ±lr-sized wherever a gradient is not tiny, so a wrong gradient anywhere shows as a difference of
-// the order of lr = 3e-4).
-void ExpectSameNetworks(Agent& direct_agent, Agent& reference_agent) {
-  TwinCriticAgent& d = Internals(direct_agent);
-  TwinCriticAgent& r = Internals(reference_agent);
-  EXPECT_LT(MaxDiff(d.actor().params(), r.actor().params()), 2e-5);
-  EXPECT_LT(MaxDiff(d.critic().params(), r.critic().params()), 2e-5);
-  EXPECT_LT(MaxDiff(d.critic_target().params(), r.critic_target().params()), 2e-5);
-  if (d.actor_target() != nullptr) {
-    EXPECT_LT(MaxDiff(d.actor_target()->params(), r.actor_target()->params()), 2e-5);
-  }
-}
-
 // An agent on the direct CPU update and its autograd reference from the same options; nulls
 // (after a failed expectation) when either cannot be built or takes the wrong path.
 std::pair<std::unique_ptr<Agent>, std::unique_ptr<Agent>> DirectAndReference(AgentOptions options) {
@@ -735,6 +711,9 @@ std::pair<std::unique_ptr<Agent>, std::unique_ptr<Agent>> DirectAndReference(Age
   return {std::move(direct), std::move(reference)};
 }
 
+// The direct CPU update (learner/direct_sac.h) and the autograd one from the same weights, batches
+// and noise: the same statistics and the same trained networks up to float rounding, on one and
+// two threads (one and two row ranges), with and without importance weights and clipping.
 // PARROT's SAC over a flow's latent goes the same way: z = b·tanh(u / s), scaled or not, with the
 // entropy or the KL to N(0, I) as the regulariser.
 enum class Variant { kSac, kParrotScaledKl, kParrotUnscaled };
@@ -768,35 +747,15 @@ TEST(DirectSacTest, MatchesTheAutogradUpdate) {
           TransitionBatch b = RandomBatch(256, 5, 3, 10 + step);
           if (weighted_and_clipped) b.weight = at::rand({256}, gen, at::kFloat) + 0.5;
           const at::Tensor noise = at::randn({2, 256, 3}, gen, at::kFloat);
+          SCOPED_TRACE(::testing::Message() << "step " << step);
           auto x = Internals(*direct).UpdateWithNoise(b, noise);
           auto y = Internals(*reference).UpdateWithNoise(b, noise);
           ASSERT_TRUE(x.ok()) << x.status();
           ASSERT_TRUE(y.ok()) << y.status();
-          EXPECT_PRED2(Near, x->critic_loss, y->critic_loss) << "step " << step;
-          EXPECT_PRED2(Near, x->actor_loss, y->actor_loss) << "step " << step;
-          EXPECT_PRED2(Near, x->alpha, y->alpha) << "step " << step;
-          EXPECT_PRED2(Near, x->alpha_loss, y->alpha_loss) << "step " << step;
-          EXPECT_PRED2(Near, x->q_mean, y->q_mean) << "step " << step;
-          EXPECT_PRED2(Near, x->entropy, y->entropy) << "step " << step;
-          EXPECT_EQ(x->actor_updated, y->actor_updated);
-          ASSERT_EQ(x->td_error_abs.size(), y->td_error_abs.size());
-          size_t mismatched = 0;
-          for (size_t i = 0; i < y->td_error_abs.size(); ++i) {
-            mismatched += Near(x->td_error_abs[i], y->td_error_abs[i]) ? 0 : 1;
-          }
-          EXPECT_EQ(mismatched, 0u) << "rows whose TD errors differ, step " << step;
-          // the gradients each Adam step took (left in the blocks' flat gradients), which
-          // Adam's scale invariance would hide in the weights
-          EXPECT_LT(GradientGap(Internals(*direct).critic().params(),
-                                Internals(*reference).critic().params()),
-                    1e-4)
-              << "step " << step;
-          EXPECT_LT(GradientGap(Internals(*direct).actor().params(),
-                                Internals(*reference).actor().params()),
-                    1e-4)
-              << "step " << step;
+          ExpectSameStats(*x, *y);
+          ExpectSameGradients(Internals(*direct), Internals(*reference), /*actor_stepped=*/true);
         }
-        ExpectSameNetworks(*direct, *reference);
+        ExpectSameNetworks(Internals(*direct), Internals(*reference));
         EXPECT_EQ(direct->updates(), 5);
       }
     }
@@ -861,18 +820,9 @@ TEST(DirectTd3Test, MatchesTheAutogradUpdate) {
             EXPECT_GT(pushing, 0u);
             EXPECT_LT(pushing, 96u);
           }
-          EXPECT_LT(GradientGap(Internals(*direct).critic().params(),
-                                Internals(*reference).critic().params()),
-                    1e-4)
-              << "step " << step;
-          if (x->actor_updated) {
-            EXPECT_LT(GradientGap(Internals(*direct).actor().params(),
-                                  Internals(*reference).actor().params()),
-                      1e-4)
-                << "step " << step;
-          }
+          ExpectSameGradients(Internals(*direct), Internals(*reference), x->actor_updated);
         }
-        ExpectSameNetworks(*direct, *reference);
+        ExpectSameNetworks(Internals(*direct), Internals(*reference));
         EXPECT_GT(MaxDiff(Internals(*direct).actor_target()->params(),
                           Internals(*direct).actor().params()),
                   0);

@@ -17,6 +17,7 @@ using models::dense::DenseMlp;
 
 constexpr float kMinLogStd = static_cast<float>(models::kPolicyLogStdMin);
 constexpr float kMaxLogStd = static_cast<float>(models::kPolicyLogStdMax);
+constexpr float kMaxDivergence = 100.0f;  // SpirlDivergence's clip
 
 using direct::Concat;
 using direct::Data;
@@ -60,14 +61,18 @@ DirectSacUpdate::DirectSacUpdate(Shard prototype, const AgentConfig& config, con
       max_grad_norm_(config.algorithm.max_grad_norm()),
       output_(output),
       log_scale_(static_cast<float>(std::log(output.scale))),
-      r_constant_(static_cast<float>(
-          -std::log(output.bound) * static_cast<double>(config.act_dim) +
-          (output.kl_to_base ? 0.5 * std::log(2.0 * M_PI) * static_cast<double>(config.act_dim)
-                             : 0.0))) {}
+      r_constant_(output.regularizer == SacRegularizer::kPriorKl
+                      ? 0.0f
+                      : static_cast<float>(
+                            -std::log(output.bound) * static_cast<double>(config.act_dim) +
+                            (output.regularizer == SacRegularizer::kKlToBase
+                                 ? 0.5 * std::log(2.0 * M_PI) * static_cast<double>(config.act_dim)
+                                 : 0.0))) {}
 
 void DirectSacUpdate::Sample(const float* head, const float* eps, int64_t n, float* mean,
-                             float* log_std, float* log_std_raw, float* action,
-                             float* regularizer) const {
+                             float* log_std, float* log_std_raw, float* action, float* regularizer,
+                             const float* prior_mean, const float* prior_log_std,
+                             float* divergence_raw) const {
   const int64_t a = act_dim_;
   const float inv_scale = static_cast<float>(1.0 / output_.scale);
   const bool scaled = output_.scale != 1.0;
@@ -82,19 +87,39 @@ void DirectSacUpdate::Sample(const float* head, const float* eps, int64_t n, flo
     }
   }
   models::kernels::SquashedGaussianForward(mean, log_std, eps, action, regularizer, n, a);
+  if (output_.regularizer == SacRegularizer::kPriorKl) {
+    // mean_j ½·(σ_j/σ_pj)² + ½·((μ_j − μ_pj)/σ_pj)² − log(σ_j/σ_pj) − ½, then the clip
+    const float inv_dims = 1.0f / static_cast<float>(a);
+    for (int64_t i = 0; i < n; ++i) {
+      float sum = 0;
+      for (int64_t j = 0; j < a; ++j) {
+        const int64_t k = i * a + j;
+        const float log_ratio = log_std[k] - prior_log_std[k];
+        const float diff = mean[k] - prior_mean[k];
+        sum +=
+            (std::exp(log_ratio * 2.0f) + diff * diff * std::exp(prior_log_std[k] * -2.0f)) * 0.5f -
+            log_ratio - 0.5f;
+      }
+      const float divergence = sum * inv_dims;
+      if (divergence_raw != nullptr) divergence_raw[i] = divergence;
+      regularizer[i] = models::dense::Clamp(divergence, -kMaxDivergence, kMaxDivergence);
+    }
+    return;
+  }
   const float b = static_cast<float>(output_.bound);
   for (int64_t i = 0; i < n; ++i) {
     float r = regularizer[i] + r_constant_;
-    if (output_.kl_to_base) {
+    if (output_.regularizer == SacRegularizer::kKlToBase) {
       for (int64_t j = 0; j < a; ++j) r += action[i * a + j] * b * action[i * a + j] * b * 0.5f;
     }
     regularizer[i] = r;
   }
 }
 
-bool DirectSacUpdate::CriticPhase(Shard& s, const DeviceBatch& b, const float* noise, int64_t begin,
-                                  int64_t n, double alpha, const float* actor, const float* critic,
-                                  const float* target, float* critic_grad) {
+bool DirectSacUpdate::CriticPhase(Shard& s, const DeviceBatch& b, const float* noise,
+                                  const PriorData& prior, int64_t begin, int64_t n, double alpha,
+                                  const float* actor, const float* critic, const float* target,
+                                  float* critic_grad) {
   const int64_t o = obs_dim_, a = act_dim_, in = obs_dim_ + act_dim_, rows = b.size;
   const float* obs = Data(b.obs) + begin * o;
   const float* next_obs = Data(b.next_obs) + begin * o;
@@ -106,12 +131,17 @@ bool DirectSacUpdate::CriticPhase(Shard& s, const DeviceBatch& b, const float* n
   const float* next_eps = noise + rows * a + begin * a;
 
   // the policy's sample at s (kept for the actor phase) and at s', with R
+  const bool prior_kl = output_.regularizer == SacRegularizer::kPriorKl;
+  const auto rows_of = [&](const float* p) { return prior_kl ? p + begin * a : nullptr; };
   if (!s.actor.Forward(actor, obs, o, n)) return false;
   Sample(s.actor.head(0), eps, n, Grow(&s.mean, n * a), Grow(&s.log_std, n * a),
-         Grow(&s.log_std_raw, n * a), Grow(&s.action, n * a), Grow(&s.log_prob, n));
+         Grow(&s.log_std_raw, n * a), Grow(&s.action, n * a), Grow(&s.log_prob, n),
+         rows_of(prior.mean), rows_of(prior.log_std),
+         prior_kl ? Grow(&s.divergence_raw, n) : nullptr);
   if (!s.actor_next.Forward(actor, next_obs, o, n)) return false;
   Sample(s.actor_next.head(0), next_eps, n, Grow(&s.next_mean, n * a), Grow(&s.next_log_std, n * a),
-         nullptr, Grow(&s.next_action, n * a), Grow(&s.next_log_prob, n));
+         nullptr, Grow(&s.next_action, n * a), Grow(&s.next_log_prob, n), rows_of(prior.next_mean),
+         rows_of(prior.next_log_std), nullptr);
   s.regularizer_sum = 0;
   for (int64_t i = 0; i < n; ++i) s.regularizer_sum += s.log_prob[i];
   const float bound = static_cast<float>(output_.bound);
@@ -148,9 +178,9 @@ bool DirectSacUpdate::CriticPhase(Shard& s, const DeviceBatch& b, const float* n
   return true;
 }
 
-bool DirectSacUpdate::ActorPhase(Shard& s, const DeviceBatch& b, const float* noise, int64_t begin,
-                                 int64_t n, double alpha, const float* actor, const float* critic,
-                                 float* actor_grad) {
+bool DirectSacUpdate::ActorPhase(Shard& s, const DeviceBatch& b, const float* noise,
+                                 const PriorData& prior, int64_t begin, int64_t n, double alpha,
+                                 const float* actor, const float* critic, float* actor_grad) {
   const int64_t o = obs_dim_, a = act_dim_, in = obs_dim_ + act_dim_, rows = b.size;
   const float* obs = Data(b.obs) + begin * o;
   const float* eps = noise + begin * a;
@@ -192,16 +222,38 @@ bool DirectSacUpdate::ActorPhase(Shard& s, const DeviceBatch& b, const float* no
   const float alpha_per_row = static_cast<float>(alpha) * inv_rows;
   for (int64_t i = 0; i < n * a; ++i) {
     g_action[i] *= bound;
-    if (output_.kl_to_base) g_action[i] += alpha_per_row * bound * z[i];
+    if (output_.regularizer == SacRegularizer::kKlToBase) {
+      g_action[i] += alpha_per_row * bound * z[i];
+    }
   }
-  // through the sample (α·log π's gradient α/B per row) to the Gaussian of u / s, then to the
-  // head's mean and clamped log σ
-  float* g_log_prob = Grow(&s.y, n);
-  std::fill_n(g_log_prob, n, alpha_per_row);
+  // through the sample (α·log π's gradient α/B per row) to the Gaussian of u / s
+  const bool prior_kl = output_.regularizer == SacRegularizer::kPriorKl;
+  float* g_log_prob = nullptr;  // the divergence does not depend on the sample
+  if (!prior_kl) {
+    g_log_prob = Grow(&s.y, n);
+    std::fill_n(g_log_prob, n, alpha_per_row);
+  }
   float* g_mean = Grow(&s.g_mean, n * a);
   float* g_log_std = Grow(&s.g_log_std, n * a);
   models::kernels::SquashedGaussianBackward(g_action, g_log_prob, s.log_std.data(), eps,
                                             s.action.data(), g_mean, g_log_std, n, a);
+  if (prior_kl) {
+    // α/B·∂D/∂(μ, log σ) where D passed its clip: (1/A)·((μ − μ_p)/σ_p², (σ/σ_p)² − 1)
+    const float coef = alpha_per_row / static_cast<float>(a);
+    const float* prior_mean = prior.mean + begin * a;
+    const float* prior_log_std = prior.log_std + begin * a;
+    for (int64_t i = 0; i < n; ++i) {
+      if (!models::dense::ClampPasses(s.divergence_raw[i], -kMaxDivergence, kMaxDivergence)) {
+        continue;
+      }
+      for (int64_t j = 0; j < a; ++j) {
+        const int64_t k = i * a + j;
+        g_mean[k] += coef * (s.mean[k] - prior_mean[k]) * std::exp(prior_log_std[k] * -2.0f);
+        g_log_std[k] += coef * (std::exp((s.log_std[k] - prior_log_std[k]) * 2.0f) - 1.0f);
+      }
+    }
+  }
+  // then to the head's mean and clamped log σ
   const float inv_scale = static_cast<float>(1.0 / output_.scale);
   const bool scaled = output_.scale != 1.0;
   float* g_head = Grow(&s.g_head, n * 2 * a);
@@ -219,13 +271,35 @@ bool DirectSacUpdate::ActorPhase(Shard& s, const DeviceBatch& b, const float* no
 absl::StatusOr<DirectSacUpdate::Result> DirectSacUpdate::Run(
     const DeviceBatch& batch, const at::Tensor& noise_in, double alpha,
     models::ParameterBlock* actor, FlatAdam* actor_adam, models::ParameterBlock* critic,
-    FlatAdam* critic_adam, const models::ParameterBlock& critic_target) {
+    FlatAdam* critic_adam, const models::ParameterBlock& critic_target,
+    const PriorRows& prior_rows) {
   DeviceBatch b = batch;
   for (at::Tensor* t : {&b.obs, &b.action, &b.reward, &b.next_obs, &b.discount, &b.weight}) {
     if (t->defined()) *t = t->contiguous();
   }
   const at::Tensor noise = noise_in.contiguous();
   const int64_t rows = b.size;
+  // p(z|s) at s and s' for the divergence
+  PriorRows prior_tensors;
+  PriorData prior;
+  if (output_.regularizer == SacRegularizer::kPriorKl) {
+    const std::pair<const at::Tensor*, at::Tensor*> parts[] = {
+        {&prior_rows.mean, &prior_tensors.mean},
+        {&prior_rows.log_std, &prior_tensors.log_std},
+        {&prior_rows.next_mean, &prior_tensors.next_mean},
+        {&prior_rows.next_log_std, &prior_tensors.next_log_std}};
+    for (const auto& [in, out] : parts) {
+      if (!in->defined() || in->dim() != 2 || in->size(0) != rows || in->size(1) != act_dim_ ||
+          !in->is_cpu() || in->scalar_type() != at::kFloat) {
+        return absl::InvalidArgumentError(
+            "SAC update: the prior's rows must be four CPU float tensors [batch, latent]");
+      }
+      *out = in->contiguous();
+    }
+    prior = {prior_tensors.mean.data_ptr<float>(), prior_tensors.log_std.data_ptr<float>(),
+             prior_tensors.next_mean.data_ptr<float>(),
+             prior_tensors.next_log_std.data_ptr<float>()};
+  }
   const int shards = direct::Shards(rows);
   while (static_cast<int>(shards_.size()) < shards) shards_.push_back(prototype_);
   const auto begin = [&](int64_t s) { return rows * s / shards; };
@@ -238,8 +312,8 @@ absl::StatusOr<DirectSacUpdate::Result> DirectSacUpdate::Run(
           shards, critic, critic_adam, max_grad_norm_,
           [&](int s) { return &shards_[s].critic_grad; },
           [&](int s, float* grad) {
-            return CriticPhase(shards_[s], b, noise_data, begin(s), begin(s + 1) - begin(s), alpha,
-                               actor->flat().data_ptr<float>(), critic_params,
+            return CriticPhase(shards_[s], b, noise_data, prior, begin(s), begin(s + 1) - begin(s),
+                               alpha, actor->flat().data_ptr<float>(), critic_params,
                                critic_target.flat().data_ptr<float>(), grad);
           })) {
     return failed;
@@ -249,8 +323,8 @@ absl::StatusOr<DirectSacUpdate::Result> DirectSacUpdate::Run(
   if (!direct::ShardedStep(
           shards, actor, actor_adam, max_grad_norm_, [&](int s) { return &shards_[s].actor_grad; },
           [&](int s, float* grad) {
-            return ActorPhase(shards_[s], b, noise_data, begin(s), begin(s + 1) - begin(s), alpha,
-                              actor->flat().data_ptr<float>(), critic_params, grad);
+            return ActorPhase(shards_[s], b, noise_data, prior, begin(s), begin(s + 1) - begin(s),
+                              alpha, actor->flat().data_ptr<float>(), critic_params, grad);
           })) {
     return failed;
   }

@@ -3,9 +3,10 @@
 // to update), the squashed-Gaussian sample through models/cpu_kernels.h, and the batch split into
 // one row range per intra-op thread, each computing its rows' part of the gradients on its own
 // core (summed in range order before each Adam step). The same arithmetic as
-// RegularizedSacAgent::DoUpdate with R = log π (sac_agent.cc), which stays the reference
-// (agent_test compares the two); used by flat SAC on the CPU when its networks are ReLU MLPs
-// without LayerNorm and oneDNN's sgemm is available (AgentOptions::direct_cpu_update).
+// RegularizedSacAgent::DoUpdate (sac_agent.cc), which stays the reference (agent_test and
+// spirl_agent_test compare the two); used by SAC, PARROT, SPiRL and EAP on the CPU when their
+// networks are ReLU MLPs without LayerNorm and oneDNN's sgemm is available
+// (AgentOptions::direct_cpu_update).
 #ifndef PRL_LEARNER_DIRECT_SAC_H_
 #define PRL_LEARNER_DIRECT_SAC_H_
 
@@ -24,13 +25,16 @@ namespace prl::learner::internal {
 
 class DirectSacUpdate {
  public:
-  // The policy's output and regulariser, as SacAgent defines them: z = b·tanh(u / s) with
-  // u ~ N(μ, σ) from the network, and R = log π(z|s) = log π(tanh(u/s)) − A·log b, plus
-  // ‖z‖²/2 + A·½·log 2π with the KL to N(0, I) (PARROT's REGULARIZER_KL_TO_BASE).
+  // The policy's output and regulariser, as the agents define them: z = b·tanh(u / s) with
+  // u ~ N(μ, σ) from the network, and
+  //   kLogProb   R = log π(z|s) = log π(tanh(u/s)) − A·log b (SacAgent),
+  //   kKlToBase  that plus ‖z‖²/2 + A·½·log 2π (PARROT's REGULARIZER_KL_TO_BASE),
+  //   kPriorKl   R = clip(mean_j KL(N(μ_j/s, σ_j/s) ‖ p_j(z|s)), ±100), SPiRL's analytic
+  //              divergence (SpirlDivergence with kl_samples 0), from Run's PriorRows.
   struct Output {
     double bound = 1.0;  // b
     double scale = 1.0;  // s
-    bool kl_to_base = false;
+    SacRegularizer regularizer = SacRegularizer::kLogProb;
   };
   // The update for these networks (the critic and its target: the same ensemble shape), or null
   // when the direct path does not apply: not the CPU, no oneDNN sgemm, a trunk other than
@@ -49,12 +53,15 @@ class DirectSacUpdate {
   // y = r·reward_scale + γ·discount·(min_k Q'_k(s', z') − α·R(s')); the critics' step on
   // ½·Σ_k mean(w·(Q_k − y)²); then through the updated critics, the actor's step on
   // mean(α·R(s) − min_k Q_k(s, z)). Each step clips the gradient to max_grad_norm when set
-  // and steps its Adam. The temperature and target networks are the caller's. INTERNAL when a
-  // product fails (the networks may then be partly updated).
+  // and steps its Adam. The temperature and target networks are the caller's. `prior` holds
+  // p(z|s) at the batch's s and s' (CPU float) for kPriorKl and is ignored otherwise. INTERNAL
+  // when a product fails (the networks may then be partly updated); INVALID_ARGUMENT when
+  // kPriorKl's rows are missing or of the wrong shape.
   absl::StatusOr<Result> Run(const DeviceBatch& batch, const at::Tensor& noise, double alpha,
                              models::ParameterBlock* actor, FlatAdam* actor_adam,
                              models::ParameterBlock* critic, FlatAdam* critic_adam,
-                             const models::ParameterBlock& critic_target);
+                             const models::ParameterBlock& critic_target,
+                             const PriorRows& prior = {});
 
  private:
   // One row range's networks and buffers.
@@ -62,6 +69,7 @@ class DirectSacUpdate {
     models::dense::DenseMlp actor, actor_next;
     std::vector<models::dense::DenseMlp> critic, critic_pi, target;
     std::vector<float> mean, log_std, log_std_raw, action, log_prob;  // the sample at s; R
+    std::vector<float> divergence_raw;  // kPriorKl: D(s) before the clip
     std::vector<float> next_mean, next_log_std, next_action, next_log_prob;
     std::vector<float> z;                // b·action, the critics' input
     std::vector<float> x, x_next, x_pi;  // critic inputs [n, O + A]
@@ -72,16 +80,23 @@ class DirectSacUpdate {
   };
 
   DirectSacUpdate(Shard prototype, const AgentConfig& config, const Output& output);
+  // The prior's rows as float arrays (kPriorKl), offset to a shard by the phases.
+  struct PriorData {
+    const float *mean = nullptr, *log_std = nullptr, *next_mean = nullptr, *next_log_std = nullptr;
+  };
   // The policy's Gaussian of u / s from the head's [n, 2A] output, its sample z / b = tanh(u / s)
-  // with noise `eps`, and R per row.
+  // with noise `eps`, and R per row; kPriorKl takes p(z|s) of the rows from prior_mean and
+  // prior_log_std and, when divergence_raw is set, writes D before the clip there.
   void Sample(const float* head, const float* eps, int64_t n, float* mean, float* log_std,
-              float* log_std_raw, float* action, float* regularizer) const;
+              float* log_std_raw, float* action, float* regularizer, const float* prior_mean,
+              const float* prior_log_std, float* divergence_raw) const;
   // The phases of Run for rows [begin, begin + n) on shard `s`.
-  bool CriticPhase(Shard& s, const DeviceBatch& b, const float* noise, int64_t begin, int64_t n,
-                   double alpha, const float* actor, const float* critic, const float* target,
-                   float* critic_grad);
-  bool ActorPhase(Shard& s, const DeviceBatch& b, const float* noise, int64_t begin, int64_t n,
-                  double alpha, const float* actor, const float* critic, float* actor_grad);
+  bool CriticPhase(Shard& s, const DeviceBatch& b, const float* noise, const PriorData& prior,
+                   int64_t begin, int64_t n, double alpha, const float* actor, const float* critic,
+                   const float* target, float* critic_grad);
+  bool ActorPhase(Shard& s, const DeviceBatch& b, const float* noise, const PriorData& prior,
+                  int64_t begin, int64_t n, double alpha, const float* actor, const float* critic,
+                  float* actor_grad);
   Shard prototype_;
   std::vector<Shard> shards_;
   int64_t obs_dim_, act_dim_;
@@ -89,7 +104,7 @@ class DirectSacUpdate {
   double discount_, reward_scale_, max_grad_norm_;
   Output output_;
   float log_scale_;   // log s
-  float r_constant_;  // −A·log b (+ A·½·log 2π with the KL to the base)
+  float r_constant_;  // −A·log b (+ A·½·log 2π with the KL to the base); 0 for kPriorKl
 };
 
 }  // namespace prl::learner::internal

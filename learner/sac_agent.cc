@@ -26,6 +26,41 @@ RegularizedSacAgent::RegularizedSacAgent(const AgentConfig& config, const Option
       bound_(options.bound),
       scale_(options.scale) {}
 
+RegularizedSacAgent::~RegularizedSacAgent() = default;
+
+void RegularizedSacAgent::EnableDirectUpdate(SacRegularizer regularizer) {
+  direct_ = config_.direct_cpu_update
+                ? DirectSacUpdate::Create(*actor_, *critic_, *critic_target_, config_,
+                                          {bound_, scale_, regularizer})
+                : nullptr;
+}
+
+bool RegularizedSacAgent::DirectUpdate(const DeviceBatch& b, const at::Tensor& noise,
+                                       UpdateStats* stats) {
+  if (direct_ == nullptr || b.sil_obs.defined() || !noise.is_cpu()) return false;
+  // α of this update, before the temperature step (as DoUpdate)
+  const at::Tensor alpha = log_alpha_.exp().squeeze(0);
+  const double alpha_value = alpha.item<double>();
+  absl::StatusOr<DirectSacUpdate::Result> r =
+      direct_->Run(b, noise, alpha_value, &actor_->params(), actor_adam_.get(), &critic_->params(),
+                   critic_adam_.get(), critic_target_->params(), PriorAtBatch(b));
+  if (!r.ok()) throw std::runtime_error(std::string(r.status().message()));
+  const at::Tensor mean_regularizer = at::scalar_tensor(r->mean_regularizer, at::kFloat);
+  if (!fixed_alpha_) stats->alpha_loss = TemperatureStep(alpha, mean_regularizer).item<double>();
+  ++updates_;
+  if (updates_ % config_.algorithm.target_update_period() == 0) {
+    Polyak(critic_->params(), critic_target_->params());
+  }
+  stats->critic_loss = r->critic_loss;
+  stats->actor_loss = r->actor_loss;
+  stats->alpha = alpha_value;
+  stats->q_mean = r->q_mean;
+  stats->entropy = ReportedEntropy(mean_regularizer).item<double>();
+  stats->actor_updated = true;
+  stats->td_error_abs = std::move(r->td_error_abs);
+  return true;
+}
+
 UpdateStats RegularizedSacAgent::DoUpdate(const DeviceBatch& b, const at::Tensor& noise) {
   UpdateStats stats;
   if (DirectUpdate(b, noise, &stats)) return stats;
@@ -148,10 +183,7 @@ class SacAgent final : public RegularizedSacAgent {
         log_bound_(std::log(bound()) * static_cast<double>(config.act_dim)),
         log_base_normalizer_(0.5 * std::log(2.0 * M_PI) * static_cast<double>(config.act_dim)) {
     // on the CPU: the update without autograd where it applies (learner/direct_sac.h)
-    if (config.direct_cpu_update) {
-      direct_ = DirectSacUpdate::Create(*actor_, *critic_, *critic_target_, config,
-                                        {bound(), scale(), kl_to_base_});
-    }
+    EnableDirectUpdate(kl_to_base_ ? SacRegularizer::kKlToBase : SacRegularizer::kLogProb);
     // PARROT: π(z|s) starts as the flow's base N(0, I) (before the squashing): the head's
     // weights and biases are zero, so the mean is 0 and log σ is 0 everywhere
     if (config.algorithm.has_parrot() && !config.algorithm.parrot().random_policy_init()) {
@@ -188,36 +220,6 @@ class SacAgent final : public RegularizedSacAgent {
     return loss;
   }
 
-  bool direct_update() const override { return direct_ != nullptr; }
-
-  bool DirectUpdate(const DeviceBatch& b, const at::Tensor& noise, UpdateStats* stats) override {
-    if (direct_ == nullptr || b.sil_obs.defined() || !noise.is_cpu()) return false;
-    // α of this update, before the temperature step (as DoUpdate)
-    const at::Tensor alpha = log_alpha_.exp().squeeze(0);
-    const double alpha_value = alpha.item<double>();
-    absl::StatusOr<DirectSacUpdate::Result> r =
-        direct_->Run(b, noise, alpha_value, &actor_->params(), actor_adam_.get(),
-                     &critic_->params(), critic_adam_.get(), critic_target_->params());
-    if (!r.ok()) throw std::runtime_error(std::string(r.status().message()));
-    if (!fixed_alpha()) {
-      stats->alpha_loss =
-          TemperatureStep(alpha, at::scalar_tensor(r->mean_regularizer, at::kFloat)).item<double>();
-    }
-    ++updates_;
-    if (updates_ % config_.algorithm.target_update_period() == 0) {
-      Polyak(critic_->params(), critic_target_->params());
-    }
-    stats->critic_loss = r->critic_loss;
-    stats->actor_loss = r->actor_loss;
-    stats->alpha = alpha_value;
-    stats->q_mean = r->q_mean;
-    // as ReportedEntropy: −mean log π, or the divergence itself
-    stats->entropy = kl_to_base_ ? r->mean_regularizer : -r->mean_regularizer;
-    stats->actor_updated = true;
-    stats->td_error_abs = std::move(r->td_error_abs);
-    return true;
-  }
-
   // the entropy −mean log π, or the divergence itself
   at::Tensor ReportedEntropy(const at::Tensor& mean_regularizer) const override {
     return kl_to_base_ ? mean_regularizer : -mean_regularizer;
@@ -236,9 +238,8 @@ class SacAgent final : public RegularizedSacAgent {
  private:
   const bool kl_to_base_;
   const double target_;
-  const double log_bound_;                   // A·log b
-  const double log_base_normalizer_;         // A·½·log 2π
-  std::unique_ptr<DirectSacUpdate> direct_;  // null: the autograd update
+  const double log_bound_;            // A·log b
+  const double log_base_normalizer_;  // A·½·log 2π
 };
 
 }  // namespace

@@ -59,7 +59,11 @@ class SpirlAgent final : public RegularizedSacAgent {
   SpirlAgent(const AgentConfig& config, std::shared_ptr<const models::LatentPriorModel> prior)
       : RegularizedSacAgent(config, SpirlOptions(config.algorithm.spirl())),
         spirl_(config.algorithm.spirl()),
-        prior_(std::move(prior)) {}
+        prior_(std::move(prior)) {
+    // on the CPU: the update without autograd where it applies (learner/direct_sac.h); the
+    // Monte-Carlo divergence stays on the autograd path
+    if (spirl_.kl_samples() == 0) EnableDirectUpdate(SacRegularizer::kPriorKl);
+  }
 
   // Copies the prior network's weights into the policy (same architecture by construction).
   absl::Status InitialisePolicyFromPrior() {
@@ -110,6 +114,13 @@ class SpirlAgent final : public RegularizedSacAgent {
   // "entropy" carries the divergence: SPiRL's regulariser in SAC's slot
   at::Tensor ReportedEntropy(const at::Tensor& mean_divergence) const override {
     return mean_divergence;
+  }
+
+  // p(z|s) at the batch's s and s', for the direct update
+  PriorRows PriorAtBatch(const DeviceBatch& batch) const override {
+    const models::DiagonalGaussian p = PriorAt(batch.obs);
+    const models::DiagonalGaussian next = PriorAt(batch.next_obs);
+    return {p.mean, p.log_std, next.mean, next.log_std};
   }
 
   void DescribePolicy(v1::PolicyArchitecture* architecture) const override {

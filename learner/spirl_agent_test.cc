@@ -5,11 +5,14 @@
 #include <utility>
 
 #include "ATen/ATen.h"
+#include "ATen/CPUGeneratorImpl.h"
 #include "ATen/core/grad_mode.h"
 #include "absl/status/status.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "learner/agent_internal.h"
+#include "learner/direct_update_test_util.h"
+#include "models/gemm.h"
 #include "models/skill_model.h"
 
 namespace prl::learner {
@@ -192,6 +195,83 @@ TEST(SpirlAgentTest, RefusesWhatDoesNotFitThePrior) {
   ASSERT_TRUE(other.ok());
   EXPECT_TRUE((*other)->RestoreState(*state).ok());
   EXPECT_EQ((*other)->updates(), 1);
+}
+
+// The direct CPU update with SPiRL's divergence (learner/direct_sac.h, SacRegularizer::kPriorKl)
+// against the autograd update from the same weights, batches and noise: the same statistics,
+// gradients and networks after five updates, on one and two threads (row ranges), from the
+// prior-initialised policy (D near 0) and from a random one, with importance weights and
+// clipping, and with rows far enough from the prior that their divergence is clipped at 100 (no
+// gradient from it there).
+TEST(SpirlDirectUpdateTest, MatchesTheAutogradUpdate) {
+  if (!models::FastSgemmAvailable()) GTEST_SKIP() << "no oneDNN sgemm: no direct update";
+  std::shared_ptr<const models::SkillModel> prior = MakePrior();
+  constexpr int kRows = 256;
+  for (bool random_init : {false, true}) {
+    for (int threads : {1, 2}) {
+      for (bool weighted_and_clipped : {false, true}) {
+        SCOPED_TRACE(::testing::Message()
+                     << "random init " << random_init << ", " << threads
+                     << " threads, weighted and clipped " << weighted_and_clipped);
+        AgentOptions options = SpirlOptions();
+        options.algorithm.set_batch_size(kRows);
+        options.num_threads = threads;
+        options.algorithm.mutable_spirl()->set_random_policy_init(random_init);
+        if (weighted_and_clipped) options.algorithm.set_max_grad_norm(0.5);
+        options.direct_cpu_update = true;
+        auto direct = CreateSpirlAgent(options, prior);
+        options.direct_cpu_update = false;
+        auto reference = CreateSpirlAgent(options, prior);
+        ASSERT_TRUE(direct.ok()) << direct.status();
+        ASSERT_TRUE(reference.ok()) << reference.status();
+        TwinCriticAgent& d = dynamic_cast<TwinCriticAgent&>(**direct);
+        TwinCriticAgent& r = dynamic_cast<TwinCriticAgent&>(**reference);
+        ASSERT_TRUE(d.direct_update());
+        ASSERT_FALSE(r.direct_update());
+        at::Generator gen = at::detail::createCPUGenerator(97);
+        for (int step = 0; step < 5; ++step) {
+          SCOPED_TRACE(::testing::Message() << "step " << step);
+          TransitionBatch b = RandomBatch(kRows, 30 + step);
+          if (random_init) {
+            // a quarter of the rows far out, where the two networks' Gaussians are far apart
+            b.obs.narrow(0, 0, kRows / 4).mul_(300.0);
+            b.next_obs.narrow(0, 0, kRows / 4).mul_(300.0);
+          }
+          if (weighted_and_clipped) b.weight = at::rand({kRows}, gen, at::kFloat) + 0.5;
+          if (step == 0 && random_init) {
+            // some rows' divergences are clipped and some are not
+            at::NoGradGuard no_grad;
+            const models::PolicyNetwork::Output out = r.actor().Forward(b.obs);
+            const at::Tensor raw =
+                models::DiagonalGaussianKl({out.mean, out.log_std}, prior->Prior(b.obs).value())
+                    .mean(-1);
+            const int64_t clipped = (raw > 100.0).sum().item<int64_t>();
+            EXPECT_GT(clipped, 0);
+            EXPECT_LT(clipped, kRows);
+          }
+          const at::Tensor noise = at::randn({2, kRows, kLatent}, gen, at::kFloat);
+          auto x = d.UpdateWithNoise(b, noise);
+          auto y = r.UpdateWithNoise(b, noise);
+          ASSERT_TRUE(x.ok()) << x.status();
+          ASSERT_TRUE(y.ok()) << y.status();
+          testing::ExpectSameStats(*x, *y);
+          testing::ExpectSameGradients(d, r, /*actor_stepped=*/true);
+        }
+        testing::ExpectSameNetworks(d, r);
+        EXPECT_EQ(d.updates(), 5);
+      }
+    }
+  }
+}
+
+// The Monte-Carlo divergence has no direct update: it stays on autograd.
+TEST(SpirlDirectUpdateTest, MonteCarloDivergenceKeepsTheAutogradUpdate) {
+  AgentOptions options = SpirlOptions();
+  options.algorithm.mutable_spirl()->set_kl_samples(4);
+  auto agent = CreateSpirlAgent(options, MakePrior());
+  ASSERT_TRUE(agent.ok()) << agent.status();
+  EXPECT_FALSE(dynamic_cast<TwinCriticAgent&>(**agent).direct_update());
+  EXPECT_TRUE((*agent)->Update(RandomBatch(8, 2)).ok());
 }
 
 }  // namespace
