@@ -5,7 +5,7 @@
 # scrapes every /metrics endpoint, prints the cluster, then runs the default job — the maze
 # transfer workflow, small: collect planner data on random mazes, train a skill prior on it,
 # serve it, and train spirl and flat sac on a held-out maze with a sparse reward, ending with
-# the comparison plot and a one-line summary (bench/maze_transfer.sh --cluster; about 30
+# the comparison plot and a one-line summary (bench/maze_transfer.sh --cluster; about 20
 # minutes on 2 cores) — or submits one experiment (--spec) and shows its progress. Then it runs
 # until Ctrl-C or SIGTERM and stops every process cleanly (the learner checkpoints a running
 # experiment and resumes it next time).
@@ -38,8 +38,9 @@
 #   --workflow_steps N   env-step budget of each transfer run of the maze workflow
 #                        (default 100000)
 #   --no_submit          submit nothing
-#   --learner_threads N  Torch threads of the learner's updates (default 1: actors share the
-#                        machine's cores)
+#   --learner_threads N  Torch threads of the learner's updates (default 2 for the maze
+#                        workflow, whose point-mass actors use little CPU, on a machine with 2+
+#                        cores; else 1: actors share the machine's cores)
 #   --max_restarts N     restarts of one process within 2 minutes before the launcher gives up
 #                        and stops the cluster (default 5; 0: the first exit stops the cluster)
 #
@@ -60,7 +61,7 @@ setup=1
 spec=""
 workflow_steps=100000
 submit=1
-learner_threads=1
+learner_threads=""
 max_restarts=5
 
 log() { printf '[cluster] %s\n' "$*"; }
@@ -95,6 +96,17 @@ if ! [[ "${workflow_steps}" =~ ^[0-9]+$ ]] || ((workflow_steps == 0)); then
 fi
 [[ "${max_restarts}" =~ ^[0-9]+$ ]] ||
   die "--max_restarts must be a number >= 0, got '${max_restarts}'"
+if [[ -z "${learner_threads}" ]]; then
+  # the maze workflow's learner is the busy process: its actors step a point mass
+  if [[ -z "${spec}" ]] && ((submit && !check)) && (($(nproc) >= 2)); then
+    learner_threads=2
+  else
+    learner_threads=1
+  fi
+fi
+if ! [[ "${learner_threads}" =~ ^[0-9]+$ ]] || ((learner_threads == 0)); then
+  die "--learner_threads must be a number > 0, got '${learner_threads}'"
+fi
 if ! [[ "${base_port}" =~ ^[0-9]+$ ]] ||
   ! ((base_port == 0 || (base_port >= 1024 && base_port <= 65000))); then
   die "--base_port must be 0 or 1024-65000, got '${base_port}'"
