@@ -272,11 +272,13 @@ int main(int argc, char** argv) {
       MakeBatches(8, absl::GetFlag(FLAGS_batch), absl::GetFlag(FLAGS_obs_dim),
                   absl::GetFlag(FLAGS_act_dim), device);
   std::printf(
-      "learner_bench: %s, batch %d, obs %d, act %d, hidden [%s], %d threads, LibTorch %s, "
+      "learner_bench: %s, batch %d, obs %d, act %d, hidden [%s]%s%s%s, %d threads, LibTorch %s, "
       "oneDNN sgemm %s, CUDA devices %d, on %s, %d updates per call\n",
-      absl::GetFlag(FLAGS_algorithm).c_str(), absl::GetFlag(FLAGS_batch),
-      absl::GetFlag(FLAGS_obs_dim), absl::GetFlag(FLAGS_act_dim),
-      absl::GetFlag(FLAGS_hidden).c_str(), threads, TORCH_VERSION,
+      algorithm.c_str(), absl::GetFlag(FLAGS_batch), absl::GetFlag(FLAGS_obs_dim),
+      absl::GetFlag(FLAGS_act_dim), absl::GetFlag(FLAGS_hidden).c_str(),
+      algorithm == "spirl" ? " (critics), policy and prior [" : "",
+      algorithm == "spirl" ? absl::GetFlag(FLAGS_prior_hidden).c_str() : "",
+      algorithm == "spirl" ? "]" : "", threads, TORCH_VERSION,
       prl::models::FastSgemmAvailable() ? "available" : "not available",
       at::hasCUDA() ? static_cast<int>(at::getNumGPUs()) : 0, device.str().c_str(),
       std::max(1, absl::GetFlag(FLAGS_updates_per_call)));

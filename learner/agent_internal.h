@@ -176,11 +176,15 @@ class TwinCriticAgent : public Agent {
   GraphEntry* capturing_ = nullptr;  // the entry being captured, if any
 };
 
+// SPiRL's divergence is clipped to ±this (SPiRL's max_divergence_range).
+inline constexpr double kSpirlMaxDivergence = 100.0;
+
 // Which R(s) a RegularizedSacAgent uses, as far as its direct CPU update must know it.
 enum class SacRegularizer {
   kLogProb,   // log π(z|s): SAC and PARROT's default
   kKlToBase,  // log π(z|s) − log N(z; 0, I): PARROT's REGULARIZER_KL_TO_BASE
-  kPriorKl,   // the analytic, clipped KL of π's Gaussian to p(z|s): SPiRL and EAP
+  kPriorKl,   // the analytic, clipped KL of π's Gaussian to p(z|s): SPiRL and EAP (the agent
+              // overrides PriorAtBatch)
 };
 
 // The prior's Gaussian p(z|s) at a batch's s and s', [B, A] each (for SacRegularizer::kPriorKl).
@@ -235,7 +239,8 @@ class RegularizedSacAgent : public TwinCriticAgent {
   // where it applies (config.direct_cpu_update, the CPU, oneDNN, ReLU MLPs); else DoUpdate's
   // autograd path stays. Call from the subclass's constructor.
   void EnableDirectUpdate(SacRegularizer regularizer);
-  // p(z|s) at the batch's s and s' for the direct update's kPriorKl; the default is unused.
+  // p(z|s) at the batch's s and s' for the direct update's kPriorKl, which an agent enabling it
+  // must override (the default's empty rows fail the update).
   virtual PriorRows PriorAtBatch(const DeviceBatch& /*batch*/) const { return {}; }
   bool fixed_alpha() const { return fixed_alpha_; }
 

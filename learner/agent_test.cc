@@ -21,13 +21,13 @@
 namespace prl::learner {
 namespace {
 
+using direct_test::ExpectSameGradients;
+using direct_test::ExpectSameNetworks;
+using direct_test::ExpectSameStats;
+using direct_test::MaxDiff;
+using direct_test::Near;
 using internal::TwinCriticAgent;
-using testing::ExpectSameGradients;
-using testing::ExpectSameNetworks;
-using testing::ExpectSameStats;
 using ::testing::HasSubstr;
-using testing::MaxDiff;
-using testing::Near;
 
 AgentOptions Options(bool td3, int obs_dim, int act_dim, std::vector<int> hidden) {
   AgentOptions options;
@@ -782,6 +782,7 @@ TEST(DirectTd3Test, MatchesTheAutogradUpdate) {
         ASSERT_TRUE(direct != nullptr && reference != nullptr);
         at::Generator gen = at::detail::createCPUGenerator(98);
         for (int step = 0; step < 6; ++step) {
+          SCOPED_TRACE(::testing::Message() << "step " << step);
           TransitionBatch b = RandomBatch(256, 5, 3, 20 + step);
           if (weighted_and_clipped) b.weight = at::rand({256}, gen, at::kFloat) + 0.5;
           if (self_imitation) {

@@ -17,7 +17,7 @@ using models::dense::DenseMlp;
 
 constexpr float kMinLogStd = static_cast<float>(models::kPolicyLogStdMin);
 constexpr float kMaxLogStd = static_cast<float>(models::kPolicyLogStdMax);
-constexpr float kMaxDivergence = 100.0f;  // SpirlDivergence's clip
+constexpr float kMaxDivergence = static_cast<float>(kSpirlMaxDivergence);
 
 using direct::Concat;
 using direct::Data;
@@ -88,17 +88,15 @@ void DirectSacUpdate::Sample(const float* head, const float* eps, int64_t n, flo
   }
   models::kernels::SquashedGaussianForward(mean, log_std, eps, action, regularizer, n, a);
   if (output_.regularizer == SacRegularizer::kPriorKl) {
-    // mean_j ½·(σ_j/σ_pj)² + ½·((μ_j − μ_pj)/σ_pj)² − log(σ_j/σ_pj) − ½, then the clip
+    // mean_j KL(N(μ_j, σ_j) ‖ N(μ_pj, σ_pj)), then the clip
     const float inv_dims = 1.0f / static_cast<float>(a);
     for (int64_t i = 0; i < n; ++i) {
       float sum = 0;
       for (int64_t j = 0; j < a; ++j) {
         const int64_t k = i * a + j;
-        const float log_ratio = log_std[k] - prior_log_std[k];
-        const float diff = mean[k] - prior_mean[k];
-        sum +=
-            (std::exp(log_ratio * 2.0f) + diff * diff * std::exp(prior_log_std[k] * -2.0f)) * 0.5f -
-            log_ratio - 0.5f;
+        sum += models::dense::GaussianKlWithGradient(mean[k], log_std[k], prior_mean[k],
+                                                     prior_log_std[k])
+                   .kl;
       }
       const float divergence = sum * inv_dims;
       if (divergence_raw != nullptr) divergence_raw[i] = divergence;
@@ -226,7 +224,7 @@ bool DirectSacUpdate::ActorPhase(Shard& s, const DeviceBatch& b, const float* no
       g_action[i] += alpha_per_row * bound * z[i];
     }
   }
-  // through the sample (α·log π's gradient α/B per row) to the Gaussian of u / s
+  // through the sample (with R = log π, α·R's gradient α/B per row) to the Gaussian of u / s
   const bool prior_kl = output_.regularizer == SacRegularizer::kPriorKl;
   float* g_log_prob = nullptr;  // the divergence does not depend on the sample
   if (!prior_kl) {
@@ -238,7 +236,7 @@ bool DirectSacUpdate::ActorPhase(Shard& s, const DeviceBatch& b, const float* no
   models::kernels::SquashedGaussianBackward(g_action, g_log_prob, s.log_std.data(), eps,
                                             s.action.data(), g_mean, g_log_std, n, a);
   if (prior_kl) {
-    // α/B·∂D/∂(μ, log σ) where D passed its clip: (1/A)·((μ − μ_p)/σ_p², (σ/σ_p)² − 1)
+    // α/B·∂D/∂(μ, log σ) where D passed its clip: (1/A)·((μ − μ_p)/σ_p², (σ/σ_p)² − 1)·α/B
     const float coef = alpha_per_row / static_cast<float>(a);
     const float* prior_mean = prior.mean + begin * a;
     const float* prior_log_std = prior.log_std + begin * a;
@@ -248,8 +246,10 @@ bool DirectSacUpdate::ActorPhase(Shard& s, const DeviceBatch& b, const float* no
       }
       for (int64_t j = 0; j < a; ++j) {
         const int64_t k = i * a + j;
-        g_mean[k] += coef * (s.mean[k] - prior_mean[k]) * std::exp(prior_log_std[k] * -2.0f);
-        g_log_std[k] += coef * (std::exp((s.log_std[k] - prior_log_std[k]) * 2.0f) - 1.0f);
+        const models::dense::GaussianKl kl = models::dense::GaussianKlWithGradient(
+            s.mean[k], s.log_std[k], prior_mean[k], prior_log_std[k]);
+        g_mean[k] += coef * kl.d_mean_q;
+        g_log_std[k] += coef * kl.d_log_std_q;
       }
     }
   }

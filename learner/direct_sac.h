@@ -4,9 +4,9 @@
 // one row range per intra-op thread, each computing its rows' part of the gradients on its own
 // core (summed in range order before each Adam step). The same arithmetic as
 // RegularizedSacAgent::DoUpdate (sac_agent.cc), which stays the reference (agent_test and
-// spirl_agent_test compare the two); used by SAC, PARROT, SPiRL and EAP on the CPU when their
-// networks are ReLU MLPs without LayerNorm and oneDNN's sgemm is available
-// (AgentOptions::direct_cpu_update).
+// spirl_agent_test compare the two); used by SAC, PARROT, SPiRL and EAP (with the analytic
+// divergence, kl_samples 0) on the CPU when their networks are ReLU MLPs without LayerNorm and
+// oneDNN's sgemm is available (AgentOptions::direct_cpu_update).
 #ifndef PRL_LEARNER_DIRECT_SAC_H_
 #define PRL_LEARNER_DIRECT_SAC_H_
 

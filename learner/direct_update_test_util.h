@@ -14,7 +14,7 @@
 #include "learner/agent_internal.h"
 #include "models/networks.h"
 
-namespace prl::learner::testing {
+namespace prl::learner::direct_test {
 
 // Within 1e-4 of b, relative above 1.
 inline bool Near(double a, double b) {
@@ -72,6 +72,6 @@ inline void ExpectSameNetworks(internal::TwinCriticAgent& d, internal::TwinCriti
   }
 }
 
-}  // namespace prl::learner::testing
+}  // namespace prl::learner::direct_test
 
 #endif  // PRL_LEARNER_DIRECT_UPDATE_TEST_UTIL_H_

@@ -18,10 +18,6 @@
 
 namespace prl::learner {
 
-namespace {
-constexpr double kMaxDivergence = 100.0;  // SPiRL's max_divergence_range
-}  // namespace
-
 at::Tensor SpirlDivergence(const at::Tensor& mean, const at::Tensor& log_std,
                            const models::DiagonalGaussian& prior, int kl_samples,
                            const at::Tensor& mc_noise) {
@@ -38,7 +34,7 @@ at::Tensor SpirlDivergence(const at::Tensor& mean, const at::Tensor& log_std,
         prior.log_std.unsqueeze(0);
     divergence = (log_q - log_p).mean(-1).mean(0);
   }
-  return divergence.clamp(-kMaxDivergence, kMaxDivergence);
+  return divergence.clamp(-internal::kSpirlMaxDivergence, internal::kSpirlMaxDivergence);
 }
 
 namespace internal {

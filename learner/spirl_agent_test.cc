@@ -254,10 +254,10 @@ TEST(SpirlDirectUpdateTest, MatchesTheAutogradUpdate) {
           auto y = r.UpdateWithNoise(b, noise);
           ASSERT_TRUE(x.ok()) << x.status();
           ASSERT_TRUE(y.ok()) << y.status();
-          testing::ExpectSameStats(*x, *y);
-          testing::ExpectSameGradients(d, r, /*actor_stepped=*/true);
+          direct_test::ExpectSameStats(*x, *y);
+          direct_test::ExpectSameGradients(d, r, /*actor_stepped=*/true);
         }
-        testing::ExpectSameNetworks(d, r);
+        direct_test::ExpectSameNetworks(d, r);
         EXPECT_EQ(d.updates(), 5);
       }
     }
