@@ -5,7 +5,7 @@
 # scrapes every /metrics endpoint, prints the cluster, then runs the default job — the maze
 # transfer workflow, small: collect planner data on random mazes, train a skill prior on it,
 # serve it, and train spirl and flat sac on a held-out maze with a sparse reward, ending with
-# the comparison plot and a one-line summary (bench/maze_transfer.sh --cluster; about 20
+# the comparison plot and a one-line summary (bench/maze_transfer.sh --cluster; about 17
 # minutes on 2 cores) — or submits one experiment (--spec) and shows its progress. Then it runs
 # until Ctrl-C or SIGTERM and stops every process cleanly (the learner checkpoints a running
 # experiment and resumes it next time).
