@@ -12,6 +12,7 @@
 #include "gtest/gtest.h"
 #include "learner/agent_internal.h"
 #include "learner/direct_update_test_util.h"
+#include "models/cvae_model.h"
 #include "models/gemm.h"
 #include "models/skill_model.h"
 
@@ -34,6 +35,20 @@ std::shared_ptr<const models::SkillModel> MakePrior(int64_t seed = 1) {
   options.network.add_hidden_sizes(16);
   options.seed = seed;
   return models::SkillModel::Create(options).value();
+}
+
+// EAP's prior: a CVAE with a learned state prior, same shapes.
+std::shared_ptr<const models::CvaeModel> MakeEapPrior() {
+  models::CvaeModelOptions options;
+  options.obs_dim = kObs;
+  options.act_dim = 2;
+  options.horizon = 4;
+  options.latent_dim = kLatent;
+  options.learned_prior = true;
+  options.network.add_hidden_sizes(16);
+  options.network.add_hidden_sizes(16);
+  options.seed = 5;
+  return models::CvaeModel::Create(options).value();
 }
 
 AgentOptions SpirlOptions() {
@@ -199,13 +214,17 @@ TEST(SpirlAgentTest, RefusesWhatDoesNotFitThePrior) {
 
 // The direct CPU update with SPiRL's divergence (learner/direct_sac.h, SacRegularizer::kPriorKl)
 // against the autograd update from the same weights, batches and noise: the same statistics,
-// gradients and networks after five updates, on one and two threads (row ranges), from the
-// prior-initialised policy (D near 0) and from a random one, with importance weights and
-// clipping, and with rows far enough from the prior that their divergence is clipped at 100 (no
-// gradient from it there).
-TEST(SpirlDirectUpdateTest, MatchesTheAutogradUpdate) {
+// gradients and networks after five updates, towards a skill prior (spirl) and a CVAE's state
+// prior (eap), on one and two threads (row ranges), from the prior-initialised policy (D near 0)
+// and from a random one, with importance weights and clipping, and with rows far enough from
+// the prior that their divergence is clipped at 100 (no gradient from it there).
+class SpirlDirectUpdateTest : public ::testing::TestWithParam<bool> {};
+
+TEST_P(SpirlDirectUpdateTest, MatchesTheAutogradUpdate) {
   if (!models::FastSgemmAvailable()) GTEST_SKIP() << "no oneDNN sgemm: no direct update";
-  std::shared_ptr<const models::SkillModel> prior = MakePrior();
+  const std::shared_ptr<const models::LatentPriorModel> prior =
+      GetParam() ? std::shared_ptr<const models::LatentPriorModel>(MakeEapPrior())
+                 : std::shared_ptr<const models::LatentPriorModel>(MakePrior());
   constexpr int kRows = 256;
   for (bool random_init : {false, true}) {
     for (int threads : {1, 2}) {
@@ -264,8 +283,13 @@ TEST(SpirlDirectUpdateTest, MatchesTheAutogradUpdate) {
   }
 }
 
+INSTANTIATE_TEST_SUITE_P(SpirlAndEap, SpirlDirectUpdateTest, ::testing::Bool(),
+                         [](const ::testing::TestParamInfo<bool>& info) {
+                           return info.param ? "Eap" : "Spirl";
+                         });
+
 // The Monte-Carlo divergence has no direct update: it stays on autograd.
-TEST(SpirlDirectUpdateTest, MonteCarloDivergenceKeepsTheAutogradUpdate) {
+TEST(SpirlMonteCarloTest, KeepsTheAutogradUpdate) {
   AgentOptions options = SpirlOptions();
   options.algorithm.mutable_spirl()->set_kl_samples(4);
   auto agent = CreateSpirlAgent(options, MakePrior());
