@@ -20,7 +20,7 @@
 #                             [--episodes N] [--action_noise N] [--beta B] [--target R]
 #                             [--latent_squash scaled|unscaled] [--latent_kl DELTA]
 #                             [--methods LIST] [--eval_every N] [--eval_episodes N]
-#                             [--warmup N]
+#                             [--warmup N] [--latent_dim N]
 #                             [--state_dir DIR] [--out PREFIX] [--cluster cluster.env]
 #
 # Defaults: seeds 1, 100,000 env steps per transfer run, 100,000 forward steps, 100 episodes,
@@ -30,7 +30,8 @@
 # the entropy (parrot.regularizer REGULARIZER_KL_TO_BASE, target_divergence DELTA).
 # --eval_every N (default 5,000) and --eval_episodes N (default 4) set the evaluation schedule,
 # which is the resolution of "env steps to the target"; --warmup N (default 5,000) sets the
-# random warm-up and the replay's minimum size of latent_sac and sac alike.
+# random warm-up and the replay's minimum size of latent_sac and sac alike. --latent_dim N
+# (default 6, the action's dimension) sets the generator's latent, named "-z<N>" when not 6.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -47,6 +48,7 @@ methods="latent_sac,sac,sac_finetune"
 eval_every=5000
 eval_episodes=4
 warmup_steps=5000
+latent_dim=6
 state_dir=""
 out=""
 cluster_env=""
@@ -66,13 +68,16 @@ while [[ $# -gt 0 ]]; do
     --eval_every) eval_every="$2"; shift 2 ;;
     --eval_episodes) eval_episodes="$2"; shift 2 ;;
     --warmup) warmup_steps="$2"; shift 2 ;;
+    --latent_dim) latent_dim="$2"; shift 2 ;;
     --state_dir) state_dir="$2"; shift 2 ;;
     --out) out="$2"; shift 2 ;;
     --cluster) cluster_env="$2"; shift 2 ;;
-    -h | --help) sed -n '2,33p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,34p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "cheetah_transfer: unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
+[[ "${latent_dim}" =~ ^[0-9]+$ ]] && ((latent_dim > 0)) ||
+  { echo "cheetah_transfer: --latent_dim must be a number > 0" >&2; exit 2; }
 [[ "${latent_squash}" == scaled || "${latent_squash}" == unscaled ]] ||
   { echo "cheetah_transfer: --latent_squash must be scaled or unscaled" >&2; exit 2; }
 if [[ -n "${cluster_env}" ]]; then
@@ -110,6 +115,7 @@ if [[ "${action_noise}" != "0" ]]; then
   dataset+="-noise${action_noise}"
   model+="-noise${action_noise}"
 fi
+((latent_dim == 6)) || model+="-z${latent_dim}"
 if ! "${prlctl[@]}" datasets "${dataset}" >/dev/null 2>&1; then
   cat >"${state_dir}/cheetah-collect.textproto" <<EOF
 name: "cheetah-collect"
@@ -142,7 +148,7 @@ prior_training {
   dataset: "${dataset}"
   output_model: "${model}"
   horizon: 1
-  latent_dim: 6
+  latent_dim: ${latent_dim}
   beta: ${beta}
   epochs: 10
   batch_size: 256
