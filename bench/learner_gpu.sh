@@ -2,11 +2,12 @@
 # The learner's figures on a GPU machine, one run: CUDA-graph updates tested against eager ones,
 # PRL's SAC/TD3 update rates on the GPU (CUDA graphs and eager; one update per call, and eight
 # queued per Agent::UpdateMany call) against PyTorch's eager, fused and CUDA-graph updates, the
-# losses of the GPU path against the CPU's, and the CPU rates of the same binary against PyPI's
-# torch at 1, 2 and all threads. Runs from a CUDA build bundle
-# (scripts/cuda_build.sh --bundle DIR --targets "//bench:learner_bench //learner:agent_cuda_test")
-# on a machine with PyPI's torch (python3 -c 'import torch' must work); writes logs and JSON
-# files into OUT.
+# losses of the GPU path against the CPU's, the replay feed's batches staged on the GPU (tested,
+# and measured against batches already there), and the CPU rates of the same binary against
+# PyPI's torch at 1, 2 and all threads. Runs from a CUDA build bundle (scripts/cuda_build.sh
+# --bundle DIR --targets "//bench:learner_bench //bench:feed_bench //learner:agent_cuda_test
+# //learner:replay_feed_cuda_test") on a machine with PyPI's torch (python3 -c 'import torch'
+# must work); writes logs and JSON files into OUT.
 #
 #   bench/learner_gpu.sh [--bundle .device-bundle] [--out DIR] [--seconds 8] [--cpu_threads 1,2,16]
 set -uo pipefail
@@ -22,7 +23,7 @@ while [[ $# -gt 0 ]]; do
     --out) out="$2"; shift 2 ;;
     --seconds) seconds="$2"; shift 2 ;;
     --cpu_threads) cpu_threads="$2"; shift 2 ;;
-    -h | --help) sed -n '2,10p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,12p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "learner_gpu: unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -41,6 +42,7 @@ step() {  # step NAME TIMEOUT_S COMMAND...: runs one part; a failure does not st
 step machine 30 bash -c 'nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv;
   nproc; python3 -c "import torch; print(\"torch\", torch.__version__, torch.version.cuda)"'
 step agent_cuda_test 120 "${run}" agent_cuda_test
+step replay_feed_cuda_test 60 "${run}" replay_feed_cuda_test
 step sac_check_cpu_vs_gpu 60 "${run}" learner_bench --device=cuda --check_updates=100 \
   --gemm=graph --seconds=2
 step td3_gpu 60 "${run}" learner_bench --device=cuda --algorithm=td3 --check_updates=100 \
@@ -54,6 +56,12 @@ for batch in 256 4096; do
   step "sac_gpu_update_many_${batch}" 60 "${run}" learner_bench --device=cuda --gemm=graph \
     --batch="${batch}" --updates_per_call=8 --seconds="${seconds}" \
     --json="${out}/sac_gpu_many_${batch}.json"
+done
+# the replay feed's batches on the GPU (pinned staging and plain copies) against batches already
+# there, behind a stand-in update of about an SAC update's GPU time and behind none
+for work in 1024 0; do
+  step "feed_gpu_work_${work}" 60 "${run}" feed_bench --device=cuda --work="${work}" --seconds=3 \
+    --json="${out}/feed_gpu_work_${work}.json"
 done
 for t in ${cpu_threads//,/ }; do
   step "sac_cpu_${t}_threads" 100 python3 "${ROOT}/bench/learner_vs_pytorch.py" \

@@ -7,9 +7,8 @@
 #include "absl/strings/str_cat.h"
 
 namespace prl {
-namespace {
 
-at::ScalarType ToScalarType(DType dtype) {
+at::ScalarType ToTorchDType(DType dtype) {
   switch (dtype) {
     case DType::kFloat32:
       return at::kFloat;
@@ -21,11 +20,9 @@ at::ScalarType ToScalarType(DType dtype) {
   return at::kFloat;
 }
 
-}  // namespace
-
 at::Tensor ToTorch(const TensorView& view) {
   std::vector<int64_t> shape(view.shape.begin(), view.shape.end());
-  at::Tensor out = at::empty(shape, at::TensorOptions().dtype(ToScalarType(view.dtype)));
+  at::Tensor out = at::empty(shape, at::TensorOptions().dtype(ToTorchDType(view.dtype)));
   if (!view.bytes.empty()) std::memcpy(out.data_ptr(), view.bytes.data(), view.bytes.size());
   return out;
 }

@@ -10,6 +10,9 @@
 
 namespace prl {
 
+// The torch dtype of a PRL dtype.
+at::ScalarType ToTorchDType(DType dtype);
+
 // Copies `view` into a new CPU torch tensor of the same dtype and shape.
 at::Tensor ToTorch(const TensorView& view);
 

@@ -4,6 +4,8 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
+#include "absl/types/span.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
 #include "common/tensor.h"
@@ -53,6 +55,13 @@ bool Transient(const absl::Status& s) {
   }
 }
 
+// Every tensor of `batch` and of its extra batches, for a fence's Adopt.
+void CollectTensors(const Batch& batch, std::vector<at::Tensor>* out) {
+  for (const auto& [name, tensor] : batch.columns) out->push_back(tensor);
+  if (batch.weight.defined()) out->push_back(batch.weight);
+  for (const Batch& extra : batch.extra) CollectTensors(extra, out);
+}
+
 }  // namespace
 
 std::unique_ptr<ReplaySource> NewShardedReplaySource(replay::ShardedReplayClient* client) {
@@ -66,6 +75,14 @@ ReplayFeed::~ReplayFeed() { Stop(); }
 
 absl::Status ReplayFeed::Start() {
   if (options_.tables.empty()) return absl::InvalidArgumentError("ReplayFeed: no tables");
+  if (options_.pinned_staging) {
+    try {
+      stager_ = DeviceStager::Create(torch::Device(options_.device));
+    } catch (const c10::Error& e) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("ReplayFeed: device '", options_.device, "': ", e.what_without_backtrace()));
+    }
+  }
   // shards may be starting or restarting: wait for them with backoff until Stop (a peer that
   // is away is not a reason to fail the run)
   for (const v1::TableConfig& config : options_.tables) {
@@ -100,23 +117,33 @@ absl::Status ReplayFeed::Start() {
 }
 
 absl::StatusOr<Batch> ReplayFeed::ToBatch(const v1::SampleResponse& response,
-                                          const std::string& device, bool prioritized) {
+                                          const std::string& device, bool prioritized,
+                                          DeviceStager* stager) {
   Batch out;
   out.keys.assign(response.keys().begin(), response.keys().end());
   out.source_size = response.table_size();
-  const torch::Device target(device);
-  // columns by name: the table's signature order is not assumed
-  for (const v1::NamedTensor& column : response.columns()) {
-    PRL_ASSIGN_OR_RETURN(TensorView view, ViewTensorProto(column.tensor(), column.name()));
-    out.columns[column.name()] = ToTorch(view).to(target);  // ToTorch copies
-  }
-  if (prioritized) {
-    std::vector<float> weights(response.importance_weights().begin(),
-                               response.importance_weights().end());
-    out.weight =
-        torch::from_blob(weights.data(), {static_cast<int64_t>(weights.size())}, torch::kFloat32)
-            .clone()
-            .to(target);
+  try {
+    const torch::Device target(device);
+    // one copy out of the response: into pinned memory (staged) or a new tensor (ToTorch)
+    const auto convert = [&](const TensorView& view) {
+      return stager != nullptr ? stager->Stage(view) : ToTorch(view).to(target);
+    };
+    // columns by name: the table's signature order is not assumed
+    for (const v1::NamedTensor& column : response.columns()) {
+      PRL_ASSIGN_OR_RETURN(TensorView view, ViewTensorProto(column.tensor(), column.name()));
+      out.columns[column.name()] = convert(view);
+    }
+    if (prioritized) {
+      const std::vector<float> weights(response.importance_weights().begin(),
+                                       response.importance_weights().end());
+      const int64_t rows = static_cast<int64_t>(weights.size());
+      out.weight = convert(TensorView{
+          DType::kFloat32, absl::MakeConstSpan(&rows, 1),
+          absl::string_view(reinterpret_cast<const char*>(weights.data()), weights.size() * 4)});
+    }
+  } catch (const c10::Error& e) {
+    return absl::InternalError(
+        absl::StrCat("copying a batch to ", device, ": ", e.what_without_backtrace()));
   }
   return out;
 }
@@ -136,13 +163,15 @@ void ReplayFeed::PrefetchLoop() {
     absl::StatusOr<v1::SampleResponse> sample =
         source_->Sample(table, options_.batch_size, options_.sample_timeout, is_exponent);
     if (!sample.ok() && Transient(sample.status())) continue;
-    absl::StatusOr<Batch> batch = sample.ok()
-                                      ? ToBatch(*sample, options_.device, options_.prioritized)
-                                      : absl::StatusOr<Batch>(sample.status());
+    absl::StatusOr<Batch> batch =
+        sample.ok() ? ToBatch(*sample, options_.device, options_.prioritized, stager_.get())
+                    : absl::StatusOr<Batch>(sample.status());
+    std::unique_ptr<StagingFence> fence;
     if (batch.ok()) {
       for (const ReplayFeedOptions::ExtraTable& extra : options_.extra) {
         batch->extra.push_back(SampleExtra(extra));
       }
+      if (stager_ != nullptr) fence = stager_->Fence();  // after the extras' copies too
     }
     absl::MutexLock lock(&mu_);
     if (!batch.ok()) {
@@ -150,7 +179,7 @@ void ReplayFeed::PrefetchLoop() {
       return;
     }
     size_ = batch->source_size;
-    queue_.push_back(std::move(*batch));
+    queue_.push_back(Staged{std::move(*batch), std::move(fence)});
   }
 }
 
@@ -175,7 +204,7 @@ Batch ReplayFeed::SampleExtra(const ReplayFeedOptions::ExtraTable& extra) {
     }
     return Batch();
   }
-  absl::StatusOr<Batch> batch = ToBatch(*sample, options_.device, extra.prioritized);
+  absl::StatusOr<Batch> batch = ToBatch(*sample, options_.device, extra.prioritized, stager_.get());
   if (!batch.ok()) {
     WarnExtra(extra.table, batch.status());
     return Batch();
@@ -184,18 +213,27 @@ Batch ReplayFeed::SampleExtra(const ReplayFeedOptions::ExtraTable& extra) {
 }
 
 absl::StatusOr<std::optional<Batch>> ReplayFeed::Next(absl::Duration timeout) {
-  absl::MutexLock lock(&mu_);
-  const auto ready = [this]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
-    return stop_ || !queue_.empty() || !error_.ok();
-  };
-  mu_.AwaitWithTimeout(absl::Condition(&ready), timeout);
-  if (!queue_.empty() && !stop_) {
-    Batch batch = std::move(queue_.front());
+  Staged staged;
+  {
+    absl::MutexLock lock(&mu_);
+    const auto ready = [this]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+      return stop_ || !queue_.empty() || !error_.ok();
+    };
+    mu_.AwaitWithTimeout(absl::Condition(&ready), timeout);
+    if (queue_.empty() || stop_) {
+      if (!error_.ok()) return error_;
+      return std::optional<Batch>();
+    }
+    staged = std::move(queue_.front());
     queue_.pop_front();
-    return std::optional<Batch>(std::move(batch));
   }
-  if (!error_.ok()) return error_;
-  return std::optional<Batch>();
+  if (staged.fence != nullptr) {
+    // the caller's stream waits for this batch's copies (and only those)
+    std::vector<at::Tensor> tensors;
+    CollectTensors(staged.batch, &tensors);
+    staged.fence->Adopt(tensors);
+  }
+  return std::optional<Batch>(std::move(staged.batch));
 }
 
 void ReplayFeed::UpdatePriorities(const std::vector<uint64_t>& keys,

@@ -1,8 +1,11 @@
 // A BatchFeed over replay: creates the run's tables on the shards, then a prefetch thread
 // samples the actors' table and converts each response into tensors on the algorithm's device,
-// keeping up to `prefetch` batches ready. The table's rate limiter sets the update-to-data
-// ratio; a shard that is down, restarting or draining, a table still filling or a limiter
-// holding samples only delays batches (Next returns nullopt); other errors end the feed.
+// keeping up to `prefetch` batches ready. On a CUDA device the conversion stages each column
+// through pinned host memory onto a copy stream of its own (learner/device_staging.h), so the
+// transfers overlap the learner's updates and Next's caller waits only for its batch's copies. The
+// table's rate limiter sets the update-to-data ratio; a shard that is down, restarting or draining,
+// a table still filling or a limiter holding samples only delays batches (Next returns nullopt);
+// other errors end the feed.
 //
 // The sampling calls go through ReplaySource, so tests drive the feed without sockets;
 // production uses the sharded replay client (NewShardedReplaySource).
@@ -23,6 +26,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "learner/batch_feed.h"
+#include "learner/device_staging.h"
 #include "proto/replay.pb.h"
 
 namespace prl::replay {
@@ -59,6 +63,10 @@ struct ReplayFeedOptions {
   bool prioritized = false;
   // Device batches go to ("cpu", "cuda:0").
   std::string device = "cpu";
+  // On a CUDA device: stage batches through pinned memory on a copy stream (false: synchronous
+  // copies from pageable memory, what the feed did before; kept for comparisons). No effect on
+  // the CPU.
+  bool pinned_staging = true;
   // Further tables (names in `tables`) sampled after each batch of the first, without waiting:
   // Batch::extra gets one batch per entry, without columns while that table cannot be sampled.
   struct ExtraTable {
@@ -95,12 +103,21 @@ class ReplayFeed final : public BatchFeed {
   // Deletes the feed's tables (after Stop).
   absl::Status Release() override;
 
-  // Converts a sample response into a Batch on `device`. Errors: INVALID_ARGUMENT for a
-  // malformed column (ViewTensorProto's message).
+  // Converts a sample response into a Batch on `device`. With a `stager` (for a CUDA `device`)
+  // the columns are staged through it, and may be used once a fence taken afterwards has been
+  // adopted. Errors: INVALID_ARGUMENT for a malformed column (ViewTensorProto's message);
+  // INTERNAL for a failed copy to the device.
   static absl::StatusOr<Batch> ToBatch(const v1::SampleResponse& response,
-                                       const std::string& device, bool prioritized);
+                                       const std::string& device, bool prioritized,
+                                       DeviceStager* stager = nullptr);
 
  private:
+  // A batch in the queue, with the fence after its copies when it was staged.
+  struct Staged {
+    Batch batch;
+    std::unique_ptr<StagingFence> fence;
+  };
+
   void PrefetchLoop();
   // A batch of `extra` for the prefetch loop (no columns when it cannot be sampled now).
   Batch SampleExtra(const ReplayFeedOptions::ExtraTable& extra);
@@ -110,9 +127,10 @@ class ReplayFeed final : public BatchFeed {
   const ReplayFeedOptions options_;
   std::thread thread_;
   absl::Time last_extra_warning_ = absl::InfinitePast();  // prefetch thread only
+  std::unique_ptr<DeviceStager> stager_;                  // set in Start; prefetch thread only
 
   mutable absl::Mutex mu_;
-  std::deque<Batch> queue_ ABSL_GUARDED_BY(mu_);
+  std::deque<Staged> queue_ ABSL_GUARDED_BY(mu_);
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   absl::Status error_ ABSL_GUARDED_BY(mu_);
   int64_t size_ ABSL_GUARDED_BY(mu_) = 0;

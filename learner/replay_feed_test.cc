@@ -127,6 +127,15 @@ TEST(ReplayFeedTest, ATableAShardRefusesFailsTheStartNamingIt) {
   EXPECT_THAT(std::string(s.message()), HasSubstr("creating replay table exp-1-sil: capacity: 0"));
 }
 
+TEST(ReplayFeedTest, AMalformedDeviceFailsTheStartNamingIt) {
+  ReplayFeedOptions options = Options();
+  options.device = "gpu:one";
+  ReplayFeed feed(std::make_unique<FakeSource>(), options);
+  const absl::Status s = feed.Start();
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(s.message()), HasSubstr("ReplayFeed: device 'gpu:one'"));
+}
+
 TEST(ReplayFeedTest, StopWakesAStartWaitingForShards) {
   auto source = std::make_unique<FakeSource>();
   FakeSource* fake = source.get();

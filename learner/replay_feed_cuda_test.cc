@@ -1,0 +1,188 @@
+// The replay feed on a GPU: batches staged through pinned memory on the stager's copy stream
+// (learner/device_staging.h) hold what the responses held, extra tables' batches included, and
+// stay intact while the consumer's stream is still busy with earlier work when the feed reuses
+// device memory for later batches. Skipped where this process sees no CUDA device (every CPU
+// build); scripts/cuda_build.sh builds it, and it runs on a GPU machine from the bundle
+// (bench/learner_gpu.sh).
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "ATen/ATen.h"
+#include "absl/synchronization/mutex.h"
+#include "gtest/gtest.h"
+#include "learner/replay_feed.h"
+
+#ifdef PRL_WITH_CUDA
+#include "c10/cuda/CUDAGuard.h"
+#include "c10/cuda/CUDAStream.h"
+#endif
+
+namespace prl::learner {
+namespace {
+
+bool HasGpu() { return at::hasCUDA() && at::getNumGPUs() > 0; }
+
+v1::NamedTensor FloatColumn(const std::string& name, std::vector<int64_t> shape, float value) {
+  v1::NamedTensor column;
+  column.set_name(name);
+  v1::Tensor* t = column.mutable_tensor();
+  t->set_dtype(v1::Tensor::DTYPE_FLOAT32);
+  int64_t n = 1;
+  for (int64_t d : shape) {
+    t->add_shape(d);
+    n *= d;
+  }
+  std::vector<float> values(n);
+  for (int64_t i = 0; i < n; ++i) values[i] = value;
+  t->set_data(std::string(reinterpret_cast<const char*>(values.data()), values.size() * 4));
+  return column;
+}
+
+// The i-th response (from 0): `observation` [rows, width] and `reward` [rows] filled with i (the
+// extra table's with -i), weights i / rows.
+v1::SampleResponse Response(int i, int rows, int width, bool extra) {
+  const float v = extra ? -static_cast<float>(i) : static_cast<float>(i);
+  v1::SampleResponse r;
+  *r.add_columns() = FloatColumn("observation", {rows, width}, v);
+  *r.add_columns() = FloatColumn("reward", {rows}, v);
+  for (int k = 0; k < rows; ++k) {
+    r.add_keys(static_cast<uint64_t>(i) * rows + k);
+    r.add_importance_weights(static_cast<float>(i) / rows);
+  }
+  r.set_table_size(1000 + i);
+  return r;
+}
+
+// Numbers its responses per table, so that a batch's contents say which response it was.
+class CountingSource final : public ReplaySource {
+ public:
+  CountingSource(int rows, int width) : rows_(rows), width_(width) {}
+  absl::Status CreateTable(const v1::TableConfig&) override { return absl::OkStatus(); }
+  absl::StatusOr<v1::SampleResponse> Sample(const std::string& table, int, absl::Duration,
+                                            double) override {
+    absl::MutexLock lock(&mu_);
+    const bool extra = table != "exp";
+    return Response((extra ? extra_ : main_)++, rows_, width_, extra);
+  }
+  absl::Status UpdatePriorities(const std::string&, const std::vector<uint64_t>&,
+                                const std::vector<double>&) override {
+    return absl::OkStatus();
+  }
+  absl::Status DeleteTable(const std::string&) override { return absl::OkStatus(); }
+
+ private:
+  const int rows_;
+  const int width_;
+  absl::Mutex mu_;
+  int main_ ABSL_GUARDED_BY(mu_) = 0;
+  int extra_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+ReplayFeedOptions Options(bool pinned, bool with_extra) {
+  ReplayFeedOptions options;
+  v1::TableConfig main, extra;
+  main.set_name("exp");
+  extra.set_name("exp-sil");
+  options.tables = {main, extra};
+  options.device = "cuda:0";
+  options.pinned_staging = pinned;
+  options.prioritized = true;
+  if (with_extra) options.extra.push_back({"exp-sil", 8, true, 0.5});
+  options.prefetch = 4;
+  return options;
+}
+
+void ExpectBatchIs(const Batch& b, int i, int rows, int width, bool extra) {
+  const float v = extra ? -static_cast<float>(i) : static_cast<float>(i);
+  ASSERT_TRUE(b.columns.at("observation").is_cuda());
+  ASSERT_TRUE(b.weight.is_cuda());
+  EXPECT_EQ(b.columns.at("observation").sizes(), (std::vector<int64_t>{rows, width}));
+  EXPECT_TRUE(at::equal(b.columns.at("observation").cpu(), at::full({rows, width}, v)));
+  EXPECT_TRUE(at::equal(b.columns.at("reward").cpu(), at::full({rows}, v)));
+  EXPECT_TRUE(at::equal(b.weight.cpu(), at::full({rows}, static_cast<float>(i) / rows)));
+  ASSERT_EQ(b.keys.size(), static_cast<size_t>(rows));
+  EXPECT_EQ(b.keys.front(), static_cast<uint64_t>(i) * rows);
+  EXPECT_EQ(b.source_size, 1000 + i);
+}
+
+class ReplayFeedCudaTest : public ::testing::TestWithParam<bool> {};
+
+TEST_P(ReplayFeedCudaTest, BatchesOnTheDeviceHoldTheResponses) {
+  if (!HasGpu()) GTEST_SKIP() << "no CUDA device";
+  constexpr int kRows = 64, kWidth = 17;
+  ReplayFeed feed(std::make_unique<CountingSource>(kRows, kWidth),
+                  Options(/*pinned=*/GetParam(), /*with_extra=*/true));
+  ASSERT_TRUE(feed.Start().ok());
+  for (int i = 0; i < 12; ++i) {
+    absl::StatusOr<std::optional<Batch>> batch = feed.Next(absl::Minutes(1));
+    ASSERT_TRUE(batch.ok() && batch->has_value()) << batch.status();
+    SCOPED_TRACE(i);
+    ExpectBatchIs(**batch, i, kRows, kWidth, /*extra=*/false);
+    ASSERT_EQ((*batch)->extra.size(), 1u);
+    ExpectBatchIs((*batch)->extra[0], i, kRows, kWidth, /*extra=*/true);
+  }
+  feed.Stop();
+}
+
+// The consumer's stream lags far behind the copies (two large products queued before it reads
+// each batch) while the feed stages further batches into device memory that earlier batches
+// released on the host side: each batch must still read as its own response. The consumer
+// reads on the default stream, as the learner's loop does, or on a side stream of its own.
+void ExpectBatchesIntactWhileTheConsumerLags(bool pinned, bool side_stream) {
+#ifdef PRL_WITH_CUDA
+  constexpr int kRows = 2048, kWidth = 512, kBatches = 24;
+  ReplayFeed feed(std::make_unique<CountingSource>(kRows, kWidth),
+                  Options(pinned, /*with_extra=*/false));
+  std::optional<c10::cuda::CUDAStreamGuard> guard;
+  if (side_stream) guard.emplace(c10::cuda::getStreamFromPool(false, 0));
+  const at::Tensor work = at::randn({4096, 4096}, at::TensorOptions().device(at::kCUDA, 0));
+  ASSERT_TRUE(feed.Start().ok());
+  std::vector<at::Tensor> seen;  // per batch: min and max of its observation, on the device
+  for (int i = 0; i < kBatches; ++i) {
+    absl::StatusOr<std::optional<Batch>> batch = feed.Next(absl::Minutes(1));
+    ASSERT_TRUE(batch.ok() && batch->has_value()) << batch.status();
+    const at::Tensor busy = at::mm(at::mm(work, work), work);  // queued, not waited for
+    const at::Tensor& obs = (*batch)->columns.at("observation");
+    seen.push_back(at::stack({obs.min(), obs.max()}) + busy[0][0] * 0);
+  }  // each batch is released on the host right after its reads are queued
+  feed.Stop();
+  for (int i = 0; i < kBatches; ++i) {
+    SCOPED_TRACE(i);
+    const at::Tensor host = seen[i].cpu();
+    EXPECT_EQ(host[0].item<float>(), static_cast<float>(i));
+    EXPECT_EQ(host[1].item<float>(), static_cast<float>(i));
+  }
+#else
+  (void)pinned;
+  (void)side_stream;
+#endif
+}
+
+TEST(ReplayFeedCudaLagTest, PinnedBatchesWithTheDefaultStreamLagging) {
+  if (!HasGpu()) GTEST_SKIP() << "no CUDA device";
+  ExpectBatchesIntactWhileTheConsumerLags(/*pinned=*/true, /*side_stream=*/false);
+}
+
+TEST(ReplayFeedCudaLagTest, PinnedBatchesWithASideStreamLagging) {
+  if (!HasGpu()) GTEST_SKIP() << "no CUDA device";
+  ExpectBatchesIntactWhileTheConsumerLags(/*pinned=*/true, /*side_stream=*/true);
+}
+
+// The plain copies are synchronous on the default stream, so only a default-stream consumer is
+// ordered after them (the learner's case).
+TEST(ReplayFeedCudaLagTest, PlainBatchesWithTheDefaultStreamLagging) {
+  if (!HasGpu()) GTEST_SKIP() << "no CUDA device";
+  ExpectBatchesIntactWhileTheConsumerLags(/*pinned=*/false, /*side_stream=*/false);
+}
+
+INSTANTIATE_TEST_SUITE_P(Staging, ReplayFeedCudaTest, ::testing::Bool(),
+                         [](const ::testing::TestParamInfo<bool>& info) {
+                           return info.param ? "Pinned" : "Plain";
+                         });
+
+}  // namespace
+}  // namespace prl::learner
