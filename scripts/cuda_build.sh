@@ -150,10 +150,17 @@ if [[ -n "${bundle}" ]]; then
     done
   done
   # oneDNN, which models/gemm.h loads with dlopen (so ldd does not list it) for the CPU's linear
-  # layers; a machine with only PyPI's torch lacks it (its oneDNN is linked into libtorch_cpu)
-  for so in /usr/lib/x86_64-linux-gnu/libdnnl.so.2 /usr/lib/x86_64-linux-gnu/libOpenCL.so.1; do
-    [[ -e "${so}" ]] && strip --strip-unneeded -o "${bundle}/lib/$(basename "${so}")" "$(readlink -f "${so}")"
-  done
+  # layers; a machine with only PyPI's torch lacks it (its oneDNN is linked into libtorch_cpu).
+  # It goes xz-compressed (40 MB to 7 MB; run.sh unpacks it once), so that the bundle stays well
+  # under what can be carried to a GPU machine.
+  so=/usr/lib/x86_64-linux-gnu/libdnnl.so.2
+  if [[ -e "${so}" ]]; then
+    /usr/bin/python3 -c 'import lzma, shutil, sys
+with open(sys.argv[1], "rb") as i, lzma.open(sys.argv[2], "wb", preset=6) as o:
+    shutil.copyfileobj(i, o)' "$(readlink -f "${so}")" "${bundle}/lib/libdnnl.so.2.xz"
+  fi
+  so=/usr/lib/x86_64-linux-gnu/libOpenCL.so.1
+  [[ -e "${so}" ]] && strip --strip-unneeded -o "${bundle}/lib/$(basename "${so}")" "$(readlink -f "${so}")"
   cp "${ROOT}/scripts/cuda_bundle_run.sh" "${bundle}/run.sh"
   log "bundle: ${bundle} ($(du -sh "${bundle}" | cut -f1)); on the GPU machine: ${bundle}/run.sh BINARY [flags]"
 fi
