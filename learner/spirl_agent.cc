@@ -112,11 +112,14 @@ class SpirlAgent final : public RegularizedSacAgent {
     return mean_divergence;
   }
 
-  // p(z|s) at the batch's s and s', for the direct update
+  // p(z|s) at the batch's s and s', for the direct update, which only reads them: the prior's
+  // inference-mode outputs as they are, without PriorAt's copies for autograd
   PriorRows PriorAtBatch(const DeviceBatch& batch) const override {
-    const models::DiagonalGaussian p = PriorAt(batch.obs);
-    const models::DiagonalGaussian next = PriorAt(batch.next_obs);
-    return {p.mean, p.log_std, next.mean, next.log_std};
+    absl::StatusOr<models::DiagonalGaussian> p = prior_->Prior(batch.obs);
+    PRL_CHECK(p.ok()) << "prior: " << p.status();
+    absl::StatusOr<models::DiagonalGaussian> next = prior_->Prior(batch.next_obs);
+    PRL_CHECK(next.ok()) << "prior: " << next.status();
+    return {p->mean, p->log_std, next->mean, next->log_std};
   }
 
   void DescribePolicy(v1::PolicyArchitecture* architecture) const override {
