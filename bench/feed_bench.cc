@@ -11,8 +11,10 @@
 //   bazel build -c opt //bench:feed_bench && .bazel/bin/bench/feed_bench --seconds=3
 //   feed_bench --device=cuda --work=1024   # on a GPU machine (bench/learner_gpu.sh)
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -123,7 +125,12 @@ double RunLimit(const v1::SampleResponse& response, const std::string& device, i
                 absl::Duration duration) {
   std::vector<Batch> batches;
   for (int i = 0; i < 4; ++i) {
-    batches.push_back(*ReplayFeed::ToBatch(response, device, /*prioritized=*/false));
+    absl::StatusOr<Batch> batch = ReplayFeed::ToBatch(response, device, /*prioritized=*/false);
+    if (!batch.ok()) {
+      std::fprintf(stderr, "limit: %s\n", batch.status().ToString().c_str());
+      std::exit(1);
+    }
+    batches.push_back(*std::move(batch));
   }
   Consumer consumer(at::Device(device), work);
   for (const Batch& b : batches) consumer.Consume(b);  // warm-up

@@ -6,7 +6,9 @@
 // (PRL_WITH_CUDA); elsewhere GraphStream::Create returns nullptr and callers keep their eager
 // path.
 //
-// Thread-compatible: one thread drives a GraphStream and its graphs.
+// Thread-compatible: one thread drives a GraphStream and its graphs. Captures run in thread-local
+// mode on the GraphStream's own stream, never on one of LibTorch's pool: the replay feed's thread
+// stages batches on a pool stream meanwhile (learner/device_staging.h).
 #ifndef PRL_LEARNER_CUDA_GRAPH_H_
 #define PRL_LEARNER_CUDA_GRAPH_H_
 

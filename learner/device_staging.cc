@@ -46,13 +46,15 @@ class CudaStager final : public DeviceStager {
 
   at::Tensor Stage(const TensorView& view) override {
     const c10::cuda::CUDAGuard device_guard(device_);
+    // both allocations with the copy stream current: the allocators look at the current
+    // stream's capture status, and this one is never captured
+    const c10::cuda::CUDAStreamGuard stream_guard(stream_);
     const std::vector<int64_t> shape(view.shape.begin(), view.shape.end());
     const at::TensorOptions options = at::TensorOptions().dtype(ToTorchDType(view.dtype));
     // LibTorch's caching host allocator: a block is reused only once the copies that read it
     // (recorded by the non-blocking copy below) have run, so `host` may go at once
     at::Tensor host = at::empty(shape, options.pinned_memory(true));
     if (!view.bytes.empty()) std::memcpy(host.data_ptr(), view.bytes.data(), view.bytes.size());
-    const c10::cuda::CUDAStreamGuard stream_guard(stream_);
     at::Tensor device = at::empty(shape, options.device(at::kCUDA, device_));
     device.copy_(host, /*non_blocking=*/true);
     return device;

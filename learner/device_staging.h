@@ -9,6 +9,11 @@
 //
 // Thread-compatible: one thread (the feed's) stages and takes fences; a fence is adopted once,
 // on the thread that uses the batch.
+//
+// Two rules for the rest of the process, which the copy stream relies on: nothing captures a
+// CUDA graph on a stream of LibTorch's pool (the copies would land in the capture; GraphStream
+// captures on a stream of its own), and every capture runs in thread-local or relaxed mode (in
+// global mode the copy thread's pinned allocations and event queries would break it).
 #ifndef PRL_LEARNER_DEVICE_STAGING_H_
 #define PRL_LEARNER_DEVICE_STAGING_H_
 
@@ -28,6 +33,8 @@ class StagingFence {
   // On the consumer's thread: its current stream waits for every copy queued before the fence,
   // and `tensors` (staged before it) are marked as used by that stream, so that the device
   // allocator does not hand their memory to a later copy before that stream is done with them.
+  // The tensors may then be read on that stream, or on streams that join it before the tensors
+  // are freed. Throws c10::Error for a CUDA failure.
   virtual void Adopt(absl::Span<const at::Tensor> tensors) = 0;
 };
 
@@ -43,7 +50,7 @@ class DeviceStager {
   // view's bytes may be freed on return. Throws c10::Error for a CUDA failure.
   virtual at::Tensor Stage(const TensorView& view) = 0;
 
-  // A fence after every copy queued so far.
+  // A fence after every copy queued so far. Throws c10::Error for a CUDA failure.
   virtual std::unique_ptr<StagingFence> Fence() = 0;
 };
 

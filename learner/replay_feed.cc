@@ -75,13 +75,12 @@ ReplayFeed::~ReplayFeed() { Stop(); }
 
 absl::Status ReplayFeed::Start() {
   if (options_.tables.empty()) return absl::InvalidArgumentError("ReplayFeed: no tables");
-  if (options_.pinned_staging) {
-    try {
-      stager_ = DeviceStager::Create(torch::Device(options_.device));
-    } catch (const c10::Error& e) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("ReplayFeed: device '", options_.device, "': ", e.what_without_backtrace()));
-    }
+  try {
+    const torch::Device device(options_.device);
+    if (options_.pinned_staging) stager_ = DeviceStager::Create(device);
+  } catch (const c10::Error& e) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("ReplayFeed: device '", options_.device, "': ", e.what_without_backtrace()));
   }
   // shards may be starting or restarting: wait for them with backoff until Stop (a peer that
   // is away is not a reason to fail the run)
@@ -137,9 +136,10 @@ absl::StatusOr<Batch> ReplayFeed::ToBatch(const v1::SampleResponse& response,
       const std::vector<float> weights(response.importance_weights().begin(),
                                        response.importance_weights().end());
       const int64_t rows = static_cast<int64_t>(weights.size());
-      out.weight = convert(TensorView{
-          DType::kFloat32, absl::MakeConstSpan(&rows, 1),
-          absl::string_view(reinterpret_cast<const char*>(weights.data()), weights.size() * 4)});
+      out.weight =
+          convert(TensorView{DType::kFloat32, absl::MakeConstSpan(&rows, 1),
+                             absl::string_view(reinterpret_cast<const char*>(weights.data()),
+                                               weights.size() * sizeof(float))});
     }
   } catch (const c10::Error& e) {
     return absl::InternalError(
@@ -171,7 +171,14 @@ void ReplayFeed::PrefetchLoop() {
       for (const ReplayFeedOptions::ExtraTable& extra : options_.extra) {
         batch->extra.push_back(SampleExtra(extra));
       }
-      if (stager_ != nullptr) fence = stager_->Fence();  // after the extras' copies too
+      if (stager_ != nullptr) {
+        try {
+          fence = stager_->Fence();  // after the extras' copies too
+        } catch (const c10::Error& e) {
+          batch = absl::InternalError(absl::StrCat("staging a batch on ", options_.device, ": ",
+                                                   e.what_without_backtrace()));
+        }
+      }
     }
     absl::MutexLock lock(&mu_);
     if (!batch.ok()) {
@@ -231,7 +238,12 @@ absl::StatusOr<std::optional<Batch>> ReplayFeed::Next(absl::Duration timeout) {
     // the caller's stream waits for this batch's copies (and only those)
     std::vector<at::Tensor> tensors;
     CollectTensors(staged.batch, &tensors);
-    staged.fence->Adopt(tensors);
+    try {
+      staged.fence->Adopt(tensors);
+    } catch (const c10::Error& e) {
+      return absl::InternalError(absl::StrCat("waiting for a batch's copies to ", options_.device,
+                                              ": ", e.what_without_backtrace()));
+    }
   }
   return std::optional<Batch>(std::move(staged.batch));
 }

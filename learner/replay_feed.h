@@ -93,6 +93,9 @@ class ReplayFeed final : public BatchFeed {
   ~ReplayFeed() override;
 
   absl::Status Start() override;
+  // On a CUDA device, the batch's tensors are ready for work queued on the caller's current
+  // stream from now on; work on another stream must join the caller's stream before the batch
+  // is freed (GraphStream::Run does). Errors: as BatchFeed's, and INTERNAL for a CUDA failure.
   absl::StatusOr<std::optional<Batch>> Next(absl::Duration timeout) override;
   void UpdatePriorities(const std::vector<uint64_t>& keys,
                         const std::vector<double>& priorities) override;

@@ -12,11 +12,15 @@
 #include <vector>
 
 #include "ATen/ATen.h"
+#include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
+#include "common/tensor.h"
 #include "gtest/gtest.h"
+#include "learner/device_staging.h"
 #include "learner/replay_feed.h"
 
 #ifdef PRL_WITH_CUDA
+#include "ATen/cuda/Sleep.h"
 #include "c10/cuda/CUDAGuard.h"
 #include "c10/cuda/CUDAStream.h"
 #endif
@@ -109,6 +113,29 @@ void ExpectBatchIs(const Batch& b, int i, int rows, int width, bool extra) {
   EXPECT_EQ(b.source_size, 1000 + i);
 }
 
+// A fence orders the consumer's stream after the copies: a read queued right after Adopt sees
+// the whole of a large column (256 MiB, some milliseconds of transfer), not what the device
+// memory held before.
+TEST(DeviceStagerTest, AReadQueuedAfterAdoptSeesTheWholeCopy) {
+  if (!HasGpu()) GTEST_SKIP() << "no CUDA device";
+  std::unique_ptr<DeviceStager> stager = DeviceStager::Create(c10::Device("cuda:0"));
+  ASSERT_NE(stager, nullptr);
+  const std::vector<int64_t> shape = {64, 1 << 20};
+  const std::vector<float> values(64 << 20, 7.0f);
+  for (int round = 0; round < 3; ++round) {
+    SCOPED_TRACE(round);
+    const at::Tensor device =
+        stager->Stage(TensorView{DType::kFloat32, shape,
+                                 absl::string_view(reinterpret_cast<const char*>(values.data()),
+                                                   values.size() * sizeof(float))});
+    stager->Fence()->Adopt({device});
+    const at::Tensor seen = at::stack({device.min(), device.max()}).cpu();
+    EXPECT_EQ(seen[0].item<float>(), 7.0f);
+    EXPECT_EQ(seen[1].item<float>(), 7.0f);
+  }
+  EXPECT_EQ(DeviceStager::Create(c10::Device("cpu")), nullptr);
+}
+
 class ReplayFeedCudaTest : public ::testing::TestWithParam<bool> {};
 
 TEST_P(ReplayFeedCudaTest, BatchesOnTheDeviceHoldTheResponses) {
@@ -141,6 +168,9 @@ void ExpectBatchesIntactWhileTheConsumerLags(bool pinned, bool side_stream) {
   if (side_stream) guard.emplace(c10::cuda::getStreamFromPool(false, 0));
   const at::Tensor work = at::randn({4096, 4096}, at::TensorOptions().device(at::kCUDA, 0));
   ASSERT_TRUE(feed.Start().ok());
+  // and about half a second of waiting first, however fast the GPU, so that every read below is
+  // queued long before it runs
+  at::cuda::sleep(int64_t{1} << 30);
   std::vector<at::Tensor> seen;  // per batch: min and max of its observation, on the device
   for (int i = 0; i < kBatches; ++i) {
     absl::StatusOr<std::optional<Batch>> batch = feed.Next(absl::Minutes(1));
