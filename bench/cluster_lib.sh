@@ -4,8 +4,9 @@
 #   bench_cluster STATE_DIR ACTORS [CLUSTER_ENV]
 #       uses the running cluster CLUSTER_ENV (a cluster.env), or starts
 #       deploy/local/cluster.sh in STATE_DIR (stopped when the study exits; the learner's torch
-#       threads from PRL_LEARNER_THREADS, default 1); then sets PRL_LEARNER and the other
-#       addresses, and `prlctl` (an array) to reach the learner
+#       threads from PRL_LEARNER_THREADS, default 1; prebuilt binaries from PRL_BIN_DIR, laid out
+#       as bazel-bin, when set: no build and no scripts/setup.sh); then sets PRL_LEARNER and the
+#       other addresses, and `prlctl` (an array) to reach the learner
 #   follow ID TIMEOUT
 #       prlctl watch ID to its end, again after a learner restart cut it short
 
@@ -15,9 +16,12 @@ bench_cluster() {
     # a previous cluster's output and addresses must not be read as this one's (the wait below
     # can run before the new cluster.sh has truncated its output)
     rm -f "${state_dir}/cluster.out" "${state_dir}/cluster.env"
+    local prebuilt=()
+    [[ -n "${PRL_BIN_DIR:-}" ]] && prebuilt=(--bin_dir "${PRL_BIN_DIR}" --no_setup)
+    mkdir -p "${state_dir}"
     "${ROOT}/deploy/local/cluster.sh" --state_dir "${state_dir}" --actors "${actors}" \
       --learner_threads "${PRL_LEARNER_THREADS:-1}" --no_submit --base_port 0 --no_prometheus \
-      >"${state_dir}/cluster.out" 2>&1 &
+      "${prebuilt[@]}" >"${state_dir}/cluster.out" 2>&1 &
     bench_cluster_pid=$!
     trap 'kill -TERM ${bench_cluster_pid} 2>/dev/null; wait ${bench_cluster_pid} 2>/dev/null || true' EXIT
     for _ in $(seq 1 6000); do

@@ -3,11 +3,13 @@
 # torch installed: LibTorch and the CUDA libraries come from that install, everything else from
 # the bundle's lib/.
 #   run.sh BINARY [flags]      e.g. run.sh learner_bench --device=cuda --seconds=10
+#   run.sh --library_path      prints the LD_LIBRARY_PATH it would run with
 # PYTHON names the interpreter whose torch to use (default python3).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-[[ $# -ge 1 ]] || { sed -n '2,7p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
-torch_dir="$("${PYTHON:-python3}" -c 'import os, torch; print(os.path.dirname(torch.__file__))')"
+[[ $# -ge 1 ]] || { sed -n '2,8p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+# where torch is installed, without importing it (an import takes seconds)
+torch_dir="$("${PYTHON:-python3}" -c 'import importlib.util as u; print(u.find_spec("torch").submodule_search_locations[0])')"
 paths="${here}/lib:${torch_dir}/lib"
 for d in "${torch_dir}"/../nvidia/*/lib "${torch_dir}"/../nvidia/*/*/lib; do
   [[ -d "${d}" ]] && paths="${paths}:${d}"
@@ -29,6 +31,10 @@ os.replace(dst + ".tmp", dst)' "${packed}" "${so}"
   [[ ":${paths}:" == *":${unpacked}:"* ]] || paths="${unpacked}:${paths}"
 done
 export LD_LIBRARY_PATH="${paths}${LD_LIBRARY_PATH:+:${LD_LIBRARY_PATH}}"
+if [[ "$1" == --library_path ]]; then
+  echo "${LD_LIBRARY_PATH}"
+  exit 0
+fi
 binary="$1"
 shift
 exec "${here}/bin/${binary}" "$@"

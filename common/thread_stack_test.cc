@@ -1,0 +1,64 @@
+#include "common/thread_stack.h"
+
+#include <dlfcn.h>
+#include <pthread.h>
+
+#include "gtest/gtest.h"
+
+namespace prl {
+namespace {
+
+TEST(ThreadStackTest, FloorsSmallRequestsAndKeepsLargeOnes) {
+  EXPECT_EQ(FlooredThreadStackBytes(100 * 1024), kMinThreadStackBytes);
+  EXPECT_EQ(FlooredThreadStackBytes(kMinThreadStackBytes), kMinThreadStackBytes);
+  EXPECT_EQ(FlooredThreadStackBytes(8 * kMinThreadStackBytes), 8 * kMinThreadStackBytes);
+}
+
+size_t StoredStackSize(size_t requested) {
+  pthread_attr_t attr;
+  EXPECT_EQ(pthread_attr_init(&attr), 0);
+  EXPECT_EQ(pthread_attr_setstacksize(&attr, requested), 0);
+  size_t stored = 0;
+  EXPECT_EQ(pthread_attr_getstacksize(&attr, &stored), 0);
+  pthread_attr_destroy(&attr);
+  return stored;
+}
+
+// The call goes through the interposed definition, as civetweb's does.
+TEST(ThreadStackTest, TheProcessWideCallIsFloored) {
+  EXPECT_EQ(StoredStackSize(100 * 1024), kMinThreadStackBytes);
+  EXPECT_EQ(StoredStackSize(4 * kMinThreadStackBytes), 4 * kMinThreadStackBytes);
+}
+
+// Shared libraries resolve the symbol through the dynamic symbol table, where
+// the interposed definition has to come before glibc's.
+TEST(ThreadStackTest, SharedLibrariesFindTheInterposedDefinition) {
+  using SetStackSize = int (*)(pthread_attr_t*, size_t);
+  auto set = reinterpret_cast<SetStackSize>(dlsym(RTLD_DEFAULT, "pthread_attr_setstacksize"));
+  ASSERT_NE(set, nullptr);
+  pthread_attr_t attr;
+  ASSERT_EQ(pthread_attr_init(&attr), 0);
+  ASSERT_EQ(set(&attr, 100 * 1024), 0);
+  size_t stored = 0;
+  ASSERT_EQ(pthread_attr_getstacksize(&attr, &stored), 0);
+  EXPECT_EQ(stored, kMinThreadStackBytes);
+  pthread_attr_destroy(&attr);
+}
+
+void* ReturnArgument(void* arg) { return arg; }
+
+TEST(ThreadStackTest, AThreadStartsWithASmallRequestedStack) {
+  pthread_attr_t attr;
+  ASSERT_EQ(pthread_attr_init(&attr), 0);
+  ASSERT_EQ(pthread_attr_setstacksize(&attr, 100 * 1024), 0);
+  pthread_t thread;
+  int value = 7;
+  ASSERT_EQ(pthread_create(&thread, &attr, &ReturnArgument, &value), 0);
+  void* result = nullptr;
+  ASSERT_EQ(pthread_join(thread, &result), 0);
+  EXPECT_EQ(result, &value);
+  pthread_attr_destroy(&attr);
+}
+
+}  // namespace
+}  // namespace prl
