@@ -5,9 +5,8 @@
 # losses of the GPU path against the CPU's, the replay feed's batches staged on the GPU (tested,
 # and measured against batches already there), and the CPU rates of the same binary against
 # PyPI's torch at 1, 2 and all threads. Runs from a CUDA build bundle (scripts/cuda_build.sh
-# --bundle DIR --targets "//bench:learner_bench //bench:feed_bench //learner:agent_cuda_test
-# //learner:replay_feed_cuda_test") on a machine with PyPI's torch (python3 -c 'import torch'
-# must work); writes logs and JSON files into OUT.
+# --bundle DIR) on a machine with PyPI's torch (python3 -c 'import torch' must work); writes
+# logs and JSON files into OUT. The whole cluster on the GPU: bench/cluster_gpu.sh.
 #
 #   bench/learner_gpu.sh [--bundle .device-bundle] [--out DIR] [--seconds 8] [--cpu_threads 1,2,16]
 set -uo pipefail
@@ -23,7 +22,7 @@ while [[ $# -gt 0 ]]; do
     --out) out="$2"; shift 2 ;;
     --seconds) seconds="$2"; shift 2 ;;
     --cpu_threads) cpu_threads="$2"; shift 2 ;;
-    -h | --help) sed -n '2,12p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,11p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "learner_gpu: unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
 done

@@ -30,6 +30,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "absl/types/span.h"
 #include "common/tensor.h"
 #include "proto/actor.pb.h"
 #include "proto/experiment.pb.h"
@@ -119,6 +120,27 @@ class Algorithm {
   // One gradient step on `batch`. Errors: INVALID_ARGUMENT naming a missing or mis-shaped
   // column; INTERNAL for a LibTorch failure. The run fails on an error.
   virtual absl::StatusOr<UpdateResult> Update(const Batch& batch) = 0;
+
+  // One gradient step per batch, in order: the same steps and results as that many Update
+  // calls. The loop hands over several batches when the feed already holds them
+  // (TrainingRunOptions::updates_per_call); an algorithm on a GPU queues the steps back to back
+  // (Agent::UpdateMany) so the device does not idle while the host waits for each step's
+  // results. Errors as Update, naming the batch ("batches[2]: ..."); the steps before a
+  // failing one may have been applied (the run fails on an error). The default calls Update
+  // per batch.
+  virtual absl::StatusOr<std::vector<UpdateResult>> UpdateMany(absl::Span<const Batch> batches) {
+    std::vector<UpdateResult> results;
+    results.reserve(batches.size());
+    for (size_t i = 0; i < batches.size(); ++i) {
+      absl::StatusOr<UpdateResult> result = Update(batches[i]);
+      if (!result.ok()) {
+        return absl::Status(result.status().code(),
+                            absl::StrCat("batches[", i, "]: ", result.status().message()));
+      }
+      results.push_back(*std::move(result));
+    }
+    return results;
+  }
 
   // The policy actors act with (prl.v1.Policy's architecture and weights, CPU float32).
   virtual absl::Status ExportPolicy(

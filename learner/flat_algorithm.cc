@@ -60,25 +60,28 @@ class AgentAlgorithm final : public Algorithm {
   }
 
   absl::StatusOr<UpdateResult> Update(const Batch& batch) override {
-    TransitionBatch b;
-    PRL_ASSIGN_OR_RETURN(b.obs, Column(batch, "observation"));
-    PRL_ASSIGN_OR_RETURN(b.action, Column(batch, "action"));
-    PRL_ASSIGN_OR_RETURN(b.reward, Column(batch, "reward"));
-    PRL_ASSIGN_OR_RETURN(b.discount, Column(batch, "discount"));
-    PRL_ASSIGN_OR_RETURN(b.next_obs, Column(batch, "next_observation"));
-    b.weight = batch.weight;
+    PRL_ASSIGN_OR_RETURN(TransitionBatch b, Transitions(batch));
     PRL_ASSIGN_OR_RETURN(UpdateStats stats, agent_->Update(b));
-    UpdateResult result;
-    result.scalars["critic_loss"] = stats.critic_loss;
-    result.scalars["q_mean"] = stats.q_mean;
-    if (stats.actor_updated) result.scalars["actor_loss"] = stats.actor_loss;
-    if (!spec_.alpha_name.empty()) result.scalars[spec_.alpha_name] = stats.alpha;
-    if (!spec_.alpha_loss_name.empty()) result.scalars[spec_.alpha_loss_name] = stats.alpha_loss;
-    if (!spec_.entropy_name.empty()) result.scalars[spec_.entropy_name] = stats.entropy;
-    if (!batch.keys.empty() && stats.td_error_abs.size() == batch.keys.size()) {
-      result.priorities.assign(stats.td_error_abs.begin(), stats.td_error_abs.end());
+    return Result(stats, batch);
+  }
+
+  // Every batch is checked before the first step; the agent queues the steps on a GPU.
+  absl::StatusOr<std::vector<UpdateResult>> UpdateMany(absl::Span<const Batch> batches) override {
+    std::vector<TransitionBatch> transitions;
+    transitions.reserve(batches.size());
+    for (size_t i = 0; i < batches.size(); ++i) {
+      absl::StatusOr<TransitionBatch> b = Transitions(batches[i]);
+      if (!b.ok()) {
+        return absl::Status(b.status().code(),
+                            absl::StrCat("batches[", i, "]: ", b.status().message()));
+      }
+      transitions.push_back(*std::move(b));
     }
-    return result;
+    PRL_ASSIGN_OR_RETURN(std::vector<UpdateStats> stats, agent_->UpdateMany(transitions));
+    std::vector<UpdateResult> results;
+    results.reserve(stats.size());
+    for (size_t i = 0; i < stats.size(); ++i) results.push_back(Result(stats[i], batches[i]));
+    return results;
   }
 
   absl::Status ExportPolicy(
@@ -101,6 +104,31 @@ class AgentAlgorithm final : public Algorithm {
   std::string device() const override { return agent_->device(); }
 
  private:
+  static absl::StatusOr<TransitionBatch> Transitions(const Batch& batch) {
+    TransitionBatch b;
+    PRL_ASSIGN_OR_RETURN(b.obs, Column(batch, "observation"));
+    PRL_ASSIGN_OR_RETURN(b.action, Column(batch, "action"));
+    PRL_ASSIGN_OR_RETURN(b.reward, Column(batch, "reward"));
+    PRL_ASSIGN_OR_RETURN(b.discount, Column(batch, "discount"));
+    PRL_ASSIGN_OR_RETURN(b.next_obs, Column(batch, "next_observation"));
+    b.weight = batch.weight;
+    return b;
+  }
+
+  UpdateResult Result(const UpdateStats& stats, const Batch& batch) const {
+    UpdateResult result;
+    result.scalars["critic_loss"] = stats.critic_loss;
+    result.scalars["q_mean"] = stats.q_mean;
+    if (stats.actor_updated) result.scalars["actor_loss"] = stats.actor_loss;
+    if (!spec_.alpha_name.empty()) result.scalars[spec_.alpha_name] = stats.alpha;
+    if (!spec_.alpha_loss_name.empty()) result.scalars[spec_.alpha_loss_name] = stats.alpha_loss;
+    if (!spec_.entropy_name.empty()) result.scalars[spec_.entropy_name] = stats.entropy;
+    if (!batch.keys.empty() && stats.td_error_abs.size() == batch.keys.size()) {
+      result.priorities.assign(stats.td_error_abs.begin(), stats.td_error_abs.end());
+    }
+    return result;
+  }
+
   const AgentAlgorithmSpec spec_;
   const std::unique_ptr<Agent> agent_;
 };

@@ -59,6 +59,10 @@ ABSL_FLAG(std::string, learner_replay, "",
           "Comma-separated host:port of the replay shards experiments train from.");
 ABSL_FLAG(int, learner_torch_threads, 0,
           "Torch intra-op threads for updates (0: Torch's default).");
+ABSL_FLAG(int, learner_updates_per_call, 0,
+          "Most updates per step of the training loop: it takes the batches the replay feed "
+          "already holds, up to this many, and a GPU learner queues their updates back to back. "
+          "0: 4 on a CUDA device, 1 on the CPU; at most 64.");
 ABSL_FLAG(int64_t, learner_publish_every, 100, "Gradient updates between policy publications.");
 ABSL_FLAG(absl::Duration, learner_checkpoint_period, absl::Minutes(2),
           "Time between checkpoints of the running experiment (a COLLECT run closes a "
@@ -82,6 +86,13 @@ int main(int argc, char** argv) {
   if (device != "auto" && device != "cpu" && device.rfind("cuda", 0) != 0) {
     std::cerr << "prl_learner: --learner_device='" << device
               << "' is not allowed; allowed: auto, cpu, cuda, cuda:N\n";
+    return 1;
+  }
+  if (const int n = absl::GetFlag(FLAGS_learner_updates_per_call);
+      n < 0 || n > prl::learner::kMaxUpdatesPerCall) {
+    std::cerr << "prl_learner: --learner_updates_per_call=" << n
+              << " is out of range; allowed: 0 (4 on a CUDA device, 1 on the CPU) to "
+              << prl::learner::kMaxUpdatesPerCall << "\n";
     return 1;
   }
   if (absl::GetFlag(FLAGS_learner_publish_every) < 1) {
@@ -119,6 +130,7 @@ int main(int argc, char** argv) {
   run_options.metrics = &learner_metrics;
   run_options.device = device;
   run_options.torch_threads = absl::GetFlag(FLAGS_learner_torch_threads);
+  run_options.updates_per_call = absl::GetFlag(FLAGS_learner_updates_per_call);
   run_options.publish_every_updates = absl::GetFlag(FLAGS_learner_publish_every);
   run_options.checkpoint_period = absl::GetFlag(FLAGS_learner_checkpoint_period);
   run_options.first_checkpoint_period = absl::GetFlag(FLAGS_learner_first_checkpoint);

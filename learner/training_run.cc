@@ -5,11 +5,14 @@
 #include <algorithm>
 #include <optional>
 #include <utility>
+#include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/types/span.h"
 #include "common/checksummed_file.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
@@ -72,6 +75,7 @@ class ShardedFeed final : public BatchFeed {
           {e.table, e.batch_size, e.prioritized, e.importance_sampling_exponent});
     }
     options.device = request.device;
+    options.prefetch = request.prefetch;
     return std::unique_ptr<BatchFeed>(new ShardedFeed(std::move(client), options));
   }
 
@@ -198,8 +202,11 @@ class TrainingRun final : public ExperimentRun, public ActorEventSink {
   void ReportProgress() ABSL_LOCKS_EXCLUDED(mu_);
   // The actors' assignment.
   ActorJob MakeJob() const;
-  // One update on `batch`; an error fails the run.
-  absl::Status TrainOn(const Batch& batch);
+  // One update per batch (Algorithm::UpdateMany); an error fails the run.
+  absl::Status TrainOn(absl::Span<const Batch> batches);
+  // The batches for the next TrainOn: `first`, then those the feed already holds, up to
+  // updates_per_call_ and the run's budget.
+  std::vector<Batch> TakeBatches(Batch first);
   double ElapsedSeconds() const {
     return elapsed_before_ + absl::ToDoubleSeconds(absl::Now() - start_);
   }
@@ -217,6 +224,7 @@ class TrainingRun final : public ExperimentRun, public ActorEventSink {
   std::string episode_table_;  // the table actors insert finished episodes into, if any
   std::unique_ptr<Algorithm> algorithm_;
   std::unique_ptr<BatchFeed> feed_;
+  int updates_per_call_ = 1;  // set in Setup from the algorithm's device
   int obs_dim_ = 0;
   int act_dim_ = 0;
   int64_t policy_version_ = 0;
@@ -289,6 +297,10 @@ absl::Status TrainingRun::Setup() {
   request.prioritized = spec_.replay().sampler() == v1::SAMPLER_PRIORITIZED;
   request.importance_sampling_exponent = spec_.replay().importance_sampling_exponent();
   request.device = algorithm_->device();
+  updates_per_call_ = options_.updates_per_call > 0              ? options_.updates_per_call
+                      : absl::StartsWith(request.device, "cuda") ? 4
+                                                                 : 1;
+  request.prefetch = std::max(2, updates_per_call_);
   if (options_.feed_factory != nullptr) {
     PRL_ASSIGN_OR_RETURN(feed_, options_.feed_factory(request));
   } else {
@@ -540,7 +552,35 @@ ActorJob TrainingRun::MakeJob() const {
   return job;
 }
 
-absl::Status TrainingRun::TrainOn(const Batch& batch) {
+std::vector<Batch> TrainingRun::TakeBatches(Batch first) {
+  std::vector<Batch> batches;
+  batches.push_back(std::move(first));
+  int64_t limit = updates_per_call_;
+  {
+    absl::MutexLock lock(&mu_);
+    if (spec_.stop().max_updates() > 0) {
+      limit = std::min<int64_t>(limit, spec_.stop().max_updates() - updates_);
+    }
+  }
+  while (static_cast<int64_t>(batches.size()) < limit) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (BudgetSpent()) break;  // the env-step budget ran out while batches were taken
+    }
+    // only a batch that is ready: an error or an empty feed comes back at the loop's next wait
+    absl::StatusOr<std::optional<Batch>> more = feed_->Next(absl::ZeroDuration());
+    if (!more.ok() || !more->has_value()) break;
+    {
+      // as in the loop: a batch that arrives with the budget spent is not trained on
+      absl::MutexLock lock(&mu_);
+      if (BudgetSpent()) break;
+    }
+    batches.push_back(**std::move(more));
+  }
+  return batches;
+}
+
+absl::Status TrainingRun::TrainOn(absl::Span<const Batch> batches) {
   const absl::Time begin = absl::Now();
   std::vector<v1::EpisodeSummary> episodes;
   {
@@ -548,26 +588,38 @@ absl::Status TrainingRun::TrainOn(const Batch& batch) {
     episodes.swap(pending_episodes_);
   }
   if (!episodes.empty()) algorithm_->ObserveEpisodes(episodes);
-  PRL_ASSIGN_OR_RETURN(UpdateResult result, algorithm_->Update(batch));
-  if (!result.priorities.empty() && result.priorities.size() == batch.keys.size()) {
-    feed_->UpdatePriorities(batch.keys, result.priorities);
+  PRL_ASSIGN_OR_RETURN(std::vector<UpdateResult> results, algorithm_->UpdateMany(batches));
+  if (results.size() != batches.size()) {
+    return absl::InternalError(absl::StrCat(algorithm_->name(), " returned ", results.size(),
+                                            " update results for ", batches.size(), " batches"));
   }
-  for (size_t i = 0; i < result.extra_priorities.size() && i < batch.extra.size(); ++i) {
-    if (!result.extra_priorities[i].empty() &&
-        result.extra_priorities[i].size() == batch.extra[i].keys.size()) {
-      feed_->UpdateExtraPriorities(static_cast<int>(i), batch.extra[i].keys,
-                                   result.extra_priorities[i]);
+  for (size_t b = 0; b < batches.size(); ++b) {
+    const Batch& batch = batches[b];
+    const UpdateResult& result = results[b];
+    if (!result.priorities.empty() && result.priorities.size() == batch.keys.size()) {
+      feed_->UpdatePriorities(batch.keys, result.priorities);
+    }
+    for (size_t i = 0; i < result.extra_priorities.size() && i < batch.extra.size(); ++i) {
+      if (!result.extra_priorities[i].empty() &&
+          result.extra_priorities[i].size() == batch.extra[i].keys.size()) {
+        feed_->UpdateExtraPriorities(static_cast<int>(i), batch.extra[i].keys,
+                                     result.extra_priorities[i]);
+      }
     }
   }
-  last_scalars_ = std::move(result.scalars);
+  last_scalars_ = std::move(results.back().scalars);
+  const int64_t n = static_cast<int64_t>(batches.size());
   int64_t updates;
   {
     absl::MutexLock lock(&mu_);
-    updates = ++updates_;
+    updates_ += n;
+    updates = updates_;
   }
   if (metrics_) {
-    metrics_->update_duration->Observe(absl::ToDoubleSeconds(absl::Now() - begin));
-    metrics_->updates->Increment();
+    // each update's share of the call
+    const double seconds = absl::ToDoubleSeconds(absl::Now() - begin) / static_cast<double>(n);
+    for (int64_t i = 0; i < n; ++i) metrics_->update_duration->Observe(seconds);
+    metrics_->updates->Increment(static_cast<double>(n));
     metrics_->SetScalars(last_scalars_);
   }
   if (updates - last_published_updates_ >= options_.publish_every_updates) {
@@ -621,7 +673,7 @@ ExperimentRun::Result TrainingRun::Run() {
   while (true) {
     result = Ended();
     if (!result.reason.empty()) break;
-    // one update when a batch is ready
+    // updates when a batch is ready (with those queued behind it: TakeBatches)
     const absl::Time wait_begin = absl::Now();
     absl::StatusOr<std::optional<Batch>> batch = feed_->Next(options_.batch_wait);
     if (metrics_) metrics_->sample_wait->Increment(absl::ToDoubleSeconds(absl::Now() - wait_begin));
@@ -641,7 +693,7 @@ ExperimentRun::Result TrainingRun::Run() {
     // With the budget spent and an evaluation round still running, the loop only waits for the
     // round (Next paces it): no update past max_env_steps or max_updates.
     if (batch->has_value() && !budget_spent) {
-      if (absl::Status s = TrainOn(**batch); !s.ok()) {
+      if (absl::Status s = TrainOn(TakeBatches(**std::move(batch))); !s.ok()) {
         result = {v1::EXPERIMENT_STATE_FAILED, absl::StrCat("update: ", s.message())};
         break;
       }
@@ -719,6 +771,11 @@ absl::StatusOr<std::unique_ptr<ExperimentRun>> CreateTrainingRun(
   const v1::ExperimentSpec& spec = experiment.spec();
   if (options.registry == nullptr || options.policies == nullptr || options.algorithms == nullptr) {
     return absl::InvalidArgumentError("TrainingRunOptions needs registry, policies and algorithms");
+  }
+  if (options.updates_per_call < 0 || options.updates_per_call > kMaxUpdatesPerCall) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "updates_per_call: ", options.updates_per_call, " is out of range; allowed: 0 (",
+        "4 on a CUDA device, 1 elsewhere) to ", kMaxUpdatesPerCall));
   }
   if (spec.kind() != v1::ExperimentSpec::KIND_TRAIN) {
     return absl::UnimplementedError("a training run runs TRAIN experiments only");

@@ -46,6 +46,8 @@ struct FeedRequest {
   double importance_sampling_exponent = 0;
   // Device batches go to.
   std::string device = "cpu";
+  // Batches to keep ready (the loop takes up to TrainingRunOptions::updates_per_call at once).
+  int prefetch = 2;
   // Further tables sampled with every batch (Batch::extra, in this order).
   struct ExtraTable {
     std::string table;  // a name in `tables`
@@ -57,6 +59,8 @@ struct FeedRequest {
 };
 using FeedFactory =
     std::function<absl::StatusOr<std::unique_ptr<BatchFeed>>(const FeedRequest& request)>;
+
+inline constexpr int kMaxUpdatesPerCall = 64;
 
 struct TrainingRunOptions {
   // Replay shards (host:port) and how to reach them; used when `feed_factory` is unset.
@@ -80,6 +84,11 @@ struct TrainingRunOptions {
   std::string device = "auto";
   // Torch intra-op threads for updates (0 leaves Torch's default).
   int torch_threads = 0;
+  // Most updates per Algorithm::UpdateMany call: after waiting for one batch the loop takes the
+  // ones the feed already holds, up to this many (and never past the run's budget), so a GPU
+  // learner queues their steps back to back. 0: 4 on a CUDA device, 1 elsewhere (on a CPU the
+  // steps run one after another anyway). At most kMaxUpdatesPerCall.
+  int updates_per_call = 0;
   int64_t publish_every_updates = 100;
   // Checkpoints: the first after `first_checkpoint_period` (so a learner killed early loses
   // little), then every `checkpoint_period`, and also every `checkpoint_every_updates` updates

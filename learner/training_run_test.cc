@@ -40,8 +40,9 @@ class FakeFeed final : public BatchFeed {
     started = true;
     return absl::OkStatus();
   }
-  absl::StatusOr<std::optional<Batch>> Next(absl::Duration) override {
+  absl::StatusOr<std::optional<Batch>> Next(absl::Duration timeout) override {
     ++calls;
+    if (timeout == absl::ZeroDuration()) ++ready_only_calls;
     if (on_next) on_next(calls);
     if (!error.ok()) return error;
     if (stopped) return std::optional<Batch>();
@@ -79,6 +80,7 @@ class FakeFeed final : public BatchFeed {
   bool stopped = false;
   bool released = false;
   int64_t calls = 0;
+  int64_t ready_only_calls = 0;  // calls with a zero timeout (TrainingRun::TakeBatches)
   int priority_updates = 0;
 
  private:
@@ -130,6 +132,7 @@ class TrainingRunTest : public ::testing::Test {
     options.device = "cpu";
     options.publish_every_updates = 10;
     options.initial_state = initial_state_;
+    options.updates_per_call = updates_per_call_;
     options.feed_factory =
         [&](const FeedRequest& request) -> absl::StatusOr<std::unique_ptr<BatchFeed>> {
       auto feed = std::make_unique<FakeFeed>(request);
@@ -144,6 +147,7 @@ class TrainingRunTest : public ::testing::Test {
     run_ptr = run->get();
     ExperimentRun::Result result = (*run)->Run();
     feed_calls_ = feed_ != nullptr ? feed_->calls : 0;
+    ready_only_calls_ = feed_ != nullptr ? feed_->ready_only_calls : 0;
     feed_stopped_ = feed_ != nullptr && feed_->stopped;
     feed_released_ = feed_ != nullptr && feed_->released;
     priority_updates_ = feed_ != nullptr ? feed_->priority_updates : 0;
@@ -191,10 +195,14 @@ class TrainingRunTest : public ::testing::Test {
   std::function<absl::StatusOr<std::string>(const v1::PolicyRef&)> initial_state_;
   FakeFeed* feed_ = nullptr;
   int64_t feed_calls_ = 0;
+  int64_t ready_only_calls_ = 0;
+  int updates_per_call_ = 0;
   bool feed_stopped_ = false;
   bool feed_released_ = false;
   int priority_updates_ = 0;
   FeedRequest request_;
+
+  void ExpectTheBudgetExactWhileALastEvaluationRoundFinishes();
 };
 
 TEST_F(TrainingRunTest, TrainsToMaxUpdatesPublishingCheckpointingAndCountingInMetrics) {
@@ -202,6 +210,7 @@ TEST_F(TrainingRunTest, TrainsToMaxUpdatesPublishingCheckpointingAndCountingInMe
   EXPECT_EQ(result.state, v1::EXPERIMENT_STATE_SUCCEEDED) << result.reason;
   EXPECT_EQ(result.reason, "max_updates reached");
   EXPECT_EQ(feed_calls_, 30);
+  EXPECT_EQ(ready_only_calls_, 0);  // on the CPU one update per loop step
   EXPECT_TRUE(feed_stopped_);
   EXPECT_TRUE(feed_released_);  // the run ended for good: its tables go
   // the feed was asked for the algorithm's table, named after the experiment
@@ -381,10 +390,10 @@ TEST_F(TrainingRunTest, ActorReportsMakeTheCurveAndTheEnvStepStop) {
   EXPECT_EQ(registry_.assigned_actors(), 0);  // the job ended with the run
 }
 
-TEST_F(TrainingRunTest, TheBudgetIsExactWhileALastEvaluationRoundFinishes) {
-  // max_env_steps is reached while the round at 200 steps is still out; the actor keeps
-  // stepping (25 training steps per feed call) and answers the round 6 calls late. The run
-  // must neither train nor count env steps past the budget while it waits.
+// max_env_steps is reached while the round at 200 steps is still out; the actor keeps
+// stepping (25 training steps per feed call) and answers the round 6 calls late. The run
+// must neither train nor count env steps past the budget while it waits.
+void TrainingRunTest::ExpectTheBudgetExactWhileALastEvaluationRoundFinishes() {
   v1::ExperimentSpec spec = SmallSacSpec();
   spec.mutable_stop()->clear_max_updates();
   spec.mutable_stop()->set_max_env_steps(200);
@@ -442,10 +451,63 @@ TEST_F(TrainingRunTest, TheBudgetIsExactWhileALastEvaluationRoundFinishes) {
   EXPECT_EQ(context_.progress().env_steps(), 200);  // not 25 · feed_calls_
   EXPECT_EQ(context_.progress().episodes(), 8);     // training episodes stop with the env steps
   // no update after the call that reached 200 env steps (the 8th)
-  EXPECT_LE(context_.progress().updates(), 8);
+  EXPECT_EQ(context_.progress().updates(), 7);
   ASSERT_FALSE(context_.curve().empty());
   EXPECT_EQ(context_.curve().back().env_steps(), 200);
   EXPECT_EQ(context_.curve().back().eval_episodes(), 1);
+}
+
+TEST_F(TrainingRunTest, TheBudgetIsExactWhileALastEvaluationRoundFinishes) {
+  ExpectTheBudgetExactWhileALastEvaluationRoundFinishes();
+}
+
+TEST_F(TrainingRunTest, TheBudgetIsExactWithSeveralUpdatesPerCall) {
+  updates_per_call_ = 4;  // the budget runs out in the middle of a group of batches
+  ExpectTheBudgetExactWhileALastEvaluationRoundFinishes();
+}
+
+TEST_F(TrainingRunTest, SeveralUpdatesPerCallTakeTheReadyBatchesUpToMaxUpdates) {
+  updates_per_call_ = 4;
+  v1::ExperimentSpec spec = SmallSacSpec();
+  spec.mutable_replay()->set_sampler(v1::SAMPLER_PRIORITIZED);
+  const ExperimentRun::Result result = RunSpec(spec);
+  EXPECT_EQ(result.state, v1::EXPERIMENT_STATE_SUCCEEDED) << result.reason;
+  EXPECT_EQ(result.reason, "max_updates reached");
+  EXPECT_EQ(request_.prefetch, 4);  // the feed keeps a whole call's batches ready
+  // 30 updates from 30 batches: 7 calls of 4 and a last one of 2 (the budget), each the batch
+  // waited for and the rest taken only if ready
+  EXPECT_EQ(feed_calls_, 30);
+  EXPECT_EQ(ready_only_calls_, 7 * 3 + 1);
+  EXPECT_EQ(priority_updates_, 30);  // every batch's keys get their new priorities
+  EXPECT_EQ(context_.progress().updates(), 30);
+  const std::map<std::string, std::string> exp{{"experiment", "exp-1"}};
+  EXPECT_EQ(Metric("prl_learner_updates_total", exp), 30);
+  EXPECT_EQ(Metric("prl_learner_update_duration_seconds", exp), 30);
+  // published at the start, after 12 and 24 updates (every 10, checked per call) and at the end
+  EXPECT_EQ(policies_->version("exp-1"), 4);
+  // resumed from its checkpoint it goes on counting from there
+  spec.mutable_stop()->set_max_updates(33);
+  ASSERT_EQ(RunSpec(spec).state, v1::EXPERIMENT_STATE_SUCCEEDED);
+  EXPECT_EQ(context_.progress().updates(), 33);
+}
+
+TEST_F(TrainingRunTest, UpdatesPerCallOutOfRangeIsRefusedNamingTheOption) {
+  absl::StatusOr<v1::ExperimentSpec> filled = ValidateAndFillSpec(SmallSacSpec());
+  ASSERT_TRUE(filled.ok()) << filled.status();
+  v1::Experiment experiment;
+  experiment.set_id("exp-1");
+  *experiment.mutable_spec() = *filled;
+  TrainingRunOptions options;
+  options.registry = &registry_;
+  options.policies = policies_.get();
+  options.algorithms = &algorithms_;
+  for (int bad : {-1, kMaxUpdatesPerCall + 1}) {
+    options.updates_per_call = bad;
+    absl::StatusOr<std::unique_ptr<ExperimentRun>> run =
+        CreateTrainingRun(experiment, &context_, options);
+    EXPECT_EQ(run.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(run.status().message(), HasSubstr("updates_per_call"));
+  }
 }
 
 TEST_F(TrainingRunTest, StopRequestsEndStoppedAndShutdownsLeaveItRunning) {
