@@ -15,6 +15,18 @@
 #include "models/gemm.h"
 #include "torch/csrc/autograd/custom_function.h"
 
+#ifdef PRL_WITH_CUDA
+#include <map>
+#include <string>
+
+#include "absl/synchronization/mutex.h"
+#include "c10/cuda/CUDAGraphsC10Utils.h"
+#include "c10/cuda/CUDAGuard.h"
+#include "c10/cuda/CUDAStream.h"
+#include "models/cuda_kernels.h"
+#include "torch/csrc/autograd/autograd.h"
+#endif
+
 namespace prl::models {
 namespace {
 
@@ -282,24 +294,41 @@ at::Tensor TanhLogDetJacobian(const at::Tensor& u) {
 
 namespace {
 
-// SampleSquashedGaussian as one autograd node on the CPU (kernels::SquashedGaussianForward and
-// Backward): the composite below is 15 elementwise operations and 13 backward nodes, each a
-// dispatch and a pass over a [B, A] tensor, twice per SAC update.
+// SampleSquashedGaussian as one autograd node (kernels::SquashedGaussianForward and Backward on
+// the CPU, cuda_kernels:: on a GPU): the composite below is 15 elementwise operations and 13
+// backward nodes, each a dispatch and a pass over a [B, A] tensor (on a GPU a kernel launch,
+// also inside a CUDA graph), twice per SAC update.
 struct SquashedGaussianFunction : public torch::autograd::Function<SquashedGaussianFunction> {
+  // Row stride of a [rows, dims] view whose rows are contiguous (the policy head's narrows).
+  static int64_t RowStride(const at::Tensor& t) { return t.dim() < 2 ? t.size(-1) : t.stride(-2); }
+
   static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx,
                                                 const at::Tensor& mean_in,
                                                 const at::Tensor& log_std_in,
                                                 const at::Tensor& noise_in) {
-    const at::Tensor mean = mean_in.contiguous();
-    const at::Tensor log_std = log_std_in.contiguous();
+    const bool cuda = mean_in.is_cuda();
+    // the GPU kernel reads rows at a stride; the CPU kernel wants contiguous inputs
+    const at::Tensor mean = cuda ? mean_in : mean_in.contiguous();
+    const at::Tensor log_std = cuda ? log_std_in : log_std_in.contiguous();
     const at::Tensor noise = noise_in.contiguous();
     const int64_t dims = mean.size(-1);
     const int64_t rows = dims == 0 ? 0 : mean.numel() / dims;
     at::Tensor action = at::empty(mean.sizes(), mean.options());
-    at::Tensor log_prob = at::empty(mean.sizes().slice(0, mean.dim() - 1), mean.options());
-    kernels::SquashedGaussianForward(mean.data_ptr<float>(), log_std.data_ptr<float>(),
-                                     noise.data_ptr<float>(), action.data_ptr<float>(),
-                                     log_prob.data_ptr<float>(), rows, dims);
+    at::Tensor log_prob = at::empty(mean.sizes().slice(0, mean.dim() - 1), action.options());
+    if (cuda) {
+#ifdef PRL_WITH_CUDA
+      const c10::cuda::CUDAGuard guard(mean.device());
+      const int code = cuda_kernels::SquashedGaussianForward(
+          mean.data_ptr<float>(), RowStride(mean), log_std.data_ptr<float>(), RowStride(log_std),
+          noise.data_ptr<float>(), action.data_ptr<float>(), log_prob.data_ptr<float>(), rows, dims,
+          c10::cuda::getCurrentCUDAStream(mean.device().index()).stream());
+      TORCH_CHECK(code == 0, "squashed-Gaussian kernel: ", cuda_kernels::ErrorString(code));
+#endif
+    } else {
+      kernels::SquashedGaussianForward(mean.data_ptr<float>(), log_std.data_ptr<float>(),
+                                       noise.data_ptr<float>(), action.data_ptr<float>(),
+                                       log_prob.data_ptr<float>(), rows, dims);
+    }
     ctx->save_for_backward({log_std, noise, action});
     return {action, log_prob};
   }
@@ -316,21 +345,103 @@ struct SquashedGaussianFunction : public torch::autograd::Function<SquashedGauss
     const int64_t rows = dims == 0 ? 0 : action.numel() / dims;
     at::Tensor g_mean = at::empty(action.sizes(), action.options());
     at::Tensor g_log_std = at::empty(action.sizes(), action.options());
-    kernels::SquashedGaussianBackward(g_action.defined() ? g_action.data_ptr<float>() : nullptr,
-                                      g_log_prob.defined() ? g_log_prob.data_ptr<float>() : nullptr,
-                                      log_std.data_ptr<float>(), noise.data_ptr<float>(),
-                                      action.data_ptr<float>(), g_mean.data_ptr<float>(),
-                                      g_log_std.data_ptr<float>(), rows, dims);
+    const float* ga = g_action.defined() ? g_action.data_ptr<float>() : nullptr;
+    const float* glp = g_log_prob.defined() ? g_log_prob.data_ptr<float>() : nullptr;
+    if (action.is_cuda()) {
+#ifdef PRL_WITH_CUDA
+      const c10::cuda::CUDAGuard guard(action.device());
+      const int code = cuda_kernels::SquashedGaussianBackward(
+          ga, glp, log_std.data_ptr<float>(), RowStride(log_std), noise.data_ptr<float>(),
+          action.data_ptr<float>(), g_mean.data_ptr<float>(), g_log_std.data_ptr<float>(), rows,
+          dims, c10::cuda::getCurrentCUDAStream(action.device().index()).stream());
+      TORCH_CHECK(code == 0,
+                  "squashed-Gaussian backward kernel: ", cuda_kernels::ErrorString(code));
+#endif
+    } else {
+      kernels::SquashedGaussianBackward(ga, glp, log_std.data_ptr<float>(), noise.data_ptr<float>(),
+                                        action.data_ptr<float>(), g_mean.data_ptr<float>(),
+                                        g_log_std.data_ptr<float>(), rows, dims);
+    }
     return {g_mean, g_log_std, at::Tensor()};
   }
 };
 
+#ifdef PRL_WITH_CUDA
+// Whether the GPU kernels agree with the composite on `device`: checked once per device, eagerly
+// (never inside a CUDA-graph capture: until checked, a capture takes the composite), on fixed
+// inputs, values and gradients. A disagreement is logged and the device keeps the composite.
+bool CudaKernelsAgree(const at::Device& device) {
+  static absl::Mutex mu(absl::kConstInit);
+  static std::map<int, bool>* checked = new std::map<int, bool>();
+  absl::MutexLock lock(&mu);
+  if (auto it = checked->find(device.index()); it != checked->end()) return it->second;
+  if (c10::cuda::currentStreamCaptureStatusMayInitCtx() != c10::cuda::CaptureStatus::None) {
+    return false;
+  }
+  bool agree = false;
+  std::string detail;
+  try {
+    const at::AutoGradMode grad_mode(true);
+    const auto opts = at::TensorOptions().dtype(at::kFloat).device(device);
+    const int64_t rows = 37, dims = 5;
+    const at::Tensor index = at::arange(rows * 2 * dims, opts).reshape({rows, 2 * dims});
+    // the head's layout: mean and log σ side by side in one row, read through narrows
+    const at::Tensor head = (at::sin(index * 0.37) * 2.0).requires_grad_(true);
+    const at::Tensor noise = at::sin(index.narrow(1, 0, dims) * 1.3);
+    const at::Tensor g_action = at::cos(index.narrow(1, 0, dims) * 0.7);
+    const at::Tensor g_log_prob = at::sin(at::arange(rows, opts) * 0.9);
+    const at::Tensor mean = head.narrow(1, 0, dims);
+    const at::Tensor log_std = head.narrow(1, dims, dims).clamp(kLogStdMin, kLogStdMax);
+    const torch::autograd::variable_list fused =
+        SquashedGaussianFunction::apply(mean, log_std, noise);
+    const SquashedSample composite = SampleSquashedGaussianComposite(mean, log_std, noise);
+    const at::Tensor g_fused =
+        torch::autograd::grad({fused[0], fused[1]}, {head}, {g_action, g_log_prob})[0];
+    const at::Tensor g_composite = torch::autograd::grad({composite.action, composite.log_prob},
+                                                         {head}, {g_action, g_log_prob})[0];
+    double worst = 0;
+    for (const auto& [a, b] :
+         {std::pair{fused[0], composite.action}, std::pair{fused[1], composite.log_prob},
+          std::pair{g_fused, g_composite}}) {
+      const double diff = (a - b).abs().max().item<double>();
+      const double scale = 1.0 + b.abs().max().item<double>();
+      worst = std::max(worst, diff / scale);
+    }
+    agree = worst <= 1e-5;
+    detail = absl::StrCat("largest relative difference ", worst, " (allowed 1e-5)");
+  } catch (const c10::Error& e) {
+    detail = e.what_without_backtrace();
+  }
+  if (agree) {
+    PRL_LOG(INFO) << "fused squashed-Gaussian kernels on " << device.str() << ": " << detail;
+  } else {
+    PRL_LOG(ERROR) << "fused squashed-Gaussian kernels on " << device.str()
+                   << " disagree with LibTorch's composite (" << detail << "); using the composite";
+  }
+  (*checked)[device.index()] = agree;
+  return agree;
+}
+#endif
+
 bool FusedSquashedGaussian(const at::Tensor& mean, const at::Tensor& log_std,
                            const at::Tensor& noise) {
   for (const at::Tensor* t : {&mean, &log_std, &noise}) {
-    if (!t->is_cpu() || t->scalar_type() != at::kFloat || t->dim() < 1) return false;
+    if (t->scalar_type() != at::kFloat || t->dim() < 1 || t->device() != mean.device()) {
+      return false;
+    }
   }
-  return mean.sizes() == log_std.sizes() && mean.sizes() == noise.sizes();
+  if (mean.sizes() != log_std.sizes() || mean.sizes() != noise.sizes()) return false;
+  if (mean.is_cpu()) return true;
+#ifdef PRL_WITH_CUDA
+  if (mean.is_cuda()) {
+    // the kernels read mean and log σ rows at a stride, each row's values contiguous
+    for (const at::Tensor* t : {&mean, &log_std}) {
+      if (t->stride(-1) != 1 || (t->dim() > 2 && !t->is_contiguous())) return false;
+    }
+    return CudaKernelsAgree(mean.device());
+  }
+#endif
+  return false;
 }
 
 }  // namespace

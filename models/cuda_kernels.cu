@@ -1,0 +1,102 @@
+#include <cuda_runtime.h>
+
+#include "models/cuda_kernels.h"
+
+namespace prl::models::cuda_kernels {
+namespace {
+
+constexpr int kThreads = 128;
+constexpr float kLog2 = 0.693147180559945309f;
+constexpr double kHalfLog2Pi = 0.918938533204672742;
+
+// ATen's softplus with beta 1 and its default threshold 20.
+__host__ __device__ inline float Softplus(float x) { return x > 20.0f ? x : log1pf(expf(x)); }
+
+// Row r of the forward (one thread per row: the row's log-probability is a sum over its few
+// dims); host and device, so that its indexing can be checked without a GPU.
+__host__ __device__ inline void ForwardRow(int64_t r, const float* __restrict__ mean,
+                                           int64_t mean_stride, const float* __restrict__ log_std,
+                                           int64_t log_std_stride, const float* __restrict__ noise,
+                                           float* __restrict__ action, float* __restrict__ log_prob,
+                                           int64_t dims, float constant) {
+  const float* m = mean + r * mean_stride;
+  const float* l = log_std + r * log_std_stride;
+  const float* e = noise + r * dims;
+  float* a = action + r * dims;
+  float sum = 0.0f;
+  for (int64_t j = 0; j < dims; ++j) {
+    const float lj = l[j], ej = e[j];
+    const float u = m[j] + expf(lj) * ej;
+    a[j] = tanhf(u);
+    sum += ej * ej * -0.5f - lj - (kLog2 - u - Softplus(u * -2.0f)) * 2.0f;
+  }
+  log_prob[r] = sum - constant;
+}
+
+__global__ void ForwardKernel(const float* __restrict__ mean, int64_t mean_stride,
+                              const float* __restrict__ log_std, int64_t log_std_stride,
+                              const float* __restrict__ noise, float* __restrict__ action,
+                              float* __restrict__ log_prob, int64_t rows, int64_t dims,
+                              float constant) {
+  const int64_t r = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (r >= rows) return;
+  ForwardRow(r, mean, mean_stride, log_std, log_std_stride, noise, action, log_prob, dims,
+             constant);
+}
+
+// Element i of the backward (one thread per element).
+__host__ __device__ inline void BackwardElement(
+    int64_t i, const float* __restrict__ g_action, const float* __restrict__ g_log_prob,
+    const float* __restrict__ log_std, int64_t log_std_stride, const float* __restrict__ noise,
+    const float* __restrict__ action, float* __restrict__ g_mean, float* __restrict__ g_log_std,
+    int64_t dims) {
+  const int64_t r = i / dims, j = i - r * dims;
+  const float glp = g_log_prob != nullptr ? g_log_prob[r] : 0.0f;
+  const float a = action[i];
+  const float ga = g_action != nullptr ? g_action[i] : 0.0f;
+  const float gu = ga * (1.0f - a * a) + glp * 2.0f * a;
+  g_mean[i] = gu;
+  g_log_std[i] = gu * expf(log_std[r * log_std_stride + j]) * noise[i] - glp;
+}
+
+__global__ void BackwardKernel(const float* __restrict__ g_action,
+                               const float* __restrict__ g_log_prob,
+                               const float* __restrict__ log_std, int64_t log_std_stride,
+                               const float* __restrict__ noise, const float* __restrict__ action,
+                               float* __restrict__ g_mean, float* __restrict__ g_log_std,
+                               int64_t rows, int64_t dims) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= rows * dims) return;
+  BackwardElement(i, g_action, g_log_prob, log_std, log_std_stride, noise, action, g_mean,
+                  g_log_std, dims);
+}
+
+unsigned Blocks(int64_t n) { return static_cast<unsigned>((n + kThreads - 1) / kThreads); }
+
+}  // namespace
+
+int SquashedGaussianForward(const float* mean, int64_t mean_row_stride, const float* log_std,
+                            int64_t log_std_row_stride, const float* noise, float* action,
+                            float* log_prob, int64_t rows, int64_t dims, void* stream) {
+  if (rows <= 0) return 0;
+  const float constant = static_cast<float>(static_cast<double>(dims) * kHalfLog2Pi);
+  ForwardKernel<<<Blocks(rows), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
+      mean, mean_row_stride, log_std, log_std_row_stride, noise, action, log_prob, rows, dims,
+      constant);
+  return static_cast<int>(cudaGetLastError());
+}
+
+int SquashedGaussianBackward(const float* g_action, const float* g_log_prob, const float* log_std,
+                             int64_t log_std_row_stride, const float* noise, const float* action,
+                             float* g_mean, float* g_log_std, int64_t rows, int64_t dims,
+                             void* stream) {
+  if (rows <= 0 || dims <= 0) return 0;
+  BackwardKernel<<<Blocks(rows * dims), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
+      g_action, g_log_prob, log_std, log_std_row_stride, noise, action, g_mean, g_log_std, rows,
+      dims);
+  return static_cast<int>(cudaGetLastError());
+}
+
+const char* ErrorString(int code) { return cudaGetErrorString(static_cast<cudaError_t>(code)); }
+
+}  // namespace prl::models::cuda_kernels

@@ -1,0 +1,32 @@
+// Fused CUDA kernels for the GPU training path, compiled by nvcc in CUDA builds only
+// (models/BUILD; PRL_WITH_CUDA defined). The counterparts of models/cpu_kernels.h: one kernel
+// where LibTorch's composite would launch a dozen, which is what a CUDA-graph update is made of
+// (docs/learner.md). No CUDA or LibTorch headers here; `stream` is a cudaStream_t, the return
+// value a cudaError_t (0: launched).
+#ifndef PRL_MODELS_CUDA_KERNELS_H_
+#define PRL_MODELS_CUDA_KERNELS_H_
+
+#include <cstdint>
+
+namespace prl::models::cuda_kernels {
+
+// kernels::SquashedGaussianForward on the device: `rows` rows of `dims` values; mean and
+// log_std rows start `*_row_stride` floats apart (the policy head's narrow views), noise, action
+// and log_prob are contiguous.
+int SquashedGaussianForward(const float* mean, int64_t mean_row_stride, const float* log_std,
+                            int64_t log_std_row_stride, const float* noise, float* action,
+                            float* log_prob, int64_t rows, int64_t dims, void* stream);
+
+// kernels::SquashedGaussianBackward on the device (g_action or g_log_prob may be null: zero);
+// g_mean and g_log_std contiguous.
+int SquashedGaussianBackward(const float* g_action, const float* g_log_prob, const float* log_std,
+                             int64_t log_std_row_stride, const float* noise, const float* action,
+                             float* g_mean, float* g_log_std, int64_t rows, int64_t dims,
+                             void* stream);
+
+// The CUDA runtime's text for a code the functions above returned.
+const char* ErrorString(int code);
+
+}  // namespace prl::models::cuda_kernels
+
+#endif  // PRL_MODELS_CUDA_KERNELS_H_

@@ -1,0 +1,80 @@
+// The squashed-Gaussian sample's fused GPU kernels (models/cuda_kernels.h) against LibTorch's
+// composite on the same GPU and against the CPU's fused kernels: values and gradients, for the
+// policy head's layout (mean and log σ side by side in one row). Skipped where this process sees
+// no CUDA device (every CPU build); scripts/cuda_build.sh builds it for a GPU machine.
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "ATen/ATen.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "models/networks.h"
+#include "torch/csrc/autograd/autograd.h"
+#include "torch/csrc/autograd/function.h"
+
+namespace prl::models {
+namespace {
+
+bool HasGpu() { return at::hasCUDA() && at::getNumGPUs() > 0; }
+
+struct Sampled {
+  at::Tensor action, log_prob, grad_head;
+  std::string node;  // the autograd node of the action
+};
+
+// A sample through `sample` from a head [rows, 2·dims] on `device`, and the head's gradient for
+// fixed upstream gradients.
+template <typename Fn>
+Sampled SampleOn(Fn sample, int64_t rows, int64_t dims, const at::Device& device) {
+  at::manual_seed(3);
+  const at::Tensor head_cpu = at::randn({rows, 2 * dims}) * 1.5;
+  const at::Tensor noise_cpu = at::randn({rows, dims});
+  const at::Tensor g_action_cpu = at::randn({rows, dims});
+  const at::Tensor g_log_prob_cpu = at::randn({rows});
+  const at::Tensor head = head_cpu.to(device).requires_grad_(true);
+  const at::Tensor mean = head.narrow(1, 0, dims);
+  const at::Tensor log_std = head.narrow(1, dims, dims).clamp(kPolicyLogStdMin, kPolicyLogStdMax);
+  const SquashedSample s = sample(mean, log_std, noise_cpu.to(device));
+  Sampled out;
+  out.node = s.action.grad_fn() != nullptr ? s.action.grad_fn()->name() : "";
+  out.grad_head = torch::autograd::grad({s.action, s.log_prob}, {head},
+                                        {g_action_cpu.to(device), g_log_prob_cpu.to(device)})[0]
+                      .cpu();
+  out.action = s.action.detach().cpu();
+  out.log_prob = s.log_prob.detach().cpu();
+  return out;
+}
+
+double RelativeDifference(const at::Tensor& a, const at::Tensor& b) {
+  return (a - b).abs().max().item<double>() / (1.0 + b.abs().max().item<double>());
+}
+
+class SquashedGaussianCudaTest : public ::testing::TestWithParam<std::pair<int64_t, int64_t>> {};
+
+TEST_P(SquashedGaussianCudaTest, FusedKernelsMatchTheCompositeAndTheCpu) {
+  if (!HasGpu()) GTEST_SKIP() << "no CUDA device";
+  const auto [rows, dims] = GetParam();
+  const at::Device gpu(at::kCUDA, 0);
+  const Sampled fused = SampleOn(&SampleSquashedGaussian, rows, dims, gpu);
+  const Sampled composite = SampleOn(&SampleSquashedGaussianComposite, rows, dims, gpu);
+  const Sampled cpu = SampleOn(&SampleSquashedGaussian, rows, dims, at::Device(at::kCPU));
+  // the GPU took the fused node (its check against the composite passed), as the CPU does
+  EXPECT_THAT(fused.node, ::testing::HasSubstr("SquashedGaussianFunction"));
+  EXPECT_THAT(cpu.node, ::testing::HasSubstr("SquashedGaussianFunction"));
+  EXPECT_THAT(composite.node, ::testing::Not(::testing::HasSubstr("SquashedGaussianFunction")));
+  for (const Sampled* reference : {&composite, &cpu}) {
+    EXPECT_LE(RelativeDifference(fused.action, reference->action), 1e-5);
+    EXPECT_LE(RelativeDifference(fused.log_prob, reference->log_prob), 1e-5);
+    EXPECT_LE(RelativeDifference(fused.grad_head, reference->grad_head), 1e-5);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Shapes, SquashedGaussianCudaTest,
+                         ::testing::Values(std::pair<int64_t, int64_t>{1, 1},
+                                           std::pair<int64_t, int64_t>{256, 6},
+                                           std::pair<int64_t, int64_t>{4096, 6},
+                                           std::pair<int64_t, int64_t>{300, 33}));
+
+}  // namespace
+}  // namespace prl::models
