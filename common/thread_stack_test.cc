@@ -3,6 +3,9 @@
 #include <dlfcn.h>
 #include <pthread.h>
 
+#include <cstdlib>
+#include <string>
+
 #include "gtest/gtest.h"
 
 namespace prl {
@@ -43,6 +46,30 @@ TEST(ThreadStackTest, SharedLibrariesFindTheInterposedDefinition) {
   ASSERT_EQ(pthread_attr_getstacksize(&attr, &stored), 0);
   EXPECT_EQ(stored, kMinThreadStackBytes);
   pthread_attr_destroy(&attr);
+}
+
+// A shared library's reference is versioned (pthread_attr_setstacksize@GLIBC_2.34 on glibc
+// 2.34 and later, as in Debian's civetweb): the probe library, loaded here, calls through one.
+TEST(ThreadStackTest, ASharedLibrarysVersionedCallIsFloored) {
+  const char* srcdir = std::getenv("TEST_SRCDIR");
+  const char* workspace = std::getenv("TEST_WORKSPACE");
+  ASSERT_NE(srcdir, nullptr);
+  ASSERT_NE(workspace, nullptr);
+  const std::string path =
+      std::string(srcdir) + "/" + workspace + "/common/libthread_stack_probe.so";
+  void* probe = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
+  ASSERT_NE(probe, nullptr) << dlerror();
+  using SetStackSize = int (*)(pthread_attr_t*, size_t);
+  auto set = reinterpret_cast<SetStackSize>(dlsym(probe, "PrlProbeSetStackSize"));
+  ASSERT_NE(set, nullptr) << dlerror();
+  pthread_attr_t attr;
+  ASSERT_EQ(pthread_attr_init(&attr), 0);
+  ASSERT_EQ(set(&attr, 100 * 1024), 0);
+  size_t stored = 0;
+  ASSERT_EQ(pthread_attr_getstacksize(&attr, &stored), 0);
+  EXPECT_EQ(stored, kMinThreadStackBytes);
+  pthread_attr_destroy(&attr);
+  dlclose(probe);
 }
 
 void* ReturnArgument(void* arg) { return arg; }

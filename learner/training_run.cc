@@ -205,8 +205,8 @@ class TrainingRun final : public ExperimentRun, public ActorEventSink {
   // One update per batch (Algorithm::UpdateMany); an error fails the run.
   absl::Status TrainOn(absl::Span<const Batch> batches);
   // The batches for the next TrainOn: `first`, then those the feed already holds, up to
-  // updates_per_call_ and the run's budget.
-  std::vector<Batch> TakeBatches(Batch first);
+  // updates_per_call_ and the run's budget. Errors: the feed's (the run fails with them).
+  absl::StatusOr<std::vector<Batch>> TakeBatches(Batch first);
   double ElapsedSeconds() const {
     return elapsed_before_ + absl::ToDoubleSeconds(absl::Now() - start_);
   }
@@ -552,7 +552,7 @@ ActorJob TrainingRun::MakeJob() const {
   return job;
 }
 
-std::vector<Batch> TrainingRun::TakeBatches(Batch first) {
+absl::StatusOr<std::vector<Batch>> TrainingRun::TakeBatches(Batch first) {
   std::vector<Batch> batches;
   batches.push_back(std::move(first));
   int64_t limit = updates_per_call_;
@@ -567,9 +567,10 @@ std::vector<Batch> TrainingRun::TakeBatches(Batch first) {
       absl::MutexLock lock(&mu_);
       if (BudgetSpent()) break;  // the env-step budget ran out while batches were taken
     }
-    // only a batch that is ready: an error or an empty feed comes back at the loop's next wait
+    // only a batch that is ready
     absl::StatusOr<std::optional<Batch>> more = feed_->Next(absl::ZeroDuration());
-    if (!more.ok() || !more->has_value()) break;
+    if (!more.ok()) return more.status();
+    if (!more->has_value()) break;
     {
       // as in the loop: a batch that arrives with the budget spent is not trained on
       absl::MutexLock lock(&mu_);
@@ -588,7 +589,13 @@ absl::Status TrainingRun::TrainOn(absl::Span<const Batch> batches) {
     episodes.swap(pending_episodes_);
   }
   if (!episodes.empty()) algorithm_->ObserveEpisodes(episodes);
-  PRL_ASSIGN_OR_RETURN(std::vector<UpdateResult> results, algorithm_->UpdateMany(batches));
+  std::vector<UpdateResult> results;
+  if (batches.size() == 1) {
+    PRL_ASSIGN_OR_RETURN(UpdateResult result, algorithm_->Update(batches.front()));
+    results.push_back(std::move(result));
+  } else {
+    PRL_ASSIGN_OR_RETURN(results, algorithm_->UpdateMany(batches));
+  }
   if (results.size() != batches.size()) {
     return absl::InternalError(absl::StrCat(algorithm_->name(), " returned ", results.size(),
                                             " update results for ", batches.size(), " batches"));
@@ -693,7 +700,16 @@ ExperimentRun::Result TrainingRun::Run() {
     // With the budget spent and an evaluation round still running, the loop only waits for the
     // round (Next paces it): no update past max_env_steps or max_updates.
     if (batch->has_value() && !budget_spent) {
-      if (absl::Status s = TrainOn(TakeBatches(**std::move(batch))); !s.ok()) {
+      absl::StatusOr<std::vector<Batch>> batches = TakeBatches(**std::move(batch));
+      if (!batches.ok()) {
+        result = Ended();  // as above: a stop that raced with the error wins
+        if (result.reason.empty()) {
+          result = {v1::EXPERIMENT_STATE_FAILED,
+                    absl::StrCat("sampling replay: ", batches.status().message())};
+        }
+        break;
+      }
+      if (absl::Status s = TrainOn(*batches); !s.ok()) {
         result = {v1::EXPERIMENT_STATE_FAILED, absl::StrCat("update: ", s.message())};
         break;
       }

@@ -491,6 +491,19 @@ TEST_F(TrainingRunTest, SeveralUpdatesPerCallTakeTheReadyBatchesUpToMaxUpdates) 
   EXPECT_EQ(context_.progress().updates(), 33);
 }
 
+TEST_F(TrainingRunTest, AFeedErrorWhileTakingReadyBatchesFailsTheRunNamingIt) {
+  updates_per_call_ = 4;
+  // the feed fails once, on its third call, a ready-only one behind the first batch (as a
+  // batch whose copies failed is lost with its error): the run must not go on without it
+  const ExperimentRun::Result result = RunSpec(SmallSacSpec(), [&](ExperimentRun*, int64_t call) {
+    feed_->error =
+        call == 3 ? absl::InternalError("waiting for a batch's copies failed") : absl::OkStatus();
+  });
+  EXPECT_EQ(result.state, v1::EXPERIMENT_STATE_FAILED);
+  EXPECT_EQ(result.reason, "sampling replay: waiting for a batch's copies failed");
+  EXPECT_EQ(context_.progress().updates(), 0);
+}
+
 TEST_F(TrainingRunTest, UpdatesPerCallOutOfRangeIsRefusedNamingTheOption) {
   absl::StatusOr<v1::ExperimentSpec> filled = ValidateAndFillSpec(SmallSacSpec());
   ASSERT_TRUE(filled.ok()) << filled.status();

@@ -15,7 +15,7 @@
 #include "models/gemm.h"
 #include "torch/csrc/autograd/custom_function.h"
 
-#ifdef PRL_WITH_CUDA
+#ifdef PRL_WITH_CUDA_KERNELS
 #include <map>
 #include <string>
 
@@ -316,13 +316,15 @@ struct SquashedGaussianFunction : public torch::autograd::Function<SquashedGauss
     at::Tensor action = at::empty(mean.sizes(), mean.options());
     at::Tensor log_prob = at::empty(mean.sizes().slice(0, mean.dim() - 1), action.options());
     if (cuda) {
-#ifdef PRL_WITH_CUDA
+#ifdef PRL_WITH_CUDA_KERNELS
       const c10::cuda::CUDAGuard guard(mean.device());
       const int code = cuda_kernels::SquashedGaussianForward(
           mean.data_ptr<float>(), RowStride(mean), log_std.data_ptr<float>(), RowStride(log_std),
           noise.data_ptr<float>(), action.data_ptr<float>(), log_prob.data_ptr<float>(), rows, dims,
           c10::cuda::getCurrentCUDAStream(mean.device().index()).stream());
       TORCH_CHECK(code == 0, "squashed-Gaussian kernel: ", cuda_kernels::ErrorString(code));
+#else
+      TORCH_CHECK(false, "this build has no CUDA kernels");
 #endif
     } else {
       kernels::SquashedGaussianForward(mean.data_ptr<float>(), log_std.data_ptr<float>(),
@@ -348,7 +350,7 @@ struct SquashedGaussianFunction : public torch::autograd::Function<SquashedGauss
     const float* ga = g_action.defined() ? g_action.data_ptr<float>() : nullptr;
     const float* glp = g_log_prob.defined() ? g_log_prob.data_ptr<float>() : nullptr;
     if (action.is_cuda()) {
-#ifdef PRL_WITH_CUDA
+#ifdef PRL_WITH_CUDA_KERNELS
       const c10::cuda::CUDAGuard guard(action.device());
       const int code = cuda_kernels::SquashedGaussianBackward(
           ga, glp, log_std.data_ptr<float>(), RowStride(log_std), noise.data_ptr<float>(),
@@ -366,7 +368,7 @@ struct SquashedGaussianFunction : public torch::autograd::Function<SquashedGauss
   }
 };
 
-#ifdef PRL_WITH_CUDA
+#ifdef PRL_WITH_CUDA_KERNELS
 // Whether the GPU kernels agree with the composite on `device`: checked once per device, eagerly
 // (never inside a CUDA-graph capture: until checked, a capture takes the composite), on fixed
 // inputs, values and gradients. A disagreement is logged and the device keeps the composite.
@@ -375,10 +377,12 @@ bool CudaKernelsAgree(const at::Device& device) {
   static std::map<int, bool>* checked = new std::map<int, bool>();
   absl::MutexLock lock(&mu);
   if (auto it = checked->find(device.index()); it != checked->end()) return it->second;
+  const c10::cuda::CUDAGuard guard(device);  // the capture status of this device's stream
   if (c10::cuda::currentStreamCaptureStatusMayInitCtx() != c10::cuda::CaptureStatus::None) {
     return false;
   }
   bool agree = false;
+  bool failed = false;
   std::string detail;
   try {
     const at::AutoGradMode grad_mode(true);
@@ -410,10 +414,15 @@ bool CudaKernelsAgree(const at::Device& device) {
     agree = worst <= 1e-5;
     detail = absl::StrCat("largest relative difference ", worst, " (allowed 1e-5)");
   } catch (const c10::Error& e) {
+    failed = true;
     detail = e.what_without_backtrace();
   }
   if (agree) {
     PRL_LOG(INFO) << "fused squashed-Gaussian kernels on " << device.str() << ": " << detail;
+  } else if (failed) {
+    // e.g. out of memory: not the kernels' fault, but the process stays on the composite
+    PRL_LOG(ERROR) << "fused squashed-Gaussian kernels on " << device.str()
+                   << " could not be checked (" << detail << "); using LibTorch's composite";
   } else {
     PRL_LOG(ERROR) << "fused squashed-Gaussian kernels on " << device.str()
                    << " disagree with LibTorch's composite (" << detail << "); using the composite";
@@ -432,7 +441,7 @@ bool FusedSquashedGaussian(const at::Tensor& mean, const at::Tensor& log_std,
   }
   if (mean.sizes() != log_std.sizes() || mean.sizes() != noise.sizes()) return false;
   if (mean.is_cpu()) return true;
-#ifdef PRL_WITH_CUDA
+#ifdef PRL_WITH_CUDA_KERNELS
   if (mean.is_cuda()) {
     // the kernels read mean and log σ rows at a stride, each row's values contiguous
     for (const at::Tensor* t : {&mean, &log_std}) {
