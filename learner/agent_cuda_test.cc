@@ -106,10 +106,11 @@ void ExpectSameUpdates(const std::vector<Agent*>& agents, const std::vector<Tran
     for (size_t k = 1; k < stats.size(); ++k) {
       SCOPED_TRACE(testing::Message() << "update " << i << ", agent " << k);
       EXPECT_EQ(stats[k].actor_updated, stats[0].actor_updated);
-      // The graphs step Adam with ATen's fused kernel, whose float operations come in another
-      // order than the host path's: last-bit differences in the weights, which the losses (a
-      // mean of squared differences of nearby values) amplify to ~1e-4 within 30 updates. A
-      // wrong step count, branch or input would be off by percents.
+      // cuBLAS sums the products in another order than the CPU's GEMM: last-bit differences in
+      // the weights, which the losses (a mean of squared differences of nearby values) amplify
+      // (with ATen's fused Adam, whose rounding also differed, to ~1e-4 within 30 updates; Adam
+      // is now bit for bit the CPU's). A wrong step count, branch or input would be off by
+      // percents.
       EXPECT_LT(RelDiff(stats[k].critic_loss, stats[0].critic_loss), 1e-3);
       EXPECT_LT(RelDiff(stats[k].actor_loss, stats[0].actor_loss), 1e-3);
       EXPECT_LT(RelDiff(stats[k].alpha, stats[0].alpha), 1e-4);

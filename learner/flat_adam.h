@@ -1,7 +1,7 @@
 // Adam over one flat parameter tensor (a ParameterBlock's flat(), or log α), with the arithmetic
 // of torch.optim.Adam (bias-corrected moments, eps added to the corrected root; no weight decay,
-// no AMSGrad). One Step is one fused pass on the CPU (models::AdamStepInPlace), eight tensor
-// operations elsewhere, however many layers the network has.
+// no AMSGrad). One Step is one fused pass (models::AdamStepInPlace: on the CPU, and one kernel on
+// a GPU in CUDA builds), however many layers the network has.
 //
 // Thread-compatible. Owned by the agent that owns the parameters.
 #ifndef PRL_LEARNER_FLAT_ADAM_H_
@@ -28,16 +28,15 @@ class FlatAdam {
   // One update with `grad` (param's shape and device).
   void Step(const at::Tensor& grad);
 
-  // For updates captured as CUDA graphs, whose kernels cannot take a new step count as an
+  // For updates captured as CUDA graphs, whose kernels cannot take a new step size as an
   // argument each time: while `scalars` (a float32 tensor [kDeviceScalars] on param's device)
-  // is set, Step reads the step count, step size and bias correction from it, as
-  // NextStepScalars wrote them before the launch, instead of computing them on the host; on a
-  // GPU the step is then ATen's fused Adam kernel (one launch), elsewhere eight tensor
-  // operations. An undefined tensor returns to the host path.
-  static constexpr int kDeviceScalars = 3;
+  // is set, Step reads the step's scalars from it, as NextStepScalars wrote them before the
+  // launch (models::AdamStepInPlaceWithStepScalars: on a GPU one kernel, the same values as the
+  // host path). An undefined tensor returns to the host path.
+  static constexpr int kDeviceScalars = 2;  // models::kAdamStepScalars
   void UseDeviceScalars(const at::Tensor& scalars);
-  // What the next Step's device scalars must hold: {t, -lr / (1 - β1^t), 1 / √(1 - β2^t)} for
-  // t = steps() + 1.
+  // What the next Step's device scalars must hold: models::AdamStepScalars for step steps() + 1,
+  // {−lr / (1 − β1^t), √(1 − β2^t)}.
   void NextStepScalars(float* out) const;
 
   // State, for checkpoints: the moment estimates and the number of steps taken.
@@ -52,9 +51,7 @@ class FlatAdam {
   at::Tensor exp_avg_;
   at::Tensor exp_avg_sq_;
   int64_t steps_ = 0;
-  at::Tensor step_count_;           // [1] views of the device scalars, or undefined
-  at::Tensor neg_step_size_;        // [1]
-  at::Tensor inv_sqrt_bias_corr2_;  // [1]
+  at::Tensor device_scalars_;  // or undefined
 };
 
 }  // namespace prl::learner

@@ -1,5 +1,8 @@
 #include <cuda_runtime.h>
 
+#include <algorithm>
+#include <cmath>
+
 #include "models/cuda_kernels.h"
 
 namespace prl::models::cuda_kernels {
@@ -73,6 +76,63 @@ __global__ void BackwardKernel(const float* __restrict__ g_action,
                   g_log_std, dims);
 }
 
+// Single float operations rounded to nearest, never contracted into a fused multiply-add (nvcc
+// contracts a·b + c by default): the CPU's rounding, on the device and, for checks, on the host.
+__host__ __device__ inline float Mul(float a, float b) {
+#ifdef __CUDA_ARCH__
+  return __fmul_rn(a, b);
+#else
+  return a * b;
+#endif
+}
+__host__ __device__ inline float Add(float a, float b) {
+#ifdef __CUDA_ARCH__
+  return __fadd_rn(a, b);
+#else
+  return a + b;
+#endif
+}
+__host__ __device__ inline float Div(float a, float b) {
+#ifdef __CUDA_ARCH__
+  return __fdiv_rn(a, b);
+#else
+  return a / b;
+#endif
+}
+__host__ __device__ inline float Sqrt(float a) {
+#ifdef __CUDA_ARCH__
+  return __fsqrt_rn(a);
+#else
+  return sqrtf(a);
+#endif
+}
+
+// Element i of kernels::AdamStep, in its order of operations.
+__host__ __device__ inline void AdamElement(int64_t i, float* __restrict__ p, float* __restrict__ m,
+                                            float* __restrict__ v, const float* __restrict__ g,
+                                            const AdamConstants& c, float step, float root_bc2) {
+  const float gi = g[i];
+  const float mi = Add(Mul(m[i], c.beta1), Mul(c.one_minus_beta1, gi));
+  const float vi = Add(Mul(v[i], c.beta2), Mul(Mul(c.one_minus_beta2, gi), gi));
+  m[i] = mi;
+  v[i] = vi;
+  p[i] = Add(p[i], Div(Mul(step, mi), Add(Div(Sqrt(vi), root_bc2), c.eps)));
+}
+
+__global__ void AdamKernel(float* __restrict__ p, float* __restrict__ m, float* __restrict__ v,
+                           const float* __restrict__ g, int64_t n, AdamConstants c,
+                           const float* __restrict__ step_scalars, float step, float root_bc2) {
+  if (step_scalars != nullptr) {
+    step = step_scalars[0];
+    root_bc2 = step_scalars[1];
+  }
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+       i += stride) {
+    AdamElement(i, p, m, v, g, c, step, root_bc2);
+  }
+}
+
 unsigned Blocks(int64_t n) { return static_cast<unsigned>((n + kThreads - 1) / kThreads); }
 
 }  // namespace
@@ -96,6 +156,20 @@ int SquashedGaussianBackward(const float* g_action, const float* g_log_prob, con
   BackwardKernel<<<Blocks(rows * dims), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
       g_action, g_log_prob, log_std, log_std_row_stride, noise, action, g_mean, g_log_std, rows,
       dims);
+  return static_cast<int>(cudaGetLastError());
+}
+
+int AdamStep(float* param, float* exp_avg, float* exp_avg_sq, const float* grad, int64_t n,
+             const AdamConstants& constants, const float* step_scalars, float neg_step_size,
+             float sqrt_bias_correction2, void* stream) {
+  if (n <= 0) return 0;
+  // a few elements per thread: enough blocks to fill any GPU at a network's size (~10^5), few
+  // enough that a large one does not pay a block per 128 values
+  constexpr int64_t kMaxBlocks = 1024;
+  const unsigned blocks = static_cast<unsigned>(std::min<int64_t>(Blocks(n), kMaxBlocks));
+  AdamKernel<<<blocks, kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
+      param, exp_avg, exp_avg_sq, grad, n, constants, step_scalars, neg_step_size,
+      sqrt_bias_correction2);
   return static_cast<int>(cudaGetLastError());
 }
 

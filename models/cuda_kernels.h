@@ -24,6 +24,19 @@ int SquashedGaussianBackward(const float* g_action, const float* g_log_prob, con
                              float* g_mean, float* g_log_std, int64_t rows, int64_t dims,
                              void* stream);
 
+// kernels::AdamStep on the device over `n` contiguous floats: the same arithmetic in the same
+// order, every operation rounded on its own as on the CPU (no fused multiply-adds; the CPU kernels
+// are compiled without contraction), so that a step is bit for bit the CPU's for the same
+// inputs. The constants are kernels::AdamScalars's; the two that change with the step count come
+// from `step_scalars`, two floats on the device {neg_step_size, sqrt_bias_correction2} read when
+// the kernel runs (what a captured CUDA graph replays), or, where it is null, from the arguments.
+struct AdamConstants {
+  float beta1, one_minus_beta1, beta2, one_minus_beta2, eps;
+};
+int AdamStep(float* param, float* exp_avg, float* exp_avg_sq, const float* grad, int64_t n,
+             const AdamConstants& constants, const float* step_scalars, float neg_step_size,
+             float sqrt_bias_correction2, void* stream);
+
 // The CUDA runtime's text for a code the functions above returned.
 const char* ErrorString(int code);
 

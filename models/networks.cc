@@ -260,21 +260,66 @@ at::Tensor LinearRelu(const at::Tensor& x, const at::Tensor& w, const at::Tensor
   return at::relu_(y);
 }
 
+namespace {
+
+#ifdef PRL_WITH_CUDA_KERNELS
+bool CudaKernelsAgree(const at::Device& device);
+#endif
+
+bool FusedAdamLayout(const at::Tensor& param, const at::Tensor& exp_avg,
+                     const at::Tensor& exp_avg_sq, const at::Tensor& grad) {
+  for (const at::Tensor* t : {&param, &exp_avg, &exp_avg_sq, &grad}) {
+    if (t->scalar_type() != at::kFloat || !t->is_contiguous() || t->device() != param.device() ||
+        t->numel() != param.numel()) {
+      return false;
+    }
+  }
+  if (param.is_cpu()) return true;
+#ifdef PRL_WITH_CUDA_KERNELS
+  if (param.is_cuda()) return CudaKernelsAgree(param.device());
+#endif
+  return false;
+}
+
+// One fused Adam pass over float32 contiguous tensors on the CPU or a GPU (FusedAdamLayout),
+// with the step's scalars from `s` or, on a GPU where `device_step_scalars` is given, from it.
+void FusedAdamStep(const at::Tensor& param, const at::Tensor& exp_avg, const at::Tensor& exp_avg_sq,
+                   const at::Tensor& grad, const kernels::AdamScalars& s,
+                   const at::Tensor& device_step_scalars) {
+  float* p = param.data_ptr<float>();
+  float* m = exp_avg.data_ptr<float>();
+  float* v = exp_avg_sq.data_ptr<float>();
+  const float* g = grad.data_ptr<float>();
+  if (param.is_cpu()) {
+    at::parallel_for(0, param.numel(), 32768, [&](int64_t begin, int64_t end) {
+      kernels::AdamStep(p + begin, m + begin, v + begin, g + begin, end - begin, s);
+    });
+    return;
+  }
+#ifdef PRL_WITH_CUDA_KERNELS
+  const c10::cuda::CUDAGuard guard(param.device());
+  const cuda_kernels::AdamConstants constants{s.beta1, s.one_minus_beta1, s.beta2,
+                                              s.one_minus_beta2, s.eps};
+  const int code = cuda_kernels::AdamStep(
+      p, m, v, g, param.numel(), constants,
+      device_step_scalars.defined() ? device_step_scalars.data_ptr<float>() : nullptr,
+      s.neg_step_size, s.sqrt_bias_correction2,
+      c10::cuda::getCurrentCUDAStream(param.device().index()).stream());
+  TORCH_CHECK(code == 0, "Adam kernel: ", cuda_kernels::ErrorString(code));
+#else
+  TORCH_CHECK(false, "this build has no CUDA kernels");
+#endif
+}
+
+}  // namespace
+
 void AdamStepInPlace(const at::Tensor& param, const at::Tensor& exp_avg,
                      const at::Tensor& exp_avg_sq, const at::Tensor& grad, double lr, double beta1,
                      double beta2, double eps, int64_t step) {
   at::NoGradGuard no_grad;
-  const bool fused = param.is_cpu() && param.scalar_type() == at::kFloat;
-  if (fused && param.is_contiguous() && exp_avg.is_contiguous() && exp_avg_sq.is_contiguous() &&
-      grad.is_contiguous() && grad.scalar_type() == at::kFloat && grad.is_cpu()) {
-    const kernels::AdamScalars s = kernels::MakeAdamScalars(lr, beta1, beta2, eps, step);
-    float* p = param.data_ptr<float>();
-    float* m = exp_avg.data_ptr<float>();
-    float* v = exp_avg_sq.data_ptr<float>();
-    const float* g = grad.data_ptr<float>();
-    at::parallel_for(0, param.numel(), 32768, [&](int64_t begin, int64_t end) {
-      kernels::AdamStep(p + begin, m + begin, v + begin, g + begin, end - begin, s);
-    });
+  if (FusedAdamLayout(param, exp_avg, exp_avg_sq, grad)) {
+    FusedAdamStep(param, exp_avg, exp_avg_sq, grad,
+                  kernels::MakeAdamScalars(lr, beta1, beta2, eps, step), at::Tensor());
     return;
   }
   const double t = static_cast<double>(step);
@@ -286,6 +331,43 @@ void AdamStepInPlace(const at::Tensor& param, const at::Tensor& exp_avg,
   v.mul_(beta2).addcmul_(grad, grad, 1.0 - beta2);
   at::Tensor denom = v.sqrt().div_(std::sqrt(bias_correction2)).add_(eps);
   p.addcdiv_(m, denom, -lr / bias_correction1);
+}
+
+void AdamStepScalars(double lr, double beta1, double beta2, int64_t step, float* out) {
+  const kernels::AdamScalars s = kernels::MakeAdamScalars(lr, beta1, beta2, 0.0, step);
+  out[0] = s.neg_step_size;
+  out[1] = s.sqrt_bias_correction2;
+}
+
+void AdamStepInPlaceWithStepScalars(const at::Tensor& param, const at::Tensor& exp_avg,
+                                    const at::Tensor& exp_avg_sq, const at::Tensor& grad,
+                                    double beta1, double beta2, double eps,
+                                    const at::Tensor& step_scalars) {
+  TORCH_CHECK(step_scalars.scalar_type() == at::kFloat &&
+                  step_scalars.numel() == kAdamStepScalars && step_scalars.is_contiguous() &&
+                  step_scalars.device() == param.device(),
+              "Adam step scalars: want a contiguous float32 [", kAdamStepScalars, "] on ",
+              param.device().str(), ", got ", step_scalars.toString(), " ", step_scalars.sizes(),
+              " on ", step_scalars.device().str());
+  at::NoGradGuard no_grad;
+  if (FusedAdamLayout(param, exp_avg, exp_avg_sq, grad)) {
+    kernels::AdamScalars s = kernels::MakeAdamScalars(0.0, beta1, beta2, eps, 1);
+    if (param.is_cpu()) {
+      s.neg_step_size = step_scalars.data_ptr<float>()[0];
+      s.sqrt_bias_correction2 = step_scalars.data_ptr<float>()[1];
+      FusedAdamStep(param, exp_avg, exp_avg_sq, grad, s, at::Tensor());
+    } else {
+      FusedAdamStep(param, exp_avg, exp_avg_sq, grad, s, step_scalars);
+    }
+    return;
+  }
+  const at::Tensor neg_step_size = step_scalars.narrow(0, 0, 1);
+  const at::Tensor sqrt_bias_correction2 = step_scalars.narrow(0, 1, 1);
+  at::Tensor m = exp_avg, v = exp_avg_sq, p = param;
+  m.mul_(beta1).add_(grad, 1.0 - beta1);
+  v.mul_(beta2).addcmul_(grad, grad, 1.0 - beta2);
+  const at::Tensor denom = v.sqrt().div_(sqrt_bias_correction2).add_(eps);
+  p.addcdiv_(m * neg_step_size, denom);
 }
 
 at::Tensor TanhLogDetJacobian(const at::Tensor& u) {
@@ -369,9 +451,10 @@ struct SquashedGaussianFunction : public torch::autograd::Function<SquashedGauss
 };
 
 #ifdef PRL_WITH_CUDA_KERNELS
-// Whether the GPU kernels agree with the composite on `device`: checked once per device, eagerly
-// (never inside a CUDA-graph capture: until checked, a capture takes the composite), on fixed
-// inputs, values and gradients. A disagreement is logged and the device keeps the composite.
+// Whether the GPU kernels are right on `device`: checked once per device, eagerly (never inside
+// a CUDA-graph capture: until checked, a capture takes LibTorch's operations), on fixed inputs:
+// the squashed Gaussian's values and gradients against the composite, Adam's steps against the
+// CPU's. A disagreement is logged and the device keeps LibTorch's operations.
 bool CudaKernelsAgree(const at::Device& device) {
   static absl::Mutex mu(absl::kConstInit);
   static std::map<int, bool>* checked = new std::map<int, bool>();
@@ -411,21 +494,43 @@ bool CudaKernelsAgree(const at::Device& device) {
       const double scale = 1.0 + b.abs().max().item<double>();
       worst = std::max(worst, diff / scale);
     }
-    agree = worst <= 1e-5;
-    detail = absl::StrCat("largest relative difference ", worst, " (allowed 1e-5)");
+    // Adam: a few steps, the step scalars read on the device as in a graph, against the CPU's
+    // pass, which the kernel matches bit for bit
+    const int64_t n = 4099;  // several blocks and a partial one
+    const at::Tensor i = at::arange(n, at::kFloat);
+    at::Tensor cpu[4] = {at::sin(i * 0.11), at::sin(i * 0.23) * 1e-3,
+                         at::square(at::sin(i * 0.31)) * 1e-5, at::Tensor()};
+    at::Tensor gpu[4];
+    for (int k = 0; k < 3; ++k) gpu[k] = cpu[k].to(device);
+    int64_t adam_mismatches = 0;
+    for (int64_t step = 1; step <= 3; ++step) {
+      cpu[3] = at::cos(i * (0.17 * static_cast<double>(step)));
+      gpu[3] = cpu[3].to(device);
+      kernels::AdamScalars s = kernels::MakeAdamScalars(1e-3, 0.9, 0.999, 1e-8, step);
+      FusedAdamStep(cpu[0], cpu[1], cpu[2], cpu[3], s, at::Tensor());
+      const at::Tensor step_scalars =
+          at::tensor({s.neg_step_size, s.sqrt_bias_correction2}, at::kFloat).to(device);
+      s.neg_step_size = s.sqrt_bias_correction2 = 0.0f;  // must come from the device
+      FusedAdamStep(gpu[0], gpu[1], gpu[2], gpu[3], s, step_scalars);
+    }
+    for (int k = 0; k < 3; ++k) adam_mismatches += cpu[k].ne(gpu[k].cpu()).sum().item<int64_t>();
+    agree = worst <= 1e-5 && adam_mismatches == 0;
+    detail = absl::StrCat("squashed Gaussian: largest relative difference ", worst,
+                          " (allowed 1e-5); Adam: ", adam_mismatches,
+                          " values differ from the CPU's (allowed 0)");
   } catch (const c10::Error& e) {
     failed = true;
     detail = e.what_without_backtrace();
   }
   if (agree) {
-    PRL_LOG(INFO) << "fused squashed-Gaussian kernels on " << device.str() << ": " << detail;
+    PRL_LOG(INFO) << "fused kernels on " << device.str() << ": " << detail;
   } else if (failed) {
     // e.g. out of memory: not the kernels' fault, but the process stays on the composite
-    PRL_LOG(ERROR) << "fused squashed-Gaussian kernels on " << device.str()
-                   << " could not be checked (" << detail << "); using LibTorch's composite";
+    PRL_LOG(ERROR) << "fused kernels on " << device.str() << " could not be checked (" << detail
+                   << "); using LibTorch's composite";
   } else {
-    PRL_LOG(ERROR) << "fused squashed-Gaussian kernels on " << device.str()
-                   << " disagree with LibTorch's composite (" << detail << "); using the composite";
+    PRL_LOG(ERROR) << "fused kernels on " << device.str() << " disagree (" << detail
+                   << "); using LibTorch's operations";
   }
   (*checked)[device.index()] = agree;
   return agree;

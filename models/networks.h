@@ -59,11 +59,26 @@ at::Tensor LinearRelu(const at::Tensor& x, const at::Tensor& w, const at::Tensor
                       GemmBackend backend);
 
 // One step of torch.optim.Adam (no weight decay, no AMSGrad) on flat tensors, in place: `step`
-// is the 1-based step count. CPU float32 contiguous tensors take one fused pass
-// (models/cpu_kernels.h), split across the intra-op threads; others the ATen operations.
+// is the 1-based step count. Float32 contiguous tensors take one fused pass: on the CPU
+// models/cpu_kernels.h's, split across the intra-op threads; on a GPU (CUDA builds) one kernel
+// of models/cuda_kernels.h, bit for bit the CPU's step. Others take the ATen operations.
 void AdamStepInPlace(const at::Tensor& param, const at::Tensor& exp_avg,
                      const at::Tensor& exp_avg_sq, const at::Tensor& grad, double lr, double beta1,
                      double beta2, double eps, int64_t step);
+
+// The two scalars of AdamStepInPlace that change with the step count, as its fused passes use
+// them: out[0] = −lr / (1 − β1^step), out[1] = √(1 − β2^step), in float.
+constexpr int kAdamStepScalars = 2;
+void AdamStepScalars(double lr, double beta1, double beta2, int64_t step, float* out);
+
+// AdamStepInPlace with those two scalars read from `step_scalars` (float32 [kAdamStepScalars] on
+// param's device, as AdamStepScalars wrote them) when the step runs, not computed on the host:
+// the step a captured CUDA graph replays with each launch's values. The same fused passes (the
+// same results as AdamStepInPlace at that step), else the ATen operations.
+void AdamStepInPlaceWithStepScalars(const at::Tensor& param, const at::Tensor& exp_avg,
+                                    const at::Tensor& exp_avg_sq, const at::Tensor& grad,
+                                    double beta1, double beta2, double eps,
+                                    const at::Tensor& step_scalars);
 
 // log(1 - tanh(u)²) elementwise, as 2·(log 2 - u - softplus(-2u)): exact and finite for any u.
 at::Tensor TanhLogDetJacobian(const at::Tensor& u);

@@ -1,5 +1,6 @@
 #include "models/networks.h"
 
+#include <cmath>
 #include <string>
 #include <utility>
 #include <vector>
@@ -138,7 +139,7 @@ TEST(AdamStepInPlaceTest, FusedPassMatchesTheAtenOperations) {
       AdamStepInPlace(fused, m1, v1, g, 1e-3, 0.9, 0.999, 1e-8, step);
       AdamStepInPlace(strided, m2, v2, g, 1e-3, 0.9, 0.999, 1e-8, step);
     }
-    // float32 rounding differs by an ulp where the fused pass contracts a multiply-add (and a
+    // float32 rounding differs by an ulp where ATen's operations contract a multiply-add (and a
     // sum of opposite-signed terms can cancel to a small m): compare against each tensor's scale
     auto close = [](const at::Tensor& a, const at::Tensor& b) {
       return (a - b).abs().max().item<float>() <= 1e-5f * b.abs().max().item<float>();
@@ -158,6 +159,55 @@ TEST(AdamStepInPlaceTest, FirstStepMovesEachParameterByLrAgainstItsGradient) {
   EXPECT_TRUE(at::allclose(p, at::tensor({-0.01f, 0.01f, -0.01f}), 1e-5, 1e-6)) << p;
   EXPECT_TRUE(at::allclose(m, g * 0.1));
   EXPECT_TRUE(at::allclose(v, g * g * 0.001));
+}
+
+// The fused pass rounds every operation on its own (its kernels are compiled without
+// contraction into fused multiply-adds, which GCC's AVX-512 clone would otherwise use): each
+// value equals the formula evaluated one float operation at a time, on any CPU, which is what
+// the GPU's kernel computes too (models/cuda_kernels_test).
+TEST(AdamStepInPlaceTest, FusedPassIsTheFormulaOneRoundedOperationAtATime) {
+  at::manual_seed(9);
+  const int64_t n = 5003;
+  const at::Tensor p = at::randn({n}), m = at::randn({n}) * 1e-2, v = at::rand({n}) * 1e-4;
+  const at::Tensor g = at::randn({n}) * at::exp(at::randn({n}) * 3);
+  std::vector<float> pp(p.data_ptr<float>(), p.data_ptr<float>() + n);
+  std::vector<float> mm(m.data_ptr<float>(), m.data_ptr<float>() + n);
+  std::vector<float> vv(v.data_ptr<float>(), v.data_ptr<float>() + n);
+  const int64_t step = 7;
+  AdamStepInPlace(p, m, v, g, 1e-3, 0.9, 0.999, 1e-8, step);
+  float scalars[kAdamStepScalars];
+  AdamStepScalars(1e-3, 0.9, 0.999, step, scalars);
+  const float b1 = 0.9f, c1 = static_cast<float>(1.0 - 0.9), b2 = 0.999f;
+  const float c2 = static_cast<float>(1.0 - 0.999), eps = 1e-8f;
+  int64_t differ = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    // volatile: each product rounded before the sum, whatever this file's compiler contracts
+    const float gi = g.data_ptr<float>()[i];
+    volatile float t1 = mm[i] * b1, t2 = c1 * gi;
+    const float mi = t1 + t2;
+    volatile float t3 = vv[i] * b2, t4 = c2 * gi;
+    volatile float t5 = t4 * gi;
+    const float vi = t3 + t5;
+    volatile float num = scalars[0] * mi, den = std::sqrt(vi) / scalars[1];
+    volatile float quot = num / (den + eps);
+    const float pi = pp[i] + quot;
+    differ += (m.data_ptr<float>()[i] != mi) + (v.data_ptr<float>()[i] != vi) +
+              (p.data_ptr<float>()[i] != pi);
+  }
+  EXPECT_EQ(differ, 0);
+}
+
+// The step scalars a captured step reads must be a float32 [2] on the parameters' device.
+TEST(AdamStepInPlaceTest, StepScalarsOfTheWrongShapeAreRefusedNamingWhatIsWanted) {
+  const at::Tensor p = at::zeros({4}), m = at::zeros({4}), v = at::zeros({4});
+  const at::Tensor g = at::ones({4});
+  try {
+    AdamStepInPlaceWithStepScalars(p, m, v, g, 0.9, 0.999, 1e-8, at::zeros({3}));
+    ADD_FAILURE() << "accepted step scalars of 3 values";
+  } catch (const c10::Error& e) {
+    EXPECT_THAT(e.what_without_backtrace(), ::testing::HasSubstr("want a contiguous float32 [2]"));
+  }
+  EXPECT_TRUE(at::equal(p, at::zeros({4})));  // nothing moved
 }
 
 TEST(TanhLogDetJacobianTest, MatchesTheNaiveFormulaAndStaysFinite) {

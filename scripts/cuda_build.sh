@@ -11,7 +11,7 @@
 #      runs SAC updates on the CPU, and (without a GPU) refuses --device=cuda with a clear error;
 #      with a GPU, runs learner/agent_cuda_test (CUDA-graph updates against eager ones) and
 #      learner/replay_feed_cuda_test (batches staged through pinned memory on a copy stream) and
-#      models/squashed_gaussian_cuda_test (PRL's fused kernels against LibTorch's composite);
+#      models/cuda_kernels_test (PRL's fused kernels against LibTorch's composite);
 #   4. with --bundle DIR: stripped binaries plus the shared libraries they need that a machine
 #      with PyPI's torch 2.11 does not already have (no LibTorch, no CUDA), and run.sh, which
 #      points LD_LIBRARY_PATH at that machine's torch/lib and nvidia/*/lib (docs/development.md).
@@ -28,7 +28,7 @@ CUDA_HOME="${PRL_CUDA_HOME:-/usr/local/cuda}"
 TORCH_VERSION="${PRL_TORCH_VERSION:-2.11.0}"
 # torch 2.11.0's own pins (its Requires-Dist) for the libraries a CUDA toolkit does not ship
 EXTRA_WHEELS=(nvidia-cusparselt-cu13==0.8.0 nvidia-cufile==1.15.1.6 nvidia-nvshmem-cu13==3.4.5)
-TARGETS="//replay:prl_replay //cli:prlctl //learner:prl_learner //actor:prl_actor //prior_server:prl_prior_server //bench:learner_bench //bench:prior_training_bench //bench:feed_bench //learner:agent_cuda_test //learner:replay_feed_cuda_test //models:squashed_gaussian_cuda_test"
+TARGETS="//replay:prl_replay //cli:prlctl //learner:prl_learner //actor:prl_actor //prior_server:prl_prior_server //bench:learner_bench //bench:prior_training_bench //bench:feed_bench //learner:agent_cuda_test //learner:replay_feed_cuda_test //models:cuda_kernels_test"
 bundle=""
 check=1
 while [[ $# -gt 0 ]]; do
@@ -124,9 +124,9 @@ if ((check)) && [[ -x "${bin}/bench/learner_bench" ]]; then
       log "check: the replay feed's pinned, side-stream staging"
       "${bin}/learner/replay_feed_cuda_test" | tail -3
     fi
-    if [[ -x "${bin}/models/squashed_gaussian_cuda_test" ]]; then
+    if [[ -x "${bin}/models/cuda_kernels_test" ]]; then
       log "check: fused CUDA kernels against LibTorch's composite"
-      "${bin}/models/squashed_gaussian_cuda_test" | tail -3
+      "${bin}/models/cuda_kernels_test" | tail -3
     fi
   else
     log "check: no GPU here; --device=cuda must be refused"

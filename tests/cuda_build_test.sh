@@ -25,7 +25,7 @@ echo "cuda_build_test: CUDA build and checks in $((SECONDS - start)) s"
 
 bin="$(bazel --output_base="${HOME}/.cache/prl-bazel-cuda" info -c opt bazel-bin 2>/dev/null)"
 export LD_LIBRARY_PATH="${root}/.libtorch-cuda/cuda-libs:${PRL_CUDA_HOME:-/usr/local/cuda}/lib64"
-for t in models/squashed_gaussian_cuda_test learner/agent_cuda_test learner/replay_feed_cuda_test; do
+for t in models/cuda_kernels_test learner/agent_cuda_test learner/replay_feed_cuda_test; do
   echo "cuda_build_test: ${t}"
   "${bin}/${t}" | tail -3
 done

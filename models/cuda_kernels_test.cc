@@ -1,7 +1,9 @@
-// The squashed-Gaussian sample's fused GPU kernels (models/cuda_kernels.h) against LibTorch's
-// composite on the same GPU and against the CPU's fused kernels: values and gradients, for the
-// policy head's layout (mean and log σ side by side in one row). Skipped where this process sees
-// no CUDA device (every CPU build); scripts/cuda_build.sh builds it for a GPU machine.
+// PRL's GPU kernels (models/cuda_kernels.h): the squashed-Gaussian sample's against LibTorch's
+// composite on the same GPU and against the CPU's fused kernels, values and gradients, for the
+// policy head's layout (mean and log σ side by side in one row); Adam's against the CPU's pass,
+// bit for bit, with the step's scalars from the host and from the device. Skipped where this
+// process sees no CUDA device (every CPU build); scripts/cuda_build.sh builds it for a GPU
+// machine.
 #include <string>
 #include <utility>
 #include <vector>
@@ -75,6 +77,48 @@ INSTANTIATE_TEST_SUITE_P(Shapes, SquashedGaussianCudaTest,
                                            std::pair<int64_t, int64_t>{256, 6},
                                            std::pair<int64_t, int64_t>{4096, 6},
                                            std::pair<int64_t, int64_t>{300, 33}));
+
+// Adam on a network's worth of parameters (and an odd count, for the kernel's partial block):
+// every step of the GPU's kernel equals the CPU's pass, bit for bit, whether the step's scalars
+// come from the host (eager updates) or are read on the device (captured graphs).
+class AdamCudaTest : public ::testing::TestWithParam<int64_t> {};
+
+TEST_P(AdamCudaTest, KernelStepsEqualTheCpuPassBitForBit) {
+  if (!HasGpu()) GTEST_SKIP() << "no CUDA device";
+  const int64_t n = GetParam();
+  const at::Device gpu(at::kCUDA, 0);
+  at::manual_seed(11);
+  const at::Tensor start = at::randn({n});
+  // the CPU's pass, the GPU's with host scalars, the GPU's with device scalars
+  std::vector<at::Tensor> params = {start.clone(), start.to(gpu), start.to(gpu)};
+  std::vector<at::Tensor> m, v;
+  for (const at::Tensor& p : params) {
+    m.push_back(at::zeros_like(p));
+    v.push_back(at::zeros_like(p));
+  }
+  const at::Tensor step_scalars = at::zeros({kAdamStepScalars}, at::kFloat).to(gpu);
+  constexpr double kLr = 1e-3, kBeta1 = 0.9, kBeta2 = 0.999, kEps = 1e-8;
+  for (int64_t step = 1; step <= 10; ++step) {
+    // gradients of mixed scales, some zero, as a network's are
+    const at::Tensor grad = at::randn({n}) * at::pow(10.0, at::randint(-6, 2, {n}).to(at::kFloat)) *
+                            at::bernoulli(at::full({n}, 0.9));
+    AdamStepInPlace(params[0], m[0], v[0], grad, kLr, kBeta1, kBeta2, kEps, step);
+    AdamStepInPlace(params[1], m[1], v[1], grad.to(gpu), kLr, kBeta1, kBeta2, kEps, step);
+    float scalars[kAdamStepScalars];
+    AdamStepScalars(kLr, kBeta1, kBeta2, step, scalars);
+    step_scalars.copy_(at::tensor({scalars[0], scalars[1]}, at::kFloat));
+    AdamStepInPlaceWithStepScalars(params[2], m[2], v[2], grad.to(gpu), kBeta1, kBeta2, kEps,
+                                   step_scalars);
+    for (int k = 1; k < 3; ++k) {
+      EXPECT_TRUE(at::equal(params[k].cpu(), params[0])) << "step " << step << ", case " << k;
+      EXPECT_TRUE(at::equal(m[k].cpu(), m[0])) << "step " << step << ", case " << k;
+      EXPECT_TRUE(at::equal(v[k].cpu(), v[0])) << "step " << step << ", case " << k;
+    }
+  }
+  EXPECT_GT((params[0] - start).abs().max().item<double>(), 1e-3);  // it moved
+}
+
+INSTANTIATE_TEST_SUITE_P(Sizes, AdamCudaTest, ::testing::Values(1, 4099, 140545, 1 << 20));
 
 }  // namespace
 }  // namespace prl::models
