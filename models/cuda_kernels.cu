@@ -133,6 +133,54 @@ __global__ void AdamKernel(float* __restrict__ p, float* __restrict__ m, float* 
   }
 }
 
+// Element i of BiasRelu (std::max's NaN handling, as the CPU's pass).
+__host__ __device__ inline void BiasReluElement(int64_t i, float* __restrict__ y,
+                                                const float* __restrict__ b, int64_t rows,
+                                                int64_t cols) {
+  const int64_t j = i % cols, e = i / (rows * cols);
+  const float v = Add(y[i], b[e * cols + j]);
+  y[i] = v < 0.0f ? 0.0f : v;
+}
+
+__global__ void BiasReluKernel(float* __restrict__ y, const float* __restrict__ b, int64_t n,
+                               int64_t rows, int64_t cols) {
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+       i += stride) {
+    BiasReluElement(i, y, b, rows, cols);
+  }
+}
+
+// ReluBiasBackward: block (kColumns, kRowLanes) over columns [blockIdx.x·kColumns, +kColumns) of
+// member blockIdx.y; lane t sums rows t, t + kRowLanes, ... in order, then lane 0 adds the
+// lanes' sums in order.
+constexpr int kColumns = 32;
+constexpr int kRowLanes = 16;
+
+__global__ void ReluBiasBackwardKernel(const float* __restrict__ g, const float* __restrict__ y,
+                                       float* __restrict__ masked, float* __restrict__ gb,
+                                       int64_t rows, int64_t cols) {
+  __shared__ float partial[kRowLanes][kColumns + 1];
+  const int64_t j = static_cast<int64_t>(blockIdx.x) * kColumns + threadIdx.x;
+  const int64_t base = static_cast<int64_t>(blockIdx.y) * rows * cols;
+  float sum = 0.0f;
+  if (j < cols) {
+    for (int64_t r = threadIdx.y; r < rows; r += kRowLanes) {
+      const int64_t i = base + r * cols + j;
+      const float v = y[i] > 0.0f ? g[i] : 0.0f;
+      masked[i] = v;
+      sum = Add(sum, v);
+    }
+  }
+  partial[threadIdx.y][threadIdx.x] = sum;
+  __syncthreads();
+  if (threadIdx.y == 0 && j < cols) {
+    float total = partial[0][threadIdx.x];
+    for (int t = 1; t < kRowLanes; ++t) total = Add(total, partial[t][threadIdx.x]);
+    gb[static_cast<int64_t>(blockIdx.y) * cols + j] = total;
+  }
+}
+
 unsigned Blocks(int64_t n) { return static_cast<unsigned>((n + kThreads - 1) / kThreads); }
 
 }  // namespace
@@ -170,6 +218,26 @@ int AdamStep(float* param, float* exp_avg, float* exp_avg_sq, const float* grad,
   AdamKernel<<<blocks, kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
       param, exp_avg, exp_avg_sq, grad, n, constants, step_scalars, neg_step_size,
       sqrt_bias_correction2);
+  return static_cast<int>(cudaGetLastError());
+}
+
+int BiasRelu(float* y, const float* b, int64_t members, int64_t rows, int64_t cols, void* stream) {
+  const int64_t n = members * rows * cols;
+  if (n <= 0) return 0;
+  constexpr int64_t kMaxBlocks = 4096;
+  const unsigned blocks = static_cast<unsigned>(std::min<int64_t>(Blocks(n), kMaxBlocks));
+  BiasReluKernel<<<blocks, kThreads, 0, static_cast<cudaStream_t>(stream)>>>(y, b, n, rows, cols);
+  return static_cast<int>(cudaGetLastError());
+}
+
+int ReluBiasBackward(const float* g, const float* y, float* masked, float* gb, int64_t members,
+                     int64_t rows, int64_t cols, void* stream) {
+  if (members <= 0 || cols <= 0) return 0;
+  const dim3 grid(static_cast<unsigned>((cols + kColumns - 1) / kColumns),
+                  static_cast<unsigned>(members));
+  const dim3 block(kColumns, kRowLanes);
+  ReluBiasBackwardKernel<<<grid, block, 0, static_cast<cudaStream_t>(stream)>>>(g, y, masked, gb,
+                                                                                rows, cols);
   return static_cast<int>(cudaGetLastError());
 }
 

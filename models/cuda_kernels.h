@@ -37,6 +37,17 @@ int AdamStep(float* param, float* exp_avg, float* exp_avg_sq, const float* grad,
              const AdamConstants& constants, const float* step_scalars, float neg_step_size,
              float sqrt_bias_correction2, void* stream);
 
+// The epilogue of a ReLU layer's product, in place: y[e, r, j] = max(y[e, r, j] + b[e, j], 0) for
+// `members` blocks of `rows`×`cols` (row-major; members 1 for a plain layer), as
+// kernels::BiasActivateRows per member.
+int BiasRelu(float* y, const float* b, int64_t members, int64_t rows, int64_t cols, void* stream);
+
+// Its backward, as kernels::BiasGradRows per member: masked[e, r, j] = g[e, r, j] where
+// y[e, r, j] > 0, else 0, and gb[e, j] = Σ_r masked[e, r, j], summed in a fixed order (the same
+// result every run). One block per 32 columns of a member: meant for up to a few thousand rows.
+int ReluBiasBackward(const float* g, const float* y, float* masked, float* gb, int64_t members,
+                     int64_t rows, int64_t cols, void* stream);
+
 // The CUDA runtime's text for a code the functions above returned.
 const char* ErrorString(int code);
 

@@ -4,6 +4,7 @@
 // bit for bit, with the step's scalars from the host and from the device. Skipped where this
 // process sees no CUDA device (every CPU build); scripts/cuda_build.sh builds it for a GPU
 // machine.
+#include <cmath>
 #include <string>
 #include <utility>
 #include <vector>
@@ -77,6 +78,58 @@ INSTANTIATE_TEST_SUITE_P(Shapes, SquashedGaussianCudaTest,
                                            std::pair<int64_t, int64_t>{256, 6},
                                            std::pair<int64_t, int64_t>{4096, 6},
                                            std::pair<int64_t, int64_t>{300, 33}));
+
+// A ReLU layer on the GPU (LinearRelu: one EpilogueLinearReluFunction node) against Linear then
+// relu on the same GPU: values and the gradients of x, W and b, for a plain layer and an
+// ensemble of two with a shared input or its own, at SAC's batch sizes (both sides of the
+// batched-product and fused-backward row limits), weights or inputs without gradient as the
+// actor loss's critic pass has them.
+struct LayerCase {
+  int64_t rows, in, out;
+  int members;  // 1: a plain layer
+  bool shared_input;
+  bool weight_grad;
+};
+
+class LinearReluCudaTest : public ::testing::TestWithParam<LayerCase> {};
+
+TEST_P(LinearReluCudaTest, FusedLayerMatchesLinearThenRelu) {
+  if (!HasGpu()) GTEST_SKIP() << "no CUDA device";
+  const LayerCase c = GetParam();
+  const at::Device gpu(at::kCUDA, 0);
+  at::manual_seed(17);
+  std::vector<int64_t> x_shape = {c.rows, c.in}, w_shape = {c.out, c.in}, b_shape = {c.out};
+  if (c.members > 1) {
+    if (!c.shared_input) x_shape.insert(x_shape.begin(), c.members);
+    w_shape.insert(w_shape.begin(), c.members);
+    b_shape.insert(b_shape.begin(), c.members);
+  }
+  const at::Tensor x = at::randn(x_shape).to(gpu).requires_grad_(true);
+  const at::Tensor w = (at::randn(w_shape) / std::sqrt(c.in)).to(gpu).requires_grad_(c.weight_grad);
+  const at::Tensor b = (at::randn(b_shape) * 0.1).to(gpu).requires_grad_(c.weight_grad);
+  const at::Tensor fused = LinearRelu(x, w, b, GemmBackend::kAten);
+  const at::Tensor composite = at::relu(Linear(x, w, b, GemmBackend::kAten));
+  ASSERT_NE(fused.grad_fn(), nullptr);
+  EXPECT_THAT(fused.grad_fn()->name(), ::testing::HasSubstr("EpilogueLinearReluFunction"));
+  EXPECT_LE(RelativeDifference(fused.detach().cpu(), composite.detach().cpu()), 1e-5);
+  const at::Tensor g = at::randn(fused.sizes()).to(gpu);
+  std::vector<at::Tensor> inputs = {x};
+  if (c.weight_grad) inputs.insert(inputs.end(), {w, b});
+  const auto want = torch::autograd::grad({composite}, inputs, {g});
+  const auto got = torch::autograd::grad({fused}, inputs, {g});
+  for (size_t k = 0; k < inputs.size(); ++k) {
+    EXPECT_LE(RelativeDifference(got[k].cpu(), want[k].cpu()), 1e-5) << "gradient " << k;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Layers, LinearReluCudaTest,
+                         ::testing::Values(LayerCase{256, 17, 256, 1, true, true},
+                                           LayerCase{4096, 256, 256, 1, true, true},
+                                           LayerCase{256, 23, 256, 2, true, true},
+                                           LayerCase{256, 256, 256, 2, false, true},
+                                           LayerCase{256, 256, 256, 2, false, false},
+                                           LayerCase{4096, 23, 256, 2, true, true},
+                                           LayerCase{4096, 256, 256, 2, false, true}));
 
 // Adam on a network's worth of parameters (and an odd count, for the kernel's partial block):
 // every step of the GPU's kernel equals the CPU's pass, bit for bit, whether the step's scalars

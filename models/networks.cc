@@ -10,6 +10,7 @@
 #include "ATen/Parallel.h"
 #include "ATen/core/grad_mode.h"
 #include "absl/strings/str_cat.h"
+#include "c10/core/DeviceGuard.h"
 #include "common/logging.h"
 #include "models/cpu_kernels.h"
 #include "models/gemm.h"
@@ -179,6 +180,164 @@ struct FastLinearFunction : public torch::autograd::Function<FastLinearFunction>
   }
 };
 
+// Up to this many rows an ensemble layer on a GPU runs as one batched product; above, one
+// product per member. Measured on an H200 (SAC's twin critics of [256, 256], docs/benchmarks.md):
+// the batched form made the whole captured update 1.21x faster at batch 256 and 0.76x as fast at
+// batch 4096, where the per-member products pick better kernels.
+constexpr int64_t kBatchedEnsembleMaxRows = 1024;
+
+#ifdef PRL_WITH_CUDA_KERNELS
+// Whether PRL's kernels are right on a GPU (checked once per device; below).
+bool CudaKernelsAgree(const at::Device& device);
+#endif
+
+// Up to this many rows a ReLU layer's backward on a GPU is one kernel of PRL's (the mask and the
+// bias gradient, cuda_kernels::ReluBiasBackward: one block per 32 columns of a member); above,
+// where those few blocks would read the gradient slower than the GPU's width allows, LibTorch's
+// two (threshold_backward, sum).
+constexpr int64_t kFusedReluBackwardMaxRows = 1024;
+
+// y[e] = relu(y[e] + b[e]) in place for the members of a contiguous [E, rows, cols] (or
+// [rows, cols]) float32 tensor: PRL's kernel on a GPU, the CPU's pass elsewhere.
+void BiasReluInPlace(const at::Tensor& y, const at::Tensor& b, const LinearDims& d) {
+  if (y.is_cuda()) {
+#ifdef PRL_WITH_CUDA_KERNELS
+    const int code =
+        cuda_kernels::BiasRelu(y.data_ptr<float>(), b.data_ptr<float>(), d.members, d.batch, d.out,
+                               c10::cuda::getCurrentCUDAStream(y.device().index()).stream());
+    TORCH_CHECK(code == 0, "bias/ReLU kernel: ", cuda_kernels::ErrorString(code));
+    return;
+#else
+    TORCH_CHECK(false, "this build has no CUDA kernels");
+#endif
+  }
+  for (int64_t e = 0; e < d.members; ++e) {
+    BiasActivate(y.data_ptr<float>() + e * d.batch * d.out, b.data_ptr<float>() + e * d.out,
+                 d.batch, d.out, /*relu=*/true);
+  }
+}
+
+// The backward of BiasReluInPlace: masked = g·[y > 0] and gb = masked summed over the rows, per
+// member (all contiguous).
+void ReluBiasGrad(const at::Tensor& g, const at::Tensor& y, const at::Tensor& masked,
+                  const at::Tensor& gb, const LinearDims& d) {
+  if (y.is_cuda()) {
+#ifdef PRL_WITH_CUDA_KERNELS
+    const int code = cuda_kernels::ReluBiasBackward(
+        g.data_ptr<float>(), y.data_ptr<float>(), masked.data_ptr<float>(), gb.data_ptr<float>(),
+        d.members, d.batch, d.out, c10::cuda::getCurrentCUDAStream(y.device().index()).stream());
+    TORCH_CHECK(code == 0, "ReLU/bias backward kernel: ", cuda_kernels::ErrorString(code));
+    return;
+#else
+    TORCH_CHECK(false, "this build has no CUDA kernels");
+#endif
+  }
+  for (int64_t e = 0; e < d.members; ++e) {
+    const int64_t offset = e * d.batch * d.out;
+    BiasBackward(g.data_ptr<float>() + offset, y.data_ptr<float>() + offset,
+                 masked.data_ptr<float>() + offset, gb.data_ptr<float>() + e * d.out, d.batch,
+                 d.out, /*relu=*/true);
+  }
+}
+
+// relu(Linear(x, W, b)) on a GPU in fewer kernels than LibTorch's addmm or baddbmm then relu, one
+// autograd node per layer (also inside CUDA graphs, where each kernel is a node to run):
+//   forward: a plain layer and an ensemble's members above kBatchedEnsembleMaxRows rows are
+//     ATen's _addmm_activation (on a GPU cuBLASLt with the bias and ReLU in the product's
+//     epilogue: one kernel per product); a smaller ensemble is one batched product plus
+//     BiasReluInPlace (baddbmm would first copy the bias into its output);
+//   backward: the ReLU mask and the bias gradient in one kernel (ReluBiasGrad) up to
+//     kFusedReluBackwardMaxRows rows, then the products: mm/bmm for the input and weight
+//     gradients, each only where needed.
+// Shapes as Linear's: x [B, in] or [E, B, in], W [out, in] or [E, out, in], b [out] or [E, out].
+// Runs on the CPU too (the CPU's passes in place of the kernels), where only tests call it:
+// LinearRelu takes FastLinearFunction or the composite there.
+struct EpilogueLinearReluFunction : public torch::autograd::Function<EpilogueLinearReluFunction> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x,
+                            const at::Tensor& w, const at::Tensor& b_in) {
+    c10::OptionalDeviceGuard guard;
+    if (x.is_cuda()) guard.reset_device(x.device());
+    const LinearDims d = DimsOf(x, w);
+    const at::Tensor b = b_in.contiguous();
+    at::Tensor y;
+    if (w.dim() == 2) {
+      y = at::_addmm_activation(b, x, w.t());
+    } else if (d.batch <= kBatchedEnsembleMaxRows) {
+      const at::Tensor xs = d.shared_input ? x.unsqueeze(0).expand({d.members, d.batch, d.in}) : x;
+      y = at::bmm(xs, w.transpose(1, 2)).contiguous();
+      BiasReluInPlace(y, b, d);
+    } else {
+      y = at::empty({d.members, d.batch, d.out}, x.options());
+      for (int64_t e = 0; e < d.members; ++e) {
+        at::Tensor out = y.select(0, e);
+        at::_addmm_activation_out(out, b.select(0, e), d.shared_input ? x : x.select(0, e),
+                                  w.select(0, e).t());
+      }
+    }
+    ctx->save_for_backward({x, w, y});
+    return y;
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const at::Tensor& x = saved[0];
+    const at::Tensor& w = saved[1];
+    const at::Tensor y = saved[2].contiguous();  // (it is: the forward's own output)
+    c10::OptionalDeviceGuard guard;
+    if (x.is_cuda()) guard.reset_device(x.device());
+    const LinearDims d = DimsOf(x, w);
+    const at::Tensor g = grads[0].contiguous();
+    at::Tensor masked, gb;
+    if (d.batch <= kFusedReluBackwardMaxRows) {
+      masked = at::empty(y.sizes(), y.options());
+      gb = at::empty(w.dim() == 3 ? at::IntArrayRef{d.members, d.out} : at::IntArrayRef{d.out},
+                     w.options());
+      ReluBiasGrad(g, y, masked, gb, d);
+    } else {
+      masked = at::threshold_backward(g, y, 0);
+      if (ctx->needs_input_grad(2)) gb = masked.sum(-2);
+    }
+    at::Tensor gx, gw;
+    if (ctx->needs_input_grad(0)) {
+      if (w.dim() == 2) {
+        gx = at::mm(masked, w);
+      } else {
+        gx = at::bmm(masked, w);
+        if (d.shared_input) gx = gx.sum(0);  // a shared input sums the members' contributions
+      }
+    }
+    if (ctx->needs_input_grad(1)) {
+      if (w.dim() == 2) {
+        gw = at::mm(masked.t(), x);
+      } else {
+        const at::Tensor xs =
+            d.shared_input ? x.unsqueeze(0).expand({d.members, d.batch, d.in}) : x;
+        gw = at::bmm(masked.transpose(1, 2), xs);
+      }
+    }
+    if (!ctx->needs_input_grad(2)) gb = at::Tensor();
+    return {gx, gw, gb};
+  }
+};
+
+// Whether relu(Linear(x, W, b)) has the shapes EpilogueLinearReluFunction takes: float32 on one
+// device, a plain layer on a [B, in] input, or an ensemble.
+bool EpilogueLinearReluShapes(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
+  for (const at::Tensor* t : {&x, &w, &b}) {
+    if (t->scalar_type() != at::kFloat || t->device() != x.device()) return false;
+  }
+  if (w.dim() == 2) {
+    if (x.dim() != 2 || b.dim() != 1) return false;
+  } else if (w.dim() == 3) {
+    if (b.dim() != 2 || b.size(0) != w.size(0)) return false;
+    if (x.dim() != 2 && !(x.dim() == 3 && x.size(0) == w.size(0))) return false;
+  } else {
+    return false;
+  }
+  return x.size(-1) == w.size(-1) && b.size(-1) == w.size(-2) && x.size(-2) > 0;
+}
+
 bool UseFastGemm(const at::Tensor& x, const at::Tensor& w, GemmBackend backend) {
   return backend == GemmBackend::kOneDnn && x.is_cpu() && w.is_cpu() &&
          x.scalar_type() == at::kFloat && w.scalar_type() == at::kFloat && FastSgemmAvailable();
@@ -207,12 +366,6 @@ bool IsRelu(v1::NetworkSpec::Activation activation) {
          activation != v1::NetworkSpec::ACTIVATION_LEAKY_RELU &&
          activation != v1::NetworkSpec::ACTIVATION_SILU;
 }
-
-// Up to this many rows an ensemble layer on a GPU runs as one batched product; above, one
-// product per member. Measured on an H200 (SAC's twin critics of [256, 256], docs/benchmarks.md):
-// the batched form made the whole captured update 1.21x faster at batch 256 and 0.76x as fast at
-// batch 4096, where the per-member products pick better kernels.
-constexpr int64_t kBatchedEnsembleMaxRows = 1024;
 
 // PyTorch's nn.Linear initialisation: weight and bias U(-1/sqrt(in), 1/sqrt(in)).
 ParameterBlock::Init LinearInit(int64_t fan_in) {
@@ -253,18 +406,30 @@ at::Tensor Linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b,
   return at::stack(members);
 }
 
+namespace internal {
+
+at::Tensor EpilogueLinearRelu(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
+  TORCH_CHECK(EpilogueLinearReluShapes(x, w, b), "EpilogueLinearRelu: x ", x.sizes(), ", W ",
+              w.sizes(), ", b ", b.sizes(), " are not a float32 layer's shapes on one device");
+  return EpilogueLinearReluFunction::apply(x, w, b);
+}
+
+}  // namespace internal
+
 at::Tensor LinearRelu(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b,
                       GemmBackend backend) {
   if (UseFastGemm(x, w, backend)) return FastLinearFunction::apply(x, w, b, true);
+#ifdef PRL_WITH_CUDA_KERNELS
+  // on a GPU whose kernels passed their check
+  if (x.is_cuda() && EpilogueLinearReluShapes(x, w, b) && CudaKernelsAgree(x.device())) {
+    return EpilogueLinearReluFunction::apply(x, w, b);
+  }
+#endif
   at::Tensor y = Linear(x, w, b, backend);
   return at::relu_(y);
 }
 
 namespace {
-
-#ifdef PRL_WITH_CUDA_KERNELS
-bool CudaKernelsAgree(const at::Device& device);
-#endif
 
 bool FusedAdamLayout(const at::Tensor& param, const at::Tensor& exp_avg,
                      const at::Tensor& exp_avg_sq, const at::Tensor& grad) {
@@ -453,8 +618,9 @@ struct SquashedGaussianFunction : public torch::autograd::Function<SquashedGauss
 #ifdef PRL_WITH_CUDA_KERNELS
 // Whether the GPU kernels are right on `device`: checked once per device, eagerly (never inside
 // a CUDA-graph capture: until checked, a capture takes LibTorch's operations), on fixed inputs:
-// the squashed Gaussian's values and gradients against the composite, Adam's steps against the
-// CPU's. A disagreement is logged and the device keeps LibTorch's operations.
+// the squashed Gaussian's and the ReLU layers' values and gradients against LibTorch's
+// composites, Adam's steps against the CPU's. A disagreement is logged and the device keeps
+// LibTorch's operations.
 bool CudaKernelsAgree(const at::Device& device) {
   static absl::Mutex mu(absl::kConstInit);
   static std::map<int, bool>* checked = new std::map<int, bool>();
@@ -494,6 +660,43 @@ bool CudaKernelsAgree(const at::Device& device) {
       const double scale = 1.0 + b.abs().max().item<double>();
       worst = std::max(worst, diff / scale);
     }
+    // ReLU layers: values and the gradients of x, W and b against Linear then relu, for a plain
+    // layer and an ensemble (shared and own inputs), on both sides of the row limits
+    for (const int64_t layer_rows : {int64_t{37}, kBatchedEnsembleMaxRows + 76}) {
+      for (const int members : {1, 2}) {
+        for (const bool shared : {true, false}) {
+          if (members == 1 && !shared) continue;
+          const int64_t in = 23, out = 40;
+          auto pattern = [&](std::vector<int64_t> shape, double f) {
+            int64_t n = 1;
+            for (int64_t v : shape) n *= v;
+            return (at::sin(at::arange(n, opts) * f) * 1.5).reshape(shape).requires_grad_(true);
+          };
+          std::vector<int64_t> x_shape = {layer_rows, in}, w_shape = {out, in}, b_shape = {out};
+          if (members > 1) {
+            if (!shared) x_shape.insert(x_shape.begin(), members);
+            w_shape.insert(w_shape.begin(), members);
+            b_shape.insert(b_shape.begin(), members);
+          }
+          const at::Tensor x = pattern(x_shape, 0.13), w = pattern(w_shape, 0.29) * 0.3;
+          const at::Tensor b = pattern(b_shape, 0.71);
+          const at::Tensor w_leaf = w.detach().requires_grad_(true);
+          const at::Tensor fused_y = EpilogueLinearReluFunction::apply(x, w_leaf, b);
+          const at::Tensor composite_y = at::relu(Linear(x, w_leaf, b, GemmBackend::kAten));
+          const at::Tensor g =
+              at::cos(at::arange(fused_y.numel(), opts) * 0.53).reshape(fused_y.sizes());
+          const auto fused_g = torch::autograd::grad({fused_y}, {x, w_leaf, b}, {g});
+          const auto composite_g = torch::autograd::grad({composite_y}, {x, w_leaf, b}, {g});
+          std::vector<std::pair<at::Tensor, at::Tensor>> pairs = {{fused_y, composite_y}};
+          for (size_t k = 0; k < fused_g.size(); ++k)
+            pairs.emplace_back(fused_g[k], composite_g[k]);
+          for (const auto& [a, c] : pairs) {
+            const double diff = (a - c).abs().max().item<double>();
+            worst = std::max(worst, diff / (1.0 + c.abs().max().item<double>()));
+          }
+        }
+      }
+    }
     // Adam: a few steps, the step scalars read on the device as in a graph, against the CPU's
     // pass, which the kernel matches bit for bit
     const int64_t n = 4099;  // several blocks and a partial one
@@ -515,7 +718,7 @@ bool CudaKernelsAgree(const at::Device& device) {
     }
     for (int k = 0; k < 3; ++k) adam_mismatches += cpu[k].ne(gpu[k].cpu()).sum().item<int64_t>();
     agree = worst <= 1e-5 && adam_mismatches == 0;
-    detail = absl::StrCat("squashed Gaussian: largest relative difference ", worst,
+    detail = absl::StrCat("squashed Gaussian and ReLU layers: largest relative difference ", worst,
                           " (allowed 1e-5); Adam: ", adam_mismatches,
                           " values differ from the CPU's (allowed 0)");
   } catch (const c10::Error& e) {

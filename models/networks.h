@@ -58,6 +58,14 @@ at::Tensor Linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b,
 at::Tensor LinearRelu(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b,
                       GemmBackend backend);
 
+namespace internal {
+// relu(Linear(x, W, b)) as LinearRelu computes it on a GPU whose kernels passed their check (one
+// autograd node: the bias and ReLU in the product's epilogue, the mask and the bias gradient in
+// one pass; models/networks.cc), on any device: for tests, which check it on the CPU. Float32,
+// Linear's shapes with a [B, in] input for a plain layer.
+at::Tensor EpilogueLinearRelu(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b);
+}  // namespace internal
+
 // One step of torch.optim.Adam (no weight decay, no AMSGrad) on flat tensors, in place: `step`
 // is the 1-based step count. Float32 contiguous tensors take one fused pass: on the CPU
 // models/cpu_kernels.h's, split across the intra-op threads; on a GPU (CUDA builds) one kernel

@@ -11,6 +11,7 @@
 #include "ATen/core/grad_mode.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "torch/csrc/autograd/autograd.h"
 
 namespace prl::models {
 namespace {
@@ -208,6 +209,66 @@ TEST(AdamStepInPlaceTest, StepScalarsOfTheWrongShapeAreRefusedNamingWhatIsWanted
     EXPECT_THAT(e.what_without_backtrace(), ::testing::HasSubstr("want a contiguous float32 [2]"));
   }
   EXPECT_TRUE(at::equal(p, at::zeros({4})));  // nothing moved
+}
+
+// The ReLU layer a GPU takes (internal::EpilogueLinearRelu), run here with the CPU's passes in
+// place of the GPU's kernels: its values and the gradients of x, W and b against Linear then
+// relu, for a plain layer and an ensemble with a shared input or its own, on both sides of the
+// row limits where it changes how it computes (1,024), with and without weight gradients.
+TEST(EpilogueLinearReluTest, MatchesLinearThenReluForwardAndBackward) {
+  at::manual_seed(21);
+  for (const int64_t rows : {37, 1100}) {
+    for (const int members : {1, 2}) {
+      for (const bool shared : {true, false}) {
+        for (const bool weight_grad : {true, false}) {
+          if (members == 1 && !shared) continue;
+          SCOPED_TRACE(::testing::Message()
+                       << "rows " << rows << ", members " << members << ", shared " << shared
+                       << ", weight grad " << weight_grad);
+          const int64_t in = 19, out = 33;
+          std::vector<int64_t> x_shape = {rows, in}, w_shape = {out, in}, b_shape = {out};
+          if (members > 1) {
+            if (!shared) x_shape.insert(x_shape.begin(), members);
+            w_shape.insert(w_shape.begin(), members);
+            b_shape.insert(b_shape.begin(), members);
+          }
+          const at::Tensor x = at::randn(x_shape).requires_grad_(true);
+          const at::Tensor w = (at::randn(w_shape) * 0.3).requires_grad_(weight_grad);
+          const at::Tensor b = (at::randn(b_shape) * 0.3).requires_grad_(weight_grad);
+          const at::Tensor got = internal::EpilogueLinearRelu(x, w, b);
+          const at::Tensor want = at::relu(Linear(x, w, b, GemmBackend::kAten));
+          ASSERT_EQ(got.sizes(), want.sizes());
+          // products summed in another order: compared at each tensor's scale
+          auto close = [](const at::Tensor& a, const at::Tensor& b) {
+            return (a - b).abs().max().item<double>() <=
+                   1e-5 * (1.0 + b.abs().max().item<double>());
+          };
+          EXPECT_TRUE(close(got, want));
+          EXPECT_GT((want > 0).sum().item<int64_t>(), 0);   // some units on
+          EXPECT_GT((want == 0).sum().item<int64_t>(), 0);  // and some off
+          const at::Tensor g = at::randn(got.sizes());
+          std::vector<at::Tensor> inputs = {x};
+          if (weight_grad) inputs.insert(inputs.end(), {w, b});
+          const auto got_g = torch::autograd::grad({got}, inputs, {g});
+          const auto want_g = torch::autograd::grad({want}, inputs, {g});
+          for (size_t k = 0; k < inputs.size(); ++k) {
+            ASSERT_EQ(got_g[k].sizes(), want_g[k].sizes()) << "gradient " << k;
+            EXPECT_TRUE(close(got_g[k], want_g[k])) << "gradient " << k;
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST(EpilogueLinearReluTest, RefusesShapesItDoesNotTake) {
+  const at::Tensor x = at::zeros({3, 4, 5}), w = at::zeros({6, 5}), b = at::zeros({6});
+  try {
+    internal::EpilogueLinearRelu(x, w, b);  // a plain layer on a [T, B, in] input
+    ADD_FAILURE() << "accepted a 3-d input to a plain layer";
+  } catch (const c10::Error& e) {
+    EXPECT_THAT(e.what_without_backtrace(), ::testing::HasSubstr("not a float32 layer's shapes"));
+  }
 }
 
 TEST(TanhLogDetJacobianTest, MatchesTheNaiveFormulaAndStaysFinite) {
