@@ -30,7 +30,7 @@ PRL_VECTOR_CLONES void BiasGradRows(const float* __restrict g, const float* __re
       const float* __restrict yr = y + r * cols;
       float* __restrict mr = masked + r * cols;
       for (int64_t j = 0; j < cols; ++j) {
-        const float v = yr[j] > 0.0f ? gr[j] : 0.0f;
+        const float v = yr[j] <= 0.0f ? 0.0f : gr[j];  // a NaN passes, as in ATen's relu
         mr[j] = v;
         sum[j] += v;
       }

@@ -13,9 +13,9 @@ namespace prl::models::kernels {
 // y[r, j] = relu?(y[r, j] + b[j]) for r < rows, j < cols (row-major, row stride cols).
 void BiasActivateRows(float* y, const float* b, int64_t rows, int64_t cols, bool relu);
 
-// The backward of BiasActivateRows: with `y` (its output) non-null, masked[r, j] = g[r, j] when
-// y[r, j] > 0, else 0; sum[j] += Σ_r masked[r, j] (g itself when y is null; masked is then
-// unused).
+// The backward of BiasActivateRows: with `y` (its output) non-null, masked[r, j] = 0 where
+// y[r, j] ≤ 0, else g[r, j] (a NaN passes, as in ATen's relu); sum[j] += Σ_r masked[r, j] (g
+// itself when y is null; masked is then unused).
 void BiasGradRows(const float* g, const float* y, float* masked, float* sum, int64_t rows,
                   int64_t cols);
 

@@ -167,7 +167,7 @@ __global__ void ReluBiasBackwardKernel(const float* __restrict__ g, const float*
   if (j < cols) {
     for (int64_t r = threadIdx.y; r < rows; r += kRowLanes) {
       const int64_t i = base + r * cols + j;
-      const float v = y[i] > 0.0f ? g[i] : 0.0f;
+      const float v = y[i] <= 0.0f ? 0.0f : g[i];  // a NaN passes, as in ATen's relu
       masked[i] = v;
       sum = Add(sum, v);
     }

@@ -42,9 +42,10 @@ int AdamStep(float* param, float* exp_avg, float* exp_avg_sq, const float* grad,
 // kernels::BiasActivateRows per member.
 int BiasRelu(float* y, const float* b, int64_t members, int64_t rows, int64_t cols, void* stream);
 
-// Its backward, as kernels::BiasGradRows per member: masked[e, r, j] = g[e, r, j] where
-// y[e, r, j] > 0, else 0, and gb[e, j] = Σ_r masked[e, r, j], summed in a fixed order (the same
-// result every run). One block per 32 columns of a member: meant for up to a few thousand rows.
+// Its backward: masked[e, r, j] = 0 where y[e, r, j] ≤ 0, else g[e, r, j], and gb[e, j] (written,
+// not added to) = Σ_r masked[e, r, j], summed in a fixed order of the kernel's own (the same
+// result every run; not the CPU's order). One block per 32 columns of a member (members ≤
+// 65,535): meant for up to a few thousand rows.
 int ReluBiasBackward(const float* g, const float* y, float* masked, float* gb, int64_t members,
                      int64_t rows, int64_t cols, void* stream);
 

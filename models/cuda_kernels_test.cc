@@ -89,6 +89,7 @@ struct LayerCase {
   int members;  // 1: a plain layer
   bool shared_input;
   bool weight_grad;
+  bool input_grad = true;  // false: the first layer, on observations
 };
 
 class LinearReluCudaTest : public ::testing::TestWithParam<LayerCase> {};
@@ -104,7 +105,7 @@ TEST_P(LinearReluCudaTest, FusedLayerMatchesLinearThenRelu) {
     w_shape.insert(w_shape.begin(), c.members);
     b_shape.insert(b_shape.begin(), c.members);
   }
-  const at::Tensor x = at::randn(x_shape).to(gpu).requires_grad_(true);
+  const at::Tensor x = at::randn(x_shape).to(gpu).requires_grad_(c.input_grad);
   const at::Tensor w = (at::randn(w_shape) / std::sqrt(c.in)).to(gpu).requires_grad_(c.weight_grad);
   const at::Tensor b = (at::randn(b_shape) * 0.1).to(gpu).requires_grad_(c.weight_grad);
   const at::Tensor fused = LinearRelu(x, w, b, GemmBackend::kAten);
@@ -113,7 +114,8 @@ TEST_P(LinearReluCudaTest, FusedLayerMatchesLinearThenRelu) {
   EXPECT_THAT(fused.grad_fn()->name(), ::testing::HasSubstr("EpilogueLinearReluFunction"));
   EXPECT_LE(RelativeDifference(fused.detach().cpu(), composite.detach().cpu()), 1e-5);
   const at::Tensor g = at::randn(fused.sizes()).to(gpu);
-  std::vector<at::Tensor> inputs = {x};
+  std::vector<at::Tensor> inputs;
+  if (c.input_grad) inputs.push_back(x);
   if (c.weight_grad) inputs.insert(inputs.end(), {w, b});
   const auto want = torch::autograd::grad({composite}, inputs, {g});
   const auto got = torch::autograd::grad({fused}, inputs, {g});
@@ -122,14 +124,16 @@ TEST_P(LinearReluCudaTest, FusedLayerMatchesLinearThenRelu) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Layers, LinearReluCudaTest,
-                         ::testing::Values(LayerCase{256, 17, 256, 1, true, true},
-                                           LayerCase{4096, 256, 256, 1, true, true},
-                                           LayerCase{256, 23, 256, 2, true, true},
-                                           LayerCase{256, 256, 256, 2, false, true},
-                                           LayerCase{256, 256, 256, 2, false, false},
-                                           LayerCase{4096, 23, 256, 2, true, true},
-                                           LayerCase{4096, 256, 256, 2, false, true}));
+INSTANTIATE_TEST_SUITE_P(
+    Layers, LinearReluCudaTest,
+    ::testing::Values(
+        LayerCase{256, 17, 256, 1, true, true}, LayerCase{4096, 256, 256, 1, true, true},
+        LayerCase{256, 23, 256, 2, true, true}, LayerCase{256, 256, 256, 2, false, true},
+        LayerCase{256, 256, 256, 2, false, false}, LayerCase{4096, 23, 256, 2, true, true},
+        LayerCase{4096, 256, 256, 2, false, true},
+        // a partial block of 32 columns, odd rows, no input gradient
+        LayerCase{301, 23, 40, 2, true, true, false},
+        LayerCase{301, 23, 40, 1, true, true, false}));
 
 // Adam on a network's worth of parameters (and an odd count, for the kernel's partial block):
 // every step of the GPU's kernel equals the CPU's pass, bit for bit, whether the step's scalars

@@ -15,12 +15,14 @@
 #include "models/cpu_kernels.h"
 #include "models/gemm.h"
 #include "torch/csrc/autograd/custom_function.h"
+#include "torch/csrc/autograd/variable.h"
 
 #ifdef PRL_WITH_CUDA_KERNELS
 #include <map>
 #include <string>
 
 #include "absl/synchronization/mutex.h"
+#include "c10/core/InferenceMode.h"
 #include "c10/cuda/CUDAGraphsC10Utils.h"
 #include "c10/cuda/CUDAGuard.h"
 #include "c10/cuda/CUDAStream.h"
@@ -330,7 +332,8 @@ bool EpilogueLinearReluShapes(const at::Tensor& x, const at::Tensor& w, const at
   if (w.dim() == 2) {
     if (x.dim() != 2 || b.dim() != 1) return false;
   } else if (w.dim() == 3) {
-    if (b.dim() != 2 || b.size(0) != w.size(0)) return false;
+    // the backward kernel's grid has a row of blocks per member (at most 65,535)
+    if (b.dim() != 2 || b.size(0) != w.size(0) || w.size(0) > 65535) return false;
     if (x.dim() != 2 && !(x.dim() == 3 && x.size(0) == w.size(0))) return false;
   } else {
     return false;
@@ -471,6 +474,11 @@ void FusedAdamStep(const at::Tensor& param, const at::Tensor& exp_avg, const at:
       s.neg_step_size, s.sqrt_bias_correction2,
       c10::cuda::getCurrentCUDAStream(param.device().index()).stream());
   TORCH_CHECK(code == 0, "Adam kernel: ", cuda_kernels::ErrorString(code));
+  // written through raw pointers: tell autograd, as LibTorch's in-place operations do, so that a
+  // tensor saved for a backward and stepped before it is caught there
+  for (const at::Tensor* t : {&param, &exp_avg, &exp_avg_sq}) {
+    torch::autograd::impl::bump_version(*t);
+  }
 #else
   TORCH_CHECK(false, "this build has no CUDA kernels");
 #endif
@@ -634,6 +642,9 @@ bool CudaKernelsAgree(const at::Device& device) {
   bool failed = false;
   std::string detail;
   try {
+    // the check differentiates: out of inference mode (the prior server and policy runners call
+    // their networks in it) and with gradients on
+    const c10::InferenceMode not_inference(/*enabled=*/false);
     const at::AutoGradMode grad_mode(true);
     const auto opts = at::TensorOptions().dtype(at::kFloat).device(device);
     const int64_t rows = 37, dims = 5;

@@ -163,7 +163,8 @@ TEST(AdamStepInPlaceTest, FirstStepMovesEachParameterByLrAgainstItsGradient) {
 }
 
 // The fused pass rounds every operation on its own (its kernels are compiled without
-// contraction into fused multiply-adds, which GCC's AVX-512 clone would otherwise use): each
+// contraction into fused multiply-adds, which GCC's AVX-512 clone would otherwise use, so only
+// an AVX-512 machine can catch a missing flag): each
 // value equals the formula evaluated one float operation at a time, on any CPU, which is what
 // the GPU's kernel computes too (models/cuda_kernels_test).
 TEST(AdamStepInPlaceTest, FusedPassIsTheFormulaOneRoundedOperationAtATime) {
