@@ -37,6 +37,14 @@
 #include "torch/csrc/autograd/profiler_legacy.h"
 #include "torch/version.h"
 
+#ifdef PRL_WITH_CUDA
+#include <map>
+#include <set>
+#include <utility>
+
+#include "torch/csrc/autograd/profiler_kineto.h"
+#endif
+
 ABSL_FLAG(std::string, algorithm, "sac",
           "sac, td3 or spirl (SAC over act_dim skill latents, KL-regularised towards an untrained "
           "skill prior of --prior_hidden; CPU only).");
@@ -67,6 +75,11 @@ ABSL_FLAG(int, updates_per_call, 1,
 ABSL_FLAG(double, seconds, 5.0, "Measured time per backend (at least min_updates updates).");
 ABSL_FLAG(int, min_updates, 5, "Fewest timed updates per backend.");
 ABSL_FLAG(std::string, json, "", "Also write the results as JSON to this file.");
+ABSL_FLAG(int, gpu_kernels, 0,
+          "CUDA builds: after the timed updates, run this many more update calls under LibTorch's "
+          "Kineto profiler and print what the GPU ran per update: kernels, copies and memsets, "
+          "their GPU time, and the kernels that took most of it (for the graph case, the "
+          "kernels inside the replayed graphs).");
 ABSL_FLAG(std::string, profile, "",
           "Write a Chrome trace of LibTorch's operators during the timed updates to this file "
           "(prefixed with the backend name); timings then include the profiler's overhead.");
@@ -98,6 +111,13 @@ std::vector<TransitionBatch> MakeBatches(int count, int batch, int obs_dim, int 
   return batches;
 }
 
+// What the GPU ran during some update calls, per update (--gpu_kernels).
+struct GpuWork {
+  double kernels = 0, copies = 0, memsets = 0;                         // per update
+  double kernel_us = 0, copy_us = 0;                                   // GPU time per update
+  std::vector<std::pair<std::string, std::pair<double, double>>> top;  // name: {count, µs}
+};
+
 struct Result {
   std::string gemm;
   int64_t updates = 0;
@@ -105,6 +125,8 @@ struct Result {
   double cpu_seconds = 0;  // process CPU time (all threads): steadier on a shared machine
   double rate() const { return updates / seconds; }
   double cpu_rate() const { return updates / cpu_seconds; }
+  bool profiled = false;  // --gpu_kernels
+  GpuWork gpu;
 };
 
 AgentOptions BenchOptions(const std::string& gemm, int threads) {
@@ -195,6 +217,60 @@ void CheckAgainstCpu(int n, int threads, const std::vector<TransitionBatch>& bat
   std::fflush(stdout);
 }
 
+#ifdef PRL_WITH_CUDA
+// Runs `calls` calls of `update` (each `per_call` updates) under Kineto with CPU and CUDA
+// activities and sums the GPU's events: CUPTI reports every kernel a graph replay runs as well
+// as eager launches. Each call returns after its statistics reached the host, so its kernels are
+// done when the profiler stops.
+template <typename Fn>
+GpuWork ProfileGpuWork(Fn update, int calls, int per_call) {
+  namespace impl = torch::profiler::impl;
+  const impl::ProfilerConfig config(impl::ProfilerState::KINETO);
+  const std::set<impl::ActivityType> activities = {impl::ActivityType::CPU,
+                                                   impl::ActivityType::CUDA};
+  torch::autograd::profiler::prepareProfiler(config, activities);
+  torch::autograd::profiler::enableProfiler(config, activities);
+  for (int i = 0; i < calls; ++i) update();
+  const std::unique_ptr<torch::autograd::profiler::ProfilerResult> result =
+      torch::autograd::profiler::disableProfiler();
+  GpuWork work;
+  std::map<std::string, std::pair<double, double>> kernels;
+  const double updates = static_cast<double>(calls) * per_call;
+  for (const auto& e : result->events()) {
+    if (e.deviceType() != c10::DeviceType::CUDA) continue;
+    const std::string name = e.name();
+    const double us = static_cast<double>(e.durationNs()) / 1e3 / updates;
+    if (absl::StartsWith(name, "Memcpy")) {
+      work.copies += 1.0 / updates;
+      work.copy_us += us;
+    } else if (absl::StartsWith(name, "Memset")) {
+      work.memsets += 1.0 / updates;
+    } else {
+      work.kernels += 1.0 / updates;
+      work.kernel_us += us;
+      auto& k = kernels[name];
+      k.first += 1.0 / updates;
+      k.second += us;
+    }
+  }
+  work.top.assign(kernels.begin(), kernels.end());
+  std::sort(work.top.begin(), work.top.end(),
+            [](const auto& a, const auto& b) { return a.second.second > b.second.second; });
+  if (work.top.size() > 12) work.top.resize(12);
+  return work;
+}
+#endif
+
+void PrintGpuWork(const std::string& gemm, const GpuWork& w) {
+  std::printf(
+      "  gpu %-7s per update: %.1f kernels (%.1f us), %.1f copies (%.1f us), %.1f memsets\n",
+      gemm.c_str(), w.kernels, w.kernel_us, w.copies, w.copy_us, w.memsets);
+  for (const auto& [name, cost] : w.top) {
+    std::printf("    %7.2f us  %5.2f x  %.90s\n", cost.second, cost.first, name.c_str());
+  }
+  std::fflush(stdout);
+}
+
 Result Measure(const std::string& gemm, int threads, const std::vector<TransitionBatch>& batches) {
   std::unique_ptr<Agent> agent = CreateAgent(BenchOptions(gemm, threads));
   size_t next = 0;
@@ -231,6 +307,13 @@ Result Measure(const std::string& gemm, int threads, const std::vector<Transitio
   } while (result.seconds < absl::GetFlag(FLAGS_seconds) ||
            result.updates < absl::GetFlag(FLAGS_min_updates));
   result.cpu_seconds = static_cast<double>(std::clock() - cpu_start) / CLOCKS_PER_SEC;
+  if (absl::GetFlag(FLAGS_gpu_kernels) > 0) {
+#ifdef PRL_WITH_CUDA
+    profile.reset();  // one profiler at a time
+    result.gpu = ProfileGpuWork(update, absl::GetFlag(FLAGS_gpu_kernels), per_call);
+    result.profiled = true;
+#endif
+  }
   return result;
 }
 
@@ -259,6 +342,13 @@ int main(int argc, char** argv) {
                  at::hasCUDA() ? static_cast<int>(at::getNumGPUs()) : 0);
     return 1;
   }
+#ifndef PRL_WITH_CUDA
+  if (absl::GetFlag(FLAGS_gpu_kernels) > 0) {
+    std::fprintf(stderr,
+                 "learner_bench: --gpu_kernels needs a CUDA build (scripts/cuda_build.sh)\n");
+    return 1;
+  }
+#endif
   const std::string algorithm = absl::GetFlag(FLAGS_algorithm);
   if (algorithm != "sac" && algorithm != "td3" && algorithm != "spirl") {
     std::fprintf(stderr, "learner_bench: --algorithm=%s: sac, td3 or spirl\n", algorithm.c_str());
@@ -295,6 +385,7 @@ int main(int argc, char** argv) {
                 r.gemm.c_str(), r.rate(), r.cpu_rate(), static_cast<long long>(r.updates),
                 r.seconds);
     std::fflush(stdout);
+    if (r.profiled) PrintGpuWork(r.gemm, r.gpu);
   }
   const std::string json = absl::GetFlag(FLAGS_json);
   if (!json.empty()) {
@@ -303,7 +394,12 @@ int main(int argc, char** argv) {
       cases.push_back(absl::StrCat(
           "{\"gemm\": \"", r.gemm, "\", \"updates\": ", r.updates, ", \"seconds\": ", r.seconds,
           ", \"cpu_seconds\": ", r.cpu_seconds, ", \"updates_per_second\": ", r.rate(),
-          ", \"updates_per_cpu_second\": ", r.cpu_rate(), "}"));
+          ", \"updates_per_cpu_second\": ", r.cpu_rate(),
+          r.profiled ? absl::StrCat(", \"gpu_kernels_per_update\": ", r.gpu.kernels,
+                                    ", \"gpu_kernel_us_per_update\": ", r.gpu.kernel_us,
+                                    ", \"gpu_copies_per_update\": ", r.gpu.copies)
+                     : "",
+          "}"));
     }
     std::ofstream out(json);
     out << "{\"algorithm\": \"" << absl::GetFlag(FLAGS_algorithm) << "\", \"threads\": " << threads

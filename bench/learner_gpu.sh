@@ -6,7 +6,8 @@
 # and measured against batches already there), and the CPU rates of the same binary against
 # PyPI's torch at 1, 2 and all threads. Runs from a CUDA build bundle (scripts/cuda_build.sh
 # --bundle DIR) on a machine with PyPI's torch (python3 -c 'import torch' must work); writes
-# logs and JSON files into OUT. The whole cluster on the GPU: bench/cluster_gpu.sh.
+# logs and JSON files into OUT, with what the GPU runs per update (kernels and their times). The
+# whole cluster on the GPU: bench/cluster_gpu.sh.
 #
 #   bench/learner_gpu.sh [--bundle .device-bundle] [--out DIR] [--seconds 8] [--cpu_threads 1,2,16]
 set -uo pipefail
@@ -22,7 +23,7 @@ while [[ $# -gt 0 ]]; do
     --out) out="$2"; shift 2 ;;
     --seconds) seconds="$2"; shift 2 ;;
     --cpu_threads) cpu_threads="$2"; shift 2 ;;
-    -h | --help) sed -n '2,11p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,12p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "learner_gpu: unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -47,6 +48,12 @@ step sac_check_cpu_vs_gpu 60 "${run}" learner_bench --device=cuda --check_update
   --gemm=graph --seconds=2
 step td3_gpu 60 "${run}" learner_bench --device=cuda --algorithm=td3 --check_updates=100 \
   --seconds="${seconds}" --json="${out}/td3_gpu_256.json"
+# what the GPU runs per SAC update, captured and eager: kernels, copies, their GPU time, the
+# kernels that take most of it (Kineto/CUPTI)
+for batch in 256 4096; do
+  step "sac_gpu_kernels_${batch}" 60 "${run}" learner_bench --device=cuda --gemm=graph,eager \
+    --batch="${batch}" --seconds=1 --gpu_kernels=20 --json="${out}/sac_gpu_kernels_${batch}.json"
+done
 for batch in 256 4096; do
   step "sac_gpu_vs_pytorch_${batch}" 150 python3 "${ROOT}/bench/learner_vs_pytorch.py" \
     --prl "${run} learner_bench" --device=cuda --batch="${batch}" --seconds="${seconds}" \
