@@ -1,8 +1,10 @@
 #include "models/networks.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <memory>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -189,8 +191,14 @@ struct FastLinearFunction : public torch::autograd::Function<FastLinearFunction>
 constexpr int64_t kBatchedEnsembleMaxRows = 1024;
 
 #ifdef PRL_WITH_CUDA_KERNELS
-// Whether PRL's kernels are right on a GPU (checked once per device; below).
-bool CudaKernelsAgree(const at::Device& device);
+// PRL's GPU kernels by family, and whether a family is right on `device`: each checked once per
+// device, eagerly (never inside a CUDA-graph capture: until checked, a capture takes LibTorch's
+// operations), on fixed inputs: the squashed Gaussian's and the ReLU layers' values and gradients
+// against LibTorch's composites, Adam's steps against the CPU's. A family that disagrees, or
+// whose check fails, is logged and keeps LibTorch's operations on that device; the others go on.
+enum class CudaKernel { kSquashedGaussian, kReluLayers, kAdam };
+constexpr int kCudaKernelFamilies = 3;
+bool CudaKernelsAgree(const at::Device& device, CudaKernel kernel);
 #endif
 
 // Up to this many rows a ReLU layer's backward on a GPU is one kernel of PRL's (the mask and the
@@ -424,7 +432,8 @@ at::Tensor LinearRelu(const at::Tensor& x, const at::Tensor& w, const at::Tensor
   if (UseFastGemm(x, w, backend)) return FastLinearFunction::apply(x, w, b, true);
 #ifdef PRL_WITH_CUDA_KERNELS
   // on a GPU whose kernels passed their check
-  if (x.is_cuda() && EpilogueLinearReluShapes(x, w, b) && CudaKernelsAgree(x.device())) {
+  if (x.is_cuda() && EpilogueLinearReluShapes(x, w, b) &&
+      CudaKernelsAgree(x.device(), CudaKernel::kReluLayers)) {
     return EpilogueLinearReluFunction::apply(x, w, b);
   }
 #endif
@@ -444,7 +453,7 @@ bool FusedAdamLayout(const at::Tensor& param, const at::Tensor& exp_avg,
   }
   if (param.is_cpu()) return true;
 #ifdef PRL_WITH_CUDA_KERNELS
-  if (param.is_cuda()) return CudaKernelsAgree(param.device());
+  if (param.is_cuda()) return CudaKernelsAgree(param.device(), CudaKernel::kAdam);
 #endif
   return false;
 }
@@ -624,130 +633,153 @@ struct SquashedGaussianFunction : public torch::autograd::Function<SquashedGauss
 };
 
 #ifdef PRL_WITH_CUDA_KERNELS
-// Whether the GPU kernels are right on `device`: checked once per device, eagerly (never inside
-// a CUDA-graph capture: until checked, a capture takes LibTorch's operations), on fixed inputs:
-// the squashed Gaussian's and the ReLU layers' values and gradients against LibTorch's
-// composites, Adam's steps against the CPU's. A disagreement is logged and the device keeps
-// LibTorch's operations.
-bool CudaKernelsAgree(const at::Device& device) {
+// The largest difference, relative to the reference's scale, between the squashed-Gaussian
+// kernels and the composite: values and gradients, on fixed inputs in the policy head's layout.
+double CheckSquashedGaussian(const at::TensorOptions& opts) {
+  const int64_t rows = 37, dims = 5;
+  const at::Tensor index = at::arange(rows * 2 * dims, opts).reshape({rows, 2 * dims});
+  // the head's layout: mean and log σ side by side in one row, read through narrows
+  const at::Tensor head = (at::sin(index * 0.37) * 2.0).requires_grad_(true);
+  const at::Tensor noise = at::sin(index.narrow(1, 0, dims) * 1.3);
+  const at::Tensor g_action = at::cos(index.narrow(1, 0, dims) * 0.7);
+  const at::Tensor g_log_prob = at::sin(at::arange(rows, opts) * 0.9);
+  const at::Tensor mean = head.narrow(1, 0, dims);
+  const at::Tensor log_std = head.narrow(1, dims, dims).clamp(kLogStdMin, kLogStdMax);
+  const torch::autograd::variable_list fused =
+      SquashedGaussianFunction::apply(mean, log_std, noise);
+  const SquashedSample composite = SampleSquashedGaussianComposite(mean, log_std, noise);
+  const at::Tensor g_fused =
+      torch::autograd::grad({fused[0], fused[1]}, {head}, {g_action, g_log_prob})[0];
+  const at::Tensor g_composite = torch::autograd::grad({composite.action, composite.log_prob},
+                                                       {head}, {g_action, g_log_prob})[0];
+  double worst = 0;
+  for (const auto& [a, b] :
+       {std::pair{fused[0], composite.action}, std::pair{fused[1], composite.log_prob},
+        std::pair{g_fused, g_composite}}) {
+    const double diff = (a - b).abs().max().item<double>();
+    const double scale = 1.0 + b.abs().max().item<double>();
+    worst = std::max(worst, diff / scale);
+  }
+  return worst;
+}
+
+// The same for the ReLU layers against Linear then relu: values and the gradients of x, W and
+// b, for a plain layer and an ensemble (shared and own inputs), on both sides of the row limits.
+double CheckReluLayers(const at::TensorOptions& opts) {
+  double worst = 0;
+  for (const int64_t layer_rows : {int64_t{37}, kBatchedEnsembleMaxRows + 76}) {
+    for (const int members : {1, 2}) {
+      for (const bool shared : {true, false}) {
+        if (members == 1 && !shared) continue;
+        const int64_t in = 23, out = 40;
+        auto pattern = [&](std::vector<int64_t> shape, double f) {
+          int64_t n = 1;
+          for (int64_t v : shape) n *= v;
+          return (at::sin(at::arange(n, opts) * f) * 1.5).reshape(shape).requires_grad_(true);
+        };
+        std::vector<int64_t> x_shape = {layer_rows, in}, w_shape = {out, in}, b_shape = {out};
+        if (members > 1) {
+          if (!shared) x_shape.insert(x_shape.begin(), members);
+          w_shape.insert(w_shape.begin(), members);
+          b_shape.insert(b_shape.begin(), members);
+        }
+        const at::Tensor x = pattern(x_shape, 0.13), w = pattern(w_shape, 0.29) * 0.3;
+        const at::Tensor b = pattern(b_shape, 0.71);
+        const at::Tensor w_leaf = w.detach().requires_grad_(true);
+        const at::Tensor fused_y = EpilogueLinearReluFunction::apply(x, w_leaf, b);
+        const at::Tensor composite_y = at::relu(Linear(x, w_leaf, b, GemmBackend::kAten));
+        const at::Tensor g =
+            at::cos(at::arange(fused_y.numel(), opts) * 0.53).reshape(fused_y.sizes());
+        const auto fused_g = torch::autograd::grad({fused_y}, {x, w_leaf, b}, {g});
+        const auto composite_g = torch::autograd::grad({composite_y}, {x, w_leaf, b}, {g});
+        std::vector<std::pair<at::Tensor, at::Tensor>> pairs = {{fused_y, composite_y}};
+        for (size_t k = 0; k < fused_g.size(); ++k) pairs.emplace_back(fused_g[k], composite_g[k]);
+        for (const auto& [a, c] : pairs) {
+          const double diff = (a - c).abs().max().item<double>();
+          worst = std::max(worst, diff / (1.0 + c.abs().max().item<double>()));
+        }
+      }
+    }
+  }
+  return worst;
+}
+
+// How many values differ between the Adam kernel and the CPU's pass, which it matches bit for
+// bit: a few steps, the step scalars read on the device as in a graph.
+int64_t CheckAdam(const at::Device& device) {
+  const int64_t n = 4099;  // several blocks and a partial one
+  const at::Tensor i = at::arange(n, at::kFloat);
+  at::Tensor cpu[4] = {at::sin(i * 0.11), at::sin(i * 0.23) * 1e-3,
+                       at::square(at::sin(i * 0.31)) * 1e-5, at::Tensor()};
+  at::Tensor gpu[4];
+  for (int k = 0; k < 3; ++k) gpu[k] = cpu[k].to(device);
+  int64_t adam_mismatches = 0;
+  for (int64_t step = 1; step <= 3; ++step) {
+    cpu[3] = at::cos(i * (0.17 * static_cast<double>(step)));
+    gpu[3] = cpu[3].to(device);
+    kernels::AdamScalars s = kernels::MakeAdamScalars(1e-3, 0.9, 0.999, 1e-8, step);
+    FusedAdamStep(cpu[0], cpu[1], cpu[2], cpu[3], s, at::Tensor());
+    const at::Tensor step_scalars =
+        at::tensor({s.neg_step_size, s.sqrt_bias_correction2}, at::kFloat).to(device);
+    s.neg_step_size = s.sqrt_bias_correction2 = 0.0f;  // must come from the device
+    FusedAdamStep(gpu[0], gpu[1], gpu[2], gpu[3], s, step_scalars);
+  }
+  for (int k = 0; k < 3; ++k) adam_mismatches += cpu[k].ne(gpu[k].cpu()).sum().item<int64_t>();
+  return adam_mismatches;
+}
+
+bool CudaKernelsAgree(const at::Device& device, CudaKernel kernel) {
   static absl::Mutex mu(absl::kConstInit);
-  static std::map<int, bool>* checked = new std::map<int, bool>();
+  static std::map<int, std::array<bool, kCudaKernelFamilies>>* checked =
+      new std::map<int, std::array<bool, kCudaKernelFamilies>>();
   absl::MutexLock lock(&mu);
-  if (auto it = checked->find(device.index()); it != checked->end()) return it->second;
+  if (auto it = checked->find(device.index()); it != checked->end()) {
+    return it->second[static_cast<int>(kernel)];
+  }
   const c10::cuda::CUDAGuard guard(device);  // the capture status of this device's stream
   if (c10::cuda::currentStreamCaptureStatusMayInitCtx() != c10::cuda::CaptureStatus::None) {
     return false;
   }
-  bool agree = false;
-  bool failed = false;
-  std::string detail;
-  try {
-    // the check differentiates: out of inference mode (the prior server and policy runners call
-    // their networks in it) and with gradients on
-    const c10::InferenceMode not_inference(/*enabled=*/false);
-    const at::AutoGradMode grad_mode(true);
-    const auto opts = at::TensorOptions().dtype(at::kFloat).device(device);
-    const int64_t rows = 37, dims = 5;
-    const at::Tensor index = at::arange(rows * 2 * dims, opts).reshape({rows, 2 * dims});
-    // the head's layout: mean and log σ side by side in one row, read through narrows
-    const at::Tensor head = (at::sin(index * 0.37) * 2.0).requires_grad_(true);
-    const at::Tensor noise = at::sin(index.narrow(1, 0, dims) * 1.3);
-    const at::Tensor g_action = at::cos(index.narrow(1, 0, dims) * 0.7);
-    const at::Tensor g_log_prob = at::sin(at::arange(rows, opts) * 0.9);
-    const at::Tensor mean = head.narrow(1, 0, dims);
-    const at::Tensor log_std = head.narrow(1, dims, dims).clamp(kLogStdMin, kLogStdMax);
-    const torch::autograd::variable_list fused =
-        SquashedGaussianFunction::apply(mean, log_std, noise);
-    const SquashedSample composite = SampleSquashedGaussianComposite(mean, log_std, noise);
-    const at::Tensor g_fused =
-        torch::autograd::grad({fused[0], fused[1]}, {head}, {g_action, g_log_prob})[0];
-    const at::Tensor g_composite = torch::autograd::grad({composite.action, composite.log_prob},
-                                                         {head}, {g_action, g_log_prob})[0];
-    double worst = 0;
-    for (const auto& [a, b] :
-         {std::pair{fused[0], composite.action}, std::pair{fused[1], composite.log_prob},
-          std::pair{g_fused, g_composite}}) {
-      const double diff = (a - b).abs().max().item<double>();
-      const double scale = 1.0 + b.abs().max().item<double>();
-      worst = std::max(worst, diff / scale);
+  // the checks differentiate: out of inference mode (the prior server and policy runners call
+  // their networks in it) and with gradients on
+  const c10::InferenceMode not_inference(/*enabled=*/false);
+  const at::AutoGradMode grad_mode(true);
+  const auto opts = at::TensorOptions().dtype(at::kFloat).device(device);
+  std::array<bool, kCudaKernelFamilies> agree{};
+  // one family at a time: a failed or disagreeing check turns off that family alone
+  auto run = [&](CudaKernel family, const char* name, auto check) {
+    std::string detail;
+    bool ok = false;
+    try {
+      std::tie(ok, detail) = check();
+    } catch (const c10::Error& e) {
+      // e.g. out of memory: not the kernels' fault, but the process keeps LibTorch's operations
+      PRL_LOG(ERROR) << name << " kernels on " << device.str() << " could not be checked ("
+                     << e.what_without_backtrace() << "); using LibTorch's operations";
+      return;
     }
-    // ReLU layers: values and the gradients of x, W and b against Linear then relu, for a plain
-    // layer and an ensemble (shared and own inputs), on both sides of the row limits
-    for (const int64_t layer_rows : {int64_t{37}, kBatchedEnsembleMaxRows + 76}) {
-      for (const int members : {1, 2}) {
-        for (const bool shared : {true, false}) {
-          if (members == 1 && !shared) continue;
-          const int64_t in = 23, out = 40;
-          auto pattern = [&](std::vector<int64_t> shape, double f) {
-            int64_t n = 1;
-            for (int64_t v : shape) n *= v;
-            return (at::sin(at::arange(n, opts) * f) * 1.5).reshape(shape).requires_grad_(true);
-          };
-          std::vector<int64_t> x_shape = {layer_rows, in}, w_shape = {out, in}, b_shape = {out};
-          if (members > 1) {
-            if (!shared) x_shape.insert(x_shape.begin(), members);
-            w_shape.insert(w_shape.begin(), members);
-            b_shape.insert(b_shape.begin(), members);
-          }
-          const at::Tensor x = pattern(x_shape, 0.13), w = pattern(w_shape, 0.29) * 0.3;
-          const at::Tensor b = pattern(b_shape, 0.71);
-          const at::Tensor w_leaf = w.detach().requires_grad_(true);
-          const at::Tensor fused_y = EpilogueLinearReluFunction::apply(x, w_leaf, b);
-          const at::Tensor composite_y = at::relu(Linear(x, w_leaf, b, GemmBackend::kAten));
-          const at::Tensor g =
-              at::cos(at::arange(fused_y.numel(), opts) * 0.53).reshape(fused_y.sizes());
-          const auto fused_g = torch::autograd::grad({fused_y}, {x, w_leaf, b}, {g});
-          const auto composite_g = torch::autograd::grad({composite_y}, {x, w_leaf, b}, {g});
-          std::vector<std::pair<at::Tensor, at::Tensor>> pairs = {{fused_y, composite_y}};
-          for (size_t k = 0; k < fused_g.size(); ++k)
-            pairs.emplace_back(fused_g[k], composite_g[k]);
-          for (const auto& [a, c] : pairs) {
-            const double diff = (a - c).abs().max().item<double>();
-            worst = std::max(worst, diff / (1.0 + c.abs().max().item<double>()));
-          }
-        }
-      }
+    if (ok) {
+      PRL_LOG(INFO) << name << " kernels on " << device.str() << ": " << detail;
+    } else {
+      PRL_LOG(ERROR) << name << " kernels on " << device.str() << " disagree (" << detail
+                     << "); using LibTorch's operations";
     }
-    // Adam: a few steps, the step scalars read on the device as in a graph, against the CPU's
-    // pass, which the kernel matches bit for bit
-    const int64_t n = 4099;  // several blocks and a partial one
-    const at::Tensor i = at::arange(n, at::kFloat);
-    at::Tensor cpu[4] = {at::sin(i * 0.11), at::sin(i * 0.23) * 1e-3,
-                         at::square(at::sin(i * 0.31)) * 1e-5, at::Tensor()};
-    at::Tensor gpu[4];
-    for (int k = 0; k < 3; ++k) gpu[k] = cpu[k].to(device);
-    int64_t adam_mismatches = 0;
-    for (int64_t step = 1; step <= 3; ++step) {
-      cpu[3] = at::cos(i * (0.17 * static_cast<double>(step)));
-      gpu[3] = cpu[3].to(device);
-      kernels::AdamScalars s = kernels::MakeAdamScalars(1e-3, 0.9, 0.999, 1e-8, step);
-      FusedAdamStep(cpu[0], cpu[1], cpu[2], cpu[3], s, at::Tensor());
-      const at::Tensor step_scalars =
-          at::tensor({s.neg_step_size, s.sqrt_bias_correction2}, at::kFloat).to(device);
-      s.neg_step_size = s.sqrt_bias_correction2 = 0.0f;  // must come from the device
-      FusedAdamStep(gpu[0], gpu[1], gpu[2], gpu[3], s, step_scalars);
-    }
-    for (int k = 0; k < 3; ++k) adam_mismatches += cpu[k].ne(gpu[k].cpu()).sum().item<int64_t>();
-    agree = worst <= 1e-5 && adam_mismatches == 0;
-    detail = absl::StrCat("squashed Gaussian and ReLU layers: largest relative difference ", worst,
-                          " (allowed 1e-5); Adam: ", adam_mismatches,
-                          " values differ from the CPU's (allowed 0)");
-  } catch (const c10::Error& e) {
-    failed = true;
-    detail = e.what_without_backtrace();
-  }
-  if (agree) {
-    PRL_LOG(INFO) << "fused kernels on " << device.str() << ": " << detail;
-  } else if (failed) {
-    // e.g. out of memory: not the kernels' fault, but the process stays on the composite
-    PRL_LOG(ERROR) << "fused kernels on " << device.str() << " could not be checked (" << detail
-                   << "); using LibTorch's composite";
-  } else {
-    PRL_LOG(ERROR) << "fused kernels on " << device.str() << " disagree (" << detail
-                   << "); using LibTorch's operations";
-  }
+    agree[static_cast<int>(family)] = ok;
+  };
+  auto relative = [](double worst) {
+    return std::pair{worst <= 1e-5,
+                     absl::StrCat("largest relative difference ", worst, " (allowed 1e-5)")};
+  };
+  run(CudaKernel::kSquashedGaussian, "squashed-Gaussian",
+      [&] { return relative(CheckSquashedGaussian(opts)); });
+  run(CudaKernel::kReluLayers, "ReLU layer", [&] { return relative(CheckReluLayers(opts)); });
+  run(CudaKernel::kAdam, "Adam", [&] {
+    const int64_t differ = CheckAdam(device);
+    return std::pair{differ == 0,
+                     absl::StrCat(differ, " values differ from the CPU's pass (allowed 0)")};
+  });
   (*checked)[device.index()] = agree;
-  return agree;
+  return agree[static_cast<int>(kernel)];
 }
 #endif
 
@@ -766,7 +798,7 @@ bool FusedSquashedGaussian(const at::Tensor& mean, const at::Tensor& log_std,
     for (const at::Tensor* t : {&mean, &log_std}) {
       if (t->stride(-1) != 1 || (t->dim() > 2 && !t->is_contiguous())) return false;
     }
-    return CudaKernelsAgree(mean.device());
+    return CudaKernelsAgree(mean.device(), CudaKernel::kSquashedGaussian);
   }
 #endif
   return false;
