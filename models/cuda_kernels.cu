@@ -16,9 +16,9 @@ constexpr double kHalfLog2Pi = 0.918938533204672742;
 __host__ __device__ inline float Softplus(float x) { return x > 20.0f ? x : log1pf(expf(x)); }
 
 // Row r of the forward (one thread per row: the row's log-probability is a sum over its few
-// dims); host and device, so the same code runs on the CPU too (on 2026-12-01 it was checked
-// there, compiled by nvcc as host code, against kernels::SquashedGaussianForward on strided
-// inputs: 8e-8 apart).
+// dims); host and device, so the same code runs on the CPU too, where
+// models/cuda_kernels_host_check.cu compares it with kernels::SquashedGaussianForward (as the
+// other element functions here with their CPU counterparts).
 __host__ __device__ inline void ForwardRow(int64_t r, const float* __restrict__ mean,
                                            int64_t mean_stride, const float* __restrict__ log_std,
                                            int64_t log_std_stride, const float* __restrict__ noise,

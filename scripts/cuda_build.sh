@@ -7,7 +7,9 @@
 #      records what is there), and unpacks the wheel's include/ and lib/ as a LibTorch root;
 #   2. builds with Bazel in an output base of its own (~/.cache/prl-bazel-cuda; symlinks under
 #      .bazel-cuda/), so the default CPU build's outputs are never invalidated;
-#   3. checks the result: learner_bench loads every CUDA library, reports whether it sees a GPU,
+#   3. checks the result: the CUDA kernels' arithmetic compiled for the host equals the CPU
+#      kernels' (models/cuda_kernels_host_check.cu; no GPU needed);
+#      learner_bench loads every CUDA library, reports whether it sees a GPU,
 #      runs SAC updates on the CPU, and (without a GPU) refuses --device=cuda with a clear error;
 #      with a GPU, runs learner/agent_cuda_test (CUDA-graph updates against eager ones) and
 #      learner/replay_feed_cuda_test (batches staged through pinned memory on a copy stream) and
@@ -36,7 +38,7 @@ while [[ $# -gt 0 ]]; do
     --bundle) bundle="$2"; shift 2 ;;
     --targets) TARGETS="$2"; shift 2 ;;
     --no_check) check=0; shift ;;
-    -h | --help) sed -n '2,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,24p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "cuda_build: unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -110,6 +112,16 @@ bin="$(cuda_bazel info -c opt bazel-bin 2>/dev/null)"
 export LD_LIBRARY_PATH="${DEST}/cuda-libs:${CUDA_HOME}/lib64${LD_LIBRARY_PATH:+:${LD_LIBRARY_PATH}}"
 
 # 3. the check
+if ((check)); then
+  # no GPU needed: the kernels' per-element arithmetic, compiled for the host, against the CPU's
+  log "check: the CUDA kernels' arithmetic on the host (models/cuda_kernels_host_check.cu)"
+  host_check="$(mktemp -d)"
+  "${CUDA_HOME}/bin/nvcc" -O2 -std=c++17 -I"${ROOT}" -Xcompiler -ffp-contract=off,-fno-math-errno \
+    "${ROOT}/models/cuda_kernels_host_check.cu" "${ROOT}/models/cpu_kernels.cc" \
+    -o "${host_check}/check" || die "cannot build models/cuda_kernels_host_check.cu"
+  "${host_check}/check" || die "the CUDA kernels' arithmetic differs from the CPU kernels'"
+  rm -rf "${host_check}"
+fi
 if ((check)) && [[ -x "${bin}/bench/learner_bench" ]]; then
   log "check: learner_bench on the CPU"
   "${bin}/bench/learner_bench" --device=cpu --seconds=2 --threads=1 | tail -2

@@ -1,0 +1,136 @@
+// The arithmetic of PRL's CUDA kernels (models/cuda_kernels.cu) on the host, against the CPU's
+// kernels (models/cpu_kernels.cc): the per-element functions the kernels run are __host__
+// __device__, so nvcc compiles them here for the CPU too. Needs nvcc, not a GPU: a check of the
+// formulas and their order of operations on any machine with the toolkit; what the device makes
+// of them (its rounding, launch shapes, strides) is cuda_kernels_test's, on a GPU.
+//
+//   scripts/cuda_build.sh runs it (its check step); by hand:
+//   nvcc -O2 -std=c++17 -I. -Xcompiler -ffp-contract=off,-fno-math-errno \
+//       models/cuda_kernels_host_check.cu models/cpu_kernels.cc -o /tmp/check && /tmp/check
+//
+// Exit status 0 when every family agrees: Adam and the bias/ReLU epilogue bit for bit, the
+// squashed Gaussian's forward and backward within 1e-6 (the host's and glibc's vector expf and
+// tanhf round differently).
+#include <cmath>
+#include <cstdio>
+#include <random>
+#include <vector>
+
+#include "models/cpu_kernels.h"
+#include "models/cuda_kernels.cu"  // the element functions live in its anonymous namespace
+
+namespace prl::models {
+namespace {
+
+std::vector<float> Normal(std::mt19937& rng, int64_t n, float scale) {
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<float> v(static_cast<size_t>(n));
+  for (float& x : v) x = normal(rng) * scale;
+  return v;
+}
+
+int64_t Differ(const std::vector<float>& a, const std::vector<float>& b) {
+  int64_t n = 0;
+  for (size_t i = 0; i < a.size(); ++i) n += a[i] != b[i];
+  return n;
+}
+
+double RelativeGap(const std::vector<float>& a, const std::vector<float>& b) {
+  double worst = 0, scale = 1;
+  for (size_t i = 0; i < a.size(); ++i) {
+    worst = std::max(worst, std::abs(static_cast<double>(a[i]) - b[i]));
+    scale = std::max(scale, std::abs(static_cast<double>(b[i])));
+  }
+  return worst / scale;
+}
+
+bool CheckAdam(std::mt19937& rng) {
+  const int64_t n = 100003;
+  std::vector<float> p = Normal(rng, n, 1.0f), m = Normal(rng, n, 1e-2f), v = Normal(rng, n, 1e-2f);
+  for (float& x : v) x *= x;
+  std::vector<float> p2 = p, m2 = m, v2 = v;
+  for (int step = 1; step <= 20; ++step) {
+    std::vector<float> g = Normal(rng, n, 1.0f);
+    std::normal_distribution<float> normal(0.0f, 3.0f);
+    for (float& x : g) x *= std::exp(normal(rng));  // gradients of mixed scales
+    const kernels::AdamScalars s = kernels::MakeAdamScalars(1e-3, 0.9, 0.999, 1e-8, step);
+    kernels::AdamStep(p.data(), m.data(), v.data(), g.data(), n, s);
+    const cuda_kernels::AdamConstants c{s.beta1, s.one_minus_beta1, s.beta2, s.one_minus_beta2,
+                                        s.eps};
+    for (int64_t i = 0; i < n; ++i) {
+      cuda_kernels::AdamElement(i, p2.data(), m2.data(), v2.data(), g.data(), c, s.neg_step_size,
+                                s.sqrt_bias_correction2);
+    }
+  }
+  const int64_t differ = Differ(p, p2) + Differ(m, m2) + Differ(v, v2);
+  std::printf("Adam: %lld of %lld values differ from the CPU pass after 20 steps (allowed 0)\n",
+              static_cast<long long>(differ), static_cast<long long>(3 * n));
+  return differ == 0;
+}
+
+bool CheckBiasRelu(std::mt19937& rng) {
+  const int64_t members = 2, rows = 37, cols = 41;
+  const std::vector<float> y = Normal(rng, members * rows * cols, 1.0f);
+  const std::vector<float> b = Normal(rng, members * cols, 1.0f);
+  std::vector<float> cpu = y, host = y;
+  for (int64_t e = 0; e < members; ++e) {
+    kernels::BiasActivateRows(cpu.data() + e * rows * cols, b.data() + e * cols, rows, cols, true);
+  }
+  for (int64_t i = 0; i < members * rows * cols; ++i) {
+    cuda_kernels::BiasReluElement(i, host.data(), b.data(), rows, cols);
+  }
+  const int64_t differ = Differ(cpu, host);
+  std::printf("bias/ReLU: %lld of %lld values differ from the CPU pass (allowed 0)\n",
+              static_cast<long long>(differ), static_cast<long long>(cpu.size()));
+  return differ == 0;
+}
+
+bool CheckSquashedGaussian(std::mt19937& rng) {
+  const int64_t rows = 301, dims = 6;
+  const std::vector<float> mean = Normal(rng, rows * dims, 1.5f);
+  std::vector<float> log_std = Normal(rng, rows * dims, 1.0f);
+  for (float& x : log_std) x = std::min(std::max(x, -5.0f), 2.0f);
+  const std::vector<float> noise = Normal(rng, rows * dims, 1.0f);
+  std::vector<float> action(rows * dims), log_prob(rows), action2(rows * dims), log_prob2(rows);
+  kernels::SquashedGaussianForward(mean.data(), log_std.data(), noise.data(), action.data(),
+                                   log_prob.data(), rows, dims);
+  const float constant = static_cast<float>(static_cast<double>(dims) * cuda_kernels::kHalfLog2Pi);
+  for (int64_t r = 0; r < rows; ++r) {
+    cuda_kernels::ForwardRow(r, mean.data(), dims, log_std.data(), dims, noise.data(),
+                             action2.data(), log_prob2.data(), dims, constant);
+  }
+  const std::vector<float> g_action = Normal(rng, rows * dims, 1.0f);
+  const std::vector<float> g_log_prob = Normal(rng, rows, 1.0f);
+  std::vector<float> g_mean(rows * dims), g_log_std(rows * dims), g_mean2(rows * dims),
+      g_log_std2(rows * dims);
+  kernels::SquashedGaussianBackward(g_action.data(), g_log_prob.data(), log_std.data(),
+                                    noise.data(), action.data(), g_mean.data(), g_log_std.data(),
+                                    rows, dims);
+  for (int64_t i = 0; i < rows * dims; ++i) {
+    cuda_kernels::BackwardElement(i, g_action.data(), g_log_prob.data(), log_std.data(), dims,
+                                  noise.data(), action.data(), g_mean2.data(), g_log_std2.data(),
+                                  dims);
+  }
+  double worst = 0;
+  for (const auto& [a, b] : {std::pair{&action2, &action}, std::pair{&log_prob2, &log_prob},
+                             std::pair{&g_mean2, &g_mean}, std::pair{&g_log_std2, &g_log_std}}) {
+    worst = std::max(worst, RelativeGap(*a, *b));
+  }
+  std::printf(
+      "squashed Gaussian: largest relative difference %.2e from the CPU kernels "
+      "(allowed 1e-6)\n",
+      worst);
+  return worst <= 1e-6;
+}
+
+}  // namespace
+}  // namespace prl::models
+
+int main() {
+  std::mt19937 rng(1);
+  bool ok = prl::models::CheckAdam(rng);
+  ok = prl::models::CheckBiasRelu(rng) && ok;
+  ok = prl::models::CheckSquashedGaussian(rng) && ok;
+  std::printf("%s\n", ok ? "cuda_kernels_host_check: ok" : "cuda_kernels_host_check: FAILED");
+  return ok ? 0 : 1;
+}
