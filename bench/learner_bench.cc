@@ -72,6 +72,9 @@ ABSL_FLAG(int, warmup, 5, "Updates before timing starts.");
 ABSL_FLAG(int, updates_per_call, 1,
           "Batches per call: 1 calls Agent::Update, more Agent::UpdateMany (on a GPU with CUDA "
           "graphs: the updates queued back to back, their statistics fetched once per call).");
+ABSL_FLAG(int, updates_per_graph, 1,
+          "With CUDA graphs and updates_per_call > 1: updates per graph launch "
+          "(AgentOptions::updates_per_graph).");
 ABSL_FLAG(double, seconds, 5.0, "Measured time per backend (at least min_updates updates).");
 ABSL_FLAG(int, min_updates, 5, "Fewest timed updates per backend.");
 ABSL_FLAG(std::string, json, "", "Also write the results as JSON to this file.");
@@ -149,6 +152,7 @@ AgentOptions BenchOptions(const std::string& gemm, int threads) {
   options.num_threads = threads;
   options.fast_cpu_gemm = gemm == "onednn";
   options.cuda_graphs = gemm != "eager";
+  options.updates_per_graph = absl::GetFlag(FLAGS_updates_per_graph);
   options.direct_cpu_update = absl::GetFlag(FLAGS_direct);
   return options;
 }
@@ -363,7 +367,7 @@ int main(int argc, char** argv) {
                   absl::GetFlag(FLAGS_act_dim), device);
   std::printf(
       "learner_bench: %s, batch %d, obs %d, act %d, hidden [%s]%s%s%s, %d threads, LibTorch %s, "
-      "oneDNN sgemm %s, CUDA devices %d, on %s, %d updates per call\n",
+      "oneDNN sgemm %s, CUDA devices %d, on %s, %d updates per call, %d per graph\n",
       algorithm.c_str(), absl::GetFlag(FLAGS_batch), absl::GetFlag(FLAGS_obs_dim),
       absl::GetFlag(FLAGS_act_dim), absl::GetFlag(FLAGS_hidden).c_str(),
       algorithm == "spirl" ? " (critics), policy and prior [" : "",
@@ -371,7 +375,7 @@ int main(int argc, char** argv) {
       algorithm == "spirl" ? "]" : "", threads, TORCH_VERSION,
       prl::models::FastSgemmAvailable() ? "available" : "not available",
       at::hasCUDA() ? static_cast<int>(at::getNumGPUs()) : 0, device.str().c_str(),
-      std::max(1, absl::GetFlag(FLAGS_updates_per_call)));
+      std::max(1, absl::GetFlag(FLAGS_updates_per_call)), absl::GetFlag(FLAGS_updates_per_graph));
   if (device.is_cuda() && absl::GetFlag(FLAGS_check_updates) > 0) {
     CheckAgainstCpu(absl::GetFlag(FLAGS_check_updates), threads, batches);
   }
@@ -405,6 +409,7 @@ int main(int argc, char** argv) {
     out << "{\"algorithm\": \"" << absl::GetFlag(FLAGS_algorithm) << "\", \"threads\": " << threads
         << ", \"batch\": " << absl::GetFlag(FLAGS_batch)
         << ", \"updates_per_call\": " << std::max(1, absl::GetFlag(FLAGS_updates_per_call))
+        << ", \"updates_per_graph\": " << absl::GetFlag(FLAGS_updates_per_graph)
         << ", \"libtorch\": \"" << TORCH_VERSION
         << "\", \"onednn_sgemm\": " << (prl::models::FastSgemmAvailable() ? "true" : "false")
         << ", \"cases\": [" << absl::StrJoin(cases, ", ") << "]}\n";

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # The learner's figures on a GPU machine, one run: CUDA-graph updates tested against eager ones,
 # PRL's SAC/TD3 update rates on the GPU (CUDA graphs and eager; one update per call, and eight
-# queued per Agent::UpdateMany call) against PyTorch's eager, fused and CUDA-graph updates, the
-# losses of the GPU path against the CPU's, the replay feed's batches staged on the GPU (tested,
-# and measured against batches already there), and the CPU rates of the same binary against
-# PyPI's torch at 1, 2 and all threads. Runs from a CUDA build bundle (scripts/cuda_build.sh
-# --bundle DIR) on a machine with PyPI's torch (python3 -c 'import torch' must work); writes
-# logs and JSON files into OUT, with what the GPU runs per update (kernels and their times). The
-# whole cluster on the GPU: bench/cluster_gpu.sh.
+# queued per Agent::UpdateMany call, in one graph launch each or per group of four) against
+# PyTorch's eager, fused and CUDA-graph updates, the losses of the GPU path against the CPU's,
+# the replay feed's batches staged on the GPU (tested, and measured against batches already
+# there), and the CPU rates of the same binary against PyPI's torch at 1, 2 and all threads.
+# Runs from a CUDA build bundle (scripts/cuda_build.sh --bundle DIR) on a machine with PyPI's
+# torch (python3 -c 'import torch' must work); writes logs and JSON files into OUT, with what the
+# GPU runs per update (kernels and their times). The whole cluster on the GPU:
+# bench/cluster_gpu.sh.
 #
 #   bench/learner_gpu.sh [--bundle .device-bundle] [--out DIR] [--seconds 8] [--cpu_threads 1,2,16]
 set -uo pipefail
@@ -23,7 +24,7 @@ while [[ $# -gt 0 ]]; do
     --out) out="$2"; shift 2 ;;
     --seconds) seconds="$2"; shift 2 ;;
     --cpu_threads) cpu_threads="$2"; shift 2 ;;
-    -h | --help) sed -n '2,12p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "learner_gpu: unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -59,11 +60,19 @@ for batch in 256 4096; do
     --prl "${run} learner_bench" --device=cuda --batch="${batch}" --seconds="${seconds}" \
     --json="${out}/sac_gpu_${batch}.json"
 done
+# eight updates per UpdateMany call, one graph launch per update and one per group of four
+# (AgentOptions::updates_per_graph); agent_cuda_test checks that both compute the same
 for batch in 256 4096; do
-  step "sac_gpu_update_many_${batch}" 60 "${run}" learner_bench --device=cuda --gemm=graph \
-    --batch="${batch}" --updates_per_call=8 --seconds="${seconds}" \
-    --json="${out}/sac_gpu_many_${batch}.json"
+  for per_graph in 1 4; do
+    step "sac_gpu_update_many_${batch}_per_graph_${per_graph}" 60 "${run}" learner_bench \
+      --device=cuda --gemm=graph --batch="${batch}" --updates_per_call=8 \
+      --updates_per_graph="${per_graph}" --seconds="${seconds}" \
+      --json="${out}/sac_gpu_many_${batch}_graph_${per_graph}.json"
+  done
 done
+step td3_gpu_update_many_256_per_graph_4 60 "${run}" learner_bench --device=cuda --algorithm=td3 \
+  --gemm=graph --updates_per_call=8 --updates_per_graph=4 --seconds="${seconds}" \
+  --json="${out}/td3_gpu_many_256_graph_4.json"
 # the replay feed's batches on the GPU (pinned staging and plain copies) against batches already
 # there, behind a stand-in update of about an SAC update's GPU time and behind none
 for work in 1024 0; do

@@ -60,12 +60,16 @@ absl::StatusOr<AgentConfig> ResolveAgentOptions(const AgentOptions& options) {
   if (options.obs_dim <= 0) return FieldError("obs_dim", options.obs_dim, "> 0");
   if (options.act_dim <= 0) return FieldError("act_dim", options.act_dim, "> 0");
   if (options.num_threads < 0) return FieldError("num_threads", options.num_threads, ">= 0");
+  if (options.updates_per_graph < 1 || options.updates_per_graph > kMaxUpdatesPerGraph) {
+    return FieldRangeError("updates_per_graph", options.updates_per_graph, 1, kMaxUpdatesPerGraph);
+  }
   config.obs_dim = options.obs_dim;
   config.act_dim = options.act_dim;
   config.seed = options.seed;
   config.num_threads = options.num_threads;
   config.gemm = options.fast_cpu_gemm ? models::GemmBackend::kOneDnn : models::GemmBackend::kAten;
   config.cuda_graphs = options.cuda_graphs;
+  config.updates_per_graph = options.updates_per_graph;
   config.direct_cpu_update = options.direct_cpu_update;
   config.algorithm = options.algorithm;
   PRL_RETURN_IF_ERROR(ResolveAlgorithmSpec(options.act_dim, &config.algorithm));
@@ -164,18 +168,29 @@ TwinCriticAgent::TwinCriticAgent(const AgentConfig& config, models::PolicyNetwor
   if (config.cuda_graphs) graph_stream_ = GraphStream::Create(config.device);
 }
 
-// A captured update with its static inputs and outputs.
+// A captured graph of one update, or of a group of UpdateMany's updates, with its static inputs
+// and outputs.
 struct TwinCriticAgent::GraphEntry {
   int eager_updates = 0;
+  bool failed = false;  // a group whose capture failed: its updates take their own graphs
   std::unique_ptr<CapturedGraph> graph;
-  DeviceBatch batch;         // the graph's inputs: each replay copies the batch into them
-  at::Tensor device_inputs;  // [noise draws | scalars of each optimiser], written in one copy
-  at::Tensor noise;          // the draws' view of device_inputs
+  std::vector<DeviceBatch> batches;  // per update, its inputs: each replay copies a batch in
+  // per update [noise draws | scalars of each optimiser], written in one copy
+  at::Tensor device_inputs;
+  int64_t inputs_per_update = 0;
+  std::vector<at::Tensor> noise;  // per update, the draws' view of device_inputs
   std::vector<FlatAdam*> optimizers;
-  at::Tensor packed_stats;  // what FetchStats would have copied
-  size_t num_scalars = 0;
-  UpdateStats stats;  // what DoUpdate returned at capture (its flags), numbers filled per replay
-  std::vector<std::pair<int64_t*, int64_t>> counter_steps;  // what one update adds to each
+  at::Tensor packed_stats;  // what each update's FetchStats would have copied, concatenated
+  struct Step {
+    UpdateStats stats;  // what DoUpdate returned at capture (its flags), numbers filled per replay
+    at::Tensor packed;  // while capturing: what FetchStats packed
+    size_t num_scalars = 0;
+    int64_t offset = 0;  // in packed_stats
+    int64_t numel = 0;
+    std::vector<std::pair<int64_t*, int64_t>> counter_steps;  // what the update adds to each
+  };
+  std::vector<Step> steps;  // one per update
+  size_t capturing_step = 0;
 };
 
 TwinCriticAgent::~TwinCriticAgent() = default;
@@ -223,17 +238,19 @@ UpdateStats TwinCriticAgent::GraphUpdate(const DeviceBatch& b, const at::Tensor&
   // each kind holds a memory pool and copies of its inputs; a run has one or two batch sizes
   // and at most three branches, so kinds beyond these are rare and run eagerly
   constexpr size_t kMaxGraphs = 12;
-  const std::tuple<int64_t, bool, int64_t> key{b.size, b.weight.defined(), GraphBranch()};
-  if (graphs_.size() >= kMaxGraphs && graphs_.count(key) == 0) {
+  GraphKey key{b.size, b.weight.defined(), {GraphBranch()}};
+  if (graphs_.count(key) == 0 && CountGraphs(/*groups=*/false) >= kMaxGraphs) {
     return DoUpdate(b, draws.to(config_.device));
   }
-  std::unique_ptr<GraphEntry>& slot = graphs_[key];
+  std::unique_ptr<GraphEntry>& slot = graphs_[std::move(key)];
   if (slot == nullptr) slot = std::make_unique<GraphEntry>();
   GraphEntry& e = *slot;
   UpdateStats stats;
   if (e.graph == nullptr) {
     absl::Status captured;
-    if (e.eager_updates >= kEagerUpdatesBeforeCapture) captured = CaptureUpdate(b, draws, e);
+    if (e.eager_updates >= kEagerUpdatesBeforeCapture) {
+      captured = CaptureUpdates(absl::MakeConstSpan(&b, 1), draws.sizes(), {GraphBranch()}, e);
+    }
     if (!captured.ok()) {
       PRL_LOG(WARNING) << "learner: " << captured.message()
                        << "; this agent's updates stay eager from now on";
@@ -248,40 +265,136 @@ UpdateStats TwinCriticAgent::GraphUpdate(const DeviceBatch& b, const at::Tensor&
     }
   }
   at::Tensor host_stats;
-  graph_stream_->Run([&] { host_stats = EnqueueReplay(b, draws, e); });
+  graph_stream_->Run([&] { host_stats = EnqueueReplay(absl::MakeConstSpan(&b, 1), {draws}, e); });
   graph_stream_->Synchronize();
-  stats = e.stats;
-  UnpackStats(host_stats, e.num_scalars, &stats);
+  UnpackReplay(e, host_stats, &stats);
   return stats;
 }
 
-at::Tensor TwinCriticAgent::EnqueueReplay(const DeviceBatch& b, const at::Tensor& draws,
-                                          GraphEntry& e) {
-  const std::pair<const at::Tensor*, at::Tensor*> fields[] = {
-      {&b.obs, &e.batch.obs},           {&b.action, &e.batch.action},
-      {&b.reward, &e.batch.reward},     {&b.next_obs, &e.batch.next_obs},
-      {&b.discount, &e.batch.discount}, {&b.weight, &e.batch.weight}};
-  for (const auto& [from, to] : fields) {
-    if (from->defined()) to->copy_(*from, /*non_blocking=*/true);
+size_t TwinCriticAgent::CountGraphs(bool groups) const {
+  size_t n = 0;
+  for (const auto& [key, entry] : graphs_) n += (std::get<2>(key).size() > 1) == groups ? 1 : 0;
+  return n;
+}
+
+const std::vector<int64_t*>& TwinCriticAgent::Counters() {
+  if (counters_.empty()) {
+    for (const StateEntry& entry : StateEntries()) {
+      if (entry.counter != nullptr) counters_.push_back(entry.counter);
+    }
   }
-  // noise and step scalars in one transfer from pinned memory; LibTorch's pinned allocator keeps
-  // the block from reuse until the copy has run
+  return counters_;
+}
+
+bool TwinCriticAgent::PlanBranches(int64_t size, bool weighted, size_t n,
+                                   std::vector<int64_t>* branches) {
+  const std::vector<int64_t*>& counters = Counters();
+  std::vector<int64_t> saved;
+  saved.reserve(counters.size());
+  for (const int64_t* c : counters) saved.push_back(*c);
+  branches->clear();
+  bool planned = true;
+  for (size_t k = 0; k < n && planned; ++k) {
+    const int64_t branch = GraphBranch();
+    auto found = graphs_.find(GraphKey{size, weighted, {branch}});
+    planned = found != graphs_.end() && found->second->graph != nullptr;
+    if (!planned) break;
+    branches->push_back(branch);
+    for (const auto& [counter, step] : found->second->steps[0].counter_steps) *counter += step;
+  }
+  for (size_t i = 0; i < counters.size(); ++i) *counters[i] = saved[i];
+  return planned;
+}
+
+TwinCriticAgent::GraphEntry* TwinCriticAgent::GroupGraph(absl::Span<const DeviceBatch> batches,
+                                                         const std::function<void()>& idle) {
+  // what a run's kinds (one or two batch sizes, weights or not) and its branch sequences (the
+  // periods of TD3's delayed actor and of the target update) need
+  constexpr size_t kMaxGroupGraphs = 12;
+  const DeviceBatch& first = batches.front();
+  for (const DeviceBatch& b : batches) {
+    if (b.size != first.size || b.weight.defined() != first.weight.defined() ||
+        b.sil_obs.defined()) {
+      return nullptr;
+    }
+  }
+  std::vector<int64_t> branches;
+  if (!PlanBranches(first.size, first.weight.defined(), batches.size(), &branches)) {
+    return nullptr;
+  }
+  GraphKey key{first.size, first.weight.defined(), branches};
+  auto found = graphs_.find(key);
+  if (found != graphs_.end()) {
+    GraphEntry* e = found->second.get();
+    return e->graph != nullptr ? e : nullptr;
+  }
+  if (CountGraphs(/*groups=*/true) >= kMaxGroupGraphs) return nullptr;
+  GraphEntry& e = *(graphs_[std::move(key)] = std::make_unique<GraphEntry>());
+  idle();
+  const std::vector<int64_t> noise_shape = {NoiseDraws(), first.size, config_.act_dim};
+  const absl::Status captured = CaptureUpdates(batches, noise_shape, branches, e);
+  if (!captured.ok()) {
+    // the updates' own graphs work: keep them
+    PRL_LOG(WARNING) << "learner: a graph of " << batches.size()
+                     << " updates: " << captured.message() << "; these updates take one graph each";
+    e = GraphEntry{};
+    e.failed = true;
+    return nullptr;
+  }
+  return &e;
+}
+
+at::Tensor TwinCriticAgent::EnqueueReplay(absl::Span<const DeviceBatch> batches,
+                                          absl::Span<const at::Tensor> draws, GraphEntry& e) {
+  PRL_CHECK(batches.size() == e.steps.size() && draws.size() == e.steps.size());
+  for (size_t k = 0; k < batches.size(); ++k) {
+    const DeviceBatch& b = batches[k];
+    DeviceBatch& to = e.batches[k];
+    const std::pair<const at::Tensor*, at::Tensor*> fields[] = {
+        {&b.obs, &to.obs},           {&b.action, &to.action},     {&b.reward, &to.reward},
+        {&b.next_obs, &to.next_obs}, {&b.discount, &to.discount}, {&b.weight, &to.weight}};
+    for (const auto& [from, into] : fields) {
+      if (from->defined()) into->copy_(*from, /*non_blocking=*/true);
+    }
+  }
+  // every update's noise and step scalars in one transfer from pinned memory; LibTorch's pinned
+  // allocator keeps the block from reuse until the copy has run
   const at::TensorOptions pinned = at::TensorOptions().dtype(at::kFloat).pinned_memory(true);
   const at::Tensor staged = at::empty({e.device_inputs.numel()}, pinned);
-  float* p = staged.data_ptr<float>();
-  const int64_t noise_numel = draws.numel();
-  std::memcpy(p, draws.data_ptr<float>(), sizeof(float) * noise_numel);
-  for (size_t i = 0; i < e.optimizers.size(); ++i) {
-    e.optimizers[i]->NextStepScalars(p + noise_numel + FlatAdam::kDeviceScalars * i);
+  // the counters as the updates leave them, at once: each update's step scalars follow from its
+  // predecessors' (and from here on the replay happens whatever follows, unless it fails)
+  std::vector<std::pair<int64_t*, int64_t>> before;
+  for (size_t k = 0; k < e.steps.size(); ++k) {
+    float* p = staged.data_ptr<float>() + e.inputs_per_update * static_cast<int64_t>(k);
+    const int64_t noise_numel = draws[k].numel();
+    std::memcpy(p, draws[k].data_ptr<float>(), sizeof(float) * noise_numel);
+    for (size_t i = 0; i < e.optimizers.size(); ++i) {
+      e.optimizers[i]->NextStepScalars(p + noise_numel + FlatAdam::kDeviceScalars * i);
+    }
+    for (const auto& [counter, step] : e.steps[k].counter_steps) {
+      before.emplace_back(counter, *counter);
+      *counter += step;
+    }
   }
   e.device_inputs.copy_(staged, /*non_blocking=*/true);
   at::Tensor host = at::empty(e.packed_stats.sizes(), pinned);
-  e.graph->Replay();
-  // what the update does to the counters, at once: from here on it happens whatever follows, and
-  // the next update's branch and step scalars follow from them
-  for (const auto& [counter, step] : e.counter_steps) *counter += step;
+  try {
+    e.graph->Replay();
+  } catch (...) {
+    for (auto it = before.rbegin(); it != before.rend(); ++it) *it->first = it->second;
+    throw;
+  }
   host.copy_(e.packed_stats, /*non_blocking=*/true);
   return host;
+}
+
+void TwinCriticAgent::UnpackReplay(const GraphEntry& e, const at::Tensor& host, UpdateStats* out) {
+  const float* v = host.data_ptr<float>();
+  for (size_t k = 0; k < e.steps.size(); ++k) {
+    const GraphEntry::Step& step = e.steps[k];
+    out[k] = step.stats;
+    UnpackStats(v + step.offset, step.numel, step.num_scalars, &out[k]);
+  }
 }
 
 absl::StatusOr<std::vector<UpdateStats>> TwinCriticAgent::UpdateMany(
@@ -303,7 +416,7 @@ absl::StatusOr<std::vector<UpdateStats>> TwinCriticAgent::UpdateMany(
     std::vector<UpdateStats> out(batches.size());
     // replays queued on the graph stream whose statistics are still on their way to the host
     struct Pending {
-      size_t index;
+      size_t index;  // of the replay's first update
       const GraphEntry* entry;
       at::Tensor host;
     };
@@ -311,30 +424,43 @@ absl::StatusOr<std::vector<UpdateStats>> TwinCriticAgent::UpdateMany(
     auto collect = [&] {
       if (pending.empty()) return;
       graph_stream_->Synchronize();
-      for (const Pending& q : pending) {
-        out[q.index] = q.entry->stats;
-        UnpackStats(q.host, q.entry->num_scalars, &out[q.index]);
-      }
+      for (const Pending& q : pending) UnpackReplay(*q.entry, q.host, &out[q.index]);
       pending.clear();
     };
-    for (size_t i = 0; i < prepared.size(); ++i) {
+    const size_t group = static_cast<size_t>(config_.updates_per_graph);
+    for (size_t i = 0; i < prepared.size();) {
       const DeviceBatch& b = prepared[i];
-      const at::Tensor draws =
-          at::randn({NoiseDraws(), b.size, config_.act_dim}, train_generator_, at::kFloat);
+      auto noise = [&] {
+        return at::randn({NoiseDraws(), b.size, config_.act_dim}, train_generator_, at::kFloat);
+      };
       if (graph_stream_ == nullptr || !GraphSafe() || b.sil_obs.defined()) {
-        out[i] = DoUpdate(b, draws.to(config_.device));
+        out[i++] = DoUpdate(b, noise().to(config_.device));
         continue;
       }
-      auto found = graphs_.find({b.size, b.weight.defined(), GraphBranch()});
+      if (group > 1 && i + group <= prepared.size()) {
+        const absl::Span<const DeviceBatch> members =
+            absl::MakeConstSpan(prepared).subspan(i, group);
+        if (GraphEntry* e = GroupGraph(members, collect)) {
+          std::vector<at::Tensor> draws;
+          for (size_t k = 0; k < group; ++k) draws.push_back(noise());  // in the updates' order
+          at::Tensor host;
+          graph_stream_->Run([&] { host = EnqueueReplay(members, draws, *e); });
+          pending.push_back({i, e, std::move(host)});
+          i += group;
+          continue;
+        }
+      }
+      const at::Tensor draws = noise();
+      auto found = graphs_.find(GraphKey{b.size, b.weight.defined(), {GraphBranch()}});
       if (found == graphs_.end() || found->second->graph == nullptr) {
         collect();  // warm-up and capture want an idle stream
-        out[i] = GraphUpdate(b, draws);
+        out[i++] = GraphUpdate(b, draws);
         continue;
       }
       GraphEntry& e = *found->second;
       at::Tensor host;
-      graph_stream_->Run([&] { host = EnqueueReplay(b, draws, e); });
-      pending.push_back({i, &e, std::move(host)});
+      graph_stream_->Run([&] { host = EnqueueReplay(absl::MakeConstSpan(&b, 1), {draws}, e); });
+      pending.push_back({i++, &e, std::move(host)});
     }
     collect();
     return out;
@@ -343,46 +469,92 @@ absl::StatusOr<std::vector<UpdateStats>> TwinCriticAgent::UpdateMany(
   }
 }
 
-absl::Status TwinCriticAgent::CaptureUpdate(const DeviceBatch& b, const at::Tensor& draws,
-                                            GraphEntry& e) {
+absl::Status TwinCriticAgent::CaptureUpdates(absl::Span<const DeviceBatch> batches,
+                                             at::IntArrayRef noise_shape,
+                                             absl::Span<const int64_t> branches, GraphEntry& e) {
+  const std::vector<int64_t*>& counters = Counters();
+  std::vector<int64_t> before;
+  for (const int64_t* c : counters) before.push_back(*c);
+  const size_t n = batches.size();
   absl::StatusOr<std::unique_ptr<CapturedGraph>> graph;
-  std::vector<std::pair<int64_t*, int64_t>> counters;
-  for (const StateEntry& entry : StateEntries()) {
-    if (entry.counter != nullptr) counters.emplace_back(entry.counter, *entry.counter);
-  }
+  absl::Status planned;
   graph_stream_->Run([&] {
-    e.batch = DeviceBatch{};
-    e.batch.size = b.size;
-    e.batch.obs = b.obs.clone();
-    e.batch.action = b.action.clone();
-    e.batch.reward = b.reward.clone();
-    e.batch.next_obs = b.next_obs.clone();
-    e.batch.discount = b.discount.clone();
-    if (b.weight.defined()) e.batch.weight = b.weight.clone();
+    e.batches.clear();
+    e.noise.clear();
+    e.steps.assign(n, GraphEntry::Step{});
+    for (const DeviceBatch& b : batches) {
+      DeviceBatch& s = e.batches.emplace_back();
+      s.size = b.size;
+      s.obs = b.obs.clone();
+      s.action = b.action.clone();
+      s.reward = b.reward.clone();
+      s.next_obs = b.next_obs.clone();
+      s.discount = b.discount.clone();
+      if (b.weight.defined()) s.weight = b.weight.clone();
+    }
     e.optimizers = Optimizers();
-    const int64_t noise_numel = draws.numel();
+    int64_t noise_numel = 1;
+    for (const int64_t d : noise_shape) noise_numel *= d;
     constexpr int64_t kPer = FlatAdam::kDeviceScalars;
-    const int64_t total = noise_numel + kPer * static_cast<int64_t>(e.optimizers.size());
-    e.device_inputs =
-        at::zeros({total}, at::TensorOptions().dtype(at::kFloat).device(config_.device));
-    e.noise = e.device_inputs.narrow(0, 0, noise_numel).view(draws.sizes());
-    for (size_t i = 0; i < e.optimizers.size(); ++i) {
-      e.optimizers[i]->UseDeviceScalars(
-          e.device_inputs.narrow(0, noise_numel + kPer * static_cast<int64_t>(i), kPer));
+    e.inputs_per_update = noise_numel + kPer * static_cast<int64_t>(e.optimizers.size());
+    e.device_inputs = at::zeros({e.inputs_per_update * static_cast<int64_t>(n)},
+                                at::TensorOptions().dtype(at::kFloat).device(config_.device));
+    for (size_t k = 0; k < n; ++k) {
+      e.noise.push_back(
+          e.device_inputs.narrow(0, e.inputs_per_update * static_cast<int64_t>(k), noise_numel)
+              .view(noise_shape));
     }
     capturing_ = &e;
-    graph = graph_stream_->Capture([&] { e.stats = DoUpdate(e.batch, e.noise); });
+    graph = graph_stream_->Capture([&] {
+      std::vector<int64_t> last = before;
+      for (size_t k = 0; k < n; ++k) {
+        if (GraphBranch() != branches[k]) {
+          planned = absl::InternalError(absl::StrCat("update ", k, " of the graph takes branch ",
+                                                     GraphBranch(), ", planned ", branches[k]));
+          return;
+        }
+        const int64_t base = e.inputs_per_update * static_cast<int64_t>(k) + noise_numel;
+        for (size_t i = 0; i < e.optimizers.size(); ++i) {
+          e.optimizers[i]->UseDeviceScalars(
+              e.device_inputs.narrow(0, base + kPer * static_cast<int64_t>(i), kPer));
+        }
+        e.capturing_step = k;
+        e.steps[k].stats = DoUpdate(e.batches[k], e.noise[k]);
+        if (!e.steps[k].packed.defined()) {
+          planned = absl::InternalError("an update fetched no statistics");
+          return;
+        }
+        // what this update added to the counters (the capture ran its host code, none of its
+        // kernels), for the replays to add
+        for (size_t j = 0; j < counters.size(); ++j) {
+          if (*counters[j] != last[j]) {
+            e.steps[k].counter_steps.emplace_back(counters[j], *counters[j] - last[j]);
+          }
+          last[j] = *counters[j];
+        }
+      }
+      if (n == 1) {
+        e.packed_stats = e.steps[0].packed;
+      } else {
+        std::vector<at::Tensor> parts;
+        for (const GraphEntry::Step& step : e.steps) parts.push_back(step.packed);
+        e.packed_stats = at::cat(parts);
+      }
+    });
     capturing_ = nullptr;
     for (FlatAdam* adam : e.optimizers) adam->UseDeviceScalars(at::Tensor());
   });
-  // the capture ran DoUpdate's host code once but none of its kernels: undo its counting, and
-  // remember it for the replays
-  e.counter_steps.clear();
-  for (const auto& [counter, before] : counters) {
-    if (*counter != before) e.counter_steps.emplace_back(counter, *counter - before);
-    *counter = before;
-  }
+  // undo the capture's counting: the replays count
+  for (size_t j = 0; j < counters.size(); ++j) *counters[j] = before[j];
   if (!graph.ok()) return graph.status();
+  if (!planned.ok()) return planned;
+  int64_t offset = 0;
+  for (GraphEntry::Step& step : e.steps) {
+    step.offset = offset;
+    step.numel = step.packed.numel();
+    offset += step.numel;
+    step.packed = at::Tensor();  // packed_stats holds it (or a copy)
+  }
   e.graph = *std::move(graph);
   return absl::OkStatus();
 }
@@ -489,19 +661,21 @@ void TwinCriticAgent::FetchStats(const std::vector<at::Tensor>& scalars,
   parts.push_back(td_error_abs);
   at::Tensor packed = at::cat(parts);
   if (capturing_ != nullptr) {
-    capturing_->packed_stats = std::move(packed);
-    capturing_->num_scalars = scalars.size();
+    GraphEntry::Step& step = capturing_->steps[capturing_->capturing_step];
+    step.packed = std::move(packed);
+    step.num_scalars = scalars.size();
     return;
   }
-  UnpackStats(packed.cpu(), scalars.size(), stats);
+  const at::Tensor host = packed.cpu();
+  UnpackStats(host.data_ptr<float>(), host.numel(), scalars.size(), stats);
 }
 
-void TwinCriticAgent::UnpackStats(const at::Tensor& host, size_t num_scalars, UpdateStats* stats) {
-  const float* v = host.data_ptr<float>();
+void TwinCriticAgent::UnpackStats(const float* v, int64_t numel, size_t num_scalars,
+                                  UpdateStats* stats) {
   double* fields[] = {&stats->critic_loss, &stats->actor_loss, &stats->alpha,
                       &stats->alpha_loss,  &stats->q_mean,     &stats->entropy};
   for (size_t i = 0; i < num_scalars && i < 6; ++i) *fields[i] = v[i];
-  stats->td_error_abs.assign(v + num_scalars, v + host.numel());
+  stats->td_error_abs.assign(v + num_scalars, v + numel);
 }
 
 }  // namespace internal

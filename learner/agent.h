@@ -86,6 +86,13 @@ struct AgentOptions {
   // self-imitation rows, and algorithms not listed in docs/learner.md as captured, stay eager.
   // false: every update eager.
   bool cuda_graphs = true;
+  // With cuda_graphs: UpdateMany runs each group of this many consecutive batches of one kind
+  // (same size, weights or not) as one graph launch, once every update of the group has its own
+  // graph; a group's graph is captured for its sequence of branches. The same updates and results
+  // as one graph per update; fewer launches, copies and host round trips. 1: one graph per update
+  // (the default until a GPU run shows the gain; bench/learner_gpu.sh measures both). 1 to
+  // kMaxUpdatesPerGraph.
+  int updates_per_graph = 1;
   // On the CPU, SAC's and TD3's updates compute their networks' forward and backward passes
   // without autograd, one batch row range per intra-op thread (learner/direct_sac.h,
   // learner/direct_td3.h): the same values up to float rounding. Applies to flat SAC (and
@@ -93,6 +100,8 @@ struct AgentOptions {
   // with ReLU networks without LayerNorm and oneDNN's sgemm; false: always LibTorch's autograd.
   bool direct_cpu_update = true;
 };
+
+inline constexpr int kMaxUpdatesPerGraph = 16;
 
 class Agent {
  public:

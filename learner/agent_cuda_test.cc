@@ -217,6 +217,71 @@ TEST_P(GraphTest, UpdateManyQueuesTheReplaysAndMatchesOneUpdateAtATime) {
   EXPECT_LT(PolicyDiff(*many, *one), 1e-5);
 }
 
+TEST_P(GraphTest, GroupsOfUpdatesInOneGraphMatchOneGraphPerUpdate) {
+  if (!HasGpu()) GTEST_SKIP() << "no CUDA device";
+  const bool td3 = GetParam();
+  // target period 2: SAC's branch alternates; TD3's (delay 2) runs through critic-only updates
+  // and actor updates with and without the targets, so groups of 4 start at different phases
+  AgentOptions options = Options(td3, "cuda", true);
+  options.algorithm.set_target_update_period(2);
+  auto one = MustCreate(options);
+  options.updates_per_graph = 4;
+  auto grouped = MustCreate(options);
+  std::vector<TransitionBatch> plain, weighted;
+  for (const TransitionBatch& b : Batches(8, 64, false)) plain.push_back(OnDevice(b));
+  for (const TransitionBatch& b : Batches(3, 64, true)) weighted.push_back(OnDevice(b));
+  // calls of 5, 6, 9 and 4 batches: the first call warms up and captures the updates' own graphs,
+  // later ones replay groups of 4 from every phase of the branches, with the rest (and a group
+  // broken by a weighted batch) one graph per update
+  const std::vector<std::vector<TransitionBatch>> calls = {
+      {plain.begin(), plain.begin() + 5},
+      {plain.begin() + 2, plain.end()},
+      {plain[0], plain[1], weighted[0], plain[2], plain[3], plain[4], plain[5], plain[6], plain[7]},
+      {plain.begin() + 1, plain.begin() + 5},
+      {plain.begin(), plain.begin() + 6},
+      {plain.begin() + 3, plain.begin() + 7}};
+  for (int round = 0; round < 3; ++round) {
+    for (size_t c = 0; c < calls.size(); ++c) {
+      auto stats = grouped->UpdateMany(calls[c]);
+      ASSERT_TRUE(stats.ok()) << stats.status();
+      ASSERT_EQ(stats->size(), calls[c].size());
+      for (size_t i = 0; i < calls[c].size(); ++i) {
+        SCOPED_TRACE(testing::Message() << "round " << round << ", call " << c << ", batch " << i);
+        auto expected = one->Update(calls[c][i]);
+        ASSERT_TRUE(expected.ok());
+        // the same kernels in the same order
+        EXPECT_EQ((*stats)[i].actor_updated, expected->actor_updated);
+        EXPECT_LT(RelDiff((*stats)[i].critic_loss, expected->critic_loss), 1e-5);
+        EXPECT_LT(RelDiff((*stats)[i].actor_loss, expected->actor_loss), 1e-5);
+        EXPECT_LT(RelDiff((*stats)[i].alpha, expected->alpha), 1e-6);
+        ASSERT_EQ((*stats)[i].td_error_abs.size(), expected->td_error_abs.size());
+        for (size_t j = 0; j < expected->td_error_abs.size(); ++j) {
+          EXPECT_NEAR((*stats)[i].td_error_abs[j], expected->td_error_abs[j],
+                      1e-5 * (1 + std::abs(expected->td_error_abs[j])));
+        }
+      }
+    }
+  }
+  EXPECT_EQ(grouped->updates(), one->updates());
+  EXPECT_LT(PolicyDiff(*grouped, *one), 1e-5);
+  // the state (counters, Adam's steps and moments) carries over: a restored agent continues
+  // the same way
+  auto saved = grouped->SaveState();
+  ASSERT_TRUE(saved.ok());
+  AgentOptions eager_options = Options(td3, "cuda", false);
+  eager_options.algorithm.set_target_update_period(2);
+  auto resumed = MustCreate(eager_options);
+  ASSERT_TRUE(resumed->RestoreState(*saved).ok());
+  auto next_grouped = grouped->UpdateMany(calls[3]);
+  ASSERT_TRUE(next_grouped.ok());
+  for (size_t i = 0; i < calls[3].size(); ++i) {
+    auto expected = resumed->Update(calls[3][i]);
+    ASSERT_TRUE(expected.ok());
+    EXPECT_EQ((*next_grouped)[i].actor_updated, expected->actor_updated);
+    EXPECT_LT(RelDiff((*next_grouped)[i].critic_loss, expected->critic_loss), 1e-3);
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(SacAndTd3, GraphTest, testing::Values(false, true),
                          [](const auto& info) { return info.param ? "Td3" : "Sac"; });
 

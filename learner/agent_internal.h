@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <exception>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -39,6 +40,7 @@ struct AgentConfig {
   int num_threads = 0;
   models::GemmBackend gemm = models::GemmBackend::kOneDnn;
   bool cuda_graphs = true;
+  int updates_per_graph = 1;
   bool direct_cpu_update = true;
 };
 
@@ -140,8 +142,9 @@ class TwinCriticAgent : public Agent {
   // captured, keeps them on the device for the replays to copy instead.
   void FetchStats(const std::vector<at::Tensor>& scalars, const at::Tensor& td_error_abs,
                   UpdateStats* stats);
-  // The scalars and per-item errors FetchStats packed, from a host copy.
-  static void UnpackStats(const at::Tensor& host, size_t num_scalars, UpdateStats* stats);
+  // The scalars and per-item errors FetchStats packed ([numel] floats), from a host copy.
+  static void UnpackStats(const float* packed, int64_t numel, size_t num_scalars,
+                          UpdateStats* stats);
   // r·reward_scale + γ·discount·next_value.
   at::Tensor TdTarget(const DeviceBatch& batch, const at::Tensor& next_value) const;
 
@@ -157,23 +160,45 @@ class TwinCriticAgent : public Agent {
 
  private:
   struct GraphEntry;
+  // A captured graph's kind: batch size, weighted or not, and the GraphBranch() of each update
+  // it holds (one for an update's own graph, AgentConfig::updates_per_graph for a group's).
+  using GraphKey = std::tuple<int64_t, bool, std::vector<int64_t>>;
   absl::StatusOr<UpdateStats> RunUpdate(const TransitionBatch& batch, const at::Tensor* noise);
   // The update through a CUDA graph for its kind (eagerly on the graph stream until the kind
   // has run kEagerUpdatesBeforeCapture times); `draws` are the noise draws on the CPU.
   UpdateStats GraphUpdate(const DeviceBatch& batch, const at::Tensor& draws);
-  // Queues a replay of `entry`'s graph for `batch` on the graph stream (call inside its Run):
-  // the inputs' copies, the replay and the statistics' copy into the pinned host tensor returned,
-  // valid once the stream is synchronised. Advances the host counters as the update will.
-  at::Tensor EnqueueReplay(const DeviceBatch& batch, const at::Tensor& draws, GraphEntry& entry);
-  // Captures `entry`'s update with static copies of `batch`'s tensors; nothing runs.
-  absl::Status CaptureUpdate(const DeviceBatch& batch, const at::Tensor& draws, GraphEntry& entry);
+  // The graph that runs `batches` (UpdateMany's next group) in one launch, captured first if
+  // need be; nullptr where the group cannot run as one (batches of different kinds, an update
+  // whose own graph is not captured yet, a failed capture): its updates then run one by one.
+  // `idle` is called before a capture, which wants an idle stream.
+  GraphEntry* GroupGraph(absl::Span<const DeviceBatch> batches, const std::function<void()>& idle);
+  // The branches of the next `n` updates of a kind, from what each update's own graph adds to
+  // the counters; false when one of those graphs is not captured yet.
+  bool PlanBranches(int64_t size, bool weighted, size_t n, std::vector<int64_t>* branches);
+  // Queues a replay of `entry`'s graph for `batches` (one per update it holds) on the graph
+  // stream (call inside its Run): the inputs' copies, the replay and the statistics' copy into
+  // the pinned host tensor returned, valid once the stream is synchronised. Advances the host
+  // counters as the updates will.
+  at::Tensor EnqueueReplay(absl::Span<const DeviceBatch> batches,
+                           absl::Span<const at::Tensor> draws, GraphEntry& entry);
+  // The statistics of each update of a replay of `entry` into out[0..], from its host copy.
+  static void UnpackReplay(const GraphEntry& entry, const at::Tensor& host, UpdateStats* out);
+  // Captures `entry`'s updates, one per batch in `batches` (with static copies of their tensors)
+  // taking `branches`, each with noise of `noise_shape`; nothing runs. Errors: the capture's, or
+  // INTERNAL when an update takes another branch than planned.
+  absl::Status CaptureUpdates(absl::Span<const DeviceBatch> batches, at::IntArrayRef noise_shape,
+                              absl::Span<const int64_t> branches, GraphEntry& entry);
+  // The graphs of single updates (false) or of groups (true).
+  size_t CountGraphs(bool groups) const;
+  // Every StateEntries() counter (gathered on first use).
+  const std::vector<int64_t*>& Counters();
   // RestoreState, or with `learned_only` InitializeFrom.
   absl::Status Restore(const std::string& bytes, bool learned_only);
 
   std::unique_ptr<GraphStream> graph_stream_;  // null: every update eager
-  // by (batch size, weighted, GraphBranch())
-  std::map<std::tuple<int64_t, bool, int64_t>, std::unique_ptr<GraphEntry>> graphs_;
+  std::map<GraphKey, std::unique_ptr<GraphEntry>> graphs_;
   GraphEntry* capturing_ = nullptr;  // the entry being captured, if any
+  std::vector<int64_t*> counters_;
 };
 
 // SPiRL's divergence is clipped to ±this (SPiRL's max_divergence_range).

@@ -368,7 +368,9 @@ class UpdateManyTest : public ::testing::TestWithParam<bool> {};
 TEST_P(UpdateManyTest, IsTheSameAsOneUpdatePerBatch) {
   const AgentOptions options = Options(GetParam(), 3, 2, {32, 32});
   auto one = MustCreate(options);
-  auto many = MustCreate(options);
+  AgentOptions grouped = options;
+  grouped.updates_per_graph = 4;  // CUDA graphs only: the CPU's updates run one by one as before
+  auto many = MustCreate(grouped);
   std::vector<TransitionBatch> batches;
   for (int i = 0; i < 7; ++i) batches.push_back(RandomBatch(16, 3, 2, i));
   batches[3].weight = at::rand({16}) + 0.5;  // a weighted batch among them
@@ -519,6 +521,9 @@ TEST(OptionsTest, BadValuesNameTheirField) {
       {[](AgentOptions* o) { o->obs_dim = 0; }, kBad, "obs_dim: 0 is not allowed"},
       {[](AgentOptions* o) { o->act_dim = -1; }, kBad, "act_dim: -1 is not allowed"},
       {[](AgentOptions* o) { o->num_threads = -2; }, kBad, "num_threads: -2"},
+      {[](AgentOptions* o) { o->updates_per_graph = 0; }, kBad,
+       "updates_per_graph: 0 is not allowed; it must be in 1..16"},
+      {[](AgentOptions* o) { o->updates_per_graph = 17; }, kBad, "updates_per_graph: 17"},
       {[](AgentOptions* o) { o->device = "tpu"; }, kBad,
        "device: \"tpu\" is not allowed; it must be auto, cpu, cuda or cuda:N"},
       {[](AgentOptions* o) { o->device = "cuda:x"; }, kBad, "device: \"cuda:x\""},
