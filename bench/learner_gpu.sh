@@ -7,7 +7,8 @@
 # there), and the CPU rates of the same binary against PyPI's torch at 1, 2 and all threads.
 # Runs from a CUDA build bundle (scripts/cuda_build.sh --bundle DIR) on a machine with PyPI's
 # torch (python3 -c 'import torch' must work); writes logs and JSON files into OUT, with what the
-# GPU runs per update (kernels and their times). The whole cluster on the GPU:
+# GPU runs per update (kernels and their times), and summary.md (bench/gpu_summary.py: the
+# figures against the targets). The whole cluster on the GPU:
 # bench/cluster_gpu.sh.
 #
 #   bench/learner_gpu.sh [--bundle .device-bundle] [--out DIR] [--seconds 8] [--cpu_threads 1,2,16]
@@ -24,7 +25,7 @@ while [[ $# -gt 0 ]]; do
     --out) out="$2"; shift 2 ;;
     --seconds) seconds="$2"; shift 2 ;;
     --cpu_threads) cpu_threads="$2"; shift 2 ;;
-    -h | --help) sed -n '2,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "learner_gpu: unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -84,4 +85,7 @@ for t in ${cpu_threads//,/ }; do
     --prl "${run} learner_bench" --device=cpu --skip_sb3 --threads="${t}" \
     --seconds="${seconds}" --json="${out}/sac_cpu_${t}.json"
 done
-echo "learner_gpu: done; logs and JSON in ${out}" | tee -a "${log}"
+# the figures against the targets, as Markdown (OUT/summary.md)
+python3 "${ROOT}/bench/gpu_summary.py" "${out}" --write "${out}/summary.md" > /dev/null ||
+  echo "learner_gpu: the summary failed (bench/gpu_summary.py)" | tee -a "${log}"
+echo "learner_gpu: done; logs, JSON and summary.md in ${out}" | tee -a "${log}"
