@@ -172,9 +172,8 @@ TwinCriticAgent::TwinCriticAgent(const AgentConfig& config, models::PolicyNetwor
 // and outputs.
 struct TwinCriticAgent::GraphEntry {
   int eager_updates = 0;
-  bool failed = false;  // a group whose capture failed: its updates take their own graphs
-  std::unique_ptr<CapturedGraph> graph;
-  std::vector<DeviceBatch> batches;  // per update, its inputs: each replay copies a batch in
+  std::unique_ptr<CapturedGraph> graph;  // none: not captured yet (a group's: capture failed)
+  std::vector<DeviceBatch> batches;      // per update, its inputs: each replay copies a batch in
   // per update [noise draws | scalars of each optimiser], written in one copy
   at::Tensor device_inputs;
   int64_t inputs_per_update = 0;
@@ -239,7 +238,7 @@ UpdateStats TwinCriticAgent::GraphUpdate(const DeviceBatch& b, const at::Tensor&
   // and at most three branches, so kinds beyond these are rare and run eagerly
   constexpr size_t kMaxGraphs = 12;
   GraphKey key{b.size, b.weight.defined(), {GraphBranch()}};
-  if (graphs_.count(key) == 0 && CountGraphs(/*groups=*/false) >= kMaxGraphs) {
+  if (graphs_.count(key) == 0 && CountKinds(/*groups=*/false) >= kMaxGraphs) {
     return DoUpdate(b, draws.to(config_.device));
   }
   std::unique_ptr<GraphEntry>& slot = graphs_[std::move(key)];
@@ -271,9 +270,17 @@ UpdateStats TwinCriticAgent::GraphUpdate(const DeviceBatch& b, const at::Tensor&
   return stats;
 }
 
-size_t TwinCriticAgent::CountGraphs(bool groups) const {
+size_t TwinCriticAgent::CountKinds(bool groups) const {
   size_t n = 0;
   for (const auto& [key, entry] : graphs_) n += (std::get<2>(key).size() > 1) == groups ? 1 : 0;
+  return n;
+}
+
+size_t TwinCriticAgent::group_graphs() const {
+  size_t n = 0;
+  for (const auto& [key, entry] : graphs_) {
+    n += std::get<2>(key).size() > 1 && entry->graph != nullptr ? 1 : 0;
+  }
   return n;
 }
 
@@ -324,21 +331,27 @@ TwinCriticAgent::GraphEntry* TwinCriticAgent::GroupGraph(absl::Span<const Device
   }
   GraphKey key{first.size, first.weight.defined(), branches};
   auto found = graphs_.find(key);
-  if (found != graphs_.end()) {
+  if (found != graphs_.end()) {  // captured, or its capture failed (no graph)
     GraphEntry* e = found->second.get();
     return e->graph != nullptr ? e : nullptr;
   }
-  if (CountGraphs(/*groups=*/true) >= kMaxGroupGraphs) return nullptr;
+  // failed captures count too: a kind whose capture fails is not tried again and again
+  if (CountKinds(/*groups=*/true) >= kMaxGroupGraphs) return nullptr;
   GraphEntry& e = *(graphs_[std::move(key)] = std::make_unique<GraphEntry>());
-  idle();
-  const std::vector<int64_t> noise_shape = {NoiseDraws(), first.size, config_.act_dim};
-  const absl::Status captured = CaptureUpdates(batches, noise_shape, branches, e);
+  absl::Status captured;
+  try {
+    idle();
+    const std::vector<int64_t> noise_shape = {NoiseDraws(), first.size, config_.act_dim};
+    captured = CaptureUpdates(batches, noise_shape, branches, e);
+  } catch (...) {
+    e = GraphEntry{};  // no graph, no copies: the kind stays on its updates' own graphs
+    throw;
+  }
   if (!captured.ok()) {
     // the updates' own graphs work: keep them
     PRL_LOG(WARNING) << "learner: a graph of " << batches.size()
                      << " updates: " << captured.message() << "; these updates take one graph each";
     e = GraphEntry{};
-    e.failed = true;
     return nullptr;
   }
   return &e;
@@ -367,6 +380,7 @@ at::Tensor TwinCriticAgent::EnqueueReplay(absl::Span<const DeviceBatch> batches,
   for (size_t k = 0; k < e.steps.size(); ++k) {
     float* p = staged.data_ptr<float>() + e.inputs_per_update * static_cast<int64_t>(k);
     const int64_t noise_numel = draws[k].numel();
+    PRL_CHECK(noise_numel == e.noise[k].numel() && draws[k].is_contiguous());
     std::memcpy(p, draws[k].data_ptr<float>(), sizeof(float) * noise_numel);
     for (size_t i = 0; i < e.optimizers.size(); ++i) {
       e.optimizers[i]->NextStepScalars(p + noise_numel + FlatAdam::kDeviceScalars * i);
@@ -376,9 +390,10 @@ at::Tensor TwinCriticAgent::EnqueueReplay(absl::Span<const DeviceBatch> batches,
       *counter += step;
     }
   }
-  e.device_inputs.copy_(staged, /*non_blocking=*/true);
-  at::Tensor host = at::empty(e.packed_stats.sizes(), pinned);
+  at::Tensor host;
   try {
+    e.device_inputs.copy_(staged, /*non_blocking=*/true);
+    host = at::empty(e.packed_stats.sizes(), pinned);
     e.graph->Replay();
   } catch (...) {
     for (auto it = before.rbegin(); it != before.rend(); ++it) *it->first = it->second;
@@ -446,6 +461,7 @@ absl::StatusOr<std::vector<UpdateStats>> TwinCriticAgent::UpdateMany(
           at::Tensor host;
           graph_stream_->Run([&] { host = EnqueueReplay(members, draws, *e); });
           pending.push_back({i, e, std::move(host)});
+          ++group_replays_;
           i += group;
           continue;
         }

@@ -16,6 +16,7 @@
 #include "common/tensor.h"
 #include "gtest/gtest.h"
 #include "learner/agent.h"
+#include "learner/agent_internal.h"
 
 namespace prl::learner {
 namespace {
@@ -230,9 +231,10 @@ TEST_P(GraphTest, GroupsOfUpdatesInOneGraphMatchOneGraphPerUpdate) {
   std::vector<TransitionBatch> plain, weighted;
   for (const TransitionBatch& b : Batches(8, 64, false)) plain.push_back(OnDevice(b));
   for (const TransitionBatch& b : Batches(3, 64, true)) weighted.push_back(OnDevice(b));
-  // calls of 5, 6, 9 and 4 batches: the first call warms up and captures the updates' own graphs,
-  // later ones replay groups of 4 from every phase of the branches, with the rest (and a group
-  // broken by a weighted batch) one graph per update
+  // calls of 5, 6, 9, 4, 6 and 4 batches, three times over: the kinds' own graphs are captured
+  // on their fourth update (call 2 for SAC, call 3 for TD3's rarer actor branches); from then on
+  // each call replays a group of 4 (starting at every phase of the branches), the rest of the
+  // call and the batches around a weighted one taking one graph per update
   const std::vector<std::vector<TransitionBatch>> calls = {
       {plain.begin(), plain.begin() + 5},
       {plain.begin() + 2, plain.end()},
@@ -264,6 +266,13 @@ TEST_P(GraphTest, GroupsOfUpdatesInOneGraphMatchOneGraphPerUpdate) {
   }
   EXPECT_EQ(grouped->updates(), one->updates());
   EXPECT_LT(PolicyDiff(*grouped, *one), 1e-5);
+  // the groups really ran as graphs: one per branch sequence (SAC: starting with or without the
+  // target update; TD3: the four phases of its delay and target period), and one replay per call
+  // from SAC's second call (TD3's third) on
+  const auto* internal = dynamic_cast<const internal::TwinCriticAgent*>(grouped.get());
+  ASSERT_NE(internal, nullptr);
+  EXPECT_EQ(internal->group_graphs(), td3 ? 4u : 2u);
+  EXPECT_EQ(internal->group_replays(), td3 ? 15 : 16);
   // the state (counters, Adam's steps and moments) carries over: a restored agent continues
   // the same way
   auto saved = grouped->SaveState();

@@ -101,6 +101,10 @@ class TwinCriticAgent : public Agent {
   virtual models::PolicyNetwork* actor_target() { return nullptr; }
   // Whether updates take the direct CPU path (AgentOptions::direct_cpu_update where it applies).
   virtual bool direct_update() const { return false; }
+  // For tests: the graphs captured for groups of updates (AgentOptions::updates_per_graph) and
+  // how many times UpdateMany replayed one.
+  size_t group_graphs() const;
+  int64_t group_replays() const { return group_replays_; }
 
  protected:
   // One update; `noise` holds NoiseDraws() standard-normal [B, act_dim] draws on the device.
@@ -188,8 +192,9 @@ class TwinCriticAgent : public Agent {
   // INTERNAL when an update takes another branch than planned.
   absl::Status CaptureUpdates(absl::Span<const DeviceBatch> batches, at::IntArrayRef noise_shape,
                               absl::Span<const int64_t> branches, GraphEntry& entry);
-  // The graphs of single updates (false) or of groups (true).
-  size_t CountGraphs(bool groups) const;
+  // The kinds in graphs_ (captured, being warmed up, or failed) of single updates (false) or of
+  // groups (true).
+  size_t CountKinds(bool groups) const;
   // Every StateEntries() counter (gathered on first use).
   const std::vector<int64_t*>& Counters();
   // RestoreState, or with `learned_only` InitializeFrom.
@@ -199,6 +204,7 @@ class TwinCriticAgent : public Agent {
   std::map<GraphKey, std::unique_ptr<GraphEntry>> graphs_;
   GraphEntry* capturing_ = nullptr;  // the entry being captured, if any
   std::vector<int64_t*> counters_;
+  int64_t group_replays_ = 0;
 };
 
 // SPiRL's divergence is clipped to ±this (SPiRL's max_divergence_range).
