@@ -8,11 +8,13 @@
 # updates/s and the last evaluation return; the clusters' logs stay in OUT/state_<device>.
 #
 #   bench/cluster_gpu.sh [--bundle .device-bundle] [--out DIR] [--actors N] [--env_steps N]
-#                        [--devices cuda,cpu] [--learner_threads N]
+#                        [--devices cuda,cpu] [--learner_threads N] [--updates_per_graph N]
 #
 # The bundle: scripts/cuda_build.sh --bundle DIR (its default targets include the cluster's).
 # Defaults: actors = cores - 2 (at least 1), 30,000 env steps (5,000 of them random warm-up),
-# devices cuda,cpu, learner threads 2. Needs python3 with torch (the bundle's run.sh) and no Bazel.
+# devices cuda,cpu, learner threads 2, one update per CUDA graph launch (N > 1: the learner's
+# --learner_updates_per_graph, its updates in graph launches of N). Needs python3 with torch
+# (the bundle's run.sh) and no Bazel.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bundle="${ROOT}/.device-bundle"
@@ -21,6 +23,7 @@ actors=$(($(nproc) > 3 ? $(nproc) - 2 : 1))
 env_steps=30000
 devices="cuda,cpu"
 learner_threads=2
+updates_per_graph=1
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --bundle) bundle="$2"; shift 2 ;;
@@ -29,7 +32,8 @@ while [[ $# -gt 0 ]]; do
     --env_steps) env_steps="$2"; shift 2 ;;
     --devices) devices="$2"; shift 2 ;;
     --learner_threads) learner_threads="$2"; shift 2 ;;
-    -h | --help) sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --updates_per_graph) updates_per_graph="$2"; shift 2 ;;
+    -h | --help) sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "cluster_gpu: unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -81,7 +85,7 @@ evaluation { every_env_steps: $((env_steps / 2)) episodes: 2 }
 SPEC
   echo "=== ${device}: cluster with ${actors} actors, ${env_steps} env steps" | tee -a "${summary}"
   PRL_BIN_DIR="${bin_dir}" PRL_LEARNER_THREADS="${learner_threads}" \
-    bench_cluster "${state}" "${actors}"
+    PRL_LEARNER_FLAGS="--learner_updates_per_graph=${updates_per_graph}" bench_cluster "${state}" "${actors}"
   start=${SECONDS}
   id="$("${prlctl[@]}" submit "${spec}")"
   [[ -n "${id}" ]] || { echo "cluster_gpu: submit failed" >&2; exit 1; }
@@ -101,7 +105,7 @@ SPEC
       printf "%s: %s, %d env steps and %d updates in %d s: %.0f env steps/s, %.0f updates/s, last evaluation return %s",
         d, f, s, u, w, s / (w > 0 ? w : 1), u / (w > 0 ? w : 1), r }')"
   echo "${line}" | tee -a "${summary}"
-  json+=("{\"device\": \"${device}\", \"state\": \"${final}\", \"env_steps\": ${steps:-0}, \"updates\": ${updates:-0}, \"wall_s\": ${wall}, \"last_eval_return\": \"${last_return:-}\"}")
+  json+=("{\"device\": \"${device}\", \"state\": \"${final}\", \"env_steps\": ${steps:-0}, \"updates\": ${updates:-0}, \"wall_s\": ${wall}, \"updates_per_graph\": ${updates_per_graph}, \"last_eval_return\": \"${last_return:-}\"}")
   # stop this cluster before the next device's
   kill -TERM "${bench_cluster_pid}" 2>/dev/null || true
   wait "${bench_cluster_pid}" 2>/dev/null || true

@@ -4,7 +4,8 @@
 #   bench_cluster STATE_DIR ACTORS [CLUSTER_ENV]
 #       uses the running cluster CLUSTER_ENV (a cluster.env), or starts
 #       deploy/local/cluster.sh in STATE_DIR (stopped when the study exits; the learner's torch
-#       threads from PRL_LEARNER_THREADS, default 1; prebuilt binaries from PRL_BIN_DIR, laid out
+#       threads from PRL_LEARNER_THREADS, default 1; more prl_learner flags from
+#       PRL_LEARNER_FLAGS, space-separated; prebuilt binaries from PRL_BIN_DIR, laid out
 #       as bazel-bin, when set: no build and no scripts/setup.sh); then sets PRL_LEARNER and the
 #       other addresses, and `prlctl` (an array) to reach the learner
 #   follow ID TIMEOUT
@@ -18,6 +19,8 @@ bench_cluster() {
     rm -f "${state_dir}/cluster.out" "${state_dir}/cluster.env"
     local prebuilt=()
     [[ -n "${PRL_BIN_DIR:-}" ]] && prebuilt=(--bin_dir "${PRL_BIN_DIR}" --no_setup)
+    local flag
+    for flag in ${PRL_LEARNER_FLAGS:-}; do prebuilt+=(--learner_flag "${flag}"); done
     mkdir -p "${state_dir}"
     "${ROOT}/deploy/local/cluster.sh" --state_dir "${state_dir}" --actors "${actors}" \
       --learner_threads "${PRL_LEARNER_THREADS:-1}" --no_submit --base_port 0 --no_prometheus \

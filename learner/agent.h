@@ -21,6 +21,7 @@
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
 #include "common/tensor.h"
+#include "learner/algorithm.h"
 #include "proto/actor.pb.h"
 #include "proto/experiment.pb.h"
 
@@ -100,8 +101,6 @@ struct AgentOptions {
   // with ReLU networks without LayerNorm and oneDNN's sgemm; false: always LibTorch's autograd.
   bool direct_cpu_update = true;
 };
-
-inline constexpr int kMaxUpdatesPerGraph = 16;
 
 class Agent {
  public:

@@ -87,6 +87,9 @@ struct TableSpec {
   bool rate_limited = true;
 };
 
+// The most updates one CUDA graph launch holds (AlgorithmOptions::updates_per_graph).
+inline constexpr int kMaxUpdatesPerGraph = 16;
+
 // What an algorithm is built from.
 struct AlgorithmOptions {
   // The experiment's spec, filled and validated (every default resolved).
@@ -98,6 +101,9 @@ struct AlgorithmOptions {
   std::string device = "auto";
   // LibTorch intra-op threads for updates (0 leaves LibTorch's setting).
   int num_threads = 0;
+  // On a GPU with CUDA graphs: updates per graph launch when UpdateMany gets several batches
+  // (AgentOptions::updates_per_graph, 1 to kMaxUpdatesPerGraph).
+  int updates_per_graph = 1;
   // The experiment the algorithm trains for ("" when it is built only to load a policy).
   std::string experiment_id;
 };

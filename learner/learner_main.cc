@@ -22,6 +22,7 @@
 #include "common/server_flags.h"
 #include "common/signals.h"
 #include "learner/actor_registry.h"
+#include "learner/algorithm.h"
 #include "learner/algorithm_registry.h"
 #include "learner/dataset_store.h"
 #include "learner/experiment_manager.h"
@@ -63,6 +64,9 @@ ABSL_FLAG(int, learner_updates_per_call, 0,
           "Most updates per step of the training loop: it takes the batches the replay feed "
           "already holds, up to this many, and a GPU learner queues their updates back to back. "
           "0: 4 on a CUDA device, 1 on the CPU; at most 64.");
+ABSL_FLAG(int, learner_updates_per_graph, 1,
+          "On a GPU with CUDA graphs: the updates of one step of the training loop in graph "
+          "launches of this many (1: one launch per update); 1 to 16.");
 ABSL_FLAG(int64_t, learner_publish_every, 100, "Gradient updates between policy publications.");
 ABSL_FLAG(absl::Duration, learner_checkpoint_period, absl::Minutes(2),
           "Time between checkpoints of the running experiment (a COLLECT run closes a "
@@ -93,6 +97,12 @@ int main(int argc, char** argv) {
     std::cerr << "prl_learner: --learner_updates_per_call=" << n
               << " is out of range; allowed: 0 (4 on a CUDA device, 1 on the CPU) to "
               << prl::learner::kMaxUpdatesPerCall << "\n";
+    return 1;
+  }
+  if (const int n = absl::GetFlag(FLAGS_learner_updates_per_graph);
+      n < 1 || n > prl::learner::kMaxUpdatesPerGraph) {
+    std::cerr << "prl_learner: --learner_updates_per_graph=" << n
+              << " is out of range; allowed: 1 to " << prl::learner::kMaxUpdatesPerGraph << "\n";
     return 1;
   }
   if (absl::GetFlag(FLAGS_learner_publish_every) < 1) {
@@ -131,6 +141,7 @@ int main(int argc, char** argv) {
   run_options.device = device;
   run_options.torch_threads = absl::GetFlag(FLAGS_learner_torch_threads);
   run_options.updates_per_call = absl::GetFlag(FLAGS_learner_updates_per_call);
+  run_options.updates_per_graph = absl::GetFlag(FLAGS_learner_updates_per_graph);
   run_options.publish_every_updates = absl::GetFlag(FLAGS_learner_publish_every);
   run_options.checkpoint_period = absl::GetFlag(FLAGS_learner_checkpoint_period);
   run_options.first_checkpoint_period = absl::GetFlag(FLAGS_learner_first_checkpoint);

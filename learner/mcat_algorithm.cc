@@ -408,6 +408,7 @@ absl::StatusOr<std::unique_ptr<Algorithm>> CreateMcatAlgorithm(const AlgorithmOp
   agent_options.device = options.device;
   agent_options.seed = static_cast<uint64_t>(algorithm.seed());
   agent_options.num_threads = options.num_threads;
+  agent_options.updates_per_graph = options.updates_per_graph;
   PRL_ASSIGN_OR_RETURN(std::unique_ptr<Agent> agent, Agent::Create(agent_options));
 
   models::McatModelOptions model_options;

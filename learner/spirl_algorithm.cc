@@ -120,6 +120,7 @@ absl::StatusOr<std::unique_ptr<Algorithm>> BuildForVersion(const AlgorithmOption
   agent_options.device = options.device;
   agent_options.seed = static_cast<uint64_t>(algorithm.seed());
   agent_options.num_threads = options.num_threads;
+  agent_options.updates_per_graph = options.updates_per_graph;
   *resolved = acting.prior;
   if (method == "parrot") {
     // PARROT (and latent SAC) need no prior on the learner: SAC over the prior's latent, which

@@ -18,6 +18,7 @@
 #include "common/status_macros.h"
 #include "common/tensor.h"
 #include "env_desc/env_spec.h"
+#include "learner/algorithm.h"
 #include "learner/checkpoint.pb.h"
 #include "learner/evaluation_schedule.h"
 #include "learner/replay_feed.h"
@@ -267,6 +268,7 @@ absl::Status TrainingRun::Setup() {
                                  ? options_.device
                                  : spec_.resources().learner_device();
   algorithm_options.num_threads = options_.torch_threads;
+  algorithm_options.updates_per_graph = options_.updates_per_graph;
   PRL_ASSIGN_OR_RETURN(algorithm_, options_.algorithms->Create(algorithm_options));
   PRL_RETURN_IF_ERROR(Restore());
 
@@ -792,6 +794,11 @@ absl::StatusOr<std::unique_ptr<ExperimentRun>> CreateTrainingRun(
     return absl::InvalidArgumentError(absl::StrCat(
         "updates_per_call: ", options.updates_per_call, " is out of range; allowed: 0 (",
         "4 on a CUDA device, 1 elsewhere) to ", kMaxUpdatesPerCall));
+  }
+  if (options.updates_per_graph < 1 || options.updates_per_graph > kMaxUpdatesPerGraph) {
+    return absl::InvalidArgumentError(absl::StrCat("updates_per_graph: ", options.updates_per_graph,
+                                                   " is out of range; allowed: 1 to ",
+                                                   kMaxUpdatesPerGraph));
   }
   if (spec.kind() != v1::ExperimentSpec::KIND_TRAIN) {
     return absl::UnimplementedError("a training run runs TRAIN experiments only");

@@ -89,6 +89,9 @@ struct TrainingRunOptions {
   // learner queues their steps back to back. 0: 4 on a CUDA device, 1 elsewhere (on a CPU the
   // steps run one after another anyway). At most kMaxUpdatesPerCall.
   int updates_per_call = 0;
+  // On a GPU with CUDA graphs: the updates of one call in graph launches of this many
+  // (AgentOptions::updates_per_graph; 1: one launch per update). 1 to kMaxUpdatesPerGraph.
+  int updates_per_graph = 1;
   int64_t publish_every_updates = 100;
   // Checkpoints: the first after `first_checkpoint_period` (so a learner killed early loses
   // little), then every `checkpoint_period`, and also every `checkpoint_every_updates` updates

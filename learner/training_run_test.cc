@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "ATen/ATen.h"
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "common/checksummed_file.h"
 #include "gmock/gmock.h"
@@ -504,7 +505,7 @@ TEST_F(TrainingRunTest, AFeedErrorWhileTakingReadyBatchesFailsTheRunNamingIt) {
   EXPECT_EQ(context_.progress().updates(), 0);
 }
 
-TEST_F(TrainingRunTest, UpdatesPerCallOutOfRangeIsRefusedNamingTheOption) {
+TEST_F(TrainingRunTest, UpdatesPerCallOrPerGraphOutOfRangeIsRefusedNamingTheOption) {
   absl::StatusOr<v1::ExperimentSpec> filled = ValidateAndFillSpec(SmallSacSpec());
   ASSERT_TRUE(filled.ok()) << filled.status();
   v1::Experiment experiment;
@@ -520,6 +521,15 @@ TEST_F(TrainingRunTest, UpdatesPerCallOutOfRangeIsRefusedNamingTheOption) {
         CreateTrainingRun(experiment, &context_, options);
     EXPECT_EQ(run.status().code(), absl::StatusCode::kInvalidArgument);
     EXPECT_THAT(run.status().message(), HasSubstr("updates_per_call"));
+  }
+  options.updates_per_call = 0;
+  for (int bad : {0, kMaxUpdatesPerGraph + 1}) {
+    options.updates_per_graph = bad;
+    absl::StatusOr<std::unique_ptr<ExperimentRun>> run =
+        CreateTrainingRun(experiment, &context_, options);
+    EXPECT_EQ(run.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(run.status().message(),
+                HasSubstr(absl::StrCat("updates_per_graph: ", bad, " is out of range")));
   }
 }
 

@@ -41,6 +41,8 @@
 #   --learner_threads N  Torch threads of the learner's updates (default 2 for the maze
 #                        workflow, whose point-mass actors use little CPU, on a machine with 2+
 #                        cores; else 1: actors share the machine's cores)
+#   --learner_flag FLAG  one more flag for prl_learner, as it spells it (repeatable), e.g.
+#                        --learner_flag --learner_updates_per_graph=4
 #   --max_restarts N     restarts of one process within 2 minutes before the launcher gives up
 #                        and stops the cluster (default 5; 0: the first exit stops the cluster)
 #
@@ -62,6 +64,7 @@ spec=""
 workflow_steps=100000
 submit=1
 learner_threads=""
+learner_flags=()
 max_restarts=5
 
 log() { printf '[cluster] %s\n' "$*"; }
@@ -83,6 +86,9 @@ while [[ $# -gt 0 ]]; do
     --workflow_steps) workflow_steps="$2"; shift 2 ;;
     --no_submit) submit=0; shift ;;
     --learner_threads) learner_threads="$2"; shift 2 ;;
+    --learner_flag)
+      [[ "$2" == --learner_* ]] || die "--learner_flag takes one of prl_learner's flags (--learner_...), got '$2'"
+      learner_flags+=("$2"); shift 2 ;;
     --max_restarts) max_restarts="$2"; shift 2 ;;
     -h | --help)
       awk 'NR == 1 { next } /^#/ { sub(/^# ?/, ""); print; next } { exit }' "${BASH_SOURCE[0]}"
@@ -479,7 +485,8 @@ replay_addrs="${grpc_addrs[0]},${grpc_addrs[1]}"
 learner_index="${#names[@]}"
 start learner learner/prl_learner "$(port_for 2 grpc)" "$(port_for 2 metrics)" \
   --learner_replay="${replay_addrs}" --learner_state_dir="${state_dir}/learner" \
-  --learner_torch_threads="${learner_threads}" --learner_prior_address="${prior_addr}"
+  --learner_torch_threads="${learner_threads}" --learner_prior_address="${prior_addr}" \
+  "${learner_flags[@]}"
 learner_addr="${grpc_addrs[${#grpc_addrs[@]} - 1]}"
 for ((a = 1; a <= actors; a++)); do
   start "actor-${a}" actor/prl_actor "$(port_for $((20 + a)) grpc)" \
