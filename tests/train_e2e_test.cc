@@ -61,7 +61,7 @@ constexpr char kSpec[] = R"pb(
   }
   replay { capacity: 100000 min_size_to_sample: 1000 samples_per_insert: 128 }
   resources { num_actors: 1 envs_per_actor: 2 }
-  stop { max_env_steps: 16000 }
+  stop { max_env_steps: 20000 }
   evaluation { every_env_steps: 2000 episodes: 2 }
 )pb";
 
@@ -187,7 +187,7 @@ TEST_F(TrainE2eTest, SacLearnsAndTheEvaluationReturnImproves) {
   });
   ASSERT_EQ(done.state(), v1::EXPERIMENT_STATE_SUCCEEDED) << done.DebugString();
   EXPECT_EQ(done.end_reason(), "max_env_steps reached");
-  EXPECT_GE(done.progress().env_steps(), 16000);
+  EXPECT_GE(done.progress().env_steps(), 20000);
   EXPECT_GT(done.progress().updates(), 5000);
   EXPECT_GT(done.progress().policy_version(), 10);
   ASSERT_GE(done.curve_size(), 4) << done.DebugString();
@@ -207,14 +207,14 @@ TEST_F(TrainE2eTest, SacLearnsAndTheEvaluationReturnImproves) {
   EXPECT_GT(best_late, 50) << done.DebugString();
   EXPECT_GT(LearnerMetric("prl_learner_updates_total", exp), updates_mid + 1000);
   EXPECT_GT(LearnerMetric("prl_learner_policy_version", exp), version_mid);
-  EXPECT_GE(LearnerMetric("prl_learner_env_steps_total", exp), 16000);
+  EXPECT_GE(LearnerMetric("prl_learner_env_steps_total", exp), 20000);
   EXPECT_GT(LearnerMetric("prl_learner_checkpoints_total", exp + ",result=\"ok\""), 0);
   EXPECT_EQ(LearnerMetric("prl_learner_experiments", "state=\"succeeded\""), 1);
 }
 
 TEST_F(TrainE2eTest, LearnerKilledMidRunResumesFromItsCheckpoint) {
   std::string spec = kSpec;
-  spec.replace(spec.find("max_env_steps: 16000"), 20, "max_env_steps: 8000");
+  spec.replace(spec.find("max_env_steps: 20000"), 20, "max_env_steps: 8000");
   const std::string id = Submit(spec);
   // wait for real progress and at least one checkpoint
   const v1::Experiment before = WaitFor(id, absl::Minutes(2), [](const v1::Experiment& e) {
