@@ -639,8 +639,7 @@ TwinCriticAgent::CriticStepResult TwinCriticAgent::CriticStep(const DeviceBatch&
 
 void TwinCriticAgent::GradientStep(const at::Tensor& loss, models::ParameterBlock& params,
                                    FlatAdam& adam) {
-  params.ZeroGrad();
-  loss.backward();
+  params.GradientInto(loss);
   at::NoGradGuard no_grad;
   const double max_norm = config_.algorithm.max_grad_norm();
   if (max_norm > 0) {

@@ -16,6 +16,7 @@
 #include "common/logging.h"
 #include "models/cpu_kernels.h"
 #include "models/gemm.h"
+#include "torch/csrc/autograd/autograd.h"
 #include "torch/csrc/autograd/custom_function.h"
 #include "torch/csrc/autograd/variable.h"
 
@@ -29,7 +30,6 @@
 #include "c10/cuda/CUDAGuard.h"
 #include "c10/cuda/CUDAStream.h"
 #include "models/cuda_kernels.h"
-#include "torch/csrc/autograd/autograd.h"
 #endif
 
 namespace prl::models {
@@ -887,6 +887,24 @@ void ParameterBlock::Initialize(at::Generator& generator) {
 
 void ParameterBlock::ZeroGrad() {
   if (flat_grad_.defined()) flat_grad_.zero_();
+}
+
+void ParameterBlock::GradientInto(const at::Tensor& loss) {
+  PRL_CHECK(flat_grad_.defined()) << "ParameterBlock::GradientInto of a block without gradients";
+  std::vector<at::Tensor> params;
+  params.reserve(entries_.size());
+  for (const Entry& e : entries_) params.push_back(e.view);
+  const std::vector<at::Tensor> grads =
+      torch::autograd::grad({loss}, params, /*grad_outputs=*/{}, /*retain_graph=*/false,
+                            /*create_graph=*/false, /*allow_unused=*/true);
+  std::vector<at::Tensor> flat;
+  flat.reserve(grads.size());
+  for (size_t i = 0; i < grads.size(); ++i) {
+    flat.push_back(grads[i].defined() ? grads[i].reshape({-1})
+                                      : at::zeros({params[i].numel()}, flat_grad_.options()));
+  }
+  at::NoGradGuard no_grad;
+  at::cat_out(flat_grad_, flat, 0);
 }
 
 // ---- MlpTrunk ----

@@ -133,6 +133,12 @@ class ParameterBlock {
   int64_t numel() const { return numel_; }
   // Zeroes flat_grad().
   void ZeroGrad();
+  // Writes the gradient of the scalar `loss` with respect to every parameter into flat_grad()
+  // (replacing what it held; zeros for parameters `loss` does not depend on) without touching the
+  // parameters' .grad: one concatenation of the gradients autograd computed, where ZeroGrad then
+  // backward cost a fill plus one accumulation per parameter (on a GPU, a kernel each). Frees
+  // the graph as backward does. CHECK-fails without gradients (Allocate's requires_grad).
+  void GradientInto(const at::Tensor& loss);
 
   // The parameters as seen by shard `shard` (>= 1) of a data-parallel training step: the same
   // storage as flat() (an update through this block is seen by every shard), but autograd leaves

@@ -342,6 +342,34 @@ TEST(ParameterBlockTest, ParametersAreViewsOfOneFlatTensorAndGradientsLandInFlat
   EXPECT_EQ(block.flat_grad().abs().sum().item<float>(), 0.0f);
 }
 
+TEST(ParameterBlockTest, GradientIntoReplacesFlatGradWithTheLossGradient) {
+  ParameterBlock block;
+  const int w = block.Declare("w", {3, 4}, {ParameterBlock::Init::kUniform, 0.5});
+  const int unused = block.Declare("unused", {2}, {ParameterBlock::Init::kConstant, 1.0});
+  const int b = block.Declare("b", {3}, {ParameterBlock::Init::kUniform, 0.5});
+  block.Allocate(at::kCPU, /*requires_grad=*/true);
+  at::Generator gen = at::detail::createCPUGenerator(11);
+  block.Initialize(gen);
+  const at::Tensor x = at::randn({5, 4}, gen);
+  // a network-like loss: a product (its weight gradient a transposed product), a bias, a
+  // nonlinearity, a reduction
+  auto loss = [&] {
+    return at::relu(at::addmm(block.param(b), x, block.param(w).t())).square().mean();
+  };
+  loss().backward();  // the reference: accumulated into zeroed .grad views
+  const at::Tensor expected = block.flat_grad().clone();
+  block.flat_grad().fill_(7.0);  // stale contents, the unused parameter's slot included
+  block.GradientInto(loss());
+  EXPECT_TRUE(at::equal(block.flat_grad(), expected))
+      << block.flat_grad() << " against " << expected;
+  EXPECT_TRUE(at::equal(block.flat_grad().slice(0, 12, 14), at::zeros({2})));
+  EXPECT_GT(block.flat_grad().abs().sum().item<float>(), 0.0f);
+  // the parameters' .grad stay views of flat_grad() (autograd replaced none of them)
+  EXPECT_EQ(block.param(w).grad().data_ptr(), block.flat_grad().data_ptr());
+  EXPECT_TRUE(at::equal(block.param(unused).grad(), at::zeros({2})));
+  EXPECT_TRUE(at::equal(block.param(b).grad(), expected.slice(0, 14, 17)));
+}
+
 TEST(ParameterBlockTest, GradientShardsShareTheWeightsButKeepTheirOwnGradients) {
   ParameterBlock block;
   const int w = block.Declare("w", {2, 3}, {ParameterBlock::Init::kConstant, 1.0});
