@@ -662,7 +662,9 @@ void TwinCriticAgent::Polyak(const models::ParameterBlock& online,
 }
 
 at::Tensor TwinCriticAgent::TdTarget(const DeviceBatch& batch, const at::Tensor& next_value) const {
-  return at::addcmul(batch.reward * config_.algorithm.reward_scale(), batch.discount, next_value,
+  const double scale = config_.algorithm.reward_scale();
+  // (no product by one: on a GPU each operation is a kernel of its own)
+  return at::addcmul(scale != 1.0 ? batch.reward * scale : batch.reward, batch.discount, next_value,
                      config_.algorithm.discount());
 }
 

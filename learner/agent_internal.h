@@ -284,6 +284,8 @@ class RegularizedSacAgent : public TwinCriticAgent {
  private:
   // The Gaussian of u / s, whose tanh times b is the output.
   models::PolicyNetwork::Output Scaled(models::PolicyNetwork::Output out) const;
+  // b·tanh(u / s) from tanh(u / s).
+  at::Tensor Bounded(const at::Tensor& squashed) const;
   // The whole update through direct_, filling `stats`; false when it does not apply (no direct_,
   // self-imitation rows, noise off the CPU) and DoUpdate's own path runs.
   bool DirectUpdate(const DeviceBatch& batch, const at::Tensor& noise, UpdateStats* stats);

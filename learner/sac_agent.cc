@@ -71,7 +71,7 @@ UpdateStats RegularizedSacAgent::DoUpdate(const DeviceBatch& b, const at::Tensor
   const models::PolicyNetwork::Output pi_out = Scaled(actor_->Forward(b.obs));
   const models::SquashedSample pi =
       models::SampleSquashedGaussian(pi_out.mean, pi_out.log_std, noise[0]);
-  const at::Tensor z = pi.action * bound_;
+  const at::Tensor z = Bounded(pi.action);
   const at::Tensor regularizer = Regularizer(pi_out, pi, b.obs, noise, /*next_state=*/false);
   const at::Tensor mean_regularizer = regularizer.detach().mean();
 
@@ -85,7 +85,7 @@ UpdateStats RegularizedSacAgent::DoUpdate(const DeviceBatch& b, const at::Tensor
     const models::PolicyNetwork::Output next = Scaled(actor_->Forward(b.next_obs));
     const models::SquashedSample next_pi =
         models::SampleSquashedGaussian(next.mean, next.log_std, noise[1]);
-    const at::Tensor next_q = critic_target_->Forward(b.next_obs, next_pi.action * bound_).amin(0);
+    const at::Tensor next_q = critic_target_->Forward(b.next_obs, Bounded(next_pi.action)).amin(0);
     const at::Tensor next_regularizer =
         Regularizer(next, next_pi, b.next_obs, noise, /*next_state=*/true);
     target = TdTarget(b, next_q - alpha * next_regularizer);
@@ -112,8 +112,8 @@ UpdateStats RegularizedSacAgent::DoUpdate(const DeviceBatch& b, const at::Tensor
 at::Tensor RegularizedSacAgent::Policy(const at::Tensor& obs, bool deterministic,
                                        const at::Tensor& noise) const {
   const models::PolicyNetwork::Output out = Scaled(actor_->Forward(obs));
-  if (deterministic) return at::tanh(out.mean) * bound_;
-  return at::tanh(at::addcmul(out.mean, out.log_std.exp(), noise)) * bound_;
+  if (deterministic) return Bounded(at::tanh(out.mean));
+  return Bounded(at::tanh(at::addcmul(out.mean, out.log_std.exp(), noise)));
 }
 
 std::vector<StateEntry> RegularizedSacAgent::StateEntries() {
@@ -133,6 +133,10 @@ std::vector<FlatAdam*> RegularizedSacAgent::Optimizers() {
 
 int64_t RegularizedSacAgent::GraphBranch() const {
   return (updates_ + 1) % config_.algorithm.target_update_period() == 0 ? 1 : 0;
+}
+
+at::Tensor RegularizedSacAgent::Bounded(const at::Tensor& squashed) const {
+  return bound_ != 1.0 ? squashed * bound_ : squashed;  // no kernel for a product by one
 }
 
 models::PolicyNetwork::Output RegularizedSacAgent::Scaled(models::PolicyNetwork::Output out) const {
@@ -204,7 +208,8 @@ class SacAgent final : public RegularizedSacAgent {
   at::Tensor Regularizer(const models::PolicyNetwork::Output& /*out*/,
                          const models::SquashedSample& sample, const at::Tensor& /*obs*/,
                          const at::Tensor& /*noise*/, bool /*next_state*/) const override {
-    at::Tensor log_prob = sample.log_prob - log_bound_;
+    // (no subtraction of a zero: on a GPU each operation is a kernel of its own)
+    at::Tensor log_prob = log_bound_ != 0 ? sample.log_prob - log_bound_ : sample.log_prob;
     if (!kl_to_base_) return log_prob;
     const at::Tensor z = sample.action * bound();
     return log_prob + z.square().sum(-1) * 0.5 + log_base_normalizer_;
