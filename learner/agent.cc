@@ -616,11 +616,10 @@ absl::Status TwinCriticAgent::ExportPolicy(
 
 TwinCriticAgent::CriticStepResult TwinCriticAgent::CriticStep(const DeviceBatch& batch,
                                                               const at::Tensor& target) {
-  at::Tensor q = critic_->Forward(batch.obs, batch.action);  // [2, B]
-  at::Tensor error = q - target;
-  at::Tensor squared = error.square();
-  if (batch.weight.defined()) squared = squared * batch.weight;
-  at::Tensor loss = squared.sum(0).mean() * 0.5;
+  const at::Tensor q = critic_->Forward(batch.obs, batch.action);  // [2, B]
+  // 0.5·mean_b Σ_k w_b·(Q_k − y)², with mean_k |Q_k − y| and mean Q (on a GPU one kernel each way)
+  const models::TdLoss td = models::TwinTdLoss(q, target, batch.weight);
+  at::Tensor loss = td.loss;
   at::Tensor sil_loss, sil_advantage;
   if (batch.sil_obs.defined()) {
     // lower-bound Q-learning: only returns above the estimate push it (up)
@@ -634,7 +633,7 @@ TwinCriticAgent::CriticStepResult TwinCriticAgent::CriticStep(const DeviceBatch&
     sil_loss = sil_loss.detach();
   }
   GradientStep(loss, critic_->params(), *critic_adam_);
-  return {loss.detach(), error.detach().abs().mean(0), q.detach().mean(), sil_loss, sil_advantage};
+  return {loss.detach(), td.td_error_abs, td.q_mean, sil_loss, sil_advantage};
 }
 
 void TwinCriticAgent::GradientStep(const at::Tensor& loss, models::ParameterBlock& params,

@@ -108,6 +108,41 @@ PRL_VECTOR_CLONES void AdamStep(float* __restrict p, float* __restrict m, float*
   }
 }
 
+TdLossStats TdLossForward(const float* __restrict q, const float* __restrict target,
+                          const float* __restrict weight, int64_t members, int64_t rows,
+                          float* __restrict td_abs) {
+  double loss = 0, q_sum = 0;
+  for (int64_t b = 0; b < rows; ++b) {
+    float squared = 0.0f, absolute = 0.0f;
+    for (int64_t k = 0; k < members; ++k) {
+      const float qk = q[k * rows + b];
+      const float e = qk - target[b];
+      const float s = e * e;
+      squared += weight != nullptr ? s * weight[b] : s;
+      absolute += std::fabs(e);
+      q_sum += qk;
+    }
+    td_abs[b] = absolute / static_cast<float>(members);
+    loss += squared;
+  }
+  const double n = static_cast<double>(rows);
+  return {static_cast<float>(loss / n * 0.5), static_cast<float>(q_sum / (n * members))};
+}
+
+void TdLossBackward(float g, const float* __restrict q, const float* __restrict target,
+                    const float* __restrict weight, int64_t members, int64_t rows,
+                    float* __restrict g_q) {
+  const float mean_grad = g * 0.5f / static_cast<float>(rows);
+  for (int64_t b = 0; b < rows; ++b) {
+    const float c = weight != nullptr ? mean_grad * weight[b] : mean_grad;
+    const float t = target[b];
+    for (int64_t k = 0; k < members; ++k) {
+      const int64_t i = k * rows + b;
+      g_q[i] = c * (2.0f * (q[i] - t));
+    }
+  }
+}
+
 #undef PRL_VECTOR_CLONES
 
 }  // namespace prl::models::kernels

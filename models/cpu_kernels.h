@@ -43,6 +43,24 @@ void SquashedGaussianBackward(const float* g_action, const float* g_log_prob, co
                               const float* noise, const float* action, float* g_mean,
                               float* g_log_std, int64_t rows, int64_t dims);
 
+// The twin critics' regression loss, 0.5 · mean_b Σ_k w_b·(q[k, b] − t_b)², over `members`
+// critics of `rows` values (q row-major [members, rows]; weight null: all 1), with what the
+// learner reports: td_abs[b] = Σ_k |q[k, b] − t_b| / members (written) and the mean of q. The
+// loss and the mean are summed in double; each row's terms in k's order, as LibTorch's sum(0).
+struct TdLossStats {
+  float loss = 0;
+  float q_mean = 0;
+};
+TdLossStats TdLossForward(const float* q, const float* target, const float* weight, int64_t members,
+                          int64_t rows, float* td_abs);
+// Its gradient with respect to q for the loss's gradient g:
+//   g_q[k, b] = c_b · (2·(q[k, b] − t_b)),  c_b = ((g · 0.5) / rows) · w_b,
+// every operation rounded on its own, in the order LibTorch's autograd takes through
+// (Σ_k w·(q − t)²).mean() · 0.5 (MulBackward, MeanBackward's division, the weight's MulBackward,
+// PowBackward): the same bits as the composite's gradient.
+void TdLossBackward(float g, const float* q, const float* target, const float* weight,
+                    int64_t members, int64_t rows, float* g_q);
+
 }  // namespace prl::models::kernels
 
 #endif  // PRL_MODELS_CPU_KERNELS_H_

@@ -181,6 +181,89 @@ __global__ void ReluBiasBackwardKernel(const float* __restrict__ g, const float*
   }
 }
 
+__host__ __device__ inline float Sub(float a, float b) {
+#ifdef __CUDA_ARCH__
+  return __fsub_rn(a, b);
+#else
+  return a - b;
+#endif
+}
+
+// Row b of kernels::TdLossForward: writes td_abs[b], adds the row's q to *q_sum and returns the
+// row's Σ_k w_b·(q − t)², each in k's order.
+__host__ __device__ inline float TdLossRow(int64_t b, const float* __restrict__ q,
+                                           const float* __restrict__ target,
+                                           const float* __restrict__ weight, int64_t members,
+                                           int64_t rows, float* __restrict__ td_abs,
+                                           double* q_sum) {
+  float squared = 0.0f, absolute = 0.0f;
+  for (int64_t k = 0; k < members; ++k) {
+    const float qk = q[k * rows + b];
+    const float e = Sub(qk, target[b]);
+    const float s = Mul(e, e);
+    squared = Add(squared, weight != nullptr ? Mul(s, weight[b]) : s);
+    absolute = Add(absolute, fabsf(e));
+    *q_sum += qk;
+  }
+  td_abs[b] = Div(absolute, static_cast<float>(members));
+  return squared;
+}
+
+// kernels::TdLossBackward's c_b = ((g · 0.5) / rows) · w_b.
+__host__ __device__ inline float TdLossRowScale(float g, int64_t rows,
+                                                const float* __restrict__ weight, int64_t b) {
+  const float mean_grad = Div(Mul(g, 0.5f), static_cast<float>(rows));
+  return weight != nullptr ? Mul(mean_grad, weight[b]) : mean_grad;
+}
+
+// Element (k, b) of kernels::TdLossBackward: c_b · (2·(q − t)).
+__host__ __device__ inline float TdLossGradElement(float c, float q, float t) {
+  return Mul(c, Mul(2.0f, Sub(q, t)));
+}
+
+constexpr int kTdLossThreads = 256;
+
+__global__ void TdLossForwardKernel(const float* __restrict__ q, const float* __restrict__ target,
+                                    const float* __restrict__ weight, int64_t members, int64_t rows,
+                                    float* __restrict__ td_abs, float* __restrict__ out_loss,
+                                    float* __restrict__ out_q_mean) {
+  __shared__ double loss_part[kTdLossThreads];
+  __shared__ double q_part[kTdLossThreads];
+  double loss = 0, q_sum = 0;
+  for (int64_t b = threadIdx.x; b < rows; b += kTdLossThreads) {
+    loss += TdLossRow(b, q, target, weight, members, rows, td_abs, &q_sum);
+  }
+  loss_part[threadIdx.x] = loss;
+  q_part[threadIdx.x] = q_sum;
+  __syncthreads();
+  for (int half = kTdLossThreads / 2; half > 0; half /= 2) {  // a fixed tree: the same each run
+    if (threadIdx.x < half) {
+      loss_part[threadIdx.x] += loss_part[threadIdx.x + half];
+      q_part[threadIdx.x] += q_part[threadIdx.x + half];
+    }
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) {
+    const double n = static_cast<double>(rows);
+    *out_loss = static_cast<float>(loss_part[0] / n * 0.5);
+    *out_q_mean = static_cast<float>(q_part[0] / (n * static_cast<double>(members)));
+  }
+}
+
+__global__ void TdLossBackwardKernel(const float* __restrict__ g, const float* __restrict__ q,
+                                     const float* __restrict__ target,
+                                     const float* __restrict__ weight, int64_t members,
+                                     int64_t rows, float* __restrict__ g_q) {
+  const int64_t n = members * rows;
+  const float grad = *g;
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+       i += stride) {
+    const int64_t b = i % rows;
+    g_q[i] = TdLossGradElement(TdLossRowScale(grad, rows, weight, b), q[i], target[b]);
+  }
+}
+
 unsigned Blocks(int64_t n) { return static_cast<unsigned>((n + kThreads - 1) / kThreads); }
 
 }  // namespace
@@ -238,6 +321,25 @@ int ReluBiasBackward(const float* g, const float* y, float* masked, float* gb, i
   const dim3 block(kColumns, kRowLanes);
   ReluBiasBackwardKernel<<<grid, block, 0, static_cast<cudaStream_t>(stream)>>>(g, y, masked, gb,
                                                                                 rows, cols);
+  return static_cast<int>(cudaGetLastError());
+}
+
+int TdLossForward(const float* q, const float* target, const float* weight, int64_t members,
+                  int64_t rows, float* td_abs, float* out_loss, float* out_q_mean, void* stream) {
+  if (members <= 0 || rows <= 0) return 0;
+  TdLossForwardKernel<<<1, kTdLossThreads, 0, static_cast<cudaStream_t>(stream)>>>(
+      q, target, weight, members, rows, td_abs, out_loss, out_q_mean);
+  return static_cast<int>(cudaGetLastError());
+}
+
+int TdLossBackward(const float* g, const float* q, const float* target, const float* weight,
+                   int64_t members, int64_t rows, float* g_q, void* stream) {
+  const int64_t n = members * rows;
+  if (n <= 0) return 0;
+  constexpr int64_t kMaxBlocks = 1024;
+  const unsigned blocks = static_cast<unsigned>(std::min<int64_t>(Blocks(n), kMaxBlocks));
+  TdLossBackwardKernel<<<blocks, kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
+      g, q, target, weight, members, rows, g_q);
   return static_cast<int>(cudaGetLastError());
 }
 

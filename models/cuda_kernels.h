@@ -49,6 +49,16 @@ int BiasRelu(float* y, const float* b, int64_t members, int64_t rows, int64_t co
 int ReluBiasBackward(const float* g, const float* y, float* masked, float* gb, int64_t members,
                      int64_t rows, int64_t cols, void* stream);
 
+// kernels::TdLossForward on the device, in one block (the rows of a batch, up to some thousands):
+// td_abs[b] as the CPU's, and into out_loss and out_q_mean (one float each) the loss and the
+// mean of q, summed in double in a fixed order of the kernel's own (the same result every run;
+// not the CPU's order).
+int TdLossForward(const float* q, const float* target, const float* weight, int64_t members,
+                  int64_t rows, float* td_abs, float* out_loss, float* out_q_mean, void* stream);
+// kernels::TdLossBackward on the device, bit for bit the CPU's, with the loss's gradient read
+// from `g` (one float on the device) when the kernel runs.
+int TdLossBackward(const float* g, const float* q, const float* target, const float* weight,
+                   int64_t members, int64_t rows, float* g_q, void* stream);
 // The CUDA runtime's text for a code the functions above returned.
 const char* ErrorString(int code);
 

@@ -8,9 +8,9 @@
 //   nvcc -O2 -std=c++17 -I. -Xcompiler -ffp-contract=off,-fno-math-errno \
 //       models/cuda_kernels_host_check.cu models/cpu_kernels.cc -o /tmp/check && /tmp/check
 //
-// Exit status 0 when every family agrees: Adam and the bias/ReLU epilogue bit for bit, the
-// squashed Gaussian's forward and backward within 1e-6 (the host's and glibc's vector expf and
-// tanhf round differently).
+// Exit status 0 when every family agrees: Adam, the bias/ReLU epilogue and the TD loss's
+// gradient and per-row errors bit for bit, the squashed Gaussian's forward and backward within
+// 1e-6 (the host's and glibc's vector expf and tanhf round differently).
 #include <cmath>
 #include <cstdio>
 #include <random>
@@ -123,6 +123,51 @@ bool CheckSquashedGaussian(std::mt19937& rng) {
   return worst <= 1e-6;
 }
 
+bool CheckTdLoss(std::mt19937& rng) {
+  int64_t differ = 0, values = 0;
+  double worst = 0;
+  for (const int64_t rows : {int64_t{256}, int64_t{100}, int64_t{37}}) {
+    for (const bool weighted : {false, true}) {
+      const int64_t members = 2;
+      const std::vector<float> q = Normal(rng, members * rows, 20.0f);
+      const std::vector<float> target = Normal(rng, rows, 20.0f);
+      std::vector<float> weight = Normal(rng, rows, 1.0f);
+      for (float& w : weight) w = std::abs(w) + 0.25f;
+      const float* w = weighted ? weight.data() : nullptr;
+      std::vector<float> td_abs(rows), td_abs2(rows);
+      const kernels::TdLossStats stats =
+          kernels::TdLossForward(q.data(), target.data(), w, members, rows, td_abs.data());
+      double loss = 0, q_sum = 0;
+      for (int64_t b = 0; b < rows; ++b) {
+        loss += cuda_kernels::TdLossRow(b, q.data(), target.data(), w, members, rows,
+                                        td_abs2.data(), &q_sum);
+      }
+      const double n = static_cast<double>(rows);
+      worst = std::max(worst, std::abs(loss / n * 0.5 - stats.loss) / stats.loss);
+      worst = std::max(worst, std::abs(q_sum / (n * members) - stats.q_mean) /
+                                  (1.0 + std::abs(static_cast<double>(stats.q_mean))));
+      for (const float g : {1.0f, 0.6029f, 3.3f}) {
+        std::vector<float> g_q(members * rows), g_q2(members * rows);
+        kernels::TdLossBackward(g, q.data(), target.data(), w, members, rows, g_q.data());
+        for (int64_t i = 0; i < members * rows; ++i) {
+          const int64_t b = i % rows;
+          g_q2[i] = cuda_kernels::TdLossGradElement(cuda_kernels::TdLossRowScale(g, rows, w, b),
+                                                    q[i], target[b]);
+        }
+        differ += Differ(g_q, g_q2);
+        values += static_cast<int64_t>(g_q.size());
+      }
+      differ += Differ(td_abs, td_abs2);
+      values += rows;
+    }
+  }
+  std::printf(
+      "TD loss: %lld of %lld gradient and per-row values differ from the CPU pass (allowed 0); "
+      "loss and mean q within %.2e (allowed 1e-6)\n",
+      static_cast<long long>(differ), static_cast<long long>(values), worst);
+  return differ == 0 && worst <= 1e-6;
+}
+
 }  // namespace
 }  // namespace prl::models
 
@@ -131,6 +176,7 @@ int main() {
   bool ok = prl::models::CheckAdam(rng);
   ok = prl::models::CheckBiasRelu(rng) && ok;
   ok = prl::models::CheckSquashedGaussian(rng) && ok;
+  ok = prl::models::CheckTdLoss(rng) && ok;
   std::printf("%s\n", ok ? "cuda_kernels_host_check: ok" : "cuda_kernels_host_check: FAILED");
   return ok ? 0 : 1;
 }

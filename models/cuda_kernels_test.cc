@@ -1,7 +1,8 @@
 // PRL's GPU kernels (models/cuda_kernels.h): the squashed-Gaussian sample's against LibTorch's
 // composite on the same GPU and against the CPU's fused kernels, values and gradients, for the
 // policy head's layout (mean and log σ side by side in one row); Adam's against the CPU's pass,
-// bit for bit, with the step's scalars from the host and from the device. Skipped where this
+// bit for bit, with the step's scalars from the host and from the device; the TD loss's against
+// the CPU's pass (its gradient bit for bit) and the composite. Skipped where this
 // process sees no CUDA device (every CPU build); scripts/cuda_build.sh builds it for a GPU
 // machine.
 #include <cmath>
@@ -176,6 +177,51 @@ TEST_P(AdamCudaTest, KernelStepsEqualTheCpuPassBitForBit) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Sizes, AdamCudaTest, ::testing::Values(1, 4099, 140545, 1 << 20));
+
+// The TD loss's kernels (TwinTdLoss on a GPU) against the CPU's fused pass, whose gradient is
+// bit for bit LibTorch's composite on the CPU (networks_test): the gradient and the per-row
+// errors equal, the loss and the mean of q to float rounding (summed in another order); and
+// against the composite on the GPU. Batch sizes of SAC's updates and one that is not a power of
+// two; the loss gradient read on the device.
+class TdLossCudaTest : public ::testing::TestWithParam<int64_t> {};
+
+TEST_P(TdLossCudaTest, KernelsMatchTheCpuPassAndTheComposite) {
+  if (!HasGpu()) GTEST_SKIP() << "no CUDA device";
+  const int64_t rows = GetParam();
+  const at::Device gpu(at::kCUDA, 0);
+  at::manual_seed(13);
+  for (const bool weighted : {false, true}) {
+    SCOPED_TRACE(weighted ? "weighted" : "plain");
+    const at::Tensor q_cpu = (at::randn({2, rows}) * 20).requires_grad_(true);
+    const at::Tensor target = at::randn({rows}) * 20;
+    const at::Tensor weight = weighted ? at::rand({rows}) + 0.25 : at::Tensor();
+    const at::Tensor q_gpu = q_cpu.detach().to(gpu).requires_grad_(true);
+    const at::Tensor w_gpu = weighted ? weight.to(gpu) : at::Tensor();
+    const TdLoss cpu = internal::FusedTwinTdLoss(q_cpu, target, weight);
+    const TdLoss fused = internal::FusedTwinTdLoss(q_gpu, target.to(gpu), w_gpu);
+    const TdLoss composite = TwinTdLossComposite(q_gpu, target.to(gpu), w_gpu);
+    EXPECT_TRUE(at::equal(fused.td_error_abs.cpu(), cpu.td_error_abs));
+    EXPECT_NEAR(fused.loss.item<double>(), cpu.loss.item<double>(), 1e-6 * cpu.loss.item<double>());
+    EXPECT_NEAR(fused.q_mean.item<double>(), cpu.q_mean.item<double>(),
+                1e-6 * (1 + std::abs(cpu.q_mean.item<double>())));
+    EXPECT_NEAR(fused.loss.item<double>(), composite.loss.item<double>(),
+                1e-5 * composite.loss.item<double>());
+    for (const double scale : {1.0, 0.6029}) {
+      const at::Tensor g_cpu = torch::autograd::grad({cpu.loss}, {q_cpu}, {at::full({}, scale)},
+                                                     /*retain_graph=*/true)[0];
+      const at::Tensor g_fused =
+          torch::autograd::grad({fused.loss}, {q_gpu}, {at::full({}, scale).to(gpu)},
+                                /*retain_graph=*/true)[0];
+      const at::Tensor g_composite =
+          torch::autograd::grad({composite.loss}, {q_gpu}, {at::full({}, scale).to(gpu)},
+                                /*retain_graph=*/true)[0];
+      EXPECT_TRUE(at::equal(g_fused.cpu(), g_cpu)) << "loss gradient " << scale;
+      EXPECT_TRUE(at::allclose(g_fused, g_composite, 1e-6, 1e-9)) << "loss gradient " << scale;
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(BatchSizes, TdLossCudaTest, ::testing::Values(1, 100, 256, 4096));
 
 }  // namespace
 }  // namespace prl::models

@@ -196,8 +196,8 @@ constexpr int64_t kBatchedEnsembleMaxRows = 1024;
 // operations), on fixed inputs: the squashed Gaussian's and the ReLU layers' values and gradients
 // against LibTorch's composites, Adam's steps against the CPU's. A family that disagrees, or
 // whose check fails, is logged and keeps LibTorch's operations on that device; the others go on.
-enum class CudaKernel { kSquashedGaussian, kReluLayers, kAdam };
-constexpr int kCudaKernelFamilies = 3;
+enum class CudaKernel { kSquashedGaussian, kReluLayers, kAdam, kTdLoss };
+constexpr int kCudaKernelFamilies = 4;
 bool CudaKernelsAgree(const at::Device& device, CudaKernel kernel);
 #endif
 
@@ -330,6 +330,90 @@ struct EpilogueLinearReluFunction : public torch::autograd::Function<EpilogueLin
     return {gx, gw, gb};
   }
 };
+
+// TwinTdLoss as one autograd node: kernels::TdLossForward/Backward on the CPU, their
+// cuda_kernels:: counterparts on a GPU (the loss's gradient read on the device, so a captured
+// graph replays it). Outputs: loss, td_error_abs, q_mean; inputs q [K, B], target [B], weight
+// [B] or empty (none).
+struct TdLossFunction : public torch::autograd::Function<TdLossFunction> {
+  static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx,
+                                                const at::Tensor& q_in, const at::Tensor& target_in,
+                                                const at::Tensor& weight_in) {
+    c10::OptionalDeviceGuard guard;
+    if (q_in.is_cuda()) guard.reset_device(q_in.device());
+    const at::Tensor q = q_in.contiguous(), target = target_in.contiguous();
+    // no weights: an empty tensor (LibTorch 1.13's custom functions take no undefined inputs)
+    const at::Tensor weight = weight_in.numel() > 0 ? weight_in.contiguous() : at::Tensor();
+    const int64_t members = q.size(0), rows = q.size(1);
+    const float* w = weight.defined() ? weight.data_ptr<float>() : nullptr;
+    at::Tensor td_abs = at::empty({rows}, q.options());
+    at::Tensor loss = at::empty({}, q.options()), q_mean = at::empty({}, q.options());
+    if (q.is_cuda()) {
+#ifdef PRL_WITH_CUDA_KERNELS
+      const int code = cuda_kernels::TdLossForward(
+          q.data_ptr<float>(), target.data_ptr<float>(), w, members, rows, td_abs.data_ptr<float>(),
+          loss.data_ptr<float>(), q_mean.data_ptr<float>(),
+          c10::cuda::getCurrentCUDAStream(q.device().index()).stream());
+      TORCH_CHECK(code == 0, "TD loss kernel: ", cuda_kernels::ErrorString(code));
+#else
+      TORCH_CHECK(false, "this build has no CUDA kernels");
+#endif
+    } else {
+      const kernels::TdLossStats stats =
+          kernels::TdLossForward(q.data_ptr<float>(), target.data_ptr<float>(), w, members, rows,
+                                 td_abs.data_ptr<float>());
+      loss.fill_(stats.loss);
+      q_mean.fill_(stats.q_mean);
+    }
+    ctx->save_for_backward({q, target, weight.defined() ? weight : weight_in});
+    ctx->mark_non_differentiable({td_abs, q_mean});
+    return {loss, td_abs, q_mean};
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const at::Tensor& q = saved[0];
+    const at::Tensor& target = saved[1];
+    const at::Tensor weight = saved[2].numel() > 0 ? saved[2] : at::Tensor();
+    c10::OptionalDeviceGuard guard;
+    if (q.is_cuda()) guard.reset_device(q.device());
+    const at::Tensor g =
+        grads[0].defined() ? grads[0].to(at::kFloat).contiguous() : at::zeros({}, q.options());
+    const float* w = weight.defined() ? weight.data_ptr<float>() : nullptr;
+    at::Tensor g_q = at::empty(q.sizes(), q.options());
+    if (q.is_cuda()) {
+#ifdef PRL_WITH_CUDA_KERNELS
+      const int code = cuda_kernels::TdLossBackward(
+          g.data_ptr<float>(), q.data_ptr<float>(), target.data_ptr<float>(), w, q.size(0),
+          q.size(1), g_q.data_ptr<float>(),
+          c10::cuda::getCurrentCUDAStream(q.device().index()).stream());
+      TORCH_CHECK(code == 0, "TD loss backward kernel: ", cuda_kernels::ErrorString(code));
+#else
+      TORCH_CHECK(false, "this build has no CUDA kernels");
+#endif
+    } else {
+      kernels::TdLossBackward(g.item<float>(), q.data_ptr<float>(), target.data_ptr<float>(), w,
+                              q.size(0), q.size(1), g_q.data_ptr<float>());
+    }
+    return {g_q, at::Tensor(), at::Tensor()};
+  }
+};
+
+// Whether TwinTdLoss has the shapes TdLossFunction takes: float32 on one device, q [K, B], target
+// and weight [B].
+bool TdLossShapes(const at::Tensor& q, const at::Tensor& target, const at::Tensor& weight) {
+  if (q.dim() != 2 || q.size(0) < 1 || q.size(1) < 1 || target.dim() != 1 ||
+      target.size(0) != q.size(1)) {
+    return false;
+  }
+  for (const at::Tensor* t : {&q, &target, &weight}) {
+    if (t->defined() && (t->scalar_type() != at::kFloat || t->device() != q.device())) {
+      return false;
+    }
+  }
+  return !weight.defined() || weight.sizes() == target.sizes();
+}
 
 // Whether relu(Linear(x, W, b)) has the shapes EpilogueLinearReluFunction takes: float32 on one
 // device, a plain layer on a [B, in] input, or an ensemble.
@@ -704,6 +788,34 @@ double CheckReluLayers(const at::TensorOptions& opts) {
   return worst;
 }
 
+// The same for the TD loss against TwinTdLossComposite: the loss, td_error_abs, q_mean and the
+// gradient of q, with and without weights, at two batch sizes (one not a power of two: LibTorch's
+// mean divides on the CPU where its GPU kernel multiplies by the reciprocal).
+double CheckTdLoss(const at::TensorOptions& opts) {
+  double worst = 0;
+  for (const int64_t rows : {int64_t{256}, int64_t{1037}}) {
+    for (const bool weighted : {false, true}) {
+      const at::Tensor i = at::arange(2 * rows, opts);
+      const at::Tensor q = (at::sin(i * 0.37) * 3.0).reshape({2, rows}).requires_grad_(true);
+      const at::Tensor target = at::cos(i.narrow(0, 0, rows) * 0.11) * 2.0;
+      const at::Tensor weight =
+          weighted ? at::sin(i.narrow(0, 0, rows) * 0.05).abs() + 0.5 : at::Tensor();
+      const TdLoss fused = internal::FusedTwinTdLoss(q, target, weight);
+      const TdLoss composite = TwinTdLossComposite(q, target, weight);
+      const at::Tensor g_fused = torch::autograd::grad({fused.loss}, {q})[0];
+      const at::Tensor g_composite = torch::autograd::grad({composite.loss}, {q})[0];
+      for (const auto& [a, c] :
+           {std::pair{fused.loss, composite.loss},
+            std::pair{fused.td_error_abs, composite.td_error_abs},
+            std::pair{fused.q_mean, composite.q_mean}, std::pair{g_fused, g_composite}}) {
+        const double diff = (a - c).abs().max().item<double>();
+        worst = std::max(worst, diff / (1e-3 + c.abs().max().item<double>()));
+      }
+    }
+  }
+  return worst;
+}
+
 // How many values differ between the Adam kernel and the CPU's pass, which it matches bit for
 // bit: a few steps, the step scalars read on the device as in a graph.
 int64_t CheckAdam(const at::Device& device) {
@@ -773,6 +885,7 @@ bool CudaKernelsAgree(const at::Device& device, CudaKernel kernel) {
   run(CudaKernel::kSquashedGaussian, "squashed-Gaussian",
       [&] { return relative(CheckSquashedGaussian(opts)); });
   run(CudaKernel::kReluLayers, "ReLU layer", [&] { return relative(CheckReluLayers(opts)); });
+  run(CudaKernel::kTdLoss, "TD loss", [&] { return relative(CheckTdLoss(opts)); });
   run(CudaKernel::kAdam, "Adam", [&] {
     const int64_t differ = CheckAdam(device);
     return std::pair{differ == 0,
@@ -824,6 +937,45 @@ SquashedSample SampleSquashedGaussianComposite(const at::Tensor& mean, const at:
   at::Tensor per_dim = noise.square() * -0.5 - log_std - TanhLogDetJacobian(u);
   return {at::tanh(u), per_dim.sum(-1) - dims * kHalfLog2Pi};
 }
+
+namespace {
+// TdLossFunction's weight: `weight`, or an empty tensor for none.
+at::Tensor WeightInput(const at::Tensor& weight, const at::Tensor& q) {
+  return weight.defined() ? weight : at::empty({0}, q.options());
+}
+}  // namespace
+
+TdLoss TwinTdLossComposite(const at::Tensor& q, const at::Tensor& target,
+                           const at::Tensor& weight) {
+  const at::Tensor error = q - target;
+  at::Tensor squared = error.square();
+  if (weight.defined()) squared = squared * weight;
+  return {squared.sum(0).mean() * 0.5, error.detach().abs().mean(0), q.detach().mean()};
+}
+
+TdLoss TwinTdLoss(const at::Tensor& q, const at::Tensor& target, const at::Tensor& weight) {
+#ifdef PRL_WITH_CUDA_KERNELS
+  if (q.is_cuda() && TdLossShapes(q, target, weight) &&
+      CudaKernelsAgree(q.device(), CudaKernel::kTdLoss)) {
+    const torch::autograd::variable_list out =
+        TdLossFunction::apply(q, target, WeightInput(weight, q));
+    return {out[0], out[1], out[2]};
+  }
+#endif
+  return TwinTdLossComposite(q, target, weight);
+}
+
+namespace internal {
+
+TdLoss FusedTwinTdLoss(const at::Tensor& q, const at::Tensor& target, const at::Tensor& weight) {
+  TORCH_CHECK(TdLossShapes(q, target, weight), "FusedTwinTdLoss: q ", q.sizes(), ", target ",
+              target.sizes(), " are not float32 [K, B] and [B] on one device");
+  const torch::autograd::variable_list out =
+      TdLossFunction::apply(q, target, WeightInput(weight, q));
+  return {out[0], out[1], out[2]};
+}
+
+}  // namespace internal
 
 // ---- ParameterBlock ----
 

@@ -106,6 +106,27 @@ SquashedSample SampleSquashedGaussian(const at::Tensor& mean, const at::Tensor& 
 SquashedSample SampleSquashedGaussianComposite(const at::Tensor& mean, const at::Tensor& log_std,
                                                const at::Tensor& noise);
 
+// Twin critics' regression onto a target: loss = 0.5 · mean_b Σ_k w_b·(q[k, b] − y_b)² for q
+// [K, B] (differentiable) against y [B] and weight [B] (both constants; weight undefined: 1),
+// with what the learner reports alongside it: td_error_abs [B] = mean_k |q[k, b] − y_b| and
+// q_mean = the mean of q (neither differentiable). On a GPU whose kernels passed their check one
+// kernel forward and one backward (models/cuda_kernels.h; the gradient bit for bit the CPU's,
+// the loss and q_mean summed in another order); elsewhere LibTorch's operations
+// (TwinTdLossComposite).
+struct TdLoss {
+  at::Tensor loss;          // [] with gradient
+  at::Tensor td_error_abs;  // [B]
+  at::Tensor q_mean;        // []
+};
+TdLoss TwinTdLoss(const at::Tensor& q, const at::Tensor& target, const at::Tensor& weight);
+// The same as LibTorch operations on any device.
+TdLoss TwinTdLossComposite(const at::Tensor& q, const at::Tensor& target, const at::Tensor& weight);
+namespace internal {
+// TwinTdLoss as one autograd node on any device (the CPU's passes in place of the kernels), for
+// tests. Float32; CHECK-fails on other shapes.
+TdLoss FusedTwinTdLoss(const at::Tensor& q, const at::Tensor& target, const at::Tensor& weight);
+}  // namespace internal
+
 // Flat storage for the parameters of one network (see the file comment). Declare every
 // parameter, then Allocate; views and offsets are fixed from then on.
 class ParameterBlock {

@@ -216,6 +216,59 @@ TEST(AdamStepInPlaceTest, StepScalarsOfTheWrongShapeAreRefusedNamingWhatIsWanted
 // place of the GPU's kernels: its values and the gradients of x, W and b against Linear then
 // relu, for a plain layer and an ensemble with a shared input or its own, on both sides of the
 // row limits where it changes how it computes (1,024), with and without weight gradients.
+// The fused TD loss (one node; on the CPU its passes, on a GPU their kernels) against LibTorch's
+// composite: the gradient bit for bit (the order of operations LibTorch's autograd takes, with
+// MeanBackward's division: a batch size that is not a power of two shows it), the per-row
+// errors bit for bit, the loss and the mean of q (summed in double) to float rounding.
+TEST(TwinTdLossTest, FusedMatchesTheCompositeAndItsGradientBitForBit) {
+  at::Generator gen = at::detail::createCPUGenerator(5);
+  for (const int64_t rows : {int64_t{256}, int64_t{100}, int64_t{37}, int64_t{1}}) {
+    for (const int64_t members : {int64_t{2}, int64_t{3}}) {
+      for (const bool weighted : {false, true}) {
+        SCOPED_TRACE(testing::Message() << rows << " rows, " << members << " critics"
+                                        << (weighted ? ", weighted" : ""));
+        const at::Tensor q = (at::randn({members, rows}, gen) * 20).requires_grad_(true);
+        const at::Tensor target = at::randn({rows}, gen) * 20;
+        const at::Tensor weight = weighted ? at::rand({rows}, gen) + 0.25 : at::Tensor();
+        const TdLoss fused = internal::FusedTwinTdLoss(q, target, weight);
+        const TdLoss composite = TwinTdLossComposite(q, target, weight);
+        EXPECT_EQ(fused.loss.dim(), 0);
+        EXPECT_TRUE(fused.loss.requires_grad());
+        EXPECT_FALSE(fused.td_error_abs.requires_grad());
+        EXPECT_FALSE(fused.q_mean.requires_grad());
+        EXPECT_NEAR(fused.loss.item<double>(), composite.loss.item<double>(),
+                    2e-6 * composite.loss.item<double>());
+        EXPECT_NEAR(fused.q_mean.item<double>(), composite.q_mean.item<double>(),
+                    1e-6 * (1 + std::abs(composite.q_mean.item<double>())));
+        EXPECT_TRUE(at::equal(fused.td_error_abs, composite.td_error_abs));
+        // one, and loss gradients other than one, as when the loss is scaled
+        for (const double scale : {1.0, 0.6029, 3.3}) {
+          const at::Tensor g = at::full({}, scale);
+          const at::Tensor g_fused =
+              torch::autograd::grad({fused.loss}, {q}, {g}, /*retain_graph=*/true)[0];
+          const at::Tensor g_composite =
+              torch::autograd::grad({composite.loss}, {q}, {g}, /*retain_graph=*/true)[0];
+          EXPECT_TRUE(at::equal(g_fused, g_composite))
+              << "loss gradient " << scale << ": "
+              << (g_fused - g_composite).abs().max().item<float>();
+        }
+      }
+    }
+  }
+}
+
+TEST(TwinTdLossTest, OnTheCpuTwinTdLossIsTheComposite) {
+  at::Generator gen = at::detail::createCPUGenerator(6);
+  const at::Tensor q = at::randn({2, 64}, gen).requires_grad_(true);
+  const at::Tensor target = at::randn({64}, gen);
+  const TdLoss loss = TwinTdLoss(q, target, at::Tensor());
+  const TdLoss composite = TwinTdLossComposite(q, target, at::Tensor());
+  EXPECT_TRUE(at::equal(loss.loss, composite.loss));
+  EXPECT_TRUE(at::equal(loss.q_mean, composite.q_mean));
+  EXPECT_THROW(internal::FusedTwinTdLoss(q, at::randn({63}), at::Tensor()), c10::Error);
+  EXPECT_THROW(internal::FusedTwinTdLoss(q, target, at::ones({64}, at::kDouble)), c10::Error);
+}
+
 TEST(EpilogueLinearReluTest, MatchesLinearThenReluForwardAndBackward) {
   at::manual_seed(21);
   for (const int64_t rows : {37, 1100}) {
