@@ -367,6 +367,8 @@ struct TdLossFunction : public torch::autograd::Function<TdLossFunction> {
     }
     ctx->save_for_backward({q, target, weight.defined() ? weight : weight_in});
     ctx->mark_non_differentiable({td_abs, q_mean});
+    // no zero gradients made for the outputs nothing differentiates (two kernels on a GPU)
+    ctx->set_materialize_grads(false);
     return {loss, td_abs, q_mean};
   }
 
@@ -401,10 +403,11 @@ struct TdLossFunction : public torch::autograd::Function<TdLossFunction> {
 };
 
 // Whether TwinTdLoss has the shapes TdLossFunction takes: float32 on one device, q [K, B], target
-// and weight [B].
+// and weight [B], neither of them needing a gradient (the function gives them none).
 bool TdLossShapes(const at::Tensor& q, const at::Tensor& target, const at::Tensor& weight) {
   if (q.dim() != 2 || q.size(0) < 1 || q.size(1) < 1 || target.dim() != 1 ||
-      target.size(0) != q.size(1)) {
+      target.size(0) != q.size(1) || target.requires_grad() ||
+      (weight.defined() && weight.requires_grad())) {
     return false;
   }
   for (const at::Tensor* t : {&q, &target, &weight}) {
@@ -955,7 +958,9 @@ TdLoss TwinTdLossComposite(const at::Tensor& q, const at::Tensor& target,
 
 TdLoss TwinTdLoss(const at::Tensor& q, const at::Tensor& target, const at::Tensor& weight) {
 #ifdef PRL_WITH_CUDA_KERNELS
-  if (q.is_cuda() && TdLossShapes(q, target, weight) &&
+  // the forward kernel is one block: meant for a batch's rows, not for millions
+  constexpr int64_t kFusedTdLossMaxRows = 65536;
+  if (q.is_cuda() && TdLossShapes(q, target, weight) && q.size(1) <= kFusedTdLossMaxRows &&
       CudaKernelsAgree(q.device(), CudaKernel::kTdLoss)) {
     const torch::autograd::variable_list out =
         TdLossFunction::apply(q, target, WeightInput(weight, q));
@@ -968,8 +973,9 @@ TdLoss TwinTdLoss(const at::Tensor& q, const at::Tensor& target, const at::Tenso
 namespace internal {
 
 TdLoss FusedTwinTdLoss(const at::Tensor& q, const at::Tensor& target, const at::Tensor& weight) {
-  TORCH_CHECK(TdLossShapes(q, target, weight), "FusedTwinTdLoss: q ", q.sizes(), ", target ",
-              target.sizes(), " are not float32 [K, B] and [B] on one device");
+  TORCH_CHECK(TdLossShapes(q, target, weight) && (q.is_cpu() || q.is_cuda()), "FusedTwinTdLoss: q ",
+              q.sizes(), ", target ", target.sizes(),
+              " are not float32 [K, B] and [B] (no gradient) on the CPU or a GPU");
   const torch::autograd::variable_list out =
       TdLossFunction::apply(q, target, WeightInput(weight, q));
   return {out[0], out[1], out[2]};

@@ -212,10 +212,6 @@ TEST(AdamStepInPlaceTest, StepScalarsOfTheWrongShapeAreRefusedNamingWhatIsWanted
   EXPECT_TRUE(at::equal(p, at::zeros({4})));  // nothing moved
 }
 
-// The ReLU layer a GPU takes (internal::EpilogueLinearRelu), run here with the CPU's passes in
-// place of the GPU's kernels: its values and the gradients of x, W and b against Linear then
-// relu, for a plain layer and an ensemble with a shared input or its own, on both sides of the
-// row limits where it changes how it computes (1,024), with and without weight gradients.
 // The fused TD loss (one node; on the CPU its passes, on a GPU their kernels) against LibTorch's
 // composite: the gradient bit for bit (the order of operations LibTorch's autograd takes, with
 // MeanBackward's division: a batch size that is not a power of two shows it), the per-row
@@ -267,8 +263,16 @@ TEST(TwinTdLossTest, OnTheCpuTwinTdLossIsTheComposite) {
   EXPECT_TRUE(at::equal(loss.q_mean, composite.q_mean));
   EXPECT_THROW(internal::FusedTwinTdLoss(q, at::randn({63}), at::Tensor()), c10::Error);
   EXPECT_THROW(internal::FusedTwinTdLoss(q, target, at::ones({64}, at::kDouble)), c10::Error);
+  // a target that needs a gradient takes the composite, which gives it one
+  const at::Tensor learned_target = target.clone().requires_grad_(true);
+  const TdLoss through = TwinTdLoss(q, learned_target, at::Tensor());
+  EXPECT_TRUE(torch::autograd::grad({through.loss}, {learned_target})[0].defined());
 }
 
+// The ReLU layer a GPU takes (internal::EpilogueLinearRelu), run here with the CPU's passes in
+// place of the GPU's kernels: its values and the gradients of x, W and b against Linear then
+// relu, for a plain layer and an ensemble with a shared input or its own, on both sides of the
+// row limits where it changes how it computes (1,024), with and without weight gradients.
 TEST(EpilogueLinearReluTest, MatchesLinearThenReluForwardAndBackward) {
   at::manual_seed(21);
   for (const int64_t rows : {37, 1100}) {
