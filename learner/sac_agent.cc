@@ -94,8 +94,9 @@ UpdateStats RegularizedSacAgent::DoUpdate(const DeviceBatch& b, const at::Tensor
 
   // actor: mean(α·R(s) − min_k Q_k(s, z)) through the updated critics, whose parameters get no
   // gradient
-  const at::Tensor q_pi = critic_->Forward(b.obs, z, /*detach=*/true).amin(0);
-  const at::Tensor actor_loss = (alpha * regularizer - q_pi).mean();
+  // (on a GPU one kernel each way)
+  const at::Tensor actor_loss =
+      models::SacActorLoss(alpha, regularizer, critic_->Forward(b.obs, z, /*detach=*/true));
   GradientStep(actor_loss, actor_->params(), *actor_adam_);
   stats.actor_updated = true;
 

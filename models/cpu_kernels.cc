@@ -143,6 +143,33 @@ void TdLossBackward(float g, const float* __restrict q, const float* __restrict 
   }
 }
 
+float ActorLossForward(float alpha, const float* __restrict regularizer, const float* __restrict q,
+                       int64_t members, int64_t rows) {
+  double sum = 0;
+  for (int64_t b = 0; b < rows; ++b) {
+    float low = q[b];
+    for (int64_t k = 1; k < members; ++k) low = std::min(low, q[k * rows + b]);
+    sum += alpha * regularizer[b] - low;
+  }
+  return static_cast<float>(sum / static_cast<double>(rows));
+}
+
+void ActorLossBackward(float g, float alpha, const float* __restrict q, int64_t members,
+                       int64_t rows, float* __restrict g_reg, float* __restrict g_q) {
+  const float m = g / static_cast<float>(rows);
+  for (int64_t b = 0; b < rows; ++b) {
+    g_reg[b] = m * alpha;
+    float low = q[b];
+    for (int64_t k = 1; k < members; ++k) low = std::min(low, q[k * rows + b]);
+    int64_t ties = 0;
+    for (int64_t k = 0; k < members; ++k) ties += q[k * rows + b] == low ? 1 : 0;
+    const float share = -m / static_cast<float>(ties);
+    for (int64_t k = 0; k < members; ++k) {
+      g_q[k * rows + b] = share * (q[k * rows + b] == low ? 1.0f : 0.0f);
+    }
+  }
+}
+
 #undef PRL_VECTOR_CLONES
 
 }  // namespace prl::models::kernels

@@ -61,6 +61,18 @@ TdLossStats TdLossForward(const float* q, const float* target, const float* weig
 void TdLossBackward(float g, const float* q, const float* target, const float* weight,
                     int64_t members, int64_t rows, float* g_q);
 
+// SAC's actor loss, mean_b (α·R_b − min_k q[k, b]) over `members` critics of `rows` values (q
+// row-major [members, rows]), summed in double.
+float ActorLossForward(float alpha, const float* regularizer, const float* q, int64_t members,
+                       int64_t rows);
+// Its gradients for the loss's gradient g, each operation rounded on its own in the order
+// LibTorch's autograd takes through (α·R − q.amin(0)).mean() (MeanBackward's division, the
+// product's and the difference's backward, AminBackward's share among tied minima):
+//   m = g / rows,  g_reg[b] = m·α,  g_q[k, b] = (−m / n_b)·[q[k, b] = min_k q[·, b]]
+// with n_b the number of critics at row b's minimum (a masked-out value is (−m / n_b)·0).
+void ActorLossBackward(float g, float alpha, const float* q, int64_t members, int64_t rows,
+                       float* g_reg, float* g_q);
+
 }  // namespace prl::models::kernels
 
 #endif  // PRL_MODELS_CPU_KERNELS_H_

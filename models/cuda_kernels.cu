@@ -264,6 +264,64 @@ __global__ void TdLossBackwardKernel(const float* __restrict__ g, const float* _
   }
 }
 
+// min_k q[k, b] (std::min's order, as the CPU's pass).
+__host__ __device__ inline float ActorLossRowMin(int64_t b, const float* __restrict__ q,
+                                                 int64_t members, int64_t rows) {
+  float low = q[b];
+  for (int64_t k = 1; k < members; ++k) {
+    const float v = q[k * rows + b];
+    low = v < low ? v : low;
+  }
+  return low;
+}
+
+// Row b of kernels::ActorLossBackward, with m = g / rows.
+__host__ __device__ inline void ActorLossBackwardRow(int64_t b, float m, float alpha,
+                                                     const float* __restrict__ q, int64_t members,
+                                                     int64_t rows, float* __restrict__ g_reg,
+                                                     float* __restrict__ g_q) {
+  g_reg[b] = Mul(m, alpha);
+  const float low = ActorLossRowMin(b, q, members, rows);
+  int64_t ties = 0;
+  for (int64_t k = 0; k < members; ++k) ties += q[k * rows + b] == low ? 1 : 0;
+  const float share = Div(-m, static_cast<float>(ties));
+  for (int64_t k = 0; k < members; ++k) {
+    g_q[k * rows + b] = Mul(share, q[k * rows + b] == low ? 1.0f : 0.0f);
+  }
+}
+
+__global__ void ActorLossForwardKernel(const float* __restrict__ alpha,
+                                       const float* __restrict__ regularizer,
+                                       const float* __restrict__ q, int64_t members, int64_t rows,
+                                       float* __restrict__ out_loss) {
+  __shared__ double part[kTdLossThreads];
+  const float a = *alpha;
+  double sum = 0;
+  for (int64_t b = threadIdx.x; b < rows; b += kTdLossThreads) {
+    sum += Sub(Mul(a, regularizer[b]), ActorLossRowMin(b, q, members, rows));
+  }
+  part[threadIdx.x] = sum;
+  __syncthreads();
+  for (int half = kTdLossThreads / 2; half > 0; half /= 2) {  // a fixed tree: the same each run
+    if (threadIdx.x < half) part[threadIdx.x] += part[threadIdx.x + half];
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) *out_loss = static_cast<float>(part[0] / static_cast<double>(rows));
+}
+
+__global__ void ActorLossBackwardKernel(const float* __restrict__ g,
+                                        const float* __restrict__ alpha,
+                                        const float* __restrict__ q, int64_t members, int64_t rows,
+                                        float* __restrict__ g_reg, float* __restrict__ g_q) {
+  const float m = Div(*g, static_cast<float>(rows));
+  const float a = *alpha;
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t b = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; b < rows;
+       b += stride) {
+    ActorLossBackwardRow(b, m, a, q, members, rows, g_reg, g_q);
+  }
+}
+
 unsigned Blocks(int64_t n) { return static_cast<unsigned>((n + kThreads - 1) / kThreads); }
 
 }  // namespace
@@ -340,6 +398,24 @@ int TdLossBackward(const float* g, const float* q, const float* target, const fl
   const unsigned blocks = static_cast<unsigned>(std::min<int64_t>(Blocks(n), kMaxBlocks));
   TdLossBackwardKernel<<<blocks, kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
       g, q, target, weight, members, rows, g_q);
+  return static_cast<int>(cudaGetLastError());
+}
+
+int ActorLossForward(const float* alpha, const float* regularizer, const float* q, int64_t members,
+                     int64_t rows, float* out_loss, void* stream) {
+  if (members <= 0 || rows <= 0) return 0;
+  ActorLossForwardKernel<<<1, kTdLossThreads, 0, static_cast<cudaStream_t>(stream)>>>(
+      alpha, regularizer, q, members, rows, out_loss);
+  return static_cast<int>(cudaGetLastError());
+}
+
+int ActorLossBackward(const float* g, const float* alpha, const float* q, int64_t members,
+                      int64_t rows, float* g_reg, float* g_q, void* stream) {
+  if (members <= 0 || rows <= 0) return 0;
+  constexpr int64_t kMaxBlocks = 1024;
+  const unsigned blocks = static_cast<unsigned>(std::min<int64_t>(Blocks(rows), kMaxBlocks));
+  ActorLossBackwardKernel<<<blocks, kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
+      g, alpha, q, members, rows, g_reg, g_q);
   return static_cast<int>(cudaGetLastError());
 }
 

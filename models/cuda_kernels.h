@@ -59,6 +59,14 @@ int TdLossForward(const float* q, const float* target, const float* weight, int6
 // from `g` (one float on the device) when the kernel runs.
 int TdLossBackward(const float* g, const float* q, const float* target, const float* weight,
                    int64_t members, int64_t rows, float* g_q, void* stream);
+// kernels::ActorLossForward on the device, in one block, into out_loss (one float); α (one
+// float) read on the device; summed in double in a fixed order of the kernel's own.
+int ActorLossForward(const float* alpha, const float* regularizer, const float* q, int64_t members,
+                     int64_t rows, float* out_loss, void* stream);
+// kernels::ActorLossBackward on the device, bit for bit the CPU's, with g and α read on the
+// device.
+int ActorLossBackward(const float* g, const float* alpha, const float* q, int64_t members,
+                      int64_t rows, float* g_reg, float* g_q, void* stream);
 // The CUDA runtime's text for a code the functions above returned.
 const char* ErrorString(int code);
 

@@ -8,9 +8,9 @@
 //   nvcc -O2 -std=c++17 -I. -Xcompiler -ffp-contract=off,-fno-math-errno \
 //       models/cuda_kernels_host_check.cu models/cpu_kernels.cc -o /tmp/check && /tmp/check
 //
-// Exit status 0 when every family agrees: Adam, the bias/ReLU epilogue and the TD loss's
-// gradient and per-row errors bit for bit, the squashed Gaussian's forward and backward within
-// 1e-6 (the host's and glibc's vector expf and tanhf round differently).
+// Exit status 0 when every family agrees: Adam, the bias/ReLU epilogue, the TD loss's gradient
+// and per-row errors and the actor loss's gradients bit for bit, the squashed Gaussian's forward
+// and backward within 1e-6 (the host's and glibc's vector expf and tanhf round differently).
 #include <cmath>
 #include <cstdio>
 #include <random>
@@ -168,6 +168,31 @@ bool CheckTdLoss(std::mt19937& rng) {
   return differ == 0 && worst <= 1e-6;
 }
 
+bool CheckActorLoss(std::mt19937& rng) {
+  int64_t differ = 0, values = 0;
+  for (const int64_t rows : {int64_t{256}, int64_t{100}, int64_t{37}}) {
+    const int64_t members = 2;
+    std::vector<float> q = Normal(rng, members * rows, 20.0f);
+    for (int64_t b = 0; b < rows; b += 3) q[rows + b] = q[b];  // ties
+    const std::vector<float> regularizer = Normal(rng, rows, 3.0f);
+    for (const float g : {1.0f, 0.6029f, 3.3f}) {
+      const float alpha = 0.2137f;
+      std::vector<float> g_reg(rows), g_q(members * rows), g_reg2(rows), g_q2(members * rows);
+      kernels::ActorLossBackward(g, alpha, q.data(), members, rows, g_reg.data(), g_q.data());
+      const float m = cuda_kernels::Div(g, static_cast<float>(rows));
+      for (int64_t b = 0; b < rows; ++b) {
+        cuda_kernels::ActorLossBackwardRow(b, m, alpha, q.data(), members, rows, g_reg2.data(),
+                                           g_q2.data());
+      }
+      differ += Differ(g_reg, g_reg2) + Differ(g_q, g_q2);
+      values += static_cast<int64_t>(g_reg.size() + g_q.size());
+    }
+  }
+  std::printf("actor loss: %lld of %lld gradient values differ from the CPU pass (allowed 0)\n",
+              static_cast<long long>(differ), static_cast<long long>(values));
+  return differ == 0;
+}
+
 }  // namespace
 }  // namespace prl::models
 
@@ -177,6 +202,7 @@ int main() {
   ok = prl::models::CheckBiasRelu(rng) && ok;
   ok = prl::models::CheckSquashedGaussian(rng) && ok;
   ok = prl::models::CheckTdLoss(rng) && ok;
+  ok = prl::models::CheckActorLoss(rng) && ok;
   std::printf("%s\n", ok ? "cuda_kernels_host_check: ok" : "cuda_kernels_host_check: FAILED");
   return ok ? 0 : 1;
 }

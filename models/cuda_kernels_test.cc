@@ -223,5 +223,47 @@ TEST_P(TdLossCudaTest, KernelsMatchTheCpuPassAndTheComposite) {
 
 INSTANTIATE_TEST_SUITE_P(BatchSizes, TdLossCudaTest, ::testing::Values(1, 100, 256, 4096));
 
+// SAC's actor loss kernels (SacActorLoss on a GPU) against the CPU's fused pass, whose gradients
+// are bit for bit LibTorch's composite on the CPU (networks_test), with tied minima; and against
+// the composite on the GPU. α and the loss gradient read on the device.
+class ActorLossCudaTest : public ::testing::TestWithParam<int64_t> {};
+
+TEST_P(ActorLossCudaTest, KernelsMatchTheCpuPassAndTheComposite) {
+  if (!HasGpu()) GTEST_SKIP() << "no CUDA device";
+  const int64_t rows = GetParam();
+  const at::Device gpu(at::kCUDA, 0);
+  at::manual_seed(17);
+  at::Tensor q = at::randn({2, rows}) * 20;
+  q.select(0, 1).copy_(
+      at::where(at::arange(rows).remainder(3) == 0, q.select(0, 0), q.select(0, 1)));
+  const at::Tensor regularizer = at::randn({rows}) * 3;
+  const at::Tensor alpha = at::full({}, 0.2137);
+  const at::Tensor q_cpu = q.clone().requires_grad_(true);
+  const at::Tensor r_cpu = regularizer.clone().requires_grad_(true);
+  const at::Tensor q_gpu = q.to(gpu).requires_grad_(true);
+  const at::Tensor r_gpu = regularizer.to(gpu).requires_grad_(true);
+  const at::Tensor cpu = internal::FusedSacActorLoss(alpha, r_cpu, q_cpu);
+  const at::Tensor fused = internal::FusedSacActorLoss(alpha.to(gpu), r_gpu, q_gpu);
+  const at::Tensor composite = SacActorLossComposite(alpha.to(gpu), r_gpu, q_gpu);
+  EXPECT_NEAR(fused.item<double>(), cpu.item<double>(), 1e-6 * (1 + std::abs(cpu.item<double>())));
+  EXPECT_NEAR(fused.item<double>(), composite.item<double>(),
+              1e-5 * (1 + std::abs(composite.item<double>())));
+  for (const double scale : {1.0, 0.6029}) {
+    const auto g_cpu =
+        torch::autograd::grad({cpu}, {r_cpu, q_cpu}, {at::full({}, scale)}, /*retain_graph=*/true);
+    const auto g_fused = torch::autograd::grad(
+        {fused}, {r_gpu, q_gpu}, {at::full({}, scale).to(gpu)}, /*retain_graph=*/true);
+    const auto g_composite = torch::autograd::grad(
+        {composite}, {r_gpu, q_gpu}, {at::full({}, scale).to(gpu)}, /*retain_graph=*/true);
+    for (int k = 0; k < 2; ++k) {
+      EXPECT_TRUE(at::equal(g_fused[k].cpu(), g_cpu[k])) << "input " << k << ", scale " << scale;
+      EXPECT_TRUE(at::allclose(g_fused[k], g_composite[k], 1e-6, 1e-9))
+          << "input " << k << ", scale " << scale;
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(BatchSizes, ActorLossCudaTest, ::testing::Values(1, 100, 256, 4096));
+
 }  // namespace
 }  // namespace prl::models

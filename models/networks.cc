@@ -196,8 +196,8 @@ constexpr int64_t kBatchedEnsembleMaxRows = 1024;
 // operations), on fixed inputs: the squashed Gaussian's and the ReLU layers' values and gradients
 // against LibTorch's composites, Adam's steps against the CPU's. A family that disagrees, or
 // whose check fails, is logged and keeps LibTorch's operations on that device; the others go on.
-enum class CudaKernel { kSquashedGaussian, kReluLayers, kAdam, kTdLoss };
-constexpr int kCudaKernelFamilies = 4;
+enum class CudaKernel { kSquashedGaussian, kReluLayers, kAdam, kTdLoss, kActorLoss };
+constexpr int kCudaKernelFamilies = 5;
 bool CudaKernelsAgree(const at::Device& device, CudaKernel kernel);
 #endif
 
@@ -401,6 +401,77 @@ struct TdLossFunction : public torch::autograd::Function<TdLossFunction> {
     return {g_q, at::Tensor(), at::Tensor()};
   }
 };
+
+// SacActorLoss as one autograd node: kernels::ActorLossForward/Backward on the CPU, their
+// cuda_kernels:: counterparts on a GPU (α and the loss's gradient read on the device). Inputs α
+// [] (a constant), R [B], q [K, B].
+struct ActorLossFunction : public torch::autograd::Function<ActorLossFunction> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& alpha_in,
+                            const at::Tensor& regularizer_in, const at::Tensor& q_in) {
+    c10::OptionalDeviceGuard guard;
+    if (q_in.is_cuda()) guard.reset_device(q_in.device());
+    const at::Tensor alpha = alpha_in.contiguous(), regularizer = regularizer_in.contiguous();
+    const at::Tensor q = q_in.contiguous();
+    at::Tensor loss = at::empty({}, q.options());
+    if (q.is_cuda()) {
+#ifdef PRL_WITH_CUDA_KERNELS
+      const int code = cuda_kernels::ActorLossForward(
+          alpha.data_ptr<float>(), regularizer.data_ptr<float>(), q.data_ptr<float>(), q.size(0),
+          q.size(1), loss.data_ptr<float>(),
+          c10::cuda::getCurrentCUDAStream(q.device().index()).stream());
+      TORCH_CHECK(code == 0, "actor loss kernel: ", cuda_kernels::ErrorString(code));
+#else
+      TORCH_CHECK(false, "this build has no CUDA kernels");
+#endif
+    } else {
+      loss.fill_(kernels::ActorLossForward(alpha.item<float>(), regularizer.data_ptr<float>(),
+                                           q.data_ptr<float>(), q.size(0), q.size(1)));
+    }
+    ctx->save_for_backward({alpha, q});
+    return loss;
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const at::Tensor& alpha = saved[0];
+    const at::Tensor& q = saved[1];
+    c10::OptionalDeviceGuard guard;
+    if (q.is_cuda()) guard.reset_device(q.device());
+    const at::Tensor g = grads[0].contiguous();
+    at::Tensor g_reg = at::empty({q.size(1)}, q.options());
+    at::Tensor g_q = at::empty(q.sizes(), q.options());
+    if (q.is_cuda()) {
+#ifdef PRL_WITH_CUDA_KERNELS
+      const int code = cuda_kernels::ActorLossBackward(
+          g.data_ptr<float>(), alpha.data_ptr<float>(), q.data_ptr<float>(), q.size(0), q.size(1),
+          g_reg.data_ptr<float>(), g_q.data_ptr<float>(),
+          c10::cuda::getCurrentCUDAStream(q.device().index()).stream());
+      TORCH_CHECK(code == 0, "actor loss backward kernel: ", cuda_kernels::ErrorString(code));
+#else
+      TORCH_CHECK(false, "this build has no CUDA kernels");
+#endif
+    } else {
+      kernels::ActorLossBackward(g.item<float>(), alpha.item<float>(), q.data_ptr<float>(),
+                                 q.size(0), q.size(1), g_reg.data_ptr<float>(),
+                                 g_q.data_ptr<float>());
+    }
+    return {at::Tensor(), g_reg, g_q};
+  }
+};
+
+// Whether SacActorLoss has the shapes ActorLossFunction takes: float32 on one device, α [] or [1]
+// without a gradient, R [B], q [K, B].
+bool ActorLossShapes(const at::Tensor& alpha, const at::Tensor& regularizer, const at::Tensor& q) {
+  if (q.dim() != 2 || q.size(0) < 1 || q.size(1) < 1 || regularizer.dim() != 1 ||
+      regularizer.size(0) != q.size(1) || alpha.numel() != 1 || alpha.requires_grad()) {
+    return false;
+  }
+  for (const at::Tensor* t : {&alpha, &regularizer, &q}) {
+    if (t->scalar_type() != at::kFloat || t->device() != q.device()) return false;
+  }
+  return true;
+}
 
 // Whether TwinTdLoss has the shapes TdLossFunction takes: float32 on one device, q [K, B], target
 // and weight [B], neither of them needing a gradient (the function gives them none).
@@ -819,6 +890,30 @@ double CheckTdLoss(const at::TensorOptions& opts) {
   return worst;
 }
 
+// The same for SAC's actor loss against SacActorLossComposite: the loss and the gradients of R
+// and q, at two batch sizes, with rows whose critics tie at the minimum.
+double CheckActorLoss(const at::TensorOptions& opts) {
+  double worst = 0;
+  for (const int64_t rows : {int64_t{256}, int64_t{1037}}) {
+    const at::Tensor i = at::arange(rows, opts);
+    at::Tensor q0 = at::sin(i * 0.37) * 3.0, q1 = at::cos(i * 0.23) * 3.0;
+    q1 = at::where(at::remainder(i, 7) == 0, q0, q1);  // ties
+    const at::Tensor q = at::stack({q0, q1}).requires_grad_(true);
+    const at::Tensor regularizer = (at::sin(i * 0.05) * 4.0).requires_grad_(true);
+    const at::Tensor alpha = at::full({}, 0.37, opts);
+    const at::Tensor fused = internal::FusedSacActorLoss(alpha, regularizer, q);
+    const at::Tensor composite = SacActorLossComposite(alpha, regularizer, q);
+    const auto g_fused = torch::autograd::grad({fused}, {regularizer, q});
+    const auto g_composite = torch::autograd::grad({composite}, {regularizer, q});
+    for (const auto& [a, c] : {std::pair{fused, composite}, std::pair{g_fused[0], g_composite[0]},
+                               std::pair{g_fused[1], g_composite[1]}}) {
+      const double diff = (a - c).abs().max().item<double>();
+      worst = std::max(worst, diff / (1e-3 + c.abs().max().item<double>()));
+    }
+  }
+  return worst;
+}
+
 // How many values differ between the Adam kernel and the CPU's pass, which it matches bit for
 // bit: a few steps, the step scalars read on the device as in a graph.
 int64_t CheckAdam(const at::Device& device) {
@@ -889,6 +984,7 @@ bool CudaKernelsAgree(const at::Device& device, CudaKernel kernel) {
       [&] { return relative(CheckSquashedGaussian(opts)); });
   run(CudaKernel::kReluLayers, "ReLU layer", [&] { return relative(CheckReluLayers(opts)); });
   run(CudaKernel::kTdLoss, "TD loss", [&] { return relative(CheckTdLoss(opts)); });
+  run(CudaKernel::kActorLoss, "actor loss", [&] { return relative(CheckActorLoss(opts)); });
   run(CudaKernel::kAdam, "Adam", [&] {
     const int64_t differ = CheckAdam(device);
     return std::pair{differ == 0,
@@ -970,7 +1066,32 @@ TdLoss TwinTdLoss(const at::Tensor& q, const at::Tensor& target, const at::Tenso
   return TwinTdLossComposite(q, target, weight);
 }
 
+at::Tensor SacActorLossComposite(const at::Tensor& alpha, const at::Tensor& regularizer,
+                                 const at::Tensor& q) {
+  return (alpha * regularizer - q.amin(0)).mean();
+}
+
+at::Tensor SacActorLoss(const at::Tensor& alpha, const at::Tensor& regularizer,
+                        const at::Tensor& q) {
+#ifdef PRL_WITH_CUDA_KERNELS
+  constexpr int64_t kFusedActorLossMaxRows = 65536;  // a one-block forward, as the TD loss's
+  if (q.is_cuda() && ActorLossShapes(alpha, regularizer, q) &&
+      q.size(1) <= kFusedActorLossMaxRows && CudaKernelsAgree(q.device(), CudaKernel::kActorLoss)) {
+    return ActorLossFunction::apply(alpha.reshape({}), regularizer, q);
+  }
+#endif
+  return SacActorLossComposite(alpha, regularizer, q);
+}
+
 namespace internal {
+
+at::Tensor FusedSacActorLoss(const at::Tensor& alpha, const at::Tensor& regularizer,
+                             const at::Tensor& q) {
+  TORCH_CHECK(ActorLossShapes(alpha, regularizer, q) && (q.is_cpu() || q.is_cuda()),
+              "FusedSacActorLoss: alpha ", alpha.sizes(), ", regularizer ", regularizer.sizes(),
+              ", q ", q.sizes(), " are not float32 [], [B] and [K, B] on the CPU or a GPU");
+  return ActorLossFunction::apply(alpha.reshape({}), regularizer, q);
+}
 
 TdLoss FusedTwinTdLoss(const at::Tensor& q, const at::Tensor& target, const at::Tensor& weight) {
   TORCH_CHECK(TdLossShapes(q, target, weight) && (q.is_cpu() || q.is_cuda()), "FusedTwinTdLoss: q ",

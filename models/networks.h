@@ -121,10 +121,21 @@ struct TdLoss {
 TdLoss TwinTdLoss(const at::Tensor& q, const at::Tensor& target, const at::Tensor& weight);
 // The same as LibTorch operations on any device.
 TdLoss TwinTdLossComposite(const at::Tensor& q, const at::Tensor& target, const at::Tensor& weight);
+// SAC's actor loss through the critics, mean_b (α·R_b − min_k q[k, b]) for α [] and R [B]
+// (differentiable in R; α a constant) and q [K, B] (differentiable). On a GPU whose kernels
+// passed their check one kernel forward and one backward (the gradients bit for bit the CPU's
+// for finite q, ties at the minimum shared as LibTorch's amin shares them); elsewhere LibTorch's
+// operations (SacActorLossComposite).
+at::Tensor SacActorLoss(const at::Tensor& alpha, const at::Tensor& regularizer,
+                        const at::Tensor& q);
+at::Tensor SacActorLossComposite(const at::Tensor& alpha, const at::Tensor& regularizer,
+                                 const at::Tensor& q);
 namespace internal {
-// TwinTdLoss as one autograd node on any device (the CPU's passes in place of the kernels), for
-// tests. Float32; CHECK-fails on other shapes.
+// TwinTdLoss and SacActorLoss as one autograd node each on any device (the CPU's passes in place
+// of the kernels), for tests. Float32; CHECK-fails on other shapes.
 TdLoss FusedTwinTdLoss(const at::Tensor& q, const at::Tensor& target, const at::Tensor& weight);
+at::Tensor FusedSacActorLoss(const at::Tensor& alpha, const at::Tensor& regularizer,
+                             const at::Tensor& q);
 }  // namespace internal
 
 // Flat storage for the parameters of one network (see the file comment). Declare every

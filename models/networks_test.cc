@@ -253,6 +253,41 @@ TEST(TwinTdLossTest, FusedMatchesTheCompositeAndItsGradientBitForBit) {
   }
 }
 
+// SAC's actor loss (one node) against LibTorch's composite (α·R − q.amin(0)).mean(): the
+// gradients of R and q bit for bit, rows whose critics tie at the minimum included (amin shares
+// the gradient among them), the loss to float rounding.
+TEST(SacActorLossTest, FusedMatchesTheCompositeAndItsGradientsBitForBit) {
+  at::Generator gen = at::detail::createCPUGenerator(8);
+  for (const int64_t rows : {int64_t{256}, int64_t{100}, int64_t{37}, int64_t{1}}) {
+    for (const int64_t members : {int64_t{2}, int64_t{3}}) {
+      SCOPED_TRACE(testing::Message() << rows << " rows, " << members << " critics");
+      at::Tensor q = at::randn({members, rows}, gen) * 20;
+      // every third row: the first two critics tie
+      const at::Tensor tie = at::arange(rows).remainder(3) == 0;
+      q.select(0, 1).copy_(at::where(tie, q.select(0, 0), q.select(0, 1)));
+      q.requires_grad_(true);
+      const at::Tensor regularizer = (at::randn({rows}, gen) * 3).requires_grad_(true);
+      const at::Tensor alpha = at::full({}, 0.2137);
+      const at::Tensor fused = internal::FusedSacActorLoss(alpha, regularizer, q);
+      const at::Tensor composite = SacActorLossComposite(alpha, regularizer, q);
+      EXPECT_EQ(fused.dim(), 0);
+      EXPECT_NEAR(fused.item<double>(), composite.item<double>(),
+                  2e-6 * (1 + std::abs(composite.item<double>())));
+      for (const double scale : {1.0, 0.6029, 3.3}) {
+        const at::Tensor g = at::full({}, scale);
+        const auto g_fused =
+            torch::autograd::grad({fused}, {regularizer, q}, {g}, /*retain_graph=*/true);
+        const auto g_composite =
+            torch::autograd::grad({composite}, {regularizer, q}, {g}, /*retain_graph=*/true);
+        EXPECT_TRUE(at::equal(g_fused[0], g_composite[0])) << "R, loss gradient " << scale;
+        EXPECT_TRUE(at::equal(g_fused[1], g_composite[1])) << "q, loss gradient " << scale;
+      }
+    }
+  }
+  EXPECT_THROW(internal::FusedSacActorLoss(at::full({}, 0.2), at::zeros({5}), at::zeros({2, 4})),
+               c10::Error);
+}
+
 TEST(TwinTdLossTest, OnTheCpuTwinTdLossIsTheComposite) {
   at::Generator gen = at::detail::createCPUGenerator(6);
   const at::Tensor q = at::randn({2, 64}, gen).requires_grad_(true);
