@@ -183,8 +183,8 @@ struct TwinCriticAgent::GraphEntry {
   struct Step {
     UpdateStats stats;  // what DoUpdate returned at capture (its flags), numbers filled per replay
     at::Tensor packed;  // while capturing: what FetchStats packed
-    size_t num_scalars = 0;
-    int64_t offset = 0;  // in packed_stats
+    uint32_t defined_scalars = 0;  // FetchStats's: which scalars it packed
+    int64_t offset = 0;            // in packed_stats
     int64_t numel = 0;
     std::vector<std::pair<int64_t*, int64_t>> counter_steps;  // what the update adds to each
   };
@@ -408,7 +408,7 @@ void TwinCriticAgent::UnpackReplay(const GraphEntry& e, const at::Tensor& host, 
   for (size_t k = 0; k < e.steps.size(); ++k) {
     const GraphEntry::Step& step = e.steps[k];
     out[k] = step.stats;
-    UnpackStats(v + step.offset, step.numel, step.num_scalars, &out[k]);
+    UnpackStats(v + step.offset, step.numel, step.defined_scalars, &out[k]);
   }
 }
 
@@ -669,29 +669,36 @@ at::Tensor TwinCriticAgent::TdTarget(const DeviceBatch& batch, const at::Tensor&
 
 void TwinCriticAgent::FetchStats(const std::vector<at::Tensor>& scalars,
                                  const at::Tensor& td_error_abs, UpdateStats* stats) {
+  // the defined scalars only (an undefined one reads 0 without a tensor of zeros: a kernel on a
+  // GPU), then the per-item errors
   std::vector<at::Tensor> parts;
-  for (const at::Tensor& s : scalars) {
-    parts.push_back(s.defined() ? s.reshape({1}).to(at::kFloat)
-                                : at::zeros({1}, td_error_abs.options()));
+  uint32_t defined = 0;
+  for (size_t i = 0; i < scalars.size() && i < kPackedScalars; ++i) {
+    if (!scalars[i].defined()) continue;
+    parts.push_back(scalars[i].reshape({1}).to(at::kFloat));
+    defined |= 1u << i;
   }
   parts.push_back(td_error_abs);
   at::Tensor packed = at::cat(parts);
   if (capturing_ != nullptr) {
     GraphEntry::Step& step = capturing_->steps[capturing_->capturing_step];
     step.packed = std::move(packed);
-    step.num_scalars = scalars.size();
+    step.defined_scalars = defined;
     return;
   }
   const at::Tensor host = packed.cpu();
-  UnpackStats(host.data_ptr<float>(), host.numel(), scalars.size(), stats);
+  UnpackStats(host.data_ptr<float>(), host.numel(), defined, stats);
 }
 
-void TwinCriticAgent::UnpackStats(const float* v, int64_t numel, size_t num_scalars,
+void TwinCriticAgent::UnpackStats(const float* v, int64_t numel, uint32_t defined,
                                   UpdateStats* stats) {
-  double* fields[] = {&stats->critic_loss, &stats->actor_loss, &stats->alpha,
-                      &stats->alpha_loss,  &stats->q_mean,     &stats->entropy};
-  for (size_t i = 0; i < num_scalars && i < 6; ++i) *fields[i] = v[i];
-  stats->td_error_abs.assign(v + num_scalars, v + numel);
+  double* fields[kPackedScalars] = {&stats->critic_loss, &stats->actor_loss, &stats->alpha,
+                                    &stats->alpha_loss,  &stats->q_mean,     &stats->entropy};
+  int64_t next = 0;
+  for (size_t i = 0; i < kPackedScalars; ++i) {
+    *fields[i] = (defined >> i & 1u) != 0 ? v[next++] : 0.0;
+  }
+  stats->td_error_abs.assign(v + next, v + numel);
 }
 
 }  // namespace internal

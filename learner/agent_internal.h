@@ -146,9 +146,10 @@ class TwinCriticAgent : public Agent {
   // captured, keeps them on the device for the replays to copy instead.
   void FetchStats(const std::vector<at::Tensor>& scalars, const at::Tensor& td_error_abs,
                   UpdateStats* stats);
-  // The scalars and per-item errors FetchStats packed ([numel] floats), from a host copy.
-  static void UnpackStats(const float* packed, int64_t numel, size_t num_scalars,
-                          UpdateStats* stats);
+  // The scalars and per-item errors FetchStats packed ([numel] floats), from a host copy: bit i
+  // of `defined` set where scalar i was packed (the others read 0).
+  static constexpr size_t kPackedScalars = 6;
+  static void UnpackStats(const float* packed, int64_t numel, uint32_t defined, UpdateStats* stats);
   // r·reward_scale + γ·discount·next_value.
   at::Tensor TdTarget(const DeviceBatch& batch, const at::Tensor& next_value) const;
 
