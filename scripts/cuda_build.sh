@@ -178,6 +178,18 @@ with open(sys.argv[1], "rb") as i, lzma.open(sys.argv[2], "wb", preset=6) as o:
   fi
   so=/usr/lib/x86_64-linux-gnu/libOpenCL.so.1
   [[ -e "${so}" ]] && strip --strip-unneeded -o "${bundle}/lib/$(basename "${so}")" "$(readlink -f "${so}")"
+  # the other libraries above 1 MiB xz-compressed as well (gRPC, OpenSSL, HDF5, protobuf, ...:
+  # about a third of their size), unpacked once by run.sh like oneDNN
+  for so in "${bundle}"/lib/*.so*; do
+    [[ "${so}" == *.xz || $(stat -c %s "${so}") -lt 1048576 ]] && continue
+    /usr/bin/python3 -c 'import lzma, os, shutil, sys
+with open(sys.argv[1], "rb") as i, lzma.open(sys.argv[1] + ".xz", "wb", preset=6) as o:
+    shutil.copyfileobj(i, o)
+os.remove(sys.argv[1])' "${so}"
+  done
   cp "${ROOT}/scripts/cuda_bundle_run.sh" "${bundle}/run.sh"
-  log "bundle: ${bundle} ($(du -sh "${bundle}" | cut -f1)); on the GPU machine: ${bundle}/run.sh BINARY [flags]"
+  # what a GPU machine's session can carry (docs/development.md)
+  size=$(du -sb "${bundle}" | cut -f1)
+  ((size <= 60 * 1024 * 1024)) || die "the bundle is $((size / 1048576)) MiB, over the 60 MiB a GPU machine takes"
+  log "bundle: ${bundle} ($((size / 1048576)) MiB); on the GPU machine: ${bundle}/run.sh BINARY [flags]"
 fi

@@ -14,8 +14,9 @@ paths="${here}/lib:${torch_dir}/lib"
 for d in "${torch_dir}"/../nvidia/*/lib "${torch_dir}"/../nvidia/*/*/lib; do
   [[ -d "${d}" ]] && paths="${paths}:${d}"
 done
-# libraries the bundle carries xz-compressed (oneDNN: 40 MB, 7 MB packed), unpacked once into a
-# writable directory (the bundle may lie read-only) with Python's lzma, which any torch install has
+# libraries the bundle carries xz-compressed (oneDNN: 40 MB, 7 MB packed; every other one above
+# 1 MiB), unpacked once into a writable directory (the bundle may lie read-only) with Python's
+# lzma, which any torch install has
 unpacked="${PRL_BUNDLE_CACHE:-${TMPDIR:-/tmp}/prl-bundle-libs-$(id -u)}"
 for packed in "${here}"/lib/*.xz; do
   [[ -e "${packed}" ]] || continue
