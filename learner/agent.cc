@@ -671,6 +671,7 @@ void TwinCriticAgent::FetchStats(const std::vector<at::Tensor>& scalars,
                                  const at::Tensor& td_error_abs, UpdateStats* stats) {
   // the defined scalars only (an undefined one reads 0 without a tensor of zeros: a kernel on a
   // GPU), then the per-item errors
+  PRL_CHECK(scalars.size() <= kPackedScalars) << "FetchStats: " << scalars.size() << " scalars";
   std::vector<at::Tensor> parts;
   uint32_t defined = 0;
   for (size_t i = 0; i < scalars.size() && i < kPackedScalars; ++i) {

@@ -143,12 +143,17 @@ void TdLossBackward(float g, const float* __restrict q, const float* __restrict 
   }
 }
 
+namespace {
+// One step of min over a row as LibTorch's amin takes it: a NaN wins (and stays).
+inline float RowMinStep(float low, float v) { return (v < low || v != v) ? v : low; }
+}  // namespace
+
 float ActorLossForward(float alpha, const float* __restrict regularizer, const float* __restrict q,
                        int64_t members, int64_t rows) {
   double sum = 0;
   for (int64_t b = 0; b < rows; ++b) {
     float low = q[b];
-    for (int64_t k = 1; k < members; ++k) low = std::min(low, q[k * rows + b]);
+    for (int64_t k = 1; k < members; ++k) low = RowMinStep(low, q[k * rows + b]);
     sum += alpha * regularizer[b] - low;
   }
   return static_cast<float>(sum / static_cast<double>(rows));
@@ -160,7 +165,7 @@ void ActorLossBackward(float g, float alpha, const float* __restrict q, int64_t 
   for (int64_t b = 0; b < rows; ++b) {
     g_reg[b] = m * alpha;
     float low = q[b];
-    for (int64_t k = 1; k < members; ++k) low = std::min(low, q[k * rows + b]);
+    for (int64_t k = 1; k < members; ++k) low = RowMinStep(low, q[k * rows + b]);
     int64_t ties = 0;
     for (int64_t k = 0; k < members; ++k) ties += q[k * rows + b] == low ? 1 : 0;
     const float share = -m / static_cast<float>(ties);

@@ -69,7 +69,9 @@ float ActorLossForward(float alpha, const float* regularizer, const float* q, in
 // LibTorch's autograd takes through (α·R − q.amin(0)).mean() (MeanBackward's division, the
 // product's and the difference's backward, AminBackward's share among tied minima):
 //   m = g / rows,  g_reg[b] = m·α,  g_q[k, b] = (−m / n_b)·[q[k, b] = min_k q[·, b]]
-// with n_b the number of critics at row b's minimum (a masked-out value is (−m / n_b)·0).
+// with n_b the number of critics at row b's minimum (a masked-out value is (−m / n_b)·0). A NaN
+// among a row's q is its minimum, as in LibTorch's amin (no critic then equals it: the row's
+// gradients are NaN, as LibTorch's).
 void ActorLossBackward(float g, float alpha, const float* q, int64_t members, int64_t rows,
                        float* g_reg, float* g_q);
 

@@ -264,13 +264,13 @@ __global__ void TdLossBackwardKernel(const float* __restrict__ g, const float* _
   }
 }
 
-// min_k q[k, b] (std::min's order, as the CPU's pass).
+// min_k q[k, b] in k's order, a NaN winning (LibTorch's amin; as the CPU's pass).
 __host__ __device__ inline float ActorLossRowMin(int64_t b, const float* __restrict__ q,
                                                  int64_t members, int64_t rows) {
   float low = q[b];
   for (int64_t k = 1; k < members; ++k) {
     const float v = q[k * rows + b];
-    low = v < low ? v : low;
+    low = (v < low || v != v) ? v : low;  // a NaN wins, as in LibTorch's amin
   }
   return low;
 }

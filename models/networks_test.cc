@@ -262,25 +262,46 @@ TEST(SacActorLossTest, FusedMatchesTheCompositeAndItsGradientsBitForBit) {
     for (const int64_t members : {int64_t{2}, int64_t{3}}) {
       SCOPED_TRACE(testing::Message() << rows << " rows, " << members << " critics");
       at::Tensor q = at::randn({members, rows}, gen) * 20;
-      // every third row: the first two critics tie
-      const at::Tensor tie = at::arange(rows).remainder(3) == 0;
-      q.select(0, 1).copy_(at::where(tie, q.select(0, 0), q.select(0, 1)));
+      // every third row the first two critics tie; with three, every fifth row the last two tie
+      // at the minimum and every seventh all three tie; and a NaN in row 1 (the row's gradients
+      // are NaN in both)
+      const at::Tensor index = at::arange(rows);
+      q.select(0, 1).copy_(at::where(index.remainder(3) == 0, q.select(0, 0), q.select(0, 1)));
+      if (members == 3) {
+        const at::Tensor low = q.select(0, 0).abs().neg() - 50;
+        q.select(0, 1).copy_(at::where(index.remainder(5) == 1, low, q.select(0, 1)));
+        q.select(0, 2).copy_(at::where(index.remainder(5) == 1, low, q.select(0, 2)));
+        for (int64_t k = 0; k < 3; ++k) {
+          q.select(0, k).copy_(at::where(index.remainder(7) == 2, low, q.select(0, k)));
+        }
+      }
+      if (rows > 1) q.select(0, members - 1).select(0, 1).fill_(std::nanf(""));
       q.requires_grad_(true);
       const at::Tensor regularizer = (at::randn({rows}, gen) * 3).requires_grad_(true);
       const at::Tensor alpha = at::full({}, 0.2137);
       const at::Tensor fused = internal::FusedSacActorLoss(alpha, regularizer, q);
       const at::Tensor composite = SacActorLossComposite(alpha, regularizer, q);
       EXPECT_EQ(fused.dim(), 0);
-      EXPECT_NEAR(fused.item<double>(), composite.item<double>(),
-                  2e-6 * (1 + std::abs(composite.item<double>())));
+      if (rows > 1) {  // a NaN in q: the loss is NaN in both
+        EXPECT_TRUE(std::isnan(fused.item<double>()));
+        EXPECT_TRUE(std::isnan(composite.item<double>()));
+      } else {
+        EXPECT_NEAR(fused.item<double>(), composite.item<double>(),
+                    2e-6 * (1 + std::abs(composite.item<double>())));
+      }
       for (const double scale : {1.0, 0.6029, 3.3}) {
         const at::Tensor g = at::full({}, scale);
         const auto g_fused =
             torch::autograd::grad({fused}, {regularizer, q}, {g}, /*retain_graph=*/true);
         const auto g_composite =
             torch::autograd::grad({composite}, {regularizer, q}, {g}, /*retain_graph=*/true);
-        EXPECT_TRUE(at::equal(g_fused[0], g_composite[0])) << "R, loss gradient " << scale;
-        EXPECT_TRUE(at::equal(g_fused[1], g_composite[1])) << "q, loss gradient " << scale;
+        // equal, NaNs in the same places (at::equal: NaN is not equal to itself)
+        for (int k = 0; k < 2; ++k) {
+          const at::Tensor a = g_fused[k], c = g_composite[k];
+          EXPECT_TRUE(at::equal(a.isnan(), c.isnan())) << "input " << k << ", scale " << scale;
+          EXPECT_TRUE(at::equal(at::nan_to_num(a, 7.0), at::nan_to_num(c, 7.0)))
+              << "input " << k << ", scale " << scale;
+        }
       }
     }
   }
