@@ -86,7 +86,9 @@ class TrainE2eTest : public ::testing::Test {
         StartServer({Runfile("learner/prl_learner"), "--port=0", "--metrics_port=0",
                      "--learner_replay=" + replay_address_, "--learner_state_dir=" + state_dir_,
                      "--learner_torch_threads=1", "--learner_checkpoint_period=2s",
-                     "--learner_heartbeat_interval=1s",
+                     // the first checkpoint well before a short run can end (the kill test
+                     // waits for one; with the default 10 s an 8,000-step run could finish first)
+                     "--learner_first_checkpoint=2s", "--learner_heartbeat_interval=1s",
                      // the restarted learner must take the same port: actors know it
                      learner_address_.empty()
                          ? "--port=0"
