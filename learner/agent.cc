@@ -1,5 +1,6 @@
 #include "learner/agent.h"
 
+#include <array>
 #include <cmath>
 #include <cstring>
 #include <exception>
@@ -22,6 +23,7 @@
 #include "google/protobuf/message.h"
 #include "learner/agent_internal.h"
 #include "learner/algorithm_defaults.h"
+#include "learner/input_block.h"
 
 namespace prl::learner {
 namespace internal {
@@ -81,6 +83,15 @@ absl::StatusOr<AgentConfig> ResolveAgentOptions(const AgentOptions& options) {
 // ---- TwinCriticAgent ----
 
 namespace {
+
+// The fields a captured graph reads from its batch, in one order (graphs hold no self-imitation
+// rows).
+std::array<const at::Tensor*, 6> GraphInputs(const DeviceBatch& b) {
+  return {&b.obs, &b.action, &b.reward, &b.next_obs, &b.discount, &b.weight};
+}
+std::array<at::Tensor*, 6> MutableGraphInputs(DeviceBatch& b) {
+  return {&b.obs, &b.action, &b.reward, &b.next_obs, &b.discount, &b.weight};
+}
 
 std::string Shape(const at::Tensor& t) {
   return ShapeString(absl::MakeConstSpan(t.sizes().data(), t.sizes().size()));
@@ -174,6 +185,7 @@ struct TwinCriticAgent::GraphEntry {
   int eager_updates = 0;
   std::unique_ptr<CapturedGraph> graph;  // none: not captured yet (a group's: capture failed)
   std::vector<DeviceBatch> batches;      // per update, its inputs: each replay copies a batch in
+  std::vector<InputBlock> blocks;        // per update, how (one block where the batch was one)
   // per update [noise draws | scalars of each optimiser], written in one copy
   at::Tensor device_inputs;
   int64_t inputs_per_update = 0;
@@ -361,14 +373,7 @@ at::Tensor TwinCriticAgent::EnqueueReplay(absl::Span<const DeviceBatch> batches,
                                           absl::Span<const at::Tensor> draws, GraphEntry& e) {
   PRL_CHECK(batches.size() == e.steps.size() && draws.size() == e.steps.size());
   for (size_t k = 0; k < batches.size(); ++k) {
-    const DeviceBatch& b = batches[k];
-    DeviceBatch& to = e.batches[k];
-    const std::pair<const at::Tensor*, at::Tensor*> fields[] = {
-        {&b.obs, &to.obs},           {&b.action, &to.action},     {&b.reward, &to.reward},
-        {&b.next_obs, &to.next_obs}, {&b.discount, &to.discount}, {&b.weight, &to.weight}};
-    for (const auto& [from, into] : fields) {
-      if (from->defined()) into->copy_(*from, /*non_blocking=*/true);
-    }
+    input_copies_ += e.blocks[k].Fill(GraphInputs(batches[k]), MutableGraphInputs(e.batches[k]));
   }
   // every update's noise and step scalars in one transfer from pinned memory; LibTorch's pinned
   // allocator keeps the block from reuse until the copy has run
@@ -498,15 +503,14 @@ absl::Status TwinCriticAgent::CaptureUpdates(absl::Span<const DeviceBatch> batch
     e.batches.clear();
     e.noise.clear();
     e.steps.assign(n, GraphEntry::Step{});
+    e.blocks.clear();
+    e.batches.reserve(n);
     for (const DeviceBatch& b : batches) {
       DeviceBatch& s = e.batches.emplace_back();
       s.size = b.size;
-      s.obs = b.obs.clone();
-      s.action = b.action.clone();
-      s.reward = b.reward.clone();
-      s.next_obs = b.next_obs.clone();
-      s.discount = b.discount.clone();
-      if (b.weight.defined()) s.weight = b.weight.clone();
+      // in one block where the batch is (a staged one), at the same offsets
+      e.blocks.emplace_back(GraphInputs(b), MutableGraphInputs(s));
+      e.blocks.back().Fill(GraphInputs(b), MutableGraphInputs(s));
     }
     e.optimizers = Optimizers();
     int64_t noise_numel = 1;
@@ -660,11 +664,10 @@ void TwinCriticAgent::Polyak(const models::ParameterBlock& online,
   }
 }
 
-at::Tensor TwinCriticAgent::TdTarget(const DeviceBatch& batch, const at::Tensor& next_value) const {
-  const double scale = config_.algorithm.reward_scale();
-  // (no product by one: on a GPU each operation is a kernel of its own)
-  return at::addcmul(scale != 1.0 ? batch.reward * scale : batch.reward, batch.discount, next_value,
-                     config_.algorithm.discount());
+at::Tensor TwinCriticAgent::TdTarget(const DeviceBatch& batch, const at::Tensor& next_q,
+                                     const at::Tensor& alpha, const at::Tensor& regularizer) const {
+  return models::TwinTdTarget(next_q, alpha, regularizer, batch.reward, batch.discount,
+                              config_.algorithm.reward_scale(), config_.algorithm.discount());
 }
 
 void TwinCriticAgent::FetchStats(const std::vector<at::Tensor>& scalars,

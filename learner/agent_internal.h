@@ -105,6 +105,9 @@ class TwinCriticAgent : public Agent {
   // how many times UpdateMany replayed one.
   size_t group_graphs() const;
   int64_t group_replays() const { return group_replays_; }
+  // For tests: the copies replays have queued to fill their graphs' inputs (one per batch that
+  // lies in one block as the graph's first did, one per field otherwise).
+  int64_t graph_input_copies() const { return input_copies_; }
 
  protected:
   // One update; `noise` holds NoiseDraws() standard-normal [B, act_dim] draws on the device.
@@ -150,8 +153,11 @@ class TwinCriticAgent : public Agent {
   // of `defined` set where scalar i was packed (the others read 0).
   static constexpr size_t kPackedScalars = 6;
   static void UnpackStats(const float* packed, int64_t numel, uint32_t defined, UpdateStats* stats);
-  // r·reward_scale + γ·discount·next_value.
-  at::Tensor TdTarget(const DeviceBatch& batch, const at::Tensor& next_value) const;
+  // r·reward_scale + γ·discount·(min_k next_q[k] − α·R) for the target critics' values next_q
+  // [K, B] (α [] and R [B] undefined: no such term); one kernel on a GPU (models::TwinTdTarget).
+  at::Tensor TdTarget(const DeviceBatch& batch, const at::Tensor& next_q,
+                      const at::Tensor& alpha = at::Tensor(),
+                      const at::Tensor& regularizer = at::Tensor()) const;
 
   const AgentConfig config_;
   at::Generator train_generator_;
@@ -206,6 +212,7 @@ class TwinCriticAgent : public Agent {
   GraphEntry* capturing_ = nullptr;  // the entry being captured, if any
   std::vector<int64_t*> counters_;
   int64_t group_replays_ = 0;
+  int64_t input_copies_ = 0;
 };
 
 // SPiRL's divergence is clipped to ±this (SPiRL's max_divergence_range).

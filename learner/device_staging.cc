@@ -60,6 +60,37 @@ class CudaStager final : public DeviceStager {
     return device;
   }
 
+  std::vector<at::Tensor> StageAll(absl::Span<const TensorView> views) override {
+    const c10::cuda::CUDAGuard device_guard(device_);
+    const c10::cuda::CUDAStreamGuard stream_guard(stream_);
+    constexpr int64_t kAlign = 256;
+    std::vector<int64_t> offsets;
+    int64_t end = 0;
+    for (const TensorView& v : views) {
+      offsets.push_back(end);
+      end += (static_cast<int64_t>(v.bytes.size()) + kAlign - 1) / kAlign * kAlign;
+    }
+    const at::TensorOptions bytes = at::TensorOptions().dtype(at::kByte);
+    at::Tensor host = at::empty({end}, bytes.pinned_memory(true));
+    char* h = static_cast<char*>(host.data_ptr());
+    for (size_t i = 0; i < views.size(); ++i) {
+      if (!views[i].bytes.empty()) {
+        std::memcpy(h + offsets[i], views[i].bytes.data(), views[i].bytes.size());
+      }
+    }
+    at::Tensor device = at::empty({end}, bytes.device(at::kCUDA, device_));
+    device.copy_(host, /*non_blocking=*/true);
+    std::vector<at::Tensor> out;
+    out.reserve(views.size());
+    for (size_t i = 0; i < views.size(); ++i) {
+      const std::vector<int64_t> shape(views[i].shape.begin(), views[i].shape.end());
+      out.push_back(device.narrow(0, offsets[i], static_cast<int64_t>(views[i].bytes.size()))
+                        .view(ToTorchDType(views[i].dtype))
+                        .view(shape));
+    }
+    return out;
+  }
+
   std::unique_ptr<StagingFence> Fence() override {
     at::cuda::CUDAEvent event;
     event.record(stream_);

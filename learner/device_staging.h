@@ -18,6 +18,7 @@
 #define PRL_LEARNER_DEVICE_STAGING_H_
 
 #include <memory>
+#include <vector>
 
 #include "ATen/core/Tensor.h"
 #include "absl/types/span.h"
@@ -49,6 +50,11 @@ class DeviceStager {
   // tensor, which a consumer may use once it has adopted a fence taken after this call. The
   // view's bytes may be freed on return. Throws c10::Error for a CUDA failure.
   virtual at::Tensor Stage(const TensorView& view) = 0;
+
+  // Stage for several tensors at once, a batch's columns: one pinned block, one copy, and
+  // device tensors that are views of one device block, each at a 256-byte boundary in the
+  // order given (the layout learner/input_block.h copies in one transfer).
+  virtual std::vector<at::Tensor> StageAll(absl::Span<const TensorView> views) = 0;
 
   // A fence after every copy queued so far. Throws c10::Error for a CUDA failure.
   virtual std::unique_ptr<StagingFence> Fence() = 0;

@@ -1,7 +1,9 @@
 #include "learner/replay_feed.h"
 
 #include <algorithm>
+#include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
@@ -123,24 +125,33 @@ absl::StatusOr<Batch> ReplayFeed::ToBatch(const v1::SampleResponse& response,
   out.source_size = response.table_size();
   try {
     const torch::Device target(device);
-    // one copy out of the response: into pinned memory (staged) or a new tensor (ToTorch)
-    const auto convert = [&](const TensorView& view) {
-      return stager != nullptr ? stager->Stage(view) : ToTorch(view).to(target);
-    };
+    // one copy out of the response: into one pinned block and one transfer (staged), or a new
+    // tensor per column (ToTorch)
+    std::vector<std::string> names;
+    std::vector<TensorView> views;
     // columns by name: the table's signature order is not assumed
     for (const v1::NamedTensor& column : response.columns()) {
       PRL_ASSIGN_OR_RETURN(TensorView view, ViewTensorProto(column.tensor(), column.name()));
-      out.columns[column.name()] = convert(view);
+      names.push_back(column.name());
+      views.push_back(view);
     }
+    std::vector<float> weights;
+    int64_t rows = 0;
     if (prioritized) {
-      const std::vector<float> weights(response.importance_weights().begin(),
-                                       response.importance_weights().end());
-      const int64_t rows = static_cast<int64_t>(weights.size());
-      out.weight =
-          convert(TensorView{DType::kFloat32, absl::MakeConstSpan(&rows, 1),
-                             absl::string_view(reinterpret_cast<const char*>(weights.data()),
-                                               weights.size() * sizeof(float))});
+      weights.assign(response.importance_weights().begin(), response.importance_weights().end());
+      rows = static_cast<int64_t>(weights.size());
+      views.push_back(TensorView{DType::kFloat32, absl::MakeConstSpan(&rows, 1),
+                                 absl::string_view(reinterpret_cast<const char*>(weights.data()),
+                                                   weights.size() * sizeof(float))});
     }
+    std::vector<at::Tensor> tensors;
+    if (stager != nullptr) {
+      tensors = stager->StageAll(views);
+    } else {
+      for (const TensorView& view : views) tensors.push_back(ToTorch(view).to(target));
+    }
+    for (size_t i = 0; i < names.size(); ++i) out.columns[names[i]] = std::move(tensors[i]);
+    if (prioritized) out.weight = std::move(tensors.back());
   } catch (const c10::Error& e) {
     return absl::InternalError(
         absl::StrCat("copying a batch to ", device, ": ", e.what_without_backtrace()));

@@ -17,6 +17,7 @@
 #include "common/tensor.h"
 #include "gtest/gtest.h"
 #include "learner/device_staging.h"
+#include "learner/input_block.h"
 #include "learner/replay_feed.h"
 
 #ifdef PRL_WITH_CUDA
@@ -136,6 +137,46 @@ TEST(DeviceStagerTest, AReadQueuedAfterAdoptSeesTheWholeCopy) {
   EXPECT_EQ(DeviceStager::Create(c10::Device("cpu")), nullptr);
 }
 
+// A batch's columns staged together: one block on the device, each column at a 256-byte
+// boundary whatever its type and size, each holding its own bytes.
+TEST(DeviceStagerTest, StageAllPutsTheColumnsInOneBlock) {
+  if (!HasGpu()) GTEST_SKIP() << "no CUDA device";
+  std::unique_ptr<DeviceStager> stager = DeviceStager::Create(c10::Device("cuda:0"));
+  ASSERT_NE(stager, nullptr);
+  const at::Tensor obs = at::randn({37, 17});
+  const at::Tensor steps = at::arange(37, at::kLong);
+  const at::Tensor image = at::randint(0, 255, {37, 3, 5}, at::kByte);  // 555 bytes
+  const at::Tensor reward = at::randn({37});
+  const at::Tensor empty = at::empty({0, 4});
+  const std::vector<at::Tensor> host = {obs, steps, image, reward, empty};
+  std::vector<std::vector<int64_t>> shapes;
+  std::vector<TensorView> views;
+  const DType dtypes[] = {DType::kFloat32, DType::kInt64, DType::kUInt8, DType::kFloat32,
+                          DType::kFloat32};
+  for (size_t i = 0; i < host.size(); ++i) {
+    shapes.emplace_back(host[i].sizes().begin(), host[i].sizes().end());
+  }
+  for (size_t i = 0; i < host.size(); ++i) {
+    views.push_back(TensorView{
+        dtypes[i], shapes[i],
+        absl::string_view(static_cast<const char*>(host[i].data_ptr()), host[i].nbytes())});
+  }
+  const std::vector<at::Tensor> device = stager->StageAll(views);
+  ASSERT_EQ(device.size(), host.size());
+  stager->Fence()->Adopt(device);
+  std::vector<const at::Tensor*> all;
+  for (const at::Tensor& t : device) all.push_back(&t);
+  const std::optional<BlockLayout> layout = LayoutInOneBlock(all);
+  ASSERT_TRUE(layout.has_value());
+  for (size_t i = 0; i < device.size(); ++i) {
+    SCOPED_TRACE(i);
+    EXPECT_TRUE(device[i].is_cuda());
+    EXPECT_EQ(layout->offsets[i] % 256, 0);
+    EXPECT_EQ(device[i].scalar_type(), host[i].scalar_type());
+    EXPECT_TRUE(at::equal(device[i].cpu(), host[i]));
+  }
+}
+
 class ReplayFeedCudaTest : public ::testing::TestWithParam<bool> {};
 
 TEST_P(ReplayFeedCudaTest, BatchesOnTheDeviceHoldTheResponses) {
@@ -149,6 +190,10 @@ TEST_P(ReplayFeedCudaTest, BatchesOnTheDeviceHoldTheResponses) {
     ASSERT_TRUE(batch.ok() && batch->has_value()) << batch.status();
     SCOPED_TRACE(i);
     ExpectBatchIs(**batch, i, kRows, kWidth, /*extra=*/false);
+    // staged: the columns and weights in one block, which the learner copies in one transfer
+    std::vector<const at::Tensor*> tensors = {&(*batch)->weight};
+    for (const auto& [name, column] : (*batch)->columns) tensors.push_back(&column);
+    EXPECT_EQ(LayoutInOneBlock(tensors).has_value(), GetParam());
     ASSERT_EQ((*batch)->extra.size(), 1u);
     ExpectBatchIs((*batch)->extra[0], i, kRows, kWidth, /*extra=*/true);
   }

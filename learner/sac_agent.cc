@@ -85,10 +85,10 @@ UpdateStats RegularizedSacAgent::DoUpdate(const DeviceBatch& b, const at::Tensor
     const models::PolicyNetwork::Output next = Scaled(actor_->Forward(b.next_obs));
     const models::SquashedSample next_pi =
         models::SampleSquashedGaussian(next.mean, next.log_std, noise[1]);
-    const at::Tensor next_q = critic_target_->Forward(b.next_obs, Bounded(next_pi.action)).amin(0);
+    const at::Tensor next_q = critic_target_->Forward(b.next_obs, Bounded(next_pi.action));
     const at::Tensor next_regularizer =
         Regularizer(next, next_pi, b.next_obs, noise, /*next_state=*/true);
-    target = TdTarget(b, next_q - alpha * next_regularizer);
+    target = TdTarget(b, next_q, alpha, next_regularizer);  // (on a GPU one kernel)
   }
   const CriticStepResult critic = CriticStep(b, target);
 

@@ -55,7 +55,7 @@ class Td3Agent final : public TwinCriticAgent {
       const at::Tensor smoothing = (noise[0] * td3_.policy_noise()).clamp_(-clip, clip);
       const at::Tensor next_action =
           (at::tanh(actor_target_.Forward(b.next_obs).mean) + smoothing).clamp_(-1.0, 1.0);
-      target = TdTarget(b, critic_target_->Forward(b.next_obs, next_action).amin(0));
+      target = TdTarget(b, critic_target_->Forward(b.next_obs, next_action));
     }
     const CriticStepResult critic = CriticStep(b, target);
     ++updates_;

@@ -175,6 +175,19 @@ void ActorLossBackward(float g, float alpha, const float* __restrict q, int64_t 
   }
 }
 
+void TdTarget(const float* __restrict q, int64_t members, int64_t rows, float alpha,
+              const float* __restrict regularizer, const float* __restrict reward,
+              const float* __restrict discount, float reward_scale, float gamma,
+              float* __restrict target) {
+  for (int64_t b = 0; b < rows; ++b) {
+    float value = q[b];
+    for (int64_t k = 1; k < members; ++k) value = RowMinStep(value, q[k * rows + b]);
+    if (regularizer != nullptr) value = value - alpha * regularizer[b];
+    const float r = reward_scale != 1.0f ? reward[b] * reward_scale : reward[b];
+    target[b] = r + gamma * discount[b] * value;
+  }
+}
+
 #undef PRL_VECTOR_CLONES
 
 }  // namespace prl::models::kernels

@@ -75,6 +75,16 @@ float ActorLossForward(float alpha, const float* regularizer, const float* q, in
 void ActorLossBackward(float g, float alpha, const float* q, int64_t members, int64_t rows,
                        float* g_reg, float* g_q);
 
+// The critics' regression target, without gradient, for `rows` transitions:
+//   target[b] = r_b·s + γ·d_b·(min_k q[k, b] − α·R_b)
+// with q row-major [members, rows] (the target critics at the next state), R null for no α·R
+// term (TD3) and s = 1 for r_b itself, each operation rounded on its own in this order
+// (LibTorch's amin, mul, sub and addcmul without a contracted multiply-add; the minimum's NaN
+// wins as in amin).
+void TdTarget(const float* q, int64_t members, int64_t rows, float alpha, const float* regularizer,
+              const float* reward, const float* discount, float reward_scale, float gamma,
+              float* target);
+
 }  // namespace prl::models::kernels
 
 #endif  // PRL_MODELS_CPU_KERNELS_H_

@@ -322,6 +322,33 @@ __global__ void ActorLossBackwardKernel(const float* __restrict__ g,
   }
 }
 
+// Row b of kernels::TdTarget, in its order of operations.
+__host__ __device__ inline float TdTargetRow(int64_t b, const float* __restrict__ q,
+                                             int64_t members, int64_t rows, float alpha,
+                                             const float* __restrict__ regularizer,
+                                             const float* __restrict__ reward,
+                                             const float* __restrict__ discount, float reward_scale,
+                                             float gamma) {
+  float value = ActorLossRowMin(b, q, members, rows);
+  if (regularizer != nullptr) value = Sub(value, Mul(alpha, regularizer[b]));
+  const float r = reward_scale != 1.0f ? Mul(reward[b], reward_scale) : reward[b];
+  return Add(r, Mul(Mul(gamma, discount[b]), value));
+}
+
+__global__ void TdTargetKernel(const float* __restrict__ q, int64_t members, int64_t rows,
+                               const float* __restrict__ alpha,
+                               const float* __restrict__ regularizer,
+                               const float* __restrict__ reward, const float* __restrict__ discount,
+                               float reward_scale, float gamma, float* __restrict__ target) {
+  const float a = alpha != nullptr ? *alpha : 0.0f;
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t b = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; b < rows;
+       b += stride) {
+    target[b] =
+        TdTargetRow(b, q, members, rows, a, regularizer, reward, discount, reward_scale, gamma);
+  }
+}
+
 unsigned Blocks(int64_t n) { return static_cast<unsigned>((n + kThreads - 1) / kThreads); }
 
 }  // namespace
@@ -416,6 +443,17 @@ int ActorLossBackward(const float* g, const float* alpha, const float* q, int64_
   const unsigned blocks = static_cast<unsigned>(std::min<int64_t>(Blocks(rows), kMaxBlocks));
   ActorLossBackwardKernel<<<blocks, kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
       g, alpha, q, members, rows, g_reg, g_q);
+  return static_cast<int>(cudaGetLastError());
+}
+
+int TdTarget(const float* q, int64_t members, int64_t rows, const float* alpha,
+             const float* regularizer, const float* reward, const float* discount,
+             float reward_scale, float gamma, float* target, void* stream) {
+  if (members <= 0 || rows <= 0) return 0;
+  constexpr int64_t kMaxBlocks = 1024;
+  const unsigned blocks = static_cast<unsigned>(std::min<int64_t>(Blocks(rows), kMaxBlocks));
+  TdTargetKernel<<<blocks, kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
+      q, members, rows, alpha, regularizer, reward, discount, reward_scale, gamma, target);
   return static_cast<int>(cudaGetLastError());
 }
 

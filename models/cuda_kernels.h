@@ -67,6 +67,11 @@ int ActorLossForward(const float* alpha, const float* regularizer, const float* 
 // device.
 int ActorLossBackward(const float* g, const float* alpha, const float* q, int64_t members,
                       int64_t rows, float* g_reg, float* g_q, void* stream);
+// kernels::TdTarget on the device, bit for bit the CPU's, with α (one float; null for no α·R
+// term, as regularizer) read on the device.
+int TdTarget(const float* q, int64_t members, int64_t rows, const float* alpha,
+             const float* regularizer, const float* reward, const float* discount,
+             float reward_scale, float gamma, float* target, void* stream);
 // The CUDA runtime's text for a code the functions above returned.
 const char* ErrorString(int code);
 

@@ -193,6 +193,39 @@ bool CheckActorLoss(std::mt19937& rng) {
   return differ == 0;
 }
 
+bool CheckTdTarget(std::mt19937& rng) {
+  int64_t differ = 0, values = 0;
+  for (const int64_t rows : {int64_t{256}, int64_t{37}}) {
+    for (const int64_t members : {int64_t{2}, int64_t{3}}) {
+      std::vector<float> q = Normal(rng, members * rows, 20.0f);
+      for (int64_t b = 0; b < rows; b += 5) q[rows + b] = q[b];  // ties
+      const std::vector<float> regularizer = Normal(rng, rows, 3.0f);
+      const std::vector<float> reward = Normal(rng, rows, 2.0f);
+      std::vector<float> discount = Normal(rng, rows, 1.0f);
+      // ends of episodes, and discounts other than 0 and 1 (where the products' order shows)
+      for (float& d : discount) d = d < -1.0f ? 0.0f : std::fmin(std::fabs(d), 1.0f);
+      for (const bool soft : {true, false}) {
+        for (const float scale : {1.0f, 5.1f}) {
+          const float alpha = 0.2137f, gamma = 0.99f;
+          const float* r = soft ? regularizer.data() : nullptr;
+          std::vector<float> cpu(rows), host(rows);
+          kernels::TdTarget(q.data(), members, rows, alpha, r, reward.data(), discount.data(),
+                            scale, gamma, cpu.data());
+          for (int64_t b = 0; b < rows; ++b) {
+            host[b] = cuda_kernels::TdTargetRow(b, q.data(), members, rows, alpha, r, reward.data(),
+                                                discount.data(), scale, gamma);
+          }
+          differ += Differ(cpu, host);
+          values += rows;
+        }
+      }
+    }
+  }
+  std::printf("TD target: %lld of %lld values differ from the CPU pass (allowed 0)\n",
+              static_cast<long long>(differ), static_cast<long long>(values));
+  return differ == 0;
+}
+
 }  // namespace
 }  // namespace prl::models
 
@@ -203,6 +236,7 @@ int main() {
   ok = prl::models::CheckSquashedGaussian(rng) && ok;
   ok = prl::models::CheckTdLoss(rng) && ok;
   ok = prl::models::CheckActorLoss(rng) && ok;
+  ok = prl::models::CheckTdTarget(rng) && ok;
   std::printf("%s\n", ok ? "cuda_kernels_host_check: ok" : "cuda_kernels_host_check: FAILED");
   return ok ? 0 : 1;
 }

@@ -265,5 +265,45 @@ TEST_P(ActorLossCudaTest, KernelsMatchTheCpuPassAndTheComposite) {
 
 INSTANTIATE_TEST_SUITE_P(BatchSizes, ActorLossCudaTest, ::testing::Values(1, 100, 256, 4096));
 
+// The TD target's kernel (TwinTdTarget on a GPU) against the CPU's pass, bit for bit (α read on
+// the device), with and without the α·R term and a reward scale; and against the composite on
+// the GPU, whose addcmul contracts a multiply-add.
+class TdTargetCudaTest : public ::testing::TestWithParam<int64_t> {};
+
+TEST_P(TdTargetCudaTest, KernelMatchesTheCpuPassAndTheComposite) {
+  if (!HasGpu()) GTEST_SKIP() << "no CUDA device";
+  const int64_t rows = GetParam();
+  const at::Device gpu(at::kCUDA, 0);
+  at::manual_seed(19);
+  at::Tensor q = at::randn({2, rows}) * 20;
+  q.select(0, 1).copy_(
+      at::where(at::arange(rows).remainder(3) == 0, q.select(0, 0), q.select(0, 1)));
+  const at::Tensor regularizer = at::randn({rows}) * 3, reward = at::randn({rows});
+  const at::Tensor discount = at::rand({rows});
+  const at::Tensor alpha = at::full({}, 0.2137);
+  for (const bool soft : {true, false}) {
+    for (const double scale : {1.0, 5.1}) {
+      SCOPED_TRACE(testing::Message() << "soft " << soft << ", reward scale " << scale);
+      const at::Tensor a = soft ? alpha : at::Tensor(), r = soft ? regularizer : at::Tensor();
+      const at::Tensor a_gpu = soft ? alpha.to(gpu) : at::Tensor();
+      const at::Tensor r_gpu = soft ? regularizer.to(gpu) : at::Tensor();
+      const at::Tensor cpu = internal::FusedTwinTdTarget(q, a, r, reward, discount, scale, 0.99);
+      const at::Tensor fused = internal::FusedTwinTdTarget(q.to(gpu), a_gpu, r_gpu, reward.to(gpu),
+                                                           discount.to(gpu), scale, 0.99);
+      const at::Tensor composite = TwinTdTargetComposite(q.to(gpu), a_gpu, r_gpu, reward.to(gpu),
+                                                         discount.to(gpu), scale, 0.99);
+      EXPECT_TRUE(at::equal(fused.cpu(), cpu));
+      EXPECT_TRUE(at::allclose(fused, composite, 1e-6, 1e-6));
+      // and TwinTdTarget takes the kernel once its family has passed its check
+      EXPECT_TRUE(at::equal(
+          TwinTdTarget(q.to(gpu), a_gpu, r_gpu, reward.to(gpu), discount.to(gpu), scale, 0.99)
+              .cpu(),
+          cpu));
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(BatchSizes, TdTargetCudaTest, ::testing::Values(1, 100, 256, 4096));
+
 }  // namespace
 }  // namespace prl::models

@@ -196,8 +196,8 @@ constexpr int64_t kBatchedEnsembleMaxRows = 1024;
 // operations), on fixed inputs: the squashed Gaussian's and the ReLU layers' values and gradients
 // against LibTorch's composites, Adam's steps against the CPU's. A family that disagrees, or
 // whose check fails, is logged and keeps LibTorch's operations on that device; the others go on.
-enum class CudaKernel { kSquashedGaussian, kReluLayers, kAdam, kTdLoss, kActorLoss };
-constexpr int kCudaKernelFamilies = 5;
+enum class CudaKernel { kSquashedGaussian, kReluLayers, kAdam, kTdLoss, kActorLoss, kTdTarget };
+constexpr int kCudaKernelFamilies = 6;
 bool CudaKernelsAgree(const at::Device& device, CudaKernel kernel);
 #endif
 
@@ -487,6 +487,61 @@ bool TdLossShapes(const at::Tensor& q, const at::Tensor& target, const at::Tenso
     }
   }
   return !weight.defined() || weight.sizes() == target.sizes();
+}
+
+// Whether TwinTdTarget has the shapes its kernel takes: float32 on one device, none needing a
+// gradient, q [K, B], r and d [B], and α [] or [1] with R [B] or both undefined.
+bool TdTargetShapes(const at::Tensor& q, const at::Tensor& alpha, const at::Tensor& regularizer,
+                    const at::Tensor& reward, const at::Tensor& discount) {
+  if (q.dim() != 2 || q.size(0) < 1 || q.size(1) < 1) return false;
+  if (alpha.defined() != regularizer.defined()) return false;
+  if (alpha.defined() && (alpha.numel() != 1 || regularizer.sizes() != reward.sizes())) {
+    return false;
+  }
+  if (reward.dim() != 1 || reward.size(0) != q.size(1) || discount.sizes() != reward.sizes()) {
+    return false;
+  }
+  for (const at::Tensor* t : {&q, &alpha, &regularizer, &reward, &discount}) {
+    if (t->defined() &&
+        (t->scalar_type() != at::kFloat || t->device() != q.device() || t->requires_grad())) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// TwinTdTarget's kernel (or the CPU's pass) on shapes TdTargetShapes accepts.
+at::Tensor FusedTdTargetUnchecked(const at::Tensor& q_in, const at::Tensor& alpha_in,
+                                  const at::Tensor& regularizer_in, const at::Tensor& reward_in,
+                                  const at::Tensor& discount_in, double reward_scale,
+                                  double gamma) {
+  c10::OptionalDeviceGuard guard;
+  if (q_in.is_cuda()) guard.reset_device(q_in.device());
+  const at::Tensor q = q_in.contiguous(), reward = reward_in.contiguous();
+  const at::Tensor discount = discount_in.contiguous();
+  const at::Tensor alpha = alpha_in.defined() ? alpha_in.contiguous() : at::Tensor();
+  const at::Tensor regularizer =
+      regularizer_in.defined() ? regularizer_in.contiguous() : at::Tensor();
+  at::Tensor target = at::empty({q.size(1)}, q.options());
+  const float* r = regularizer.defined() ? regularizer.data_ptr<float>() : nullptr;
+  if (q.is_cuda()) {
+#ifdef PRL_WITH_CUDA_KERNELS
+    const int code = cuda_kernels::TdTarget(
+        q.data_ptr<float>(), q.size(0), q.size(1),
+        alpha.defined() ? alpha.data_ptr<float>() : nullptr, r, reward.data_ptr<float>(),
+        discount.data_ptr<float>(), static_cast<float>(reward_scale), static_cast<float>(gamma),
+        target.data_ptr<float>(), c10::cuda::getCurrentCUDAStream(q.device().index()).stream());
+    TORCH_CHECK(code == 0, "TD target kernel: ", cuda_kernels::ErrorString(code));
+#else
+    TORCH_CHECK(false, "this build has no CUDA kernels");
+#endif
+  } else {
+    kernels::TdTarget(q.data_ptr<float>(), q.size(0), q.size(1),
+                      alpha.defined() ? alpha.item<float>() : 0.0f, r, reward.data_ptr<float>(),
+                      discount.data_ptr<float>(), static_cast<float>(reward_scale),
+                      static_cast<float>(gamma), target.data_ptr<float>());
+  }
+  return target;
 }
 
 // Whether relu(Linear(x, W, b)) has the shapes EpilogueLinearReluFunction takes: float32 on one
@@ -914,6 +969,33 @@ double CheckActorLoss(const at::TensorOptions& opts) {
   return worst;
 }
 
+// The same for the TD target against TwinTdTargetComposite, with and without the α·R term and
+// a reward scale, with ties among the critics.
+double CheckTdTarget(const at::TensorOptions& opts) {
+  double worst = 0;
+  for (const int64_t rows : {int64_t{256}, int64_t{1037}}) {
+    const at::Tensor i = at::arange(rows, opts);
+    at::Tensor q0 = at::sin(i * 0.37) * 3.0, q1 = at::cos(i * 0.23) * 3.0;
+    q1 = at::where(at::remainder(i, 7) == 0, q0, q1);
+    const at::Tensor q = at::stack({q0, q1});
+    const at::Tensor regularizer = at::sin(i * 0.05) * 4.0, reward = at::cos(i * 0.13);
+    const at::Tensor discount =
+        at::where(at::remainder(i, 11) == 0, at::zeros_like(i), at::sin(i * 0.07).abs());
+    const at::Tensor alpha = at::full({}, 0.37, opts);
+    for (const bool soft : {true, false}) {
+      for (const double scale : {1.0, 5.0}) {
+        const at::Tensor a = soft ? alpha : at::Tensor(), r = soft ? regularizer : at::Tensor();
+        const at::Tensor fused =
+            internal::FusedTwinTdTarget(q, a, r, reward, discount, scale, 0.99);
+        const at::Tensor composite = TwinTdTargetComposite(q, a, r, reward, discount, scale, 0.99);
+        const double diff = (fused - composite).abs().max().item<double>();
+        worst = std::max(worst, diff / (1e-3 + composite.abs().max().item<double>()));
+      }
+    }
+  }
+  return worst;
+}
+
 // How many values differ between the Adam kernel and the CPU's pass, which it matches bit for
 // bit: a few steps, the step scalars read on the device as in a graph.
 int64_t CheckAdam(const at::Device& device) {
@@ -985,6 +1067,7 @@ bool CudaKernelsAgree(const at::Device& device, CudaKernel kernel) {
   run(CudaKernel::kReluLayers, "ReLU layer", [&] { return relative(CheckReluLayers(opts)); });
   run(CudaKernel::kTdLoss, "TD loss", [&] { return relative(CheckTdLoss(opts)); });
   run(CudaKernel::kActorLoss, "actor loss", [&] { return relative(CheckActorLoss(opts)); });
+  run(CudaKernel::kTdTarget, "TD target", [&] { return relative(CheckTdTarget(opts)); });
   run(CudaKernel::kAdam, "Adam", [&] {
     const int64_t differ = CheckAdam(device);
     return std::pair{differ == 0,
@@ -1083,7 +1166,40 @@ at::Tensor SacActorLoss(const at::Tensor& alpha, const at::Tensor& regularizer,
   return SacActorLossComposite(alpha, regularizer, q);
 }
 
+at::Tensor TwinTdTargetComposite(const at::Tensor& q, const at::Tensor& alpha,
+                                 const at::Tensor& regularizer, const at::Tensor& reward,
+                                 const at::Tensor& discount, double reward_scale, double gamma) {
+  at::Tensor value = q.amin(0);
+  if (alpha.defined()) value = value - alpha * regularizer;
+  // (no product by one: on a GPU each operation is a kernel of its own)
+  return at::addcmul(reward_scale != 1.0 ? reward * reward_scale : reward, discount, value, gamma);
+}
+
+at::Tensor TwinTdTarget(const at::Tensor& q, const at::Tensor& alpha, const at::Tensor& regularizer,
+                        const at::Tensor& reward, const at::Tensor& discount, double reward_scale,
+                        double gamma) {
+#ifdef PRL_WITH_CUDA_KERNELS
+  if (q.is_cuda() && TdTargetShapes(q, alpha, regularizer, reward, discount) &&
+      CudaKernelsAgree(q.device(), CudaKernel::kTdTarget)) {
+    return FusedTdTargetUnchecked(q, alpha, regularizer, reward, discount, reward_scale, gamma);
+  }
+#endif
+  return TwinTdTargetComposite(q, alpha, regularizer, reward, discount, reward_scale, gamma);
+}
+
 namespace internal {
+
+at::Tensor FusedTwinTdTarget(const at::Tensor& q, const at::Tensor& alpha,
+                             const at::Tensor& regularizer, const at::Tensor& reward,
+                             const at::Tensor& discount, double reward_scale, double gamma) {
+  TORCH_CHECK(
+      TdTargetShapes(q, alpha, regularizer, reward, discount) && (q.is_cpu() || q.is_cuda()),
+      "FusedTwinTdTarget: q ", q.sizes(), ", reward ", reward.sizes(), ", discount ",
+      discount.sizes(),
+      " are not float32 [K, B], [B] and [B] without gradients (α [] and R [B] or neither) "
+      "on the CPU or a GPU");
+  return FusedTdTargetUnchecked(q, alpha, regularizer, reward, discount, reward_scale, gamma);
+}
 
 at::Tensor FusedSacActorLoss(const at::Tensor& alpha, const at::Tensor& regularizer,
                              const at::Tensor& q) {

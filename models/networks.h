@@ -130,7 +130,24 @@ at::Tensor SacActorLoss(const at::Tensor& alpha, const at::Tensor& regularizer,
                         const at::Tensor& q);
 at::Tensor SacActorLossComposite(const at::Tensor& alpha, const at::Tensor& regularizer,
                                  const at::Tensor& q);
+// The critics' regression target, without gradient: y = r·reward_scale + γ·d·(min_k q[k] − α·R)
+// for q [K, B] (the target critics at the next state), α [] or [1] and R [B] (both undefined:
+// no α·R term, TD3's target), r and d [B]. On a GPU whose kernels passed their check one kernel
+// (bit for bit the CPU's pass of internal::FusedTwinTdTarget); elsewhere LibTorch's operations
+// (TwinTdTargetComposite: four to five kernels on a GPU, whose addcmul contracts a
+// multiply-add: the last bit may differ).
+at::Tensor TwinTdTarget(const at::Tensor& q, const at::Tensor& alpha, const at::Tensor& regularizer,
+                        const at::Tensor& reward, const at::Tensor& discount, double reward_scale,
+                        double gamma);
+at::Tensor TwinTdTargetComposite(const at::Tensor& q, const at::Tensor& alpha,
+                                 const at::Tensor& regularizer, const at::Tensor& reward,
+                                 const at::Tensor& discount, double reward_scale, double gamma);
 namespace internal {
+// TwinTdTarget's kernel on any device (kernels::TdTarget on the CPU), for tests. Float32, no
+// gradients; throws c10::Error on other shapes.
+at::Tensor FusedTwinTdTarget(const at::Tensor& q, const at::Tensor& alpha,
+                             const at::Tensor& regularizer, const at::Tensor& reward,
+                             const at::Tensor& discount, double reward_scale, double gamma);
 // TwinTdLoss and SacActorLoss as one autograd node each on any device (the CPU's passes in place
 // of the kernels), for tests. Float32; CHECK-fails on other shapes.
 TdLoss FusedTwinTdLoss(const at::Tensor& q, const at::Tensor& target, const at::Tensor& weight);

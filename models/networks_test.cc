@@ -309,6 +309,58 @@ TEST(SacActorLossTest, FusedMatchesTheCompositeAndItsGradientsBitForBit) {
                c10::Error);
 }
 
+// The TD target's pass against LibTorch's composite r·s + γ·d·(q.amin(0) − α·R): equal where
+// the composite's addcmul rounds its product before the sum (a contracted multiply-add may
+// differ in the last bit), a NaN among a row's critics giving a NaN target in both, with and
+// without the α·R term and a reward scale; on the CPU TwinTdTarget is the composite.
+TEST(TwinTdTargetTest, FusedMatchesTheComposite) {
+  at::Generator gen = at::detail::createCPUGenerator(9);
+  for (const int64_t rows : {int64_t{256}, int64_t{37}, int64_t{1}}) {
+    for (const int64_t members : {int64_t{2}, int64_t{3}}) {
+      at::Tensor q = at::randn({members, rows}, gen) * 20;
+      const at::Tensor index = at::arange(rows);
+      q.select(0, 1).copy_(at::where(index.remainder(3) == 0, q.select(0, 0), q.select(0, 1)));
+      if (rows > 1) q.select(0, members - 1).select(0, 1).fill_(std::nanf(""));
+      const at::Tensor regularizer = at::randn({rows}, gen) * 3;
+      const at::Tensor reward = at::randn({rows}, gen);
+      const at::Tensor discount =
+          at::where(index.remainder(5) == 4, at::zeros({rows}), at::rand({rows}, gen));
+      const at::Tensor alpha = at::full({}, 0.2137);
+      for (const bool soft : {true, false}) {
+        for (const double scale : {1.0, 5.1}) {
+          SCOPED_TRACE(testing::Message() << rows << " rows, " << members << " critics, soft "
+                                          << soft << ", reward scale " << scale);
+          const at::Tensor a = soft ? alpha : at::Tensor(), r = soft ? regularizer : at::Tensor();
+          const at::Tensor fused =
+              internal::FusedTwinTdTarget(q, a, r, reward, discount, scale, 0.99);
+          const at::Tensor composite =
+              TwinTdTargetComposite(q, a, r, reward, discount, scale, 0.99);
+          EXPECT_TRUE(at::equal(TwinTdTarget(q, a, r, reward, discount, scale, 0.99).isnan(),
+                                composite.isnan()));
+          ASSERT_EQ(fused.sizes(), composite.sizes());
+          EXPECT_TRUE(at::equal(fused.isnan(), composite.isnan()));
+          EXPECT_EQ(fused.isnan().sum().item<int64_t>(), rows > 1 ? 1 : 0);
+          const at::Tensor f = at::nan_to_num(fused, 0.0), c = at::nan_to_num(composite, 0.0);
+          EXPECT_LE((f - c).abs().max().item<double>(), 2e-7 * (1 + c.abs().max().item<double>()));
+        }
+      }
+    }
+  }
+  // the minimum over the critics, then the term: a hand-computed row
+  const at::Tensor q = at::tensor({3.0f, -1.0f, 2.0f, 4.0f}).reshape({2, 2});
+  const at::Tensor y =
+      internal::FusedTwinTdTarget(q, at::full({}, 0.5), at::tensor({2.0f, -2.0f}),
+                                  at::tensor({1.0f, 0.0f}), at::tensor({1.0f, 0.5f}), 2.0, 0.5);
+  // row 0: 2 + 0.5·1·(2 − 1) = 2.5; row 1: 0 + 0.5·0.5·(−1 + 1) = 0
+  EXPECT_TRUE(at::equal(y, at::tensor({2.5f, 0.0f})));
+  EXPECT_THROW(internal::FusedTwinTdTarget(at::zeros({2, 4}), at::full({}, 0.2), at::Tensor(),
+                                           at::zeros({4}), at::zeros({4}), 1.0, 0.99),
+               c10::Error);
+  EXPECT_THROW(internal::FusedTwinTdTarget(at::zeros({2, 4}), at::Tensor(), at::Tensor(),
+                                           at::zeros({5}), at::zeros({5}), 1.0, 0.99),
+               c10::Error);
+}
+
 TEST(TwinTdLossTest, OnTheCpuTwinTdLossIsTheComposite) {
   at::Generator gen = at::detail::createCPUGenerator(6);
   const at::Tensor q = at::randn({2, 64}, gen).requires_grad_(true);
