@@ -1,7 +1,8 @@
 #include "learner/input_block.h"
 
 #include <algorithm>
-#include <limits>
+#include <utility>
+#include <vector>
 
 #include "ATen/ATen.h"
 #include "common/logging.h"
@@ -42,6 +43,18 @@ std::optional<BlockLayout> LayoutInOneBlock(absl::Span<const at::Tensor* const> 
     bytes += n;
   }
   if (first == nullptr) return std::nullopt;
+  // no two overlap: copies laid out the same way would overlap too, and a copy into one field
+  // would overwrite another
+  std::vector<std::pair<const char*, const char*>> ranges;
+  for (const at::Tensor* t : tensors) {
+    if (t->defined() && t->nbytes() > 0) {
+      ranges.emplace_back(Start(*t), Start(*t) + t->nbytes());
+    }
+  }
+  std::sort(ranges.begin(), ranges.end());
+  for (size_t i = 1; i < ranges.size(); ++i) {
+    if (ranges[i].first < ranges[i - 1].second) return std::nullopt;
+  }
   BlockLayout layout;
   layout.span_bytes = highest - lowest;
   if (layout.span_bytes > 2 * bytes + kSlackBytes) return std::nullopt;

@@ -30,9 +30,9 @@ struct BlockLayout {
 };
 
 // The layout of `tensors` (undefined ones skipped), or nullopt where they are not in one block:
-// none defined, one not contiguous, on another device or in another storage than the first, or
-// a span over twice their bytes plus 4 KiB (a copy of the span would move mostly memory that is
-// not theirs).
+// none defined, one not contiguous, on another device or in another storage than the first, two
+// overlapping, or a span over twice their bytes plus 4 KiB (a copy of the span would move mostly
+// memory that is not theirs).
 std::optional<BlockLayout> LayoutInOneBlock(absl::Span<const at::Tensor* const> tensors);
 
 class InputBlock {

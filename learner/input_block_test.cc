@@ -14,17 +14,19 @@ struct Staged {
   at::Tensor block, obs, action, reward, steps, next_obs;
 };
 
+// `lead` bytes of the block before the first column (the views then start at a storage offset);
+// `reversed`: the columns in the opposite order (next_obs lowest).
 Staged StageColumns(const at::Tensor& obs, const at::Tensor& action, const at::Tensor& reward,
-                    const at::Tensor& next_obs, bool reversed = false) {
+                    const at::Tensor& next_obs, bool reversed = false, int64_t lead = 0) {
   const std::vector<at::Tensor> in = {obs, action, reward, at::arange(reward.size(0)), next_obs};
   std::vector<int64_t> offsets;
-  int64_t end = 0;
+  int64_t end = lead;
   for (const at::Tensor& t : in) {
     offsets.push_back(end);
     end += (static_cast<int64_t>(t.nbytes()) + 255) / 256 * 256;
   }
   if (reversed) {  // the same columns in another order
-    int64_t at_ = 0;
+    int64_t at_ = lead;
     for (int i = static_cast<int>(in.size()) - 1; i >= 0; --i) {
       offsets[i] = at_;
       at_ += (static_cast<int64_t>(in[i].nbytes()) + 255) / 256 * 256;
@@ -65,6 +67,15 @@ TEST(LayoutInOneBlockTest, ViewsOfOneBlockHaveTheirOffsets) {
   ASSERT_TRUE(layout.has_value());
   EXPECT_EQ(layout->offsets, (std::vector<int64_t>{0, 256, -1, 512, 1024}));
   EXPECT_EQ(layout->span_bytes, 1024 + 8 * 3 * 4);
+}
+
+TEST(LayoutInOneBlockTest, RefusesOverlappingTensors) {
+  const at::Tensor block = Random({64});
+  const at::Tensor a = block.narrow(0, 0, 16), b = block.narrow(0, 8, 16);
+  const at::Tensor c = block.narrow(0, 16, 16);
+  EXPECT_FALSE(LayoutInOneBlock({&a, &b}).has_value());
+  EXPECT_FALSE(LayoutInOneBlock({&a, &a}).has_value());  // one tensor as two fields
+  EXPECT_TRUE(LayoutInOneBlock({&a, &c}).has_value());   // adjacent is fine
 }
 
 TEST(LayoutInOneBlockTest, RefusesStridedViewsMisalignedOnesAndSparseSpans) {
@@ -136,6 +147,25 @@ TEST(InputBlockTest, AStagedBatchIsCopiedInOneTransfer) {
   EXPECT_EQ(block.Fill({&o3, &a3, &r3, &n3, &none}, into), 4);
   EXPECT_TRUE(at::equal(obs, o3));
   EXPECT_TRUE(at::equal(next_obs, n3));
+}
+
+// A block that starts inside its storage, its lowest view not the first field: the single
+// copy reads the right bytes.
+TEST(InputBlockTest, ABlockAtAnOffsetInItsStorageIsCopiedFromThere) {
+  const Staged like = StageColumns(Random({8, 3}), Random({8, 2}), Random({8}), Random({8, 3}),
+                                   /*reversed=*/true, /*lead=*/768);
+  at::Tensor obs, action, reward, next_obs;
+  const std::vector<at::Tensor*> into = {&obs, &action, &reward, &next_obs};
+  const InputBlock block({&like.obs, &like.action, &like.reward, &like.next_obs}, into);
+  ASSERT_TRUE(block.packed());
+  const at::Tensor o = Random({8, 3}), a = Random({8, 2}), r = Random({8}), n = Random({8, 3});
+  const Staged next = StageColumns(o, a, r, n, /*reversed=*/true, /*lead=*/1280);
+  EXPECT_GT(next.next_obs.storage_offset(), 0);
+  EXPECT_EQ(block.Fill({&next.obs, &next.action, &next.reward, &next.next_obs}, into), 1);
+  EXPECT_TRUE(at::equal(obs, o));
+  EXPECT_TRUE(at::equal(action, a));
+  EXPECT_TRUE(at::equal(reward, r));
+  EXPECT_TRUE(at::equal(next_obs, n));
 }
 
 TEST(InputBlockTest, AShapeOtherThanTheInputsDies) {

@@ -293,7 +293,11 @@ TEST_P(TdTargetCudaTest, KernelMatchesTheCpuPassAndTheComposite) {
       const at::Tensor composite = TwinTdTargetComposite(q.to(gpu), a_gpu, r_gpu, reward.to(gpu),
                                                          discount.to(gpu), scale, 0.99);
       EXPECT_TRUE(at::equal(fused.cpu(), cpu));
-      EXPECT_TRUE(at::allclose(fused, composite, 1e-6, 1e-6));
+      // the composite rounds in another order (its addcmul contracts, or multiplies d·v first):
+      // a few ulps of the terms, which may cancel
+      const at::Tensor term = soft ? q.abs().amax(0) + regularizer.abs() : q.abs().amax(0);
+      const at::Tensor terms = reward.abs() * scale + discount * term;
+      EXPECT_TRUE(((fused.cpu() - composite.cpu()).abs() <= (terms + 1) * 1e-6).all().item<bool>());
       // and TwinTdTarget takes the kernel once its family has passed its check
       EXPECT_TRUE(at::equal(
           TwinTdTarget(q.to(gpu), a_gpu, r_gpu, reward.to(gpu), discount.to(gpu), scale, 0.99)

@@ -134,8 +134,8 @@ at::Tensor SacActorLossComposite(const at::Tensor& alpha, const at::Tensor& regu
 // for q [K, B] (the target critics at the next state), α [] or [1] and R [B] (both undefined:
 // no α·R term, TD3's target), r and d [B]. On a GPU whose kernels passed their check one kernel
 // (bit for bit the CPU's pass of internal::FusedTwinTdTarget); elsewhere LibTorch's operations
-// (TwinTdTargetComposite: four to five kernels on a GPU, whose addcmul contracts a
-// multiply-add: the last bit may differ).
+// (TwinTdTargetComposite: four to five kernels on a GPU, whose addcmul rounds in another order
+// than the CPU's: the last bits may differ).
 at::Tensor TwinTdTarget(const at::Tensor& q, const at::Tensor& alpha, const at::Tensor& regularizer,
                         const at::Tensor& reward, const at::Tensor& discount, double reward_scale,
                         double gamma);
