@@ -115,6 +115,9 @@ void ExpectSameUpdates(const std::vector<Agent*>& agents, const std::vector<Tran
       EXPECT_LT(RelDiff(stats[k].critic_loss, stats[0].critic_loss), 1e-3);
       EXPECT_LT(RelDiff(stats[k].actor_loss, stats[0].actor_loss), 1e-3);
       EXPECT_LT(RelDiff(stats[k].alpha, stats[0].alpha), 1e-4);
+      EXPECT_NEAR(stats[k].alpha_loss, stats[0].alpha_loss,
+                  1e-4 * (1 + std::abs(stats[0].alpha_loss)));
+      EXPECT_NEAR(stats[k].entropy, stats[0].entropy, 1e-4 * (1 + std::abs(stats[0].entropy)));
       ASSERT_EQ(stats[k].td_error_abs.size(), stats[0].td_error_abs.size());
       for (size_t j = 0; j < stats[0].td_error_abs.size(); ++j) {
         EXPECT_NEAR(stats[k].td_error_abs[j], stats[0].td_error_abs[j],

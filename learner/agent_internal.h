@@ -274,6 +274,13 @@ class RegularizedSacAgent : public TwinCriticAgent {
                                      const at::Tensor& mean_regularizer) = 0;
   // What UpdateStats.entropy reports for R's batch mean.
   virtual at::Tensor ReportedEntropy(const at::Tensor& mean_regularizer) const = 0;
+  // The autograd update's temperature step from R [B] (its gradient ignored) and α, with what
+  // the stats report: α's loss (undefined with a fixed α) and the entropy. The default takes R's
+  // mean and calls TemperatureStep and ReportedEntropy; SAC's runs as one kernel on a GPU.
+  struct TemperatureResult {
+    at::Tensor loss, entropy;
+  };
+  virtual TemperatureResult Temperature(const at::Tensor& alpha, const at::Tensor& regularizer);
   // Updates from now on take the direct CPU update (learner/direct_sac.h) for `regularizer`,
   // where it applies (config.direct_cpu_update, the CPU, oneDNN, ReLU MLPs); else DoUpdate's
   // autograd path stays. Call from the subclass's constructor.

@@ -73,10 +73,7 @@ UpdateStats RegularizedSacAgent::DoUpdate(const DeviceBatch& b, const at::Tensor
       models::SampleSquashedGaussian(pi_out.mean, pi_out.log_std, noise[0]);
   const at::Tensor z = Bounded(pi.action);
   const at::Tensor regularizer = Regularizer(pi_out, pi, b.obs, noise, /*next_state=*/false);
-  const at::Tensor mean_regularizer = regularizer.detach().mean();
-
-  at::Tensor alpha_loss;
-  if (!fixed_alpha_) alpha_loss = TemperatureStep(alpha, mean_regularizer);
+  const TemperatureResult temperature = Temperature(alpha, regularizer);
 
   // critics: y = r·scale + γ·d·(min_k Q'_k(s', z') − α·R(s')), z' ~ π(s')
   at::Tensor target;
@@ -104,10 +101,16 @@ UpdateStats RegularizedSacAgent::DoUpdate(const DeviceBatch& b, const at::Tensor
   if (updates_ % config_.algorithm.target_update_period() == 0) {
     Polyak(critic_->params(), critic_target_->params());
   }
-  FetchStats({critic.loss, actor_loss.detach(), alpha, alpha_loss, critic.q_mean,
-              ReportedEntropy(mean_regularizer)},
+  FetchStats({critic.loss, actor_loss.detach(), alpha, temperature.loss, critic.q_mean,
+              temperature.entropy},
              critic.td_error_abs, &stats);
   return stats;
+}
+
+RegularizedSacAgent::TemperatureResult RegularizedSacAgent::Temperature(
+    const at::Tensor& alpha, const at::Tensor& regularizer) {
+  const at::Tensor mean = regularizer.detach().mean();
+  return {fixed_alpha_ ? at::Tensor() : TemperatureStep(alpha, mean), ReportedEntropy(mean)};
 }
 
 at::Tensor RegularizedSacAgent::Policy(const at::Tensor& obs, bool deterministic,
@@ -229,6 +232,17 @@ class SacAgent final : public RegularizedSacAgent {
   // the entropy −mean log π, or the divergence itself
   at::Tensor ReportedEntropy(const at::Tensor& mean_regularizer) const override {
     return kl_to_base_ ? mean_regularizer : -mean_regularizer;
+  }
+
+  // TemperatureStep and ReportedEntropy from R itself: on a GPU one kernel for the mean, the
+  // loss, the gradient and the entropy (models::SacTemperatureTerms), then Adam's
+  TemperatureResult Temperature(const at::Tensor& /*alpha*/,
+                                const at::Tensor& regularizer) override {
+    const models::TemperatureTerms t =
+        models::SacTemperatureTerms(regularizer, log_alpha_, target_, !kl_to_base_);
+    if (fixed_alpha()) return {at::Tensor(), t.entropy};
+    alpha_adam_.Step(t.grad);
+    return {t.loss, t.entropy};
   }
 
   void DescribePolicy(v1::PolicyArchitecture* architecture) const override {

@@ -188,6 +188,18 @@ void TdTarget(const float* __restrict q, int64_t members, int64_t rows, float al
   }
 }
 
+void TemperatureTerms(const float* __restrict regularizer, int64_t rows, float log_alpha,
+                      float target, bool negate_entropy, float* __restrict out) {
+  double sum = 0;
+  for (int64_t b = 0; b < rows; ++b) sum += regularizer[b];
+  const float mean = static_cast<float>(sum / static_cast<double>(rows));
+  const float gap = mean + target;
+  out[0] = mean;
+  out[1] = -(log_alpha * gap);
+  out[2] = -gap;
+  out[3] = negate_entropy ? -mean : mean;
+}
+
 #undef PRL_VECTOR_CLONES
 
 }  // namespace prl::models::kernels

@@ -85,6 +85,14 @@ void TdTarget(const float* q, int64_t members, int64_t rows, float alpha, const 
               const float* reward, const float* discount, float reward_scale, float gamma,
               float* target);
 
+// SAC's temperature terms from its regulariser R (`rows` values) and log α: the batch mean m
+// (summed in double), the loss −log α·(m + target), its gradient −(m + target) with respect to
+// log α, and the reported entropy (−m where `negate_entropy`, else m), into out[0..3] in that
+// order; after the mean each operation rounded on its own, in the order LibTorch's composite
+// takes.
+void TemperatureTerms(const float* regularizer, int64_t rows, float log_alpha, float target,
+                      bool negate_entropy, float* out);
+
 }  // namespace prl::models::kernels
 
 #endif  // PRL_MODELS_CPU_KERNELS_H_

@@ -349,6 +349,34 @@ __global__ void TdTargetKernel(const float* __restrict__ q, int64_t members, int
   }
 }
 
+// kernels::TemperatureTerms after its mean: out[0..3] from the mean m.
+__host__ __device__ inline void TemperatureTail(float mean, float log_alpha, float target,
+                                                bool negate_entropy, float* __restrict__ out) {
+  const float gap = Add(mean, target);
+  out[0] = mean;
+  out[1] = -Mul(log_alpha, gap);
+  out[2] = -gap;
+  out[3] = negate_entropy ? -mean : mean;
+}
+
+__global__ void TemperatureTermsKernel(const float* __restrict__ regularizer, int64_t rows,
+                                       const float* __restrict__ log_alpha, float target,
+                                       bool negate_entropy, float* __restrict__ out) {
+  __shared__ double part[kTdLossThreads];
+  double sum = 0;
+  for (int64_t b = threadIdx.x; b < rows; b += kTdLossThreads) sum += regularizer[b];
+  part[threadIdx.x] = sum;
+  __syncthreads();
+  for (int half = kTdLossThreads / 2; half > 0; half /= 2) {  // a fixed tree: the same each run
+    if (threadIdx.x < half) part[threadIdx.x] += part[threadIdx.x + half];
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) {
+    TemperatureTail(static_cast<float>(part[0] / static_cast<double>(rows)), *log_alpha, target,
+                    negate_entropy, out);
+  }
+}
+
 unsigned Blocks(int64_t n) { return static_cast<unsigned>((n + kThreads - 1) / kThreads); }
 
 }  // namespace
@@ -454,6 +482,14 @@ int TdTarget(const float* q, int64_t members, int64_t rows, const float* alpha,
   const unsigned blocks = static_cast<unsigned>(std::min<int64_t>(Blocks(rows), kMaxBlocks));
   TdTargetKernel<<<blocks, kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
       q, members, rows, alpha, regularizer, reward, discount, reward_scale, gamma, target);
+  return static_cast<int>(cudaGetLastError());
+}
+
+int TemperatureTerms(const float* regularizer, int64_t rows, const float* log_alpha, float target,
+                     bool negate_entropy, float* out, void* stream) {
+  if (rows <= 0) return 0;
+  TemperatureTermsKernel<<<1, kTdLossThreads, 0, static_cast<cudaStream_t>(stream)>>>(
+      regularizer, rows, log_alpha, target, negate_entropy, out);
   return static_cast<int>(cudaGetLastError());
 }
 

@@ -72,6 +72,11 @@ int ActorLossBackward(const float* g, const float* alpha, const float* q, int64_
 int TdTarget(const float* q, int64_t members, int64_t rows, const float* alpha,
              const float* regularizer, const float* reward, const float* discount,
              float reward_scale, float gamma, float* target, void* stream);
+// kernels::TemperatureTerms on the device, in one block, with log α (one float) read on the
+// device: out[0..3] as the CPU's, the mean summed in double in a fixed order of the kernel's own
+// (the same result every run; not the CPU's order), the rest bit for bit the CPU's from it.
+int TemperatureTerms(const float* regularizer, int64_t rows, const float* log_alpha, float target,
+                     bool negate_entropy, float* out, void* stream);
 // The CUDA runtime's text for a code the functions above returned.
 const char* ErrorString(int code);
 

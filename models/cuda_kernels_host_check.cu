@@ -226,6 +226,26 @@ bool CheckTdTarget(std::mt19937& rng) {
   return differ == 0;
 }
 
+bool CheckTemperatureTerms(std::mt19937& rng) {
+  int64_t differ = 0, values = 0;
+  for (const int64_t rows : {int64_t{256}, int64_t{37}, int64_t{1}}) {
+    const std::vector<float> regularizer = Normal(rng, rows, 3.0f);
+    for (const float log_alpha : {-1.7f, 0.31f}) {
+      for (const bool negate : {true, false}) {
+        std::vector<float> cpu(4), host(4);
+        kernels::TemperatureTerms(regularizer.data(), rows, log_alpha, -6.0f, negate, cpu.data());
+        // the tail from the CPU's mean (the kernel sums in another order)
+        cuda_kernels::TemperatureTail(cpu[0], log_alpha, -6.0f, negate, host.data());
+        differ += Differ(cpu, host);
+        values += 4;
+      }
+    }
+  }
+  std::printf("temperature terms: %lld of %lld values differ from the CPU pass (allowed 0)\n",
+              static_cast<long long>(differ), static_cast<long long>(values));
+  return differ == 0;
+}
+
 }  // namespace
 }  // namespace prl::models
 
@@ -237,6 +257,7 @@ int main() {
   ok = prl::models::CheckTdLoss(rng) && ok;
   ok = prl::models::CheckActorLoss(rng) && ok;
   ok = prl::models::CheckTdTarget(rng) && ok;
+  ok = prl::models::CheckTemperatureTerms(rng) && ok;
   std::printf("%s\n", ok ? "cuda_kernels_host_check: ok" : "cuda_kernels_host_check: FAILED");
   return ok ? 0 : 1;
 }

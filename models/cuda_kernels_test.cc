@@ -309,5 +309,47 @@ TEST_P(TdTargetCudaTest, KernelMatchesTheCpuPassAndTheComposite) {
 
 INSTANTIATE_TEST_SUITE_P(BatchSizes, TdTargetCudaTest, ::testing::Values(1, 100, 256, 4096));
 
+// SAC's temperature kernel (SacTemperatureTerms on a GPU) against the CPU's pass and the
+// composite on the GPU: the mean summed in another order, the rest the same arithmetic from it.
+class TemperatureCudaTest : public ::testing::TestWithParam<int64_t> {};
+
+TEST_P(TemperatureCudaTest, KernelMatchesTheCpuPassAndTheComposite) {
+  if (!HasGpu()) GTEST_SKIP() << "no CUDA device";
+  const int64_t rows = GetParam();
+  const at::Device gpu(at::kCUDA, 0);
+  at::manual_seed(23);
+  const at::Tensor regularizer = at::randn({rows}) * 3 - 1;
+  const at::Tensor log_alpha = at::full({1}, -1.3);
+  for (const bool negate : {true, false}) {
+    SCOPED_TRACE(testing::Message() << "negate " << negate);
+    const TemperatureTerms cpu =
+        internal::FusedSacTemperatureTerms(regularizer, log_alpha, -6.0, negate);
+    const TemperatureTerms fused =
+        internal::FusedSacTemperatureTerms(regularizer.to(gpu), log_alpha.to(gpu), -6.0, negate);
+    const TemperatureTerms composite =
+        SacTemperatureTermsComposite(regularizer.to(gpu), log_alpha.to(gpu), -6.0, negate);
+    const TemperatureTerms dispatched =
+        SacTemperatureTerms(regularizer.to(gpu), log_alpha.to(gpu), -6.0, negate);
+    for (const auto& [a, c] :
+         {std::pair{fused.mean, cpu.mean}, std::pair{fused.loss, cpu.loss},
+          std::pair{fused.grad, cpu.grad}, std::pair{fused.entropy, cpu.entropy},
+          std::pair{fused.mean, composite.mean}, std::pair{fused.loss, composite.loss},
+          std::pair{fused.grad, composite.grad}, std::pair{fused.entropy, composite.entropy}}) {
+      EXPECT_TRUE(a.is_cuda());
+      EXPECT_NEAR(a.cpu().item<double>(), c.cpu().item<double>(),
+                  1e-6 * (1 + std::abs(c.cpu().item<double>())));
+    }
+    // the kernel's own terms from its mean are the CPU's arithmetic
+    const float m = fused.mean.cpu().item<float>();
+    EXPECT_EQ(fused.loss.cpu().item<float>(), -(-1.3f * (m + -6.0f)));
+    EXPECT_EQ(fused.entropy.cpu().item<float>(), negate ? -m : m);
+    // and SacTemperatureTerms takes the kernel once its family has passed its check
+    EXPECT_TRUE(at::equal(dispatched.loss, fused.loss));
+    EXPECT_TRUE(at::equal(dispatched.grad, fused.grad));
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(BatchSizes, TemperatureCudaTest, ::testing::Values(1, 100, 256, 4096));
+
 }  // namespace
 }  // namespace prl::models

@@ -196,8 +196,16 @@ constexpr int64_t kBatchedEnsembleMaxRows = 1024;
 // operations), on fixed inputs: the squashed Gaussian's and the ReLU layers' values and gradients
 // against LibTorch's composites, Adam's steps against the CPU's. A family that disagrees, or
 // whose check fails, is logged and keeps LibTorch's operations on that device; the others go on.
-enum class CudaKernel { kSquashedGaussian, kReluLayers, kAdam, kTdLoss, kActorLoss, kTdTarget };
-constexpr int kCudaKernelFamilies = 6;
+enum class CudaKernel {
+  kSquashedGaussian,
+  kReluLayers,
+  kAdam,
+  kTdLoss,
+  kActorLoss,
+  kTdTarget,
+  kTemperature
+};
+constexpr int kCudaKernelFamilies = 7;
 bool CudaKernelsAgree(const at::Device& device, CudaKernel kernel);
 #endif
 
@@ -542,6 +550,41 @@ at::Tensor FusedTdTargetUnchecked(const at::Tensor& q_in, const at::Tensor& alph
                       static_cast<float>(gamma), target.data_ptr<float>());
   }
   return target;
+}
+
+// Whether SacTemperatureTerms has the shapes its kernel takes: float32 on one device, R [B] with
+// B >= 1 and log α of one value without a gradient.
+bool TemperatureShapes(const at::Tensor& regularizer, const at::Tensor& log_alpha) {
+  return regularizer.dim() == 1 && regularizer.size(0) >= 1 && log_alpha.numel() == 1 &&
+         !log_alpha.requires_grad() && regularizer.scalar_type() == at::kFloat &&
+         log_alpha.scalar_type() == at::kFloat && log_alpha.device() == regularizer.device();
+}
+
+// SacTemperatureTerms's kernel (or the CPU's pass) on shapes TemperatureShapes accepts.
+TemperatureTerms FusedTemperatureUnchecked(const at::Tensor& regularizer_in,
+                                           const at::Tensor& log_alpha_in, double target,
+                                           bool negate_entropy) {
+  c10::OptionalDeviceGuard guard;
+  if (regularizer_in.is_cuda()) guard.reset_device(regularizer_in.device());
+  const at::Tensor regularizer = regularizer_in.detach().contiguous();
+  const at::Tensor log_alpha = log_alpha_in.contiguous();
+  at::Tensor out = at::empty({4}, regularizer.options());
+  if (regularizer.is_cuda()) {
+#ifdef PRL_WITH_CUDA_KERNELS
+    const int code = cuda_kernels::TemperatureTerms(
+        regularizer.data_ptr<float>(), regularizer.size(0), log_alpha.data_ptr<float>(),
+        static_cast<float>(target), negate_entropy, out.data_ptr<float>(),
+        c10::cuda::getCurrentCUDAStream(regularizer.device().index()).stream());
+    TORCH_CHECK(code == 0, "temperature kernel: ", cuda_kernels::ErrorString(code));
+#else
+    TORCH_CHECK(false, "this build has no CUDA kernels");
+#endif
+  } else {
+    kernels::TemperatureTerms(regularizer.data_ptr<float>(), regularizer.size(0),
+                              log_alpha.item<float>(), static_cast<float>(target), negate_entropy,
+                              out.data_ptr<float>());
+  }
+  return {out.select(0, 0), out.select(0, 1), out.narrow(0, 2, 1), out.select(0, 3)};
 }
 
 // Whether relu(Linear(x, W, b)) has the shapes EpilogueLinearReluFunction takes: float32 on one
@@ -996,6 +1039,29 @@ double CheckTdTarget(const at::TensorOptions& opts) {
   return worst;
 }
 
+// The same for the temperature terms against SacTemperatureTermsComposite, at two batch sizes,
+// both signs of the entropy.
+double CheckTemperature(const at::TensorOptions& opts) {
+  double worst = 0;
+  for (const int64_t rows : {int64_t{256}, int64_t{1037}}) {
+    const at::Tensor regularizer = at::sin(at::arange(rows, opts) * 0.37) * 3.0 - 1.0;
+    const at::Tensor log_alpha = at::full({1}, -1.3, opts);
+    for (const bool negate : {true, false}) {
+      const TemperatureTerms fused =
+          internal::FusedSacTemperatureTerms(regularizer, log_alpha, -6.0, negate);
+      const TemperatureTerms composite =
+          SacTemperatureTermsComposite(regularizer, log_alpha, -6.0, negate);
+      for (const auto& [a, c] :
+           {std::pair{fused.mean, composite.mean}, std::pair{fused.loss, composite.loss},
+            std::pair{fused.grad, composite.grad}, std::pair{fused.entropy, composite.entropy}}) {
+        const double diff = (a - c).abs().max().item<double>();
+        worst = std::max(worst, diff / (1e-3 + c.abs().max().item<double>()));
+      }
+    }
+  }
+  return worst;
+}
+
 // How many values differ between the Adam kernel and the CPU's pass, which it matches bit for
 // bit: a few steps, the step scalars read on the device as in a graph.
 int64_t CheckAdam(const at::Device& device) {
@@ -1068,6 +1134,7 @@ bool CudaKernelsAgree(const at::Device& device, CudaKernel kernel) {
   run(CudaKernel::kTdLoss, "TD loss", [&] { return relative(CheckTdLoss(opts)); });
   run(CudaKernel::kActorLoss, "actor loss", [&] { return relative(CheckActorLoss(opts)); });
   run(CudaKernel::kTdTarget, "TD target", [&] { return relative(CheckTdTarget(opts)); });
+  run(CudaKernel::kTemperature, "temperature", [&] { return relative(CheckTemperature(opts)); });
   run(CudaKernel::kAdam, "Adam", [&] {
     const int64_t differ = CheckAdam(device);
     return std::pair{differ == 0,
@@ -1187,7 +1254,40 @@ at::Tensor TwinTdTarget(const at::Tensor& q, const at::Tensor& alpha, const at::
   return TwinTdTargetComposite(q, alpha, regularizer, reward, discount, reward_scale, gamma);
 }
 
+TemperatureTerms SacTemperatureTermsComposite(const at::Tensor& regularizer,
+                                              const at::Tensor& log_alpha, double target,
+                                              bool negate_entropy) {
+  const at::Tensor mean = regularizer.detach().mean();
+  const at::Tensor gap = mean + target;
+  // the loss before the step changes log α
+  return {mean, -(log_alpha.reshape({}) * gap), -gap.reshape({1}), negate_entropy ? -mean : mean};
+}
+
+TemperatureTerms SacTemperatureTerms(const at::Tensor& regularizer, const at::Tensor& log_alpha,
+                                     double target, bool negate_entropy) {
+#ifdef PRL_WITH_CUDA_KERNELS
+  constexpr int64_t kFusedTemperatureMaxRows = 65536;  // a one-block kernel, as the TD loss's
+  if (regularizer.is_cuda() && TemperatureShapes(regularizer, log_alpha) &&
+      regularizer.size(0) <= kFusedTemperatureMaxRows &&
+      CudaKernelsAgree(regularizer.device(), CudaKernel::kTemperature)) {
+    return FusedTemperatureUnchecked(regularizer, log_alpha, target, negate_entropy);
+  }
+#endif
+  return SacTemperatureTermsComposite(regularizer, log_alpha, target, negate_entropy);
+}
+
 namespace internal {
+
+TemperatureTerms FusedSacTemperatureTerms(const at::Tensor& regularizer,
+                                          const at::Tensor& log_alpha, double target,
+                                          bool negate_entropy) {
+  TORCH_CHECK(
+      TemperatureShapes(regularizer, log_alpha) && (regularizer.is_cpu() || regularizer.is_cuda()),
+      "FusedSacTemperatureTerms: regularizer ", regularizer.sizes(), ", log_alpha ",
+      log_alpha.sizes(),
+      " are not float32 [B] and [1] (no gradient) on one device, the CPU or a GPU");
+  return FusedTemperatureUnchecked(regularizer, log_alpha, target, negate_entropy);
+}
 
 at::Tensor FusedTwinTdTarget(const at::Tensor& q, const at::Tensor& alpha,
                              const at::Tensor& regularizer, const at::Tensor& reward,

@@ -142,7 +142,26 @@ at::Tensor TwinTdTarget(const at::Tensor& q, const at::Tensor& alpha, const at::
 at::Tensor TwinTdTargetComposite(const at::Tensor& q, const at::Tensor& alpha,
                                  const at::Tensor& regularizer, const at::Tensor& reward,
                                  const at::Tensor& discount, double reward_scale, double gamma);
+// SAC's temperature terms from its regulariser R [B] (its gradient ignored) and log α [1]:
+// R's batch mean m, the temperature loss −log α·(m + target) [], its gradient with respect to
+// log α, −(m + target) [1] (for Adam), and the entropy the learner reports (−m, or m where
+// `negate_entropy` is false). On a GPU whose kernels passed their check one kernel, the mean
+// summed in double (about six operations otherwise); elsewhere LibTorch's operations
+// (SacTemperatureTermsComposite).
+struct TemperatureTerms {
+  at::Tensor mean, loss, grad, entropy;
+};
+TemperatureTerms SacTemperatureTerms(const at::Tensor& regularizer, const at::Tensor& log_alpha,
+                                     double target, bool negate_entropy);
+TemperatureTerms SacTemperatureTermsComposite(const at::Tensor& regularizer,
+                                              const at::Tensor& log_alpha, double target,
+                                              bool negate_entropy);
 namespace internal {
+// SacTemperatureTerms's kernel on any device (kernels::TemperatureTerms on the CPU), for tests.
+// Float32; throws c10::Error on other shapes.
+TemperatureTerms FusedSacTemperatureTerms(const at::Tensor& regularizer,
+                                          const at::Tensor& log_alpha, double target,
+                                          bool negate_entropy);
 // TwinTdTarget's kernel on any device (kernels::TdTarget on the CPU), for tests. Float32, no
 // gradients; throws c10::Error on other shapes.
 at::Tensor FusedTwinTdTarget(const at::Tensor& q, const at::Tensor& alpha,

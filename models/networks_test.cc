@@ -361,6 +361,53 @@ TEST(TwinTdTargetTest, FusedMatchesTheComposite) {
                c10::Error);
 }
 
+// SAC's temperature terms (one pass, the mean summed in double) against LibTorch's composite:
+// the mean to float rounding, the rest the composite's arithmetic from it; a hand-computed case;
+// on the CPU SacTemperatureTerms is the composite.
+TEST(SacTemperatureTermsTest, FusedMatchesTheComposite) {
+  at::Generator gen = at::detail::createCPUGenerator(10);
+  for (const int64_t rows : {int64_t{256}, int64_t{37}, int64_t{1}}) {
+    const at::Tensor regularizer = (at::randn({rows}, gen) * 3).requires_grad_(true);
+    const at::Tensor log_alpha = at::full({1}, -1.7);
+    for (const bool negate : {true, false}) {
+      SCOPED_TRACE(testing::Message() << rows << " rows, negate " << negate);
+      const TemperatureTerms fused =
+          internal::FusedSacTemperatureTerms(regularizer, log_alpha, -6.0, negate);
+      const TemperatureTerms composite =
+          SacTemperatureTermsComposite(regularizer, log_alpha, -6.0, negate);
+      const TemperatureTerms dispatched = SacTemperatureTerms(regularizer, log_alpha, -6.0, negate);
+      EXPECT_EQ(fused.mean.dim(), 0);
+      EXPECT_EQ(fused.loss.dim(), 0);
+      EXPECT_EQ(fused.grad.sizes(), (std::vector<int64_t>{1}));
+      EXPECT_EQ(fused.entropy.dim(), 0);
+      for (const auto& [a, c] :
+           {std::pair{fused.mean, composite.mean}, std::pair{fused.loss, composite.loss},
+            std::pair{fused.grad, composite.grad}, std::pair{fused.entropy, composite.entropy}}) {
+        EXPECT_FALSE(a.requires_grad());
+        EXPECT_NEAR(a.item<double>(), c.item<double>(), 1e-6 * (1 + std::abs(c.item<double>())));
+      }
+      // from its own mean, the composite's operations in float
+      const float m = fused.mean.item<float>();
+      const float gap = m + -6.0f;
+      EXPECT_EQ(fused.loss.item<float>(), -(-1.7f * gap));
+      EXPECT_EQ(fused.grad.item<float>(), -gap);
+      EXPECT_EQ(fused.entropy.item<float>(), negate ? -m : m);
+      EXPECT_TRUE(at::equal(dispatched.loss, composite.loss));
+      EXPECT_TRUE(at::equal(dispatched.entropy, composite.entropy));
+    }
+  }
+  const TemperatureTerms t = internal::FusedSacTemperatureTerms(
+      at::tensor({1.0f, 2.0f, 3.0f, 6.0f}), at::full({1}, 0.5), -6.0, /*negate_entropy=*/true);
+  EXPECT_EQ(t.mean.item<float>(), 3.0f);
+  EXPECT_EQ(t.loss.item<float>(), 1.5f);  // −0.5·(3 − 6)
+  EXPECT_EQ(t.grad.item<float>(), 3.0f);
+  EXPECT_EQ(t.entropy.item<float>(), -3.0f);
+  EXPECT_THROW(internal::FusedSacTemperatureTerms(at::zeros({4, 1}), at::zeros({1}), -6.0, true),
+               c10::Error);
+  EXPECT_THROW(internal::FusedSacTemperatureTerms(at::zeros({4}), at::zeros({2}), -6.0, true),
+               c10::Error);
+}
+
 TEST(TwinTdLossTest, OnTheCpuTwinTdLossIsTheComposite) {
   at::Generator gen = at::detail::createCPUGenerator(6);
   const at::Tensor q = at::randn({2, 64}, gen).requires_grad_(true);
