@@ -15,7 +15,11 @@ NVIDIA H200, 580.1, 143771 MiB
 === sac_check_cpu_vs_gpu (10:00:10)
   check: 100 updates on cpu and cuda:0 (CUDA graphs): largest relative difference critic_loss 2.50e-07 actor_loss 6.20e-06 alpha 3.00e-08
 === sac_check_cpu_vs_gpu: exit 0
+=== sac_check_tf32 (10:00:20)
+  check: 100 updates on cpu and cuda:0 (CUDA graphs): largest relative difference critic_loss 1.20e-03 actor_loss 4.00e-04 alpha 1.00e-07
+=== sac_check_tf32: exit 0
 LOG
+echo '{"batch": 4096, "tf32": true, "prl": {"cases": [{"gemm": "graph", "updates_per_second": 3100}]}, "pytorch_cuda_graph": {"wall": 2050}}' > "${out}/sac_gpu_tf32_4096.json"
 echo '{"threads": 16, "batch": 256, "prl": {"cases": [{"gemm": "graph", "updates_per_second": 2100.5}, {"gemm": "eager", "updates_per_second": 180}]}, "pytorch": {"wall": 137}, "pytorch_fused_adam": {"wall": 150}, "pytorch_cuda_graph": {"wall": 992}}' > "${out}/sac_gpu_256.json"
 echo '{"threads": 16, "batch": 4096, "prl": {"cases": [{"gemm": "graph", "updates_per_second": 1200}]}, "pytorch": {"wall": 148}, "pytorch_cuda_graph": {"wall": 712}}' > "${out}/sac_gpu_4096.json"
 echo '{"cases": [{"gemm": "graph", "updates_per_second": 1900, "gpu_kernels_per_update": 150.25, "gpu_kernel_us_per_update": 420.5, "gpu_copies_per_update": 8}]}' > "${out}/sac_gpu_kernels_256.json"
@@ -30,11 +34,12 @@ cmp "${out}/stdout.md" <(cat "${out}/summary.md")
 expect() {  # expect PATTERN: a line of the summary matches it
   grep -qE "$1" "${out}/summary.md" || { echo "no line matches: $1" >&2; cat "${out}/summary.md" >&2; exit 1; }
 }
-expect '^Steps: 2 of 3 exited 0; \*\*failed: agent_cuda_test\*\*'
+expect '^Steps: 3 of 4 exited 0; \*\*failed: agent_cuda_test\*\*'
 expect '^\| critic_loss \| 2\.50e-07 \| met \|'
 expect '^\| actor_loss \| 6\.20e-06 \| \*\*missed\*\* \|'
 expect '^\| 256 \| 2,100\.5 \| 180\.0 \| 137\.0 \| 150\.0 \| 992\.0 \| 2\.12 \| >= 2,000 \| met \|'
 expect '^\| 4096 \| 1,200\.0 \| - \| 148\.0 \| - \| 712\.0 \| 1\.69 \| >= 1,500 \| \*\*missed\*\* \|'
+expect '^\| 3,100\.0 \| 2,050\.0 \| 1\.51 \| 1\.20e-03 \|'
 expect '^\| 256 \| 2,000\.0 \| 2,300\.0 \| 1\.15 \|'
 expect '^\| 4096 \| - \| - \| - \|'
 expect '^\| 256 \| graph \| 150\.2 \| 420\.5 \| 8\.0 \|'

@@ -30,6 +30,7 @@
 #include "absl/strings/str_split.h"
 #include "common/allocator.h"
 #include "learner/agent.h"
+#include "learner/device_math.h"
 #include "learner/spirl_agent.h"
 #include "models/cpu_allocator.h"
 #include "models/gemm.h"
@@ -75,6 +76,9 @@ ABSL_FLAG(int, updates_per_call, 1,
 ABSL_FLAG(int, updates_per_graph, 1,
           "With CUDA graphs and updates_per_call > 1: updates per graph launch "
           "(AgentOptions::updates_per_graph).");
+ABSL_FLAG(bool, tf32, false,
+          "On a GPU: float32 products on TF32 tensor cores (prl_learner's "
+          "--learner_tf32_products, learner/device_math.h); off: IEEE float32.");
 ABSL_FLAG(double, seconds, 5.0, "Measured time per backend (at least min_updates updates).");
 ABSL_FLAG(int, min_updates, 5, "Fewest timed updates per backend.");
 ABSL_FLAG(std::string, json, "", "Also write the results as JSON to this file.");
@@ -362,12 +366,13 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "learner_bench: --algorithm=spirl runs on the CPU only\n");
     return 1;
   }
+  prl::learner::AllowTf32Products(absl::GetFlag(FLAGS_tf32));
   const std::vector<TransitionBatch> batches =
       MakeBatches(8, absl::GetFlag(FLAGS_batch), absl::GetFlag(FLAGS_obs_dim),
                   absl::GetFlag(FLAGS_act_dim), device);
   std::printf(
       "learner_bench: %s, batch %d, obs %d, act %d, hidden [%s]%s%s%s, %d threads, LibTorch %s, "
-      "oneDNN sgemm %s, CUDA devices %d, on %s, %d updates per call, %d per graph\n",
+      "oneDNN sgemm %s, CUDA devices %d, on %s, %d updates per call, %d per graph%s\n",
       algorithm.c_str(), absl::GetFlag(FLAGS_batch), absl::GetFlag(FLAGS_obs_dim),
       absl::GetFlag(FLAGS_act_dim), absl::GetFlag(FLAGS_hidden).c_str(),
       algorithm == "spirl" ? " (critics), policy and prior [" : "",
@@ -375,7 +380,8 @@ int main(int argc, char** argv) {
       algorithm == "spirl" ? "]" : "", threads, TORCH_VERSION,
       prl::models::FastSgemmAvailable() ? "available" : "not available",
       at::hasCUDA() ? static_cast<int>(at::getNumGPUs()) : 0, device.str().c_str(),
-      std::max(1, absl::GetFlag(FLAGS_updates_per_call)), absl::GetFlag(FLAGS_updates_per_graph));
+      std::max(1, absl::GetFlag(FLAGS_updates_per_call)), absl::GetFlag(FLAGS_updates_per_graph),
+      absl::GetFlag(FLAGS_tf32) ? ", TF32 products" : "");
   if (device.is_cuda() && absl::GetFlag(FLAGS_check_updates) > 0) {
     CheckAgainstCpu(absl::GetFlag(FLAGS_check_updates), threads, batches);
   }
@@ -410,7 +416,8 @@ int main(int argc, char** argv) {
         << ", \"batch\": " << absl::GetFlag(FLAGS_batch)
         << ", \"updates_per_call\": " << std::max(1, absl::GetFlag(FLAGS_updates_per_call))
         << ", \"updates_per_graph\": " << absl::GetFlag(FLAGS_updates_per_graph)
-        << ", \"libtorch\": \"" << TORCH_VERSION
+        << ", \"tf32\": " << (absl::GetFlag(FLAGS_tf32) ? "true" : "false") << ", \"libtorch\": \""
+        << TORCH_VERSION
         << "\", \"onednn_sgemm\": " << (prl::models::FastSgemmAvailable() ? "true" : "false")
         << ", \"cases\": [" << absl::StrJoin(cases, ", ") << "]}\n";
   }

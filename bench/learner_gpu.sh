@@ -61,6 +61,13 @@ for batch in 256 4096; do
     --prl "${run} learner_bench" --device=cuda --batch="${batch}" --seconds="${seconds}" \
     --json="${out}/sac_gpu_${batch}.json"
 done
+# batch 4,096 with TF32 products (opt-in: prl_learner --learner_tf32_products) for PRL and
+# PyTorch alike, and PRL's losses against the CPU's with them
+step sac_gpu_tf32_4096 150 python3 "${ROOT}/bench/learner_vs_pytorch.py" \
+  --prl "${run} learner_bench --gemm=graph" --device=cuda --batch=4096 --tf32 \
+  --seconds="${seconds}" --json="${out}/sac_gpu_tf32_4096.json"
+step sac_check_tf32 60 "${run}" learner_bench --device=cuda --check_updates=100 --tf32 \
+  --gemm=graph --seconds=1
 # eight updates per UpdateMany call, one graph launch per update and one per group of four
 # (AgentOptions::updates_per_graph); agent_cuda_test checks that both compute the same
 for batch in 256 4096; do

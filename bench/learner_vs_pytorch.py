@@ -295,6 +295,9 @@ def main():
                         help="run every contender with this OMP_WAIT_POLICY (the script re-executes "
                         "itself so that this process's OpenMP reads it too); PASSIVE keeps idle "
                         "OpenMP threads from spinning, which matters when the cores are shared")
+    parser.add_argument("--tf32", action="store_true",
+                        help="on a GPU: float32 products on TF32 tensor cores for every contender "
+                        "(PRL's --tf32, PyTorch's torch.backends.cuda.matmul.allow_tf32)")
     parser.add_argument("--json", help="also write the results as JSON to this file")
     args = parser.parse_args()
     if args.omp_wait_policy and os.environ.get("OMP_WAIT_POLICY") != args.omp_wait_policy.upper():
@@ -309,19 +312,22 @@ def main():
         subprocess.run(shlex.split(args.prl) + [
             f"--device={args.device}", f"--threads={args.threads}", f"--batch={args.batch}",
             f"--seconds={args.seconds}", f"--min_updates={args.min_updates}",
-            f"--warmup={args.warmup}", f"--json={out.name}"], check=True)
+            f"--warmup={args.warmup}", f"--json={out.name}"] + (["--tf32"] if args.tf32 else []),
+            check=True)
         prl = json.load(open(out.name))
     prl_rate = {c["gemm"]: (c["updates_per_second"], c["updates_per_cpu_second"])
                 for c in prl["cases"]}
 
     torch.set_num_threads(args.threads)
+    if args.tf32:
+        torch.backends.cuda.matmul.allow_tf32 = True
     print(f"PyTorch {torch.__version__} ({os.path.dirname(torch.__file__)}), "
           f"{torch.get_num_threads()} threads; PRL linked LibTorch {prl['libtorch']}; "
           f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}")
     if not torch.__version__.startswith(prl["libtorch"].rsplit(".", 1)[0]):
         print("note: the PyTorch reference is not the LibTorch version PRL links (as intended "
               "when the reference is PyPI's build)", file=sys.stderr)
-    results = {"threads": args.threads, "batch": args.batch, "prl": prl,
+    results = {"threads": args.threads, "batch": args.batch, "tf32": args.tf32, "prl": prl,
                "pytorch_version": torch.__version__,
                "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "")}
     pytorch = pytorch_sac_rate(args)
