@@ -102,7 +102,7 @@ def summarize(out):
     else:
         lines.append("Steps: no learner_gpu.log\n")
 
-    match = loss_match(log_text)
+    match = loss_match(section(log_text, "sac_check_cpu_vs_gpu"))
     worst = max(match.values()) if match else None
     lines.append("## Losses against the CPU (100 SAC updates, batch 256)\n")
     lines.append("| loss | largest relative difference | target <= 4e-6 |")

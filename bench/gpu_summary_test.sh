@@ -12,6 +12,9 @@ NVIDIA H200, 580.1, 143771 MiB
 === machine: exit 0
 === agent_cuda_test (10:00:05)
 === agent_cuda_test: exit 1
+=== td3_check (10:00:08)
+  check: 100 updates on cpu and cuda:0 (CUDA graphs): largest relative difference critic_loss 9.90e-01 actor_loss 9.90e-01 alpha 0.00e+00
+=== td3_check: exit 0
 === sac_check_cpu_vs_gpu (10:00:10)
   check: 100 updates on cpu and cuda:0 (CUDA graphs): largest relative difference critic_loss 2.50e-07 actor_loss 6.20e-06 alpha 3.00e-08
 === sac_check_cpu_vs_gpu: exit 0
@@ -34,7 +37,7 @@ cmp "${out}/stdout.md" <(cat "${out}/summary.md")
 expect() {  # expect PATTERN: a line of the summary matches it
   grep -qE "$1" "${out}/summary.md" || { echo "no line matches: $1" >&2; cat "${out}/summary.md" >&2; exit 1; }
 }
-expect '^Steps: 3 of 4 exited 0; \*\*failed: agent_cuda_test\*\*'
+expect '^Steps: 4 of 5 exited 0; \*\*failed: agent_cuda_test\*\*'
 expect '^\| critic_loss \| 2\.50e-07 \| met \|'
 expect '^\| actor_loss \| 6\.20e-06 \| \*\*missed\*\* \|'
 expect '^\| 256 \| 2,100\.5 \| 180\.0 \| 137\.0 \| 150\.0 \| 992\.0 \| 2\.12 \| >= 2,000 \| met \|'

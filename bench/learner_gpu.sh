@@ -44,6 +44,7 @@ step() {  # step NAME TIMEOUT_S COMMAND...: runs one part; a failure does not st
 step machine 30 bash -c 'nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv;
   nproc; python3 -c "import torch; print(\"torch\", torch.__version__, torch.version.cuda)"'
 step cuda_kernels_test 60 "${run}" cuda_kernels_test
+step device_math_test 30 "${run}" device_math_test
 step agent_cuda_test 120 "${run}" agent_cuda_test
 step replay_feed_cuda_test 60 "${run}" replay_feed_cuda_test
 step sac_check_cpu_vs_gpu 60 "${run}" learner_bench --device=cuda --check_updates=100 \

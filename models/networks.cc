@@ -1102,6 +1102,9 @@ bool CudaKernelsAgree(const at::Device& device, CudaKernel kernel) {
   // their networks in it) and with gradients on
   const c10::InferenceMode not_inference(/*enabled=*/false);
   const at::AutoGradMode grad_mode(true);
+  // IEEE float32 products on both sides of each comparison, whatever the process chose
+  // (learner/device_math.h: with TF32, cuBLAS may pick tensor-core kernels for one side only)
+  const at::NoTF32Guard ieee_products;
   const auto opts = at::TensorOptions().dtype(at::kFloat).device(device);
   std::array<bool, kCudaKernelFamilies> agree{};
   // one family at a time: a failed or disagreeing check turns off that family alone

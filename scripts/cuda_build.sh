@@ -30,7 +30,7 @@ CUDA_HOME="${PRL_CUDA_HOME:-/usr/local/cuda}"
 TORCH_VERSION="${PRL_TORCH_VERSION:-2.11.0}"
 # torch 2.11.0's own pins (its Requires-Dist) for the libraries a CUDA toolkit does not ship
 EXTRA_WHEELS=(nvidia-cusparselt-cu13==0.8.0 nvidia-cufile==1.15.1.6 nvidia-nvshmem-cu13==3.4.5)
-TARGETS="//replay:prl_replay //cli:prlctl //learner:prl_learner //actor:prl_actor //prior_server:prl_prior_server //bench:learner_bench //bench:prior_training_bench //bench:feed_bench //learner:agent_cuda_test //learner:replay_feed_cuda_test //models:cuda_kernels_test"
+TARGETS="//replay:prl_replay //cli:prlctl //learner:prl_learner //actor:prl_actor //prior_server:prl_prior_server //bench:learner_bench //bench:prior_training_bench //bench:feed_bench //learner:agent_cuda_test //learner:replay_feed_cuda_test //models:cuda_kernels_test //learner:device_math_test"
 bundle=""
 check=1
 while [[ $# -gt 0 ]]; do
