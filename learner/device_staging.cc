@@ -44,24 +44,10 @@ class CudaStager final : public DeviceStager {
   explicit CudaStager(c10::DeviceIndex device)
       : device_(device), stream_(c10::cuda::getStreamFromPool(/*isHighPriority=*/false, device)) {}
 
-  at::Tensor Stage(const TensorView& view) override {
+  std::vector<at::Tensor> StageAll(absl::Span<const TensorView> views) override {
     const c10::cuda::CUDAGuard device_guard(device_);
     // both allocations with the copy stream current: the allocators look at the current
     // stream's capture status, and this one is never captured
-    const c10::cuda::CUDAStreamGuard stream_guard(stream_);
-    const std::vector<int64_t> shape(view.shape.begin(), view.shape.end());
-    const at::TensorOptions options = at::TensorOptions().dtype(ToTorchDType(view.dtype));
-    // LibTorch's caching host allocator: a block is reused only once the copies that read it
-    // (recorded by the non-blocking copy below) have run, so `host` may go at once
-    at::Tensor host = at::empty(shape, options.pinned_memory(true));
-    if (!view.bytes.empty()) std::memcpy(host.data_ptr(), view.bytes.data(), view.bytes.size());
-    at::Tensor device = at::empty(shape, options.device(at::kCUDA, device_));
-    device.copy_(host, /*non_blocking=*/true);
-    return device;
-  }
-
-  std::vector<at::Tensor> StageAll(absl::Span<const TensorView> views) override {
-    const c10::cuda::CUDAGuard device_guard(device_);
     const c10::cuda::CUDAStreamGuard stream_guard(stream_);
     constexpr int64_t kAlign = 256;
     std::vector<int64_t> offsets;
@@ -71,6 +57,8 @@ class CudaStager final : public DeviceStager {
       end += (static_cast<int64_t>(v.bytes.size()) + kAlign - 1) / kAlign * kAlign;
     }
     const at::TensorOptions bytes = at::TensorOptions().dtype(at::kByte);
+    // LibTorch's caching host allocator: a block is reused only once the copies that read it
+    // (recorded by the non-blocking copy below) have run, so `host` may go at once
     at::Tensor host = at::empty({end}, bytes.pinned_memory(true));
     char* h = static_cast<char*>(host.data_ptr());
     for (size_t i = 0; i < views.size(); ++i) {

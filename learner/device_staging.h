@@ -46,15 +46,14 @@ class DeviceStager {
   static std::unique_ptr<DeviceStager> Create(const c10::Device& device);
   virtual ~DeviceStager() = default;
 
-  // Copies `view` into pinned host memory and queues its copy to the device; returns the device
-  // tensor, which a consumer may use once it has adopted a fence taken after this call. The
-  // view's bytes may be freed on return. Throws c10::Error for a CUDA failure.
-  virtual at::Tensor Stage(const TensorView& view) = 0;
-
-  // Stage for several tensors at once, a batch's columns: one pinned block, one copy, and
-  // device tensors that are views of one device block, each at a 256-byte boundary in the
-  // order given (the layout learner/input_block.h copies in one transfer).
+  // Copies `views` (a batch's columns) into one block of pinned host memory and queues one copy
+  // of it to the device; returns the device tensors, views of one device block, each at a
+  // 256-byte boundary in the order given (the layout learner/input_block.h copies in one
+  // transfer), which a consumer may use once it has adopted a fence taken after this call. The
+  // views' bytes may be freed on return. Throws c10::Error for a CUDA failure.
   virtual std::vector<at::Tensor> StageAll(absl::Span<const TensorView> views) = 0;
+  // StageAll for one tensor.
+  at::Tensor Stage(const TensorView& view) { return StageAll(absl::MakeConstSpan(&view, 1))[0]; }
 
   // A fence after every copy queued so far. Throws c10::Error for a CUDA failure.
   virtual std::unique_ptr<StagingFence> Fence() = 0;
