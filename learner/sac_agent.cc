@@ -69,8 +69,7 @@ UpdateStats RegularizedSacAgent::DoUpdate(const DeviceBatch& b, const at::Tensor
 
   // the policy on s, with gradients: one sample for the temperature and actor losses
   const models::PolicyNetwork::Output pi_out = Scaled(actor_->Forward(b.obs));
-  const models::SquashedSample pi =
-      models::SampleSquashedGaussian(pi_out.mean, pi_out.log_std, noise[0]);
+  const models::SquashedSample pi = models::SampleSquashedGaussian(pi_out, noise[0]);
   const at::Tensor z = Bounded(pi.action);
   const at::Tensor regularizer = Regularizer(pi_out, pi, b.obs, noise, /*next_state=*/false);
   const TemperatureResult temperature = Temperature(alpha, regularizer);
@@ -80,8 +79,7 @@ UpdateStats RegularizedSacAgent::DoUpdate(const DeviceBatch& b, const at::Tensor
   {
     at::NoGradGuard no_grad;
     const models::PolicyNetwork::Output next = Scaled(actor_->Forward(b.next_obs));
-    const models::SquashedSample next_pi =
-        models::SampleSquashedGaussian(next.mean, next.log_std, noise[1]);
+    const models::SquashedSample next_pi = models::SampleSquashedGaussian(next, noise[1]);
     const at::Tensor next_q = critic_target_->Forward(b.next_obs, Bounded(next_pi.action));
     const at::Tensor next_regularizer =
         Regularizer(next, next_pi, b.next_obs, noise, /*next_state=*/true);
@@ -147,6 +145,7 @@ models::PolicyNetwork::Output RegularizedSacAgent::Scaled(models::PolicyNetwork:
   if (scale_ != 1.0) {
     out.mean = out.mean / scale_;
     out.log_std = out.log_std - std::log(scale_);
+    out.head = at::Tensor();  // no longer what mean and log_std are views of
   }
   return out;
 }

@@ -15,22 +15,28 @@ constexpr double kHalfLog2Pi = 0.918938533204672742;
 // ATen's softplus with beta 1 and its default threshold 20.
 __host__ __device__ inline float Softplus(float x) { return x > 20.0f ? x : log1pf(expf(x)); }
 
+// ATen's clamp: NaN stays NaN.
+__host__ __device__ inline float Clamp(float x, float lo, float hi) {
+  return x < lo ? lo : (x > hi ? hi : x);
+}
+
 // Row r of the forward (one thread per row: the row's log-probability is a sum over its few
 // dims); host and device, so the same code runs on the CPU too, where
 // models/cuda_kernels_host_check.cu compares it with kernels::SquashedGaussianForward (as the
-// other element functions here with their CPU counterparts).
+// other element functions here with their CPU counterparts). log σ is clamped to [lo, hi] as it
+// is read (±∞: as given).
 __host__ __device__ inline void ForwardRow(int64_t r, const float* __restrict__ mean,
                                            int64_t mean_stride, const float* __restrict__ log_std,
                                            int64_t log_std_stride, const float* __restrict__ noise,
                                            float* __restrict__ action, float* __restrict__ log_prob,
-                                           int64_t dims, float constant) {
+                                           int64_t dims, float constant, float lo, float hi) {
   const float* m = mean + r * mean_stride;
   const float* l = log_std + r * log_std_stride;
   const float* e = noise + r * dims;
   float* a = action + r * dims;
   float sum = 0.0f;
   for (int64_t j = 0; j < dims; ++j) {
-    const float lj = l[j], ej = e[j];
+    const float lj = Clamp(l[j], lo, hi), ej = e[j];
     const float u = m[j] + expf(lj) * ej;
     a[j] = tanhf(u);
     sum += ej * ej * -0.5f - lj - (kLog2 - u - Softplus(u * -2.0f)) * 2.0f;
@@ -42,26 +48,32 @@ __global__ void ForwardKernel(const float* __restrict__ mean, int64_t mean_strid
                               const float* __restrict__ log_std, int64_t log_std_stride,
                               const float* __restrict__ noise, float* __restrict__ action,
                               float* __restrict__ log_prob, int64_t rows, int64_t dims,
-                              float constant) {
+                              float constant, float lo, float hi) {
   const int64_t r = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (r >= rows) return;
-  ForwardRow(r, mean, mean_stride, log_std, log_std_stride, noise, action, log_prob, dims,
-             constant);
+  ForwardRow(r, mean, mean_stride, log_std, log_std_stride, noise, action, log_prob, dims, constant,
+             lo, hi);
 }
 
-// Element i of the backward (one thread per element).
+// Element i of the backward (one thread per element). g_mean and g_log_std rows start
+// `g_stride` floats apart (dims: their own tensors; 2·dims: the halves of the head's gradient).
+// With the clamp to [lo, hi] in the forward, log σ's gradient is the clamp's: zero where the
+// given value was outside [lo, hi] (or NaN), as LibTorch's clamp_backward.
 __host__ __device__ inline void BackwardElement(
     int64_t i, const float* __restrict__ g_action, const float* __restrict__ g_log_prob,
     const float* __restrict__ log_std, int64_t log_std_stride, const float* __restrict__ noise,
     const float* __restrict__ action, float* __restrict__ g_mean, float* __restrict__ g_log_std,
-    int64_t dims) {
+    int64_t g_stride, int64_t dims, float lo, float hi) {
   const int64_t r = i / dims, j = i - r * dims;
   const float glp = g_log_prob != nullptr ? g_log_prob[r] : 0.0f;
   const float a = action[i];
   const float ga = g_action != nullptr ? g_action[i] : 0.0f;
   const float gu = ga * (1.0f - a * a) + glp * 2.0f * a;
-  g_mean[i] = gu;
-  g_log_std[i] = gu * expf(log_std[r * log_std_stride + j]) * noise[i] - glp;
+  const float l = log_std[r * log_std_stride + j];
+  // no clamp (±∞) passes every value, NaN included
+  const bool passes = (l >= lo && l <= hi) || (lo == -INFINITY && hi == INFINITY);
+  g_mean[r * g_stride + j] = gu;
+  g_log_std[r * g_stride + j] = passes ? gu * expf(l) * noise[i] - glp : 0.0f;
 }
 
 __global__ void BackwardKernel(const float* __restrict__ g_action,
@@ -69,11 +81,11 @@ __global__ void BackwardKernel(const float* __restrict__ g_action,
                                const float* __restrict__ log_std, int64_t log_std_stride,
                                const float* __restrict__ noise, const float* __restrict__ action,
                                float* __restrict__ g_mean, float* __restrict__ g_log_std,
-                               int64_t rows, int64_t dims) {
+                               int64_t g_stride, int64_t rows, int64_t dims, float lo, float hi) {
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= rows * dims) return;
   BackwardElement(i, g_action, g_log_prob, log_std, log_std_stride, noise, action, g_mean,
-                  g_log_std, dims);
+                  g_log_std, g_stride, dims, lo, hi);
 }
 
 // Single float operations rounded to nearest, never contracted into a fused multiply-add (nvcc
@@ -384,11 +396,19 @@ unsigned Blocks(int64_t n) { return static_cast<unsigned>((n + kThreads - 1) / k
 int SquashedGaussianForward(const float* mean, int64_t mean_row_stride, const float* log_std,
                             int64_t log_std_row_stride, const float* noise, float* action,
                             float* log_prob, int64_t rows, int64_t dims, void* stream) {
+  return SquashedGaussianHeadForward(mean, mean_row_stride, log_std, log_std_row_stride, noise,
+                                     action, log_prob, rows, dims, -INFINITY, INFINITY, stream);
+}
+
+int SquashedGaussianHeadForward(const float* mean, int64_t mean_row_stride, const float* log_std,
+                                int64_t log_std_row_stride, const float* noise, float* action,
+                                float* log_prob, int64_t rows, int64_t dims, float log_std_min,
+                                float log_std_max, void* stream) {
   if (rows <= 0) return 0;
   const float constant = static_cast<float>(static_cast<double>(dims) * kHalfLog2Pi);
   ForwardKernel<<<Blocks(rows), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
       mean, mean_row_stride, log_std, log_std_row_stride, noise, action, log_prob, rows, dims,
-      constant);
+      constant, log_std_min, log_std_max);
   return static_cast<int>(cudaGetLastError());
 }
 
@@ -396,10 +416,20 @@ int SquashedGaussianBackward(const float* g_action, const float* g_log_prob, con
                              int64_t log_std_row_stride, const float* noise, const float* action,
                              float* g_mean, float* g_log_std, int64_t rows, int64_t dims,
                              void* stream) {
+  return SquashedGaussianHeadBackward(g_action, g_log_prob, log_std, log_std_row_stride, noise,
+                                      action, g_mean, g_log_std, dims, rows, dims, -INFINITY,
+                                      INFINITY, stream);
+}
+
+int SquashedGaussianHeadBackward(const float* g_action, const float* g_log_prob,
+                                 const float* log_std, int64_t log_std_row_stride,
+                                 const float* noise, const float* action, float* g_mean,
+                                 float* g_log_std, int64_t g_row_stride, int64_t rows, int64_t dims,
+                                 float log_std_min, float log_std_max, void* stream) {
   if (rows <= 0 || dims <= 0) return 0;
   BackwardKernel<<<Blocks(rows * dims), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
-      g_action, g_log_prob, log_std, log_std_row_stride, noise, action, g_mean, g_log_std, rows,
-      dims);
+      g_action, g_log_prob, log_std, log_std_row_stride, noise, action, g_mean, g_log_std,
+      g_row_stride, rows, dims, log_std_min, log_std_max);
   return static_cast<int>(cudaGetLastError());
 }
 

@@ -97,7 +97,7 @@ bool CheckSquashedGaussian(std::mt19937& rng) {
   const float constant = static_cast<float>(static_cast<double>(dims) * cuda_kernels::kHalfLog2Pi);
   for (int64_t r = 0; r < rows; ++r) {
     cuda_kernels::ForwardRow(r, mean.data(), dims, log_std.data(), dims, noise.data(),
-                             action2.data(), log_prob2.data(), dims, constant);
+                             action2.data(), log_prob2.data(), dims, constant, -INFINITY, INFINITY);
   }
   const std::vector<float> g_action = Normal(rng, rows * dims, 1.0f);
   const std::vector<float> g_log_prob = Normal(rng, rows, 1.0f);
@@ -109,7 +109,7 @@ bool CheckSquashedGaussian(std::mt19937& rng) {
   for (int64_t i = 0; i < rows * dims; ++i) {
     cuda_kernels::BackwardElement(i, g_action.data(), g_log_prob.data(), log_std.data(), dims,
                                   noise.data(), action.data(), g_mean2.data(), g_log_std2.data(),
-                                  dims);
+                                  dims, dims, -INFINITY, INFINITY);
   }
   double worst = 0;
   for (const auto& [a, b] : {std::pair{&action2, &action}, std::pair{&log_prob2, &log_prob},
@@ -121,6 +121,79 @@ bool CheckSquashedGaussian(std::mt19937& rng) {
       "(allowed 1e-6)\n",
       worst);
   return worst <= 1e-6;
+}
+
+// The head layout: [mean | raw log σ] rows of 2·dims, log σ clamped to [-20, 2] in the kernels,
+// against the CPU kernels on the clamped halves and the clamp's gradient mask (values outside
+// the range, NaN included, get none).
+bool CheckSquashedGaussianHead(std::mt19937& rng) {
+  const int64_t rows = 203, dims = 6, width = 2 * dims;
+  const float lo = -20.0f, hi = 2.0f;
+  std::vector<float> head = Normal(rng, rows * width, 2.0f);
+  for (int64_t r = 0; r < rows; ++r) {
+    if (r % 7 == 0) head[r * width + dims] = -25.0f;              // below the range
+    if (r % 11 == 0) head[r * width + dims + 1] = hi;             // on its edge: passes
+    if (r % 13 == 0) head[r * width + dims + 2] = std::nanf("");  // NaN: no gradient
+  }
+  std::vector<float> mean(rows * dims), log_std(rows * dims);
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t j = 0; j < dims; ++j) {
+      const float l = head[r * width + dims + j];
+      mean[r * dims + j] = head[r * width + j];
+      log_std[r * dims + j] = std::isnan(l) ? l : std::min(std::max(l, lo), hi);
+    }
+  }
+  const std::vector<float> noise = Normal(rng, rows * dims, 1.0f);
+  std::vector<float> action(rows * dims), log_prob(rows), action2(rows * dims), log_prob2(rows);
+  kernels::SquashedGaussianForward(mean.data(), log_std.data(), noise.data(), action.data(),
+                                   log_prob.data(), rows, dims);
+  const float constant = static_cast<float>(static_cast<double>(dims) * cuda_kernels::kHalfLog2Pi);
+  for (int64_t r = 0; r < rows; ++r) {
+    cuda_kernels::ForwardRow(r, head.data(), width, head.data() + dims, width, noise.data(),
+                             action2.data(), log_prob2.data(), dims, constant, lo, hi);
+  }
+  const std::vector<float> g_action = Normal(rng, rows * dims, 1.0f);
+  const std::vector<float> g_log_prob = Normal(rng, rows, 1.0f);
+  std::vector<float> g_mean(rows * dims), g_log_std(rows * dims), g_head(rows * width),
+      g_head2(rows * width);
+  kernels::SquashedGaussianBackward(g_action.data(), g_log_prob.data(), log_std.data(),
+                                    noise.data(), action.data(), g_mean.data(), g_log_std.data(),
+                                    rows, dims);
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t j = 0; j < dims; ++j) {
+      const float l = head[r * width + dims + j];
+      g_head[r * width + j] = g_mean[r * dims + j];
+      g_head[r * width + dims + j] = l >= lo && l <= hi ? g_log_std[r * dims + j] : 0.0f;
+    }
+  }
+  for (int64_t i = 0; i < rows * dims; ++i) {
+    cuda_kernels::BackwardElement(i, g_action.data(), g_log_prob.data(), head.data() + dims, width,
+                                  noise.data(), action.data(), g_head2.data(),
+                                  g_head2.data() + dims, width, dims, lo, hi);
+  }
+  // NaN rows compare as NaN on both sides: equal for this check
+  auto finite = [](std::vector<float> v) {
+    for (float& x : v) x = std::isnan(x) ? 0.0f : x;
+    return v;
+  };
+  double worst = 0;
+  for (const auto& [a, b] : {std::pair{&action2, &action}, std::pair{&log_prob2, &log_prob},
+                             std::pair{&g_head2, &g_head}}) {
+    worst = std::max(worst, RelativeGap(finite(*a), finite(*b)));
+  }
+  int64_t nan_differ = 0;
+  for (size_t i = 0; i < log_prob.size(); ++i) {
+    nan_differ += std::isnan(log_prob[i]) != std::isnan(log_prob2[i]);
+  }
+  for (size_t i = 0; i < g_head.size(); ++i) {
+    nan_differ += std::isnan(g_head[i]) != std::isnan(g_head2[i]);
+  }
+  std::printf(
+      "squashed Gaussian from the head (log sigma clamped): largest relative difference %.2e "
+      "from the CPU kernels on the clamped halves (allowed 1e-6), %lld NaNs in different places "
+      "(allowed 0)\n",
+      worst, static_cast<long long>(nan_differ));
+  return worst <= 1e-6 && nan_differ == 0;
 }
 
 bool CheckTdLoss(std::mt19937& rng) {
@@ -254,6 +327,7 @@ int main() {
   bool ok = prl::models::CheckAdam(rng);
   ok = prl::models::CheckBiasRelu(rng) && ok;
   ok = prl::models::CheckSquashedGaussian(rng) && ok;
+  ok = prl::models::CheckSquashedGaussianHead(rng) && ok;
   ok = prl::models::CheckTdLoss(rng) && ok;
   ok = prl::models::CheckActorLoss(rng) && ok;
   ok = prl::models::CheckTdTarget(rng) && ok;

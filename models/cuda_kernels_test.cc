@@ -1,6 +1,7 @@
 // PRL's GPU kernels (models/cuda_kernels.h): the squashed-Gaussian sample's against LibTorch's
 // composite on the same GPU and against the CPU's fused kernels, values and gradients, for the
-// policy head's layout (mean and log σ side by side in one row); Adam's against the CPU's pass,
+// policy head's layout (mean and log σ side by side in one row), from its two views and from the
+// head itself (log σ clamped in the kernel); Adam's against the CPU's pass,
 // bit for bit, with the step's scalars from the host and from the device; the TD loss's against
 // the CPU's pass (its gradient bit for bit) and the composite. Skipped where this
 // process sees no CUDA device (every CPU build); scripts/cuda_build.sh builds it for a GPU
@@ -27,19 +28,21 @@ struct Sampled {
   std::string node;  // the autograd node of the action
 };
 
-// A sample through `sample` from a head [rows, 2·dims] on `device`, and the head's gradient for
-// fixed upstream gradients.
+// A sample through `sample` from a policy's output on `device` (a head [rows, 2·dims], log σ on
+// both sides of the clamp's range), and the head's gradient for fixed upstream gradients.
 template <typename Fn>
 Sampled SampleOn(Fn sample, int64_t rows, int64_t dims, const at::Device& device) {
   at::manual_seed(3);
-  const at::Tensor head_cpu = at::randn({rows, 2 * dims}) * 1.5;
+  at::Tensor head_cpu = at::randn({rows, 2 * dims}) * 3.0;
+  head_cpu.narrow(1, dims, dims).narrow(0, 0, (rows + 6) / 7).fill_(-25.0);  // below -20
   const at::Tensor noise_cpu = at::randn({rows, dims});
   const at::Tensor g_action_cpu = at::randn({rows, dims});
   const at::Tensor g_log_prob_cpu = at::randn({rows});
   const at::Tensor head = head_cpu.to(device).requires_grad_(true);
-  const at::Tensor mean = head.narrow(1, 0, dims);
-  const at::Tensor log_std = head.narrow(1, dims, dims).clamp(kPolicyLogStdMin, kPolicyLogStdMax);
-  const SquashedSample s = sample(mean, log_std, noise_cpu.to(device));
+  const PolicyNetwork::Output policy{
+      head.narrow(1, 0, dims), head.narrow(1, dims, dims).clamp(kPolicyLogStdMin, kPolicyLogStdMax),
+      head};
+  const SquashedSample s = sample(policy, noise_cpu.to(device));
   Sampled out;
   out.node = s.action.grad_fn() != nullptr ? s.action.grad_fn()->name() : "";
   out.grad_head = torch::autograd::grad({s.action, s.log_prob}, {head},
@@ -48,6 +51,16 @@ Sampled SampleOn(Fn sample, int64_t rows, int64_t dims, const at::Device& device
   out.action = s.action.detach().cpu();
   out.log_prob = s.log_prob.detach().cpu();
   return out;
+}
+
+SquashedSample TwoViews(const PolicyNetwork::Output& out, const at::Tensor& noise) {
+  return SampleSquashedGaussian(out.mean, out.log_std, noise);
+}
+SquashedSample Composite(const PolicyNetwork::Output& out, const at::Tensor& noise) {
+  return SampleSquashedGaussianComposite(out.mean, out.log_std, noise);
+}
+SquashedSample FromHead(const PolicyNetwork::Output& out, const at::Tensor& noise) {
+  return SampleSquashedGaussian(out, noise);
 }
 
 double RelativeDifference(const at::Tensor& a, const at::Tensor& b) {
@@ -60,18 +73,30 @@ TEST_P(SquashedGaussianCudaTest, FusedKernelsMatchTheCompositeAndTheCpu) {
   if (!HasGpu()) GTEST_SKIP() << "no CUDA device";
   const auto [rows, dims] = GetParam();
   const at::Device gpu(at::kCUDA, 0);
-  const Sampled fused = SampleOn(&SampleSquashedGaussian, rows, dims, gpu);
-  const Sampled composite = SampleOn(&SampleSquashedGaussianComposite, rows, dims, gpu);
-  const Sampled cpu = SampleOn(&SampleSquashedGaussian, rows, dims, at::Device(at::kCPU));
-  // the GPU took the fused node (its check against the composite passed), as the CPU does
+  const Sampled fused = SampleOn(&TwoViews, rows, dims, gpu);
+  const Sampled from_head = SampleOn(&FromHead, rows, dims, gpu);
+  const Sampled composite = SampleOn(&Composite, rows, dims, gpu);
+  const Sampled cpu = SampleOn(&TwoViews, rows, dims, at::Device(at::kCPU));
+  const Sampled cpu_from_head = SampleOn(&FromHead, rows, dims, at::Device(at::kCPU));
+  // the GPU took the fused nodes (their check against the composite passed); the CPU takes the
+  // two-view node for both calls
   EXPECT_THAT(fused.node, ::testing::HasSubstr("SquashedGaussianFunction"));
+  EXPECT_THAT(from_head.node, ::testing::HasSubstr("SquashedGaussianHeadFunction"));
   EXPECT_THAT(cpu.node, ::testing::HasSubstr("SquashedGaussianFunction"));
-  EXPECT_THAT(composite.node, ::testing::Not(::testing::HasSubstr("SquashedGaussianFunction")));
-  for (const Sampled* reference : {&composite, &cpu}) {
-    EXPECT_LE(RelativeDifference(fused.action, reference->action), 1e-5);
-    EXPECT_LE(RelativeDifference(fused.log_prob, reference->log_prob), 1e-5);
-    EXPECT_LE(RelativeDifference(fused.grad_head, reference->grad_head), 1e-5);
+  EXPECT_THAT(cpu_from_head.node, ::testing::HasSubstr("SquashedGaussianFunction"));
+  EXPECT_THAT(composite.node, ::testing::Not(::testing::HasSubstr("SquashedGaussian")));
+  for (const Sampled* sampled : {&fused, &from_head}) {
+    for (const Sampled* reference : {&composite, &cpu}) {
+      EXPECT_LE(RelativeDifference(sampled->action, reference->action), 1e-5);
+      EXPECT_LE(RelativeDifference(sampled->log_prob, reference->log_prob), 1e-5);
+      EXPECT_LE(RelativeDifference(sampled->grad_head, reference->grad_head), 1e-5);
+    }
   }
+  // the clamp's gradient: none for log σ outside [-20, 2] (the first rows' -25 among them),
+  // where the composite has none
+  const at::Tensor g_log_std = from_head.grad_head.narrow(1, dims, dims);
+  EXPECT_TRUE(g_log_std.narrow(0, 0, (rows + 6) / 7).eq(0).all().item<bool>());
+  EXPECT_TRUE(g_log_std.eq(0).equal(composite.grad_head.narrow(1, dims, dims).eq(0)));
 }
 
 INSTANTIATE_TEST_SUITE_P(Shapes, SquashedGaussianCudaTest,

@@ -889,13 +889,72 @@ struct SquashedGaussianFunction : public torch::autograd::Function<SquashedGauss
 };
 
 #ifdef PRL_WITH_CUDA_KERNELS
+// SampleSquashedGaussian from a policy head's output [..., 2·A] (mean, then log σ before the
+// clamp to [kLogStdMin, kLogStdMax]) as one autograd node on a GPU: the kernels clamp log σ as
+// they read it and write the head's gradient, the clamp's mask applied, in one tensor, where the
+// two-view path runs a clamp forward, and backward the clamp's mask, two slice gradients and
+// their sum.
+struct SquashedGaussianHeadFunction
+    : public torch::autograd::Function<SquashedGaussianHeadFunction> {
+  static int64_t RowStride(const at::Tensor& t) { return t.dim() < 2 ? t.size(-1) : t.stride(-2); }
+
+  static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx,
+                                                const at::Tensor& head,
+                                                const at::Tensor& noise_in) {
+    const at::Tensor noise = noise_in.contiguous();
+    const int64_t dims = noise.size(-1);
+    const int64_t rows = dims == 0 ? 0 : noise.numel() / dims;
+    at::Tensor action = at::empty(noise.sizes(), noise.options());
+    at::Tensor log_prob = at::empty(noise.sizes().slice(0, noise.dim() - 1), noise.options());
+    const c10::cuda::CUDAGuard guard(head.device());
+    const float* h = head.data_ptr<float>();
+    const int code = cuda_kernels::SquashedGaussianHeadForward(
+        h, RowStride(head), h + dims, RowStride(head), noise.data_ptr<float>(),
+        action.data_ptr<float>(), log_prob.data_ptr<float>(), rows, dims,
+        static_cast<float>(kLogStdMin), static_cast<float>(kLogStdMax),
+        c10::cuda::getCurrentCUDAStream(head.device().index()).stream());
+    TORCH_CHECK(code == 0, "squashed-Gaussian head kernel: ", cuda_kernels::ErrorString(code));
+    ctx->save_for_backward({head, noise, action});
+    return {action, log_prob};
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const at::Tensor& head = saved[0];
+    const at::Tensor& noise = saved[1];
+    const at::Tensor& action = saved[2];
+    const at::Tensor g_action = grads[0].defined() ? grads[0].contiguous() : at::Tensor();
+    const at::Tensor g_log_prob = grads[1].defined() ? grads[1].contiguous() : at::Tensor();
+    const int64_t dims = action.size(-1);
+    const int64_t rows = dims == 0 ? 0 : action.numel() / dims;
+    at::Tensor g_head = at::empty(head.sizes(), head.options());  // contiguous: rows 2·dims apart
+    float* g = g_head.data_ptr<float>();
+    const c10::cuda::CUDAGuard guard(head.device());
+    const int code = cuda_kernels::SquashedGaussianHeadBackward(
+        g_action.defined() ? g_action.data_ptr<float>() : nullptr,
+        g_log_prob.defined() ? g_log_prob.data_ptr<float>() : nullptr,
+        head.data_ptr<float>() + dims, RowStride(head), noise.data_ptr<float>(),
+        action.data_ptr<float>(), g, g + dims, 2 * dims, rows, dims, static_cast<float>(kLogStdMin),
+        static_cast<float>(kLogStdMax),
+        c10::cuda::getCurrentCUDAStream(head.device().index()).stream());
+    TORCH_CHECK(code == 0,
+                "squashed-Gaussian head backward kernel: ", cuda_kernels::ErrorString(code));
+    return {g_head, at::Tensor()};
+  }
+};
+
 // The largest difference, relative to the reference's scale, between the squashed-Gaussian
-// kernels and the composite: values and gradients, on fixed inputs in the policy head's layout.
+// kernels and the composite: values and gradients, on fixed inputs in the policy head's layout,
+// through both nodes (the two views; the head with the clamp inside), log σ on both sides of
+// the clamp's range.
 double CheckSquashedGaussian(const at::TensorOptions& opts) {
   const int64_t rows = 37, dims = 5;
   const at::Tensor index = at::arange(rows * 2 * dims, opts).reshape({rows, 2 * dims});
   // the head's layout: mean and log σ side by side in one row, read through narrows
-  const at::Tensor head = (at::sin(index * 0.37) * 2.0).requires_grad_(true);
+  const at::Tensor head =
+      (at::sin(index * 0.37) * 3.0 - (at::fmod(index, 17.0) == 0).to(index.scalar_type()) * 30.0)
+          .requires_grad_(true);
   const at::Tensor noise = at::sin(index.narrow(1, 0, dims) * 1.3);
   const at::Tensor g_action = at::cos(index.narrow(1, 0, dims) * 0.7);
   const at::Tensor g_log_prob = at::sin(at::arange(rows, opts) * 0.9);
@@ -903,15 +962,19 @@ double CheckSquashedGaussian(const at::TensorOptions& opts) {
   const at::Tensor log_std = head.narrow(1, dims, dims).clamp(kLogStdMin, kLogStdMax);
   const torch::autograd::variable_list fused =
       SquashedGaussianFunction::apply(mean, log_std, noise);
+  const torch::autograd::variable_list from_head = SquashedGaussianHeadFunction::apply(head, noise);
   const SquashedSample composite = SampleSquashedGaussianComposite(mean, log_std, noise);
   const at::Tensor g_fused =
       torch::autograd::grad({fused[0], fused[1]}, {head}, {g_action, g_log_prob})[0];
+  const at::Tensor g_head =
+      torch::autograd::grad({from_head[0], from_head[1]}, {head}, {g_action, g_log_prob})[0];
   const at::Tensor g_composite = torch::autograd::grad({composite.action, composite.log_prob},
                                                        {head}, {g_action, g_log_prob})[0];
   double worst = 0;
   for (const auto& [a, b] :
        {std::pair{fused[0], composite.action}, std::pair{fused[1], composite.log_prob},
-        std::pair{g_fused, g_composite}}) {
+        std::pair{g_fused, g_composite}, std::pair{from_head[0], composite.action},
+        std::pair{from_head[1], composite.log_prob}, std::pair{g_head, g_composite}}) {
     const double diff = (a - b).abs().max().item<double>();
     const double scale = 1.0 + b.abs().max().item<double>();
     worst = std::max(worst, diff / scale);
@@ -1179,6 +1242,23 @@ SquashedSample SampleSquashedGaussian(const at::Tensor& mean, const at::Tensor& 
     return {out[0], out[1]};
   }
   return SampleSquashedGaussianComposite(mean, log_std, noise);
+}
+
+SquashedSample SampleSquashedGaussian(const PolicyNetwork::Output& out, const at::Tensor& noise) {
+#ifdef PRL_WITH_CUDA_KERNELS
+  const at::Tensor& head = out.head;
+  // the head's node where mean is the head's first half (its view, as Forward returns it) and
+  // the two-view node would take the kernels too
+  if (head.defined() && head.is_cuda() && head.dim() >= 1 && noise.dim() == head.dim() &&
+      head.size(-1) == 2 * noise.size(-1) && out.mean.data_ptr() == head.data_ptr() &&
+      out.mean.strides() == head.strides() && head.stride(-1) == 1 &&
+      (head.dim() <= 2 || head.is_contiguous()) &&
+      FusedSquashedGaussian(out.mean, out.log_std, noise)) {
+    const torch::autograd::variable_list r = SquashedGaussianHeadFunction::apply(head, noise);
+    return {r[0], r[1]};
+  }
+#endif
+  return SampleSquashedGaussian(out.mean, out.log_std, noise);
 }
 
 SquashedSample SampleSquashedGaussianComposite(const at::Tensor& mean, const at::Tensor& log_std,
@@ -1543,9 +1623,9 @@ PolicyNetwork::PolicyNetwork(int64_t input_dim, int64_t output_dim, const v1::Ne
 PolicyNetwork::Output PolicyNetwork::Forward(const at::Tensor& obs) const {
   at::Tensor h = trunk_.Forward(block_, obs, gemm_);
   at::Tensor out = Linear(h, block_.param(head_weight_), block_.param(head_bias_), gemm_);
-  if (head_ == Head::kDeterministic) return {out, at::Tensor()};
+  if (head_ == Head::kDeterministic) return {out, at::Tensor(), at::Tensor()};
   return {out.narrow(-1, 0, output_dim_),
-          out.narrow(-1, output_dim_, output_dim_).clamp(kLogStdMin, kLogStdMax)};
+          out.narrow(-1, output_dim_, output_dim_).clamp(kLogStdMin, kLogStdMax), out};
 }
 
 std::optional<dense::DenseMlp> PolicyNetwork::Dense() const {

@@ -647,6 +647,17 @@ TEST(PolicyNetworkTest, NamedParametersArePyTorchsNamesAndShapes) {
   EXPECT_EQ(out.mean.sizes(), (std::vector<int64_t>{3, 2}));
   EXPECT_TRUE(at::all(out.log_std >= -20).item<bool>());
   EXPECT_TRUE(at::all(out.log_std <= 2).item<bool>());
+  // mean and log σ (before its clamp) are the halves of `head`, which the sampler's GPU node
+  // reads; on the CPU the Output call is the two-tensor call
+  ASSERT_TRUE(out.head.defined());
+  EXPECT_EQ(out.head.sizes(), (std::vector<int64_t>{3, 4}));
+  EXPECT_EQ(out.mean.data_ptr(), out.head.data_ptr());
+  EXPECT_TRUE(at::equal(out.log_std, out.head.narrow(1, 2, 2).clamp(-20, 2)));
+  const at::Tensor noise = at::randn({3, 2});
+  const SquashedSample from_output = SampleSquashedGaussian(out, noise);
+  const SquashedSample from_views = SampleSquashedGaussian(out.mean, out.log_std, noise);
+  EXPECT_TRUE(at::equal(from_output.action, from_views.action));
+  EXPECT_TRUE(at::equal(from_output.log_prob, from_views.log_prob));
 }
 
 }  // namespace
