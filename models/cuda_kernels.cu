@@ -395,15 +395,8 @@ unsigned Blocks(int64_t n) { return static_cast<unsigned>((n + kThreads - 1) / k
 
 int SquashedGaussianForward(const float* mean, int64_t mean_row_stride, const float* log_std,
                             int64_t log_std_row_stride, const float* noise, float* action,
-                            float* log_prob, int64_t rows, int64_t dims, void* stream) {
-  return SquashedGaussianHeadForward(mean, mean_row_stride, log_std, log_std_row_stride, noise,
-                                     action, log_prob, rows, dims, -INFINITY, INFINITY, stream);
-}
-
-int SquashedGaussianHeadForward(const float* mean, int64_t mean_row_stride, const float* log_std,
-                                int64_t log_std_row_stride, const float* noise, float* action,
-                                float* log_prob, int64_t rows, int64_t dims, float log_std_min,
-                                float log_std_max, void* stream) {
+                            float* log_prob, int64_t rows, int64_t dims, float log_std_min,
+                            float log_std_max, void* stream) {
   if (rows <= 0) return 0;
   const float constant = static_cast<float>(static_cast<double>(dims) * kHalfLog2Pi);
   ForwardKernel<<<Blocks(rows), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
@@ -414,18 +407,8 @@ int SquashedGaussianHeadForward(const float* mean, int64_t mean_row_stride, cons
 
 int SquashedGaussianBackward(const float* g_action, const float* g_log_prob, const float* log_std,
                              int64_t log_std_row_stride, const float* noise, const float* action,
-                             float* g_mean, float* g_log_std, int64_t rows, int64_t dims,
-                             void* stream) {
-  return SquashedGaussianHeadBackward(g_action, g_log_prob, log_std, log_std_row_stride, noise,
-                                      action, g_mean, g_log_std, dims, rows, dims, -INFINITY,
-                                      INFINITY, stream);
-}
-
-int SquashedGaussianHeadBackward(const float* g_action, const float* g_log_prob,
-                                 const float* log_std, int64_t log_std_row_stride,
-                                 const float* noise, const float* action, float* g_mean,
-                                 float* g_log_std, int64_t g_row_stride, int64_t rows, int64_t dims,
-                                 float log_std_min, float log_std_max, void* stream) {
+                             float* g_mean, float* g_log_std, int64_t g_row_stride, int64_t rows,
+                             int64_t dims, float log_std_min, float log_std_max, void* stream) {
   if (rows <= 0 || dims <= 0) return 0;
   BackwardKernel<<<Blocks(rows * dims), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
       g_action, g_log_prob, log_std, log_std_row_stride, noise, action, g_mean, g_log_std,

@@ -10,34 +10,21 @@
 
 namespace prl::models::cuda_kernels {
 
-// kernels::SquashedGaussianForward on the device: `rows` rows of `dims` values; mean and
-// log_std rows start `*_row_stride` floats apart (the policy head's narrow views), noise, action
-// and log_prob are contiguous.
+// kernels::SquashedGaussianForward and Backward on the device: `rows` rows of `dims` values;
+// mean and log_std rows start `*_row_stride` floats apart (the policy head's halves: 2·dims),
+// noise, action and log_prob are contiguous. log σ is clamped to [log_std_min, log_std_max] as it
+// is read (±∞: as given). The backward (g_action or g_log_prob may be null: zero) writes g_mean
+// and g_log_std rows `g_row_stride` apart (2·dims: the head's gradient in one tensor) and gives
+// log σ the clamp's gradient: zero where the given value was outside the range, or NaN, as
+// LibTorch's clamp_backward (with ±∞ bounds every value passes, NaN included).
 int SquashedGaussianForward(const float* mean, int64_t mean_row_stride, const float* log_std,
                             int64_t log_std_row_stride, const float* noise, float* action,
-                            float* log_prob, int64_t rows, int64_t dims, void* stream);
-
-// kernels::SquashedGaussianBackward on the device (g_action or g_log_prob may be null: zero);
-// g_mean and g_log_std contiguous.
+                            float* log_prob, int64_t rows, int64_t dims, float log_std_min,
+                            float log_std_max, void* stream);
 int SquashedGaussianBackward(const float* g_action, const float* g_log_prob, const float* log_std,
                              int64_t log_std_row_stride, const float* noise, const float* action,
-                             float* g_mean, float* g_log_std, int64_t rows, int64_t dims,
-                             void* stream);
-
-// The same from a policy head's output, log σ clamped to [log_std_min, log_std_max] as it is read
-// (mean and log_std: the head's two halves, row stride 2·dims). The backward writes g_mean and
-// g_log_std at `g_row_stride` (2·dims: the head's gradient in one tensor) and gives log σ the
-// clamp's gradient: zero where the head's value was outside the range or NaN (LibTorch's
-// clamp_backward). ±∞ bounds: the functions above.
-int SquashedGaussianHeadForward(const float* mean, int64_t mean_row_stride, const float* log_std,
-                                int64_t log_std_row_stride, const float* noise, float* action,
-                                float* log_prob, int64_t rows, int64_t dims, float log_std_min,
-                                float log_std_max, void* stream);
-int SquashedGaussianHeadBackward(const float* g_action, const float* g_log_prob,
-                                 const float* log_std, int64_t log_std_row_stride,
-                                 const float* noise, const float* action, float* g_mean,
-                                 float* g_log_std, int64_t g_row_stride, int64_t rows, int64_t dims,
-                                 float log_std_min, float log_std_max, void* stream);
+                             float* g_mean, float* g_log_std, int64_t g_row_stride, int64_t rows,
+                             int64_t dims, float log_std_min, float log_std_max, void* stream);
 
 // kernels::AdamStep on the device over `n` contiguous floats: the same arithmetic in the same
 // order, every operation rounded on its own as on the CPU (no fused multiply-adds; the CPU kernels

@@ -25,7 +25,8 @@ bool HasGpu() { return at::hasCUDA() && at::getNumGPUs() > 0; }
 
 struct Sampled {
   at::Tensor action, log_prob, grad_head;
-  std::string node;  // the autograd node of the action
+  std::string node;   // the autograd node of the action
+  std::string input;  // the node behind its first input: the head's or the mean view's
 };
 
 // A sample through `sample` from a policy's output on `device` (a head [rows, 2·dims], log σ on
@@ -44,7 +45,11 @@ Sampled SampleOn(Fn sample, int64_t rows, int64_t dims, const at::Device& device
       head};
   const SquashedSample s = sample(policy, noise_cpu.to(device));
   Sampled out;
-  out.node = s.action.grad_fn() != nullptr ? s.action.grad_fn()->name() : "";
+  if (s.action.grad_fn() != nullptr) {
+    out.node = s.action.grad_fn()->name();
+    const torch::autograd::Edge& edge = s.action.grad_fn()->next_edge(0);
+    out.input = edge.function != nullptr ? edge.function->name() : "";
+  }
   out.grad_head = torch::autograd::grad({s.action, s.log_prob}, {head},
                                         {g_action_cpu.to(device), g_log_prob_cpu.to(device)})[0]
                       .cpu();
@@ -78,13 +83,16 @@ TEST_P(SquashedGaussianCudaTest, FusedKernelsMatchTheCompositeAndTheCpu) {
   const Sampled composite = SampleOn(&Composite, rows, dims, gpu);
   const Sampled cpu = SampleOn(&TwoViews, rows, dims, at::Device(at::kCPU));
   const Sampled cpu_from_head = SampleOn(&FromHead, rows, dims, at::Device(at::kCPU));
-  // the GPU took the fused nodes (their check against the composite passed); the CPU takes the
-  // two-view node for both calls
-  EXPECT_THAT(fused.node, ::testing::HasSubstr("SquashedGaussianFunction"));
-  EXPECT_THAT(from_head.node, ::testing::HasSubstr("SquashedGaussianHeadFunction"));
-  EXPECT_THAT(cpu.node, ::testing::HasSubstr("SquashedGaussianFunction"));
-  EXPECT_THAT(cpu_from_head.node, ::testing::HasSubstr("SquashedGaussianFunction"));
+  // the GPU took the fused node (its check against the composite passed), from the head with
+  // the head itself behind it; the CPU takes the node from the two views for both calls
+  for (const Sampled* sampled : {&fused, &from_head, &cpu, &cpu_from_head}) {
+    EXPECT_THAT(sampled->node, ::testing::HasSubstr("SquashedGaussianFunction"));
+  }
   EXPECT_THAT(composite.node, ::testing::Not(::testing::HasSubstr("SquashedGaussian")));
+  EXPECT_THAT(from_head.input, ::testing::HasSubstr("AccumulateGrad"));
+  for (const Sampled* sampled : {&fused, &cpu, &cpu_from_head}) {
+    EXPECT_THAT(sampled->input, ::testing::HasSubstr("Slice"));
+  }
   for (const Sampled* sampled : {&fused, &from_head}) {
     for (const Sampled* reference : {&composite, &cpu}) {
       EXPECT_LE(RelativeDifference(sampled->action, reference->action), 1e-5);

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <limits>
 #include <memory>
 #include <tuple>
 #include <utility>
@@ -817,7 +818,11 @@ namespace {
 // SampleSquashedGaussian as one autograd node (kernels::SquashedGaussianForward and Backward on
 // the CPU, cuda_kernels:: on a GPU): the composite below is 15 elementwise operations and 13
 // backward nodes, each a dispatch and a pass over a [B, A] tensor (on a GPU a kernel launch,
-// also inside a CUDA graph), twice per SAC update.
+// also inside a CUDA graph), twice per SAC update. Its inputs are (mean, log σ, noise), or on a
+// GPU (head, undefined, noise): a policy head's output [..., 2·A], mean then log σ before the
+// clamp to [kLogStdMin, kLogStdMax], which the kernels apply as they read it; the backward then
+// writes the head's gradient in one tensor with the clamp's mask, where the two views' path
+// runs the clamp's backward, both slices' backward and their sum.
 struct SquashedGaussianFunction : public torch::autograd::Function<SquashedGaussianFunction> {
   // Row stride of a [rows, dims] view whose rows are contiguous (the policy head's narrows).
   static int64_t RowStride(const at::Tensor& t) { return t.dim() < 2 ? t.size(-1) : t.stride(-2); }
@@ -827,20 +832,25 @@ struct SquashedGaussianFunction : public torch::autograd::Function<SquashedGauss
                                                 const at::Tensor& log_std_in,
                                                 const at::Tensor& noise_in) {
     const bool cuda = mean_in.is_cuda();
+    const bool head = !log_std_in.defined();
+    TORCH_CHECK(cuda || !head, "the squashed Gaussian from a head runs on a GPU only");
     // the GPU kernel reads rows at a stride; the CPU kernel wants contiguous inputs
     const at::Tensor mean = cuda ? mean_in : mean_in.contiguous();
-    const at::Tensor log_std = cuda ? log_std_in : log_std_in.contiguous();
+    const at::Tensor log_std = head ? mean : cuda ? log_std_in : log_std_in.contiguous();
     const at::Tensor noise = noise_in.contiguous();
-    const int64_t dims = mean.size(-1);
-    const int64_t rows = dims == 0 ? 0 : mean.numel() / dims;
-    at::Tensor action = at::empty(mean.sizes(), mean.options());
-    at::Tensor log_prob = at::empty(mean.sizes().slice(0, mean.dim() - 1), action.options());
+    const int64_t dims = noise.size(-1);
+    const int64_t rows = dims == 0 ? 0 : noise.numel() / dims;
+    at::Tensor action = at::empty(noise.sizes(), noise.options());
+    at::Tensor log_prob = at::empty(noise.sizes().slice(0, noise.dim() - 1), noise.options());
     if (cuda) {
 #ifdef PRL_WITH_CUDA_KERNELS
       const c10::cuda::CUDAGuard guard(mean.device());
+      const float inf = std::numeric_limits<float>::infinity();
       const int code = cuda_kernels::SquashedGaussianForward(
-          mean.data_ptr<float>(), RowStride(mean), log_std.data_ptr<float>(), RowStride(log_std),
-          noise.data_ptr<float>(), action.data_ptr<float>(), log_prob.data_ptr<float>(), rows, dims,
+          mean.data_ptr<float>(), RowStride(mean), log_std.data_ptr<float>() + (head ? dims : 0),
+          RowStride(log_std), noise.data_ptr<float>(), action.data_ptr<float>(),
+          log_prob.data_ptr<float>(), rows, dims, head ? static_cast<float>(kLogStdMin) : -inf,
+          head ? static_cast<float>(kLogStdMax) : inf,
           c10::cuda::getCurrentCUDAStream(mean.device().index()).stream());
       TORCH_CHECK(code == 0, "squashed-Gaussian kernel: ", cuda_kernels::ErrorString(code));
 #else
@@ -851,6 +861,7 @@ struct SquashedGaussianFunction : public torch::autograd::Function<SquashedGauss
                                        noise.data_ptr<float>(), action.data_ptr<float>(),
                                        log_prob.data_ptr<float>(), rows, dims);
     }
+    ctx->saved_data["head"] = head;
     ctx->save_for_backward({log_std, noise, action});
     return {action, log_prob};
   }
@@ -858,24 +869,30 @@ struct SquashedGaussianFunction : public torch::autograd::Function<SquashedGauss
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grads) {
     const auto saved = ctx->get_saved_variables();
-    const at::Tensor& log_std = saved[0];
+    const bool head = ctx->saved_data["head"].toBool();
+    const at::Tensor& log_std = saved[0];  // the head itself, for one
     const at::Tensor& noise = saved[1];
     const at::Tensor& action = saved[2];
     const at::Tensor g_action = grads[0].defined() ? grads[0].contiguous() : at::Tensor();
     const at::Tensor g_log_prob = grads[1].defined() ? grads[1].contiguous() : at::Tensor();
     const int64_t dims = action.size(-1);
     const int64_t rows = dims == 0 ? 0 : action.numel() / dims;
-    at::Tensor g_mean = at::empty(action.sizes(), action.options());
-    at::Tensor g_log_std = at::empty(action.sizes(), action.options());
+    // a head's gradient in one contiguous tensor, its rows 2·dims apart
+    at::Tensor g_mean = at::empty(head ? log_std.sizes() : action.sizes(), action.options());
+    at::Tensor g_log_std = head ? at::Tensor() : at::empty(action.sizes(), action.options());
     const float* ga = g_action.defined() ? g_action.data_ptr<float>() : nullptr;
     const float* glp = g_log_prob.defined() ? g_log_prob.data_ptr<float>() : nullptr;
     if (action.is_cuda()) {
 #ifdef PRL_WITH_CUDA_KERNELS
       const c10::cuda::CUDAGuard guard(action.device());
+      const float inf = std::numeric_limits<float>::infinity();
+      float* gm = g_mean.data_ptr<float>();
       const int code = cuda_kernels::SquashedGaussianBackward(
-          ga, glp, log_std.data_ptr<float>(), RowStride(log_std), noise.data_ptr<float>(),
-          action.data_ptr<float>(), g_mean.data_ptr<float>(), g_log_std.data_ptr<float>(), rows,
-          dims, c10::cuda::getCurrentCUDAStream(action.device().index()).stream());
+          ga, glp, log_std.data_ptr<float>() + (head ? dims : 0), RowStride(log_std),
+          noise.data_ptr<float>(), action.data_ptr<float>(), gm,
+          head ? gm + dims : g_log_std.data_ptr<float>(), head ? 2 * dims : dims, rows, dims,
+          head ? static_cast<float>(kLogStdMin) : -inf, head ? static_cast<float>(kLogStdMax) : inf,
+          c10::cuda::getCurrentCUDAStream(action.device().index()).stream());
       TORCH_CHECK(code == 0,
                   "squashed-Gaussian backward kernel: ", cuda_kernels::ErrorString(code));
 #endif
@@ -889,61 +906,6 @@ struct SquashedGaussianFunction : public torch::autograd::Function<SquashedGauss
 };
 
 #ifdef PRL_WITH_CUDA_KERNELS
-// SampleSquashedGaussian from a policy head's output [..., 2·A] (mean, then log σ before the
-// clamp to [kLogStdMin, kLogStdMax]) as one autograd node on a GPU: the kernels clamp log σ as
-// they read it and write the head's gradient, the clamp's mask applied, in one tensor, where the
-// two-view path runs a clamp forward, and backward the clamp's mask, two slice gradients and
-// their sum.
-struct SquashedGaussianHeadFunction
-    : public torch::autograd::Function<SquashedGaussianHeadFunction> {
-  static int64_t RowStride(const at::Tensor& t) { return t.dim() < 2 ? t.size(-1) : t.stride(-2); }
-
-  static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx,
-                                                const at::Tensor& head,
-                                                const at::Tensor& noise_in) {
-    const at::Tensor noise = noise_in.contiguous();
-    const int64_t dims = noise.size(-1);
-    const int64_t rows = dims == 0 ? 0 : noise.numel() / dims;
-    at::Tensor action = at::empty(noise.sizes(), noise.options());
-    at::Tensor log_prob = at::empty(noise.sizes().slice(0, noise.dim() - 1), noise.options());
-    const c10::cuda::CUDAGuard guard(head.device());
-    const float* h = head.data_ptr<float>();
-    const int code = cuda_kernels::SquashedGaussianHeadForward(
-        h, RowStride(head), h + dims, RowStride(head), noise.data_ptr<float>(),
-        action.data_ptr<float>(), log_prob.data_ptr<float>(), rows, dims,
-        static_cast<float>(kLogStdMin), static_cast<float>(kLogStdMax),
-        c10::cuda::getCurrentCUDAStream(head.device().index()).stream());
-    TORCH_CHECK(code == 0, "squashed-Gaussian head kernel: ", cuda_kernels::ErrorString(code));
-    ctx->save_for_backward({head, noise, action});
-    return {action, log_prob};
-  }
-
-  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
-                                                 torch::autograd::variable_list grads) {
-    const auto saved = ctx->get_saved_variables();
-    const at::Tensor& head = saved[0];
-    const at::Tensor& noise = saved[1];
-    const at::Tensor& action = saved[2];
-    const at::Tensor g_action = grads[0].defined() ? grads[0].contiguous() : at::Tensor();
-    const at::Tensor g_log_prob = grads[1].defined() ? grads[1].contiguous() : at::Tensor();
-    const int64_t dims = action.size(-1);
-    const int64_t rows = dims == 0 ? 0 : action.numel() / dims;
-    at::Tensor g_head = at::empty(head.sizes(), head.options());  // contiguous: rows 2·dims apart
-    float* g = g_head.data_ptr<float>();
-    const c10::cuda::CUDAGuard guard(head.device());
-    const int code = cuda_kernels::SquashedGaussianHeadBackward(
-        g_action.defined() ? g_action.data_ptr<float>() : nullptr,
-        g_log_prob.defined() ? g_log_prob.data_ptr<float>() : nullptr,
-        head.data_ptr<float>() + dims, RowStride(head), noise.data_ptr<float>(),
-        action.data_ptr<float>(), g, g + dims, 2 * dims, rows, dims, static_cast<float>(kLogStdMin),
-        static_cast<float>(kLogStdMax),
-        c10::cuda::getCurrentCUDAStream(head.device().index()).stream());
-    TORCH_CHECK(code == 0,
-                "squashed-Gaussian head backward kernel: ", cuda_kernels::ErrorString(code));
-    return {g_head, at::Tensor()};
-  }
-};
-
 // The largest difference, relative to the reference's scale, between the squashed-Gaussian
 // kernels and the composite: values and gradients, on fixed inputs in the policy head's layout,
 // through both nodes (the two views; the head with the clamp inside), log σ on both sides of
@@ -962,7 +924,8 @@ double CheckSquashedGaussian(const at::TensorOptions& opts) {
   const at::Tensor log_std = head.narrow(1, dims, dims).clamp(kLogStdMin, kLogStdMax);
   const torch::autograd::variable_list fused =
       SquashedGaussianFunction::apply(mean, log_std, noise);
-  const torch::autograd::variable_list from_head = SquashedGaussianHeadFunction::apply(head, noise);
+  const torch::autograd::variable_list from_head =
+      SquashedGaussianFunction::apply(head, at::Tensor(), noise);
   const SquashedSample composite = SampleSquashedGaussianComposite(mean, log_std, noise);
   const at::Tensor g_fused =
       torch::autograd::grad({fused[0], fused[1]}, {head}, {g_action, g_log_prob})[0];
@@ -1254,7 +1217,8 @@ SquashedSample SampleSquashedGaussian(const PolicyNetwork::Output& out, const at
       out.mean.strides() == head.strides() && head.stride(-1) == 1 &&
       (head.dim() <= 2 || head.is_contiguous()) &&
       FusedSquashedGaussian(out.mean, out.log_std, noise)) {
-    const torch::autograd::variable_list r = SquashedGaussianHeadFunction::apply(head, noise);
+    const torch::autograd::variable_list r =
+        SquashedGaussianFunction::apply(head, at::Tensor(), noise);
     return {r[0], r[1]};
   }
 #endif
