@@ -157,6 +157,14 @@ def summarize(out):
     td3_four = rate(prl_case(load(out, "td3_gpu_many_256_graph_4.json"), "graph"))
     lines.append(f"\nTD3 at batch 256: {fmt(td3)} updates/s one per call, {fmt(td3_four)} eight per "
                  "call in groups of 4.\n")
+    spirl = load(out, "spirl_gpu_256.json")
+    spirl_match = loss_match(section(log_text, "spirl_gpu"))
+    worst_spirl = max(spirl_match.values()) if spirl_match else None
+    lines.append(f"spirl at batch 256 (the maze's shapes: a 5x128 skill prior and policy, 10 "
+                 f"latents, 256x256 critics): "
+                 f"{fmt(rate(prl_case(spirl, 'graph')))} updates/s captured, "
+                 f"{fmt(rate(prl_case(spirl, 'eager')))} eager; losses against the CPU's within "
+                 f"{'-' if worst_spirl is None else f'{worst_spirl:.2e}'}.\n")
 
     lines.append("## What the GPU runs per SAC update (Kineto)\n")
     lines.append("| batch | case | kernels | kernel µs | copies |")

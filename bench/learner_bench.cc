@@ -23,6 +23,7 @@
 #include "ATen/Parallel.h"
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "absl/status/statusor.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -48,7 +49,7 @@
 
 ABSL_FLAG(std::string, algorithm, "sac",
           "sac, td3 or spirl (SAC over act_dim skill latents, KL-regularised towards an untrained "
-          "skill prior of --prior_hidden; CPU only).");
+          "skill prior of --prior_hidden, on the same device).");
 ABSL_FLAG(std::string, prior_hidden, "128,128,128,128,128",
           "spirl: the skill prior's hidden layers, which the policy copies (SPiRL's 5x128).");
 ABSL_FLAG(int, threads, 0, "LibTorch intra-op threads; 0 means every core.");
@@ -162,7 +163,8 @@ AgentOptions BenchOptions(const std::string& gemm, int threads) {
 }
 
 // spirl's prior: an untrained skill model (the update's cost does not depend on its weights) over
-// act_dim latents, H = 10, for a 2-dimensional action.
+// act_dim latents, H = 10, for a 2-dimensional action, on the agent's device: made on the CPU and
+// moved through its artifact, so that every device has the same weights (--check_updates).
 std::shared_ptr<const prl::models::LatentPriorModel> SkillPrior(const AgentOptions& options) {
   prl::models::SkillModelOptions prior;
   prior.obs_dim = static_cast<int>(options.obs_dim);
@@ -178,7 +180,21 @@ std::shared_ptr<const prl::models::LatentPriorModel> SkillPrior(const AgentOptio
     std::fprintf(stderr, "prior: %s\n", model.status().ToString().c_str());
     std::exit(1);
   }
-  return *std::move(model);
+  if (options.device == "cpu") return *std::move(model);
+  prl::v1::ModelInfo info;
+  info.set_name("prior");
+  info.set_version(1);
+  auto artifact = (*model)->ToArtifact(info);
+  absl::StatusOr<std::unique_ptr<prl::models::SkillModel>> moved = artifact.status();
+  if (artifact.ok()) {
+    moved = prl::models::SkillModel::FromArtifact(*artifact, c10::Device(options.device));
+  }
+  if (!moved.ok()) {
+    std::fprintf(stderr, "prior on %s: %s\n", options.device.c_str(),
+                 moved.status().ToString().c_str());
+    std::exit(1);
+  }
+  return *std::move(moved);
 }
 
 std::unique_ptr<Agent> CreateAgent(const AgentOptions& options) {
@@ -360,10 +376,6 @@ int main(int argc, char** argv) {
   const std::string algorithm = absl::GetFlag(FLAGS_algorithm);
   if (algorithm != "sac" && algorithm != "td3" && algorithm != "spirl") {
     std::fprintf(stderr, "learner_bench: --algorithm=%s: sac, td3 or spirl\n", algorithm.c_str());
-    return 1;
-  }
-  if (algorithm == "spirl" && !device.is_cpu()) {
-    std::fprintf(stderr, "learner_bench: --algorithm=spirl runs on the CPU only\n");
     return 1;
   }
   prl::learner::AllowTf32Products(absl::GetFlag(FLAGS_tf32));

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The learner's figures on a GPU machine, one run: CUDA-graph updates tested against eager ones,
-# PRL's SAC/TD3 update rates on the GPU (CUDA graphs and eager; one update per call, and eight
+# PRL's SAC/TD3/spirl update rates on the GPU (CUDA graphs and eager; one update per call, and eight
 # queued per Agent::UpdateMany call, in one graph launch each or per group of four) against
 # PyTorch's eager, fused and CUDA-graph updates, the losses of the GPU path against the CPU's,
 # the replay feed's batches staged on the GPU (tested, and measured against batches already
@@ -51,6 +51,11 @@ step sac_check_cpu_vs_gpu 60 "${run}" learner_bench --device=cuda --check_update
   --gemm=graph --seconds=2
 step td3_gpu 60 "${run}" learner_bench --device=cuda --algorithm=td3 --check_updates=100 \
   --seconds="${seconds}" --json="${out}/td3_gpu_256.json"
+# spirl (the prior-guided agent of the transfer studies, its skill prior's forward passes inside
+# the captured update) at the maze's shapes: obs 4, 10 latents, the prior's and policy's 5x128,
+# critics 256x256, batch 256
+step spirl_gpu 60 "${run}" learner_bench --device=cuda --algorithm=spirl --obs_dim=4 \
+  --act_dim=10 --check_updates=100 --seconds="${seconds}" --json="${out}/spirl_gpu_256.json"
 # what the GPU runs per SAC update, captured and eager: kernels, copies, their GPU time, the
 # kernels that take most of it (Kineto/CUPTI)
 for batch in 256 4096; do

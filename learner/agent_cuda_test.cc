@@ -1,6 +1,7 @@
 // The learner's updates on a GPU: captured as CUDA graphs (AgentOptions::cuda_graphs) they
 // compute what the eager updates compute, on the device and on the CPU, across the branches of
-// SAC and TD3, weighted batches and restored checkpoints. Skipped where this process sees no
+// SAC and TD3, weighted batches and restored checkpoints, and for the latent agents (spirl, eap)
+// with their priors' forward passes in the graphs. Skipped where this process sees no
 // CUDA device (every CPU build); scripts/cuda_build.sh builds it, and it runs on a GPU machine
 // from the bundle (docs/development.md).
 #include <algorithm>
@@ -17,6 +18,9 @@
 #include "gtest/gtest.h"
 #include "learner/agent.h"
 #include "learner/agent_internal.h"
+#include "learner/spirl_agent.h"
+#include "models/cvae_model.h"
+#include "models/skill_model.h"
 
 namespace prl::learner {
 namespace {
@@ -379,6 +383,68 @@ TEST_P(GraphTest, StagedBatchesFillTheGraphInputsInOneCopy) {
 
 INSTANTIATE_TEST_SUITE_P(SacAndTd3, GraphTest, testing::Values(false, true),
                          [](const auto& info) { return info.param ? "Td3" : "Sac"; });
+
+// The latent agents: spirl over a skill model's prior (the KL analytic and from Monte-Carlo
+// draws) and eap over a CVAE's learned state prior, their updates captured with the prior's
+// forward passes inside the graphs.
+struct LatentCase {
+  const char* name;
+  bool cvae;
+  int kl_samples;
+};
+
+class LatentGraphTest : public testing::TestWithParam<LatentCase> {};
+
+// The same prior on `device` (through an artifact: the same weights everywhere).
+std::shared_ptr<const models::LatentPriorModel> LatentPrior(bool cvae, const std::string& device) {
+  v1::ModelInfo info;
+  info.set_name("prior");
+  info.set_version(1);
+  auto make = [&](auto options, auto model) -> std::shared_ptr<const models::LatentPriorModel> {
+    using Model = typename decltype(model)::element_type;
+    options.obs_dim = kObs;
+    options.act_dim = 2;
+    options.horizon = 4;
+    options.latent_dim = kAct;
+    options.network.add_hidden_sizes(32);
+    options.seed = 5;
+    auto artifact = Model::Create(options).value()->ToArtifact(info);
+    EXPECT_TRUE(artifact.ok()) << artifact.status();
+    return Model::FromArtifact(*artifact, at::Device(device)).value();
+  };
+  if (!cvae) return make(models::SkillModelOptions(), std::unique_ptr<models::SkillModel>());
+  models::CvaeModelOptions options;
+  options.learned_prior = true;  // EAP's p(z|s)
+  return make(options, std::unique_ptr<models::CvaeModel>());
+}
+
+std::unique_ptr<Agent> LatentAgent(const LatentCase& c, const std::string& device, bool graphs) {
+  AgentOptions options = Options(/*td3=*/false, device, graphs);
+  options.algorithm.mutable_spirl()->set_kl_samples(c.kl_samples);
+  auto agent = CreateSpirlAgent(options, LatentPrior(c.cvae, device));
+  EXPECT_TRUE(agent.ok()) << agent.status();
+  return agent.ok() ? *std::move(agent) : nullptr;
+}
+
+TEST_P(LatentGraphTest, GraphsMatchEagerUpdatesOnTheDeviceAndTheCpu) {
+  if (!HasGpu()) GTEST_SKIP() << "no CUDA device";
+  auto cpu = LatentAgent(GetParam(), "cpu", false);
+  auto eager = LatentAgent(GetParam(), "cuda", false);
+  auto graph = LatentAgent(GetParam(), "cuda", true);
+  ASSERT_NE(graph, nullptr);
+  ExpectSameUpdates({cpu.get(), eager.get(), graph.get()}, Batches(4, 64, false), 30);
+  // the updates from the fourth on were replays of one graph (one kind: a batch of 64 without
+  // weights, the target networks updated every time), each filling its 5 inputs
+  const auto* internal = dynamic_cast<const internal::TwinCriticAgent*>(graph.get());
+  ASSERT_NE(internal, nullptr);
+  EXPECT_EQ(internal->graph_input_copies(), (30 - 3) * 5);
+}
+
+INSTANTIATE_TEST_SUITE_P(SpirlAndEap, LatentGraphTest,
+                         testing::Values(LatentCase{"SpirlAnalytic", false, 0},
+                                         LatentCase{"SpirlMonteCarlo", false, 2},
+                                         LatentCase{"Eap", true, 0}),
+                         [](const auto& info) { return std::string(info.param.name); });
 
 }  // namespace
 }  // namespace prl::learner

@@ -90,6 +90,11 @@ class SpirlAgent final : public RegularizedSacAgent {
  protected:
   // draws 0 and 1: the policy's samples; then k Monte-Carlo draws for D(s), k for D(s')
   int64_t NoiseDraws() const override { return 2 + 2 * int64_t{spirl_.kl_samples()}; }
+  // On a GPU the update is captured as a CUDA graph, the prior's forward passes with it: the
+  // prior lives on the agent's device (CreateSpirlAgent's caller loads it there) and its Prior()
+  // is device operations only (its input check reads shapes, never values); the Monte-Carlo
+  // draws come with the noise, the temperature's step through FlatAdam.
+  bool GraphSafe() const override { return true; }
 
   // D(π(·|s) ‖ p(·|s)) on the pre-squash Gaussians, analytic or from k samples.
   at::Tensor Regularizer(const models::PolicyNetwork::Output& out,
