@@ -51,10 +51,9 @@ class Td3Agent final : public TwinCriticAgent {
     at::Tensor target;
     {
       at::NoGradGuard no_grad;
-      const double clip = td3_.noise_clip();
-      const at::Tensor smoothing = (noise[0] * td3_.policy_noise()).clamp_(-clip, clip);
-      const at::Tensor next_action =
-          (at::tanh(actor_target_.Forward(b.next_obs).mean) + smoothing).clamp_(-1.0, 1.0);
+      // (on a GPU one kernel)
+      const at::Tensor next_action = models::Td3TargetAction(
+          actor_target_.Forward(b.next_obs).mean, noise[0], td3_.policy_noise(), td3_.noise_clip());
       target = TdTarget(b, critic_target_->Forward(b.next_obs, next_action));
     }
     const CriticStepResult critic = CriticStep(b, target);

@@ -361,6 +361,25 @@ __global__ void TdTargetKernel(const float* __restrict__ q, int64_t members, int
   }
 }
 
+// Element i of TD3's smoothed target action, clamp(tanh(m) + clamp(ε·σ, −c, c), −1, 1), in the
+// composite's order of operations (models::Td3TargetActionComposite).
+__host__ __device__ inline float Td3TargetActionElement(float mean, float noise, float sigma,
+                                                        float clip) {
+  const float smoothing = Clamp(Mul(noise, sigma), -clip, clip);
+  return Clamp(Add(tanhf(mean), smoothing), -1.0f, 1.0f);
+}
+
+__global__ void Td3TargetActionKernel(const float* __restrict__ mean, int64_t mean_stride,
+                                      const float* __restrict__ noise, int64_t rows, int64_t dims,
+                                      float sigma, float clip, float* __restrict__ out) {
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < rows * dims;
+       i += stride) {
+    const int64_t r = i / dims, j = i - r * dims;
+    out[i] = Td3TargetActionElement(mean[r * mean_stride + j], noise[i], sigma, clip);
+  }
+}
+
 // kernels::TemperatureTerms after its mean: out[0..3] from the mean m.
 __host__ __device__ inline void TemperatureTail(float mean, float log_alpha, float target,
                                                 bool negate_entropy, float* __restrict__ out) {
@@ -495,6 +514,16 @@ int TdTarget(const float* q, int64_t members, int64_t rows, const float* alpha,
   const unsigned blocks = static_cast<unsigned>(std::min<int64_t>(Blocks(rows), kMaxBlocks));
   TdTargetKernel<<<blocks, kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
       q, members, rows, alpha, regularizer, reward, discount, reward_scale, gamma, target);
+  return static_cast<int>(cudaGetLastError());
+}
+
+int Td3TargetAction(const float* mean, int64_t mean_row_stride, const float* noise, int64_t rows,
+                    int64_t dims, float policy_noise, float noise_clip, float* out, void* stream) {
+  if (rows <= 0 || dims <= 0) return 0;
+  constexpr int64_t kMaxBlocks = 1024;
+  const unsigned blocks = static_cast<unsigned>(std::min<int64_t>(Blocks(rows * dims), kMaxBlocks));
+  Td3TargetActionKernel<<<blocks, kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
+      mean, mean_row_stride, noise, rows, dims, policy_noise, noise_clip, out);
   return static_cast<int>(cudaGetLastError());
 }
 

@@ -74,6 +74,11 @@ int ActorLossBackward(const float* g, const float* alpha, const float* q, int64_
 int TdTarget(const float* q, int64_t members, int64_t rows, const float* alpha,
              const float* regularizer, const float* reward, const float* discount,
              float reward_scale, float gamma, float* target, void* stream);
+// TD3's target action with target-policy smoothing, out = clamp(tanh(mean) + clamp(noise·σ, −c,
+// c), −1, 1) over `rows` rows of `dims` values (mean's rows `mean_row_stride` apart; noise and out
+// contiguous): one kernel, in the order of operations of models::Td3TargetActionComposite.
+int Td3TargetAction(const float* mean, int64_t mean_row_stride, const float* noise, int64_t rows,
+                    int64_t dims, float policy_noise, float noise_clip, float* out, void* stream);
 // kernels::TemperatureTerms on the device, in one block, with log α (one float) read on the
 // device: out[0..3] as the CPU's, the mean summed in double in a fixed order of the kernel's own
 // (the same result every run; not the CPU's order), the rest bit for bit the CPU's from it.

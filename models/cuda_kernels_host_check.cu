@@ -10,7 +10,8 @@
 //
 // Exit status 0 when every family agrees: Adam, the bias/ReLU epilogue, the TD loss's gradient
 // and per-row errors and the actor loss's gradients bit for bit, the squashed Gaussian's forward
-// and backward within 1e-6 (the host's and glibc's vector expf and tanhf round differently).
+// and backward within 1e-6 (the host's and glibc's vector expf and tanhf round differently), TD3's
+// target action equal to its formula.
 #include <cmath>
 #include <cstdio>
 #include <random>
@@ -276,6 +277,31 @@ bool CheckTdTarget(std::mt19937& rng) {
   return differ == 0;
 }
 
+// TD3's target action: the kernel's element function against the formula in plain float
+// operations (LibTorch's composite has no CPU kernel of PRL's to compare with), the smoothing and
+// the action on both sides of their clamps.
+bool CheckTd3TargetAction(std::mt19937& rng) {
+  const int64_t n = 4099;
+  const std::vector<float> mean = Normal(rng, n, 2.0f), noise = Normal(rng, n, 3.0f);
+  const float sigma = 0.2f, clip = 0.5f;
+  int64_t differ = 0, smoothing_clamped = 0, action_clamped = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const float e = noise[i] * sigma;
+    const float smoothing = std::min(std::max(e, -clip), clip);
+    const float sum = std::tanh(mean[i]) + smoothing;
+    const float want = std::min(std::max(sum, -1.0f), 1.0f);
+    differ += cuda_kernels::Td3TargetActionElement(mean[i], noise[i], sigma, clip) != want;
+    smoothing_clamped += smoothing != e;
+    action_clamped += want != sum;
+  }
+  std::printf(
+      "TD3 target action: %lld of %lld values differ from the formula (allowed 0; smoothing "
+      "clamped in %lld, the action in %lld)\n",
+      static_cast<long long>(differ), static_cast<long long>(n),
+      static_cast<long long>(smoothing_clamped), static_cast<long long>(action_clamped));
+  return differ == 0 && smoothing_clamped > 0 && action_clamped > 0;
+}
+
 bool CheckTemperatureTerms(std::mt19937& rng) {
   int64_t differ = 0, values = 0;
   for (const int64_t rows : {int64_t{256}, int64_t{37}, int64_t{1}}) {
@@ -309,6 +335,7 @@ int main() {
   ok = prl::models::CheckActorLoss(rng) && ok;
   ok = prl::models::CheckTdTarget(rng) && ok;
   ok = prl::models::CheckTemperatureTerms(rng) && ok;
+  ok = prl::models::CheckTd3TargetAction(rng) && ok;
   std::printf("%s\n", ok ? "cuda_kernels_host_check: ok" : "cuda_kernels_host_check: FAILED");
   return ok ? 0 : 1;
 }

@@ -342,6 +342,30 @@ TEST_P(TdTargetCudaTest, KernelMatchesTheCpuPassAndTheComposite) {
 
 INSTANTIATE_TEST_SUITE_P(BatchSizes, TdTargetCudaTest, ::testing::Values(1, 100, 256, 4096));
 
+// TD3's target action (Td3TargetAction on a GPU: one kernel) against the composite on the GPU
+// and on the CPU, the smoothing and the action clamped and not, the mean read from a wider
+// head's rows.
+class Td3TargetActionCudaTest : public ::testing::TestWithParam<int64_t> {};
+
+TEST_P(Td3TargetActionCudaTest, KernelMatchesTheComposite) {
+  if (!HasGpu()) GTEST_SKIP() << "no CUDA device";
+  const int64_t rows = GetParam(), dims = 6;
+  const at::Device gpu(at::kCUDA, 0);
+  at::manual_seed(23);
+  const at::Tensor head = at::randn({rows, dims + 3}) * 2;
+  const at::Tensor noise = at::randn({rows, dims}) * 3;
+  const at::Tensor mean = head.narrow(1, 0, dims);
+  const at::Tensor mean_gpu = head.to(gpu).narrow(1, 0, dims);
+  const at::Tensor fused = Td3TargetAction(mean_gpu, noise.to(gpu), 0.2, 0.5).cpu();
+  const at::Tensor composite = Td3TargetActionComposite(mean_gpu, noise.to(gpu), 0.2, 0.5).cpu();
+  const at::Tensor cpu = Td3TargetAction(mean, noise, 0.2, 0.5);
+  EXPECT_LE((fused - composite).abs().max().item<double>(), 1e-6);
+  EXPECT_LE((fused - cpu).abs().max().item<double>(), 1e-6);
+  EXPECT_LE(fused.abs().max().item<double>(), 1.0);
+}
+
+INSTANTIATE_TEST_SUITE_P(BatchSizes, Td3TargetActionCudaTest, ::testing::Values(1, 100, 256, 4096));
+
 // SAC's temperature kernel (SacTemperatureTerms on a GPU) against the CPU's pass and the
 // composite on the GPU: the mean summed in another order, the rest the same arithmetic from it.
 class TemperatureCudaTest : public ::testing::TestWithParam<int64_t> {};

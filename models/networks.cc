@@ -204,9 +204,10 @@ enum class CudaKernel {
   kTdLoss,
   kActorLoss,
   kTdTarget,
-  kTemperature
+  kTemperature,
+  kTd3TargetAction
 };
-constexpr int kCudaKernelFamilies = 7;
+constexpr int kCudaKernelFamilies = 8;
 bool CudaKernelsAgree(const at::Device& device, CudaKernel kernel);
 #endif
 
@@ -497,6 +498,33 @@ bool TdLossShapes(const at::Tensor& q, const at::Tensor& target, const at::Tenso
   }
   return !weight.defined() || weight.sizes() == target.sizes();
 }
+
+#ifdef PRL_WITH_CUDA_KERNELS
+// Whether Td3TargetAction's kernel takes mean and noise: float32 [B, A] on one CUDA device, no
+// gradient, mean's rows contiguous, noise contiguous.
+bool Td3TargetActionShapes(const at::Tensor& mean, const at::Tensor& noise) {
+  if (mean.dim() != 2 || mean.sizes() != noise.sizes() || !mean.is_cuda() ||
+      noise.device() != mean.device()) {
+    return false;
+  }
+  for (const at::Tensor* t : {&mean, &noise}) {
+    if (t->scalar_type() != at::kFloat || t->requires_grad()) return false;
+  }
+  return mean.stride(1) == 1 && noise.is_contiguous();
+}
+
+at::Tensor FusedTd3TargetAction(const at::Tensor& mean, const at::Tensor& noise,
+                                double policy_noise, double noise_clip) {
+  const c10::cuda::CUDAGuard guard(mean.device());
+  at::Tensor out = at::empty(noise.sizes(), noise.options());
+  const int code = cuda_kernels::Td3TargetAction(
+      mean.data_ptr<float>(), mean.stride(0), noise.data_ptr<float>(), mean.size(0), mean.size(1),
+      static_cast<float>(policy_noise), static_cast<float>(noise_clip), out.data_ptr<float>(),
+      c10::cuda::getCurrentCUDAStream(mean.device().index()).stream());
+  TORCH_CHECK(code == 0, "TD3 target action kernel: ", cuda_kernels::ErrorString(code));
+  return out;
+}
+#endif
 
 // Whether TwinTdTarget has the shapes its kernel takes: float32 on one device, none needing a
 // gradient, q [K, B], r and d [B], and α [] or [1] with R [B] or both undefined.
@@ -1038,6 +1066,18 @@ double CheckActorLoss(const at::TensorOptions& opts) {
   return worst;
 }
 
+// The same for TD3's target action against Td3TargetActionComposite: the smoothing and the action
+// clamped and not, mean's rows read at the stride of the policy head's output.
+double CheckTd3TargetAction(const at::TensorOptions& opts) {
+  const int64_t rows = 300, dims = 6;
+  const at::Tensor index = at::arange(rows * (dims + 2), opts).reshape({rows, dims + 2});
+  const at::Tensor mean = (at::sin(index * 0.37) * 3.0).narrow(1, 0, dims);
+  const at::Tensor noise = at::cos(index.narrow(1, 0, dims) * 0.23) * 3.0;
+  const at::Tensor fused = FusedTd3TargetAction(mean, noise.contiguous(), 0.2, 0.5);
+  const at::Tensor composite = Td3TargetActionComposite(mean, noise, 0.2, 0.5);
+  return (fused - composite).abs().max().item<double>();  // values within [-1, 1]
+}
+
 // The same for the TD target against TwinTdTargetComposite, with and without the α·R term and
 // a reward scale, with ties among the critics.
 double CheckTdTarget(const at::TensorOptions& opts) {
@@ -1164,6 +1204,8 @@ bool CudaKernelsAgree(const at::Device& device, CudaKernel kernel) {
   run(CudaKernel::kActorLoss, "actor loss", [&] { return relative(CheckActorLoss(opts)); });
   run(CudaKernel::kTdTarget, "TD target", [&] { return relative(CheckTdTarget(opts)); });
   run(CudaKernel::kTemperature, "temperature", [&] { return relative(CheckTemperature(opts)); });
+  run(CudaKernel::kTd3TargetAction, "TD3 target action",
+      [&] { return relative(CheckTd3TargetAction(opts)); });
   run(CudaKernel::kAdam, "Adam", [&] {
     const int64_t differ = CheckAdam(device);
     return std::pair{differ == 0,
@@ -1299,6 +1341,23 @@ at::Tensor TwinTdTarget(const at::Tensor& q, const at::Tensor& alpha, const at::
   }
 #endif
   return TwinTdTargetComposite(q, alpha, regularizer, reward, discount, reward_scale, gamma);
+}
+
+at::Tensor Td3TargetActionComposite(const at::Tensor& mean, const at::Tensor& noise,
+                                    double policy_noise, double noise_clip) {
+  const at::Tensor smoothing = (noise * policy_noise).clamp_(-noise_clip, noise_clip);
+  return (at::tanh(mean) + smoothing).clamp_(-1.0, 1.0);
+}
+
+at::Tensor Td3TargetAction(const at::Tensor& mean, const at::Tensor& noise, double policy_noise,
+                           double noise_clip) {
+#ifdef PRL_WITH_CUDA_KERNELS
+  if (Td3TargetActionShapes(mean, noise) &&
+      CudaKernelsAgree(mean.device(), CudaKernel::kTd3TargetAction)) {
+    return FusedTd3TargetAction(mean, noise, policy_noise, noise_clip);
+  }
+#endif
+  return Td3TargetActionComposite(mean, noise, policy_noise, noise_clip);
 }
 
 TemperatureTerms SacTemperatureTermsComposite(const at::Tensor& regularizer,

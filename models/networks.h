@@ -142,6 +142,15 @@ at::Tensor TwinTdTarget(const at::Tensor& q, const at::Tensor& alpha, const at::
 at::Tensor TwinTdTargetComposite(const at::Tensor& q, const at::Tensor& alpha,
                                  const at::Tensor& regularizer, const at::Tensor& reward,
                                  const at::Tensor& discount, double reward_scale, double gamma);
+// TD3's target action with target-policy smoothing, without gradient:
+// clamp(tanh(mean) + clamp(σ·noise, −c, c), −1, 1) for the target actor's mean [B, A] and
+// standard-normal noise [B, A] (σ = policy_noise, c = noise_clip). On a GPU whose kernels passed
+// their check one kernel where the composite is five; elsewhere LibTorch's operations
+// (Td3TargetActionComposite, equal to the kernel but for the last bit of tanh).
+at::Tensor Td3TargetAction(const at::Tensor& mean, const at::Tensor& noise, double policy_noise,
+                           double noise_clip);
+at::Tensor Td3TargetActionComposite(const at::Tensor& mean, const at::Tensor& noise,
+                                    double policy_noise, double noise_clip);
 // SAC's temperature terms from its regulariser R [B] (its gradient ignored) and log α [1]:
 // R's batch mean m, the temperature loss −log α·(m + target) [], its gradient with respect to
 // log α, −(m + target) [1] (for Adam), and the entropy the learner reports (−m, or m where

@@ -313,6 +313,17 @@ TEST(SacActorLossTest, FusedMatchesTheCompositeAndItsGradientsBitForBit) {
 // the composite's addcmul rounds its product before the sum (a contracted multiply-add may
 // differ in the last bit), a NaN among a row's critics giving a NaN target in both, with and
 // without the α·R term and a reward scale; on the CPU TwinTdTarget is the composite.
+// TD3's target action on hand values: the smoothing clamped to ±c, the action to ±1.
+TEST(Td3TargetActionTest, SmoothsAndClampsTheTargetAction) {
+  const at::Tensor mean = at::tensor({0.0f, 10.0f, -10.0f, 0.5f, 0.0f}).view({1, 5});
+  const at::Tensor noise = at::tensor({100.0f, 0.0f, 0.0f, -1.0f, -0.5f}).view({1, 5});
+  const at::Tensor out = Td3TargetAction(mean, noise, /*policy_noise=*/0.2, /*noise_clip=*/0.5);
+  const float want[] = {0.5f, 1.0f, -1.0f, std::tanh(0.5f) - 0.2f, -0.1f};
+  ASSERT_EQ(out.sizes(), mean.sizes());
+  for (int j = 0; j < 5; ++j) EXPECT_NEAR(out[0][j].item<float>(), want[j], 1e-6) << j;
+  EXPECT_TRUE(at::equal(out, Td3TargetActionComposite(mean, noise, 0.2, 0.5)));
+}
+
 TEST(TwinTdTargetTest, FusedMatchesTheComposite) {
   at::Generator gen = at::detail::createCPUGenerator(9);
   for (const int64_t rows : {int64_t{256}, int64_t{37}, int64_t{1}}) {
