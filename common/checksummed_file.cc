@@ -4,7 +4,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <atomic>
 #include <cerrno>
 #include <cstring>
 
@@ -12,6 +11,7 @@
 #include "common/crc32c.h"
 #include "common/os_error.h"
 #include "common/status_macros.h"
+#include "common/temp_files.h"
 
 namespace prl {
 namespace {
@@ -74,11 +74,6 @@ absl::Status FsyncDirectory(const std::string& path) {
   close(fd);
   if (rc != 0) return OsError("cannot fsync directory", dir);
   return absl::OkStatus();
-}
-
-std::string TempPathFor(const std::string& path) {
-  static std::atomic<uint64_t> counter{0};
-  return absl::StrCat(path, ".tmp.", getpid(), ".", counter.fetch_add(1));
 }
 
 // Opens a fresh temp file beside `path`.

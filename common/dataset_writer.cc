@@ -4,7 +4,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <atomic>
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
@@ -15,6 +14,7 @@
 #include "common/hdf5_util.h"
 #include "common/os_error.h"
 #include "common/status_macros.h"
+#include "common/temp_files.h"
 #include "common/version.h"
 
 namespace prl {
@@ -167,11 +167,6 @@ absl::Status CheckRowValues(absl::Span<const float> values, int64_t expected,
     }
   }
   return absl::OkStatus();
-}
-
-std::string TempPathFor(const std::string& path) {
-  static std::atomic<uint64_t> counter{0};
-  return absl::StrCat(path, ".tmp.", getpid(), ".", counter.fetch_add(1));
 }
 
 std::string DirName(const std::string& path) {

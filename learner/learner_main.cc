@@ -17,10 +17,12 @@
 #include "absl/time/time.h"
 #include "common/allocator.h"
 #include "common/client.h"
+#include "common/directory_lock.h"
 #include "common/logging.h"
 #include "common/server.h"
 #include "common/server_flags.h"
 #include "common/signals.h"
+#include "common/temp_files.h"
 #include "learner/actor_registry.h"
 #include "learner/algorithm.h"
 #include "learner/algorithm_registry.h"
@@ -123,6 +125,24 @@ int main(int argc, char** argv) {
     std::cerr << "prl_learner: " << token.status().message() << "\n";
     return 1;
   }
+  // The state directory is this learner's alone: a second learner started on it by mistake
+  // stops here, before it touches a record, a checkpoint or a dataset segment.
+  const std::string state_dir = absl::GetFlag(FLAGS_learner_state_dir);
+  auto state_lock = prl::DirectoryLock::Acquire(state_dir, "prl_learner");
+  if (!state_lock.ok()) {
+    std::cerr << "prl_learner: --learner_state_dir: " << state_lock.status().message() << "\n";
+    return 1;
+  }
+  // What a learner killed mid-write left behind: every temporary file of the experiment and
+  // dataset stores (no other process writes there), and those over an hour old in the model
+  // store, where a prior server on the same machine writes the models pushed to it.
+  if (const int n = prl::RemoveStaleTempFiles(state_dir, 0, absl::ZeroDuration()) +
+                    prl::RemoveStaleTempFiles(state_dir + "/experiments", 2, absl::ZeroDuration()) +
+                    prl::RemoveStaleTempFiles(state_dir + "/datasets", 1, absl::ZeroDuration()) +
+                    prl::RemoveStaleTempFiles(state_dir + "/models", 1, absl::Hours(1))) {
+    PRL_LOG(INFO) << "removed " << n << " unfinished file(s) of an earlier learner from "
+                  << state_dir;
+  }
   std::vector<std::string> replay;
   for (absl::string_view a :
        absl::StrSplit(absl::GetFlag(FLAGS_learner_replay), ',', absl::SkipWhitespace())) {
@@ -222,6 +242,12 @@ int main(int argc, char** argv) {
             [p = pusher.get()](const std::string& name, int64_t version, const std::string& path) {
               p->Push(name, version, path);
             });
+    // pushes queued when an earlier learner was killed died with it: bring the server up to
+    // date with the store first
+    pusher->CatchUp((*model_store)->List(),
+                    [store = model_store->get()](const std::string& name, int64_t version) {
+                      return store->PathOf(name, version);
+                    });
   }
   algorithms.Register(
       prl::v1::AlgorithmSpec::kSpirl, "spirl",
@@ -314,6 +340,7 @@ int main(int argc, char** argv) {
                                      {&experiments, &actors}, metrics);
   if (!host.ok()) {
     std::cerr << "prl_learner: " << host.status().message() << "\n";
+    manager->Shutdown();  // before the stores and the pusher it uses go
     return 1;
   }
   PRL_LOG(INFO) << "learner state in " << manager_options.state_dir << ", " << replay.size()

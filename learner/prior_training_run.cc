@@ -81,6 +81,13 @@ class PriorTrainingRun final : public ExperimentRun {
   absl::StatusOr<models::Losses> Validate() const;
   void Report(int64_t step, int64_t total_steps, int64_t epoch, double samples_per_second);
   absl::StatusOr<std::string> Store(const models::Losses& validation);
+  // The version of the output model this experiment stored in an earlier run (its training
+  // summary names the experiment), if any: a learner killed after storing it and before the
+  // experiment's end was recorded.
+  std::optional<int64_t> StoredEarlier() const;
+  // Sets the outputs to the stored version and publishes it when the spec asks; the run's
+  // result.
+  Result Succeed(int64_t version, const std::string& path, std::string reason);
   // Writes the checkpoint after `step` steps (crash-safe: a temporary file renamed over it).
   absl::Status Checkpoint(int64_t step);
   // The steps done by the checkpoint the model was restored from (0 when there is none or it
@@ -275,7 +282,25 @@ absl::StatusOr<std::string> PriorTrainingRun::Store(const models::Losses& valida
   return options_.models->Write(artifact);
 }
 
+std::optional<int64_t> PriorTrainingRun::StoredEarlier() const {
+  const std::string mark = absl::StrCat("# experiment: ", experiment_.id(), "\n");
+  for (const v1::ModelInfo& info : options_.models->List()) {
+    if (info.name() == spec_.output_model() && absl::StrContains(info.training_summary(), mark)) {
+      return info.version();
+    }
+  }
+  return std::nullopt;
+}
+
 ExperimentRun::Result PriorTrainingRun::Run() {
+  if (std::optional<int64_t> stored = StoredEarlier()) {
+    // the model is what the experiment was for: record its end instead of training it again
+    RemoveCheckpoint();
+    PRL_LOG(INFO) << experiment_.id() << ": " << spec_.output_model() << " v" << *stored
+                  << " was stored before the learner restarted";
+    return Succeed(*stored, options_.models->PathOf(spec_.output_model(), *stored),
+                   absl::StrCat("stored as v", *stored, " before the learner restarted"));
+  }
   if (options_.torch_threads > 0) at::set_num_threads(options_.torch_threads);
   if (absl::Status s = LoadData(); !s.ok()) {
     return {v1::EXPERIMENT_STATE_FAILED, absl::StrCat("dataset: ", s.message())};
@@ -384,23 +409,28 @@ ExperimentRun::Result PriorTrainingRun::Run() {
     return {v1::EXPERIMENT_STATE_FAILED,
             absl::StrCat("storing the model: ", path.status().message())};
   }
-  v1::ExperimentOutputs outputs;
-  outputs.mutable_prior_model()->set_name(spec_.output_model());
-  outputs.mutable_prior_model()->set_version(version_);
-  context_->SetOutputs(outputs);
   PRL_LOG(INFO) << experiment_.id() << ": stored " << spec_.output_model() << " v" << version_
                 << " at " << *path;
-  std::string reason =
-      spec_.max_steps() > 0 && total == spec_.max_steps() ? "max_steps reached" : "epochs done";
+  return Succeed(
+      version_, *path,
+      spec_.max_steps() > 0 && total == spec_.max_steps() ? "max_steps reached" : "epochs done");
+}
+
+ExperimentRun::Result PriorTrainingRun::Succeed(int64_t version, const std::string& path,
+                                                std::string reason) {
+  v1::ExperimentOutputs outputs;
+  outputs.mutable_prior_model()->set_name(spec_.output_model());
+  outputs.mutable_prior_model()->set_version(version);
+  context_->SetOutputs(outputs);
   if (spec_.publish()) {
     // the model is stored whatever happens here: a failed publish is said, not fatal
     if (options_.publish == nullptr) {
       absl::StrAppend(&reason, "; not published: this learner has no prior server to publish to");
-    } else if (absl::Status s = options_.publish(spec_.output_model(), version_, *path); !s.ok()) {
+    } else if (absl::Status s = options_.publish(spec_.output_model(), version, path); !s.ok()) {
       absl::StrAppend(&reason, "; publishing to the prior server failed: ", s.message(),
                       " (prlctl load-model ", spec_.output_model(), " serves it by hand)");
       PRL_LOG(WARNING) << experiment_.id() << ": publishing " << spec_.output_model() << " v"
-                       << version_ << ": " << s;
+                       << version << ": " << s;
     } else {
       absl::StrAppend(&reason, "; published to the prior server");
     }

@@ -27,6 +27,7 @@
 namespace prl::learner {
 namespace {
 
+using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
 // `episodes` episodes of `length` steps: 4-D states, 2-D actions that depend on the state.
@@ -96,8 +97,9 @@ class PriorTrainingRunTest : public ::testing::Test {
     dataset_ = WriteDataset(dir_ + "-data.hdf5", 12, 30);
   }
 
+  // Runs a new experiment (a fresh id, unless `id` names one run before).
   ExperimentRun::Result Run(const std::string& prior_training, bool stop_at_once = false,
-                            const PriorTrainingRunOptions* base = nullptr) {
+                            const PriorTrainingRunOptions* base = nullptr, std::string id = "") {
     v1::ExperimentSpec spec;
     EXPECT_TRUE(google::protobuf::TextFormat::ParseFromString(
         absl::StrCat("name: \"prior\" kind: KIND_TRAIN_PRIOR prior_training { ", prior_training,
@@ -106,7 +108,7 @@ class PriorTrainingRunTest : public ::testing::Test {
     absl::StatusOr<v1::ExperimentSpec> filled = ValidateAndFillSpec(spec);
     EXPECT_TRUE(filled.ok()) << filled.status();
     v1::Experiment experiment;
-    experiment.set_id("exp-prior");
+    experiment.set_id(id.empty() ? absl::StrCat("exp-prior-", ++experiments_) : id);
     *experiment.mutable_spec() = *filled;
     PriorTrainingRunOptions options = base != nullptr ? *base : PriorTrainingRunOptions();
     options.models = store_.get();
@@ -121,6 +123,7 @@ class PriorTrainingRunTest : public ::testing::Test {
   }
 
   std::string dir_, dataset_;
+  int experiments_ = 0;
   std::unique_ptr<ModelStore> store_;
   std::unique_ptr<DatasetStore> datasets_;
   prometheus::Registry registry_;
@@ -255,6 +258,40 @@ TEST_F(PriorTrainingRunTest, AShutdownCheckpointsAndTheNextRunResumesExactly) {
   ASSERT_TRUE(third.ok());
   EXPECT_EQ((*third)->Run().state, v1::EXPERIMENT_STATE_SUCCEEDED);
   EXPECT_TRUE(std::ifstream(checkpoint + ".unusable").good());
+}
+
+// A learner killed after the model was stored and before the experiment's end was recorded
+// runs the experiment again on its restart: the run finds the model it stored and succeeds
+// with it, publishing it when asked, instead of training a second version.
+TEST_F(PriorTrainingRunTest, ARunAfterTheModelWasStoredSucceedsWithItWithoutTraining) {
+  const std::string spec = absl::StrCat(
+      "kind: PRIOR_KIND_REAL_NVP_FLOW dataset: '", dataset_,
+      "' output_model: 'flow' max_steps: 5 batch_size: 8 network { hidden_sizes: [8] } "
+      "publish: true");
+  ASSERT_EQ(Run(spec).state, v1::EXPERIMENT_STATE_SUCCEEDED);  // another experiment's v1
+  ASSERT_EQ(Run(spec, false, nullptr, "exp-killed").state, v1::EXPERIMENT_STATE_SUCCEEDED);
+  ASSERT_EQ(context_.outputs().prior_model().version(), 2);
+  const int64_t updates = context_.progress().updates();
+
+  std::vector<std::string> published;
+  PriorTrainingRunOptions options;
+  options.publish = [&](const std::string& name, int64_t version, const std::string& path) {
+    published.push_back(absl::StrCat(name, " v", version, " ", path));
+    return absl::OkStatus();
+  };
+  context_.SetOutputs(v1::ExperimentOutputs());
+  const ExperimentRun::Result again = Run(spec, false, &options, "exp-killed");
+  ASSERT_EQ(again.state, v1::EXPERIMENT_STATE_SUCCEEDED) << again.reason;
+  EXPECT_THAT(again.reason, HasSubstr("stored as v2 before the learner restarted"));
+  EXPECT_THAT(again.reason, HasSubstr("published to the prior server"));
+  EXPECT_EQ(context_.outputs().prior_model().name(), "flow");
+  EXPECT_EQ(context_.outputs().prior_model().version(), 2);
+  EXPECT_EQ(context_.progress().updates(), updates) << "trained again";
+  EXPECT_THAT(published, ElementsAre(absl::StrCat("flow v2 ", store_->PathOf("flow", 2))));
+  EXPECT_FALSE(store_->Read("flow", 3).ok()) << "a second version was stored";
+  // a new experiment with the same spec trains its own version
+  ASSERT_EQ(Run(spec).state, v1::EXPERIMENT_STATE_SUCCEEDED);
+  EXPECT_EQ(context_.outputs().prior_model().version(), 3);
 }
 
 // MCAT's translator between two tasks, trained offline from a dataset of each.

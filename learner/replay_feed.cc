@@ -162,6 +162,7 @@ absl::StatusOr<Batch> ReplayFeed::ToBatch(const v1::SampleResponse& response,
 void ReplayFeed::PrefetchLoop() {
   const std::string& table = options_.tables.front().name();
   const double is_exponent = options_.prioritized ? options_.importance_sampling_exponent : 0.0;
+  absl::Duration retry = options_.sample_retry;
   while (true) {
     {
       absl::MutexLock lock(&mu_);
@@ -171,9 +172,21 @@ void ReplayFeed::PrefetchLoop() {
       mu_.Await(absl::Condition(&room));
       if (stop_) return;
     }
+    const absl::Time started = absl::Now();
     absl::StatusOr<v1::SampleResponse> sample =
         source_->Sample(table, options_.batch_size, options_.sample_timeout, is_exponent);
-    if (!sample.ok() && Transient(sample.status())) continue;
+    if (!sample.ok() && Transient(sample.status())) {
+      // a call that waited (the limiter, an empty table) tries again at once; one that failed
+      // at once waits out the rest of `retry` (Stop ends the wait)
+      const absl::Duration rest = retry - (absl::Now() - started);
+      retry = std::min(retry * 2, options_.sample_retry_max);
+      if (rest > absl::ZeroDuration()) {
+        absl::MutexLock lock(&mu_);
+        mu_.AwaitWithTimeout(absl::Condition(&stop_), rest);
+      }
+      continue;
+    }
+    retry = options_.sample_retry;
     absl::StatusOr<Batch> batch =
         sample.ok() ? ToBatch(*sample, options_.device, options_.prioritized, stager_.get())
                     : absl::StatusOr<Batch>(sample.status());

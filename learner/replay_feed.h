@@ -84,6 +84,12 @@ struct ReplayFeedOptions {
   // first after `create_retry`, doubling up to `create_retry_max`, until it succeeds or Stop.
   absl::Duration create_retry = absl::Milliseconds(250);
   absl::Duration create_retry_max = absl::Seconds(5);
+  // After a Sample fails with a transient error at once (every shard restarting: UNAVAILABLE
+  // without a call), the next try waits until `sample_retry` has passed since the failed one
+  // began, doubling up to `sample_retry_max` while failures go on, back to `sample_retry` after
+  // a batch: a shard's restart is waited out without spinning a core.
+  absl::Duration sample_retry = absl::Milliseconds(5);
+  absl::Duration sample_retry_max = absl::Milliseconds(250);
 };
 
 class ReplayFeed final : public BatchFeed {

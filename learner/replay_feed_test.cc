@@ -198,6 +198,34 @@ TEST(ReplayFeedTest, TransientSampleErrorsAreSkippedAndOthersEndTheFeed) {
   EXPECT_EQ(second.status().message(), "table deleted");
 }
 
+TEST(ReplayFeedTest, SampleErrorsAtOnceAreRetriedWithBackoffNotInASpin) {
+  // every shard down: Sample fails at once, again and again
+  auto source = std::make_unique<FakeSource>();
+  FakeSource* fake = source.get();
+  for (int i = 0; i < 100000; ++i) {
+    source->sample_results.push_back(absl::UnavailableError("no shard is up"));
+  }
+  ReplayFeedOptions options = Options();
+  options.sample_retry = absl::Milliseconds(5);
+  options.sample_retry_max = absl::Milliseconds(80);
+  ReplayFeed feed(std::move(source), options);
+  ASSERT_TRUE(feed.Start().ok());
+  absl::SleepFor(absl::Milliseconds(400));
+  size_t tries = 0;
+  {
+    absl::MutexLock lock(&fake->mu_);
+    tries = fake->sampled_tables.size();
+    fake->sample_results.clear();  // the shards are back
+  }
+  // 5, 10, 20, 40, 80, 80, ... ms apart: about 8 tries in 400 ms (a spin makes thousands)
+  EXPECT_GE(tries, 2u);
+  EXPECT_LE(tries, 60u);
+  absl::StatusOr<std::optional<Batch>> batch = feed.Next(absl::Minutes(1));
+  ASSERT_TRUE(batch.ok()) << batch.status();
+  EXPECT_TRUE(batch->has_value());
+  feed.Stop();
+}
+
 TEST(ReplayFeedTest, ReleaseDeletesEveryTable) {
   auto source = std::make_unique<FakeSource>();
   FakeSource* fake = source.get();

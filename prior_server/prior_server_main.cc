@@ -20,6 +20,7 @@
 #include "common/server.h"
 #include "common/server_flags.h"
 #include "common/signals.h"
+#include "common/temp_files.h"
 #include "models/cpu_allocator.h"
 #include "models/torch_prior_inference.h"
 #include "prior_server/dynamic_batcher.h"
@@ -99,6 +100,14 @@ int main(int argc, char** argv) {
   prl::prior_server::PriorMetrics metrics(*registry);
   prl::prior_server::RegistryOptions registry_options;
   registry_options.model_dir = absl::GetFlag(FLAGS_prior_model_dir);
+  // models pushed to a server killed mid-write leave temporary files; the directory may be a
+  // learner's model store too (one machine), so only those over an hour old are removed
+  if (!registry_options.model_dir.empty()) {
+    if (const int n = prl::RemoveStaleTempFiles(registry_options.model_dir, 1, absl::Hours(1))) {
+      PRL_LOG(INFO) << "removed " << n << " unfinished model file(s) from "
+                    << registry_options.model_dir;
+    }
+  }
   registry_options.keep_versions = absl::GetFlag(FLAGS_prior_keep_versions);
   registry_options.load_on_demand = absl::GetFlag(FLAGS_prior_load_on_demand);
   registry_options.batching = batching;

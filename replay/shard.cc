@@ -11,6 +11,7 @@
 #include "common/checksummed_file.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
+#include "common/temp_files.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "replay/checkpoint.pb.h"
 
@@ -73,6 +74,13 @@ absl::StatusOr<std::unique_ptr<ReplayShard>> ReplayShard::Create(const ShardOpti
       return absl::FailedPreconditionError(absl::StrCat("--replay_checkpoint_dir: cannot create '",
                                                         options.checkpoint_dir,
                                                         "': ", std::strerror(errno)));
+    }
+    PRL_ASSIGN_OR_RETURN(shard->directory_lock_,
+                         DirectoryLock::Acquire(options.checkpoint_dir, "prl_replay"));
+    // the directory is this shard's alone now: any temporary file is a dead writer's
+    if (const int n = RemoveStaleTempFiles(options.checkpoint_dir, 0, absl::ZeroDuration())) {
+      PRL_LOG(INFO) << "removed " << n << " unfinished checkpoint file(s) from "
+                    << options.checkpoint_dir;
     }
     PRL_RETURN_IF_ERROR(shard->Restore());
     if (options.checkpoint_period > absl::ZeroDuration()) {

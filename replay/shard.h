@@ -15,6 +15,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/directory_lock.h"
 #include "prometheus/registry.h"
 #include "proto/replay.pb.h"
 #include "replay/replay_metrics.h"
@@ -34,8 +35,10 @@ struct ShardOptions {
 class ReplayShard {
  public:
   // Creates the shard and, when the checkpoint directory holds a checkpoint, restores its
-  // tables. Errors: DATA_LOSS (naming the file) for a corrupt checkpoint, which is left in
-  // place for inspection; the OS error when the directory cannot be used.
+  // tables. The shard holds a lock on the checkpoint directory for its lifetime and removes the
+  // temporary files a shard killed mid-checkpoint left there. Errors: DATA_LOSS (naming the
+  // file) for a corrupt checkpoint, which is left in place for inspection; FAILED_PRECONDITION
+  // when another shard (process) uses the directory; the OS error when it cannot be used.
   static absl::StatusOr<std::unique_ptr<ReplayShard>> Create(const ShardOptions& options,
                                                              prometheus::Registry& registry);
   // Stops periodic checkpoints and closes every table.
@@ -70,6 +73,7 @@ class ReplayShard {
 
   const ShardOptions options_;
   ReplayMetrics metrics_;
+  std::unique_ptr<DirectoryLock> directory_lock_;
 
   mutable absl::Mutex mu_;
   std::map<std::string, std::shared_ptr<Table>> tables_ ABSL_GUARDED_BY(mu_);

@@ -244,6 +244,7 @@ TEST(ReplayShardTest, CheckpointUnderTrafficRestoresEveryTable) {
   sampler.join();
   EXPECT_THAT(checkpoint->tables(), ElementsAre("a", "b"));
   EXPECT_GT(checkpoint->bytes(), 0);
+  shard.reset();  // the directory is one shard's at a time
 
   prometheus::Registry registry2;
   auto restored = MakeShard(options, registry2);
@@ -344,6 +345,7 @@ TEST(ReplayShardTest, PeriodicCheckpointsHappen) {
   RenameWatch watch(dir, "replay.ckpt");
   ASSERT_TRUE(watch.AwaitRenames(2, absl::Seconds(30)));
   EXPECT_EQ(shard->Info("")->last_checkpoint_path(), dir + "/replay.ckpt");
+  shard.reset();
   // the checkpoint holds the table.
   ShardOptions restore;
   restore.checkpoint_dir = dir;
@@ -351,6 +353,28 @@ TEST(ReplayShardTest, PeriodicCheckpointsHappen) {
   auto restored = MakeShard(restore, registry2);
   ASSERT_NE(restored, nullptr);
   EXPECT_TRUE(restored->GetTable("a").ok());
+}
+
+TEST(ReplayShardTest, TheCheckpointDirectoryIsOneShardsAndCleanedOfUnfinishedCheckpoints) {
+  const std::string dir = TempDir("ckpt_owned");
+  // what a shard killed while writing a checkpoint leaves: its temporary file
+  const std::string stale = dir + "/replay.ckpt.tmp.1.0.0123456789abcdef";
+  std::ofstream(stale) << "half a checkpoint";
+  ShardOptions options;
+  options.checkpoint_dir = dir;
+  prometheus::Registry registry;
+  auto shard = MakeShard(options, registry);
+  ASSERT_NE(shard, nullptr);
+  EXPECT_FALSE(std::ifstream(stale).good());
+  // a second shard on the same directory is refused while the first lives, naming it
+  prometheus::Registry registry2;
+  auto second = ReplayShard::Create(options, registry2);
+  ASSERT_FALSE(second.ok());
+  EXPECT_EQ(second.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(second.status().message()), HasSubstr("in use by prl_replay"));
+  shard.reset();
+  prometheus::Registry registry3;
+  EXPECT_NE(MakeShard(options, registry3), nullptr);
 }
 
 }  // namespace

@@ -122,6 +122,39 @@ TEST(PriorPushTest, PushedModelsAreServedAndSurviveAServerRestart) {
   Server restarted = StartServer(server_dir, port);
   ASSERT_NE(restarted.process, nullptr);
   expect_served(restarted.channel);
+
+  // A learner killed after storing v2 and v3 and before pushing them (its pusher's queue died
+  // with it): the next learner's pusher catches up at its start, pushing what the server lacks
+  // and nothing it has. Another model the server never had goes as its newest version only.
+  (*store)->SetWriteListener(nullptr);
+  for (int v = 2; v <= 3; ++v) {
+    info.set_version((*store)->Reserve("maze-skills").value());
+    ASSERT_TRUE((*store)->Write(skill->ToArtifact(info).value()).ok());
+  }
+  info.set_name("other-skills");
+  for (int v = 1; v <= 2; ++v) {
+    info.set_version((*store)->Reserve("other-skills").value());
+    ASSERT_TRUE((*store)->Write(skill->ToArtifact(info).value()).ok());
+  }
+  learner::ModelPusher next(restarted.channel, restarted.address, push_options);
+  next.CatchUp((*store)->List(), [&](const std::string& name, int64_t version) {
+    return (*store)->PathOf(name, version);
+  });
+  ASSERT_TRUE(next.AwaitFinished(4, absl::Seconds(60))) << "the catch-up never finished";
+  EXPECT_EQ(next.succeeded(), 4);  // the listing and three pushes
+  for (const char* pushed :
+       {"/maze-skills/v2.prl", "/maze-skills/v3.prl", "/other-skills/v2.prl"}) {
+    EXPECT_EQ(stat((server_dir + pushed).c_str(), &st), 0) << pushed << " was not pushed";
+  }
+  EXPECT_NE(stat((server_dir + "/other-skills/v1.prl").c_str(), &st), 0);
+  // once up to date, a catch-up pushes nothing
+  learner::ModelPusher again(restarted.channel, restarted.address, push_options);
+  again.CatchUp((*store)->List(), [&](const std::string& name, int64_t version) {
+    return (*store)->PathOf(name, version);
+  });
+  ASSERT_TRUE(again.AwaitFinished(1, absl::Seconds(60)));
+  EXPECT_FALSE(again.AwaitFinished(2, absl::Seconds(2))) << "pushed a model the server has";
+  EXPECT_EQ(again.succeeded(), 1);
 }
 
 }  // namespace

@@ -19,6 +19,7 @@ Infos describe the state a transition led to (row i's info goes with next_observ
 import dataclasses
 import itertools
 import os
+import secrets
 
 import h5py
 import numpy as np
@@ -336,7 +337,7 @@ def write_dataset(dataset, path, *, chunk_rows=4096, compression=0):
     for key, values in columns:
         _check_chunk(key, values.shape[1:], chunk_rows)
 
-    temp = f"{path}.tmp.{os.getpid()}.{next(_temp_counter)}"
+    temp = f"{path}.tmp.{os.getpid()}.{next(_temp_counter)}.{secrets.token_hex(8)}"
     try:
         # the HDF5 1.10 file format, whose metadata has checksums
         with h5py.File(temp, "x", libver=("v110", "v110")) as f:
