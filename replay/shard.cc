@@ -1,9 +1,12 @@
 #include "replay/shard.h"
 
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
+#include <fstream>
+#include <set>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -19,6 +22,8 @@ namespace prl::replay {
 namespace {
 
 constexpr char kCheckpointFile[] = "replay.ckpt";
+// Names of tables deleted since the checkpoint was snapshotted, one per line.
+constexpr char kTombstoneFile[] = "replay.deleted";
 constexpr size_t kFlushBytes = 1 << 20;
 
 void PutLe(uint64_t v, int bytes, std::string* out) {
@@ -105,6 +110,27 @@ std::string ReplayShard::checkpoint_path() const {
   return absl::StrCat(options_.checkpoint_dir, "/", kCheckpointFile);
 }
 
+std::string ReplayShard::tombstone_path() const {
+  return absl::StrCat(options_.checkpoint_dir, "/", kTombstoneFile);
+}
+
+absl::Status ReplayShard::WriteTombstones() {
+  absl::MutexLock file_lock(&tombstone_file_mu_);
+  std::string text;
+  {
+    absl::MutexLock lock(&mu_);
+    for (const auto& [name, number] : tombstones_) absl::StrAppend(&text, name, "\n");
+  }
+  if (text.empty()) {
+    if (unlink(tombstone_path().c_str()) != 0 && errno != ENOENT) {
+      return absl::InternalError(
+          absl::StrCat("cannot remove ", tombstone_path(), ": ", std::strerror(errno)));
+    }
+    return absl::OkStatus();
+  }
+  return WriteFileAtomically(tombstone_path(), text);
+}
+
 absl::StatusOr<v1::CreateTableResponse> ReplayShard::CreateTable(const v1::TableConfig& config) {
   v1::TableConfig filled = config;
   PRL_RETURN_IF_ERROR(ValidateTableConfig(options_.limits, &filled));
@@ -142,8 +168,15 @@ absl::StatusOr<int64_t> ReplayShard::DeleteTable(const std::string& name) {
     if (it == tables_.end()) return absl::NotFoundError(absl::StrCat("no table '", name, "'"));
     table = std::move(it->second);
     tables_.erase(it);
+    tombstones_[name] = ++deletions_;
   }
   table->Close();
+  if (!options_.checkpoint_dir.empty()) {
+    if (absl::Status s = WriteTombstones(); !s.ok()) {
+      PRL_LOG(ERROR) << "table '" << name << "' is deleted, but a restart before the next "
+                     << "checkpoint may restore it: " << s;
+    }
+  }
   return table->size();
 }
 
@@ -185,9 +218,11 @@ absl::StatusOr<v1::CheckpointResponse> ReplayShard::Checkpoint() {
   // snapshots are taken together under the shard lock (cheap: copy-on-write), so the file
   // matches one moment of the shard: no table deleted before it, none missing that existed.
   std::vector<TableSnapshot> snapshots;
+  uint64_t deletions = 0;  // deletions the snapshot reflects
   {
     absl::MutexLock lock(&mu_);
     for (const auto& [n, t] : tables_) snapshots.push_back(t->TakeSnapshot());
+    deletions = deletions_;
   }
   const std::string path = checkpoint_path();
   PRL_ASSIGN_OR_RETURN(auto writer, ChecksummedFileWriter::Create(path));
@@ -231,8 +266,25 @@ absl::StatusOr<v1::CheckpointResponse> ReplayShard::Checkpoint() {
   response.set_duration_seconds(seconds);
   metrics_.checkpoint_seconds().Observe(seconds);
   metrics_.checkpoint_bytes().Set(static_cast<double>(writer->payload_bytes()));
-  absl::MutexLock lock(&mu_);
-  last_checkpoint_ = path;
+  bool cleared = false;
+  {
+    absl::MutexLock lock(&mu_);
+    last_checkpoint_ = path;
+    // the tables deleted before the snapshot are not in the new checkpoint
+    for (auto it = tombstones_.begin(); it != tombstones_.end();) {
+      if (it->second <= deletions) {
+        it = tombstones_.erase(it);
+        cleared = true;
+      } else {
+        ++it;
+      }
+    }
+  }
+  if (cleared) {
+    if (absl::Status s = WriteTombstones(); !s.ok()) {
+      PRL_LOG(WARNING) << "checkpoint written; " << s;
+    }
+  }
   return response;
 }
 
@@ -240,6 +292,13 @@ absl::Status ReplayShard::Restore() {
   const std::string path = checkpoint_path();
   struct stat st;
   if (stat(path.c_str(), &st) != 0) return absl::OkStatus();  // nothing to restore
+  // tables deleted after the checkpoint's snapshot stay deleted
+  std::set<std::string> deleted;
+  if (std::ifstream tombstones(tombstone_path()); tombstones) {
+    for (std::string name; std::getline(tombstones, name);) {
+      if (!name.empty()) deleted.insert(name);
+    }
+  }
   PRL_ASSIGN_OR_RETURN(const std::string payload, ReadChecksummedFile(path));
   PayloadReader reader(payload, path);
   PRL_ASSIGN_OR_RETURN(const uint64_t num_tables, reader.Le(4));
@@ -290,6 +349,11 @@ absl::Status ReplayShard::Restore() {
       return absl::DataLossError(
           absl::StrCat("checkpoint '", path, "' holds table '", name, "' twice"));
     }
+    if (deleted.count(name) > 0) {
+      PRL_LOG(INFO) << "not restoring table '" << name << "': it was deleted after " << path
+                    << " was written";
+      continue;
+    }
     auto table = Table::FromSnapshot(snapshot, options_.limits, metrics_.ForTable(name));
     if (!table.ok()) {
       return absl::DataLossError(
@@ -302,6 +366,7 @@ absl::Status ReplayShard::Restore() {
   }
   absl::MutexLock lock(&mu_);
   tables_ = std::move(restored);
+  for (const std::string& name : deleted) tombstones_[name] = 0;  // until the next checkpoint
   last_checkpoint_ = path;
   PRL_LOG(INFO) << "restored " << tables_.size() << " tables from " << path;
   return absl::OkStatus();

@@ -50,8 +50,10 @@ class ReplayShard {
   // max_tables.
   absl::StatusOr<v1::CreateTableResponse> CreateTable(const v1::TableConfig& config)
       ABSL_LOCKS_EXCLUDED(mu_);
-  // Deletes a table, failing its blocked calls with CANCELLED; returns its item count.
-  // Errors: NOT_FOUND.
+  // Deletes a table, failing its blocked calls with CANCELLED; returns its item count. With
+  // checkpoints on, the deletion is made durable before this returns (a tombstone file beside
+  // the checkpoint, cleared by the next checkpoint), so a shard killed before its next
+  // checkpoint does not restore the table. Errors: NOT_FOUND.
   absl::StatusOr<int64_t> DeleteTable(const std::string& name) ABSL_LOCKS_EXCLUDED(mu_);
   // The table called `name`. Errors: NOT_FOUND listing the tables there are.
   absl::StatusOr<std::shared_ptr<Table>> GetTable(const std::string& name) const
@@ -70,6 +72,9 @@ class ReplayShard {
   ReplayShard(const ShardOptions& options, prometheus::Registry& registry);
   absl::Status Restore() ABSL_LOCKS_EXCLUDED(mu_);
   void PeriodicCheckpoints();
+  // Rewrites the tombstone file from tombstones_ (removes it when there are none).
+  absl::Status WriteTombstones() ABSL_LOCKS_EXCLUDED(mu_, tombstone_file_mu_);
+  std::string tombstone_path() const;
 
   const ShardOptions options_;
   ReplayMetrics metrics_;
@@ -79,6 +84,12 @@ class ReplayShard {
   std::map<std::string, std::shared_ptr<Table>> tables_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::string last_checkpoint_ ABSL_GUARDED_BY(mu_);
+  // Tables deleted since the checkpoint on disk was snapshotted, with the deletion's number:
+  // the checkpoint still holds them, so Restore must not bring them back.
+  std::map<std::string, uint64_t> tombstones_ ABSL_GUARDED_BY(mu_);
+  uint64_t deletions_ ABSL_GUARDED_BY(mu_) = 0;
+  // Serialises tombstone file writes (taken before mu_).
+  absl::Mutex tombstone_file_mu_ ABSL_ACQUIRED_BEFORE(mu_);
 
   // Serialises checkpoints.
   absl::Mutex checkpoint_mu_ ABSL_ACQUIRED_BEFORE(mu_);

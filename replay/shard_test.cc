@@ -377,5 +377,41 @@ TEST(ReplayShardTest, TheCheckpointDirectoryIsOneShardsAndCleanedOfUnfinishedChe
   EXPECT_NE(MakeShard(options, registry3), nullptr);
 }
 
+// A table deleted after the last checkpoint stays deleted when the shard is killed before the
+// next one; a later checkpoint clears the tombstone, so a table of that name made afterwards is
+// restored.
+TEST(ReplayShardTest, ADeletedTableIsNotRestoredFromAnOlderCheckpoint) {
+  const std::string dir = TempDir("ckpt_deleted");
+  ShardOptions options;
+  options.checkpoint_dir = dir;
+  auto restart = [&](std::unique_ptr<ReplayShard>& shard, prometheus::Registry& registry) {
+    shard.reset();  // as after a SIGKILL: no final checkpoint
+    shard = MakeShard(options, registry);
+    ASSERT_NE(shard, nullptr);
+  };
+  prometheus::Registry r1, r2, r3, r4;
+  auto shard = MakeShard(options, r1);
+  ASSERT_TRUE(shard->CreateTable(Config("a")).ok());
+  ASSERT_TRUE(shard->CreateTable(Config("b")).ok());
+  ASSERT_TRUE(Insert(*shard, Rows("a", 0, 5)).ok());
+  ASSERT_TRUE(shard->Checkpoint().ok());
+  ASSERT_TRUE(shard->DeleteTable("a").ok());
+  restart(shard, r2);
+  EXPECT_FALSE(shard->GetTable("a").ok()) << "the deleted table came back";
+  EXPECT_TRUE(shard->GetTable("b").ok());
+  // still deleted after a second restart without a checkpoint in between
+  restart(shard, r3);
+  EXPECT_FALSE(shard->GetTable("a").ok());
+  // a new table of that name, checkpointed, is restored
+  ASSERT_TRUE(shard->CreateTable(Config("a")).ok());
+  ASSERT_TRUE(Insert(*shard, Rows("a", 100, 3)).ok());
+  ASSERT_TRUE(shard->Checkpoint().ok());
+  EXPECT_FALSE(std::ifstream(dir + "/replay.deleted").good()) << "the tombstone outlived it";
+  restart(shard, r4);
+  auto a = shard->GetTable("a");
+  ASSERT_TRUE(a.ok()) << a.status();
+  EXPECT_EQ((*a)->size(), 3);
+}
+
 }  // namespace
 }  // namespace prl::replay
