@@ -1,6 +1,7 @@
 #include "common/checksummed_file.h"
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -148,28 +149,11 @@ absl::Status WriteChecksummedFile(const std::string& path, absl::string_view pay
   return writer->Commit();
 }
 
-absl::StatusOr<std::string> ReadChecksummedFile(const std::string& path) {
-  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return OsError("cannot open", path);
-  std::string contents;
-  char chunk[1 << 16];
-  for (;;) {
-    const ssize_t n = read(fd, chunk, sizeof(chunk));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      absl::Status s = OsError("cannot read", path);
-      close(fd);
-      return s;
-    }
-    if (n == 0) break;
-    contents.append(chunk, static_cast<size_t>(n));
-  }
-  close(fd);
-  return ParseChecksummedBytes(contents, path);
-}
+namespace {
 
-absl::StatusOr<std::string> ParseChecksummedBytes(absl::string_view contents,
-                                                  absl::string_view source) {
+// Checks a whole file's bytes; returns the payload's place in them.
+absl::StatusOr<absl::string_view> VerifyChecksummed(absl::string_view contents,
+                                                    absl::string_view source) {
   auto corrupt = [&source](absl::string_view why) {
     return absl::DataLossError(
         absl::StrCat("file '", source, "' is corrupt or not a PRL file: ", why));
@@ -189,13 +173,80 @@ absl::StatusOr<std::string> ParseChecksummedBytes(absl::string_view contents,
     return corrupt(absl::StrCat("header says ", length, " payload bytes, file has ",
                                 contents.size() - kHeaderSize));
   }
-  std::string payload(contents.substr(kHeaderSize));
+  const absl::string_view payload = contents.substr(kHeaderSize);
   const uint32_t actual = Crc32c(payload);
   if (actual != crc) {
     return corrupt(absl::StrCat("checksum mismatch (header 0x", absl::Hex(crc), ", payload 0x",
                                 absl::Hex(actual), ")"));
   }
   return payload;
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> ReadChecksummedFile(const std::string& path) {
+  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return OsError("cannot open", path);
+  // read into one buffer of the file's size: no regrowth, and the payload is that buffer
+  // without its header, not a second copy
+  std::string contents;
+  struct stat st;
+  if (fstat(fd, &st) == 0 && st.st_size > 0) contents.reserve(static_cast<size_t>(st.st_size));
+  char chunk[1 << 16];
+  for (;;) {
+    const ssize_t n = read(fd, chunk, sizeof(chunk));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      absl::Status s = OsError("cannot read", path);
+      close(fd);
+      return s;
+    }
+    if (n == 0) break;
+    contents.append(chunk, static_cast<size_t>(n));
+  }
+  close(fd);
+  PRL_RETURN_IF_ERROR(VerifyChecksummed(contents, path).status());
+  contents.erase(0, kHeaderSize);
+  return contents;
+}
+
+absl::StatusOr<std::string> ParseChecksummedBytes(absl::string_view contents,
+                                                  absl::string_view source) {
+  PRL_ASSIGN_OR_RETURN(const absl::string_view payload, VerifyChecksummed(contents, source));
+  return std::string(payload);
+}
+
+absl::StatusOr<std::unique_ptr<MappedChecksummedFile>> MappedChecksummedFile::Open(
+    const std::string& path) {
+  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return OsError("cannot open", path);
+  struct stat st;
+  if (fstat(fd, &st) != 0) {
+    absl::Status s = OsError("cannot stat", path);
+    close(fd);
+    return s;
+  }
+  const size_t size = static_cast<size_t>(st.st_size);
+  void* data = nullptr;
+  if (size > 0) {
+    data = mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (data == MAP_FAILED) {
+      absl::Status s = OsError("cannot map", path);
+      close(fd);
+      return s;
+    }
+    madvise(data, size, MADV_SEQUENTIAL);
+  }
+  close(fd);  // the mapping keeps the file
+  std::unique_ptr<MappedChecksummedFile> file(new MappedChecksummedFile(data, size));
+  PRL_ASSIGN_OR_RETURN(
+      file->payload_,
+      VerifyChecksummed(absl::string_view(static_cast<const char*>(data), size), path));
+  return file;
+}
+
+MappedChecksummedFile::~MappedChecksummedFile() {
+  if (data_ != nullptr) munmap(data_, size_);
 }
 
 absl::Status WriteFileAtomically(const std::string& path, absl::string_view contents) {

@@ -67,6 +67,31 @@ absl::StatusOr<std::string> ReadChecksummedFile(const std::string& path);
 absl::StatusOr<std::string> ParseChecksummedBytes(absl::string_view contents,
                                                   absl::string_view source);
 
+// A checksummed file mapped read-only and verified: its payload without a copy, for large files
+// (a replay checkpoint) whose reader copies out what it keeps anyway. The pages are the file's,
+// so they are not the process's own memory: the kernel drops them under pressure instead of
+// counting them against a memory limit, where reading the file into a buffer would hold a
+// second copy of everything while it is restored. Replacing the file (a rename over it) does
+// not change a mapping already open.
+class MappedChecksummedFile {
+ public:
+  // Errors: as ReadChecksummedFile's.
+  static absl::StatusOr<std::unique_ptr<MappedChecksummedFile>> Open(const std::string& path);
+  ~MappedChecksummedFile();
+  MappedChecksummedFile(const MappedChecksummedFile&) = delete;
+  MappedChecksummedFile& operator=(const MappedChecksummedFile&) = delete;
+
+  // Valid while this object lives.
+  absl::string_view payload() const { return payload_; }
+
+ private:
+  MappedChecksummedFile(void* data, size_t size) : data_(data), size_(size) {}
+
+  void* const data_;
+  const size_t size_;
+  absl::string_view payload_;
+};
+
 // Writes `contents` (no header) to `path` atomically: temp file, fsync, rename, directory fsync.
 absl::Status WriteFileAtomically(const std::string& path, absl::string_view contents);
 

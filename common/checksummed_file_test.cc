@@ -127,6 +127,37 @@ TEST(ChecksummedFileTest, ForeignFileIsRefused) {
   EXPECT_THAT(read.status().message(), HasSubstr(path));
 }
 
+TEST(MappedChecksummedFileTest, MapsTheVerifiedPayloadAndRefusesBadFilesAsTheReaderDoes) {
+  const std::string path = TestDir() + "/mapped.ckpt";
+  std::string payload;
+  for (int i = 0; i < 300000; ++i) payload.push_back(static_cast<char>(i % 253));
+  ASSERT_TRUE(WriteChecksummedFile(path, payload).ok());
+  auto mapped = MappedChecksummedFile::Open(path);
+  ASSERT_TRUE(mapped.ok()) << mapped.status();
+  EXPECT_EQ((*mapped)->payload(), payload);
+  // replacing the file leaves the open mapping as it was
+  ASSERT_TRUE(WriteChecksummedFile(path, "replaced").ok());
+  EXPECT_EQ((*mapped)->payload(), payload);
+  mapped->reset();
+  EXPECT_EQ((*MappedChecksummedFile::Open(path))->payload(), "replaced");
+  ASSERT_TRUE(WriteChecksummedFile(path, "").ok());  // an empty payload
+  EXPECT_EQ((*MappedChecksummedFile::Open(path))->payload(), "");
+
+  std::string raw = ReadRaw(path);
+  ASSERT_TRUE(WriteChecksummedFile(path, "replay table contents").ok());
+  raw = ReadRaw(path);
+  raw[raw.size() - 3] ^= 0x20;
+  WriteRaw(path, raw);
+  auto flipped = MappedChecksummedFile::Open(path);
+  ASSERT_FALSE(flipped.ok());
+  EXPECT_EQ(flipped.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(flipped.status().message(), HasSubstr("checksum mismatch"));
+  WriteRaw(path, "");
+  EXPECT_THAT(MappedChecksummedFile::Open(path).status().message(), HasSubstr("header"));
+  EXPECT_EQ(MappedChecksummedFile::Open(TestDir() + "/none.ckpt").status().code(),
+            absl::StatusCode::kNotFound);
+}
+
 TEST(ChecksummedFileTest, MissingFileIsNotFound) {
   auto read = ReadChecksummedFile(TestDir() + "/does-not-exist.ckpt");
   EXPECT_EQ(read.status().code(), absl::StatusCode::kNotFound);

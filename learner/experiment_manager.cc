@@ -109,7 +109,17 @@ absl::StatusOr<std::unique_ptr<ExperimentManager>> ExperimentManager::Create(
         experiment.mutable_progress()->set_message(
             "the learner restarted; the run resumes from its last checkpoint");
         manager->queue_.push_front(id);
-        PRL_LOG(INFO) << id << " was running; it resumes (restart " << experiment.restarts() << ")";
+        if (std::optional<std::string> stop = manager->store_.LoadStopRequest(id)) {
+          // stopped by a user while it wound down: it starts only to end as asked (its run
+          // releases what it holds)
+          manager->pending_stop_ = *stop;
+          experiment.mutable_progress()->set_message(
+              "the learner restarted while the run was stopping; it stops now");
+          PRL_LOG(INFO) << id << " was stopping; it stops (" << *stop << ")";
+        } else {
+          PRL_LOG(INFO) << id << " was running; it resumes (restart " << experiment.restarts()
+                        << ")";
+        }
       } else if (experiment.state() == v1::EXPERIMENT_STATE_QUEUED) {
         queued.push_back(id);
       }
@@ -265,7 +275,11 @@ absl::StatusOr<v1::Experiment> ExperimentManager::Stop(const std::string& id,
     for (const std::string& q : queue_) entries_[q].changes++;
     return entry.experiment;
   }
-  // running: ask the run to stop and wait for the scheduler to record its end
+  // running: save the request (a learner killed while the run winds down stops it at its next
+  // start), ask the run to stop and wait for the scheduler to record its end
+  if (absl::Status s = store_.SaveStopRequest(id, why); !s.ok()) {
+    PRL_LOG(ERROR) << "cannot save the stop of " << id << ": " << s;
+  }
   if (running_ == id) {
     if (run_ != nullptr) {
       run_->RequestStop(why, /*shutdown=*/false);

@@ -4,8 +4,10 @@
 
 #include <atomic>
 #include <cstdlib>
+#include <fstream>
 #include <map>
 #include <string>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
@@ -20,8 +22,9 @@ using ::testing::HasSubstr;
 // A run that reports one curve point and then waits for Stop (or ends at once when told).
 class FakeRun final : public ExperimentRun {
  public:
-  FakeRun(RunContext* context, bool end_at_once, bool truncate = false)
-      : context_(context), end_at_once_(end_at_once), truncate_(truncate) {}
+  // slow_stop: a user's stop does not end the run (it winds down) until a shutdown comes
+  FakeRun(RunContext* context, bool end_at_once, bool truncate = false, bool slow_stop = false)
+      : context_(context), end_at_once_(end_at_once), truncate_(truncate), slow_stop_(slow_stop) {}
   Result Run() override {
     v1::Progress p;
     p.set_env_steps(42);
@@ -45,6 +48,7 @@ class FakeRun final : public ExperimentRun {
   }
   void RequestStop(const std::string& reason, bool shutdown) override {
     absl::MutexLock lock(&mu_);
+    if (slow_stop_ && !shutdown) return;
     reason_ = reason;
     shutdown_ = shutdown;
     stopped_ = true;
@@ -54,6 +58,7 @@ class FakeRun final : public ExperimentRun {
   RunContext* context_;
   bool end_at_once_;
   bool truncate_;
+  bool slow_stop_;
   absl::Mutex mu_;
   bool stopped_ = false;
   bool shutdown_ = false;
@@ -83,9 +88,10 @@ class ExperimentManagerTest : public ::testing::Test {
     options.run_factory =
         [this, end_at_once](const v1::Experiment& e,
                             RunContext* context) -> absl::StatusOr<std::unique_ptr<ExperimentRun>> {
-      runs_started_++;
+      const int started = ++runs_started_;
       if (e.spec().name() == "broken") return absl::InternalError("cannot build");
-      return std::make_unique<FakeRun>(context, end_at_once, e.spec().name() == "truncating");
+      return std::make_unique<FakeRun>(context, end_at_once, e.spec().name() == "truncating",
+                                       e.spec().name() == "slow-stop" && started == 1);
     };
     auto manager = ExperimentManager::Create(options);
     EXPECT_TRUE(manager.ok()) << manager.status();
@@ -254,6 +260,37 @@ TEST_F(ExperimentManagerTest, RestartResumesTheRunningExperimentFirstAndKeepsThe
   EXPECT_TRUE(AwaitCurve(*m, "exp-000001", 2));  // one point per start
   // new ids continue after the stored ones
   EXPECT_EQ(m->Submit(Spec("c"))->id(), "exp-000003");
+}
+
+// A user's stop is saved before the run is asked to stop: a learner that goes down while the
+// run winds down stops the experiment at its next start instead of training it again.
+TEST_F(ExperimentManagerTest, AStopThatDidNotFinishBeforeARestartIsCarriedOut) {
+  const std::string dir = Dir();
+  {
+    auto m = Start(dir);
+    ASSERT_TRUE(m->Submit(Spec("slow-stop")).ok());
+    AwaitState(*m, "exp-000001", v1::EXPERIMENT_STATE_RUNNING);
+    ASSERT_TRUE(AwaitCurve(*m, "exp-000001", 1));
+    std::thread stopper([&] { m->Stop("exp-000001", "enough for today"); });
+    // the stop is on disk before the run was asked; the run is still winding down
+    const std::string marker = dir + "/experiments/exp-000001/stop_requested";
+    const absl::Time deadline = absl::Now() + absl::Seconds(20);
+    while (!std::ifstream(marker).good() && absl::Now() < deadline) {
+      absl::SleepFor(absl::Milliseconds(5));
+    }
+    ASSERT_TRUE(std::ifstream(marker).good());
+    EXPECT_EQ(m->Get("exp-000001", false)->state(), v1::EXPERIMENT_STATE_RUNNING);
+    m->Shutdown();  // the learner goes down before the run ended: RUNNING on disk
+    stopper.join();
+    EXPECT_EQ(m->Get("exp-000001", false)->state(), v1::EXPERIMENT_STATE_RUNNING);
+  }
+  auto m = Start(dir);
+  const v1::Experiment stopped = AwaitState(*m, "exp-000001", v1::EXPERIMENT_STATE_STOPPED);
+  EXPECT_EQ(stopped.end_reason(), "enough for today");
+  EXPECT_EQ(runs_started_, 2);  // started again only to stop (its run releases what it holds)
+  // an experiment resumed without a saved stop runs on
+  ASSERT_TRUE(m->Submit(Spec("a")).ok());
+  AwaitState(*m, "exp-000002", v1::EXPERIMENT_STATE_RUNNING);
 }
 
 }  // namespace

@@ -111,6 +111,20 @@ absl::Status ExperimentStore::Save(const v1::Experiment& experiment) const {
   return WriteFileAtomically(dir + "/spec.textproto", text);
 }
 
+absl::Status ExperimentStore::SaveStopRequest(const std::string& id,
+                                              const std::string& reason) const {
+  PRL_RETURN_IF_ERROR(MakeDir(ExperimentDir(id)));
+  return WriteFileAtomically(ExperimentDir(id) + "/stop_requested", reason);
+}
+
+std::optional<std::string> ExperimentStore::LoadStopRequest(const std::string& id) const {
+  std::ifstream file(ExperimentDir(id) + "/stop_requested", std::ios::binary);
+  if (!file) return std::nullopt;
+  std::stringstream reason;
+  reason << file.rdbuf();
+  return reason.str().empty() ? "stopped by user" : reason.str();
+}
+
 const char* ExperimentStore::CurveHeader() {
   return "env_steps,elapsed_seconds,updates,train_return,train_episodes,eval_return,"
          "eval_episodes,eval_success_rate";

@@ -4,6 +4,8 @@
 //   <state_dir>/experiments/<id>/spec.textproto   the filled spec, for people
 //   <state_dir>/experiments/<id>/curve.csv        the learning curve, one row per CurvePoint
 //   <state_dir>/experiments/<id>/checkpoint.bin   the training state (written by the run)
+//   <state_dir>/experiments/<id>/stop_requested   a user's stop of the running experiment,
+//                                                 kept until the run has ended (its reason)
 //
 // Every file is replaced atomically (temporary file, fsync, rename), so a crash leaves either
 // the old or the new version. Ids are "exp-000001", "exp-000002", ... in submission order.
@@ -13,6 +15,7 @@
 #define PRL_LEARNER_EXPERIMENT_STORE_H_
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -39,6 +42,12 @@ class ExperimentStore {
   absl::Status SaveCurve(const std::string& id, const std::vector<v1::CurvePoint>& curve) const;
   // Reads the curve file; an absent file is an empty curve.
   absl::StatusOr<std::vector<v1::CurvePoint>> LoadCurve(const std::string& id) const;
+
+  // A user's stop of a running experiment, saved before the run is asked to stop, so that a
+  // learner killed while the run winds down still stops it at the next start instead of
+  // training it to the end. LoadStopRequest: the reason, or nullopt when none was saved.
+  absl::Status SaveStopRequest(const std::string& id, const std::string& reason) const;
+  std::optional<std::string> LoadStopRequest(const std::string& id) const;
 
   std::string ExperimentDir(const std::string& id) const;
   std::string CheckpointPath(const std::string& id) const;

@@ -299,8 +299,12 @@ absl::Status ReplayShard::Restore() {
       if (!name.empty()) deleted.insert(name);
     }
   }
-  PRL_ASSIGN_OR_RETURN(const std::string payload, ReadChecksummedFile(path));
-  PayloadReader reader(payload, path);
+  // mapped, not read: the tables copy their rows out of it, and a second copy of a large
+  // checkpoint in the process's own memory could push a shard restarting under a memory limit
+  // over it
+  PRL_ASSIGN_OR_RETURN(const std::unique_ptr<MappedChecksummedFile> file,
+                       MappedChecksummedFile::Open(path));
+  PayloadReader reader(file->payload(), path);
   PRL_ASSIGN_OR_RETURN(const uint64_t num_tables, reader.Le(4));
   if (num_tables > static_cast<uint64_t>(options_.max_tables)) {
     // the file is fine, the limit is lower than when it was written: refuse, keep the file.
