@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/crc32c.h"
 #include "common/os_error.h"
+#include "common/regular_file.h"
 #include "common/status_macros.h"
 #include "common/temp_files.h"
 
@@ -151,98 +152,82 @@ absl::Status WriteChecksummedFile(const std::string& path, absl::string_view pay
 
 namespace {
 
-// Checks a whole file's bytes; returns the payload's place in them.
-absl::StatusOr<absl::string_view> VerifyChecksummed(absl::string_view contents,
-                                                    absl::string_view source) {
-  auto corrupt = [&source](absl::string_view why) {
-    return absl::DataLossError(
-        absl::StrCat("file '", source, "' is corrupt or not a PRL file: ", why));
-  };
-  if (contents.size() < kHeaderSize) {
-    return corrupt(absl::StrCat("it has ", contents.size(), " bytes, fewer than the ", kHeaderSize,
-                                "-byte header"));
+absl::Status Corrupt(absl::string_view source, absl::string_view why) {
+  return absl::DataLossError(
+      absl::StrCat("file '", source, "' is corrupt or not a PRL file: ", why));
+}
+
+// Checks the header against a file of `size` bytes; returns the payload's CRC.
+absl::StatusOr<uint32_t> CheckHeader(const char* header, uint64_t size, absl::string_view source) {
+  if (size < kHeaderSize) {
+    return Corrupt(source, absl::StrCat("it has ", size, " bytes, fewer than the ", kHeaderSize,
+                                        "-byte header"));
   }
-  if (std::memcmp(contents.data(), kMagic, sizeof(kMagic)) != 0) return corrupt("bad magic");
-  const uint32_t version = GetLe32(contents.data() + 8);
+  if (std::memcmp(header, kMagic, sizeof(kMagic)) != 0) return Corrupt(source, "bad magic");
+  const uint32_t version = GetLe32(header + 8);
   if (version != kVersion) {
-    return corrupt(absl::StrCat("format version ", version, " (this build reads ", kVersion, ")"));
+    return Corrupt(source,
+                   absl::StrCat("format version ", version, " (this build reads ", kVersion, ")"));
   }
-  const uint32_t crc = GetLe32(contents.data() + 12);
-  const uint64_t length = GetLe64(contents.data() + 16);
-  if (length != contents.size() - kHeaderSize) {
-    return corrupt(absl::StrCat("header says ", length, " payload bytes, file has ",
-                                contents.size() - kHeaderSize));
+  const uint64_t length = GetLe64(header + 16);
+  if (length != size - kHeaderSize) {
+    return Corrupt(source, absl::StrCat("header says ", length, " payload bytes, file has ",
+                                        size - kHeaderSize));
   }
-  const absl::string_view payload = contents.substr(kHeaderSize);
+  return GetLe32(header + 12);
+}
+
+absl::Status CheckCrc(uint32_t crc, absl::string_view payload, absl::string_view source) {
   const uint32_t actual = Crc32c(payload);
   if (actual != crc) {
-    return corrupt(absl::StrCat("checksum mismatch (header 0x", absl::Hex(crc), ", payload 0x",
-                                absl::Hex(actual), ")"));
+    return Corrupt(source, absl::StrCat("checksum mismatch (header 0x", absl::Hex(crc),
+                                        ", payload 0x", absl::Hex(actual), ")"));
   }
-  return payload;
+  return absl::OkStatus();
 }
 
 }  // namespace
 
 absl::StatusOr<std::string> ReadChecksummedFile(const std::string& path) {
-  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return OsError("cannot open", path);
-  // read into one buffer of the file's size: no regrowth, and the payload is that buffer
-  // without its header, not a second copy
-  std::string contents;
-  struct stat st;
-  if (fstat(fd, &st) == 0 && st.st_size > 0) contents.reserve(static_cast<size_t>(st.st_size));
-  char chunk[1 << 16];
-  for (;;) {
-    const ssize_t n = read(fd, chunk, sizeof(chunk));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      absl::Status s = OsError("cannot read", path);
-      close(fd);
-      return s;
-    }
-    if (n == 0) break;
-    contents.append(chunk, static_cast<size_t>(n));
-  }
-  close(fd);
-  PRL_RETURN_IF_ERROR(VerifyChecksummed(contents, path).status());
-  contents.erase(0, kHeaderSize);
-  return contents;
+  // a regular file only, and read no further than its header says: a path that names a device
+  // or a FIFO, or a large file that is not a PRL file, fails at once
+  PRL_ASSIGN_OR_RETURN(const RegularFile file, RegularFile::Open(path));
+  const uint64_t size = static_cast<uint64_t>(file.size());
+  char header[kHeaderSize] = {};
+  if (size >= kHeaderSize) PRL_RETURN_IF_ERROR(file.ReadAt(0, kHeaderSize, header));
+  PRL_ASSIGN_OR_RETURN(const uint32_t crc, CheckHeader(header, size, path));
+  std::string payload(size - kHeaderSize, '\0');
+  PRL_RETURN_IF_ERROR(
+      file.ReadAt(kHeaderSize, static_cast<int64_t>(payload.size()), payload.data()));
+  PRL_RETURN_IF_ERROR(CheckCrc(crc, payload, path));
+  return payload;
 }
 
 absl::StatusOr<std::string> ParseChecksummedBytes(absl::string_view contents,
                                                   absl::string_view source) {
-  PRL_ASSIGN_OR_RETURN(const absl::string_view payload, VerifyChecksummed(contents, source));
+  PRL_ASSIGN_OR_RETURN(const uint32_t crc, CheckHeader(contents.data(), contents.size(), source));
+  const absl::string_view payload = contents.substr(kHeaderSize);
+  PRL_RETURN_IF_ERROR(CheckCrc(crc, payload, source));
   return std::string(payload);
 }
 
 absl::StatusOr<std::unique_ptr<MappedChecksummedFile>> MappedChecksummedFile::Open(
     const std::string& path) {
-  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return OsError("cannot open", path);
-  struct stat st;
-  if (fstat(fd, &st) != 0) {
-    absl::Status s = OsError("cannot stat", path);
-    close(fd);
-    return s;
-  }
-  const size_t size = static_cast<size_t>(st.st_size);
+  PRL_ASSIGN_OR_RETURN(const RegularFile file, RegularFile::Open(path));
+  const size_t size = static_cast<size_t>(file.size());
   void* data = nullptr;
   if (size > 0) {
-    data = mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
-    if (data == MAP_FAILED) {
-      absl::Status s = OsError("cannot map", path);
-      close(fd);
-      return s;
-    }
+    data = mmap(nullptr, size, PROT_READ, MAP_PRIVATE, file.fd(), 0);
+    if (data == MAP_FAILED) return OsError("cannot map", path);
     madvise(data, size, MADV_SEQUENTIAL);
   }
-  close(fd);  // the mapping keeps the file
-  std::unique_ptr<MappedChecksummedFile> file(new MappedChecksummedFile(data, size));
-  PRL_ASSIGN_OR_RETURN(
-      file->payload_,
-      VerifyChecksummed(absl::string_view(static_cast<const char*>(data), size), path));
-  return file;
+  // the mapping keeps the file; the descriptor closes here
+  std::unique_ptr<MappedChecksummedFile> mapped(new MappedChecksummedFile(data, size));
+  const char* bytes = static_cast<const char*>(data);
+  PRL_ASSIGN_OR_RETURN(const uint32_t crc, CheckHeader(bytes, size, path));
+  mapped->payload_ = absl::string_view(bytes + kHeaderSize, size - kHeaderSize);
+  PRL_RETURN_IF_ERROR(CheckCrc(crc, mapped->payload_, path));
+  return mapped;
 }
 
 MappedChecksummedFile::~MappedChecksummedFile() {

@@ -1,6 +1,7 @@
 #include "common/checksummed_file.h"
 
 #include <dirent.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -156,6 +157,30 @@ TEST(MappedChecksummedFileTest, MapsTheVerifiedPayloadAndRefusesBadFilesAsTheRea
   EXPECT_THAT(MappedChecksummedFile::Open(path).status().message(), HasSubstr("header"));
   EXPECT_EQ(MappedChecksummedFile::Open(TestDir() + "/none.ckpt").status().code(),
             absl::StatusCode::kNotFound);
+}
+
+TEST(ChecksummedFileTest, DevicesAndFifosAreRefusedWithoutReadingThem) {
+  // a path a user names (a checkpoint to evaluate) may be anything: /dev/zero was read until
+  // memory ran out, a FIFO blocked the reading thread
+  auto zero = ReadChecksummedFile("/dev/zero");
+  ASSERT_FALSE(zero.ok());
+  EXPECT_THAT(zero.status().message(), HasSubstr("not a regular file"));
+  EXPECT_FALSE(MappedChecksummedFile::Open("/dev/zero").ok());
+  const std::string fifo = TestDir() + "/checkpoint.fifo";
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0644), 0);
+  EXPECT_THAT(ReadChecksummedFile(fifo).status().message(), HasSubstr("it is a FIFO"));
+  EXPECT_THAT(MappedChecksummedFile::Open(fifo).status().message(), HasSubstr("it is a FIFO"));
+  // a large file that is not a PRL file is refused from its header, not read whole
+  const std::string big = TestDir() + "/big.bin";
+  {
+    std::ofstream out(big, std::ios::binary);
+    out.seekp((int64_t{1} << 32) - 1);  // sparse: 4 GiB that take no disk
+    out.put('x');
+  }
+  auto read = ReadChecksummedFile(big);
+  ASSERT_FALSE(read.ok());
+  EXPECT_THAT(read.status().message(), HasSubstr("bad magic"));
+  unlink(big.c_str());
 }
 
 TEST(ChecksummedFileTest, MissingFileIsNotFound) {

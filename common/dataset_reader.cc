@@ -15,6 +15,7 @@
 #include "absl/strings/string_view.h"
 #include "common/hdf5_util.h"
 #include "common/os_error.h"
+#include "common/regular_file.h"
 #include "common/status_macros.h"
 
 namespace prl {
@@ -256,10 +257,12 @@ absl::StatusOr<Dataset> DatasetFileReader::Read() {
 }  // namespace
 
 absl::StatusOr<Dataset> ReadDataset(const std::string& path) {
-  struct stat st;
-  if (stat(path.c_str(), &st) != 0) return OsError("cannot read dataset file", path);
-  if (S_ISDIR(st.st_mode)) {
-    return absl::InvalidArgumentError(absl::StrCat("dataset file '", path, "' is a directory"));
+  // a regular file only: HDF5 would block opening a FIFO and scan a device for its signature
+  if (absl::Status s = CheckRegularFile(path); !s.ok()) {
+    if (absl::IsInvalidArgument(s)) {
+      return absl::InvalidArgumentError(absl::StrCat("dataset file ", s.message()));
+    }
+    return OsError("cannot read dataset file", path);
   }
   std::string key;  // the key being read when HDF5 fails; empty while opening the file
   return internal::CallHdf5(

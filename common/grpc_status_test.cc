@@ -1,5 +1,9 @@
 #include "common/grpc_status.h"
 
+#include <string>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 
 namespace prl {
@@ -29,6 +33,27 @@ TEST(GrpcStatusTest, NamedCodesAgree) {
             grpc::StatusCode::DEADLINE_EXCEEDED);
   EXPECT_EQ(FromGrpcStatus(grpc::Status(grpc::StatusCode::UNAVAILABLE, "down")).code(),
             absl::StatusCode::kUnavailable);
+}
+
+TEST(GrpcStatusTest, LongMessagesKeepTheirStartAndEndWithinTheBound) {
+  const std::string name(20000, 'n');
+  const absl::Status long_status =
+      absl::NotFoundError(absl::StrCat("name: no table '", name, "'; tables: [a, b]"));
+  const grpc::Status g = ToGrpcStatus(long_status);
+  EXPECT_EQ(g.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_LE(g.error_message().size(), kMaxStatusMessageBytes + 64);
+  EXPECT_EQ(g.error_message().rfind("name: no table 'nnn", 0), 0u);
+  EXPECT_NE(g.error_message().find("bytes left out"), std::string::npos);
+  EXPECT_TRUE(absl::EndsWith(g.error_message(), "'; tables: [a, b]")) << g.error_message();
+  // short messages are kept whole; cuts fall between UTF-8 characters
+  EXPECT_EQ(ToGrpcStatus(absl::InternalError("short")).error_message(), "short");
+  std::string accents;
+  for (int i = 0; i < 5000; ++i) accents += "\xc3\xa9";  // é
+  const std::string bounded = BoundedStatusMessage(accents);
+  const size_t gap = bounded.find(" [... ");
+  ASSERT_NE(gap, std::string::npos);
+  EXPECT_EQ(gap % 2, 0u);
+  EXPECT_EQ((bounded.size() - bounded.find(" ...] ") - 6) % 2, 0u);
 }
 
 TEST(GrpcStatusTest, UnimplementedRpcNamesMethodAndBinary) {

@@ -144,7 +144,10 @@ EnvConfig Resolve(const v1::EnvSpec& spec, absl::string_view field,
   const std::string f(field);
   config.domain = FindDomain(spec.domain());
   if (config.domain == nullptr) {
-    problems->push_back(absl::StrCat(f, ".domain: ", v1::EnvSpec::Domain_Name(spec.domain()),
+    // a number the enum does not know has no name: say the number
+    const std::string name = v1::EnvSpec::Domain_Name(spec.domain());
+    problems->push_back(absl::StrCat(f,
+                                     ".domain: ", name.empty() ? absl::StrCat(spec.domain()) : name,
                                      " is not allowed; use DOMAIN_CHEETAH, DOMAIN_HOPPER, "
                                      "DOMAIN_ANT or DOMAIN_POINT_MAZE"));
     return config;

@@ -55,6 +55,7 @@ TEST(EnvSpecTest, EveryBadFieldIsNamed) {
     const char* message;
   } cases[] = {
       {"", "env.domain: DOMAIN_UNSPECIFIED is not allowed"},
+      {"domain: 77", "env.domain: 77 is not allowed; use DOMAIN_CHEETAH"},
       {"domain: DOMAIN_CHEETAH task: 'fly'", "env.task: \"fly\" is not a cheetah task"},
       {"domain: DOMAIN_CHEETAH dynamics { mass_scale: -1 }",
        "env.dynamics.mass_scale: -1 is not allowed; it must be > 0"},

@@ -1,11 +1,15 @@
 #include "learner/actor_registry.h"
 
 #include <algorithm>
+#include <cmath>
+#include <string>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/field_error.h"
 #include "common/logging.h"
+#include "common/status_macros.h"
 
 namespace prl::learner {
 
@@ -121,6 +125,60 @@ v1::JoinResponse ActorRegistry::Join(const v1::JoinRequest& request) {
   return response;
 }
 
+namespace {
+
+// Env steps an actor can plausibly take between two reports (heartbeats come every few
+// seconds): a larger jump is a broken or hostile client, not progress.
+constexpr int64_t kMaxEnvStepsPerReport = 1000000000;
+// Episode returns beyond this are not rewards an env gives; the mean of a few would overflow.
+constexpr double kMaxAbsEpisodeReturn = 1e15;
+
+absl::Status CheckCount(absl::string_view field, int64_t value) {
+  if (value < 0) return FieldError(field, value, ">= 0");
+  return absl::OkStatus();
+}
+
+absl::Status CheckStatus(const v1::ActorStatus& s) {
+  PRL_RETURN_IF_ERROR(CheckCount("status.env_steps", s.env_steps()));
+  PRL_RETURN_IF_ERROR(CheckCount("status.episodes", s.episodes()));
+  PRL_RETURN_IF_ERROR(CheckCount("status.policy_version", s.policy_version()));
+  PRL_RETURN_IF_ERROR(CheckCount("status.items_inserted", s.items_inserted()));
+  if (!std::isfinite(s.env_steps_per_second()) || s.env_steps_per_second() < 0) {
+    return FieldError("status.env_steps_per_second", s.env_steps_per_second(), "finite and >= 0");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckEpisodes(const v1::ReportEpisodesRequest& request) {
+  PRL_RETURN_IF_ERROR(CheckCount("env_steps", request.env_steps()));
+  for (int i = 0; i < request.episodes_size(); ++i) {
+    const v1::EpisodeSummary& e = request.episodes(i);
+    const std::string at = absl::StrCat("episodes[", i, "].");
+    if (!std::isfinite(e.episode_return()) || std::abs(e.episode_return()) > kMaxAbsEpisodeReturn) {
+      return FieldError(at + "episode_return", e.episode_return(),
+                        absl::StrCat("finite and within +-", kMaxAbsEpisodeReturn));
+    }
+    PRL_RETURN_IF_ERROR(CheckCount(at + "length", e.length()));
+    PRL_RETURN_IF_ERROR(CheckCount(at + "env_steps", e.env_steps()));
+    PRL_RETURN_IF_ERROR(CheckCount(at + "eval_round", e.eval_round()));
+    PRL_RETURN_IF_ERROR(CheckCount(at + "policy_version", e.policy_version()));
+  }
+  return absl::OkStatus();
+}
+
+// INVALID_ARGUMENT naming `field` when the cumulative count jumps implausibly far past the
+// actor's last report.
+absl::Status CheckJump(int64_t last, int64_t cumulative, absl::string_view field) {
+  if (cumulative - last > kMaxEnvStepsPerReport) {
+    return FieldError(
+        field, cumulative,
+        absl::StrCat("at most ", kMaxEnvStepsPerReport, " more than the last report (", last, ")"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 int64_t ActorRegistry::TakeEnvSteps(Actor& actor, int64_t cumulative) {
   const int64_t delta = std::max<int64_t>(0, cumulative - actor.reported_env_steps);
   actor.reported_env_steps = std::max(actor.reported_env_steps, cumulative);
@@ -129,6 +187,7 @@ int64_t ActorRegistry::TakeEnvSteps(Actor& actor, int64_t cumulative) {
 
 absl::StatusOr<v1::HeartbeatResponse> ActorRegistry::Heartbeat(
     const v1::HeartbeatRequest& request) {
+  PRL_RETURN_IF_ERROR(CheckStatus(request.status()));
   int64_t delta = 0;
   ActorEventSink* sink = nullptr;
   v1::HeartbeatResponse response;
@@ -146,6 +205,8 @@ absl::StatusOr<v1::HeartbeatResponse> ActorRegistry::Heartbeat(
     if (request.generation() != actor.generation) {
       *response.mutable_assignment() = actor.assignment;
     } else if (actor.slot >= 0 && has_job_) {
+      PRL_RETURN_IF_ERROR(
+          CheckJump(actor.reported_env_steps, request.status().env_steps(), "status.env_steps"));
       delta = TakeEnvSteps(actor, request.status().env_steps());
       if (delta > 0) {
         sink = job_.sink;
@@ -169,6 +230,7 @@ absl::StatusOr<v1::ReportEpisodesResponse> ActorRegistry::ReportEpisodes(
                                                    " is negative; allowed: 0 (not numbered) "
                                                    "or the number of episodes[0], from 1"));
   }
+  PRL_RETURN_IF_ERROR(CheckEpisodes(request));
   int64_t delta = 0;
   int skip = 0;
   ActorEventSink* sink = nullptr;
@@ -186,6 +248,7 @@ absl::StatusOr<v1::ReportEpisodesResponse> ActorRegistry::ReportEpisodes(
     const bool current = request.generation() == actor.generation && actor.slot >= 0 && has_job_ &&
                          request.experiment_id() == job_.experiment_id;
     if (!current) return response;  // an old generation's report: acknowledged, ignored
+    PRL_RETURN_IF_ERROR(CheckJump(actor.reported_env_steps, request.env_steps(), "env_steps"));
     delta = TakeEnvSteps(actor, request.env_steps());
     sink = job_.sink;
     ++sink_calls_;

@@ -1,5 +1,9 @@
 #include "learner/actor_registry.h"
 
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <string>
 #include <vector>
 
 #include "gmock/gmock.h"
@@ -7,6 +11,8 @@
 
 namespace prl::learner {
 namespace {
+
+using ::testing::HasSubstr;
 
 class RecordingSink final : public ActorEventSink {
  public:
@@ -97,6 +103,65 @@ TEST_F(ActorRegistryTest, EnvStepsAreDifferencesOfCumulativeCounters) {
   ASSERT_TRUE(old.ok());
   EXPECT_EQ(old->num_accepted(), 0);
   EXPECT_EQ(sink_.env_steps, 150);
+}
+
+// Counters and returns from a broken or hostile client are refused, naming the field, and
+// change nothing: the experiment's env steps cannot overflow or go NaN.
+TEST_F(ActorRegistryTest, ImplausibleCountsAndReturnsAreRefused) {
+  registry_->StartJob(Job(1));
+  v1::JoinResponse a = Join("a");
+  v1::HeartbeatRequest hb;
+  hb.set_actor_id(a.actor_id());
+  hb.set_generation(a.assignment().generation());
+  hb.mutable_status()->set_env_steps(100);
+  ASSERT_TRUE(registry_->Heartbeat(hb).ok());
+  const auto refused = [&](const v1::HeartbeatRequest& request, const std::string& field) {
+    auto r = registry_->Heartbeat(request);
+    ASSERT_FALSE(r.ok()) << field;
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(r.status().message(), HasSubstr(field + ": "));
+  };
+  v1::HeartbeatRequest bad = hb;
+  bad.mutable_status()->set_env_steps(std::numeric_limits<int64_t>::max());
+  refused(bad, "status.env_steps");
+  bad = hb;
+  bad.mutable_status()->set_env_steps(-5);
+  refused(bad, "status.env_steps");
+  bad = hb;
+  bad.mutable_status()->set_env_steps_per_second(std::nan(""));
+  refused(bad, "status.env_steps_per_second");
+  bad = hb;
+  bad.mutable_status()->set_episodes(-1);
+  refused(bad, "status.episodes");
+  EXPECT_EQ(sink_.env_steps, 100);
+
+  v1::ReportEpisodesRequest report;
+  report.set_actor_id(a.actor_id());
+  report.set_experiment_id("exp-000001");
+  report.set_generation(a.assignment().generation());
+  report.set_env_steps(200);
+  for (const double bad_return : {std::nan(""), std::numeric_limits<double>::infinity(), 1e308}) {
+    report.clear_episodes();
+    report.add_episodes()->set_episode_return(3);
+    report.add_episodes()->set_episode_return(bad_return);
+    auto r = registry_->ReportEpisodes(report);
+    ASSERT_FALSE(r.ok()) << bad_return;
+    EXPECT_THAT(r.status().message(), HasSubstr("episodes[1].episode_return: "));
+  }
+  report.clear_episodes();
+  report.add_episodes()->set_length(-3);
+  EXPECT_THAT(registry_->ReportEpisodes(report).status().message(),
+              HasSubstr("episodes[0].length: -3"));
+  report.clear_episodes();
+  report.set_env_steps(int64_t{1} << 40);
+  EXPECT_THAT(registry_->ReportEpisodes(report).status().message(), HasSubstr("env_steps: "));
+  EXPECT_EQ(sink_.env_steps, 100);
+  EXPECT_TRUE(sink_.episodes.empty());
+  // a good report still counts
+  report.set_env_steps(250);
+  report.add_episodes()->set_episode_return(-7.5);
+  ASSERT_TRUE(registry_->ReportEpisodes(report).ok());
+  EXPECT_EQ(sink_.env_steps, 250);
 }
 
 TEST_F(ActorRegistryTest, NumberedEpisodesAreRecordedOnce) {

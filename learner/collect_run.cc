@@ -3,6 +3,7 @@
 #include <dirent.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdio>
 #include <deque>
@@ -423,6 +424,8 @@ class CollectRun final : public ExperimentRun, public ActorEventSink {
   int64_t rows_drained_ = 0;
   int64_t table_rows_ = 0;
   std::string start_message_;
+  // set once the run has ended and released its actors
+  std::atomic<bool> ended_{false};
   std::string waiting_message_;
 
   StopRequest stop_;
@@ -662,7 +665,7 @@ void CollectRun::ReportProgress(double steps_per_second) {
   if (!start_message_.empty()) absl::StrAppend(&message, "; ", start_message_);
   if (!waiting_message_.empty()) absl::StrAppend(&message, "; ", waiting_message_);
   const int wanted = std::max(1, spec_.resources().num_actors());
-  if (p.active_actors() < wanted) {
+  if (!ended_ && p.active_actors() < wanted) {
     absl::StrAppend(&message, "; ", p.active_actors(), " of ", wanted,
                     " actors assigned, waiting for more to join the learner");
   }
@@ -839,6 +842,7 @@ ExperimentRun::Result CollectRun::Run() {
                     << " transitions, " << stored->content_hash() << ") at " << stored->path();
     }
   }
+  ended_ = true;  // its actors are released: the last report does not wait for them
   ReportProgress(steps_per_second);
   if (result.state == v1::EXPERIMENT_STATE_RUNNING) {
     // a learner shutdown: keep the table and the segments for the next start

@@ -3,6 +3,7 @@
 // TRAIN_PRIOR), against the replay shards named by --learner_replay; keeps trained priors in
 // <state_dir>/models and collected datasets in <state_dir>/datasets. On SIGTERM/SIGINT the running
 // experiment checkpoints and stays RUNNING on disk; the next start resumes it.
+#include <algorithm>
 #include <fstream>
 #include <iostream>
 #include <map>
@@ -333,11 +334,14 @@ int main(int argc, char** argv) {
 
   prl::learner::LearnerServiceOptions options;
   options.auth_token = *token;
+  const prl::ServerOptions server_options = prl::ServerOptionsFromFlags("learner", 50052, 9152);
+  if (server_options.max_threads > 0) {
+    options.max_watch_streams = std::max(1, server_options.max_threads / 2);
+  }
   prl::learner::ExperimentServiceImpl experiments(options, manager.get(), dataset_store->get());
   prl::learner::ActorServiceImpl actors(options, &registry, &policies);
 
-  auto host = prl::ServerHost::Start(prl::ServerOptionsFromFlags("learner", 50052, 9152),
-                                     {&experiments, &actors}, metrics);
+  auto host = prl::ServerHost::Start(server_options, {&experiments, &actors}, metrics);
   if (!host.ok()) {
     std::cerr << "prl_learner: " << host.status().message() << "\n";
     manager->Shutdown();  // before the stores and the pusher it uses go

@@ -35,7 +35,10 @@ bool ValidActorName(const std::string& name) {
 ExperimentServiceImpl::ExperimentServiceImpl(const LearnerServiceOptions& options,
                                              ExperimentManager* manager,
                                              const DatasetStore* datasets)
-    : auth_(options.auth_token), manager_(manager), datasets_(datasets) {}
+    : auth_(options.auth_token),
+      manager_(manager),
+      datasets_(datasets),
+      max_watch_streams_(options.max_watch_streams) {}
 
 grpc::Status ExperimentServiceImpl::Submit(grpc::ServerContext* context,
                                            const v1::SubmitRequest* request,
@@ -85,6 +88,18 @@ grpc::Status ExperimentServiceImpl::Watch(grpc::ServerContext* context,
     return ToGrpcStatus(absl::InvalidArgumentError(absl::StrCat(
         "min_interval_ms: ", request->min_interval_ms(), " is not allowed; use 0 or >= 100")));
   }
+  // each open stream holds a handler thread: a bounded number, so that watchers cannot take
+  // the threads actors' heartbeats and health checks need
+  if (watch_streams_.fetch_add(1) >= max_watch_streams_) {
+    watch_streams_.fetch_sub(1);
+    return ToGrpcStatus(absl::ResourceExhaustedError(
+        absl::StrCat("too many Watch streams are open (", max_watch_streams_,
+                     ", the learner's limit); close one, or poll with Get")));
+  }
+  struct Release {
+    std::atomic<int>* count;
+    ~Release() { count->fetch_sub(1); }
+  } release{&watch_streams_};
   const absl::Duration interval =
       absl::Milliseconds(request->min_interval_ms() == 0 ? 1000 : request->min_interval_ms());
   const absl::Time deadline = absl::FromChrono(context->deadline());

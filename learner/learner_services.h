@@ -6,6 +6,7 @@
 #ifndef PRL_LEARNER_LEARNER_SERVICES_H_
 #define PRL_LEARNER_LEARNER_SERVICES_H_
 
+#include <atomic>
 #include <string>
 
 #include "common/auth.h"
@@ -21,6 +22,10 @@ namespace prl::learner {
 struct LearnerServiceOptions {
   // Bearer token required on mutating RPCs; empty turns the check off.
   std::string auth_token;
+  // Watch streams open at once; more are refused with RESOURCE_EXHAUSTED. Each open stream
+  // holds one of the synchronous server's handler threads (--grpc_max_threads), which actors'
+  // heartbeats and health checks need too: prl_learner allows half of them.
+  int max_watch_streams = 8;
 };
 
 class ExperimentServiceImpl final : public v1::ExperimentService::Service {
@@ -52,6 +57,8 @@ class ExperimentServiceImpl final : public v1::ExperimentService::Service {
   const TokenAuthenticator auth_;
   ExperimentManager* manager_;
   const DatasetStore* datasets_;
+  const int max_watch_streams_;
+  std::atomic<int> watch_streams_{0};
 };
 
 class ActorServiceImpl final : public v1::ActorService::Service {

@@ -126,6 +126,53 @@ TEST_F(LearnerServicesTest, MutatingRpcsNeedTheToken) {
   EXPECT_EQ(list.experiments_size(), 0);
 }
 
+// Each open Watch holds a handler thread: past the limit a new one is refused at once (the
+// threads actors' heartbeats need stay free), and a closed one makes room.
+TEST_F(LearnerServicesTest, WatchStreamsAreBounded) {
+  v1::SubmitRequest submit;
+  submit.mutable_spec()->set_name("a");
+  v1::SubmitResponse response;
+  ASSERT_TRUE(experiment_stub_->Submit(Authorized().get(), submit, &response).ok());
+  v1::WatchRequest watch;
+  watch.set_id(response.id());
+  watch.set_min_interval_ms(60000);
+  const int limit = LearnerServiceOptions().max_watch_streams;
+  std::vector<std::unique_ptr<grpc::ClientContext>> contexts;
+  std::vector<std::unique_ptr<grpc::ClientReader<v1::WatchResponse>>> readers;
+  v1::WatchResponse update;
+  for (int i = 0; i < limit; ++i) {
+    contexts.push_back(Authorized(absl::Seconds(60)));
+    readers.push_back(experiment_stub_->Watch(contexts.back().get(), watch));
+    ASSERT_TRUE(readers.back()->Read(&update)) << "stream " << i;  // its handler is running
+  }
+  auto refused_context = Authorized();
+  auto refused = experiment_stub_->Watch(refused_context.get(), watch);
+  EXPECT_FALSE(refused->Read(&update));
+  const grpc::Status status = refused->Finish();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_THAT(status.error_message(), HasSubstr("too many Watch streams"));
+  // the learner still answers everything else
+  v1::GetRequest get;
+  get.set_id(response.id());
+  v1::GetResponse got;
+  EXPECT_TRUE(experiment_stub_->Get(Authorized().get(), get, &got).ok());
+  // one closes: a new one is served
+  contexts[0]->TryCancel();
+  (void)readers[0]->Finish();
+  bool served = false;
+  for (int attempt = 0; attempt < 50 && !served; ++attempt) {
+    auto context = Authorized();
+    auto reader = experiment_stub_->Watch(context.get(), watch);
+    served = reader->Read(&update);
+    context->TryCancel();
+    (void)reader->Finish();
+    if (!served) absl::SleepFor(absl::Milliseconds(100));  // the cancelled handler notices
+  }
+  EXPECT_TRUE(served);
+  for (size_t i = 1; i < contexts.size(); ++i) contexts[i]->TryCancel();
+  for (size_t i = 1; i < readers.size(); ++i) (void)readers[i]->Finish();
+}
+
 TEST_F(LearnerServicesTest, SubmitGetListWatchStop) {
   v1::SubmitRequest bad;
   v1::SubmitResponse response;

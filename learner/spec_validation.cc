@@ -36,6 +36,7 @@ constexpr size_t kMaxNameLength = 63;
 constexpr char kNameRule[] =
     "use 1-63 characters from [a-z0-9_.-], starting with a lower-case letter";
 constexpr size_t kMaxDescriptionBytes = 4096;
+constexpr int64_t kMaxPolicyParameters = 12000000;
 constexpr int kMaxLabels = 32;
 constexpr size_t kMaxLabelValueBytes = 256;
 constexpr int64_t kMaxBatchSize = 65536;
@@ -493,6 +494,28 @@ void SpecChecker::CheckNetwork(const v1::NetworkSpec& n, v1::NetworkSpec* out) {
   // the defaults are models::ResolveNetworkSpec's, through AlgorithmDefaults
   const v1::NetworkSpec& def = defaults_.network();
   if (n.hidden_sizes().empty()) *out->mutable_hidden_sizes() = def.hidden_sizes();
+  // A policy travels to the actors whole, in one gRPC message of at most 64 MiB, and a
+  // checkpoint (policy, critics, targets, Adam's moments: about 11 policies) is one protobuf
+  // of at most 2 GiB: bound the policy's parameters (input and output layers counted where the
+  // env is known).
+  int64_t parameters = 0;
+  int64_t in = domain_ != nullptr ? domain_->obs_dim : 0;
+  bool widths_ok = true;
+  for (const int width : out->hidden_sizes()) {
+    widths_ok = widths_ok && width >= 1 && width <= models::kMaxHiddenSize;
+    parameters += (in + 1) * width;
+    in = width;
+  }
+  if (domain_ != nullptr) parameters += (in + 1) * 2 * domain_->act_dim;
+  if (widths_ok && parameters > kMaxPolicyParameters) {
+    Bad(path + ".hidden_sizes",
+        absl::StrCat("[", absl::StrJoin(out->hidden_sizes(), ", "), "] (", parameters,
+                     " policy parameters)"),
+        absl::StrCat("at most ", kMaxPolicyParameters, " parameters (",
+                     kMaxPolicyParameters * 4 / 1000000,
+                     " MB of float32) fit: a policy travels to the actors in one message of at "
+                     "most 64 MiB"));
+  }
   const v1::NetworkSpec::Activation activation = n.activation();
   if (activation == v1::NetworkSpec::ACTIVATION_UNSPECIFIED) {
     out->set_activation(def.activation());

@@ -122,6 +122,13 @@ TEST(SpecValidationTest, EveryBadFieldIsNamedWithItsValue) {
        "algorithm.network.hidden_sizes[0]: 5000"},
       {"", "algorithm { network { hidden_sizes: [1, 1, 1, 1, 1, 1, 1, 1, 1] } }",
        "algorithm.network.hidden_sizes: 9 layers"},
+      // a policy must fit the one message it travels to the actors in (and a checkpoint the
+      // 2 GiB protobuf limit)
+      {"", "algorithm { network { hidden_sizes: [4096, 4096] } }",
+       "algorithm.network.hidden_sizes: [4096, 4096] (16904204 policy parameters)"},
+      {"", "algorithm { network { hidden_sizes: [4096, 4096, 4096, 4096, 4096] } }",
+       "algorithm.network.hidden_sizes: [4096, 4096, 4096, 4096, 4096] (67248140 policy "
+       "parameters) is not allowed; at most 12000000 parameters"},
       {"", "algorithm { network { activation: 42 } }", "algorithm.network.activation: 42"},
       // shared hyperparameters
       {"", "algorithm { discount: 1.5 }", "algorithm.discount: 1.5"},

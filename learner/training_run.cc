@@ -3,6 +3,8 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <atomic>
+#include <limits>
 #include <optional>
 #include <utility>
 #include <vector>
@@ -234,6 +236,8 @@ class TrainingRun final : public ExperimentRun, public ActorEventSink {
   int64_t last_published_updates_ = -1;
   // Progress.message: how the run started.
   std::string start_message_;
+  // set once the run has ended and released its actors
+  std::atomic<bool> ended_{false};
   v1::PolicyArchitecture architecture_;
   absl::Time start_ = absl::Now();
   double elapsed_before_ = 0;
@@ -404,8 +408,19 @@ absl::Status TrainingRun::Checkpoint() {
   schedule_.Save(&checkpoint);
   checkpoint.set_policy_version(policy_version_);
   checkpoint.set_elapsed_seconds(ElapsedSeconds());
-  absl::Status written =
-      WriteChecksummedFile(options_.checkpoint_path, checkpoint.SerializeAsString());
+  std::string bytes;
+  absl::Status written;
+  if (const size_t size = checkpoint.ByteSizeLong();
+      size > static_cast<size_t>(std::numeric_limits<int32_t>::max())) {
+    // protobuf's limit; SerializeAsString would return an empty string and a 24-byte file
+    // would pass for a checkpoint
+    written = absl::ResourceExhaustedError(
+        absl::StrCat("the checkpoint is ", size, " bytes, over protobuf's 2 GiB limit"));
+  } else if (!checkpoint.SerializeToString(&bytes)) {
+    written = absl::InternalError("cannot serialise the checkpoint");
+  } else {
+    written = WriteChecksummedFile(options_.checkpoint_path, bytes);
+  }
   if (metrics_) {
     (written.ok() ? metrics_->checkpoints : metrics_->checkpoint_errors)->Increment();
     if (written.ok())
@@ -524,7 +539,7 @@ void TrainingRun::ReportProgress() {
   for (const auto& [name, value] : last_scalars_) (*p.mutable_scalars())[name] = value;
   std::string message = start_message_;
   const int wanted = std::max(1, spec_.resources().num_actors());
-  if (p.active_actors() < wanted) {
+  if (!ended_ && p.active_actors() < wanted) {
     absl::StrAppend(&message, message.empty() ? "" : "; ", p.active_actors(), " of ", wanted,
                     " actors assigned, waiting for more to join the learner");
   }
@@ -772,6 +787,7 @@ ExperimentRun::Result TrainingRun::Run() {
       PRL_LOG(ERROR) << experiment_.id() << ": storing the algorithm's outputs: " << s;
     }
   }
+  ended_ = true;  // its actors are released: the last report does not wait for them
   ReportProgress();
   // a run that ended for good frees its replay tables (one left RUNNING resumes with them)
   if (result.state != v1::EXPERIMENT_STATE_RUNNING) {

@@ -544,7 +544,11 @@ void ExpectDirectMatchesAutograd(int threads, int rows) {
   const std::map<std::string, at::Tensor> wa = StateTensors(*sa), wb = StateTensors(*sb);
   for (const auto& [name, t] : wb) {
     if (name.rfind("training.generator", 0) == 0) continue;
-    EXPECT_LT((wa.at(name) - t).abs().max().item<double>(), 2e-5) << name;
+    // Adam divides by the root of the second moment, so where a gradient is near zero the
+    // rounding of sums taken in another order (two shards) moves a weight by up to a few
+    // hundredths of lr (3e-5 seen on an AMD EPYC host); a wrong gradient moves it by about lr
+    // (3e-3) per step
+    EXPECT_LT((wa.at(name) - t).abs().max().item<double>(), 1e-4) << name;
   }
   at::set_num_threads(threads_before);
 }

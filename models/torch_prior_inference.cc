@@ -13,6 +13,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
 #include "c10/core/InferenceMode.h"
+#include "common/regular_file.h"
 #include "common/status_macros.h"
 #include "common/torch_tensor.h"
 #include "models/cvae_model.h"
@@ -417,14 +418,8 @@ absl::StatusOr<std::unique_ptr<PriorInference>> LoadPrior(absl::string_view byte
 
 absl::StatusOr<std::unique_ptr<PriorInference>> LoadPriorFile(const std::string& path,
                                                               const PriorLoadOptions& options) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot open the model file"));
-  std::ostringstream buffer;
-  buffer << in.rdbuf();
-  if (!in.good() && !in.eof()) {
-    return absl::DataLossError(absl::StrCat(path, ": reading the model file failed"));
-  }
-  return LoadPrior(buffer.str(), path, options);
+  PRL_ASSIGN_OR_RETURN(const std::string bytes, ReadRegularFile(path));
+  return LoadPrior(bytes, path, options);
 }
 
 void SetInferenceThreads(int threads) {

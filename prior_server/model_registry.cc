@@ -7,10 +7,12 @@
 #include <sstream>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/checksummed_file.h"
 #include "common/logging.h"
+#include "common/regular_file.h"
 #include "common/sha256.h"
 #include "common/status_macros.h"
 #include "models/artifact.h"
@@ -123,20 +125,18 @@ std::string ModelRegistry::DirectoryPath(const std::string& name, int64_t versio
 
 absl::StatusOr<std::string> ModelRegistry::ReadArtifactFile(const std::string& path,
                                                             const std::string& field) const {
-  struct stat st;
-  if (stat(path.c_str(), &st) != 0) {
-    return absl::NotFoundError(absl::StrCat(field, ": no file at ", path));
-  }
-  if (st.st_size > options_.max_artifact_bytes) {
+  // a regular file within the size limit, read to its size: a device (/dev/zero) or a FIFO
+  // named here would otherwise be read until memory ran out or block a server thread
+  absl::StatusOr<std::string> bytes = ReadRegularFile(path, options_.max_artifact_bytes);
+  if (bytes.ok()) return bytes;
+  const absl::Status& s = bytes.status();
+  if (absl::IsNotFound(s)) return absl::NotFoundError(absl::StrCat(field, ": no file at ", path));
+  if (absl::IsInvalidArgument(s)) {
     return absl::InvalidArgumentError(
-        absl::StrCat(field, ": ", path, " has ", st.st_size, " bytes; the limit is ",
-                     options_.max_artifact_bytes, " (--max_artifact_bytes)"));
+        absl::StrCat(field, ": ", s.message(),
+                     absl::StrContains(s.message(), "the limit") ? " (--max_artifact_bytes)" : ""));
   }
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::PermissionDeniedError(absl::StrCat(field, ": cannot read ", path));
-  std::ostringstream buffer;
-  buffer << in.rdbuf();
-  return buffer.str();
+  return absl::Status(s.code(), absl::StrCat(field, ": ", s.message()));
 }
 
 absl::StatusOr<std::shared_ptr<const LoadedModel>> ModelRegistry::LoadBytes(
