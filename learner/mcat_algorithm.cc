@@ -268,11 +268,20 @@ class McatAlgorithm final : public Algorithm {
     }
     v1::ModelInfo info;
     info.set_name(absl::AsciiStrToLower(absl::StrCat(options_.experiment_id, "-translator")));
-    PRL_ASSIGN_OR_RETURN(const int64_t version, models_->Reserve(info.name()));
-    info.set_version(version);
     info.set_training_summary(absl::StrCat("action translator of mcat experiment ",
                                            options_.experiment_id, " after ", agent_->updates(),
                                            " updates, over ", num_tasks_, " training tasks"));
+    // a learner killed after storing it and before the experiment's end was recorded runs the
+    // end again from the final checkpoint: the same translator is not stored twice
+    for (const v1::ModelInfo& stored : models_->List()) {
+      if (stored.name() == info.name() && stored.training_summary() == info.training_summary()) {
+        PRL_LOG(INFO) << options_.experiment_id << ": its translator is stored already, as "
+                      << info.name() << " v" << stored.version();
+        return absl::OkStatus();
+      }
+    }
+    PRL_ASSIGN_OR_RETURN(const int64_t version, models_->Reserve(info.name()));
+    info.set_version(version);
     PRL_ASSIGN_OR_RETURN(models::ModelArtifact artifact, model_->TranslatorArtifact(info));
     PRL_ASSIGN_OR_RETURN(const std::string path, models_->Write(artifact));
     PRL_LOG(INFO) << options_.experiment_id << ": stored its translator as " << info.name() << " v"

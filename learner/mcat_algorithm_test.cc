@@ -254,7 +254,13 @@ TEST(McatAlgorithmTest, FinishStoresTheTranslatorAsAServableArtifact) {
   Batch batch = MakeBatch(9);
   for (int i = 0; i < 3; ++i) ASSERT_TRUE(algorithm->Update(batch).ok());
   ASSERT_TRUE(algorithm->Finish().ok());
-  ASSERT_TRUE(algorithm->Finish().ok());  // a second run's end: the next version
+  // the end run again (a learner killed before the experiment's end was recorded resumes from
+  // the final checkpoint): the same translator is not stored twice
+  ASSERT_TRUE(algorithm->Finish().ok());
+  EXPECT_FALSE(store->Read("exp-000042-translator", 2).ok());
+  // after more training, the end stores the next version
+  ASSERT_TRUE(algorithm->Update(batch).ok());
+  ASSERT_TRUE(algorithm->Finish().ok());
 
   absl::StatusOr<models::ModelArtifact> stored = store->Read("exp-000042-translator", 0);
   ASSERT_TRUE(stored.ok()) << stored.status();

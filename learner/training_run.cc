@@ -274,7 +274,6 @@ absl::Status TrainingRun::Setup() {
   algorithm_options.num_threads = options_.torch_threads;
   algorithm_options.updates_per_graph = options_.updates_per_graph;
   PRL_ASSIGN_OR_RETURN(algorithm_, options_.algorithms->Create(algorithm_options));
-  PRL_RETURN_IF_ERROR(Restore());
 
   if (options_.feed_factory == nullptr && options_.replay_addresses.empty()) {
     return absl::FailedPreconditionError(
@@ -316,6 +315,9 @@ absl::Status TrainingRun::Setup() {
     replay_options.call = options_.call;
     PRL_ASSIGN_OR_RETURN(feed_, ShardedFeed::Create(request, replay_options));
   }
+  // after the feed is made (not started): a checkpoint that cannot be restored fails the run,
+  // which then deletes the tables an earlier start of it left on the shards
+  PRL_RETURN_IF_ERROR(Restore());
   return feed_->Start();
 }
 
@@ -665,6 +667,12 @@ ExperimentRun::Result TrainingRun::Run() {
   if (absl::Status s = Setup(); !s.ok()) {
     // a stop while waiting for the shards is a stop, not a failure
     if (Result ended = Ended(); !ended.reason.empty()) return ended;
+    // failed for good: its replay tables (an earlier start's, if any) go with it
+    if (feed_ != nullptr) {
+      if (absl::Status r = feed_->Release(); !r.ok() && !absl::IsNotFound(r)) {
+        PRL_LOG(WARNING) << experiment_.id() << ": deleting its replay tables: " << r;
+      }
+    }
     return {v1::EXPERIMENT_STATE_FAILED, absl::StrCat("setup: ", s.message())};
   }
   options_.policies->Expect(experiment_.id());

@@ -264,6 +264,7 @@ TEST_F(TrainingRunTest, ACheckpointOfAnotherExperimentIsRefused) {
   const ExperimentRun::Result result = RunSpec(SmallSacSpec(), nullptr, "exp-2");
   EXPECT_EQ(result.state, v1::EXPERIMENT_STATE_FAILED);
   EXPECT_THAT(result.reason, HasSubstr("belongs to exp-1, not exp-2"));
+  EXPECT_TRUE(feed_released_);  // failed for good: the tables an earlier start made go too
 }
 
 TEST_F(TrainingRunTest, InitFromStartsANewRunFromAnotherRunsNetworks) {
