@@ -56,23 +56,60 @@ void PrepareContext(const CallOptions& options, grpc::ClientContext* context) {
   }
 }
 
+void CallCanceller::Cancel() {
+  absl::MutexLock lock(&mu_);
+  cancelled_ = true;
+  if (current_ != nullptr) current_->TryCancel();
+}
+
+bool CallCanceller::cancelled() const {
+  absl::MutexLock lock(&mu_);
+  return cancelled_;
+}
+
+bool CallCanceller::Begin(grpc::ClientContext* context) {
+  absl::MutexLock lock(&mu_);
+  if (cancelled_) return false;
+  current_ = context;
+  return true;
+}
+
+void CallCanceller::End() {
+  absl::MutexLock lock(&mu_);
+  current_ = nullptr;
+}
+
+bool CallCanceller::SleepFor(absl::Duration d) {
+  absl::MutexLock lock(&mu_);
+  mu_.AwaitWithTimeout(absl::Condition(&cancelled_), d);
+  return !cancelled_;
+}
+
 absl::Status CallWithRetry(const CallOptions& call_options, const RetryOptions& retry,
                            const std::function<grpc::Status(grpc::ClientContext*)>& call) {
   std::optional<absl::BitGen> rng;  // seeded only when a retry needs it
   const absl::Time give_up = absl::Now() + retry.total_timeout;
   absl::Duration backoff = retry.initial_backoff;
+  const grpc::Status cancelled(grpc::StatusCode::CANCELLED, "the call was cancelled");
   grpc::Status status;
   for (int attempt = 1;; ++attempt) {
     grpc::ClientContext context;
     PrepareContext(call_options, &context);
+    if (retry.canceller != nullptr && !retry.canceller->Begin(&context))
+      return FromGrpcStatus(cancelled);
     status = call(&context);
+    if (retry.canceller != nullptr) retry.canceller->End();
     if (status.error_code() != grpc::StatusCode::UNAVAILABLE) break;
     if (attempt >= retry.max_attempts) break;
     // full jitter: sleep uniformly in [backoff/2, backoff].
     if (!rng.has_value()) rng.emplace();
     const absl::Duration sleep = backoff * absl::Uniform(*rng, 0.5, 1.0);
     if (absl::Now() + sleep >= give_up) break;
-    absl::SleepFor(sleep);
+    if (retry.canceller != nullptr) {
+      if (!retry.canceller->SleepFor(sleep)) return FromGrpcStatus(cancelled);
+    } else {
+      absl::SleepFor(sleep);
+    }
     backoff = std::min(backoff * retry.multiplier, retry.max_backoff);
   }
   return FromGrpcStatus(status);

@@ -8,8 +8,10 @@
 #include <memory>
 #include <string>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "grpcpp/channel.h"
 #include "grpcpp/client_context.h"
@@ -41,6 +43,26 @@ struct CallOptions {
 // Sets the deadline and the token on a fresh context.
 void PrepareContext(const CallOptions& options, grpc::ClientContext* context);
 
+// Lets another thread end the calls of CallWithRetry that use it: the attempt in flight is
+// cancelled (grpc::ClientContext::TryCancel), a backoff sleep ends, and no attempt starts
+// after Cancel, so a shutdown need not wait out a retry schedule of minutes. Thread-safe.
+class CallCanceller {
+ public:
+  void Cancel() ABSL_LOCKS_EXCLUDED(mu_);
+  bool cancelled() const ABSL_LOCKS_EXCLUDED(mu_);
+
+  // For CallWithRetry: registers an attempt's context until End (false, and nothing
+  // registered, once cancelled); sleeps `d` or until Cancel (false when cancelled).
+  bool Begin(grpc::ClientContext* context) ABSL_LOCKS_EXCLUDED(mu_);
+  void End() ABSL_LOCKS_EXCLUDED(mu_);
+  bool SleepFor(absl::Duration d) ABSL_LOCKS_EXCLUDED(mu_);
+
+ private:
+  mutable absl::Mutex mu_;
+  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
+  grpc::ClientContext* current_ ABSL_GUARDED_BY(mu_) = nullptr;
+};
+
 struct RetryOptions {
   // Attempts in all, including the first.
   int max_attempts = 5;
@@ -49,6 +71,8 @@ struct RetryOptions {
   double multiplier = 2.0;
   // No attempt starts after this much time has passed since the first.
   absl::Duration total_timeout = absl::Seconds(30);
+  // Not owned; when set, Cancel ends the call (CANCELLED) wherever it is.
+  CallCanceller* canceller = nullptr;
 };
 
 // Runs `call` with a fresh prepared context until it returns something other than

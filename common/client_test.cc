@@ -1,6 +1,7 @@
 #include "common/client.h"
 
 #include <atomic>
+#include <thread>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -60,6 +61,40 @@ TEST(CallWithRetryTest, RespectsTotalTimeout) {
     return grpc::Status(grpc::StatusCode::UNAVAILABLE, "down");
   }).IgnoreError();
   EXPECT_LT(calls, 20);
+}
+
+// A shutdown cancels a call that is retrying on a long schedule: it ends as CANCELLED without
+// sleeping out its backoff or trying again, and one cancelled before it starts never calls.
+TEST(CallWithRetryTest, ACancellerEndsTheRetries) {
+  CallCanceller canceller;
+  RetryOptions r = FastRetry(2);
+  r.initial_backoff = absl::Seconds(30);
+  r.max_backoff = absl::Seconds(30);
+  r.total_timeout = absl::Minutes(5);
+  r.canceller = &canceller;
+  std::atomic<int> calls{0};
+  std::thread cancel([&] {
+    while (calls.load() == 0) absl::SleepFor(absl::Milliseconds(1));
+    absl::SleepFor(absl::Milliseconds(50));  // in the backoff sleep by now
+    canceller.Cancel();
+  });
+  const absl::Status s = CallWithRetry({}, r, [&](grpc::ClientContext*) {
+    ++calls;
+    return grpc::Status(grpc::StatusCode::UNAVAILABLE, "prior server restarting");
+  });
+  cancel.join();
+  EXPECT_EQ(s.code(), absl::StatusCode::kCancelled);
+  EXPECT_EQ(calls.load(), 1);  // not tried again after the cancel
+  EXPECT_TRUE(canceller.cancelled());
+  // cancelled before it starts: never calls
+  EXPECT_EQ(CallWithRetry({}, r,
+                          [&](grpc::ClientContext*) {
+                            ++calls;
+                            return grpc::Status::OK;
+                          })
+                .code(),
+            absl::StatusCode::kCancelled);
+  EXPECT_EQ(calls.load(), 1);
 }
 
 TEST(CallWithRetryTest, SendsTokenAndDeadline) {

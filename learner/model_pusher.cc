@@ -15,6 +15,7 @@ namespace prl::learner {
 ModelPusher::ModelPusher(std::shared_ptr<grpc::Channel> channel, std::string address,
                          const prior_server::RemotePriorOptions& options)
     : channel_(std::move(channel)), address_(std::move(address)), options_(options) {
+  options_.retry.canceller = &canceller_;
   thread_ = std::thread([this] { Loop(); });
 }
 
@@ -29,6 +30,7 @@ ModelPusher::~ModelPusher() {
     }
     queue_.clear();
   }
+  canceller_.Cancel();
   thread_.join();
 }
 

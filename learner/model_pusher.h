@@ -7,8 +7,8 @@
 // lacks. Failures are logged, never fatal: a model that did not reach the server can still be
 // pushed with LoadModel by hand.
 //
-// Thread-safe. Destruction finishes the push in progress (bounded by its deadline) and drops
-// the rest, logging them.
+// Thread-safe. Destruction cancels the push in progress (a learner's shutdown does not wait
+// out a retry schedule of minutes while the server is down) and drops the rest, logging them.
 #ifndef PRL_LEARNER_MODEL_PUSHER_H_
 #define PRL_LEARNER_MODEL_PUSHER_H_
 
@@ -22,6 +22,7 @@
 
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/client.h"
 #include "grpcpp/channel.h"
 #include "prior_server/prior_client.h"
 #include "proto/prior.pb.h"
@@ -74,7 +75,8 @@ class ModelPusher {
 
   const std::shared_ptr<grpc::Channel> channel_;
   const std::string address_;
-  const prior_server::RemotePriorOptions options_;
+  CallCanceller canceller_;  // the destructor ends a push in progress with it
+  prior_server::RemotePriorOptions options_;
   mutable absl::Mutex mu_;
   std::deque<Item> queue_ ABSL_GUARDED_BY(mu_);
   bool stop_ ABSL_GUARDED_BY(mu_) = false;

@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <sys/stat.h>
 
+#include <fstream>
 #include <memory>
 #include <string>
 #include <vector>
@@ -155,6 +156,29 @@ TEST(PriorPushTest, PushedModelsAreServedAndSurviveAServerRestart) {
   ASSERT_TRUE(again.AwaitFinished(1, absl::Seconds(60)));
   EXPECT_FALSE(again.AwaitFinished(2, absl::Seconds(2))) << "pushed a model the server has";
   EXPECT_EQ(again.succeeded(), 1);
+}
+
+// A learner shutting down while its pusher retries against a prior server that is down: the
+// pusher's destructor cancels the push instead of waiting out minutes of retries (without the
+// cancel this test runs into its timeout).
+TEST(PriorPushTest, DestroyingThePusherEndsAPushInProgress) {
+  ChannelOptions channel_options;
+  channel_options.address = "127.0.0.1:1";  // nothing listens there
+  auto channel = CreateChannel(channel_options).value();
+  prior_server::RemotePriorOptions push_options;
+  push_options.call.timeout = absl::Seconds(60);
+  push_options.retry.max_attempts = 1000;
+  push_options.retry.initial_backoff = absl::Seconds(1);
+  push_options.retry.max_backoff = absl::Seconds(30);
+  push_options.retry.total_timeout = absl::Minutes(30);
+  const std::string path = ::testing::TempDir() + "/pending.prl";
+  std::ofstream(path) << "bytes";
+  auto pusher =
+      std::make_unique<learner::ModelPusher>(channel, channel_options.address, push_options);
+  pusher->Push("skills", 1, path);
+  absl::SleepFor(absl::Milliseconds(300));  // the push is retrying now
+  EXPECT_EQ(pusher->finished(), 0);
+  pusher.reset();
 }
 
 }  // namespace
