@@ -22,6 +22,9 @@ absl::Status OsError(absl::string_view what, const std::string& path) {
     case ENOSPC:
     case EDQUOT:
       return absl::ResourceExhaustedError(message);
+    case ENAMETOOLONG:  // a path a caller named, too long to be one
+    case ELOOP:
+      return absl::InvalidArgumentError(message);
     default:
       return absl::InternalError(message);
   }

@@ -1,5 +1,6 @@
 // The absl::Status for a failed system call on a file, from errno: NOT_FOUND, ALREADY_EXISTS,
-// PERMISSION_DENIED, RESOURCE_EXHAUSTED (disk full, quota) or INTERNAL, with the message
+// PERMISSION_DENIED, RESOURCE_EXHAUSTED (disk full, quota), INVALID_ARGUMENT (a name too long,
+// too many symbolic links) or INTERNAL, with the message
 // "<what> '<path>': <strerror>". Read errno right after the failing call.
 #ifndef PRL_COMMON_OS_ERROR_H_
 #define PRL_COMMON_OS_ERROR_H_

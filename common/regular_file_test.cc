@@ -57,6 +57,12 @@ TEST(RegularFileTest, DevicesDirectoriesAndFifosAreRefusedAtOnce) {
   EXPECT_EQ(*ReadRegularFile(link), "x");
 }
 
+TEST(RegularFileTest, ANameTooLongIsAnInvalidArgument) {
+  auto read = ReadRegularFile(TestDir() + "/" + std::string(300, 'y'));
+  EXPECT_EQ(read.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(read.status().message(), HasSubstr("too long"));
+}
+
 TEST(RegularFileTest, MissingFileIsNotFoundNamingIt) {
   auto read = ReadRegularFile(TestDir() + "/none.bin");
   EXPECT_EQ(read.status().code(), absl::StatusCode::kNotFound);

@@ -22,6 +22,7 @@ void ActorRegistry::AssignIdle(Actor& actor) {
   actor.assignment.Clear();
   actor.assignment.set_generation(actor.generation);
   actor.reported_env_steps = 0;
+  actor.counted_at = options_.clock();
   actor.next_episode = 1;
   actor.evaluation.Clear();
 }
@@ -35,6 +36,7 @@ void ActorRegistry::AssignSlot(Actor& actor, int slot) {
   actor.assignment.set_env_index_offset(int64_t{slot} * job_.envs_per_actor);
   actor.assignment.set_num_envs(std::min(job_.envs_per_actor, actor.num_envs));
   actor.reported_env_steps = 0;
+  actor.counted_at = options_.clock();
   actor.next_episode = 1;
   actor.evaluation.Clear();
   slots_[slot] = actor.id;
@@ -127,9 +129,9 @@ v1::JoinResponse ActorRegistry::Join(const v1::JoinRequest& request) {
 
 namespace {
 
-// Env steps an actor can plausibly take between two reports (heartbeats come every few
-// seconds): a larger jump is a broken or hostile client, not progress.
-constexpr int64_t kMaxEnvStepsPerReport = 1000000000;
+// Env steps an actor can plausibly take per second since its last counted report (a fast
+// batched env does some 10^5): a larger jump is a broken or hostile client, not progress.
+constexpr int64_t kMaxEnvStepsPerSecond = 1000000;
 // Episode returns beyond this are not rewards an env gives; the mean of a few would overflow.
 constexpr double kMaxAbsEpisodeReturn = 1e15;
 
@@ -166,13 +168,18 @@ absl::Status CheckEpisodes(const v1::ReportEpisodesRequest& request) {
   return absl::OkStatus();
 }
 
-// INVALID_ARGUMENT naming `field` when the cumulative count jumps implausibly far past the
-// actor's last report.
-absl::Status CheckJump(int64_t last, int64_t cumulative, absl::string_view field) {
-  if (cumulative - last > kMaxEnvStepsPerReport) {
-    return FieldError(
-        field, cumulative,
-        absl::StrCat("at most ", kMaxEnvStepsPerReport, " more than the last report (", last, ")"));
+// INVALID_ARGUMENT naming `field` when the cumulative count jumps further past the actor's
+// last counted report (`last`, `elapsed` ago) than kMaxEnvStepsPerSecond allows (a second at
+// least).
+absl::Status CheckJump(int64_t last, absl::Duration elapsed, int64_t cumulative,
+                       absl::string_view field) {
+  const double seconds = std::max(1.0, absl::ToDoubleSeconds(elapsed));
+  const double allowed = seconds * static_cast<double>(kMaxEnvStepsPerSecond);
+  if (static_cast<double>(cumulative) - static_cast<double>(last) > allowed) {
+    return FieldError(field, cumulative,
+                      absl::StrCat("at most ", kMaxEnvStepsPerSecond,
+                                   " env steps per second more than the last report (", last, ", ",
+                                   absl::FormatDuration(elapsed), " ago)"));
   }
   return absl::OkStatus();
 }
@@ -182,6 +189,7 @@ absl::Status CheckJump(int64_t last, int64_t cumulative, absl::string_view field
 int64_t ActorRegistry::TakeEnvSteps(Actor& actor, int64_t cumulative) {
   const int64_t delta = std::max<int64_t>(0, cumulative - actor.reported_env_steps);
   actor.reported_env_steps = std::max(actor.reported_env_steps, cumulative);
+  if (delta > 0) actor.counted_at = options_.clock();
   return delta;
 }
 
@@ -205,8 +213,8 @@ absl::StatusOr<v1::HeartbeatResponse> ActorRegistry::Heartbeat(
     if (request.generation() != actor.generation) {
       *response.mutable_assignment() = actor.assignment;
     } else if (actor.slot >= 0 && has_job_) {
-      PRL_RETURN_IF_ERROR(
-          CheckJump(actor.reported_env_steps, request.status().env_steps(), "status.env_steps"));
+      PRL_RETURN_IF_ERROR(CheckJump(actor.reported_env_steps, options_.clock() - actor.counted_at,
+                                    request.status().env_steps(), "status.env_steps"));
       delta = TakeEnvSteps(actor, request.status().env_steps());
       if (delta > 0) {
         sink = job_.sink;
@@ -248,7 +256,8 @@ absl::StatusOr<v1::ReportEpisodesResponse> ActorRegistry::ReportEpisodes(
     const bool current = request.generation() == actor.generation && actor.slot >= 0 && has_job_ &&
                          request.experiment_id() == job_.experiment_id;
     if (!current) return response;  // an old generation's report: acknowledged, ignored
-    PRL_RETURN_IF_ERROR(CheckJump(actor.reported_env_steps, request.env_steps(), "env_steps"));
+    PRL_RETURN_IF_ERROR(CheckJump(actor.reported_env_steps, options_.clock() - actor.counted_at,
+                                  request.env_steps(), "env_steps"));
     delta = TakeEnvSteps(actor, request.env_steps());
     sink = job_.sink;
     ++sink_calls_;

@@ -102,6 +102,7 @@ class ActorRegistry {
     int slot = -1;  // job slot, -1 when idle
     absl::Time last_seen;
     int64_t reported_env_steps = 0;  // cumulative, current generation
+    absl::Time counted_at;           // when reported_env_steps last grew (or was reset)
     int64_t next_episode = 1;        // first episode number not yet recorded, this generation
     v1::EvaluationRequest evaluation;
   };

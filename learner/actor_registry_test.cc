@@ -157,11 +157,21 @@ TEST_F(ActorRegistryTest, ImplausibleCountsAndReturnsAreRefused) {
   EXPECT_THAT(registry_->ReportEpisodes(report).status().message(), HasSubstr("env_steps: "));
   EXPECT_EQ(sink_.env_steps, 100);
   EXPECT_TRUE(sink_.episodes.empty());
+  // a billion steps a second after the last report: refused (it would end any run)
+  report.set_env_steps(1000000000);
+  EXPECT_THAT(registry_->ReportEpisodes(report).status().message(),
+              HasSubstr("env steps per second"));
   // a good report still counts
   report.set_env_steps(250);
   report.add_episodes()->set_episode_return(-7.5);
   ASSERT_TRUE(registry_->ReportEpisodes(report).ok());
   EXPECT_EQ(sink_.env_steps, 250);
+  // the bound grows with the time since the last counted report
+  now_ += absl::Seconds(10);
+  report.clear_episodes();
+  report.set_env_steps(250 + 9000000);
+  ASSERT_TRUE(registry_->ReportEpisodes(report).ok());
+  EXPECT_EQ(sink_.env_steps, 250 + 9000000);
 }
 
 TEST_F(ActorRegistryTest, NumberedEpisodesAreRecordedOnce) {

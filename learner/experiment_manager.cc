@@ -12,6 +12,10 @@
 namespace prl::learner {
 namespace {
 
+// Progress.message of an experiment that resumes, until its run reports where it resumed.
+constexpr char kResumingMessage[] =
+    "the learner restarted; the run resumes from its last checkpoint";
+
 void SetNow(google::protobuf::Timestamp* ts) {
   const absl::Time now = absl::Now();
   ts->set_seconds(absl::ToUnixSeconds(now));
@@ -106,8 +110,7 @@ absl::StatusOr<std::unique_ptr<ExperimentManager>> ExperimentManager::Create(
         experiment.set_state(v1::EXPERIMENT_STATE_QUEUED);
         // the stored counters may lag what was shown before the restart; say so until the run
         // reports where it resumed
-        experiment.mutable_progress()->set_message(
-            "the learner restarted; the run resumes from its last checkpoint");
+        experiment.mutable_progress()->set_message(kResumingMessage);
         manager->queue_.push_front(id);
         if (std::optional<std::string> stop = manager->store_.LoadStopRequest(id)) {
           // stopped by a user while it wound down: it starts only to end as asked (its run
@@ -172,6 +175,10 @@ void ExperimentManager::RenumberQueue() {
 }
 
 void ExperimentManager::End(Entry& entry, v1::ExperimentState state, const std::string& reason) {
+  // the placeholder of a resumed run that ended before it reported (a failed setup)
+  if (entry.experiment.progress().message() == kResumingMessage) {
+    entry.experiment.mutable_progress()->clear_message();
+  }
   entry.experiment.set_state(state);
   entry.experiment.set_queue_position(0);
   if (state == v1::EXPERIMENT_STATE_FAILED) {

@@ -89,7 +89,9 @@ class ExperimentManagerTest : public ::testing::Test {
         [this, end_at_once](const v1::Experiment& e,
                             RunContext* context) -> absl::StatusOr<std::unique_ptr<ExperimentRun>> {
       const int started = ++runs_started_;
-      if (e.spec().name() == "broken") return absl::InternalError("cannot build");
+      if (e.spec().name() == "broken" || (e.spec().name() == "breaks-on-restart" && started > 1)) {
+        return absl::InternalError("cannot build");
+      }
       return std::make_unique<FakeRun>(context, end_at_once, e.spec().name() == "truncating",
                                        e.spec().name() == "slow-stop" && started == 1);
     };
@@ -291,6 +293,23 @@ TEST_F(ExperimentManagerTest, AStopThatDidNotFinishBeforeARestartIsCarriedOut) {
   // an experiment resumed without a saved stop runs on
   ASSERT_TRUE(m->Submit(Spec("a")).ok());
   AwaitState(*m, "exp-000002", v1::EXPERIMENT_STATE_RUNNING);
+}
+
+// A resumed experiment that fails before its run reports anything does not keep saying that
+// it resumes.
+TEST_F(ExperimentManagerTest, AResumedRunThatFailsAtOnceDropsTheResumingMessage) {
+  const std::string dir = Dir();
+  {
+    auto m = Start(dir);
+    ASSERT_TRUE(m->Submit(Spec("breaks-on-restart")).ok());
+    AwaitState(*m, "exp-000001", v1::EXPERIMENT_STATE_RUNNING);
+    ASSERT_TRUE(AwaitCurve(*m, "exp-000001", 1));
+    m->Shutdown();
+  }
+  auto m = Start(dir);
+  const v1::Experiment failed = AwaitState(*m, "exp-000001", v1::EXPERIMENT_STATE_FAILED);
+  EXPECT_EQ(failed.failure_reason(), "cannot build");
+  EXPECT_EQ(failed.progress().message(), "");
 }
 
 }  // namespace

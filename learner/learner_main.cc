@@ -335,9 +335,10 @@ int main(int argc, char** argv) {
   prl::learner::LearnerServiceOptions options;
   options.auth_token = *token;
   const prl::ServerOptions server_options = prl::ServerOptionsFromFlags("learner", 50052, 9152);
-  if (server_options.max_threads > 0) {
-    options.max_watch_streams = std::max(1, server_options.max_threads / 2);
-  }
+  // Watch streams and waiting GetPolicy calls share half of the handler threads
+  prl::learner::WaitingCallLimit waiting_calls(
+      server_options.max_threads > 0 ? std::max(1, server_options.max_threads / 2) : 8);
+  options.waiting_calls = &waiting_calls;
   prl::learner::ExperimentServiceImpl experiments(options, manager.get(), dataset_store->get());
   prl::learner::ActorServiceImpl actors(options, &registry, &policies);
 

@@ -38,7 +38,7 @@ ExperimentServiceImpl::ExperimentServiceImpl(const LearnerServiceOptions& option
     : auth_(options.auth_token),
       manager_(manager),
       datasets_(datasets),
-      max_watch_streams_(options.max_watch_streams) {}
+      waiting_calls_(options.waiting_calls != nullptr ? options.waiting_calls : &own_limit_) {}
 
 grpc::Status ExperimentServiceImpl::Submit(grpc::ServerContext* context,
                                            const v1::SubmitRequest* request,
@@ -90,16 +90,15 @@ grpc::Status ExperimentServiceImpl::Watch(grpc::ServerContext* context,
   }
   // each open stream holds a handler thread: a bounded number, so that watchers cannot take
   // the threads actors' heartbeats and health checks need
-  if (watch_streams_.fetch_add(1) >= max_watch_streams_) {
-    watch_streams_.fetch_sub(1);
-    return ToGrpcStatus(absl::ResourceExhaustedError(
-        absl::StrCat("too many Watch streams are open (", max_watch_streams_,
-                     ", the learner's limit); close one, or poll with Get")));
+  if (!waiting_calls_->TryEnter()) {
+    return ToGrpcStatus(absl::ResourceExhaustedError(absl::StrCat(
+        "too many Watch streams and waiting GetPolicy calls are open (", waiting_calls_->max(),
+        ", the learner's limit); close one, or poll with Get")));
   }
   struct Release {
-    std::atomic<int>* count;
-    ~Release() { count->fetch_sub(1); }
-  } release{&watch_streams_};
+    WaitingCallLimit* limit;
+    ~Release() { limit->Leave(); }
+  } release{waiting_calls_};
   const absl::Duration interval =
       absl::Milliseconds(request->min_interval_ms() == 0 ? 1000 : request->min_interval_ms());
   const absl::Time deadline = absl::FromChrono(context->deadline());
@@ -161,7 +160,10 @@ grpc::Status ExperimentServiceImpl::ListDatasets(grpc::ServerContext*,
 
 ActorServiceImpl::ActorServiceImpl(const LearnerServiceOptions& options, ActorRegistry* registry,
                                    PolicyStore* policies)
-    : auth_(options.auth_token), registry_(registry), policies_(policies) {}
+    : auth_(options.auth_token),
+      registry_(registry),
+      policies_(policies),
+      waiting_calls_(options.waiting_calls != nullptr ? options.waiting_calls : &own_limit_) {}
 
 grpc::Status ActorServiceImpl::Join(grpc::ServerContext* context, const v1::JoinRequest* request,
                                     v1::JoinResponse* response) {
@@ -192,8 +194,25 @@ grpc::Status ActorServiceImpl::Heartbeat(grpc::ServerContext* context,
 grpc::Status ActorServiceImpl::GetPolicy(grpc::ServerContext* context,
                                          const v1::GetPolicyRequest* request,
                                          v1::GetPolicyResponse* response) {
-  absl::StatusOr<std::shared_ptr<const v1::Policy>> policy = policies_->Wait(
-      request->experiment_id(), request->min_version(), Deadline(*context, absl::Minutes(5)));
+  // a call that waits for a newer version holds a handler thread: past the limit it only
+  // looks, and says so when there is nothing newer yet (actors ask again after a backoff)
+  const bool may_wait = waiting_calls_->TryEnter();
+  struct Release {
+    WaitingCallLimit* limit;
+    bool entered;
+    ~Release() {
+      if (entered) limit->Leave();
+    }
+  } release{waiting_calls_, may_wait};
+  absl::StatusOr<std::shared_ptr<const v1::Policy>> policy =
+      policies_->Wait(request->experiment_id(), request->min_version(),
+                      may_wait ? Deadline(*context, absl::Minutes(5)) : absl::InfinitePast());
+  if (!may_wait && absl::IsDeadlineExceeded(policy.status())) {
+    return ToGrpcStatus(absl::ResourceExhaustedError(
+        absl::StrCat("too many Watch streams and waiting GetPolicy calls are open (",
+                     waiting_calls_->max(), ", the learner's limit) to wait for min_version ",
+                     request->min_version(), "; ask again later")));
+  }
   if (!policy.ok()) return ToGrpcStatus(policy.status());
   if (request->have_version() == (*policy)->version()) {
     v1::Policy* out = response->mutable_policy();

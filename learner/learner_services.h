@@ -19,13 +19,32 @@
 
 namespace prl::learner {
 
+// Bounds the calls that hold a handler thread of the synchronous server (--grpc_max_threads)
+// while they wait: Watch streams and GetPolicy calls waiting for a newer version. Actors'
+// heartbeats and health checks need the other threads; prl_learner allows half of them.
+// Shared by the learner's services. Thread-safe.
+class WaitingCallLimit {
+ public:
+  explicit WaitingCallLimit(int max) : max_(max) {}
+  // True when the call may wait (then Leave when done).
+  bool TryEnter() {
+    if (count_.fetch_add(1) < max_) return true;
+    count_.fetch_sub(1);
+    return false;
+  }
+  void Leave() { count_.fetch_sub(1); }
+  int max() const { return max_; }
+
+ private:
+  const int max_;
+  std::atomic<int> count_{0};
+};
+
 struct LearnerServiceOptions {
   // Bearer token required on mutating RPCs; empty turns the check off.
   std::string auth_token;
-  // Watch streams open at once; more are refused with RESOURCE_EXHAUSTED. Each open stream
-  // holds one of the synchronous server's handler threads (--grpc_max_threads), which actors'
-  // heartbeats and health checks need too: prl_learner allows half of them.
-  int max_watch_streams = 8;
+  // Not owned; null: each service bounds its own waiting calls to 8.
+  WaitingCallLimit* waiting_calls = nullptr;
 };
 
 class ExperimentServiceImpl final : public v1::ExperimentService::Service {
@@ -57,8 +76,8 @@ class ExperimentServiceImpl final : public v1::ExperimentService::Service {
   const TokenAuthenticator auth_;
   ExperimentManager* manager_;
   const DatasetStore* datasets_;
-  const int max_watch_streams_;
-  std::atomic<int> watch_streams_{0};
+  WaitingCallLimit own_limit_{8};
+  WaitingCallLimit* const waiting_calls_;
 };
 
 class ActorServiceImpl final : public v1::ActorService::Service {
@@ -82,6 +101,8 @@ class ActorServiceImpl final : public v1::ActorService::Service {
   const TokenAuthenticator auth_;
   ActorRegistry* registry_;
   PolicyStore* policies_;
+  WaitingCallLimit own_limit_{8};
+  WaitingCallLimit* const waiting_calls_;
 };
 
 }  // namespace prl::learner

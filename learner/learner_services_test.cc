@@ -5,7 +5,10 @@
 
 #include <unistd.h>
 
+#include <atomic>
 #include <fstream>
+#include <thread>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "common/testing/in_process_server.h"
@@ -136,7 +139,7 @@ TEST_F(LearnerServicesTest, WatchStreamsAreBounded) {
   v1::WatchRequest watch;
   watch.set_id(response.id());
   watch.set_min_interval_ms(60000);
-  const int limit = LearnerServiceOptions().max_watch_streams;
+  const int limit = 8;  // a service's own limit when none is shared
   std::vector<std::unique_ptr<grpc::ClientContext>> contexts;
   std::vector<std::unique_ptr<grpc::ClientReader<v1::WatchResponse>>> readers;
   v1::WatchResponse update;
@@ -151,6 +154,9 @@ TEST_F(LearnerServicesTest, WatchStreamsAreBounded) {
   const grpc::Status status = refused->Finish();
   EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
   EXPECT_THAT(status.error_message(), HasSubstr("too many Watch streams"));
+  // the learner's main shares one limit between Watch and GetPolicy; each service alone has
+  // its own, so a GetPolicy waiting for a version that never comes is not refused here (see
+  // GetPolicyWaitsAreBoundedToo)
   // the learner still answers everything else
   v1::GetRequest get;
   get.set_id(response.id());
@@ -171,6 +177,44 @@ TEST_F(LearnerServicesTest, WatchStreamsAreBounded) {
   EXPECT_TRUE(served);
   for (size_t i = 1; i < contexts.size(); ++i) contexts[i]->TryCancel();
   for (size_t i = 1; i < readers.size(); ++i) (void)readers[i]->Finish();
+}
+
+// GetPolicy calls that wait for a version hold a handler thread too: past the limit a call
+// only looks, and is told to ask again later when nothing newer is there yet.
+TEST_F(LearnerServicesTest, GetPolicyWaitsAreBoundedToo) {
+  policies_.Expect("exp-9");
+  v1::GetPolicyRequest request;
+  request.set_experiment_id("exp-9");
+  request.set_min_version(5);
+  const int limit = 8;
+  std::vector<std::thread> waiters;
+  std::atomic<int> served{0};
+  for (int i = 0; i < limit; ++i) {
+    waiters.emplace_back([&] {
+      auto context = Authorized(absl::Seconds(30));
+      v1::GetPolicyResponse response;
+      if (actor_stub_->GetPolicy(context.get(), request, &response).ok() &&
+          response.policy().version() == 5) {
+        ++served;
+      }
+    });
+  }
+  absl::SleepFor(absl::Milliseconds(500));  // all eight are waiting
+  auto context = Authorized();
+  v1::GetPolicyResponse response;
+  const grpc::Status refused = actor_stub_->GetPolicy(context.get(), request, &response);
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_THAT(refused.error_message(), HasSubstr("ask again later"));
+  auto policy = std::make_shared<v1::Policy>();
+  policy->set_experiment_id("exp-9");
+  policy->set_version(5);
+  policies_.Publish(policy);
+  for (std::thread& t : waiters) t.join();
+  EXPECT_EQ(served.load(), limit);
+  // a version that is there is served at once, whatever the others do
+  auto again = Authorized();
+  EXPECT_TRUE(actor_stub_->GetPolicy(again.get(), request, &response).ok());
+  EXPECT_EQ(response.policy().version(), 5);
 }
 
 TEST_F(LearnerServicesTest, SubmitGetListWatchStop) {
