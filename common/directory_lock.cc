@@ -2,7 +2,6 @@
 
 #include <fcntl.h>
 #include <sys/file.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -11,24 +10,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "common/directories.h"
 #include "common/os_error.h"
 
 namespace prl {
-namespace {
-
-// mkdir -p
-absl::Status MakeDirectories(const std::string& dir) {
-  for (size_t slash = dir.find('/', 1);; slash = dir.find('/', slash + 1)) {
-    const std::string prefix = dir.substr(0, slash);
-    if (!prefix.empty() && mkdir(prefix.c_str(), 0755) != 0 && errno != EEXIST) {
-      return OsError("cannot create directory", prefix);
-    }
-    if (slash == std::string::npos) return absl::OkStatus();
-  }
-}
-
-}  // namespace
-
 absl::StatusOr<std::unique_ptr<DirectoryLock>> DirectoryLock::Acquire(const std::string& dir,
                                                                       absl::string_view holder) {
   if (absl::Status s = MakeDirectories(dir); !s.ok()) return s;

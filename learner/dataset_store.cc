@@ -15,6 +15,7 @@
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "common/checksummed_file.h"
+#include "common/directories.h"
 #include "common/os_error.h"
 #include "common/sha256.h"
 #include "common/status_macros.h"
@@ -35,17 +36,6 @@ absl::StatusOr<int64_t> FileSize(const std::string& path) {
   struct stat st;
   if (stat(path.c_str(), &st) != 0) return OsError("cannot stat", path);
   return static_cast<int64_t>(st.st_size);
-}
-
-// mkdir -p
-absl::Status MakeDirs(const std::string& dir) {
-  for (size_t slash = dir.find('/', 1);; slash = dir.find('/', slash + 1)) {
-    const std::string prefix = dir.substr(0, slash);
-    if (mkdir(prefix.c_str(), 0755) != 0 && errno != EEXIST) {
-      return OsError("cannot create", prefix);
-    }
-    if (slash == std::string::npos) return absl::OkStatus();
-  }
 }
 
 // Makes a rename in `dir` durable.
@@ -84,7 +74,7 @@ absl::Status ValidateDatasetName(absl::string_view name, absl::string_view field
 }
 
 absl::StatusOr<std::unique_ptr<DatasetStore>> DatasetStore::Open(const std::string& dir) {
-  PRL_RETURN_IF_ERROR(MakeDirs(dir));
+  PRL_RETURN_IF_ERROR(MakeDirectories(dir));
   return std::unique_ptr<DatasetStore>(new DatasetStore(dir));
 }
 

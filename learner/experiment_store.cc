@@ -15,27 +15,12 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "common/checksummed_file.h"
+#include "common/directories.h"
 #include "common/status_macros.h"
 #include "google/protobuf/text_format.h"
 
 namespace prl::learner {
 namespace {
-
-// mkdir -p.
-absl::Status MakeDir(const std::string& path) {
-  for (size_t slash = path.find('/', 1); slash != std::string::npos;
-       slash = path.find('/', slash + 1)) {
-    const std::string parent = path.substr(0, slash);
-    if (mkdir(parent.c_str(), 0755) != 0 && errno != EEXIST) {
-      return absl::InternalError(
-          absl::StrCat("cannot create ", parent, ": ", std::strerror(errno)));
-    }
-  }
-  if (mkdir(path.c_str(), 0755) != 0 && errno != EEXIST) {
-    return absl::InternalError(absl::StrCat("cannot create ", path, ": ", std::strerror(errno)));
-  }
-  return absl::OkStatus();
-}
 
 // The number in "exp-000042", or -1.
 int64_t IdNumber(const std::string& id) {
@@ -47,9 +32,9 @@ int64_t IdNumber(const std::string& id) {
 }  // namespace
 
 absl::StatusOr<ExperimentStore> ExperimentStore::Open(const std::string& state_dir) {
-  PRL_RETURN_IF_ERROR(MakeDir(state_dir));
+  PRL_RETURN_IF_ERROR(MakeDirectories(state_dir));
   const std::string root = state_dir + "/experiments";
-  PRL_RETURN_IF_ERROR(MakeDir(root));
+  PRL_RETURN_IF_ERROR(MakeDirectories(root));
   ExperimentStore store(root);
   // the next id follows the highest directory, stored record or not
   DIR* dir = opendir(root.c_str());
@@ -102,7 +87,7 @@ absl::StatusOr<std::vector<v1::Experiment>> ExperimentStore::LoadAll() const {
 
 absl::Status ExperimentStore::Save(const v1::Experiment& experiment) const {
   const std::string dir = ExperimentDir(experiment.id());
-  PRL_RETURN_IF_ERROR(MakeDir(dir));
+  PRL_RETURN_IF_ERROR(MakeDirectories(dir));
   v1::Experiment record = experiment;
   record.clear_curve();
   PRL_RETURN_IF_ERROR(WriteChecksummedFile(dir + "/experiment.pb", record.SerializeAsString()));
@@ -113,7 +98,7 @@ absl::Status ExperimentStore::Save(const v1::Experiment& experiment) const {
 
 absl::Status ExperimentStore::SaveStopRequest(const std::string& id,
                                               const std::string& reason) const {
-  PRL_RETURN_IF_ERROR(MakeDir(ExperimentDir(id)));
+  PRL_RETURN_IF_ERROR(MakeDirectories(ExperimentDir(id)));
   return WriteFileAtomically(ExperimentDir(id) + "/stop_requested", reason);
 }
 
@@ -138,7 +123,7 @@ absl::Status ExperimentStore::SaveCurve(const std::string& id,
                           p.elapsed_seconds(), p.updates(), p.train_return(), p.train_episodes(),
                           p.eval_return(), p.eval_episodes(), p.eval_success_rate());
   }
-  PRL_RETURN_IF_ERROR(MakeDir(ExperimentDir(id)));
+  PRL_RETURN_IF_ERROR(MakeDirectories(ExperimentDir(id)));
   return WriteFileAtomically(ExperimentDir(id) + "/curve.csv", csv);
 }
 

@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
+#include "common/directories.h"
 #include "common/os_error.h"
 #include "common/status_macros.h"
 #include "models/model_directory.h"
@@ -17,26 +18,12 @@
 namespace prl::learner {
 namespace {
 
-absl::Status MakeDir(const std::string& dir) {
-  if (mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) return OsError("cannot create", dir);
-  return absl::OkStatus();
-}
-
-// mkdir -p
-absl::Status MakeDirs(const std::string& dir) {
-  for (size_t slash = dir.find('/', 1); slash != std::string::npos;
-       slash = dir.find('/', slash + 1)) {
-    PRL_RETURN_IF_ERROR(MakeDir(dir.substr(0, slash)));
-  }
-  return MakeDir(dir);
-}
-
 absl::Status CheckName(const std::string& name) { return models::ValidateModelName(name, "name"); }
 
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<ModelStore>> ModelStore::Open(const std::string& dir) {
-  PRL_RETURN_IF_ERROR(MakeDirs(dir));
+  PRL_RETURN_IF_ERROR(MakeDirectories(dir));
   return std::unique_ptr<ModelStore>(new ModelStore(dir));
 }
 
@@ -78,7 +65,7 @@ absl::StatusOr<std::string> ModelStore::Write(const models::ModelArtifact& artif
                                                    " is already stored (", PathOf(name, version),
                                                    ")"));
     }
-    PRL_RETURN_IF_ERROR(MakeDir(absl::StrCat(dir_, "/", name)));
+    PRL_RETURN_IF_ERROR(MakeDirectories(absl::StrCat(dir_, "/", name)));
     path = PathOf(name, version);
     PRL_RETURN_IF_ERROR(models::WriteModelArtifact(path, artifact));
     reserved_.erase({name, version});
