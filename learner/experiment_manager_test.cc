@@ -22,8 +22,10 @@ using ::testing::HasSubstr;
 // A run that reports one curve point and then waits for Stop (or ends at once when told).
 class FakeRun final : public ExperimentRun {
  public:
-  // slow_stop: a user's stop does not end the run (it winds down) until a shutdown comes
-  FakeRun(RunContext* context, bool end_at_once, bool truncate = false, bool slow_stop = false)
+  // slow_stop (when set): a user's stop does not end the run (it winds down) until a shutdown
+  // comes; the run notifies it when the user's stop arrives
+  FakeRun(RunContext* context, bool end_at_once, bool truncate = false,
+          absl::Notification* slow_stop = nullptr)
       : context_(context), end_at_once_(end_at_once), truncate_(truncate), slow_stop_(slow_stop) {}
   Result Run() override {
     v1::Progress p;
@@ -48,7 +50,10 @@ class FakeRun final : public ExperimentRun {
   }
   void RequestStop(const std::string& reason, bool shutdown) override {
     absl::MutexLock lock(&mu_);
-    if (slow_stop_ && !shutdown) return;
+    if (slow_stop_ != nullptr && !shutdown) {
+      if (!slow_stop_->HasBeenNotified()) slow_stop_->Notify();
+      return;
+    }
     reason_ = reason;
     shutdown_ = shutdown;
     stopped_ = true;
@@ -58,7 +63,7 @@ class FakeRun final : public ExperimentRun {
   RunContext* context_;
   bool end_at_once_;
   bool truncate_;
-  bool slow_stop_;
+  absl::Notification* slow_stop_;
   absl::Mutex mu_;
   bool stopped_ = false;
   bool shutdown_ = false;
@@ -92,8 +97,9 @@ class ExperimentManagerTest : public ::testing::Test {
       if (e.spec().name() == "broken" || (e.spec().name() == "breaks-on-restart" && started > 1)) {
         return absl::InternalError("cannot build");
       }
-      return std::make_unique<FakeRun>(context, end_at_once, e.spec().name() == "truncating",
-                                       e.spec().name() == "slow-stop" && started == 1);
+      return std::make_unique<FakeRun>(
+          context, end_at_once, e.spec().name() == "truncating",
+          e.spec().name() == "slow-stop" && started == 1 ? &user_stop_arrived_ : nullptr);
     };
     auto manager = ExperimentManager::Create(options);
     EXPECT_TRUE(manager.ok()) << manager.status();
@@ -138,6 +144,7 @@ class ExperimentManagerTest : public ::testing::Test {
   }
 
   std::atomic<int> runs_started_{0};
+  absl::Notification user_stop_arrived_;  // at a "slow-stop" run
   absl::Mutex counts_mu_;
   std::map<std::string, int> state_counts_ ABSL_GUARDED_BY(counts_mu_);
 };
@@ -275,12 +282,8 @@ TEST_F(ExperimentManagerTest, AStopThatDidNotFinishBeforeARestartIsCarriedOut) {
     ASSERT_TRUE(AwaitCurve(*m, "exp-000001", 1));
     std::thread stopper([&] { m->Stop("exp-000001", "enough for today"); });
     // the stop is on disk before the run was asked; the run is still winding down
-    const std::string marker = dir + "/experiments/exp-000001/stop_requested";
-    const absl::Time deadline = absl::Now() + absl::Seconds(20);
-    while (!std::ifstream(marker).good() && absl::Now() < deadline) {
-      absl::SleepFor(absl::Milliseconds(5));
-    }
-    ASSERT_TRUE(std::ifstream(marker).good());
+    ASSERT_TRUE(user_stop_arrived_.WaitForNotificationWithTimeout(absl::Seconds(20)));
+    EXPECT_TRUE(std::ifstream(dir + "/experiments/exp-000001/stop_requested").good());
     EXPECT_EQ(m->Get("exp-000001", false)->state(), v1::EXPERIMENT_STATE_RUNNING);
     m->Shutdown();  // the learner goes down before the run ended: RUNNING on disk
     stopper.join();

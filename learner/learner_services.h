@@ -34,6 +34,7 @@ class WaitingCallLimit {
   }
   void Leave() { count_.fetch_sub(1); }
   int max() const { return max_; }
+  int count() const { return count_.load(); }
 
  private:
   const int max_;

@@ -68,10 +68,11 @@ class LearnerServicesTest : public ::testing::Test {
     ASSERT_TRUE(manager.ok()) << manager.status();
     manager_ = std::move(*manager);
     datasets_ = *DatasetStore::Open(options.state_dir + "/datasets");
-    experiments_ = std::make_unique<ExperimentServiceImpl>(LearnerServiceOptions{"token-3"},
-                                                           manager_.get(), datasets_.get());
-    actors_ = std::make_unique<ActorServiceImpl>(LearnerServiceOptions{"token-3"}, &registry_,
-                                                 &policies_);
+    // one waiting-call limit for both services, as prl_learner has
+    const LearnerServiceOptions service_options{"token-3", &waiting_calls_};
+    experiments_ =
+        std::make_unique<ExperimentServiceImpl>(service_options, manager_.get(), datasets_.get());
+    actors_ = std::make_unique<ActorServiceImpl>(service_options, &registry_, &policies_);
     auto server =
         prl::testing::InProcessServer::Start("learner", {experiments_.get(), actors_.get()});
     ASSERT_TRUE(server.ok()) << server.status();
@@ -90,6 +91,7 @@ class LearnerServicesTest : public ::testing::Test {
     return context;
   }
 
+  WaitingCallLimit waiting_calls_{8};
   ActorRegistry registry_;
   PolicyStore policies_;
   std::unique_ptr<DatasetStore> datasets_;
@@ -139,7 +141,7 @@ TEST_F(LearnerServicesTest, WatchStreamsAreBounded) {
   v1::WatchRequest watch;
   watch.set_id(response.id());
   watch.set_min_interval_ms(60000);
-  const int limit = 8;  // a service's own limit when none is shared
+  const int limit = waiting_calls_.max();
   std::vector<std::unique_ptr<grpc::ClientContext>> contexts;
   std::vector<std::unique_ptr<grpc::ClientReader<v1::WatchResponse>>> readers;
   v1::WatchResponse update;
@@ -154,9 +156,6 @@ TEST_F(LearnerServicesTest, WatchStreamsAreBounded) {
   const grpc::Status status = refused->Finish();
   EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
   EXPECT_THAT(status.error_message(), HasSubstr("too many Watch streams"));
-  // the learner's main shares one limit between Watch and GetPolicy; each service alone has
-  // its own, so a GetPolicy waiting for a version that never comes is not refused here (see
-  // GetPolicyWaitsAreBoundedToo)
   // the learner still answers everything else
   v1::GetRequest get;
   get.set_id(response.id());
@@ -186,7 +185,7 @@ TEST_F(LearnerServicesTest, GetPolicyWaitsAreBoundedToo) {
   v1::GetPolicyRequest request;
   request.set_experiment_id("exp-9");
   request.set_min_version(5);
-  const int limit = 8;
+  const int limit = waiting_calls_.max();
   std::vector<std::thread> waiters;
   std::atomic<int> served{0};
   for (int i = 0; i < limit; ++i) {
@@ -199,7 +198,11 @@ TEST_F(LearnerServicesTest, GetPolicyWaitsAreBoundedToo) {
       }
     });
   }
-  absl::SleepFor(absl::Milliseconds(500));  // all eight are waiting
+  // all eight are waiting
+  for (int i = 0; i < 2000 && waiting_calls_.count() < limit; ++i) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  ASSERT_EQ(waiting_calls_.count(), limit);
   auto context = Authorized();
   v1::GetPolicyResponse response;
   const grpc::Status refused = actor_stub_->GetPolicy(context.get(), request, &response);
