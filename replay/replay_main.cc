@@ -1,6 +1,7 @@
 // prl_replay: one replay shard. Serves prl.v1.ReplayService, gRPC health and /metrics;
 // restores its tables from the last checkpoint on start, checkpoints periodically, and on
 // SIGTERM/SIGINT drains, writes a final checkpoint and exits.
+#include <algorithm>
 #include <iostream>
 #include <memory>
 
@@ -60,9 +61,13 @@ int main(int argc, char** argv) {
     std::cerr << "prl_replay: " << shard.status().message() << "\n";
     return 1;
   }
-  prl::replay::ReplayServiceImpl service({*token}, shard->get());
-  auto host = prl::ServerHost::Start(prl::ServerOptionsFromFlags("replay", 50051, 9151), {&service},
-                                     registry);
+  prl::replay::ReplayServiceOptions service_options;
+  service_options.auth_token = *token;
+  if (server_options.max_threads > 0) {
+    service_options.max_waiting_samples = std::max(1, server_options.max_threads / 2);
+  }
+  prl::replay::ReplayServiceImpl service(service_options, shard->get());
+  auto host = prl::ServerHost::Start(server_options, {&service}, registry);
   if (!host.ok()) {
     std::cerr << "prl_replay: " << host.status().message() << "\n";
     return 1;

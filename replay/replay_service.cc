@@ -91,7 +91,7 @@ absl::Status InsertRequestBytes(ReplayShard& shard, grpc::ServerContext* context
 }  // namespace
 
 ReplayServiceImpl::ReplayServiceImpl(const ReplayServiceOptions& options, ReplayShard* shard)
-    : auth_(options.auth_token), shard_(shard) {
+    : auth_(options.auth_token), shard_(shard), max_waiting_samples_(options.max_waiting_samples) {
   // serve Insert with a handler that reads grpc::ByteBuffer instead of parsed InsertRequests.
   // MarkMethodStreamed is grpc::Service's hook for replacing a synchronous method's handler; it
   // also relabels the method a bidi stream, which for a client stream changes nothing on the
@@ -162,7 +162,19 @@ grpc::Status ReplayServiceImpl::Sample(grpc::ServerContext* context,
   if (grpc::Status s = auth_.Check(*context); !s.ok()) return s;
   auto table = shard_->GetTable(request->table());
   if (!table.ok()) return ToGrpcStatus(table.status());
-  absl::Status s = (*table)->Sample(*request, Deadline(*context), Cancelled(context), response);
+  // a waiting Sample holds a handler thread: past the limit it only looks
+  const bool may_wait = waiting_samples_.fetch_add(1) < max_waiting_samples_;
+  struct Release {
+    std::atomic<int>* count;
+    ~Release() { count->fetch_sub(1); }
+  } release{&waiting_samples_};
+  absl::Status s = (*table)->Sample(*request, may_wait ? Deadline(*context) : absl::InfinitePast(),
+                                    Cancelled(context), response);
+  if (!may_wait && absl::IsDeadlineExceeded(s)) {
+    s = absl::DeadlineExceededError(absl::StrCat(
+        "table '", request->table(), "' cannot be sampled now, and ", max_waiting_samples_,
+        " Samples (this shard's limit) are already waiting; ask again later"));
+  }
   if (s.ok()) *response->mutable_rate_limiter() = RateLimiterStateOf((*table)->Info());
   return ToGrpcStatus(s);
 }

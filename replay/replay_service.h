@@ -7,6 +7,7 @@
 #ifndef PRL_REPLAY_REPLAY_SERVICE_H_
 #define PRL_REPLAY_REPLAY_SERVICE_H_
 
+#include <atomic>
 #include <string>
 
 #include "common/auth.h"
@@ -20,6 +21,12 @@ namespace prl::replay {
 struct ReplayServiceOptions {
   // Bearer token required on mutating RPCs; empty turns the check off.
   std::string auth_token;
+  // Sample calls that may wait (for the rate limiter, a table still filling) at once. Each
+  // holds a handler thread of the synchronous server (--grpc_max_threads) while it waits; past
+  // this, a Sample only looks: it samples when it can at once and otherwise ends with
+  // DEADLINE_EXCEEDED, as a wait that ran out would (samplers retry). prl_replay allows half
+  // of the handler threads, keeping the rest for inserts, Info and health checks.
+  int max_waiting_samples = 8;
 };
 
 class ReplayServiceImpl final : public v1::ReplayService::Service {
@@ -44,9 +51,14 @@ class ReplayServiceImpl final : public v1::ReplayService::Service {
   grpc::Status Checkpoint(grpc::ServerContext* context, const v1::CheckpointRequest* request,
                           v1::CheckpointResponse* response) override;
 
+  // Sample calls in progress (tests).
+  int samples_in_progress() const { return waiting_samples_.load(); }
+
  private:
   const TokenAuthenticator auth_;
   ReplayShard* const shard_;
+  const int max_waiting_samples_;
+  std::atomic<int> waiting_samples_{0};
 };
 
 }  // namespace prl::replay

@@ -1,6 +1,8 @@
 #include "replay/replay_service.h"
 
+#include <atomic>
 #include <cstring>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -234,6 +236,42 @@ TEST_F(ReplayServiceTest, SampleHonoursTimeoutAndMutatingCallsNeedToken) {
   EXPECT_EQ(InsertStream({Rows(1, 1.0f)}, &inserted, "wrong").error_code(),
             grpc::StatusCode::UNAUTHENTICATED);
   EXPECT_EQ(shard_->Info("t")->tables(0).size(), 0);
+}
+
+// A Sample waiting on an empty table holds a handler thread: past the limit a Sample only
+// looks, so that waiting samplers cannot take the threads inserts, Info and health need.
+TEST_F(ReplayServiceTest, WaitingSamplesAreBounded) {
+  v1::SampleRequest sample;
+  sample.set_table("t");
+  sample.set_batch_size(1);
+  sample.set_timeout_ms(30000);
+  const int limit = ReplayServiceOptions().max_waiting_samples;
+  std::atomic<int> served{0};
+  std::vector<std::thread> waiters;
+  for (int i = 0; i < limit; ++i) {
+    waiters.emplace_back([&] {
+      v1::SampleResponse sampled;
+      if (stub_->Sample(server_->Context(kToken).get(), sample, &sampled).ok()) ++served;
+    });
+  }
+  for (int i = 0; i < 2000 && service_->samples_in_progress() < limit; ++i) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  ASSERT_EQ(service_->samples_in_progress(), limit);
+  v1::SampleResponse sampled;
+  const grpc::Status refused = stub_->Sample(server_->Context(kToken).get(), sample, &sampled);
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+  EXPECT_THAT(refused.error_message(), HasSubstr("already waiting"));
+  // inserts and Info are still served; the rows end the waits
+  v1::InfoRequest info_request;
+  v1::InfoResponse info;
+  EXPECT_TRUE(stub_->Info(server_->Context().get(), info_request, &info).ok());
+  v1::InsertResponse inserted;
+  ASSERT_TRUE(InsertStream({Rows(3, 1.0f)}, &inserted).ok());
+  for (std::thread& t : waiters) t.join();
+  EXPECT_EQ(served.load(), limit);
+  // a Sample that can be served at once is, whatever the others do
+  EXPECT_TRUE(stub_->Sample(server_->Context(kToken).get(), sample, &sampled).ok());
 }
 
 TEST_F(ReplayServiceTest, UpdatePrioritiesAndCheckpoint) {
