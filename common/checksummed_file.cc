@@ -10,6 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/crc32c.h"
+#include "common/directories.h"
 #include "common/os_error.h"
 #include "common/regular_file.h"
 #include "common/status_macros.h"
@@ -68,16 +69,6 @@ std::string DirName(const std::string& path) {
   return path.substr(0, slash);
 }
 
-absl::Status FsyncDirectory(const std::string& path) {
-  const std::string dir = DirName(path);
-  const int fd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return OsError("cannot open directory", dir);
-  const int rc = fsync(fd);
-  close(fd);
-  if (rc != 0) return OsError("cannot fsync directory", dir);
-  return absl::OkStatus();
-}
-
 // Opens a fresh temp file beside `path`.
 absl::StatusOr<int> OpenTemp(const std::string& temp_path) {
   const int fd = open(temp_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -94,7 +85,7 @@ absl::Status Publish(int fd, const std::string& temp_path, const std::string& pa
   }
   if (close(fd) != 0) return OsError("cannot close", temp_path);
   if (rename(temp_path.c_str(), path.c_str()) != 0) return OsError("cannot rename onto", path);
-  return FsyncDirectory(path);
+  return SyncDirectory(DirName(path));
 }
 
 }  // namespace

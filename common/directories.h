@@ -14,6 +14,10 @@ namespace prl {
 // Errors: the OS error naming the directory that could not be created or synced.
 absl::Status MakeDirectories(const std::string& path);
 
+// fsyncs the directory `dir`, making the entries created, renamed or removed in it durable.
+// Errors: the OS error naming it.
+absl::Status SyncDirectory(const std::string& dir);
+
 }  // namespace prl
 
 #endif  // PRL_COMMON_DIRECTORIES_H_

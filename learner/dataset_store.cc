@@ -38,18 +38,6 @@ absl::StatusOr<int64_t> FileSize(const std::string& path) {
   return static_cast<int64_t>(st.st_size);
 }
 
-// Makes a rename in `dir` durable.
-absl::Status SyncDir(const std::string& dir) {
-  const int fd = open(dir.c_str(), O_RDONLY | O_DIRECTORY);
-  if (fd < 0) return OsError("cannot open", dir);
-  const int rc = fsync(fd);
-  const int saved = errno;
-  close(fd);
-  errno = saved;
-  if (rc != 0) return OsError("cannot fsync", dir);
-  return absl::OkStatus();
-}
-
 void SetNow(google::protobuf::Timestamp* ts) {
   const absl::Time now = absl::Now();
   ts->set_seconds(absl::ToUnixSeconds(now));
@@ -216,7 +204,7 @@ absl::StatusOr<v1::DatasetInfo> DatasetStore::Commit(const std::string& staged_p
         return OsError(absl::StrCat("cannot move the staged dataset to ", path, " from"),
                        staged_path);
       }
-      PRL_RETURN_IF_ERROR(SyncDir(dir_));
+      PRL_RETURN_IF_ERROR(SyncDirectory(dir_));
     } else if (FileExists(staged_path)) {
       std::remove(staged_path.c_str());
     }
@@ -243,7 +231,7 @@ absl::StatusOr<v1::DatasetInfo> DatasetStore::Commit(const std::string& staged_p
   if (rename(staged_path.c_str(), path.c_str()) != 0) {
     return OsError(absl::StrCat("cannot move the staged dataset to ", path, " from"), staged_path);
   }
-  PRL_RETURN_IF_ERROR(SyncDir(dir_));
+  PRL_RETURN_IF_ERROR(SyncDirectory(dir_));
   return info;
 }
 
